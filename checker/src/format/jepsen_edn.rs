@@ -1,0 +1,389 @@
+//! Jepsen histories as one EDN map per line:
+//!
+//! ```text
+//! {:process 0, :type :invoke, :f :append, :key "0", :value "x 0 0 y"}
+//! {:process 0, :type :ok, :f :get, :key "3", :value "x 3 1 y"}
+//! ```
+//!
+//! The model is chosen by the first operation: `:get`/`:put`/`:append` is a
+//! string kv map (every key initially `""`), `:read`/`:write`/`:cas` a
+//! register over integers (`nil`: empty). `:key` may be a string, an integer
+//! or a keyword; a register history may omit it. Other fields (`:time`,
+//! `:index`, ...) are ignored: line order is time. Events of non-numeric
+//! processes (`:nemesis`) are skipped, as are blank lines and `;` comments.
+
+use super::edn::{self, Edn};
+use super::jepsen_log::{apply_register_event, Columns, Event, JEPSEN_LOG_KEY};
+use super::{EventType, Outstanding, ParseError, ParsedHistory, Problem};
+use crate::history::History;
+use crate::kv::{KvHistory, KvOutcome};
+use crate::model::KvInput;
+
+/// Parses the text; time is the line number.
+///
+/// # Errors
+/// The first malformed line, with the column of the offending field.
+pub fn parse(text: &str) -> Result<ParsedHistory, ParseError> {
+    let mut parsed: Option<ParsedHistory> = None;
+    let mut outstanding = Outstanding::default();
+    for (index, line_text) in text.lines().enumerate() {
+        let line = index + 1;
+        let trimmed = line_text.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with(';') {
+            continue;
+        }
+        let err = |column: usize, problem: Problem| ParseError {
+            line,
+            column,
+            problem,
+        };
+        let (value, columns) = edn::parse_value_with_columns(line_text, line)?;
+        let first_column = line_text.chars().count() - trimmed.chars().count() + 1;
+        let Edn::Map(pairs) = &value else {
+            return Err(err(
+                first_column,
+                Problem::WrongType {
+                    field: "line",
+                    expected: "a map",
+                    found: value.kind().to_owned(),
+                },
+            ));
+        };
+        let end_column = line_text.chars().count() + 1;
+        let field = |name: &'static str| -> Option<(&Edn, usize)> {
+            pairs.iter().enumerate().find_map(|(i, (k, v))| match k {
+                Edn::Keyword(k) if k == name => Some((v, columns[2 * i + 1])),
+                _ => None,
+            })
+        };
+        let required = |name: &'static str| {
+            field(name).ok_or_else(|| err(end_column, Problem::MissingField { field: name }))
+        };
+        let (process, process_column) = required("process")?;
+        let process = match process {
+            Edn::Int(n) if *n >= 0 => *n as u64,
+            // :nemesis and other non-client processes.
+            Edn::Keyword(_) => continue,
+            other => {
+                return Err(err(
+                    process_column,
+                    Problem::WrongType {
+                        field: "process",
+                        expected: "a non-negative integer",
+                        found: other.kind().to_owned(),
+                    },
+                ))
+            }
+        };
+        let (kind, kind_column) = required("type")?;
+        let kind = keyword(kind, "type")
+            .and_then(EventType::from_name)
+            .map_err(|p| err(kind_column, p))?;
+        let (f, f_column) = required("f")?;
+        let f = keyword(f, "f").map_err(|p| err(f_column, p))?;
+        let (value, value_column) = field("value").unwrap_or((&Edn::Nil, end_column));
+        let key = match field("key") {
+            None => None,
+            Some((k, column)) => Some(key_text(k).map_err(|p| err(column, p))?),
+        };
+        let columns = Columns {
+            process: process_column,
+            kind: kind_column,
+            f: f_column,
+            value: value_column,
+        };
+
+        let history = match &mut parsed {
+            Some(h) => h,
+            None => parsed.insert(match f {
+                "get" | "put" | "append" => ParsedHistory::Kv(KvHistory::new()),
+                "read" | "write" | "cas" => ParsedHistory::Register(History::new()),
+                other => {
+                    return Err(err(
+                        f_column,
+                        Problem::UnknownFunction {
+                            found: format!(":{other}"),
+                            expected: ":get, :put, :append, :read, :write or :cas",
+                        },
+                    ))
+                }
+            }),
+        };
+        let event = Event {
+            line,
+            process,
+            kind,
+            f,
+            value,
+        };
+        match history {
+            ParsedHistory::Register(h) => {
+                if matches!(f, "get" | "put" | "append") {
+                    let found = format!(":{f}");
+                    return Err(err(
+                        f_column,
+                        Problem::MixedModels {
+                            found,
+                            model: "register",
+                        },
+                    ));
+                }
+                let key = key.as_deref().unwrap_or(JEPSEN_LOG_KEY);
+                apply_register_event(h, &mut outstanding, key, &event, &columns)?;
+            }
+            ParsedHistory::Kv(h) => {
+                if matches!(f, "read" | "write" | "cas") {
+                    let found = format!(":{f}");
+                    return Err(err(f_column, Problem::MixedModels { found, model: "kv" }));
+                }
+                let key =
+                    key.ok_or_else(|| err(end_column, Problem::MissingField { field: "key" }))?;
+                apply_kv_event(h, &mut outstanding, &key, &event, &columns)?;
+            }
+        }
+    }
+    Ok(parsed.unwrap_or(ParsedHistory::Register(History::new())))
+}
+
+fn keyword<'a>(value: &'a Edn, field: &'static str) -> Result<&'a str, Problem> {
+    match value {
+        Edn::Keyword(k) => Ok(k),
+        other => Err(Problem::WrongType {
+            field,
+            expected: "a keyword",
+            found: other.kind().to_owned(),
+        }),
+    }
+}
+
+fn key_text(value: &Edn) -> Result<String, Problem> {
+    match value {
+        Edn::Str(s) => Ok(s.clone()),
+        Edn::Int(n) => Ok(n.to_string()),
+        Edn::Keyword(k) => Ok(format!(":{k}")),
+        other => Err(Problem::WrongType {
+            field: "key",
+            expected: "a string, integer or keyword",
+            found: other.kind().to_owned(),
+        }),
+    }
+}
+
+fn string_value(value: &Edn, field: &'static str) -> Result<String, Problem> {
+    match value {
+        Edn::Str(s) => Ok(s.clone()),
+        other => Err(Problem::WrongType {
+            field,
+            expected: "a string",
+            found: other.kind().to_owned(),
+        }),
+    }
+}
+
+fn kv_input(f: &str, value: &Edn) -> Result<KvInput, Problem> {
+    Ok(match f {
+        "get" => KvInput::Get,
+        "put" => KvInput::Put(string_value(value, "put value")?),
+        "append" => KvInput::Append(string_value(value, "append value")?),
+        other => {
+            return Err(Problem::UnknownFunction {
+                found: format!(":{other}"),
+                expected: ":get, :put or :append",
+            })
+        }
+    })
+}
+
+fn apply_kv_event(
+    history: &mut KvHistory,
+    outstanding: &mut Outstanding,
+    key: &str,
+    event: &Event<'_>,
+    columns: &Columns,
+) -> Result<(), ParseError> {
+    let line = event.line;
+    let err = |column: usize, problem: Problem| ParseError {
+        line,
+        column,
+        problem,
+    };
+    let time = line as u64;
+    if event.kind == EventType::Invoke {
+        outstanding
+            .check_free(event.process)
+            .map_err(|p| err(columns.process, p))?;
+        let input = kv_input(event.f, event.value).map_err(|p| {
+            let column = match p {
+                Problem::UnknownFunction { .. } => columns.f,
+                _ => columns.value,
+            };
+            err(column, p)
+        })?;
+        let id = history.invoke(event.process, key, input, time);
+        outstanding.open(event.process, id, line, event.f);
+        return Ok(());
+    }
+    let (id, invoke_line) = outstanding.close(event.process, event.f).map_err(|p| {
+        let column = match p {
+            Problem::NoInvocation { .. } => columns.process,
+            _ => columns.f,
+        };
+        err(column, p)
+    })?;
+    let Some(op) = history.operation(id) else {
+        return Err(err(
+            columns.process,
+            Problem::NoInvocation {
+                process: event.process,
+            },
+        ));
+    };
+    if op.key != key {
+        return Err(err(
+            columns.process,
+            Problem::MismatchedCompletion {
+                invoke_line,
+                detail: format!("invoked on key {:?}, completed on key {key:?}", op.key),
+            },
+        ));
+    }
+    let outcome = match event.kind {
+        EventType::Fail => KvOutcome::Fail,
+        EventType::Info | EventType::Invoke => KvOutcome::Info,
+        EventType::Ok => match &op.input {
+            KvInput::Get => KvOutcome::Ok {
+                value: Some(
+                    string_value(event.value, "get value").map_err(|p| err(columns.value, p))?,
+                ),
+            },
+            input => {
+                let echoed = kv_input(event.f, event.value).map_err(|p| err(columns.value, p))?;
+                if &echoed != input {
+                    return Err(err(
+                        columns.value,
+                        Problem::MismatchedCompletion {
+                            invoke_line,
+                            detail: format!("invoked {input:?}, completed {echoed:?}"),
+                        },
+                    ));
+                }
+                KvOutcome::Ok { value: None }
+            }
+        },
+    };
+    history.complete(id, time, outcome);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{Call, OpId, Outcome};
+    use crate::linearizability::{CheckOptions, Verdict};
+
+    #[test]
+    fn kv_lines_parse_into_a_kv_history() {
+        let text = r#"{:process 0, :type :invoke, :f :append, :key "0", :value "x 0 0 y"}
+{:process 1, :type :invoke, :f :get, :key "0", :value nil}
+{:process 0, :type :ok, :f :append, :key "0", :value "x 0 0 y"}
+{:process 1, :type :ok, :f :get, :key "0", :value "x 0 0 y"}
+{:process 2, :type :invoke, :f :put, :key "1", :value "a"}
+"#;
+        let ParsedHistory::Kv(h) = parse(text).unwrap() else {
+            panic!("not kv")
+        };
+        assert_eq!(h.len(), 3);
+        assert_eq!(
+            h.operation(OpId(0)).unwrap().input,
+            KvInput::Append("x 0 0 y".into())
+        );
+        assert_eq!(
+            h.operation(OpId(1)).unwrap().completion,
+            Some((
+                4,
+                KvOutcome::Ok {
+                    value: Some("x 0 0 y".into())
+                }
+            ))
+        );
+        assert_eq!(h.operation(OpId(2)).unwrap().completion, None);
+        assert_eq!(
+            ParsedHistory::Kv(h).check(&CheckOptions::default()),
+            Verdict::Linearizable
+        );
+    }
+
+    #[test]
+    fn register_lines_parse_into_a_register_history() {
+        let text = "{:type :invoke, :f :cas, :value [nil 2], :process 3, :time 10}\n\
+                    {:type :info, :f :nemesis, :value nil, :process :nemesis}\n\
+                    ; a comment\n\
+                    {:type :fail, :f :cas, :value [nil 2], :process 3, :time 20}\n";
+        let ParsedHistory::Register(h) = parse(text).unwrap() else {
+            panic!("not register")
+        };
+        let op = h.operation(OpId(0)).unwrap();
+        assert_eq!(
+            op.call,
+            Call::Cas {
+                expected: None,
+                new: Some(2)
+            }
+        );
+        assert_eq!(op.outcome(), &Outcome::Fail);
+        assert_eq!(op.key, JEPSEN_LOG_KEY);
+    }
+
+    fn error_of(text: &str) -> (usize, usize, Problem) {
+        let e = parse(text).unwrap_err();
+        (e.line, e.column, e.problem)
+    }
+
+    #[test]
+    fn errors_point_at_the_offending_field() {
+        let (line, column, problem) = error_of("\n{:process 0, :type :begin, :f :get, :key \"k\"}");
+        assert_eq!((line, column), (2, 20));
+        assert!(matches!(problem, Problem::UnknownType { .. }));
+        let (_, column, _) =
+            error_of(r#"{:process 0, :type :invoke, :f :put, :key "k", :value 5}"#);
+        assert_eq!(column, 55);
+        assert_eq!(
+            error_of(r#"{:process 0, :type :invoke, :f :get}"#),
+            (1, 37, Problem::MissingField { field: "key" })
+        );
+        assert_eq!(
+            error_of("[1 2]").2,
+            Problem::WrongType {
+                field: "line",
+                expected: "a map",
+                found: "a vector".into()
+            }
+        );
+        let (_, column, problem) = error_of(
+            "{:process 0, :type :invoke, :f :get, :key \"k\"}\n{:process 1, :type :invoke, :f :read}",
+        );
+        assert_eq!(column, 32);
+        assert!(matches!(problem, Problem::MixedModels { .. }));
+        let (_, column, problem) =
+            error_of(r#"{:process 0, :type :ok, :f :get, :key "k", :value ""}"#);
+        assert_eq!(
+            (column, problem),
+            (11, Problem::NoInvocation { process: 0 })
+        );
+    }
+
+    #[test]
+    fn a_get_answered_nil_is_malformed() {
+        let text = "{:process 0, :type :invoke, :f :get, :key \"k\", :value nil}\n\
+                    {:process 0, :type :ok, :f :get, :key \"k\", :value nil}";
+        let (line, _, problem) = error_of(text);
+        assert_eq!(line, 2);
+        assert!(matches!(
+            problem,
+            Problem::WrongType {
+                field: "get value",
+                ..
+            }
+        ));
+    }
+}

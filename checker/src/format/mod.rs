@@ -1,0 +1,384 @@
+//! Reading histories written by other tools.
+//!
+//! - [`jepsen_log`]: Jepsen log lines (`INFO  jepsen.util - 3 :ok :read 4`),
+//!   a compare-and-set register.
+//! - [`jepsen_edn`]: one EDN map per line (`{:process 0, :type :ok, ...}`),
+//!   either a string kv map (`:get`/`:put`/`:append`) or a register
+//!   (`:read`/`:write`/`:cas`).
+//! - [`edn`]: the small EDN reader both use.
+//!
+//! Time in a parsed history is the 1-based line number of the event: the
+//! order of lines is the order the tool observed, which is all real-time
+//! precedence needs. Malformed input is an error naming the line and the
+//! 1-based character column, never a panic.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::history::{History, OpId};
+use crate::kv::{check_kv_linearizable, KvHistory};
+use crate::linearizability::{check_linearizable_with, CheckOptions, Verdict};
+
+pub mod edn;
+pub mod jepsen_edn;
+pub mod jepsen_log;
+
+/// Malformed input: where and what.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("line {line}, column {column}: {problem}")]
+pub struct ParseError {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based character column.
+    pub column: usize,
+    /// What is wrong there.
+    pub problem: Problem,
+}
+
+/// What is wrong with a piece of input.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Problem {
+    /// A character that cannot start or close anything here.
+    #[error("unexpected {found:?}")]
+    Unexpected {
+        /// The character.
+        found: char,
+    },
+    /// The line ended inside a value, or holds no value.
+    #[error("unexpected end of line")]
+    UnexpectedEnd,
+    /// More after a complete value.
+    #[error("unexpected input after the value")]
+    TrailingInput,
+    /// A map with a key and no value.
+    #[error("map has a key without a value")]
+    OddMap,
+    /// Collections nested deeper than the reader allows.
+    #[error("nested deeper than {depth_max} levels")]
+    TooDeep {
+        /// The limit.
+        depth_max: usize,
+    },
+    /// A string with no closing quote.
+    #[error("string is not closed")]
+    UnterminatedString,
+    /// An unknown escape in a string.
+    #[error("unknown escape \\{found}")]
+    BadEscape {
+        /// The character after the backslash.
+        found: char,
+    },
+    /// A lone `:`.
+    #[error("empty keyword")]
+    EmptyKeyword,
+    /// Not `LEVEL logger - message`.
+    #[error("not a log line (expected `LEVEL logger - process type f value`)")]
+    NotALogLine,
+    /// A field the format requires is absent.
+    #[error("missing {field}")]
+    MissingField {
+        /// The field.
+        field: &'static str,
+    },
+    /// A field of the wrong kind.
+    #[error("{field} should be {expected}, found {found}")]
+    WrongType {
+        /// The field.
+        field: &'static str,
+        /// What it should be.
+        expected: &'static str,
+        /// What it is.
+        found: String,
+    },
+    /// An event type other than invoke / ok / fail / info.
+    #[error("unknown event type {found} (expected :invoke, :ok, :fail or :info)")]
+    UnknownType {
+        /// As written.
+        found: String,
+    },
+    /// An operation the model does not know.
+    #[error("unknown operation {found} (expected {expected})")]
+    UnknownFunction {
+        /// As written.
+        found: String,
+        /// The operations this format allows.
+        expected: &'static str,
+    },
+    /// A process invoked while its previous operation was outstanding.
+    #[error("process {process} invoked while its operation from line {since_line} is outstanding")]
+    ProcessBusy {
+        /// The process.
+        process: u64,
+        /// Where its outstanding operation was invoked.
+        since_line: usize,
+    },
+    /// A completion for a process with nothing outstanding.
+    #[error("process {process} completes an operation it never invoked")]
+    NoInvocation {
+        /// The process.
+        process: u64,
+    },
+    /// A completion that does not match its invocation.
+    #[error("completion does not match the invocation on line {invoke_line}: {detail}")]
+    MismatchedCompletion {
+        /// Where the operation was invoked.
+        invoke_line: usize,
+        /// What differs.
+        detail: String,
+    },
+    /// The file mixes operations of different models.
+    #[error("operation {found} does not belong to the {model} model of earlier lines")]
+    MixedModels {
+        /// As written.
+        found: String,
+        /// The model chosen from earlier lines.
+        model: &'static str,
+    },
+}
+
+/// A history read from a file, with the model it is checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParsedHistory {
+    /// A compare-and-set register over integers.
+    Register(History),
+    /// A string kv map with get / put / append.
+    Kv(KvHistory),
+}
+
+impl ParsedHistory {
+    /// Checks it against its model.
+    pub fn check(&self, options: &CheckOptions) -> Verdict {
+        match self {
+            ParsedHistory::Register(h) => check_linearizable_with(h, options),
+            ParsedHistory::Kv(h) => check_kv_linearizable(h, options),
+        }
+    }
+
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        match self {
+            ParsedHistory::Register(h) => h.len(),
+            ParsedHistory::Kv(h) => h.len(),
+        }
+    }
+
+    /// Whether there are no operations.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Which format a text is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Jepsen log lines.
+    JepsenLog,
+    /// One EDN map per line.
+    JepsenEdn,
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::JepsenLog => "jepsen-log",
+            Format::JepsenEdn => "jepsen-edn",
+        })
+    }
+}
+
+/// Guesses the format from the first line that is not blank: EDN maps start
+/// with `{`, anything else is taken for a log.
+pub fn detect_format(text: &str) -> Format {
+    match text.lines().map(str::trim_start).find(|l| !l.is_empty()) {
+        Some(line) if line.starts_with('{') => Format::JepsenEdn,
+        _ => Format::JepsenLog,
+    }
+}
+
+/// Parses a history in `format`.
+///
+/// # Errors
+/// The first malformed line, with its column.
+pub fn parse(text: &str, format: Format) -> Result<ParsedHistory, ParseError> {
+    match format {
+        Format::JepsenLog => jepsen_log::parse(text).map(ParsedHistory::Register),
+        Format::JepsenEdn => jepsen_edn::parse(text),
+    }
+}
+
+/// Why a history file could not be loaded.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    /// It could not be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// It is malformed.
+    #[error("{}: {source}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Where and why.
+        source: ParseError,
+    },
+}
+
+/// Reads and parses a history file, detecting its format.
+///
+/// # Errors
+/// The file cannot be read, or a line is malformed.
+pub fn load_file(path: &Path) -> Result<ParsedHistory, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, detect_format(&text)).map_err(|source| LoadError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Tokens of a line split on white space, each with its 1-based character
+/// column and byte offset.
+pub(crate) fn tokens(line: &str) -> Vec<Token<'_>> {
+    let mut out = Vec::new();
+    let mut start: Option<(usize, usize)> = None;
+    for (column, (byte, c)) in line.char_indices().enumerate() {
+        match (c.is_whitespace(), start) {
+            (true, Some((b, col))) => {
+                out.push(Token {
+                    text: &line[b..byte],
+                    column: col + 1,
+                    byte: b,
+                });
+                start = None;
+            }
+            (false, None) => start = Some((byte, column)),
+            _ => {}
+        }
+    }
+    if let Some((b, col)) = start {
+        out.push(Token {
+            text: &line[b..],
+            column: col + 1,
+            byte: b,
+        });
+    }
+    out
+}
+
+/// A white-space separated word of a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Token<'a> {
+    pub text: &'a str,
+    pub column: usize,
+    pub byte: usize,
+}
+
+/// The four kinds of event in a Jepsen history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EventType {
+    Invoke,
+    Ok,
+    Fail,
+    Info,
+}
+
+impl EventType {
+    /// From a keyword name (without the colon).
+    pub(crate) fn from_name(name: &str) -> Result<Self, Problem> {
+        Ok(match name {
+            "invoke" => EventType::Invoke,
+            "ok" => EventType::Ok,
+            "fail" => EventType::Fail,
+            "info" => EventType::Info,
+            _ => {
+                return Err(Problem::UnknownType {
+                    found: format!(":{name}"),
+                })
+            }
+        })
+    }
+}
+
+/// Each process's outstanding invocation, to pair completions with
+/// invocations and to reject what a recorder could not have written.
+#[derive(Debug, Default)]
+pub(crate) struct Outstanding {
+    /// process -> (operation, invocation line, operation name)
+    open: BTreeMap<u64, (OpId, usize, String)>,
+}
+
+impl Outstanding {
+    /// Fails if `process` has an operation outstanding.
+    pub(crate) fn check_free(&self, process: u64) -> Result<(), Problem> {
+        match self.open.get(&process) {
+            Some((_, since_line, _)) => Err(Problem::ProcessBusy {
+                process,
+                since_line: *since_line,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn open(&mut self, process: u64, id: OpId, line: usize, f: &str) {
+        self.open.insert(process, (id, line, f.to_owned()));
+    }
+
+    /// Closes `process`'s operation, which must be an `f`: returns it and
+    /// its invocation line.
+    pub(crate) fn close(&mut self, process: u64, f: &str) -> Result<(OpId, usize), Problem> {
+        let Some((id, line, invoked)) = self.open.remove(&process) else {
+            return Err(Problem::NoInvocation { process });
+        };
+        if invoked != f {
+            return Err(Problem::MismatchedCompletion {
+                invoke_line: line,
+                detail: format!("invoked :{invoked}, completed :{f}"),
+            });
+        }
+        Ok((id, line))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_carry_character_columns() {
+        let t = tokens("  a\tbé  c ");
+        let got: Vec<(&str, usize)> = t.iter().map(|t| (t.text, t.column)).collect();
+        assert_eq!(got, vec![("a", 3), ("bé", 5), ("c", 9)]);
+    }
+
+    #[test]
+    fn format_is_detected_from_the_first_line() {
+        assert_eq!(detect_format("\n  {:process 0}"), Format::JepsenEdn);
+        assert_eq!(
+            detect_format("INFO  jepsen.util - 0 :invoke :read nil"),
+            Format::JepsenLog
+        );
+        assert_eq!(detect_format(""), Format::JepsenLog);
+    }
+
+    #[test]
+    fn parse_error_display_names_line_and_column() {
+        let e = ParseError {
+            line: 3,
+            column: 14,
+            problem: Problem::OddMap,
+        };
+        assert_eq!(
+            e.to_string(),
+            "line 3, column 14: map has a key without a value"
+        );
+    }
+}

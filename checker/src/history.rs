@@ -1,0 +1,193 @@
+//! Histories: what clients asked for and what they were told, with times.
+//!
+//! Semantics follow Jepsen. An operation is *invoked*, then completes once:
+//! `ok` (it happened), `fail` (it definitely did not happen) or `info` (it
+//! may have happened at any time after its invocation, or never). An
+//! operation with no completion at the end of the history is `info`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A client process. A process has at most one operation outstanding.
+pub type ProcessId = u64;
+
+/// A register value. `None` in a `Call` or `Outcome` is the empty register
+/// (never written, or deleted).
+pub type Value = i64;
+
+/// Index of an operation in its [`History`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OpId(pub usize);
+
+/// What a client asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Call {
+    /// Read the register.
+    Read,
+    /// Set the register (`None`: delete it).
+    Write(Option<Value>),
+    /// Set the register to `new` if it holds `expected`.
+    Cas {
+        expected: Option<Value>,
+        new: Option<Value>,
+    },
+}
+
+/// How an operation ended.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// It happened. For a read, `value` is what it returned; otherwise `None`.
+    Ok { value: Option<Value> },
+    /// It definitely did not happen (for a CAS: the register did not hold
+    /// `expected`, nothing changed).
+    Fail,
+    /// Unknown: it may have happened at any time after invocation, or never.
+    Info,
+}
+
+/// A completion: when and how.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Completion {
+    /// When the client learned the outcome.
+    pub time_nanos: u64,
+    /// The outcome.
+    pub outcome: Outcome,
+}
+
+/// One operation of one process on one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    /// Its index in the history.
+    pub id: OpId,
+    /// The process that issued it.
+    pub process: ProcessId,
+    /// The key it touched; keys are independent registers.
+    pub key: String,
+    /// What was asked.
+    pub call: Call,
+    /// When it was invoked.
+    pub invoke_nanos: u64,
+    /// How it ended; `None` while pending (treated as `info`).
+    pub completion: Option<Completion>,
+}
+
+impl Operation {
+    /// The outcome, with a missing completion read as `info`.
+    pub fn outcome(&self) -> &Outcome {
+        match &self.completion {
+            Some(c) => &c.outcome,
+            None => &Outcome::Info,
+        }
+    }
+}
+
+/// A recorded history, in invocation order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    ops: Vec<Operation>,
+    /// The pending operation of each process, to catch recorder bugs.
+    outstanding: BTreeMap<ProcessId, OpId>,
+}
+
+impl History {
+    /// An empty history.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records an invocation and returns its id.
+    ///
+    /// # Panics
+    /// If `process` already has an operation outstanding (a recorder bug).
+    pub fn invoke(&mut self, process: ProcessId, key: &str, call: Call, time_nanos: u64) -> OpId {
+        let id = OpId(self.ops.len());
+        let earlier = self.outstanding.insert(process, id);
+        assert!(
+            earlier.is_none(),
+            "process {process} invoked while an operation is outstanding"
+        );
+        self.ops.push(Operation {
+            id,
+            process,
+            key: key.to_owned(),
+            call,
+            invoke_nanos: time_nanos,
+            completion: None,
+        });
+        id
+    }
+
+    /// Records the completion of `id`.
+    ///
+    /// # Panics
+    /// If `id` is unknown or already completed, or completes before it was
+    /// invoked (recorder bugs).
+    pub fn complete(&mut self, id: OpId, time_nanos: u64, outcome: Outcome) {
+        let op = self
+            .ops
+            .get_mut(id.0)
+            .expect("completion of an unknown operation");
+        assert!(
+            op.completion.is_none(),
+            "operation {} completed twice",
+            id.0
+        );
+        assert!(
+            time_nanos >= op.invoke_nanos,
+            "operation {} completes before invocation",
+            id.0
+        );
+        op.completion = Some(Completion {
+            time_nanos,
+            outcome,
+        });
+        self.outstanding.remove(&op.process);
+    }
+
+    /// All operations, in invocation order.
+    pub fn operations(&self) -> &[Operation] {
+        &self.ops
+    }
+
+    /// The operation `id`.
+    pub fn operation(&self, id: OpId) -> Option<&Operation> {
+        self.ops.get(id.0)
+    }
+
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Whether there are no operations.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+impl fmt::Display for Operation {
+    /// One readable line: `#12 p3 k1 write 42 [100..250] ok`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = |v: &Option<Value>| v.map_or_else(|| "nil".to_owned(), |v| v.to_string());
+        write!(f, "#{} p{} {} ", self.id.0, self.process, self.key)?;
+        match &self.call {
+            Call::Read => write!(f, "read")?,
+            Call::Write(v) => write!(f, "write {}", show(v))?,
+            Call::Cas { expected, new } => write!(f, "cas {}->{}", show(expected), show(new))?,
+        }
+        match &self.completion {
+            None => write!(f, " [{}..] pending", self.invoke_nanos),
+            Some(c) => {
+                write!(f, " [{}..{}] ", self.invoke_nanos, c.time_nanos)?;
+                match &c.outcome {
+                    Outcome::Ok { value } if self.call == Call::Read => {
+                        write!(f, "ok {}", show(value))
+                    }
+                    Outcome::Ok { .. } => write!(f, "ok"),
+                    Outcome::Fail => write!(f, "fail"),
+                    Outcome::Info => write!(f, "info"),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! Histories of a string-valued key-value map (get / put / append), as in
+//! Jepsen's and Porcupine's kv tests, and their linearizability check.
+//!
+//! Same outcome semantics as [`crate::history`]: `ok` happened, `fail` never
+//! happened, `info` or pending may have happened at any time after
+//! invocation, or never. Every key starts as the empty string. The check runs
+//! the same per-key Wing-Gong-Lowe search as registers, with [`KvModel`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::history::{OpId, ProcessId};
+use crate::linearizability::{check_parts, CheckOptions, Verdict};
+use crate::model::{KvInput, KvModel, KvOutput};
+use crate::wgl::SearchOp;
+
+/// How a kv operation ended.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum KvOutcome {
+    /// It happened; for a get, the value it returned.
+    Ok {
+        /// The value read (`None` for put and append).
+        value: Option<String>,
+    },
+    /// It definitely did not happen.
+    Fail,
+    /// Unknown: it may have happened at any time after invocation, or never.
+    Info,
+}
+
+/// One kv operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvOperation {
+    /// Its index in the history.
+    pub id: OpId,
+    /// The process that issued it.
+    pub process: ProcessId,
+    /// The key.
+    pub key: String,
+    /// What was asked.
+    pub input: KvInput,
+    /// When it was invoked.
+    pub invoke_time: u64,
+    /// When and how it ended; `None` while pending (treated as `info`).
+    pub completion: Option<(u64, KvOutcome)>,
+}
+
+/// A kv history, in invocation order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KvHistory {
+    ops: Vec<KvOperation>,
+    outstanding: BTreeMap<ProcessId, OpId>,
+}
+
+impl KvHistory {
+    /// An empty history.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records an invocation and returns its id.
+    ///
+    /// # Panics
+    /// If `process` already has an operation outstanding (a recorder bug).
+    pub fn invoke(&mut self, process: ProcessId, key: &str, input: KvInput, time: u64) -> OpId {
+        let id = OpId(self.ops.len());
+        let earlier = self.outstanding.insert(process, id);
+        assert!(
+            earlier.is_none(),
+            "process {process} invoked while an operation is outstanding"
+        );
+        self.ops.push(KvOperation {
+            id,
+            process,
+            key: key.to_owned(),
+            input,
+            invoke_time: time,
+            completion: None,
+        });
+        id
+    }
+
+    /// Records the completion of `id`.
+    ///
+    /// # Panics
+    /// If `id` is unknown, already completed, or completes before it was
+    /// invoked (recorder bugs).
+    pub fn complete(&mut self, id: OpId, time: u64, outcome: KvOutcome) {
+        let op = self
+            .ops
+            .get_mut(id.0)
+            .expect("completion of an unknown operation");
+        assert!(
+            op.completion.is_none(),
+            "operation {} completed twice",
+            id.0
+        );
+        assert!(
+            time >= op.invoke_time,
+            "operation {} completes before invocation",
+            id.0
+        );
+        op.completion = Some((time, outcome));
+        self.outstanding.remove(&op.process);
+    }
+
+    /// All operations, in invocation order.
+    pub fn operations(&self) -> &[KvOperation] {
+        &self.ops
+    }
+
+    /// The operation `id`.
+    pub fn operation(&self, id: OpId) -> Option<&KvOperation> {
+        self.ops.get(id.0)
+    }
+
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Whether there are no operations.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+impl fmt::Display for KvOperation {
+    /// One readable line: `#12 p3 "k1" append "x 1 y" [100..250] ok`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{} p{} {:?} ", self.id.0, self.process, self.key)?;
+        match &self.input {
+            KvInput::Get => write!(f, "get")?,
+            KvInput::Put(v) => write!(f, "put {v:?}")?,
+            KvInput::Append(v) => write!(f, "append {v:?}")?,
+        }
+        match &self.completion {
+            None => write!(f, " [{}..] pending", self.invoke_time),
+            Some((t, outcome)) => {
+                write!(f, " [{}..{t}] ", self.invoke_time)?;
+                match outcome {
+                    KvOutcome::Ok { value: Some(v) } => write!(f, "ok {v:?}"),
+                    KvOutcome::Ok { value: None } => write!(f, "ok"),
+                    KvOutcome::Fail => write!(f, "fail"),
+                    KvOutcome::Info => write!(f, "info"),
+                }
+            }
+        }
+    }
+}
+
+/// Checks a kv history with per-key budgets from `options`.
+pub fn check_kv_linearizable(history: &KvHistory, options: &CheckOptions) -> Verdict {
+    let mut parts: BTreeMap<&str, Vec<SearchOp<KvInput, KvOutput>>> = BTreeMap::new();
+    for op in history.operations() {
+        let (output, response_time) = match (&op.input, &op.completion) {
+            // Never happened, or changed nothing: constrains nothing.
+            (_, Some((_, KvOutcome::Fail))) => continue,
+            (KvInput::Get, None | Some((_, KvOutcome::Info))) => continue,
+            (_, None | Some((_, KvOutcome::Info))) => (KvOutput::Unknown, None),
+            (_, Some((t, KvOutcome::Ok { value }))) => (KvOutput::Ok(value.clone()), Some(*t)),
+        };
+        parts.entry(op.key.as_str()).or_default().push(SearchOp {
+            id: op.id,
+            input: op.input.clone(),
+            output,
+            invoke_time: op.invoke_time,
+            response_time,
+        });
+    }
+    let describe = |id: OpId| {
+        history
+            .operation(id)
+            .map_or_else(|| format!("#{}", id.0), |op| op.to_string())
+    };
+    check_parts(&KvModel, parts, &describe, options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(value: Option<&str>) -> KvOutcome {
+        KvOutcome::Ok {
+            value: value.map(str::to_owned),
+        }
+    }
+
+    fn check(h: &KvHistory) -> Verdict {
+        check_kv_linearizable(h, &CheckOptions::default())
+    }
+
+    #[test]
+    fn appends_concatenate_in_linearization_order() {
+        let mut h = KvHistory::new();
+        let a = h.invoke(0, "k", KvInput::Append("x".into()), 0);
+        let b = h.invoke(1, "k", KvInput::Append("y".into()), 1);
+        h.complete(a, 5, ok(None));
+        h.complete(b, 6, ok(None));
+        let g = h.invoke(2, "k", KvInput::Get, 10);
+        h.complete(g, 11, ok(Some("yx")));
+        assert_eq!(check(&h), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn get_of_a_lost_append_is_rejected_with_a_readable_report() {
+        let mut h = KvHistory::new();
+        let a = h.invoke(0, "k", KvInput::Append("x".into()), 0);
+        h.complete(a, 5, ok(None));
+        let g = h.invoke(2, "k", KvInput::Get, 10);
+        h.complete(g, 11, ok(Some("")));
+        let Verdict::NotLinearizable(c) = check(&h) else {
+            panic!("lost append accepted")
+        };
+        assert_eq!(c.unplaceable, vec![g]);
+        assert_eq!(c.state_after, "\"x\"");
+        assert!(
+            c.to_string().contains("#1 p2 \"k\" get [10..11] ok \"\""),
+            "{c}"
+        );
+    }
+
+    #[test]
+    fn failed_put_never_happened_and_pending_put_may_have() {
+        let mut h = KvHistory::new();
+        let p = h.invoke(0, "k", KvInput::Put("a".into()), 0);
+        h.complete(p, 1, KvOutcome::Fail);
+        h.invoke(1, "k", KvInput::Put("b".into()), 2);
+        let g = h.invoke(2, "k", KvInput::Get, 10);
+        h.complete(g, 11, ok(Some("b")));
+        assert_eq!(check(&h), Verdict::Linearizable);
+        let g = h.invoke(2, "k", KvInput::Get, 12);
+        h.complete(g, 13, ok(Some("a")));
+        assert!(matches!(check(&h), Verdict::NotLinearizable(_)));
+    }
+}

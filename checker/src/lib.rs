@@ -1,0 +1,41 @@
+//! EnigmaDB's history checker.
+//!
+//! Takes what clients saw (a [`History`]) and decides whether it is allowed by
+//! what the database promises: linearizability per key for registers, and
+//! convergence of replica states after repair.
+//!
+//! # Invariants
+//!
+//! - A verdict is never wrong: when the search budget runs out the answer is
+//!   `Unknown`, not a guess.
+//! - Deterministic: the same history gives the same verdict and report.
+//!
+//! # Modules
+//!
+//! - [`history`]: operations, outcomes (`ok`/`fail`/`info`), recording.
+//! - [`model`]: sequential specifications (the register, a string kv).
+//! - [`wgl`]: the Wing-Gong-Lowe search with memoization, generic over a
+//!   model.
+//! - [`linearizability`]: per-key checking of histories, verdicts and
+//!   counterexamples.
+//! - [`kv`]: histories of a string kv map (get / put / append).
+//! - [`format`]: parsers for Jepsen log lines and EDN histories.
+//! - [`convergence`]: do all replicas of each key hold the same version?
+
+pub mod convergence;
+pub mod format;
+pub mod history;
+pub mod kv;
+pub mod linearizability;
+pub mod model;
+pub mod wgl;
+
+pub use convergence::{check_convergence, ConvergenceViolation, ReplicaVersion, StoredVersion};
+pub use format::{load_file, parse, Format, LoadError, ParseError, ParsedHistory};
+pub use history::{Call, Completion, History, OpId, Operation, Outcome, ProcessId, Value};
+pub use kv::{check_kv_linearizable, KvHistory, KvOperation, KvOutcome};
+pub use linearizability::{
+    check_linearizable, check_linearizable_with, CheckOptions, Counterexample, Verdict,
+};
+pub use model::{KvInput, KvModel, KvOutput, Model, RegisterModel};
+pub use wgl::SearchLimits;

@@ -1,0 +1,557 @@
+//! Is a history linearizable, key by key?
+//!
+//! Keys are independent objects, so a history is linearizable iff the
+//! sub-history of every key is (Herlihy & Wing's locality). Each key is
+//! checked with the Wing-Gong-Lowe search ([`crate::wgl`]) against a
+//! [`Model`]; the first key (in key order) that fails gives the
+//! [`Counterexample`].
+//!
+//! Semantics of outcomes (Jepsen's): `ok` happened between invocation and
+//! response; `fail` never happened, except that a failed CAS is a definite
+//! check that the register did not hold `expected`; `info` and pending
+//! operations may take effect at any time after invocation, or never.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::history::{Call, History, OpId, Operation, Outcome};
+use crate::model::{Model, RegisterModel};
+use crate::wgl::{self, Limit, ModelOp, SearchLimits, SearchOp, SearchResult, Stuck};
+
+/// The answer of a linearizability check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every key has a linearization.
+    Linearizable,
+    /// Some key has none; the first such key, in key order.
+    NotLinearizable(Counterexample),
+    /// The search budget ran out on some key before a verdict, and no other
+    /// key was found not linearizable.
+    Unknown {
+        /// Which key and which limit.
+        reason: String,
+    },
+}
+
+impl Verdict {
+    /// Whether the verdict is [`Verdict::Linearizable`].
+    pub fn is_linearizable(&self) -> bool {
+        matches!(self, Verdict::Linearizable)
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Linearizable => write!(f, "linearizable"),
+            Verdict::NotLinearizable(c) => write!(f, "not linearizable\n{c}"),
+            Verdict::Unknown { reason } => write!(f, "unknown: {reason}"),
+        }
+    }
+}
+
+/// Why one key is not linearizable: the furthest the search got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counterexample {
+    /// The key.
+    pub key: String,
+    /// The longest sequence of operations the search could linearize, in
+    /// order (including indeterminate operations it let take effect).
+    pub linearized: Vec<OpId>,
+    /// The object's state after `linearized`, as the model describes it.
+    pub state_after: String,
+    /// The operations that could have come next (invoked, not linearized,
+    /// before `deadline` responded), in time order. None of them could be
+    /// placed: the model rejected each, or placing it led only to states
+    /// already shown to be dead ends.
+    pub unplaceable: Vec<OpId>,
+    /// The operation whose response closed the window: it had to be
+    /// linearized by then and could not be.
+    pub deadline: OpId,
+    /// One readable line per operation named above.
+    lines: BTreeMap<OpId, String>,
+    /// Invocation and response time (`None`: open-ended) of each of them.
+    intervals: BTreeMap<OpId, (u64, Option<u64>)>,
+}
+
+/// How many linearized operations a report shows before the failure point.
+const REPORT_PREFIX_TAIL_MAX: usize = 8;
+
+impl Counterexample {
+    fn line(&self, id: OpId) -> &str {
+        self.lines.get(&id).map_or("?", String::as_str)
+    }
+}
+
+impl fmt::Display for Counterexample {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "key {:?} is not linearizable.", self.key)?;
+        let n = self.linearized.len();
+        writeln!(f, "Longest linearizable prefix: {n} operation(s)")?;
+        let skip = n.saturating_sub(REPORT_PREFIX_TAIL_MAX);
+        if skip > 0 {
+            writeln!(f, "  ... {skip} earlier operation(s)")?;
+        }
+        for id in &self.linearized[skip..] {
+            writeln!(f, "  {}", self.line(*id))?;
+        }
+        writeln!(f, "after which the state is {}.", self.state_after)?;
+        writeln!(f, "None of these could be linearized next:")?;
+        for id in &self.unplaceable {
+            let mark = if *id == self.deadline {
+                "  <- responded before it could be placed"
+            } else {
+                ""
+            };
+            writeln!(f, "  {}{mark}", self.line(*id))?;
+        }
+        writeln!(f, "Window (time runs left to right; > never responded):")?;
+        for row in self.picture(&self.linearized[skip..]) {
+            writeln!(f, "  {row}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Counterexample {
+    /// One bar per operation of the failing window (the tail of the prefix,
+    /// then the unplaceable ones), on a shared axis of the distinct times
+    /// involved, so overlaps read at a glance.
+    fn picture(&self, prefix_tail: &[OpId]) -> Vec<String> {
+        let ids: Vec<OpId> = prefix_tail
+            .iter()
+            .chain(&self.unplaceable)
+            .copied()
+            .collect();
+        let mut times: Vec<u64> = Vec::new();
+        for id in &ids {
+            if let Some((start, end)) = self.intervals.get(id) {
+                times.push(*start);
+                times.extend(end);
+            }
+        }
+        times.sort_unstable();
+        times.dedup();
+        let column = |t: u64| times.partition_point(|&x| x < t) * PICTURE_COLUMNS_PER_TIME;
+        let width = times.len() * PICTURE_COLUMNS_PER_TIME + 1;
+        let label_width = ids
+            .iter()
+            .map(|id| id.0.to_string().len())
+            .max()
+            .unwrap_or(1)
+            + 1;
+        ids.iter()
+            .filter_map(|id| {
+                let (start, end) = self.intervals.get(id)?;
+                let from = column(*start);
+                let to = end.map_or(width, column);
+                let mut bar: String = " ".repeat(from);
+                bar.push('[');
+                bar.push_str(&"-".repeat(to.saturating_sub(from + 1)));
+                bar.push(if end.is_some() { ']' } else { '>' });
+                let tag = if self.linearized.contains(id) {
+                    "linearized"
+                } else {
+                    "unplaced"
+                };
+                let label = format!("#{}", id.0);
+                Some(format!(
+                    "{label:<label_width$} {bar:<w$} {tag}",
+                    w = width + 1
+                ))
+            })
+            .collect()
+    }
+}
+
+/// Characters per distinct time point in the window picture.
+const PICTURE_COLUMNS_PER_TIME: usize = 3;
+
+/// Budgets for a check. Exceeding one yields [`Verdict::Unknown`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CheckOptions {
+    /// Limits applied to the search of each key separately.
+    pub limits_per_key: SearchLimits,
+}
+
+/// Checks a register history with the default budget.
+pub fn check_linearizable(history: &History) -> Verdict {
+    check_linearizable_with(history, &CheckOptions::default())
+}
+
+/// Checks a register history; see [`RegisterModel`] for the semantics.
+pub fn check_linearizable_with(history: &History, options: &CheckOptions) -> Verdict {
+    let mut parts: BTreeMap<&str, Vec<SearchOp<Call, Outcome>>> = BTreeMap::new();
+    for op in history.operations() {
+        if let Some(search_op) = register_search_op(op) {
+            parts.entry(op.key.as_str()).or_default().push(search_op);
+        }
+    }
+    let describe = |id: OpId| {
+        history
+            .operation(id)
+            .map_or_else(|| format!("#{}", id.0), |op| op.to_string())
+    };
+    check_parts(&RegisterModel, parts, &describe, options)
+}
+
+/// The search's view of one register operation, or `None` if it constrains
+/// nothing (a failed read or write never happened; an indeterminate read
+/// changes nothing).
+fn register_search_op(op: &Operation) -> Option<SearchOp<Call, Outcome>> {
+    let response_time = match (&op.call, &op.completion) {
+        (Call::Read | Call::Write(_), Some(c)) if c.outcome == Outcome::Fail => return None,
+        (Call::Read, None) => return None,
+        (Call::Read, Some(c)) if c.outcome == Outcome::Info => return None,
+        (_, None) => None,
+        (_, Some(c)) if c.outcome == Outcome::Info => None,
+        (_, Some(c)) => Some(c.time_nanos),
+    };
+    Some(SearchOp {
+        id: op.id,
+        input: op.call.clone(),
+        output: op.outcome().clone(),
+        invoke_time: op.invoke_nanos,
+        response_time,
+    })
+}
+
+/// Step budget of every key in the first round of [`check_parts`].
+const ROUND_STEPS_FIRST: u64 = 10_000;
+
+/// Factor by which the step budget grows from one round to the next.
+const ROUND_STEPS_GROWTH: u64 = 8;
+
+/// Checks each key's operations against `model`.
+///
+/// Keys are searched in rounds of growing step budget (from
+/// `ROUND_STEPS_FIRST`, times `ROUND_STEPS_GROWTH` each round, up to
+/// `options.limits_per_key.steps_max`): a key that is quick to refute is
+/// found before a hard key eats the whole budget, and repeating the cheap
+/// rounds costs at most a seventh more. Within a round keys go in key order.
+///
+/// Returns the counterexample of the first key refuted in the earliest
+/// round that refutes any (deterministic: it depends on the history and
+/// the options only); otherwise `Unknown` if a key ran out of budget;
+/// otherwise `Linearizable`. `describe` renders an operation for reports.
+pub fn check_parts<M, K>(
+    model: &M,
+    parts: BTreeMap<K, Vec<ModelOp<M>>>,
+    describe: &dyn Fn(OpId) -> String,
+    options: &CheckOptions,
+) -> Verdict
+where
+    M: Model,
+    K: AsRef<str> + Ord,
+{
+    let limits = options.limits_per_key;
+    let mut undecided: Vec<(&str, &[ModelOp<M>])> = parts
+        .iter()
+        .map(|(k, ops)| (k.as_ref(), ops.as_slice()))
+        .collect();
+    let mut unknown: Option<String> = None;
+    let mut steps_max = ROUND_STEPS_FIRST.min(limits.steps_max);
+    loop {
+        let round = SearchLimits {
+            steps_max,
+            ..limits
+        };
+        let final_round = steps_max >= limits.steps_max;
+        let mut retry = Vec::new();
+        for (key, ops) in undecided {
+            match wgl::search(model, ops, &round) {
+                SearchResult::Linearizable { .. } => {}
+                SearchResult::Exhausted {
+                    limit: Limit::Steps,
+                    ..
+                } if !final_round => {
+                    retry.push((key, ops));
+                }
+                SearchResult::Exhausted { reason, .. } => {
+                    unknown.get_or_insert_with(|| format!("key {key:?}: {reason}"));
+                }
+                SearchResult::NotLinearizable(stuck) => {
+                    return Verdict::NotLinearizable(counterexample(
+                        model, key, ops, &stuck, describe,
+                    ));
+                }
+            }
+        }
+        if retry.is_empty() {
+            return match unknown {
+                Some(reason) => Verdict::Unknown { reason },
+                None => Verdict::Linearizable,
+            };
+        }
+        undecided = retry;
+        steps_max = steps_max
+            .saturating_mul(ROUND_STEPS_GROWTH)
+            .min(limits.steps_max);
+    }
+}
+
+fn counterexample<M: Model>(
+    model: &M,
+    key: &str,
+    ops: &[ModelOp<M>],
+    stuck: &Stuck<M::State>,
+    describe: &dyn Fn(OpId) -> String,
+) -> Counterexample {
+    let ids = |indices: &[usize]| indices.iter().map(|&i| ops[i].id).collect::<Vec<_>>();
+    let linearized = ids(&stuck.prefix);
+    let unplaceable = ids(&stuck.candidates);
+    let deadline = ops[stuck.deadline].id;
+    let named = || {
+        linearized
+            .iter()
+            .chain(&unplaceable)
+            .chain(std::iter::once(&deadline))
+    };
+    let lines = named().map(|&id| (id, describe(id))).collect();
+    let intervals = stuck
+        .prefix
+        .iter()
+        .chain(&stuck.candidates)
+        .map(|&i| (ops[i].id, (ops[i].invoke_time, ops[i].response_time)))
+        .collect();
+    Counterexample {
+        key: key.to_owned(),
+        linearized,
+        state_after: model.describe_state(&stuck.state),
+        unplaceable,
+        deadline,
+        lines,
+        intervals,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::ProcessId;
+
+    /// Builds histories tersely: times are given explicitly.
+    struct Recorder {
+        history: History,
+    }
+
+    impl Recorder {
+        fn new() -> Self {
+            Self {
+                history: History::new(),
+            }
+        }
+
+        fn op(
+            &mut self,
+            process: ProcessId,
+            key: &str,
+            call: Call,
+            invoke: u64,
+            done: Option<(u64, Outcome)>,
+        ) -> OpId {
+            let id = self.history.invoke(process, key, call, invoke);
+            if let Some((t, outcome)) = done {
+                self.history.complete(id, t, outcome);
+            }
+            id
+        }
+    }
+
+    fn ok() -> Outcome {
+        Outcome::Ok { value: None }
+    }
+
+    fn read(v: Option<i64>) -> Outcome {
+        Outcome::Ok { value: v }
+    }
+
+    #[test]
+    fn empty_history_is_linearizable() {
+        assert_eq!(check_linearizable(&History::new()), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn stale_read_after_completed_write_is_rejected() {
+        let mut r = Recorder::new();
+        r.op(0, "k", Call::Write(Some(1)), 0, Some((10, ok())));
+        r.op(0, "k", Call::Write(Some(2)), 20, Some((30, ok())));
+        let stale = r.op(1, "k", Call::Read, 40, Some((50, read(Some(1)))));
+        let Verdict::NotLinearizable(c) = check_linearizable(&r.history) else {
+            panic!("a stale read was accepted");
+        };
+        assert_eq!(c.key, "k");
+        assert_eq!(c.linearized, vec![OpId(0), OpId(1)]);
+        assert_eq!(c.unplaceable, vec![stale]);
+        assert_eq!(c.deadline, stale);
+        assert_eq!(c.state_after, "2");
+        let report = c.to_string();
+        assert!(report.contains("key \"k\""), "{report}");
+        assert!(report.contains("#2 p1 k read [40..50] ok 1"), "{report}");
+        assert!(report.contains("#0 [--]"), "{report}");
+        assert!(
+            report.contains("#2             [--]     unplaced"),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn report_is_deterministic() {
+        let build = || {
+            let mut r = Recorder::new();
+            r.op(0, "a", Call::Write(Some(1)), 0, Some((10, ok())));
+            r.op(1, "a", Call::Write(Some(2)), 5, Some((15, ok())));
+            r.op(2, "a", Call::Read, 20, Some((30, read(Some(3)))));
+            check_linearizable(&r.history).to_string()
+        };
+        assert_eq!(build(), build());
+    }
+
+    #[test]
+    fn info_write_taking_effect_late_is_accepted() {
+        let mut r = Recorder::new();
+        r.op(0, "k", Call::Write(Some(1)), 0, Some((10, ok())));
+        r.op(1, "k", Call::Write(Some(7)), 20, Some((30, Outcome::Info)));
+        r.op(2, "k", Call::Read, 40, Some((50, read(Some(1)))));
+        r.op(2, "k", Call::Read, 1000, Some((1010, read(Some(7)))));
+        assert_eq!(check_linearizable(&r.history), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn pending_write_taking_effect_late_is_accepted() {
+        let mut r = Recorder::new();
+        r.op(1, "k", Call::Write(Some(7)), 20, None);
+        r.op(2, "k", Call::Read, 40, Some((50, read(None))));
+        r.op(2, "k", Call::Read, 1000, Some((1010, read(Some(7)))));
+        assert_eq!(check_linearizable(&r.history), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn info_write_that_never_takes_effect_is_accepted() {
+        let mut r = Recorder::new();
+        r.op(0, "k", Call::Write(Some(1)), 0, Some((10, ok())));
+        r.op(1, "k", Call::Write(Some(7)), 20, Some((30, Outcome::Info)));
+        r.op(2, "k", Call::Read, 40, Some((50, read(Some(1)))));
+        r.op(2, "k", Call::Read, 1000, Some((1010, read(Some(1)))));
+        assert_eq!(check_linearizable(&r.history), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn info_write_cannot_take_effect_before_its_invocation() {
+        let mut r = Recorder::new();
+        r.op(2, "k", Call::Read, 0, Some((10, read(Some(7)))));
+        r.op(1, "k", Call::Write(Some(7)), 20, Some((30, Outcome::Info)));
+        assert!(matches!(
+            check_linearizable(&r.history),
+            Verdict::NotLinearizable(_)
+        ));
+    }
+
+    #[test]
+    fn concurrent_write_and_read_are_accepted_in_either_order() {
+        for seen in [None, Some(5)] {
+            let mut r = Recorder::new();
+            r.op(0, "k", Call::Write(Some(5)), 0, Some((100, ok())));
+            r.op(1, "k", Call::Read, 10, Some((90, read(seen))));
+            assert_eq!(
+                check_linearizable(&r.history),
+                Verdict::Linearizable,
+                "read {seen:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn read_of_a_never_written_value_is_rejected() {
+        let mut r = Recorder::new();
+        r.op(0, "k", Call::Write(Some(5)), 0, Some((100, ok())));
+        let bad = r.op(1, "k", Call::Read, 10, Some((90, read(Some(6)))));
+        let Verdict::NotLinearizable(c) = check_linearizable(&r.history) else {
+            panic!("read of a value nobody wrote was accepted");
+        };
+        assert!(c.unplaceable.contains(&bad));
+    }
+
+    #[test]
+    fn failed_write_value_appearing_in_a_read_is_rejected() {
+        let mut r = Recorder::new();
+        r.op(0, "k", Call::Write(Some(5)), 0, Some((100, Outcome::Fail)));
+        r.op(1, "k", Call::Read, 10, Some((90, read(Some(5)))));
+        assert!(matches!(
+            check_linearizable(&r.history),
+            Verdict::NotLinearizable(_)
+        ));
+    }
+
+    #[test]
+    fn failed_cas_requires_the_register_not_to_hold_expected() {
+        let cas = Call::Cas {
+            expected: Some(1),
+            new: Some(2),
+        };
+        let mut r = Recorder::new();
+        r.op(0, "k", Call::Write(Some(1)), 0, Some((10, ok())));
+        r.op(1, "k", cas.clone(), 20, Some((30, Outcome::Fail)));
+        assert!(matches!(
+            check_linearizable(&r.history),
+            Verdict::NotLinearizable(_)
+        ));
+
+        let mut r = Recorder::new();
+        r.op(0, "k", Call::Write(Some(3)), 0, Some((10, ok())));
+        r.op(1, "k", cas, 20, Some((30, Outcome::Fail)));
+        r.op(1, "k", Call::Read, 40, Some((50, read(Some(3)))));
+        assert_eq!(check_linearizable(&r.history), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn keys_are_independent_registers() {
+        let mut r = Recorder::new();
+        r.op(0, "a", Call::Write(Some(1)), 0, Some((10, ok())));
+        r.op(1, "b", Call::Write(Some(2)), 20, Some((30, ok())));
+        r.op(2, "a", Call::Read, 40, Some((50, read(Some(1)))));
+        r.op(3, "b", Call::Read, 40, Some((50, read(Some(2)))));
+        assert_eq!(check_linearizable(&r.history), Verdict::Linearizable);
+
+        // The same values read across keys would be a violation.
+        r.op(4, "b", Call::Read, 60, Some((70, read(Some(1)))));
+        let Verdict::NotLinearizable(c) = check_linearizable(&r.history) else {
+            panic!("cross-key read accepted");
+        };
+        assert_eq!(c.key, "b");
+    }
+
+    #[test]
+    fn first_failing_key_in_key_order_is_reported() {
+        let mut r = Recorder::new();
+        r.op(0, "z", Call::Read, 0, Some((10, read(Some(9)))));
+        r.op(1, "m", Call::Read, 0, Some((10, read(Some(9)))));
+        let Verdict::NotLinearizable(c) = check_linearizable(&r.history) else {
+            panic!("accepted");
+        };
+        assert_eq!(c.key, "m");
+    }
+
+    #[test]
+    fn exhausted_budget_gives_unknown() {
+        let mut r = Recorder::new();
+        for p in 0..6 {
+            r.op(p, "k", Call::Write(Some(p as i64)), 0, Some((100, ok())));
+        }
+        r.op(9, "k", Call::Read, 200, Some((300, read(Some(42)))));
+        let options = CheckOptions {
+            limits_per_key: SearchLimits {
+                steps_max: 3,
+                ..SearchLimits::default()
+            },
+        };
+        assert!(matches!(
+            check_linearizable_with(&r.history, &options),
+            Verdict::Unknown { .. }
+        ));
+        assert!(matches!(
+            check_linearizable(&r.history),
+            Verdict::NotLinearizable(_)
+        ));
+    }
+}

@@ -1,0 +1,595 @@
+//! The Wing-Gong-Lowe linearizability search, generic over a [`Model`].
+//!
+//! Input: the operations on one object, each with an invocation time and,
+//! when it is *required* (it completed with a known outcome), a response
+//! time. Optional operations (indeterminate: `info`, or never completed)
+//! have no response: they may take effect at any time after invocation, or
+//! never. The search succeeds when it finds an order of all required
+//! operations and some optional ones that respects real time (A before B
+//! whenever A responded before B was invoked) and that the model accepts.
+//!
+//! Mechanism (Lowe's refinement of Wing & Gong): the invocations and
+//! responses sit in one doubly linked list ordered by time. Walking it from
+//! the front, an invocation is a candidate to linearize next; linearizing it
+//! "lifts" its two entries out of the list and restarts the walk. Reaching a
+//! response means its operation should already have been linearized, so the
+//! last choice is undone. A memo of (set of linearized operations, model
+//! state) pairs already explored prunes repeated work: two paths that reach
+//! the same set and the same state have the same future.
+//!
+//! Limits: the walk is iterative (no recursion on history size); each call
+//! of [`search`] stops with [`SearchResult::Exhausted`] after
+//! `SearchLimits::steps_max` model steps or when the memo would exceed
+//! `SearchLimits::memo_bytes_max`, so a verdict is never a guess.
+
+use std::hash::{Hash, Hasher};
+
+use crate::history::OpId;
+use crate::model::Model;
+
+/// One operation as the search sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchOp<I, O> {
+    /// Where it came from, for reports.
+    pub id: OpId,
+    /// What was asked.
+    pub input: I,
+    /// What was answered (the model interprets "fail" and "unknown").
+    pub output: O,
+    /// When it was invoked.
+    pub invoke_time: u64,
+    /// When it responded; `None`: optional, may happen any time after
+    /// invocation or never.
+    pub response_time: Option<u64>,
+}
+
+/// A [`SearchOp`] typed for model `M`.
+pub type ModelOp<M> = SearchOp<<M as Model>::Input, <M as Model>::Output>;
+
+/// How much work one search may do before answering "unknown".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchLimits {
+    /// Model steps (attempts to linearize an operation).
+    pub steps_max: u64,
+    /// Approximate bytes held by the memo of explored configurations.
+    pub memo_bytes_max: usize,
+}
+
+impl Default for SearchLimits {
+    fn default() -> Self {
+        Self {
+            steps_max: SEARCH_STEPS_MAX_DEFAULT,
+            memo_bytes_max: MEMO_BYTES_MAX_DEFAULT,
+        }
+    }
+}
+
+/// Default step budget per object: large enough for every history in the
+/// validation corpus by two orders of magnitude, small enough to answer in
+/// seconds.
+pub const SEARCH_STEPS_MAX_DEFAULT: u64 = 50_000_000;
+
+/// Default memo size per object.
+pub const MEMO_BYTES_MAX_DEFAULT: usize = 1 << 30;
+
+/// Where the search got furthest before failing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stuck<S> {
+    /// The longest linearization found, as indices into the input slice.
+    pub prefix: Vec<usize>,
+    /// The model state after `prefix`.
+    pub state: S,
+    /// Operations (indices) invoked before `deadline` responded and not in
+    /// `prefix`: every one of them was tried next and none could go.
+    pub candidates: Vec<usize>,
+    /// The operation whose response forced the search back: it had to be
+    /// linearized by then.
+    pub deadline: usize,
+}
+
+/// Which of the [`SearchLimits`] stopped a search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `steps_max`.
+    Steps,
+    /// `memo_bytes_max`.
+    Memo,
+}
+
+/// The answer of one search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchResult<S> {
+    /// A witness: indices of the operations linearized, in order (every
+    /// required one and the optional ones that took effect).
+    Linearizable { order: Vec<usize> },
+    /// No order exists; the furthest the search got.
+    NotLinearizable(Stuck<S>),
+    /// A limit was reached first.
+    Exhausted {
+        /// Which limit.
+        limit: Limit,
+        /// A sentence for reports.
+        reason: String,
+    },
+}
+
+/// Runs the search over the operations of one object.
+///
+/// # Panics
+/// If an operation responds before it is invoked, or there are more than
+/// `u32::MAX / 2` operations (caller bugs).
+pub fn search<M: Model>(
+    model: &M,
+    ops: &[SearchOp<M::Input, M::Output>],
+    limits: &SearchLimits,
+) -> SearchResult<M::State> {
+    assert!(
+        ops.len() < (u32::MAX / 2) as usize,
+        "too many operations for one object"
+    );
+    for op in ops {
+        if let Some(response) = op.response_time {
+            assert!(
+                response >= op.invoke_time,
+                "operation {:?} responds before invocation",
+                op.id
+            );
+        }
+    }
+    let mut list = EventList::new(ops);
+    let words = ops.len().div_ceil(64);
+    let mut memo: MemoSet<M::State> = MemoSet::new(words);
+    let mut linearized = vec![0u64; words];
+    // (operation, state before it)
+    let mut stack: Vec<(usize, M::State)> = Vec::new();
+    let mut state = model.init();
+    let mut required_left = ops.iter().filter(|op| op.response_time.is_some()).count();
+    let mut steps: u64 = 0;
+    let mut memo_heap_bytes: usize = 0;
+    let mut best: Option<Stuck<M::State>> = None;
+    let mut node = list.first();
+
+    loop {
+        if required_left == 0 {
+            return SearchResult::Linearizable {
+                order: stack.iter().map(|(op, _)| *op).collect(),
+            };
+        }
+        assert!(
+            node != list.head(),
+            "walked past every response with required operations left"
+        );
+        let (op_index, is_call) = list.event(node);
+        if is_call {
+            if steps >= limits.steps_max {
+                return SearchResult::Exhausted {
+                    limit: Limit::Steps,
+                    reason: format!("search stopped after {steps} model steps"),
+                };
+            }
+            steps += 1;
+            let op = &ops[op_index];
+            if let Some(next) = model.step(&state, &op.input, &op.output) {
+                set_bit(&mut linearized, op_index);
+                if memo.insert(&linearized, &next) {
+                    memo_heap_bytes += model.state_heap_bytes(&next);
+                    if memo.bytes() + memo_heap_bytes > limits.memo_bytes_max {
+                        return SearchResult::Exhausted {
+                            limit: Limit::Memo,
+                            reason: format!(
+                                "memo grew past {} bytes after {steps} model steps",
+                                limits.memo_bytes_max
+                            ),
+                        };
+                    }
+                    let before = std::mem::replace(&mut state, next);
+                    stack.push((op_index, before));
+                    list.lift(op_index);
+                    if op.response_time.is_some() {
+                        required_left -= 1;
+                    }
+                    node = list.first();
+                    continue;
+                }
+                clear_bit(&mut linearized, op_index);
+            }
+            node = list.next(node);
+        } else {
+            // A response of an operation not yet linearized: too late for it.
+            if best.as_ref().is_none_or(|b| stack.len() > b.prefix.len()) {
+                best = Some(Stuck {
+                    prefix: stack.iter().map(|(op, _)| *op).collect(),
+                    state: state.clone(),
+                    candidates: list.calls_before(node),
+                    deadline: op_index,
+                });
+            }
+            let Some((undone, before)) = stack.pop() else {
+                let stuck = best.expect("recorded just above");
+                return SearchResult::NotLinearizable(stuck);
+            };
+            state = before;
+            clear_bit(&mut linearized, undone);
+            list.unlift(undone);
+            if ops[undone].response_time.is_some() {
+                required_left += 1;
+            }
+            node = list.next(list.call_node(undone));
+        }
+    }
+}
+
+fn set_bit(bits: &mut [u64], i: usize) {
+    bits[i / 64] |= 1 << (i % 64);
+}
+
+fn clear_bit(bits: &mut [u64], i: usize) {
+    bits[i / 64] &= !(1 << (i % 64));
+}
+
+/// Invocations and responses in time order, as a doubly linked list over
+/// indices with a sentinel head, so entries can be lifted out and put back
+/// (in reverse order) in constant time.
+#[derive(Debug)]
+struct EventList {
+    /// Per node: (operation index, is it the invocation).
+    events: Vec<(usize, bool)>,
+    next: Vec<u32>,
+    prev: Vec<u32>,
+    /// Per operation: its invocation node and its response node, if any.
+    call_nodes: Vec<u32>,
+    return_nodes: Vec<Option<u32>>,
+}
+
+impl EventList {
+    fn new<I, O>(ops: &[SearchOp<I, O>]) -> Self {
+        // Order by time; at equal times invocations first (so operations
+        // touching at one instant count as concurrent, the lenient reading),
+        // then by operation index for determinism.
+        let mut keyed: Vec<(u64, bool, usize)> = Vec::with_capacity(ops.len() * 2);
+        for (i, op) in ops.iter().enumerate() {
+            keyed.push((op.invoke_time, false, i));
+            if let Some(t) = op.response_time {
+                keyed.push((t, true, i));
+            }
+        }
+        keyed.sort_unstable();
+        let n = keyed.len();
+        let head = n as u32;
+        let mut events = Vec::with_capacity(n);
+        let mut call_nodes = vec![0u32; ops.len()];
+        let mut return_nodes = vec![None; ops.len()];
+        for (node, &(_, is_return, op)) in keyed.iter().enumerate() {
+            events.push((op, !is_return));
+            if is_return {
+                return_nodes[op] = Some(node as u32);
+            } else {
+                call_nodes[op] = node as u32;
+            }
+        }
+        let next = (0..=n)
+            .map(|i| if i == n { 0 } else { i as u32 + 1 })
+            .collect::<Vec<_>>();
+        let prev = (0..=n)
+            .map(|i| if i == 0 { head } else { i as u32 - 1 })
+            .collect::<Vec<_>>();
+        let mut list = Self {
+            events,
+            next,
+            prev,
+            call_nodes,
+            return_nodes,
+        };
+        if n == 0 {
+            list.next[0] = head;
+            list.prev[0] = head;
+        }
+        list
+    }
+
+    fn head(&self) -> u32 {
+        self.events.len() as u32
+    }
+
+    fn first(&self) -> u32 {
+        self.next[self.events.len()]
+    }
+
+    fn next(&self, node: u32) -> u32 {
+        self.next[node as usize]
+    }
+
+    fn event(&self, node: u32) -> (usize, bool) {
+        self.events[node as usize]
+    }
+
+    fn call_node(&self, op: usize) -> u32 {
+        self.call_nodes[op]
+    }
+
+    fn unlink(&mut self, node: u32) {
+        let (p, n) = (self.prev[node as usize], self.next[node as usize]);
+        self.next[p as usize] = n;
+        self.prev[n as usize] = p;
+    }
+
+    fn relink(&mut self, node: u32) {
+        let (p, n) = (self.prev[node as usize], self.next[node as usize]);
+        self.next[p as usize] = node;
+        self.prev[n as usize] = node;
+    }
+
+    fn lift(&mut self, op: usize) {
+        self.unlink(self.call_nodes[op]);
+        if let Some(r) = self.return_nodes[op] {
+            self.unlink(r);
+        }
+    }
+
+    fn unlift(&mut self, op: usize) {
+        if let Some(r) = self.return_nodes[op] {
+            self.relink(r);
+        }
+        self.relink(self.call_nodes[op]);
+    }
+
+    /// Operations whose invocation is still listed before `until`.
+    fn calls_before(&self, until: u32) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut node = self.first();
+        while node != until && node != self.head() {
+            let (op, is_call) = self.event(node);
+            if is_call {
+                out.push(op);
+            }
+            node = self.next(node);
+        }
+        out
+    }
+}
+
+/// A set of (bitset, state) pairs: open addressing with linear probing over
+/// a deterministic hash. Only membership is ever asked, never iteration, but
+/// the hash is fixed anyway so runs are reproducible to the byte.
+#[derive(Debug)]
+struct MemoSet<S> {
+    words_per_entry: usize,
+    /// Entry `i`'s bitset is `bits[i * words_per_entry..][..words_per_entry]`.
+    bits: Vec<u64>,
+    states: Vec<S>,
+    hashes: Vec<u64>,
+    /// Entry index + 1, or 0 for an empty slot; length a power of two.
+    slots: Vec<u32>,
+}
+
+/// Initial number of slots of the memo table.
+const MEMO_SLOTS_INITIAL: usize = 1 << 10;
+
+impl<S: Eq + Hash> MemoSet<S> {
+    fn new(words_per_entry: usize) -> Self {
+        Self {
+            words_per_entry,
+            bits: Vec::new(),
+            states: Vec::new(),
+            hashes: Vec::new(),
+            slots: vec![0; MEMO_SLOTS_INITIAL],
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.bits.len() * 8
+            + self.states.len() * std::mem::size_of::<S>()
+            + self.hashes.len() * 8
+            + self.slots.len() * 4
+    }
+
+    /// Inserts the pair; returns whether it was new.
+    fn insert(&mut self, bits: &[u64], state: &S) -> bool
+    where
+        S: Clone,
+    {
+        let mut hasher = MixHasher::default();
+        bits.hash(&mut hasher);
+        state.hash(&mut hasher);
+        let hash = hasher.finish();
+        let mask = self.slots.len() - 1;
+        let mut slot = (hash as usize) & mask;
+        loop {
+            let entry = self.slots[slot];
+            if entry == 0 {
+                break;
+            }
+            let i = entry as usize - 1;
+            if self.hashes[i] == hash
+                && &self.bits[i * self.words_per_entry..(i + 1) * self.words_per_entry] == bits
+                && &self.states[i] == state
+            {
+                return false;
+            }
+            slot = (slot + 1) & mask;
+        }
+        let index = self.states.len();
+        assert!(index < u32::MAX as usize - 1, "memo table full");
+        self.bits.extend_from_slice(bits);
+        self.states.push(state.clone());
+        self.hashes.push(hash);
+        self.slots[slot] = index as u32 + 1;
+        // Keep the load factor under one half.
+        if self.states.len() * 2 > self.slots.len() {
+            self.grow();
+        }
+        true
+    }
+
+    fn grow(&mut self) {
+        let len = self.slots.len() * 2;
+        let mask = len - 1;
+        let mut slots = vec![0u32; len];
+        for (i, &hash) in self.hashes.iter().enumerate() {
+            let mut slot = (hash as usize) & mask;
+            while slots[slot] != 0 {
+                slot = (slot + 1) & mask;
+            }
+            slots[slot] = i as u32 + 1;
+        }
+        self.slots = slots;
+    }
+}
+
+/// A small, fixed, multiply-rotate hasher (no random seed: deterministic).
+#[derive(Debug, Default)]
+struct MixHasher {
+    state: u64,
+}
+
+const MIX_MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl MixHasher {
+    fn add(&mut self, word: u64) {
+        self.state = (self.state.rotate_left(23) ^ word).wrapping_mul(MIX_MULTIPLIER);
+    }
+}
+
+impl Hasher for MixHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 56));
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.add(word);
+    }
+
+    fn finish(&self) -> u64 {
+        // Final avalanche so the low bits used for slots depend on all bits.
+        let mut x = self.state;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+        x ^= x >> 33;
+        x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{Call, Outcome};
+    use crate::model::RegisterModel;
+
+    fn op(
+        i: usize,
+        input: Call,
+        output: Outcome,
+        invoke: u64,
+        response: Option<u64>,
+    ) -> SearchOp<Call, Outcome> {
+        SearchOp {
+            id: OpId(i),
+            input,
+            output,
+            invoke_time: invoke,
+            response_time: response,
+        }
+    }
+
+    #[test]
+    fn empty_input_is_linearizable() {
+        let r = search(&RegisterModel, &[], &SearchLimits::default());
+        assert_eq!(r, SearchResult::Linearizable { order: vec![] });
+    }
+
+    #[test]
+    fn witness_orders_a_read_after_the_concurrent_write_it_saw() {
+        let ops = [
+            op(0, Call::Read, Outcome::Ok { value: Some(1) }, 0, Some(10)),
+            op(
+                1,
+                Call::Write(Some(1)),
+                Outcome::Ok { value: None },
+                1,
+                Some(9),
+            ),
+        ];
+        let r = search(&RegisterModel, &ops, &SearchLimits::default());
+        assert_eq!(r, SearchResult::Linearizable { order: vec![1, 0] });
+    }
+
+    #[test]
+    fn step_budget_gives_exhausted_not_a_verdict() {
+        let ops = [
+            op(
+                0,
+                Call::Write(Some(1)),
+                Outcome::Ok { value: None },
+                0,
+                Some(1),
+            ),
+            op(1, Call::Read, Outcome::Ok { value: Some(1) }, 2, Some(3)),
+        ];
+        let limits = SearchLimits {
+            steps_max: 1,
+            ..SearchLimits::default()
+        };
+        assert!(matches!(
+            search(&RegisterModel, &ops, &limits),
+            SearchResult::Exhausted {
+                limit: Limit::Steps,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn stuck_names_the_read_that_came_too_late() {
+        let ops = [
+            op(
+                0,
+                Call::Write(Some(1)),
+                Outcome::Ok { value: None },
+                0,
+                Some(1),
+            ),
+            op(
+                1,
+                Call::Write(Some(2)),
+                Outcome::Ok { value: None },
+                2,
+                Some(3),
+            ),
+            op(2, Call::Read, Outcome::Ok { value: Some(1) }, 4, Some(5)),
+        ];
+        let SearchResult::NotLinearizable(stuck) =
+            search(&RegisterModel, &ops, &SearchLimits::default())
+        else {
+            panic!("expected a violation");
+        };
+        assert_eq!(stuck.prefix, vec![0, 1]);
+        assert_eq!(stuck.state, Some(2));
+        assert_eq!(stuck.candidates, vec![2]);
+        assert_eq!(stuck.deadline, 2);
+    }
+
+    #[test]
+    fn memo_set_reports_only_new_pairs() {
+        let mut memo: MemoSet<Option<i64>> = MemoSet::new(2);
+        for i in 0..5000u64 {
+            assert!(memo.insert(&[i, 7], &Some(1)));
+            assert!(memo.insert(&[i, 7], &None));
+        }
+        for i in 0..5000u64 {
+            assert!(!memo.insert(&[i, 7], &Some(1)));
+            assert!(!memo.insert(&[i, 7], &None));
+        }
+        assert!(memo.insert(&[0, 8], &None));
+    }
+}
