@@ -1,0 +1,50 @@
+//! EnigmaDB's node logic, as a sans-IO state machine.
+//!
+//! A [`Node`] performs no I/O of its own except through the engine's `Disk`,
+//! reads no clock, spawns no thread and owns no socket. A driver (the
+//! simulator or the production server) feeds it [`Input`]s with the current
+//! [`Now`], then calls [`Node::flush`], which makes the write-ahead log
+//! durable once for everything applied since the last flush (group commit)
+//! and only then releases the [`Output`]s that waited on it.
+//!
+//! # Invariants
+//!
+//! - No output leaves the node before every write it reflects is durable:
+//!   outputs are held until `flush` has synced the WAL.
+//! - Every mutation carries a [`Timestamp`](enigma_engine::Timestamp) from the
+//!   node's hybrid logical clock with the node id as tie-break; replicas keep
+//!   the highest (last write wins).
+//! - A reply to a client is sent at most once per request.
+//! - Acknowledgements from a previous incarnation of this node (before a
+//!   crash) are never counted: operation ids carry the boot generation.
+//!
+//! # Modules
+//!
+//! - [`ids`]: `NodeId`, `OpId`, `RequestId`, `Now`.
+//! - [`hlc`]: the hybrid logical clock.
+//! - [`ring`]: consistent hashing with virtual nodes, preference lists.
+//! - [`consistency`]: consistency levels and how many replicas each needs.
+//! - [`message`]: peer messages and client requests/responses.
+//! - [`codec`]: the versioned, length-prefixed, CRC32-checked frame.
+//! - [`coordinator`]: pending client operations: quorum counting, read repair.
+//! - [`generation`]: the boot generation kept on disk.
+//! - [`node`]: `Node`, tying them together: `step` and `flush`.
+
+pub mod codec;
+pub mod consistency;
+pub mod coordinator;
+pub mod generation;
+pub mod hlc;
+pub mod ids;
+pub mod message;
+pub mod node;
+pub mod ring;
+
+pub use codec::{decode_frame, encode_frame, CodecError, Decoded};
+pub use consistency::ConsistencyLevel;
+pub use ids::{NodeId, Now, OpId, RequestId};
+pub use message::{
+    ClientError, ClientOp, ClientRequest, ClientResponse, Envelope, Message, WireVersion,
+};
+pub use node::{ClusterConfig, Input, Node, NodeError, NodeOptions, Output};
+pub use ring::{Ring, RingError};

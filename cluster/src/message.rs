@@ -1,0 +1,154 @@
+//! What nodes say to each other, and what clients ask and are told.
+
+use enigma_engine::{Timestamp, Versioned};
+use serde::{Deserialize, Serialize};
+
+use crate::consistency::ConsistencyLevel;
+use crate::ids::OpId;
+
+/// A message between nodes, with the sender's clock reading so that the
+/// receiver's hybrid logical clock never falls behind its sender's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The sender's highest HLC reading when it sent this.
+    pub hlc: u64,
+    /// The message.
+    pub message: Message,
+}
+
+/// Peer-to-peer messages. Every request carries the coordinator's [`OpId`];
+/// every answer echoes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Store `version` of `key` if newer than what the replica holds. Used
+    /// for client writes and for read repair alike.
+    Write {
+        op: OpId,
+        key: Vec<u8>,
+        version: WireVersion,
+    },
+    /// The write of `op` is durable at the sender (or it already held a
+    /// newer version).
+    WriteAck { op: OpId },
+    /// Send your version of `key`.
+    Read { op: OpId, key: Vec<u8> },
+    /// The sender's version of the key of `op` (`None`: it holds nothing).
+    ReadReply {
+        op: OpId,
+        version: Option<WireVersion>,
+    },
+}
+
+/// A versioned value on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireVersion {
+    /// HLC reading of the write.
+    pub hlc: u64,
+    /// Tie-break: the node that issued the write.
+    pub node: u32,
+    /// The value; `None` is a tombstone.
+    pub value: Option<Vec<u8>>,
+}
+
+impl From<Versioned> for WireVersion {
+    fn from(v: Versioned) -> Self {
+        Self {
+            hlc: v.timestamp.hlc,
+            node: v.timestamp.node,
+            value: v.value,
+        }
+    }
+}
+
+impl From<WireVersion> for Versioned {
+    fn from(v: WireVersion) -> Self {
+        Self {
+            timestamp: Timestamp {
+                hlc: v.hlc,
+                node: v.node,
+            },
+            value: v.value,
+        }
+    }
+}
+
+/// What a client asks a coordinator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRequest {
+    /// The operation.
+    pub op: ClientOp,
+    /// How many replicas must answer.
+    pub level: ConsistencyLevel,
+}
+
+/// A client operation on one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientOp {
+    /// Read the key.
+    Get { key: Vec<u8> },
+    /// Set the key.
+    Put { key: Vec<u8>, value: Vec<u8> },
+    /// Delete the key.
+    Delete { key: Vec<u8> },
+}
+
+impl ClientOp {
+    /// The key the operation touches.
+    pub fn key(&self) -> &[u8] {
+        match self {
+            Self::Get { key } | Self::Put { key, .. } | Self::Delete { key } => key,
+        }
+    }
+}
+
+/// A coordinator's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientResponse {
+    /// The value read (`None`: no such key).
+    Value(Option<Vec<u8>>),
+    /// The write is durable on as many replicas as the level required.
+    Written,
+    /// The operation failed; see [`ClientError::may_have_applied`].
+    Error(ClientError),
+}
+
+/// Why an operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientError {
+    /// Not enough replicas answered before the deadline. A write may still
+    /// have been applied, and may yet become visible.
+    Timeout { answered: usize, required: usize },
+    /// The request was refused before anything was sent: nothing applied.
+    Invalid { reason: String },
+    /// The coordinator is overloaded and refused the request: nothing applied.
+    Overloaded { pending: usize },
+    /// The coordinator's storage failed while writing locally; the write
+    /// may have reached other replicas.
+    Storage { reason: String },
+}
+
+impl ClientError {
+    /// Whether a write that ended in this error may have taken effect.
+    pub fn may_have_applied(&self) -> bool {
+        match self {
+            Self::Timeout { .. } | Self::Storage { .. } => true,
+            Self::Invalid { .. } | Self::Overloaded { .. } => false,
+        }
+    }
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Timeout { answered, required } => {
+                write!(
+                    f,
+                    "timeout: {answered} of {required} required replicas answered"
+                )
+            }
+            Self::Invalid { reason } => write!(f, "invalid request: {reason}"),
+            Self::Overloaded { pending } => write!(f, "overloaded: {pending} requests pending"),
+            Self::Storage { reason } => write!(f, "storage error: {reason}"),
+        }
+    }
+}

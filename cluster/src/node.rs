@@ -1,0 +1,820 @@
+//! `Node`: the sans-IO state machine a driver runs.
+//!
+//! # Contract with the driver
+//!
+//! 1. Call [`Node::step`] for each input, passing the time read from this
+//!    node's clocks. Steps perform storage writes (not yet durable) and queue
+//!    outputs; they never block and never fail.
+//! 2. Call [`Node::flush`] after one input or a batch of them. It syncs the
+//!    write-ahead log once for everything applied since the last flush
+//!    (group commit) and only then returns the queued outputs, which the
+//!    driver sends. *Outputs must not be sent before `flush` returns them.*
+//! 3. If `flush` returns an error the node is dead: storage can no longer be
+//!    trusted to be durable. The driver must drop it (crash it) and may
+//!    restart it from disk with [`Node::new`].
+//! 4. Send a [`Input::Tick`] regularly; deadlines are checked only then.
+
+use std::collections::BTreeMap;
+
+use enigma_engine::{Disk, Engine, EngineError, EngineOptions, Timestamp, Versioned};
+use thiserror::Error;
+
+use crate::consistency::ConsistencyLevel;
+use crate::coordinator::{PendingRead, PendingWrite, ReadProgress};
+use crate::generation;
+use crate::hlc::HlcClock;
+use crate::ids::{NodeId, Now, OpId, RequestId};
+use crate::message::{ClientError, ClientOp, ClientRequest, ClientResponse, Envelope, Message};
+use crate::ring::{Ring, RingError};
+
+/// Who is in the cluster and how data is placed. Identical on every node.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Every member.
+    pub nodes: Vec<NodeId>,
+    /// Replicas per key.
+    pub replication_factor: usize,
+    /// Tokens each node owns on the ring.
+    pub vnodes_per_node: u32,
+}
+
+/// A node's tunables.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// How long a coordinator waits for replicas before answering `Timeout`.
+    pub request_timeout_nanos: u64,
+    /// Most client operations a coordinator tracks at once; more are refused
+    /// as `Overloaded` (nothing applied) rather than growing memory.
+    pub requests_pending_max: usize,
+    /// The storage engine's options.
+    pub engine: EngineOptions,
+    /// **A deliberate bug, for proving that the simulator's checks bite.**
+    /// Acknowledges `QUORUM` writes after a single replica. Off by default
+    /// and settable only through this struct: no production command sets it.
+    pub bug_ack_quorum_writes_after_one_replica: bool,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        Self {
+            request_timeout_nanos: 1_000_000_000,
+            requests_pending_max: 10_000,
+            engine: EngineOptions::default(),
+            bug_ack_quorum_writes_after_one_replica: false,
+        }
+    }
+}
+
+/// What a driver feeds a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A client request; the reply carries `request` back.
+    Client {
+        request: RequestId,
+        body: ClientRequest,
+    },
+    /// A message from a peer.
+    Message { from: NodeId, envelope: Envelope },
+    /// Time passed: check deadlines.
+    Tick,
+}
+
+/// What a node asks its driver to do, released only by [`Node::flush`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send `envelope` to peer `to`.
+    Send { to: NodeId, envelope: Envelope },
+    /// Answer client request `request`.
+    Reply {
+        request: RequestId,
+        response: ClientResponse,
+    },
+}
+
+/// Why a node cannot start or must stop.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum NodeError {
+    /// The cluster configuration is unusable.
+    #[error("cluster configuration: {0}")]
+    Config(#[from] RingError),
+    /// This node is not a member of the configured cluster.
+    #[error("{node} is not a member of the configured cluster")]
+    NotAMember { node: NodeId },
+    /// Storage failed in a way that forbids going on (failed sync, corrupt
+    /// log at startup).
+    #[error("storage: {0}")]
+    Storage(#[from] EngineError),
+}
+
+/// Counters a driver may report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Client operations answered, by outcome.
+    pub client_ok: u64,
+    /// Client operations answered with an error.
+    pub client_errors: u64,
+    /// Repair writes sent or applied by read repair.
+    pub read_repairs: u64,
+    /// Storage errors met while serving (the operation was not answered).
+    pub storage_errors: u64,
+    /// Peer messages dropped because they made no sense here.
+    pub messages_ignored: u64,
+}
+
+/// A client operation in flight at this coordinator.
+#[derive(Debug)]
+enum Pending {
+    Write(PendingWrite),
+    Read(PendingRead),
+}
+
+/// One EnigmaDB node. See the module documentation for the driver contract.
+#[derive(Debug)]
+pub struct Node<D: Disk> {
+    /// This node.
+    id: NodeId,
+    /// Boot generation, raised durably at each start.
+    generation: u64,
+    /// Static placement.
+    ring: Ring,
+    /// Stamps mutations; fed by `now` and received messages.
+    hlc: HlcClock,
+    /// Local storage.
+    engine: Engine<D>,
+    /// Tunables.
+    options: NodeOptions,
+    /// Next operation sequence number of this generation.
+    next_seq: u64,
+    /// Operations this node coordinates, by sequence number.
+    pending: BTreeMap<u64, Pending>,
+    /// Outputs waiting for the next flush.
+    held: Vec<Output>,
+    /// A storage failure that forbids going on; reported by `flush`.
+    fatal: Option<EngineError>,
+    /// Counters.
+    stats: NodeStats,
+}
+
+impl<D: Disk> Node<D> {
+    /// Starts node `id` on `disk`, recovering whatever the disk holds.
+    ///
+    /// # Errors
+    /// A bad configuration, or storage that cannot be recovered.
+    pub fn new(
+        id: NodeId,
+        cluster: &ClusterConfig,
+        options: NodeOptions,
+        disk: D,
+    ) -> Result<Self, NodeError> {
+        let ring = Ring::new(
+            &cluster.nodes,
+            cluster.vnodes_per_node,
+            cluster.replication_factor,
+        )?;
+        if !ring.nodes().contains(&id) {
+            return Err(NodeError::NotAMember { node: id });
+        }
+        let generation = generation::advance(&disk)?;
+        let engine = Engine::open(disk, options.engine.clone())?;
+        Ok(Self {
+            id,
+            generation,
+            ring,
+            hlc: HlcClock::new(),
+            engine,
+            options,
+            next_seq: 0,
+            pending: BTreeMap::new(),
+            held: Vec::new(),
+            fatal: None,
+            stats: NodeStats::default(),
+        })
+    }
+
+    /// Takes in one input at time `now`. Outputs wait for [`Self::flush`].
+    pub fn step(&mut self, now: Now, input: Input) {
+        if self.fatal.is_some() {
+            return;
+        }
+        match input {
+            Input::Client { request, body } => self.on_client(now, request, body),
+            Input::Message { from, envelope } => {
+                self.hlc.observe(envelope.hlc);
+                self.on_message(from, envelope.message);
+            }
+            Input::Tick => self.on_tick(now),
+        }
+    }
+
+    /// Makes every write applied since the last flush durable with one sync,
+    /// then releases the outputs that waited on it.
+    ///
+    /// # Errors
+    /// A storage failure: the node must be dropped, its held outputs are
+    /// never released.
+    pub fn flush(&mut self) -> Result<Vec<Output>, NodeError> {
+        if let Some(e) = &self.fatal {
+            return Err(NodeError::Storage(e.clone()));
+        }
+        if let Err(e) = self.engine.sync() {
+            self.fatal = Some(e.clone());
+            self.held.clear();
+            return Err(NodeError::Storage(e));
+        }
+        Ok(std::mem::take(&mut self.held))
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// This incarnation's boot generation.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The ring this node places data with.
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    /// Local storage, for inspection (the simulator's convergence check).
+    pub fn engine(&self) -> &Engine<D> {
+        &self.engine
+    }
+
+    /// Client operations in flight at this coordinator.
+    pub fn pending_operations(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &NodeStats {
+        &self.stats
+    }
+
+    fn on_client(&mut self, now: Now, request: RequestId, body: ClientRequest) {
+        if let Err(reason) = self.validate(&body.op) {
+            return self.reply(
+                request,
+                ClientResponse::Error(ClientError::Invalid { reason }),
+            );
+        }
+        let rf = self.ring.replication_factor();
+        let Some(mut required) = body.level.replicas_required(rf) else {
+            let reason = format!(
+                "consistency level {} needs more than {rf} replicas",
+                body.level
+            );
+            return self.reply(
+                request,
+                ClientResponse::Error(ClientError::Invalid { reason }),
+            );
+        };
+        if self.pending.len() >= self.options.requests_pending_max {
+            let pending = self.pending.len();
+            return self.reply(
+                request,
+                ClientResponse::Error(ClientError::Overloaded { pending }),
+            );
+        }
+        let replicas = self.ring.replicas(body.op.key());
+        let deadline_mono_nanos = now
+            .mono_nanos
+            .saturating_add(self.options.request_timeout_nanos);
+        let op = OpId {
+            generation: self.generation,
+            seq: self.next_seq,
+        };
+        self.next_seq += 1;
+        let is_write = !matches!(body.op, ClientOp::Get { .. });
+        if is_write
+            && body.level == ConsistencyLevel::Quorum
+            && self.options.bug_ack_quorum_writes_after_one_replica
+        {
+            required = 1;
+        }
+        match body.op {
+            ClientOp::Get { key } => {
+                let read = PendingRead::new(
+                    request,
+                    key.clone(),
+                    replicas.clone(),
+                    required,
+                    deadline_mono_nanos,
+                );
+                self.pending.insert(op.seq, Pending::Read(read));
+                let me = self.id;
+                for &replica in replicas.iter().filter(|&&r| r != me) {
+                    self.send(
+                        replica,
+                        Message::Read {
+                            op,
+                            key: key.clone(),
+                        },
+                    );
+                }
+                if replicas.contains(&self.id) {
+                    if let Some(version) = self.local_read(&key) {
+                        self.on_read_reply(op, self.id, version);
+                    }
+                }
+            }
+            ClientOp::Put { key, value } => {
+                let write = PendingWrite::new(request, replicas, required, deadline_mono_nanos);
+                self.start_write(now, op, key, Some(value), write);
+            }
+            ClientOp::Delete { key } => {
+                let write = PendingWrite::new(request, replicas, required, deadline_mono_nanos);
+                self.start_write(now, op, key, None, write);
+            }
+        }
+    }
+
+    fn start_write(
+        &mut self,
+        now: Now,
+        op: OpId,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        write: PendingWrite,
+    ) {
+        let timestamp = Timestamp {
+            hlc: self.hlc.tick(now.wall_nanos),
+            node: self.id.0,
+        };
+        let version = Versioned { timestamp, value };
+        let replicas = write.replicas.clone();
+        self.pending.insert(op.seq, Pending::Write(write));
+        let me = self.id;
+        for &replica in replicas.iter().filter(|&&r| r != me) {
+            let version = version.clone().into();
+            self.send(
+                replica,
+                Message::Write {
+                    op,
+                    key: key.clone(),
+                    version,
+                },
+            );
+        }
+        if replicas.contains(&self.id) && self.local_write(&key, version) {
+            self.on_write_ack(op, self.id);
+        }
+    }
+
+    fn validate(&self, op: &ClientOp) -> Result<(), String> {
+        let limits = &self.options.engine;
+        if op.key().len() > limits.key_bytes_max {
+            return Err(format!(
+                "key of {} bytes exceeds {}",
+                op.key().len(),
+                limits.key_bytes_max
+            ));
+        }
+        if let ClientOp::Put { value, .. } = op {
+            if value.len() > limits.value_bytes_max {
+                return Err(format!(
+                    "value of {} bytes exceeds {}",
+                    value.len(),
+                    limits.value_bytes_max
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn on_message(&mut self, from: NodeId, message: Message) {
+        if !self.ring.nodes().contains(&from) {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        match message {
+            Message::Write { op, key, version } => {
+                if self.local_write(&key, version.into()) {
+                    self.send(from, Message::WriteAck { op });
+                }
+            }
+            Message::Read { op, key } => {
+                if let Some(version) = self.local_read(&key) {
+                    let version = version.map(Into::into);
+                    self.send(from, Message::ReadReply { op, version });
+                }
+            }
+            Message::WriteAck { op } => self.on_write_ack(op, from),
+            Message::ReadReply { op, version } => {
+                self.on_read_reply(op, from, version.map(Into::into))
+            }
+        }
+    }
+
+    fn on_write_ack(&mut self, op: OpId, from: NodeId) {
+        if op.generation != self.generation {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        match self.pending.get_mut(&op.seq) {
+            Some(Pending::Write(write)) => {
+                let request = write.request;
+                if write.on_ack(from) {
+                    self.pending.remove(&op.seq);
+                    self.reply(request, ClientResponse::Written);
+                }
+            }
+            None => {}
+            Some(Pending::Read(read)) => {
+                let progress = read.on_repair_ack(from);
+                self.advance_read(op, progress);
+            }
+        }
+    }
+
+    fn on_read_reply(&mut self, op: OpId, from: NodeId, version: Option<Versioned>) {
+        if op.generation != self.generation {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        if let Some(Pending::Read(read)) = self.pending.get_mut(&op.seq) {
+            let progress = read.on_answer(from, version);
+            self.advance_read(op, progress);
+        }
+    }
+
+    fn advance_read(&mut self, op: OpId, progress: ReadProgress) {
+        match progress {
+            ReadProgress::Waiting => {}
+            ReadProgress::Done(value) => {
+                if let Some(Pending::Read(read)) = self.pending.remove(&op.seq) {
+                    self.reply(read.request, ClientResponse::Value(value));
+                }
+            }
+            ReadProgress::Repair { winner, stale } => {
+                let Some(Pending::Read(read)) = self.pending.get(&op.seq) else {
+                    return;
+                };
+                let key = read.key.clone();
+                let me = self.id;
+                for &replica in stale.iter().filter(|&&r| r != me) {
+                    self.stats.read_repairs += 1;
+                    self.send(
+                        replica,
+                        Message::Write {
+                            op,
+                            key: key.clone(),
+                            version: winner.clone().into(),
+                        },
+                    );
+                }
+                if stale.contains(&self.id) {
+                    self.stats.read_repairs += 1;
+                    if self.local_write(&key, winner) {
+                        self.on_write_ack(op, self.id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_tick(&mut self, now: Now) {
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| match p {
+                Pending::Write(w) => w.deadline_mono_nanos <= now.mono_nanos,
+                Pending::Read(r) => r.deadline_mono_nanos <= now.mono_nanos,
+            })
+            .map(|(&seq, _)| seq)
+            .collect();
+        for seq in expired {
+            let (request, answered, required) = match self.pending.remove(&seq) {
+                Some(Pending::Write(w)) => (w.request, w.acked.len(), w.required),
+                Some(Pending::Read(r)) => (r.request, r.answered(), r.required),
+                None => continue,
+            };
+            self.reply(
+                request,
+                ClientResponse::Error(ClientError::Timeout { answered, required }),
+            );
+        }
+    }
+
+    /// Applies a write locally; true if it is (or will be, at the next
+    /// flush) durable here, so an acknowledgement may be counted or sent.
+    fn local_write(&mut self, key: &[u8], version: Versioned) -> bool {
+        match self.engine.write(key, version) {
+            Ok(_) => true,
+            Err(e) => {
+                self.storage_error(e);
+                false
+            }
+        }
+    }
+
+    /// Reads locally; `None` when storage failed (the read is not answered).
+    fn local_read(&mut self, key: &[u8]) -> Option<Option<Versioned>> {
+        match self.engine.get(key) {
+            Ok(version) => Some(version),
+            Err(e) => {
+                self.storage_error(e);
+                None
+            }
+        }
+    }
+
+    fn storage_error(&mut self, error: EngineError) {
+        self.stats.storage_errors += 1;
+        if matches!(error, EngineError::Poisoned { .. }) {
+            self.fatal = Some(error);
+        }
+    }
+
+    fn send(&mut self, to: NodeId, message: Message) {
+        debug_assert_ne!(to, self.id, "local replicas are served in place");
+        self.held.push(Output::Send {
+            to,
+            envelope: Envelope {
+                hlc: self.hlc.last(),
+                message,
+            },
+        });
+    }
+
+    fn reply(&mut self, request: RequestId, response: ClientResponse) {
+        match &response {
+            ClientResponse::Error(_) => self.stats.client_errors += 1,
+            _ => self.stats.client_ok += 1,
+        }
+        self.held.push(Output::Reply { request, response });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::WireVersion;
+    use enigma_engine::FsDisk;
+    use tempfile::TempDir;
+
+    /// A hand-driven cluster on real files: the test routes every message.
+    struct Harness {
+        dirs: Vec<TempDir>,
+        nodes: Vec<Option<Node<FsDisk>>>,
+        cluster: ClusterConfig,
+        options: NodeOptions,
+        now: Now,
+    }
+
+    impl Harness {
+        fn new(count: u32, options: NodeOptions) -> Self {
+            let cluster = ClusterConfig {
+                nodes: (1..=count).map(NodeId).collect(),
+                replication_factor: count as usize,
+                vnodes_per_node: 4,
+            };
+            let dirs: Vec<TempDir> = (0..count).map(|_| TempDir::new().unwrap()).collect();
+            let mut harness = Self {
+                dirs,
+                nodes: Vec::new(),
+                cluster,
+                options,
+                now: Now::default(),
+            };
+            for i in 0..count as usize {
+                let node = harness.start(i);
+                harness.nodes.push(Some(node));
+            }
+            harness
+        }
+
+        fn start(&self, i: usize) -> Node<FsDisk> {
+            let disk = FsDisk::open(self.dirs[i].path()).unwrap();
+            Node::new(
+                NodeId(i as u32 + 1),
+                &self.cluster,
+                self.options.clone(),
+                disk,
+            )
+            .unwrap()
+        }
+
+        fn node(&mut self, i: usize) -> &mut Node<FsDisk> {
+            self.nodes[i].as_mut().unwrap()
+        }
+
+        /// Steps node `i` with `input` and flushes it.
+        fn step(&mut self, i: usize, input: Input) -> Vec<Output> {
+            let now = self.now;
+            let node = self.node(i);
+            node.step(now, input);
+            node.flush().unwrap()
+        }
+
+        fn client(
+            &mut self,
+            i: usize,
+            request: u64,
+            op: ClientOp,
+            level: ConsistencyLevel,
+        ) -> Vec<Output> {
+            let body = ClientRequest { op, level };
+            self.step(
+                i,
+                Input::Client {
+                    request: RequestId(request),
+                    body,
+                },
+            )
+        }
+
+        /// Delivers one output of node `from` to its destination.
+        fn deliver(&mut self, from: usize, output: &Output) -> Vec<Output> {
+            let Output::Send { to, envelope } = output else {
+                panic!("not a send: {output:?}")
+            };
+            let input = Input::Message {
+                from: NodeId(from as u32 + 1),
+                envelope: envelope.clone(),
+            };
+            self.step(to.0 as usize - 1, input)
+        }
+    }
+
+    fn put(key: &str, value: &str) -> ClientOp {
+        ClientOp::Put {
+            key: key.as_bytes().to_vec(),
+            value: value.as_bytes().to_vec(),
+        }
+    }
+
+    fn get(key: &str) -> ClientOp {
+        ClientOp::Get {
+            key: key.as_bytes().to_vec(),
+        }
+    }
+
+    fn replies(outputs: &[Output]) -> Vec<&ClientResponse> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Reply { response, .. } => Some(response),
+                Output::Send { .. } => None,
+            })
+            .collect()
+    }
+
+    fn sends(outputs: &[Output]) -> Vec<Output> {
+        outputs
+            .iter()
+            .filter(|o| matches!(o, Output::Send { .. }))
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn an_acknowledged_write_survives_a_restart() {
+        let mut h = Harness::new(1, NodeOptions::default());
+        let out = h.client(0, 1, put("k", "v"), ConsistencyLevel::One);
+        assert_eq!(replies(&out), vec![&ClientResponse::Written]);
+        h.nodes[0] = None;
+        let node = h.start(0);
+        let stored = node.engine().get(b"k").unwrap().unwrap();
+        assert_eq!(stored.value, Some(b"v".to_vec()));
+    }
+
+    #[test]
+    fn a_quorum_write_waits_for_a_second_replica() {
+        let mut h = Harness::new(3, NodeOptions::default());
+        let out = h.client(0, 1, put("k", "v"), ConsistencyLevel::Quorum);
+        assert!(
+            replies(&out).is_empty(),
+            "answered after one replica: {out:?}"
+        );
+        let writes = sends(&out);
+        assert_eq!(writes.len(), 2);
+        let ack = h.deliver(0, &writes[0]);
+        let done = h.deliver(1, &ack[0]);
+        assert_eq!(replies(&done), vec![&ClientResponse::Written]);
+    }
+
+    #[test]
+    fn the_planted_bug_acknowledges_a_quorum_write_after_one_replica() {
+        let options = NodeOptions {
+            bug_ack_quorum_writes_after_one_replica: true,
+            ..NodeOptions::default()
+        };
+        let mut h = Harness::new(3, options);
+        let out = h.client(0, 1, put("k", "v"), ConsistencyLevel::Quorum);
+        assert_eq!(replies(&out), vec![&ClientResponse::Written]);
+    }
+
+    #[test]
+    fn acknowledgements_for_a_previous_incarnation_are_not_counted() {
+        let mut h = Harness::new(3, NodeOptions::default());
+        let old = sends(&h.client(0, 1, put("k", "old"), ConsistencyLevel::All));
+        let old_acks = [h.deliver(0, &old[0]), h.deliver(0, &old[1])];
+        // n1 crashes and restarts: its new first operation reuses seq 0.
+        h.nodes[0] = None;
+        let node = h.start(0);
+        h.nodes[0] = Some(node);
+        let new = h.client(0, 2, put("k", "new"), ConsistencyLevel::All);
+        assert!(replies(&new).is_empty());
+        for acks in &old_acks {
+            let out = h.deliver(1, &acks[0]);
+            assert!(
+                replies(&out).is_empty(),
+                "a stale ack completed a new write: {out:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_quorum_read_repairs_a_stale_replica_before_answering() {
+        let mut h = Harness::new(3, NodeOptions::default());
+        // The write reaches n1 (local) and n2 only; the one to n3 is lost.
+        let writes = sends(&h.client(0, 1, put("k", "v"), ConsistencyLevel::Quorum));
+        let to_n2 = writes
+            .iter()
+            .find(|o| matches!(o, Output::Send { to, .. } if *to == NodeId(2)))
+            .unwrap();
+        let ack = h.deliver(0, to_n2);
+        h.deliver(1, &ack[0]);
+        // n3 coordinates a read and hears from itself (nothing) and n1 (v).
+        let reads = sends(&h.client(2, 2, get("k"), ConsistencyLevel::Quorum));
+        let to_n1 = reads
+            .iter()
+            .find(|o| matches!(o, Output::Send { to, .. } if *to == NodeId(1)))
+            .unwrap();
+        let answer = h.deliver(2, to_n1);
+        let out = h.deliver(0, &answer[0]);
+        // n3 repaired itself in place and may answer: n1 and n3 now hold v.
+        assert_eq!(
+            replies(&out),
+            vec![&ClientResponse::Value(Some(b"v".to_vec()))]
+        );
+        let repaired = h.node(2).engine().get(b"k").unwrap().unwrap();
+        assert_eq!(repaired.value, Some(b"v".to_vec()));
+    }
+
+    #[test]
+    fn an_unanswered_write_times_out_at_its_deadline() {
+        let mut h = Harness::new(3, NodeOptions::default());
+        h.client(0, 1, put("k", "v"), ConsistencyLevel::All);
+        h.now.mono_nanos += NodeOptions::default().request_timeout_nanos - 1;
+        assert!(replies(&h.step(0, Input::Tick)).is_empty());
+        h.now.mono_nanos += 1;
+        let out = h.step(0, Input::Tick);
+        let timeout = ClientResponse::Error(ClientError::Timeout {
+            answered: 1,
+            required: 3,
+        });
+        assert_eq!(replies(&out), vec![&timeout]);
+        assert_eq!(h.node(0).pending_operations(), 0);
+    }
+
+    #[test]
+    fn oversized_keys_and_impossible_levels_are_refused_without_side_effects() {
+        let mut h = Harness::new(1, NodeOptions::default());
+        let key = "k".repeat(NodeOptions::default().engine.key_bytes_max + 1);
+        let out = h.client(0, 1, put(&key, "v"), ConsistencyLevel::One);
+        assert!(matches!(
+            replies(&out)[..],
+            [ClientResponse::Error(ClientError::Invalid { .. })]
+        ));
+        let out = h.client(0, 2, put("k", "v"), ConsistencyLevel::Two);
+        assert!(matches!(
+            replies(&out)[..],
+            [ClientResponse::Error(ClientError::Invalid { .. })]
+        ));
+        assert_eq!(h.node(0).engine().get(b"k").unwrap(), None);
+    }
+
+    #[test]
+    fn messages_from_strangers_are_ignored() {
+        let mut h = Harness::new(1, NodeOptions::default());
+        let envelope = Envelope {
+            hlc: 1,
+            message: Message::Write {
+                op: OpId {
+                    generation: 1,
+                    seq: 0,
+                },
+                key: b"k".to_vec(),
+                version: WireVersion {
+                    hlc: 5,
+                    node: 9,
+                    value: Some(b"x".to_vec()),
+                },
+            },
+        };
+        let out = h.step(
+            0,
+            Input::Message {
+                from: NodeId(9),
+                envelope,
+            },
+        );
+        assert!(out.is_empty());
+        assert_eq!(h.node(0).engine().get(b"k").unwrap(), None);
+    }
+}

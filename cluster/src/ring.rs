@@ -1,0 +1,194 @@
+//! The token ring: which nodes hold which keys.
+//!
+//! Each node owns `vnodes_per_node` tokens on a 64-bit ring; a key's token is
+//! the xxh3 hash of the key, and its replicas are the first
+//! `replication_factor` distinct nodes met walking clockwise from it (the
+//! preference list). Tokens are derived from the node id alone, so every node
+//! computes the same ring without talking.
+
+use thiserror::Error;
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+
+use crate::ids::NodeId;
+
+/// Most virtual nodes a node may own: bounds the ring's memory.
+pub const VNODES_PER_NODE_MAX: u32 = 4096;
+
+/// A ring that cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RingError {
+    /// No nodes, or the same node twice.
+    #[error("invalid membership: {reason}")]
+    InvalidMembership { reason: String },
+    /// The replication factor is zero or exceeds the node count.
+    #[error("replication factor {replication_factor} does not fit {nodes} nodes")]
+    InvalidReplicationFactor {
+        replication_factor: usize,
+        nodes: usize,
+    },
+    /// `vnodes_per_node` outside `1..=VNODES_PER_NODE_MAX`.
+    #[error("vnodes per node {vnodes} outside 1..={VNODES_PER_NODE_MAX}")]
+    InvalidVnodes { vnodes: u32 },
+}
+
+/// A static ring.
+#[derive(Debug, Clone)]
+pub struct Ring {
+    /// `(token, owner)`, sorted by token then owner.
+    tokens: Vec<(u64, NodeId)>,
+    /// Members, sorted.
+    nodes: Vec<NodeId>,
+    /// Replicas per key.
+    replication_factor: usize,
+}
+
+impl Ring {
+    /// Builds the ring of `nodes`.
+    ///
+    /// # Errors
+    /// See [`RingError`].
+    pub fn new(
+        nodes: &[NodeId],
+        vnodes_per_node: u32,
+        replication_factor: usize,
+    ) -> Result<Self, RingError> {
+        let mut sorted = nodes.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.is_empty() || sorted.len() != nodes.len() {
+            return Err(RingError::InvalidMembership {
+                reason: format!("{} nodes, {} distinct", nodes.len(), sorted.len()),
+            });
+        }
+        if replication_factor == 0 || replication_factor > sorted.len() {
+            return Err(RingError::InvalidReplicationFactor {
+                replication_factor,
+                nodes: sorted.len(),
+            });
+        }
+        if vnodes_per_node == 0 || vnodes_per_node > VNODES_PER_NODE_MAX {
+            return Err(RingError::InvalidVnodes {
+                vnodes: vnodes_per_node,
+            });
+        }
+        let mut tokens: Vec<(u64, NodeId)> = sorted
+            .iter()
+            .flat_map(|&node| (0..vnodes_per_node).map(move |v| (vnode_token(node, v), node)))
+            .collect();
+        tokens.sort_unstable();
+        Ok(Self {
+            tokens,
+            nodes: sorted,
+            replication_factor,
+        })
+    }
+
+    /// The token of a key.
+    pub fn token(key: &[u8]) -> u64 {
+        xxh3_64(key)
+    }
+
+    /// The replicas of `key`, in preference order.
+    pub fn replicas(&self, key: &[u8]) -> Vec<NodeId> {
+        let token = Self::token(key);
+        let start = self.tokens.partition_point(|&(t, _)| t < token);
+        let mut replicas = Vec::with_capacity(self.replication_factor);
+        for i in 0..self.tokens.len() {
+            let (_, owner) = self.tokens[(start + i) % self.tokens.len()];
+            if !replicas.contains(&owner) {
+                replicas.push(owner);
+                if replicas.len() == self.replication_factor {
+                    break;
+                }
+            }
+        }
+        assert_eq!(
+            replicas.len(),
+            self.replication_factor,
+            "ring holds too few nodes"
+        );
+        replicas
+    }
+
+    /// Members of the ring, sorted.
+    pub fn nodes(&self) -> &[NodeId] {
+        &self.nodes
+    }
+
+    /// Replicas per key.
+    pub fn replication_factor(&self) -> usize {
+        self.replication_factor
+    }
+}
+
+/// The token of virtual node `vnode` of `node`: a pure function of both.
+fn vnode_token(node: NodeId, vnode: u32) -> u64 {
+    xxh3_64_with_seed(&vnode.to_le_bytes(), u64::from(node.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn nodes(n: u32) -> Vec<NodeId> {
+        (1..=n).map(NodeId).collect()
+    }
+
+    #[test]
+    fn replicas_are_distinct_and_as_many_as_the_factor() {
+        let ring = Ring::new(&nodes(5), 16, 3).unwrap();
+        for k in 0..1000u32 {
+            let r = ring.replicas(&k.to_le_bytes());
+            assert_eq!(r.len(), 3);
+            let mut d = r.clone();
+            d.sort();
+            d.dedup();
+            assert_eq!(d.len(), 3);
+        }
+    }
+
+    #[test]
+    fn bad_configurations_are_rejected() {
+        assert!(Ring::new(&[], 8, 1).is_err());
+        assert!(Ring::new(&nodes(2), 8, 3).is_err());
+        assert!(Ring::new(&nodes(3), 0, 3).is_err());
+        assert!(Ring::new(&[NodeId(1), NodeId(1)], 8, 1).is_err());
+    }
+
+    #[test]
+    fn primary_ownership_is_balanced_with_enough_vnodes() {
+        let ring = Ring::new(&nodes(4), 256, 1).unwrap();
+        let mut owned: BTreeMap<NodeId, u32> = BTreeMap::new();
+        let keys = 40_000u32;
+        for k in 0..keys {
+            *owned.entry(ring.replicas(&k.to_le_bytes())[0]).or_default() += 1;
+        }
+        let fair = keys / 4;
+        for (node, count) in owned {
+            assert!(
+                count > fair * 8 / 10 && count < fair * 12 / 10,
+                "{node} owns {count}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn adding_a_node_moves_keys_only_to_it(key in proptest::collection::vec(any::<u8>(), 0..24)) {
+            let before = Ring::new(&nodes(4), 32, 1).unwrap();
+            let after = Ring::new(&nodes(5), 32, 1).unwrap();
+            let (a, b) = (before.replicas(&key)[0], after.replicas(&key)[0]);
+            prop_assert!(a == b || b == NodeId(5));
+        }
+
+        #[test]
+        fn every_node_computes_the_same_preference_list(key in proptest::collection::vec(any::<u8>(), 0..24)) {
+            let shuffled = [NodeId(3), NodeId(1), NodeId(2)];
+            let one = Ring::new(&nodes(3), 8, 2).unwrap();
+            let two = Ring::new(&shuffled, 8, 2).unwrap();
+            prop_assert_eq!(one.replicas(&key), two.replicas(&key));
+        }
+    }
+}
