@@ -1,0 +1,169 @@
+//! The register workload: independent per-key registers.
+//!
+//! Values are unique positive integers (the n-th write writes n), stored as
+//! decimal ASCII, so a read names exactly which write it saw; a delete
+//! writes the empty register.
+
+use enigma_checker::{Call, Outcome, Value};
+use rand::Rng;
+
+/// Shape of the workload.
+#[derive(Debug, Clone)]
+pub struct RegisterOptions {
+    /// How many keys (registers) clients share. Few keys, many conflicts.
+    pub keys: usize,
+    /// Percentage of operations that are writes (the rest are reads).
+    pub write_percent: u32,
+    /// Percentage of writes that are deletes.
+    pub delete_percent: u32,
+}
+
+impl Default for RegisterOptions {
+    fn default() -> Self {
+        Self {
+            keys: 5,
+            write_percent: 50,
+            delete_percent: 10,
+        }
+    }
+}
+
+/// How a client operation ended, as the client saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientResult {
+    /// A read returned this value (`None`: the key is absent).
+    Read(Option<Value>),
+    /// A write was acknowledged.
+    Written,
+    /// The operation definitely did not happen (refused before it was sent
+    /// anywhere, or a read that did not complete: reads change nothing).
+    Failed,
+    /// Unknown: a write that timed out or whose coordinator vanished may
+    /// have happened, and may yet.
+    Unknown,
+}
+
+impl ClientResult {
+    /// The history outcome for an operation `call` that ended like this.
+    ///
+    /// A read that ended `Unknown` is recorded as `fail`: reads change no
+    /// state, so an unfinished read constrains nothing either way.
+    pub fn outcome(&self, call: &Call) -> Outcome {
+        match (self, call) {
+            (Self::Read(value), _) => Outcome::Ok { value: *value },
+            (Self::Written, _) => Outcome::Ok { value: None },
+            (Self::Failed, _) | (Self::Unknown, Call::Read) => Outcome::Fail,
+            (Self::Unknown, _) => Outcome::Info,
+        }
+    }
+}
+
+/// Generates register operations.
+#[derive(Debug, Clone)]
+pub struct RegisterWorkload {
+    /// The shape.
+    options: RegisterOptions,
+    /// The value the next write writes; unique across all clients.
+    next_value: Value,
+}
+
+impl RegisterWorkload {
+    /// A workload of this shape.
+    ///
+    /// # Panics
+    /// If `options.keys` is zero or a percentage exceeds 100.
+    pub fn new(options: RegisterOptions) -> Self {
+        assert!(options.keys > 0, "a register workload needs a key");
+        assert!(options.write_percent <= 100 && options.delete_percent <= 100);
+        Self {
+            options,
+            next_value: 1,
+        }
+    }
+
+    /// The keys, in order.
+    pub fn keys(&self) -> Vec<String> {
+        (0..self.options.keys).map(key_name).collect()
+    }
+
+    /// The next operation: a key and what to do with it.
+    pub fn next_op(&mut self, rng: &mut impl Rng) -> (String, Call) {
+        let key = key_name(rng.random_range(0..self.options.keys));
+        let call = if rng.random_range(0..100) < self.options.write_percent {
+            if rng.random_range(0..100) < self.options.delete_percent {
+                Call::Write(None)
+            } else {
+                let value = self.next_value;
+                self.next_value += 1;
+                Call::Write(Some(value))
+            }
+        } else {
+            Call::Read
+        };
+        (key, call)
+    }
+}
+
+fn key_name(index: usize) -> String {
+    format!("k{index}")
+}
+
+/// The bytes stored for a register value.
+pub fn encode_value(value: Value) -> Vec<u8> {
+    value.to_string().into_bytes()
+}
+
+/// The register value stored as `bytes`, or `None` if no client of this
+/// workload could have written them.
+pub fn decode_value(bytes: &[u8]) -> Option<Value> {
+    std::str::from_utf8(bytes)
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|&v: &Value| v > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    #[test]
+    fn written_values_are_unique() {
+        let mut workload = RegisterWorkload::new(RegisterOptions {
+            write_percent: 100,
+            delete_percent: 0,
+            ..Default::default()
+        });
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..500 {
+            if let (_, Call::Write(Some(v))) = workload.next_op(&mut rng) {
+                assert!(seen.insert(v), "value {v} written twice");
+            }
+        }
+        assert_eq!(seen.len(), 500);
+    }
+
+    #[test]
+    fn values_round_trip_and_garbage_is_refused() {
+        assert_eq!(decode_value(&encode_value(42)), Some(42));
+        assert_eq!(decode_value(b"4x2"), None);
+        assert_eq!(decode_value(b"0"), None);
+        assert_eq!(decode_value(&[0xff, 0xfe]), None);
+    }
+
+    #[test]
+    fn an_unknown_write_is_info_but_an_unknown_read_is_fail() {
+        assert_eq!(
+            ClientResult::Unknown.outcome(&Call::Write(Some(1))),
+            Outcome::Info
+        );
+        assert_eq!(ClientResult::Unknown.outcome(&Call::Read), Outcome::Fail);
+        assert_eq!(
+            ClientResult::Failed.outcome(&Call::Write(Some(1))),
+            Outcome::Fail
+        );
+    }
+}
