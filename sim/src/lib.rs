@@ -1,0 +1,31 @@
+//! EnigmaDB's deterministic simulator.
+//!
+//! Runs whole clusters of real [`Node`](enigma_cluster::Node)s on one
+//! thread, in virtual time, with a simulated network, disks and clocks that
+//! inject faults, then checks what the clients saw. One `u64` seed derives
+//! every choice, so a failing run replays bit for bit from its seed; the
+//! trace digest proves it.
+//!
+//! # Modules
+//!
+//! - [`config`]: what a run is; the command that replays it.
+//! - [`run`]: one run: the event loop, the safety and heal phases, checks.
+//! - [`sweep`]: many seeds.
+//! - [`disk`]: `SimDisk` and its fault model.
+//! - [`net`]: `SimNet` and its fault model.
+//! - [`clock`]: `SimClock` and its fault model.
+//! - [`rng`]: named random streams of the seed.
+//! - [`trace`]: the trace digest and timeline.
+
+pub mod clock;
+pub mod config;
+pub mod disk;
+pub mod net;
+pub mod rng;
+pub mod run;
+pub mod sweep;
+pub mod trace;
+
+pub use config::SimConfig;
+pub use run::{run, RunReport, RunStats, Violation};
+pub use sweep::{sweep, SweepReport};
