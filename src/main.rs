@@ -1,0 +1,196 @@
+//! `enigma`: the EnigmaDB command line.
+//!
+//! Subcommands:
+//! - `enigma sim`: deterministic simulation of a whole cluster under faults,
+//!   one seed (`--seed`) or a sweep (`--seeds N`), each checked.
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use enigma_cluster::ConsistencyLevel;
+use enigma_sim::{run, sweep, RunReport, SimConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "enigma",
+    version,
+    about = "EnigmaDB: a replicated key-value store built under simulation"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Simulate a cluster under faults and check what its clients saw.
+    ///
+    /// Exit status: 0 when every check passes, 1 when one fails, 2 for bad
+    /// arguments.
+    Sim(SimArgs),
+}
+
+#[derive(Debug, Args)]
+struct SimArgs {
+    /// Run this one seed (decimal or 0x-prefixed hex) and report it in detail.
+    #[arg(long, value_parser = parse_seed, conflicts_with = "seeds")]
+    seed: Option<u64>,
+    /// Run this many consecutive seeds and report the failing ones.
+    #[arg(long)]
+    seeds: Option<u64>,
+    /// First seed of a sweep.
+    #[arg(long, value_parser = parse_seed, default_value = "0", requires = "seeds")]
+    start: u64,
+    /// Nodes in the cluster.
+    #[arg(long, default_value_t = SimConfig::default().nodes)]
+    nodes: usize,
+    /// Replication factor.
+    #[arg(long, default_value_t = SimConfig::default().replication_factor)]
+    rf: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = SimConfig::default().clients)]
+    clients: usize,
+    /// Client operations per run.
+    #[arg(long, default_value_t = SimConfig::default().ops)]
+    ops: usize,
+    /// Keys the clients share.
+    #[arg(long, default_value_t = SimConfig::default().keys)]
+    keys: usize,
+    /// Consistency level of reads and writes: ONE, TWO, QUORUM or ALL.
+    #[arg(long, default_value_t = SimConfig::default().level)]
+    level: ConsistencyLevel,
+    /// Inject faults (crashes, partitions, loss, duplication, torn writes).
+    #[arg(long, value_parser = parse_on_off, default_value = "on")]
+    faults: bool,
+    /// Largest wall-clock offset of a node, in milliseconds. Above zero,
+    /// last-write-wins no longer promises linearizability, so that check is
+    /// skipped and only convergence is checked.
+    #[arg(long, default_value_t = 0)]
+    clock_skew_max_ms: u64,
+    /// Print every event of the run as a timeline (single seed only).
+    #[arg(long, requires = "seed")]
+    trace: bool,
+    /// Print the client history (single seed only).
+    #[arg(long, requires = "seed")]
+    history: bool,
+}
+
+fn parse_seed(text: &str) -> Result<u64, String> {
+    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    parsed.map_err(|e| format!("{text:?} is not a seed (decimal or 0x-hex u64): {e}"))
+}
+
+fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("{text:?}: expected on or off")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Sim(args) => sim(&args),
+    }
+}
+
+fn sim(args: &SimArgs) -> ExitCode {
+    let config = SimConfig {
+        seed: args.seed.unwrap_or(args.start),
+        nodes: args.nodes,
+        replication_factor: args.rf,
+        clients: args.clients,
+        ops: args.ops,
+        keys: args.keys,
+        level: args.level,
+        faults: args.faults,
+        clock_skew_max_ms: args.clock_skew_max_ms,
+        trace: args.trace,
+        planted_bug: false,
+    };
+    if let Err(e) = config.validate() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    match args.seeds {
+        Some(count) => sim_sweep(&config, count),
+        None => sim_one(&config, args.history),
+    }
+}
+
+fn sim_one(config: &SimConfig, show_history: bool) -> ExitCode {
+    let report = run(config);
+    if let Some(timeline) = &report.timeline {
+        for line in timeline {
+            println!("{line}");
+        }
+    }
+    if show_history {
+        for op in report.history.operations() {
+            println!("{op}");
+        }
+    }
+    let stats = &report.stats;
+    println!("seed: {:#x}", config.seed);
+    println!("swarm: {}", report.swarm);
+    println!(
+        "ops: {} ok, {} fail, {} info; {} events, {:.1}s virtual, {} crashes, {} partitions, {} messages",
+        stats.ops_ok,
+        stats.ops_fail,
+        stats.ops_info,
+        stats.events,
+        stats.virtual_nanos as f64 / 1e9,
+        stats.crashes,
+        stats.partitions,
+        stats.messages,
+    );
+    println!("digest: {:016x}", report.digest);
+    if report.passed() {
+        println!("result: pass");
+        ExitCode::SUCCESS
+    } else {
+        print_failure(&report);
+        ExitCode::from(1)
+    }
+}
+
+fn print_failure(report: &RunReport) {
+    for violation in &report.violations {
+        println!("violated: {}", violation.property);
+        for line in violation.details.lines() {
+            println!("  {line}");
+        }
+    }
+    println!("repro: {}", report.config.repro_command());
+}
+
+fn sim_sweep(base: &SimConfig, count: u64) -> ExitCode {
+    // Wall time is reported to the person running the sweep; it never
+    // reaches node or simulator logic.
+    #[allow(clippy::disallowed_methods)]
+    let started = std::time::Instant::now();
+    let result = sweep(base, count, |report| {
+        let properties: Vec<&str> = report.violations.iter().map(|v| v.property).collect();
+        println!(
+            "seed {:#x} FAILED: {}",
+            report.config.seed,
+            properties.join(", ")
+        );
+        println!("repro: {}", report.config.repro_command());
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{count} seeds in {elapsed:.2}s ({:.1} seeds/s)",
+        count as f64 / elapsed.max(1e-9)
+    );
+    println!("{} passed, {} failed", result.passed, result.failures.len());
+    if result.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
