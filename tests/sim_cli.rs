@@ -1,0 +1,70 @@
+//! The `enigma sim` command as a user runs it: output lines and exit codes.
+
+use std::process::{Command, Output};
+
+fn enigma(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_enigma"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("output is UTF-8")
+}
+
+#[test]
+fn one_seed_prints_a_digest_that_replays_and_exits_zero() {
+    for seed in ["3", "0x2a", "12345"] {
+        let first = enigma(&["sim", "--seed", seed]);
+        let second = enigma(&["sim", "--seed", seed]);
+        assert_eq!(first.status.code(), Some(0), "{}", stdout(&first));
+        let digest = |o: &Output| {
+            stdout(o)
+                .lines()
+                .find(|l| l.starts_with("digest: "))
+                .map(str::to_owned)
+        };
+        assert!(
+            digest(&first).is_some(),
+            "no digest line: {}",
+            stdout(&first)
+        );
+        assert_eq!(
+            digest(&first),
+            digest(&second),
+            "seed {seed} replayed differently"
+        );
+    }
+}
+
+#[test]
+fn a_sweep_ends_with_the_pass_fail_line() {
+    let output = enigma(&["sim", "--seeds", "4", "--start", "0x10"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(stdout(&output).lines().last(), Some("4 passed, 0 failed"));
+}
+
+#[test]
+fn hex_and_decimal_seeds_name_the_same_run() {
+    let hex = stdout(&enigma(&["sim", "--seed", "0x10"]));
+    let decimal = stdout(&enigma(&["sim", "--seed", "16"]));
+    assert_eq!(hex, decimal);
+}
+
+#[test]
+fn bad_arguments_exit_two_with_a_reason() {
+    for args in [
+        &["sim", "--seed", "1", "--nodes", "0"][..],
+        &["sim", "--seed", "1", "--rf", "4"][..],
+        &[
+            "sim", "--seed", "1", "--level", "TWO", "--nodes", "1", "--rf", "1",
+        ][..],
+        &["sim", "--seed", "banana"][..],
+        &["sim", "--seed", "1", "--level", "MOST"][..],
+    ] {
+        let output = enigma(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(!output.stderr.is_empty(), "{args:?} gave no reason");
+    }
+}
