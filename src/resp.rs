@@ -1,0 +1,453 @@
+//! RESP2, the Redis wire protocol, as far as a server needs it.
+//!
+//! Requests arrive as arrays of bulk strings (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`)
+//! or, from people typing into a raw connection, as inline commands
+//! (`GET k\r\n`). The parser is incremental: it reports `Incomplete` until a
+//! whole request is buffered, and it checks every length against a named
+//! limit *before* trusting it, so a hostile or broken client gets an error
+//! and cannot make the server allocate without bound. After an error the
+//! connection cannot be resynchronised and should be closed once the error
+//! reply is sent.
+
+use std::fmt;
+
+/// Bounds on what one request may ask the server to buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RespLimits {
+    /// Largest bulk string (a key or a value) in bytes.
+    pub bulk_bytes_max: usize,
+    /// Most arguments in one request, the command name included.
+    pub args_max: usize,
+    /// Longest inline command line in bytes.
+    pub inline_bytes_max: usize,
+}
+
+impl Default for RespLimits {
+    fn default() -> Self {
+        Self {
+            bulk_bytes_max: 16 << 20,
+            args_max: 1024,
+            inline_bytes_max: 64 << 10,
+        }
+    }
+}
+
+/// A request the client sent that is not valid RESP, or exceeds a limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RespError {
+    /// A byte where a RESP type marker, digit or line end was expected.
+    Protocol { offset: usize, reason: &'static str },
+    /// A declared length above its limit.
+    TooLarge {
+        what: &'static str,
+        len: u64,
+        max: usize,
+    },
+}
+
+impl fmt::Display for RespError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Protocol { offset, reason } => {
+                write!(f, "Protocol error: {reason} at byte {offset}")
+            }
+            Self::TooLarge { what, len, max } => {
+                write!(
+                    f,
+                    "Protocol error: {what} of {len} exceeds the limit of {max}"
+                )
+            }
+        }
+    }
+}
+
+/// What [`parse_request`] found at the start of a buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// A whole request: its arguments, and how many bytes it took. An empty
+    /// argument list is a blank inline line, which clients may send and
+    /// servers ignore.
+    Request { args: Vec<Vec<u8>>, consumed: usize },
+    /// Only part of a request is buffered; read more.
+    Incomplete,
+}
+
+/// Parses the request at the start of `buf`.
+///
+/// # Errors
+/// [`RespError`] for bytes that are not a RESP request or that exceed
+/// `limits`.
+pub fn parse_request(buf: &[u8], limits: &RespLimits) -> Result<Parsed, RespError> {
+    match buf.first() {
+        None => Ok(Parsed::Incomplete),
+        Some(b'*') => parse_array(buf, limits),
+        Some(_) => parse_inline(buf, limits),
+    }
+}
+
+fn parse_array(buf: &[u8], limits: &RespLimits) -> Result<Parsed, RespError> {
+    let Some((count, mut pos)) = read_length(buf, 1, "array length", limits.args_max)? else {
+        return Ok(Parsed::Incomplete);
+    };
+    let mut args = Vec::with_capacity(count);
+    for _ in 0..count {
+        match buf.get(pos) {
+            None => return Ok(Parsed::Incomplete),
+            Some(b'$') => {}
+            Some(_) => {
+                return Err(RespError::Protocol {
+                    offset: pos,
+                    reason: "expected '$' (a bulk string argument)",
+                })
+            }
+        }
+        let Some((len, start)) = read_length(buf, pos + 1, "bulk string", limits.bulk_bytes_max)?
+        else {
+            return Ok(Parsed::Incomplete);
+        };
+        let end = start + len;
+        if buf.len() < end + 2 {
+            return Ok(Parsed::Incomplete);
+        }
+        if &buf[end..end + 2] != b"\r\n" {
+            return Err(RespError::Protocol {
+                offset: end,
+                reason: "bulk string not followed by CRLF",
+            });
+        }
+        args.push(buf[start..end].to_vec());
+        pos = end + 2;
+    }
+    Ok(Parsed::Request {
+        args,
+        consumed: pos,
+    })
+}
+
+/// Reads a decimal length after a type marker at `start`, ending in CRLF.
+/// Returns the length and the offset after the CRLF, or `None` if the line
+/// is not complete yet.
+fn read_length(
+    buf: &[u8],
+    start: usize,
+    what: &'static str,
+    max: usize,
+) -> Result<Option<(usize, usize)>, RespError> {
+    // A length has at most 20 digits; refuse longer lines without waiting.
+    const DIGITS_MAX: usize = 20;
+    let mut value: u64 = 0;
+    let mut pos = start;
+    loop {
+        match buf.get(pos) {
+            None => {
+                if pos - start > DIGITS_MAX {
+                    return Err(RespError::Protocol {
+                        offset: pos,
+                        reason: "length too long",
+                    });
+                }
+                return Ok(None);
+            }
+            Some(b'\r') => break,
+            Some(&d @ b'0'..=b'9') => {
+                value = value
+                    .checked_mul(10)
+                    .and_then(|v| v.checked_add(u64::from(d - b'0')))
+                    .ok_or(RespError::Protocol {
+                        offset: pos,
+                        reason: "length overflows",
+                    })?;
+                if pos - start >= DIGITS_MAX {
+                    return Err(RespError::Protocol {
+                        offset: pos,
+                        reason: "length too long",
+                    });
+                }
+            }
+            Some(b'-') if pos == start => {
+                return Err(RespError::Protocol {
+                    offset: pos,
+                    reason: "negative length",
+                })
+            }
+            Some(_) => {
+                return Err(RespError::Protocol {
+                    offset: pos,
+                    reason: "expected a digit",
+                })
+            }
+        }
+        pos += 1;
+    }
+    if pos == start {
+        return Err(RespError::Protocol {
+            offset: pos,
+            reason: "empty length",
+        });
+    }
+    match buf.get(pos + 1) {
+        None => return Ok(None),
+        Some(b'\n') => {}
+        Some(_) => {
+            return Err(RespError::Protocol {
+                offset: pos + 1,
+                reason: "expected LF after CR",
+            })
+        }
+    }
+    let len = usize::try_from(value).ok().filter(|&len| len <= max);
+    match len {
+        Some(len) => Ok(Some((len, pos + 2))),
+        None => Err(RespError::TooLarge {
+            what,
+            len: value,
+            max,
+        }),
+    }
+}
+
+fn parse_inline(buf: &[u8], limits: &RespLimits) -> Result<Parsed, RespError> {
+    let Some(newline) = buf.iter().position(|&b| b == b'\n') else {
+        if buf.len() > limits.inline_bytes_max {
+            return Err(RespError::TooLarge {
+                what: "inline command",
+                len: buf.len() as u64,
+                max: limits.inline_bytes_max,
+            });
+        }
+        return Ok(Parsed::Incomplete);
+    };
+    if newline > limits.inline_bytes_max {
+        return Err(RespError::TooLarge {
+            what: "inline command",
+            len: newline as u64,
+            max: limits.inline_bytes_max,
+        });
+    }
+    let line = buf[..newline]
+        .strip_suffix(b"\r")
+        .unwrap_or(&buf[..newline]);
+    let args: Vec<Vec<u8>> = line
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|word| !word.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    if args.len() > limits.args_max {
+        return Err(RespError::TooLarge {
+            what: "argument count",
+            len: args.len() as u64,
+            max: limits.args_max,
+        });
+    }
+    Ok(Parsed::Request {
+        args,
+        consumed: newline + 1,
+    })
+}
+
+/// A reply, as the server writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// `+OK`-style status line (no CR or LF inside).
+    Simple(String),
+    /// `-ERR ...` error line (no CR or LF inside).
+    Error(String),
+    /// `:42`.
+    Integer(i64),
+    /// `$3\r\nabc`.
+    Bulk(Vec<u8>),
+    /// `$-1`: no such key.
+    Null,
+    /// `*N` followed by N replies.
+    Array(Vec<Reply>),
+}
+
+impl Reply {
+    /// An error reply; CR and LF in `message` are replaced so the line stays
+    /// one line.
+    pub fn error(message: impl Into<String>) -> Self {
+        Self::Error(one_line(message.into()))
+    }
+
+    /// Appends the wire form of this reply to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::Simple(s) => {
+                out.push(b'+');
+                out.extend_from_slice(one_line(s.clone()).as_bytes());
+            }
+            Self::Error(s) => {
+                out.push(b'-');
+                out.extend_from_slice(one_line(s.clone()).as_bytes());
+            }
+            Self::Integer(n) => out.extend_from_slice(format!(":{n}").as_bytes()),
+            Self::Bulk(bytes) => {
+                out.extend_from_slice(format!("${}\r\n", bytes.len()).as_bytes());
+                out.extend_from_slice(bytes);
+            }
+            Self::Null => out.extend_from_slice(b"$-1"),
+            Self::Array(items) => {
+                out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
+                for item in items {
+                    item.encode(out);
+                }
+                // Each item ended its own line.
+                return;
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+fn one_line(s: String) -> String {
+    if s.contains(['\r', '\n']) {
+        s.replace(['\r', '\n'], " ")
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn limits() -> RespLimits {
+        RespLimits::default()
+    }
+
+    fn encode_request(args: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for arg in args {
+            out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            out.extend_from_slice(arg);
+            out.extend_from_slice(b"\r\n");
+        }
+        out
+    }
+
+    #[test]
+    fn an_array_request_parses() {
+        let buf = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nrest";
+        let parsed = parse_request(buf, &limits()).unwrap();
+        assert_eq!(
+            parsed,
+            Parsed::Request {
+                args: vec![b"GET".to_vec(), b"k".to_vec()],
+                consumed: buf.len() - 4
+            }
+        );
+    }
+
+    #[test]
+    fn an_inline_request_parses() {
+        let parsed = parse_request(b"SET  k v\r\n", &limits()).unwrap();
+        let args = vec![b"SET".to_vec(), b"k".to_vec(), b"v".to_vec()];
+        assert_eq!(parsed, Parsed::Request { args, consumed: 10 });
+    }
+
+    #[test]
+    fn an_oversized_bulk_is_refused_before_it_is_buffered() {
+        let small = RespLimits {
+            bulk_bytes_max: 10,
+            ..limits()
+        };
+        let err = parse_request(b"*1\r\n$11\r\n", &small).unwrap_err();
+        assert_eq!(
+            err,
+            RespError::TooLarge {
+                what: "bulk string",
+                len: 11,
+                max: 10
+            }
+        );
+    }
+
+    #[test]
+    fn too_many_arguments_are_refused() {
+        let small = RespLimits {
+            args_max: 2,
+            ..limits()
+        };
+        assert!(matches!(
+            parse_request(b"*3\r\n", &small),
+            Err(RespError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            parse_request(b"a b c\n", &small),
+            Err(RespError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn malformed_requests_are_protocol_errors() {
+        for bad in [
+            &b"*1\r\n:5\r\n"[..],
+            b"*-1\r\n",
+            b"*x\r\n",
+            b"*1\r\n$2\r\nabc\r\n",
+            b"*1\n",
+        ] {
+            assert!(
+                matches!(
+                    parse_request(bad, &limits()),
+                    Err(RespError::Protocol { .. })
+                ),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn a_huge_declared_length_is_an_error_not_an_allocation() {
+        let err = parse_request(b"*1\r\n$99999999999999999999999\r\n", &limits()).unwrap_err();
+        assert!(matches!(
+            err,
+            RespError::Protocol { .. } | RespError::TooLarge { .. }
+        ));
+    }
+
+    #[test]
+    fn replies_encode_as_redis_clients_expect() {
+        let mut out = Vec::new();
+        Reply::Array(vec![
+            Reply::Bulk(b"v".to_vec()),
+            Reply::Null,
+            Reply::Integer(3),
+            Reply::Simple("OK".into()),
+            Reply::error("ERR bad\r\nthing"),
+        ])
+        .encode(&mut out);
+        assert_eq!(
+            out,
+            b"*5\r\n$1\r\nv\r\n$-1\r\n:3\r\n+OK\r\n-ERR bad  thing\r\n".to_vec()
+        );
+        let mut empty = Vec::new();
+        Reply::Array(vec![]).encode(&mut empty);
+        assert_eq!(empty, b"*0\r\n".to_vec());
+    }
+
+    proptest! {
+        #[test]
+        fn encoded_requests_round_trip(args in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..8)) {
+            let buf = encode_request(&args);
+            prop_assert_eq!(parse_request(&buf, &limits()), Ok(Parsed::Request { args, consumed: buf.len() }));
+        }
+
+        #[test]
+        fn every_strict_prefix_of_a_request_is_incomplete(args in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..16), 1..4)) {
+            let buf = encode_request(&args);
+            for cut in 0..buf.len() {
+                prop_assert_eq!(parse_request(&buf[..cut], &limits()), Ok(Parsed::Incomplete));
+            }
+        }
+
+        #[test]
+        fn random_bytes_never_panic_and_never_overrun(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(Parsed::Request { consumed, .. }) = parse_request(&bytes, &limits()) {
+                prop_assert!(consumed <= bytes.len());
+            }
+        }
+    }
+}
