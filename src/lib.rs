@@ -5,5 +5,7 @@
 //!
 //! - [`resp`]: RESP2, the Redis wire protocol: an incremental, bounded
 //!   request parser and the reply encoder.
+//! - [`command`]: client commands checked and typed, with Redis-style errors.
 
+pub mod command;
 pub mod resp;
