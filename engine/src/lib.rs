@@ -32,6 +32,8 @@ mod db;
 pub mod disk;
 mod error;
 pub mod fs_disk;
+#[allow(dead_code)]
+mod manifest;
 mod memtable;
 // Wired into the engine by the flush step; until then only tests use it.
 #[allow(dead_code)]
