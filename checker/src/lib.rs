@@ -19,7 +19,10 @@
 //! - [`linearizability`]: per-key checking of histories, verdicts and
 //!   counterexamples.
 //! - [`kv`]: histories of a string kv map (get / put / append).
-//! - [`format`]: parsers for Jepsen log lines and EDN histories.
+//! - [`set`]: histories of grow-only sets (add / read-all), their
+//!   linearizability and completeness checks.
+//! - [`format`]: parsers for Jepsen log lines and EDN histories, and
+//!   EnigmaDB's own JSON Lines history files (reader and writer).
 //! - [`convergence`]: do all replicas of each key hold the same version?
 
 pub mod convergence;
@@ -28,6 +31,7 @@ pub mod history;
 pub mod kv;
 pub mod linearizability;
 pub mod model;
+pub mod set;
 pub mod wgl;
 
 pub use convergence::{check_convergence, ConvergenceViolation, ReplicaVersion, StoredVersion};
@@ -38,4 +42,8 @@ pub use linearizability::{
     check_linearizable, check_linearizable_with, CheckOptions, Counterexample, Verdict,
 };
 pub use model::{KvInput, KvModel, KvOutput, Model, RegisterModel};
+pub use set::{
+    check_set_completeness, check_set_linearizable, SetHistory, SetInput, SetModel, SetOperation,
+    SetOutcome, SetOutput, SetViolation,
+};
 pub use wgl::SearchLimits;

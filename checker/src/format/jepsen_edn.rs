@@ -140,6 +140,7 @@ pub fn parse(text: &str) -> Result<ParsedHistory, ParseError> {
                     key.ok_or_else(|| err(end_column, Problem::MissingField { field: "key" }))?;
                 apply_kv_event(h, &mut outstanding, &key, &event, &columns)?;
             }
+            ParsedHistory::Set(_) => unreachable!("this parser never builds a set history"),
         }
     }
     Ok(parsed.unwrap_or(ParsedHistory::Register(History::new())))

@@ -6,10 +6,12 @@
 //!   either a string kv map (`:get`/`:put`/`:append`) or a register
 //!   (`:read`/`:write`/`:cas`).
 //! - [`edn`]: the small EDN reader both use.
+//! - [`enigma`]: EnigmaDB's own JSON Lines history files (register, kv or
+//!   set), with recorded times, consistency levels and version timestamps.
 //!
-//! Time in a parsed history is the 1-based line number of the event: the
-//! order of lines is the order the tool observed, which is all real-time
-//! precedence needs. Malformed input is an error naming the line and the
+//! In the Jepsen formats, time in a parsed history is the 1-based line
+//! number of the event: the order of lines is the order the tool observed,
+//! which is all real-time precedence needs. EnigmaDB files carry times. Malformed input is an error naming the line and the
 //! 1-based character column, never a panic.
 
 use std::collections::BTreeMap;
@@ -21,8 +23,10 @@ use thiserror::Error;
 use crate::history::{History, OpId};
 use crate::kv::{check_kv_linearizable, KvHistory};
 use crate::linearizability::{check_linearizable_with, CheckOptions, Verdict};
+use crate::set::{check_set_linearizable, SetHistory};
 
 pub mod edn;
+pub mod enigma;
 pub mod jepsen_edn;
 pub mod jepsen_log;
 
@@ -129,6 +133,12 @@ pub enum Problem {
         /// What differs.
         detail: String,
     },
+    /// A line that is not valid JSON.
+    #[error("invalid JSON: {message}")]
+    BadJson {
+        /// The JSON reader's description.
+        message: String,
+    },
     /// The file mixes operations of different models.
     #[error("operation {found} does not belong to the {model} model of earlier lines")]
     MixedModels {
@@ -146,6 +156,8 @@ pub enum ParsedHistory {
     Register(History),
     /// A string kv map with get / put / append.
     Kv(KvHistory),
+    /// A grow-only set of integers with add / read-all.
+    Set(SetHistory),
 }
 
 impl ParsedHistory {
@@ -154,6 +166,7 @@ impl ParsedHistory {
         match self {
             ParsedHistory::Register(h) => check_linearizable_with(h, options),
             ParsedHistory::Kv(h) => check_kv_linearizable(h, options),
+            ParsedHistory::Set(h) => check_set_linearizable(h, options),
         }
     }
 
@@ -162,6 +175,7 @@ impl ParsedHistory {
         match self {
             ParsedHistory::Register(h) => h.len(),
             ParsedHistory::Kv(h) => h.len(),
+            ParsedHistory::Set(h) => h.len(),
         }
     }
 
@@ -178,6 +192,8 @@ pub enum Format {
     JepsenLog,
     /// One EDN map per line.
     JepsenEdn,
+    /// EnigmaDB's JSON Lines.
+    Enigma,
 }
 
 impl fmt::Display for Format {
@@ -185,15 +201,20 @@ impl fmt::Display for Format {
         f.write_str(match self {
             Format::JepsenLog => "jepsen-log",
             Format::JepsenEdn => "jepsen-edn",
+            Format::Enigma => "enigma",
         })
     }
 }
 
-/// Guesses the format from the first line that is not blank: EDN maps start
-/// with `{`, anything else is taken for a log.
+/// Guesses the format from the first line that is not blank: a JSON object
+/// (`{` then a quoted key, or `{}`) is EnigmaDB's, any other `{` starts an
+/// EDN map, anything else is taken for a log.
 pub fn detect_format(text: &str) -> Format {
     match text.lines().map(str::trim_start).find(|l| !l.is_empty()) {
-        Some(line) if line.starts_with('{') => Format::JepsenEdn,
+        Some(line) if line.starts_with('{') => match line[1..].trim_start().chars().next() {
+            Some('"' | '}') => Format::Enigma,
+            _ => Format::JepsenEdn,
+        },
         _ => Format::JepsenLog,
     }
 }
@@ -206,6 +227,7 @@ pub fn parse(text: &str, format: Format) -> Result<ParsedHistory, ParseError> {
     match format {
         Format::JepsenLog => jepsen_log::parse(text).map(ParsedHistory::Register),
         Format::JepsenEdn => jepsen_edn::parse(text),
+        Format::Enigma => enigma::parse(text),
     }
 }
 
@@ -362,6 +384,7 @@ mod tests {
     #[test]
     fn format_is_detected_from_the_first_line() {
         assert_eq!(detect_format("\n  {:process 0}"), Format::JepsenEdn);
+        assert_eq!(detect_format("{ \"type\": \"ok\"}"), Format::Enigma);
         assert_eq!(
             detect_format("INFO  jepsen.util - 0 :invoke :read nil"),
             Format::JepsenLog
