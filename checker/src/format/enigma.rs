@@ -480,8 +480,12 @@ fn event_line(e: &Event) -> String {
     line
 }
 
-/// The events of a recorded register history, in time order (invocations
-/// before completions at equal times), without levels or timestamps.
+/// The events of a recorded register history, in time order, without levels
+/// or timestamps. At equal times completions come first: a process may
+/// invoke its next operation at the instant its previous one completed, and
+/// the file must show the completion before the new invocation. (Order
+/// within equal times does not change the verdict: the checker takes
+/// operations that touch at one instant as concurrent.)
 pub fn events_of_history(history: &History) -> Vec<Event> {
     let mut timed: Vec<(u64, bool, usize, Event)> = Vec::with_capacity(history.len() * 2);
     for op in history.operations() {
@@ -530,7 +534,7 @@ pub fn events_of_history(history: &History) -> Vec<Event> {
             ));
         }
     }
-    timed.sort_by_key(|(t, is_completion, id, _)| (*t, *is_completion, *id));
+    timed.sort_by_key(|(t, is_completion, id, _)| (*t, !*is_completion, *id));
     timed.into_iter().map(|(_, _, _, e)| e).collect()
 }
 
