@@ -4,6 +4,7 @@
 //! - `enigma sim`: deterministic simulation of a whole cluster under faults,
 //!   one seed (`--seed`) or a sweep (`--seeds N`), each checked.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -73,6 +74,10 @@ struct SimArgs {
     /// Print the client history (single seed only).
     #[arg(long, requires = "seed")]
     history: bool,
+    /// Write the client history to this file as JSON Lines, the format
+    /// `enigma check` reads (single seed only).
+    #[arg(long, requires = "seed", value_name = "FILE")]
+    history_out: Option<std::path::PathBuf>,
 }
 
 fn parse_seed(text: &str) -> Result<u64, String> {
@@ -118,12 +123,18 @@ fn sim(args: &SimArgs) -> ExitCode {
     }
     match args.seeds {
         Some(count) => sim_sweep(&config, count),
-        None => sim_one(&config, args.history),
+        None => sim_one(&config, args.history, args.history_out.as_deref()),
     }
 }
 
-fn sim_one(config: &SimConfig, show_history: bool) -> ExitCode {
+fn sim_one(config: &SimConfig, show_history: bool, history_out: Option<&Path>) -> ExitCode {
     let report = run(config);
+    if let Some(path) = history_out {
+        if let Err(e) = std::fs::write(path, report.history_json_lines()) {
+            eprintln!("error: cannot write the history to {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
     if let Some(timeline) = &report.timeline {
         for line in timeline {
             println!("{line}");

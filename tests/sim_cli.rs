@@ -68,3 +68,30 @@ fn bad_arguments_exit_two_with_a_reason() {
         assert!(!output.stderr.is_empty(), "{args:?} gave no reason");
     }
 }
+
+#[test]
+fn the_history_file_reads_back_as_the_run_recorded_it() {
+    let dir = std::env::temp_dir().join(format!("enigma-sim-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("history.jsonl");
+    let output = enigma(&[
+        "sim",
+        "--seed",
+        "9",
+        "--history-out",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let parsed = enigma_checker::format::enigma::parse(&text).expect("the sim writes a valid file");
+    let report = enigma_sim::run(&enigma_sim::SimConfig {
+        seed: 9,
+        ..Default::default()
+    });
+    assert_eq!(text, report.history_json_lines());
+    assert!(parsed.check(&Default::default()).is_linearizable());
+    assert!(text
+        .lines()
+        .all(|l| l.contains("\"level\":\"QUORUM\"") || l.contains("\"level\":\"ALL\"")));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -162,3 +162,31 @@ fn the_planted_bug_is_off_unless_asked_for() {
     });
     assert!(report.passed(), "{:?}", report.violations);
 }
+
+#[test]
+fn written_histories_read_back_with_the_same_verdict() {
+    use enigma_checker::format::enigma::parse;
+    for seed in 0..30 {
+        let report = run(&SimConfig {
+            seed,
+            ..SimConfig::default()
+        });
+        let parsed = parse(&report.history_json_lines())
+            .unwrap_or_else(|e| panic!("seed {seed}: the written history does not parse: {e:?}"));
+        assert!(
+            parsed.check(&Default::default()).is_linearizable(),
+            "seed {seed}"
+        );
+    }
+    let buggy = SimConfig {
+        planted_bug: true,
+        ..SimConfig::default()
+    };
+    let failure = sweep(&buggy, 200, |_| {})
+        .failures
+        .into_iter()
+        .next()
+        .expect("a failure");
+    let parsed = parse(&failure.history_json_lines()).expect("the written history parses");
+    assert!(!parsed.check(&Default::default()).is_linearizable());
+}

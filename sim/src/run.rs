@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 
+use enigma_checker::format::enigma::{events_of_history, write_events, Level};
 use enigma_checker::{
     check_convergence, check_linearizable, Call, History, OpId, ReplicaVersion, StoredVersion,
     Verdict,
@@ -124,6 +125,28 @@ impl RunReport {
     /// Whether every check passed.
     pub fn passed(&self) -> bool {
         self.violations.is_empty()
+    }
+
+    /// The client history in EnigmaDB's JSON Lines format (docs/FORMAT.md),
+    /// each event carrying the consistency level it was issued at, for
+    /// `enigma check`.
+    pub fn history_json_lines(&self) -> String {
+        let repair_process = self.config.clients as u64;
+        let mut events = events_of_history(&self.history);
+        for event in &mut events {
+            let level = if event.process == repair_process {
+                ConsistencyLevel::All
+            } else {
+                self.config.level
+            };
+            event.level = Some(match level {
+                ConsistencyLevel::One => Level::One,
+                ConsistencyLevel::Two => Level::Two,
+                ConsistencyLevel::Quorum => Level::Quorum,
+                ConsistencyLevel::All => Level::All,
+            });
+        }
+        write_events(&events)
     }
 }
 
