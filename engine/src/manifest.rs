@@ -257,7 +257,6 @@ fn read_record<F: DiskFile>(
 pub(crate) struct Manifest<F: DiskFile> {
     file: F,
     id: u64,
-    name: String,
     /// Where the next record goes.
     len: u64,
     state: ManifestState,
@@ -352,7 +351,6 @@ pub(crate) fn open<D: Disk>(
     Ok(Manifest {
         file,
         id,
-        name,
         len: offset,
         state,
         edits_since_checkpoint: edits - 1,
@@ -396,7 +394,6 @@ fn write_checkpoint<D: Disk>(
     Ok(Manifest {
         file: disk.open(&name)?,
         id,
-        name,
         len: bytes.len() as u64,
         state,
         edits_since_checkpoint: 0,
@@ -453,8 +450,8 @@ impl<F: DiskFile> Manifest<F> {
 
     /// The current manifest file's name.
     #[cfg(test)]
-    pub(crate) fn name(&self) -> &str {
-        &self.name
+    pub(crate) fn name(&self) -> String {
+        manifest_name(self.id)
     }
 }
 

@@ -8,8 +8,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Bound;
 
-use crate::types::{Timestamp, Versioned};
+use crate::types::Versioned;
 
 /// Bytes charged per entry on top of key and value: the timestamp plus a
 /// rough allowance for the map node, so that many tiny entries still count.
@@ -33,13 +34,6 @@ impl Memtable {
     /// An empty table.
     pub(crate) fn new() -> Memtable {
         Memtable::default()
-    }
-
-    /// Whether a version stamped `timestamp` would replace what `key` holds.
-    pub(crate) fn would_apply(&self, key: &[u8], timestamp: Timestamp) -> bool {
-        self.entries
-            .get(key)
-            .is_none_or(|stored| timestamp > stored.timestamp)
     }
 
     /// Stores `version` under `key` if it is newer than the stored version;
@@ -72,6 +66,19 @@ impl Memtable {
         self.entries.iter()
     }
 
+    /// The entries with keys within `start` and `end`, in key order.
+    ///
+    /// # Panics
+    /// If the range is empty and malformed (start after end, or equal and
+    /// excluded): callers check with [`range_is_empty`] first.
+    pub(crate) fn range<'a>(
+        &'a self,
+        start: Bound<&'a [u8]>,
+        end: Bound<&'a [u8]>,
+    ) -> impl Iterator<Item = (&'a Vec<u8>, &'a Versioned)> {
+        self.entries.range::<[u8], _>((start, end))
+    }
+
     /// Number of keys held, tombstones included.
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
@@ -80,6 +87,18 @@ impl Memtable {
     /// Approximate bytes held.
     pub(crate) fn bytes_total(&self) -> usize {
         self.bytes_total
+    }
+}
+
+/// Whether no key can lie within `start` and `end` (such ranges would make
+/// `BTreeMap::range` panic).
+pub(crate) fn range_is_empty(start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
+    match (start, end) {
+        (Bound::Included(s), Bound::Included(e)) => s > e,
+        (Bound::Included(s), Bound::Excluded(e))
+        | (Bound::Excluded(s), Bound::Included(e))
+        | (Bound::Excluded(s), Bound::Excluded(e)) => s >= e,
+        _ => false,
     }
 }
 
@@ -96,6 +115,7 @@ impl fmt::Debug for Memtable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::Timestamp;
 
     fn version(hlc: u64, value: Option<&[u8]>) -> Versioned {
         Versioned {
@@ -127,8 +147,13 @@ mod tests {
         assert!(!table.apply(b"k", version(4, Some(b"old"))));
         assert!(!table.apply(b"k", version(5, Some(b"same stamp"))));
         assert_eq!(table.get(b"k"), Some(&version(5, Some(b"new"))));
-        assert!(!table.would_apply(b"k", Timestamp { hlc: 5, node: 1 }));
-        assert!(table.would_apply(b"k", Timestamp { hlc: 5, node: 2 }));
+        assert!(table.apply(
+            b"k",
+            Versioned {
+                timestamp: Timestamp { hlc: 5, node: 2 },
+                value: None
+            }
+        ));
     }
 
     #[test]

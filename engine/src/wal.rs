@@ -469,6 +469,9 @@ pub(crate) struct Wal<D: Disk> {
     dir_unsynced: bool,
     /// Set by a failed sync or a failed rollback: why the log stopped.
     poisoned: Option<String>,
+    /// The oldest segment that may still exist: segments below it were
+    /// removed once tables covered them.
+    first_segment_id: u64,
 }
 
 /// Replays the log on `disk`, handing each record's entries to `apply` in
@@ -478,17 +481,40 @@ pub(crate) struct Wal<D: Disk> {
 /// Corruption outside the torn tail of the last segment, or disk errors.
 pub(crate) fn open<D: Disk>(
     disk: D,
+    segments_covered: u64,
     segment_bytes_max: u64,
     sync_enabled: bool,
     mut apply: impl FnMut(Vec<WalEntry>),
 ) -> Result<(Wal<D>, RecoveryReport), EngineError> {
     let mut segments = Vec::new();
+    let mut removed_covered = false;
     for name in disk.list()? {
         if let Some(id) = parse_segment_name(&name)? {
-            segments.push((id, name));
+            if id <= segments_covered {
+                // Fully in tables the manifest names: garbage, left by a
+                // crash between the manifest edit and the deletion.
+                disk.remove(&name)?;
+                removed_covered = true;
+            } else {
+                segments.push((id, name));
+            }
         }
     }
+    if removed_covered && sync_enabled {
+        disk.sync_dir()?;
+    }
     segments.sort();
+    if let Some((first, first_name)) = segments.first() {
+        // Segment `covered + 1` is created before any later one and is
+        // never deleted before the watermark passes it.
+        if *first != segments_covered + 1 {
+            return Err(EngineError::Corruption {
+                file: first_name.clone(),
+                offset: 0,
+                reason: format!("WAL segment {} is missing", segments_covered + 1),
+            });
+        }
+    }
     for pair in segments.windows(2) {
         let (previous, (next, next_name)) = (pair[0].0, &pair[1]);
         if *next != previous + 1 {
@@ -501,7 +527,8 @@ pub(crate) fn open<D: Disk>(
     }
 
     let mut report = RecoveryReport::default();
-    let mut next_id = SEGMENT_ID_FIRST;
+    let mut next_id = segments_covered + SEGMENT_ID_FIRST;
+    let first_segment_id = next_id;
     let segments_total = segments.len();
     for (index, (id, name)) in segments.iter().enumerate() {
         let is_last = index + 1 == segments_total;
@@ -568,7 +595,8 @@ pub(crate) fn open<D: Disk>(
         }
     }
 
-    let wal = Wal::create_segment(disk, next_id, segment_bytes_max, sync_enabled)?;
+    let mut wal = Wal::create_segment(disk, next_id, segment_bytes_max, sync_enabled)?;
+    wal.first_segment_id = first_segment_id;
     report.segment_opened = wal.segment_name.clone();
     Ok((wal, report))
 }
@@ -600,6 +628,7 @@ impl<D: Disk> Wal<D> {
             file_unsynced: false,
             dir_unsynced: false,
             poisoned: None,
+            first_segment_id: id,
         })
     }
 
@@ -708,6 +737,41 @@ impl<D: Disk> Wal<D> {
         Ok(())
     }
 
+    /// Ends the current segment so that everything logged so far lies in
+    /// segments up to the returned id, and new records go to a later one:
+    /// called when the memtable is frozen, so that the table it becomes
+    /// covers exactly those segments.
+    ///
+    /// # Errors
+    /// `Poisoned`; a failed sync (which poisons the log); disk errors.
+    pub(crate) fn seal_segment(&mut self) -> Result<u64, EngineError> {
+        self.check_not_poisoned()?;
+        let sealed = self.segment_id;
+        self.rotate()?;
+        Ok(sealed)
+    }
+
+    /// Removes every segment up to `last`, oldest first, so that a crash
+    /// part way leaves the log without a gap. Call only once a durable
+    /// manifest edit says tables cover them.
+    ///
+    /// # Errors
+    /// Disk errors; what is left is removed at the next open.
+    ///
+    /// # Panics
+    /// If `last` is the segment being written.
+    pub(crate) fn remove_segments_through(&mut self, last: u64) -> Result<(), EngineError> {
+        assert!(last < self.segment_id, "the open segment is never covered");
+        while self.first_segment_id <= last {
+            let name = segment_name(self.first_segment_id);
+            if self.disk.exists(&name)? {
+                self.disk.remove(&name)?;
+            }
+            self.first_segment_id += 1;
+        }
+        Ok(())
+    }
+
     /// Makes every appended record durable: syncs the segment, then the
     /// directory if the segment is new. A no-op when nothing is unsynced.
     ///
@@ -780,7 +844,7 @@ mod tests {
         segment_bytes_max: u64,
     ) -> (Wal<FsDisk>, RecoveryReport, Vec<WalEntry>) {
         let mut seen = Vec::new();
-        let (wal, report) = open(disk.clone(), segment_bytes_max, true, |entries| {
+        let (wal, report) = open(disk.clone(), 0, segment_bytes_max, true, |entries| {
             seen.extend(entries);
         })
         .expect("replay");
@@ -975,7 +1039,7 @@ mod tests {
         drop(replay(&disk, SEGMENT_BYTES_LARGE));
         let len_before = file_len(&disk, &name);
         flip_byte(&disk, &name, bad_offset + RECORD_HEADER_BYTES as u64 + 2);
-        let err = open(disk.clone(), SEGMENT_BYTES_LARGE, true, |_| {}).expect_err("corrupt");
+        let err = open(disk.clone(), 0, SEGMENT_BYTES_LARGE, true, |_| {}).expect_err("corrupt");
         match &err {
             EngineError::ChecksumMismatch {
                 file,
@@ -1010,7 +1074,7 @@ mod tests {
             .expect("open")
             .truncate(len - 1)
             .expect("truncate");
-        match open(disk.clone(), SEGMENT_BYTES_LARGE, true, |_| {}) {
+        match open(disk.clone(), 0, SEGMENT_BYTES_LARGE, true, |_| {}) {
             Err(EngineError::Corruption { file, offset, .. }) => {
                 assert_eq!((file, offset), (name, SEGMENT_HEADER_BYTES));
             }
@@ -1071,7 +1135,7 @@ mod tests {
             drop(replay(&disk, SEGMENT_BYTES_LARGE));
         }
         disk.remove(&segment_name(2)).expect("remove");
-        match open(disk.clone(), SEGMENT_BYTES_LARGE, true, |_| {}) {
+        match open(disk.clone(), 0, SEGMENT_BYTES_LARGE, true, |_| {}) {
             Err(EngineError::Corruption { file, reason, .. }) => {
                 assert_eq!(file, segment_name(3));
                 assert!(reason.contains("segment 2 is missing"), "{reason}");
@@ -1093,7 +1157,7 @@ mod tests {
             .expect("open")
             .write_at(0, &header)
             .expect("write");
-        match open(disk.clone(), SEGMENT_BYTES_LARGE, true, |_| {}) {
+        match open(disk.clone(), 0, SEGMENT_BYTES_LARGE, true, |_| {}) {
             Err(EngineError::Corruption { reason, .. }) => {
                 assert!(reason.contains("format version 99"), "{reason}");
             }
@@ -1113,7 +1177,7 @@ mod tests {
         record[4..8].copy_from_slice(&crc.to_le_bytes());
         wal.segment.write_at(offset, &record).expect("write");
         drop(wal);
-        match open(disk.clone(), SEGMENT_BYTES_LARGE, true, |_| {}) {
+        match open(disk.clone(), 0, SEGMENT_BYTES_LARGE, true, |_| {}) {
             Err(EngineError::Corruption {
                 offset: got,
                 reason,

@@ -876,7 +876,12 @@ mod tests {
         // Recovery opens a second segment; the first is no longer the last,
         // so damage in it cannot be a torn tail.
         drop(Engine::open(disk.clone(), EngineOptions::default()).expect("reopen"));
-        let segment = disk.list().expect("list")[0].clone();
+        let segment = disk
+            .list()
+            .expect("list")
+            .into_iter()
+            .find(|name| name.starts_with("wal-"))
+            .expect("a WAL segment");
         disk.flip_bit(&segment, 40, 3).expect("flip");
         match Engine::open(disk.clone(), EngineOptions::default()) {
             Err(EngineError::ChecksumMismatch { file, offset, .. }) => {

@@ -101,11 +101,6 @@ impl<F: DiskFile> Table<F> {
         Block::decode(contents, &self.name, handle.offset)
     }
 
-    /// The table's file name.
-    pub(crate) fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Whether the bloom filter and key range allow `key` to be here.
     pub(crate) fn may_contain(&self, key: &[u8]) -> bool {
         self.meta.covers(key) && self.bloom.may_contain(key)
