@@ -3,6 +3,10 @@
 //! Subcommands:
 //! - `enigma sim`: deterministic simulation of a whole cluster under faults,
 //!   one seed (`--seed`) or a sweep (`--seeds N`), each checked.
+//! - `enigma check FILE`: is a recorded history linearizable (see
+//!   `check.rs`)?
+
+mod check;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -29,6 +33,12 @@ enum Command {
     /// Exit status: 0 when every check passes, 1 when one fails, 2 for bad
     /// arguments.
     Sim(SimArgs),
+    /// Check a recorded history (EnigmaDB JSON Lines, Jepsen EDN or Jepsen
+    /// log) for linearizability.
+    ///
+    /// Exit status: 0 linearizable, 1 not linearizable, 2 unknown or
+    /// unusable input.
+    Check(check::CheckArgs),
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +110,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Sim(args) => sim(&args),
+        Command::Check(args) => check::check(&args),
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::history::{OpId, ProcessId};
-use crate::linearizability::{check_parts, CheckOptions, Verdict};
+use crate::linearizability::{check_parts_with_stop, CheckOptions, Verdict};
 use crate::model::{KvInput, KvModel, KvOutput};
 use crate::wgl::SearchOp;
 
@@ -151,6 +151,16 @@ impl fmt::Display for KvOperation {
 
 /// Checks a kv history with per-key budgets from `options`.
 pub fn check_kv_linearizable(history: &KvHistory, options: &CheckOptions) -> Verdict {
+    check_kv_linearizable_with_stop(history, options, &|| false)
+}
+
+/// [`check_kv_linearizable`], answering [`Verdict::Unknown`] once `stop`
+/// answers true.
+pub fn check_kv_linearizable_with_stop(
+    history: &KvHistory,
+    options: &CheckOptions,
+    stop: &dyn Fn() -> bool,
+) -> Verdict {
     let mut parts: BTreeMap<&str, Vec<SearchOp<KvInput, KvOutput>>> = BTreeMap::new();
     for op in history.operations() {
         let (output, response_time) = match (&op.input, &op.completion) {
@@ -173,7 +183,7 @@ pub fn check_kv_linearizable(history: &KvHistory, options: &CheckOptions) -> Ver
             .operation(id)
             .map_or_else(|| format!("#{}", id.0), |op| op.to_string())
     };
-    check_parts(&KvModel, parts, &describe, options)
+    check_parts_with_stop(&KvModel, parts, &describe, options, stop)
 }
 
 #[cfg(test)]

@@ -23,23 +23,30 @@
 //!   linearizability and completeness checks.
 //! - [`format`]: parsers for Jepsen log lines and EDN histories, and
 //!   EnigmaDB's own JSON Lines history files (reader and writer).
+//! - [`report`]: a self-contained HTML picture of a verdict.
+//! - [`consistency`]: lost-write, read-your-writes and monotonic-reads
+//!   checks for weaker consistency levels.
 //! - [`convergence`]: do all replicas of each key hold the same version?
 
+pub mod consistency;
 pub mod convergence;
 pub mod format;
 pub mod history;
 pub mod kv;
 pub mod linearizability;
 pub mod model;
+pub mod report;
 pub mod set;
 pub mod wgl;
 
+pub use consistency::{check_lost_writes, check_sessions, ConsistencyViolation};
 pub use convergence::{check_convergence, ConvergenceViolation, ReplicaVersion, StoredVersion};
 pub use format::{load_file, parse, Format, LoadError, ParseError, ParsedHistory};
 pub use history::{Call, Completion, History, OpId, Operation, Outcome, ProcessId, Value};
 pub use kv::{check_kv_linearizable, KvHistory, KvOperation, KvOutcome};
 pub use linearizability::{
-    check_linearizable, check_linearizable_with, CheckOptions, Counterexample, Verdict,
+    check_linearizable, check_linearizable_with, check_linearizable_with_stop, CheckOptions,
+    Counterexample, Verdict,
 };
 pub use model::{KvInput, KvModel, KvOutput, Model, RegisterModel};
 pub use set::{

@@ -181,6 +181,16 @@ pub fn check_linearizable(history: &History) -> Verdict {
 
 /// Checks a register history; see [`RegisterModel`] for the semantics.
 pub fn check_linearizable_with(history: &History, options: &CheckOptions) -> Verdict {
+    check_linearizable_with_stop(history, options, &|| false)
+}
+
+/// [`check_linearizable_with`], answering [`Verdict::Unknown`] once `stop`
+/// answers true.
+pub fn check_linearizable_with_stop(
+    history: &History,
+    options: &CheckOptions,
+    stop: &dyn Fn() -> bool,
+) -> Verdict {
     let mut parts: BTreeMap<&str, Vec<SearchOp<Call, Outcome>>> = BTreeMap::new();
     for op in history.operations() {
         if let Some(search_op) = register_search_op(op) {
@@ -192,7 +202,7 @@ pub fn check_linearizable_with(history: &History, options: &CheckOptions) -> Ver
             .operation(id)
             .map_or_else(|| format!("#{}", id.0), |op| op.to_string())
     };
-    check_parts(&RegisterModel, parts, &describe, options)
+    check_parts_with_stop(&RegisterModel, parts, &describe, options, stop)
 }
 
 /// The search's view of one register operation, or `None` if it constrains
@@ -244,6 +254,23 @@ where
     M: Model,
     K: AsRef<str> + Ord,
 {
+    check_parts_with_stop(model, parts, describe, options, &|| false)
+}
+
+/// [`check_parts`], giving up with [`Verdict::Unknown`] as soon as `stop`
+/// answers true (it is polled between chunks of search steps, see
+/// [`wgl::search_with_stop`]). A key already refuted is still reported.
+pub fn check_parts_with_stop<M, K>(
+    model: &M,
+    parts: BTreeMap<K, Vec<ModelOp<M>>>,
+    describe: &dyn Fn(OpId) -> String,
+    options: &CheckOptions,
+    stop: &dyn Fn() -> bool,
+) -> Verdict
+where
+    M: Model,
+    K: AsRef<str> + Ord,
+{
     let limits = options.limits_per_key;
     let mut undecided: Vec<(&str, &[ModelOp<M>])> = parts
         .iter()
@@ -259,8 +286,16 @@ where
         let final_round = steps_max >= limits.steps_max;
         let mut retry = Vec::new();
         for (key, ops) in undecided {
-            match wgl::search(model, ops, &round) {
+            match wgl::search_with_stop(model, ops, &round, stop) {
                 SearchResult::Linearizable { .. } => {}
+                SearchResult::Exhausted {
+                    limit: Limit::Stopped,
+                    reason,
+                } => {
+                    return Verdict::Unknown {
+                        reason: format!("key {key:?}: {reason}"),
+                    };
+                }
                 SearchResult::Exhausted {
                     limit: Limit::Steps,
                     ..
@@ -530,6 +565,29 @@ mod tests {
             panic!("accepted");
         };
         assert_eq!(c.key, "m");
+    }
+
+    #[test]
+    fn stop_hook_gives_unknown_and_is_polled() {
+        // 16 concurrent writes and a read of a value none wrote: refuting it
+        // takes far more than one poll interval of steps.
+        let mut r = Recorder::new();
+        for p in 0..16 {
+            r.op(p, "k", Call::Write(Some(p as i64)), 0, Some((100, ok())));
+        }
+        r.op(99, "k", Call::Read, 200, Some((300, read(Some(42)))));
+        let polls = std::cell::Cell::new(0u32);
+        let stop = || {
+            polls.set(polls.get() + 1);
+            true
+        };
+        let verdict = check_linearizable_with_stop(&r.history, &CheckOptions::default(), &stop);
+        assert!(matches!(verdict, Verdict::Unknown { .. }), "{verdict}");
+        assert_eq!(polls.get(), 1);
+        assert!(matches!(
+            check_linearizable_with_stop(&r.history, &CheckOptions::default(), &|| false),
+            Verdict::NotLinearizable(_)
+        ));
     }
 
     #[test]

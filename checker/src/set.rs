@@ -11,7 +11,7 @@ use std::fmt;
 use thiserror::Error;
 
 use crate::history::{OpId, ProcessId, Value};
-use crate::linearizability::{check_parts, CheckOptions, Verdict};
+use crate::linearizability::{check_parts_with_stop, CheckOptions, Verdict};
 use crate::model::Model;
 use crate::wgl::SearchOp;
 
@@ -223,6 +223,16 @@ impl SetHistory {
 
 /// Checks a set history for linearizability with per-key budgets.
 pub fn check_set_linearizable(history: &SetHistory, options: &CheckOptions) -> Verdict {
+    check_set_linearizable_with_stop(history, options, &|| false)
+}
+
+/// [`check_set_linearizable`], answering [`Verdict::Unknown`] once `stop`
+/// answers true.
+pub fn check_set_linearizable_with_stop(
+    history: &SetHistory,
+    options: &CheckOptions,
+    stop: &dyn Fn() -> bool,
+) -> Verdict {
     let mut parts: BTreeMap<&str, Vec<SearchOp<SetInput, SetOutput>>> = BTreeMap::new();
     for op in history.operations() {
         let (output, response_time) = match (&op.input, &op.completion) {
@@ -247,7 +257,7 @@ pub fn check_set_linearizable(history: &SetHistory, options: &CheckOptions) -> V
             .operation(id)
             .map_or_else(|| format!("#{}", id.0), |op| op.to_string())
     };
-    check_parts(&SetModel, parts, &describe, options)
+    check_parts_with_stop(&SetModel, parts, &describe, options, stop)
 }
 
 fn sorted_unique(values: &[Value]) -> Vec<Value> {

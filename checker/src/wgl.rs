@@ -20,7 +20,10 @@
 //! Limits: the walk is iterative (no recursion on history size); each call
 //! of [`search`] stops with [`SearchResult::Exhausted`] after
 //! `SearchLimits::steps_max` model steps or when the memo would exceed
-//! `SearchLimits::memo_bytes_max`, so a verdict is never a guess.
+//! `SearchLimits::memo_bytes_max`, so a verdict is never a guess. The caller
+//! may also pass a stop hook ([`search_with_stop`]), polled every
+//! `STOP_POLL_STEPS` steps: the library never reads a clock, a caller with a
+//! wall-clock deadline answers the hook.
 
 use std::hash::{Hash, Hasher};
 
@@ -94,7 +97,13 @@ pub enum Limit {
     Steps,
     /// `memo_bytes_max`.
     Memo,
+    /// The caller's stop hook asked to stop.
+    Stopped,
 }
+
+/// Model steps between two polls of a stop hook: rare enough to cost
+/// nothing, frequent enough (well under a millisecond) to stop promptly.
+pub const STOP_POLL_STEPS: u64 = 4096;
 
 /// The answer of one search.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +131,20 @@ pub fn search<M: Model>(
     model: &M,
     ops: &[SearchOp<M::Input, M::Output>],
     limits: &SearchLimits,
+) -> SearchResult<M::State> {
+    search_with_stop(model, ops, limits, &|| false)
+}
+
+/// [`search`], also stopping with [`Limit::Stopped`] when `stop` answers
+/// true; it is asked every `STOP_POLL_STEPS` model steps.
+///
+/// # Panics
+/// As [`search`].
+pub fn search_with_stop<M: Model>(
+    model: &M,
+    ops: &[SearchOp<M::Input, M::Output>],
+    limits: &SearchLimits,
+    stop: &dyn Fn() -> bool,
 ) -> SearchResult<M::State> {
     assert!(
         ops.len() < (u32::MAX / 2) as usize,
@@ -165,6 +188,12 @@ pub fn search<M: Model>(
                 return SearchResult::Exhausted {
                     limit: Limit::Steps,
                     reason: format!("search stopped after {steps} model steps"),
+                };
+            }
+            if steps % STOP_POLL_STEPS == STOP_POLL_STEPS - 1 && stop() {
+                return SearchResult::Exhausted {
+                    limit: Limit::Stopped,
+                    reason: format!("stopped by the caller after {steps} model steps"),
                 };
             }
             steps += 1;

@@ -21,9 +21,10 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::history::{History, OpId};
-use crate::kv::{check_kv_linearizable, KvHistory};
-use crate::linearizability::{check_linearizable_with, CheckOptions, Verdict};
-use crate::set::{check_set_linearizable, SetHistory};
+use crate::kv::{check_kv_linearizable_with_stop, KvHistory};
+use crate::linearizability::{check_linearizable_with_stop, CheckOptions, Verdict};
+use crate::report::TimelineOp;
+use crate::set::{check_set_linearizable_with_stop, SetHistory};
 
 pub mod edn;
 pub mod enigma;
@@ -163,10 +164,67 @@ pub enum ParsedHistory {
 impl ParsedHistory {
     /// Checks it against its model.
     pub fn check(&self, options: &CheckOptions) -> Verdict {
+        self.check_with_stop(options, &|| false)
+    }
+
+    /// Checks it against its model, answering [`Verdict::Unknown`] once
+    /// `stop` answers true (polled between chunks of search steps).
+    pub fn check_with_stop(&self, options: &CheckOptions, stop: &dyn Fn() -> bool) -> Verdict {
         match self {
-            ParsedHistory::Register(h) => check_linearizable_with(h, options),
-            ParsedHistory::Kv(h) => check_kv_linearizable(h, options),
-            ParsedHistory::Set(h) => check_set_linearizable(h, options),
+            ParsedHistory::Register(h) => check_linearizable_with_stop(h, options, stop),
+            ParsedHistory::Kv(h) => check_kv_linearizable_with_stop(h, options, stop),
+            ParsedHistory::Set(h) => check_set_linearizable_with_stop(h, options, stop),
+        }
+    }
+
+    /// The operations on `key`, as the HTML report draws them.
+    pub fn timeline(&self, key: &str) -> Vec<TimelineOp> {
+        match self {
+            ParsedHistory::Register(h) => h
+                .operations()
+                .iter()
+                .filter(|op| op.key == key)
+                .map(|op| TimelineOp {
+                    id: op.id,
+                    process: op.process,
+                    label: op.to_string(),
+                    invoke_time: op.invoke_nanos,
+                    response_time: op.completion.as_ref().map(|c| c.time_nanos),
+                })
+                .collect(),
+            ParsedHistory::Kv(h) => h
+                .operations()
+                .iter()
+                .filter(|op| op.key == key)
+                .map(|op| TimelineOp {
+                    id: op.id,
+                    process: op.process,
+                    label: op.to_string(),
+                    invoke_time: op.invoke_time,
+                    response_time: op.completion.as_ref().map(|(t, _)| *t),
+                })
+                .collect(),
+            ParsedHistory::Set(h) => h
+                .operations()
+                .iter()
+                .filter(|op| op.key == key)
+                .map(|op| TimelineOp {
+                    id: op.id,
+                    process: op.process,
+                    label: op.to_string(),
+                    invoke_time: op.invoke_time,
+                    response_time: op.completion.as_ref().map(|(t, _)| *t),
+                })
+                .collect(),
+        }
+    }
+
+    /// The model's name: `register`, `kv` or `set`.
+    pub fn model_name(&self) -> &'static str {
+        match self {
+            ParsedHistory::Register(_) => "register",
+            ParsedHistory::Kv(_) => "kv",
+            ParsedHistory::Set(_) => "set",
         }
     }
 

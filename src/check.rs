@@ -1,0 +1,190 @@
+//! `enigma check FILE`: is a recorded history linearizable?
+//!
+//! Reads EnigmaDB's JSON Lines histories, Jepsen EDN maps and Jepsen log
+//! lines (detected from the first line unless `--format` says), checks the
+//! history against its model and prints `verdict: linearizable`,
+//! `verdict: not-linearizable` or `verdict: unknown`, then the report.
+//!
+//! Exit status: 0 linearizable, 1 not linearizable, 2 unknown (budget or
+//! `--timeout` ran out) or unusable input (unreadable, malformed, or not of
+//! the `--model` asked for).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, ValueEnum};
+use enigma_checker::format::{detect_format, parse, Format, ParsedHistory};
+use enigma_checker::report::html_report;
+use enigma_checker::{Call, CheckOptions, Verdict};
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The history file.
+    file: PathBuf,
+    /// The model to check against. Default: the one the file's operations
+    /// name (read/write/cas: cas-register; get/put/append: kv; add/read-all:
+    /// set). `register` also rejects compare-and-set operations.
+    #[arg(long, value_enum)]
+    model: Option<ModelArg>,
+    /// The file's format. Default: detected from its first line.
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
+    /// Also write a self-contained HTML page picturing the verdict here.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// Give up with `verdict: unknown` after this many seconds of checking.
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ModelArg {
+    /// Read / write register of integers.
+    Register,
+    /// Read / write / compare-and-set register of integers.
+    CasRegister,
+    /// String map with get / put / append.
+    Kv,
+    /// Grow-only set of integers with add / read-all.
+    Set,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FormatArg {
+    /// EnigmaDB's JSON Lines (docs/FORMAT.md).
+    Enigma,
+    /// One Jepsen EDN map per line.
+    Edn,
+    /// Jepsen log lines.
+    JepsenLog,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Enigma => Format::Enigma,
+            FormatArg::Edn => Format::JepsenEdn,
+            FormatArg::JepsenLog => Format::JepsenLog,
+        }
+    }
+}
+
+/// Exit status for input the command cannot judge.
+const EXIT_UNUSABLE: u8 = 2;
+
+/// Runs `enigma check`.
+pub fn check(args: &CheckArgs) -> ExitCode {
+    match check_file(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_UNUSABLE)
+        }
+    }
+}
+
+fn check_file(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    let path = &args.file;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let format = args
+        .format
+        .map_or_else(|| detect_format(&text), Format::from);
+    let history = parse(&text, format).with_context(|| format!("{} ({format})", path.display()))?;
+    if let Some(model) = args.model {
+        fits_model(&history, model).with_context(|| format!("{}", path.display()))?;
+    }
+    let stop = deadline_hook(args.timeout)?;
+    let verdict = history.check_with_stop(&CheckOptions::default(), &stop);
+    if let Some(html) = &args.html {
+        write_html(html, path, &history, &verdict)?;
+    }
+    let (word, code) = match &verdict {
+        Verdict::Linearizable => ("linearizable", 0),
+        Verdict::NotLinearizable(_) => ("not-linearizable", 1),
+        Verdict::Unknown { .. } => ("unknown", EXIT_UNUSABLE),
+    };
+    let mut out = std::io::stdout().lock();
+    let shown = writeln!(
+        out,
+        "file: {} ({} operations, {format}, {} model)\nverdict: {word}",
+        path.display(),
+        history.len(),
+        history.model_name()
+    )
+    .and_then(|()| match &verdict {
+        Verdict::Linearizable => Ok(()),
+        Verdict::NotLinearizable(c) => write!(out, "{c}"),
+        Verdict::Unknown { reason } => writeln!(out, "{reason}"),
+    });
+    if shown.is_err() {
+        // The reader went away (e.g. `| head`); the status still tells.
+        return Ok(ExitCode::from(code));
+    }
+    Ok(ExitCode::from(code))
+}
+
+/// Fails when the history holds operations `model` does not have.
+fn fits_model(history: &ParsedHistory, model: ModelArg) -> anyhow::Result<()> {
+    match (model, history) {
+        (ModelArg::CasRegister, ParsedHistory::Register(_))
+        | (ModelArg::Kv, ParsedHistory::Kv(_))
+        | (ModelArg::Set, ParsedHistory::Set(_)) => Ok(()),
+        (ModelArg::Register, ParsedHistory::Register(h)) => {
+            match h
+                .operations()
+                .iter()
+                .find(|op| matches!(op.call, Call::Cas { .. }))
+            {
+                Some(op) => {
+                    bail!("the register model has no compare-and-set, but the file has {op}")
+                }
+                None => Ok(()),
+            }
+        }
+        (_, other) => bail!(
+            "the file holds a {} history, not one for --model {}",
+            other.model_name(),
+            model
+                .to_possible_value()
+                .map_or_else(String::new, |v| v.get_name().to_owned())
+        ),
+    }
+}
+
+/// The stop hook the checker polls: true once `timeout_secs` have passed.
+fn deadline_hook(timeout_secs: Option<f64>) -> anyhow::Result<impl Fn() -> bool> {
+    let budget = match timeout_secs {
+        None => None,
+        Some(secs) if secs.is_finite() && secs >= 0.0 => {
+            Some(std::time::Duration::from_secs_f64(secs))
+        }
+        Some(secs) => bail!("--timeout must be a non-negative number of seconds, not {secs}"),
+    };
+    // The wall clock is read here, at the edge, and only to decide when to
+    // give up: the checker itself stays deterministic and clock-free, and a
+    // stop turns into `unknown`, never into a verdict.
+    #[allow(clippy::disallowed_methods)]
+    let started = std::time::Instant::now();
+    Ok(move || {
+        #[allow(clippy::disallowed_methods)]
+        let now = std::time::Instant::now();
+        budget.is_some_and(|b| now.duration_since(started) >= b)
+    })
+}
+
+fn write_html(
+    html: &Path,
+    file: &Path,
+    history: &ParsedHistory,
+    verdict: &Verdict,
+) -> anyhow::Result<()> {
+    let timeline = match verdict {
+        Verdict::NotLinearizable(c) => history.timeline(&c.key),
+        _ => Vec::new(),
+    };
+    let page = html_report(&file.display().to_string(), verdict, &timeline);
+    std::fs::write(html, page).with_context(|| format!("cannot write {}", html.display()))
+}
