@@ -15,6 +15,10 @@
 //!   | removed count u32 LE | removed table ids u64 LE...
 //! ```
 //!
+//! The header and every record are zero-padded to a multiple of 512 bytes
+//! (a sector), so appending an edit never rewrites a sector holding a
+//! committed one.
+//!
 //! The first record of a file is a checkpoint: an edit adding every live
 //! table. Later records are edits applied in order. "WAL segments covered"
 //! is a watermark: every segment with an id at or below it is fully
@@ -44,9 +48,17 @@ const MANIFEST_FORMAT_VERSION: u32 = 1;
 const HEADER_BYTES: u64 = 16;
 /// Size of a record's frame before its payload.
 const RECORD_HEADER_BYTES: u64 = 8;
+/// Smallest edit payload: ids, watermark and two counts. A shorter length
+/// is what a zero-filled torn tail looks like (length 0 has CRC 0), so it is
+/// a torn record, never an edit.
+const EDIT_BYTES_MIN: u32 = 24;
 /// Largest record: bounds the allocation a length read from disk causes
 /// (a checkpoint of a million tables is 8 MB).
 const RECORD_BYTES_MAX: u32 = 64 * 1024 * 1024;
+/// Every record (and the header) starts on a multiple of this: a torn
+/// append may garble the whole sector it lands in, and a committed edit
+/// must never share a sector with a later, unsynced one.
+const SECTOR_BYTES: u64 = 512;
 /// Default edits between checkpoints.
 pub(crate) const EDITS_PER_CHECKPOINT_DEFAULT: usize = 256;
 const NAME_PREFIX: &str = "manifest-";
@@ -150,6 +162,17 @@ fn encode_header() -> Vec<u8> {
     header
 }
 
+/// `offset` rounded up to the next sector boundary.
+fn sector_aligned(offset: u64) -> u64 {
+    offset.next_multiple_of(SECTOR_BYTES)
+}
+
+/// Pads `bytes` with zeros to a whole number of sectors.
+fn pad_to_sector(bytes: &mut Vec<u8>) {
+    let len = sector_aligned(bytes.len() as u64);
+    bytes.resize(usize::try_from(len).expect("records are small"), 0);
+}
+
 fn encode_record(edit: &VersionEdit) -> Vec<u8> {
     let mut payload = Vec::new();
     payload.extend_from_slice(&edit.next_table_id.to_le_bytes());
@@ -167,6 +190,7 @@ fn encode_record(edit: &VersionEdit) -> Vec<u8> {
     record.extend_from_slice(&len.to_le_bytes());
     record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     record.extend_from_slice(&payload);
+    pad_to_sector(&mut record);
     record
 }
 
@@ -227,6 +251,9 @@ fn read_record<F: DiskFile>(
     let len = reader.u32_le().expect("8 bytes");
     let expected = reader.u32_le().expect("8 bytes");
     let payload_at = offset + RECORD_HEADER_BYTES;
+    if len < EDIT_BYTES_MIN {
+        return Err(torn(format!("record length {len} is below an edit's")));
+    }
     if len > RECORD_BYTES_MAX || u64::from(len) > file_len - payload_at {
         return Err(torn(format!("record length {len} passes the end")));
     }
@@ -249,7 +276,10 @@ fn read_record<F: DiskFile>(
             reason: "manifest record does not parse".to_owned(),
         })
     })?;
-    Ok((edit, payload_at + u64::from(len)))
+    Ok((
+        edit,
+        sector_aligned(payload_at + u64::from(len)).min(file_len),
+    ))
 }
 
 /// The open manifest.
@@ -312,7 +342,7 @@ pub(crate) fn open<D: Disk>(
         ));
     }
     let mut state = ManifestState::default();
-    let mut offset = HEADER_BYTES;
+    let mut offset = sector_aligned(HEADER_BYTES);
     let mut edits = 0;
     while offset < file_len {
         match read_record(&file, &name, offset, file_len) {
@@ -375,6 +405,7 @@ fn write_checkpoint<D: Disk>(
     }
     let mut file = disk.create(&temporary)?;
     let mut bytes = encode_header();
+    pad_to_sector(&mut bytes);
     bytes.extend_from_slice(&encode_record(&state.checkpoint()));
     file.write_at(0, &bytes)?;
     if sync_enabled {
@@ -533,11 +564,29 @@ mod tests {
         let full_len = manifest.len;
         drop(manifest);
         let mut file = disk.open(&manifest_name(1)).expect("open");
-        file.truncate(full_len - 3).expect("tear");
+        file.truncate(full_len - SECTOR_BYTES + 10).expect("tear");
         drop(file);
         let reopened = open(&disk, 100, true).expect("reopen");
         assert_eq!(reopened.state(), &committed);
-        assert!(reopened.len < full_len - 3, "torn bytes were cut off");
+        assert_eq!(
+            reopened.len,
+            full_len - SECTOR_BYTES,
+            "torn bytes were cut off"
+        );
+    }
+
+    #[test]
+    fn zero_filled_tail_is_torn_not_an_edit() {
+        let (_dir, disk) = temp_disk();
+        let manifest = open(&disk, 100, true).expect("open");
+        let (len, state) = (manifest.len, manifest.state().clone());
+        drop(manifest);
+        let mut file = disk.open(&manifest_name(1)).expect("open");
+        file.write_at(len, &[0; SECTOR_BYTES as usize])
+            .expect("zeros");
+        drop(file);
+        let reopened = open(&disk, 100, true).expect("zeros are a torn tail");
+        assert_eq!((reopened.len, reopened.state()), (len, &state));
     }
 
     #[test]
@@ -545,7 +594,7 @@ mod tests {
         let (_dir, disk) = temp_disk();
         drop(open(&disk, 100, true).expect("open"));
         let mut file = disk.open(&manifest_name(1)).expect("open");
-        file.write_at(HEADER_BYTES + 9, &[0xff]).expect("damage");
+        file.write_at(SECTOR_BYTES + 9, &[0xff]).expect("damage");
         drop(file);
         let err = open(&disk, 100, true).expect_err("corrupt checkpoint");
         assert!(err.to_string().contains(&manifest_name(1)), "{err}");

@@ -1,0 +1,245 @@
+//! Crash tests of the LSM engine on `SimDisk`: the process dies at a random
+//! disk operation (often in the middle of a flush, a compaction or a
+//! manifest checkpoint), the disk crashes (unsynced data lost or torn), and
+//! the engine reopens. After recovery it must hold every synced write and a
+//! prefix of the unsynced ones: never a gap, never a resurrected value.
+//! Tombstone purging is switched on at random horizons, so a purge that
+//! let an older value reappear would show as a state that is no prefix.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use enigma_engine::{
+    Disk, DiskError, DiskFile, Engine, EngineOptions, Timestamp, Versioned, MEMTABLE_BYTES_MIN,
+    TABLE_BLOCK_BYTES_MIN, WAL_SEGMENT_BYTES_MIN,
+};
+use enigma_sim::disk::{SimDisk, SimDiskFaults, SimFile};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Mutating disk operations left before the process "dies": from then on
+/// every mutating operation fails and reaches nothing, as if the process
+/// had stopped there. `None`: it never dies.
+#[derive(Debug, Default)]
+struct Death {
+    operations_left: Cell<Option<u64>>,
+    died: Cell<bool>,
+}
+
+impl Death {
+    fn step(&self, name: &str) -> Result<(), DiskError> {
+        match self.operations_left.get() {
+            Some(0) => {
+                self.died.set(true);
+                Err(DiskError::Io {
+                    name: name.to_owned(),
+                    reason: "the process died".to_owned(),
+                })
+            }
+            Some(left) => {
+                self.operations_left.set(Some(left - 1));
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// `SimDisk` whose process dies after a set number of mutating operations.
+#[derive(Debug, Clone)]
+struct DyingDisk {
+    inner: SimDisk,
+    death: Rc<Death>,
+}
+
+#[derive(Debug)]
+struct DyingFile {
+    inner: SimFile,
+    name: String,
+    death: Rc<Death>,
+}
+
+impl Disk for DyingDisk {
+    type File = DyingFile;
+    fn create(&self, name: &str) -> Result<DyingFile, DiskError> {
+        self.death.step(name)?;
+        Ok(DyingFile {
+            inner: self.inner.create(name)?,
+            name: name.to_owned(),
+            death: self.death.clone(),
+        })
+    }
+    fn open(&self, name: &str) -> Result<DyingFile, DiskError> {
+        Ok(DyingFile {
+            inner: self.inner.open(name)?,
+            name: name.to_owned(),
+            death: self.death.clone(),
+        })
+    }
+    fn list(&self) -> Result<Vec<String>, DiskError> {
+        self.inner.list()
+    }
+    fn rename(&self, from: &str, to: &str) -> Result<(), DiskError> {
+        self.death.step(from)?;
+        self.inner.rename(from, to)
+    }
+    fn remove(&self, name: &str) -> Result<(), DiskError> {
+        self.death.step(name)?;
+        self.inner.remove(name)
+    }
+    fn sync_dir(&self) -> Result<(), DiskError> {
+        self.death.step("dir")?;
+        self.inner.sync_dir()
+    }
+}
+
+impl DiskFile for DyingFile {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+        self.inner.read_at(offset, buf)
+    }
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), DiskError> {
+        self.death.step(&self.name)?;
+        self.inner.write_at(offset, data)
+    }
+    fn sync(&mut self) -> Result<(), DiskError> {
+        self.death.step(&self.name)?;
+        self.inner.sync()
+    }
+    fn truncate(&mut self, len: u64) -> Result<(), DiskError> {
+        self.death.step(&self.name)?;
+        self.inner.truncate(len)
+    }
+    fn len(&self) -> Result<u64, DiskError> {
+        self.inner.len()
+    }
+}
+
+fn options() -> EngineOptions {
+    EngineOptions {
+        wal_segment_bytes_max: WAL_SEGMENT_BYTES_MIN,
+        memtable_bytes_max: MEMTABLE_BYTES_MIN,
+        table_block_bytes: TABLE_BLOCK_BYTES_MIN,
+        compaction_tables_min: 2,
+        manifest_edits_per_checkpoint: 3,
+        ..EngineOptions::default()
+    }
+}
+
+const KEYS_TOTAL: u64 = 40;
+
+/// The live keys (tombstones dropped) after applying `ops` in order; each
+/// op has a higher timestamp than the one before, so each one wins.
+fn live(ops: &[(Vec<u8>, Versioned)]) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut model = BTreeMap::new();
+    for (key, version) in ops {
+        match &version.value {
+            Some(value) => model.insert(key.clone(), value.clone()),
+            None => model.remove(key),
+        };
+    }
+    model
+}
+
+#[test]
+fn engine_recovers_a_prefix_after_dying_during_flush_compaction_and_writes() {
+    let mut died_in_background = 0;
+    let mut died_in_write = 0;
+    let mut tables_seen = 0;
+    for seed in 0..40_u64 {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // Unsynced data is lost or kept per sector, but not garbled: with
+        // garbage sectors (`SimDiskFaults::torn`), SimDisk also garbles the
+        // synced bytes of a sector that a later append shares, which loses
+        // synced WAL records (see the WAL note in the branch report); the
+        // LSM's own files are immune (tables are synced whole, manifest
+        // records are sector-aligned).
+        let sim = SimDisk::new(SimDiskFaults {
+            torn_sector_probability: 0.0,
+            ..SimDiskFaults::torn()
+        });
+        let death = Rc::new(Death::default());
+        let disk = DyingDisk {
+            inner: sim.clone(),
+            death: death.clone(),
+        };
+        // ops[..synced] are durable; ops[synced..] were attempted.
+        let mut ops: Vec<(Vec<u8>, Versioned)> = Vec::new();
+        let mut synced = 0;
+        let mut hlc = 0_u64;
+        for round in 0..6 {
+            death.operations_left.set(None);
+            death.died.set(false);
+            let mut engine = Engine::open(disk.clone(), options())
+                .unwrap_or_else(|e| panic!("seed {seed} round {round}: open: {e}"));
+            let recovered: BTreeMap<Vec<u8>, Vec<u8>> = engine
+                .scan_all()
+                .expect("scan")
+                .into_iter()
+                .filter_map(|(key, version)| version.value.map(|value| (key, value)))
+                .collect();
+            let prefix = (synced..=ops.len())
+                .rev()
+                .find(|&p| live(&ops[..p]) == recovered)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "seed {seed} round {round}: recovered state is no prefix of \
+                         {} ops with {synced} synced: a lost, gapped or resurrected write",
+                        ops.len()
+                    )
+                });
+            // What was recovered is durable now; the rest never happened.
+            ops.truncate(prefix);
+            synced = prefix;
+            tables_seen += engine.tables_total();
+
+            death.operations_left.set(Some(rng.random_range(1..400)));
+            for _ in 0..rng.random_range(20..300) {
+                let action = rng.random_range(0..100);
+                if action < 75 {
+                    hlc += 1;
+                    let key = format!("key-{:03}", rng.random_range(0..KEYS_TOTAL)).into_bytes();
+                    let value = (!rng.random_bool(0.2))
+                        .then(|| vec![(hlc % 251) as u8; rng.random_range(1..60)]);
+                    let version = Versioned {
+                        timestamp: Timestamp { hlc, node: 1 },
+                        value,
+                    };
+                    ops.push((key.clone(), version.clone()));
+                    if engine.write(&key, version).is_err() {
+                        died_in_write += 1;
+                        break;
+                    }
+                } else if action < 85 {
+                    if engine.sync().is_err() {
+                        break;
+                    }
+                    synced = ops.len();
+                } else {
+                    if rng.random_bool(0.3) {
+                        let horizon = hlc.saturating_sub(rng.random_range(0..100));
+                        engine.set_tombstone_purge_before(Some(Timestamp {
+                            hlc: horizon,
+                            node: 0,
+                        }));
+                    }
+                    if engine
+                        .do_background_work(rng.random_range(0..8192))
+                        .is_err()
+                    {
+                        died_in_background += 1;
+                        break;
+                    }
+                }
+            }
+            drop(engine);
+            sim.crash(&mut rng);
+        }
+    }
+    assert!(
+        died_in_background > 0,
+        "no death during flush or compaction"
+    );
+    assert!(died_in_write > 0, "no death during a write");
+    assert!(tables_seen > 0, "no table was ever recovered");
+}
