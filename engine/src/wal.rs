@@ -6,15 +6,19 @@
 //! zero-padded decimal counting up from 1 with no gaps. Each segment is
 //!
 //! ```text
-//! header (24 bytes):
+//! header (24 bytes, zero-filled to a 512-byte sector):
 //!   magic "ENIGMWAL" (8) | format version u32 LE | segment id u64 LE
 //!   | crc32 u32 LE of the 20 bytes before it
-//! records, back to back:
+//! records from offset 512, back to back:
 //!   payload len u32 LE | crc32 u32 LE of (type byte ++ payload) | type u8
 //!   | payload (len bytes)
 //! ```
 //!
-//! The only record type so far is [`RECORD_TYPE_BATCH`], whose payload is
+//! A sync first ends the segment on a sector boundary with a
+//! [`RECORD_TYPE_PADDING`] record (zero payload), which replay skips: a crash
+//! may garble a whole sector being written, and synced bytes must never
+//! share a sector with later writes. The other record type is
+//! [`RECORD_TYPE_BATCH`], whose payload is
 //!
 //! ```text
 //! entry count u32 LE (at least 1), then per entry:
@@ -58,6 +62,15 @@ const RECORD_HEADER_BYTES: usize = 9;
 pub(crate) const RECORD_PAYLOAD_BYTES_MAX: u32 = 64 * 1024 * 1024;
 /// Record type of a batch of writes.
 pub(crate) const RECORD_TYPE_BATCH: u8 = 1;
+/// Record type of filler that ends a synced stretch on a sector boundary.
+pub(crate) const RECORD_TYPE_PADDING: u8 = 2;
+/// The unit a crash may tear: a write into a sector can garble the whole
+/// sector, including bytes in it that were synced earlier. So the log never
+/// writes into a sector that holds synced bytes: the header has a sector to
+/// itself, and every sync first pads the segment to a sector boundary.
+pub(crate) const SECTOR_BYTES: u64 = 512;
+/// Where a segment's records start: after the header's own sector.
+pub(crate) const SEGMENT_RECORDS_OFFSET: u64 = SECTOR_BYTES;
 /// Bytes a batch payload spends on its entry count.
 const BATCH_COUNT_BYTES: usize = 4;
 /// Bytes every entry spends besides its key and value: key len, hlc, node
@@ -154,6 +167,31 @@ fn encode_segment_header(id: u64) -> Vec<u8> {
     header
 }
 
+/// The header of segment `id`, zero-filled to a whole sector.
+fn encode_segment_header_sector(id: u64) -> Vec<u8> {
+    let mut sector = encode_segment_header(id);
+    sector.resize(SEGMENT_RECORDS_OFFSET as usize, 0);
+    sector
+}
+
+/// A padding record of `total_bytes` bytes, header included.
+fn encode_padding_record(total_bytes: usize) -> Vec<u8> {
+    assert!(
+        total_bytes >= RECORD_HEADER_BYTES,
+        "padding smaller than a record header"
+    );
+    let payload = vec![0u8; total_bytes - RECORD_HEADER_BYTES];
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&[RECORD_TYPE_PADDING]);
+    hasher.update(&payload);
+    let mut record = Vec::with_capacity(total_bytes);
+    record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    record.extend_from_slice(&hasher.finalize().to_le_bytes());
+    record.push(RECORD_TYPE_PADDING);
+    record.extend_from_slice(&payload);
+    record
+}
+
 /// Why a piece of a segment could not be read.
 enum Damage {
     /// The bytes are short, garbled or fail their checksum: what a torn
@@ -199,9 +237,9 @@ fn check_segment_header<F: DiskFile>(
         offset: 0,
         reason,
     };
-    if file_len < SEGMENT_HEADER_BYTES {
+    if file_len < SEGMENT_RECORDS_OFFSET {
         return Err(Damage::Torn(corruption(format!(
-            "segment is {file_len} bytes, shorter than its {SEGMENT_HEADER_BYTES}-byte header"
+            "segment is {file_len} bytes, shorter than its {SEGMENT_RECORDS_OFFSET}-byte header sector"
         ))));
     }
     let header = read_bytes(file, 0, SEGMENT_HEADER_BYTES as usize)?;
@@ -539,9 +577,10 @@ pub(crate) fn open<D: Disk>(
         let mut offset = 0;
         let mut damage = check_segment_header(&file, name, *id, file_len).err();
         if damage.is_none() {
-            offset = SEGMENT_HEADER_BYTES;
+            offset = SEGMENT_RECORDS_OFFSET;
             while offset < file_len {
                 match read_record(&file, name, offset, file_len) {
+                    Ok((RECORD_TYPE_PADDING, _, next_offset)) => offset = next_offset,
                     Ok((record_type, payload, next_offset)) => {
                         let payload_offset = offset + RECORD_HEADER_BYTES as u64;
                         if record_type != RECORD_TYPE_BATCH {
@@ -612,7 +651,7 @@ impl<D: Disk> Wal<D> {
     ) -> Result<Wal<D>, EngineError> {
         let name = segment_name(id);
         let mut segment = disk.create(&name)?;
-        segment.write_at(0, &encode_segment_header(id))?;
+        segment.write_at(0, &encode_segment_header_sector(id))?;
         if sync_enabled {
             segment.sync()?;
             disk.sync_dir()?;
@@ -622,7 +661,7 @@ impl<D: Disk> Wal<D> {
             segment,
             segment_id: id,
             segment_name: name,
-            segment_len_bytes: SEGMENT_HEADER_BYTES,
+            segment_len_bytes: SEGMENT_RECORDS_OFFSET,
             segment_bytes_max,
             sync_enabled,
             file_unsynced: false,
@@ -681,21 +720,45 @@ impl<D: Disk> Wal<D> {
         self.check_not_poisoned()?;
         let record = encode_batch_record(entries);
         let record_len = record.len() as u64;
-        let segment_has_records = self.segment_len_bytes > SEGMENT_HEADER_BYTES;
+        let segment_has_records = self.segment_len_bytes > SEGMENT_RECORDS_OFFSET;
         if segment_has_records && self.segment_len_bytes + record_len > self.segment_bytes_max {
             self.rotate()?;
         }
+        self.write_record(&record)
+    }
+
+    /// Writes `record` at the end of the segment, rolling back a partial
+    /// write so the next record never follows a broken one.
+    fn write_record(&mut self, record: &[u8]) -> Result<(), EngineError> {
         let offset = self.segment_len_bytes;
-        if let Err(err) = self.segment.write_at(offset, &record) {
-            // Cut off whatever part of the record reached the file, so the
-            // next record does not follow a partial one.
+        if let Err(err) = self.segment.write_at(offset, record) {
             if let Err(rollback) = self.segment.truncate(offset) {
                 self.poison(rollback);
             }
             return Err(err.into());
         }
-        self.segment_len_bytes += record_len;
+        self.segment_len_bytes += record.len() as u64;
         self.file_unsynced = true;
+        Ok(())
+    }
+
+    /// Fills the segment to the next sector boundary with a padding record,
+    /// so that no later append writes into a sector this sync makes durable.
+    fn pad_to_sector(&mut self) -> Result<(), EngineError> {
+        let used = self.segment_len_bytes % SECTOR_BYTES;
+        if used == 0 {
+            return Ok(());
+        }
+        let mut gap = SECTOR_BYTES - used;
+        if gap < RECORD_HEADER_BYTES as u64 {
+            gap += SECTOR_BYTES;
+        }
+        self.write_record(&encode_padding_record(gap as usize))?;
+        assert_eq!(
+            self.segment_len_bytes % SECTOR_BYTES,
+            0,
+            "padding ends on a sector boundary"
+        );
         Ok(())
     }
 
@@ -719,7 +782,7 @@ impl<D: Disk> Wal<D> {
         let next_id = self.segment_id + 1;
         let next_name = segment_name(next_id);
         let mut next = self.disk.create(&next_name)?;
-        if let Err(err) = next.write_at(0, &encode_segment_header(next_id)) {
+        if let Err(err) = next.write_at(0, &encode_segment_header_sector(next_id)) {
             drop(next);
             // A headerless segment would be taken for a torn one, and later
             // creating it again would fail: take it away.
@@ -731,7 +794,7 @@ impl<D: Disk> Wal<D> {
         self.segment = next;
         self.segment_id = next_id;
         self.segment_name = next_name;
-        self.segment_len_bytes = SEGMENT_HEADER_BYTES;
+        self.segment_len_bytes = SEGMENT_RECORDS_OFFSET;
         self.file_unsynced = true;
         self.dir_unsynced = true;
         Ok(())
@@ -781,6 +844,7 @@ impl<D: Disk> Wal<D> {
         self.check_not_poisoned()?;
         if self.file_unsynced {
             if self.sync_enabled {
+                self.pad_to_sector()?;
                 if let Err(err) = self.segment.sync() {
                     return Err(self.poison(err));
                 }
@@ -945,7 +1009,7 @@ mod tests {
     #[test]
     fn rotation_keeps_segments_under_the_limit_and_replays_all() {
         let (_dir, disk) = temp_disk();
-        let segment_bytes_max = 256;
+        let segment_bytes_max = 1024;
         let (mut wal, _, _) = replay(&disk, segment_bytes_max);
         let mut written = Vec::new();
         for i in 0..40 {
@@ -958,8 +1022,10 @@ mod tests {
         let names = disk.list().expect("list");
         assert!(names.len() > 3, "expected rotation, got {names:?}");
         for name in &names {
+            // The last sync may pad one segment past the limit.
+            let padding_max = SECTOR_BYTES + RECORD_HEADER_BYTES as u64;
             assert!(
-                file_len(&disk, name) <= segment_bytes_max,
+                file_len(&disk, name) <= segment_bytes_max + padding_max,
                 "{name} too long"
             );
         }
@@ -1069,17 +1135,37 @@ mod tests {
         let name = wal.segment_name().to_owned();
         drop(wal);
         drop(replay(&disk, SEGMENT_BYTES_LARGE));
-        let len = file_len(&disk, &name);
         disk.open(&name)
             .expect("open")
-            .truncate(len - 1)
+            .truncate(SEGMENT_RECORDS_OFFSET + 1)
             .expect("truncate");
         match open(disk.clone(), 0, SEGMENT_BYTES_LARGE, true, |_| {}) {
             Err(EngineError::Corruption { file, offset, .. }) => {
-                assert_eq!((file, offset), (name, SEGMENT_HEADER_BYTES));
+                assert_eq!((file, offset), (name, SEGMENT_RECORDS_OFFSET));
             }
             other => panic!("expected corruption, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_sync_ends_on_a_sector_boundary_and_padding_replays_as_nothing() {
+        let (_dir, disk) = temp_disk();
+        let (mut wal, _, _) = replay(&disk, SEGMENT_BYTES_LARGE);
+        let mut written = Vec::new();
+        for i in 0..30 {
+            let batch = vec![put(&format!("k{i}"), i + 1, &"v".repeat(i as usize * 7))];
+            append(&mut wal, &batch);
+            written.extend(batch);
+            wal.sync().expect("sync");
+            assert_eq!(wal.segment_len_bytes % SECTOR_BYTES, 0, "after sync {i}");
+        }
+        let name = wal.segment_name().to_owned();
+        drop(wal);
+        assert_eq!(file_len(&disk, &name) % SECTOR_BYTES, 0);
+        let (_, report, seen) = replay(&disk, SEGMENT_BYTES_LARGE);
+        assert_eq!(seen, written);
+        assert_eq!(report.records_replayed, 30);
+        assert_eq!(report.torn_tail, None);
     }
 
     #[test]
@@ -1087,6 +1173,7 @@ mod tests {
         let (_dir, disk) = temp_disk();
         let (mut wal, _, _) = replay(&disk, SEGMENT_BYTES_LARGE);
         append(&mut wal, &[put("a", 1, "x")]);
+        wal.sync().expect("sync");
         let bad_offset = wal.segment_len_bytes;
         wal.segment
             .write_at(bad_offset, &u32::MAX.to_le_bytes())
@@ -1094,7 +1181,7 @@ mod tests {
         wal.segment
             .write_at(bad_offset + 4, &[0xAB; 40])
             .expect("write");
-        wal.sync().expect("sync");
+        wal.segment.sync().expect("sync");
         drop(wal);
         let (_, report, seen) = replay(&disk, SEGMENT_BYTES_LARGE);
         assert_eq!(seen, vec![put("a", 1, "x")]);

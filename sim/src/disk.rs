@@ -882,10 +882,12 @@ mod tests {
             .into_iter()
             .find(|name| name.starts_with("wal-"))
             .expect("a WAL segment");
-        disk.flip_bit(&segment, 40, 3).expect("flip");
+        // Records start after the header's 512-byte sector (docs/FORMAT.md).
+        let first_record = 512;
+        disk.flip_bit(&segment, first_record + 16, 3).expect("flip");
         match Engine::open(disk.clone(), EngineOptions::default()) {
             Err(EngineError::ChecksumMismatch { file, offset, .. }) => {
-                assert_eq!((file, offset), (segment, 24));
+                assert_eq!((file, offset), (segment, first_record));
             }
             other => panic!("expected a checksum mismatch, got {other:?}"),
         }

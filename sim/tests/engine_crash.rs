@@ -148,16 +148,11 @@ fn engine_recovers_a_prefix_after_dying_during_flush_compaction_and_writes() {
     let mut tables_seen = 0;
     for seed in 0..40_u64 {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        // Unsynced data is lost or kept per sector, but not garbled: with
-        // garbage sectors (`SimDiskFaults::torn`), SimDisk also garbles the
-        // synced bytes of a sector that a later append shares, which loses
-        // synced WAL records (see the WAL note in the branch report); the
-        // LSM's own files are immune (tables are synced whole, manifest
-        // records are sector-aligned).
-        let sim = SimDisk::new(SimDiskFaults {
-            torn_sector_probability: 0.0,
-            ..SimDiskFaults::torn()
-        });
+        // Unsynced sectors are lost, kept or garbled. A garbled sector loses
+        // all its bytes, synced or not, which every file survives by never
+        // writing into a sector that holds synced bytes (WAL syncs and
+        // manifest records end on sector boundaries; tables are synced whole).
+        let sim = SimDisk::new(SimDiskFaults::torn());
         let death = Rc::new(Death::default());
         let disk = DyingDisk {
             inner: sim.clone(),
