@@ -331,7 +331,7 @@ where
 }
 
 /// Step budget of the search without pruning that [`plain_stuck`] runs.
-const REPORT_STEPS_MAX: u64 = 1_000_000;
+const REPORT_STEPS_MAX: u64 = 250_000;
 
 /// Where a search *without* the model's pruning gets stuck, if it decides
 /// within `REPORT_STEPS_MAX` steps. Pruning finds dead ends early, so the
