@@ -5,7 +5,9 @@
 //!   one seed (`--seed`) or a sweep (`--seeds N`), each checked.
 //! - `enigma check FILE`: is a recorded history linearizable (see
 //!   `check.rs`)?
+//! - `enigma bench checker`: time the history checker (see `bench.rs`).
 
+mod bench;
 mod check;
 
 use std::path::Path;
@@ -39,6 +41,8 @@ enum Command {
     /// Exit status: 0 linearizable, 1 not linearizable, 2 unknown or
     /// unusable input.
     Check(check::CheckArgs),
+    /// Measure performance (release builds only give meaningful numbers).
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Sim(args) => sim(&args),
         Command::Check(args) => check::check(&args),
+        Command::Bench(args) => bench::bench(&args),
     }
 }
 

@@ -176,3 +176,50 @@ fn zero_timeout_on_a_hard_history_is_unknown_not_a_verdict() {
     let out = enigma_check(&[file.to_str().unwrap(), "--timeout", "600"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
 }
+
+#[test]
+fn bench_checker_times_a_small_corpus_and_a_stress_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = dir.path().join("porcupine/etcd");
+    let kv = dir.path().join("porcupine/kv");
+    std::fs::create_dir_all(&etcd).unwrap();
+    std::fs::create_dir_all(&kv).unwrap();
+    write(
+        &etcd,
+        "etcd_000.log",
+        "INFO  jepsen.util - 0\t:invoke\t:write\t3\nINFO  jepsen.util - 0\t:ok\t:write\t3\n",
+    );
+    write(
+        &kv,
+        "c01-bad.txt",
+        "{:process 0, :type :invoke, :f :get, :key \"0\", :value nil}\n\
+         {:process 0, :type :ok, :f :get, :key \"0\", :value \"x\"}\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_enigma"))
+        .args(["bench", "checker", "--repeat", "1", "--stress-ops", "2000"])
+        .arg("--corpus")
+        .arg(dir.path())
+        .output()
+        .expect("run enigma");
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(text.contains("etcd: 1 files, 1 ops"), "{text}");
+    assert!(text.contains("1 linearizable, 0 not"), "{text}");
+    assert!(text.contains("kv/c01-bad.txt: 1 ops"), "{text}");
+    assert!(text.contains("not-linearizable"), "{text}");
+    // The generated history is linearizable by construction.
+    assert!(text.contains("stress: 2000 ops"), "{text}");
+    assert!(text.trim_end().ends_with("; linearizable"), "{text}");
+}
+
+#[test]
+fn bench_without_a_corpus_exits_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_enigma"))
+        .args(["bench", "checker", "--repeat", "1", "--corpus"])
+        .arg(dir.path().join("absent"))
+        .output()
+        .expect("run enigma");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("cannot list"), "{}", stderr(&out));
+}

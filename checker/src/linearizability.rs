@@ -306,6 +306,11 @@ where
                     unknown.get_or_insert_with(|| format!("key {key:?}: {reason}"));
                 }
                 SearchResult::NotLinearizable(stuck) => {
+                    let stuck = if M::PRUNES {
+                        plain_stuck(model, ops, &limits, stop).unwrap_or(stuck)
+                    } else {
+                        stuck
+                    };
                     return Verdict::NotLinearizable(counterexample(
                         model, key, ops, &stuck, describe,
                     ));
@@ -322,6 +327,57 @@ where
         steps_max = steps_max
             .saturating_mul(ROUND_STEPS_GROWTH)
             .min(limits.steps_max);
+    }
+}
+
+/// Step budget of the search without pruning that [`plain_stuck`] runs.
+const REPORT_STEPS_MAX: u64 = 250_000;
+
+/// Where a search *without* the model's pruning gets stuck, if it decides
+/// within `REPORT_STEPS_MAX` steps. Pruning finds dead ends early, so the
+/// operation it fails to place is often an innocent write whose effect a
+/// later read contradicts; the plain search fails at the read itself, which
+/// is what a person wants to see.
+fn plain_stuck<M: Model>(
+    model: &M,
+    ops: &[ModelOp<M>],
+    limits: &SearchLimits,
+    stop: &dyn Fn() -> bool,
+) -> Option<Stuck<M::State>> {
+    let plain = Unpruned(model);
+    let limits = SearchLimits {
+        steps_max: REPORT_STEPS_MAX.min(limits.steps_max),
+        ..*limits
+    };
+    match wgl::search_with_stop(&plain, ops, &limits, stop) {
+        SearchResult::NotLinearizable(stuck) => Some(stuck),
+        _ => None,
+    }
+}
+
+/// A model with its pruning turned off.
+#[derive(Debug)]
+struct Unpruned<'a, M>(&'a M);
+
+impl<M: Model> Model for Unpruned<'_, M> {
+    type State = M::State;
+    type Input = M::Input;
+    type Output = M::Output;
+
+    fn init(&self) -> M::State {
+        self.0.init()
+    }
+
+    fn step(&self, state: &M::State, input: &M::Input, output: &M::Output) -> Option<M::State> {
+        self.0.step(state, input, output)
+    }
+
+    fn state_heap_bytes(&self, state: &M::State) -> usize {
+        self.0.state_heap_bytes(state)
+    }
+
+    fn describe_state(&self, state: &M::State) -> String {
+        self.0.describe_state(state)
     }
 }
 

@@ -18,6 +18,7 @@ use std::fmt;
 use std::hash::Hash;
 
 use crate::history::{Call, Outcome, Value};
+use crate::wgl::ModelOp;
 
 /// A sequential specification.
 ///
@@ -44,6 +45,18 @@ pub trait Model {
         input: &Self::Input,
         output: &Self::Output,
     ) -> Option<Self::State>;
+
+    /// Whether [`Model::viable`] does anything; when false the search skips
+    /// gathering the pending operations.
+    const PRUNES: bool = false;
+
+    /// Whether the operations in `pending` (not yet linearized; the required
+    /// ones must all still be placed, the optional ones may be) could still
+    /// follow `state`. Answering false prunes the search there, so it must
+    /// be false only when no continuation exists; `true` is always safe.
+    fn viable(&self, _state: &Self::State, _pending: &[&ModelOp<Self>]) -> bool {
+        true
+    }
 
     /// Bytes a state holds on the heap, so memo budgets count them.
     fn state_heap_bytes(&self, _state: &Self::State) -> usize {
@@ -148,6 +161,30 @@ impl Model for KvModel {
         }
     }
 
+    const PRUNES: bool = true;
+
+    /// Appends only extend a value and a put replaces it, so a get still to
+    /// come (answered `v`) reads `base + appends`, where `base` is the
+    /// current state or the value of a put that can still come before it
+    /// (invoked no later than the get responded). If `v` starts with no
+    /// such base, no continuation exists.
+    fn viable(&self, state: &String, pending: &[&ModelOp<Self>]) -> bool {
+        pending.iter().all(|get| {
+            let (KvInput::Get, KvOutput::Ok(Some(value)), Some(deadline)) =
+                (&get.input, &get.output, get.response_time)
+            else {
+                return true;
+            };
+            value.starts_with(state.as_str())
+                || pending.iter().any(|put| match &put.input {
+                    KvInput::Put(base) => {
+                        put.invoke_time <= deadline && value.starts_with(base.as_str())
+                    }
+                    _ => false,
+                })
+        })
+    }
+
     fn state_heap_bytes(&self, state: &String) -> usize {
         state.capacity()
     }
@@ -219,6 +256,38 @@ mod tests {
         assert_eq!(m.step(&Some(3), &cas, &Outcome::Fail), Some(Some(3)));
         assert_eq!(m.step(&None, &cas, &Outcome::Fail), Some(None));
         assert_eq!(m.step(&Some(1), &cas, &Outcome::Fail), None);
+    }
+
+    fn get(value: &str, invoke_time: u64, response_time: u64) -> ModelOp<KvModel> {
+        crate::wgl::SearchOp {
+            id: crate::history::OpId(0),
+            input: KvInput::Get,
+            output: KvOutput::Ok(Some(value.to_owned())),
+            invoke_time,
+            response_time: Some(response_time),
+        }
+    }
+
+    #[test]
+    fn kv_state_that_no_later_get_extends_is_not_viable() {
+        let m = KvModel;
+        let later = get("ab", 10, 20);
+        assert!(m.viable(&"a".to_owned(), &[&later]));
+        assert!(!m.viable(&"b".to_owned(), &[&later]));
+        // A put of "ab" that can still come before the get rescues "b"...
+        let put = crate::wgl::SearchOp {
+            input: KvInput::Put("a".to_owned()),
+            output: KvOutput::Unknown,
+            response_time: None,
+            ..get("", 15, 0)
+        };
+        assert!(m.viable(&"b".to_owned(), &[&later, &put]));
+        // ...but not one invoked after the get responded.
+        let late_put = crate::wgl::SearchOp {
+            invoke_time: 21,
+            ..put.clone()
+        };
+        assert!(!m.viable(&"b".to_owned(), &[&later, &late_put]));
     }
 
     #[test]

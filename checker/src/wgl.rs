@@ -72,8 +72,10 @@ impl Default for SearchLimits {
 /// seconds.
 pub const SEARCH_STEPS_MAX_DEFAULT: u64 = 50_000_000;
 
-/// Default memo size per object.
-pub const MEMO_BYTES_MAX_DEFAULT: usize = 1 << 30;
+/// Default memo size per object. The memo's vectors may hold up to twice
+/// their length in capacity, so this keeps a check well under 100 MB of
+/// memory; every history in the validation corpus needs a few MB.
+pub const MEMO_BYTES_MAX_DEFAULT: usize = 40 << 20;
 
 /// Where the search got furthest before failing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +173,8 @@ pub fn search_with_stop<M: Model>(
     let mut memo_heap_bytes: usize = 0;
     let mut best: Option<Stuck<M::State>> = None;
     let mut node = list.first();
+    // Reused buffer of the operations not yet linearized, for pruning.
+    let mut pending: Vec<&SearchOp<M::Input, M::Output>> = Vec::new();
 
     loop {
         if required_left == 0 {
@@ -200,7 +204,27 @@ pub fn search_with_stop<M: Model>(
             let op = &ops[op_index];
             if let Some(next) = model.step(&state, &op.input, &op.output) {
                 set_bit(&mut linearized, op_index);
-                if memo.insert(&linearized, &next) {
+                let fresh = memo.insert(&linearized, &next);
+                if fresh
+                    && M::PRUNES
+                    && !{
+                        pending.clear();
+                        pending.extend(
+                            list.pending_calls()
+                                .filter(|&i| i != op_index)
+                                .map(|i| &ops[i]),
+                        );
+                        model.viable(&next, &pending)
+                    }
+                {
+                    // A dead end the model can see ahead of time; the memo
+                    // keeps it so it is never examined again.
+                    memo_heap_bytes += model.state_heap_bytes(&next);
+                    clear_bit(&mut linearized, op_index);
+                    node = list.next(node);
+                    continue;
+                }
+                if fresh {
                     memo_heap_bytes += model.state_heap_bytes(&next);
                     if memo.bytes() + memo_heap_bytes > limits.memo_bytes_max {
                         return SearchResult::Exhausted {
@@ -360,6 +384,21 @@ impl EventList {
             self.relink(r);
         }
         self.relink(self.call_nodes[op]);
+    }
+
+    /// Every operation still listed (not linearized), in time order.
+    fn pending_calls(&self) -> impl Iterator<Item = usize> + '_ {
+        let mut node = self.first();
+        std::iter::from_fn(move || {
+            while node != self.head() {
+                let (op, is_call) = self.event(node);
+                node = self.next(node);
+                if is_call {
+                    return Some(op);
+                }
+            }
+            None
+        })
     }
 
     /// Operations whose invocation is still listed before `until`.
