@@ -68,6 +68,11 @@ pub struct Counterexample {
     /// The operation whose response closed the window: it had to be
     /// linearized by then and could not be.
     pub deadline: OpId,
+    /// When the search pruned with the model's look-ahead: a candidate
+    /// (from `unplaceable`) and an operation still to come that placing it
+    /// next makes impossible (e.g. a read whose value no continuation then
+    /// produces). One example, not the whole reason for every candidate.
+    pub contradiction: Option<(OpId, OpId)>,
     /// One readable line per operation named above.
     lines: BTreeMap<OpId, String>,
     /// Invocation and response time (`None`: open-ended) of each of them.
@@ -104,6 +109,14 @@ impl fmt::Display for Counterexample {
                 ""
             };
             writeln!(f, "  {}{mark}", self.line(*id))?;
+        }
+        if let Some((candidate, later)) = self.contradiction {
+            writeln!(
+                f,
+                "For instance, placing #{} next contradicts an operation still to come:\n  {}",
+                candidate.0,
+                self.line(later)
+            )?;
         }
         writeln!(f, "Window (time runs left to right; > never responded):")?;
         for row in self.picture(&self.linearized[skip..]) {
@@ -306,14 +319,25 @@ where
                     unknown.get_or_insert_with(|| format!("key {key:?}: {reason}"));
                 }
                 SearchResult::NotLinearizable(stuck) => {
-                    let stuck = if M::PRUNES {
-                        plain_stuck(model, ops, &limits, stop).unwrap_or(stuck)
+                    let plain = if M::PRUNES {
+                        plain_stuck(model, ops, &limits, stop)
                     } else {
-                        stuck
+                        None
                     };
-                    return Verdict::NotLinearizable(counterexample(
-                        model, key, ops, &stuck, describe,
-                    ));
+                    let (stuck, contradiction) = match plain {
+                        Some(plain) => (plain, None),
+                        None => {
+                            let witness = contradiction(model, ops, &stuck);
+                            (stuck, witness)
+                        }
+                    };
+                    let mut c = counterexample(model, key, ops, &stuck, describe);
+                    if let Some((candidate, later)) = contradiction {
+                        let later = ops[later].id;
+                        c.lines.insert(later, describe(later));
+                        c.contradiction = Some((ops[candidate].id, later));
+                    }
+                    return Verdict::NotLinearizable(c);
                 }
             }
         }
@@ -353,6 +377,30 @@ fn plain_stuck<M: Model>(
         SearchResult::NotLinearizable(stuck) => Some(stuck),
         _ => None,
     }
+}
+
+/// For a counterexample found with pruning: the first candidate whose
+/// placement the model accepts but that contradicts an operation still to
+/// come, and that operation, as indices into `ops`.
+fn contradiction<M: Model>(
+    model: &M,
+    ops: &[ModelOp<M>],
+    stuck: &Stuck<M::State>,
+) -> Option<(usize, usize)> {
+    let mut placed = vec![false; ops.len()];
+    for &i in &stuck.prefix {
+        placed[i] = true;
+    }
+    stuck.candidates.iter().find_map(|&candidate| {
+        let next = model.step(&stuck.state, &ops[candidate].input, &ops[candidate].output)?;
+        let rest: Vec<usize> = (0..ops.len())
+            .filter(|&i| !placed[i] && i != candidate)
+            .collect();
+        let pending: Vec<&ModelOp<M>> = rest.iter().map(|&i| &ops[i]).collect();
+        model
+            .dead_end(&next, &pending)
+            .map(|at| (candidate, rest[at]))
+    })
 }
 
 /// A model with its pruning turned off.
@@ -411,6 +459,7 @@ fn counterexample<M: Model>(
         state_after: model.describe_state(&stuck.state),
         unplaceable,
         deadline,
+        contradiction: None,
         lines,
         intervals,
     }
@@ -621,6 +670,34 @@ mod tests {
             panic!("accepted");
         };
         assert_eq!(c.key, "m");
+    }
+
+    #[test]
+    fn contradiction_names_the_candidate_and_the_later_read() {
+        use crate::model::{KvInput, KvModel, KvOutput};
+        let op = |input, output, invoke_time, response| SearchOp {
+            id: OpId(invoke_time as usize),
+            input,
+            output,
+            invoke_time,
+            response_time: Some(response),
+        };
+        let ops = [
+            op(KvInput::Append("x".into()), KvOutput::Ok(None), 0, 10),
+            op(KvInput::Get, KvOutput::Ok(Some("y".into())), 20, 30),
+        ];
+        let stuck = Stuck {
+            prefix: vec![],
+            state: String::new(),
+            candidates: vec![0],
+            deadline: 0,
+        };
+        assert_eq!(contradiction(&KvModel, &ops, &stuck), Some((0, 1)));
+        let fine = [
+            ops[0].clone(),
+            op(KvInput::Get, KvOutput::Ok(Some("x".into())), 20, 30),
+        ];
+        assert_eq!(contradiction(&KvModel, &fine, &stuck), None);
     }
 
     #[test]

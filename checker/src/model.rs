@@ -46,16 +46,18 @@ pub trait Model {
         output: &Self::Output,
     ) -> Option<Self::State>;
 
-    /// Whether [`Model::viable`] does anything; when false the search skips
-    /// gathering the pending operations.
+    /// Whether [`Model::dead_end`] does anything; when false the search
+    /// skips gathering the pending operations.
     const PRUNES: bool = false;
 
     /// Whether the operations in `pending` (not yet linearized; the required
-    /// ones must all still be placed, the optional ones may be) could still
-    /// follow `state`. Answering false prunes the search there, so it must
-    /// be false only when no continuation exists; `true` is always safe.
-    fn viable(&self, _state: &Self::State, _pending: &[&ModelOp<Self>]) -> bool {
-        true
+    /// ones must all still be placed, the optional ones may be) can no
+    /// longer follow `state`: the index in `pending` of a required operation
+    /// no continuation can satisfy, or `None`. Answering `Some` prunes the
+    /// search there, so it must do so only when no continuation exists;
+    /// `None` is always safe.
+    fn dead_end(&self, _state: &Self::State, _pending: &[&ModelOp<Self>]) -> Option<usize> {
+        None
     }
 
     /// Bytes a state holds on the heap, so memo budgets count them.
@@ -168,20 +170,20 @@ impl Model for KvModel {
     /// current state or the value of a put that can still come before it
     /// (invoked no later than the get responded). If `v` starts with no
     /// such base, no continuation exists.
-    fn viable(&self, state: &String, pending: &[&ModelOp<Self>]) -> bool {
-        pending.iter().all(|get| {
+    fn dead_end(&self, state: &String, pending: &[&ModelOp<Self>]) -> Option<usize> {
+        pending.iter().position(|get| {
             let (KvInput::Get, KvOutput::Ok(Some(value)), Some(deadline)) =
                 (&get.input, &get.output, get.response_time)
             else {
-                return true;
+                return false;
             };
-            value.starts_with(state.as_str())
+            !(value.starts_with(state.as_str())
                 || pending.iter().any(|put| match &put.input {
                     KvInput::Put(base) => {
                         put.invoke_time <= deadline && value.starts_with(base.as_str())
                     }
                     _ => false,
-                })
+                }))
         })
     }
 
@@ -272,8 +274,8 @@ mod tests {
     fn kv_state_that_no_later_get_extends_is_not_viable() {
         let m = KvModel;
         let later = get("ab", 10, 20);
-        assert!(m.viable(&"a".to_owned(), &[&later]));
-        assert!(!m.viable(&"b".to_owned(), &[&later]));
+        assert_eq!(m.dead_end(&"a".to_owned(), &[&later]), None);
+        assert_eq!(m.dead_end(&"b".to_owned(), &[&later]), Some(0));
         // A put of "ab" that can still come before the get rescues "b"...
         let put = crate::wgl::SearchOp {
             input: KvInput::Put("a".to_owned()),
@@ -281,13 +283,13 @@ mod tests {
             response_time: None,
             ..get("", 15, 0)
         };
-        assert!(m.viable(&"b".to_owned(), &[&later, &put]));
+        assert_eq!(m.dead_end(&"b".to_owned(), &[&later, &put]), None);
         // ...but not one invoked after the get responded.
         let late_put = crate::wgl::SearchOp {
             invoke_time: 21,
             ..put.clone()
         };
-        assert!(!m.viable(&"b".to_owned(), &[&later, &late_put]));
+        assert_eq!(m.dead_end(&"b".to_owned(), &[&later, &late_put]), Some(0));
     }
 
     #[test]

@@ -85,6 +85,7 @@ enum Role {
     Linearized,
     Unplaceable,
     Deadline,
+    Contradicted,
     Other,
 }
 
@@ -92,6 +93,8 @@ impl Role {
     fn of(c: &Counterexample, id: OpId, linearized: &BTreeSet<OpId>) -> Role {
         if id == c.deadline {
             Role::Deadline
+        } else if c.contradiction.is_some_and(|(_, later)| later == id) {
+            Role::Contradicted
         } else if c.unplaceable.contains(&id) {
             Role::Unplaceable
         } else if linearized.contains(&id) {
@@ -106,6 +109,7 @@ impl Role {
             Role::Linearized => "#8fd19e",
             Role::Unplaceable => "#f4a3a3",
             Role::Deadline => "#e53935",
+            Role::Contradicted => "#b39ddb",
             Role::Other => "#d0d7de",
         }
     }
@@ -115,6 +119,7 @@ impl Role {
             Role::Linearized => "linearized",
             Role::Unplaceable => "could not be placed",
             Role::Deadline => "responded before it could be placed",
+            Role::Contradicted => "still to come, contradicted by placing a candidate",
             Role::Other => "not reached",
         }
     }
@@ -126,6 +131,7 @@ fn legend() -> String {
         Role::Linearized,
         Role::Unplaceable,
         Role::Deadline,
+        Role::Contradicted,
         Role::Other,
     ] {
         let _ = write!(
@@ -254,6 +260,7 @@ fn svg_window(c: &Counterexample, timeline: &[TimelineOp]) -> String {
                 Role::Linearized => "linearized",
                 Role::Unplaceable => "unplaceable",
                 Role::Deadline => "deadline",
+                Role::Contradicted => "contradicted",
                 Role::Other => "other",
             },
             x1 - x0,
@@ -287,7 +294,11 @@ fn operation_table(c: &Counterexample, timeline: &[TimelineOp]) -> String {
     let tail = &c.linearized[c.linearized.len().saturating_sub(WINDOW_PREFIX_OPS)..];
     let mut out =
         String::from("<h2>Operations</h2>\n<table>\n<tr><th>operation</th><th>role</th></tr>\n");
-    for id in tail.iter().chain(&c.unplaceable) {
+    let later = c
+        .contradiction
+        .map(|(_, later)| later)
+        .filter(|later| !c.unplaceable.contains(later));
+    for id in tail.iter().chain(&c.unplaceable).chain(&later) {
         let Some(op) = by_id.get(id) else { continue };
         let role = Role::of(c, *id, &linearized);
         let _ = writeln!(

@@ -205,18 +205,15 @@ pub fn search_with_stop<M: Model>(
             if let Some(next) = model.step(&state, &op.input, &op.output) {
                 set_bit(&mut linearized, op_index);
                 let fresh = memo.insert(&linearized, &next);
-                if fresh
-                    && M::PRUNES
-                    && !{
-                        pending.clear();
-                        pending.extend(
-                            list.pending_calls()
-                                .filter(|&i| i != op_index)
-                                .map(|i| &ops[i]),
-                        );
-                        model.viable(&next, &pending)
-                    }
-                {
+                if fresh && M::PRUNES && {
+                    pending.clear();
+                    pending.extend(
+                        list.pending_calls()
+                            .filter(|&i| i != op_index)
+                            .map(|i| &ops[i]),
+                    );
+                    model.dead_end(&next, &pending).is_some()
+                } {
                     // A dead end the model can see ahead of time; the memo
                     // keeps it so it is never examined again.
                     memo_heap_bytes += model.state_heap_bytes(&next);
