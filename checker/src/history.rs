@@ -81,15 +81,53 @@ impl Operation {
     }
 }
 
-/// A recorded history, in invocation order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct History {
-    ops: Vec<Operation>,
+/// What the shared recording bookkeeping needs from one kind of operation
+/// (register, kv, set): how to start one and how to end it.
+pub trait Recorded {
+    /// What a client asked for.
+    type Input;
+    /// How it ended.
+    type Outcome;
+
+    /// A just-invoked, still pending operation.
+    fn invoked(id: OpId, process: ProcessId, key: &str, input: Self::Input, time: u64) -> Self;
+    /// Its index in the history.
+    fn id(&self) -> OpId;
+    /// The process that issued it.
+    fn process(&self) -> ProcessId;
+    /// The key it touched.
+    fn key(&self) -> &str;
+    /// When it was invoked.
+    fn invoke_time(&self) -> u64;
+    /// When it completed; `None` while pending.
+    fn completion_time(&self) -> Option<u64>;
+    /// Records how it ended. Called once, by [`Recording::complete`].
+    fn set_completion(&mut self, time: u64, outcome: Self::Outcome);
+}
+
+/// A recorded history of operations of one kind, in invocation order, with
+/// the recorder's invariants checked: one outstanding operation per process,
+/// one completion per operation, never before its invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recording<T> {
+    ops: Vec<T>,
     /// The pending operation of each process, to catch recorder bugs.
     outstanding: BTreeMap<ProcessId, OpId>,
 }
 
-impl History {
+/// A register history.
+pub type History = Recording<Operation>;
+
+impl<T> Default for Recording<T> {
+    fn default() -> Self {
+        Self {
+            ops: Vec::new(),
+            outstanding: BTreeMap::new(),
+        }
+    }
+}
+
+impl<T: Recorded> Recording<T> {
     /// An empty history.
     pub fn new() -> Self {
         Self::default()
@@ -99,21 +137,14 @@ impl History {
     ///
     /// # Panics
     /// If `process` already has an operation outstanding (a recorder bug).
-    pub fn invoke(&mut self, process: ProcessId, key: &str, call: Call, time_nanos: u64) -> OpId {
+    pub fn invoke(&mut self, process: ProcessId, key: &str, input: T::Input, time: u64) -> OpId {
         let id = OpId(self.ops.len());
         let earlier = self.outstanding.insert(process, id);
         assert!(
             earlier.is_none(),
             "process {process} invoked while an operation is outstanding"
         );
-        self.ops.push(Operation {
-            id,
-            process,
-            key: key.to_owned(),
-            call,
-            invoke_nanos: time_nanos,
-            completion: None,
-        });
+        self.ops.push(T::invoked(id, process, key, input, time));
         id
     }
 
@@ -122,35 +153,32 @@ impl History {
     /// # Panics
     /// If `id` is unknown or already completed, or completes before it was
     /// invoked (recorder bugs).
-    pub fn complete(&mut self, id: OpId, time_nanos: u64, outcome: Outcome) {
+    pub fn complete(&mut self, id: OpId, time: u64, outcome: T::Outcome) {
         let op = self
             .ops
             .get_mut(id.0)
             .expect("completion of an unknown operation");
         assert!(
-            op.completion.is_none(),
+            op.completion_time().is_none(),
             "operation {} completed twice",
             id.0
         );
         assert!(
-            time_nanos >= op.invoke_nanos,
+            time >= op.invoke_time(),
             "operation {} completes before invocation",
             id.0
         );
-        op.completion = Some(Completion {
-            time_nanos,
-            outcome,
-        });
-        self.outstanding.remove(&op.process);
+        op.set_completion(time, outcome);
+        self.outstanding.remove(&op.process());
     }
 
     /// All operations, in invocation order.
-    pub fn operations(&self) -> &[Operation] {
+    pub fn operations(&self) -> &[T] {
         &self.ops
     }
 
     /// The operation `id`.
-    pub fn operation(&self, id: OpId) -> Option<&Operation> {
+    pub fn operation(&self, id: OpId) -> Option<&T> {
         self.ops.get(id.0)
     }
 
@@ -162,6 +190,43 @@ impl History {
     /// Whether there are no operations.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
+    }
+}
+
+impl Recorded for Operation {
+    type Input = Call;
+    type Outcome = Outcome;
+
+    fn invoked(id: OpId, process: ProcessId, key: &str, call: Call, time: u64) -> Self {
+        Self {
+            id,
+            process,
+            key: key.to_owned(),
+            call,
+            invoke_nanos: time,
+            completion: None,
+        }
+    }
+    fn id(&self) -> OpId {
+        self.id
+    }
+    fn process(&self) -> ProcessId {
+        self.process
+    }
+    fn key(&self) -> &str {
+        &self.key
+    }
+    fn invoke_time(&self) -> u64 {
+        self.invoke_nanos
+    }
+    fn completion_time(&self) -> Option<u64> {
+        self.completion.as_ref().map(|c| c.time_nanos)
+    }
+    fn set_completion(&mut self, time: u64, outcome: Outcome) {
+        self.completion = Some(Completion {
+            time_nanos: time,
+            outcome,
+        });
     }
 }
 

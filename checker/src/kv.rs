@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::history::{OpId, ProcessId};
+use crate::history::{OpId, ProcessId, Recorded, Recording};
 use crate::linearizability::{check_parts_with_stop, CheckOptions, Verdict};
 use crate::model::{KvInput, KvModel, KvOutput};
 use crate::wgl::SearchOp;
@@ -46,82 +46,39 @@ pub struct KvOperation {
 }
 
 /// A kv history, in invocation order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KvHistory {
-    ops: Vec<KvOperation>,
-    outstanding: BTreeMap<ProcessId, OpId>,
-}
+pub type KvHistory = Recording<KvOperation>;
 
-impl KvHistory {
-    /// An empty history.
-    pub fn new() -> Self {
-        Self::default()
-    }
+impl Recorded for KvOperation {
+    type Input = KvInput;
+    type Outcome = KvOutcome;
 
-    /// Records an invocation and returns its id.
-    ///
-    /// # Panics
-    /// If `process` already has an operation outstanding (a recorder bug).
-    pub fn invoke(&mut self, process: ProcessId, key: &str, input: KvInput, time: u64) -> OpId {
-        let id = OpId(self.ops.len());
-        let earlier = self.outstanding.insert(process, id);
-        assert!(
-            earlier.is_none(),
-            "process {process} invoked while an operation is outstanding"
-        );
-        self.ops.push(KvOperation {
+    fn invoked(id: OpId, process: ProcessId, key: &str, input: KvInput, time: u64) -> Self {
+        Self {
             id,
             process,
             key: key.to_owned(),
             input,
             invoke_time: time,
             completion: None,
-        });
-        id
+        }
     }
-
-    /// Records the completion of `id`.
-    ///
-    /// # Panics
-    /// If `id` is unknown, already completed, or completes before it was
-    /// invoked (recorder bugs).
-    pub fn complete(&mut self, id: OpId, time: u64, outcome: KvOutcome) {
-        let op = self
-            .ops
-            .get_mut(id.0)
-            .expect("completion of an unknown operation");
-        assert!(
-            op.completion.is_none(),
-            "operation {} completed twice",
-            id.0
-        );
-        assert!(
-            time >= op.invoke_time,
-            "operation {} completes before invocation",
-            id.0
-        );
-        op.completion = Some((time, outcome));
-        self.outstanding.remove(&op.process);
+    fn id(&self) -> OpId {
+        self.id
     }
-
-    /// All operations, in invocation order.
-    pub fn operations(&self) -> &[KvOperation] {
-        &self.ops
+    fn process(&self) -> ProcessId {
+        self.process
     }
-
-    /// The operation `id`.
-    pub fn operation(&self, id: OpId) -> Option<&KvOperation> {
-        self.ops.get(id.0)
+    fn key(&self) -> &str {
+        &self.key
     }
-
-    /// Number of operations.
-    pub fn len(&self) -> usize {
-        self.ops.len()
+    fn invoke_time(&self) -> u64 {
+        self.invoke_time
     }
-
-    /// Whether there are no operations.
-    pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+    fn completion_time(&self) -> Option<u64> {
+        self.completion.as_ref().map(|(time, _)| *time)
+    }
+    fn set_completion(&mut self, time: u64, outcome: KvOutcome) {
+        self.completion = Some((time, outcome));
     }
 }
 

@@ -42,7 +42,9 @@ pub mod wgl;
 pub use consistency::{check_lost_writes, check_sessions, ConsistencyViolation};
 pub use convergence::{check_convergence, ConvergenceViolation, ReplicaVersion, StoredVersion};
 pub use format::{load_file, parse, Format, LoadError, ParseError, ParsedHistory};
-pub use history::{Call, Completion, History, OpId, Operation, Outcome, ProcessId, Value};
+pub use history::{
+    Call, Completion, History, OpId, Operation, Outcome, ProcessId, Recorded, Recording, Value,
+};
 pub use kv::{check_kv_linearizable, KvHistory, KvOperation, KvOutcome};
 pub use linearizability::{
     check_linearizable, check_linearizable_with, check_linearizable_with_stop, CheckOptions,

@@ -58,4 +58,4 @@ pub use error::EngineError;
 pub use fs_disk::FsDisk;
 pub use sstable::TableCompression;
 pub use types::{Timestamp, Versioned};
-pub use wal::{RecoveryReport, TornTail};
+pub use wal::{RecoveryReport, TornTail, SEGMENT_RECORDS_OFFSET as WAL_RECORDS_OFFSET};

@@ -70,7 +70,7 @@ pub(crate) const RECORD_TYPE_PADDING: u8 = 2;
 /// itself, and every sync first pads the segment to a sector boundary.
 pub(crate) const SECTOR_BYTES: u64 = 512;
 /// Where a segment's records start: after the header's own sector.
-pub(crate) const SEGMENT_RECORDS_OFFSET: u64 = SECTOR_BYTES;
+pub const SEGMENT_RECORDS_OFFSET: u64 = SECTOR_BYTES;
 /// Bytes a batch payload spends on its entry count.
 const BATCH_COUNT_BYTES: usize = 4;
 /// Bytes every entry spends besides its key and value: key len, hlc, node

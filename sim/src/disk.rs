@@ -882,8 +882,7 @@ mod tests {
             .into_iter()
             .find(|name| name.starts_with("wal-"))
             .expect("a WAL segment");
-        // Records start after the header's 512-byte sector (docs/FORMAT.md).
-        let first_record = 512;
+        let first_record = enigma_engine::WAL_RECORDS_OFFSET;
         disk.flip_bit(&segment, first_record + 16, 3).expect("flip");
         match Engine::open(disk.clone(), EngineOptions::default()) {
             Err(EngineError::ChecksumMismatch { file, offset, .. }) => {

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::history::{History, OpId};
+use crate::history::{History, OpId, Recorded, Recording};
 use crate::kv::{check_kv_linearizable_with_stop, KvHistory};
 use crate::linearizability::{check_linearizable_with_stop, CheckOptions, Verdict};
 use crate::report::TimelineOp;
@@ -161,6 +161,22 @@ pub enum ParsedHistory {
     Set(SetHistory),
 }
 
+/// The operations of `history` on `key`, as bars on a time axis.
+fn timeline_of<T: Recorded + fmt::Display>(history: &Recording<T>, key: &str) -> Vec<TimelineOp> {
+    history
+        .operations()
+        .iter()
+        .filter(|op| op.key() == key)
+        .map(|op| TimelineOp {
+            id: op.id(),
+            process: op.process(),
+            label: op.to_string(),
+            invoke_time: op.invoke_time(),
+            response_time: op.completion_time(),
+        })
+        .collect()
+}
+
 impl ParsedHistory {
     /// Checks it against its model.
     pub fn check(&self, options: &CheckOptions) -> Verdict {
@@ -180,42 +196,9 @@ impl ParsedHistory {
     /// The operations on `key`, as the HTML report draws them.
     pub fn timeline(&self, key: &str) -> Vec<TimelineOp> {
         match self {
-            ParsedHistory::Register(h) => h
-                .operations()
-                .iter()
-                .filter(|op| op.key == key)
-                .map(|op| TimelineOp {
-                    id: op.id,
-                    process: op.process,
-                    label: op.to_string(),
-                    invoke_time: op.invoke_nanos,
-                    response_time: op.completion.as_ref().map(|c| c.time_nanos),
-                })
-                .collect(),
-            ParsedHistory::Kv(h) => h
-                .operations()
-                .iter()
-                .filter(|op| op.key == key)
-                .map(|op| TimelineOp {
-                    id: op.id,
-                    process: op.process,
-                    label: op.to_string(),
-                    invoke_time: op.invoke_time,
-                    response_time: op.completion.as_ref().map(|(t, _)| *t),
-                })
-                .collect(),
-            ParsedHistory::Set(h) => h
-                .operations()
-                .iter()
-                .filter(|op| op.key == key)
-                .map(|op| TimelineOp {
-                    id: op.id,
-                    process: op.process,
-                    label: op.to_string(),
-                    invoke_time: op.invoke_time,
-                    response_time: op.completion.as_ref().map(|(t, _)| *t),
-                })
-                .collect(),
+            ParsedHistory::Register(h) => timeline_of(h, key),
+            ParsedHistory::Kv(h) => timeline_of(h, key),
+            ParsedHistory::Set(h) => timeline_of(h, key),
         }
     }
 
