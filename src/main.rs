@@ -36,10 +36,20 @@ enum Command {
     /// arguments.
     Sim(SimArgs),
     /// Check a recorded history (EnigmaDB JSON Lines, Jepsen EDN or Jepsen
-    /// log) for linearizability.
+    /// log) for linearizability, or, when its operations record consistency
+    /// levels, for what each level promises.
     ///
-    /// Exit status: 0 linearizable, 1 not linearizable, 2 unknown or
-    /// unusable input.
+    /// A history without levels gets `verdict: linearizable`,
+    /// `not-linearizable` or `unknown`. A history with levels (and an
+    /// optional `run` line: clock skew, replication factor) prints one line
+    /// per check (linearizability where promised, lost-write,
+    /// read-your-writes, monotonic-reads, set-completeness, convergence),
+    /// then `verdict: linearizable` (every operation promised it and all
+    /// held), `promises-kept`, `not-linearizable`, `promise-broken` or
+    /// `unknown`.
+    ///
+    /// Exit status: 0 linearizable or promises kept, 1 not linearizable or
+    /// a promise broken, 2 unknown or unusable input.
     Check(check::CheckArgs),
     /// Measure performance (release builds only give meaningful numbers).
     Bench(bench::BenchArgs),
