@@ -47,4 +47,4 @@ pub use message::{
     ClientError, ClientOp, ClientRequest, ClientResponse, Envelope, Message, WireVersion,
 };
 pub use node::{ClusterConfig, Input, Node, NodeError, NodeOptions, Output};
-pub use ring::{Ring, RingError};
+pub use ring::{Ownership, Ring, RingError};
