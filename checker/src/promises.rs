@@ -976,6 +976,46 @@ mod tests {
     }
 
     #[test]
+    fn kv_writes_are_judged_by_versions_and_appends_only_by_versions() {
+        use crate::kv::{KvHistory, KvOutcome};
+        let ok = |value: Option<&str>| KvOutcome::Ok {
+            value: value.map(str::to_owned),
+        };
+        // A put at ONE, then a get at ALL that finds nothing.
+        let mut h = KvHistory::new();
+        let put = h.invoke(0, "k", KvInput::Put("x".into()), 0);
+        h.complete(put, 10, ok(None));
+        let get = h.invoke(1, "k", KvInput::Get, 20);
+        h.complete(get, 30, ok(Some("")));
+        let levels = BTreeMap::from([(put, Level::One), (get, Level::All)]);
+        let parsed = ParsedHistory::Kv(h);
+        let report = check(&parsed, &levels, &BTreeMap::new(), facts(false));
+        assert_eq!(report.verdict(), PromiseVerdict::PromiseBroken, "{report}");
+        assert!(report
+            .result(Check::LostWrite)
+            .note
+            .contains("#0 p0 \"k\" put \"x\""));
+        // An append has no value of its own: without versions nothing can
+        // be concluded; with them, the get's older version is a lost write.
+        let mut h = KvHistory::new();
+        let append = h.invoke(0, "k", KvInput::Append("x".into()), 0);
+        h.complete(append, 10, ok(None));
+        let get = h.invoke(1, "k", KvInput::Get, 20);
+        h.complete(get, 30, ok(Some("")));
+        let levels = BTreeMap::from([(append, Level::One), (get, Level::All)]);
+        let parsed = ParsedHistory::Kv(h);
+        let report = check(&parsed, &levels, &BTreeMap::new(), facts(false));
+        assert_eq!(report.verdict(), PromiseVerdict::PromisesKept, "{report}");
+        let v = |timestamp| Version {
+            timestamp,
+            writer: 1,
+        };
+        let versions = BTreeMap::from([(append, v(7)), (get, v(0))]);
+        let report = check(&parsed, &levels, &versions, facts(false));
+        assert_eq!(report.result(Check::LostWrite).status, Status::Violated);
+    }
+
+    #[test]
     fn levels_meet_by_replica_count() {
         let one = Some(Level::One);
         let quorum = Some(Level::Quorum);

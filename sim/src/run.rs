@@ -849,13 +849,15 @@ impl Simulation {
     }
 
     /// Every version `index` acknowledged as durable must still be there, or
-    /// a newer one: replication would hide a replica that lost it.
+    /// a newer one: replication would hide a replica that lost it. A loss is
+    /// reported once: the node is then held to what it has.
     fn check_durability(&mut self, index: usize, when: &str) {
-        let slot = &self.slots[index];
+        let slot = &mut self.slots[index];
         let Some(node) = &slot.node else {
             return;
         };
         let mut lost = Vec::new();
+        let mut lowered = Vec::new();
         for (key, &acked) in &slot.acknowledged {
             let held = match node.engine().get(key) {
                 Ok(version) => version.map(|v| v.timestamp),
@@ -872,6 +874,7 @@ impl Simulation {
                 }
             };
             if held.is_none_or(|held| held < acked) {
+                lowered.push((key.clone(), held));
                 let holds = held.map_or_else(
                     || "nothing".to_owned(),
                     |t| format!("version hlc {} by n{}", t.hlc, t.node),
@@ -887,6 +890,12 @@ impl Simulation {
                     ),
                 ));
             }
+        }
+        for (key, held) in lowered {
+            match held {
+                Some(held) => slot.acknowledged.insert(key, held),
+                None => slot.acknowledged.remove(&key),
+            };
         }
         for (property, details) in lost {
             self.violate(property, details);
