@@ -149,6 +149,8 @@ pub struct NodeStats {
     /// Background jobs that failed (a failure that poisons the engine also
     /// makes the node fatal).
     pub background_errors: u64,
+    /// The last background failure, for the driver to report.
+    pub last_background_error: Option<String>,
 }
 
 /// A write this node acknowledged as durable: a replica write it answered
@@ -644,6 +646,7 @@ impl<D: Disk> Node<D> {
             }
             Err(e) => {
                 self.stats.background_errors += 1;
+                self.stats.last_background_error = Some(e.to_string());
                 let poisoned = self.engine.poisoned_reason().map(str::to_owned);
                 match (e, poisoned) {
                     (e @ EngineError::Poisoned { .. }, _) => self.fatal = Some(e),

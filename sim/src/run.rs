@@ -838,12 +838,16 @@ impl Simulation {
     /// A failed background job is a bug in the simulation (its disks fail
     /// only by crashing); it must never pass silently.
     fn note_background_errors(&mut self, index: usize, node: &Node<SimDisk>) {
-        let errors = node.stats().background_errors;
-        if errors > 0 {
+        let stats = node.stats();
+        if stats.background_errors > 0 {
             let id = self.slots[index].id;
+            let last = stats.last_background_error.clone().unwrap_or_default();
             self.violate(
                 "storage",
-                format!("{id}: {errors} background flush or compaction job(s) failed"),
+                format!(
+                    "{id}: {} background flush or compaction job(s) failed, the last with: {last}",
+                    stats.background_errors
+                ),
             );
         }
     }
