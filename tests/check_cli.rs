@@ -444,3 +444,31 @@ fn a_leveled_file_without_a_run_line_says_what_it_assumed() {
     );
     assert!(out.contains("verdict: linearizable"), "{out}");
 }
+
+#[test]
+fn a_leveled_history_the_search_cannot_decide_in_time_is_unknown() {
+    // The hard history of the timeout test, every operation at QUORUM.
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for p in 0..14 {
+        text.push_str(&format!(
+            "{{\"type\":\"invoke\",\"process\":{p},\"key\":\"k\",\"f\":\"write\",\"value\":{p},\"time\":0,\"level\":\"QUORUM\"}}\n"
+        ));
+    }
+    for p in 0..14 {
+        text.push_str(&format!(
+            "{{\"type\":\"ok\",\"process\":{p},\"key\":\"k\",\"f\":\"write\",\"value\":{p},\"time\":100}}\n"
+        ));
+    }
+    text.push_str("{\"type\":\"invoke\",\"process\":99,\"key\":\"k\",\"f\":\"read\",\"time\":200,\"level\":\"QUORUM\"}\n");
+    text.push_str(
+        "{\"type\":\"ok\",\"process\":99,\"key\":\"k\",\"f\":\"read\",\"value\":42,\"time\":300}\n",
+    );
+    let (code, out) = check_text(dir.path(), "hard.jsonl", &text, &["--timeout", "0"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("linearizability   unknown"), "{out}");
+    assert!(out.contains("verdict: unknown"), "{out}");
+    let (code, out) = check_text(dir.path(), "hard.jsonl", &text, &["--timeout", "600"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("verdict: not-linearizable"), "{out}");
+}

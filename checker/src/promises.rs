@@ -463,18 +463,22 @@ pub fn check_promises(
 ) -> PromiseReport {
     let facts = input.facts;
     let scope = Scope::new(input.levels, &facts);
-    let mut level_counts: BTreeMap<String, usize> = BTreeMap::new();
-    let ids = op_ids(input.history);
-    for id in &ids {
-        let name = input
-            .levels
-            .get(id)
-            .map_or_else(|| "without a level".to_owned(), |l| l.name().to_owned());
-        *level_counts.entry(name).or_default() += 1;
+    let mut per_class = [0usize; LEVEL_CLASSES];
+    for id in op_ids(input.history) {
+        per_class[level_class(scope.level(id))] += 1;
     }
-    let all_promise_linearizability = ids
+    let level_counts: BTreeMap<String, usize> = per_class
         .iter()
-        .all(|id| promises_linearizability(input.levels.get(id).copied(), scope.clock_skew));
+        .enumerate()
+        .filter(|(_, &n)| n > 0)
+        .map(|(class, &n)| {
+            let name = class_level(class).map_or("without a level", Level::name);
+            (name.to_owned(), n)
+        })
+        .collect();
+    let all_promise_linearizability = per_class.iter().enumerate().all(|(class, &n)| {
+        n == 0 || promises_linearizability(class_level(class), scope.clock_skew)
+    });
     let (lin_result, lin_verdict) = linearizability(input, &scope, options, stop);
     let mut checks = vec![lin_result];
     checks.extend(weak_checks(input, &scope));
@@ -968,6 +972,46 @@ mod tests {
             report.result(Check::SetCompleteness).status,
             Status::Violated
         );
+        assert_eq!(report.result(Check::LostWrite).status, Status::Violated);
+    }
+
+    #[test]
+    fn kv_writes_are_judged_by_versions_and_appends_only_by_versions() {
+        use crate::kv::{KvHistory, KvOutcome};
+        let ok = |value: Option<&str>| KvOutcome::Ok {
+            value: value.map(str::to_owned),
+        };
+        // A put at ONE, then a get at ALL that finds nothing.
+        let mut h = KvHistory::new();
+        let put = h.invoke(0, "k", KvInput::Put("x".into()), 0);
+        h.complete(put, 10, ok(None));
+        let get = h.invoke(1, "k", KvInput::Get, 20);
+        h.complete(get, 30, ok(Some("")));
+        let levels = BTreeMap::from([(put, Level::One), (get, Level::All)]);
+        let parsed = ParsedHistory::Kv(h);
+        let report = check(&parsed, &levels, &BTreeMap::new(), facts(false));
+        assert_eq!(report.verdict(), PromiseVerdict::PromiseBroken, "{report}");
+        assert!(report
+            .result(Check::LostWrite)
+            .note
+            .contains("#0 p0 \"k\" put \"x\""));
+        // An append has no value of its own: without versions nothing can
+        // be concluded; with them, the get's older version is a lost write.
+        let mut h = KvHistory::new();
+        let append = h.invoke(0, "k", KvInput::Append("x".into()), 0);
+        h.complete(append, 10, ok(None));
+        let get = h.invoke(1, "k", KvInput::Get, 20);
+        h.complete(get, 30, ok(Some("")));
+        let levels = BTreeMap::from([(append, Level::One), (get, Level::All)]);
+        let parsed = ParsedHistory::Kv(h);
+        let report = check(&parsed, &levels, &BTreeMap::new(), facts(false));
+        assert_eq!(report.verdict(), PromiseVerdict::PromisesKept, "{report}");
+        let v = |timestamp| Version {
+            timestamp,
+            writer: 1,
+        };
+        let versions = BTreeMap::from([(append, v(7)), (get, v(0))]);
+        let report = check(&parsed, &levels, &versions, facts(false));
         assert_eq!(report.result(Check::LostWrite).status, Status::Violated);
     }
 

@@ -149,6 +149,8 @@ pub struct NodeStats {
     /// Background jobs that failed (a failure that poisons the engine also
     /// makes the node fatal).
     pub background_errors: u64,
+    /// The last background failure, for the driver to report.
+    pub last_background_error: Option<String>,
 }
 
 /// A write this node acknowledged as durable: a replica write it answered
@@ -220,6 +222,10 @@ pub struct Node<D: Disk> {
     write_stamps: BTreeMap<u64, Timestamp>,
     /// Versions for a checking driver (only with `record_versions`).
     versions: VersionLog,
+    /// The number of tables when background work last found nothing to
+    /// do: until a memtable fills or the tables change, asking again would
+    /// find nothing either.
+    background_idle_at_tables: Option<usize>,
 }
 
 impl<D: Disk> Node<D> {
@@ -257,6 +263,7 @@ impl<D: Disk> Node<D> {
             stats: NodeStats::default(),
             write_stamps: BTreeMap::new(),
             versions: VersionLog::default(),
+            background_idle_at_tables: None,
         })
     }
 
@@ -606,7 +613,21 @@ impl<D: Disk> Node<D> {
     /// Runs the engine's background work within the tick's budget. A
     /// failure is counted; one that poisoned the engine makes the node
     /// fatal, so nothing more is acknowledged.
+    ///
+    /// The call is skipped while the last one found nothing to do and
+    /// nothing that could give it work has happened since: no memtable
+    /// waits for a flush or is full, and the number of tables is the same
+    /// (only flushes and compactions change the tables, and each changes
+    /// their number). Skipping can only postpone work, never lose it.
     fn background_work(&mut self) {
+        let engine = &self.engine;
+        let idle = self.background_idle_at_tables == Some(engine.tables_total())
+            && engine.frozen_total() == 0
+            && engine.memtable_bytes() < engine.options().memtable_bytes_max;
+        if idle {
+            return;
+        }
+        self.background_idle_at_tables = None;
         match self
             .engine
             .do_background_work(self.options.background_bytes_per_tick)
@@ -614,13 +635,18 @@ impl<D: Disk> Node<D> {
             Ok(BackgroundReport {
                 tables_flushed,
                 compactions,
+                work_pending,
                 ..
             }) => {
                 self.stats.tables_flushed += tables_flushed as u64;
                 self.stats.compactions += compactions as u64;
+                if tables_flushed == 0 && compactions == 0 && !work_pending {
+                    self.background_idle_at_tables = Some(self.engine.tables_total());
+                }
             }
             Err(e) => {
                 self.stats.background_errors += 1;
+                self.stats.last_background_error = Some(e.to_string());
                 let poisoned = self.engine.poisoned_reason().map(str::to_owned);
                 match (e, poisoned) {
                     (e @ EngineError::Poisoned { .. }, _) => self.fatal = Some(e),

@@ -615,6 +615,16 @@ fn event_line(e: &Event) -> String {
 /// within equal times does not change the verdict: the checker takes
 /// operations that touch at one instant as concurrent.)
 pub fn events_of_history(history: &History) -> Vec<Event> {
+    leveled_events_of_history(history, &BTreeMap::new(), &BTreeMap::new())
+}
+
+/// [`events_of_history`], with each operation's level (from `levels`) on
+/// both its events and its version (from `versions`) on its completion.
+pub fn leveled_events_of_history(
+    history: &History,
+    levels: &BTreeMap<OpId, Level>,
+    versions: &BTreeMap<OpId, Version>,
+) -> Vec<Event> {
     let mut timed: Vec<(u64, bool, usize, Event)> = Vec::with_capacity(history.len() * 2);
     for op in history.operations() {
         let (f, value) = match &op.call {
@@ -628,6 +638,7 @@ pub fn events_of_history(history: &History) -> Vec<Event> {
                 },
             ),
         };
+        let level = levels.get(&op.id).copied();
         let event = |kind, value, time| Event {
             kind,
             process: op.process,
@@ -635,7 +646,7 @@ pub fn events_of_history(history: &History) -> Vec<Event> {
             f,
             value,
             time,
-            level: None,
+            level,
             timestamp: None,
             writer: None,
         };
@@ -655,12 +666,12 @@ pub fn events_of_history(history: &History) -> Vec<Event> {
                 (Outcome::Fail, _) => (EventKind::Fail, value),
                 (Outcome::Info, _) => (EventKind::Info, value),
             };
-            timed.push((
-                c.time_nanos,
-                true,
-                op.id.0,
-                event(kind, value, c.time_nanos),
-            ));
+            let mut completion = event(kind, value, c.time_nanos);
+            if let Some(version) = versions.get(&op.id) {
+                completion.timestamp = Some(version.timestamp);
+                completion.writer = Some(version.writer);
+            }
+            timed.push((c.time_nanos, true, op.id.0, completion));
         }
     }
     timed.sort_by_key(|(t, is_completion, id, _)| (*t, !*is_completion, *id));
