@@ -1147,6 +1147,48 @@ mod tests {
     }
 
     #[test]
+    fn zeros_ahead_are_the_unused_end_not_a_torn_tail_and_rotation_cuts_them() {
+        let (_dir, disk) = temp_disk();
+        let (mut wal, _, _) = replay(&disk, SEGMENT_BYTES_LARGE);
+        append(&mut wal, &[put("a", 1, "x")]);
+        wal.sync().expect("sync");
+        let synced_end = wal.segment_len_bytes;
+        assert!(
+            file_len(&disk, &segment_name(1)) > synced_end,
+            "zeros are kept ahead of the records"
+        );
+        assert_eq!(wal.seal_segment().expect("rotate"), 1);
+        assert_eq!(
+            file_len(&disk, &segment_name(1)),
+            synced_end,
+            "a segment that is not the last ends with its last record"
+        );
+        append(&mut wal, &[put("b", 2, "y")]);
+        wal.sync().expect("sync");
+        drop(wal);
+        let (_wal, report, seen) = replay(&disk, SEGMENT_BYTES_LARGE);
+        assert_eq!(seen, vec![put("a", 1, "x"), put("b", 2, "y")]);
+        assert_eq!(report.torn_tail, None, "zeros are no torn tail");
+    }
+
+    #[test]
+    fn garbage_after_the_records_is_a_torn_tail_even_among_zeros() {
+        let (_dir, disk) = temp_disk();
+        let (mut wal, _, _) = replay(&disk, SEGMENT_BYTES_LARGE);
+        append(&mut wal, &[put("a", 1, "x")]);
+        wal.sync().expect("sync");
+        let end = wal.segment_len_bytes;
+        drop(wal);
+        let mut file = disk.open(&segment_name(1)).expect("open");
+        file.write_at(end + 700, b"garbage").expect("write");
+        drop(file);
+        let (_wal, report, seen) = replay(&disk, SEGMENT_BYTES_LARGE);
+        assert_eq!(seen, vec![put("a", 1, "x")]);
+        let torn = report.torn_tail.expect("torn");
+        assert_eq!(torn.offset, end);
+    }
+
+    #[test]
     fn replay_returns_every_appended_batch_in_order() {
         let (_dir, disk) = temp_disk();
         let (mut wal, report, seen) = replay(&disk, SEGMENT_BYTES_LARGE);
