@@ -88,11 +88,47 @@ pub const BLOCK_CACHE_BYTES_DEFAULT: u64 = 32 * 1024 * 1024;
 /// When the WAL is synced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncPolicy {
-    /// Only [`Engine::sync`] syncs (the node calls it once per group commit).
+    /// Every acknowledgement waits for a sync: the node calls
+    /// [`Engine::sync`] once per group commit, before it answers.
     Always,
+    /// Writes are acknowledged before they are durable and synced every
+    /// `interval_nanos`: the node calls [`Engine::sync_if_due`] on its ticks
+    /// with its monotonic time (the engine reads no clock). A crash loses at
+    /// most about one interval of acknowledged writes. [`Engine::sync`]
+    /// still syncs at once when asked.
+    Interval { interval_nanos: u64 },
     /// Never sync (benchmarks and tests that do not care about crashes):
     /// [`Engine::sync`] marks writes synced without touching the disk.
     Never,
+}
+
+impl SyncPolicy {
+    /// Whether syncs reach the disk.
+    fn syncs(self) -> bool {
+        self != SyncPolicy::Never
+    }
+}
+
+/// Whether compaction may drop the tombstone of a key: the cluster says no
+/// for keys whose ranges are not yet repaired everywhere, since another
+/// replica may still hold the value the tombstone deletes.
+pub type PurgeGuard = Box<dyn Fn(&[u8]) -> bool + Send>;
+
+/// Holds the optional guard; its `Debug` says only whether there is one.
+struct PurgeGuardSlot(Option<PurgeGuard>);
+
+impl std::fmt::Debug for PurgeGuardSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}",
+            if self.0.is_some() {
+                "Some(guard)"
+            } else {
+                "None"
+            }
+        )
+    }
 }
 
 /// Tunables, checked by [`EngineOptions::validate`].
@@ -264,6 +300,12 @@ pub struct Engine<D: Disk> {
     /// Tombstones older than this may be purged by compaction; `None`
     /// (the default) forbids purging. Set by the cluster.
     tombstone_purge_before: Option<Timestamp>,
+    /// Keys whose tombstones must stay however old (the cluster's ranges
+    /// not yet repaired); `None` lets the horizon alone decide.
+    purge_guard: PurgeGuardSlot,
+    /// Under `SyncPolicy::Interval`: when the last interval sync ran, in
+    /// the caller's monotonic nanoseconds.
+    last_interval_sync_nanos: Option<u64>,
     /// Set when a table or manifest write failed in a way that leaves the
     /// durable state unknown (a failed sync): why the engine stopped.
     poisoned: Option<String>,
@@ -334,7 +376,7 @@ impl<D: Disk> Engine<D> {
     /// manifest) or in a table's metadata; disk errors.
     pub fn open(disk: D, options: EngineOptions) -> Result<Self, EngineError> {
         options.validate()?;
-        let sync_enabled = options.sync_policy == SyncPolicy::Always;
+        let sync_enabled = options.sync_policy.syncs();
         let manifest = manifest::open(&disk, options.manifest_edits_per_checkpoint, sync_enabled)?;
         let state = manifest.state().clone();
         let mut removed = false;
@@ -376,6 +418,8 @@ impl<D: Disk> Engine<D> {
             cache,
             manifest,
             tombstone_purge_before: None,
+            purge_guard: PurgeGuardSlot(None),
+            last_interval_sync_nanos: None,
             poisoned: None,
             recovery,
         })
@@ -688,6 +732,35 @@ impl<D: Disk> Engine<D> {
         self.tombstone_purge_before = horizon;
     }
 
+    /// Installs (or, with `None`, removes) the hook compaction asks before
+    /// it drops a tombstone older than the horizon: the cluster forbids
+    /// purging keys of ranges not yet repaired (no zombie resurrection).
+    pub fn set_tombstone_purge_guard(&mut self, guard: Option<PurgeGuard>) {
+        self.purge_guard = PurgeGuardSlot(guard);
+    }
+
+    /// Under [`SyncPolicy::Interval`], syncs if there is anything unsynced
+    /// and `interval_nanos` have passed since the last such sync, `now_nanos`
+    /// being the caller's monotonic time. Under the other policies it does
+    /// nothing. Returns whether it synced.
+    ///
+    /// # Errors
+    /// As [`Self::sync`].
+    pub fn sync_if_due(&mut self, now_nanos: u64) -> Result<bool, EngineError> {
+        let SyncPolicy::Interval { interval_nanos } = self.options.sync_policy else {
+            return Ok(false);
+        };
+        let due = self
+            .last_interval_sync_nanos
+            .is_none_or(|last| now_nanos.saturating_sub(last) >= interval_nanos);
+        if !due || !self.has_unsynced() {
+            return Ok(false);
+        }
+        self.sync()?;
+        self.last_interval_sync_nanos = Some(now_nanos);
+        Ok(true)
+    }
+
     /// Does paced background work: freezes an over-full memtable, flushes
     /// frozen memtables oldest first, then compacts while the budget lasts.
     /// Each job runs whole; the budget is checked between jobs, and at
@@ -739,7 +812,10 @@ impl<D: Disk> Engine<D> {
             report.bytes_written += self.flush_oldest()?;
             report.tables_flushed += 1;
         }
-        if self.tables.len() > 1 {
+        // One table is rewritten too if it holds tombstones that may go.
+        let may_purge = self.tombstone_purge_before.is_some()
+            && self.tables.iter().any(|t| t.meta.tombstones_total > 0);
+        if self.tables.len() > 1 || (self.tables.len() == 1 && may_purge) {
             let mut inputs: Vec<u64> = self.tables.iter().map(|table| table.id).collect();
             inputs.sort_unstable();
             report.bytes_written += self.compact(&inputs)?;
@@ -773,7 +849,7 @@ impl<D: Disk> Engine<D> {
             .front()
             .expect("callers check for a frozen memtable");
         let id = self.manifest.state().next_table_id;
-        let sync_enabled = self.options.sync_policy == SyncPolicy::Always;
+        let sync_enabled = self.options.sync_policy.syncs();
         let wal_segment_last = frozen.wal_segment_last;
         let written = write_memtable(
             self.wal.disk(),
@@ -857,7 +933,7 @@ impl<D: Disk> Engine<D> {
             "compaction inputs are distinct"
         );
         let id = self.manifest.state().next_table_id;
-        let sync_enabled = self.options.sync_policy == SyncPolicy::Always;
+        let sync_enabled = self.options.sync_policy.syncs();
         let written = self.merge_tables(id, &input_set, sync_enabled);
         let written = written.map_err(|err| self.poison_if_fatal(err))?;
         let edit = VersionEdit {
@@ -933,7 +1009,8 @@ impl<D: Disk> Engine<D> {
                     value: None,
                 };
                 let held = self.held_outside(key, inputs)?;
-                if compaction::tombstone_purgeable(&version, purge_before, held) {
+                let guard_allows = self.purge_guard.0.as_ref().is_none_or(|guard| guard(key));
+                if guard_allows && compaction::tombstone_purgeable(&version, purge_before, held) {
                     continue;
                 }
             }
@@ -1480,6 +1557,64 @@ mod tests {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(keys, vec![b"a".to_vec(), b"c".to_vec(), b"d".to_vec()]);
+    }
+
+    #[test]
+    fn purge_guard_keeps_tombstones_of_unrepaired_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let disk = FsDisk::open(dir.path()).expect("disk");
+        let mut engine = Engine::open(disk, lsm_options()).expect("open");
+        engine.write(b"repaired", tombstone(1)).expect("write");
+        engine.write(b"unrepaired", tombstone(2)).expect("write");
+        engine.write(b"value", value(3, "v")).expect("write");
+        engine.set_tombstone_purge_before(Some(ts(100)));
+        engine.set_tombstone_purge_guard(Some(Box::new(|key: &[u8]| key == b"repaired")));
+        engine.compact_all().expect("compact");
+        assert_eq!(engine.get(b"repaired").expect("get"), None, "purged");
+        assert_eq!(
+            engine.get(b"unrepaired").expect("get"),
+            Some(tombstone(2)),
+            "the guard kept it"
+        );
+        engine.set_tombstone_purge_guard(None);
+        engine.write(b"other", value(4, "o")).expect("write");
+        engine.compact_all().expect("compact");
+        assert_eq!(
+            engine.get(b"unrepaired").expect("get"),
+            None,
+            "purged once allowed"
+        );
+    }
+
+    #[test]
+    fn interval_policy_syncs_only_when_due() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let faults = Rc::new(Faults::default());
+        let disk = FaultyDisk {
+            inner: FsDisk::open(dir.path()).expect("disk"),
+            faults: faults.clone(),
+        };
+        let options = EngineOptions {
+            sync_policy: SyncPolicy::Interval {
+                interval_nanos: 1_000,
+            },
+            ..EngineOptions::default()
+        };
+        let mut engine = Engine::open(disk, options).expect("open");
+        assert!(!engine.sync_if_due(0).expect("nothing to sync"));
+        engine.write(b"a", value(1, "v")).expect("write");
+        assert!(engine.sync_if_due(10).expect("first sync is due"));
+        assert!(!engine.has_unsynced());
+        engine.write(b"b", value(2, "v")).expect("write");
+        assert!(!engine.sync_if_due(500).expect("not yet due"));
+        assert!(engine.has_unsynced());
+        // The sync really reaches the disk: a failing one surfaces.
+        faults.sync_fails.set(true);
+        assert!(engine.sync_if_due(1_010).is_err());
+        assert!(matches!(
+            engine.write(b"c", value(3, "v")),
+            Err(EngineError::Poisoned { .. })
+        ));
     }
 
     #[test]

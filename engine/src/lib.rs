@@ -47,7 +47,7 @@ mod types;
 mod wal;
 
 pub use db::{
-    BackgroundReport, BlockCacheStats, Engine, EngineOptions, SyncPolicy,
+    BackgroundReport, BlockCacheStats, Engine, EngineOptions, PurgeGuard, SyncPolicy,
     BLOCK_CACHE_BYTES_DEFAULT, BLOOM_BITS_PER_KEY_DEFAULT, BLOOM_BITS_PER_KEY_LIMIT,
     COMPACTION_TABLES_MAX_DEFAULT, COMPACTION_TABLES_MIN_DEFAULT, FROZEN_MEMTABLES_MAX,
     KEY_BYTES_DEFAULT, MEMTABLE_BYTES_DEFAULT, MEMTABLE_BYTES_MIN, TABLE_BLOCK_BYTES_DEFAULT,

@@ -28,7 +28,7 @@
 //! first writer to need a sync syncs everything applied so far; the others
 //! wait for a sync that covers their write. fjall is configured to match:
 //! the same block cache size, journal writes buffered in the process (as
-//! EnigmaDB's WAL buffers them) and `PersistMode::SyncAll` (fsync, as
+//! EnigmaDB's WAL buffers them) and `PersistMode::SyncData` (fsync, as
 //! `FsDisk` syncs) after each acknowledged write of the sync workloads.
 //!
 //! Each engine runs in its own child process when there is more than one run
@@ -572,84 +572,77 @@ mod enigma {
         figures.push(("scan".to_owned(), rate(scanned, time)));
 
         engine.compact_all()?;
-        figures.push(("size".to_owned(), bytes_on_disk(&scratch.0)? as f64));
+        engine.sync()?;
+        // Measured closed and reopened, as for fjall (which deletes
+        // replaced files lazily).
         drop(engine);
+        let engine = open(args, &scratch, SyncPolicy::Never)?;
+        drop(engine);
+        figures.push(("size".to_owned(), bytes_on_disk(&scratch.0)? as f64));
         drop(scratch);
 
         Ok(figures)
     }
 
-    /// The engine and the write counter, behind one lock.
-    struct Shared {
-        engine: Engine<FsDisk>,
-        clock: Clock,
-        /// Writes applied so far; write `n` is the `n`-th applied.
-        applied: u64,
-    }
-
-    /// Group-commit state, behind its own lock so that waiting writers do
-    /// not hold up the engine.
+    /// Writes waiting for a group commit, and what is durable.
     #[derive(Default)]
     struct Commit {
-        /// Every write up to this one is durable.
-        synced: u64,
-        /// A leader is syncing now.
-        syncing: bool,
-        /// The first error of a sync: every later write fails.
+        /// Key indexes of writes not yet taken by a leader, oldest first.
+        queued: Vec<u64>,
+        /// Writes ever queued: write `n` (from 1) is the `n`-th queued.
+        queued_total: u64,
+        /// Writes `1..=durable` are applied and synced.
+        durable: u64,
+        /// A leader is applying and syncing a group now.
+        leading: bool,
+        /// The first error of a leader: every later write fails.
         failed: Option<String>,
     }
 
     /// `writes` writes by [`SYNC_WRITERS`] threads, each acknowledged only
-    /// once a sync covers it; one sync covers every write applied before it.
+    /// once a sync covers it. Leader/follower group commit, as a node's
+    /// driver batches the inputs that arrive while it syncs: a writer queues
+    /// its write; if no leader is active it becomes one, takes every queued
+    /// write, applies them, syncs once and wakes the writers it covered;
+    /// writes queued meanwhile wait for the next leader.
     fn group_commit_fill(engine: Engine<FsDisk>, writes: u64) -> anyhow::Result<()> {
-        let shared = Mutex::new(Shared {
-            engine,
-            clock: Clock(0),
-            applied: 0,
-        });
+        let engine = Mutex::new((engine, Clock(0), 0_u64));
         let commit = Mutex::new(Commit::default());
-        let synced_changed = Condvar::new();
+        let durable_changed = Condvar::new();
         let writer = |thread: u64| -> anyhow::Result<()> {
             let mut i = thread;
             while i < writes {
-                let mine = {
-                    let mut guard = shared.lock().expect("no writer panics");
-                    let shared = &mut *guard;
-                    let version = shared.clock.version(i);
-                    shared.engine.write(&key(i), version)?;
-                    shared.applied += 1;
-                    if shared.applied % TICK_WRITES == 0 {
-                        shared.engine.do_background_work(TICK_BUDGET_BYTES)?;
-                    }
-                    shared.applied
-                };
                 let mut state = commit.lock().expect("no writer panics");
+                state.queued.push(i);
+                state.queued_total += 1;
+                let mine = state.queued_total;
                 loop {
                     if let Some(reason) = &state.failed {
-                        bail!("sync failed: {reason}");
+                        bail!("group commit failed: {reason}");
                     }
-                    if state.synced >= mine {
+                    if state.durable >= mine {
                         break;
                     }
-                    if state.syncing {
-                        state = synced_changed.wait(state).expect("no writer panics");
+                    if state.leading {
+                        state = durable_changed.wait(state).expect("no writer panics");
                         continue;
                     }
-                    // Lead: sync everything applied so far.
-                    state.syncing = true;
+                    state.leading = true;
+                    let group = std::mem::take(&mut state.queued);
+                    let covered = state.queued_total;
                     drop(state);
                     let result = {
-                        let mut guard = shared.lock().expect("no writer panics");
-                        let covered = guard.applied;
-                        guard.engine.sync().map(|()| covered)
+                        let mut guard = engine.lock().expect("no writer panics");
+                        let (engine, clock, applied) = &mut *guard;
+                        apply_group(engine, clock, applied, &group)
                     };
                     state = commit.lock().expect("no writer panics");
-                    state.syncing = false;
+                    state.leading = false;
                     match result {
-                        Ok(covered) => state.synced = state.synced.max(covered),
-                        Err(err) => state.failed = Some(err.to_string()),
+                        Ok(()) => state.durable = covered,
+                        Err(err) => state.failed = Some(format!("{err:#}")),
                     }
-                    synced_changed.notify_all();
+                    durable_changed.notify_all();
                 }
                 drop(state);
                 i += SYNC_WRITERS as u64;
@@ -665,6 +658,24 @@ mod enigma {
                 .map(|handle| handle.join().expect("no writer panics"))
                 .collect::<anyhow::Result<Vec<()>>>()
         })?;
+        Ok(())
+    }
+
+    /// Applies a group of writes and syncs once for all of them.
+    fn apply_group(
+        engine: &mut Engine<FsDisk>,
+        clock: &mut Clock,
+        applied: &mut u64,
+        group: &[u64],
+    ) -> anyhow::Result<()> {
+        for &i in group {
+            engine.write(&key(i), clock.version(i))?;
+            *applied += 1;
+            if *applied % TICK_WRITES == 0 {
+                engine.do_background_work(TICK_BUDGET_BYTES)?;
+            }
+        }
+        engine.sync()?;
         Ok(())
     }
 }
@@ -702,7 +713,7 @@ mod fjall_bench {
             let (time, done) = seconds(|| -> anyhow::Result<()> {
                 for i in 0..args.sync_writes {
                     keyspace.insert(&key(i)[..], &value(i)[..])?;
-                    db.persist(PersistMode::SyncAll)?;
+                    db.persist(PersistMode::SyncData)?;
                 }
                 Ok(())
             });
@@ -721,7 +732,7 @@ mod fjall_bench {
                                 let mut i = thread;
                                 while i < args.sync_writes {
                                     keyspace.insert(&key(i)[..], &value(i)[..])?;
-                                    db.persist(PersistMode::SyncAll)?;
+                                    db.persist(PersistMode::SyncData)?;
                                     i += SYNC_WRITERS as u64;
                                 }
                                 Ok(())
@@ -786,10 +797,15 @@ mod fjall_bench {
 
         keyspace.rotate_memtable_and_wait()?;
         keyspace.major_compact()?;
-        db.persist(PersistMode::SyncAll)?;
-        figures.push(("size".to_owned(), bytes_on_disk(&scratch.0)? as f64));
+        db.persist(PersistMode::SyncData)?;
+        // fjall deletes replaced tables and flushed journals lazily: measure
+        // after closing and reopening.
         drop(keyspace);
         drop(db);
+        let (db, keyspace) = open(args, &scratch)?;
+        drop(keyspace);
+        drop(db);
+        figures.push(("size".to_owned(), bytes_on_disk(&scratch.0)? as f64));
         drop(scratch);
 
         Ok(figures)
