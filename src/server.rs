@@ -446,6 +446,8 @@ async fn serve_client(
     // Reading stops at end of input, a protocol error, QUIT or a stop.
     let mut reading = !*stop.borrow();
     let mut eof = false;
+    // A protocol error or limit ends the connection with unread input.
+    let mut refused = false;
     loop {
         let mut consumed = 0;
         session.arrival();
@@ -469,6 +471,7 @@ async fn serve_client(
                             limits.query_buffer_bytes_max
                         ));
                         reading = false;
+                        refused = true;
                     }
                     break;
                 }
@@ -476,6 +479,7 @@ async fn serve_client(
                     inc(&shared.metrics.protocol_errors);
                     session.push_fatal(format!("ERR {e}"));
                     reading = false;
+                    refused = true;
                 }
             }
         }
@@ -532,10 +536,10 @@ async fn serve_client(
             _ = stop.changed(), if reading => reading = false,
         }
     }
-    if eof {
-        let _ = writer.shutdown().await;
-    } else {
+    if refused && !eof {
         linger_close(&mut reader, &mut writer).await;
+    } else {
+        let _ = writer.shutdown().await;
     }
     let _ = shared.inputs.send(DriverInput::Deregister { conn }).await;
 }
