@@ -166,7 +166,17 @@ pub fn parse(args: Vec<Vec<u8>>) -> Result<Command, CommandError> {
     let name = args
         .next()
         .ok_or_else(|| CommandError("ERR empty command".to_owned()))?;
-    let name = String::from_utf8_lossy(&name).to_ascii_lowercase();
+    // Command names are short: lower-case them on the stack, not the heap.
+    let mut lower = [0u8; 16];
+    let name: std::borrow::Cow<'_, str> = match lower.get_mut(..name.len()) {
+        Some(buf) => {
+            for (to, from) in buf.iter_mut().zip(&name) {
+                *to = from.to_ascii_lowercase();
+            }
+            String::from_utf8_lossy(buf)
+        }
+        None => String::from_utf8_lossy(&name).to_ascii_lowercase().into(),
+    };
     let rest: Vec<Vec<u8>> = args.collect();
     let arity = |ok: bool| {
         if ok {
@@ -177,7 +187,7 @@ pub fn parse(args: Vec<Vec<u8>>) -> Result<Command, CommandError> {
             )))
         }
     };
-    match name.as_str() {
+    match name.as_ref() {
         "ping" => {
             arity(rest.len() <= 1)?;
             Ok(Command::Ping(rest.into_iter().next()))

@@ -1,16 +1,21 @@
-//! The node thread: the one place a `Node` lives in production.
+//! The node task: the one place a `Node` lives in production.
 //!
-//! One OS thread owns the [`Node`]. Client connections, peer readers and the
-//! ticker send it [`DriverInput`]s over one bounded channel. The thread
-//! blocks for the first input, then drains every input already waiting (up
-//! to `batch_inputs_max`), steps the node with each, and calls
-//! [`Node::flush`] **once** for the whole batch: one WAL fsync covers every
-//! write in it (group commit). Only then are the released outputs routed:
-//! replies to the connection that asked, messages to the peer's send queue.
+//! Each node has an OS thread of its own running a single-threaded tokio
+//! runtime; on it run the node task, the node's client connections, its peer
+//! links and its ticker. The other tasks send the node task
+//! [`DriverInput`]s over one bounded channel. The node task waits for an
+//! input, yields once so that every other task that is ready runs and adds
+//! its inputs, drains everything waiting (up to `batch_inputs_max`), steps
+//! the node with each, and calls [`Node::flush`] **once** for the whole
+//! batch: one WAL fsync covers every write in it (group commit). Only then
+//! are the released outputs routed: replies to the connection that asked,
+//! messages to the peer's send queue.
 //!
-//! The node runs on a thread of its own rather than a tokio task because
-//! `flush` blocks in `fsync`; while it does, the async side keeps accepting
-//! and parsing, and its inputs form the next batch.
+//! `flush` blocks the thread in `fsync`, on purpose: as in Redis with
+//! `appendfsync always`, nothing else of this node runs meanwhile, and what
+//! arrives during the fsync forms the next batch. Keeping a node's
+//! connections on its own thread makes every hand-over between them and the
+//! node a local task wake-up rather than a cross-thread one.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -151,11 +156,13 @@ impl Clock {
 }
 
 /// Runs `node` until [`DriverInput::Stop`] or until every sender is gone.
+/// Must run on the node's own single-threaded runtime (see the module
+/// documentation): it blocks the thread while it flushes.
 ///
 /// # Errors
 /// A failed flush: storage can no longer be trusted, the node is dead and
 /// none of its held outputs were sent.
-pub fn run_node(
+pub async fn run_node(
     mut node: Node<FsDisk>,
     mut inputs: mpsc::Receiver<DriverInput>,
     shared: &Shared,
@@ -166,12 +173,18 @@ pub fn run_node(
     let mut replies: BTreeMap<u64, ReplyBatch> = BTreeMap::new();
     publish(&node, shared);
     loop {
-        let Some(first) = inputs.blocking_recv() else {
+        let Some(first) = inputs.recv().await else {
             break;
         };
+        // Let every other ready task (connections, peer readers) run and
+        // queue its inputs, so that they share this batch's fsync.
+        tokio::task::yield_now().await;
         let mut applied = 0usize;
         let mut tick = false;
         let mut stop = false;
+        // One clock reading per batch: the batch is applied in one go, and
+        // the HLC still orders every write in it.
+        let now = clock.now();
         let mut next = Some(first);
         while let Some(input) = next.take() {
             applied += 1;
@@ -184,11 +197,11 @@ pub fn run_node(
                 }
                 DriverInput::Client { requests } => {
                     for (request, body) in requests {
-                        node.step(clock.now(), Input::Client { request, body });
+                        node.step(now, Input::Client { request, body });
                     }
                 }
                 DriverInput::Peer { from, envelope } => {
-                    node.step(clock.now(), Input::Message { from, envelope });
+                    node.step(now, Input::Message { from, envelope });
                 }
                 DriverInput::Tick => tick = true,
                 DriverInput::Stop => stop = true,

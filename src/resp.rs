@@ -291,15 +291,20 @@ impl Reply {
         match self {
             Self::Simple(s) => {
                 out.push(b'+');
-                out.extend_from_slice(one_line(s.clone()).as_bytes());
+                push_line(out, s);
             }
             Self::Error(s) => {
                 out.push(b'-');
-                out.extend_from_slice(one_line(s.clone()).as_bytes());
+                push_line(out, s);
             }
-            Self::Integer(n) => out.extend_from_slice(format!(":{n}").as_bytes()),
+            Self::Integer(n) => {
+                out.push(b':');
+                push_decimal(out, *n);
+            }
             Self::Bulk(bytes) => {
-                out.extend_from_slice(format!("${}\r\n", bytes.len()).as_bytes());
+                out.push(b'$');
+                push_decimal(out, bytes.len() as i64);
+                out.extend_from_slice(b"\r\n");
                 out.extend_from_slice(bytes);
             }
             Self::Null => match protocol {
@@ -307,7 +312,9 @@ impl Reply {
                 Protocol::Resp3 => out.push(b'_'),
             },
             Self::Array(items) => {
-                out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
+                out.push(b'*');
+                push_decimal(out, items.len() as i64);
+                out.extend_from_slice(b"\r\n");
                 for item in items {
                     item.encode_as(protocol, out);
                 }
@@ -315,11 +322,17 @@ impl Reply {
                 return;
             }
             Self::Map(pairs) => {
-                let header = match protocol {
-                    Protocol::Resp2 => format!("*{}\r\n", pairs.len() * 2),
-                    Protocol::Resp3 => format!("%{}\r\n", pairs.len()),
-                };
-                out.extend_from_slice(header.as_bytes());
+                match protocol {
+                    Protocol::Resp2 => {
+                        out.push(b'*');
+                        push_decimal(out, pairs.len() as i64 * 2);
+                    }
+                    Protocol::Resp3 => {
+                        out.push(b'%');
+                        push_decimal(out, pairs.len() as i64);
+                    }
+                }
+                out.extend_from_slice(b"\r\n");
                 for (key, value) in pairs {
                     key.encode_as(protocol, out);
                     value.encode_as(protocol, out);
@@ -329,6 +342,37 @@ impl Reply {
         }
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// Appends `s` with any CR or LF replaced, so a status or error stays one
+/// line.
+fn push_line(out: &mut Vec<u8>, s: &str) {
+    let start = out.len();
+    out.extend_from_slice(s.as_bytes());
+    for byte in &mut out[start..] {
+        if *byte == b'\r' || *byte == b'\n' {
+            *byte = b' ';
+        }
+    }
+}
+
+/// Appends `n` in decimal without allocating.
+fn push_decimal(out: &mut Vec<u8>, n: i64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 fn one_line(s: String) -> String {
@@ -469,6 +513,15 @@ mod tests {
         let mut three = Vec::new();
         reply.encode_as(Protocol::Resp3, &mut three);
         assert_eq!(three, b"%1\r\n$1\r\nk\r\n_\r\n".to_vec());
+    }
+
+    #[test]
+    fn integers_encode_in_decimal_at_the_extremes() {
+        for n in [0, 7, -7, 1234567890, i64::MAX, i64::MIN] {
+            let mut out = Vec::new();
+            Reply::Integer(n).encode(&mut out);
+            assert_eq!(out, format!(":{n}\r\n").into_bytes());
+        }
     }
 
     proptest! {

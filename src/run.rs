@@ -45,10 +45,11 @@ pub struct DevArgs {
 /// Nodes in the `enigma dev` cluster.
 pub const DEV_NODES: u32 = 3;
 
+/// The main thread's runtime: signals and stopping. Each node runs on a
+/// thread and runtime of its own (see `server.rs`).
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("enigma-io")
         .build()
 }
 
@@ -97,8 +98,7 @@ pub fn node(command: &NodeCommand) -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        let listeners =
-            Listeners::bind(config.listen, config.peer_listen, config.metrics_listen).await?;
+        let listeners = Listeners::bind(config.listen, config.peer_listen, config.metrics_listen)?;
         let node = RunningNode::start(config, listeners)?;
         tokio::select! {
             signal = shutdown_signal() => {
@@ -178,8 +178,7 @@ async fn run_dev(args: &DevArgs) -> anyhow::Result<()> {
             loopback(port(args.base_port, n)?),
             loopback(port(args.base_port, 100 + n)?),
             Some(loopback(port(args.base_port, 200 + n)?)),
-        )
-        .await?;
+        )?;
         bound.push(listeners);
     }
     let peer_addrs: Vec<PeerAddr> = bound

@@ -35,12 +35,34 @@ const STOP_GRACE: Duration = Duration::from_secs(1);
 /// Largest HTTP request head the metrics endpoint reads.
 const HTTP_HEAD_BYTES_MAX: usize = 8 << 10;
 
-/// A node's bound sockets.
+/// Most connections waiting to be accepted on a listener.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// A node's bound sockets, not yet tied to a runtime: each node runs on a
+/// runtime of its own, which takes them over in [`RunningNode::start`].
 #[derive(Debug)]
 pub struct Listeners {
-    client: TcpListener,
-    peer: TcpListener,
-    metrics: Option<TcpListener>,
+    client: std::net::TcpListener,
+    peer: std::net::TcpListener,
+    metrics: Option<std::net::TcpListener>,
+}
+
+/// Binds `addr` with `SO_REUSEADDR`, so that a restarted node gets its port
+/// back while connections of its previous life linger in TIME_WAIT.
+fn listen(addr: SocketAddr, what: &str) -> anyhow::Result<std::net::TcpListener> {
+    let bind = || -> std::io::Result<std::net::TcpListener> {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(LISTEN_BACKLOG)?;
+        socket.set_nonblocking(true)?;
+        Ok(socket.into())
+    };
+    bind().with_context(|| format!("cannot listen for {what} on {addr}"))
 }
 
 impl Listeners {
@@ -48,26 +70,15 @@ impl Listeners {
     ///
     /// # Errors
     /// An address that cannot be bound, named in the message.
-    pub async fn bind(
+    pub fn bind(
         client: SocketAddr,
         peer: SocketAddr,
         metrics: Option<SocketAddr>,
     ) -> anyhow::Result<Self> {
-        let bind = |addr: SocketAddr, what: &'static str| async move {
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen for {what} on {addr}"))
-        };
-        let client = bind(client, "clients").await?;
-        let peer = bind(peer, "peers").await?;
-        let metrics = match metrics {
-            Some(addr) => Some(bind(addr, "metrics").await?),
-            None => None,
-        };
         Ok(Self {
-            client,
-            peer,
-            metrics,
+            client: listen(client, "clients")?,
+            peer: listen(peer, "peers")?,
+            metrics: metrics.map(|addr| listen(addr, "metrics")).transpose()?,
         })
     }
 
@@ -110,7 +121,7 @@ pub struct RunningNode {
 
 impl RunningNode {
     /// Recovers the node from `config.data_dir` and starts serving on
-    /// `listeners`. Must run inside a tokio runtime.
+    /// `listeners`, on a thread and runtime of the node's own.
     ///
     /// # Errors
     /// Unusable data directory, corrupt storage, bad cluster configuration.
@@ -177,52 +188,64 @@ impl RunningNode {
             ring,
             links,
             metrics: crate::metrics::Metrics::default(),
-            inputs: inputs.clone(),
+            inputs,
             snapshot: Mutex::new(NodeSnapshot::default()),
             started,
             connections: AtomicUsize::new(0),
             next_conn: AtomicU64::new(1),
         });
         let (ended_tx, ended) = watch::channel(false);
+        let (stop_clients, clients_rx) = watch::channel(false);
+        let (stop_peers, peers_rx) = watch::channel(false);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot build the node's runtime")?;
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name(format!("enigma-{}", shared.config.id))
             .spawn(move || {
-                let result = run_node(node, receiver, &thread_shared).map_err(|e| e.to_string());
+                let shared = thread_shared;
+                let result = runtime.block_on(async {
+                    let listen = |l: std::net::TcpListener| TcpListener::from_std(l);
+                    let client = listen(listeners.client).map_err(|e| e.to_string())?;
+                    let peer = listen(listeners.peer).map_err(|e| e.to_string())?;
+                    let metrics = match listeners.metrics {
+                        Some(l) => Some(listen(l).map_err(|e| e.to_string())?),
+                        None => None,
+                    };
+                    let tick = Duration::from_millis(shared.config.tick_interval_ms);
+                    tokio::spawn(run_ticker(shared.inputs.clone(), tick, peers_rx.clone()));
+                    tokio::spawn(run_acceptor(
+                        peer,
+                        keys.clone(),
+                        shared.clone(),
+                        shared.inputs.clone(),
+                        peers_rx.clone(),
+                    ));
+                    for link in shared.links.values() {
+                        tokio::spawn(run_dialer(
+                            link.clone(),
+                            keys.clone(),
+                            shared.clone(),
+                            peers_rx.clone(),
+                        ));
+                    }
+                    tokio::spawn(run_client_listener(client, shared.clone(), clients_rx));
+                    if let Some(listener) = metrics {
+                        tokio::spawn(run_metrics(listener, shared.clone(), peers_rx));
+                    }
+                    run_node(node, receiver, &shared)
+                        .await
+                        .map_err(|e| e.to_string())
+                });
                 if let Err(e) = &result {
-                    error!(node = %thread_shared.config.id, error = %e, "node stopped: storage failed");
+                    error!(node = %shared.config.id, error = %e, "node stopped: storage failed");
                 }
                 let _ = ended_tx.send(true);
                 result
             })
             .context("cannot start the node thread")?;
-        let (stop_clients, clients_rx) = watch::channel(false);
-        let (stop_peers, peers_rx) = watch::channel(false);
-        let tick = Duration::from_millis(shared.config.tick_interval_ms);
-        tokio::spawn(run_ticker(inputs.clone(), tick, peers_rx.clone()));
-        tokio::spawn(run_acceptor(
-            listeners.peer,
-            keys.clone(),
-            shared.clone(),
-            inputs.clone(),
-            peers_rx.clone(),
-        ));
-        for link in shared.links.values() {
-            tokio::spawn(run_dialer(
-                link.clone(),
-                keys.clone(),
-                shared.clone(),
-                peers_rx.clone(),
-            ));
-        }
-        tokio::spawn(run_client_listener(
-            listeners.client,
-            shared.clone(),
-            clients_rx.clone(),
-        ));
-        if let Some(listener) = listeners.metrics {
-            tokio::spawn(run_metrics(listener, shared.clone(), peers_rx));
-        }
         info!(
             node = %shared.config.id,
             generation,
@@ -423,8 +446,11 @@ async fn serve_client(
     // Reading stops at end of input, a protocol error, QUIT or a stop.
     let mut reading = !*stop.borrow();
     let mut eof = false;
+    // A protocol error or limit ends the connection with unread input.
+    let mut refused = false;
     loop {
         let mut consumed = 0;
+        session.arrival();
         while reading && !session.quitting() && session.outstanding() < limits.pipeline_depth_max {
             match parse_request(&buf[consumed..], &resp_limits) {
                 Ok(Parsed::Request {
@@ -445,6 +471,7 @@ async fn serve_client(
                             limits.query_buffer_bytes_max
                         ));
                         reading = false;
+                        refused = true;
                     }
                     break;
                 }
@@ -452,6 +479,7 @@ async fn serve_client(
                     inc(&shared.metrics.protocol_errors);
                     session.push_fatal(format!("ERR {e}"));
                     reading = false;
+                    refused = true;
                 }
             }
         }
@@ -508,10 +536,10 @@ async fn serve_client(
             _ = stop.changed(), if reading => reading = false,
         }
     }
-    if eof {
-        let _ = writer.shutdown().await;
-    } else {
+    if refused && !eof {
         linger_close(&mut reader, &mut writer).await;
+    } else {
+        let _ = writer.shutdown().await;
     }
     let _ = shared.inputs.send(DriverInput::Deregister { conn }).await;
 }

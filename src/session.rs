@@ -89,6 +89,8 @@ pub struct Session {
     outgoing: Vec<(RequestId, ClientRequest)>,
     /// `QUIT` was received: close once its reply is written.
     quit: bool,
+    /// When the requests being parsed arrived (read once per chunk).
+    arrived: Instant,
 }
 
 impl Session {
@@ -109,7 +111,14 @@ impl Session {
             waiting: BTreeMap::new(),
             outgoing: Vec::new(),
             quit: false,
+            arrived: now(),
         }
+    }
+
+    /// Stamps the requests parsed from here on as arriving now: the start
+    /// of their latency.
+    pub fn arrival(&mut self) {
+        self.arrived = now();
     }
 
     /// Commands received and not yet answered on the wire.
@@ -135,15 +144,19 @@ impl Session {
     /// Encodes every reply that is ready, in order, into `out`, and records
     /// each in the metrics.
     pub fn write_ready(&mut self, out: &mut Vec<u8>) {
+        let now = now();
         while let Some(slot) = self.slots.front() {
             let SlotState::Ready(reply) = &slot.state else {
                 break;
             };
             reply.encode_as(slot.protocol, out);
             let error = matches!(reply, Reply::Error(_));
-            self.shared
-                .metrics
-                .record(slot.command, slot.level, slot.started.elapsed(), error);
+            self.shared.metrics.record(
+                slot.command,
+                slot.level,
+                now.saturating_duration_since(slot.started),
+                error,
+            );
             self.slots.pop_front();
             self.first_slot += 1;
         }
@@ -209,7 +222,7 @@ impl Session {
             command,
             level,
             protocol: self.protocol,
-            started: now(),
+            started: self.arrived,
             state: SlotState::Ready(reply),
         });
     }
@@ -348,7 +361,7 @@ impl Session {
                     command: name,
                     level: Some(level),
                     protocol: self.protocol,
-                    started: now(),
+                    started: self.arrived,
                     state: SlotState::Waiting(Op {
                         kind,
                         parts: vec![None; parts],
@@ -379,6 +392,8 @@ impl Session {
     ) -> Result<(OpKind, Vec<ClientOp>), Reply> {
         let required = self.check_level(level)?;
         let limits = &self.shared.config.limits;
+        // Placement matters only when some peer is down.
+        let all_up = self.shared.links.values().all(|l| l.is_up());
         let check_key = |key: &[u8]| -> Result<(), Reply> {
             if key.len() > limits.key_bytes_max {
                 return Err(Reply::error(format!(
@@ -386,6 +401,9 @@ impl Session {
                     key.len(),
                     limits.key_bytes_max
                 )));
+            }
+            if all_up {
+                return Ok(());
             }
             let replicas = self.shared.ring.replicas(key);
             let up = replicas.iter().filter(|&&r| self.shared.is_up(r)).count();

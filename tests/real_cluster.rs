@@ -100,6 +100,32 @@ fn every_level_works_quorum_survives_a_stopped_node_and_a_restarted_node_catches
     let gone: Option<String> = redis::cmd("GET").arg("a").query(&mut con).unwrap();
     assert_eq!(gone, None);
 
+    // The metrics endpoint saw those commands, and the WAL was synced.
+    let metrics = support::http_get(cluster.nodes[0].metrics_port, "/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
+    let mset = support::metric(
+        &metrics,
+        "enigma_requests_total{command=\"mset\",level=\"QUORUM\"}",
+    );
+    assert_eq!(mset, Some(1.0), "{metrics}");
+    let at_all = support::metric(
+        &metrics,
+        "enigma_requests_total{command=\"set\",level=\"ALL\"}",
+    );
+    assert!(at_all >= Some(1.0), "{metrics}");
+    let syncs = support::metric(&metrics, "enigma_wal_syncs_total").unwrap();
+    assert!(syncs >= 1.0, "{metrics}");
+    assert_eq!(
+        support::metric(&metrics, "enigma_peer_up{peer=\"2\"}"),
+        Some(1.0)
+    );
+    let latency = support::metric(
+        &metrics,
+        "enigma_request_duration_seconds_count{command=\"mget\",level=\"QUORUM\"}",
+    );
+    assert_eq!(latency, Some(1.0), "{metrics}");
+    assert!(support::http_get(cluster.nodes[0].metrics_port, "/nope").starts_with("HTTP/1.1 404"));
+
     // Stop n3 cleanly: SIGTERM ends it with status 0.
     let status = cluster.terminate(2);
     assert!(
