@@ -27,13 +27,119 @@ pub enum Command {
     /// `MSET key value [key value ...]`.
     MSet(Vec<(Vec<u8>, Vec<u8>)>),
     /// `INFO [section]`.
-    Info,
-    /// `COMMAND [...]`: probed by client libraries on connect.
-    Command,
+    Info(Option<String>),
+    /// `COMMAND [COUNT | DOCS ... | INFO ...]`: probed by client libraries.
+    Command(CommandQuery),
     /// `QUIT`.
     Quit,
     /// `CONSISTENCY [level]`: read or set the connection's default level.
     Consistency(Option<ConsistencyLevel>),
+    /// `AT level command [args ...]`: run one command at `level`, leaving
+    /// the connection's default alone.
+    At {
+        level: ConsistencyLevel,
+        command: Box<Command>,
+    },
+    /// `AUTH [username] password`.
+    Auth {
+        username: Option<Vec<u8>>,
+        password: Vec<u8>,
+    },
+    /// `HELLO [protover [AUTH username password] [SETNAME name]]`.
+    Hello {
+        protocol: Option<u8>,
+        auth: Option<(Vec<u8>, Vec<u8>)>,
+        name: Option<Vec<u8>>,
+    },
+    /// `CLIENT SETNAME | GETNAME | ID | SETINFO`.
+    Client(ClientQuery),
+}
+
+/// What `COMMAND` was asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandQuery {
+    /// `COMMAND`: every command's description.
+    All,
+    /// `COMMAND COUNT`.
+    Count,
+    /// `COMMAND INFO [name ...]`.
+    Info(Vec<String>),
+    /// `COMMAND DOCS [name ...]`.
+    Docs(Vec<String>),
+}
+
+/// What `CLIENT` was asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientQuery {
+    /// `CLIENT SETNAME name`.
+    SetName(Vec<u8>),
+    /// `CLIENT GETNAME`.
+    GetName,
+    /// `CLIENT ID`.
+    Id,
+    /// `CLIENT SETINFO LIB-NAME|LIB-VER value`: recorded for the log.
+    SetInfo { attribute: String, value: Vec<u8> },
+}
+
+/// Names and arities of the commands EnigmaDB serves, as `COMMAND` reports
+/// them: `(name, arity, is_write, first_key, last_key, key_step)`. A
+/// negative arity means "at least that many" (the name included).
+pub const COMMAND_TABLE: [(&str, i64, bool, i64, i64, i64); 16] = [
+    ("ping", -1, false, 0, 0, 0),
+    ("echo", 2, false, 0, 0, 0),
+    ("get", 2, false, 1, 1, 1),
+    ("set", 3, true, 1, 1, 1),
+    ("del", -2, true, 1, -1, 1),
+    ("exists", -2, false, 1, -1, 1),
+    ("mget", -2, false, 1, -1, 1),
+    ("mset", -3, true, 1, -1, 2),
+    ("info", -1, false, 0, 0, 0),
+    ("command", -1, false, 0, 0, 0),
+    ("quit", -1, false, 0, 0, 0),
+    ("consistency", -1, false, 0, 0, 0),
+    ("at", -3, false, 0, 0, 0),
+    ("auth", -2, false, 0, 0, 0),
+    ("hello", -1, false, 0, 0, 0),
+    ("client", -2, false, 0, 0, 0),
+];
+
+impl Command {
+    /// The command's name, lower case, as metrics and `COMMAND` name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Ping(_) => "ping",
+            Self::Echo(_) => "echo",
+            Self::Get(_) => "get",
+            Self::Set { .. } => "set",
+            Self::Del(_) => "del",
+            Self::Exists(_) => "exists",
+            Self::MGet(_) => "mget",
+            Self::MSet(_) => "mset",
+            Self::Info(_) => "info",
+            Self::Command(_) => "command",
+            Self::Quit => "quit",
+            Self::Consistency(_) => "consistency",
+            Self::At { command, .. } => command.name(),
+            Self::Auth { .. } => "auth",
+            Self::Hello { .. } => "hello",
+            Self::Client(_) => "client",
+        }
+    }
+
+    /// Whether the command reads or writes keys (and so has a consistency
+    /// level).
+    pub fn touches_keys(&self) -> bool {
+        match self {
+            Self::Get(_)
+            | Self::Set { .. }
+            | Self::Del(_)
+            | Self::Exists(_)
+            | Self::MGet(_)
+            | Self::MSet(_) => true,
+            Self::At { command, .. } => command.touches_keys(),
+            _ => false,
+        }
+    }
 }
 
 /// Why a command was refused; the text is the error reply.
@@ -123,24 +229,170 @@ pub fn parse(args: Vec<Vec<u8>>) -> Result<Command, CommandError> {
         }
         "info" => {
             arity(rest.len() <= 1)?;
-            Ok(Command::Info)
+            Ok(Command::Info(
+                rest.first()
+                    .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase()),
+            ))
         }
-        "command" => Ok(Command::Command),
+        "command" => parse_command_query(&rest),
         "quit" => Ok(Command::Quit),
         "consistency" => {
             arity(rest.len() <= 1)?;
             match rest.first() {
                 None => Ok(Command::Consistency(None)),
-                Some(level) => String::from_utf8_lossy(level)
-                    .parse()
-                    .map(|level| Command::Consistency(Some(level)))
-                    .map_err(|e| CommandError(format!("ERR {e}"))),
+                Some(level) => parse_level(level).map(|level| Command::Consistency(Some(level))),
             }
         }
+        "at" => {
+            arity(rest.len() >= 2)?;
+            let mut rest = rest.into_iter();
+            let level = parse_level(&rest.next().expect("arity checked"))?;
+            let command = parse(rest.collect())?;
+            if !command.touches_keys() {
+                return Err(CommandError(format!(
+                    "ERR AT applies to commands that read or write keys, not '{}'",
+                    command.name()
+                )));
+            }
+            if matches!(command, Command::At { .. }) {
+                return Err(CommandError("ERR AT cannot be nested".to_owned()));
+            }
+            Ok(Command::At {
+                level,
+                command: Box::new(command),
+            })
+        }
+        "auth" => {
+            arity(rest.len() == 1 || rest.len() == 2)?;
+            let mut rest = rest.into_iter();
+            let (username, password) = match (rest.next(), rest.next()) {
+                (Some(password), None) => (None, password),
+                (Some(username), Some(password)) => (Some(username), password),
+                _ => unreachable!("arity checked"),
+            };
+            Ok(Command::Auth { username, password })
+        }
+        "hello" => parse_hello(rest),
+        "client" => parse_client(rest),
         _ => {
             let shown: String = name.chars().take(64).collect();
             Err(CommandError(format!("ERR unknown command '{shown}'")))
         }
+    }
+}
+
+fn parse_level(level: &[u8]) -> Result<ConsistencyLevel, CommandError> {
+    String::from_utf8_lossy(level)
+        .parse()
+        .map_err(|e| CommandError(format!("ERR {e}")))
+}
+
+fn parse_command_query(rest: &[Vec<u8>]) -> Result<Command, CommandError> {
+    let names = |args: &[Vec<u8>]| -> Vec<String> {
+        args.iter()
+            .map(|n| String::from_utf8_lossy(n).to_ascii_lowercase())
+            .collect()
+    };
+    let Some(sub) = rest.first() else {
+        return Ok(Command::Command(CommandQuery::All));
+    };
+    let sub = String::from_utf8_lossy(sub).to_ascii_lowercase();
+    match sub.as_str() {
+        "count" if rest.len() == 1 => Ok(Command::Command(CommandQuery::Count)),
+        "info" => Ok(Command::Command(CommandQuery::Info(names(&rest[1..])))),
+        "docs" => Ok(Command::Command(CommandQuery::Docs(names(&rest[1..])))),
+        _ => {
+            let shown: String = sub.chars().take(64).collect();
+            Err(CommandError(format!(
+                "ERR unknown subcommand or wrong number of arguments for 'command|{shown}' (EnigmaDB serves COMMAND, COMMAND COUNT, COMMAND INFO and COMMAND DOCS)"
+            )))
+        }
+    }
+}
+
+fn parse_hello(rest: Vec<Vec<u8>>) -> Result<Command, CommandError> {
+    let mut rest = rest.into_iter();
+    let protocol = match rest.next() {
+        None => None,
+        Some(version) => {
+            let text = String::from_utf8_lossy(&version).into_owned();
+            match text.parse::<u8>() {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    return Err(CommandError(
+                        "ERR Protocol version is not an integer or out of range".to_owned(),
+                    ))
+                }
+            }
+        }
+    };
+    let mut auth = None;
+    let mut name = None;
+    while let Some(option) = rest.next() {
+        match String::from_utf8_lossy(&option)
+            .to_ascii_uppercase()
+            .as_str()
+        {
+            "AUTH" => match (rest.next(), rest.next()) {
+                (Some(user), Some(pass)) => auth = Some((user, pass)),
+                _ => {
+                    return Err(CommandError(
+                        "ERR syntax error in HELLO option 'AUTH'".into(),
+                    ))
+                }
+            },
+            "SETNAME" => match rest.next() {
+                Some(n) => name = Some(n),
+                None => {
+                    return Err(CommandError(
+                        "ERR syntax error in HELLO option 'SETNAME'".into(),
+                    ))
+                }
+            },
+            other => {
+                let shown: String = other.chars().take(64).collect();
+                return Err(CommandError(format!(
+                    "ERR syntax error in HELLO option '{shown}'"
+                )));
+            }
+        }
+    }
+    Ok(Command::Hello {
+        protocol,
+        auth,
+        name,
+    })
+}
+
+fn parse_client(rest: Vec<Vec<u8>>) -> Result<Command, CommandError> {
+    let mut rest = rest.into_iter();
+    let sub = rest
+        .next()
+        .map(|s| String::from_utf8_lossy(&s).to_ascii_lowercase())
+        .unwrap_or_default();
+    let args: Vec<Vec<u8>> = rest.collect();
+    let wrong = |sub: &str| {
+        let shown: String = sub.chars().take(64).collect();
+        CommandError(format!(
+            "ERR unknown subcommand or wrong number of arguments for 'client|{shown}' (EnigmaDB serves CLIENT SETNAME, GETNAME, ID and SETINFO)"
+        ))
+    };
+    match (sub.as_str(), args.len()) {
+        ("setname", 1) => Ok(Command::Client(ClientQuery::SetName(first(args)))),
+        ("getname", 0) => Ok(Command::Client(ClientQuery::GetName)),
+        ("id", 0) => Ok(Command::Client(ClientQuery::Id)),
+        ("setinfo", 2) => {
+            let mut args = args.into_iter();
+            let attribute =
+                String::from_utf8_lossy(&args.next().expect("two args")).to_ascii_lowercase();
+            let value = args.next().expect("two args");
+            if attribute != "lib-name" && attribute != "lib-ver" {
+                let shown: String = attribute.chars().take(64).collect();
+                return Err(CommandError(format!("ERR Unrecognized option '{shown}'")));
+            }
+            Ok(Command::Client(ClientQuery::SetInfo { attribute, value }))
+        }
+        _ => Err(wrong(&sub)),
     }
 }
 
@@ -210,6 +462,85 @@ mod tests {
             .starts_with("ERR unknown command"));
         assert!(parse(words("CONSISTENCY MOST")).is_err());
         assert!(parse(Vec::new()).is_err());
+    }
+
+    #[test]
+    fn at_runs_one_key_command_at_a_level() {
+        assert_eq!(
+            parse(words("AT all GET k")),
+            Ok(Command::At {
+                level: ConsistencyLevel::All,
+                command: Box::new(Command::Get(b"k".to_vec()))
+            })
+        );
+        assert!(parse(words("AT ALL PING"))
+            .unwrap_err()
+            .0
+            .contains("AT applies"));
+        assert!(parse(words("AT ONE AT ALL GET k")).is_err());
+        assert!(parse(words("AT MOST GET k")).is_err());
+        assert!(parse(words("AT ALL")).is_err());
+    }
+
+    #[test]
+    fn command_subcommands_parse_and_unknown_ones_are_refused() {
+        assert_eq!(
+            parse(words("COMMAND COUNT")),
+            Ok(Command::Command(CommandQuery::Count))
+        );
+        assert_eq!(
+            parse(words("command docs GET")),
+            Ok(Command::Command(CommandQuery::Docs(vec!["get".into()])))
+        );
+        assert_eq!(
+            parse(words("COMMAND")),
+            Ok(Command::Command(CommandQuery::All))
+        );
+        assert!(parse(words("COMMAND GETKEYS set k v")).is_err());
+    }
+
+    #[test]
+    fn auth_hello_and_client_parse() {
+        assert_eq!(
+            parse(words("AUTH pw")),
+            Ok(Command::Auth {
+                username: None,
+                password: b"pw".to_vec()
+            })
+        );
+        assert!(parse(words("AUTH a b c")).is_err());
+        assert_eq!(
+            parse(words("HELLO 3 AUTH default pw SETNAME me")),
+            Ok(Command::Hello {
+                protocol: Some(3),
+                auth: Some((b"default".to_vec(), b"pw".to_vec())),
+                name: Some(b"me".to_vec())
+            })
+        );
+        assert!(parse(words("HELLO x")).is_err());
+        assert!(parse(words("HELLO 3 AUTH onlyuser")).is_err());
+        assert_eq!(
+            parse(words("CLIENT SETINFO LIB-NAME redis-rs")),
+            Ok(Command::Client(ClientQuery::SetInfo {
+                attribute: "lib-name".into(),
+                value: b"redis-rs".to_vec()
+            }))
+        );
+        assert!(parse(words("CLIENT KILL x")).is_err());
+    }
+
+    #[test]
+    fn the_command_table_names_every_command_once() {
+        let mut names: Vec<&str> = COMMAND_TABLE.iter().map(|c| c.0).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), COMMAND_TABLE.len());
+        for line in [
+            "PING", "GET k", "SET k v", "DEL k", "MSET a 1", "INFO", "QUIT", "AUTH p",
+        ] {
+            let name = parse(words(line)).unwrap().name();
+            assert!(names.contains(&name), "{name}");
+        }
     }
 
     proptest! {

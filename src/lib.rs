@@ -3,9 +3,29 @@
 //!
 //! # Modules
 //!
-//! - [`resp`]: RESP2, the Redis wire protocol: an incremental, bounded
+//! - [`resp`]: RESP2/RESP3, the Redis wire protocol: an incremental, bounded
 //!   request parser and the reply encoder.
 //! - [`command`]: client commands checked and typed, with Redis-style errors.
+//! - [`config`]: a node's settings from flags, environment and a TOML file.
+//! - [`driver`]: the node thread: batches inputs, one `flush` per batch
+//!   (group commit), routes outputs.
+//! - [`peer`]: TCP links between nodes: handshake, bounded send queues,
+//!   reconnects.
+//! - [`session`]: one client connection's commands, levels and replies.
+//! - [`server`]: listeners, connection tasks, metrics endpoint, clean stop.
+//! - [`metrics`]: counters and histograms in the Prometheus text format.
+//! - [`run`]: `enigma node` and `enigma dev`.
+//! - [`status`]: `enigma status`.
+//! - [`logging`]: `tracing` output, human or JSON.
 
 pub mod command;
+pub mod config;
+pub mod driver;
+pub mod logging;
+pub mod metrics;
+pub mod peer;
 pub mod resp;
+pub mod run;
+pub mod server;
+pub mod session;
+pub mod status;

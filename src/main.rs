@@ -6,6 +6,9 @@
 //! - `enigma check FILE`: is a recorded history linearizable (see
 //!   `check.rs`)?
 //! - `enigma bench checker`: time the history checker (see `bench.rs`).
+//! - `enigma node`: one node of a real cluster (see `enigmadb::run`).
+//! - `enigma dev`: a three-node cluster on loopback, for trying EnigmaDB.
+//! - `enigma status --node ADDR`: membership as one node sees it.
 
 mod bench;
 mod check;
@@ -53,6 +56,28 @@ enum Command {
     Check(check::CheckArgs),
     /// Measure performance (release builds only give meaningful numbers).
     Bench(bench::BenchArgs),
+    /// Run one node of a cluster: RESP clients, TCP peers, files on disk.
+    ///
+    /// Settings come from flags, then ENIGMA_* environment variables, then
+    /// the --config TOML file, then defaults. SIGINT or SIGTERM stops it
+    /// cleanly (exit 0).
+    Node(Box<enigmadb::run::NodeCommand>),
+    /// Run a three-node cluster on loopback in this process, data under
+    /// ./enigma-data, and print where to point redis-cli.
+    Dev(enigmadb::run::DevArgs),
+    /// Show membership, ring ownership and which peers are up, as one node
+    /// sees them.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// The node's client address, HOST:PORT.
+    #[arg(long, default_value = "127.0.0.1:7001")]
+    node: String,
+    /// Password, when the node has a requirepass.
+    #[arg(long, env = "ENIGMA_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -133,6 +158,24 @@ fn main() -> ExitCode {
         Command::Sim(args) => sim(&args),
         Command::Check(args) => check::check(&args),
         Command::Bench(args) => bench::bench(&args),
+        Command::Node(args) => enigmadb::run::node(&args),
+        Command::Dev(args) => enigmadb::run::dev(&args),
+        Command::Status(args) => status(&args),
+    }
+}
+
+fn status(args: &StatusArgs) -> ExitCode {
+    let table = enigmadb::status::fetch_membership(&args.node, args.password.as_deref())
+        .and_then(|text| enigmadb::status::format_membership(&text));
+    match table {
+        Ok(table) => {
+            print!("{table}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

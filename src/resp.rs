@@ -260,6 +260,18 @@ pub enum Reply {
     Null,
     /// `*N` followed by N replies.
     Array(Vec<Reply>),
+    /// Pairs: a RESP3 map (`%N`), or in RESP2 a flat array of `2N` items.
+    Map(Vec<(Reply, Reply)>),
+}
+
+/// The protocol version a connection speaks; `HELLO 3` switches to RESP3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// RESP2, the default.
+    #[default]
+    Resp2,
+    /// RESP3: a distinct null (`_`) and maps (`%`).
+    Resp3,
 }
 
 impl Reply {
@@ -269,8 +281,13 @@ impl Reply {
         Self::Error(one_line(message.into()))
     }
 
-    /// Appends the wire form of this reply to `out`.
+    /// Appends the RESP2 wire form of this reply to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        self.encode_as(Protocol::Resp2, out);
+    }
+
+    /// Appends the wire form of this reply in `protocol` to `out`.
+    pub fn encode_as(&self, protocol: Protocol, out: &mut Vec<u8>) {
         match self {
             Self::Simple(s) => {
                 out.push(b'+');
@@ -285,13 +302,28 @@ impl Reply {
                 out.extend_from_slice(format!("${}\r\n", bytes.len()).as_bytes());
                 out.extend_from_slice(bytes);
             }
-            Self::Null => out.extend_from_slice(b"$-1"),
+            Self::Null => match protocol {
+                Protocol::Resp2 => out.extend_from_slice(b"$-1"),
+                Protocol::Resp3 => out.push(b'_'),
+            },
             Self::Array(items) => {
                 out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
                 for item in items {
-                    item.encode(out);
+                    item.encode_as(protocol, out);
                 }
                 // Each item ended its own line.
+                return;
+            }
+            Self::Map(pairs) => {
+                let header = match protocol {
+                    Protocol::Resp2 => format!("*{}\r\n", pairs.len() * 2),
+                    Protocol::Resp3 => format!("%{}\r\n", pairs.len()),
+                };
+                out.extend_from_slice(header.as_bytes());
+                for (key, value) in pairs {
+                    key.encode_as(protocol, out);
+                    value.encode_as(protocol, out);
+                }
                 return;
             }
         }
@@ -426,6 +458,17 @@ mod tests {
         let mut empty = Vec::new();
         Reply::Array(vec![]).encode(&mut empty);
         assert_eq!(empty, b"*0\r\n".to_vec());
+    }
+
+    #[test]
+    fn maps_and_nulls_follow_the_protocol() {
+        let reply = Reply::Map(vec![(Reply::Bulk(b"k".to_vec()), Reply::Null)]);
+        let mut two = Vec::new();
+        reply.encode_as(Protocol::Resp2, &mut two);
+        assert_eq!(two, b"*2\r\n$1\r\nk\r\n$-1\r\n".to_vec());
+        let mut three = Vec::new();
+        reply.encode_as(Protocol::Resp3, &mut three);
+        assert_eq!(three, b"%1\r\n$1\r\nk\r\n_\r\n".to_vec());
     }
 
     proptest! {

@@ -50,4 +50,4 @@ pub use node::{
     AcknowledgedWrite, ClusterConfig, Input, Node, NodeError, NodeOptions, NodeStats, Output,
     ReplyVersion,
 };
-pub use ring::{Ring, RingError};
+pub use ring::{Ownership, Ring, RingError};

@@ -31,6 +31,17 @@ pub enum RingError {
     InvalidVnodes { vnodes: u32 },
 }
 
+/// One member's share of the key space; see [`Ring::ownership`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ownership {
+    /// The member.
+    pub node: NodeId,
+    /// Fraction of the key space for which it is the first replica.
+    pub primary_share: f64,
+    /// Fraction of the key space of which it holds a replica.
+    pub replica_share: f64,
+}
+
 /// A static ring.
 #[derive(Debug, Clone)]
 pub struct Ring {
@@ -92,6 +103,12 @@ impl Ring {
     pub fn replicas(&self, key: &[u8]) -> Vec<NodeId> {
         let token = Self::token(key);
         let start = self.tokens.partition_point(|&(t, _)| t < token);
+        self.replicas_from(start)
+    }
+
+    /// The preference list of the keys whose first token at or after them
+    /// is the one at index `start` (wrapping).
+    fn replicas_from(&self, start: usize) -> Vec<NodeId> {
         let mut replicas = Vec::with_capacity(self.replication_factor);
         for i in 0..self.tokens.len() {
             let (_, owner) = self.tokens[(start + i) % self.tokens.len()];
@@ -108,6 +125,45 @@ impl Ring {
             "ring holds too few nodes"
         );
         replicas
+    }
+
+    /// How much of the key space each member owns: for every member in
+    /// order, the fraction of tokens for which it is the first replica and
+    /// the fraction for which it is any replica. The first fractions sum to
+    /// 1, the second to the replication factor.
+    pub fn ownership(&self) -> Vec<Ownership> {
+        let mut primary = vec![0u128; self.nodes.len()];
+        let mut replica = vec![0u128; self.nodes.len()];
+        let index = |node: NodeId| {
+            self.nodes
+                .binary_search(&node)
+                .expect("every token owner is a member")
+        };
+        for i in 0..self.tokens.len() {
+            let token = self.tokens[i].0;
+            let previous = self.tokens[(i + self.tokens.len() - 1) % self.tokens.len()].0;
+            // The keys in (previous, token] land on token i; one token alone
+            // covers the whole ring.
+            let width = match token.wrapping_sub(previous) {
+                0 if self.tokens.len() == 1 => 1u128 << 64,
+                w => u128::from(w),
+            };
+            let replicas = self.replicas_from(i);
+            primary[index(replicas[0])] += width;
+            for node in replicas {
+                replica[index(node)] += width;
+            }
+        }
+        let whole = (1u128 << 64) as f64;
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, &node)| Ownership {
+                node,
+                primary_share: primary[i] as f64 / whole,
+                replica_share: replica[i] as f64 / whole,
+            })
+            .collect()
     }
 
     /// Members of the ring, sorted.
@@ -170,6 +226,38 @@ mod tests {
             assert!(
                 count > fair * 8 / 10 && count < fair * 12 / 10,
                 "{node} owns {count}"
+            );
+        }
+    }
+
+    #[test]
+    fn ownership_shares_sum_to_one_and_to_the_replication_factor() {
+        let ring = Ring::new(&nodes(4), 16, 3).unwrap();
+        let shares = ring.ownership();
+        assert_eq!(shares.len(), 4);
+        let primary: f64 = shares.iter().map(|s| s.primary_share).sum();
+        let replica: f64 = shares.iter().map(|s| s.replica_share).sum();
+        assert!((primary - 1.0).abs() < 1e-9, "{primary}");
+        assert!((replica - 3.0).abs() < 1e-9, "{replica}");
+        let full = Ring::new(&nodes(3), 4, 3).unwrap().ownership();
+        assert!(full.iter().all(|s| (s.replica_share - 1.0).abs() < 1e-9));
+        let alone = Ring::new(&nodes(1), 1, 1).unwrap().ownership();
+        assert_eq!(alone[0].primary_share, 1.0);
+    }
+
+    #[test]
+    fn ownership_matches_where_keys_land() {
+        let ring = Ring::new(&nodes(3), 8, 1).unwrap();
+        let keys = 30_000u32;
+        let mut owned = [0u32; 3];
+        for k in 0..keys {
+            owned[ring.replicas(&k.to_le_bytes())[0].0 as usize - 1] += 1;
+        }
+        for share in ring.ownership() {
+            let measured = f64::from(owned[share.node.0 as usize - 1]) / f64::from(keys);
+            assert!(
+                (measured - share.primary_share).abs() < 0.02,
+                "{share:?} measured {measured}"
             );
         }
     }

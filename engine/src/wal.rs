@@ -71,6 +71,9 @@ pub(crate) const RECORD_TYPE_PADDING: u8 = 2;
 pub(crate) const SECTOR_BYTES: u64 = 512;
 /// Where a segment's records start: after the header's own sector.
 pub const SEGMENT_RECORDS_OFFSET: u64 = SECTOR_BYTES;
+/// Records are gathered in memory up to this many bytes before they are
+/// written to the segment file.
+pub(crate) const WAL_BUFFER_BYTES: usize = 256 * 1024;
 /// Bytes a batch payload spends on its entry count.
 const BATCH_COUNT_BYTES: usize = 4;
 /// Bytes every entry spends besides its key and value: key len, hlc, node
@@ -444,44 +447,58 @@ pub(crate) fn batch_payload_bytes(entries_bytes: usize) -> usize {
     BATCH_COUNT_BYTES + entries_bytes
 }
 
-/// Encodes a batch as a whole record: frame header and payload.
+/// The size of the record holding `entries`, frame header included.
+fn batch_record_bytes(entries: &[(&[u8], &Versioned)]) -> usize {
+    let entries_bytes: usize = entries.iter().map(|(k, v)| entry_encoded_bytes(k, v)).sum();
+    RECORD_HEADER_BYTES + batch_payload_bytes(entries_bytes)
+}
+
+/// Appends a batch as a whole record (frame header and payload) to `out`.
 ///
 /// # Panics
 /// If `entries` is empty or too large for a record: callers check first.
-fn encode_batch_record(entries: &[(&[u8], &Versioned)]) -> Vec<u8> {
+fn encode_batch_record_into(out: &mut Vec<u8>, entries: &[(&[u8], &Versioned)]) {
     assert!(!entries.is_empty(), "an empty batch is never logged");
-    let entries_bytes: usize = entries.iter().map(|(k, v)| entry_encoded_bytes(k, v)).sum();
-    let payload_len = batch_payload_bytes(entries_bytes);
+    let record_len = batch_record_bytes(entries);
+    let payload_len = record_len - RECORD_HEADER_BYTES;
     assert!(
         payload_len <= RECORD_PAYLOAD_BYTES_MAX as usize,
         "caller bounds the batch size"
     );
     let count = u32::try_from(entries.len()).expect("bounded by the payload size");
-    let mut record = Vec::with_capacity(RECORD_HEADER_BYTES + payload_len);
-    record.extend_from_slice(&[0_u8; 8]); // len and crc, filled in below
-    record.push(RECORD_TYPE_BATCH);
-    record.extend_from_slice(&count.to_le_bytes());
+    let start = out.len();
+    out.reserve(record_len);
+    out.extend_from_slice(&[0_u8; 8]); // len and crc, filled in below
+    out.push(RECORD_TYPE_BATCH);
+    out.extend_from_slice(&count.to_le_bytes());
     for (key, version) in entries {
         let key_len = u32::try_from(key.len()).expect("bounded by the payload size");
-        record.extend_from_slice(&key_len.to_le_bytes());
-        record.extend_from_slice(key);
-        record.extend_from_slice(&version.timestamp.hlc.to_le_bytes());
-        record.extend_from_slice(&version.timestamp.node.to_le_bytes());
+        out.extend_from_slice(&key_len.to_le_bytes());
+        out.extend_from_slice(key);
+        out.extend_from_slice(&version.timestamp.hlc.to_le_bytes());
+        out.extend_from_slice(&version.timestamp.node.to_le_bytes());
         match &version.value {
-            None => record.push(KIND_TOMBSTONE),
+            None => out.push(KIND_TOMBSTONE),
             Some(value) => {
-                record.push(KIND_VALUE);
+                out.push(KIND_VALUE);
                 let value_len = u32::try_from(value.len()).expect("bounded by the payload size");
-                record.extend_from_slice(&value_len.to_le_bytes());
-                record.extend_from_slice(value);
+                out.extend_from_slice(&value_len.to_le_bytes());
+                out.extend_from_slice(value);
             }
         }
     }
-    assert_eq!(record.len(), RECORD_HEADER_BYTES + payload_len);
-    let crc = crc32fast::hash(&record[8..]);
+    assert_eq!(out.len() - start, record_len);
+    let crc = crc32fast::hash(&out[start + 8..]);
     let payload_len = u32::try_from(payload_len).expect("checked against the maximum above");
-    record[0..4].copy_from_slice(&payload_len.to_le_bytes());
-    record[4..8].copy_from_slice(&crc.to_le_bytes());
+    out[start..start + 4].copy_from_slice(&payload_len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Encodes a batch as a whole record: frame header and payload.
+#[cfg(test)]
+fn encode_batch_record(entries: &[(&[u8], &Versioned)]) -> Vec<u8> {
+    let mut record = Vec::new();
+    encode_batch_record_into(&mut record, entries);
     record
 }
 
@@ -495,8 +512,15 @@ pub(crate) struct Wal<D: Disk> {
     /// Its id and name.
     segment_id: u64,
     segment_name: String,
-    /// Its length as far as this log wrote it; records go here.
+    /// Its length as far as this log wrote it, buffered records included;
+    /// the next record goes here.
     segment_len_bytes: u64,
+    /// Records appended but not yet written to the file: one `write_at` per
+    /// [`WAL_BUFFER_BYTES`] instead of one per record. They are no less
+    /// durable than records in the page cache: neither is, before a sync.
+    buffer: Vec<u8>,
+    /// Bytes of the segment written to the file; `buffer` goes here.
+    file_len_bytes: u64,
     /// Rotate before a record would take the segment past this.
     segment_bytes_max: u64,
     /// Whether syncs reach the disk (`false` under `SyncPolicy::Never`).
@@ -662,6 +686,8 @@ impl<D: Disk> Wal<D> {
             segment_id: id,
             segment_name: name,
             segment_len_bytes: SEGMENT_RECORDS_OFFSET,
+            buffer: Vec::new(),
+            file_len_bytes: SEGMENT_RECORDS_OFFSET,
             segment_bytes_max,
             sync_enabled,
             file_unsynced: false,
@@ -718,27 +744,59 @@ impl<D: Disk> Wal<D> {
         entries: &[(&[u8], &Versioned)],
     ) -> Result<(), EngineError> {
         self.check_not_poisoned()?;
-        let record = encode_batch_record(entries);
-        let record_len = record.len() as u64;
+        let record_len = batch_record_bytes(entries);
         let segment_has_records = self.segment_len_bytes > SEGMENT_RECORDS_OFFSET;
-        if segment_has_records && self.segment_len_bytes + record_len > self.segment_bytes_max {
+        if segment_has_records
+            && self.segment_len_bytes + record_len as u64 > self.segment_bytes_max
+        {
             self.rotate()?;
         }
-        self.write_record(&record)
+        self.make_room(record_len)?;
+        encode_batch_record_into(&mut self.buffer, entries);
+        self.segment_len_bytes += record_len as u64;
+        self.file_unsynced = true;
+        Ok(())
     }
 
-    /// Writes `record` at the end of the segment, rolling back a partial
-    /// write so the next record never follows a broken one.
+    /// Writes the buffer out first if `record_len` more bytes would take it
+    /// past [`WAL_BUFFER_BYTES`].
+    fn make_room(&mut self, record_len: usize) -> Result<(), EngineError> {
+        if !self.buffer.is_empty() && self.buffer.len() + record_len > WAL_BUFFER_BYTES {
+            self.flush_buffer()?;
+        }
+        Ok(())
+    }
+
+    /// Appends `record` to the segment (through the buffer). On error the
+    /// record was not appended; records buffered earlier stay buffered.
     fn write_record(&mut self, record: &[u8]) -> Result<(), EngineError> {
-        let offset = self.segment_len_bytes;
-        if let Err(err) = self.segment.write_at(offset, record) {
+        self.make_room(record.len())?;
+        self.buffer.extend_from_slice(record);
+        self.segment_len_bytes += record.len() as u64;
+        self.file_unsynced = true;
+        Ok(())
+    }
+
+    /// Writes the buffered records to the segment file, rolling back a
+    /// partial write so that the file never ends in a broken record, and
+    /// keeping them buffered on failure (a full disk may free up).
+    fn flush_buffer(&mut self) -> Result<(), EngineError> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let offset = self.file_len_bytes;
+        if let Err(err) = self.segment.write_at(offset, &self.buffer) {
             if let Err(rollback) = self.segment.truncate(offset) {
                 self.poison(rollback);
             }
             return Err(err.into());
         }
-        self.segment_len_bytes += record.len() as u64;
-        self.file_unsynced = true;
+        self.file_len_bytes += self.buffer.len() as u64;
+        self.buffer.clear();
+        assert_eq!(
+            self.file_len_bytes, self.segment_len_bytes,
+            "the buffer holds exactly what the file lacks"
+        );
         Ok(())
     }
 
@@ -765,6 +823,7 @@ impl<D: Disk> Wal<D> {
     /// Syncs the full segment and starts the next one. The new segment is
     /// durable in the directory only after the next [`Self::sync`].
     fn rotate(&mut self) -> Result<(), EngineError> {
+        self.flush_buffer()?;
         if self.sync_enabled {
             if let Err(err) = self.segment.sync() {
                 return Err(self.poison(err));
@@ -795,6 +854,7 @@ impl<D: Disk> Wal<D> {
         self.segment_id = next_id;
         self.segment_name = next_name;
         self.segment_len_bytes = SEGMENT_RECORDS_OFFSET;
+        self.file_len_bytes = SEGMENT_RECORDS_OFFSET;
         self.file_unsynced = true;
         self.dir_unsynced = true;
         Ok(())
@@ -845,6 +905,9 @@ impl<D: Disk> Wal<D> {
         if self.file_unsynced {
             if self.sync_enabled {
                 self.pad_to_sector()?;
+            }
+            self.flush_buffer()?;
+            if self.sync_enabled {
                 if let Err(err) = self.segment.sync() {
                     return Err(self.poison(err));
                 }
@@ -866,6 +929,16 @@ impl<D: Disk> Wal<D> {
     #[cfg(test)]
     pub(crate) fn segment_name(&self) -> &str {
         &self.segment_name
+    }
+}
+
+impl<D: Disk> Drop for Wal<D> {
+    /// Hands buffered records to the file, as a cleanly exiting process
+    /// would. Nothing is synced: they stay as undurable as they were.
+    fn drop(&mut self) {
+        if self.poisoned.is_none() {
+            let _ = self.flush_buffer();
+        }
     }
 }
 

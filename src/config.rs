@@ -1,0 +1,599 @@
+//! A node's configuration: command-line flags, environment variables and a
+//! TOML file, merged by one rule.
+//!
+//! **Precedence: flag, then environment variable, then config file, then
+//! the built-in default.** Every setting has all four spellings: the flag
+//! `--request-timeout-ms`, the variable `ENIGMA_REQUEST_TIMEOUT_MS` and the
+//! file key `request_timeout_ms`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use enigma_cluster::codec::FRAME_PAYLOAD_BYTES_MAX;
+use enigma_cluster::{ClusterConfig, ConsistencyLevel, NodeId};
+use serde::Deserialize;
+
+use crate::resp::RespLimits;
+
+/// When the WAL is made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// fsync once per group commit, before any reply leaves.
+    Always,
+    /// Never fsync: a crash loses recent acknowledged writes. Benchmarks only.
+    Never,
+}
+
+impl std::str::FromStr for SyncMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "always" => Ok(Self::Always),
+            "never" => Ok(Self::Never),
+            _ => Err(format!("sync {s:?}: expected always or never")),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "human" => Ok(Self::Human),
+            "json" => Ok(Self::Json),
+            _ => Err(format!("log format {s:?}: expected human or json")),
+        }
+    }
+}
+
+/// A peer: its node id and the address of its peer listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr {
+    pub id: NodeId,
+    pub addr: SocketAddr,
+}
+
+impl std::str::FromStr for PeerAddr {
+    type Err = String;
+    /// `ID@HOST:PORT`, for example `2@127.0.0.1:7102`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (id, addr) = s
+            .split_once('@')
+            .ok_or_else(|| format!("peer {s:?}: expected ID@HOST:PORT, like 2@127.0.0.1:7102"))?;
+        let id: u32 = id
+            .parse()
+            .map_err(|e| format!("peer {s:?}: node id {id:?}: {e}"))?;
+        let addr = addr
+            .parse()
+            .map_err(|e| format!("peer {s:?}: address {addr:?}: {e}"))?;
+        Ok(Self {
+            id: NodeId(id),
+            addr,
+        })
+    }
+}
+
+/// Named limits on what clients may ask; each has a clear error when
+/// exceeded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest key, bytes (`-ERR key of N bytes exceeds key_bytes_max`).
+    pub key_bytes_max: usize,
+    /// Largest value, bytes (`-ERR value of N bytes exceeds value_bytes_max`).
+    pub value_bytes_max: usize,
+    /// Most arguments in one command, its name included (protocol error,
+    /// connection closed).
+    pub args_max: usize,
+    /// Most commands one connection may have waiting for replies. A client
+    /// that pipelines more is not read from until replies drain (TCP
+    /// back-pressure), so a deep pipeline costs it latency, never memory.
+    pub pipeline_depth_max: usize,
+    /// Most client connections at once; more get `-ERR max number of
+    /// clients reached` and are closed.
+    pub connections_max: usize,
+    /// Most bytes buffered for one unfinished request (protocol error,
+    /// connection closed).
+    pub query_buffer_bytes_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            key_bytes_max: 16 << 10,
+            value_bytes_max: 8 << 20,
+            args_max: 1024,
+            pipeline_depth_max: 1024,
+            connections_max: 1024,
+            query_buffer_bytes_max: 64 << 20,
+        }
+    }
+}
+
+impl Limits {
+    /// The RESP parser's bounds that follow from these limits.
+    pub fn resp(&self) -> RespLimits {
+        RespLimits {
+            bulk_bytes_max: self.key_bytes_max.max(self.value_bytes_max),
+            args_max: self.args_max,
+            inline_bytes_max: 64 << 10,
+        }
+    }
+}
+
+/// Everything one node needs to run.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id.
+    pub id: NodeId,
+    /// Client (RESP) listen address.
+    pub listen: SocketAddr,
+    /// Peer listen address.
+    pub peer_listen: SocketAddr,
+    /// The other members and their peer addresses.
+    pub peers: Vec<PeerAddr>,
+    /// Where this node keeps its files.
+    pub data_dir: PathBuf,
+    /// Replicas per key.
+    pub replication_factor: usize,
+    /// Tokens per node on the ring.
+    pub vnodes_per_node: u32,
+    /// How long a coordinator waits for replicas.
+    pub request_timeout_ms: u64,
+    /// WAL durability.
+    pub sync: SyncMode,
+    /// Level of a connection that has not said `CONSISTENCY`.
+    pub default_consistency: ConsistencyLevel,
+    /// Clients must `AUTH` with this password first, when set.
+    pub requirepass: Option<String>,
+    /// Peers prove knowledge of this secret when they connect.
+    pub cluster_secret: String,
+    /// Prometheus metrics address (`/metrics`), when set.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Client limits.
+    pub limits: Limits,
+    /// Interval between ticks of the node (deadline checks).
+    pub tick_interval_ms: u64,
+    /// Bytes queued for one peer before it counts as slow and is dropped.
+    pub peer_send_queue_bytes_max: usize,
+    /// Most inputs applied in one group commit.
+    pub batch_inputs_max: usize,
+}
+
+/// Defaults that do not depend on the rest of the configuration.
+pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 2_000;
+pub const VNODES_PER_NODE_DEFAULT: u32 = 64;
+pub const TICK_INTERVAL_MS_DEFAULT: u64 = 10;
+pub const PEER_SEND_QUEUE_BYTES_DEFAULT: usize = 64 << 20;
+pub const BATCH_INPUTS_DEFAULT: usize = 4096;
+pub const LISTEN_DEFAULT: &str = "127.0.0.1:7001";
+pub const PEER_LISTEN_DEFAULT: &str = "127.0.0.1:7101";
+
+impl NodeConfig {
+    /// Every member of the cluster, this node included, sorted.
+    pub fn members(&self) -> Vec<NodeId> {
+        let mut members: Vec<NodeId> = self.peers.iter().map(|p| p.id).collect();
+        members.push(self.id);
+        members.sort_unstable();
+        members
+    }
+
+    /// The placement configuration every member must share.
+    pub fn cluster(&self) -> ClusterConfig {
+        ClusterConfig {
+            nodes: self.members(),
+            replication_factor: self.replication_factor,
+            vnodes_per_node: self.vnodes_per_node,
+        }
+    }
+
+    /// Checks that the settings are usable together.
+    ///
+    /// # Errors
+    /// A message naming the bad setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.id.0 == 0 {
+            return Err("id must be at least 1".into());
+        }
+        let mut ids: Vec<u32> = self.peers.iter().map(|p| p.id.0).collect();
+        if ids.contains(&self.id.0) {
+            return Err(format!(
+                "peers must list the other members; {} is this node's own id",
+                self.id.0
+            ));
+        }
+        ids.sort_unstable();
+        if ids.windows(2).any(|w| w[0] == w[1]) {
+            return Err("peers lists the same node id twice".into());
+        }
+        let members = self.peers.len() + 1;
+        if self.replication_factor == 0 || self.replication_factor > members {
+            return Err(format!(
+                "replication_factor {} must be between 1 and the {members} members",
+                self.replication_factor
+            ));
+        }
+        if self.cluster_secret.len() < 8 && members > 1 {
+            return Err(
+                "cluster_secret must be set (at least 8 bytes) so that only members can join"
+                    .into(),
+            );
+        }
+        if self.requirepass.as_deref() == Some("") {
+            return Err("requirepass must not be empty (leave it unset for no password)".into());
+        }
+        let l = &self.limits;
+        for (name, value) in [
+            ("key_bytes_max", l.key_bytes_max),
+            ("value_bytes_max", l.value_bytes_max),
+            ("args_max", l.args_max),
+            ("pipeline_depth_max", l.pipeline_depth_max),
+            ("connections_max", l.connections_max),
+            ("query_buffer_bytes_max", l.query_buffer_bytes_max),
+            ("peer_send_queue_bytes_max", self.peer_send_queue_bytes_max),
+            ("batch_inputs_max", self.batch_inputs_max),
+        ] {
+            if value == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        if l.args_max < 3 {
+            return Err("args_max must be at least 3 (SET key value)".into());
+        }
+        // A value travels to peers in one frame, with its key and headers.
+        let frame_room = FRAME_PAYLOAD_BYTES_MAX - 1024;
+        if l.key_bytes_max + l.value_bytes_max > frame_room {
+            return Err(format!(
+                "key_bytes_max + value_bytes_max must be at most {frame_room} (one peer frame)"
+            ));
+        }
+        if l.query_buffer_bytes_max < l.key_bytes_max + l.value_bytes_max + 1024 {
+            return Err(
+                "query_buffer_bytes_max must hold a SET of the largest key and value".into(),
+            );
+        }
+        if self.peer_send_queue_bytes_max < l.key_bytes_max + l.value_bytes_max + 1024 {
+            return Err(
+                "peer_send_queue_bytes_max must hold one write of the largest key and value".into(),
+            );
+        }
+        if self.request_timeout_ms == 0 || self.tick_interval_ms == 0 {
+            return Err("request_timeout_ms and tick_interval_ms must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// `enigma node` flags. Each may also come from an `ENIGMA_*` variable or
+/// the `--config` file; see the module documentation for precedence.
+#[derive(Debug, Clone, Default, Args)]
+pub struct NodeArgs {
+    /// TOML config file; its keys are the flag names with `_` for `-`.
+    #[arg(long, env = "ENIGMA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// This node's id, a positive integer unique in the cluster.
+    #[arg(long, env = "ENIGMA_ID")]
+    pub id: Option<u32>,
+    /// Client (RESP) address [default: 127.0.0.1:7001].
+    #[arg(long, env = "ENIGMA_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Address other nodes connect to [default: 127.0.0.1:7101].
+    #[arg(long, env = "ENIGMA_PEER_LISTEN")]
+    pub peer_listen: Option<SocketAddr>,
+    /// The other members, as ID@HOST:PORT of their peer address, comma
+    /// separated [default: none, a one-node cluster].
+    #[arg(long, env = "ENIGMA_PEERS", value_delimiter = ',')]
+    pub peers: Option<Vec<PeerAddr>>,
+    /// Data directory [default: ./enigma-data/n<ID>].
+    #[arg(long, env = "ENIGMA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Replicas per key [default: 3, or the member count if smaller].
+    #[arg(long, env = "ENIGMA_REPLICATION_FACTOR")]
+    pub replication_factor: Option<usize>,
+    /// Ring tokens per node [default: 64].
+    #[arg(long, env = "ENIGMA_VNODES_PER_NODE")]
+    pub vnodes_per_node: Option<u32>,
+    /// How long a coordinator waits for replicas, ms [default: 2000].
+    #[arg(long, env = "ENIGMA_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
+    /// WAL sync: always (fsync before replying) or never [default: always].
+    #[arg(long, env = "ENIGMA_SYNC")]
+    pub sync: Option<SyncMode>,
+    /// Consistency level of new connections: ONE, TWO, QUORUM, ALL
+    /// [default: QUORUM].
+    #[arg(long, env = "ENIGMA_DEFAULT_CONSISTENCY")]
+    pub default_consistency: Option<ConsistencyLevel>,
+    /// Password clients must give with AUTH [default: none].
+    #[arg(long, env = "ENIGMA_REQUIREPASS")]
+    pub requirepass: Option<String>,
+    /// Secret shared by the members; peers prove they know it on connect.
+    /// Prefer the variable or the file to keep it out of `ps`.
+    #[arg(long, env = "ENIGMA_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+    /// Prometheus metrics address, served at /metrics [default: off].
+    #[arg(long, env = "ENIGMA_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Largest key in bytes [default: 16384].
+    #[arg(long, env = "ENIGMA_KEY_BYTES_MAX")]
+    pub key_bytes_max: Option<usize>,
+    /// Largest value in bytes [default: 8388608].
+    #[arg(long, env = "ENIGMA_VALUE_BYTES_MAX")]
+    pub value_bytes_max: Option<usize>,
+    /// Most arguments in one command [default: 1024].
+    #[arg(long, env = "ENIGMA_ARGS_MAX")]
+    pub args_max: Option<usize>,
+    /// Most commands awaiting replies on one connection [default: 1024].
+    #[arg(long, env = "ENIGMA_PIPELINE_DEPTH_MAX")]
+    pub pipeline_depth_max: Option<usize>,
+    /// Most client connections [default: 1024].
+    #[arg(long, env = "ENIGMA_CONNECTIONS_MAX")]
+    pub connections_max: Option<usize>,
+    /// Most bytes of one unfinished request [default: 67108864].
+    #[arg(long, env = "ENIGMA_QUERY_BUFFER_BYTES_MAX")]
+    pub query_buffer_bytes_max: Option<usize>,
+    /// Tick interval, ms [default: 10].
+    #[arg(long, env = "ENIGMA_TICK_INTERVAL_MS")]
+    pub tick_interval_ms: Option<u64>,
+    /// Bytes queued for one peer before it is dropped as slow
+    /// [default: 67108864].
+    #[arg(long, env = "ENIGMA_PEER_SEND_QUEUE_BYTES_MAX")]
+    pub peer_send_queue_bytes_max: Option<usize>,
+    /// Most inputs per group commit [default: 4096].
+    #[arg(long, env = "ENIGMA_BATCH_INPUTS_MAX")]
+    pub batch_inputs_max: Option<usize>,
+}
+
+/// The config file: the same settings as [`NodeArgs`], by the same names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    id: Option<u32>,
+    listen: Option<SocketAddr>,
+    peer_listen: Option<SocketAddr>,
+    peers: Option<Vec<String>>,
+    data_dir: Option<PathBuf>,
+    replication_factor: Option<usize>,
+    vnodes_per_node: Option<u32>,
+    request_timeout_ms: Option<u64>,
+    sync: Option<String>,
+    default_consistency: Option<String>,
+    requirepass: Option<String>,
+    cluster_secret: Option<String>,
+    metrics_listen: Option<SocketAddr>,
+    key_bytes_max: Option<usize>,
+    value_bytes_max: Option<usize>,
+    args_max: Option<usize>,
+    pipeline_depth_max: Option<usize>,
+    connections_max: Option<usize>,
+    query_buffer_bytes_max: Option<usize>,
+    tick_interval_ms: Option<u64>,
+    peer_send_queue_bytes_max: Option<usize>,
+    batch_inputs_max: Option<usize>,
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
+}
+
+impl NodeArgs {
+    /// Merges flags and variables (already merged by clap, flag first) over
+    /// the config file over the defaults, and validates the result.
+    ///
+    /// # Errors
+    /// An unreadable file, a malformed value or an invalid combination.
+    pub fn resolve(&self) -> Result<NodeConfig, String> {
+        let config = self.merge()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Like [`Self::resolve`] with `peers` as the member list, not validated
+    /// (the caller fills in the rest, then validates).
+    ///
+    /// # Errors
+    /// An unreadable file or a malformed value.
+    pub fn resolve_with_peers(&self, peers: Vec<PeerAddr>) -> Result<NodeConfig, String> {
+        let with = NodeArgs {
+            peers: Some(peers),
+            ..self.clone()
+        };
+        with.merge()
+    }
+
+    fn merge(&self) -> Result<NodeConfig, String> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let id = self
+            .id
+            .or(file.id)
+            .ok_or("the node id is required: --id, ENIGMA_ID or `id` in the config file")?;
+        let peers = match (&self.peers, &file.peers) {
+            (Some(p), _) => p.clone(),
+            (None, Some(p)) => p
+                .iter()
+                .map(|s| s.parse())
+                .collect::<Result<Vec<PeerAddr>, String>>()
+                .map_err(|e| format!("config file: {e}"))?,
+            (None, None) => Vec::new(),
+        };
+        let parse_or = |flag: Option<SyncMode>, text: Option<String>| -> Result<SyncMode, String> {
+            match (flag, text) {
+                (Some(v), _) => Ok(v),
+                (None, Some(t)) => t.parse().map_err(|e| format!("config file: {e}")),
+                (None, None) => Ok(SyncMode::Always),
+            }
+        };
+        let sync = parse_or(self.sync, file.sync.clone())?;
+        let default_consistency = match (self.default_consistency, &file.default_consistency) {
+            (Some(level), _) => level,
+            (None, Some(text)) => text
+                .parse()
+                .map_err(|e| format!("config file: default_consistency: {e}"))?,
+            (None, None) => ConsistencyLevel::Quorum,
+        };
+        let defaults = Limits::default();
+        let limits = Limits {
+            key_bytes_max: self
+                .key_bytes_max
+                .or(file.key_bytes_max)
+                .unwrap_or(defaults.key_bytes_max),
+            value_bytes_max: self
+                .value_bytes_max
+                .or(file.value_bytes_max)
+                .unwrap_or(defaults.value_bytes_max),
+            args_max: self.args_max.or(file.args_max).unwrap_or(defaults.args_max),
+            pipeline_depth_max: self
+                .pipeline_depth_max
+                .or(file.pipeline_depth_max)
+                .unwrap_or(defaults.pipeline_depth_max),
+            connections_max: self
+                .connections_max
+                .or(file.connections_max)
+                .unwrap_or(defaults.connections_max),
+            query_buffer_bytes_max: self
+                .query_buffer_bytes_max
+                .or(file.query_buffer_bytes_max)
+                .unwrap_or(defaults.query_buffer_bytes_max),
+        };
+        let members = peers.len() + 1;
+        let config = NodeConfig {
+            id: NodeId(id),
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| LISTEN_DEFAULT.parse().expect("the default address parses")),
+            peer_listen: self.peer_listen.or(file.peer_listen).unwrap_or_else(|| {
+                PEER_LISTEN_DEFAULT
+                    .parse()
+                    .expect("the default address parses")
+            }),
+            peers,
+            data_dir: self
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(format!("enigma-data/n{id}"))),
+            replication_factor: self
+                .replication_factor
+                .or(file.replication_factor)
+                .unwrap_or(members.min(3)),
+            vnodes_per_node: self
+                .vnodes_per_node
+                .or(file.vnodes_per_node)
+                .unwrap_or(VNODES_PER_NODE_DEFAULT),
+            request_timeout_ms: self
+                .request_timeout_ms
+                .or(file.request_timeout_ms)
+                .unwrap_or(REQUEST_TIMEOUT_MS_DEFAULT),
+            sync,
+            default_consistency,
+            requirepass: self.requirepass.clone().or(file.requirepass),
+            cluster_secret: self
+                .cluster_secret
+                .clone()
+                .or(file.cluster_secret)
+                .unwrap_or_default(),
+            metrics_listen: self.metrics_listen.or(file.metrics_listen),
+            limits,
+            tick_interval_ms: self
+                .tick_interval_ms
+                .or(file.tick_interval_ms)
+                .unwrap_or(TICK_INTERVAL_MS_DEFAULT),
+            peer_send_queue_bytes_max: self
+                .peer_send_queue_bytes_max
+                .or(file.peer_send_queue_bytes_max)
+                .unwrap_or(PEER_SEND_QUEUE_BYTES_DEFAULT),
+            batch_inputs_max: self
+                .batch_inputs_max
+                .or(file.batch_inputs_max)
+                .unwrap_or(BATCH_INPUTS_DEFAULT),
+        };
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("node.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "id = 2\nrequest_timeout_ms = 500\nvnodes_per_node = 8\n\
+             peers = [\"1@127.0.0.1:9001\", \"3@127.0.0.1:9003\"]\n\
+             cluster_secret = \"0123456789\"\nsync = \"never\"\n",
+        );
+        let args = NodeArgs {
+            config: Some(path),
+            request_timeout_ms: Some(700),
+            ..NodeArgs::default()
+        };
+        let config = args.resolve().unwrap();
+        assert_eq!(config.id, NodeId(2));
+        assert_eq!(config.request_timeout_ms, 700);
+        assert_eq!(config.vnodes_per_node, 8);
+        assert_eq!(config.sync, SyncMode::Never);
+        assert_eq!(config.replication_factor, 3);
+        assert_eq!(config.members(), vec![NodeId(1), NodeId(2), NodeId(3)]);
+        assert_eq!(config.limits, Limits::default());
+    }
+
+    #[test]
+    fn unknown_file_keys_and_bad_values_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "id = 1\nrequest_timeout = 5\n");
+        let args = NodeArgs {
+            config: Some(path),
+            ..NodeArgs::default()
+        };
+        assert!(args.resolve().unwrap_err().contains("request_timeout"));
+        let path = write(dir.path(), "id = 1\nsync = \"sometimes\"\n");
+        let args = NodeArgs {
+            config: Some(path),
+            ..NodeArgs::default()
+        };
+        assert!(args.resolve().unwrap_err().contains("sometimes"));
+    }
+
+    #[test]
+    fn a_cluster_needs_a_secret_and_consistent_peers() {
+        let peers: Vec<PeerAddr> = vec!["2@127.0.0.1:9002".parse().unwrap()];
+        let args = NodeArgs {
+            id: Some(1),
+            peers: Some(peers.clone()),
+            ..NodeArgs::default()
+        };
+        assert!(args.resolve().unwrap_err().contains("cluster_secret"));
+        let args = NodeArgs {
+            id: Some(2),
+            peers: Some(peers),
+            cluster_secret: Some("0123456789".into()),
+            ..NodeArgs::default()
+        };
+        assert!(args.resolve().unwrap_err().contains("own id"));
+        assert!(NodeArgs::default().resolve().unwrap_err().contains("id"));
+        assert!("2-127.0.0.1:1".parse::<PeerAddr>().is_err());
+    }
+}

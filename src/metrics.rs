@@ -1,0 +1,389 @@
+//! Counters and histograms of a running node, rendered in the Prometheus
+//! text exposition format (version 0.0.4).
+//!
+//! Everything is a fixed array of atomics indexed by command and level, so
+//! recording never allocates or locks and the set of series is bounded.
+//! Only what the node really measures is exported: there is no hinted
+//! handoff yet, so there are no hint metrics.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use enigma_cluster::ConsistencyLevel;
+
+use crate::command::COMMAND_TABLE;
+
+/// Upper bounds of the latency buckets, in seconds.
+pub const LATENCY_BUCKETS_SECONDS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Upper bounds of the group-commit batch size buckets, in inputs.
+pub const BATCH_BUCKETS: [f64; 12] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+];
+
+/// Label values of the `level` label: the four levels, then `none` for
+/// commands that touch no key.
+const LEVEL_LABELS: [&str; 5] = ["ONE", "TWO", "QUORUM", "ALL", "none"];
+
+const COMMANDS: usize = COMMAND_TABLE.len();
+
+/// A histogram with fixed bucket bounds.
+#[derive(Debug)]
+pub struct Histogram {
+    /// Bucket upper bounds (the implicit last one is +Inf).
+    bounds: &'static [f64],
+    /// Observations per bucket, not cumulative; one more for +Inf.
+    counts: Vec<AtomicU64>,
+    /// Sum of observations, in millionths of the unit.
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one observation.
+    pub fn observe(&self, value: f64) {
+        let bucket = self
+            .bounds
+            .iter()
+            .position(|&b| value <= b)
+            .unwrap_or(self.bounds.len());
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        // Saturating float-to-int conversion: a negative value adds zero.
+        self.sum_micros
+            .fetch_add((value * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, count) in self.counts.iter().enumerate() {
+            cumulative += count.load(Ordering::Relaxed);
+            let le = match self.bounds.get(i) {
+                Some(b) => format!("{b}"),
+                None => "+Inf".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(out, "{name}_count{braces} {cumulative}");
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// Per (command, level) request counters.
+#[derive(Debug)]
+struct PerCommand {
+    requests: Vec<AtomicU64>,
+    errors: Vec<AtomicU64>,
+    latency: Vec<Histogram>,
+}
+
+/// Every metric of one node.
+#[derive(Debug)]
+pub struct Metrics {
+    per_command: PerCommand,
+    /// Group commits: `Node::flush` calls that had inputs.
+    pub batches: Histogram,
+    /// WAL fsyncs (flushes that had unsynced writes).
+    pub wal_syncs: AtomicU64,
+    /// Time spent in `Node::flush`, seconds.
+    pub flush_seconds: Histogram,
+    /// Client connections accepted.
+    pub connections_accepted: AtomicU64,
+    /// Client connections refused at `connections_max`.
+    pub connections_rejected: AtomicU64,
+    /// Client connections closed after a protocol error or a limit.
+    pub protocol_errors: AtomicU64,
+    /// Requests naming an unknown command or with bad arguments.
+    pub command_errors: AtomicU64,
+    /// Peer frames sent and received.
+    pub peer_frames_sent: AtomicU64,
+    pub peer_frames_received: AtomicU64,
+    /// Peer messages dropped because the peer was not connected.
+    pub peer_messages_dropped: AtomicU64,
+    /// Peer connections dropped because their send queue overflowed or a
+    /// write stalled.
+    pub peer_slow_drops: AtomicU64,
+    /// Peer connections established (handshake passed), both directions.
+    pub peer_connects: AtomicU64,
+    /// Peer handshakes refused (bad secret, wrong cluster, not a member).
+    pub peer_handshakes_refused: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let cells = COMMANDS * LEVEL_LABELS.len();
+        Self {
+            per_command: PerCommand {
+                requests: (0..cells).map(|_| AtomicU64::new(0)).collect(),
+                errors: (0..cells).map(|_| AtomicU64::new(0)).collect(),
+                latency: (0..cells)
+                    .map(|_| Histogram::new(&LATENCY_BUCKETS_SECONDS))
+                    .collect(),
+            },
+            batches: Histogram::new(&BATCH_BUCKETS),
+            wal_syncs: AtomicU64::new(0),
+            flush_seconds: Histogram::new(&LATENCY_BUCKETS_SECONDS),
+            connections_accepted: AtomicU64::new(0),
+            connections_rejected: AtomicU64::new(0),
+            protocol_errors: AtomicU64::new(0),
+            command_errors: AtomicU64::new(0),
+            peer_frames_sent: AtomicU64::new(0),
+            peer_frames_received: AtomicU64::new(0),
+            peer_messages_dropped: AtomicU64::new(0),
+            peer_slow_drops: AtomicU64::new(0),
+            peer_connects: AtomicU64::new(0),
+            peer_handshakes_refused: AtomicU64::new(0),
+        }
+    }
+}
+
+fn level_index(level: Option<ConsistencyLevel>) -> usize {
+    match level {
+        Some(ConsistencyLevel::One) => 0,
+        Some(ConsistencyLevel::Two) => 1,
+        Some(ConsistencyLevel::Quorum) => 2,
+        Some(ConsistencyLevel::All) => 3,
+        None => 4,
+    }
+}
+
+fn command_index(name: &str) -> Option<usize> {
+    COMMAND_TABLE.iter().position(|c| c.0 == name)
+}
+
+/// Adds one to a counter.
+pub fn inc(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Metrics {
+    /// Records one answered command.
+    pub fn record(
+        &self,
+        command: &str,
+        level: Option<ConsistencyLevel>,
+        latency: Duration,
+        error: bool,
+    ) {
+        let Some(c) = command_index(command) else {
+            return;
+        };
+        let cell = c * LEVEL_LABELS.len() + level_index(level);
+        inc(&self.per_command.requests[cell]);
+        if error {
+            inc(&self.per_command.errors[cell]);
+        }
+        self.per_command.latency[cell].observe(latency.as_secs_f64());
+    }
+
+    /// Requests recorded for `command` at `level`.
+    pub fn requests(&self, command: &str, level: Option<ConsistencyLevel>) -> u64 {
+        command_index(command).map_or(0, |c| {
+            self.per_command.requests[c * LEVEL_LABELS.len() + level_index(level)]
+                .load(Ordering::Relaxed)
+        })
+    }
+
+    /// Renders the per-command and driver metrics. `extra` is appended
+    /// verbatim (node and engine gauges, rendered by the caller).
+    pub fn render(&self, extra: &str) -> String {
+        let mut out = String::with_capacity(16 << 10);
+        out.push_str(
+            "# HELP enigma_requests_total Client commands answered, by command and consistency level.\n\
+             # TYPE enigma_requests_total counter\n",
+        );
+        self.render_cells(
+            &mut out,
+            "enigma_requests_total",
+            &self.per_command.requests,
+        );
+        out.push_str(
+            "# HELP enigma_request_errors_total Client commands answered with an error.\n\
+             # TYPE enigma_request_errors_total counter\n",
+        );
+        self.render_cells(
+            &mut out,
+            "enigma_request_errors_total",
+            &self.per_command.errors,
+        );
+        out.push_str(
+            "# HELP enigma_request_duration_seconds Time from a command's arrival to its reply being ready.\n\
+             # TYPE enigma_request_duration_seconds histogram\n",
+        );
+        for (cell, histogram) in self.per_command.latency.iter().enumerate() {
+            if histogram.count() == 0 {
+                continue;
+            }
+            let labels = cell_labels(cell);
+            histogram.render(&mut out, "enigma_request_duration_seconds", &labels);
+        }
+        out.push_str(
+            "# HELP enigma_group_commit_inputs Inputs (client requests, peer messages, ticks) applied per group commit.\n\
+             # TYPE enigma_group_commit_inputs histogram\n",
+        );
+        self.batches
+            .render(&mut out, "enigma_group_commit_inputs", "");
+        out.push_str(
+            "# HELP enigma_flush_duration_seconds Time of one group commit (WAL sync included).\n\
+             # TYPE enigma_flush_duration_seconds histogram\n",
+        );
+        self.flush_seconds
+            .render(&mut out, "enigma_flush_duration_seconds", "");
+        let counters: [(&str, &str, &AtomicU64); 11] = [
+            (
+                "enigma_wal_syncs_total",
+                "WAL fsyncs (group commits that had writes).",
+                &self.wal_syncs,
+            ),
+            (
+                "enigma_connections_accepted_total",
+                "Client connections accepted.",
+                &self.connections_accepted,
+            ),
+            (
+                "enigma_connections_rejected_total",
+                "Client connections refused at connections_max.",
+                &self.connections_rejected,
+            ),
+            (
+                "enigma_protocol_errors_total",
+                "Client connections closed on a protocol error or limit.",
+                &self.protocol_errors,
+            ),
+            (
+                "enigma_command_errors_total",
+                "Requests with an unknown command or bad arguments.",
+                &self.command_errors,
+            ),
+            (
+                "enigma_peer_frames_sent_total",
+                "Frames written to peers.",
+                &self.peer_frames_sent,
+            ),
+            (
+                "enigma_peer_frames_received_total",
+                "Frames read from peers.",
+                &self.peer_frames_received,
+            ),
+            (
+                "enigma_peer_messages_dropped_total",
+                "Messages dropped because their peer was not connected.",
+                &self.peer_messages_dropped,
+            ),
+            (
+                "enigma_peer_slow_drops_total",
+                "Peer connections dropped for an overflowing queue or a stalled write.",
+                &self.peer_slow_drops,
+            ),
+            (
+                "enigma_peer_connects_total",
+                "Peer connections established, both directions.",
+                &self.peer_connects,
+            ),
+            (
+                "enigma_peer_handshakes_refused_total",
+                "Peer handshakes refused.",
+                &self.peer_handshakes_refused,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
+        out.push_str(extra);
+        out
+    }
+
+    fn render_cells(&self, out: &mut String, name: &str, cells: &[AtomicU64]) {
+        for (cell, value) in cells.iter().enumerate() {
+            let value = value.load(Ordering::Relaxed);
+            if value > 0 {
+                let _ = writeln!(out, "{name}{{{}}} {value}", cell_labels(cell));
+            }
+        }
+    }
+}
+
+fn cell_labels(cell: usize) -> String {
+    let command = COMMAND_TABLE[cell / LEVEL_LABELS.len()].0;
+    let level = LEVEL_LABELS[cell % LEVEL_LABELS.len()];
+    format!("command=\"{command}\",level=\"{level}\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_requests_appear_with_their_labels() {
+        let metrics = Metrics::default();
+        metrics.record(
+            "set",
+            Some(ConsistencyLevel::Quorum),
+            Duration::from_micros(300),
+            false,
+        );
+        metrics.record("ping", None, Duration::from_micros(5), false);
+        metrics.record(
+            "get",
+            Some(ConsistencyLevel::All),
+            Duration::from_secs(2),
+            true,
+        );
+        let text = metrics.render("");
+        assert!(text.contains("enigma_requests_total{command=\"set\",level=\"QUORUM\"} 1\n"));
+        assert!(text.contains("enigma_requests_total{command=\"ping\",level=\"none\"} 1\n"));
+        assert!(text.contains("enigma_request_errors_total{command=\"get\",level=\"ALL\"} 1\n"));
+        assert!(text.contains(
+            "enigma_request_duration_seconds_bucket{command=\"set\",level=\"QUORUM\",le=\"0.0005\"} 1\n"
+        ));
+        assert!(text.contains(
+            "enigma_request_duration_seconds_bucket{command=\"set\",level=\"QUORUM\",le=\"0.00025\"} 0\n"
+        ));
+        assert!(text
+            .contains("enigma_request_duration_seconds_count{command=\"get\",level=\"ALL\"} 1\n"));
+        assert_eq!(metrics.requests("set", Some(ConsistencyLevel::Quorum)), 1);
+        assert_eq!(metrics.requests("set", Some(ConsistencyLevel::One)), 0);
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_end_in_inf() {
+        let h = Histogram::new(&BATCH_BUCKETS);
+        for v in [1.0, 3.0, 3.0, 10_000.0] {
+            h.observe(v);
+        }
+        let mut out = String::new();
+        h.render(&mut out, "x", "");
+        assert!(out.contains("x_bucket{le=\"1\"} 1\n"));
+        assert!(out.contains("x_bucket{le=\"4\"} 3\n"));
+        assert!(out.contains("x_bucket{le=\"4096\"} 3\n"));
+        assert!(out.contains("x_bucket{le=\"+Inf\"} 4\n"));
+        assert!(out.contains("x_count 4\n"));
+        assert!(out.contains("x_sum 10007\n"));
+    }
+}

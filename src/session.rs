@@ -1,0 +1,704 @@
+//! One client connection's state: authentication, consistency level,
+//! protocol version, and the commands waiting for the node, in order.
+//!
+//! A session turns each request into a reply slot. Commands that need no
+//! replica (PING, INFO, CONSISTENCY...) are answered at once; key commands
+//! become one or more node requests and their slot waits until every part
+//! is answered. Replies are written strictly in request order, as RESP
+//! pipelining requires. No I/O here: the server feeds requests and node
+//! replies in and takes bytes out.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use enigma_cluster::{
+    ClientError, ClientOp, ClientRequest, ClientResponse, ConsistencyLevel, RequestId,
+};
+use tracing::debug;
+
+use crate::command::{self, ClientQuery, Command, CommandQuery, COMMAND_TABLE};
+use crate::driver::{request_id, ReplyBatch, Shared};
+use crate::metrics::inc;
+use crate::resp::{Protocol, Reply};
+
+/// What a key command waits for, and how its parts become one reply.
+#[derive(Debug)]
+enum OpKind {
+    Get,
+    Set,
+    MGet,
+    MSet,
+    Exists,
+    /// DEL of `keys` keys: a read of each key, then its delete, sent in
+    /// that order in one batch. Every replica handles a coordinator's
+    /// messages in order, so each read sees the key as it was just before
+    /// the delete: the reply counts the keys that existed.
+    Del {
+        keys: usize,
+    },
+}
+
+#[derive(Debug)]
+struct Op {
+    kind: OpKind,
+    parts: Vec<Option<ClientResponse>>,
+    remaining: usize,
+}
+
+#[derive(Debug)]
+enum SlotState {
+    Ready(Reply),
+    Waiting(Op),
+}
+
+#[derive(Debug)]
+struct Slot {
+    command: &'static str,
+    level: Option<ConsistencyLevel>,
+    protocol: Protocol,
+    started: Instant,
+    state: SlotState,
+}
+
+/// A client connection's state. See the module documentation.
+#[derive(Debug)]
+pub struct Session {
+    shared: Arc<Shared>,
+    /// Connection number: the high half of every request id.
+    conn: u64,
+    /// Next request sequence number.
+    next_seq: u32,
+    /// Level of key commands without `AT`.
+    level: ConsistencyLevel,
+    /// Passed `AUTH` (or no password is required).
+    authenticated: bool,
+    /// RESP2 or RESP3, chosen by `HELLO`.
+    protocol: Protocol,
+    /// `CLIENT SETNAME`.
+    name: Option<Vec<u8>>,
+    /// Replies owed, in request order.
+    slots: VecDeque<Slot>,
+    /// Slot number of `slots[0]`.
+    first_slot: u64,
+    /// Request id to (slot number, part).
+    waiting: BTreeMap<RequestId, (u64, usize)>,
+    /// Requests for the node, not yet sent.
+    outgoing: Vec<(RequestId, ClientRequest)>,
+    /// `QUIT` was received: close once its reply is written.
+    quit: bool,
+}
+
+impl Session {
+    /// A new session on connection `conn`.
+    pub fn new(shared: Arc<Shared>, conn: u64) -> Self {
+        let level = shared.config.default_consistency;
+        let authenticated = shared.config.requirepass.is_none();
+        Self {
+            shared,
+            conn,
+            next_seq: 0,
+            level,
+            authenticated,
+            protocol: Protocol::Resp2,
+            name: None,
+            slots: VecDeque::new(),
+            first_slot: 0,
+            waiting: BTreeMap::new(),
+            outgoing: Vec::new(),
+            quit: false,
+        }
+    }
+
+    /// Commands received and not yet answered on the wire.
+    pub fn outstanding(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether the client said `QUIT`.
+    pub fn quitting(&self) -> bool {
+        self.quit
+    }
+
+    /// Requests the node should get now.
+    pub fn take_outgoing(&mut self) -> Vec<(RequestId, ClientRequest)> {
+        std::mem::take(&mut self.outgoing)
+    }
+
+    /// Queues an error that ends the connection (protocol error, limit).
+    pub fn push_fatal(&mut self, message: String) {
+        self.push_ready("", None, Reply::error(message));
+    }
+
+    /// Encodes every reply that is ready, in order, into `out`, and records
+    /// each in the metrics.
+    pub fn write_ready(&mut self, out: &mut Vec<u8>) {
+        while let Some(slot) = self.slots.front() {
+            let SlotState::Ready(reply) = &slot.state else {
+                break;
+            };
+            reply.encode_as(slot.protocol, out);
+            let error = matches!(reply, Reply::Error(_));
+            self.shared
+                .metrics
+                .record(slot.command, slot.level, slot.started.elapsed(), error);
+            self.slots.pop_front();
+            self.first_slot += 1;
+        }
+    }
+
+    /// Takes in one request's arguments.
+    pub fn on_request(&mut self, args: Vec<Vec<u8>>) {
+        let command = match command::parse(args) {
+            Ok(command) => command,
+            Err(e) => {
+                inc(&self.shared.metrics.command_errors);
+                return self.push_ready("", None, Reply::error(e.0));
+            }
+        };
+        let name = command.name();
+        if !self.authenticated
+            && !matches!(
+                command,
+                Command::Auth { .. } | Command::Hello { .. } | Command::Quit
+            )
+        {
+            return self.push_ready(name, None, Reply::error("NOAUTH Authentication required."));
+        }
+        match command {
+            Command::At { level, command } => self.start_key_command(*command, level),
+            command if command.touches_keys() => {
+                let level = self.level;
+                self.start_key_command(command, level);
+            }
+            command => {
+                let reply = self.answer_now(command);
+                self.push_ready(name, None, reply);
+            }
+        }
+    }
+
+    /// Takes in replies from the node.
+    pub fn on_replies(&mut self, replies: ReplyBatch) {
+        for (request, response) in replies {
+            let Some((slot_no, part)) = self.waiting.remove(&request) else {
+                continue;
+            };
+            let Some(index) = slot_no.checked_sub(self.first_slot) else {
+                continue;
+            };
+            let Some(slot) = self.slots.get_mut(index as usize) else {
+                continue;
+            };
+            let SlotState::Waiting(op) = &mut slot.state else {
+                continue;
+            };
+            if op.parts[part].replace(response).is_none() {
+                op.remaining -= 1;
+            }
+            if op.remaining == 0 {
+                self.complete(slot_no);
+            }
+        }
+    }
+
+    fn push_ready(&mut self, command: &'static str, level: Option<ConsistencyLevel>, reply: Reply) {
+        self.slots.push_back(Slot {
+            command,
+            level,
+            protocol: self.protocol,
+            started: now(),
+            state: SlotState::Ready(reply),
+        });
+    }
+
+    fn answer_now(&mut self, command: Command) -> Reply {
+        match command {
+            Command::Ping(None) => Reply::Simple("PONG".into()),
+            Command::Ping(Some(message)) | Command::Echo(message) => Reply::Bulk(message),
+            Command::Quit => {
+                self.quit = true;
+                ok()
+            }
+            Command::Consistency(None) => Reply::Simple(self.level.name().into()),
+            Command::Consistency(Some(level)) => match self.check_level(level) {
+                Ok(_) => {
+                    self.level = level;
+                    ok()
+                }
+                Err(reply) => reply,
+            },
+            Command::Info(section) => {
+                Reply::Bulk(info(&self.shared, section.as_deref()).into_bytes())
+            }
+            Command::Command(query) => command_reply(&query),
+            Command::Auth { username, password } => self.auth(username.as_deref(), &password),
+            Command::Hello {
+                protocol,
+                auth,
+                name,
+            } => self.hello(protocol, auth, name),
+            Command::Client(query) => self.client(query),
+            Command::At { .. }
+            | Command::Get(_)
+            | Command::Set { .. }
+            | Command::Del(_)
+            | Command::Exists(_)
+            | Command::MGet(_)
+            | Command::MSet(_) => unreachable!("key commands are started, not answered"),
+        }
+    }
+
+    fn auth(&mut self, username: Option<&[u8]>, password: &[u8]) -> Reply {
+        let Some(required) = &self.shared.config.requirepass else {
+            return Reply::error(
+                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            );
+        };
+        let user_ok = username.is_none_or(|u| u == b"default");
+        if user_ok && constant_time_eq(required.as_bytes(), password) {
+            self.authenticated = true;
+            ok()
+        } else {
+            Reply::error("WRONGPASS invalid username-password pair or user is disabled.")
+        }
+    }
+
+    fn hello(
+        &mut self,
+        protocol: Option<u8>,
+        auth: Option<(Vec<u8>, Vec<u8>)>,
+        name: Option<Vec<u8>>,
+    ) -> Reply {
+        let protocol = match protocol {
+            None => self.protocol,
+            Some(2) => Protocol::Resp2,
+            Some(3) => Protocol::Resp3,
+            Some(_) => return Reply::error("NOPROTO unsupported protocol version"),
+        };
+        if let Some((user, password)) = auth {
+            let reply = self.auth(Some(&user), &password);
+            if matches!(reply, Reply::Error(_)) {
+                return reply;
+            }
+        }
+        if !self.authenticated {
+            return Reply::error(
+                "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+            );
+        }
+        self.protocol = protocol;
+        if name.is_some() {
+            self.name = name;
+        }
+        let text = |s: &str| Reply::Bulk(s.as_bytes().to_vec());
+        Reply::Map(vec![
+            (text("server"), text("enigma")),
+            (text("version"), text(env!("CARGO_PKG_VERSION"))),
+            (
+                text("proto"),
+                Reply::Integer(if protocol == Protocol::Resp3 { 3 } else { 2 }),
+            ),
+            (text("id"), Reply::Integer(self.conn as i64)),
+            (text("mode"), text("standalone")),
+            (text("role"), text("master")),
+            (text("modules"), Reply::Array(Vec::new())),
+        ])
+    }
+
+    fn client(&mut self, query: ClientQuery) -> Reply {
+        match query {
+            ClientQuery::SetName(name) => {
+                if name.iter().any(|b| b.is_ascii_whitespace()) {
+                    return Reply::error(
+                        "ERR Client names cannot contain spaces, newlines or special characters.",
+                    );
+                }
+                self.name = (!name.is_empty()).then_some(name);
+                ok()
+            }
+            ClientQuery::GetName => self.name.clone().map_or(Reply::Null, Reply::Bulk),
+            ClientQuery::Id => Reply::Integer(self.conn as i64),
+            ClientQuery::SetInfo { attribute, value } => {
+                debug!(conn = self.conn, %attribute, value = %String::from_utf8_lossy(&value), "client library");
+                ok()
+            }
+        }
+    }
+
+    /// Replicas the level needs at this replication factor, or the error.
+    fn check_level(&self, level: ConsistencyLevel) -> Result<usize, Reply> {
+        let rf = self.shared.ring.replication_factor();
+        level.replicas_required(rf).ok_or_else(|| {
+            Reply::error(format!(
+                "ERR consistency level {level} needs more replicas than the replication factor of {rf}"
+            ))
+        })
+    }
+
+    fn start_key_command(&mut self, command: Command, level: ConsistencyLevel) {
+        let name = command.name();
+        match self.plan(command, level) {
+            Ok((kind, ops)) => {
+                let slot_no = self.first_slot + self.slots.len() as u64;
+                let parts = ops.len();
+                self.slots.push_back(Slot {
+                    command: name,
+                    level: Some(level),
+                    protocol: self.protocol,
+                    started: now(),
+                    state: SlotState::Waiting(Op {
+                        kind,
+                        parts: vec![None; parts],
+                        remaining: parts,
+                    }),
+                });
+                self.submit(slot_no, level, ops);
+            }
+            Err(reply) => self.push_ready(name, Some(level), reply),
+        }
+    }
+
+    fn submit(&mut self, slot_no: u64, level: ConsistencyLevel, ops: Vec<ClientOp>) {
+        for (part, op) in ops.into_iter().enumerate() {
+            let request = request_id(self.conn, self.next_seq);
+            self.next_seq = self.next_seq.wrapping_add(1);
+            self.waiting.insert(request, (slot_no, part));
+            self.outgoing.push((request, ClientRequest { op, level }));
+        }
+    }
+
+    /// Checks a key command against the limits and the reachable replicas
+    /// and turns it into node operations. Nothing is sent if any check fails.
+    fn plan(
+        &self,
+        command: Command,
+        level: ConsistencyLevel,
+    ) -> Result<(OpKind, Vec<ClientOp>), Reply> {
+        let required = self.check_level(level)?;
+        let limits = &self.shared.config.limits;
+        let check_key = |key: &[u8]| -> Result<(), Reply> {
+            if key.len() > limits.key_bytes_max {
+                return Err(Reply::error(format!(
+                    "ERR key of {} bytes exceeds key_bytes_max ({})",
+                    key.len(),
+                    limits.key_bytes_max
+                )));
+            }
+            let replicas = self.shared.ring.replicas(key);
+            let up = replicas.iter().filter(|&&r| self.shared.is_up(r)).count();
+            if up < required {
+                return Err(Reply::error(format!(
+                    "UNAVAILABLE consistency level {level} needs {required} of the {} replicas of this key, {up} reachable; nothing was applied",
+                    replicas.len()
+                )));
+            }
+            Ok(())
+        };
+        let check_value = |value: &[u8]| -> Result<(), Reply> {
+            if value.len() > limits.value_bytes_max {
+                return Err(Reply::error(format!(
+                    "ERR value of {} bytes exceeds value_bytes_max ({})",
+                    value.len(),
+                    limits.value_bytes_max
+                )));
+            }
+            Ok(())
+        };
+        let gets = |keys: Vec<Vec<u8>>| -> Result<Vec<ClientOp>, Reply> {
+            keys.into_iter()
+                .map(|key| check_key(&key).map(|()| ClientOp::Get { key }))
+                .collect()
+        };
+        match command {
+            Command::Get(key) => Ok((OpKind::Get, gets(vec![key])?)),
+            Command::Set { key, value } => {
+                check_key(&key)?;
+                check_value(&value)?;
+                Ok((OpKind::Set, vec![ClientOp::Put { key, value }]))
+            }
+            Command::MGet(keys) => Ok((OpKind::MGet, gets(keys)?)),
+            Command::Exists(keys) => Ok((OpKind::Exists, gets(keys)?)),
+            Command::Del(keys) => {
+                let count = keys.len();
+                let mut ops = gets(keys.clone())?;
+                ops.extend(keys.into_iter().map(|key| ClientOp::Delete { key }));
+                Ok((OpKind::Del { keys: count }, ops))
+            }
+            Command::MSet(pairs) => {
+                let mut ops = Vec::with_capacity(pairs.len());
+                for (key, value) in pairs {
+                    check_key(&key)?;
+                    check_value(&value)?;
+                    ops.push(ClientOp::Put { key, value });
+                }
+                Ok((OpKind::MSet, ops))
+            }
+            other => Err(Reply::error(format!(
+                "ERR '{}' does not read or write keys",
+                other.name()
+            ))),
+        }
+    }
+
+    /// Every part of slot `slot_no` is answered: make its reply, or start
+    /// its next phase.
+    fn complete(&mut self, slot_no: u64) {
+        let index = (slot_no - self.first_slot) as usize;
+        let SlotState::Waiting(op) = &mut self.slots[index].state else {
+            return;
+        };
+        let parts: Vec<ClientResponse> = op
+            .parts
+            .drain(..)
+            .map(|p| p.expect("every part answered"))
+            .collect();
+        let first_error = parts.iter().find_map(|p| match p {
+            ClientResponse::Error(e) => Some(e.clone()),
+            _ => None,
+        });
+        let values = || {
+            parts.iter().map(|p| match p {
+                ClientResponse::Value(v) => v.clone(),
+                _ => None,
+            })
+        };
+        let writes = matches!(op.kind, OpKind::Set | OpKind::MSet | OpKind::Del { .. });
+        let reply = match (&op.kind, first_error) {
+            (OpKind::MSet | OpKind::Del { .. }, Some(e)) if parts.len() > 1 => {
+                let Reply::Error(text) = error_reply(&e, true) else {
+                    unreachable!("error_reply makes errors")
+                };
+                Reply::error(format!(
+                    "{text} (other keys of this command may have been changed)"
+                ))
+            }
+            (_, Some(e)) => error_reply(&e, writes),
+            (OpKind::Get, None) => values().next().flatten().map_or(Reply::Null, Reply::Bulk),
+            (OpKind::MGet, None) => Reply::Array(
+                values()
+                    .map(|v| v.map_or(Reply::Null, Reply::Bulk))
+                    .collect(),
+            ),
+            (OpKind::Exists, None) => {
+                Reply::Integer(values().filter(Option::is_some).count() as i64)
+            }
+            (OpKind::Del { keys }, None) => {
+                Reply::Integer(values().take(*keys).filter(Option::is_some).count() as i64)
+            }
+            (OpKind::Set | OpKind::MSet, None) => ok(),
+        };
+        self.slots[index].state = SlotState::Ready(reply);
+    }
+}
+
+fn ok() -> Reply {
+    Reply::Simple("OK".into())
+}
+
+#[allow(clippy::disallowed_methods)] // request latency, a metric only
+fn now() -> Instant {
+    Instant::now()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The RESP error for a failed operation. `may_have_applied` says whether
+/// the operation wrote (a read that failed changed nothing).
+fn error_reply(error: &ClientError, writes: bool) -> Reply {
+    match error {
+        ClientError::Timeout { answered, required } => {
+            let applied = if writes && error.may_have_applied() {
+                "; the write may have been applied"
+            } else {
+                ""
+            };
+            Reply::error(format!(
+                "TIMEOUT {answered} of {required} required replicas answered before the deadline{applied}"
+            ))
+        }
+        ClientError::Invalid { reason } => Reply::error(format!("ERR {reason}")),
+        ClientError::Overloaded { pending } => Reply::error(format!(
+            "OVERLOADED the coordinator has {pending} operations in flight; nothing was applied"
+        )),
+        ClientError::Storage { reason } => Reply::error(format!("STORAGE {reason}")),
+    }
+}
+
+fn command_entry(entry: &(&str, i64, bool, i64, i64, i64)) -> Reply {
+    let (name, arity, write, first, last, step) = *entry;
+    let flag = if write { "write" } else { "readonly" };
+    Reply::Array(vec![
+        Reply::Bulk(name.as_bytes().to_vec()),
+        Reply::Integer(arity),
+        Reply::Array(vec![Reply::Simple(flag.into())]),
+        Reply::Integer(first),
+        Reply::Integer(last),
+        Reply::Integer(step),
+    ])
+}
+
+fn command_reply(query: &CommandQuery) -> Reply {
+    let find = |name: &str| COMMAND_TABLE.iter().find(|c| c.0 == name);
+    match query {
+        CommandQuery::All => Reply::Array(COMMAND_TABLE.iter().map(command_entry).collect()),
+        CommandQuery::Count => Reply::Integer(COMMAND_TABLE.len() as i64),
+        CommandQuery::Info(names) if names.is_empty() => {
+            Reply::Array(COMMAND_TABLE.iter().map(command_entry).collect())
+        }
+        CommandQuery::Info(names) => Reply::Array(
+            names
+                .iter()
+                .map(|n| find(n).map_or(Reply::Null, command_entry))
+                .collect(),
+        ),
+        CommandQuery::Docs(names) => {
+            let entries: Vec<&(&str, i64, bool, i64, i64, i64)> = if names.is_empty() {
+                COMMAND_TABLE.iter().collect()
+            } else {
+                names.iter().filter_map(|n| find(n)).collect()
+            };
+            Reply::Map(
+                entries
+                    .into_iter()
+                    .map(|entry| {
+                        let text = |s: &str| Reply::Bulk(s.as_bytes().to_vec());
+                        (
+                            text(entry.0),
+                            Reply::Map(vec![
+                                (text("summary"), text(command_summary(entry.0))),
+                                (text("group"), text("enigma")),
+                            ]),
+                        )
+                    })
+                    .collect(),
+            )
+        }
+    }
+}
+
+fn command_summary(name: &str) -> &'static str {
+    match name {
+        "ping" => "Answers PONG, or echoes its argument.",
+        "echo" => "Returns its argument.",
+        "get" => "Reads a key at the connection's consistency level.",
+        "set" => "Writes a key; options NX, XX, GET and expiry are not supported.",
+        "del" => "Deletes keys; returns how many existed.",
+        "exists" => "Counts the given keys that exist.",
+        "mget" => "Reads several keys.",
+        "mset" => "Writes several keys (each key is atomic, the set is not).",
+        "info" => "Server, membership, storage and statistics sections.",
+        "command" => "Describes the commands EnigmaDB serves.",
+        "quit" => "Closes the connection.",
+        "consistency" => {
+            "Shows or sets the connection's consistency level: ONE, TWO, QUORUM or ALL."
+        }
+        "at" => "AT <level> <command ...>: runs one key command at a level.",
+        "auth" => "Authenticates with the server's requirepass.",
+        "hello" => "Selects RESP2 or RESP3 and optionally authenticates.",
+        "client" => "CLIENT SETNAME, GETNAME, ID and SETINFO.",
+        _ => "",
+    }
+}
+
+/// The `INFO` text: Redis-style `# Section` headers and `key:value` lines.
+pub fn info(shared: &Shared, section: Option<&str>) -> String {
+    let wanted = |name: &str| match section {
+        None | Some("all" | "everything" | "default") => true,
+        Some(s) => s == name,
+    };
+    let snapshot = shared.snapshot();
+    let config = &shared.config;
+    let mut out = String::new();
+    if wanted("server") {
+        let _ = write!(
+            out,
+            "# Server\r\nenigma_version:{}\r\nnode_id:{}\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\n\r\n",
+            env!("CARGO_PKG_VERSION"),
+            config.id.0,
+            std::process::id(),
+            shared.client_addr.port(),
+            shared.started.elapsed().as_secs(),
+        );
+    }
+    if wanted("clients") {
+        let _ = write!(
+            out,
+            "# Clients\r\nconnected_clients:{}\r\nconnections_max:{}\r\n\r\n",
+            shared.connections.load(Ordering::Relaxed),
+            config.limits.connections_max,
+        );
+    }
+    if wanted("membership") {
+        out.push_str(&membership(shared, snapshot.generation));
+    }
+    if wanted("storage") {
+        let _ = write!(
+            out,
+            "# Storage\r\ndata_dir:{}\r\nsync:{}\r\ngeneration:{}\r\nmemtable_bytes:{}\r\nfrozen_memtables:{}\r\ntables:{}\r\n\r\n",
+            config.data_dir.display(),
+            match config.sync {
+                crate::config::SyncMode::Always => "always",
+                crate::config::SyncMode::Never => "never",
+            },
+            snapshot.generation,
+            snapshot.memtable_bytes,
+            snapshot.frozen_memtables,
+            snapshot.tables,
+        );
+    }
+    if wanted("stats") {
+        let s = &snapshot.stats;
+        let _ = write!(
+            out,
+            "# Stats\r\noperations_ok:{}\r\noperations_failed:{}\r\nread_repairs:{}\r\nstorage_errors:{}\r\npeer_messages_ignored:{}\r\noperations_in_flight:{}\r\nwal_syncs:{}\r\n\r\n",
+            s.client_ok,
+            s.client_errors,
+            s.read_repairs,
+            s.storage_errors,
+            s.messages_ignored,
+            snapshot.pending_operations,
+            shared.metrics.wal_syncs.load(Ordering::Relaxed),
+        );
+    }
+    out
+}
+
+/// The `# Membership` section `enigma status` reads: one `member_<id>` line
+/// per member with its peer address, state as this node sees it, and ring
+/// shares.
+fn membership(shared: &Shared, generation: u64) -> String {
+    let config = &shared.config;
+    let mut out = format!(
+        "# Membership\r\nnode_id:{}\r\ngeneration:{}\r\nmembers:{}\r\nreplication_factor:{}\r\nvnodes_per_node:{}\r\n",
+        config.id.0,
+        generation,
+        shared.ring.nodes().len(),
+        shared.ring.replication_factor(),
+        config.vnodes_per_node,
+    );
+    for share in shared.ring.ownership() {
+        let (addr, state) = if share.node == config.id {
+            (shared.peer_addr.to_string(), "self")
+        } else {
+            match shared.links.get(&share.node) {
+                Some(link) => (
+                    link.addr.to_string(),
+                    if link.is_up() { "up" } else { "down" },
+                ),
+                None => ("unknown".to_owned(), "down"),
+            }
+        };
+        let _ = write!(
+            out,
+            "member_{}:addr={addr},state={state},primary_share={:.4},replica_share={:.4}\r\n",
+            share.node.0, share.primary_share, share.replica_share,
+        );
+    }
+    out.push_str("\r\n");
+    out
+}

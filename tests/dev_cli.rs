@@ -1,0 +1,118 @@
+//! `enigma dev` as a newcomer runs it: starts three nodes, serves a real
+//! client, stops cleanly on Ctrl-C (SIGINT) and comes back with its data.
+
+// Real processes need real deadlines, and helpers outside #[test] may unwrap.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{client, enigma, signal, wait_exit};
+
+/// Starts `enigma dev` in `dir` and returns it with the three client ports
+/// it printed.
+fn start_dev(dir: &std::path::Path) -> (Child, Vec<u16>, std::thread::JoinHandle<String>) {
+    let mut child = enigma()
+        .arg("dev")
+        .arg("--base-port")
+        .arg("0")
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Reads every line; sends the ports, then collects the rest.
+    let reader = std::thread::spawn(move || {
+        let mut rest = String::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(port) = line
+                .split("redis-cli -p ")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+            {
+                let _ = tx.send(port.parse::<u16>().unwrap());
+            }
+            rest.push_str(&line);
+            rest.push('\n');
+        }
+        rest
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut ports = Vec::new();
+    while ports.len() < 3 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        ports.push(
+            rx.recv_timeout(left)
+                .expect("enigma dev printed three redis-cli lines"),
+        );
+    }
+    (child, ports, reader)
+}
+
+fn wait_all_up(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut con = client(port);
+        let text: String = redis::cmd("INFO")
+            .arg("membership")
+            .query(&mut con)
+            .unwrap();
+        if text.matches("state=up").count() == 2 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "peers never all up: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn dev_serves_stops_on_sigint_and_recovers_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, ports, reader) = start_dev(dir.path());
+    assert!(dir.path().join("enigma-data").join("n1").is_dir());
+    wait_all_up(ports[0]);
+    let mut con = client(ports[0]);
+    let _: String = redis::cmd("SET")
+        .arg("greeting")
+        .arg("hello")
+        .query(&mut con)
+        .unwrap();
+    let mut other = client(ports[1]);
+    let got: String = redis::cmd("GET").arg("greeting").query(&mut other).unwrap();
+    assert_eq!(got, "hello");
+
+    let status = support::enigma()
+        .arg("status")
+        .arg("--node")
+        .arg(format!("127.0.0.1:{}", ports[0]))
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(table.contains("3 members, replication factor 3"), "{table}");
+    assert_eq!(table.matches(" up ").count(), 2, "{table}");
+    assert_eq!(table.matches(" self ").count(), 1, "{table}");
+
+    drop((con, other));
+    signal(child.id(), "INT");
+    let exit = wait_exit(&mut child, Duration::from_secs(30));
+    assert!(exit.success(), "enigma dev exited with {exit}");
+    let printed = reader.join().unwrap();
+    assert!(printed.contains("stopped cleanly"), "{printed}");
+
+    let (mut child, ports, _reader) = start_dev(dir.path());
+    wait_all_up(ports[2]);
+    let mut con = client(ports[2]);
+    let got: String = redis::cmd("GET").arg("greeting").query(&mut con).unwrap();
+    assert_eq!(got, "hello");
+    signal(child.id(), "INT");
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+}

@@ -1,0 +1,308 @@
+//! Real `enigma` processes on loopback, for end-to-end tests.
+//!
+//! Ports are picked by binding port 0 and releasing it just before the node
+//! binds it again, so parallel tests do not collide. Every wait is bounded
+//! by a deadline (failing the test, never hanging it). Node logs go to
+//! `<data dir>/n<ID>.log`, printed when a wait fails.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::disallowed_methods)]
+
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SECRET: &str = "test-cluster-secret";
+/// How long a node may take to start answering PING.
+pub const START_DEADLINE: Duration = Duration::from_secs(30);
+
+pub fn enigma() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_enigma"))
+}
+
+pub fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+/// Sends `signal` (`INT`, `TERM`, `KILL`) to process `pid`.
+pub fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("the kill command runs");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// Waits for `child` to exit, at most `limit`.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process {} did not exit within {limit:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends one RESP command on a raw connection and reads one reply line
+/// (enough for simple, error and integer replies).
+pub fn raw_command(port: u16, line: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(format!("{line}\r\n").as_bytes())?;
+    let mut reader = BufReader::new(stream);
+    let mut reply = String::new();
+    reader.read_line(&mut reply)?;
+    Ok(reply)
+}
+
+pub fn client(port: u16) -> redis::Connection {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+    let con = client
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .unwrap();
+    con.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    con.set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    con
+}
+
+/// One `enigma node` process of a test cluster.
+#[derive(Debug)]
+pub struct NodeProc {
+    pub id: u32,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub metrics_port: u16,
+    pub child: Option<Child>,
+}
+
+/// A cluster of `enigma node` processes in a temporary directory.
+#[derive(Debug)]
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<NodeProc>,
+    /// Extra flags for every node.
+    pub extra: Vec<String>,
+}
+
+impl Cluster {
+    /// Starts `count` nodes (replication factor `count`) and waits until
+    /// each answers PING and sees every peer up.
+    pub fn start(count: usize, extra: &[&str]) -> Cluster {
+        let ports = free_ports(count * 3);
+        let nodes = (0..count)
+            .map(|i| NodeProc {
+                id: i as u32 + 1,
+                client_port: ports[i * 3],
+                peer_port: ports[i * 3 + 1],
+                metrics_port: ports[i * 3 + 2],
+                child: None,
+            })
+            .collect();
+        let mut cluster = Cluster {
+            dir: tempfile::tempdir().unwrap(),
+            nodes,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        for i in 0..count {
+            cluster.spawn(i);
+        }
+        for i in 0..count {
+            cluster.wait_ready(i);
+        }
+        if count > 1 {
+            for i in 0..count {
+                cluster.wait_peers_up(i);
+            }
+        }
+        cluster
+    }
+
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("n{}.log", self.nodes[i].id))
+    }
+
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("n{}", self.nodes[i].id))
+    }
+
+    /// Starts node `i` (again) without waiting.
+    pub fn spawn(&mut self, i: usize) {
+        let node = &self.nodes[i];
+        let peers: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| n.id != node.id)
+            .map(|n| format!("{}@127.0.0.1:{}", n.id, n.peer_port))
+            .collect();
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(i))
+            .unwrap();
+        let mut command = enigma();
+        command
+            .arg("node")
+            .arg("--id")
+            .arg(node.id.to_string())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", node.client_port))
+            .arg("--peer-listen")
+            .arg(format!("127.0.0.1:{}", node.peer_port))
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{}", node.metrics_port))
+            .arg("--data-dir")
+            .arg(self.data_dir(i))
+            .args(&self.extra)
+            .env("ENIGMA_CLUSTER_SECRET", SECRET)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        if !peers.is_empty() {
+            command.arg("--peers").arg(peers.join(","));
+        }
+        let child = command.spawn().expect("enigma starts");
+        self.nodes[i].child = Some(child);
+    }
+
+    pub fn logs(&self) -> String {
+        let mut all = String::new();
+        for i in 0..self.nodes.len() {
+            let mut text = String::new();
+            if let Ok(mut f) = std::fs::File::open(self.log_path(i)) {
+                let _ = f.read_to_string(&mut text);
+            }
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            all.push_str(&format!("--- n{} log (last lines) ---\n", i + 1));
+            for line in tail.into_iter().rev() {
+                all.push_str(line);
+                all.push('\n');
+            }
+        }
+        all
+    }
+
+    /// Waits until node `i` answers PING.
+    pub fn wait_ready(&mut self, i: usize) {
+        let deadline = Instant::now() + START_DEADLINE;
+        let port = self.nodes[i].client_port;
+        loop {
+            if let Ok(reply) = raw_command(port, "PING") {
+                if reply.starts_with("+PONG") || reply.starts_with("-NOAUTH") {
+                    return;
+                }
+            }
+            if let Some(child) = self.nodes[i].child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "n{} exited with {status} while starting\n{}",
+                        i + 1,
+                        self.logs()
+                    );
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "n{} did not answer PING in time\n{}",
+                i + 1,
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The `INFO membership` text of node `i`.
+    pub fn membership(&self, i: usize) -> String {
+        let mut con = client(self.nodes[i].client_port);
+        redis::cmd("INFO")
+            .arg("membership")
+            .query(&mut con)
+            .unwrap()
+    }
+
+    /// Waits until node `i` sees every running peer up and every stopped
+    /// one down.
+    pub fn wait_peers_up(&self, i: usize) {
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            let text = self.membership(i);
+            let expected = self.nodes.iter().enumerate().all(|(j, n)| {
+                let state = if j == i {
+                    "self"
+                } else if n.child.is_some() {
+                    "up"
+                } else {
+                    "down"
+                };
+                text.contains(&format!("member_{}:", n.id))
+                    && text.lines().any(|l| {
+                        l.starts_with(&format!("member_{}:", n.id))
+                            && l.contains(&format!("state={state},"))
+                    })
+            });
+            if expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "n{} does not see the expected peers: {text}\n{}",
+                i + 1,
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILLs node `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Stops node `i` with SIGTERM and returns its exit status.
+    pub fn terminate(&mut self, i: usize) -> ExitStatus {
+        let mut child = self.nodes[i].child.take().expect("node is running");
+        signal(child.id(), "TERM");
+        wait_exit(&mut child, Duration::from_secs(30))
+    }
+
+    pub fn port(&self, i: usize) -> u16 {
+        self.nodes[i].client_port
+    }
+
+    pub fn pid(&self, i: usize) -> u32 {
+        self.nodes[i].child.as_ref().expect("running").id()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
