@@ -48,10 +48,11 @@ pub struct SimConfig {
 
 /// Default [`SimConfig::memtable_bytes`]: the engine's smallest memtable.
 pub const SIM_MEMTABLE_BYTES: usize = 1024;
-/// Default [`SimConfig::value_bytes`]. A memtable entry costs its key,
-/// its value and 64 bytes; with 5 keys of short values a 1 KiB memtable
-/// fills only while one of the occasional large values (one write in 32)
-/// is in it: then it is flushed, a few times per node per run.
+/// Default [`SimConfig::value_bytes`]. A memtable entry costs its key, its
+/// value and a fixed overhead of about a hundred bytes; with 5 keys of short
+/// values a 1 KiB memtable fills only while one of the occasional large
+/// values (one write in 32) is in it: then it is flushed, a few times per
+/// node per run.
 pub const SIM_VALUE_BYTES: usize = 900;
 /// Largest [`SimConfig::value_bytes`] accepted.
 pub const VALUE_BYTES_MAX: usize = 64 * 1024;
