@@ -21,6 +21,26 @@ pub(crate) fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     }
 }
 
+/// Compares two keys as byte strings, eight bytes at a time as big-endian
+/// integers: short keys are compared without a `memcmp` call.
+#[inline]
+pub(crate) fn key_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let mut a_rest = a;
+    let mut b_rest = b;
+    while a_rest.len() >= 8 && b_rest.len() >= 8 {
+        let (a_head, a_tail) = a_rest.split_at(8);
+        let (b_head, b_tail) = b_rest.split_at(8);
+        let x = u64::from_be_bytes(a_head.try_into().expect("8 bytes"));
+        let y = u64::from_be_bytes(b_head.try_into().expect("8 bytes"));
+        if x != y {
+            return x.cmp(&y);
+        }
+        a_rest = a_tail;
+        b_rest = b_tail;
+    }
+    a_rest.cmp(b_rest)
+}
+
 /// A cursor over untrusted bytes.
 #[derive(Debug, Clone)]
 pub(crate) struct Reader<'a> {
@@ -111,6 +131,16 @@ mod tests {
             let mut reader = Reader::new(&bytes);
             while reader.varint().is_some() {}
             let _ = reader.u64_le();
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn key_cmp_orders_as_slices(
+            a in prop::collection::vec(0_u8..3, 0..30),
+            b in prop::collection::vec(0_u8..3, 0..30),
+        ) {
+            prop_assert_eq!(key_cmp(&a, &b), a.cmp(&b));
         }
     }
 

@@ -682,8 +682,42 @@ impl<D: Disk> Engine<D> {
         limit: usize,
         reverse: bool,
     ) -> Result<Vec<(Vec<u8>, Versioned)>, EngineError> {
-        if range_is_empty(start, end) || limit == 0 {
-            return Ok(Vec::new());
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.scan_with(start, end, reverse, |key, timestamp, value| {
+            out.push((
+                key.to_vec(),
+                Versioned {
+                    timestamp,
+                    value: value.map(<[u8]>::to_vec),
+                },
+            ));
+            out.len() < limit
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `visit(key, timestamp, value)` (`value: None` for a tombstone)
+    /// for each key from `start` to `end` with its newest version, in
+    /// ascending order (descending if `reverse`), until `visit` returns
+    /// `false`. Nothing is copied on the way: `visit` sees the bytes where
+    /// they lie, so a caller that serializes them or counts them pays for no
+    /// allocation per entry.
+    ///
+    /// # Errors
+    /// Disk errors and corruption from a table read; entries visited
+    /// before the error were correct.
+    pub fn scan_with(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        reverse: bool,
+        mut visit: impl FnMut(&[u8], Timestamp, Option<&[u8]>) -> bool,
+    ) -> Result<(), EngineError> {
+        if range_is_empty(start, end) {
+            return Ok(());
         }
         let mut cursors: Vec<Cursor<'_, D::File>> = Vec::new();
         cursors.push(Cursor::memtable(self.memtable.range(start, end), reverse));
@@ -701,8 +735,7 @@ impl<D: Disk> Engine<D> {
             cursors.push(Cursor::Table(cursor));
         }
         let mut merge = Merge::new(cursors, reverse);
-        let mut out = Vec::new();
-        while out.len() < limit && merge.next()? {
+        while merge.next()? {
             let key = merge.key();
             let inside = if reverse {
                 match start {
@@ -717,12 +750,11 @@ impl<D: Disk> Engine<D> {
                     Bound::Excluded(end) => key < end,
                 }
             };
-            if !inside {
+            if !inside || !visit(key, merge.timestamp(), merge.value()) {
                 break;
             }
-            out.push((key.to_vec(), merge.version()));
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Allows compaction to purge tombstones older than `horizon` (the

@@ -13,11 +13,14 @@
 
 use std::cmp::Ordering;
 
+use crate::bytes::key_cmp;
 use crate::disk::DiskFile;
 use crate::error::EngineError;
 use crate::memtable::{EntryRef, MemRange};
 use crate::sstable::reader::TableCursor;
-use crate::types::{Timestamp, Versioned};
+use crate::types::Timestamp;
+#[cfg(test)]
+use crate::types::Versioned;
 
 /// One source of a merge.
 #[derive(Debug)]
@@ -114,8 +117,8 @@ pub(crate) struct Merge<'a, F: DiskFile> {
     reverse: bool,
     /// The cursor holding the current entry, once `next` returned `true`.
     winner: Option<usize>,
-    /// The current key, kept apart from the cursors that move past it.
-    key: Vec<u8>,
+    /// Every cursor standing on the current key: they all move on next.
+    tied: Vec<usize>,
     /// Set by an error: the merge yields nothing more.
     failed: bool,
 }
@@ -128,7 +131,7 @@ impl<'a, F: DiskFile> Merge<'a, F> {
             cursors,
             reverse,
             winner: None,
-            key: Vec::new(),
+            tied: Vec::new(),
             failed: false,
         }
     }
@@ -151,42 +154,43 @@ impl<'a, F: DiskFile> Merge<'a, F> {
 
     fn step(&mut self) -> Result<bool, EngineError> {
         if self.winner.take().is_some() {
-            for cursor in &mut self.cursors {
-                if cursor.valid() && cursor.key() == self.key.as_slice() {
-                    cursor.advance()?;
-                }
+            for &index in &self.tied {
+                self.cursors[index].advance()?;
             }
         }
+        self.tied.clear();
         let mut winner: Option<usize> = None;
         for (index, cursor) in self.cursors.iter().enumerate() {
             if !cursor.valid() {
                 continue;
             }
-            let Some(best) = winner else {
+            let Some(best_index) = winner else {
                 winner = Some(index);
+                self.tied.push(index);
                 continue;
             };
-            let best = &self.cursors[best];
-            let mut order = cursor.key().cmp(best.key());
+            let best = &self.cursors[best_index];
+            let mut order = key_cmp(cursor.key(), best.key());
             if self.reverse {
                 order = order.reverse();
             }
-            let better = match order {
-                Ordering::Less => true,
-                Ordering::Equal => cursor.timestamp() > best.timestamp(),
-                Ordering::Greater => false,
-            };
-            if better {
-                winner = Some(index);
+            match order {
+                Ordering::Less => {
+                    winner = Some(index);
+                    self.tied.clear();
+                    self.tied.push(index);
+                }
+                Ordering::Equal => {
+                    self.tied.push(index);
+                    if cursor.timestamp() > best.timestamp() {
+                        winner = Some(index);
+                    }
+                }
+                Ordering::Greater => {}
             }
         }
-        let Some(winner) = winner else {
-            return Ok(false);
-        };
-        self.key.clear();
-        self.key.extend_from_slice(self.cursors[winner].key());
-        self.winner = Some(winner);
-        Ok(true)
+        self.winner = winner;
+        Ok(winner.is_some())
     }
 
     fn current(&self) -> &Cursor<'a, F> {
@@ -195,7 +199,7 @@ impl<'a, F: DiskFile> Merge<'a, F> {
 
     /// The current key.
     pub(crate) fn key(&self) -> &[u8] {
-        &self.key
+        self.current().key()
     }
 
     /// The current key's newest timestamp.
@@ -209,6 +213,7 @@ impl<'a, F: DiskFile> Merge<'a, F> {
     }
 
     /// The current entry, copied out.
+    #[cfg(test)]
     pub(crate) fn version(&self) -> Versioned {
         Versioned {
             timestamp: self.timestamp(),

@@ -18,23 +18,41 @@
 //!   never touched. Survivable because every record is checksummed and only
 //!   synced records were acknowledged: recovery keeps a prefix of the log
 //!   and drops the torn tail.
-//! - **Full disk** ([`SimDisk::set_full`]): every non-empty write fails with
-//!   `NoSpace` and writes nothing. Survivable because the writer rolls back
-//!   and reports the error instead of acknowledging.
-//! - **Failed sync** ([`SimDisk::fail_next_sync`]): the next `sync` or
-//!   `sync_dir` fails and makes nothing durable. Survivable because the node
-//!   treats it as fatal (poisons its engine, stops acknowledging) and the
-//!   simulator restarts it from what is durable.
+//! - **Lost directory operations on crash**: with
+//!   `unsynced_dir_op_keep_probability` above zero, each create, rename and
+//!   remove since the last `sync_dir` independently survives the crash or
+//!   not (replayed in order where it still applies). Survivable because a
+//!   name counts only after a `sync_dir`: tables are renamed into place and
+//!   the directory synced before the manifest names them, and files the
+//!   manifest does not name are garbage at open.
+//! - **Full disk** ([`SimDisk::set_full`], [`SimDisk::set_capacity_bytes`]):
+//!   a write that would take the disk past its capacity fails with `NoSpace`
+//!   and writes nothing. Survivable because the writer rolls back and
+//!   reports the error instead of acknowledging; reads keep working.
+//! - **Failed sync** ([`SimDisk::fail_next_sync`],
+//!   `sync_failure_probability`): a `sync` or `sync_dir` fails and makes
+//!   nothing durable. Survivable because the node treats it as fatal
+//!   (poisons its engine, stops acknowledging) and the simulator restarts it
+//!   from what is durable.
 //! - **Bit rot** ([`SimDisk::flip_bit`]): a bit of stored data changes, in
 //!   the durable and current contents alike. Survivable only within bounds
 //!   the simulator must keep (at most RF-1 replicas of a range): the engine
 //!   detects it by checksum and reports corruption, never serving it.
+//! - **Bad reads** (`read_bit_flip_probability`, `read_error_probability`,
+//!   [`SimDisk::mark_sector_unreadable`]): between crashes a read may return
+//!   a flipped bit (the stored bytes stay intact: a transient transfer
+//!   error) or fail with `Io` (a latent sector error; a marked sector fails
+//!   every read until it is written again, which remaps it). Survivable for
+//!   data the engine checksums, which it reports as corruption or an error,
+//!   never serving it. Off in [`SimDiskFaults::torn`]: a bad read of the
+//!   last WAL segment during recovery looks exactly like a torn tail.
 //!
 //! Handles opened before a crash belong to the crashed process: using one
 //! afterwards is an `Io` error, so a test that leaks one fails loudly.
 //!
 //! Everything is deterministic: ordered maps only, and randomness only from
-//! the generator passed to [`SimDisk::crash`].
+//! the generator passed to [`SimDisk::crash`] and, between crashes, from
+//! the disk's own generator seeded by [`SimDisk::with_seed`].
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -43,7 +61,8 @@ use std::rc::Rc;
 
 use enigma_engine::disk::validate_name;
 use enigma_engine::{Disk, DiskError, DiskFile};
-use rand::Rng;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 /// The unit a crash tears at: a disk sector.
 pub const SECTOR_BYTES: usize = 512;
@@ -52,8 +71,9 @@ pub const SECTOR_BYTES: usize = 512;
 /// without bound.
 pub const FILE_BYTES_MAX: u64 = 1 << 30;
 
-/// What a crash does to unsynced data. The default loses all of it and
-/// tears nothing.
+/// What a crash does to unsynced data, and what goes wrong between
+/// crashes. The default loses all unsynced data on a crash, tears nothing
+/// and injects nothing else.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimDiskFaults {
     /// Probability that a file with unsynced changes keeps its current
@@ -64,6 +84,15 @@ pub struct SimDiskFaults {
     pub unsynced_sector_keep_probability: f64,
     /// Probability that a sector with unsynced changes becomes garbage.
     pub torn_sector_probability: f64,
+    /// Probability that an unsynced create, rename or remove survives a
+    /// crash (each on its own); 0 undoes them all.
+    pub unsynced_dir_op_keep_probability: f64,
+    /// Probability that a read returns one flipped bit.
+    pub read_bit_flip_probability: f64,
+    /// Probability that a read fails with `Io`.
+    pub read_error_probability: f64,
+    /// Probability that a `sync` or `sync_dir` fails.
+    pub sync_failure_probability: f64,
 }
 
 impl Default for SimDiskFaults {
@@ -72,18 +101,32 @@ impl Default for SimDiskFaults {
             unsynced_length_keep_probability: 0.0,
             unsynced_sector_keep_probability: 0.0,
             torn_sector_probability: 0.0,
+            unsynced_dir_op_keep_probability: 0.0,
+            read_bit_flip_probability: 0.0,
+            read_error_probability: 0.0,
+            sync_failure_probability: 0.0,
         }
     }
 }
 
 impl SimDiskFaults {
     /// Crashes that keep some unsynced sectors and tear others: the harshest
-    /// setting the contract allows.
+    /// crash the contract allows. No faults between crashes.
     pub fn torn() -> SimDiskFaults {
         SimDiskFaults {
             unsynced_length_keep_probability: 0.5,
             unsynced_sector_keep_probability: 0.5,
             torn_sector_probability: 0.1,
+            ..SimDiskFaults::default()
+        }
+    }
+
+    /// [`Self::torn`] crashes that also lose or keep each unsynced
+    /// directory operation.
+    pub fn torn_with_lost_dir_ops() -> SimDiskFaults {
+        SimDiskFaults {
+            unsynced_dir_op_keep_probability: 0.5,
+            ..SimDiskFaults::torn()
         }
     }
 
@@ -98,6 +141,13 @@ impl SimDiskFaults {
                 self.unsynced_sector_keep_probability,
             ),
             ("torn_sector_probability", self.torn_sector_probability),
+            (
+                "unsynced_dir_op_keep_probability",
+                self.unsynced_dir_op_keep_probability,
+            ),
+            ("read_bit_flip_probability", self.read_bit_flip_probability),
+            ("read_error_probability", self.read_error_probability),
+            ("sync_failure_probability", self.sync_failure_probability),
         ] {
             assert!(
                 (0.0..=1.0).contains(&p),
@@ -105,6 +155,24 @@ impl SimDiskFaults {
             );
         }
     }
+}
+
+/// A directory operation not yet made durable by `sync_dir`.
+#[derive(Debug, Clone)]
+enum DirOp {
+    Create {
+        name: String,
+        inode: u64,
+    },
+    Rename {
+        from: String,
+        to: String,
+        inode: u64,
+    },
+    Remove {
+        name: String,
+        inode: u64,
+    },
 }
 
 /// One file's contents, apart from any name.
@@ -118,6 +186,8 @@ struct Inode {
     /// below it are equal in `current` and `durable`, so a sync copies only
     /// from here on.
     dirty_from: Option<usize>,
+    /// Sectors every read of which fails until they are written again.
+    unreadable_sectors: BTreeSet<usize>,
 }
 
 impl Inode {
@@ -181,6 +251,12 @@ struct State {
     dir_current: BTreeMap<String, u64>,
     /// The directory as of the last `sync_dir`.
     dir_durable: BTreeMap<String, u64>,
+    /// Directory operations since the last `sync_dir`, in order.
+    dir_ops: Vec<DirOp>,
+    /// Draws the faults between crashes.
+    rng: Option<ChaCha8Rng>,
+    /// Writes fail with `NoSpace` past this many bytes in all files.
+    capacity_bytes: Option<u64>,
     /// Crashes so far; handles from an earlier epoch are dead.
     epoch: u64,
     /// Writes fail with `NoSpace` while set.
@@ -194,8 +270,27 @@ struct State {
 }
 
 impl State {
+    /// Draws from the disk's generator; `false` when the probability is 0
+    /// (so a disk without faults never draws).
+    fn chance(&mut self, probability: f64) -> bool {
+        if probability <= 0.0 {
+            return false;
+        }
+        self.rng
+            .get_or_insert_with(|| ChaCha8Rng::seed_from_u64(0))
+            .random_bool(probability)
+    }
+
+    fn bytes_stored(&self) -> u64 {
+        self.inodes
+            .values()
+            .map(|inode| inode.current.len() as u64)
+            .sum()
+    }
+
     fn take_sync_failure(&mut self, name: &str) -> Result<(), DiskError> {
-        if std::mem::take(&mut self.fail_next_sync) {
+        let injected = self.chance(self.faults.sync_failure_probability);
+        if std::mem::take(&mut self.fail_next_sync) || injected {
             return Err(DiskError::SyncFailed {
                 name: name.to_owned(),
                 reason: "injected sync failure".to_owned(),
@@ -256,6 +351,32 @@ impl SimDisk {
     pub fn crash(&self, rng: &mut impl Rng) {
         let mut state = self.0.borrow_mut();
         let state = &mut *state;
+        let keep = state.faults.unsynced_dir_op_keep_probability;
+        let mut dir = state.dir_durable.clone();
+        for op in std::mem::take(&mut state.dir_ops) {
+            // Draw only when ops can survive, so that seeds without this
+            // fault crash exactly as before it existed.
+            if keep <= 0.0 || !rng.random_bool(keep) {
+                continue;
+            }
+            match op {
+                DirOp::Create { name, inode } => {
+                    dir.entry(name).or_insert(inode);
+                }
+                DirOp::Rename { from, to, inode } => {
+                    if dir.get(&from) == Some(&inode) {
+                        dir.remove(&from);
+                        dir.insert(to, inode);
+                    }
+                }
+                DirOp::Remove { name, inode } => {
+                    if dir.get(&name) == Some(&inode) {
+                        dir.remove(&name);
+                    }
+                }
+            }
+        }
+        state.dir_durable = dir;
         state.dir_current = state.dir_durable.clone();
         let live: BTreeSet<u64> = state.dir_durable.values().copied().collect();
         state.inodes.retain(|inode, _| live.contains(inode));
@@ -267,9 +388,49 @@ impl SimDisk {
         state.fail_next_sync = false;
     }
 
+    /// An empty disk whose faults between crashes are drawn from a
+    /// generator seeded with `seed`.
+    ///
+    /// # Panics
+    /// If a probability in `faults` is outside `0..=1`.
+    pub fn with_seed(faults: SimDiskFaults, seed: u64) -> SimDisk {
+        let disk = SimDisk::new(faults);
+        disk.0.borrow_mut().rng = Some(ChaCha8Rng::seed_from_u64(seed));
+        disk
+    }
+
     /// While `full`, every non-empty write fails with `NoSpace`.
     pub fn set_full(&self, full: bool) {
         self.0.borrow_mut().full = full;
+    }
+
+    /// Limits the bytes all files may hold together (`None`: no limit): a
+    /// write that would pass it fails with `NoSpace` and writes nothing.
+    pub fn set_capacity_bytes(&self, capacity: Option<u64>) {
+        self.0.borrow_mut().capacity_bytes = capacity;
+    }
+
+    /// Makes the sector holding `offset` of `name` fail every read until
+    /// it is written again: a latent sector error.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub fn mark_sector_unreadable(&self, name: &str, offset: u64) -> Result<(), DiskError> {
+        let mut state = self.0.borrow_mut();
+        let inode = *state
+            .dir_current
+            .get(name)
+            .ok_or_else(|| DiskError::NotFound {
+                name: name.to_owned(),
+            })?;
+        let sector = usize::try_from(offset).unwrap_or(usize::MAX) / SECTOR_BYTES;
+        state
+            .inodes
+            .get_mut(&inode)
+            .expect("the directory names live inodes")
+            .unreadable_sectors
+            .insert(sector);
+        Ok(())
     }
 
     /// Makes the next `sync` or `sync_dir` fail with `SyncFailed`.
@@ -352,6 +513,10 @@ impl Disk for SimDisk {
         state.inode_next += 1;
         state.inodes.insert(inode, Inode::default());
         state.dir_current.insert(name.to_owned(), inode);
+        state.dir_ops.push(DirOp::Create {
+            name: name.to_owned(),
+            inode,
+        });
         Ok(self.handle(&state, name, inode))
     }
 
@@ -384,6 +549,11 @@ impl Disk for SimDisk {
         // A replaced inode stays until the next crash: open handles may
         // still use it, as on a real file system.
         state.dir_current.insert(to.to_owned(), inode);
+        state.dir_ops.push(DirOp::Rename {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            inode,
+        });
         Ok(())
     }
 
@@ -391,7 +561,13 @@ impl Disk for SimDisk {
         validate_name(name)?;
         let mut state = self.0.borrow_mut();
         match state.dir_current.remove(name) {
-            Some(_) => Ok(()),
+            Some(inode) => {
+                state.dir_ops.push(DirOp::Remove {
+                    name: name.to_owned(),
+                    inode,
+                });
+                Ok(())
+            }
             None => Err(DiskError::NotFound {
                 name: name.to_owned(),
             }),
@@ -402,6 +578,7 @@ impl Disk for SimDisk {
         let mut state = self.0.borrow_mut();
         state.take_sync_failure(DIR_NAME)?;
         state.dir_durable = state.dir_current.clone();
+        state.dir_ops.clear();
         state.syncs += 1;
         Ok(())
     }
@@ -456,7 +633,8 @@ impl SimFile {
 impl DiskFile for SimFile {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), DiskError> {
         self.with_inode(|state, inode| {
-            let data = &state.inodes[&inode].current;
+            let file = &state.inodes[&inode];
+            let data = &file.current;
             let file_len = data.len() as u64;
             let range = usize::try_from(offset)
                 .ok()
@@ -464,7 +642,24 @@ impl DiskFile for SimFile {
                 .filter(|range| range.end <= data.len());
             match range {
                 Some(range) => {
+                    let bad_sector = !range.is_empty()
+                        && file
+                            .unreadable_sectors
+                            .range(range.start / SECTOR_BYTES..=(range.end - 1) / SECTOR_BYTES)
+                            .next()
+                            .is_some();
                     buf.copy_from_slice(&data[range]);
+                    if bad_sector || state.chance(state.faults.read_error_probability) {
+                        return Err(DiskError::Io {
+                            name: self.name.clone(),
+                            reason: format!("unreadable sector at or after offset {offset}"),
+                        });
+                    }
+                    if !buf.is_empty() && state.chance(state.faults.read_bit_flip_probability) {
+                        let rng = state.rng.as_mut().expect("chance made the generator");
+                        let at = rng.random_range(0..buf.len());
+                        buf[at] ^= 1 << rng.random_range(0..8);
+                    }
                     Ok(())
                 }
                 None => Err(DiskError::ShortRead {
@@ -489,7 +684,24 @@ impl DiskFile for SimFile {
             }
             let end = self.end_within_capacity(offset, data.len())?;
             let start = end - data.len();
+            if let Some(capacity) = state.capacity_bytes {
+                let growth = (end as u64).saturating_sub(state.inodes[&inode].current.len() as u64);
+                if state.bytes_stored() + growth > capacity {
+                    return Err(DiskError::NoSpace {
+                        name: self.name.clone(),
+                    });
+                }
+            }
             let file = state.inodes.get_mut(&inode).expect("checked by with_inode");
+            // Writing a sector remaps it: it reads again.
+            let written: Vec<usize> = file
+                .unreadable_sectors
+                .range(start / SECTOR_BYTES..=(end - 1) / SECTOR_BYTES)
+                .copied()
+                .collect();
+            for sector in written {
+                file.unreadable_sectors.remove(&sector);
+            }
             file.mark_dirty(start);
             if file.current.len() < end {
                 file.current.resize(end, 0);
@@ -730,6 +942,156 @@ mod tests {
         disk.crash(&mut rng(6));
         assert_eq!(contents(&disk, "f"), [0, 0, 1, 0]);
         assert!(disk.flip_bit("f", 4, 0).is_err());
+    }
+
+    #[test]
+    fn unsynced_dir_ops_are_each_kept_or_lost_and_synced_ones_always_kept() {
+        let (mut kept, mut lost) = (0, 0);
+        for seed in 0..40 {
+            let disk = SimDisk::new(SimDiskFaults::torn_with_lost_dir_ops());
+            let mut durable = disk.create("durable").expect("create");
+            durable.append(b"d").expect("append");
+            durable.sync().expect("sync");
+            disk.create("old").expect("create");
+            disk.sync_dir().expect("sync_dir");
+            disk.create("new").expect("create");
+            disk.rename("old", "renamed").expect("rename");
+            disk.crash(&mut rng(seed));
+            let names = disk.list().expect("list");
+            assert!(
+                names.contains(&"durable".to_owned()),
+                "seed {seed}: {names:?}"
+            );
+            assert_eq!(contents(&disk, "durable"), b"d");
+            let renamed = names.contains(&"renamed".to_owned());
+            assert_ne!(
+                renamed,
+                names.contains(&"old".to_owned()),
+                "seed {seed}: a rename is atomic: {names:?}"
+            );
+            if names.contains(&"new".to_owned()) {
+                kept += 1;
+            } else {
+                lost += 1;
+            }
+        }
+        assert!(kept > 0 && lost > 0, "kept {kept}, lost {lost}");
+    }
+
+    #[test]
+    fn capacity_rejects_growth_past_it_and_reads_still_work() {
+        let disk = SimDisk::default();
+        disk.set_capacity_bytes(Some(10));
+        let mut file = disk.create("f").expect("create");
+        file.append(b"12345678").expect("fits");
+        assert!(matches!(
+            file.append(b"abc"),
+            Err(DiskError::NoSpace { .. })
+        ));
+        file.write_at(0, b"AB").expect("overwriting takes no space");
+        assert_eq!(contents(&disk, "f"), b"AB345678");
+        disk.set_capacity_bytes(None);
+        file.append(b"abc").expect("space again");
+    }
+
+    #[test]
+    fn bad_reads_flip_a_bit_or_fail_and_leave_the_data_intact() {
+        let faults = SimDiskFaults {
+            read_bit_flip_probability: 1.0,
+            ..SimDiskFaults::default()
+        };
+        let disk = SimDisk::with_seed(faults, 3);
+        let mut file = disk.create("f").expect("create");
+        file.append(&[0; 64]).expect("append");
+        let mut buf = [0_u8; 64];
+        file.read_at(0, &mut buf).expect("read");
+        let flipped: u32 = buf.iter().map(|b| b.count_ones()).sum();
+        assert_eq!(flipped, 1, "one bit flipped in transit");
+        disk.set_faults(SimDiskFaults {
+            read_error_probability: 1.0,
+            ..SimDiskFaults::default()
+        });
+        assert!(matches!(
+            file.read_at(0, &mut buf),
+            Err(DiskError::Io { .. })
+        ));
+        disk.set_faults(SimDiskFaults::default());
+        assert_eq!(contents(&disk, "f"), vec![0; 64], "stored bytes intact");
+    }
+
+    #[test]
+    fn latent_sector_error_fails_reads_until_the_sector_is_rewritten() {
+        let disk = SimDisk::default();
+        let mut file = disk.create("f").expect("create");
+        file.append(&[1; 3 * SECTOR_BYTES]).expect("append");
+        disk.mark_sector_unreadable("f", SECTOR_BYTES as u64 + 5)
+            .expect("mark");
+        let mut buf = [0_u8; 10];
+        file.read_at(0, &mut buf).expect("other sectors read");
+        assert!(matches!(
+            file.read_at(SECTOR_BYTES as u64 * 2 - 4, &mut buf),
+            Err(DiskError::Io { .. })
+        ));
+        file.write_at(SECTOR_BYTES as u64, &[2; 4])
+            .expect("rewrite");
+        file.read_at(SECTOR_BYTES as u64, &mut buf)
+            .expect("remapped");
+    }
+
+    #[test]
+    fn sync_failure_probability_fails_syncs() {
+        let faults = SimDiskFaults {
+            sync_failure_probability: 1.0,
+            ..SimDiskFaults::default()
+        };
+        let disk = SimDisk::with_seed(faults, 1);
+        let mut file = disk.create("f").expect("create");
+        assert!(matches!(file.sync(), Err(DiskError::SyncFailed { .. })));
+        assert!(matches!(disk.sync_dir(), Err(DiskError::SyncFailed { .. })));
+    }
+
+    #[test]
+    fn engine_never_serves_a_bad_read() {
+        let options = EngineOptions {
+            memtable_bytes_max: enigma_engine::MEMTABLE_BYTES_MIN,
+            table_block_bytes: enigma_engine::TABLE_BLOCK_BYTES_MIN,
+            block_cache_bytes: 0,
+            ..small_segments()
+        };
+        let disk = SimDisk::with_seed(SimDiskFaults::default(), 9);
+        let mut engine = Engine::open(disk.clone(), options.clone()).expect("open");
+        for i in 0..200 {
+            engine.write(&key(i), value(i)).expect("write");
+        }
+        engine.compact_all().expect("compact");
+        engine.sync().expect("sync");
+        assert!(engine.tables_total() > 0);
+        disk.set_faults(SimDiskFaults {
+            read_bit_flip_probability: 0.2,
+            read_error_probability: 0.05,
+            ..SimDiskFaults::default()
+        });
+        let (mut served, mut refused) = (0, 0);
+        for round in 0..5 {
+            for i in 0..200 {
+                match engine.get(&key(i)) {
+                    Ok(got) => {
+                        assert_eq!(got, Some(value(i)), "round {round}: key {i}");
+                        served += 1;
+                    }
+                    Err(
+                        EngineError::ChecksumMismatch { .. }
+                        | EngineError::Corruption { .. }
+                        | EngineError::Disk(DiskError::Io { .. }),
+                    ) => refused += 1,
+                    Err(other) => panic!("unexpected error {other}"),
+                }
+            }
+        }
+        assert!(
+            served > 0 && refused > 0,
+            "served {served}, refused {refused}"
+        );
     }
 
     fn small_segments() -> EngineOptions {

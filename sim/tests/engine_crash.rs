@@ -57,7 +57,7 @@ fn engine_recovers_a_prefix_after_dying_during_flush_compaction_and_writes() {
         // all its bytes, synced or not, which every file survives by never
         // writing into a sector that holds synced bytes (WAL syncs and
         // manifest records end on sector boundaries; tables are synced whole).
-        let sim = SimDisk::new(SimDiskFaults::torn());
+        let sim = SimDisk::new(SimDiskFaults::torn_with_lost_dir_ops());
         let death = Rc::new(Death::default());
         let disk = DyingDisk {
             inner: sim.clone(),

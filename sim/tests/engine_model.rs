@@ -193,7 +193,7 @@ fn open(disk: &DyingDisk) -> Engine<DyingDisk> {
 }
 
 fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let sim = SimDisk::new(SimDiskFaults::torn());
+    let sim = SimDisk::new(SimDiskFaults::torn_with_lost_dir_ops());
     let death = Rc::new(Death::default());
     let disk = DyingDisk {
         inner: sim.clone(),

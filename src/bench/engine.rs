@@ -12,7 +12,9 @@
 //! - `readrandom`: `--reads` point reads of random existing keys after
 //!   `fillrandom` (each engine first finishes its pending flushes);
 //! - `scan`: `--scans` scans of `--scan-keys` consecutive keys each, from
-//!   random starts, in the `fillrandom` data;
+//!   random starts, in the `fillrandom` data, each key and value read (their
+//!   lengths summed): through `Engine::scan_with`, which hands out entries
+//!   in place, and through fjall's range iterator;
 //! - `fillsync1`, `fillsync4`: `--sync-writes` writes, each acknowledged only
 //!   after an fsync covers it, by 1 and by 4 writer threads;
 //! - `size`: bytes on disk of the `fillrandom` data after a full
@@ -553,15 +555,23 @@ mod enigma {
         let mut rng = SplitMix(SCAN_SEED);
         let (time, scanned) = seconds(|| -> anyhow::Result<u64> {
             let mut scanned = 0;
+            let mut bytes = 0_u64;
             for _ in 0..args.scans {
                 let start = key(rng.below(args.keys - args.scan_keys + 1));
-                let entries = engine.scan(
+                let mut left = args.scan_keys;
+                engine.scan_with(
                     Bound::Included(&start[..]),
                     Bound::Unbounded,
-                    args.scan_keys as usize,
+                    false,
+                    |key, _timestamp, value| {
+                        bytes += (key.len() + value.map_or(0, <[u8]>::len)) as u64;
+                        left -= 1;
+                        left > 0
+                    },
                 )?;
-                scanned += entries.len() as u64;
+                scanned += args.scan_keys - left;
             }
+            ensure!(bytes > 0, "scans read nothing");
             Ok(scanned)
         });
         let scanned = scanned?;
@@ -779,13 +789,16 @@ mod fjall_bench {
         let mut rng = SplitMix(SCAN_SEED);
         let (time, scanned) = seconds(|| -> anyhow::Result<u64> {
             let mut scanned = 0;
+            let mut bytes = 0_u64;
             for _ in 0..args.scans {
                 let start = key(rng.below(args.keys - args.scan_keys + 1));
                 for guard in keyspace.range(&start[..]..).take(args.scan_keys as usize) {
-                    let (_key, _value) = guard.into_inner()?;
+                    let (key, value) = guard.into_inner()?;
+                    bytes += (key.len() + value.len()) as u64;
                     scanned += 1;
                 }
             }
+            ensure!(bytes > 0, "scans read nothing");
             Ok(scanned)
         });
         let scanned = scanned?;

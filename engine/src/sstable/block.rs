@@ -23,7 +23,7 @@ use std::cmp::Ordering;
 use std::ops::Range;
 use std::sync::Arc;
 
-use crate::bytes::{put_varint, Reader};
+use crate::bytes::{key_cmp, put_varint, Reader};
 use crate::error::EngineError;
 use crate::sstable::corruption;
 use crate::types::{Timestamp, Versioned};
@@ -305,7 +305,7 @@ impl Block {
         let (mut low, mut high) = (0, self.restarts.len());
         while high - low > 1 {
             let middle = low + (high - low) / 2;
-            if self.restart_key(middle, origin)? <= key {
+            if key_cmp(self.restart_key(middle, origin)?, key).is_le() {
                 low = middle;
             } else {
                 high = middle;
@@ -321,7 +321,7 @@ impl Block {
             let parts = self.entry_at(position, current.len(), origin)?;
             current.truncate(parts.shared);
             current.extend_from_slice(&self.contents[parts.suffix.clone()]);
-            match current.as_slice().cmp(key) {
+            match key_cmp(&current, key) {
                 Ordering::Less => {}
                 Ordering::Equal => return Ok(Some(self.version(&parts))),
                 Ordering::Greater => return Ok(None),
@@ -434,7 +434,7 @@ impl BlockCursor {
         let (mut low, mut high) = (0, block.restarts.len());
         while high - low > 1 {
             let middle = low + (high - low) / 2;
-            if block.restart_key(middle, origin)? < target {
+            if key_cmp(block.restart_key(middle, origin)?, target).is_lt() {
                 low = middle;
             } else {
                 high = middle;
@@ -445,7 +445,7 @@ impl BlockCursor {
         self.key.clear();
         self.started = false;
         while self.advance(origin)? {
-            let after = match self.key.as_slice().cmp(target) {
+            let after = match key_cmp(&self.key, target) {
                 Ordering::Less => false,
                 Ordering::Equal => !exclusive,
                 Ordering::Greater => true,

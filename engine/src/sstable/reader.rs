@@ -11,6 +11,7 @@ use std::cell::RefCell;
 use std::ops::{Bound, Range};
 use std::sync::Arc;
 
+use crate::bytes::key_cmp;
 use crate::disk::{Disk, DiskFile};
 use crate::error::EngineError;
 use crate::sstable::block::{Block, BlockCursor, BlockOrigin};
@@ -359,9 +360,10 @@ impl<F: DiskFile> TableCursor<'_, F> {
     fn check_forward_key(&mut self, first_in_block: bool) -> Result<(), EngineError> {
         let index = &self.table.index;
         let key = self.forward.as_ref().expect("a forward cursor").key();
-        let within = key <= index.last_key(self.position);
-        let after_previous =
-            !first_in_block || self.position == 0 || key > index.last_key(self.position - 1);
+        let within = key_cmp(key, index.last_key(self.position)).is_le();
+        let after_previous = !first_in_block
+            || self.position == 0
+            || key_cmp(key, index.last_key(self.position - 1)).is_gt();
         if within && after_previous {
             Ok(())
         } else {
