@@ -2,11 +2,16 @@
 //! tests check). One sub-subcommand per thing measured, so another target
 //! is one more variant of [`BenchTarget`].
 //!
+//! `enigma bench engine` runs db_bench-style workloads on the storage engine
+//! (and on fjall, with `--compare fjall`): see `bench/engine.rs`.
+//!
 //! `enigma bench checker` times the linearizability checker on the
 //! validation corpus (the etcd set as a whole, each kv file alone) and on a
 //! generated stress history, and prints minimum and median wall times over
 //! `--repeat` runs. Checking only: files are parsed before the clock starts
 //! (parse time is printed apart), as Porcupine's figures are.
+
+mod engine;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,6 +29,9 @@ pub struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 enum BenchTarget {
+    /// Run db_bench-style workloads against the storage engine on real
+    /// files (and against fjall with `--compare fjall`).
+    Engine(engine::EngineBenchArgs),
     /// Time the history checker on the validation corpus and a generated
     /// stress history.
     Checker(CheckerBenchArgs),
@@ -56,6 +64,7 @@ struct CheckerBenchArgs {
 pub fn bench(args: &BenchArgs) -> ExitCode {
     let result = match &args.target {
         BenchTarget::Checker(a) => bench_checker(a),
+        BenchTarget::Engine(a) => engine::bench_engine(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,13 +1,25 @@
-//! `enigma check FILE`: is a recorded history linearizable?
+//! `enigma check FILE`: does a recorded history keep what was promised?
 //!
 //! Reads EnigmaDB's JSON Lines histories, Jepsen EDN maps and Jepsen log
-//! lines (detected from the first line unless `--format` says), checks the
-//! history against its model and prints `verdict: linearizable`,
-//! `verdict: not-linearizable` or `verdict: unknown`, then the report.
+//! lines (detected from the first line unless `--format` says).
 //!
-//! Exit status: 0 linearizable, 1 not linearizable, 2 unknown (budget or
-//! `--timeout` ran out) or unusable input (unreadable, malformed, or not of
-//! the `--model` asked for).
+//! A history without consistency levels (every Jepsen history, and
+//! EnigmaDB files that record none) is checked for linearizability against
+//! its model: `verdict: linearizable`, `verdict: not-linearizable` or
+//! `verdict: unknown`, then the report.
+//!
+//! A history whose operations record their consistency level gets the
+//! checks each level promises (`enigma_checker::promises`, DESIGN.md
+//! section 5), given the run facts of its `run` line: a line per check with
+//! its outcome, then the verdict: `linearizable` (every operation is
+//! promised linearizability and everything held), `promises-kept` (weaker
+//! promises, all kept), `not-linearizable`, `promise-broken` (a lost write,
+//! a session reading back in time, ...) or `unknown`, then each violation's
+//! account.
+//!
+//! Exit status: 0 linearizable or promises kept, 1 not linearizable or a
+//! promise broken, 2 unknown (budget or `--timeout` ran out) or unusable
+//! input (unreadable, malformed, or not of the `--model` asked for).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -15,9 +27,12 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
+use enigma_checker::format::enigma::parse_assembled;
 use enigma_checker::format::{detect_format, parse, Format, ParsedHistory};
-use enigma_checker::report::html_report;
-use enigma_checker::{Call, CheckOptions, Verdict};
+use enigma_checker::report::{html_promise_report, html_report};
+use enigma_checker::{
+    check_promises, Call, CheckOptions, PromiseInput, PromiseReport, PromiseVerdict, Verdict,
+};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -92,14 +107,71 @@ fn check_file(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let format = args
         .format
         .map_or_else(|| detect_format(&text), Format::from);
-    let history = parse(&text, format).with_context(|| format!("{} ({format})", path.display()))?;
+    let context = || format!("{} ({format})", path.display());
+    let (history, leveled) = if format == Format::Enigma {
+        let assembled = parse_assembled(&text).with_context(context)?;
+        let leveled = (!assembled.levels.is_empty()).then(|| {
+            (
+                assembled.levels,
+                assembled.versions,
+                assembled.run.map(|r| r.facts).unwrap_or_default(),
+            )
+        });
+        (assembled.history, leveled)
+    } else {
+        (parse(&text, format).with_context(context)?, None)
+    };
     if let Some(model) = args.model {
         fits_model(&history, model).with_context(|| format!("{}", path.display()))?;
     }
     let stop = deadline_hook(args.timeout)?;
-    let verdict = history.check_with_stop(&CheckOptions::default(), &stop);
+    let header = format!(
+        "file: {} ({} operations, {format}, {} model)",
+        path.display(),
+        history.len(),
+        history.model_name()
+    );
+    let Some((levels, versions, facts)) = leveled else {
+        return check_linearizability(args, &header, &history, &stop);
+    };
+    let input = PromiseInput {
+        history: &history,
+        levels: &levels,
+        versions: &versions,
+        facts,
+        replicas: None,
+    };
+    let report = check_promises(&input, &CheckOptions::default(), &stop);
     if let Some(html) = &args.html {
-        write_html(html, path, &history, &verdict)?;
+        write_promise_html(html, path, &history, &report)?;
+    }
+    let verdict = report.verdict();
+    let code = match verdict {
+        PromiseVerdict::Linearizable | PromiseVerdict::PromisesKept => 0,
+        PromiseVerdict::NotLinearizable | PromiseVerdict::PromiseBroken => 1,
+        PromiseVerdict::Unknown => EXIT_UNUSABLE,
+    };
+    let mut out = std::io::stdout().lock();
+    // A reader that went away (e.g. `| head`) is no error: the status tells.
+    let _ = write!(
+        out,
+        "{header}\n{report}verdict: {}\n{}",
+        verdict.word(),
+        report.details()
+    );
+    Ok(ExitCode::from(code))
+}
+
+/// The plain linearizability check of a history without levels.
+fn check_linearizability(
+    args: &CheckArgs,
+    header: &str,
+    history: &ParsedHistory,
+    stop: &dyn Fn() -> bool,
+) -> anyhow::Result<ExitCode> {
+    let verdict = history.check_with_stop(&CheckOptions::default(), stop);
+    if let Some(html) = &args.html {
+        write_html(html, &args.file, history, &verdict)?;
     }
     let (word, code) = match &verdict {
         Verdict::Linearizable => ("linearizable", 0),
@@ -107,22 +179,12 @@ fn check_file(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         Verdict::Unknown { .. } => ("unknown", EXIT_UNUSABLE),
     };
     let mut out = std::io::stdout().lock();
-    let shown = writeln!(
-        out,
-        "file: {} ({} operations, {format}, {} model)\nverdict: {word}",
-        path.display(),
-        history.len(),
-        history.model_name()
-    )
-    .and_then(|()| match &verdict {
+    // A reader that went away (e.g. `| head`) is no error: the status tells.
+    let _ = writeln!(out, "{header}\nverdict: {word}").and_then(|()| match &verdict {
         Verdict::Linearizable => Ok(()),
         Verdict::NotLinearizable(c) => write!(out, "{c}"),
         Verdict::Unknown { reason } => writeln!(out, "{reason}"),
     });
-    if shown.is_err() {
-        // The reader went away (e.g. `| head`); the status still tells.
-        return Ok(ExitCode::from(code));
-    }
     Ok(ExitCode::from(code))
 }
 
@@ -186,5 +248,19 @@ fn write_html(
         _ => Vec::new(),
     };
     let page = html_report(&file.display().to_string(), verdict, &timeline);
+    std::fs::write(html, page).with_context(|| format!("cannot write {}", html.display()))
+}
+
+fn write_promise_html(
+    html: &Path,
+    file: &Path,
+    history: &ParsedHistory,
+    report: &PromiseReport,
+) -> anyhow::Result<()> {
+    let timeline = match &report.linearizability {
+        Some(Verdict::NotLinearizable(c)) => history.timeline(&c.key),
+        _ => Vec::new(),
+    };
+    let page = html_promise_report(&file.display().to_string(), report, &timeline);
     std::fs::write(html, page).with_context(|| format!("cannot write {}", html.display()))
 }

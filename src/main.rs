@@ -44,10 +44,20 @@ enum Command {
     /// arguments.
     Sim(SimArgs),
     /// Check a recorded history (EnigmaDB JSON Lines, Jepsen EDN or Jepsen
-    /// log) for linearizability.
+    /// log) for linearizability, or, when its operations record consistency
+    /// levels, for what each level promises.
     ///
-    /// Exit status: 0 linearizable, 1 not linearizable, 2 unknown or
-    /// unusable input.
+    /// A history without levels gets `verdict: linearizable`,
+    /// `not-linearizable` or `unknown`. A history with levels (and an
+    /// optional `run` line: clock skew, replication factor) prints one line
+    /// per check (linearizability where promised, lost-write,
+    /// read-your-writes, monotonic-reads, set-completeness, convergence),
+    /// then `verdict: linearizable` (every operation promised it and all
+    /// held), `promises-kept`, `not-linearizable`, `promise-broken` or
+    /// `unknown`.
+    ///
+    /// Exit status: 0 linearizable or promises kept, 1 not linearizable or
+    /// a promise broken, 2 unknown or unusable input.
     Check(check::CheckArgs),
     /// Measure performance (release builds only give meaningful numbers).
     Bench(bench::BenchArgs),
@@ -108,10 +118,17 @@ struct SimArgs {
     #[arg(long, value_parser = parse_on_off, default_value = "on")]
     faults: bool,
     /// Largest wall-clock offset of a node, in milliseconds. Above zero,
-    /// last-write-wins no longer promises linearizability, so that check is
-    /// skipped and only convergence is checked.
+    /// QUORUM/ALL no longer promise linearizability: the history is held to
+    /// the lost-write and session checks instead.
     #[arg(long, default_value_t = 0)]
     clock_skew_max_ms: u64,
+    /// Each node's memtable size before it is flushed as a table (small, so
+    /// that flushes and compactions run).
+    #[arg(long, default_value_t = SimConfig::default().memtable_bytes)]
+    memtable_bytes: usize,
+    /// One stored value in 32 is padded to this many bytes.
+    #[arg(long, default_value_t = SimConfig::default().value_bytes)]
+    value_bytes: usize,
     /// Print every event of the run as a timeline (single seed only).
     #[arg(long, requires = "seed")]
     trace: bool,
@@ -179,7 +196,9 @@ fn sim(args: &SimArgs) -> ExitCode {
         faults: args.faults,
         clock_skew_max_ms: args.clock_skew_max_ms,
         trace: args.trace,
-        planted_bug: false,
+        memtable_bytes: args.memtable_bytes,
+        value_bytes: args.value_bytes,
+        ..SimConfig::default()
     };
     if let Err(e) = config.validate() {
         eprintln!("error: {e}");
@@ -223,6 +242,17 @@ fn sim_one(config: &SimConfig, show_history: bool, history_out: Option<&Path>) -
         stats.partitions,
         stats.messages,
     );
+    println!(
+        "storage: {} flushes, {} compactions, {} acknowledged replica writes held to durability",
+        stats.tables_flushed, stats.compactions, stats.writes_acknowledged
+    );
+    let checks: Vec<String> = report
+        .promises
+        .checks
+        .iter()
+        .map(|r| format!("{} {}", r.check, r.status.word()))
+        .collect();
+    println!("checks: {}", checks.join(", "));
     println!("digest: {:016x}", report.digest);
     if report.passed() {
         println!("result: pass");

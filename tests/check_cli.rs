@@ -223,3 +223,252 @@ fn bench_without_a_corpus_exits_two() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("cannot list"), "{}", stderr(&out));
 }
+
+/// A run line and events, one per line.
+fn leveled(run: &str, events: &[&str]) -> String {
+    let mut text = String::new();
+    if !run.is_empty() {
+        text.push_str(run);
+        text.push('\n');
+    }
+    for e in events {
+        text.push_str(e);
+        text.push('\n');
+    }
+    text
+}
+
+const RUN_NO_SKEW: &str =
+    r#"{"type":"run","clock_skew":false,"replication_factor":3,"session_timestamps":false}"#;
+const RUN_SKEW: &str =
+    r#"{"type":"run","clock_skew":true,"replication_factor":3,"session_timestamps":false}"#;
+
+/// Key k1: process 0 writes 1, process 1 writes 2 (acknowledged, with the
+/// higher version), then a read returns 1 at `read_level` with the version
+/// of 1. The writes are at `write_level`.
+fn stale_read_history(run: &str, write_level: &str, read_level: &str) -> String {
+    let w1 = format!(
+        r#"{{"type":"invoke","process":0,"key":"k1","f":"write","value":1,"time":10,"level":"{write_level}"}}"#
+    );
+    let w1_ok = r#"{"type":"ok","process":0,"key":"k1","f":"write","value":1,"time":20,"timestamp":100,"writer":1}"#;
+    let w2 = format!(
+        r#"{{"type":"invoke","process":1,"key":"k1","f":"write","value":2,"time":30,"level":"{write_level}"}}"#
+    );
+    let w2_ok = r#"{"type":"ok","process":1,"key":"k1","f":"write","value":2,"time":40,"timestamp":200,"writer":2}"#;
+    let r = format!(
+        r#"{{"type":"invoke","process":2,"key":"k1","f":"read","value":null,"time":50,"level":"{read_level}"}}"#
+    );
+    let r_ok = r#"{"type":"ok","process":2,"key":"k1","f":"read","value":1,"time":60,"timestamp":100,"writer":1}"#;
+    leveled(run, &[&w1, w1_ok, &w2, w2_ok, &r, r_ok])
+}
+
+fn check_text(dir: &Path, name: &str, text: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let file = write(dir, name, text);
+    let mut args = vec![file.to_str().expect("temporary paths are UTF-8")];
+    args.extend_from_slice(extra);
+    let out = enigma_check(&args);
+    (
+        out.status.code(),
+        format!("{}{}", stdout(&out), stderr(&out)),
+    )
+}
+
+#[test]
+fn a_lost_write_at_one_is_reported_with_its_key_and_write() {
+    let dir = tempfile::tempdir().unwrap();
+    // The read at ALL must meet the replica that acknowledged the ONE write
+    // of 2, yet it returns the older version of 1.
+    let text = stale_read_history(RUN_NO_SKEW, "ONE", "ALL");
+    let (code, out) = check_text(dir.path(), "one.jsonl", &text, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("verdict: promise-broken"), "{out}");
+    assert!(
+        out.contains("lost-write        VIOLATED: key \"k1\": acknowledged write was lost"),
+        "{out}"
+    );
+    assert!(
+        out.contains("#1 p1 k1 write 2 [30..40] ok (version 200 by 2)"),
+        "{out}"
+    );
+    assert!(out.contains("#2 p2 k1 read [50..60] ok 1"), "{out}");
+    // ONE writes promise no linearizability: that check does not run.
+    assert!(
+        out.contains("linearizability   not applicable: not promised"),
+        "{out}"
+    );
+    // The same stale read at ONE need not meet the ONE write's replica: no
+    // promise is broken.
+    let text = stale_read_history(RUN_NO_SKEW, "ONE", "ONE");
+    let (code, out) = check_text(dir.path(), "one-one.jsonl", &text, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("verdict: promises-kept"), "{out}");
+}
+
+#[test]
+fn quorum_without_skew_is_checked_for_linearizability() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = stale_read_history(RUN_NO_SKEW, "QUORUM", "QUORUM");
+    let (code, out) = check_text(dir.path(), "q.jsonl", &text, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("verdict: not-linearizable"), "{out}");
+    assert!(out.contains("key \"k1\" is not linearizable"), "{out}");
+    assert!(out.contains("#2 p2 k1 read [50..60] ok 1"), "{out}");
+    // A fresh read instead: linearizable, and the verdict says so.
+    let text = text.replace(
+        r#""value":1,"time":60,"timestamp":100,"writer":1"#,
+        r#""value":2,"time":60,"timestamp":200,"writer":2"#,
+    );
+    let (code, out) = check_text(dir.path(), "q-ok.jsonl", &text, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("verdict: linearizable"), "{out}");
+    assert!(out.contains("linearizability   passed: 1 key(s)"), "{out}");
+    assert!(out.contains("lost-write        passed"), "{out}");
+}
+
+#[test]
+fn quorum_under_skew_is_held_to_the_lost_write_check_only() {
+    let dir = tempfile::tempdir().unwrap();
+    // Under skew the second write may get the lower timestamp: here the
+    // versions say it did (the read's version 300 beats the write's 200),
+    // so reading 1 afterwards breaks nothing.
+    let text = stale_read_history(RUN_SKEW, "QUORUM", "QUORUM")
+        .replace(
+            r#""time":20,"timestamp":100"#,
+            r#""time":20,"timestamp":300"#,
+        )
+        .replace(
+            r#""time":60,"timestamp":100"#,
+            r#""time":60,"timestamp":300"#,
+        );
+    let (code, out) = check_text(dir.path(), "skew.jsonl", &text, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("run: clock skew yes"), "{out}");
+    assert!(out.contains("verdict: promises-kept"), "{out}");
+    assert!(out.contains("lost-write        passed"), "{out}");
+    // With the recorded versions the other way round, it is a lost write.
+    let text = stale_read_history(RUN_SKEW, "QUORUM", "QUORUM");
+    let (code, out) = check_text(dir.path(), "skew-lost.jsonl", &text, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("verdict: promise-broken"), "{out}");
+    assert!(
+        out.contains("key \"k1\": acknowledged write was lost"),
+        "{out}"
+    );
+}
+
+#[test]
+fn session_guarantees_bind_one_only_when_sessions_carry_timestamps() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = [
+        r#"{"type":"invoke","process":0,"key":"k","f":"write","value":7,"time":10,"level":"ONE"}"#,
+        r#"{"type":"ok","process":0,"key":"k","f":"write","value":7,"time":20}"#,
+        r#"{"type":"invoke","process":0,"key":"k","f":"read","value":null,"time":30,"level":"ONE"}"#,
+        r#"{"type":"ok","process":0,"key":"k","f":"read","value":null,"time":40}"#,
+    ];
+    let (code, out) = check_text(
+        dir.path(),
+        "plain.jsonl",
+        &leveled(RUN_NO_SKEW, &events),
+        &[],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("read-your-writes  not applicable"), "{out}");
+    let run = RUN_NO_SKEW.replace(
+        r#""session_timestamps":false"#,
+        r#""session_timestamps":true"#,
+    );
+    let (code, out) = check_text(dir.path(), "sessions.jsonl", &leveled(&run, &events), &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("read-your-writes  VIOLATED: key \"k\": process 0 did not read its own write"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_leveled_set_missing_an_acknowledged_add_breaks_completeness() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = [
+        r#"{"type":"invoke","process":0,"key":"s","f":"add","value":4,"time":10,"level":"QUORUM"}"#,
+        r#"{"type":"ok","process":0,"key":"s","f":"add","value":4,"time":20}"#,
+        r#"{"type":"invoke","process":1,"key":"s","f":"read-all","time":30,"level":"QUORUM"}"#,
+        r#"{"type":"ok","process":1,"key":"s","f":"read-all","value":[],"time":40}"#,
+    ];
+    let (code, out) = check_text(dir.path(), "set.jsonl", &leveled(RUN_SKEW, &events), &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("set-completeness  VIOLATED: key \"s\": acknowledged add of 4"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_leveled_html_page_lists_every_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("page.html");
+    let text = stale_read_history(RUN_NO_SKEW, "ONE", "ALL");
+    let (code, out) = check_text(
+        dir.path(),
+        "one.jsonl",
+        &text,
+        &["--html", html.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    let page = std::fs::read_to_string(&html).expect("html written");
+    assert!(page.contains("verdict: promise-broken"), "{page}");
+    assert!(page.contains("<td>lost-write</td>"), "{page}");
+    assert!(
+        page.contains("key &quot;k1&quot;: acknowledged write was lost"),
+        "{page}"
+    );
+}
+
+#[test]
+fn a_misplaced_run_line_exits_two_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{}{RUN_NO_SKEW}\n", stale_read_history("", "ONE", "ALL"));
+    let (code, out) = check_text(dir.path(), "late.jsonl", &text, &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("line 7, column 2"), "{out}");
+    assert!(out.contains("the run line must be the first line"), "{out}");
+}
+
+#[test]
+fn a_leveled_file_without_a_run_line_says_what_it_assumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out) = check_text(dir.path(), "old.jsonl", LINEARIZABLE, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("run: clock skew not recorded, taken as no"),
+        "{out}"
+    );
+    assert!(out.contains("verdict: linearizable"), "{out}");
+}
+
+#[test]
+fn a_leveled_history_the_search_cannot_decide_in_time_is_unknown() {
+    // The hard history of the timeout test, every operation at QUORUM.
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for p in 0..14 {
+        text.push_str(&format!(
+            "{{\"type\":\"invoke\",\"process\":{p},\"key\":\"k\",\"f\":\"write\",\"value\":{p},\"time\":0,\"level\":\"QUORUM\"}}\n"
+        ));
+    }
+    for p in 0..14 {
+        text.push_str(&format!(
+            "{{\"type\":\"ok\",\"process\":{p},\"key\":\"k\",\"f\":\"write\",\"value\":{p},\"time\":100}}\n"
+        ));
+    }
+    text.push_str("{\"type\":\"invoke\",\"process\":99,\"key\":\"k\",\"f\":\"read\",\"time\":200,\"level\":\"QUORUM\"}\n");
+    text.push_str(
+        "{\"type\":\"ok\",\"process\":99,\"key\":\"k\",\"f\":\"read\",\"value\":42,\"time\":300}\n",
+    );
+    let (code, out) = check_text(dir.path(), "hard.jsonl", &text, &["--timeout", "0"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("linearizability   unknown"), "{out}");
+    assert!(out.contains("verdict: unknown"), "{out}");
+    let (code, out) = check_text(dir.path(), "hard.jsonl", &text, &["--timeout", "600"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("verdict: not-linearizable"), "{out}");
+}

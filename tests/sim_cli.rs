@@ -90,8 +90,61 @@ fn the_history_file_reads_back_as_the_run_recorded_it() {
     });
     assert_eq!(text, report.history_json_lines());
     assert!(parsed.check(&Default::default()).is_linearizable());
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            r#"{"type":"run","clock_skew":false,"replication_factor":3,"session_timestamps":false,"source":"enigma sim --seed 0x9"}"#
+        )
+    );
+    assert!(lines.all(|l| l.contains("\"level\":\"QUORUM\"") || l.contains("\"level\":\"ALL\"")));
     assert!(text
         .lines()
-        .all(|l| l.contains("\"level\":\"QUORUM\"") || l.contains("\"level\":\"ALL\"")));
+        .filter(|l| l.contains("\"type\":\"ok\""))
+        .all(|l| l.contains("\"timestamp\":")));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `enigma check` on the simulator's own history files: a QUORUM run is
+/// held to linearizability, a skewed one to the weaker promises, and both
+/// keep them.
+#[test]
+fn enigma_check_reads_simulator_histories_with_their_run_facts() {
+    let dir = tempfile::tempdir().unwrap();
+    for (extra, verdict, linearizability) in [
+        (&[][..], "verdict: linearizable", "linearizability   passed"),
+        (
+            &["--clock-skew-max-ms", "100"][..],
+            "verdict: promises-kept",
+            "linearizability   not applicable",
+        ),
+        (
+            &["--level", "ONE"][..],
+            "verdict: promises-kept",
+            "linearizability   not applicable",
+        ),
+    ] {
+        let path = dir.path().join("history.jsonl");
+        let mut args = vec![
+            "sim",
+            "--seed",
+            "4",
+            "--history-out",
+            path.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let sim = enigma(&args);
+        assert_eq!(sim.status.code(), Some(0), "{}", stdout(&sim));
+        assert!(
+            stdout(&sim).contains("checks: linearizability "),
+            "{}",
+            stdout(&sim)
+        );
+        let check = enigma(&["check", path.to_str().unwrap()]);
+        let out = stdout(&check);
+        assert_eq!(check.status.code(), Some(0), "{extra:?}: {out}");
+        assert!(out.contains(verdict), "{extra:?}: {out}");
+        assert!(out.contains(linearizability), "{extra:?}: {out}");
+        assert!(out.contains("lost-write        passed"), "{extra:?}: {out}");
+    }
 }

@@ -1,5 +1,10 @@
 //! End-to-end simulation tests: whole clusters under faults, checked.
 
+use enigma_checker::format::enigma::{parse_assembled, parse_events, run_line, write_events};
+use enigma_checker::format::enigma::{EventKind, EventValue, Function};
+use enigma_checker::{
+    check_promises, Check, CheckOptions, PromiseInput, PromiseReport, PromiseVerdict, Status,
+};
 use enigma_sim::{run, sweep, SimConfig};
 
 /// Seeds every CI run sweeps with the default configuration.
@@ -163,6 +168,24 @@ fn the_planted_bug_is_off_unless_asked_for() {
     assert!(report.passed(), "{:?}", report.violations);
 }
 
+/// The checks a history file gets from `enigma check`: the run's levels,
+/// versions and facts as written, no replica states.
+fn check_file(text: &str) -> PromiseReport {
+    let a = parse_assembled(text).expect("the simulator writes valid history files");
+    let run = a.run.expect("the simulator writes a run line");
+    check_promises(
+        &PromiseInput {
+            history: &a.history,
+            levels: &a.levels,
+            versions: &a.versions,
+            facts: run.facts,
+            replicas: None,
+        },
+        &CheckOptions::default(),
+        &|| false,
+    )
+}
+
 #[test]
 fn written_histories_read_back_with_the_same_verdict() {
     use enigma_checker::format::enigma::parse;
@@ -171,10 +194,29 @@ fn written_histories_read_back_with_the_same_verdict() {
             seed,
             ..SimConfig::default()
         });
-        let parsed = parse(&report.history_json_lines())
+        let text = report.history_json_lines();
+        let parsed = parse(&text)
             .unwrap_or_else(|e| panic!("seed {seed}: the written history does not parse: {e:?}"));
         assert!(
             parsed.check(&Default::default()).is_linearizable(),
+            "seed {seed}"
+        );
+        // Every check but convergence (replica states are not in the file)
+        // comes out the same from the file as in the run.
+        let from_file = check_file(&text);
+        for check in Check::ALL {
+            if check == Check::Convergence {
+                continue;
+            }
+            assert_eq!(
+                from_file.result(check),
+                report.promises.result(check),
+                "seed {seed}: {check} differs between the run and its file"
+            );
+        }
+        assert_eq!(
+            from_file.verdict(),
+            PromiseVerdict::Linearizable,
             "seed {seed}"
         );
     }
@@ -189,4 +231,171 @@ fn written_histories_read_back_with_the_same_verdict() {
         .expect("a failure");
     let parsed = parse(&failure.history_json_lines()).expect("the written history parses");
     assert!(!parsed.check(&Default::default()).is_linearizable());
+}
+
+#[test]
+fn flushes_and_compactions_happen_and_nodes_crash_around_them() {
+    let reports: Vec<_> = (0..20)
+        .map(|seed| {
+            run(&SimConfig {
+                seed,
+                ..SimConfig::default()
+            })
+        })
+        .collect();
+    let flushed = reports
+        .iter()
+        .filter(|r| r.stats.tables_flushed > 0)
+        .count();
+    let compacted = reports.iter().filter(|r| r.stats.compactions > 0).count();
+    let crashed_with_tables = reports
+        .iter()
+        .filter(|r| r.stats.tables_flushed > 0 && r.stats.crashes > 0)
+        .count();
+    assert!(
+        flushed >= 10,
+        "only {flushed} of 20 runs flushed a memtable"
+    );
+    assert!(compacted >= 5, "only {compacted} of 20 runs compacted");
+    assert!(
+        crashed_with_tables >= 3,
+        "only {crashed_with_tables} runs crashed nodes that had flushed"
+    );
+    assert!(reports.iter().all(|r| r.passed()));
+    assert!(reports.iter().all(|r| r.stats.writes_acknowledged > 0));
+}
+
+#[test]
+fn skewed_runs_are_held_to_the_lost_write_and_session_checks() {
+    for seed in 0..30 {
+        let report = run(&SimConfig {
+            seed,
+            clock_skew_max_ms: 200,
+            ..SimConfig::default()
+        });
+        assert!(report.passed(), "seed {seed}: {:?}", report.violations);
+        let p = &report.promises;
+        assert_eq!(
+            p.result(Check::Linearizability).status,
+            Status::NotApplicable,
+            "seed {seed}: QUORUM under skew promises no linearizability"
+        );
+        for check in [
+            Check::LostWrite,
+            Check::ReadYourWrites,
+            Check::MonotonicReads,
+        ] {
+            assert_eq!(
+                p.result(check).status,
+                Status::Passed,
+                "seed {seed}: {check}"
+            );
+        }
+        assert_eq!(p.verdict(), PromiseVerdict::PromisesKept);
+    }
+}
+
+/// A simulator history under skew, with one read made to return nothing
+/// (version 0) after an acknowledged write of its key: the lost-write check
+/// names the key and a write, where linearizability is not even promised.
+#[test]
+fn a_lost_write_in_a_skewed_sim_history_is_detected() {
+    let report = run(&SimConfig {
+        seed: 11,
+        clock_skew_max_ms: 200,
+        faults: false,
+        ..SimConfig::default()
+    });
+    assert!(report.passed(), "{:?}", report.violations);
+    let text = report.history_json_lines();
+    assert_eq!(check_file(&text).verdict(), PromiseVerdict::PromisesKept);
+    let mut events = parse_events(&text).expect("valid");
+    // The first acknowledged write, then the last read of its key.
+    let write = events
+        .iter()
+        .find(|e| e.kind == EventKind::Ok && e.f == Function::Write && e.value != EventValue::Nil)
+        .expect("a run acknowledges writes")
+        .clone();
+    let read = events
+        .iter_mut()
+        .rev()
+        .find(|e| e.kind == EventKind::Ok && e.f == Function::Read && e.key == write.key)
+        .expect("the repair pass reads every key");
+    assert!(read.time > write.time);
+    read.value = EventValue::Nil;
+    read.timestamp = Some(0);
+    read.writer = Some(0);
+    let run_facts = parse_assembled(&text)
+        .expect("valid")
+        .run
+        .expect("run line");
+    let tampered = format!("{}\n{}", run_line(&run_facts), write_events(&events));
+    let checked = check_file(&tampered);
+    assert_eq!(
+        checked.verdict(),
+        PromiseVerdict::PromiseBroken,
+        "{checked}"
+    );
+    let lost = checked.result(Check::LostWrite);
+    assert_eq!(lost.status, Status::Violated);
+    assert!(
+        lost.note
+            .contains(&format!("key {:?}: acknowledged write was lost", write.key)),
+        "{}",
+        lost.note
+    );
+    assert!(lost.note.contains(" write "), "{}", lost.note);
+    assert_eq!(
+        checked.result(Check::Linearizability).status,
+        Status::NotApplicable
+    );
+}
+
+/// With RF 3, clients never notice one replica losing writes it
+/// acknowledged: the other replicas answer. The replica durability check
+/// does, naming the node, the key and the version.
+#[test]
+fn a_disk_that_loses_synced_writes_is_caught_by_the_durability_check() {
+    let base = SimConfig {
+        planted_disk_loses_synced_writes: true,
+        ..SimConfig::default()
+    };
+    let result = sweep(&base, 100, |_| {});
+    let durability: Vec<_> = result
+        .failures
+        .iter()
+        .filter(|r| r.violations.iter().any(|v| v.property == "durability"))
+        .collect();
+    let first = durability
+        .first()
+        .expect("no run caught a replica losing acknowledged writes");
+    let v = first
+        .violations
+        .iter()
+        .find(|v| v.property == "durability")
+        .expect("filtered above");
+    assert!(
+        v.details.starts_with('n') && v.details.contains(" acknowledged k"),
+        "{}",
+        v.details
+    );
+    assert!(v.details.contains("at version hlc "), "{}", v.details);
+    assert!(v.details.contains("after a restart holds"), "{}", v.details);
+    // In some of those runs no client saw anything wrong: replication hid
+    // the loss, only the durability check saw it.
+    assert!(
+        durability
+            .iter()
+            .any(|r| r.violations.iter().all(|v| v.property == "durability")),
+        "every run that lost writes also failed a client-visible check"
+    );
+    let replay = run(&first.config);
+    assert_eq!(replay.digest, first.digest);
+    assert_eq!(replay.violations, first.violations);
+    // The same seeds with an honest disk pass.
+    let honest = run(&SimConfig {
+        planted_disk_loses_synced_writes: false,
+        ..first.config.clone()
+    });
+    assert!(honest.passed(), "{:?}", honest.violations);
 }

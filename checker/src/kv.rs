@@ -120,20 +120,9 @@ pub fn check_kv_linearizable_with_stop(
 ) -> Verdict {
     let mut parts: BTreeMap<&str, Vec<SearchOp<KvInput, KvOutput>>> = BTreeMap::new();
     for op in history.operations() {
-        let (output, response_time) = match (&op.input, &op.completion) {
-            // Never happened, or changed nothing: constrains nothing.
-            (_, Some((_, KvOutcome::Fail))) => continue,
-            (KvInput::Get, None | Some((_, KvOutcome::Info))) => continue,
-            (_, None | Some((_, KvOutcome::Info))) => (KvOutput::Unknown, None),
-            (_, Some((t, KvOutcome::Ok { value }))) => (KvOutput::Ok(value.clone()), Some(*t)),
-        };
-        parts.entry(op.key.as_str()).or_default().push(SearchOp {
-            id: op.id,
-            input: op.input.clone(),
-            output,
-            invoke_time: op.invoke_time,
-            response_time,
-        });
+        if let Some(search_op) = kv_search_op(op) {
+            parts.entry(op.key.as_str()).or_default().push(search_op);
+        }
     }
     let describe = |id: OpId| {
         history
@@ -141,6 +130,24 @@ pub fn check_kv_linearizable_with_stop(
             .map_or_else(|| format!("#{}", id.0), |op| op.to_string())
     };
     check_parts_with_stop(&KvModel, parts, &describe, options, stop)
+}
+
+/// The search's view of one kv operation, or `None` if it constrains
+/// nothing (it never happened, or it is a get that did not complete).
+pub(crate) fn kv_search_op(op: &KvOperation) -> Option<SearchOp<KvInput, KvOutput>> {
+    let (output, response_time) = match (&op.input, &op.completion) {
+        (_, Some((_, KvOutcome::Fail))) => return None,
+        (KvInput::Get, None | Some((_, KvOutcome::Info))) => return None,
+        (_, None | Some((_, KvOutcome::Info))) => (KvOutput::Unknown, None),
+        (_, Some((t, KvOutcome::Ok { value }))) => (KvOutput::Ok(value.clone()), Some(*t)),
+    };
+    Some(SearchOp {
+        id: op.id,
+        input: op.input.clone(),
+        output,
+        invoke_time: op.invoke_time,
+        response_time,
+    })
 }
 
 #[cfg(test)]

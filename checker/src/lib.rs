@@ -26,6 +26,9 @@
 //! - [`report`]: a self-contained HTML picture of a verdict.
 //! - [`consistency`]: lost-write, read-your-writes and monotonic-reads
 //!   checks for weaker consistency levels.
+//! - [`promises`]: what each consistency level promises given the run's
+//!   facts (clock skew, replication factor), and the one function that
+//!   picks and runs the checks for a leveled history.
 //! - [`convergence`]: do all replicas of each key hold the same version?
 
 pub mod consistency;
@@ -35,6 +38,7 @@ pub mod history;
 pub mod kv;
 pub mod linearizability;
 pub mod model;
+pub mod promises;
 pub mod report;
 pub mod set;
 pub mod wgl;
@@ -51,6 +55,10 @@ pub use linearizability::{
     Counterexample, Verdict,
 };
 pub use model::{KvInput, KvModel, KvOutput, Model, RegisterModel};
+pub use promises::{
+    check_promises, Check, CheckResult, PromiseInput, PromiseReport, PromiseVerdict, RunFacts,
+    Status, Version,
+};
 pub use set::{
     check_set_completeness, check_set_linearizable, SetHistory, SetInput, SetModel, SetOperation,
     SetOutcome, SetOutput, SetViolation,

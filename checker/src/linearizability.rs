@@ -221,7 +221,7 @@ pub fn check_linearizable_with_stop(
 /// The search's view of one register operation, or `None` if it constrains
 /// nothing (a failed read or write never happened; an indeterminate read
 /// changes nothing).
-fn register_search_op(op: &Operation) -> Option<SearchOp<Call, Outcome>> {
+pub(crate) fn register_search_op(op: &Operation) -> Option<SearchOp<Call, Outcome>> {
     let response_time = match (&op.call, &op.completion) {
         (Call::Read | Call::Write(_), Some(c)) if c.outcome == Outcome::Fail => return None,
         (Call::Read, None) => return None,

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 
 use crate::history::{OpId, ProcessId};
 use crate::linearizability::{Counterexample, Verdict};
+use crate::promises::{PromiseReport, PromiseVerdict, Status};
 
 /// One operation as a picture shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +64,58 @@ pub fn html_report(title: &str, verdict: &Verdict, timeline: &[TimelineOp]) -> S
         "<h2>Report</h2>\n<pre>{}</pre>\n",
         escape(&verdict.to_string())
     );
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}</body>\n</html>\n",
+        escape(title)
+    )
+}
+
+/// The HTML page for the checks of a leveled history (see
+/// [`crate::promises`]): the verdict, a table of every check and its
+/// outcome, the failing window when linearizability broke (`timeline`: the
+/// operations of the key it names), and each violation's account.
+pub fn html_promise_report(title: &str, report: &PromiseReport, timeline: &[TimelineOp]) -> String {
+    let verdict = report.verdict();
+    let class = match verdict {
+        PromiseVerdict::Linearizable | PromiseVerdict::PromisesKept => "ok",
+        PromiseVerdict::NotLinearizable | PromiseVerdict::PromiseBroken => "bad",
+        PromiseVerdict::Unknown => "unknown",
+    };
+    let mut body = String::new();
+    let _ = write!(
+        body,
+        "<h1>{}</h1>\n<p class=\"verdict {class}\">verdict: {}</p>\n<p>run: {}</p>\n",
+        escape(title),
+        verdict.word(),
+        escape(&report.facts.to_string())
+    );
+    body.push_str("<h2>Checks</h2>\n<p>What each operation's consistency level promises (DESIGN.md section 5).</p>\n<table>\n<tr><th>check</th><th>outcome</th><th>note</th></tr>\n");
+    for r in &report.checks {
+        let class = match r.status {
+            Status::Passed => "ok",
+            Status::Violated => "bad",
+            Status::Unknown => "unknown",
+            Status::NotApplicable => "",
+        };
+        let first = r.note.lines().next().unwrap_or_default();
+        let _ = writeln!(
+            body,
+            "<tr><td>{}</td><td class=\"verdict {class}\">{}</td><td>{}</td></tr>",
+            r.check.name(),
+            r.status.word(),
+            escape(first)
+        );
+    }
+    body.push_str("</table>\n");
+    if let Some(Verdict::NotLinearizable(c)) = &report.linearizability {
+        body.push_str(&svg_window(c, timeline));
+        body.push_str(&legend());
+        body.push_str(&operation_table(c, timeline));
+    }
+    let details = report.details();
+    if !details.is_empty() {
+        let _ = write!(body, "<h2>Report</h2>\n<pre>{}</pre>\n", escape(&details));
+    }
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}</body>\n</html>\n",
         escape(title)

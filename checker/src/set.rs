@@ -10,9 +10,11 @@ use std::fmt;
 
 use thiserror::Error;
 
+use crate::consistency::{ConsistencyViolation, Judged, SessionResults};
 use crate::history::{OpId, ProcessId, Recorded, Recording, Value};
 use crate::linearizability::{check_parts_with_stop, CheckOptions, Verdict};
 use crate::model::Model;
+use crate::promises::{class_level, level_class, Scope, LEVEL_CLASSES};
 use crate::wgl::SearchOp;
 
 /// What a client asked of a set.
@@ -192,22 +194,9 @@ pub fn check_set_linearizable_with_stop(
 ) -> Verdict {
     let mut parts: BTreeMap<&str, Vec<SearchOp<SetInput, SetOutput>>> = BTreeMap::new();
     for op in history.operations() {
-        let (output, response_time) = match (&op.input, &op.completion) {
-            (_, Some((_, SetOutcome::Fail))) => continue,
-            (SetInput::ReadAll, None | Some((_, SetOutcome::Info))) => continue,
-            (_, None | Some((_, SetOutcome::Info))) => (SetOutput::Unknown, None),
-            (_, Some((t, SetOutcome::Ok { value }))) => (
-                SetOutput::Ok(value.as_ref().map(|v| sorted_unique(v))),
-                Some(*t),
-            ),
-        };
-        parts.entry(op.key.as_str()).or_default().push(SearchOp {
-            id: op.id,
-            input: op.input.clone(),
-            output,
-            invoke_time: op.invoke_time,
-            response_time,
-        });
+        if let Some(search_op) = set_search_op(op) {
+            parts.entry(op.key.as_str()).or_default().push(search_op);
+        }
     }
     let describe = |id: OpId| {
         history
@@ -215,6 +204,27 @@ pub fn check_set_linearizable_with_stop(
             .map_or_else(|| format!("#{}", id.0), |op| op.to_string())
     };
     check_parts_with_stop(&SetModel, parts, &describe, options, stop)
+}
+
+/// The search's view of one set operation, or `None` if it constrains
+/// nothing (it never happened, or it is a read that did not complete).
+pub(crate) fn set_search_op(op: &SetOperation) -> Option<SearchOp<SetInput, SetOutput>> {
+    let (output, response_time) = match (&op.input, &op.completion) {
+        (_, Some((_, SetOutcome::Fail))) => return None,
+        (SetInput::ReadAll, None | Some((_, SetOutcome::Info))) => return None,
+        (_, None | Some((_, SetOutcome::Info))) => (SetOutput::Unknown, None),
+        (_, Some((t, SetOutcome::Ok { value }))) => (
+            SetOutput::Ok(value.as_ref().map(|v| sorted_unique(v))),
+            Some(*t),
+        ),
+    };
+    Some(SearchOp {
+        id: op.id,
+        input: op.input.clone(),
+        output,
+        invoke_time: op.invoke_time,
+        response_time,
+    })
 }
 
 fn sorted_unique(values: &[Value]) -> Vec<Value> {
@@ -262,11 +272,51 @@ pub enum SetViolation {
 /// # Errors
 /// The first violation, in key order, then operation order.
 pub fn check_set_completeness(history: &SetHistory) -> Result<(), SetViolation> {
+    let levels = BTreeMap::new();
+    set_completeness(history, &Scope::everything(&levels))
+}
+
+/// The successful reads of a key, by invocation, with their elements.
+fn reads_of<'a>(ops: &[&'a SetOperation]) -> Vec<(&'a SetOperation, u64, BTreeSet<Value>)> {
+    let mut reads: Vec<_> = ops
+        .iter()
+        .filter_map(|op| match &op.completion {
+            Some((done, SetOutcome::Ok { value: Some(v) })) if op.input == SetInput::ReadAll => {
+                Some((*op, *done, v.iter().copied().collect()))
+            }
+            _ => None,
+        })
+        .collect();
+    reads.sort_by_key(|(op, _, _)| (op.invoke_time, op.id));
+    reads
+}
+
+/// Acknowledged adds: the operation, its element and when it was
+/// acknowledged.
+fn acked_adds<'a>(ops: &[&'a SetOperation]) -> Vec<(&'a SetOperation, Value, u64)> {
+    ops.iter()
+        .filter_map(|op| match (&op.input, &op.completion) {
+            (SetInput::Add(v), Some((acked, SetOutcome::Ok { .. }))) => Some((*op, *v, *acked)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn set_by_key(history: &SetHistory) -> BTreeMap<&str, Vec<&SetOperation>> {
     let mut keys: BTreeMap<&str, Vec<&SetOperation>> = BTreeMap::new();
     for op in history.operations() {
         keys.entry(op.key.as_str()).or_default().push(op);
     }
-    for (key, ops) in keys {
+    keys
+}
+
+/// [`check_set_completeness`], where the final read judges only the adds
+/// whose level makes their replicas meet the read's (see [`Scope`]).
+pub(crate) fn set_completeness(
+    history: &SetHistory,
+    scope: &Scope<'_>,
+) -> Result<(), SetViolation> {
+    for (key, ops) in set_by_key(history) {
         // element -> earliest invocation of an add that may have happened.
         let mut attempted: BTreeMap<Value, u64> = BTreeMap::new();
         for op in &ops {
@@ -277,16 +327,10 @@ pub fn check_set_completeness(history: &SetHistory) -> Result<(), SetViolation> 
                 }
             }
         }
-        let reads = ops.iter().filter_map(|op| match &op.completion {
-            Some((done, SetOutcome::Ok { value: Some(v) })) if op.input == SetInput::ReadAll => {
-                Some((*op, *done, v))
-            }
-            _ => None,
-        });
-        let mut last: Option<(&SetOperation, &Vec<Value>)> = None;
-        for (read, done, elements) in reads {
+        let reads = reads_of(&ops);
+        for (read, done, elements) in &reads {
             for element in elements {
-                if attempted.get(element).is_none_or(|&t| t > done) {
+                if attempted.get(element).is_none_or(|&t| t > *done) {
                     return Err(SetViolation::Phantom {
                         key: key.to_owned(),
                         element: *element,
@@ -294,31 +338,156 @@ pub fn check_set_completeness(history: &SetHistory) -> Result<(), SetViolation> 
                     });
                 }
             }
-            if last.is_none_or(|(l, _)| read.invoke_time >= l.invoke_time) {
-                last = Some((read, elements));
-            }
         }
-        let Some((read, elements)) = last else {
+        let Some((read, _, present)) = reads.last() else {
             continue;
         };
-        let present: BTreeSet<Value> = elements.iter().copied().collect();
-        for op in &ops {
-            let (SetInput::Add(v), Some((acked, SetOutcome::Ok { .. }))) =
-                (&op.input, &op.completion)
-            else {
-                continue;
-            };
-            if *acked < read.invoke_time && !present.contains(v) {
+        let read_level = scope.level(read.id);
+        for (add, element, acked) in acked_adds(&ops) {
+            if acked < read.invoke_time
+                && !present.contains(&element)
+                && scope.overlap(scope.level(add.id), read_level)
+            {
                 return Err(SetViolation::Lost {
                     key: key.to_owned(),
-                    element: *v,
-                    add: op.id,
+                    element,
+                    add: add.id,
                     read: read.id,
                 });
             }
         }
     }
     Ok(())
+}
+
+/// No acknowledged add disappears: every successful read invoked after an
+/// add was acknowledged, at levels whose replica sets meet, holds its
+/// element. The first violation, in key order, then read order.
+pub(crate) fn set_lost_adds(
+    history: &SetHistory,
+    scope: &Scope<'_>,
+) -> (Judged, Result<(), ConsistencyViolation>) {
+    let mut judged = Judged::default();
+    for (key, ops) in set_by_key(history) {
+        let reads = reads_of(&ops);
+        let mut adds = acked_adds(&ops);
+        adds.sort_by_key(|(op, _, acked)| (*acked, op.id));
+        for class in 0..LEVEL_CLASSES {
+            let level = class_level(class);
+            let must: Vec<_> = adds
+                .iter()
+                .filter(|(op, _, _)| scope.overlap(scope.level(op.id), level))
+                .collect();
+            let mut next = 0;
+            let mut required: BTreeMap<Value, &SetOperation> = BTreeMap::new();
+            for (read, _, elements) in reads
+                .iter()
+                .filter(|(r, _, _)| level_class(scope.level(r.id)) == class)
+            {
+                while let Some((add, element, acked)) = must.get(next) {
+                    if *acked >= read.invoke_time {
+                        break;
+                    }
+                    required.entry(*element).or_insert(add);
+                    next += 1;
+                }
+                judged.pairs += required.len();
+                if let Some((_, add)) = required.iter().find(|(e, _)| !elements.contains(e)) {
+                    return (
+                        judged,
+                        Err(ConsistencyViolation::LostWrite {
+                            key: key.to_owned(),
+                            write: add.id,
+                            read: read.id,
+                            detail: format!("{add}, then {read}"),
+                        }),
+                    );
+                }
+            }
+        }
+    }
+    (judged, Ok(()))
+}
+
+/// The session checks on sets: a process's read holds every element it
+/// added and was acknowledged (read-your-writes), and every element its
+/// earlier reads held (monotonic reads: the set only grows), for the pairs
+/// the scope admits.
+pub(crate) fn set_sessions(history: &SetHistory, scope: &Scope<'_>) -> SessionResults {
+    let mut results = SessionResults::default();
+    for (key, ops) in set_by_key(history) {
+        let mut sessions: BTreeMap<ProcessId, Vec<&SetOperation>> = BTreeMap::new();
+        for op in ops {
+            sessions.entry(op.process).or_default().push(op);
+        }
+        for (process, mut ops) in sessions {
+            ops.sort_by_key(|op| (op.invoke_time, op.id));
+            let mut added: Vec<BTreeMap<Value, &SetOperation>> =
+                vec![BTreeMap::new(); LEVEL_CLASSES];
+            let mut seen: Vec<BTreeMap<Value, &SetOperation>> =
+                vec![BTreeMap::new(); LEVEL_CLASSES];
+            for op in ops {
+                let level = scope.level(op.id);
+                match (&op.input, &op.completion) {
+                    (SetInput::Add(v), Some((_, SetOutcome::Ok { .. }))) => {
+                        added[level_class(level)].entry(*v).or_insert(op);
+                    }
+                    (
+                        SetInput::ReadAll,
+                        Some((
+                            _,
+                            SetOutcome::Ok {
+                                value: Some(elements),
+                            },
+                        )),
+                    ) => {
+                        let present: BTreeSet<Value> = elements.iter().copied().collect();
+                        for class in 0..LEVEL_CLASSES {
+                            if !scope.session_pair(class_level(class), level) {
+                                continue;
+                            }
+                            results.ryw_judged.pairs += added[class].len();
+                            results.mr_judged.pairs += seen[class].len();
+                            if results.read_your_writes.is_ok() {
+                                if let Some((_, add)) =
+                                    added[class].iter().find(|(e, _)| !present.contains(e))
+                                {
+                                    results.read_your_writes =
+                                        Err(ConsistencyViolation::ReadYourWrites {
+                                            process,
+                                            key: key.to_owned(),
+                                            write: add.id,
+                                            read: op.id,
+                                            detail: format!("{add}, then {op}"),
+                                        });
+                                }
+                            }
+                            if results.monotonic_reads.is_ok() {
+                                if let Some((e, first)) =
+                                    seen[class].iter().find(|(e, _)| !present.contains(e))
+                                {
+                                    results.monotonic_reads =
+                                        Err(ConsistencyViolation::MonotonicReads {
+                                            process,
+                                            key: key.to_owned(),
+                                            first: first.id,
+                                            second: op.id,
+                                            detail: format!("{first}, then {op}, which lacks {e}"),
+                                        });
+                                }
+                            }
+                        }
+                        let class = level_class(level);
+                        for e in present {
+                            seen[class].entry(e).or_insert(op);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    results
 }
 
 #[cfg(test)]

@@ -91,13 +91,14 @@ fn event() -> impl Strategy<Value = Event> {
         any::<u64>(),
         level,
         prop::option::of(any::<u64>()),
+        prop::option::of(any::<u64>()),
         any::<i64>(),
         prop::option::of(any::<i64>()),
         "[ -~\\\"é\n]{0,8}",
         prop::collection::vec(any::<i64>(), 0..4),
     )
         .prop_map(
-            |(kind, f, process, key, time, level, timestamp, n, maybe, text, items)| {
+            |(kind, f, process, key, time, level, timestamp, writer, n, maybe, text, items)| {
                 let value = match f {
                     Function::Read | Function::Write => {
                         maybe.map_or(EventValue::Nil, EventValue::Int)
@@ -123,6 +124,7 @@ fn event() -> impl Strategy<Value = Event> {
                     time,
                     level,
                     timestamp,
+                    writer,
                 }
             },
         )

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use enigma_engine::Versioned;
+use enigma_engine::{Timestamp, Versioned};
 
 use crate::ids::{NodeId, RequestId};
 
@@ -132,6 +132,13 @@ impl PendingRead {
         }
     }
 
+    /// The timestamp of the version the read settled on, once the level's
+    /// count of answers is in (`None` before that, or when no replica held
+    /// a version).
+    pub fn decided_timestamp(&self) -> Option<Timestamp> {
+        self.repair.as_ref().map(|r| r.winner.timestamp)
+    }
+
     /// Takes in `from`'s version of the key.
     pub fn on_answer(&mut self, from: NodeId, version: Option<Versioned>) -> ReadProgress {
         if !self.replicas.contains(&from) || self.answers.contains_key(&from) {
@@ -210,7 +217,6 @@ impl PendingRead {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use enigma_engine::Timestamp;
 
     fn version(hlc: u64, value: &str) -> Versioned {
         Versioned {
@@ -258,6 +264,7 @@ mod tests {
             r.on_repair_ack(NodeId(1)),
             ReadProgress::Done(Some(b"b".to_vec()))
         );
+        assert_eq!(r.decided_timestamp(), Some(version(9, "b").timestamp));
     }
 
     #[test]

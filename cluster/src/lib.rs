@@ -46,5 +46,8 @@ pub use ids::{NodeId, Now, OpId, RequestId};
 pub use message::{
     ClientError, ClientOp, ClientRequest, ClientResponse, Envelope, Message, WireVersion,
 };
-pub use node::{ClusterConfig, Input, Node, NodeError, NodeOptions, Output};
+pub use node::{
+    AcknowledgedWrite, ClusterConfig, Input, Node, NodeError, NodeOptions, NodeStats, Output,
+    ReplyVersion,
+};
 pub use ring::{Ownership, Ring, RingError};

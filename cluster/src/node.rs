@@ -12,11 +12,23 @@
 //! 3. If `flush` returns an error the node is dead: storage can no longer be
 //!    trusted to be durable. The driver must drop it (crash it) and may
 //!    restart it from disk with [`Node::new`].
-//! 4. Send a [`Input::Tick`] regularly; deadlines are checked only then.
+//! 4. Send a [`Input::Tick`] regularly; deadlines are checked only then, and
+//!    each tick runs a bounded share of the engine's background work
+//!    (memtable flushes, compactions): at most
+//!    [`NodeOptions::background_bytes_per_tick`] bytes of tables, each job
+//!    whole. A background job that poisons the engine (a failed sync) makes
+//!    the node fatal like any other: `flush` fails from then on.
+//! 5. With [`NodeOptions::record_versions`], a driver that checks the node
+//!    (the simulator) may, after each successful `flush`, take the versions
+//!    of the client replies it released ([`Node::take_reply_versions`]) and
+//!    the writes this node acknowledged as durable
+//!    ([`Node::take_acknowledged_writes`]).
 
 use std::collections::BTreeMap;
 
-use enigma_engine::{Disk, Engine, EngineError, EngineOptions, Timestamp, Versioned};
+use enigma_engine::{
+    BackgroundReport, Disk, Engine, EngineError, EngineOptions, Timestamp, Versioned,
+};
 use thiserror::Error;
 
 use crate::consistency::ConsistencyLevel;
@@ -48,6 +60,15 @@ pub struct NodeOptions {
     pub requests_pending_max: usize,
     /// The storage engine's options.
     pub engine: EngineOptions,
+    /// Bytes of tables the engine's background work (flushes, compactions)
+    /// may write per tick; a job runs whole, so a tick with work due runs at
+    /// least one.
+    pub background_bytes_per_tick: u64,
+    /// Record, for a checking driver, the version of every client reply and
+    /// every write this node acknowledged as durable (see
+    /// [`Node::take_reply_versions`] and [`Node::take_acknowledged_writes`]).
+    /// Off by default: a production driver does not collect them.
+    pub record_versions: bool,
     /// **A deliberate bug, for proving that the simulator's checks bite.**
     /// Acknowledges `QUORUM` writes after a single replica. Off by default
     /// and settable only through this struct: no production command sets it.
@@ -60,6 +81,8 @@ impl Default for NodeOptions {
             request_timeout_nanos: 1_000_000_000,
             requests_pending_max: 10_000,
             engine: EngineOptions::default(),
+            background_bytes_per_tick: 8 * 1024 * 1024,
+            record_versions: false,
             bug_ack_quorum_writes_after_one_replica: false,
         }
     }
@@ -119,6 +142,47 @@ pub struct NodeStats {
     pub storage_errors: u64,
     /// Peer messages dropped because they made no sense here.
     pub messages_ignored: u64,
+    /// Memtables the engine's background work wrote as tables.
+    pub tables_flushed: u64,
+    /// Compactions the engine's background work ran.
+    pub compactions: u64,
+    /// Background jobs that failed (a failure that poisons the engine also
+    /// makes the node fatal).
+    pub background_errors: u64,
+    /// The last background failure, for the driver to report.
+    pub last_background_error: Option<String>,
+}
+
+/// A write this node acknowledged as durable: a replica write it answered
+/// with `WriteAck`, or its own replica's write counted by itself as
+/// coordinator. After any crash and restart the node must still hold this
+/// version of the key or a newer one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcknowledgedWrite {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The version's timestamp.
+    pub timestamp: Timestamp,
+}
+
+/// The version behind a client reply: what a write wrote, or what a read
+/// returned (`None`: no replica held a version).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyVersion {
+    /// The request answered.
+    pub request: RequestId,
+    /// The version's timestamp.
+    pub timestamp: Option<Timestamp>,
+}
+
+/// What [`NodeOptions::record_versions`] collects: pending until the next
+/// flush, then released to the driver.
+#[derive(Debug, Default)]
+struct VersionLog {
+    acknowledged: Vec<AcknowledgedWrite>,
+    replies: Vec<ReplyVersion>,
+    released_acknowledged: Vec<AcknowledgedWrite>,
+    released_replies: Vec<ReplyVersion>,
 }
 
 /// A client operation in flight at this coordinator.
@@ -153,6 +217,15 @@ pub struct Node<D: Disk> {
     fatal: Option<EngineError>,
     /// Counters.
     stats: NodeStats,
+    /// Timestamp of each write this node coordinates, by sequence number
+    /// (only with `record_versions`).
+    write_stamps: BTreeMap<u64, Timestamp>,
+    /// Versions for a checking driver (only with `record_versions`).
+    versions: VersionLog,
+    /// The number of tables when background work last found nothing to
+    /// do: until a memtable fills or the tables change, asking again would
+    /// find nothing either.
+    background_idle_at_tables: Option<usize>,
 }
 
 impl<D: Disk> Node<D> {
@@ -188,6 +261,9 @@ impl<D: Disk> Node<D> {
             held: Vec::new(),
             fatal: None,
             stats: NodeStats::default(),
+            write_stamps: BTreeMap::new(),
+            versions: VersionLog::default(),
+            background_idle_at_tables: None,
         })
     }
 
@@ -219,9 +295,28 @@ impl<D: Disk> Node<D> {
         if let Err(e) = self.engine.sync() {
             self.fatal = Some(e.clone());
             self.held.clear();
+            self.versions = VersionLog::default();
             return Err(NodeError::Storage(e));
         }
+        if self.options.record_versions {
+            let log = &mut self.versions;
+            log.released_acknowledged.append(&mut log.acknowledged);
+            log.released_replies.append(&mut log.replies);
+        }
         Ok(std::mem::take(&mut self.held))
+    }
+
+    /// The writes this node acknowledged as durable in outputs released by
+    /// `flush` since the last call (empty unless
+    /// [`NodeOptions::record_versions`]).
+    pub fn take_acknowledged_writes(&mut self) -> Vec<AcknowledgedWrite> {
+        std::mem::take(&mut self.versions.released_acknowledged)
+    }
+
+    /// The versions behind the client replies released by `flush` since the
+    /// last call (empty unless [`NodeOptions::record_versions`]).
+    pub fn take_reply_versions(&mut self) -> Vec<ReplyVersion> {
+        std::mem::take(&mut self.versions.released_replies)
     }
 
     /// This node's id.
@@ -347,6 +442,9 @@ impl<D: Disk> Node<D> {
         let version = Versioned { timestamp, value };
         let replicas = write.replicas.clone();
         self.pending.insert(op.seq, Pending::Write(write));
+        if self.options.record_versions {
+            self.write_stamps.insert(op.seq, timestamp);
+        }
         let me = self.id;
         for &replica in replicas.iter().filter(|&&r| r != me) {
             let version = version.clone().into();
@@ -360,6 +458,7 @@ impl<D: Disk> Node<D> {
             );
         }
         if replicas.contains(&self.id) && self.local_write(&key, version) {
+            self.acknowledged(&key, timestamp);
             self.on_write_ack(op, self.id);
         }
     }
@@ -392,7 +491,12 @@ impl<D: Disk> Node<D> {
         }
         match message {
             Message::Write { op, key, version } => {
+                let timestamp = Timestamp {
+                    hlc: version.hlc,
+                    node: version.node,
+                };
                 if self.local_write(&key, version.into()) {
+                    self.acknowledged(&key, timestamp);
                     self.send(from, Message::WriteAck { op });
                 }
             }
@@ -419,6 +523,8 @@ impl<D: Disk> Node<D> {
                 let request = write.request;
                 if write.on_ack(from) {
                     self.pending.remove(&op.seq);
+                    let stamp = self.write_stamps.remove(&op.seq);
+                    self.reply_version(request, stamp);
                     self.reply(request, ClientResponse::Written);
                 }
             }
@@ -446,6 +552,7 @@ impl<D: Disk> Node<D> {
             ReadProgress::Waiting => {}
             ReadProgress::Done(value) => {
                 if let Some(Pending::Read(read)) = self.pending.remove(&op.seq) {
+                    self.reply_version(read.request, read.decided_timestamp());
                     self.reply(read.request, ClientResponse::Value(value));
                 }
             }
@@ -468,7 +575,9 @@ impl<D: Disk> Node<D> {
                 }
                 if stale.contains(&self.id) {
                     self.stats.read_repairs += 1;
+                    let timestamp = winner.timestamp;
                     if self.local_write(&key, winner) {
+                        self.acknowledged(&key, timestamp);
                         self.on_write_ack(op, self.id);
                     }
                 }
@@ -487,6 +596,7 @@ impl<D: Disk> Node<D> {
             .map(|(&seq, _)| seq)
             .collect();
         for seq in expired {
+            self.write_stamps.remove(&seq);
             let (request, answered, required) = match self.pending.remove(&seq) {
                 Some(Pending::Write(w)) => (w.request, w.acked.len(), w.required),
                 Some(Pending::Read(r)) => (r.request, r.answered(), r.required),
@@ -496,6 +606,74 @@ impl<D: Disk> Node<D> {
                 request,
                 ClientResponse::Error(ClientError::Timeout { answered, required }),
             );
+        }
+        self.background_work();
+    }
+
+    /// Runs the engine's background work within the tick's budget. A
+    /// failure is counted; one that poisoned the engine makes the node
+    /// fatal, so nothing more is acknowledged.
+    ///
+    /// The call is skipped while the last one found nothing to do and
+    /// nothing that could give it work has happened since: no memtable
+    /// waits for a flush or is full, and the number of tables is the same
+    /// (only flushes and compactions change the tables, and each changes
+    /// their number). Skipping can only postpone work, never lose it.
+    fn background_work(&mut self) {
+        let engine = &self.engine;
+        let idle = self.background_idle_at_tables == Some(engine.tables_total())
+            && engine.frozen_total() == 0
+            && engine.memtable_bytes() < engine.options().memtable_bytes_max;
+        if idle {
+            return;
+        }
+        self.background_idle_at_tables = None;
+        match self
+            .engine
+            .do_background_work(self.options.background_bytes_per_tick)
+        {
+            Ok(BackgroundReport {
+                tables_flushed,
+                compactions,
+                work_pending,
+                ..
+            }) => {
+                self.stats.tables_flushed += tables_flushed as u64;
+                self.stats.compactions += compactions as u64;
+                if tables_flushed == 0 && compactions == 0 && !work_pending {
+                    self.background_idle_at_tables = Some(self.engine.tables_total());
+                }
+            }
+            Err(e) => {
+                self.stats.background_errors += 1;
+                self.stats.last_background_error = Some(e.to_string());
+                let poisoned = self.engine.poisoned_reason().map(str::to_owned);
+                match (e, poisoned) {
+                    (e @ EngineError::Poisoned { .. }, _) => self.fatal = Some(e),
+                    (_, Some(reason)) => self.fatal = Some(EngineError::Poisoned { reason }),
+                    (_, None) => {}
+                }
+            }
+        }
+    }
+
+    /// Notes, for a checking driver, that this node holds `timestamp` of
+    /// `key` durably once the next flush succeeds, and says so.
+    fn acknowledged(&mut self, key: &[u8], timestamp: Timestamp) {
+        if self.options.record_versions {
+            self.versions.acknowledged.push(AcknowledgedWrite {
+                key: key.to_vec(),
+                timestamp,
+            });
+        }
+    }
+
+    /// Notes, for a checking driver, the version behind a client reply.
+    fn reply_version(&mut self, request: RequestId, timestamp: Option<Timestamp>) {
+        if self.options.record_versions {
+            self.versions
+                .replies
+                .push(ReplyVersion { request, timestamp });
         }
     }
 
@@ -787,6 +965,99 @@ mod tests {
             [ClientResponse::Error(ClientError::Invalid { .. })]
         ));
         assert_eq!(h.node(0).engine().get(b"k").unwrap(), None);
+    }
+
+    #[test]
+    fn ticks_flush_and_compact_a_small_memtable_and_nothing_is_lost() {
+        let options = NodeOptions {
+            engine: EngineOptions {
+                memtable_bytes_max: 1024,
+                compaction_tables_min: 2,
+                ..EngineOptions::default()
+            },
+            ..NodeOptions::default()
+        };
+        let mut h = Harness::new(1, options);
+        let value = "v".repeat(200);
+        for i in 0..40 {
+            let key = format!("k{i}");
+            let out = h.client(0, i, put(&key, &value), ConsistencyLevel::One);
+            assert_eq!(replies(&out), vec![&ClientResponse::Written]);
+            h.step(0, Input::Tick);
+        }
+        let stats = h.node(0).stats().clone();
+        assert!(stats.tables_flushed >= 5, "{stats:?}");
+        assert!(stats.compactions >= 1, "{stats:?}");
+        assert_eq!(stats.background_errors, 0);
+        assert!(h.node(0).engine().tables_total() >= 1);
+        h.nodes[0] = None;
+        let node = h.start(0);
+        for i in 0..40 {
+            let stored = node.engine().get(format!("k{i}").as_bytes()).unwrap();
+            assert_eq!(
+                stored.and_then(|v| v.value),
+                Some(value.clone().into_bytes())
+            );
+        }
+    }
+
+    #[test]
+    fn recorded_versions_name_acknowledged_writes_and_replies() {
+        let options = NodeOptions {
+            record_versions: true,
+            ..NodeOptions::default()
+        };
+        let mut h = Harness::new(3, options);
+        let writes = sends(&h.client(0, 1, put("k", "v"), ConsistencyLevel::Quorum));
+        // The coordinator's own replica counts as acknowledged at once.
+        let own = h.node(0).take_acknowledged_writes();
+        assert_eq!(own.len(), 1);
+        let stamp = own[0].timestamp;
+        assert_eq!(own[0].key, b"k".to_vec());
+        assert_eq!(stamp.node, 1);
+        let ack = h.deliver(0, &writes[0]);
+        let Output::Send { to, .. } = &writes[0] else {
+            panic!("not a send")
+        };
+        let replica = to.0 as usize - 1;
+        assert_eq!(
+            h.node(replica).take_acknowledged_writes(),
+            vec![AcknowledgedWrite {
+                key: b"k".to_vec(),
+                timestamp: stamp
+            }]
+        );
+        let done = h.deliver(replica, &ack[0]);
+        assert_eq!(replies(&done), vec![&ClientResponse::Written]);
+        assert_eq!(
+            h.node(0).take_reply_versions(),
+            vec![ReplyVersion {
+                request: RequestId(1),
+                timestamp: Some(stamp)
+            }]
+        );
+        // A read at ONE on the replica returns that version, and an absent
+        // key reads with no version.
+        h.client(replica, 2, get("k"), ConsistencyLevel::One);
+        h.client(replica, 3, get("absent"), ConsistencyLevel::One);
+        assert_eq!(
+            h.node(replica).take_reply_versions(),
+            vec![
+                ReplyVersion {
+                    request: RequestId(2),
+                    timestamp: Some(stamp)
+                },
+                ReplyVersion {
+                    request: RequestId(3),
+                    timestamp: None
+                }
+            ]
+        );
+        // Without the option nothing is collected.
+        let mut quiet = Harness::new(1, NodeOptions::default());
+        quiet.client(0, 1, put("k", "v"), ConsistencyLevel::One);
+        assert!(quiet.node(0).take_acknowledged_writes().is_empty());
+        assert!(quiet.node(0).take_reply_versions().is_empty());
     }
 
     #[test]

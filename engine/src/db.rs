@@ -38,19 +38,20 @@
 //! [`FROZEN_MEMTABLES_MAX`] are waiting flushes the oldest inline first
 //! (back-pressure instead of unbounded memory).
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
 
 use crate::compaction::{self, policy};
 use crate::disk::DiskError;
 use crate::manifest::{self, Manifest, VersionEdit, EDITS_PER_CHECKPOINT_DEFAULT};
-use crate::memtable::{range_is_empty, Memtable};
-use crate::merge::{MergeIter, Source};
+use crate::memtable::{range_is_empty, EntryRef, MemKey, Memtable};
+use crate::merge::{Cursor, Merge};
+use crate::sstable::bloom::key_hash;
+use crate::sstable::cache::BlockCache;
 use crate::sstable::reader::Table;
-use crate::sstable::writer::write_table;
-use crate::sstable::{
-    parse_table_name, TableCompression, TableEntry, TableOptions, TEMPORARY_SUFFIX,
-};
+use crate::sstable::writer::{TableWriter, WrittenTable};
+use crate::sstable::{parse_table_name, TableCompression, TableOptions, TEMPORARY_SUFFIX};
 use crate::wal::{self, RecoveryReport, Wal, RECORD_PAYLOAD_BYTES_MAX};
 use crate::{Disk, EngineError, Timestamp, Versioned};
 
@@ -81,15 +82,53 @@ pub const BLOOM_BITS_PER_KEY_DEFAULT: u32 = 10;
 /// Default tier bounds of size-tiered compaction.
 pub const COMPACTION_TABLES_MIN_DEFAULT: usize = 4;
 pub const COMPACTION_TABLES_MAX_DEFAULT: usize = 32;
+/// Default memory bound of the block cache.
+pub const BLOCK_CACHE_BYTES_DEFAULT: u64 = 32 * 1024 * 1024;
 
 /// When the WAL is synced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncPolicy {
-    /// Only [`Engine::sync`] syncs (the node calls it once per group commit).
+    /// Every acknowledgement waits for a sync: the node calls
+    /// [`Engine::sync`] once per group commit, before it answers.
     Always,
+    /// Writes are acknowledged before they are durable and synced every
+    /// `interval_nanos`: the node calls [`Engine::sync_if_due`] on its ticks
+    /// with its monotonic time (the engine reads no clock). A crash loses at
+    /// most about one interval of acknowledged writes. [`Engine::sync`]
+    /// still syncs at once when asked.
+    Interval { interval_nanos: u64 },
     /// Never sync (benchmarks and tests that do not care about crashes):
     /// [`Engine::sync`] marks writes synced without touching the disk.
     Never,
+}
+
+impl SyncPolicy {
+    /// Whether syncs reach the disk.
+    fn syncs(self) -> bool {
+        self != SyncPolicy::Never
+    }
+}
+
+/// Whether compaction may drop the tombstone of a key: the cluster says no
+/// for keys whose ranges are not yet repaired everywhere, since another
+/// replica may still hold the value the tombstone deletes.
+pub type PurgeGuard = Box<dyn Fn(&[u8]) -> bool + Send>;
+
+/// Holds the optional guard; its `Debug` says only whether there is one.
+struct PurgeGuardSlot(Option<PurgeGuard>);
+
+impl std::fmt::Debug for PurgeGuardSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}",
+            if self.0.is_some() {
+                "Some(guard)"
+            } else {
+                "None"
+            }
+        )
+    }
 }
 
 /// Tunables, checked by [`EngineOptions::validate`].
@@ -118,6 +157,8 @@ pub struct EngineOptions {
     pub compaction_tables_min: usize,
     /// ...and at most this many at once.
     pub compaction_tables_max: usize,
+    /// Memory bound of the cache of decoded data blocks (0: no cache).
+    pub block_cache_bytes: u64,
 }
 
 impl Default for EngineOptions {
@@ -134,6 +175,7 @@ impl Default for EngineOptions {
             manifest_edits_per_checkpoint: EDITS_PER_CHECKPOINT_DEFAULT,
             compaction_tables_min: COMPACTION_TABLES_MIN_DEFAULT,
             compaction_tables_max: COMPACTION_TABLES_MAX_DEFAULT,
+            block_cache_bytes: BLOCK_CACHE_BYTES_DEFAULT,
         }
     }
 }
@@ -225,6 +267,17 @@ pub struct BackgroundReport {
     pub work_pending: bool,
 }
 
+/// What the block cache holds and how well it served.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BlockCacheStats {
+    /// Bytes charged for the cached blocks (at most `block_cache_bytes`).
+    pub used_bytes: u64,
+    /// Block reads served from the cache.
+    pub hits: u64,
+    /// Block reads that went to the disk.
+    pub misses: u64,
+}
+
 /// The storage engine of one node.
 #[derive(Debug)]
 pub struct Engine<D: Disk> {
@@ -238,16 +291,46 @@ pub struct Engine<D: Disk> {
     frozen: VecDeque<Frozen>,
     /// Live tables, newest (highest id) first.
     tables: Vec<Table<D::File>>,
+    /// Decoded data blocks of the live tables, under a memory bound. In a
+    /// `RefCell` because reads (`&self`) fill it; the engine is used from
+    /// one thread at a time.
+    cache: RefCell<BlockCache>,
     /// Which tables are live and which WAL segments they cover.
     manifest: Manifest<D::File>,
     /// Tombstones older than this may be purged by compaction; `None`
     /// (the default) forbids purging. Set by the cluster.
     tombstone_purge_before: Option<Timestamp>,
+    /// Keys whose tombstones must stay however old (the cluster's ranges
+    /// not yet repaired); `None` lets the horizon alone decide.
+    purge_guard: PurgeGuardSlot,
+    /// Under `SyncPolicy::Interval`: when the last interval sync ran, in
+    /// the caller's monotonic nanoseconds.
+    last_interval_sync_nanos: Option<u64>,
     /// Set when a table or manifest write failed in a way that leaves the
     /// durable state unknown (a failed sync): why the engine stopped.
     poisoned: Option<String>,
     /// What recovery found when this engine was opened.
     recovery: RecoveryReport,
+}
+
+/// Writes `memtable` as table `id`.
+fn write_memtable<D: Disk>(
+    disk: &D,
+    id: u64,
+    memtable: &Memtable,
+    options: TableOptions,
+    sync_enabled: bool,
+) -> Result<Option<WrittenTable>, EngineError> {
+    let mut writer = TableWriter::create(disk, id, options, sync_enabled)?;
+    let mut key = Vec::new();
+    for (mem_key, entry) in memtable.iter() {
+        mem_key.write_to(&mut key);
+        if let Err(err) = writer.add(&key, entry.timestamp, entry.value) {
+            writer.abandon();
+            return Err(err);
+        }
+    }
+    writer.finish()
 }
 
 /// Whether `name` is a table being written: garbage at open.
@@ -266,6 +349,22 @@ fn newer(best: Option<Versioned>, candidate: Option<Versioned>) -> Option<Versio
     }
 }
 
+/// Whether a table holding keys `key_min..=key_max` can hold a key within
+/// `start` and `end`.
+fn overlaps(key_min: &[u8], key_max: &[u8], start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
+    let after_start = match start {
+        Bound::Unbounded => true,
+        Bound::Included(start) => key_max >= start,
+        Bound::Excluded(start) => key_max > start,
+    };
+    let before_end = match end {
+        Bound::Unbounded => true,
+        Bound::Included(end) => key_min <= end,
+        Bound::Excluded(end) => key_min < end,
+    };
+    after_start && before_end
+}
+
 impl<D: Disk> Engine<D> {
     /// Opens the engine on `disk`: replays the manifest, deletes files it
     /// does not name, opens the live tables, replays the WAL segments the
@@ -277,7 +376,7 @@ impl<D: Disk> Engine<D> {
     /// manifest) or in a table's metadata; disk errors.
     pub fn open(disk: D, options: EngineOptions) -> Result<Self, EngineError> {
         options.validate()?;
-        let sync_enabled = options.sync_policy == SyncPolicy::Always;
+        let sync_enabled = options.sync_policy.syncs();
         let manifest = manifest::open(&disk, options.manifest_edits_per_checkpoint, sync_enabled)?;
         let state = manifest.state().clone();
         let mut removed = false;
@@ -305,18 +404,22 @@ impl<D: Disk> Engine<D> {
                 for (key, version) in entries {
                     // Replay is idempotent under last-write-wins: an entry
                     // that loses here lost when it was first written, too.
-                    memtable.apply(&key, version);
+                    memtable.apply(&key, version.timestamp, version.value.as_deref());
                 }
             },
         )?;
+        let cache = RefCell::new(BlockCache::new(options.block_cache_bytes));
         Ok(Engine {
             options,
             wal,
             memtable,
             frozen: VecDeque::new(),
             tables,
+            cache,
             manifest,
             tombstone_purge_before: None,
+            purge_guard: PurgeGuardSlot(None),
+            last_interval_sync_nanos: None,
             poisoned: None,
             recovery,
         })
@@ -330,8 +433,22 @@ impl<D: Disk> Engine<D> {
     /// [`EngineError::InvalidArgument`] for a key or value over the limits;
     /// disk errors (then nothing was applied).
     pub fn write(&mut self, key: &[u8], version: Versioned) -> Result<bool, EngineError> {
-        let applied = self.apply_batch(&[(key, &version)])?;
-        Ok(applied == 1)
+        self.check_not_poisoned()?;
+        self.check_entry(key, &version)?;
+        let mem_key = MemKey::new(key);
+        if !self.wins(key, &mem_key, version.timestamp)? {
+            return Ok(false);
+        }
+        // Freeze before appending, so a failed freeze applies nothing.
+        if self.memtable.bytes_total() >= self.options.memtable_bytes_max {
+            self.freeze()?;
+        }
+        self.wal.append_batch(&[(key, &version)])?;
+        let applied = self
+            .memtable
+            .apply_key(mem_key, version.timestamp, version.value.as_deref());
+        assert!(applied, "a winner is newer than the stored version");
+        Ok(true)
     }
 
     /// Writes every entry of `batch` that is newer than the stored version
@@ -343,11 +460,52 @@ impl<D: Disk> Engine<D> {
     /// As [`Self::write`]; also `InvalidArgument` for a batch too large for
     /// one WAL record. On error nothing was applied.
     pub fn write_batch(&mut self, batch: &[(Vec<u8>, Versioned)]) -> Result<usize, EngineError> {
-        let entries: Vec<(&[u8], &Versioned)> = batch
-            .iter()
-            .map(|(key, version)| (key.as_slice(), version))
-            .collect();
-        self.apply_batch(&entries)
+        self.check_not_poisoned()?;
+        let mut payload_bytes = wal::batch_payload_bytes(0);
+        for (key, version) in batch {
+            self.check_entry(key, version)?;
+            payload_bytes = payload_bytes.saturating_add(wal::entry_encoded_bytes(key, version));
+        }
+        if payload_bytes > RECORD_PAYLOAD_BYTES_MAX as usize {
+            return Err(EngineError::InvalidArgument {
+                reason: format!(
+                    "batch of {} entries needs {payload_bytes} bytes, over the WAL record \
+                     maximum of {RECORD_PAYLOAD_BYTES_MAX}",
+                    batch.len()
+                ),
+            });
+        }
+        // Only versions that win are logged; a later entry of the batch for
+        // the same key must beat the earlier one too.
+        let mut batch_newest: BTreeMap<&[u8], Timestamp> = BTreeMap::new();
+        let mut winners: Vec<(&[u8], &Versioned)> = Vec::new();
+        for (key, version) in batch {
+            let wins = match batch_newest.get(key.as_slice()) {
+                Some(newest) => version.timestamp > *newest,
+                None => self.wins(key, &MemKey::new(key), version.timestamp)?,
+            };
+            if wins {
+                batch_newest.insert(key, version.timestamp);
+                winners.push((key, version));
+            }
+        }
+        if winners.is_empty() {
+            return Ok(0);
+        }
+        if self.memtable.bytes_total() >= self.options.memtable_bytes_max {
+            self.freeze()?;
+        }
+        self.wal.append_batch(&winners)?;
+        for (key, version) in &winners {
+            let applied = self
+                .memtable
+                .apply(key, version.timestamp, version.value.as_deref());
+            assert!(
+                applied,
+                "a winner of the batch is newer than the stored version"
+            );
+        }
+        Ok(winners.len())
     }
 
     fn check_not_poisoned(&self) -> Result<(), EngineError> {
@@ -367,56 +525,6 @@ impl<D: Disk> Engine<D> {
             self.poisoned = Some(err.to_string());
         }
         err
-    }
-
-    fn apply_batch(&mut self, entries: &[(&[u8], &Versioned)]) -> Result<usize, EngineError> {
-        self.check_not_poisoned()?;
-        let mut payload_bytes = wal::batch_payload_bytes(0);
-        for (key, version) in entries {
-            self.check_entry(key, version)?;
-            payload_bytes = payload_bytes.saturating_add(wal::entry_encoded_bytes(key, version));
-        }
-        if payload_bytes > RECORD_PAYLOAD_BYTES_MAX as usize {
-            return Err(EngineError::InvalidArgument {
-                reason: format!(
-                    "batch of {} entries needs {payload_bytes} bytes, over the WAL record \
-                     maximum of {RECORD_PAYLOAD_BYTES_MAX}",
-                    entries.len()
-                ),
-            });
-        }
-        // Only versions that win are logged; a later entry of the batch for
-        // the same key must beat the earlier one too.
-        let mut batch_newest: BTreeMap<&[u8], Timestamp> = BTreeMap::new();
-        let mut winners = Vec::new();
-        for &(key, version) in entries {
-            let wins = match batch_newest.get(key) {
-                Some(newest) => version.timestamp > *newest,
-                None => self
-                    .lookup(key)?
-                    .is_none_or(|stored| version.timestamp > stored.timestamp),
-            };
-            if wins {
-                batch_newest.insert(key, version.timestamp);
-                winners.push((key, version));
-            }
-        }
-        if winners.is_empty() {
-            return Ok(0);
-        }
-        // Freeze before appending, so a failed freeze applies nothing.
-        if self.memtable.bytes_total() >= self.options.memtable_bytes_max {
-            self.freeze()?;
-        }
-        self.wal.append_batch(&winners)?;
-        for (key, version) in &winners {
-            let applied = self.memtable.apply(key, (*version).clone());
-            assert!(
-                applied,
-                "a winner of the batch is newer than the stored version"
-            );
-        }
-        Ok(winners.len())
     }
 
     fn check_entry(&self, key: &[u8], version: &Versioned) -> Result<(), EngineError> {
@@ -441,12 +549,54 @@ impl<D: Disk> Engine<D> {
         Ok(())
     }
 
+    /// Whether a write of `key` at `timestamp` beats every stored version.
+    ///
+    /// Only a source whose newest timestamp is at least `timestamp` can
+    /// hold a version that beats it, so tables entirely older than the
+    /// write (every table, for a node writing with a fresh clock) are
+    /// skipped without touching their filters.
+    fn wins(
+        &self,
+        key: &[u8],
+        mem_key: &MemKey,
+        timestamp: Timestamp,
+    ) -> Result<bool, EngineError> {
+        let newer_in = |memtable: &Memtable| {
+            memtable
+                .get_key(mem_key)
+                .is_some_and(|stored| stored.timestamp >= timestamp)
+        };
+        if newer_in(&self.memtable) || self.frozen.iter().any(|f| newer_in(&f.memtable)) {
+            return Ok(false);
+        }
+        let mut hash = None;
+        for table in &self.tables {
+            if table.meta.timestamp_max < timestamp {
+                continue;
+            }
+            let hash = *hash.get_or_insert_with(|| key_hash(key));
+            if let Some(stored) = table.get(key, hash, &self.cache)? {
+                if stored.timestamp >= timestamp {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
     /// The newest version of `key` across memtables and tables.
     fn lookup(&self, key: &[u8]) -> Result<Option<Versioned>, EngineError> {
-        let mut best = self.memtable.get(key).cloned();
+        let mem_key = MemKey::new(key);
+        let mut best = self.memtable.get_key(&mem_key);
         for frozen in self.frozen.iter().rev() {
-            best = newer(best, frozen.memtable.get(key).cloned());
+            if let Some(found) = frozen.memtable.get_key(&mem_key) {
+                if best.is_none_or(|b| found.timestamp > b.timestamp) {
+                    best = Some(found);
+                }
+            }
         }
+        let mut best = best.map(EntryRef::to_versioned);
+        let hash = key_hash(key);
         for table in &self.tables {
             // A table whose newest entry is older than what we have cannot
             // change the answer.
@@ -456,7 +606,7 @@ impl<D: Disk> Engine<D> {
             {
                 continue;
             }
-            best = newer(best, table.get(key)?);
+            best = newer(best, table.get(key, hash, &self.cache)?);
         }
         Ok(best)
     }
@@ -508,27 +658,71 @@ impl<D: Disk> Engine<D> {
         end: Bound<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Versioned)>, EngineError> {
+        self.scan_ordered(start, end, limit, false)
+    }
+
+    /// As [`Self::scan`], but backward: up to `limit` keys from `end` down
+    /// to `start`, in descending order.
+    ///
+    /// # Errors
+    /// Disk errors and corruption from a table read.
+    pub fn scan_reverse(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Versioned)>, EngineError> {
+        self.scan_ordered(start, end, limit, true)
+    }
+
+    fn scan_ordered(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<(Vec<u8>, Versioned)>, EngineError> {
         if range_is_empty(start, end) || limit == 0 {
             return Ok(Vec::new());
         }
-        let owned = |(key, version): (&Vec<u8>, &Versioned)| Ok((key.clone(), version.clone()));
-        let mut sources: Vec<Source<'_>> = Vec::new();
-        sources.push(Box::new(self.memtable.range(start, end).map(owned)));
+        let mut cursors: Vec<Cursor<'_, D::File>> = Vec::new();
+        cursors.push(Cursor::memtable(self.memtable.range(start, end), reverse));
         for frozen in &self.frozen {
-            sources.push(Box::new(frozen.memtable.range(start, end).map(owned)));
+            cursors.push(Cursor::memtable(frozen.memtable.range(start, end), reverse));
         }
         for table in &self.tables {
-            sources.push(Box::new(table.iter(start)));
+            if !overlaps(&table.meta.key_min, &table.meta.key_max, start, end) {
+                continue;
+            }
+            // A scan reads each block once: it takes cached blocks but
+            // does not push point reads' blocks out.
+            let mut cursor = table.cursor(&self.cache, false, reverse);
+            cursor.seek(if reverse { end } else { start })?;
+            cursors.push(Cursor::Table(cursor));
         }
-        let before_end = |entry: &Result<TableEntry, EngineError>| match (entry, end) {
-            (Err(_), _) | (_, Bound::Unbounded) => true,
-            (Ok((key, _)), Bound::Included(end)) => key.as_slice() <= end,
-            (Ok((key, _)), Bound::Excluded(end)) => key.as_slice() < end,
-        };
-        MergeIter::new(sources)
-            .take_while(before_end)
-            .take(limit)
-            .collect()
+        let mut merge = Merge::new(cursors, reverse);
+        let mut out = Vec::new();
+        while out.len() < limit && merge.next()? {
+            let key = merge.key();
+            let inside = if reverse {
+                match start {
+                    Bound::Unbounded => true,
+                    Bound::Included(start) => key >= start,
+                    Bound::Excluded(start) => key > start,
+                }
+            } else {
+                match end {
+                    Bound::Unbounded => true,
+                    Bound::Included(end) => key <= end,
+                    Bound::Excluded(end) => key < end,
+                }
+            };
+            if !inside {
+                break;
+            }
+            out.push((key.to_vec(), merge.version()));
+        }
+        Ok(out)
     }
 
     /// Allows compaction to purge tombstones older than `horizon` (the
@@ -536,6 +730,35 @@ impl<D: Disk> Engine<D> {
     /// forbids purging with `None`, the default.
     pub fn set_tombstone_purge_before(&mut self, horizon: Option<Timestamp>) {
         self.tombstone_purge_before = horizon;
+    }
+
+    /// Installs (or, with `None`, removes) the hook compaction asks before
+    /// it drops a tombstone older than the horizon: the cluster forbids
+    /// purging keys of ranges not yet repaired (no zombie resurrection).
+    pub fn set_tombstone_purge_guard(&mut self, guard: Option<PurgeGuard>) {
+        self.purge_guard = PurgeGuardSlot(guard);
+    }
+
+    /// Under [`SyncPolicy::Interval`], syncs if there is anything unsynced
+    /// and `interval_nanos` have passed since the last such sync, `now_nanos`
+    /// being the caller's monotonic time. Under the other policies it does
+    /// nothing. Returns whether it synced.
+    ///
+    /// # Errors
+    /// As [`Self::sync`].
+    pub fn sync_if_due(&mut self, now_nanos: u64) -> Result<bool, EngineError> {
+        let SyncPolicy::Interval { interval_nanos } = self.options.sync_policy else {
+            return Ok(false);
+        };
+        let due = self
+            .last_interval_sync_nanos
+            .is_none_or(|last| now_nanos.saturating_sub(last) >= interval_nanos);
+        if !due || !self.has_unsynced() {
+            return Ok(false);
+        }
+        self.sync()?;
+        self.last_interval_sync_nanos = Some(now_nanos);
+        Ok(true)
     }
 
     /// Does paced background work: freezes an over-full memtable, flushes
@@ -574,6 +797,33 @@ impl<D: Disk> Engine<D> {
         Ok(report)
     }
 
+    /// Full compaction: flushes the memtable and every frozen memtable, then
+    /// merges all tables into one (dropping shadowed versions and the
+    /// tombstones the purge horizon allows). Runs whole, however large: for
+    /// tools and benchmarks, not for a node's ticks.
+    ///
+    /// # Errors
+    /// As [`Self::do_background_work`].
+    pub fn compact_all(&mut self) -> Result<BackgroundReport, EngineError> {
+        self.check_not_poisoned()?;
+        let mut report = BackgroundReport::default();
+        self.freeze()?;
+        while !self.frozen.is_empty() {
+            report.bytes_written += self.flush_oldest()?;
+            report.tables_flushed += 1;
+        }
+        // One table is rewritten too if it holds tombstones that may go.
+        let may_purge = self.tombstone_purge_before.is_some()
+            && self.tables.iter().any(|t| t.meta.tombstones_total > 0);
+        if self.tables.len() > 1 || (self.tables.len() == 1 && may_purge) {
+            let mut inputs: Vec<u64> = self.tables.iter().map(|table| table.id).collect();
+            inputs.sort_unstable();
+            report.bytes_written += self.compact(&inputs)?;
+            report.compactions += 1;
+        }
+        Ok(report)
+    }
+
     /// Freezes the memtable and moves the WAL to a new segment.
     fn freeze(&mut self) -> Result<(), EngineError> {
         if self.memtable.len() == 0 {
@@ -599,19 +849,15 @@ impl<D: Disk> Engine<D> {
             .front()
             .expect("callers check for a frozen memtable");
         let id = self.manifest.state().next_table_id;
-        let sync_enabled = self.options.sync_policy == SyncPolicy::Always;
-        let entries = frozen
-            .memtable
-            .iter()
-            .map(|(key, version)| Ok((key.clone(), version.clone())));
-        let written = write_table(
+        let sync_enabled = self.options.sync_policy.syncs();
+        let wal_segment_last = frozen.wal_segment_last;
+        let written = write_memtable(
             self.wal.disk(),
             id,
-            entries,
+            &frozen.memtable,
             self.options.table_options(),
             sync_enabled,
         );
-        let wal_segment_last = frozen.wal_segment_last;
         let written = written
             .map_err(|err| self.poison_if_fatal(err))?
             .expect("a frozen memtable is never empty");
@@ -658,16 +904,18 @@ impl<D: Disk> Engine<D> {
 
     /// Whether a source outside `inputs` holds any version of `key`.
     fn held_outside(&self, key: &[u8], inputs: &BTreeSet<u64>) -> Result<bool, EngineError> {
-        if self.memtable.get(key).is_some()
+        let mem_key = MemKey::new(key);
+        if self.memtable.get_key(&mem_key).is_some()
             || self
                 .frozen
                 .iter()
-                .any(|frozen| frozen.memtable.get(key).is_some())
+                .any(|frozen| frozen.memtable.get_key(&mem_key).is_some())
         {
             return Ok(true);
         }
+        let hash = key_hash(key);
         for table in self.tables.iter().filter(|t| !inputs.contains(&t.id)) {
-            if table.get(key)?.is_some() {
+            if table.get(key, hash, &self.cache)?.is_some() {
                 return Ok(true);
             }
         }
@@ -685,42 +933,8 @@ impl<D: Disk> Engine<D> {
             "compaction inputs are distinct"
         );
         let id = self.manifest.state().next_table_id;
-        let sync_enabled = self.options.sync_policy == SyncPolicy::Always;
-        let purge_before = self.tombstone_purge_before;
-        let written = {
-            let sources: Vec<Source<'_>> = self
-                .tables
-                .iter()
-                .filter(|table| input_set.contains(&table.id))
-                .map(|table| Box::new(table.iter(Bound::Unbounded)) as Source<'_>)
-                .collect();
-            assert_eq!(sources.len(), inputs.len(), "compaction inputs are live");
-            let this = &*self;
-            let kept = MergeIter::new(sources).filter_map(|entry| match entry {
-                Err(err) => Some(Err(err)),
-                Ok((key, version)) => {
-                    if !version.is_tombstone() || purge_before.is_none() {
-                        return Some(Ok((key, version)));
-                    }
-                    match this.held_outside(&key, &input_set) {
-                        Err(err) => Some(Err(err)),
-                        Ok(held)
-                            if compaction::tombstone_purgeable(&version, purge_before, held) =>
-                        {
-                            None
-                        }
-                        Ok(_) => Some(Ok((key, version))),
-                    }
-                }
-            });
-            write_table(
-                self.wal.disk(),
-                id,
-                kept,
-                self.options.table_options(),
-                sync_enabled,
-            )
-        };
+        let sync_enabled = self.options.sync_policy.syncs();
+        let written = self.merge_tables(id, &input_set, sync_enabled);
         let written = written.map_err(|err| self.poison_if_fatal(err))?;
         let edit = VersionEdit {
             next_table_id: id + 1,
@@ -730,6 +944,9 @@ impl<D: Disk> Engine<D> {
         };
         self.commit(&edit)?;
         self.tables.retain(|table| !input_set.contains(&table.id));
+        for input in inputs {
+            self.cache.borrow_mut().remove_table(*input);
+        }
         if written.is_some() {
             let table = Table::open(self.wal.disk(), id)?;
             self.tables.insert(0, table);
@@ -743,6 +960,63 @@ impl<D: Disk> Engine<D> {
             }
         }
         Ok(written.map_or(0, |w| w.file_bytes))
+    }
+
+    /// Writes the merge of the tables `inputs` as table `id`, dropping
+    /// shadowed versions and the tombstones the purge rule allows.
+    fn merge_tables(
+        &self,
+        id: u64,
+        inputs: &BTreeSet<u64>,
+        sync_enabled: bool,
+    ) -> Result<Option<WrittenTable>, EngineError> {
+        let purge_before = self.tombstone_purge_before;
+        let mut cursors = Vec::with_capacity(inputs.len());
+        for table in self.tables.iter().filter(|t| inputs.contains(&t.id)) {
+            // Compaction reads every block once: keep them out of the cache.
+            let mut cursor = table.cursor(&self.cache, false, false);
+            cursor.seek(Bound::Unbounded)?;
+            cursors.push(Cursor::Table(cursor));
+        }
+        assert_eq!(cursors.len(), inputs.len(), "compaction inputs are live");
+        let mut merge = Merge::new(cursors, false);
+        let mut writer = TableWriter::create(
+            self.wal.disk(),
+            id,
+            self.options.table_options(),
+            sync_enabled,
+        )?;
+        if let Err(err) = self.copy_merged(&mut merge, &mut writer, inputs, purge_before) {
+            writer.abandon();
+            return Err(err);
+        }
+        writer.finish()
+    }
+
+    /// Adds every entry of `merge` to `writer` but the purgeable tombstones.
+    fn copy_merged(
+        &self,
+        merge: &mut Merge<'_, D::File>,
+        writer: &mut TableWriter<'_, D>,
+        inputs: &BTreeSet<u64>,
+        purge_before: Option<Timestamp>,
+    ) -> Result<(), EngineError> {
+        while merge.next()? {
+            let (key, timestamp, value) = (merge.key(), merge.timestamp(), merge.value());
+            if value.is_none() && purge_before.is_some() {
+                let version = Versioned {
+                    timestamp,
+                    value: None,
+                };
+                let held = self.held_outside(key, inputs)?;
+                let guard_allows = self.purge_guard.0.as_ref().is_none_or(|guard| guard(key));
+                if guard_allows && compaction::tombstone_purgeable(&version, purge_before, held) {
+                    continue;
+                }
+            }
+            writer.add(key, timestamp, value)?;
+        }
+        Ok(())
     }
 
     /// The disk below the engine.
@@ -774,6 +1048,17 @@ impl<D: Disk> Engine<D> {
                 .iter()
                 .map(|frozen| frozen.memtable.bytes_total())
                 .sum::<usize>()
+    }
+
+    /// The block cache: bytes held, hits and misses so far.
+    pub fn block_cache_stats(&self) -> BlockCacheStats {
+        let cache = self.cache.borrow();
+        let (hits, misses) = cache.hits_and_misses();
+        BlockCacheStats {
+            used_bytes: cache.used_bytes(),
+            hits,
+            misses,
+        }
     }
 
     /// Number of live tables.
@@ -1092,34 +1377,44 @@ mod tests {
     }
 
     #[test]
-    fn failed_append_is_rolled_back_and_later_appends_replay() {
+    fn full_disk_fails_the_sync_keeps_the_writes_and_a_later_sync_succeeds() {
         let (_dir, faults, mut engine) = faulty_engine();
         engine.write(b"a", value(1, "before")).expect("write");
+        engine.sync().expect("sync");
+        engine
+            .write(b"b", value(2, "waits for space"))
+            .expect("a write is buffered");
         faults.next_write_partial_then_full.set(true);
-        let full = engine.write(b"b", value(2, "lost to a full disk"));
+        let full = engine.sync();
         assert!(
             matches!(full, Err(EngineError::Disk(DiskError::NoSpace { .. }))),
             "{full:?}"
         );
+        assert!(engine.has_unsynced(), "the write is still not durable");
         assert_eq!(
-            engine.get(b"b").expect("get"),
+            engine.poisoned_reason(),
             None,
-            "a failed write is not applied"
+            "a full disk is no failed sync"
+        );
+        assert_eq!(
+            engine.get(b"b").expect("reads still work"),
+            Some(value(2, "waits for space"))
         );
         engine
             .write(b"c", value(3, "after"))
             .expect("write after a full disk");
-        engine.sync().expect("sync");
+        engine.sync().expect("sync once there is space");
         let engine = reopen(engine);
         assert_eq!(
             engine.recovery_report().torn_tail,
             None,
-            "no partial record was left behind"
+            "the partial write was rolled back"
         );
         assert_eq!(
             engine.scan_all().expect("scan"),
             vec![
                 (b"a".to_vec(), value(1, "before")),
+                (b"b".to_vec(), value(2, "waits for space")),
                 (b"c".to_vec(), value(3, "after"))
             ]
         );
@@ -1128,9 +1423,10 @@ mod tests {
     #[test]
     fn failed_rollback_poisons_the_engine() {
         let (_dir, faults, mut engine) = faulty_engine();
+        engine.write(b"k", value(1, "v")).expect("buffered");
         faults.next_write_partial_then_full.set(true);
         faults.truncate_fails.set(true);
-        assert!(engine.write(b"k", value(1, "v")).is_err());
+        assert!(engine.sync().is_err());
         let next = engine.write(b"k", value(2, "v"));
         assert!(
             matches!(next, Err(EngineError::Poisoned { .. })),
@@ -1261,6 +1557,64 @@ mod tests {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(keys, vec![b"a".to_vec(), b"c".to_vec(), b"d".to_vec()]);
+    }
+
+    #[test]
+    fn purge_guard_keeps_tombstones_of_unrepaired_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let disk = FsDisk::open(dir.path()).expect("disk");
+        let mut engine = Engine::open(disk, lsm_options()).expect("open");
+        engine.write(b"repaired", tombstone(1)).expect("write");
+        engine.write(b"unrepaired", tombstone(2)).expect("write");
+        engine.write(b"value", value(3, "v")).expect("write");
+        engine.set_tombstone_purge_before(Some(ts(100)));
+        engine.set_tombstone_purge_guard(Some(Box::new(|key: &[u8]| key == b"repaired")));
+        engine.compact_all().expect("compact");
+        assert_eq!(engine.get(b"repaired").expect("get"), None, "purged");
+        assert_eq!(
+            engine.get(b"unrepaired").expect("get"),
+            Some(tombstone(2)),
+            "the guard kept it"
+        );
+        engine.set_tombstone_purge_guard(None);
+        engine.write(b"other", value(4, "o")).expect("write");
+        engine.compact_all().expect("compact");
+        assert_eq!(
+            engine.get(b"unrepaired").expect("get"),
+            None,
+            "purged once allowed"
+        );
+    }
+
+    #[test]
+    fn interval_policy_syncs_only_when_due() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let faults = Rc::new(Faults::default());
+        let disk = FaultyDisk {
+            inner: FsDisk::open(dir.path()).expect("disk"),
+            faults: faults.clone(),
+        };
+        let options = EngineOptions {
+            sync_policy: SyncPolicy::Interval {
+                interval_nanos: 1_000,
+            },
+            ..EngineOptions::default()
+        };
+        let mut engine = Engine::open(disk, options).expect("open");
+        assert!(!engine.sync_if_due(0).expect("nothing to sync"));
+        engine.write(b"a", value(1, "v")).expect("write");
+        assert!(engine.sync_if_due(10).expect("first sync is due"));
+        assert!(!engine.has_unsynced());
+        engine.write(b"b", value(2, "v")).expect("write");
+        assert!(!engine.sync_if_due(500).expect("not yet due"));
+        assert!(engine.has_unsynced());
+        // The sync really reaches the disk: a failing one surfaces.
+        faults.sync_fails.set(true);
+        assert!(engine.sync_if_due(1_010).is_err());
+        assert!(matches!(
+            engine.write(b"c", value(3, "v")),
+            Err(EngineError::Poisoned { .. })
+        ));
     }
 
     #[test]

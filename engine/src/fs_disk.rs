@@ -1,9 +1,11 @@
 //! `FsDisk`: the [`Disk`] seam over one real directory.
 //!
 //! Every file of the disk is a regular file directly inside the directory.
-//! Durability maps one to one onto POSIX: [`DiskFile::sync`] is `fsync` of
-//! the file (`sync_all`, data and length), [`Disk::sync_dir`] is `fsync` of
-//! the directory, which makes creates, renames and removes durable.
+//! Durability maps one to one onto POSIX: [`DiskFile::sync`] is `fdatasync`
+//! of the file (`sync_data`: its data and the metadata needed to read it
+//! back, length included; not its timestamps), [`Disk::sync_dir`] is
+//! `fsync` of the directory, which makes creates, renames and removes
+//! durable.
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
@@ -209,8 +211,10 @@ impl DiskFile for FsFile {
     }
 
     fn sync(&mut self) -> Result<(), DiskError> {
+        // `fdatasync`: the data and what is needed to read it back (the
+        // length, the block map), without timestamps.
         self.file
-            .sync_all()
+            .sync_data()
             .map_err(|err| sync_error(&self.name, &err))
     }
 

@@ -6,28 +6,142 @@
 //! The table counts its approximate size in bytes so that the LSM can decide
 //! when to freeze and flush it.
 
-use std::collections::BTreeMap;
+use std::cmp::Ordering;
+use std::collections::{btree_map, BTreeMap};
 use std::fmt;
 use std::ops::Bound;
 
-use crate::types::Versioned;
+use crate::types::{Timestamp, Versioned};
 
-/// Bytes charged per entry on top of key and value: the timestamp plus a
-/// rough allowance for the map node, so that many tiny entries still count.
-const ENTRY_OVERHEAD_BYTES: usize = 64;
+/// Bytes charged per key on top of its bytes and its value's: the map
+/// element (key head, timestamp, value reference: 72 bytes) and its node's
+/// share, so that many tiny entries still count.
+const ENTRY_OVERHEAD_BYTES: usize = 112;
+/// Key bytes held inline by a [`MemKey`]: the common short key needs no
+/// allocation and compares as two integers.
+const KEY_INLINE_BYTES: usize = 16;
 
-/// The ordered in-memory table.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub(crate) struct Memtable {
-    /// Newest known version of each key.
-    entries: BTreeMap<Vec<u8>, Versioned>,
-    /// Approximate memory held by `entries`, for flush decisions.
-    bytes_total: usize,
+/// A memtable key: its first 16 bytes as two big-endian integers (zero
+/// padded), the rest on the heap, and its length. Ordered exactly as the
+/// byte strings are: equal heads mean the shorter key is a prefix of the
+/// longer (which has zeros where the shorter was padded), so tails and then
+/// lengths decide.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct MemKey {
+    head: [u64; 2],
+    tail: Box<[u8]>,
+    len: u32,
 }
 
-/// The size charged for one entry.
-fn entry_bytes(key: &[u8], version: &Versioned) -> usize {
-    key.len() + version.value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD_BYTES
+impl MemKey {
+    /// # Panics
+    /// If `key` is 4 GiB or longer (options bound keys far below that).
+    pub(crate) fn new(key: &[u8]) -> MemKey {
+        let mut head = [0_u8; KEY_INLINE_BYTES];
+        let inline = key.len().min(KEY_INLINE_BYTES);
+        head[..inline].copy_from_slice(&key[..inline]);
+        let (high, low) = head.split_at(8);
+        MemKey {
+            head: [
+                u64::from_be_bytes(high.try_into().expect("8 bytes")),
+                u64::from_be_bytes(low.try_into().expect("8 bytes")),
+            ],
+            tail: key[inline..].into(),
+            len: u32::try_from(key.len()).expect("keys are bounded by options"),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Replaces the contents of `out` with the key's bytes.
+    pub(crate) fn write_to(&self, out: &mut Vec<u8>) {
+        out.clear();
+        let mut head = [0_u8; KEY_INLINE_BYTES];
+        head[..8].copy_from_slice(&self.head[0].to_be_bytes());
+        head[8..].copy_from_slice(&self.head[1].to_be_bytes());
+        out.extend_from_slice(&head[..self.len().min(KEY_INLINE_BYTES)]);
+        out.extend_from_slice(&self.tail);
+    }
+
+    pub(crate) fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len());
+        self.write_to(&mut out);
+        out
+    }
+}
+
+impl Ord for MemKey {
+    fn cmp(&self, other: &MemKey) -> Ordering {
+        self.head
+            .cmp(&other.head)
+            .then_with(|| self.tail.cmp(&other.tail))
+            .then_with(|| self.len.cmp(&other.len))
+    }
+}
+
+impl PartialOrd for MemKey {
+    fn partial_cmp(&self, other: &MemKey) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Debug for MemKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(&self.to_vec()))
+    }
+}
+
+/// Bytes of an arena chunk. Values are copied into chunks, so a memtable
+/// holds a few large allocations instead of one per value, and dropping a
+/// flushed memtable frees chunks, not every value.
+const ARENA_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Where a value lies in the arena.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ValueRef {
+    chunk: u32,
+    offset: u32,
+    len: u32,
+}
+
+/// A stored version: its timestamp and, unless a tombstone, its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    timestamp: Timestamp,
+    value: Option<ValueRef>,
+}
+
+/// A stored version, borrowed from the memtable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EntryRef<'a> {
+    pub(crate) timestamp: Timestamp,
+    /// The value; `None` for a tombstone.
+    pub(crate) value: Option<&'a [u8]>,
+}
+
+impl EntryRef<'_> {
+    /// The version, copied out.
+    pub(crate) fn to_versioned(self) -> Versioned {
+        Versioned {
+            timestamp: self.timestamp,
+            value: self.value.map(<[u8]>::to_vec),
+        }
+    }
+}
+
+/// The ordered in-memory table.
+#[derive(Default)]
+pub(crate) struct Memtable {
+    /// Newest known version of each key.
+    entries: BTreeMap<MemKey, Slot>,
+    /// The values' bytes, in chunks that never move once filled.
+    arena: Vec<Vec<u8>>,
+    /// Approximate memory held, for flush decisions: every value ever
+    /// stored (a replaced value stays in the arena) plus each key and its
+    /// share of the map.
+    bytes_total: usize,
 }
 
 impl Memtable {
@@ -36,47 +150,99 @@ impl Memtable {
         Memtable::default()
     }
 
-    /// Stores `version` under `key` if it is newer than the stored version;
-    /// returns whether it was stored.
-    pub(crate) fn apply(&mut self, key: &[u8], version: Versioned) -> bool {
-        let added = entry_bytes(key, &version);
-        match self.entries.get_mut(key) {
-            Some(stored) if version.timestamp <= stored.timestamp => false,
-            Some(stored) => {
-                let removed = entry_bytes(key, stored);
-                *stored = version;
-                self.bytes_total = self.bytes_total - removed + added;
-                true
+    /// Stores the version (`timestamp`, `value`; `None` is a tombstone)
+    /// under `key` if it is newer than the stored version; returns whether
+    /// it was stored.
+    pub(crate) fn apply(&mut self, key: &[u8], timestamp: Timestamp, value: Option<&[u8]>) -> bool {
+        self.apply_key(MemKey::new(key), timestamp, value)
+    }
+
+    /// [`Self::apply`] with the key already converted.
+    pub(crate) fn apply_key(
+        &mut self,
+        key: MemKey,
+        timestamp: Timestamp,
+        value: Option<&[u8]>,
+    ) -> bool {
+        if let Some(stored) = self.entries.get(&key) {
+            if timestamp <= stored.timestamp {
+                return false;
             }
-            None => {
-                self.entries.insert(key.to_vec(), version);
-                self.bytes_total += added;
-                true
-            }
+        }
+        let slot = Slot {
+            timestamp,
+            value: value.map(|bytes| self.store(bytes)),
+        };
+        let key_bytes = key.len();
+        if self.entries.insert(key, slot).is_none() {
+            self.bytes_total += key_bytes + ENTRY_OVERHEAD_BYTES;
+        }
+        true
+    }
+
+    /// Copies `bytes` into the arena.
+    fn store(&mut self, bytes: &[u8]) -> ValueRef {
+        let fits = self
+            .arena
+            .last()
+            .is_some_and(|chunk| chunk.capacity() - chunk.len() >= bytes.len());
+        if !fits {
+            self.arena
+                .push(Vec::with_capacity(bytes.len().max(ARENA_CHUNK_BYTES)));
+        }
+        let chunk_index = self.arena.len() - 1;
+        let chunk = &mut self.arena[chunk_index];
+        let offset = chunk.len();
+        chunk.extend_from_slice(bytes);
+        self.bytes_total += bytes.len();
+        ValueRef {
+            chunk: u32::try_from(chunk_index).expect("fewer than 4 G chunks"),
+            offset: u32::try_from(offset).expect("chunks are smaller than 4 GiB"),
+            len: u32::try_from(bytes.len()).expect("values are bounded by options"),
+        }
+    }
+
+    fn entry(&self, slot: &Slot) -> EntryRef<'_> {
+        EntryRef {
+            timestamp: slot.timestamp,
+            value: slot.value.map(|value| {
+                let start = value.offset as usize;
+                &self.arena[value.chunk as usize][start..start + value.len as usize]
+            }),
         }
     }
 
     /// The stored version of `key`, tombstones included.
-    pub(crate) fn get(&self, key: &[u8]) -> Option<&Versioned> {
-        self.entries.get(key)
+    #[cfg(test)]
+    pub(crate) fn get(&self, key: &[u8]) -> Option<EntryRef<'_>> {
+        self.get_key(&MemKey::new(key))
+    }
+
+    /// The stored version of `key`, tombstones included.
+    pub(crate) fn get_key(&self, key: &MemKey) -> Option<EntryRef<'_>> {
+        self.entries.get(key).map(|slot| self.entry(slot))
     }
 
     /// Every entry in key order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Vec<u8>, &Versioned)> {
-        self.entries.iter()
+    pub(crate) fn iter(&self) -> MemRange<'_> {
+        MemRange {
+            range: self.entries.range::<MemKey, _>(..),
+            memtable: self,
+        }
     }
 
-    /// The entries with keys within `start` and `end`, in key order.
+    /// The entries with keys within `start` and `end`, in key order (and
+    /// backwards from the end).
     ///
     /// # Panics
     /// If the range is empty and malformed (start after end, or equal and
     /// excluded): callers check with [`range_is_empty`] first.
-    pub(crate) fn range<'a>(
-        &'a self,
-        start: Bound<&'a [u8]>,
-        end: Bound<&'a [u8]>,
-    ) -> impl Iterator<Item = (&'a Vec<u8>, &'a Versioned)> {
-        self.entries.range::<[u8], _>((start, end))
+    pub(crate) fn range(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> MemRange<'_> {
+        let bound = |b: Bound<&[u8]>| b.map(MemKey::new);
+        MemRange {
+            range: self.entries.range((bound(start), bound(end))),
+            memtable: self,
+        }
     }
 
     /// Number of keys held, tombstones included.
@@ -87,6 +253,33 @@ impl Memtable {
     /// Approximate bytes held.
     pub(crate) fn bytes_total(&self) -> usize {
         self.bytes_total
+    }
+}
+
+/// Entries of a memtable in key order, either way.
+#[derive(Debug)]
+pub(crate) struct MemRange<'a> {
+    range: btree_map::Range<'a, MemKey, Slot>,
+    memtable: &'a Memtable,
+}
+
+impl<'a> Iterator for MemRange<'a> {
+    type Item = (&'a MemKey, EntryRef<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let memtable = self.memtable;
+        self.range
+            .next()
+            .map(|(key, slot)| (key, memtable.entry(slot)))
+    }
+}
+
+impl DoubleEndedIterator for MemRange<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        let memtable = self.memtable;
+        self.range
+            .next_back()
+            .map(|(key, slot)| (key, memtable.entry(slot)))
     }
 }
 
@@ -115,7 +308,6 @@ impl fmt::Debug for Memtable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::Timestamp;
 
     fn version(hlc: u64, value: Option<&[u8]>) -> Versioned {
         Versioned {
@@ -124,56 +316,111 @@ mod tests {
         }
     }
 
-    fn recount(table: &Memtable) -> usize {
-        table
-            .iter()
-            .map(|(key, version)| entry_bytes(key, version))
-            .sum()
+    fn apply(table: &mut Memtable, key: &[u8], version: Versioned) -> bool {
+        table.apply(key, version.timestamp, version.value.as_deref())
+    }
+
+    fn stored(table: &Memtable, key: &[u8]) -> Option<Versioned> {
+        table.get(key).map(EntryRef::to_versioned)
     }
 
     #[test]
     fn newer_version_replaces_older() {
         let mut table = Memtable::new();
-        assert!(table.apply(b"k", version(1, Some(b"a"))));
-        assert!(table.apply(b"k", version(2, Some(b"bb"))));
-        assert_eq!(table.get(b"k"), Some(&version(2, Some(b"bb"))));
-        assert_eq!(table.bytes_total(), recount(&table));
+        assert!(apply(&mut table, b"k", version(1, Some(b"a"))));
+        assert!(apply(&mut table, b"k", version(2, Some(b"bb"))));
+        assert_eq!(stored(&table, b"k"), Some(version(2, Some(b"bb"))));
+        assert_eq!(table.len(), 1);
     }
 
     #[test]
     fn older_or_equal_version_is_ignored() {
         let mut table = Memtable::new();
-        assert!(table.apply(b"k", version(5, Some(b"new"))));
-        assert!(!table.apply(b"k", version(4, Some(b"old"))));
-        assert!(!table.apply(b"k", version(5, Some(b"same stamp"))));
-        assert_eq!(table.get(b"k"), Some(&version(5, Some(b"new"))));
-        assert!(table.apply(
-            b"k",
-            Versioned {
-                timestamp: Timestamp { hlc: 5, node: 2 },
-                value: None
-            }
-        ));
+        assert!(apply(&mut table, b"k", version(5, Some(b"new"))));
+        assert!(!apply(&mut table, b"k", version(4, Some(b"old"))));
+        assert!(!apply(&mut table, b"k", version(5, Some(b"same stamp"))));
+        assert_eq!(stored(&table, b"k"), Some(version(5, Some(b"new"))));
+        let tie_break = Versioned {
+            timestamp: Timestamp { hlc: 5, node: 2 },
+            value: None,
+        };
+        assert!(apply(&mut table, b"k", tie_break));
     }
 
     #[test]
     fn tombstone_hides_older_value_and_is_returned() {
         let mut table = Memtable::new();
-        assert!(table.apply(b"k", version(1, Some(b"v"))));
-        assert!(table.apply(b"k", version(2, None)));
-        assert!(!table.apply(b"k", version(1, Some(b"v"))));
-        assert_eq!(table.get(b"k"), Some(&version(2, None)));
+        assert!(apply(&mut table, b"k", version(1, Some(b"v"))));
+        assert!(apply(&mut table, b"k", version(2, None)));
+        assert!(!apply(&mut table, b"k", version(1, Some(b"v"))));
+        assert_eq!(stored(&table, b"k"), Some(version(2, None)));
         assert_eq!(table.len(), 1);
-        assert_eq!(table.bytes_total(), recount(&table));
     }
 
     #[test]
-    fn iteration_is_in_key_order() {
+    fn size_accounting_counts_keys_once_and_every_value_stored() {
+        let mut table = Memtable::new();
+        apply(&mut table, b"key", version(1, Some(&[0; 100])));
+        let one = table.bytes_total();
+        assert_eq!(one, 3 + 100 + ENTRY_OVERHEAD_BYTES);
+        apply(&mut table, b"key", version(2, Some(&[0; 50])));
+        assert_eq!(
+            table.bytes_total(),
+            one + 50,
+            "a replaced value stays in the arena"
+        );
+        apply(&mut table, b"other", version(1, None));
+        assert_eq!(table.bytes_total(), one + 50 + 5 + ENTRY_OVERHEAD_BYTES);
+    }
+
+    #[test]
+    fn large_values_get_their_own_chunk_and_read_back() {
+        let mut table = Memtable::new();
+        let big = vec![9_u8; ARENA_CHUNK_BYTES + 10];
+        apply(&mut table, b"small", version(1, Some(b"x")));
+        apply(&mut table, b"big", version(1, Some(&big)));
+        apply(&mut table, b"after", version(1, Some(b"y")));
+        assert_eq!(stored(&table, b"big"), Some(version(1, Some(&big))));
+        assert_eq!(stored(&table, b"small"), Some(version(1, Some(b"x"))));
+        assert_eq!(stored(&table, b"after"), Some(version(1, Some(b"y"))));
+    }
+
+    #[test]
+    fn iteration_is_in_key_order_both_ways() {
         let mut table = Memtable::new();
         for key in [b"c", b"a", b"b"] {
-            table.apply(key, version(1, Some(key)));
+            apply(&mut table, key, version(1, Some(key)));
         }
-        let keys: Vec<&[u8]> = table.iter().map(|(key, _)| key.as_slice()).collect();
-        assert_eq!(keys, vec![b"a", b"b", b"c"]);
+        let keys: Vec<Vec<u8>> = table.iter().map(|(key, _)| key.to_vec()).collect();
+        assert_eq!(keys, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        let back: Vec<Vec<u8>> = table
+            .range(Bound::Excluded(b"a"), Bound::Unbounded)
+            .rev()
+            .map(|(key, entry)| {
+                assert_eq!(entry.value, Some(key.to_vec().as_slice()));
+                key.to_vec()
+            })
+            .collect();
+        assert_eq!(back, vec![b"c".to_vec(), b"b".to_vec()]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn mem_keys_order_as_their_bytes_and_round_trip(
+            a in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+        ) {
+            let (key_a, key_b) = (MemKey::new(&a), MemKey::new(&b));
+            proptest::prop_assert_eq!(key_a.cmp(&key_b), a.cmp(&b));
+            proptest::prop_assert_eq!(key_a.to_vec(), a);
+        }
+
+        #[test]
+        fn mem_keys_with_zero_bytes_order_as_their_bytes(
+            a in proptest::collection::vec(0_u8..2, 0..20),
+            b in proptest::collection::vec(0_u8..2, 0..20),
+        ) {
+            proptest::prop_assert_eq!(MemKey::new(&a).cmp(&MemKey::new(&b)), a.cmp(&b));
+        }
     }
 }

@@ -1,90 +1,234 @@
-//! The merged iterator: many sorted sources read as one, last write wins.
+//! The merged cursor: many sorted sources read as one, last write wins.
 //!
-//! Each source yields `(key, version)` in strictly ascending key order (a
-//! memtable, a frozen memtable, a table). The merge yields each key once,
-//! with the version of highest [`crate::Timestamp`] among the sources that
-//! hold it, regardless of which source is newer: a replica may receive an
-//! older write after a newer one was flushed. The first error of any source
-//! is yielded and ends the merge.
+//! Each source (a memtable, a frozen memtable, a table) yields entries in
+//! strictly ascending key order (or strictly descending, for a reverse
+//! merge). The merge yields each key once, with the version of highest
+//! [`crate::Timestamp`] among the sources that hold it, regardless of which
+//! source is newer: a replica may receive an older write after a newer one
+//! was flushed. The first error of any source ends the merge.
+//!
+//! Entries are not copied on the way: the caller reads the winning entry
+//! in place ([`Merge::key`], [`Merge::timestamp`], [`Merge::value`]) and
+//! copies only what it keeps.
 
-use std::iter::Peekable;
+use std::cmp::Ordering;
 
+use crate::disk::DiskFile;
 use crate::error::EngineError;
-use crate::sstable::TableEntry;
+use crate::memtable::{EntryRef, MemRange};
+use crate::sstable::reader::TableCursor;
+use crate::types::{Timestamp, Versioned};
 
-/// A source of the merge.
-pub(crate) type Source<'a> = Box<dyn Iterator<Item = Result<TableEntry, EngineError>> + 'a>;
+/// One source of a merge.
+#[derive(Debug)]
+pub(crate) enum Cursor<'a, F: DiskFile> {
+    /// A range of a memtable.
+    Memtable {
+        range: MemRange<'a>,
+        reverse: bool,
+        /// The current key's bytes.
+        key: Vec<u8>,
+        /// The current entry; `None` once the range is done.
+        current: Option<EntryRef<'a>>,
+    },
+    /// A table, already positioned by `seek`.
+    Table(TableCursor<'a, F>),
+}
 
-/// Yields the newest version of every key across its sources.
-pub(crate) struct MergeIter<'a> {
-    sources: Vec<Peekable<Source<'a>>>,
+impl<'a, F: DiskFile> Cursor<'a, F> {
+    /// A cursor over a memtable range, standing on its first entry.
+    pub(crate) fn memtable(range: MemRange<'a>, reverse: bool) -> Cursor<'a, F> {
+        let mut cursor = Cursor::Memtable {
+            range,
+            reverse,
+            key: Vec::new(),
+            current: None,
+        };
+        cursor.step_memtable();
+        cursor
+    }
+
+    fn step_memtable(&mut self) {
+        if let Cursor::Memtable {
+            range,
+            reverse,
+            key,
+            current,
+        } = self
+        {
+            let next = if *reverse {
+                range.next_back()
+            } else {
+                range.next()
+            };
+            *current = next.map(|(mem_key, entry)| {
+                mem_key.write_to(key);
+                entry
+            });
+        }
+    }
+
+    fn valid(&self) -> bool {
+        match self {
+            Cursor::Memtable { current, .. } => current.is_some(),
+            Cursor::Table(table) => table.valid(),
+        }
+    }
+
+    fn key(&self) -> &[u8] {
+        match self {
+            Cursor::Memtable { key, .. } => key,
+            Cursor::Table(table) => table.key(),
+        }
+    }
+
+    fn timestamp(&self) -> Timestamp {
+        match self {
+            Cursor::Memtable { current, .. } => current.expect("a valid cursor").timestamp,
+            Cursor::Table(table) => table.timestamp(),
+        }
+    }
+
+    fn value(&self) -> Option<&[u8]> {
+        match self {
+            Cursor::Memtable { current, .. } => current.expect("a valid cursor").value,
+            Cursor::Table(table) => table.value(),
+        }
+    }
+
+    fn advance(&mut self) -> Result<(), EngineError> {
+        match self {
+            Cursor::Memtable { .. } => {
+                self.step_memtable();
+                Ok(())
+            }
+            Cursor::Table(table) => table.advance(),
+        }
+    }
+}
+
+/// The merge of several cursors; see the module documentation.
+#[derive(Debug)]
+pub(crate) struct Merge<'a, F: DiskFile> {
+    cursors: Vec<Cursor<'a, F>>,
+    reverse: bool,
+    /// The cursor holding the current entry, once `next` returned `true`.
+    winner: Option<usize>,
+    /// The current key, kept apart from the cursors that move past it.
+    key: Vec<u8>,
+    /// Set by an error: the merge yields nothing more.
     failed: bool,
 }
 
-impl std::fmt::Debug for MergeIter<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MergeIter")
-            .field("sources", &self.sources.len())
-            .field("failed", &self.failed)
-            .finish()
-    }
-}
-
-impl<'a> MergeIter<'a> {
-    pub(crate) fn new(sources: Vec<Source<'a>>) -> MergeIter<'a> {
-        MergeIter {
-            sources: sources.into_iter().map(Iterator::peekable).collect(),
+impl<'a, F: DiskFile> Merge<'a, F> {
+    /// Merges `cursors`, each already positioned on its first entry, in
+    /// ascending key order, or descending if `reverse`.
+    pub(crate) fn new(cursors: Vec<Cursor<'a, F>>, reverse: bool) -> Merge<'a, F> {
+        Merge {
+            cursors,
+            reverse,
+            winner: None,
+            key: Vec::new(),
             failed: false,
         }
     }
-}
 
-impl Iterator for MergeIter<'_> {
-    type Item = Result<TableEntry, EngineError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+    /// Moves to the next key; `false` when every cursor is done.
+    ///
+    /// # Errors
+    /// The first error of any cursor; the merge yields nothing after it.
+    pub(crate) fn next(&mut self) -> Result<bool, EngineError> {
         if self.failed {
-            return None;
+            return Ok(false);
         }
-        // Errors first, so that no key is yielded past a damaged source.
-        for source in &mut self.sources {
-            if matches!(source.peek(), Some(Err(_))) {
-                self.failed = true;
-                return source.next();
+        let result = self.step();
+        if result.is_err() {
+            self.failed = true;
+            self.winner = None;
+        }
+        result
+    }
+
+    fn step(&mut self) -> Result<bool, EngineError> {
+        if self.winner.take().is_some() {
+            for cursor in &mut self.cursors {
+                if cursor.valid() && cursor.key() == self.key.as_slice() {
+                    cursor.advance()?;
+                }
             }
         }
-        let smallest = self
-            .sources
-            .iter_mut()
-            .filter_map(|source| match source.peek() {
-                Some(Ok((key, _))) => Some(key.clone()),
-                _ => None,
-            })
-            .min()?;
-        let mut newest: Option<TableEntry> = None;
-        for source in &mut self.sources {
-            let holds = matches!(source.peek(), Some(Ok((key, _))) if *key == smallest);
-            if !holds {
+        let mut winner: Option<usize> = None;
+        for (index, cursor) in self.cursors.iter().enumerate() {
+            if !cursor.valid() {
                 continue;
             }
-            let Some(Ok(entry)) = source.next() else {
-                unreachable!("peeked an entry")
+            let Some(best) = winner else {
+                winner = Some(index);
+                continue;
             };
-            let newer = newest
-                .as_ref()
-                .is_none_or(|(_, best)| entry.1.timestamp > best.timestamp);
-            if newer {
-                newest = Some(entry);
+            let best = &self.cursors[best];
+            let mut order = cursor.key().cmp(best.key());
+            if self.reverse {
+                order = order.reverse();
+            }
+            let better = match order {
+                Ordering::Less => true,
+                Ordering::Equal => cursor.timestamp() > best.timestamp(),
+                Ordering::Greater => false,
+            };
+            if better {
+                winner = Some(index);
             }
         }
-        newest.map(Ok)
+        let Some(winner) = winner else {
+            return Ok(false);
+        };
+        self.key.clear();
+        self.key.extend_from_slice(self.cursors[winner].key());
+        self.winner = Some(winner);
+        Ok(true)
+    }
+
+    fn current(&self) -> &Cursor<'a, F> {
+        &self.cursors[self.winner.expect("next returned true")]
+    }
+
+    /// The current key.
+    pub(crate) fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// The current key's newest timestamp.
+    pub(crate) fn timestamp(&self) -> Timestamp {
+        self.current().timestamp()
+    }
+
+    /// The current key's newest value; `None` for a tombstone.
+    pub(crate) fn value(&self) -> Option<&[u8]> {
+        self.current().value()
+    }
+
+    /// The current entry, copied out.
+    pub(crate) fn version(&self) -> Versioned {
+        Versioned {
+            timestamp: self.timestamp(),
+            value: self.value().map(<[u8]>::to_vec),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::cell::RefCell;
+    use std::ops::Bound;
+
     use super::*;
-    use crate::types::{Timestamp, Versioned};
+    use crate::fs_disk::{FsDisk, FsFile};
+    use crate::memtable::Memtable;
+    use crate::sstable::cache::BlockCache;
+    use crate::sstable::reader::Table;
+    use crate::sstable::writer::write_table;
+    use crate::sstable::{TableCompression, TableEntry, TableOptions};
 
     fn entry(key: &str, hlc: u64) -> TableEntry {
         (
@@ -96,40 +240,58 @@ mod tests {
         )
     }
 
-    fn source(entries: Vec<TableEntry>) -> Source<'static> {
-        Box::new(entries.into_iter().map(Ok))
+    fn memtable(entries: &[TableEntry]) -> Memtable {
+        let mut table = Memtable::new();
+        for (key, version) in entries {
+            table.apply(key, version.timestamp, version.value.as_deref());
+        }
+        table
+    }
+
+    fn table(disk: &FsDisk, id: u64, entries: &[TableEntry]) -> Table<FsFile> {
+        let options = TableOptions {
+            block_bytes_target: 256,
+            compression: TableCompression::Lz4,
+            bloom_bits_per_key: 10,
+        };
+        write_table(disk, id, entries.iter().cloned().map(Ok), options, false)
+            .expect("write")
+            .expect("not empty");
+        Table::open(disk, id).expect("open")
+    }
+
+    fn collect(mut merge: Merge<'_, FsFile>) -> Vec<TableEntry> {
+        let mut out = Vec::new();
+        while merge.next().expect("merge") {
+            out.push((merge.key().to_vec(), merge.version()));
+        }
+        out
     }
 
     #[test]
-    fn merge_yields_each_key_once_with_the_newest_timestamp() {
-        let merged: Vec<TableEntry> = MergeIter::new(vec![
-            source(vec![entry("a", 1), entry("c", 9)]),
-            source(vec![entry("a", 5), entry("b", 2)]),
-            source(vec![entry("c", 3), entry("d", 1)]),
-        ])
-        .collect::<Result<_, _>>()
-        .expect("merge");
-        assert_eq!(
-            merged,
-            vec![entry("a", 5), entry("b", 2), entry("c", 9), entry("d", 1)]
-        );
-    }
-
-    #[test]
-    fn an_error_ends_the_merge() {
-        let failing: Source<'static> = Box::new(
-            vec![
-                Ok(entry("b", 1)),
-                Err(EngineError::InvalidArgument {
-                    reason: "boom".into(),
-                }),
-            ]
-            .into_iter(),
-        );
-        let mut merge = MergeIter::new(vec![source(vec![entry("a", 1), entry("z", 1)]), failing]);
-        assert!(merge.next().expect("a").is_ok());
-        assert!(merge.next().expect("b").is_ok());
-        assert!(merge.next().expect("error").is_err());
-        assert!(merge.next().is_none());
+    fn merge_yields_each_key_once_with_the_newest_timestamp_both_ways() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let disk = FsDisk::open(dir.path()).expect("disk");
+        let mem = memtable(&[entry("a", 1), entry("c", 9)]);
+        let t1 = table(&disk, 1, &[entry("a", 5), entry("b", 2)]);
+        let t2 = table(&disk, 2, &[entry("c", 3), entry("d", 1)]);
+        let cache = RefCell::new(BlockCache::new(1 << 20));
+        let expected = vec![entry("a", 5), entry("b", 2), entry("c", 9), entry("d", 1)];
+        for reverse in [false, true] {
+            let mut cursors = vec![Cursor::memtable(
+                mem.range(Bound::Unbounded, Bound::Unbounded),
+                reverse,
+            )];
+            for t in [&t1, &t2] {
+                let mut cursor = t.cursor(&cache, false, reverse);
+                cursor.seek(Bound::Unbounded).expect("seek");
+                cursors.push(Cursor::Table(cursor));
+            }
+            let mut want = expected.clone();
+            if reverse {
+                want.reverse();
+            }
+            assert_eq!(collect(Merge::new(cursors, reverse)), want);
+        }
     }
 }

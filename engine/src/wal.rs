@@ -71,6 +71,9 @@ pub(crate) const RECORD_TYPE_PADDING: u8 = 2;
 pub(crate) const SECTOR_BYTES: u64 = 512;
 /// Where a segment's records start: after the header's own sector.
 pub const SEGMENT_RECORDS_OFFSET: u64 = SECTOR_BYTES;
+/// Records are gathered in memory up to this many bytes before they are
+/// written to the segment file.
+pub(crate) const WAL_BUFFER_BYTES: usize = 256 * 1024;
 /// Bytes a batch payload spends on its entry count.
 const BATCH_COUNT_BYTES: usize = 4;
 /// Bytes every entry spends besides its key and value: key len, hlc, node
@@ -190,6 +193,55 @@ fn encode_padding_record(total_bytes: usize) -> Vec<u8> {
     record.push(RECORD_TYPE_PADDING);
     record.extend_from_slice(&payload);
     record
+}
+
+/// How far ahead of the records a synced segment is filled with zeros.
+/// Overwriting blocks that are already allocated and written changes no
+/// file system metadata, so a sync of the log writes just the data (an
+/// `fdatasync` of a growing file must also write its new length and block
+/// allocation). Replay stops at the zeros; rotation cuts them off.
+pub(crate) const ZERO_AHEAD_BYTES: u64 = 1024 * 1024;
+
+/// Where the zeros written ahead of records ending at `records_end` end:
+/// [`ZERO_AHEAD_BYTES`] further, but not past the segment's size; nothing
+/// ahead when syncs are off (no sync to speed up).
+fn zero_ahead_end(records_end: u64, segment_bytes_max: u64, sync_enabled: bool) -> u64 {
+    if sync_enabled {
+        (records_end + ZERO_AHEAD_BYTES)
+            .min(segment_bytes_max)
+            .max(records_end)
+    } else {
+        records_end
+    }
+}
+
+/// `bytes` followed by zeros up to `end` bytes in all.
+fn with_zeros(mut bytes: Vec<u8>, end: u64) -> Vec<u8> {
+    let end = usize::try_from(end).expect("segments fit in memory");
+    if end > bytes.len() {
+        bytes.resize(end, 0);
+    }
+    bytes
+}
+
+/// Bytes read at a time when checking that a segment ends in zeros.
+const ZERO_CHECK_BYTES: usize = 64 * 1024;
+
+/// Whether the bytes from `offset` to `file_len` are all zero: the unused,
+/// preallocated end of a segment rather than a torn write.
+fn tail_is_zero<F: DiskFile>(file: &F, offset: u64, file_len: u64) -> Result<bool, DiskError> {
+    let mut buf = vec![0_u8; ZERO_CHECK_BYTES];
+    let mut at = offset;
+    while at < file_len {
+        let len = usize::try_from(file_len - at)
+            .map_or(ZERO_CHECK_BYTES, |left| left.min(ZERO_CHECK_BYTES));
+        file.read_at(at, &mut buf[..len])?;
+        if buf[..len].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        at += len as u64;
+    }
+    Ok(true)
 }
 
 /// Why a piece of a segment could not be read.
@@ -444,44 +496,58 @@ pub(crate) fn batch_payload_bytes(entries_bytes: usize) -> usize {
     BATCH_COUNT_BYTES + entries_bytes
 }
 
-/// Encodes a batch as a whole record: frame header and payload.
+/// The size of the record holding `entries`, frame header included.
+fn batch_record_bytes(entries: &[(&[u8], &Versioned)]) -> usize {
+    let entries_bytes: usize = entries.iter().map(|(k, v)| entry_encoded_bytes(k, v)).sum();
+    RECORD_HEADER_BYTES + batch_payload_bytes(entries_bytes)
+}
+
+/// Appends a batch as a whole record (frame header and payload) to `out`.
 ///
 /// # Panics
 /// If `entries` is empty or too large for a record: callers check first.
-fn encode_batch_record(entries: &[(&[u8], &Versioned)]) -> Vec<u8> {
+fn encode_batch_record_into(out: &mut Vec<u8>, entries: &[(&[u8], &Versioned)]) {
     assert!(!entries.is_empty(), "an empty batch is never logged");
-    let entries_bytes: usize = entries.iter().map(|(k, v)| entry_encoded_bytes(k, v)).sum();
-    let payload_len = batch_payload_bytes(entries_bytes);
+    let record_len = batch_record_bytes(entries);
+    let payload_len = record_len - RECORD_HEADER_BYTES;
     assert!(
         payload_len <= RECORD_PAYLOAD_BYTES_MAX as usize,
         "caller bounds the batch size"
     );
     let count = u32::try_from(entries.len()).expect("bounded by the payload size");
-    let mut record = Vec::with_capacity(RECORD_HEADER_BYTES + payload_len);
-    record.extend_from_slice(&[0_u8; 8]); // len and crc, filled in below
-    record.push(RECORD_TYPE_BATCH);
-    record.extend_from_slice(&count.to_le_bytes());
+    let start = out.len();
+    out.reserve(record_len);
+    out.extend_from_slice(&[0_u8; 8]); // len and crc, filled in below
+    out.push(RECORD_TYPE_BATCH);
+    out.extend_from_slice(&count.to_le_bytes());
     for (key, version) in entries {
         let key_len = u32::try_from(key.len()).expect("bounded by the payload size");
-        record.extend_from_slice(&key_len.to_le_bytes());
-        record.extend_from_slice(key);
-        record.extend_from_slice(&version.timestamp.hlc.to_le_bytes());
-        record.extend_from_slice(&version.timestamp.node.to_le_bytes());
+        out.extend_from_slice(&key_len.to_le_bytes());
+        out.extend_from_slice(key);
+        out.extend_from_slice(&version.timestamp.hlc.to_le_bytes());
+        out.extend_from_slice(&version.timestamp.node.to_le_bytes());
         match &version.value {
-            None => record.push(KIND_TOMBSTONE),
+            None => out.push(KIND_TOMBSTONE),
             Some(value) => {
-                record.push(KIND_VALUE);
+                out.push(KIND_VALUE);
                 let value_len = u32::try_from(value.len()).expect("bounded by the payload size");
-                record.extend_from_slice(&value_len.to_le_bytes());
-                record.extend_from_slice(value);
+                out.extend_from_slice(&value_len.to_le_bytes());
+                out.extend_from_slice(value);
             }
         }
     }
-    assert_eq!(record.len(), RECORD_HEADER_BYTES + payload_len);
-    let crc = crc32fast::hash(&record[8..]);
+    assert_eq!(out.len() - start, record_len);
+    let crc = crc32fast::hash(&out[start + 8..]);
     let payload_len = u32::try_from(payload_len).expect("checked against the maximum above");
-    record[0..4].copy_from_slice(&payload_len.to_le_bytes());
-    record[4..8].copy_from_slice(&crc.to_le_bytes());
+    out[start..start + 4].copy_from_slice(&payload_len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Encodes a batch as a whole record: frame header and payload.
+#[cfg(test)]
+fn encode_batch_record(entries: &[(&[u8], &Versioned)]) -> Vec<u8> {
+    let mut record = Vec::new();
+    encode_batch_record_into(&mut record, entries);
     record
 }
 
@@ -495,8 +561,17 @@ pub(crate) struct Wal<D: Disk> {
     /// Its id and name.
     segment_id: u64,
     segment_name: String,
-    /// Its length as far as this log wrote it; records go here.
+    /// Its length as far as this log wrote it, buffered records included;
+    /// the next record goes here.
     segment_len_bytes: u64,
+    /// Records appended but not yet written to the file: one `write_at` per
+    /// [`WAL_BUFFER_BYTES`] instead of one per record. They are no less
+    /// durable than records in the page cache: neither is, before a sync.
+    buffer: Vec<u8>,
+    /// Bytes of the segment written to the file; `buffer` goes here.
+    file_len_bytes: u64,
+    /// The file holds records or zeros up to here ([`ZERO_AHEAD_BYTES`]).
+    zeroed_end: u64,
     /// Rotate before a record would take the segment past this.
     segment_bytes_max: u64,
     /// Whether syncs reach the disk (`false` under `SyncPolicy::Never`).
@@ -610,13 +685,17 @@ pub(crate) fn open<D: Disk>(
             Some(Damage::Torn(err)) if !is_last => return Err(err),
             Some(Damage::Torn(err)) => err,
         };
-        // A torn tail of the last segment: what a crash mid-write leaves.
-        report.torn_tail = Some(TornTail {
-            file: name.clone(),
-            offset,
-            bytes_dropped: file_len - offset,
-            reason: error.to_string(),
-        });
+        // The end of the last segment: its unused preallocated zeros, or a
+        // torn tail (what a crash mid-write leaves). Either way it goes.
+        let unused = offset > 0 && tail_is_zero(&file, offset, file_len)?;
+        if !unused {
+            report.torn_tail = Some(TornTail {
+                file: name.clone(),
+                offset,
+                bytes_dropped: file_len - offset,
+                reason: error.to_string(),
+            });
+        }
         if offset == 0 {
             // The header itself is torn: the segment never held a synced
             // record, as its header is synced no later than its first record.
@@ -651,7 +730,9 @@ impl<D: Disk> Wal<D> {
     ) -> Result<Wal<D>, EngineError> {
         let name = segment_name(id);
         let mut segment = disk.create(&name)?;
-        segment.write_at(0, &encode_segment_header_sector(id))?;
+        let header = encode_segment_header_sector(id);
+        let zeroed_end = zero_ahead_end(SEGMENT_RECORDS_OFFSET, segment_bytes_max, sync_enabled);
+        segment.write_at(0, &with_zeros(header, zeroed_end))?;
         if sync_enabled {
             segment.sync()?;
             disk.sync_dir()?;
@@ -662,6 +743,9 @@ impl<D: Disk> Wal<D> {
             segment_id: id,
             segment_name: name,
             segment_len_bytes: SEGMENT_RECORDS_OFFSET,
+            buffer: Vec::new(),
+            file_len_bytes: SEGMENT_RECORDS_OFFSET,
+            zeroed_end,
             segment_bytes_max,
             sync_enabled,
             file_unsynced: false,
@@ -718,27 +802,74 @@ impl<D: Disk> Wal<D> {
         entries: &[(&[u8], &Versioned)],
     ) -> Result<(), EngineError> {
         self.check_not_poisoned()?;
-        let record = encode_batch_record(entries);
-        let record_len = record.len() as u64;
+        let record_len = batch_record_bytes(entries);
         let segment_has_records = self.segment_len_bytes > SEGMENT_RECORDS_OFFSET;
-        if segment_has_records && self.segment_len_bytes + record_len > self.segment_bytes_max {
+        if segment_has_records
+            && self.segment_len_bytes + record_len as u64 > self.segment_bytes_max
+        {
             self.rotate()?;
         }
-        self.write_record(&record)
+        self.make_room(record_len)?;
+        encode_batch_record_into(&mut self.buffer, entries);
+        self.segment_len_bytes += record_len as u64;
+        self.file_unsynced = true;
+        Ok(())
     }
 
-    /// Writes `record` at the end of the segment, rolling back a partial
-    /// write so the next record never follows a broken one.
+    /// Writes the buffer out first if `record_len` more bytes would take it
+    /// past [`WAL_BUFFER_BYTES`].
+    fn make_room(&mut self, record_len: usize) -> Result<(), EngineError> {
+        if !self.buffer.is_empty() && self.buffer.len() + record_len > WAL_BUFFER_BYTES {
+            self.flush_buffer()?;
+        }
+        Ok(())
+    }
+
+    /// Appends `record` to the segment (through the buffer). On error the
+    /// record was not appended; records buffered earlier stay buffered.
     fn write_record(&mut self, record: &[u8]) -> Result<(), EngineError> {
-        let offset = self.segment_len_bytes;
-        if let Err(err) = self.segment.write_at(offset, record) {
-            if let Err(rollback) = self.segment.truncate(offset) {
+        self.make_room(record.len())?;
+        self.buffer.extend_from_slice(record);
+        self.segment_len_bytes += record.len() as u64;
+        self.file_unsynced = true;
+        Ok(())
+    }
+
+    /// Writes the buffered records to the segment file, rolling back a
+    /// partial write so that the file never ends in a broken record, and
+    /// keeping them buffered on failure (a full disk may free up).
+    fn flush_buffer(&mut self) -> Result<(), EngineError> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let offset = self.file_len_bytes;
+        let records_bytes = self.buffer.len();
+        let records_end = offset + records_bytes as u64;
+        // Zeros after the records, in the same write, keep the file ahead
+        // of the records for the next syncs.
+        let zeroed_end = if records_end > self.zeroed_end {
+            zero_ahead_end(records_end, self.segment_bytes_max, self.sync_enabled)
+        } else {
+            self.zeroed_end
+        };
+        let zeros = zeroed_end.saturating_sub(records_end.max(self.zeroed_end));
+        let zeros = usize::try_from(zeros).expect("bounded by ZERO_AHEAD_BYTES");
+        self.buffer.resize(records_bytes + zeros, 0);
+        let written = self.segment.write_at(offset, &self.buffer);
+        self.buffer.truncate(records_bytes);
+        if let Err(err) = written {
+            if let Err(rollback) = self.segment.truncate(offset.max(self.zeroed_end)) {
                 self.poison(rollback);
             }
             return Err(err.into());
         }
-        self.segment_len_bytes += record.len() as u64;
-        self.file_unsynced = true;
+        self.file_len_bytes = records_end;
+        self.zeroed_end = self.zeroed_end.max(zeroed_end);
+        self.buffer.clear();
+        assert_eq!(
+            self.file_len_bytes, self.segment_len_bytes,
+            "the buffer holds exactly what the file lacks"
+        );
         Ok(())
     }
 
@@ -765,7 +896,14 @@ impl<D: Disk> Wal<D> {
     /// Syncs the full segment and starts the next one. The new segment is
     /// durable in the directory only after the next [`Self::sync`].
     fn rotate(&mut self) -> Result<(), EngineError> {
+        self.flush_buffer()?;
         if self.sync_enabled {
+            // A segment that is not the last must end with its last record:
+            // cut off the zeros ahead before the final sync.
+            if self.zeroed_end > self.file_len_bytes {
+                self.segment.truncate(self.file_len_bytes)?;
+                self.zeroed_end = self.file_len_bytes;
+            }
             if let Err(err) = self.segment.sync() {
                 return Err(self.poison(err));
             }
@@ -782,7 +920,13 @@ impl<D: Disk> Wal<D> {
         let next_id = self.segment_id + 1;
         let next_name = segment_name(next_id);
         let mut next = self.disk.create(&next_name)?;
-        if let Err(err) = next.write_at(0, &encode_segment_header_sector(next_id)) {
+        let zeroed_end = zero_ahead_end(
+            SEGMENT_RECORDS_OFFSET,
+            self.segment_bytes_max,
+            self.sync_enabled,
+        );
+        let header = with_zeros(encode_segment_header_sector(next_id), zeroed_end);
+        if let Err(err) = next.write_at(0, &header) {
             drop(next);
             // A headerless segment would be taken for a torn one, and later
             // creating it again would fail: take it away.
@@ -795,6 +939,8 @@ impl<D: Disk> Wal<D> {
         self.segment_id = next_id;
         self.segment_name = next_name;
         self.segment_len_bytes = SEGMENT_RECORDS_OFFSET;
+        self.file_len_bytes = SEGMENT_RECORDS_OFFSET;
+        self.zeroed_end = zeroed_end;
         self.file_unsynced = true;
         self.dir_unsynced = true;
         Ok(())
@@ -845,6 +991,9 @@ impl<D: Disk> Wal<D> {
         if self.file_unsynced {
             if self.sync_enabled {
                 self.pad_to_sector()?;
+            }
+            self.flush_buffer()?;
+            if self.sync_enabled {
                 if let Err(err) = self.segment.sync() {
                     return Err(self.poison(err));
                 }
@@ -866,6 +1015,16 @@ impl<D: Disk> Wal<D> {
     #[cfg(test)]
     pub(crate) fn segment_name(&self) -> &str {
         &self.segment_name
+    }
+}
+
+impl<D: Disk> Drop for Wal<D> {
+    /// Hands buffered records to the file, as a cleanly exiting process
+    /// would. Nothing is synced: they stay as undurable as they were.
+    fn drop(&mut self) {
+        if self.poisoned.is_none() {
+            let _ = self.flush_buffer();
+        }
     }
 }
 
@@ -985,6 +1144,48 @@ mod tests {
         assert_eq!(parse_segment_name("manifest").expect("parse"), None);
         assert!(parse_segment_name("wal-12.log").is_err());
         assert!(parse_segment_name(&segment_name(0)).is_err());
+    }
+
+    #[test]
+    fn zeros_ahead_are_the_unused_end_not_a_torn_tail_and_rotation_cuts_them() {
+        let (_dir, disk) = temp_disk();
+        let (mut wal, _, _) = replay(&disk, SEGMENT_BYTES_LARGE);
+        append(&mut wal, &[put("a", 1, "x")]);
+        wal.sync().expect("sync");
+        let synced_end = wal.segment_len_bytes;
+        assert!(
+            file_len(&disk, &segment_name(1)) > synced_end,
+            "zeros are kept ahead of the records"
+        );
+        assert_eq!(wal.seal_segment().expect("rotate"), 1);
+        assert_eq!(
+            file_len(&disk, &segment_name(1)),
+            synced_end,
+            "a segment that is not the last ends with its last record"
+        );
+        append(&mut wal, &[put("b", 2, "y")]);
+        wal.sync().expect("sync");
+        drop(wal);
+        let (_wal, report, seen) = replay(&disk, SEGMENT_BYTES_LARGE);
+        assert_eq!(seen, vec![put("a", 1, "x"), put("b", 2, "y")]);
+        assert_eq!(report.torn_tail, None, "zeros are no torn tail");
+    }
+
+    #[test]
+    fn garbage_after_the_records_is_a_torn_tail_even_among_zeros() {
+        let (_dir, disk) = temp_disk();
+        let (mut wal, _, _) = replay(&disk, SEGMENT_BYTES_LARGE);
+        append(&mut wal, &[put("a", 1, "x")]);
+        wal.sync().expect("sync");
+        let end = wal.segment_len_bytes;
+        drop(wal);
+        let mut file = disk.open(&segment_name(1)).expect("open");
+        file.write_at(end + 700, b"garbage").expect("write");
+        drop(file);
+        let (_wal, report, seen) = replay(&disk, SEGMENT_BYTES_LARGE);
+        assert_eq!(seen, vec![put("a", 1, "x")]);
+        let torn = report.torn_tail.expect("torn");
+        assert_eq!(torn.offset, end);
     }
 
     #[test]
@@ -1200,11 +1401,12 @@ mod tests {
         let (mut wal, _, _) = replay(&disk, SEGMENT_BYTES_LARGE);
         append(&mut wal, &[put("a", 1, "x")]);
         wal.sync().expect("sync");
+        assert_eq!(wal.seal_segment().expect("rotate"), 1);
         drop(wal);
+        // A crash while segment 2 was being created left part of its header.
         let name2 = segment_name(2);
-        let mut torn = disk.create(&name2).expect("create");
-        torn.write_at(0, &encode_segment_header(2)[..10])
-            .expect("write");
+        let mut torn = disk.open(&name2).expect("open");
+        torn.truncate(10).expect("truncate");
         drop(torn);
         let (_, report, seen) = replay(&disk, SEGMENT_BYTES_LARGE);
         assert_eq!(seen, vec![put("a", 1, "x")]);

@@ -1,6 +1,7 @@
 //! What one simulation run is: everything a seed needs to replay it.
 
 use enigma_cluster::ConsistencyLevel;
+use enigma_engine::MEMTABLE_BYTES_MIN;
 
 /// A run's configuration. Together with the commit, it determines the run
 /// bit for bit.
@@ -27,10 +28,33 @@ pub struct SimConfig {
     pub clock_skew_max_ms: u64,
     /// Keep a readable timeline of every event.
     pub trace: bool,
+    /// Each node's memtable size before it is frozen and flushed as a
+    /// table: small, so that flushes and compactions run (and nodes crash
+    /// around them) in ordinary runs.
+    pub memtable_bytes: usize,
+    /// One value in 32 is padded to this many bytes, so that a handful of
+    /// keys fill a memtable now and then.
+    pub value_bytes: usize,
     /// Plant the node's deliberate bug (QUORUM writes acknowledged after one
     /// replica), to prove the checks bite. Test-only: no CLI flag sets it.
     pub planted_bug: bool,
+    /// Plant a disk that loses synced writes: on every crash the newest
+    /// segment of the node's write-ahead log is cut back to its header, as
+    /// if the disk had lied about the sync. Replication masks it from
+    /// clients; the replica durability check must not. Test-only: no CLI
+    /// flag sets it.
+    pub planted_disk_loses_synced_writes: bool,
 }
+
+/// Default [`SimConfig::memtable_bytes`]: the engine's smallest memtable.
+pub const SIM_MEMTABLE_BYTES: usize = 1024;
+/// Default [`SimConfig::value_bytes`]. A memtable entry costs its key,
+/// its value and 64 bytes; with 5 keys of short values a 1 KiB memtable
+/// fills only while one of the occasional large values (one write in 32)
+/// is in it: then it is flushed, a few times per node per run.
+pub const SIM_VALUE_BYTES: usize = 900;
+/// Largest [`SimConfig::value_bytes`] accepted.
+pub const VALUE_BYTES_MAX: usize = 64 * 1024;
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -45,7 +69,10 @@ impl Default for SimConfig {
             faults: true,
             clock_skew_max_ms: 0,
             trace: false,
+            memtable_bytes: SIM_MEMTABLE_BYTES,
+            value_bytes: SIM_VALUE_BYTES,
             planted_bug: false,
+            planted_disk_loses_synced_writes: false,
         }
     }
 }
@@ -100,6 +127,18 @@ impl SimConfig {
         if self.keys == 0 || self.keys > KEYS_MAX {
             return Err(format!("--keys must be 1..={KEYS_MAX}, got {}", self.keys));
         }
+        if self.memtable_bytes < MEMTABLE_BYTES_MIN {
+            return Err(format!(
+                "--memtable-bytes must be at least {MEMTABLE_BYTES_MIN}, got {}",
+                self.memtable_bytes
+            ));
+        }
+        if self.value_bytes > VALUE_BYTES_MAX {
+            return Err(format!(
+                "--value-bytes must be at most {VALUE_BYTES_MAX}, got {}",
+                self.value_bytes
+            ));
+        }
         Ok(())
     }
 
@@ -136,7 +175,17 @@ impl SimConfig {
             self.clock_skew_max_ms.to_string(),
             defaults.clock_skew_max_ms.to_string(),
         );
-        if self.planted_bug {
+        flag(
+            "memtable-bytes",
+            self.memtable_bytes.to_string(),
+            defaults.memtable_bytes.to_string(),
+        );
+        flag(
+            "value-bytes",
+            self.value_bytes.to_string(),
+            defaults.value_bytes.to_string(),
+        );
+        if self.planted_bug || self.planted_disk_loses_synced_writes {
             command.push_str("  (planted bug on: replay through enigma_sim::run, not the CLI)");
         }
         command

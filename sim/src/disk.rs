@@ -844,11 +844,19 @@ mod tests {
         let disk = SimDisk::default();
         let mut engine = Engine::open(disk.clone(), small_segments()).expect("open");
         engine.write(&key(0), value(0)).expect("write");
+        engine.sync().expect("sync");
         disk.set_full(true);
+        engine
+            .write(&key(1), value(1))
+            .expect("the write waits in the log's buffer");
         assert!(matches!(
-            engine.write(&key(1), value(1)),
+            engine.sync(),
             Err(EngineError::Disk(DiskError::NoSpace { .. }))
         ));
+        assert_eq!(
+            engine.get(&key(0)).expect("reads work on a full disk"),
+            Some(value(0))
+        );
         disk.set_full(false);
         engine
             .write(&key(2), value(2))
@@ -863,7 +871,7 @@ mod tests {
             .into_iter()
             .map(|(k, _)| k)
             .collect();
-        assert_eq!(keys, vec![key(0), key(2)]);
+        assert_eq!(keys, vec![key(0), key(1), key(2)]);
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! Values are unique positive integers (the n-th write writes n), stored as
 //! decimal ASCII, so a read names exactly which write it saw; a delete
-//! writes the empty register.
+//! writes the empty register. A workload may pad an occasional value (`~`
+//! then dots; which ones is fixed by the value) to a large size, so that a
+//! few keys still fill a storage engine's memtable now and then.
 
 use enigma_checker::{Call, Outcome, Value};
 use rand::Rng;
@@ -16,6 +18,9 @@ pub struct RegisterOptions {
     pub write_percent: u32,
     /// Percentage of writes that are deletes.
     pub delete_percent: u32,
+    /// One value in [`LARGE_VALUE_ONE_IN`] (chosen by a hash of the value)
+    /// is stored padded to this many bytes (0: none is).
+    pub value_bytes: usize,
 }
 
 impl Default for RegisterOptions {
@@ -24,6 +29,7 @@ impl Default for RegisterOptions {
             keys: 5,
             write_percent: 50,
             delete_percent: 10,
+            value_bytes: 0,
         }
     }
 }
@@ -81,6 +87,19 @@ impl RegisterWorkload {
         }
     }
 
+    /// The bytes stored for `value`: its digits, padded to the workload's
+    /// large value size for one value in [`LARGE_VALUE_ONE_IN`].
+    pub fn encode(&self, value: Value) -> Vec<u8> {
+        let mut bytes = encode_value(value);
+        // Fibonacci hashing spreads consecutive values.
+        let hash = (value as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+        if hash % LARGE_VALUE_ONE_IN == 0 && bytes.len() < self.options.value_bytes {
+            bytes.push(PAD_START);
+            bytes.resize(self.options.value_bytes, PAD_FILL);
+        }
+        bytes
+    }
+
     /// The keys, in order.
     pub fn keys(&self) -> Vec<String> {
         (0..self.options.keys).map(key_name).collect()
@@ -108,15 +127,28 @@ fn key_name(index: usize) -> String {
     format!("k{index}")
 }
 
-/// The bytes stored for a register value.
+/// One value in this many is padded to the workload's large value size.
+pub const LARGE_VALUE_ONE_IN: u64 = 32;
+
+/// Starts the padding after a value's digits.
+const PAD_START: u8 = b'~';
+/// Fills the padding.
+const PAD_FILL: u8 = b'.';
+
+/// The bytes stored for a register value, unpadded.
 pub fn encode_value(value: Value) -> Vec<u8> {
     value.to_string().into_bytes()
 }
 
-/// The register value stored as `bytes`, or `None` if no client of this
-/// workload could have written them.
+/// The register value stored as `bytes` (padded or not), or `None` if no
+/// client of this workload could have written them.
 pub fn decode_value(bytes: &[u8]) -> Option<Value> {
-    std::str::from_utf8(bytes)
+    let digits = match bytes.iter().position(|&b| b == PAD_START) {
+        Some(at) if bytes[at + 1..].iter().all(|&b| b == PAD_FILL) => &bytes[..at],
+        Some(_) => return None,
+        None => bytes,
+    };
+    std::str::from_utf8(digits)
         .ok()?
         .parse()
         .ok()
@@ -144,6 +176,32 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 500);
+    }
+
+    #[test]
+    fn padded_values_round_trip_at_the_workload_size() {
+        let workload = RegisterWorkload::new(RegisterOptions {
+            value_bytes: 100,
+            ..RegisterOptions::default()
+        });
+        let large = (1..=3200)
+            .filter(|&v| workload.encode(v).len() == 100)
+            .count();
+        assert!(
+            (60..=140).contains(&large),
+            "{large} of 3200 values are large"
+        );
+        for v in 1..=3200 {
+            assert_eq!(decode_value(&workload.encode(v)), Some(v));
+        }
+        assert_eq!(workload.encode(42), workload.encode(42));
+        assert_eq!(decode_value(b"42~..x"), None);
+        assert_eq!(decode_value(b"~..."), None);
+        // Unpadded when the size is below the digits.
+        assert_eq!(
+            RegisterWorkload::new(RegisterOptions::default()).encode(7),
+            b"7"
+        );
     }
 
     #[test]

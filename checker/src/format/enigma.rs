@@ -1,18 +1,25 @@
 //! EnigmaDB's own history files: JSON Lines, one event per line.
 //!
 //! ```text
+//! {"type":"run","clock_skew":false,"replication_factor":3,"session_timestamps":false}
 //! {"type":"invoke","process":0,"key":"k1","f":"write","value":3,"time":100,"level":"QUORUM"}
-//! {"type":"ok","process":0,"key":"k1","f":"write","value":3,"time":250,"level":"QUORUM","timestamp":17}
+//! {"type":"ok","process":0,"key":"k1","f":"write","value":3,"time":250,"level":"QUORUM","timestamp":17,"writer":2}
 //! ```
 //!
 //! The layout is specified in `docs/FORMAT.md` ("History files (JSON
-//! Lines)"). Fields: `type` (`invoke`, `ok`, `fail`, `info`), `process`
+//! Lines)"). An optional first line of `type` `run` records facts about the
+//! run the history came from ([`RunFacts`]: clock skew, replication factor,
+//! whether sessions carried their timestamps), which decide what each
+//! consistency level promises (see [`crate::promises`]). Event fields:
+//! `type` (`invoke`, `ok`, `fail`, `info`), `process`
 //! (non-negative integer), `key` (string), `f` (`read`/`write`/`cas` for a
 //! register of integers, `get`/`put`/`append` for a string map, `add` /
 //! `read-all` for a grow-only set), `value`, `time` (nanoseconds, any
 //! origin), and the optional `level` (`ONE`, `TWO`, `QUORUM`, `ALL`,
-//! `SERIAL`) and `timestamp` (the version the operation wrote or read, e.g.
-//! its HLC). Unknown fields are ignored so the format can grow.
+//! `SERIAL`), `timestamp` (the version the operation wrote or read, e.g.
+//! its HLC; `0` for a read that found no version) and `writer` (the
+//! tie-break of equal timestamps, e.g. the node that coordinated the write).
+//! Unknown fields are ignored so the format can grow.
 //!
 //! [`parse_events`] reads and validates lines on their own; [`assemble`]
 //! pairs completions with invocations into a history; [`write_events`] and
@@ -28,6 +35,7 @@ use super::{EventType, Outstanding, ParseError, ParsedHistory, Problem};
 use crate::history::{Call, History, OpId, Outcome, Value};
 use crate::kv::{KvHistory, KvOutcome};
 use crate::model::KvInput;
+use crate::promises::{RunFacts, Version};
 use crate::set::{SetHistory, SetInput, SetOutcome};
 
 /// The kind of an event.
@@ -116,8 +124,31 @@ pub struct Event {
     pub time: u64,
     /// The consistency level asked for, if recorded.
     pub level: Option<Level>,
-    /// The version written or read, if recorded (e.g. an HLC timestamp).
+    /// The version written or read, if recorded (e.g. an HLC timestamp;
+    /// `0`: a read that found no version).
     pub timestamp: Option<u64>,
+    /// The tie-break of equal timestamps, if recorded (e.g. the node that
+    /// coordinated the write).
+    pub writer: Option<u64>,
+}
+
+/// The `run` line: facts about the run a history came from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RunLine {
+    /// The facts.
+    pub facts: RunFacts,
+    /// Where the history came from (e.g. the command that replays the run),
+    /// if recorded.
+    pub source: Option<String>,
+}
+
+/// One line of a history file: the run facts or an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    /// `{"type":"run",...}`.
+    Run(RunLine),
+    /// An operation's invocation or completion.
+    Event(Event),
 }
 
 impl EventKind {
@@ -213,23 +244,47 @@ fn field_column(line: &str, name: &str) -> usize {
         .map_or_else(|| line.chars().count() + 1, |b| char_column(line, b))
 }
 
-/// Parses every line into an [`Event`], without pairing them.
+/// Parses every line into an [`Event`], without pairing them; the `run`
+/// line, if any, is validated and left out.
 ///
 /// # Errors
 /// The first malformed line: bad JSON, a missing or ill-typed field, or a
 /// value that does not fit its operation.
 pub fn parse_events(text: &str) -> Result<Vec<Event>, ParseError> {
-    let mut events = Vec::new();
+    Ok(parse_lines(text)?
+        .into_iter()
+        .filter_map(|(_, line)| match line {
+            Line::Event(e) => Some(e),
+            Line::Run(_) => None,
+        })
+        .collect())
+}
+
+/// Parses every non-blank line, with its 1-based line number.
+///
+/// # Errors
+/// As [`parse_events`], and a `run` line that is not the first line or
+/// whose fields are ill-typed.
+pub fn parse_lines(text: &str) -> Result<Vec<(usize, Line)>, ParseError> {
+    let mut lines = Vec::new();
     for (index, line_text) in text.lines().enumerate() {
         if line_text.trim().is_empty() {
             continue;
         }
-        events.push(parse_line(line_text, index + 1)?);
+        let line = parse_line(line_text, index + 1)?;
+        if matches!(line, Line::Run(_)) && !lines.is_empty() {
+            return Err(ParseError {
+                line: index + 1,
+                column: field_column(line_text, "type"),
+                problem: Problem::MisplacedRunLine,
+            });
+        }
+        lines.push((index + 1, line));
     }
-    Ok(events)
+    Ok(lines)
 }
 
-fn parse_line(text: &str, line: usize) -> Result<Event, ParseError> {
+fn parse_line(text: &str, line: usize) -> Result<Line, ParseError> {
     let err = |column: usize, problem: Problem| ParseError {
         line,
         column,
@@ -275,6 +330,9 @@ fn parse_line(text: &str, line: usize) -> Result<Event, ParseError> {
         )
     };
     let kind_json = required("type")?;
+    if kind_json.as_str() == Some("run") {
+        return parse_run_line(map, text, line).map(Line::Run);
+    }
     let kind = match kind_json.as_str() {
         Some(name) => match EventType::from_name(name) {
             Ok(EventType::Invoke) => EventKind::Invoke,
@@ -344,14 +402,16 @@ fn parse_line(text: &str, line: usize) -> Result<Event, ParseError> {
             )
         }
     };
-    let timestamp = match map.get("timestamp") {
-        None | Some(Json::Null) => None,
-        Some(t) => Some(
-            t.as_u64()
-                .ok_or_else(|| wrong("timestamp", "a non-negative integer", t))?,
-        ),
+    let optional_u64 = |name: &'static str| match map.get(name) {
+        None | Some(Json::Null) => Ok(None),
+        Some(t) => t
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| wrong(name, "a non-negative integer", t)),
     };
-    Ok(Event {
+    let timestamp = optional_u64("timestamp")?;
+    let writer = optional_u64("writer")?;
+    Ok(Line::Event(Event {
         kind,
         process,
         key,
@@ -360,7 +420,72 @@ fn parse_line(text: &str, line: usize) -> Result<Event, ParseError> {
         time,
         level,
         timestamp,
+        writer,
+    }))
+}
+
+/// The fields of a `run` line; every one is optional.
+fn parse_run_line(
+    map: &serde_json::Map<String, Json>,
+    text: &str,
+    line: usize,
+) -> Result<RunLine, ParseError> {
+    let wrong = |name: &'static str, expected: &'static str, found: &Json| ParseError {
+        line,
+        column: field_column(text, name),
+        problem: Problem::WrongType {
+            field: name,
+            expected,
+            found: json_kind(found).to_owned(),
+        },
+    };
+    let flag = |name: &'static str| match map.get(name) {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(wrong(name, "true or false", other)),
+    };
+    let replication_factor = match map.get("replication_factor") {
+        None | Some(Json::Null) => None,
+        Some(n) => Some(
+            n.as_u64()
+                .filter(|&n| n >= 1)
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| wrong("replication_factor", "a positive integer", n))?,
+        ),
+    };
+    let source = match map.get("source") {
+        None | Some(Json::Null) => None,
+        Some(Json::String(s)) => Some(s.clone()),
+        Some(other) => return Err(wrong("source", "a string", other)),
+    };
+    Ok(RunLine {
+        facts: RunFacts {
+            clock_skew: flag("clock_skew")?,
+            replication_factor,
+            session_timestamps: flag("session_timestamps")?,
+        },
+        source,
     })
+}
+
+/// The `run` line for `run`, without its line break.
+pub fn run_line(run: &RunLine) -> String {
+    let mut line = String::from("{\"type\":\"run\"");
+    let facts = &run.facts;
+    if let Some(skew) = facts.clock_skew {
+        line.push_str(&format!(",\"clock_skew\":{skew}"));
+    }
+    if let Some(rf) = facts.replication_factor {
+        line.push_str(&format!(",\"replication_factor\":{rf}"));
+    }
+    if let Some(sessions) = facts.session_timestamps {
+        line.push_str(&format!(",\"session_timestamps\":{sessions}"));
+    }
+    if let Some(source) = &run.source {
+        line.push_str(&format!(",\"source\":{}", Json::String(source.clone())));
+    }
+    line.push('}');
+    line
 }
 
 fn json_message(e: &serde_json::Error) -> String {
@@ -476,6 +601,9 @@ fn event_line(e: &Event) -> String {
     if let Some(ts) = e.timestamp {
         line.push_str(&format!(",\"timestamp\":{ts}"));
     }
+    if let Some(writer) = e.writer {
+        line.push_str(&format!(",\"writer\":{writer}"));
+    }
     line.push('}');
     line
 }
@@ -487,6 +615,16 @@ fn event_line(e: &Event) -> String {
 /// within equal times does not change the verdict: the checker takes
 /// operations that touch at one instant as concurrent.)
 pub fn events_of_history(history: &History) -> Vec<Event> {
+    leveled_events_of_history(history, &BTreeMap::new(), &BTreeMap::new())
+}
+
+/// [`events_of_history`], with each operation's level (from `levels`) on
+/// both its events and its version (from `versions`) on its completion.
+pub fn leveled_events_of_history(
+    history: &History,
+    levels: &BTreeMap<OpId, Level>,
+    versions: &BTreeMap<OpId, Version>,
+) -> Vec<Event> {
     let mut timed: Vec<(u64, bool, usize, Event)> = Vec::with_capacity(history.len() * 2);
     for op in history.operations() {
         let (f, value) = match &op.call {
@@ -500,6 +638,7 @@ pub fn events_of_history(history: &History) -> Vec<Event> {
                 },
             ),
         };
+        let level = levels.get(&op.id).copied();
         let event = |kind, value, time| Event {
             kind,
             process: op.process,
@@ -507,8 +646,9 @@ pub fn events_of_history(history: &History) -> Vec<Event> {
             f,
             value,
             time,
-            level: None,
+            level,
             timestamp: None,
+            writer: None,
         };
         timed.push((
             op.invoke_nanos,
@@ -526,12 +666,12 @@ pub fn events_of_history(history: &History) -> Vec<Event> {
                 (Outcome::Fail, _) => (EventKind::Fail, value),
                 (Outcome::Info, _) => (EventKind::Info, value),
             };
-            timed.push((
-                c.time_nanos,
-                true,
-                op.id.0,
-                event(kind, value, c.time_nanos),
-            ));
+            let mut completion = event(kind, value, c.time_nanos);
+            if let Some(version) = versions.get(&op.id) {
+                completion.timestamp = Some(version.timestamp);
+                completion.writer = Some(version.writer);
+            }
+            timed.push((c.time_nanos, true, op.id.0, completion));
         }
     }
     timed.sort_by_key(|(t, is_completion, id, _)| (*t, !*is_completion, *id));
@@ -539,15 +679,19 @@ pub fn events_of_history(history: &History) -> Vec<Event> {
 }
 
 /// A history file assembled into operations, with what the file recorded
-/// beyond the model: the level and version timestamp of each operation.
+/// beyond the model: the run facts, and the level and version of each
+/// operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assembled {
     /// The operations, for the model their `f` names.
     pub history: ParsedHistory,
+    /// The `run` line, if the file has one.
+    pub run: Option<RunLine>,
     /// Level of each operation that recorded one (from its invocation).
     pub levels: BTreeMap<OpId, Level>,
-    /// Version timestamp of each operation whose completion recorded one.
-    pub timestamps: BTreeMap<OpId, u64>,
+    /// Version of each operation whose completion recorded a `timestamp`
+    /// (with its `writer`, 0 when absent).
+    pub versions: BTreeMap<OpId, Version>,
 }
 
 /// Parses a history file into a history.
@@ -560,22 +704,22 @@ pub fn parse(text: &str) -> Result<ParsedHistory, ParseError> {
     parse_assembled(text).map(|a| a.history)
 }
 
-/// Parses a history file, keeping levels and timestamps.
+/// Parses a history file, keeping the run facts, levels and versions.
 ///
 /// # Errors
 /// As [`parse`].
 pub fn parse_assembled(text: &str) -> Result<Assembled, ParseError> {
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, _)| i + 1);
-    let events = parse_events(text)?;
-    let numbered: Vec<(usize, Event)> = events
-        .into_iter()
-        .map(|e| (lines.next().expect("one line per event"), e))
-        .collect();
-    assemble(&numbered, text)
+    let mut run = None;
+    let mut numbered: Vec<(usize, Event)> = Vec::new();
+    for (line, parsed) in parse_lines(text)? {
+        match parsed {
+            Line::Run(r) => run = Some(r),
+            Line::Event(e) => numbered.push((line, e)),
+        }
+    }
+    let mut assembled = assemble(&numbered, text)?;
+    assembled.run = run;
+    Ok(assembled)
 }
 
 /// Pairs events (with their line numbers) into operations.
@@ -595,7 +739,7 @@ fn assemble(events: &[(usize, Event)], text: &str) -> Result<Assembled, ParseErr
     // Per operation: invocation time, key.
     let mut invoked: BTreeMap<OpId, (u64, String)> = BTreeMap::new();
     let mut levels = BTreeMap::new();
-    let mut timestamps = BTreeMap::new();
+    let mut versions = BTreeMap::new();
     for (line, e) in events {
         let line = *line;
         let at = |name: &str| field_column(line_text(line), name);
@@ -658,8 +802,9 @@ fn assemble(events: &[(usize, Event)], text: &str) -> Result<Assembled, ParseErr
                 },
             ));
         }
-        if let Some(ts) = e.timestamp {
-            timestamps.insert(id, ts);
+        if let Some(timestamp) = e.timestamp {
+            let writer = e.writer.unwrap_or(0);
+            versions.insert(id, Version { timestamp, writer });
         }
         match &mut history {
             ParsedHistory::Register(h) => {
@@ -704,8 +849,9 @@ fn assemble(events: &[(usize, Event)], text: &str) -> Result<Assembled, ParseErr
     }
     Ok(Assembled {
         history,
+        run: None,
         levels,
-        timestamps,
+        versions,
     })
 }
 
@@ -765,7 +911,59 @@ mod tests {
         assert_eq!(h.len(), 2);
         assert_eq!(h.operations()[1].outcome(), &Outcome::Ok { value: Some(3) });
         assert_eq!(a.levels.get(&OpId(0)), Some(&Level::Quorum));
-        assert_eq!(a.timestamps.get(&OpId(1)), Some(&7));
+        assert_eq!(
+            a.versions.get(&OpId(1)),
+            Some(&Version {
+                timestamp: 7,
+                writer: 0
+            })
+        );
+        assert_eq!(a.run, None);
+    }
+
+    #[test]
+    fn run_line_reads_back_and_must_come_first() {
+        let run = RunLine {
+            facts: RunFacts {
+                clock_skew: Some(true),
+                replication_factor: Some(3),
+                session_timestamps: Some(false),
+            },
+            source: Some("enigma sim --seed 0x3".to_owned()),
+        };
+        let event = r#"{"type":"invoke","process":0,"key":"a","f":"read","time":1}"#;
+        let text = format!("{}\n{event}\n", run_line(&run));
+        let a = parse_assembled(&text).unwrap();
+        assert_eq!(a.run, Some(run.clone()));
+        assert_eq!(a.history.len(), 1);
+        let late = format!("{event}\n{}\n", run_line(&run));
+        let e = error_of(&late);
+        assert_eq!(e.line, 2);
+        assert!(matches!(e.problem, Problem::MisplacedRunLine), "{e}");
+        let e = error_of(r#"{"type":"run","clock_skew":"yes"}"#);
+        assert!(
+            e.to_string().contains("clock_skew should be true or false"),
+            "{e}"
+        );
+        let e = error_of(r#"{"type":"run","replication_factor":0}"#);
+        assert!(e.to_string().contains("replication_factor"), "{e}");
+    }
+
+    #[test]
+    fn writer_breaks_timestamp_ties() {
+        let text = r#"{"type":"invoke","process":0,"key":"a","f":"write","value":3,"time":10}
+{"type":"ok","process":0,"key":"a","f":"write","value":3,"time":20,"timestamp":7,"writer":2}
+"#;
+        let a = parse_assembled(text).unwrap();
+        assert_eq!(
+            a.versions.get(&OpId(0)),
+            Some(&Version {
+                timestamp: 7,
+                writer: 2
+            })
+        );
+        let events = parse_events(text).unwrap();
+        assert_eq!(write_events(&events), text);
     }
 
     #[test]

@@ -140,6 +140,9 @@ pub enum Problem {
         /// The JSON reader's description.
         message: String,
     },
+    /// A `run` line after the first line.
+    #[error("the run line must be the first line of the file")]
+    MisplacedRunLine,
     /// The file mixes operations of different models.
     #[error("operation {found} does not belong to the {model} model of earlier lines")]
     MixedModels {

@@ -14,12 +14,18 @@
 //! `shared` is how many leading bytes the key has in common with the key
 //! before it; at a restart point it is 0, so a reader can start decoding
 //! there and binary-search the restart points for a key.
+//!
+//! Readers decode in place: a point read compares restart keys where they
+//! lie and rebuilds keys in one reused buffer, and a [`BlockCursor`] walks a
+//! shared block without copying entries; only what is returned is copied.
 
 use std::cmp::Ordering;
+use std::ops::Range;
+use std::sync::Arc;
 
 use crate::bytes::{put_varint, Reader};
 use crate::error::EngineError;
-use crate::sstable::{corruption, TableEntry};
+use crate::sstable::corruption;
 use crate::types::{Timestamp, Versioned};
 
 /// Entries between restart points: a seek decodes at most this many.
@@ -30,6 +36,8 @@ const KIND_TOMBSTONE: u8 = 0;
 const KIND_VALUE: u8 = 1;
 /// Bytes of a restart offset and of the restart count.
 const RESTART_BYTES: usize = 4;
+/// Bytes charged to a cached block beyond its contents and restarts.
+const BLOCK_OVERHEAD_BYTES: usize = 64;
 
 /// Encodes one data block.
 #[derive(Debug, Default)]
@@ -46,12 +54,12 @@ impl BlockBuilder {
         BlockBuilder::default()
     }
 
-    /// Appends an entry.
+    /// Appends an entry; `value: None` is a tombstone.
     ///
     /// # Panics
     /// If `key` is not greater than the previous key: tables are sorted and
     /// hold one version per key.
-    pub(crate) fn add(&mut self, key: &[u8], version: &Versioned) {
+    pub(crate) fn add(&mut self, key: &[u8], timestamp: Timestamp, value: Option<&[u8]>) {
         assert!(
             self.entries_total == 0 || key > self.last_key.as_slice(),
             "block keys strictly ascend"
@@ -65,19 +73,19 @@ impl BlockBuilder {
         };
         put_varint(&mut self.contents, shared as u64);
         put_varint(&mut self.contents, (key.len() - shared) as u64);
-        match &version.value {
-            None => self.contents.push(KIND_TOMBSTONE),
-            Some(_) => self.contents.push(KIND_VALUE),
-        }
+        self.contents.push(match value {
+            None => KIND_TOMBSTONE,
+            Some(_) => KIND_VALUE,
+        });
         self.contents
-            .extend_from_slice(&version.timestamp.hlc.to_le_bytes());
+            .extend_from_slice(&timestamp.hlc.to_le_bytes());
         self.contents
-            .extend_from_slice(&version.timestamp.node.to_le_bytes());
-        if let Some(value) = &version.value {
+            .extend_from_slice(&timestamp.node.to_le_bytes());
+        if let Some(value) = value {
             put_varint(&mut self.contents, value.len() as u64);
         }
         self.contents.extend_from_slice(&key[shared..]);
-        if let Some(value) = &version.value {
+        if let Some(value) = value {
             self.contents.extend_from_slice(value);
         }
         self.last_key.clear();
@@ -99,23 +107,49 @@ impl BlockBuilder {
         &self.last_key
     }
 
-    /// The finished contents; the builder is empty again afterwards.
-    pub(crate) fn finish(&mut self) -> Vec<u8> {
+    /// Appends the finished contents to `out`; the builder is empty again
+    /// afterwards (and keeps its buffers).
+    pub(crate) fn finish_into(&mut self, out: &mut Vec<u8>) {
         assert!(!self.is_empty(), "an empty block is never written");
-        let mut contents = std::mem::take(&mut self.contents);
+        out.extend_from_slice(&self.contents);
         for restart in &self.restarts {
-            contents.extend_from_slice(&restart.to_le_bytes());
+            out.extend_from_slice(&restart.to_le_bytes());
         }
         let count = u32::try_from(self.restarts.len()).expect("bounded by the block size");
-        contents.extend_from_slice(&count.to_le_bytes());
+        out.extend_from_slice(&count.to_le_bytes());
+        self.contents.clear();
         self.restarts.clear();
         self.entries_total = 0;
-        contents
+    }
+
+    /// The finished contents; the builder is empty again afterwards.
+    #[cfg(test)]
+    pub(crate) fn finish(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.finish_into(&mut out);
+        out
     }
 }
 
 fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Where a block came from, for errors.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BlockOrigin<'a> {
+    pub(crate) file: &'a str,
+    pub(crate) offset: u64,
+}
+
+impl BlockOrigin<'_> {
+    fn bad(&self, at: usize, reason: &str) -> EngineError {
+        corruption(
+            self.file,
+            self.offset,
+            format!("data block entry at {at}: {reason}"),
+        )
+    }
 }
 
 /// A decoded, checked data block.
@@ -124,20 +158,32 @@ pub(crate) struct Block {
     contents: Vec<u8>,
     /// Where the entries end (the restart array begins).
     entries_end: usize,
-    restarts: Vec<usize>,
-    /// For errors: the file and the block's offset in it.
-    file: String,
-    offset: u64,
+    restarts: Vec<u32>,
+}
+
+/// One entry as it lies in a block: where its parts are.
+#[derive(Debug, Clone)]
+struct EntryParts {
+    /// Leading bytes shared with the previous key.
+    shared: usize,
+    /// The rest of the key.
+    suffix: Range<usize>,
+    timestamp: Timestamp,
+    /// The value; `None` for a tombstone.
+    value: Option<Range<usize>>,
+    /// Where the next entry starts.
+    next: usize,
 }
 
 impl Block {
-    /// Checks the restart array of `contents`, read from `file` at `offset`.
+    /// Checks the restart array of `contents`.
     ///
     /// # Errors
-    /// `Corruption` if the trailer does not fit or the restarts are not
-    /// ascending offsets inside the entries.
-    pub(crate) fn decode(contents: Vec<u8>, file: &str, offset: u64) -> Result<Block, EngineError> {
-        let bad = |reason: &str| corruption(file, offset, format!("data block: {reason}"));
+    /// `Corruption` naming `origin` if the trailer does not fit or the
+    /// restarts are not ascending offsets inside the entries.
+    pub(crate) fn decode(contents: Vec<u8>, origin: BlockOrigin<'_>) -> Result<Block, EngineError> {
+        let bad =
+            |reason: &str| corruption(origin.file, origin.offset, format!("data block: {reason}"));
         let len = contents.len();
         let count_at = len
             .checked_sub(RESTART_BYTES)
@@ -155,9 +201,12 @@ impl Block {
         let mut reader = Reader::new(&contents[entries_end..count_at]);
         let mut restarts = Vec::with_capacity(count);
         for _ in 0..count {
-            let restart = reader.u32_le().expect("array length checked") as usize;
+            let restart = reader.u32_le().expect("array length checked");
             let ascending = restarts.last().is_none_or(|previous| restart > *previous);
-            if restart >= entries_end || !ascending || (restarts.is_empty() && restart != 0) {
+            if restart as usize >= entries_end
+                || !ascending
+                || (restarts.is_empty() && restart != 0)
+            {
                 return Err(bad("restart points out of order or out of bounds"));
             }
             restarts.push(restart);
@@ -166,29 +215,30 @@ impl Block {
             contents,
             entries_end,
             restarts,
-            file: file.to_owned(),
-            offset,
         })
     }
 
-    fn bad(&self, at: usize, reason: &str) -> EngineError {
-        corruption(
-            &self.file,
-            self.offset,
-            format!("data block entry at {at}: {reason}"),
-        )
+    /// The bytes at `range` (a value range a cursor reported).
+    pub(crate) fn bytes(&self, range: Range<usize>) -> &[u8] {
+        &self.contents[range]
     }
 
-    /// Decodes the entry at `position` given the previous key; returns the
-    /// entry and the position after it.
+    /// Memory the block holds, for the cache's bound.
+    pub(crate) fn charge_bytes(&self) -> usize {
+        self.contents.capacity() + self.restarts.capacity() * RESTART_BYTES + BLOCK_OVERHEAD_BYTES
+    }
+
+    /// Decodes the frame of the entry at `position`, whose predecessor's
+    /// key is `previous_len` bytes long.
     fn entry_at(
         &self,
         position: usize,
-        previous_key: &[u8],
-    ) -> Result<(TableEntry, usize), EngineError> {
+        previous_len: usize,
+        origin: BlockOrigin<'_>,
+    ) -> Result<EntryParts, EngineError> {
         let bytes = &self.contents[position..self.entries_end];
         let mut reader = Reader::new(bytes);
-        let truncated = || self.bad(position, "truncated");
+        let truncated = || origin.bad(position, "truncated");
         let shared = reader.varint_len().ok_or_else(truncated)?;
         let unshared = reader.varint_len().ok_or_else(truncated)?;
         let kind = reader.u8().ok_or_else(truncated)?;
@@ -197,56 +247,48 @@ impl Block {
         let value_len = match kind {
             KIND_TOMBSTONE => None,
             KIND_VALUE => Some(reader.varint_len().ok_or_else(truncated)?),
-            other => return Err(self.bad(position, &format!("unknown kind {other}"))),
+            other => return Err(origin.bad(position, &format!("unknown kind {other}"))),
         };
-        if shared > previous_key.len() {
-            return Err(self.bad(position, "shares more bytes than the previous key has"));
+        if shared > previous_len {
+            return Err(origin.bad(position, "shares more bytes than the previous key has"));
         }
-        let suffix = reader.take(unshared).ok_or_else(truncated)?;
-        let mut key = Vec::with_capacity(shared + suffix.len());
-        key.extend_from_slice(&previous_key[..shared]);
-        key.extend_from_slice(suffix);
+        let suffix_at = position + reader.position();
+        reader.take(unshared).ok_or_else(truncated)?;
         let value = match value_len {
             None => None,
-            Some(len) => Some(reader.take(len).ok_or_else(truncated)?.to_vec()),
+            Some(len) => {
+                let value_at = position + reader.position();
+                reader.take(len).ok_or_else(truncated)?;
+                Some(value_at..value_at + len)
+            }
         };
-        let version = Versioned {
+        Ok(EntryParts {
+            shared,
+            suffix: suffix_at..suffix_at + unshared,
             timestamp: Timestamp { hlc, node },
             value,
-        };
-        Ok(((key, version), position + reader.position()))
+            next: position + reader.position(),
+        })
     }
 
-    /// Every entry, in order, checking that keys strictly ascend.
-    ///
-    /// # Errors
-    /// `Corruption` for any entry that does not parse.
-    pub(crate) fn entries(&self) -> Result<Vec<TableEntry>, EngineError> {
-        let mut entries: Vec<TableEntry> = Vec::new();
-        let mut position = 0;
-        let mut restart_next = 0;
-        while position < self.entries_end {
-            let at_restart = self.restarts.get(restart_next) == Some(&position);
-            let previous: &[u8] = match entries.last() {
-                Some((key, _)) if !at_restart => key,
-                _ => &[],
-            };
-            let (entry, next) = self.entry_at(position, previous)?;
-            if let Some((last, _)) = entries.last() {
-                if entry.0 <= *last {
-                    return Err(self.bad(position, "keys out of order"));
-                }
-            }
-            if at_restart {
-                restart_next += 1;
-            }
-            entries.push(entry);
-            position = next;
+    /// The whole key of the entry at restart point `index`.
+    fn restart_key(&self, index: usize, origin: BlockOrigin<'_>) -> Result<&[u8], EngineError> {
+        let position = self.restarts[index] as usize;
+        let parts = self.entry_at(position, 0, origin)?;
+        if parts.shared != 0 {
+            return Err(origin.bad(position, "a restart entry shares key bytes"));
         }
-        if restart_next != self.restarts.len() {
-            return Err(self.bad(position, "a restart point is not at an entry"));
+        Ok(&self.contents[parts.suffix])
+    }
+
+    fn version(&self, parts: &EntryParts) -> Versioned {
+        Versioned {
+            timestamp: parts.timestamp,
+            value: parts
+                .value
+                .as_ref()
+                .map(|range| self.contents[range.clone()].to_vec()),
         }
-        Ok(entries)
     }
 
     /// The entry for `key`, if the block holds it: binary search over the
@@ -254,36 +296,193 @@ impl Block {
     ///
     /// # Errors
     /// `Corruption` for any entry decoded on the way.
-    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Versioned>, EngineError> {
+    pub(crate) fn get(
+        &self,
+        key: &[u8],
+        origin: BlockOrigin<'_>,
+    ) -> Result<Option<Versioned>, EngineError> {
         // Find the last restart whose key is <= `key`.
         let (mut low, mut high) = (0, self.restarts.len());
         while high - low > 1 {
             let middle = low + (high - low) / 2;
-            let ((restart_key, _), _) = self.entry_at(self.restarts[middle], &[])?;
-            if restart_key.as_slice() <= key {
+            if self.restart_key(middle, origin)? <= key {
                 low = middle;
             } else {
                 high = middle;
             }
         }
-        let mut position = self.restarts[low];
+        let mut position = self.restarts[low] as usize;
         let end = self
             .restarts
             .get(low + 1)
-            .copied()
-            .unwrap_or(self.entries_end);
-        let mut previous = Vec::new();
+            .map_or(self.entries_end, |&r| r as usize);
+        let mut current: Vec<u8> = Vec::new();
         while position < end {
-            let ((entry_key, version), next) = self.entry_at(position, &previous)?;
-            match entry_key.as_slice().cmp(key) {
+            let parts = self.entry_at(position, current.len(), origin)?;
+            current.truncate(parts.shared);
+            current.extend_from_slice(&self.contents[parts.suffix.clone()]);
+            match current.as_slice().cmp(key) {
                 Ordering::Less => {}
-                Ordering::Equal => return Ok(Some(version)),
+                Ordering::Equal => return Ok(Some(self.version(&parts))),
                 Ordering::Greater => return Ok(None),
             }
-            previous = entry_key;
-            position = next;
+            position = parts.next;
         }
         Ok(None)
+    }
+
+    /// Every entry in order, checking that keys strictly ascend and that
+    /// restart points fall on entries.
+    ///
+    /// # Errors
+    /// `Corruption` for any entry that does not parse.
+    #[cfg(test)]
+    pub(crate) fn entries(
+        self: &Arc<Block>,
+        origin: BlockOrigin<'_>,
+    ) -> Result<Vec<(Vec<u8>, Versioned)>, EngineError> {
+        let mut cursor = BlockCursor::new(self.clone());
+        let mut entries = Vec::new();
+        while cursor.advance(origin)? {
+            entries.push((cursor.key().to_vec(), cursor.version()));
+        }
+        Ok(entries)
+    }
+}
+
+/// Walks the entries of a shared block in order, checking each (keys
+/// strictly ascend, restart points fall on entries, a restart entry shares
+/// nothing) without copying them.
+#[derive(Debug)]
+pub(crate) struct BlockCursor {
+    block: Arc<Block>,
+    /// Where the next entry starts.
+    position: usize,
+    /// The next restart point expected.
+    restart_next: usize,
+    /// The current entry, once `advance` returned `true`.
+    key: Vec<u8>,
+    timestamp: Timestamp,
+    value: Option<Range<usize>>,
+    /// Whether an entry has been decoded.
+    started: bool,
+}
+
+impl BlockCursor {
+    /// A cursor before the first entry.
+    pub(crate) fn new(block: Arc<Block>) -> BlockCursor {
+        BlockCursor {
+            block,
+            position: 0,
+            restart_next: 0,
+            key: Vec::new(),
+            timestamp: Timestamp::default(),
+            value: None,
+            started: false,
+        }
+    }
+
+    /// Moves to the next entry; `false` at the end of the block.
+    ///
+    /// # Errors
+    /// `Corruption` naming `origin` for an entry that does not parse or
+    /// breaks the block's order.
+    pub(crate) fn advance(&mut self, origin: BlockOrigin<'_>) -> Result<bool, EngineError> {
+        let block = &*self.block;
+        if self.position >= block.entries_end {
+            if self.restart_next != block.restarts.len() {
+                return Err(origin.bad(self.position, "a restart point is not at an entry"));
+            }
+            return Ok(false);
+        }
+        let at_restart = block.restarts.get(self.restart_next) == Some(&(self.position as u32));
+        let previous_len = if at_restart { 0 } else { self.key.len() };
+        let parts = block.entry_at(self.position, previous_len, origin)?;
+        if at_restart {
+            self.restart_next += 1;
+        }
+        let suffix = &block.contents[parts.suffix.clone()];
+        // Compare before overwriting: the new key must follow the old one.
+        if self.started {
+            let old_rest = &self.key[parts.shared..];
+            if suffix <= old_rest {
+                return Err(origin.bad(self.position, "keys out of order"));
+            }
+        }
+        self.key.truncate(parts.shared);
+        self.key.extend_from_slice(suffix);
+        self.timestamp = parts.timestamp;
+        self.value = parts.value;
+        self.position = parts.next;
+        self.started = true;
+        Ok(true)
+    }
+
+    /// Moves to the first entry whose key is at or after `target` (after,
+    /// if `exclusive`); `false` if there is none in this block.
+    ///
+    /// # Errors
+    /// As [`Self::advance`].
+    pub(crate) fn seek(
+        &mut self,
+        target: &[u8],
+        exclusive: bool,
+        origin: BlockOrigin<'_>,
+    ) -> Result<bool, EngineError> {
+        // Entries before the last restart key below `target` can be skipped.
+        let block = &*self.block;
+        let (mut low, mut high) = (0, block.restarts.len());
+        while high - low > 1 {
+            let middle = low + (high - low) / 2;
+            if block.restart_key(middle, origin)? < target {
+                low = middle;
+            } else {
+                high = middle;
+            }
+        }
+        self.position = block.restarts[low] as usize;
+        self.restart_next = low;
+        self.key.clear();
+        self.started = false;
+        while self.advance(origin)? {
+            let after = match self.key.as_slice().cmp(target) {
+                Ordering::Less => false,
+                Ordering::Equal => !exclusive,
+                Ordering::Greater => true,
+            };
+            if after {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    pub(crate) fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    pub(crate) fn timestamp(&self) -> Timestamp {
+        self.timestamp
+    }
+
+    pub(crate) fn value(&self) -> Option<&[u8]> {
+        self.value
+            .as_ref()
+            .map(|range| &self.block.contents[range.clone()])
+    }
+
+    /// Where the current entry's value lies in the block.
+    pub(crate) fn value_range(&self) -> Option<Range<usize>> {
+        self.value.clone()
+    }
+
+    /// The current entry's version, copied out.
+    #[cfg(test)]
+    pub(crate) fn version(&self) -> Versioned {
+        Versioned {
+            timestamp: self.timestamp,
+            value: self.value().map(<[u8]>::to_vec),
+        }
     }
 }
 
@@ -292,6 +491,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::sstable::TableEntry;
 
     fn version(hlc: u64, value: Option<&[u8]>) -> Versioned {
         Versioned {
@@ -300,12 +500,21 @@ mod tests {
         }
     }
 
-    fn build(entries: &[TableEntry]) -> Block {
+    const ORIGIN: BlockOrigin<'static> = BlockOrigin {
+        file: "t",
+        offset: 0,
+    };
+
+    fn add(builder: &mut BlockBuilder, key: &[u8], version: &Versioned) {
+        builder.add(key, version.timestamp, version.value.as_deref());
+    }
+
+    fn build(entries: &[TableEntry]) -> Arc<Block> {
         let mut builder = BlockBuilder::new();
         for (key, version) in entries {
-            builder.add(key, version);
+            add(&mut builder, key, version);
         }
-        Block::decode(builder.finish(), "t", 0).expect("decode")
+        Arc::new(Block::decode(builder.finish(), ORIGIN).expect("decode"))
     }
 
     fn sample(count: usize) -> Vec<TableEntry> {
@@ -324,7 +533,7 @@ mod tests {
     fn block_round_trips_values_and_tombstones() {
         let entries = sample(50);
         let block = build(&entries);
-        assert_eq!(block.entries().expect("entries"), entries);
+        assert_eq!(block.entries(ORIGIN).expect("entries"), entries);
         assert_eq!(
             block.restarts.len(),
             50_usize.div_ceil(RESTART_INTERVAL_ENTRIES)
@@ -336,13 +545,34 @@ mod tests {
         let entries = sample(70);
         let block = build(&entries);
         for (key, version) in &entries {
-            assert_eq!(block.get(key).expect("get"), Some(version.clone()));
+            assert_eq!(block.get(key, ORIGIN).expect("get"), Some(version.clone()));
             let mut missing = key.clone();
             missing.push(b'!');
-            assert_eq!(block.get(&missing).expect("get"), None);
+            assert_eq!(block.get(&missing, ORIGIN).expect("get"), None);
         }
-        assert_eq!(block.get(b"").expect("get"), None);
-        assert_eq!(block.get(b"zzz").expect("get"), None);
+        assert_eq!(block.get(b"", ORIGIN).expect("get"), None);
+        assert_eq!(block.get(b"zzz", ORIGIN).expect("get"), None);
+    }
+
+    #[test]
+    fn cursor_seek_lands_on_the_first_key_at_or_after_the_target() {
+        let entries = sample(70);
+        let block = build(&entries);
+        for (index, (key, _)) in entries.iter().enumerate() {
+            let mut cursor = BlockCursor::new(block.clone());
+            assert!(cursor.seek(key, false, ORIGIN).expect("seek"));
+            assert_eq!(cursor.key(), key.as_slice());
+            let mut cursor = BlockCursor::new(block.clone());
+            let found = cursor.seek(key, true, ORIGIN).expect("seek");
+            match entries.get(index + 1) {
+                Some((next, version)) => {
+                    assert!(found);
+                    assert_eq!(cursor.key(), next.as_slice());
+                    assert_eq!(cursor.version(), *version);
+                }
+                None => assert!(!found),
+            }
+        }
     }
 
     #[test]
@@ -350,7 +580,7 @@ mod tests {
         let entries = sample(32);
         let mut builder = BlockBuilder::new();
         for (key, version) in &entries {
-            builder.add(key, version);
+            add(&mut builder, key, version);
         }
         let raw_key_bytes: usize = entries.iter().map(|(k, _)| k.len()).sum();
         let contents = builder.finish();
@@ -366,16 +596,18 @@ mod tests {
     #[should_panic(expected = "block keys strictly ascend")]
     fn unsorted_keys_are_a_programmer_error() {
         let mut builder = BlockBuilder::new();
-        builder.add(b"b", &version(1, None));
-        builder.add(b"a", &version(1, None));
+        add(&mut builder, b"b", &version(1, None));
+        add(&mut builder, b"a", &version(1, None));
     }
 
     proptest! {
         #[test]
         fn garbage_blocks_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
-            if let Ok(block) = Block::decode(bytes, "t", 0) {
-                let _ = block.entries();
-                let _ = block.get(b"user/0004");
+            if let Ok(block) = Block::decode(bytes, ORIGIN) {
+                let block = Arc::new(block);
+                let _ = block.entries(ORIGIN);
+                let _ = block.get(b"user/0004", ORIGIN);
+                let _ = BlockCursor::new(block).seek(b"user/0004", false, ORIGIN);
             }
         }
 
@@ -383,14 +615,16 @@ mod tests {
         fn mutated_blocks_never_panic(index in any::<prop::sample::Index>(), bit in 0_u8..8) {
             let mut builder = BlockBuilder::new();
             for (key, version) in sample(40) {
-                builder.add(&key, &version);
+                add(&mut builder, &key, &version);
             }
             let mut contents = builder.finish();
             let at = index.index(contents.len());
             contents[at] ^= 1 << bit;
-            if let Ok(block) = Block::decode(contents, "t", 0) {
-                let _ = block.entries();
-                let _ = block.get(b"user/0040");
+            if let Ok(block) = Block::decode(contents, ORIGIN) {
+                let block = Arc::new(block);
+                let _ = block.entries(ORIGIN);
+                let _ = block.get(b"user/0040", ORIGIN);
+                let _ = BlockCursor::new(block).seek(b"user/0040", true, ORIGIN);
             }
         }
     }

@@ -33,7 +33,9 @@ pub(crate) struct BloomBuilder {
     hashes: Vec<u64>,
 }
 
-fn key_hash(key: &[u8]) -> u64 {
+/// The hash a filter is built from and probed with: computed once per
+/// point read and used for every table.
+pub(crate) fn key_hash(key: &[u8]) -> u64 {
     xxh3_64(key)
 }
 
@@ -112,10 +114,15 @@ impl Bloom {
     }
 
     /// `false` only if the key is certainly absent.
+    #[cfg(test)]
     pub(crate) fn may_contain(&self, key: &[u8]) -> bool {
+        self.may_contain_hash(key_hash(key))
+    }
+
+    /// [`Self::may_contain`] for a key of [`key_hash`] `hash`.
+    pub(crate) fn may_contain_hash(&self, hash: u64) -> bool {
         let bits = self.bits.len() * 8;
-        probes(key_hash(key), self.probes_total, bits)
-            .all(|bit| self.bits[bit / 8] & (1 << (bit % 8)) != 0)
+        probes(hash, self.probes_total, bits).all(|bit| self.bits[bit / 8] & (1 << (bit % 8)) != 0)
     }
 }
 

@@ -48,29 +48,48 @@ impl BlockHandle {
 }
 
 /// Frames `contents`, compressing them if asked and if that saves bytes.
+#[cfg(test)]
 pub(crate) fn seal(contents: &[u8], compression: TableCompression) -> Vec<u8> {
+    let mut out = Vec::new();
+    seal_into(&mut out, contents, compression);
+    out
+}
+
+/// Appends `contents`, framed, to `out` (compressed if asked and if that
+/// saves bytes); returns how many bytes it appended.
+pub(crate) fn seal_into(
+    out: &mut Vec<u8>,
+    contents: &[u8],
+    compression: TableCompression,
+) -> usize {
     assert!(
         contents.len() as u64 <= BLOCK_BYTES_LIMIT,
         "writers keep blocks under the limit"
     );
-    let mut stored = Vec::with_capacity(contents.len() + TRAILER_BYTES as usize);
+    let start = out.len();
     let mut kind = COMPRESSION_NONE;
     if compression == TableCompression::Lz4 {
-        let compressed = lz4_flex::block::compress(contents);
-        if compressed.len() + LZ4_LEN_BYTES < contents.len() {
+        let bound = lz4_flex::block::get_maximum_output_size(contents.len());
+        out.resize(start + LZ4_LEN_BYTES + bound, 0);
+        let compressed =
+            lz4_flex::block::compress_into(contents, &mut out[start + LZ4_LEN_BYTES..])
+                .expect("the output holds the worst case");
+        if compressed + LZ4_LEN_BYTES < contents.len() {
             let len = u32::try_from(contents.len()).expect("under BLOCK_BYTES_LIMIT");
-            stored.extend_from_slice(&len.to_le_bytes());
-            stored.extend_from_slice(&compressed);
+            out[start..start + LZ4_LEN_BYTES].copy_from_slice(&len.to_le_bytes());
+            out.truncate(start + LZ4_LEN_BYTES + compressed);
             kind = COMPRESSION_LZ4;
+        } else {
+            out.truncate(start);
         }
     }
     if kind == COMPRESSION_NONE {
-        stored.extend_from_slice(contents);
+        out.extend_from_slice(contents);
     }
-    stored.push(kind);
-    let crc = crc32fast::hash(&stored);
-    stored.extend_from_slice(&crc.to_le_bytes());
-    stored
+    out.push(kind);
+    let crc = crc32fast::hash(&out[start..]);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.len() - start
 }
 
 /// Checks and unpacks a block read from `file` at `offset`: `framed` is the

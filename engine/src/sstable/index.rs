@@ -37,6 +37,79 @@ pub(crate) fn encode(entries: &[IndexEntry]) -> Vec<u8> {
     contents
 }
 
+/// A decoded index, laid out for binary search: each block's last key as
+/// a 16-byte big-endian prefix (compared as integers, without touching the
+/// keys themselves) and, for ties, the whole keys in one buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Index {
+    /// First 16 bytes of each last key, zero-padded, as two big-endian
+    /// integers: a smaller prefix means a smaller key.
+    prefixes: Vec<[u64; 2]>,
+    /// Every last key, back to back.
+    keys: Vec<u8>,
+    /// Where each last key ends in `keys`.
+    key_ends: Vec<usize>,
+    handles: Vec<BlockHandle>,
+}
+
+/// The 16-byte prefix of `key`, zero-padded, as two big-endian integers.
+fn prefix(key: &[u8]) -> [u64; 2] {
+    let mut head = [0_u8; 16];
+    let len = key.len().min(16);
+    head[..len].copy_from_slice(&key[..len]);
+    let (high, low) = head.split_at(8);
+    [
+        u64::from_be_bytes(high.try_into().expect("8 bytes")),
+        u64::from_be_bytes(low.try_into().expect("8 bytes")),
+    ]
+}
+
+impl Index {
+    /// Number of data blocks (at least 1).
+    pub(crate) fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// The greatest key of block `position`.
+    pub(crate) fn last_key(&self, position: usize) -> &[u8] {
+        let start = if position == 0 {
+            0
+        } else {
+            self.key_ends[position - 1]
+        };
+        &self.keys[start..self.key_ends[position]]
+    }
+
+    /// Where block `position` lies.
+    pub(crate) fn handle(&self, position: usize) -> BlockHandle {
+        self.handles[position]
+    }
+
+    /// The position of the only block that can hold `key`, if any: the
+    /// first whose last key is >= `key`.
+    pub(crate) fn find(&self, key: &[u8]) -> Option<usize> {
+        let key_prefix = prefix(key);
+        // Keys with different prefixes order as their prefixes; only equal
+        // prefixes need the whole keys.
+        let start = self
+            .prefixes
+            .partition_point(|&last_prefix| last_prefix < key_prefix);
+        let equal =
+            self.prefixes[start..].partition_point(|&last_prefix| last_prefix == key_prefix);
+        let (mut low, mut high) = (start, start + equal);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if self.last_key(middle) < key {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        let position = low;
+        (position < self.len()).then_some(position)
+    }
+}
+
 /// Decodes an index, checking that last keys ascend and that every block
 /// lies before `data_end`, in order and without overlap.
 ///
@@ -47,19 +120,25 @@ pub(crate) fn decode(
     data_end: u64,
     file: &str,
     offset: u64,
-) -> Result<Vec<IndexEntry>, EngineError> {
+) -> Result<Index, EngineError> {
     let bad = |reason: &str| corruption(file, offset, format!("index block: {reason}"));
     let mut reader = Reader::new(contents);
     let count = reader.u32_le().ok_or_else(|| bad("truncated count"))?;
     if count == 0 {
         return Err(bad("no data blocks"));
     }
-    let mut entries: Vec<IndexEntry> = Vec::new();
+    // No capacity from `count`: it came from disk.
+    let mut index = Index {
+        prefixes: Vec::new(),
+        keys: Vec::new(),
+        key_ends: Vec::new(),
+        handles: Vec::new(),
+    };
     let mut expected_offset = 0;
     for _ in 0..count {
         let truncated = || bad("truncated entry");
         let key_len = reader.varint_len().ok_or_else(truncated)?;
-        let last_key = reader.take(key_len).ok_or_else(truncated)?.to_vec();
+        let last_key = reader.take(key_len).ok_or_else(truncated)?;
         let handle = BlockHandle {
             offset: reader.u64_le().ok_or_else(truncated)?,
             size: reader.u64_le().ok_or_else(truncated)?,
@@ -71,21 +150,18 @@ pub(crate) fn decode(
             .end()
             .filter(|end| *end <= data_end)
             .ok_or_else(|| bad("data block passes the end of the data"))?;
-        if entries.last().is_some_and(|last| last.last_key >= last_key) {
+        if !index.handles.is_empty() && index.last_key(index.len() - 1) >= last_key {
             return Err(bad("last keys out of order"));
         }
-        entries.push(IndexEntry { last_key, handle });
+        index.prefixes.push(prefix(last_key));
+        index.keys.extend_from_slice(last_key);
+        index.key_ends.push(index.keys.len());
+        index.handles.push(handle);
     }
     if !reader.is_empty() || expected_offset != data_end {
         return Err(bad("trailing bytes or unindexed data"));
     }
-    Ok(entries)
-}
-
-/// The position of the only block that can hold `key`, if any.
-pub(crate) fn find(entries: &[IndexEntry], key: &[u8]) -> Option<usize> {
-    let position = entries.partition_point(|entry| entry.last_key.as_slice() < key);
-    (position < entries.len()).then_some(position)
+    Ok(index)
 }
 
 #[cfg(test)]
@@ -117,11 +193,43 @@ mod tests {
     fn index_round_trips_and_finds_the_block() {
         let entries = sample();
         let decoded = decode(&encode(&entries), 40, "t", 0).expect("decode");
-        assert_eq!(decoded, entries);
-        assert_eq!(find(&decoded, b"a"), Some(0));
-        assert_eq!(find(&decoded, b"b"), Some(0));
-        assert_eq!(find(&decoded, b"c"), Some(1));
-        assert_eq!(find(&decoded, b"e"), None);
+        assert_eq!(decoded.len(), 2);
+        for (position, entry) in entries.iter().enumerate() {
+            assert_eq!(decoded.last_key(position), entry.last_key.as_slice());
+            assert_eq!(decoded.handle(position), entry.handle);
+        }
+        assert_eq!(decoded.find(b"a"), Some(0));
+        assert_eq!(decoded.find(b"b"), Some(0));
+        assert_eq!(decoded.find(b"c"), Some(1));
+        assert_eq!(decoded.find(b"e"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn find_agrees_with_a_search_over_whole_keys(
+            keys in prop::collection::btree_set(
+                prop::collection::vec(prop_oneof![Just(0_u8), Just(1_u8), any::<u8>()], 0..24),
+                1..40,
+            ),
+            probe in prop::collection::vec(prop_oneof![Just(0_u8), Just(1_u8), any::<u8>()], 0..24),
+        ) {
+            let entries: Vec<IndexEntry> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, key)| IndexEntry {
+                    last_key: key.clone(),
+                    handle: BlockHandle { offset: i as u64 * 10, size: 5 },
+                })
+                .collect();
+            let index = decode(&encode(&entries), entries.len() as u64 * 10, "t", 0)
+                .expect("decode");
+            let expected = entries.iter().position(|entry| entry.last_key >= probe);
+            prop_assert_eq!(index.find(&probe), expected);
+            for key in &keys {
+                let expected = entries.iter().position(|entry| entry.last_key >= *key);
+                prop_assert_eq!(index.find(key), expected);
+            }
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@
 use crate::bytes::{put_varint, Reader};
 use crate::error::EngineError;
 use crate::sstable::corruption;
-use crate::types::{Timestamp, Versioned};
+use crate::types::Timestamp;
 
 /// A table's key range, timestamp range and counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,26 +29,28 @@ pub(crate) struct TableMeta {
 }
 
 impl TableMeta {
-    /// The meta of a table holding just `key` at `version`.
-    pub(crate) fn first(key: &[u8], version: &Versioned) -> TableMeta {
+    /// The meta of a table holding just `key` at `timestamp` (a tombstone
+    /// if `tombstone`).
+    pub(crate) fn first(key: &[u8], timestamp: Timestamp, tombstone: bool) -> TableMeta {
         TableMeta {
             entries_total: 1,
-            tombstones_total: u64::from(version.is_tombstone()),
-            timestamp_min: version.timestamp,
-            timestamp_max: version.timestamp,
+            tombstones_total: u64::from(tombstone),
+            timestamp_min: timestamp,
+            timestamp_max: timestamp,
             key_min: key.to_vec(),
             key_max: key.to_vec(),
         }
     }
 
-    /// Accounts for `key` at `version`, added after every key so far.
-    pub(crate) fn add(&mut self, key: &[u8], version: &Versioned) {
+    /// Accounts for `key` at `timestamp`, added after every key so far.
+    pub(crate) fn add(&mut self, key: &[u8], timestamp: Timestamp, tombstone: bool) {
         assert!(key > self.key_max.as_slice(), "keys are added in order");
         self.entries_total += 1;
-        self.tombstones_total += u64::from(version.is_tombstone());
-        self.timestamp_min = self.timestamp_min.min(version.timestamp);
-        self.timestamp_max = self.timestamp_max.max(version.timestamp);
-        self.key_max = key.to_vec();
+        self.tombstones_total += u64::from(tombstone);
+        self.timestamp_min = self.timestamp_min.min(timestamp);
+        self.timestamp_max = self.timestamp_max.max(timestamp);
+        self.key_max.clear();
+        self.key_max.extend_from_slice(key);
     }
 
     /// Whether `key` lies within the table's key range.
@@ -120,6 +122,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::types::Versioned;
 
     #[test]
     fn meta_round_trips_and_tracks_ranges() {
@@ -127,9 +130,11 @@ mod tests {
             timestamp: Timestamp { hlc, node: 1 },
             value: value.map(<[u8]>::to_vec),
         };
-        let mut meta = TableMeta::first(b"b", &v(5, Some(b"x")));
-        meta.add(b"c", &v(2, None));
-        meta.add(b"f", &v(9, Some(b"y")));
+        let first = v(5, Some(b"x"));
+        let mut meta = TableMeta::first(b"b", first.timestamp, first.is_tombstone());
+        for (key, version) in [(b"c", v(2, None)), (b"f", v(9, Some(b"y")))] {
+            meta.add(key, version.timestamp, version.is_tombstone());
+        }
         assert_eq!((meta.entries_total, meta.tombstones_total), (3, 1));
         assert_eq!((meta.timestamp_min.hlc, meta.timestamp_max.hlc), (2, 9));
         assert!(meta.covers(b"d") && !meta.covers(b"a") && !meta.covers(b"g"));

@@ -23,6 +23,7 @@
 
 pub(crate) mod block;
 pub(crate) mod bloom;
+pub(crate) mod cache;
 pub(crate) mod footer;
 pub(crate) mod frame;
 pub(crate) mod index;
@@ -31,9 +32,11 @@ pub(crate) mod reader;
 pub(crate) mod writer;
 
 use crate::error::EngineError;
+#[cfg(test)]
 use crate::types::Versioned;
 
 /// One entry of a table: a key and its (single, newest) version.
+#[cfg(test)]
 pub(crate) type TableEntry = (Vec<u8>, Versioned);
 
 /// Version of the layout above; bumped on any incompatible change.

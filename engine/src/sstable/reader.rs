@@ -1,23 +1,27 @@
 //! Opens a table and serves point reads and ordered iteration.
 //!
 //! Opening reads the footer, then the index, bloom and meta blocks, and
-//! keeps them in memory; data blocks are read (and checked) on demand. Every
-//! length and offset read from the file is checked against the file before
-//! it is used, so no byte pattern makes the reader panic or allocate beyond
-//! the file's size (or [`BLOCK_BYTES_LIMIT`]).
+//! keeps them in memory; data blocks are read (and checked) on demand,
+//! through the engine's [`BlockCache`]. Every length and offset read from
+//! the file is checked against the file before it is used, so no byte
+//! pattern makes the reader panic or allocate beyond the file's size (or
+//! [`BLOCK_BYTES_LIMIT`]).
 
-use std::ops::Bound;
+use std::cell::RefCell;
+use std::ops::{Bound, Range};
+use std::sync::Arc;
 
 use crate::disk::{Disk, DiskFile};
 use crate::error::EngineError;
-use crate::sstable::block::Block;
+use crate::sstable::block::{Block, BlockCursor, BlockOrigin};
 use crate::sstable::bloom::Bloom;
+use crate::sstable::cache::BlockCache;
 use crate::sstable::footer::{Footer, FOOTER_BYTES};
 use crate::sstable::frame::{unseal, BlockHandle, BLOCK_BYTES_LIMIT, TRAILER_BYTES};
-use crate::sstable::index::{self, IndexEntry};
+use crate::sstable::index::{self, Index};
 use crate::sstable::meta::TableMeta;
-use crate::sstable::{corruption, table_name, TableEntry};
-use crate::types::Versioned;
+use crate::sstable::{corruption, table_name};
+use crate::types::{Timestamp, Versioned};
 
 /// An open table.
 #[derive(Debug)]
@@ -29,7 +33,7 @@ pub(crate) struct Table<F: DiskFile> {
     file: F,
     /// Size of the file, for compaction policy.
     pub(crate) file_bytes: u64,
-    index: Vec<IndexEntry>,
+    index: Index,
     bloom: Bloom,
     pub(crate) meta: TableMeta,
 }
@@ -75,8 +79,7 @@ impl<F: DiskFile> Table<F> {
         let bloom = Bloom::decode(&bloom_contents, &name, footer.bloom.offset)?;
         let meta_contents = read_block(&file, &name, footer.meta)?;
         let meta = TableMeta::decode(&meta_contents, &name, footer.meta.offset)?;
-        let index_last = &index.last().expect("decode checks count >= 1").last_key;
-        if *index_last != meta.key_max {
+        if index.last_key(index.len() - 1) != meta.key_max.as_slice() {
             return Err(corruption(
                 &name,
                 footer.meta.offset,
@@ -94,50 +97,83 @@ impl<F: DiskFile> Table<F> {
         })
     }
 
-    /// Data block `position` of the index, decoded.
-    fn data_block(&self, position: usize) -> Result<Block, EngineError> {
-        let handle = self.index[position].handle;
+    fn origin(&self, position: usize) -> BlockOrigin<'_> {
+        BlockOrigin {
+            file: &self.name,
+            offset: self.index.handle(position).offset,
+        }
+    }
+
+    /// Data block `position` of the index: from `cache` if it is there,
+    /// else read, checked, decoded and (if `fill`) cached.
+    fn data_block(
+        &self,
+        position: usize,
+        cache: &RefCell<BlockCache>,
+        fill: bool,
+    ) -> Result<Arc<Block>, EngineError> {
+        let handle = self.index.handle(position);
+        let key = (self.id, handle.offset);
+        if let Some(block) = cache.borrow_mut().get(key) {
+            return Ok(block);
+        }
         let contents = read_block(&self.file, &self.name, handle)?;
-        Block::decode(contents, &self.name, handle.offset)
+        let block = Arc::new(Block::decode(contents, self.origin(position))?);
+        if fill {
+            cache.borrow_mut().insert(key, block.clone());
+        }
+        Ok(block)
     }
 
-    /// Whether the bloom filter and key range allow `key` to be here.
-    pub(crate) fn may_contain(&self, key: &[u8]) -> bool {
-        self.meta.covers(key) && self.bloom.may_contain(key)
+    /// Whether the key range and the bloom filter allow a key of bloom hash
+    /// `hash` ([`Bloom::hash`]) to be here.
+    pub(crate) fn may_contain(&self, key: &[u8], hash: u64) -> bool {
+        self.meta.covers(key) && self.bloom.may_contain_hash(hash)
     }
 
-    /// The version of `key` stored here, tombstones included.
+    /// The version of `key` (of bloom hash `hash`) stored here, tombstones
+    /// included.
     ///
     /// # Errors
     /// Disk errors and corruption of the block read.
-    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Versioned>, EngineError> {
-        if !self.may_contain(key) {
+    pub(crate) fn get(
+        &self,
+        key: &[u8],
+        hash: u64,
+        cache: &RefCell<BlockCache>,
+    ) -> Result<Option<Versioned>, EngineError> {
+        if !self.may_contain(key, hash) {
             return Ok(None);
         }
-        match index::find(&self.index, key) {
+        match self.index.find(key) {
             None => Ok(None),
-            Some(position) => self.data_block(position)?.get(key),
+            Some(position) => self
+                .data_block(position, cache, true)?
+                .get(key, self.origin(position)),
         }
     }
 
-    /// The entries with keys at or after `start`, in key order.
-    pub(crate) fn iter(&self, start: Bound<&[u8]>) -> TableIter<'_, F> {
-        let block_next = match start {
-            Bound::Unbounded => 0,
-            Bound::Included(key) | Bound::Excluded(key) => {
-                index::find(&self.index, key).unwrap_or(self.index.len())
-            }
-        };
-        TableIter {
+    /// A cursor over the entries within `start` and `end`, forward or (if
+    /// `reverse`) backward. Blocks are taken from `cache` when there, and
+    /// cached when read only if `fill` (a long scan or a compaction would
+    /// otherwise push out the blocks point reads need).
+    pub(crate) fn cursor<'a>(
+        &'a self,
+        cache: &'a RefCell<BlockCache>,
+        fill: bool,
+        reverse: bool,
+    ) -> TableCursor<'a, F> {
+        TableCursor {
             table: self,
-            block_next,
-            entries: Vec::new().into_iter(),
-            start: match start {
-                Bound::Unbounded => Bound::Unbounded,
-                Bound::Included(key) => Bound::Included(key.to_vec()),
-                Bound::Excluded(key) => Bound::Excluded(key.to_vec()),
-            },
-            failed: false,
+            cache,
+            fill,
+            reverse,
+            position: 0,
+            forward: None,
+            backward: Vec::new(),
+            backward_block: None,
+            backward_at: 0,
+            valid: false,
         }
     }
 }
@@ -176,82 +212,235 @@ fn read_block<F: DiskFile>(
     unseal(&framed, name, handle.offset)
 }
 
-/// Entries of one table in key order, from a start bound; yields at most
-/// one error, then ends.
+/// One entry of a block decoded for backward iteration.
 #[derive(Debug)]
-pub(crate) struct TableIter<'a, F: DiskFile> {
-    table: &'a Table<F>,
-    block_next: usize,
-    entries: std::vec::IntoIter<TableEntry>,
-    /// Entries before this are skipped (only the first block has any).
-    start: Bound<Vec<u8>>,
-    failed: bool,
+struct DecodedEntry {
+    key: Vec<u8>,
+    timestamp: Timestamp,
+    value: Option<Range<usize>>,
 }
 
-impl<F: DiskFile> Iterator for TableIter<'_, F> {
-    type Item = Result<TableEntry, EngineError>;
+/// Walks a table's entries in key order (or backward), block by block,
+/// checking that every block's keys lie between the index's last keys of
+/// the block before and of its own (else the merge above could see keys
+/// out of order). After an error the cursor is invalid.
+#[derive(Debug)]
+pub(crate) struct TableCursor<'a, F: DiskFile> {
+    table: &'a Table<F>,
+    cache: &'a RefCell<BlockCache>,
+    fill: bool,
+    reverse: bool,
+    /// The index position of the current block.
+    position: usize,
+    /// Forward: the cursor in the current block.
+    forward: Option<BlockCursor>,
+    /// Backward: the current block's entries, decoded, and which is current.
+    backward: Vec<DecodedEntry>,
+    backward_block: Option<Arc<Block>>,
+    backward_at: usize,
+    /// Whether the cursor is on an entry.
+    valid: bool,
+}
 
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.failed {
-            return None;
-        }
-        loop {
-            if let Some(entry) = self.entries.next() {
-                let after_start = match &self.start {
+impl<F: DiskFile> TableCursor<'_, F> {
+    /// Positions the cursor on the first entry within the bound (forward:
+    /// at or after `start`; backward: at or before `end`).
+    ///
+    /// # Errors
+    /// Disk errors and corruption.
+    pub(crate) fn seek(&mut self, bound: Bound<&[u8]>) -> Result<(), EngineError> {
+        self.valid = false;
+        let blocks = self.table.index.len();
+        if self.reverse {
+            let position = match bound {
+                Bound::Unbounded => blocks - 1,
+                Bound::Included(key) | Bound::Excluded(key) => {
+                    self.table.index.find(key).unwrap_or(blocks - 1)
+                }
+            };
+            self.load_backward(position)?;
+            while self.valid {
+                let inside = match bound {
                     Bound::Unbounded => true,
-                    Bound::Included(start) => entry.0 >= *start,
-                    Bound::Excluded(start) => entry.0 > *start,
+                    Bound::Included(end) => self.key() <= end,
+                    Bound::Excluded(end) => self.key() < end,
                 };
-                if after_start {
-                    return Some(Ok(entry));
+                if inside {
+                    return Ok(());
                 }
-                continue;
+                self.advance()?;
             }
-            if self.block_next >= self.table.index.len() {
-                return None;
-            }
-            let position = self.block_next;
-            self.block_next += 1;
-            let entries = self
-                .table
-                .data_block(position)
-                .and_then(|block| block.entries())
-                .and_then(|entries| self.check_block_keys(position, entries));
-            match entries {
-                Ok(entries) => self.entries = entries.into_iter(),
-                Err(err) => {
-                    self.failed = true;
-                    return Some(Err(err));
-                }
-            }
+            return Ok(());
+        }
+        let find = |key: &[u8]| self.table.index.find(key).unwrap_or(blocks);
+        let (position, target) = match bound {
+            Bound::Unbounded => (0, None),
+            Bound::Included(key) => (find(key), Some((key, false))),
+            Bound::Excluded(key) => (find(key), Some((key, true))),
+        };
+        if position >= blocks {
+            return Ok(());
+        }
+        self.position = position;
+        let block = self.table.data_block(position, self.cache, self.fill)?;
+        let mut cursor = BlockCursor::new(block);
+        let origin = self.table.origin(position);
+        let found = match target {
+            None => cursor.advance(origin)?,
+            Some((key, exclusive)) => cursor.seek(key, exclusive, origin)?,
+        };
+        self.forward = Some(cursor);
+        if found {
+            self.check_forward_key(true)?;
+            self.valid = true;
+            Ok(())
+        } else {
+            self.next_block_forward()
         }
     }
-}
 
-impl<F: DiskFile> TableIter<'_, F> {
-    /// A block's keys must lie after the previous block's last key and up
-    /// to its own, or the merge above would see keys out of order.
-    fn check_block_keys(
-        &self,
-        position: usize,
-        entries: Vec<TableEntry>,
-    ) -> Result<Vec<TableEntry>, EngineError> {
+    /// Whether the cursor is on an entry.
+    pub(crate) fn valid(&self) -> bool {
+        self.valid
+    }
+
+    /// Moves to the next entry (the previous one, backward).
+    ///
+    /// # Errors
+    /// Disk errors and corruption.
+    pub(crate) fn advance(&mut self) -> Result<(), EngineError> {
+        assert!(self.valid, "advance only a valid cursor");
+        if self.reverse {
+            if self.backward_at > 0 {
+                self.backward_at -= 1;
+                return Ok(());
+            }
+            self.valid = false;
+            if self.position == 0 {
+                return Ok(());
+            }
+            return self.load_backward(self.position - 1);
+        }
+        let origin = self.table.origin(self.position);
+        let cursor = self.forward.as_mut().expect("a valid forward cursor");
+        if cursor.advance(origin)? {
+            return self.check_forward_key(false);
+        }
+        // The block's last key must be the one the index names.
+        if cursor.key() != self.table.index.last_key(self.position) {
+            self.valid = false;
+            return Err(self.block_disagrees(self.position));
+        }
+        self.valid = false;
+        self.next_block_forward()
+    }
+
+    fn next_block_forward(&mut self) -> Result<(), EngineError> {
+        while self.position + 1 < self.table.index.len() {
+            self.position += 1;
+            let block = self
+                .table
+                .data_block(self.position, self.cache, self.fill)?;
+            let mut cursor = BlockCursor::new(block);
+            let found = cursor.advance(self.table.origin(self.position))?;
+            self.forward = Some(cursor);
+            if found {
+                self.check_forward_key(true)?;
+                self.valid = true;
+                return Ok(());
+            }
+        }
+        self.valid = false;
+        Ok(())
+    }
+
+    /// The current forward key must not pass its block's last key, and the
+    /// first key of a block must follow the previous block's last key.
+    fn check_forward_key(&mut self, first_in_block: bool) -> Result<(), EngineError> {
         let index = &self.table.index;
-        let after_previous = position == 0
-            || entries
-                .first()
-                .is_some_and(|(key, _)| *key > index[position - 1].last_key);
-        let last_matches = entries
-            .last()
-            .is_some_and(|(key, _)| *key == index[position].last_key);
-        if after_previous && last_matches {
-            Ok(entries)
+        let key = self.forward.as_ref().expect("a forward cursor").key();
+        let within = key <= index.last_key(self.position);
+        let after_previous =
+            !first_in_block || self.position == 0 || key > index.last_key(self.position - 1);
+        if within && after_previous {
+            Ok(())
         } else {
-            Err(corruption(
-                &self.table.name,
-                index[position].handle.offset,
-                "data block keys disagree with the index",
-            ))
+            self.valid = false;
+            Err(self.block_disagrees(self.position))
+        }
+    }
+
+    /// Decodes block `position` whole and stands on its last entry (or
+    /// further back, if it is empty of entries: it cannot be, blocks hold
+    /// at least one).
+    fn load_backward(&mut self, position: usize) -> Result<(), EngineError> {
+        self.position = position;
+        let block = self.table.data_block(position, self.cache, self.fill)?;
+        let origin = self.table.origin(position);
+        let mut cursor = BlockCursor::new(block.clone());
+        self.backward.clear();
+        while cursor.advance(origin)? {
+            self.backward.push(DecodedEntry {
+                key: cursor.key().to_vec(),
+                timestamp: cursor.timestamp(),
+                value: cursor.value_range(),
+            });
+        }
+        let index = &self.table.index;
+        let first_ok = self
+            .backward
+            .first()
+            .is_some_and(|e| position == 0 || e.key.as_slice() > index.last_key(position - 1));
+        let last_ok = self
+            .backward
+            .last()
+            .is_some_and(|e| e.key == index.last_key(position));
+        if !(first_ok && last_ok) {
+            self.valid = false;
+            return Err(self.block_disagrees(position));
+        }
+        self.backward_at = self.backward.len() - 1;
+        self.backward_block = Some(block);
+        self.valid = true;
+        Ok(())
+    }
+
+    fn block_disagrees(&self, position: usize) -> EngineError {
+        corruption(
+            &self.table.name,
+            self.table.index.handle(position).offset,
+            "data block keys disagree with the index",
+        )
+    }
+
+    /// The current entry's key.
+    pub(crate) fn key(&self) -> &[u8] {
+        if self.reverse {
+            &self.backward[self.backward_at].key
+        } else {
+            self.forward.as_ref().expect("a valid cursor").key()
+        }
+    }
+
+    /// The current entry's timestamp.
+    pub(crate) fn timestamp(&self) -> Timestamp {
+        if self.reverse {
+            self.backward[self.backward_at].timestamp
+        } else {
+            self.forward.as_ref().expect("a valid cursor").timestamp()
+        }
+    }
+
+    /// The current entry's value; `None` for a tombstone.
+    pub(crate) fn value(&self) -> Option<&[u8]> {
+        if self.reverse {
+            let block = self.backward_block.as_ref().expect("a valid cursor");
+            self.backward[self.backward_at]
+                .value
+                .clone()
+                .map(|range| block.bytes(range))
+        } else {
+            self.forward.as_ref().expect("a valid cursor").value()
         }
     }
 }
@@ -262,9 +451,72 @@ mod tests {
 
     use super::*;
     use crate::fs_disk::FsDisk;
+    use crate::sstable::bloom::key_hash;
     use crate::sstable::writer::write_table;
+    use crate::sstable::TableEntry;
     use crate::sstable::{TableCompression, TableOptions};
     use crate::types::Timestamp;
+
+    /// Reads through a fresh cache, for tests.
+    trait TestReads {
+        fn get_any(&self, key: &[u8]) -> Result<Option<Versioned>, EngineError>;
+        fn entries_from(
+            &self,
+            start: Bound<&[u8]>,
+        ) -> std::vec::IntoIter<Result<TableEntry, EngineError>>;
+        fn entries_back_from(&self, end: Bound<&[u8]>) -> Result<Vec<TableEntry>, EngineError>;
+    }
+
+    impl<F: DiskFile> TestReads for Table<F> {
+        fn get_any(&self, key: &[u8]) -> Result<Option<Versioned>, EngineError> {
+            let cache = RefCell::new(BlockCache::new(1 << 20));
+            self.get(key, key_hash(key), &cache)
+        }
+
+        fn entries_from(
+            &self,
+            start: Bound<&[u8]>,
+        ) -> std::vec::IntoIter<Result<TableEntry, EngineError>> {
+            let cache = RefCell::new(BlockCache::new(0));
+            let mut out = Vec::new();
+            let mut cursor = self.cursor(&cache, false, false);
+            let mut step = cursor.seek(start);
+            loop {
+                match step {
+                    Err(err) => {
+                        out.push(Err(err));
+                        break;
+                    }
+                    Ok(()) if !cursor.valid() => break,
+                    Ok(()) => {
+                        let version = Versioned {
+                            timestamp: cursor.timestamp(),
+                            value: cursor.value().map(<[u8]>::to_vec),
+                        };
+                        out.push(Ok((cursor.key().to_vec(), version)));
+                        step = cursor.advance();
+                    }
+                }
+            }
+            out.into_iter()
+        }
+
+        fn entries_back_from(&self, end: Bound<&[u8]>) -> Result<Vec<TableEntry>, EngineError> {
+            let cache = RefCell::new(BlockCache::new(1 << 20));
+            let mut out = Vec::new();
+            let mut cursor = self.cursor(&cache, true, true);
+            cursor.seek(end)?;
+            while cursor.valid() {
+                let version = Versioned {
+                    timestamp: cursor.timestamp(),
+                    value: cursor.value().map(<[u8]>::to_vec),
+                };
+                out.push((cursor.key().to_vec(), version));
+                cursor.advance()?;
+            }
+            Ok(out)
+        }
+    }
 
     fn options(compression: TableCompression) -> TableOptions {
         TableOptions {
@@ -321,14 +573,14 @@ mod tests {
             assert!(table.index.len() > 10, "expected many blocks");
             assert_eq!(disk.list().expect("list"), vec![table_name(7)]);
             let all: Vec<TableEntry> = table
-                .iter(Bound::Unbounded)
+                .entries_from(Bound::Unbounded)
                 .collect::<Result<_, _>>()
                 .expect("iter");
             assert_eq!(all, entries);
             for (key, version) in &entries {
-                assert_eq!(table.get(key).expect("get"), Some(version.clone()));
+                assert_eq!(table.get_any(key).expect("get"), Some(version.clone()));
             }
-            assert_eq!(table.get(b"key-00001").expect("get"), None);
+            assert_eq!(table.get_any(b"key-00001").expect("get"), None);
             assert_eq!(table.meta.entries_total, 400);
             assert_eq!(table.meta.tombstones_total, 80);
             assert_eq!(table.meta.timestamp_min.hlc, 601);
@@ -350,7 +602,7 @@ mod tests {
         let (_dir, _disk, table) = written(&entries, TableCompression::Lz4);
         let keys = |start: Bound<&[u8]>| -> Vec<Vec<u8>> {
             table
-                .iter(start)
+                .entries_from(start)
                 .map(|e| e.expect("entry").0)
                 .take(2)
                 .collect()
@@ -371,13 +623,48 @@ mod tests {
     }
 
     #[test]
+    fn backward_iteration_starts_at_its_bound_and_visits_every_block() {
+        let entries = sample(200);
+        let (_dir, _disk, table) = written(&entries, TableCompression::Lz4);
+        let mut backward = entries.clone();
+        backward.reverse();
+        assert_eq!(
+            table.entries_back_from(Bound::Unbounded).expect("scan"),
+            backward
+        );
+        let keys = |end: Bound<&[u8]>| -> Vec<Vec<u8>> {
+            table
+                .entries_back_from(end)
+                .expect("scan")
+                .into_iter()
+                .map(|e| e.0)
+                .take(2)
+                .collect()
+        };
+        assert_eq!(
+            keys(Bound::Included(b"key-00300")),
+            vec![b"key-00300".to_vec(), b"key-00297".to_vec()]
+        );
+        assert_eq!(
+            keys(Bound::Excluded(b"key-00300")),
+            vec![b"key-00297".to_vec(), b"key-00294".to_vec()]
+        );
+        assert_eq!(
+            keys(Bound::Included(b"key-00299")),
+            vec![b"key-00297".to_vec(), b"key-00294".to_vec()]
+        );
+        assert!(keys(Bound::Excluded(b"key-00000")).is_empty());
+        assert_eq!(keys(Bound::Included(b"zzz"))[0], entries[199].0);
+    }
+
+    #[test]
     fn corrupted_data_block_is_reported_with_file_and_offset() {
         let entries = sample(300);
         let (dir, disk, table) = written(&entries, TableCompression::None);
-        let victim = table.index[3].handle;
+        let victim = table.index.handle(3);
         let key = entries
             .iter()
-            .find(|(k, _)| *k > table.index[2].last_key)
+            .find(|(k, _)| k.as_slice() > table.index.last_key(2))
             .expect("a key in block 3")
             .0
             .clone();
@@ -388,13 +675,13 @@ mod tests {
         file.write_at(victim.offset + 10, &[byte[0] ^ 0x40])
             .expect("write");
         let table = Table::open(&disk, 7).expect("metadata is intact");
-        match table.get(&key) {
+        match table.get_any(&key) {
             Err(EngineError::ChecksumMismatch { file, offset, .. }) => {
                 assert_eq!((file, offset), (table_name(7), victim.offset));
             }
             other => panic!("expected a checksum mismatch, got {other:?}"),
         }
-        let scan: Result<Vec<_>, _> = table.iter(Bound::Unbounded).collect();
+        let scan: Result<Vec<_>, _> = table.entries_from(Bound::Unbounded).collect();
         assert!(scan.is_err());
         drop(dir);
     }
@@ -424,9 +711,10 @@ mod tests {
             file.write_at(0, &bytes).expect("write");
             if let Ok(table) = Table::open(&disk, 7) {
                 for (key, _) in entries.iter().step_by(7) {
-                    let _ = table.get(key);
+                    let _ = table.get_any(key);
                 }
-                let _ = table.iter(Bound::Unbounded).count();
+                let _ = table.entries_from(Bound::Unbounded).count();
+                let _ = table.entries_back_from(Bound::Unbounded);
             }
         }
 
@@ -436,8 +724,8 @@ mod tests {
             let disk = FsDisk::open(dir.path()).expect("disk");
             disk.create(&table_name(1)).expect("create").write_at(0, &bytes).expect("write");
             if let Ok(table) = Table::open(&disk, 1) {
-                let _ = table.get(b"key");
-                let _ = table.iter(Bound::Unbounded).count();
+                let _ = table.get_any(b"key");
+                let _ = table.entries_from(Bound::Unbounded).count();
             }
         }
     }

@@ -12,10 +12,17 @@ use crate::error::EngineError;
 use crate::sstable::block::BlockBuilder;
 use crate::sstable::bloom::BloomBuilder;
 use crate::sstable::footer::Footer;
-use crate::sstable::frame::{seal, BlockHandle, TRAILER_BYTES};
+use crate::sstable::frame::{seal_into, BlockHandle, TRAILER_BYTES};
 use crate::sstable::index::{self, IndexEntry};
 use crate::sstable::meta::TableMeta;
-use crate::sstable::{table_name, TableCompression, TableEntry, TableOptions, TEMPORARY_SUFFIX};
+#[cfg(test)]
+use crate::sstable::TableEntry;
+use crate::sstable::{table_name, TableCompression, TableOptions, TEMPORARY_SUFFIX};
+use crate::types::Timestamp;
+
+/// Bytes gathered in memory before they are written to the file: one
+/// `write_at` per this many bytes rather than one per block.
+const WRITE_BUFFER_BYTES: usize = 256 * 1024;
 
 /// What was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,26 +37,192 @@ pub(crate) fn temporary_name(id: u64) -> String {
     format!("{}{TEMPORARY_SUFFIX}", table_name(id))
 }
 
-/// Appends blocks to the temporary file and remembers where they went.
-struct TableFile<'a, F: DiskFile> {
-    file: &'a mut F,
-    len: u64,
+/// Builds a table from entries added in key order. Nothing is visible under
+/// the table's final name before [`TableWriter::finish`].
+#[derive(Debug)]
+pub(crate) struct TableWriter<'d, D: Disk> {
+    disk: &'d D,
+    id: u64,
+    file: D::File,
+    options: TableOptions,
+    sync_enabled: bool,
+    /// Bytes sealed but not yet written, and where they go.
+    buffer: Vec<u8>,
+    /// Bytes written to the file so far.
+    written_bytes: u64,
+    /// Contents of the block being built, reused between blocks.
+    block: BlockBuilder,
+    block_contents: Vec<u8>,
+    bloom: BloomBuilder,
+    index_entries: Vec<IndexEntry>,
+    meta: Option<TableMeta>,
 }
 
-impl<F: DiskFile> TableFile<'_, F> {
+impl<'d, D: Disk> TableWriter<'d, D> {
+    /// Starts table `id` under its temporary name (replacing a leftover).
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub(crate) fn create(
+        disk: &'d D,
+        id: u64,
+        options: TableOptions,
+        sync_enabled: bool,
+    ) -> Result<TableWriter<'d, D>, EngineError> {
+        let temporary = temporary_name(id);
+        if disk.exists(&temporary)? {
+            disk.remove(&temporary)?;
+        }
+        let file = disk.create(&temporary)?;
+        Ok(TableWriter {
+            disk,
+            id,
+            file,
+            options,
+            sync_enabled,
+            buffer: Vec::with_capacity(WRITE_BUFFER_BYTES + options.block_bytes_target),
+            written_bytes: 0,
+            block: BlockBuilder::new(),
+            block_contents: Vec::new(),
+            bloom: BloomBuilder::new(),
+            index_entries: Vec::new(),
+            meta: None,
+        })
+    }
+
+    /// Adds an entry; `value: None` is a tombstone.
+    ///
+    /// # Errors
+    /// Disk errors (the table is then abandoned by the caller).
+    ///
+    /// # Panics
+    /// If keys do not strictly ascend.
+    pub(crate) fn add(
+        &mut self,
+        key: &[u8],
+        timestamp: Timestamp,
+        value: Option<&[u8]>,
+    ) -> Result<(), EngineError> {
+        match &mut self.meta {
+            None => self.meta = Some(TableMeta::first(key, timestamp, value.is_none())),
+            Some(meta) => meta.add(key, timestamp, value.is_none()),
+        }
+        self.bloom.add(key);
+        self.block.add(key, timestamp, value);
+        if self.block.bytes_estimate() >= self.options.block_bytes_target {
+            self.finish_block()?;
+        }
+        Ok(())
+    }
+
+    fn finish_block(&mut self) -> Result<(), EngineError> {
+        let last_key = self.block.last_key().to_vec();
+        self.block_contents.clear();
+        self.block.finish_into(&mut self.block_contents);
+        let contents = std::mem::take(&mut self.block_contents);
+        let handle = self.append_block(&contents, self.options.compression);
+        self.block_contents = contents;
+        self.index_entries.push(IndexEntry {
+            last_key,
+            handle: handle?,
+        });
+        Ok(())
+    }
+
+    /// Seals `contents` into the buffer; writes the buffer out when full.
     fn append_block(
         &mut self,
         contents: &[u8],
         compression: TableCompression,
     ) -> Result<BlockHandle, EngineError> {
-        let sealed = seal(contents, compression);
-        let offset = self.len;
-        self.file.write_at(offset, &sealed)?;
-        self.len += sealed.len() as u64;
+        let offset = self.written_bytes + self.buffer.len() as u64;
+        let sealed_bytes = seal_into(&mut self.buffer, contents, compression);
+        if self.buffer.len() >= WRITE_BUFFER_BYTES {
+            self.flush_buffer()?;
+        }
         Ok(BlockHandle {
             offset,
-            size: sealed.len() as u64 - TRAILER_BYTES,
+            size: sealed_bytes as u64 - TRAILER_BYTES,
         })
+    }
+
+    fn flush_buffer(&mut self) -> Result<(), EngineError> {
+        if !self.buffer.is_empty() {
+            self.file.write_at(self.written_bytes, &self.buffer)?;
+            self.written_bytes += self.buffer.len() as u64;
+            self.buffer.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes the metadata blocks and the footer, syncs, renames the file
+    /// to its final name and syncs the directory. Returns `None`, leaving
+    /// nothing behind, if no entry was added.
+    ///
+    /// # Errors
+    /// Disk errors; the temporary file is removed on a best-effort basis
+    /// (open removes leftovers).
+    pub(crate) fn finish(mut self) -> Result<Option<WrittenTable>, EngineError> {
+        let disk = self.disk;
+        let id = self.id;
+        let sync_enabled = self.sync_enabled;
+        let written = self.finish_contents();
+        drop(self);
+        let temporary = temporary_name(id);
+        let (file_bytes, meta) = match written {
+            Ok(Some(done)) => done,
+            Ok(None) => {
+                disk.remove(&temporary)?;
+                return Ok(None);
+            }
+            Err(err) => {
+                // Best effort: a leftover temporary file is garbage at open.
+                let _ = disk.remove(&temporary);
+                return Err(err);
+            }
+        };
+        disk.rename(&temporary, &table_name(id))?;
+        if sync_enabled {
+            disk.sync_dir()?;
+        }
+        Ok(Some(WrittenTable {
+            id,
+            file_bytes,
+            meta,
+        }))
+    }
+
+    fn finish_contents(&mut self) -> Result<Option<(u64, TableMeta)>, EngineError> {
+        let Some(meta) = self.meta.take() else {
+            return Ok(None);
+        };
+        if !self.block.is_empty() {
+            self.finish_block()?;
+        }
+        let index =
+            self.append_block(&index::encode(&self.index_entries), TableCompression::None)?;
+        let bloom_contents = self.bloom.finish(self.options.bloom_bits_per_key);
+        let bloom = self.append_block(&bloom_contents, TableCompression::None)?;
+        let meta_handle = self.append_block(&meta.encode(), TableCompression::None)?;
+        let footer = Footer {
+            index,
+            bloom,
+            meta: meta_handle,
+        };
+        self.buffer.extend_from_slice(&footer.encode());
+        self.flush_buffer()?;
+        if self.sync_enabled {
+            self.file.sync()?;
+        }
+        Ok(Some((self.written_bytes, meta)))
+    }
+
+    /// Abandons the table: removes its temporary file (best effort).
+    pub(crate) fn abandon(self) {
+        let disk = self.disk;
+        let id = self.id;
+        drop(self);
+        let _ = disk.remove(&temporary_name(id));
     }
 }
 
@@ -58,11 +231,8 @@ impl<F: DiskFile> TableFile<'_, F> {
 /// when `entries` is empty.
 ///
 /// # Errors
-/// The first error of `entries`, or disk errors; the temporary file is
-/// removed on a best-effort basis (open removes leftovers).
-///
-/// # Panics
-/// If keys do not strictly ascend.
+/// The first error of `entries`, or disk errors.
+#[cfg(test)]
 pub(crate) fn write_table<D: Disk>(
     disk: &D,
     id: u64,
@@ -70,85 +240,15 @@ pub(crate) fn write_table<D: Disk>(
     options: TableOptions,
     sync_enabled: bool,
 ) -> Result<Option<WrittenTable>, EngineError> {
-    let temporary = temporary_name(id);
-    if disk.exists(&temporary)? {
-        disk.remove(&temporary)?;
-    }
-    let mut file = disk.create(&temporary)?;
-    let written = write_contents(&mut file, entries, options, sync_enabled);
-    drop(file);
-    let (file_bytes, meta) = match written {
-        Ok(Some(done)) => done,
-        Ok(None) => {
-            disk.remove(&temporary)?;
-            return Ok(None);
-        }
-        Err(err) => {
-            // Best effort: a leftover temporary file is garbage at open.
-            let _ = disk.remove(&temporary);
+    let mut writer = TableWriter::create(disk, id, options, sync_enabled)?;
+    for entry in entries {
+        let added = entry.and_then(|(key, version)| {
+            writer.add(&key, version.timestamp, version.value.as_deref())
+        });
+        if let Err(err) = added {
+            writer.abandon();
             return Err(err);
         }
-    };
-    disk.rename(&temporary, &table_name(id))?;
-    if sync_enabled {
-        disk.sync_dir()?;
     }
-    Ok(Some(WrittenTable {
-        id,
-        file_bytes,
-        meta,
-    }))
-}
-
-fn write_contents<F: DiskFile>(
-    file: &mut F,
-    entries: impl Iterator<Item = Result<TableEntry, EngineError>>,
-    options: TableOptions,
-    sync_enabled: bool,
-) -> Result<Option<(u64, TableMeta)>, EngineError> {
-    let mut out = TableFile { file, len: 0 };
-    let mut block = BlockBuilder::new();
-    let mut bloom = BloomBuilder::new();
-    let mut index_entries = Vec::new();
-    let mut meta: Option<TableMeta> = None;
-    for entry in entries {
-        let (key, version) = entry?;
-        match &mut meta {
-            None => meta = Some(TableMeta::first(&key, &version)),
-            Some(meta) => meta.add(&key, &version),
-        }
-        bloom.add(&key);
-        block.add(&key, &version);
-        if block.bytes_estimate() >= options.block_bytes_target {
-            let last_key = block.last_key().to_vec();
-            let handle = out.append_block(&block.finish(), options.compression)?;
-            index_entries.push(IndexEntry { last_key, handle });
-        }
-    }
-    let Some(meta) = meta else {
-        return Ok(None);
-    };
-    if !block.is_empty() {
-        let last_key = block.last_key().to_vec();
-        let handle = out.append_block(&block.finish(), options.compression)?;
-        index_entries.push(IndexEntry { last_key, handle });
-    }
-    let index = out.append_block(&index::encode(&index_entries), TableCompression::None)?;
-    let bloom = out.append_block(
-        &bloom.finish(options.bloom_bits_per_key),
-        TableCompression::None,
-    )?;
-    let meta_handle = out.append_block(&meta.encode(), TableCompression::None)?;
-    let footer = Footer {
-        index,
-        bloom,
-        meta: meta_handle,
-    };
-    let footer_bytes = footer.encode();
-    out.file.write_at(out.len, &footer_bytes)?;
-    out.len += footer_bytes.len() as u64;
-    if sync_enabled {
-        out.file.sync()?;
-    }
-    Ok(Some((out.len, meta)))
+    writer.finish()
 }
