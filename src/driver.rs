@@ -30,6 +30,7 @@ use enigma_cluster::{
 };
 use enigma_engine::FsDisk;
 use tokio::sync::mpsc;
+use tracing::warn;
 
 use crate::config::NodeConfig;
 use crate::metrics::Metrics;
@@ -172,6 +173,7 @@ pub async fn run_node(
     let mut conns: BTreeMap<u64, mpsc::UnboundedSender<ReplyBatch>> = BTreeMap::new();
     let mut replies: BTreeMap<u64, ReplyBatch> = BTreeMap::new();
     publish(&node, shared);
+    let mut background_errors_seen = node.stats().background_errors;
     loop {
         let Some(first) = inputs.recv().await else {
             break;
@@ -245,6 +247,15 @@ pub async fn run_node(
         }
         if tick || stop {
             publish(&node, shared);
+            let stats = node.stats();
+            if stats.background_errors > background_errors_seen {
+                background_errors_seen = stats.background_errors;
+                warn!(
+                    node = %shared.config.id,
+                    error = stats.last_background_error.as_deref().unwrap_or("unknown"),
+                    "background work (memtable flush or compaction) failed"
+                );
+            }
         }
         if stop {
             break;

@@ -662,7 +662,22 @@ pub fn render_metrics(shared: &Shared) -> String {
         );
     }
     let stats = &snapshot.stats;
-    let counters: [(&str, &str, u64); 5] = [
+    let counters: [(&str, &str, u64); 8] = [
+        (
+            "enigma_memtables_flushed_total",
+            "Memtables the engine's background work wrote as tables.",
+            stats.tables_flushed,
+        ),
+        (
+            "enigma_compactions_total",
+            "Compactions the engine's background work ran.",
+            stats.compactions,
+        ),
+        (
+            "enigma_background_errors_total",
+            "Background jobs (memtable flushes, compactions) that failed.",
+            stats.background_errors,
+        ),
         (
             "enigma_operations_ok_total",
             "Client operations this node coordinated that succeeded.",

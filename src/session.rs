@@ -673,7 +673,7 @@ pub fn info(shared: &Shared, section: Option<&str>) -> String {
         let s = &snapshot.stats;
         let _ = write!(
             out,
-            "# Stats\r\noperations_ok:{}\r\noperations_failed:{}\r\nread_repairs:{}\r\nstorage_errors:{}\r\npeer_messages_ignored:{}\r\noperations_in_flight:{}\r\nwal_syncs:{}\r\n\r\n",
+            "# Stats\r\noperations_ok:{}\r\noperations_failed:{}\r\nread_repairs:{}\r\nstorage_errors:{}\r\npeer_messages_ignored:{}\r\noperations_in_flight:{}\r\nwal_syncs:{}\r\nmemtables_flushed:{}\r\ncompactions:{}\r\nbackground_errors:{}\r\n\r\n",
             s.client_ok,
             s.client_errors,
             s.read_repairs,
@@ -681,6 +681,9 @@ pub fn info(shared: &Shared, section: Option<&str>) -> String {
             s.messages_ignored,
             snapshot.pending_operations,
             shared.metrics.wal_syncs.load(Ordering::Relaxed),
+            s.tables_flushed,
+            s.compactions,
+            s.background_errors,
         );
     }
     out
