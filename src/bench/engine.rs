@@ -58,6 +58,9 @@ const VALUE_RANDOM_BYTES: usize = VALUE_BYTES / 2;
 const TICK_WRITES: u64 = 1024;
 /// Bytes of background work allowed per tick (at least one job runs).
 const TICK_BUDGET_BYTES: u64 = 8 * 1024 * 1024;
+/// Groups a leader commits back to back before it returns to its own
+/// writes.
+const LEADER_GROUPS_MAX: usize = 16;
 /// Writer threads of `fillsync4`.
 const SYNC_WRITERS: usize = 4;
 /// Seeds of the key orders, so every run and engine sees the same ones.
@@ -614,7 +617,8 @@ mod enigma {
     /// driver batches the inputs that arrive while it syncs: a writer queues
     /// its write; if no leader is active it becomes one, takes every queued
     /// write, applies them, syncs once and wakes the writers it covered;
-    /// writes queued meanwhile wait for the next leader.
+    /// while writes queued meanwhile are waiting it commits them too (up to
+    /// [`LEADER_GROUPS_MAX`] groups), then hands over.
     fn group_commit_fill(engine: Engine<FsDisk>, writes: u64) -> anyhow::Result<()> {
         let engine = Mutex::new((engine, Clock(0), 0_u64));
         let commit = Mutex::new(Commit::default());
@@ -637,21 +641,30 @@ mod enigma {
                         state = durable_changed.wait(state).expect("no writer panics");
                         continue;
                     }
+                    // Lead: commit groups back to back while writes keep
+                    // arriving (up to a bound, then hand over), so the disk
+                    // never waits for a new leader to wake up.
                     state.leading = true;
-                    let group = std::mem::take(&mut state.queued);
-                    let covered = state.queued_total;
-                    drop(state);
-                    let result = {
-                        let mut guard = engine.lock().expect("no writer panics");
-                        let (engine, clock, applied) = &mut *guard;
-                        apply_group(engine, clock, applied, &group)
-                    };
-                    state = commit.lock().expect("no writer panics");
-                    state.leading = false;
-                    match result {
-                        Ok(()) => state.durable = covered,
-                        Err(err) => state.failed = Some(format!("{err:#}")),
+                    for _ in 0..LEADER_GROUPS_MAX {
+                        let group = std::mem::take(&mut state.queued);
+                        let covered = state.queued_total;
+                        drop(state);
+                        let result = {
+                            let mut guard = engine.lock().expect("no writer panics");
+                            let (engine, clock, applied) = &mut *guard;
+                            apply_group(engine, clock, applied, &group)
+                        };
+                        state = commit.lock().expect("no writer panics");
+                        match result {
+                            Ok(()) => state.durable = covered,
+                            Err(err) => state.failed = Some(format!("{err:#}")),
+                        }
+                        durable_changed.notify_all();
+                        if state.queued.is_empty() || state.failed.is_some() {
+                            break;
+                        }
                     }
+                    state.leading = false;
                     durable_changed.notify_all();
                 }
                 drop(state);
