@@ -7,6 +7,7 @@
 //! `fsync` of the directory, which makes creates, renames and removes
 //! durable.
 
+use std::cell::Cell;
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
@@ -69,6 +70,13 @@ pub struct FsFile {
     file: File,
     /// The name it was opened under, for error messages.
     name: String,
+    /// The file's length as this handle knows it: at open, then after its
+    /// own writes and truncates. Used only to undo the growth of a failed
+    /// write (a file is written through one handle at a time), so that a
+    /// write needs no `stat`: on ext4 a `stat` between writes makes the
+    /// next `fdatasync` write the inode too (the change counter was seen),
+    /// doubling the I/O of every WAL sync.
+    known_len: Cell<u64>,
 }
 
 /// Maps an I/O error on the file `name` to the seam's error.
@@ -109,6 +117,7 @@ impl Disk for FsDisk {
         Ok(FsFile {
             file,
             name: name.to_owned(),
+            known_len: Cell::new(0),
         })
     }
 
@@ -119,9 +128,11 @@ impl Disk for FsDisk {
             .write(true)
             .open(path)
             .map_err(|err| io_error(name, &err))?;
+        let len = file.metadata().map_err(|err| io_error(name, &err))?.len();
         Ok(FsFile {
             file,
             name: name.to_owned(),
+            known_len: Cell::new(len),
         })
     }
 
@@ -193,17 +204,20 @@ impl DiskFile for FsFile {
     }
 
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), DiskError> {
-        let len_before = self.len()?;
+        let end = offset.saturating_add(data.len() as u64);
         match self.file.write_all_at(data, offset) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.known_len.set(self.known_len.get().max(end));
+                Ok(())
+            }
             Err(err) => {
                 let error = io_error(&self.name, &err);
-                if matches!(error, DiskError::NoSpace { .. }) {
+                if matches!(error, DiskError::NoSpace { .. }) && end > self.known_len.get() {
                     // The contract says a failed write writes nothing; a real
                     // file system may have written a prefix. Undo any growth
                     // (best effort: the error below is what the caller acts
                     // on, and the engine truncates again itself).
-                    let _ = self.file.set_len(len_before);
+                    let _ = self.file.set_len(self.known_len.get());
                 }
                 Err(error)
             }
@@ -221,7 +235,9 @@ impl DiskFile for FsFile {
     fn truncate(&mut self, len: u64) -> Result<(), DiskError> {
         self.file
             .set_len(len)
-            .map_err(|err| io_error(&self.name, &err))
+            .map_err(|err| io_error(&self.name, &err))?;
+        self.known_len.set(len);
+        Ok(())
     }
 
     fn len(&self) -> Result<u64, DiskError> {

@@ -707,9 +707,10 @@ pub(crate) fn open<D: Disk>(
             next_id = *id;
         } else {
             file.truncate(offset)?;
-            if sync_enabled {
-                file.sync()?;
-            }
+            // Synced even when syncs are off: this segment is no longer the
+            // last, and a segment that is not the last must end with its last
+            // record, or the next open would take its zeros for corruption.
+            file.sync()?;
         }
     }
 

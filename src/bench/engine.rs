@@ -58,6 +58,12 @@ const VALUE_RANDOM_BYTES: usize = VALUE_BYTES / 2;
 const TICK_WRITES: u64 = 1024;
 /// Bytes of background work allowed per tick (at least one job runs).
 const TICK_BUDGET_BYTES: u64 = 8 * 1024 * 1024;
+/// Groups a leader commits back to back before it returns to its own
+/// writes.
+const LEADER_GROUPS_MAX: usize = 16;
+/// How long a group-commit leader waits for the other writers to queue
+/// before it syncs (it stops waiting as soon as all have).
+const GROUP_WAIT: std::time::Duration = std::time::Duration::from_micros(100);
 /// Writer threads of `fillsync4`.
 const SYNC_WRITERS: usize = 4;
 /// Seeds of the key orders, so every run and engine sees the same ones.
@@ -614,11 +620,14 @@ mod enigma {
     /// driver batches the inputs that arrive while it syncs: a writer queues
     /// its write; if no leader is active it becomes one, takes every queued
     /// write, applies them, syncs once and wakes the writers it covered;
-    /// writes queued meanwhile wait for the next leader.
+    /// while writes queued meanwhile are waiting it commits them too (up to
+    /// [`LEADER_GROUPS_MAX`] groups), then hands over. Before each sync it
+    /// waits up to [`GROUP_WAIT`] for every writer to have queued.
     fn group_commit_fill(engine: Engine<FsDisk>, writes: u64) -> anyhow::Result<()> {
         let engine = Mutex::new((engine, Clock(0), 0_u64));
         let commit = Mutex::new(Commit::default());
         let durable_changed = Condvar::new();
+        let queued_changed = Condvar::new();
         let writer = |thread: u64| -> anyhow::Result<()> {
             let mut i = thread;
             while i < writes {
@@ -626,6 +635,7 @@ mod enigma {
                 state.queued.push(i);
                 state.queued_total += 1;
                 let mine = state.queued_total;
+                queued_changed.notify_one();
                 loop {
                     if let Some(reason) = &state.failed {
                         bail!("group commit failed: {reason}");
@@ -637,21 +647,39 @@ mod enigma {
                         state = durable_changed.wait(state).expect("no writer panics");
                         continue;
                     }
+                    // Lead: commit groups back to back while writes keep
+                    // arriving (up to a bound, then hand over), so the disk
+                    // never waits for a new leader to wake up.
                     state.leading = true;
-                    let group = std::mem::take(&mut state.queued);
-                    let covered = state.queued_total;
-                    drop(state);
-                    let result = {
-                        let mut guard = engine.lock().expect("no writer panics");
-                        let (engine, clock, applied) = &mut *guard;
-                        apply_group(engine, clock, applied, &group)
-                    };
-                    state = commit.lock().expect("no writer panics");
-                    state.leading = false;
-                    match result {
-                        Ok(()) => state.durable = covered,
-                        Err(err) => state.failed = Some(format!("{err:#}")),
+                    for _ in 0..LEADER_GROUPS_MAX {
+                        // Give the other writers, just woken by the last
+                        // sync, a moment to queue: one sync then covers
+                        // them all (a commit delay, as databases offer).
+                        state = queued_changed
+                            .wait_timeout_while(state, GROUP_WAIT, |state| {
+                                state.queued.len() < SYNC_WRITERS && state.failed.is_none()
+                            })
+                            .expect("no writer panics")
+                            .0;
+                        let group = std::mem::take(&mut state.queued);
+                        let covered = state.queued_total;
+                        drop(state);
+                        let result = {
+                            let mut guard = engine.lock().expect("no writer panics");
+                            let (engine, clock, applied) = &mut *guard;
+                            apply_group(engine, clock, applied, &group)
+                        };
+                        state = commit.lock().expect("no writer panics");
+                        match result {
+                            Ok(()) => state.durable = covered,
+                            Err(err) => state.failed = Some(format!("{err:#}")),
+                        }
+                        durable_changed.notify_all();
+                        if state.queued.is_empty() || state.failed.is_some() {
+                            break;
+                        }
                     }
+                    state.leading = false;
                     durable_changed.notify_all();
                 }
                 drop(state);

@@ -36,7 +36,7 @@ const KIND_TOMBSTONE: u8 = 0;
 const KIND_VALUE: u8 = 1;
 /// Bytes of a restart offset and of the restart count.
 const RESTART_BYTES: usize = 4;
-/// Bytes charged to a cached block beyond its contents and restarts.
+/// Bytes charged to a cached block beyond its contents.
 const BLOCK_OVERHEAD_BYTES: usize = 64;
 
 /// Encodes one data block.
@@ -158,7 +158,8 @@ pub(crate) struct Block {
     contents: Vec<u8>,
     /// Where the entries end (the restart array begins).
     entries_end: usize,
-    restarts: Vec<u32>,
+    /// Restart points, read in place from the end of `contents`.
+    restarts_total: usize,
 }
 
 /// One entry as it lies in a block: where its parts are.
@@ -199,23 +200,28 @@ impl Block {
             .and_then(|bytes| count_at.checked_sub(bytes))
             .ok_or_else(|| bad("restart array larger than the block"))?;
         let mut reader = Reader::new(&contents[entries_end..count_at]);
-        let mut restarts = Vec::with_capacity(count);
+        let mut previous: Option<u32> = None;
         for _ in 0..count {
             let restart = reader.u32_le().expect("array length checked");
-            let ascending = restarts.last().is_none_or(|previous| restart > *previous);
-            if restart as usize >= entries_end
-                || !ascending
-                || (restarts.is_empty() && restart != 0)
+            let ascending = previous.is_none_or(|previous| restart > previous);
+            if restart as usize >= entries_end || !ascending || (previous.is_none() && restart != 0)
             {
                 return Err(bad("restart points out of order or out of bounds"));
             }
-            restarts.push(restart);
+            previous = Some(restart);
         }
         Ok(Block {
             contents,
             entries_end,
-            restarts,
+            restarts_total: count,
         })
+    }
+
+    /// Restart point `index` (checked at decode).
+    fn restart(&self, index: usize) -> usize {
+        let at = self.entries_end + index * RESTART_BYTES;
+        let bytes = &self.contents[at..at + RESTART_BYTES];
+        u32::from_le_bytes(bytes.try_into().expect("4 bytes")) as usize
     }
 
     /// The bytes at `range` (a value range a cursor reported).
@@ -225,7 +231,7 @@ impl Block {
 
     /// Memory the block holds, for the cache's bound.
     pub(crate) fn charge_bytes(&self) -> usize {
-        self.contents.capacity() + self.restarts.capacity() * RESTART_BYTES + BLOCK_OVERHEAD_BYTES
+        self.contents.capacity() + BLOCK_OVERHEAD_BYTES
     }
 
     /// Decodes the frame of the entry at `position`, whose predecessor's
@@ -273,7 +279,7 @@ impl Block {
 
     /// The whole key of the entry at restart point `index`.
     fn restart_key(&self, index: usize, origin: BlockOrigin<'_>) -> Result<&[u8], EngineError> {
-        let position = self.restarts[index] as usize;
+        let position = self.restart(index);
         let parts = self.entry_at(position, 0, origin)?;
         if parts.shared != 0 {
             return Err(origin.bad(position, "a restart entry shares key bytes"));
@@ -302,7 +308,7 @@ impl Block {
         origin: BlockOrigin<'_>,
     ) -> Result<Option<Versioned>, EngineError> {
         // Find the last restart whose key is <= `key`.
-        let (mut low, mut high) = (0, self.restarts.len());
+        let (mut low, mut high) = (0, self.restarts_total);
         while high - low > 1 {
             let middle = low + (high - low) / 2;
             if key_cmp(self.restart_key(middle, origin)?, key).is_le() {
@@ -311,11 +317,12 @@ impl Block {
                 high = middle;
             }
         }
-        let mut position = self.restarts[low] as usize;
-        let end = self
-            .restarts
-            .get(low + 1)
-            .map_or(self.entries_end, |&r| r as usize);
+        let mut position = self.restart(low);
+        let end = if low + 1 < self.restarts_total {
+            self.restart(low + 1)
+        } else {
+            self.entries_end
+        };
         let mut current: Vec<u8> = Vec::new();
         while position < end {
             let parts = self.entry_at(position, current.len(), origin)?;
@@ -390,12 +397,13 @@ impl BlockCursor {
     pub(crate) fn advance(&mut self, origin: BlockOrigin<'_>) -> Result<bool, EngineError> {
         let block = &*self.block;
         if self.position >= block.entries_end {
-            if self.restart_next != block.restarts.len() {
+            if self.restart_next != block.restarts_total {
                 return Err(origin.bad(self.position, "a restart point is not at an entry"));
             }
             return Ok(false);
         }
-        let at_restart = block.restarts.get(self.restart_next) == Some(&(self.position as u32));
+        let at_restart = self.restart_next < block.restarts_total
+            && block.restart(self.restart_next) == self.position;
         let previous_len = if at_restart { 0 } else { self.key.len() };
         let parts = block.entry_at(self.position, previous_len, origin)?;
         if at_restart {
@@ -431,7 +439,7 @@ impl BlockCursor {
     ) -> Result<bool, EngineError> {
         // Entries before the last restart key below `target` can be skipped.
         let block = &*self.block;
-        let (mut low, mut high) = (0, block.restarts.len());
+        let (mut low, mut high) = (0, block.restarts_total);
         while high - low > 1 {
             let middle = low + (high - low) / 2;
             if key_cmp(block.restart_key(middle, origin)?, target).is_lt() {
@@ -440,7 +448,7 @@ impl BlockCursor {
                 high = middle;
             }
         }
-        self.position = block.restarts[low] as usize;
+        self.position = block.restart(low);
         self.restart_next = low;
         self.key.clear();
         self.started = false;
@@ -535,7 +543,7 @@ mod tests {
         let block = build(&entries);
         assert_eq!(block.entries(ORIGIN).expect("entries"), entries);
         assert_eq!(
-            block.restarts.len(),
+            block.restarts_total,
             50_usize.div_ceil(RESTART_INTERVAL_ENTRIES)
         );
     }
