@@ -173,7 +173,7 @@ fn level_index(level: Option<ConsistencyLevel>) -> usize {
 }
 
 fn command_index(name: &str) -> Option<usize> {
-    COMMAND_TABLE.iter().position(|c| c.0 == name)
+    crate::command::command_index(name)
 }
 
 /// Adds one to a counter.

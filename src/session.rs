@@ -24,6 +24,10 @@ use crate::driver::{request_id, ReplyBatch, Shared};
 use crate::metrics::inc;
 use crate::resp::{Protocol, Reply};
 
+/// Node requests a parsed chunk starts with room for (a pipeline of 16 fits
+/// without growing).
+const OUTGOING_CAPACITY: usize = 16;
+
 /// What a key command waits for, and how its parts become one reply.
 #[derive(Debug)]
 enum OpKind {
@@ -133,7 +137,7 @@ impl Session {
 
     /// Requests the node should get now.
     pub fn take_outgoing(&mut self) -> Vec<(RequestId, ClientRequest)> {
-        std::mem::take(&mut self.outgoing)
+        std::mem::replace(&mut self.outgoing, Vec::with_capacity(OUTGOING_CAPACITY))
     }
 
     /// Queues an error that ends the connection (protocol error, limit).
@@ -477,13 +481,20 @@ impl Session {
             ClientResponse::Error(e) => Some(e.clone()),
             _ => None,
         });
-        let values = || {
-            parts.iter().map(|p| match p {
-                ClientResponse::Value(v) => v.clone(),
+        let writes = matches!(op.kind, OpKind::Set | OpKind::MSet | OpKind::Del { .. });
+        let found = |parts: &[ClientResponse]| {
+            parts
+                .iter()
+                .filter(|p| matches!(p, ClientResponse::Value(Some(_))))
+                .count() as i64
+        };
+        // Values move into the reply: no copy of what was read.
+        let values = |parts: Vec<ClientResponse>| {
+            parts.into_iter().map(|p| match p {
+                ClientResponse::Value(v) => v,
                 _ => None,
             })
         };
-        let writes = matches!(op.kind, OpKind::Set | OpKind::MSet | OpKind::Del { .. });
         let reply = match (&op.kind, first_error) {
             (OpKind::MSet | OpKind::Del { .. }, Some(e)) if parts.len() > 1 => {
                 let Reply::Error(text) = error_reply(&e, true) else {
@@ -494,18 +505,17 @@ impl Session {
                 ))
             }
             (_, Some(e)) => error_reply(&e, writes),
-            (OpKind::Get, None) => values().next().flatten().map_or(Reply::Null, Reply::Bulk),
+            (OpKind::Get, None) => values(parts)
+                .next()
+                .flatten()
+                .map_or(Reply::Null, Reply::Bulk),
             (OpKind::MGet, None) => Reply::Array(
-                values()
+                values(parts)
                     .map(|v| v.map_or(Reply::Null, Reply::Bulk))
                     .collect(),
             ),
-            (OpKind::Exists, None) => {
-                Reply::Integer(values().filter(Option::is_some).count() as i64)
-            }
-            (OpKind::Del { keys }, None) => {
-                Reply::Integer(values().take(*keys).filter(Option::is_some).count() as i64)
-            }
+            (OpKind::Exists, None) => Reply::Integer(found(&parts)),
+            (OpKind::Del { keys }, None) => Reply::Integer(found(&parts[..*keys])),
             (OpKind::Set | OpKind::MSet, None) => ok(),
         };
         self.slots[index].state = SlotState::Ready(reply);
