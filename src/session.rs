@@ -8,7 +8,7 @@
 //! pipelining requires. No I/O here: the server feeds requests and node
 //! replies in and takes bytes out.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -87,8 +87,13 @@ pub struct Session {
     slots: VecDeque<Slot>,
     /// Slot number of `slots[0]`.
     first_slot: u64,
-    /// Request id to (slot number, part).
-    waiting: BTreeMap<RequestId, (u64, usize)>,
+    /// For each request sent and not yet answered, in sequence order from
+    /// `waiting_first_seq`: its (slot number, part). Answered entries become
+    /// `None` and are dropped from the front. (A window rather than a map:
+    /// sequence numbers are handed out in order.)
+    waiting: VecDeque<Option<(u64, usize)>>,
+    /// Sequence number of `waiting[0]`.
+    waiting_first_seq: u32,
     /// Requests for the node, not yet sent.
     outgoing: Vec<(RequestId, ClientRequest)>,
     /// `QUIT` was received: close once its reply is written.
@@ -112,7 +117,8 @@ impl Session {
             name: None,
             slots: VecDeque::new(),
             first_slot: 0,
-            waiting: BTreeMap::new(),
+            waiting: VecDeque::new(),
+            waiting_first_seq: 0,
             outgoing: Vec::new(),
             quit: false,
             arrived: now(),
@@ -200,7 +206,7 @@ impl Session {
     /// Takes in replies from the node.
     pub fn on_replies(&mut self, replies: ReplyBatch) {
         for (request, response) in replies {
-            let Some((slot_no, part)) = self.waiting.remove(&request) else {
+            let Some((slot_no, part)) = self.take_waiting(request) else {
                 continue;
             };
             let Some(index) = slot_no.checked_sub(self.first_slot) else {
@@ -219,6 +225,20 @@ impl Session {
                 self.complete(slot_no);
             }
         }
+    }
+
+    /// Removes request `request` from the window of waiting requests.
+    fn take_waiting(&mut self, request: RequestId) -> Option<(u64, usize)> {
+        if request.0 >> 32 != self.conn {
+            return None;
+        }
+        let offset = (request.0 as u32).wrapping_sub(self.waiting_first_seq) as usize;
+        let found = self.waiting.get_mut(offset)?.take();
+        while let Some(None) = self.waiting.front() {
+            self.waiting.pop_front();
+            self.waiting_first_seq = self.waiting_first_seq.wrapping_add(1);
+        }
+        found
     }
 
     fn push_ready(&mut self, command: &'static str, level: Option<ConsistencyLevel>, reply: Reply) {
@@ -380,9 +400,12 @@ impl Session {
 
     fn submit(&mut self, slot_no: u64, level: ConsistencyLevel, ops: Vec<ClientOp>) {
         for (part, op) in ops.into_iter().enumerate() {
+            if self.waiting.is_empty() {
+                self.waiting_first_seq = self.next_seq;
+            }
             let request = request_id(self.conn, self.next_seq);
             self.next_seq = self.next_seq.wrapping_add(1);
-            self.waiting.insert(request, (slot_no, part));
+            self.waiting.push_back(Some((slot_no, part)));
             self.outgoing.push((request, ClientRequest { op, level }));
         }
     }
@@ -435,7 +458,10 @@ impl Session {
                 .collect()
         };
         match command {
-            Command::Get(key) => Ok((OpKind::Get, gets(vec![key])?)),
+            Command::Get(key) => {
+                check_key(&key)?;
+                Ok((OpKind::Get, vec![ClientOp::Get { key }]))
+            }
             Command::Set { key, value } => {
                 check_key(&key)?;
                 check_value(&value)?;
@@ -472,9 +498,8 @@ impl Session {
         let SlotState::Waiting(op) = &mut self.slots[index].state else {
             return;
         };
-        let parts: Vec<ClientResponse> = op
-            .parts
-            .drain(..)
+        let parts: Vec<ClientResponse> = std::mem::take(&mut op.parts)
+            .into_iter()
             .map(|p| p.expect("every part answered"))
             .collect();
         let first_error = parts.iter().find_map(|p| match p {
