@@ -36,6 +36,10 @@ use crate::config::NodeConfig;
 use crate::metrics::Metrics;
 use crate::peer::PeerLink;
 
+/// Replies a connection's batch starts with room for (a pipeline of 16
+/// fits without growing).
+const REPLY_BATCH_CAPACITY: usize = 16;
+
 /// Replies for one connection, as the node thread hands them over.
 pub type ReplyBatch = Vec<(RequestId, ClientResponse)>;
 
@@ -235,7 +239,7 @@ pub async fn run_node(
                 },
                 Output::Reply { request, response } => replies
                     .entry(connection_of(request))
-                    .or_default()
+                    .or_insert_with(|| Vec::with_capacity(REPLY_BATCH_CAPACITY))
                     .push((request, response)),
             }
         }

@@ -58,10 +58,9 @@ impl Histogram {
             .iter()
             .position(|&b| value <= b)
             .unwrap_or(self.bounds.len());
-        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        inc(&self.counts[bucket]);
         // Saturating float-to-int conversion: a negative value adds zero.
-        self.sum_micros
-            .fetch_add((value * 1e6) as u64, Ordering::Relaxed);
+        add(&self.sum_micros, (value * 1e6) as u64);
     }
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
@@ -173,12 +172,23 @@ fn level_index(level: Option<ConsistencyLevel>) -> usize {
 }
 
 fn command_index(name: &str) -> Option<usize> {
-    COMMAND_TABLE.iter().position(|c| c.0 == name)
+    crate::command::command_index(name)
 }
 
 /// Adds one to a counter.
 pub fn inc(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
+    add(counter, 1);
+}
+
+/// Adds `n` to a counter. Every counter of a node is written only from the
+/// node's own thread (its tasks all run there), so a load and a store
+/// suffice: no locked read-modify-write per request. Readers on other
+/// threads see a recent value.
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
 }
 
 impl Metrics {

@@ -441,7 +441,7 @@ async fn send_loop(
                 }
                 match tokio::time::timeout(PEER_WRITE_TIMEOUT, writer.write_all(&buf)).await {
                     Ok(Ok(())) => {
-                        metrics.peer_frames_sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        crate::metrics::add(&metrics.peer_frames_sent, batch.len() as u64);
                     }
                     Ok(Err(e)) => return format!("write failed: {e}"),
                     Err(_) => {

@@ -8,7 +8,7 @@
 //! pipelining requires. No I/O here: the server feeds requests and node
 //! replies in and takes bytes out.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -23,6 +23,10 @@ use crate::command::{self, ClientQuery, Command, CommandQuery, COMMAND_TABLE};
 use crate::driver::{request_id, ReplyBatch, Shared};
 use crate::metrics::inc;
 use crate::resp::{Protocol, Reply};
+
+/// Node requests a parsed chunk starts with room for (a pipeline of 16 fits
+/// without growing).
+const OUTGOING_CAPACITY: usize = 16;
 
 /// What a key command waits for, and how its parts become one reply.
 #[derive(Debug)]
@@ -83,8 +87,13 @@ pub struct Session {
     slots: VecDeque<Slot>,
     /// Slot number of `slots[0]`.
     first_slot: u64,
-    /// Request id to (slot number, part).
-    waiting: BTreeMap<RequestId, (u64, usize)>,
+    /// For each request sent and not yet answered, in sequence order from
+    /// `waiting_first_seq`: its (slot number, part). Answered entries become
+    /// `None` and are dropped from the front. (A window rather than a map:
+    /// sequence numbers are handed out in order.)
+    waiting: VecDeque<Option<(u64, usize)>>,
+    /// Sequence number of `waiting[0]`.
+    waiting_first_seq: u32,
     /// Requests for the node, not yet sent.
     outgoing: Vec<(RequestId, ClientRequest)>,
     /// `QUIT` was received: close once its reply is written.
@@ -108,7 +117,8 @@ impl Session {
             name: None,
             slots: VecDeque::new(),
             first_slot: 0,
-            waiting: BTreeMap::new(),
+            waiting: VecDeque::new(),
+            waiting_first_seq: 0,
             outgoing: Vec::new(),
             quit: false,
             arrived: now(),
@@ -133,7 +143,7 @@ impl Session {
 
     /// Requests the node should get now.
     pub fn take_outgoing(&mut self) -> Vec<(RequestId, ClientRequest)> {
-        std::mem::take(&mut self.outgoing)
+        std::mem::replace(&mut self.outgoing, Vec::with_capacity(OUTGOING_CAPACITY))
     }
 
     /// Queues an error that ends the connection (protocol error, limit).
@@ -196,7 +206,7 @@ impl Session {
     /// Takes in replies from the node.
     pub fn on_replies(&mut self, replies: ReplyBatch) {
         for (request, response) in replies {
-            let Some((slot_no, part)) = self.waiting.remove(&request) else {
+            let Some((slot_no, part)) = self.take_waiting(request) else {
                 continue;
             };
             let Some(index) = slot_no.checked_sub(self.first_slot) else {
@@ -215,6 +225,20 @@ impl Session {
                 self.complete(slot_no);
             }
         }
+    }
+
+    /// Removes request `request` from the window of waiting requests.
+    fn take_waiting(&mut self, request: RequestId) -> Option<(u64, usize)> {
+        if request.0 >> 32 != self.conn {
+            return None;
+        }
+        let offset = (request.0 as u32).wrapping_sub(self.waiting_first_seq) as usize;
+        let found = self.waiting.get_mut(offset)?.take();
+        while let Some(None) = self.waiting.front() {
+            self.waiting.pop_front();
+            self.waiting_first_seq = self.waiting_first_seq.wrapping_add(1);
+        }
+        found
     }
 
     fn push_ready(&mut self, command: &'static str, level: Option<ConsistencyLevel>, reply: Reply) {
@@ -376,9 +400,12 @@ impl Session {
 
     fn submit(&mut self, slot_no: u64, level: ConsistencyLevel, ops: Vec<ClientOp>) {
         for (part, op) in ops.into_iter().enumerate() {
+            if self.waiting.is_empty() {
+                self.waiting_first_seq = self.next_seq;
+            }
             let request = request_id(self.conn, self.next_seq);
             self.next_seq = self.next_seq.wrapping_add(1);
-            self.waiting.insert(request, (slot_no, part));
+            self.waiting.push_back(Some((slot_no, part)));
             self.outgoing.push((request, ClientRequest { op, level }));
         }
     }
@@ -431,7 +458,10 @@ impl Session {
                 .collect()
         };
         match command {
-            Command::Get(key) => Ok((OpKind::Get, gets(vec![key])?)),
+            Command::Get(key) => {
+                check_key(&key)?;
+                Ok((OpKind::Get, vec![ClientOp::Get { key }]))
+            }
             Command::Set { key, value } => {
                 check_key(&key)?;
                 check_value(&value)?;
@@ -468,22 +498,28 @@ impl Session {
         let SlotState::Waiting(op) = &mut self.slots[index].state else {
             return;
         };
-        let parts: Vec<ClientResponse> = op
-            .parts
-            .drain(..)
+        let parts: Vec<ClientResponse> = std::mem::take(&mut op.parts)
+            .into_iter()
             .map(|p| p.expect("every part answered"))
             .collect();
         let first_error = parts.iter().find_map(|p| match p {
             ClientResponse::Error(e) => Some(e.clone()),
             _ => None,
         });
-        let values = || {
-            parts.iter().map(|p| match p {
-                ClientResponse::Value(v) => v.clone(),
+        let writes = matches!(op.kind, OpKind::Set | OpKind::MSet | OpKind::Del { .. });
+        let found = |parts: &[ClientResponse]| {
+            parts
+                .iter()
+                .filter(|p| matches!(p, ClientResponse::Value(Some(_))))
+                .count() as i64
+        };
+        // Values move into the reply: no copy of what was read.
+        let values = |parts: Vec<ClientResponse>| {
+            parts.into_iter().map(|p| match p {
+                ClientResponse::Value(v) => v,
                 _ => None,
             })
         };
-        let writes = matches!(op.kind, OpKind::Set | OpKind::MSet | OpKind::Del { .. });
         let reply = match (&op.kind, first_error) {
             (OpKind::MSet | OpKind::Del { .. }, Some(e)) if parts.len() > 1 => {
                 let Reply::Error(text) = error_reply(&e, true) else {
@@ -494,18 +530,17 @@ impl Session {
                 ))
             }
             (_, Some(e)) => error_reply(&e, writes),
-            (OpKind::Get, None) => values().next().flatten().map_or(Reply::Null, Reply::Bulk),
+            (OpKind::Get, None) => values(parts)
+                .next()
+                .flatten()
+                .map_or(Reply::Null, Reply::Bulk),
             (OpKind::MGet, None) => Reply::Array(
-                values()
+                values(parts)
                     .map(|v| v.map_or(Reply::Null, Reply::Bulk))
                     .collect(),
             ),
-            (OpKind::Exists, None) => {
-                Reply::Integer(values().filter(Option::is_some).count() as i64)
-            }
-            (OpKind::Del { keys }, None) => {
-                Reply::Integer(values().take(*keys).filter(Option::is_some).count() as i64)
-            }
+            (OpKind::Exists, None) => Reply::Integer(found(&parts)),
+            (OpKind::Del { keys }, None) => Reply::Integer(found(&parts[..*keys])),
             (OpKind::Set | OpKind::MSet, None) => ok(),
         };
         self.slots[index].state = SlotState::Ready(reply);
@@ -722,4 +757,197 @@ fn membership(shared: &Shared, generation: u64) -> String {
     }
     out.push_str("\r\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicU64, AtomicUsize};
+    use std::sync::Mutex;
+
+    use enigma_cluster::{NodeId, Ring};
+
+    use super::*;
+    use crate::config::{Limits, NodeConfig, PeerAddr, SyncMode};
+    use crate::driver::NodeSnapshot;
+    use crate::metrics::Metrics;
+    use crate::peer::PeerLink;
+
+    fn shared(members: u32, requirepass: Option<&str>) -> Arc<Shared> {
+        let peers: Vec<PeerAddr> = (2..=members)
+            .map(|id| PeerAddr {
+                id: NodeId(id),
+                addr: format!("127.0.0.1:{}", 9000 + id).parse().unwrap(),
+            })
+            .collect();
+        let config = NodeConfig {
+            id: NodeId(1),
+            listen: "127.0.0.1:1".parse().unwrap(),
+            peer_listen: "127.0.0.1:2".parse().unwrap(),
+            peers: peers.clone(),
+            data_dir: "unused".into(),
+            replication_factor: members as usize,
+            vnodes_per_node: 8,
+            request_timeout_ms: 1000,
+            sync: SyncMode::Always,
+            default_consistency: ConsistencyLevel::Quorum,
+            requirepass: requirepass.map(str::to_owned),
+            cluster_secret: "0123456789".into(),
+            metrics_listen: None,
+            limits: Limits::default(),
+            tick_interval_ms: 10,
+            peer_send_queue_bytes_max: 64 << 20,
+            batch_inputs_max: 64,
+        };
+        let ring = Ring::new(&config.members(), 8, members as usize).unwrap();
+        let links: BTreeMap<NodeId, Arc<PeerLink>> = peers
+            .iter()
+            .map(|p| (p.id, Arc::new(PeerLink::new(p.id, p.addr, 1 << 20))))
+            .collect();
+        let (inputs, _) = tokio::sync::mpsc::channel(4);
+        Arc::new(Shared {
+            config,
+            client_addr: "127.0.0.1:1".parse().unwrap(),
+            peer_addr: "127.0.0.1:2".parse().unwrap(),
+            ring,
+            links,
+            metrics: Metrics::default(),
+            inputs,
+            snapshot: Mutex::new(NodeSnapshot::default()),
+            started: now(),
+            connections: AtomicUsize::new(0),
+            next_conn: AtomicU64::new(1),
+        })
+    }
+
+    fn words(line: &str) -> Vec<Vec<u8>> {
+        line.split_whitespace()
+            .map(|w| w.as_bytes().to_vec())
+            .collect()
+    }
+
+    fn written(session: &mut Session) -> String {
+        let mut out = Vec::new();
+        session.write_ready(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn value(v: &str) -> ClientResponse {
+        ClientResponse::Value(Some(v.as_bytes().to_vec()))
+    }
+
+    #[test]
+    fn replies_leave_in_request_order_whatever_order_the_node_answers_in() {
+        let mut session = Session::new(shared(1, None), 7);
+        session.on_request(words("GET a"));
+        session.on_request(words("PING"));
+        session.on_request(words("SET b 1"));
+        let sent = session.take_outgoing();
+        assert_eq!(sent.len(), 2);
+        assert!(sent.iter().all(|(id, _)| id.0 >> 32 == 7));
+        session.on_replies(vec![(sent[1].0, ClientResponse::Written)]);
+        assert_eq!(written(&mut session), "", "GET a is still owed");
+        session.on_replies(vec![(sent[0].0, value("x"))]);
+        assert_eq!(written(&mut session), "$1\r\nx\r\n+PONG\r\n+OK\r\n");
+        assert_eq!(session.outstanding(), 0);
+    }
+
+    #[test]
+    fn del_counts_the_keys_that_existed_and_mget_keeps_order() {
+        let mut session = Session::new(shared(1, None), 1);
+        session.on_request(words("DEL a b c"));
+        session.on_request(words("MGET a b"));
+        let sent = session.take_outgoing();
+        // Three reads then three deletes, then two reads.
+        assert_eq!(sent.len(), 8);
+        assert!(matches!(sent[0].1.op, ClientOp::Get { .. }));
+        assert!(matches!(sent[3].1.op, ClientOp::Delete { .. }));
+        let mut replies: ReplyBatch = vec![
+            (sent[0].0, value("1")),
+            (sent[1].0, ClientResponse::Value(None)),
+            (sent[2].0, value("3")),
+        ];
+        replies.extend(
+            sent[3..6]
+                .iter()
+                .map(|(id, _)| (*id, ClientResponse::Written)),
+        );
+        replies.push((sent[7].0, ClientResponse::Value(None)));
+        replies.push((sent[6].0, value("v")));
+        replies.reverse();
+        session.on_replies(replies);
+        assert_eq!(written(&mut session), ":2\r\n*2\r\n$1\r\nv\r\n$-1\r\n");
+    }
+
+    #[test]
+    fn the_waiting_window_survives_sequence_numbers_wrapping() {
+        let mut session = Session::new(shared(1, None), 3);
+        session.next_seq = u32::MAX - 1;
+        for key in ["a", "b", "c", "d"] {
+            session.on_request(words(&format!("GET {key}")));
+        }
+        let sent = session.take_outgoing();
+        assert_eq!(sent[2].0 .0 & 0xffff_ffff, 0, "the third wrapped to 0");
+        for (id, _) in sent.iter().rev() {
+            session.on_replies(vec![(*id, ClientResponse::Value(None))]);
+        }
+        assert_eq!(written(&mut session), "$-1\r\n".repeat(4));
+        // A reply for another connection or an unknown request is ignored.
+        session.on_replies(vec![(request_id(4, 0), value("x"))]);
+        assert_eq!(session.outstanding(), 0);
+    }
+
+    #[test]
+    fn key_commands_are_refused_unapplied_when_replicas_are_down() {
+        let mut session = Session::new(shared(3, None), 1);
+        session.on_request(words("SET k v"));
+        session.on_request(words("AT ONE SET k v"));
+        let sent = session.take_outgoing();
+        assert_eq!(sent.len(), 1, "only the ONE write is sent");
+        assert_eq!(sent[0].1.level, ConsistencyLevel::One);
+        let out = written(&mut session);
+        assert!(
+            out.starts_with("-UNAVAILABLE consistency level QUORUM needs 2 of the 3 replicas"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn nothing_but_auth_is_served_before_authentication() {
+        let mut session = Session::new(shared(1, Some("pw")), 1);
+        session.on_request(words("GET k"));
+        session.on_request(words("AUTH nope"));
+        session.on_request(words("AUTH default pw"));
+        session.on_request(words("PING"));
+        assert!(session.take_outgoing().is_empty());
+        assert_eq!(
+            written(&mut session),
+            "-NOAUTH Authentication required.\r\n\
+             -WRONGPASS invalid username-password pair or user is disabled.\r\n\
+             +OK\r\n+PONG\r\n"
+        );
+    }
+
+    #[test]
+    fn timeouts_say_whether_a_write_may_have_applied() {
+        let mut session = Session::new(shared(1, None), 1);
+        session.on_request(words("GET k"));
+        session.on_request(words("SET k v"));
+        let sent = session.take_outgoing();
+        let timeout = ClientResponse::Error(ClientError::Timeout {
+            answered: 1,
+            required: 2,
+        });
+        session.on_replies(vec![(sent[0].0, timeout.clone()), (sent[1].0, timeout)]);
+        let out = written(&mut session);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0],
+            "-TIMEOUT 1 of 2 required replicas answered before the deadline"
+        );
+        assert!(
+            lines[1].ends_with("the write may have been applied"),
+            "{out}"
+        );
+    }
 }
