@@ -119,6 +119,9 @@ pub struct Metrics {
     pub protocol_errors: AtomicU64,
     /// Requests naming an unknown command or with bad arguments.
     pub command_errors: AtomicU64,
+    /// Times a connection reached `pipeline_depth_max` and was not read
+    /// from until replies drained.
+    pub pipeline_stalls: AtomicU64,
     /// Peer frames sent and received.
     pub peer_frames_sent: AtomicU64,
     pub peer_frames_received: AtomicU64,
@@ -151,6 +154,7 @@ impl Default for Metrics {
             connections_rejected: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
             command_errors: AtomicU64::new(0),
+            pipeline_stalls: AtomicU64::new(0),
             peer_frames_sent: AtomicU64::new(0),
             peer_frames_received: AtomicU64::new(0),
             peer_messages_dropped: AtomicU64::new(0),
@@ -264,7 +268,7 @@ impl Metrics {
         );
         self.flush_seconds
             .render(&mut out, "enigma_flush_duration_seconds", "");
-        let counters: [(&str, &str, &AtomicU64); 11] = [
+        let counters: [(&str, &str, &AtomicU64); 12] = [
             (
                 "enigma_wal_syncs_total",
                 "WAL fsyncs (group commits that had writes).",
@@ -284,6 +288,11 @@ impl Metrics {
                 "enigma_protocol_errors_total",
                 "Client connections closed on a protocol error or limit.",
                 &self.protocol_errors,
+            ),
+            (
+                "enigma_pipeline_stalls_total",
+                "Times a connection reached pipeline_depth_max and was not read until replies drained.",
+                &self.pipeline_stalls,
             ),
             (
                 "enigma_command_errors_total",

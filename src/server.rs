@@ -443,15 +443,22 @@ async fn serve_client(
     let mut session = Session::new(shared.clone(), conn);
     let mut buf: Vec<u8> = Vec::with_capacity(16 << 10);
     let mut out: Vec<u8> = Vec::with_capacity(16 << 10);
-    // Reading stops at end of input, a protocol error, QUIT or a stop.
-    let mut reading = !*stop.borrow();
+    // Still taking new commands: false after a stop or a protocol error.
+    let mut accepting = !*stop.borrow();
+    // The client closed its side: what is buffered is all there will be.
     let mut eof = false;
     // A protocol error or limit ends the connection with unread input.
     let mut refused = false;
     loop {
         let mut consumed = 0;
+        // Complete requests left in the buffer because the pipeline is full.
+        let mut held_back = false;
         session.arrival();
-        while reading && !session.quitting() && session.outstanding() < limits.pipeline_depth_max {
+        while accepting && !session.quitting() {
+            if session.outstanding() >= limits.pipeline_depth_max {
+                held_back = consumed < buf.len();
+                break;
+            }
             match parse_request(&buf[consumed..], &resp_limits) {
                 Ok(Parsed::Request {
                     args,
@@ -470,7 +477,7 @@ async fn serve_client(
                             "ERR Protocol error: request of more than query_buffer_bytes_max ({}) bytes",
                             limits.query_buffer_bytes_max
                         ));
-                        reading = false;
+                        accepting = false;
                         refused = true;
                     }
                     break;
@@ -478,12 +485,12 @@ async fn serve_client(
                 Err(e) => {
                     inc(&shared.metrics.protocol_errors);
                     session.push_fatal(format!("ERR {e}"));
-                    reading = false;
+                    accepting = false;
                     refused = true;
                 }
             }
         }
-        if reading {
+        if accepting {
             buf.drain(..consumed);
         } else {
             buf = Vec::new();
@@ -505,11 +512,20 @@ async fn serve_client(
             }
             out.clear();
         }
-        let done_reading = !reading || session.quitting();
-        if done_reading && session.outstanding() == 0 {
+        if held_back && session.outstanding() < limits.pipeline_depth_max {
+            // Replies drained: parse the requests already buffered.
+            continue;
+        }
+        let input_done = !accepting || session.quitting() || (eof && !held_back);
+        if input_done && session.outstanding() == 0 {
             break;
         }
-        let can_read = !done_reading && session.outstanding() < limits.pipeline_depth_max;
+        let can_read = !input_done && !eof && session.outstanding() < limits.pipeline_depth_max;
+        if !input_done && session.outstanding() >= limits.pipeline_depth_max {
+            // Back-pressure: the client has pipeline_depth_max commands
+            // waiting; its next ones stay unread until replies drain.
+            inc(&shared.metrics.pipeline_stalls);
+        }
         if can_read && buf.capacity() - buf.len() < 4 << 10 {
             buf.reserve(16 << 10);
         }
@@ -526,14 +542,11 @@ async fn serve_client(
             },
             read = reader.read_buf(&mut buf), if can_read => match read {
                 // End of input: answer what was asked, then close.
-                Ok(0) => {
-                    reading = false;
-                    eof = true;
-                }
+                Ok(0) => eof = true,
                 Ok(_) => {}
                 Err(_) => break,
             },
-            _ = stop.changed(), if reading => reading = false,
+            _ = stop.changed(), if accepting => accepting = false,
         }
     }
     if refused && !eof {

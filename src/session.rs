@@ -143,6 +143,9 @@ impl Session {
 
     /// Requests the node should get now.
     pub fn take_outgoing(&mut self) -> Vec<(RequestId, ClientRequest)> {
+        if self.outgoing.is_empty() {
+            return Vec::new();
+        }
         std::mem::replace(&mut self.outgoing, Vec::with_capacity(OUTGOING_CAPACITY))
     }
 

@@ -116,3 +116,70 @@ fn dev_serves_stops_on_sigint_and_recovers_its_data() {
     signal(child.id(), "INT");
     assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
 }
+
+#[test]
+fn node_settings_come_from_flags_then_environment_then_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = support::free_ports(4);
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "id = 5\nlisten = \"127.0.0.1:{}\"\npeer_listen = \"127.0.0.1:{}\"\ndefault_consistency = \"ALL\"\n",
+            ports[0], ports[1]
+        ),
+    )
+    .unwrap();
+    let mut child = enigma()
+        .arg("node")
+        .arg("--id")
+        .arg("3")
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--log-format")
+        .arg("json")
+        .env("ENIGMA_CONFIG", &config)
+        .env("ENIGMA_LISTEN", format!("127.0.0.1:{}", ports[2]))
+        .env("ENIGMA_ID", "4")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stderr).lines() {
+            lines.push(line.unwrap());
+        }
+        lines
+    });
+    // The flag's id (3) beats the variable's (4) and the file's (5); the
+    // variable's listen address beats the file's; the file's level is used.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut con = loop {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{}/", ports[2])).unwrap();
+        if let Ok(con) = client.get_connection_with_timeout(Duration::from_millis(200)) {
+            break con;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node never listened on the variable's address"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let info: String = redis::cmd("INFO").arg("server").query(&mut con).unwrap();
+    assert!(info.contains("node_id:3\r\n"), "{info}");
+    let level: String = redis::cmd("CONSISTENCY").query(&mut con).unwrap();
+    assert_eq!(level, "ALL");
+    signal(child.id(), "TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+    let lines = logs.join().unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with('{') && l.contains("\"node started\"")),
+        "JSON logs expected: {lines:?}"
+    );
+}

@@ -265,3 +265,32 @@ fn garbage_from_many_clients_leaves_the_node_serving_with_bounded_memory() {
         "RSS grew from {before} KiB to {after} KiB"
     );
 }
+
+#[test]
+fn a_pipeline_deeper_than_the_limit_is_slowed_not_refused() {
+    let mut args = LIMITS.to_vec();
+    args.extend(["--pipeline-depth-max", "2"]);
+    let cluster = Cluster::start(1, &args);
+    let mut stream = connect(cluster.port(0));
+    let mut requests = String::new();
+    let mut expected = String::new();
+    for i in 0..50 {
+        requests.push_str(&format!("SET k{i} v{i}\r\nGET k{i}\r\n"));
+        expected.push_str(&format!("+OK\r\n${}\r\nv{i}\r\n", format!("v{i}").len()));
+    }
+    stream.write_all(requests.as_bytes()).unwrap();
+    let mut reply = vec![0; expected.len()];
+    stream.read_exact(&mut reply).unwrap();
+    assert_eq!(String::from_utf8_lossy(&reply), expected);
+    // The same pipeline followed by end of input: every command buffered
+    // before the end is still answered, then the connection closes.
+    let mut stream = connect(cluster.port(0));
+    stream.write_all(requests.as_bytes()).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, expected);
+    let metrics = support::http_get(cluster.nodes[0].metrics_port, "/metrics");
+    let stalls = support::metric(&metrics, "enigma_pipeline_stalls_total").unwrap();
+    assert!(stalls >= 1.0, "{metrics}");
+}

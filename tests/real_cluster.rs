@@ -291,25 +291,29 @@ fn acknowledged_quorum_writes_survive_random_sigkills() {
     for i in 0..3 {
         cluster.wait_peers_up(i);
     }
-    let mut con = client(cluster.port(0));
     let mut found = BTreeMap::new();
-    for key in 0..CRASH_KEYS {
-        let value: Option<String> = redis::cmd("GET")
-            .arg(format!("crash-{key}"))
-            .query(&mut con)
-            .unwrap();
-        let value: u64 = value.map_or(0, |v| v.parse().unwrap());
-        assert!(
-            value >= acked[key],
-            "crash-{key}: read {value} but {} was acknowledged (seed {seed:#x})\n{}",
-            acked[key],
-            cluster.logs()
-        );
-        assert!(
-            value <= attempted[key],
-            "crash-{key}: read {value}, never written"
-        );
-        found.insert(key, (acked[key], value));
+    // Every coordinator, each with its own quorum, must return it.
+    for node in 0..3 {
+        let mut con = client(cluster.port(node));
+        for key in 0..CRASH_KEYS {
+            let value: Option<String> = redis::cmd("GET")
+                .arg(format!("crash-{key}"))
+                .query(&mut con)
+                .unwrap();
+            let value: u64 = value.map_or(0, |v| v.parse().unwrap());
+            assert!(
+                value >= acked[key],
+                "crash-{key} at n{}: read {value} but {} was acknowledged (seed {seed:#x})\n{}",
+                node + 1,
+                acked[key],
+                cluster.logs()
+            );
+            assert!(
+                value <= attempted[key],
+                "crash-{key}: read {value}, never written"
+            );
+            found.insert(key, (acked[key], value));
+        }
     }
     eprintln!("key: (last acknowledged, read at QUORUM) {found:?}");
 }
