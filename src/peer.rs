@@ -352,6 +352,11 @@ impl PeerLink {
         self.up.store(up, Ordering::Relaxed);
     }
 
+    /// Whether the queue overflowed since the writer last took from it.
+    fn overflowed(&self) -> bool {
+        self.queue.lock().map_or(true, |q| q.overflowed)
+    }
+
     /// Bytes waiting to be sent.
     pub fn queued_bytes(&self) -> usize {
         self.queue.lock().map_or(0, |q| q.bytes)
@@ -428,36 +433,62 @@ async fn send_loop(
     let (mut reader, mut writer) = stream.into_split();
     let mut probe = [0u8; 64];
     let mut buf = Vec::with_capacity(64 << 10);
+    // A wake-up for new messages arrived while a write was in progress.
+    let mut wake_pending = false;
     loop {
-        tokio::select! {
-            _ = link.notify.notified() => {
-                let Ok(batch) = link.take() else {
-                    inc(&metrics.peer_slow_drops);
-                    return "its send queue overflowed (peer too slow)".into();
-                };
-                buf.clear();
-                for envelope in &batch {
-                    buf.extend_from_slice(&encode_frame(envelope));
+        if !wake_pending {
+            tokio::select! {
+                _ = link.notify.notified() => {}
+                read = reader.read(&mut probe) => {
+                    return match read {
+                        Ok(0) => "closed by the peer".into(),
+                        Ok(_) => "the peer sent data on a send-only link".into(),
+                        Err(e) => format!("read failed: {e}"),
+                    };
                 }
-                match tokio::time::timeout(PEER_WRITE_TIMEOUT, writer.write_all(&buf)).await {
-                    Ok(Ok(())) => {
+                _ = stop.changed() => return "shutting down".into(),
+            }
+        }
+        wake_pending = false;
+        let Ok(batch) = link.take() else {
+            inc(&metrics.peer_slow_drops);
+            return "its send queue overflowed (peer too slow)".into();
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        buf.clear();
+        for envelope in &batch {
+            buf.extend_from_slice(&encode_frame(envelope));
+        }
+        let write = writer.write_all(&buf);
+        let stall = tokio::time::sleep(PEER_WRITE_TIMEOUT);
+        tokio::pin!(write, stall);
+        loop {
+            tokio::select! {
+                written = &mut write => match written {
+                    Ok(()) => {
                         crate::metrics::add(&metrics.peer_frames_sent, batch.len() as u64);
+                        break;
                     }
-                    Ok(Err(e)) => return format!("write failed: {e}"),
-                    Err(_) => {
+                    Err(e) => return format!("write failed: {e}"),
+                },
+                // More messages while the peer is not taking these: drop
+                // the link as soon as the queue overflows, not only when
+                // the write times out.
+                _ = link.notify.notified() => {
+                    if link.overflowed() {
                         inc(&metrics.peer_slow_drops);
-                        return "a write stalled (peer too slow)".into();
+                        return "its send queue overflowed (peer too slow)".into();
                     }
+                    wake_pending = true;
                 }
+                _ = &mut stall => {
+                    inc(&metrics.peer_slow_drops);
+                    return "a write stalled (peer too slow)".into();
+                }
+                _ = stop.changed() => return "shutting down".into(),
             }
-            read = reader.read(&mut probe) => {
-                return match read {
-                    Ok(0) => "closed by the peer".into(),
-                    Ok(_) => "the peer sent data on a send-only link".into(),
-                    Err(e) => format!("read failed: {e}"),
-                };
-            }
-            _ = stop.changed() => return "shutting down".into(),
         }
     }
 }

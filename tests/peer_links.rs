@@ -1,0 +1,139 @@
+//! A peer that stops reading: the node drops its link when the bounded
+//! send queue overflows, keeps serving, and dials again.
+
+// Real processes need real deadlines, and helpers outside #[test] may unwrap.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+mod support;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use enigma_cluster::{ClusterConfig, NodeId};
+use enigmadb::peer::{accept_handshake, cluster_digest, HandshakeKeys};
+use support::{enigma, free_ports, http_get, metric, raw_command, signal, wait_exit, SECRET};
+
+#[test]
+fn a_peer_that_stops_reading_is_dropped_and_dialed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = free_ports(3);
+    let (client_port, metrics_port) = (ports[0], ports[1]);
+    // The fake n2: authenticates like a real peer, then never reads.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let fake = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let fake_addr = fake.local_addr().unwrap();
+    let keys = Arc::new(HandshakeKeys {
+        me: NodeId(2),
+        members: vec![NodeId(1), NodeId(2)],
+        digest: cluster_digest(&ClusterConfig {
+            nodes: vec![NodeId(1), NodeId(2)],
+            replication_factor: 2,
+            vnodes_per_node: 64,
+        }),
+        secret: SECRET.as_bytes().to_vec(),
+    });
+    let handshakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = handshakes.clone();
+    let fake_peer = std::thread::spawn(move || {
+        runtime.block_on(async move {
+            let mut held = Vec::new();
+            loop {
+                let accepted = tokio::time::timeout(Duration::from_secs(60), fake.accept()).await;
+                let Ok(Ok((mut stream, _))) = accepted else {
+                    return;
+                };
+                if accept_handshake(&mut stream, &keys).await.is_ok() {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    // Keep the socket open and never read from it.
+                    held.push(stream);
+                }
+            }
+        });
+    });
+    let mut node = enigma()
+        .arg("node")
+        .arg("--id")
+        .arg("1")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{client_port}"))
+        .arg("--peer-listen")
+        .arg(format!("127.0.0.1:{}", ports[2]))
+        .arg("--metrics-listen")
+        .arg(format!("127.0.0.1:{metrics_port}"))
+        .arg("--peers")
+        .arg(format!("2@{fake_addr}"))
+        .arg("--data-dir")
+        .arg(dir.path().join("n1"))
+        .arg("--default-consistency")
+        .arg("ONE")
+        .arg("--value-bytes-max")
+        .arg("65536")
+        .arg("--peer-send-queue-bytes-max")
+        .arg("1048576")
+        .env("ENIGMA_CLUSTER_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .stderr(std::fs::File::create(dir.path().join("n1.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while handshakes.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the node never dialed its peer: {}",
+            std::fs::read_to_string(dir.path().join("n1.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Writes at ONE succeed locally; each also queues a 16 KiB message for
+    // n2, which is never read: socket buffers fill, then the queue.
+    let mut stream = TcpStream::connect(("127.0.0.1", client_port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let value = "x".repeat(16 << 10);
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    for i in 0..2_000 {
+        stream
+            .write_all(format!("SET key{i} {value}\r\n").as_bytes())
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        assert_eq!(line, "+OK\r\n", "write {i}");
+        if i % 100 == 99 {
+            let text = http_get(metrics_port, "/metrics");
+            if metric(&text, "enigma_peer_slow_drops_total") >= Some(1.0) {
+                break;
+            }
+        }
+    }
+    eprintln!("writes done at {:?}", started.elapsed());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = http_get(metrics_port, "/metrics");
+        let drops = metric(&text, "enigma_peer_slow_drops_total").unwrap();
+        if drops >= 1.0 && handshakes.load(std::sync::atomic::Ordering::SeqCst) >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no slow-peer drop and reconnect: {} handshakes\n{text}",
+            handshakes.load(std::sync::atomic::Ordering::SeqCst)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("dropped and dialed again at {:?}", started.elapsed());
+    assert!(raw_command(client_port, "PING")
+        .unwrap()
+        .starts_with("+PONG"));
+    signal(node.id(), "TERM");
+    assert!(wait_exit(&mut node, Duration::from_secs(30)).success());
+    drop(fake_peer);
+}
