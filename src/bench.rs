@@ -9,7 +9,9 @@
 //! validation corpus (the etcd set as a whole, each kv file alone) and on a
 //! generated stress history, and prints minimum and median wall times over
 //! `--repeat` runs. Checking only: files are parsed before the clock starts
-//! (parse time is printed apart), as Porcupine's figures are.
+//! (parse time is printed apart), as Porcupine's figures are. Keys are
+//! searched on `--threads` threads (default: the cores available), as
+//! `enigma check` does.
 
 mod engine;
 
@@ -58,6 +60,10 @@ struct CheckerBenchArgs {
     /// Seed of the stress history.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Keys the checker searches at once, each on its own thread (1: one
+    /// after the other). Default: the cores available.
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
 }
 
 /// Runs `enigma bench`.
@@ -133,16 +139,20 @@ fn bench_checker(args: &CheckerBenchArgs) -> anyhow::Result<()> {
     if args.repeat == 0 {
         bail!("--repeat must be at least 1");
     }
-    let options = CheckOptions::default();
+    let options = CheckOptions {
+        threads: crate::check::check_threads(args.threads)?,
+        ..CheckOptions::default()
+    };
     let root = args.corpus.join("porcupine");
     println!(
-        "checker benchmark: {} (min / median of {} runs, checking only)",
+        "checker benchmark: {} (min / median of {} runs, checking only, {} thread(s))",
         if cfg!(debug_assertions) {
             "DEBUG build, numbers are not comparable"
         } else {
             "release build"
         },
-        args.repeat
+        args.repeat,
+        options.threads
     );
 
     let etcd_files = files_in(&root.join("etcd"), "log")?;

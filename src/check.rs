@@ -52,6 +52,11 @@ pub struct CheckArgs {
     /// Give up with `verdict: unknown` after this many seconds of checking.
     #[arg(long, value_name = "SECS")]
     timeout: Option<f64>,
+    /// Keys searched at once, each on its own thread (1: one after the
+    /// other). The verdict and report do not depend on it. Default: the
+    /// cores available.
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -125,6 +130,10 @@ fn check_file(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         fits_model(&history, model).with_context(|| format!("{}", path.display()))?;
     }
     let stop = deadline_hook(args.timeout)?;
+    let options = CheckOptions {
+        threads: check_threads(args.threads)?,
+        ..CheckOptions::default()
+    };
     let header = format!(
         "file: {} ({} operations, {format}, {} model)",
         path.display(),
@@ -132,7 +141,7 @@ fn check_file(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         history.model_name()
     );
     let Some((levels, versions, facts)) = leveled else {
-        return check_linearizability(args, &header, &history, &stop);
+        return check_linearizability(args, &header, &history, &options, &stop);
     };
     let input = PromiseInput {
         history: &history,
@@ -141,7 +150,7 @@ fn check_file(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         facts,
         replicas: None,
     };
-    let report = check_promises(&input, &CheckOptions::default(), &stop);
+    let report = check_promises(&input, &options, &stop);
     if let Some(html) = &args.html {
         write_promise_html(html, path, &history, &report)?;
     }
@@ -167,9 +176,10 @@ fn check_linearizability(
     args: &CheckArgs,
     header: &str,
     history: &ParsedHistory,
-    stop: &dyn Fn() -> bool,
+    options: &CheckOptions,
+    stop: &(dyn Fn() -> bool + Sync),
 ) -> anyhow::Result<ExitCode> {
-    let verdict = history.check_with_stop(&CheckOptions::default(), stop);
+    let verdict = history.check_with_stop(options, stop);
     if let Some(html) = &args.html {
         write_html(html, &args.file, history, &verdict)?;
     }
@@ -216,8 +226,19 @@ fn fits_model(history: &ParsedHistory, model: ModelArg) -> anyhow::Result<()> {
     }
 }
 
-/// The stop hook the checker polls: true once `timeout_secs` have passed.
-fn deadline_hook(timeout_secs: Option<f64>) -> anyhow::Result<impl Fn() -> bool> {
+/// The checker's thread count: `threads` if given (at least 1), else the
+/// cores available (1 if that cannot be told).
+pub(crate) fn check_threads(threads: Option<usize>) -> anyhow::Result<usize> {
+    match threads {
+        Some(0) => bail!("--threads must be at least 1"),
+        Some(n) => Ok(n),
+        None => Ok(std::thread::available_parallelism().map_or(1, usize::from)),
+    }
+}
+
+/// The stop hook the checker polls (from every thread searching keys):
+/// true once `timeout_secs` have passed.
+fn deadline_hook(timeout_secs: Option<f64>) -> anyhow::Result<impl Fn() -> bool + Sync> {
     let budget = match timeout_secs {
         None => None,
         Some(secs) if secs.is_finite() && secs >= 0.0 => {

@@ -116,7 +116,7 @@ pub fn check_kv_linearizable(history: &KvHistory, options: &CheckOptions) -> Ver
 pub fn check_kv_linearizable_with_stop(
     history: &KvHistory,
     options: &CheckOptions,
-    stop: &dyn Fn() -> bool,
+    stop: &(dyn Fn() -> bool + Sync),
 ) -> Verdict {
     let mut parts: BTreeMap<&str, Vec<SearchOp<KvInput, KvOutput>>> = BTreeMap::new();
     for op in history.operations() {

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::history::{Call, History, OpId, Operation, Outcome};
 use crate::model::{Model, RegisterModel};
@@ -180,11 +181,28 @@ impl Counterexample {
 /// Characters per distinct time point in the window picture.
 const PICTURE_COLUMNS_PER_TIME: usize = 3;
 
-/// Budgets for a check. Exceeding one yields [`Verdict::Unknown`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Budgets for a check (exceeding one yields [`Verdict::Unknown`]) and how
+/// many threads may search keys at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckOptions {
     /// Limits applied to the search of each key separately.
     pub limits_per_key: SearchLimits,
+    /// Keys searched at the same time, each on its own thread (0 and 1:
+    /// one after the other on the caller's thread, no thread spawned).
+    /// The verdict and its report do not depend on it (see
+    /// [`check_parts`]); peak memory may grow with it, as every key's memo
+    /// may reach `limits_per_key.memo_bytes_max`. Default 1: the simulator
+    /// and library callers stay single-threaded unless they ask.
+    pub threads: usize,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        Self {
+            limits_per_key: SearchLimits::default(),
+            threads: 1,
+        }
+    }
 }
 
 /// Checks a register history with the default budget.
@@ -202,7 +220,7 @@ pub fn check_linearizable_with(history: &History, options: &CheckOptions) -> Ver
 pub fn check_linearizable_with_stop(
     history: &History,
     options: &CheckOptions,
-    stop: &dyn Fn() -> bool,
+    stop: &(dyn Fn() -> bool + Sync),
 ) -> Verdict {
     let mut parts: BTreeMap<&str, Vec<SearchOp<Call, Outcome>>> = BTreeMap::new();
     for op in history.operations() {
@@ -251,12 +269,16 @@ const ROUND_STEPS_GROWTH: u64 = 8;
 /// `ROUND_STEPS_FIRST`, times `ROUND_STEPS_GROWTH` each round, up to
 /// `options.limits_per_key.steps_max`): a key that is quick to refute is
 /// found before a hard key eats the whole budget, and repeating the cheap
-/// rounds costs at most a seventh more. Within a round keys go in key order.
+/// rounds costs at most a seventh more. Within a round keys go in key order;
+/// with `options.threads` above 1 they are searched on that many threads
+/// at once, each key's result kept in its place, and the results are then
+/// read in key order exactly as if searched one after the other.
 ///
 /// Returns the counterexample of the first key refuted in the earliest
 /// round that refutes any (deterministic: it depends on the history and
-/// the options only); otherwise `Unknown` if a key ran out of budget;
-/// otherwise `Linearizable`. `describe` renders an operation for reports.
+/// the options' limits only, not on `options.threads`); otherwise `Unknown`
+/// if a key ran out of budget; otherwise `Linearizable`. `describe` renders
+/// an operation for reports.
 pub fn check_parts<M, K>(
     model: &M,
     parts: BTreeMap<K, Vec<ModelOp<M>>>,
@@ -264,7 +286,10 @@ pub fn check_parts<M, K>(
     options: &CheckOptions,
 ) -> Verdict
 where
-    M: Model,
+    M: Model + Sync,
+    M::State: Send,
+    M::Input: Sync,
+    M::Output: Sync,
     K: AsRef<str> + Ord,
 {
     check_parts_with_stop(model, parts, describe, options, &|| false)
@@ -272,16 +297,20 @@ where
 
 /// [`check_parts`], giving up with [`Verdict::Unknown`] as soon as `stop`
 /// answers true (it is polled between chunks of search steps, see
-/// [`wgl::search_with_stop`]). A key already refuted is still reported.
+/// [`wgl::search_with_stop`], from every searching thread). A key already
+/// refuted is still reported.
 pub fn check_parts_with_stop<M, K>(
     model: &M,
     parts: BTreeMap<K, Vec<ModelOp<M>>>,
     describe: &dyn Fn(OpId) -> String,
     options: &CheckOptions,
-    stop: &dyn Fn() -> bool,
+    stop: &(dyn Fn() -> bool + Sync),
 ) -> Verdict
 where
-    M: Model,
+    M: Model + Sync,
+    M::State: Send,
+    M::Input: Sync,
+    M::Output: Sync,
     K: AsRef<str> + Ord,
 {
     let limits = options.limits_per_key;
@@ -297,9 +326,12 @@ where
             ..limits
         };
         let final_round = steps_max >= limits.steps_max;
+        let results = search_round(model, &undecided, &round, stop, options.threads);
         let mut retry = Vec::new();
-        for (key, ops) in undecided {
-            match wgl::search_with_stop(model, ops, &round, stop) {
+        // In key order. `results` stops at the first key that decides the
+        // round, where this loop returns.
+        for (&(key, ops), result) in undecided.iter().zip(results) {
+            match result {
                 SearchResult::Linearizable { .. } => {}
                 SearchResult::Exhausted {
                     limit: Limit::Stopped,
@@ -354,6 +386,112 @@ where
     }
 }
 
+/// Whether a key's result ends the round's reading in
+/// [`check_parts_with_stop`]: keys after it do not matter.
+fn decides_round<S>(result: &SearchResult<S>) -> bool {
+    matches!(
+        result,
+        SearchResult::NotLinearizable(_)
+            | SearchResult::Exhausted {
+                limit: Limit::Stopped,
+                ..
+            }
+    )
+}
+
+/// The search results of one round's keys, in key order, up to and
+/// including the first whose result [`decides_round`] (all keys if none
+/// does), on up to `threads` threads.
+fn search_round<M: Model + Sync>(
+    model: &M,
+    keys: &[(&str, &[ModelOp<M>])],
+    round: &SearchLimits,
+    stop: &(dyn Fn() -> bool + Sync),
+    threads: usize,
+) -> Vec<SearchResult<M::State>>
+where
+    M::State: Send,
+    M::Input: Sync,
+    M::Output: Sync,
+{
+    let mut results = Vec::with_capacity(keys.len());
+    if threads.min(keys.len()) <= 1 {
+        for (_, ops) in keys {
+            let result = wgl::search_with_stop(model, ops, round, stop);
+            let decides = decides_round(&result);
+            results.push(result);
+            if decides {
+                break;
+            }
+        }
+        return results;
+    }
+    let mut slots: Vec<Option<SearchResult<M::State>>> = Vec::with_capacity(keys.len());
+    slots.resize_with(keys.len(), || None);
+    for (index, result) in search_on_threads(model, keys, round, stop, threads.min(keys.len())) {
+        slots[index] = Some(result);
+    }
+    // Every key before the first deciding one has its result (see
+    // `search_on_threads`), so `map_while` never ends early.
+    for result in slots.into_iter().map_while(|slot| slot) {
+        let decides = decides_round(&result);
+        results.push(result);
+        if decides {
+            break;
+        }
+    }
+    results
+}
+
+/// [`search_round`] on `threads` scoped threads: each takes the next key by
+/// an atomic index (so keys are started in key order) and returns its
+/// (index, result) pairs. The order in which keys finish varies from run to
+/// run; what comes out does not, because each key's search depends only on
+/// its own operations and the caller reads results by index, in key order.
+/// Once a key decides the round, later keys are skipped or stopped early
+/// (their results are never read); every earlier key still runs to its end.
+fn search_on_threads<M: Model + Sync>(
+    model: &M,
+    keys: &[(&str, &[ModelOp<M>])],
+    round: &SearchLimits,
+    stop: &(dyn Fn() -> bool + Sync),
+    threads: usize,
+) -> Vec<(usize, SearchResult<M::State>)>
+where
+    M::State: Send,
+    M::Input: Sync,
+    M::Output: Sync,
+{
+    let next = AtomicUsize::new(0);
+    // The lowest index of a key whose result decides the round.
+    let decided = AtomicUsize::new(usize::MAX);
+    let worker = || {
+        let mut done = Vec::new();
+        loop {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            if index >= keys.len() || index > decided.load(Ordering::Relaxed) {
+                return done;
+            }
+            let stop_key = || stop() || decided.load(Ordering::Relaxed) < index;
+            let result = wgl::search_with_stop(model, keys[index].1, round, &stop_key);
+            if decides_round(&result) {
+                decided.fetch_min(index, Ordering::Relaxed);
+            }
+            done.push((index, result));
+        }
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads).map(|_| scope.spawn(worker)).collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| match handle.join() {
+                Ok(done) => done,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
+}
+
 /// Step budget of the search without pruning that [`plain_stuck`] runs.
 const REPORT_STEPS_MAX: u64 = 250_000;
 
@@ -366,7 +504,7 @@ fn plain_stuck<M: Model>(
     model: &M,
     ops: &[ModelOp<M>],
     limits: &SearchLimits,
-    stop: &dyn Fn() -> bool,
+    stop: &(dyn Fn() -> bool + Sync),
 ) -> Option<Stuck<M::State>> {
     let plain = Unpruned(model);
     let limits = SearchLimits {
@@ -709,14 +847,14 @@ mod tests {
             r.op(p, "k", Call::Write(Some(p as i64)), 0, Some((100, ok())));
         }
         r.op(99, "k", Call::Read, 200, Some((300, read(Some(42)))));
-        let polls = std::cell::Cell::new(0u32);
+        let polls = AtomicUsize::new(0);
         let stop = || {
-            polls.set(polls.get() + 1);
+            polls.fetch_add(1, Ordering::Relaxed);
             true
         };
         let verdict = check_linearizable_with_stop(&r.history, &CheckOptions::default(), &stop);
         assert!(matches!(verdict, Verdict::Unknown { .. }), "{verdict}");
-        assert_eq!(polls.get(), 1);
+        assert_eq!(polls.load(Ordering::Relaxed), 1);
         assert!(matches!(
             check_linearizable_with_stop(&r.history, &CheckOptions::default(), &|| false),
             Verdict::NotLinearizable(_)
@@ -735,6 +873,7 @@ mod tests {
                 steps_max: 3,
                 ..SearchLimits::default()
             },
+            ..CheckOptions::default()
         };
         assert!(matches!(
             check_linearizable_with(&r.history, &options),

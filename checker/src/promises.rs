@@ -459,7 +459,7 @@ impl fmt::Display for PromiseReport {
 pub fn check_promises(
     input: &PromiseInput<'_>,
     options: &CheckOptions,
-    stop: &dyn Fn() -> bool,
+    stop: &(dyn Fn() -> bool + Sync),
 ) -> PromiseReport {
     let facts = input.facts;
     let scope = Scope::new(input.levels, &facts);
@@ -541,7 +541,7 @@ fn linearizability(
     input: &PromiseInput<'_>,
     scope: &Scope<'_>,
     options: &CheckOptions,
-    stop: &dyn Fn() -> bool,
+    stop: &(dyn Fn() -> bool + Sync),
 ) -> (CheckResult, Option<Verdict>) {
     let skew = scope.clock_skew;
     let strong = |id: OpId| promises_linearizability(scope.level(id), skew);

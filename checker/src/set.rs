@@ -190,7 +190,7 @@ pub fn check_set_linearizable(history: &SetHistory, options: &CheckOptions) -> V
 pub fn check_set_linearizable_with_stop(
     history: &SetHistory,
     options: &CheckOptions,
-    stop: &dyn Fn() -> bool,
+    stop: &(dyn Fn() -> bool + Sync),
 ) -> Verdict {
     let mut parts: BTreeMap<&str, Vec<SearchOp<SetInput, SetOutput>>> = BTreeMap::new();
     for op in history.operations() {

@@ -188,7 +188,11 @@ impl ParsedHistory {
 
     /// Checks it against its model, answering [`Verdict::Unknown`] once
     /// `stop` answers true (polled between chunks of search steps).
-    pub fn check_with_stop(&self, options: &CheckOptions, stop: &dyn Fn() -> bool) -> Verdict {
+    pub fn check_with_stop(
+        &self,
+        options: &CheckOptions,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Verdict {
         match self {
             ParsedHistory::Register(h) => check_linearizable_with_stop(h, options, stop),
             ParsedHistory::Kv(h) => check_kv_linearizable_with_stop(h, options, stop),
