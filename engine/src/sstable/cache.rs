@@ -1,20 +1,22 @@
 //! The block cache: decoded data blocks kept in memory under a byte bound.
 //!
-//! Keyed by (table id, block offset); table ids are never reused, so an
-//! entry can never be mistaken for another table's block. Eviction is CLOCK
-//! (second chance): every slot has a referenced bit, set on a hit; to make
-//! room, a hand sweeps the slots in order, clearing set bits and evicting the
-//! first slot found clear. It approximates LRU at the cost of one bit per
-//! hit, and it is deterministic: the same sequence of accesses evicts the
-//! same blocks (no hashing, no clock).
+//! Keyed by (table id, block position in the table's index); table ids are
+//! never reused, so an entry can never be mistaken for another table's
+//! block. A lookup is one search among the tables with cached blocks (a
+//! handful) and one array index, not a search among all cached blocks.
+//! Eviction is CLOCK (second chance): every slot has a referenced bit, set
+//! on a hit; to make room, a hand sweeps the slots in order, clearing set
+//! bits and evicting the first slot found clear. It approximates LRU at the
+//! cost of one bit per hit, and it is deterministic: the same sequence of
+//! accesses evicts the same blocks (no hashing, no clock).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::sstable::block::Block;
 
-/// Which block: its table and its offset there.
-pub(crate) type BlockKey = (u64, u64);
+/// Which block: its table's id and its position in that table's index.
+pub(crate) type BlockKey = (u64, usize);
 
 #[derive(Debug)]
 struct Slot {
@@ -34,8 +36,10 @@ pub(crate) struct BlockCache {
     capacity_bytes: u64,
     /// The sum of the charged bytes of cached blocks.
     used_bytes: u64,
-    /// Where each cached block sits.
-    slots_by_key: BTreeMap<BlockKey, usize>,
+    /// Per table with cached blocks, per block position: the block's slot
+    /// plus one (0: not cached). Grown on demand up to the highest position
+    /// cached (4 bytes per block of a table, next to its index's 30 or so).
+    slots_by_table: BTreeMap<u64, Vec<u32>>,
     /// The CLOCK ring; `None` is a free slot.
     slots: Vec<Option<Slot>>,
     /// Free slots, reused before the ring grows.
@@ -53,7 +57,7 @@ impl BlockCache {
         BlockCache {
             capacity_bytes,
             used_bytes: 0,
-            slots_by_key: BTreeMap::new(),
+            slots_by_table: BTreeMap::new(),
             slots: Vec::new(),
             free: Vec::new(),
             hand: 0,
@@ -62,10 +66,16 @@ impl BlockCache {
         }
     }
 
+    /// The slot of the block at `key`, if cached.
+    fn slot_of(&self, (table, position): BlockKey) -> Option<usize> {
+        let slot = *self.slots_by_table.get(&table)?.get(position)?;
+        (slot != 0).then(|| slot as usize - 1)
+    }
+
     /// The cached block at `key`, marking it recently used.
     pub(crate) fn get(&mut self, key: BlockKey) -> Option<Arc<Block>> {
-        match self.slots_by_key.get(&key) {
-            Some(&index) => {
+        match self.slot_of(key) {
+            Some(index) => {
                 let slot = self.slots[index]
                     .as_mut()
                     .expect("the index names live slots");
@@ -84,7 +94,7 @@ impl BlockCache {
     /// than the whole cache is not cached.
     pub(crate) fn insert(&mut self, key: BlockKey, block: Arc<Block>) {
         let bytes = block.charge_bytes() as u64;
-        if bytes > self.capacity_bytes || self.slots_by_key.contains_key(&key) {
+        if bytes > self.capacity_bytes || self.slot_of(key).is_some() {
             return;
         }
         while self.used_bytes + bytes > self.capacity_bytes {
@@ -106,7 +116,12 @@ impl BlockCache {
                 self.slots.len() - 1
             }
         };
-        self.slots_by_key.insert(key, index);
+        let (table, position) = key;
+        let positions = self.slots_by_table.entry(table).or_default();
+        if positions.len() <= position {
+            positions.resize(position + 1, 0);
+        }
+        positions[position] = u32::try_from(index + 1).expect("fewer than 4G cached blocks");
         self.used_bytes += bytes;
         self.check_bound();
     }
@@ -136,20 +151,26 @@ impl BlockCache {
 
     fn remove_slot(&mut self, index: usize) {
         let slot = self.slots[index].take().expect("a live slot");
-        self.slots_by_key.remove(&slot.key);
+        let (table, position) = slot.key;
+        let positions = self
+            .slots_by_table
+            .get_mut(&table)
+            .expect("a cached block's table is known");
+        positions[position] = 0;
         self.used_bytes -= slot.bytes;
         self.free.push(index);
     }
 
     /// Drops every cached block of table `table` (it was deleted).
     pub(crate) fn remove_table(&mut self, table: u64) {
-        let indexes: Vec<usize> = self
-            .slots_by_key
-            .range((table, 0)..=(table, u64::MAX))
-            .map(|(_, &index)| index)
-            .collect();
-        for index in indexes {
-            self.remove_slot(index);
+        let Some(positions) = self.slots_by_table.remove(&table) else {
+            return;
+        };
+        for slot in positions.into_iter().filter(|&slot| slot != 0) {
+            let index = slot as usize - 1;
+            let slot = self.slots[index].take().expect("a live slot");
+            self.used_bytes -= slot.bytes;
+            self.free.push(index);
         }
     }
 
@@ -191,8 +212,8 @@ mod tests {
     fn cache_stays_within_its_bound_and_keeps_recently_used_blocks() {
         let one = block(1000).charge_bytes() as u64;
         let mut cache = BlockCache::new(3 * one);
-        for offset in 0..3 {
-            cache.insert((1, offset), block(1000));
+        for position in 0..3 {
+            cache.insert((1, position), block(1000));
         }
         assert!(cache.get((1, 0)).is_some());
         cache.insert((1, 3), block(1000));
@@ -229,7 +250,7 @@ mod tests {
             let one = block(100).charge_bytes() as u64;
             let mut cache = BlockCache::new(5 * one);
             let mut kept = Vec::new();
-            for i in 0..50_u64 {
+            for i in 0..50_usize {
                 if cache.get((1, i % 7)).is_none() {
                     cache.insert((1, i % 7), block(100));
                 }
@@ -237,8 +258,8 @@ mod tests {
                     cache.get((1, i % 5));
                 }
             }
-            for offset in 0..7 {
-                kept.push(cache.slots_by_key.contains_key(&(1, offset)));
+            for position in 0..7 {
+                kept.push(cache.slot_of((1, position)).is_some());
             }
             kept
         };

@@ -24,6 +24,11 @@ use crate::sstable::meta::TableMeta;
 use crate::sstable::{corruption, table_name};
 use crate::types::{Timestamp, Versioned};
 
+/// Data blocks up to this size are read into the table's reused buffer;
+/// larger ones (a block holding a large value) into a buffer of their own,
+/// so the kept buffer stays small.
+const READ_BUFFER_KEPT_BYTES: u64 = 64 * 1024;
+
 /// An open table.
 #[derive(Debug)]
 pub(crate) struct Table<F: DiskFile> {
@@ -37,6 +42,9 @@ pub(crate) struct Table<F: DiskFile> {
     index: Index,
     bloom: Bloom,
     pub(crate) meta: TableMeta,
+    /// Where data blocks are read before they are checked and unpacked,
+    /// reused between reads (its length only grows: no zeroing per read).
+    read_buffer: RefCell<Vec<u8>>,
 }
 
 impl<F: DiskFile> Table<F> {
@@ -95,6 +103,7 @@ impl<F: DiskFile> Table<F> {
             index,
             bloom,
             meta,
+            read_buffer: RefCell::new(Vec::new()),
         })
     }
 
@@ -113,12 +122,21 @@ impl<F: DiskFile> Table<F> {
         cache: &RefCell<BlockCache>,
         fill: bool,
     ) -> Result<Arc<Block>, EngineError> {
-        let handle = self.index.handle(position);
-        let key = (self.id, handle.offset);
+        let key = (self.id, position);
         if let Some(block) = cache.borrow_mut().get(key) {
             return Ok(block);
         }
-        let contents = read_block(&self.file, &self.name, handle)?;
+        let handle = self.index.handle(position);
+        let contents = if handle.size <= READ_BUFFER_KEPT_BYTES {
+            read_block_with(
+                &self.file,
+                &self.name,
+                handle,
+                &mut self.read_buffer.borrow_mut(),
+            )?
+        } else {
+            read_block(&self.file, &self.name, handle)?
+        };
         let block = Arc::new(Block::decode(contents, self.origin(position))?);
         if fill {
             cache.borrow_mut().insert(key, block.clone());
@@ -200,6 +218,17 @@ fn read_block<F: DiskFile>(
     name: &str,
     handle: BlockHandle,
 ) -> Result<Vec<u8>, EngineError> {
+    read_block_with(file, name, handle, &mut Vec::new())
+}
+
+/// As [`read_block`], reading into `buffer` (grown as needed, never
+/// shrunk) rather than into a fresh allocation.
+fn read_block_with<F: DiskFile>(
+    file: &F,
+    name: &str,
+    handle: BlockHandle,
+    buffer: &mut Vec<u8>,
+) -> Result<Vec<u8>, EngineError> {
     if handle.size > BLOCK_BYTES_LIMIT {
         return Err(corruption(
             name,
@@ -208,9 +237,12 @@ fn read_block<F: DiskFile>(
         ));
     }
     let len = usize::try_from(handle.size + TRAILER_BYTES).expect("bounded by BLOCK_BYTES_LIMIT");
-    let mut framed = vec![0_u8; len];
-    file.read_at(handle.offset, &mut framed)?;
-    unseal(&framed, name, handle.offset)
+    if buffer.len() < len {
+        buffer.resize(len, 0);
+    }
+    let framed = &mut buffer[..len];
+    file.read_at(handle.offset, framed)?;
+    unseal(framed, name, handle.offset)
 }
 
 /// One entry of a block decoded for backward iteration.
