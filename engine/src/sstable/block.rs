@@ -361,13 +361,28 @@ impl Block {
     }
 
     /// The whole key of the entry at restart point `index`.
+    /// A binary search reads only the key: in version 2 it comes first, so
+    /// the rest of the entry is decoded (and checked) only if the search
+    /// lands on it.
     fn restart_key(&self, index: usize, origin: BlockOrigin<'_>) -> Result<&[u8], EngineError> {
         let position = self.restart(index);
-        let parts = self.entry_at(position, 0, None, origin)?;
-        if parts.shared != 0 {
+        let (shared, key) = match self.version {
+            TableVersion::V1 => {
+                let parts = self.entry_at(position, 0, None, origin)?;
+                (parts.shared, &self.contents[parts.suffix])
+            }
+            TableVersion::V2 => {
+                let mut reader = Reader::new(&self.contents[position..self.entries_end]);
+                let truncated = || origin.bad(position, "truncated");
+                let shared = reader.varint_len().ok_or_else(truncated)?;
+                let unshared = reader.varint_len().ok_or_else(truncated)?;
+                (shared, reader.take(unshared).ok_or_else(truncated)?)
+            }
+        };
+        if shared != 0 {
             return Err(origin.bad(position, "a restart entry shares key bytes"));
         }
-        Ok(&self.contents[parts.suffix])
+        Ok(key)
     }
 
     fn version(&self, parts: &EntryParts) -> Versioned {
