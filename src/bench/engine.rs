@@ -20,7 +20,11 @@
 //! - `size`: bytes on disk of the `fillrandom` data after a full
 //!   compaction (lower is better);
 //! - `fillrandom_rss`: peak resident memory of the process during
-//!   `fillrandom` (lower is better).
+//!   `fillrandom` (lower is better);
+//! - `readrandom_compacted`: `readrandom` again after the full compaction
+//!   of `size`, each engine closed and reopened (a cold block cache): the
+//!   read cost of compacted tables (EnigmaDB writes them with zstd, flushed
+//!   tables with LZ4).
 //!
 //! EnigmaDB's engine runs no thread of its own: the benchmark drives its
 //! background work (`do_background_work`) every [`TICK_WRITES`] writes, as a
@@ -126,7 +130,7 @@ pub struct EngineBenchArgs {
 type Figures = Vec<(String, f64)>;
 
 /// Names of the workloads, in output order.
-const WORKLOADS: [&str; 8] = [
+const WORKLOADS: [&str; 9] = [
     "fillseq",
     "fillrandom",
     "readrandom",
@@ -135,6 +139,7 @@ const WORKLOADS: [&str; 8] = [
     "fillsync4",
     "size",
     "fillrandom_rss",
+    "readrandom_compacted",
 ];
 
 /// Runs `enigma bench engine`.
@@ -546,17 +551,7 @@ mod enigma {
         figures.push(("fillrandom_rss".to_owned(), peak_rss_bytes()?));
 
         settle(&mut engine)?;
-        let mut rng = SplitMix(READ_SEED);
-        let (time, found) = seconds(|| -> anyhow::Result<u64> {
-            let mut found = 0;
-            for _ in 0..args.reads {
-                let k = key(rng.below(args.keys));
-                found += u64::from(engine.get(&k)?.is_some_and(|v| v.value.is_some()));
-            }
-            Ok(found)
-        });
-        ensure!(found? == args.reads, "a read missed a written key");
-        figures.push(("readrandom".to_owned(), rate(args.reads, time)));
+        figures.push(("readrandom".to_owned(), read_random(&engine, args)?));
 
         let mut rng = SplitMix(SCAN_SEED);
         let (time, scanned) = seconds(|| -> anyhow::Result<u64> {
@@ -595,9 +590,30 @@ mod enigma {
         let engine = open(args, &scratch, SyncPolicy::Never)?;
         drop(engine);
         figures.push(("size".to_owned(), bytes_on_disk(&scratch.0)? as f64));
+        let engine = open(args, &scratch, SyncPolicy::Never)?;
+        figures.push((
+            "readrandom_compacted".to_owned(),
+            read_random(&engine, args)?,
+        ));
+        drop(engine);
         drop(scratch);
 
         Ok(figures)
+    }
+
+    /// `--reads` point reads of random existing keys: reads per second.
+    fn read_random(engine: &Engine<FsDisk>, args: &EngineBenchArgs) -> anyhow::Result<f64> {
+        let mut rng = SplitMix(READ_SEED);
+        let (time, found) = seconds(|| -> anyhow::Result<u64> {
+            let mut found = 0;
+            for _ in 0..args.reads {
+                let k = key(rng.below(args.keys));
+                found += u64::from(engine.get(&k)?.is_some_and(|v| v.value.is_some()));
+            }
+            Ok(found)
+        });
+        ensure!(found? == args.reads, "a read missed a written key");
+        Ok(rate(args.reads, time))
     }
 
     /// Writes waiting for a group commit, and what is durable.
@@ -802,17 +818,7 @@ mod fjall_bench {
         figures.push(("fillrandom".to_owned(), rate(args.keys, time)));
         figures.push(("fillrandom_rss".to_owned(), peak_rss_bytes()?));
 
-        let mut rng = SplitMix(READ_SEED);
-        let (time, found) = seconds(|| -> anyhow::Result<u64> {
-            let mut found = 0;
-            for _ in 0..args.reads {
-                let k = key(rng.below(args.keys));
-                found += u64::from(keyspace.get(&k[..])?.is_some());
-            }
-            Ok(found)
-        });
-        ensure!(found? == args.reads, "a read missed a written key");
-        figures.push(("readrandom".to_owned(), rate(args.reads, time)));
+        figures.push(("readrandom".to_owned(), read_random(&keyspace, args)?));
 
         let mut rng = SplitMix(SCAN_SEED);
         let (time, scanned) = seconds(|| -> anyhow::Result<u64> {
@@ -847,9 +853,31 @@ mod fjall_bench {
         drop(keyspace);
         drop(db);
         figures.push(("size".to_owned(), bytes_on_disk(&scratch.0)? as f64));
+        let (db, keyspace) = open(args, &scratch)?;
+        figures.push((
+            "readrandom_compacted".to_owned(),
+            read_random(&keyspace, args)?,
+        ));
+        drop(keyspace);
+        drop(db);
         drop(scratch);
 
         Ok(figures)
+    }
+
+    /// `--reads` point reads of random existing keys: reads per second.
+    fn read_random(keyspace: &Keyspace, args: &EngineBenchArgs) -> anyhow::Result<f64> {
+        let mut rng = SplitMix(READ_SEED);
+        let (time, found) = seconds(|| -> anyhow::Result<u64> {
+            let mut found = 0;
+            for _ in 0..args.reads {
+                let k = key(rng.below(args.keys));
+                found += u64::from(keyspace.get(&k[..])?.is_some());
+            }
+            Ok(found)
+        });
+        ensure!(found? == args.reads, "a read missed a written key");
+        Ok(rate(args.reads, time))
     }
 }
 

@@ -88,6 +88,36 @@ impl BloomBuilder {
 pub(crate) struct Bloom {
     probes_total: u8,
     bits: Vec<u8>,
+    /// `x mod bits` for a 32-bit `x`, by multiplications rather than a
+    /// division per probe.
+    modulus: FastMod,
+}
+
+/// Remainders by a fixed divisor of 32-bit numbers, computed with two
+/// multiplications (Lemire, Kaser and Kurz, "Faster remainder by direct
+/// computation", 2019): exact for every `u32` numerator and divisor.
+#[derive(Debug, Clone, Copy)]
+struct FastMod {
+    divisor: u64,
+    /// `ceil(2^64 / divisor)`, wrapped (0 for a divisor of 1).
+    multiplier: u64,
+}
+
+impl FastMod {
+    /// # Panics
+    /// If `divisor` is 0 or over `u32::MAX` (callers check).
+    fn new(divisor: u64) -> FastMod {
+        assert!((1..=u64::from(u32::MAX)).contains(&divisor));
+        FastMod {
+            divisor,
+            multiplier: (u64::MAX / divisor).wrapping_add(1),
+        }
+    }
+
+    fn remainder(self, value: u32) -> u64 {
+        let low = self.multiplier.wrapping_mul(u64::from(value));
+        ((u128::from(low) * u128::from(self.divisor)) >> 64) as u64
+    }
 }
 
 impl Bloom {
@@ -107,9 +137,12 @@ impl Bloom {
                 ),
             ));
         }
+        // A 32-bit probe position is its own remainder by a larger array.
+        let bit_count = (bits.len() as u64 * 8).min(u64::from(u32::MAX));
         Ok(Bloom {
             probes_total,
             bits: bits.to_vec(),
+            modulus: FastMod::new(bit_count),
         })
     }
 
@@ -119,10 +152,20 @@ impl Bloom {
         self.may_contain_hash(key_hash(key))
     }
 
-    /// [`Self::may_contain`] for a key of [`key_hash`] `hash`.
+    /// [`Self::may_contain`] for a key of [`key_hash`] `hash`: the bits of
+    /// [`probes`], each remainder taken with [`FastMod`].
     pub(crate) fn may_contain_hash(&self, hash: u64) -> bool {
-        let bits = self.bits.len() * 8;
-        probes(hash, self.probes_total, bits).all(|bit| self.bits[bit / 8] & (1 << (bit % 8)) != 0)
+        let h1 = hash as u32;
+        let h2 = (hash >> 32) as u32;
+        (0..u32::from(self.probes_total)).all(|j| {
+            let position = h1.wrapping_add(j.wrapping_mul(h2));
+            let bit = if self.bits.len() as u64 * 8 > u64::from(u32::MAX) {
+                u64::from(position)
+            } else {
+                self.modulus.remainder(position)
+            };
+            self.bits[(bit / 8) as usize] & (1 << (bit % 8)) != 0
+        })
     }
 }
 
@@ -175,6 +218,51 @@ mod tests {
 
     /// Recorded when format version 1 was written; it must never change.
     const EXPECTED_BITS: &[usize] = &[37, 42, 47, 52, 57, 62];
+
+    proptest::proptest! {
+        #[test]
+        fn fast_remainder_is_the_remainder(value in proptest::prelude::any::<u32>(), divisor in 1..=u32::MAX) {
+            let fast = FastMod::new(u64::from(divisor)).remainder(value);
+            proptest::prop_assert_eq!(fast, u64::from(value % divisor));
+        }
+    }
+
+    #[test]
+    fn fast_remainder_edges() {
+        for divisor in [1_u32, 2, 3, 7, 64, 1000, 1 << 31, u32::MAX - 1, u32::MAX] {
+            let modulus = FastMod::new(u64::from(divisor));
+            for value in [
+                0,
+                1,
+                divisor - 1,
+                divisor,
+                divisor.wrapping_add(1),
+                u32::MAX,
+            ] {
+                assert_eq!(modulus.remainder(value), u64::from(value % divisor));
+            }
+        }
+    }
+
+    #[test]
+    fn probes_answer_as_the_bit_positions_the_format_defines() {
+        // The reader's fast remainders must test exactly the bits `probes`
+        // names (the ones the writer sets), for present and absent keys.
+        let keys: Vec<Vec<u8>> = (0..3000_u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        for bits_per_key in [1, 3, 10, 13] {
+            let bloom = filter(keys.iter().cloned(), bits_per_key);
+            let bit_count = bloom.bits.len() * 8;
+            let mut answers = [0_usize; 2];
+            for i in 0..20_000_u32 {
+                let hash = key_hash(&i.to_be_bytes());
+                let reference = probes(hash, bloom.probes_total, bit_count)
+                    .all(|bit| bloom.bits[bit / 8] & (1 << (bit % 8)) != 0);
+                assert_eq!(bloom.may_contain_hash(hash), reference, "key {i}");
+                answers[usize::from(reference)] += 1;
+            }
+            assert!(answers[0] > 0 && answers[1] >= 3000, "{answers:?}");
+        }
+    }
 
     #[test]
     fn malformed_filter_is_corruption() {

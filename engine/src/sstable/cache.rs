@@ -196,6 +196,7 @@ impl BlockCache {
 mod tests {
     use super::*;
     use crate::sstable::block::{BlockBuilder, BlockOrigin};
+    use crate::sstable::TableVersion;
     use crate::types::Timestamp;
 
     fn block(value_bytes: usize) -> Arc<Block> {
@@ -205,7 +206,7 @@ mod tests {
             file: "t",
             offset: 0,
         };
-        Arc::new(Block::decode(builder.finish(), origin).expect("decode"))
+        Arc::new(Block::decode(builder.finish(), TableVersion::V2, origin).expect("decode"))
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! index offset u64 LE | index size u32 LE
 //! | bloom offset u64 LE | bloom size u32 LE
 //! | meta offset u64 LE | meta size u32 LE
-//! | format version u32 LE | crc32 u32 LE of the 40 bytes before it
+//! | format version u32 LE (1 or 2) | crc32 u32 LE of the 40 bytes before it
 //! | magic "ENIGMSST" (8)
 //! ```
 //!
@@ -15,7 +15,7 @@
 use crate::bytes::Reader;
 use crate::error::EngineError;
 use crate::sstable::frame::BlockHandle;
-use crate::sstable::{corruption, TABLE_FORMAT_VERSION};
+use crate::sstable::{corruption, TableVersion, TABLE_FORMAT_VERSION};
 
 /// Last bytes of every table.
 const TABLE_MAGIC: [u8; 8] = *b"ENIGMSST";
@@ -30,6 +30,8 @@ pub(crate) struct Footer {
     pub(crate) index: BlockHandle,
     pub(crate) bloom: BlockHandle,
     pub(crate) meta: BlockHandle,
+    /// The layout of the table's blocks.
+    pub(crate) version: TableVersion,
 }
 
 impl Footer {
@@ -40,7 +42,7 @@ impl Footer {
             bytes.extend_from_slice(&handle.offset.to_le_bytes());
             bytes.extend_from_slice(&size.to_le_bytes());
         }
-        bytes.extend_from_slice(&TABLE_FORMAT_VERSION.to_le_bytes());
+        bytes.extend_from_slice(&self.version.number().to_le_bytes());
         let crc = crc32fast::hash(&bytes);
         bytes.extend_from_slice(&crc.to_le_bytes());
         bytes.extend_from_slice(&TABLE_MAGIC);
@@ -78,17 +80,22 @@ impl Footer {
                 got,
             });
         }
-        if version != TABLE_FORMAT_VERSION {
+        let Some(version) = TableVersion::from_number(version) else {
             return Err(corruption(
                 file,
                 offset,
                 format!(
-                    "unsupported table format version {version} (this build reads {TABLE_FORMAT_VERSION})"
+                    "unsupported table format version {version} (this build reads 1 to {TABLE_FORMAT_VERSION})"
                 ),
             ));
-        }
+        };
         let [index, bloom, meta] = handles;
-        Ok(Footer { index, bloom, meta })
+        Ok(Footer {
+            index,
+            bloom,
+            meta,
+            version,
+        })
     }
 }
 
@@ -110,6 +117,7 @@ mod tests {
                 offset: 139,
                 size: 40,
             },
+            version: TableVersion::V2,
         }
     }
 
@@ -123,18 +131,27 @@ mod tests {
     }
 
     #[test]
-    fn other_format_version_is_rejected_by_name() {
-        let mut bytes = sample().encode();
-        bytes[36..40].copy_from_slice(&2_u32.to_le_bytes());
-        let crc = crc32fast::hash(&bytes[..40]);
-        bytes[40..44].copy_from_slice(&crc.to_le_bytes());
-        let err = Footer::decode(&bytes, "table-1", 500).expect_err("version 2");
-        assert!(
-            err.to_string()
-                .contains("unsupported table format version 2"),
-            "{err}"
-        );
-        assert!(err.to_string().contains("table-1"), "{err}");
+    fn versions_1_and_2_are_read_and_others_rejected_by_name() {
+        let with_version = |number: u32| {
+            let mut bytes = sample().encode();
+            bytes[36..40].copy_from_slice(&number.to_le_bytes());
+            let crc = crc32fast::hash(&bytes[..40]);
+            bytes[40..44].copy_from_slice(&crc.to_le_bytes());
+            bytes
+        };
+        for version in [TableVersion::V1, TableVersion::V2] {
+            let footer = Footer::decode(&with_version(version.number()), "t", 0).expect("decode");
+            assert_eq!(footer.version, version);
+        }
+        for number in [0, 3] {
+            let err = Footer::decode(&with_version(number), "table-1", 500).expect_err("version");
+            assert!(
+                err.to_string()
+                    .contains(&format!("unsupported table format version {number}")),
+                "{err}"
+            );
+            assert!(err.to_string().contains("table-1"), "{err}");
+        }
     }
 
     #[test]

@@ -2,10 +2,20 @@
 //!
 //! # Layout (the contents, before framing)
 //!
+//! Table format version 2 (written):
+//!
 //! ```text
 //! count u32 LE (at least 1), then per data block, in key order:
-//!   last key len varint | last key | offset u64 LE | size u64 LE
+//!   shared varint | unshared varint | last key suffix | size varint
 //! ```
+//!
+//! `shared` is how many leading bytes the last key has in common with the
+//! last key of the block before (0 for the first). Offsets are implied:
+//! data blocks lie back to back from offset 0, so a block starts where the
+//! one before ends (its offset, plus its size, plus its trailer).
+//!
+//! Version 1 (read only): `count u32 LE`, then per block `last key len
+//! varint | last key | offset u64 LE | size u64 LE`.
 //!
 //! A key can only be in the first block whose last key is >= it.
 
@@ -13,6 +23,7 @@ use crate::bytes::{put_varint, Reader};
 use crate::error::EngineError;
 use crate::sstable::corruption;
 use crate::sstable::frame::BlockHandle;
+use crate::sstable::TableVersion;
 
 /// One data block as the index knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,17 +33,28 @@ pub(crate) struct IndexEntry {
     pub(crate) handle: BlockHandle,
 }
 
-/// Encodes the index of a table's data blocks.
+/// Encodes the index of a table's data blocks (format version 2), which
+/// lie back to back from offset 0.
 pub(crate) fn encode(entries: &[IndexEntry]) -> Vec<u8> {
     assert!(!entries.is_empty(), "a table has at least one data block");
     let mut contents = Vec::new();
     let count = u32::try_from(entries.len()).expect("bounded by the table size");
     contents.extend_from_slice(&count.to_le_bytes());
+    let mut previous: &[u8] = &[];
+    let mut offset = 0;
     for entry in entries {
-        put_varint(&mut contents, entry.last_key.len() as u64);
-        contents.extend_from_slice(&entry.last_key);
-        contents.extend_from_slice(&entry.handle.offset.to_le_bytes());
-        contents.extend_from_slice(&entry.handle.size.to_le_bytes());
+        assert_eq!(entry.handle.offset, offset, "data blocks lie back to back");
+        offset = entry.handle.end().expect("offsets fit in u64");
+        let shared = previous
+            .iter()
+            .zip(&entry.last_key)
+            .take_while(|(a, b)| a == b)
+            .count();
+        put_varint(&mut contents, shared as u64);
+        put_varint(&mut contents, (entry.last_key.len() - shared) as u64);
+        contents.extend_from_slice(&entry.last_key[shared..]);
+        put_varint(&mut contents, entry.handle.size);
+        previous = &entry.last_key;
     }
     contents
 }
@@ -117,6 +139,7 @@ impl Index {
 /// `Corruption` naming `file` and `offset`.
 pub(crate) fn decode(
     contents: &[u8],
+    version: TableVersion,
     data_end: u64,
     file: &str,
     offset: u64,
@@ -135,14 +158,34 @@ pub(crate) fn decode(
         handles: Vec::new(),
     };
     let mut expected_offset = 0;
+    let mut last_key = Vec::new();
     for _ in 0..count {
         let truncated = || bad("truncated entry");
-        let key_len = reader.varint_len().ok_or_else(truncated)?;
-        let last_key = reader.take(key_len).ok_or_else(truncated)?;
-        let handle = BlockHandle {
-            offset: reader.u64_le().ok_or_else(truncated)?,
-            size: reader.u64_le().ok_or_else(truncated)?,
+        let handle = match version {
+            TableVersion::V1 => {
+                let key_len = reader.varint_len().ok_or_else(truncated)?;
+                last_key.clear();
+                last_key.extend_from_slice(reader.take(key_len).ok_or_else(truncated)?);
+                BlockHandle {
+                    offset: reader.u64_le().ok_or_else(truncated)?,
+                    size: reader.u64_le().ok_or_else(truncated)?,
+                }
+            }
+            TableVersion::V2 => {
+                let shared = reader.varint_len().ok_or_else(truncated)?;
+                let unshared = reader.varint_len().ok_or_else(truncated)?;
+                if shared > last_key.len() {
+                    return Err(bad("shares more bytes than the last key before has"));
+                }
+                last_key.truncate(shared);
+                last_key.extend_from_slice(reader.take(unshared).ok_or_else(truncated)?);
+                BlockHandle {
+                    offset: expected_offset,
+                    size: reader.varint().ok_or_else(truncated)?,
+                }
+            }
         };
+        let last_key = last_key.as_slice();
         if handle.offset != expected_offset {
             return Err(bad("data blocks are not contiguous"));
         }
@@ -192,7 +235,7 @@ mod tests {
     #[test]
     fn index_round_trips_and_finds_the_block() {
         let entries = sample();
-        let decoded = decode(&encode(&entries), 40, "t", 0).expect("decode");
+        let decoded = decode(&encode(&entries), TableVersion::V2, 40, "t", 0).expect("decode");
         assert_eq!(decoded.len(), 2);
         for (position, entry) in entries.iter().enumerate() {
             assert_eq!(decoded.last_key(position), entry.last_key.as_slice());
@@ -221,7 +264,7 @@ mod tests {
                     handle: BlockHandle { offset: i as u64 * 10, size: 5 },
                 })
                 .collect();
-            let index = decode(&encode(&entries), entries.len() as u64 * 10, "t", 0)
+            let index = decode(&encode(&entries), TableVersion::V2, entries.len() as u64 * 10, "t", 0)
                 .expect("decode");
             let expected = entries.iter().position(|entry| entry.last_key >= probe);
             prop_assert_eq!(index.find(&probe), expected);
@@ -234,14 +277,18 @@ mod tests {
 
     #[test]
     fn block_past_the_data_is_corruption() {
-        let err = decode(&encode(&sample()), 39, "t", 7).expect_err("past the end");
+        let err =
+            decode(&encode(&sample()), TableVersion::V2, 39, "t", 7).expect_err("past the end");
         assert!(err.to_string().contains("offset 7"), "{err}");
     }
 
     proptest! {
         #[test]
-        fn garbage_index_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..100)) {
-            let _ = decode(&bytes, 1000, "t", 0);
+        fn garbage_index_never_panics(
+            bytes in prop::collection::vec(any::<u8>(), 0..100),
+            version in prop_oneof![Just(TableVersion::V1), Just(TableVersion::V2)],
+        ) {
+            let _ = decode(&bytes, version, 1000, "t", 0);
         }
     }
 }

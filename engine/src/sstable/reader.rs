@@ -18,10 +18,10 @@ use crate::sstable::block::{Block, BlockCursor, BlockOrigin};
 use crate::sstable::bloom::Bloom;
 use crate::sstable::cache::BlockCache;
 use crate::sstable::footer::{Footer, FOOTER_BYTES};
-use crate::sstable::frame::{unseal, BlockHandle, BLOCK_BYTES_LIMIT, TRAILER_BYTES};
+use crate::sstable::frame::{unseal, BlockHandle, Codec, BLOCK_BYTES_LIMIT, TRAILER_BYTES};
 use crate::sstable::index::{self, Index};
 use crate::sstable::meta::TableMeta;
-use crate::sstable::{corruption, table_name};
+use crate::sstable::{corruption, table_name, TableVersion};
 use crate::types::{Timestamp, Versioned};
 
 /// Data blocks up to this size are read into the table's reused buffer;
@@ -42,9 +42,20 @@ pub(crate) struct Table<F: DiskFile> {
     index: Index,
     bloom: Bloom,
     pub(crate) meta: TableMeta,
-    /// Where data blocks are read before they are checked and unpacked,
-    /// reused between reads (its length only grows: no zeroing per read).
-    read_buffer: RefCell<Vec<u8>>,
+    /// The layout of its blocks.
+    version: TableVersion,
+    /// Reused between block reads.
+    scratch: RefCell<ReadScratch>,
+}
+
+/// What reading a data block needs besides the block's own memory.
+#[derive(Debug, Default)]
+struct ReadScratch {
+    /// Where data blocks are read before they are checked and unpacked
+    /// (its length only grows: no zeroing per read).
+    buffer: Vec<u8>,
+    /// Decompression contexts.
+    codec: Codec,
 }
 
 impl<F: DiskFile> Table<F> {
@@ -77,16 +88,18 @@ impl<F: DiskFile> Table<F> {
                 "metadata blocks are not contiguous",
             ));
         }
-        let index_contents = read_block(&file, &name, footer.index)?;
+        let mut scratch = ReadScratch::default();
+        let index_contents = read_block(&file, &name, footer.index, &mut scratch.codec)?;
         let index = index::decode(
             &index_contents,
+            footer.version,
             footer.index.offset,
             &name,
             footer.index.offset,
         )?;
-        let bloom_contents = read_block(&file, &name, footer.bloom)?;
+        let bloom_contents = read_block(&file, &name, footer.bloom, &mut scratch.codec)?;
         let bloom = Bloom::decode(&bloom_contents, &name, footer.bloom.offset)?;
-        let meta_contents = read_block(&file, &name, footer.meta)?;
+        let meta_contents = read_block(&file, &name, footer.meta, &mut scratch.codec)?;
         let meta = TableMeta::decode(&meta_contents, &name, footer.meta.offset)?;
         if index.last_key(index.len() - 1) != meta.key_max.as_slice() {
             return Err(corruption(
@@ -103,7 +116,8 @@ impl<F: DiskFile> Table<F> {
             index,
             bloom,
             meta,
-            read_buffer: RefCell::new(Vec::new()),
+            version: footer.version,
+            scratch: RefCell::new(scratch),
         })
     }
 
@@ -127,17 +141,25 @@ impl<F: DiskFile> Table<F> {
             return Ok(block);
         }
         let handle = self.index.handle(position);
-        let contents = if handle.size <= READ_BUFFER_KEPT_BYTES {
-            read_block_with(
-                &self.file,
-                &self.name,
-                handle,
-                &mut self.read_buffer.borrow_mut(),
-            )?
-        } else {
-            read_block(&self.file, &self.name, handle)?
+        let contents = {
+            let scratch = &mut *self.scratch.borrow_mut();
+            if handle.size <= READ_BUFFER_KEPT_BYTES {
+                read_block_with(
+                    &self.file,
+                    &self.name,
+                    handle,
+                    &mut scratch.buffer,
+                    &mut scratch.codec,
+                )?
+            } else {
+                read_block(&self.file, &self.name, handle, &mut scratch.codec)?
+            }
         };
-        let block = Arc::new(Block::decode(contents, self.origin(position))?);
+        let block = Arc::new(Block::decode(
+            contents,
+            self.version,
+            self.origin(position),
+        )?);
         if fill {
             cache.borrow_mut().insert(key, block.clone());
         }
@@ -217,8 +239,9 @@ fn read_block<F: DiskFile>(
     file: &F,
     name: &str,
     handle: BlockHandle,
+    codec: &mut Codec,
 ) -> Result<Vec<u8>, EngineError> {
-    read_block_with(file, name, handle, &mut Vec::new())
+    read_block_with(file, name, handle, &mut Vec::new(), codec)
 }
 
 /// As [`read_block`], reading into `buffer` (grown as needed, never
@@ -228,6 +251,7 @@ fn read_block_with<F: DiskFile>(
     name: &str,
     handle: BlockHandle,
     buffer: &mut Vec<u8>,
+    codec: &mut Codec,
 ) -> Result<Vec<u8>, EngineError> {
     if handle.size > BLOCK_BYTES_LIMIT {
         return Err(corruption(
@@ -242,7 +266,7 @@ fn read_block_with<F: DiskFile>(
     }
     let framed = &mut buffer[..len];
     file.read_at(handle.offset, framed)?;
-    unseal(framed, name, handle.offset)
+    unseal(framed, name, handle.offset, codec)
 }
 
 /// One entry of a block decoded for backward iteration.
@@ -599,9 +623,124 @@ mod tests {
         (dir, disk, table)
     }
 
+    /// Entries of the version-1 table kept in `testdata/`: keys with
+    /// varied prefixes and lengths, hybrid-logical-clock timestamps as a
+    /// node's (microseconds shifted left 12 bits), three nodes, empty and
+    /// missing values, compressible and incompressible values.
+    fn compatibility_sample() -> Vec<TableEntry> {
+        let mut state = 0x0123_4567_89AB_CDEF_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        (0..300_u64)
+            .map(|i| {
+                let key = match i % 3 {
+                    0 => format!("user/{:06}", i * 7).into_bytes(),
+                    1 => format!("user/{:06}/profile", i * 7).into_bytes(),
+                    _ => {
+                        format!("user/{:06}/z{}", i * 7, "x".repeat((i % 11) as usize)).into_bytes()
+                    }
+                };
+                let value = match i % 7 {
+                    0 => None,
+                    1 => Some(Vec::new()),
+                    2 | 3 => Some((0..(next() % 300)).map(|_| next() as u8).collect()),
+                    _ => Some(
+                        format!("value {i} ")
+                            .repeat((i % 9 + 1) as usize)
+                            .into_bytes(),
+                    ),
+                };
+                let hlc = ((1_700_000_000_000_000 + next() % 3_600_000_000) << 12) | (i % 4096);
+                let version = Versioned {
+                    timestamp: Timestamp {
+                        hlc,
+                        node: (i % 3 + 1) as u32,
+                    },
+                    value,
+                };
+                (key, version)
+            })
+            .collect()
+    }
+
+    /// A table written by the version-1 writer (512-byte blocks, LZ4
+    /// where it saved bytes) from `compatibility_sample`.
+    const VERSION_1_TABLE: &[u8] = include_bytes!("testdata/table-v1.sst");
+
+    fn version_1_table() -> (tempfile::TempDir, FsDisk, Table<crate::fs_disk::FsFile>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let disk = FsDisk::open(dir.path()).expect("disk");
+        disk.create(&table_name(1))
+            .expect("create")
+            .write_at(0, VERSION_1_TABLE)
+            .expect("write");
+        let table = Table::open(&disk, 1).expect("open");
+        (dir, disk, table)
+    }
+
+    #[test]
+    fn version_1_tables_are_still_read() {
+        let mut entries = compatibility_sample();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let (_dir, _disk, table) = version_1_table();
+        assert_eq!(table.version, TableVersion::V1);
+        assert!(table.index.len() > 10, "many blocks");
+        assert_eq!(
+            table
+                .entries_from(Bound::Unbounded)
+                .collect::<Result<Vec<_>, _>>()
+                .expect("scan"),
+            entries
+        );
+        let mut backward = entries.clone();
+        backward.reverse();
+        assert_eq!(
+            table.entries_back_from(Bound::Unbounded).expect("scan"),
+            backward
+        );
+        for (key, version) in &entries {
+            assert_eq!(table.get_any(key).expect("get"), Some(version.clone()));
+            let mut missing = key.clone();
+            missing.push(0);
+            assert_eq!(table.get_any(&missing).expect("get"), None);
+        }
+        let middle = &entries[150].0;
+        assert_eq!(
+            table
+                .entries_from(Bound::Excluded(middle))
+                .next()
+                .expect("an entry")
+                .expect("read")
+                .0,
+            entries[151].0
+        );
+    }
+
+    #[test]
+    fn version_2_table_of_the_same_entries_is_smaller() {
+        let mut entries = compatibility_sample();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let (_a, _, written) = written(&entries, TableCompression::Lz4);
+        assert_eq!(written.version, TableVersion::V2);
+        assert!(
+            written.file_bytes < VERSION_1_TABLE.len() as u64,
+            "{} bytes against {}",
+            written.file_bytes,
+            VERSION_1_TABLE.len()
+        );
+    }
+
     #[test]
     fn table_round_trips_through_many_blocks() {
-        for compression in [TableCompression::None, TableCompression::Lz4] {
+        for compression in [
+            TableCompression::None,
+            TableCompression::Lz4,
+            TableCompression::Zstd { level: 3 },
+        ] {
             let entries = sample(400);
             let (_dir, disk, table) = written(&entries, compression);
             assert!(table.index.len() > 10, "expected many blocks");
@@ -623,11 +762,13 @@ mod tests {
     }
 
     #[test]
-    fn lz4_tables_are_smaller() {
+    fn compressed_tables_are_smaller() {
         let entries = sample(400);
         let (_a, _, plain) = written(&entries, TableCompression::None);
-        let (_b, _, packed) = written(&entries, TableCompression::Lz4);
-        assert!(packed.file_bytes < plain.file_bytes / 2);
+        let (_b, _, lz4) = written(&entries, TableCompression::Lz4);
+        let (_c, _, zstd) = written(&entries, TableCompression::Zstd { level: 3 });
+        assert!(lz4.file_bytes < plain.file_bytes / 2);
+        assert!(zstd.file_bytes < lz4.file_bytes);
     }
 
     #[test]
@@ -729,7 +870,12 @@ mod tests {
             cut in prop::option::of(any::<prop::sample::Index>()),
         ) {
             let entries = sample(60);
-            let (_dir, disk, table) = written(&entries, TableCompression::Lz4);
+            let compression = if flips.len() % 2 == 0 {
+                TableCompression::Lz4
+            } else {
+                TableCompression::Zstd { level: 1 }
+            };
+            let (_dir, disk, table) = written(&entries, compression);
             let len = table.file_bytes as usize;
             drop(table);
             let mut file = disk.open(&table_name(7)).expect("open");
@@ -745,6 +891,27 @@ mod tests {
             file.write_at(0, &bytes).expect("write");
             if let Ok(table) = Table::open(&disk, 7) {
                 for (key, _) in entries.iter().step_by(7) {
+                    let _ = table.get_any(key);
+                }
+                let _ = table.entries_from(Bound::Unbounded).count();
+                let _ = table.entries_back_from(Bound::Unbounded);
+            }
+        }
+
+        #[test]
+        fn mutated_version_1_tables_never_panic(
+            flips in prop::collection::vec((any::<prop::sample::Index>(), 0_u8..8), 1..4),
+        ) {
+            let mut bytes = VERSION_1_TABLE.to_vec();
+            let len = bytes.len();
+            for (index, bit) in flips {
+                bytes[index.index(len)] ^= 1 << bit;
+            }
+            let dir = tempfile::tempdir().expect("tempdir");
+            let disk = FsDisk::open(dir.path()).expect("disk");
+            disk.create(&table_name(1)).expect("create").write_at(0, &bytes).expect("write");
+            if let Ok(table) = Table::open(&disk, 1) {
+                for (key, _) in compatibility_sample().iter().step_by(7) {
                     let _ = table.get_any(key);
                 }
                 let _ = table.entries_from(Bound::Unbounded).count();

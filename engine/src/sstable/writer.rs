@@ -12,12 +12,12 @@ use crate::error::EngineError;
 use crate::sstable::block::BlockBuilder;
 use crate::sstable::bloom::BloomBuilder;
 use crate::sstable::footer::Footer;
-use crate::sstable::frame::{seal_into, BlockHandle, TRAILER_BYTES};
+use crate::sstable::frame::{seal_into, BlockHandle, Codec, TRAILER_BYTES};
 use crate::sstable::index::{self, IndexEntry};
 use crate::sstable::meta::TableMeta;
 #[cfg(test)]
 use crate::sstable::TableEntry;
-use crate::sstable::{table_name, TableCompression, TableOptions, TEMPORARY_SUFFIX};
+use crate::sstable::{table_name, TableCompression, TableOptions, TableVersion, TEMPORARY_SUFFIX};
 use crate::types::Timestamp;
 
 /// Bytes gathered in memory before they are written to the file: one
@@ -53,6 +53,8 @@ pub(crate) struct TableWriter<'d, D: Disk> {
     /// Contents of the block being built, reused between blocks.
     block: BlockBuilder,
     block_contents: Vec<u8>,
+    /// Compression contexts, reused between blocks.
+    codec: Codec,
     bloom: BloomBuilder,
     index_entries: Vec<IndexEntry>,
     meta: Option<TableMeta>,
@@ -84,6 +86,7 @@ impl<'d, D: Disk> TableWriter<'d, D> {
             written_bytes: 0,
             block: BlockBuilder::new(),
             block_contents: Vec::new(),
+            codec: Codec::new(),
             bloom: BloomBuilder::new(),
             index_entries: Vec::new(),
             meta: None,
@@ -136,7 +139,7 @@ impl<'d, D: Disk> TableWriter<'d, D> {
         compression: TableCompression,
     ) -> Result<BlockHandle, EngineError> {
         let offset = self.written_bytes + self.buffer.len() as u64;
-        let sealed_bytes = seal_into(&mut self.buffer, contents, compression);
+        let sealed_bytes = seal_into(&mut self.buffer, contents, compression, &mut self.codec);
         if self.buffer.len() >= WRITE_BUFFER_BYTES {
             self.flush_buffer()?;
         }
@@ -199,8 +202,12 @@ impl<'d, D: Disk> TableWriter<'d, D> {
         if !self.block.is_empty() {
             self.finish_block()?;
         }
-        let index =
-            self.append_block(&index::encode(&self.index_entries), TableCompression::None)?;
+        // The index is read once, when the table is opened: compressed as
+        // the data is.
+        let index = self.append_block(
+            &index::encode(&self.index_entries),
+            self.options.compression,
+        )?;
         let bloom_contents = self.bloom.finish(self.options.bloom_bits_per_key);
         let bloom = self.append_block(&bloom_contents, TableCompression::None)?;
         let meta_handle = self.append_block(&meta.encode(), TableCompression::None)?;
@@ -208,6 +215,7 @@ impl<'d, D: Disk> TableWriter<'d, D> {
             index,
             bloom,
             meta: meta_handle,
+            version: TableVersion::V2,
         };
         self.buffer.extend_from_slice(&footer.encode());
         self.flush_buffer()?;
