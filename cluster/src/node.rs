@@ -390,7 +390,41 @@ impl<D: Disk> Node<D> {
         {
             required = 1;
         }
+        // The local replica alone decides when the level needs one answer:
+        // the operation completes within this step and never waits in
+        // `pending`. Remote replicas get the same messages as on the slow
+        // path (a write must reach them; a read's answers come back to an
+        // operation that is already gone and are ignored, as they would be
+        // after the first answer decided it).
+        let local_decides = required == 1 && replicas.contains(&self.id);
         match body.op {
+            ClientOp::Get { key } if local_decides => {
+                let me = self.id;
+                for &replica in replicas.iter().filter(|&&r| r != me) {
+                    self.send(
+                        replica,
+                        Message::Read {
+                            op,
+                            key: key.clone(),
+                        },
+                    );
+                }
+                match self.local_read(&key) {
+                    Some(version) => {
+                        self.reply_version(request, version.as_ref().map(|v| v.timestamp));
+                        self.reply(
+                            request,
+                            ClientResponse::Value(version.and_then(|v| v.value)),
+                        );
+                    }
+                    None => {
+                        // Storage failed here: wait for a remote answer.
+                        let read =
+                            PendingRead::new(request, key, replicas, required, deadline_mono_nanos);
+                        self.pending.insert(op.seq, Pending::Read(read));
+                    }
+                }
+            }
             ClientOp::Get { key } => {
                 let read = PendingRead::new(
                     request,
@@ -440,24 +474,43 @@ impl<D: Disk> Node<D> {
             node: self.id.0,
         };
         let version = Versioned { timestamp, value };
-        let replicas = write.replicas.clone();
+        let me = self.id;
+        let local = write.replicas.contains(&me);
+        for i in 0..write.replicas.len() {
+            let replica = write.replicas[i];
+            if replica != me {
+                self.send(
+                    replica,
+                    Message::Write {
+                        op,
+                        key: key.clone(),
+                        version: version.clone().into(),
+                    },
+                );
+            }
+        }
+        if local && write.required == 1 {
+            // The local replica alone decides: acknowledge within this step
+            // (once the flush makes it durable) without waiting in
+            // `pending`; later acknowledgements find nothing and are
+            // ignored, as they would be after the first one decided it.
+            if self.local_write(&key, version) {
+                self.acknowledged(&key, timestamp);
+                self.reply_version(write.request, Some(timestamp));
+                self.reply(write.request, ClientResponse::Written);
+            } else {
+                self.pending.insert(op.seq, Pending::Write(write));
+                if self.options.record_versions {
+                    self.write_stamps.insert(op.seq, timestamp);
+                }
+            }
+            return;
+        }
         self.pending.insert(op.seq, Pending::Write(write));
         if self.options.record_versions {
             self.write_stamps.insert(op.seq, timestamp);
         }
-        let me = self.id;
-        for &replica in replicas.iter().filter(|&&r| r != me) {
-            let version = version.clone().into();
-            self.send(
-                replica,
-                Message::Write {
-                    op,
-                    key: key.clone(),
-                    version,
-                },
-            );
-        }
-        if replicas.contains(&self.id) && self.local_write(&key, version) {
+        if local && self.local_write(&key, version) {
             self.acknowledged(&key, timestamp);
             self.on_write_ack(op, self.id);
         }
