@@ -2,14 +2,16 @@
 //!
 //! Each node has an OS thread of its own running a single-threaded tokio
 //! runtime; on it run the node task, the node's client connections, its peer
-//! links and its ticker. The other tasks send the node task
-//! [`DriverInput`]s over one bounded channel. The node task waits for an
-//! input, yields once so that every other task that is ready runs and adds
-//! its inputs, drains everything waiting (up to `batch_inputs_max`), steps
-//! the node with each, and calls [`Node::flush`] **once** for the whole
-//! batch: one WAL fsync covers every write in it (group commit). Only then
-//! are the released outputs routed: replies to the connection that asked,
-//! messages to the peer's send queue.
+//! links and its ticker. Client connections append their requests to one
+//! shared [`ClientQueue`]; peer links and the ticker send [`DriverInput`]s
+//! over a bounded channel. The node task waits for either, yields once so
+//! that every other task that is ready runs and adds its inputs, drains
+//! everything waiting (up to `batch_inputs_max`), steps the node with each,
+//! and calls [`Node::flush`] **once** for the whole batch: one WAL fsync
+//! covers every write in it (group commit). Only then are the released
+//! outputs routed: replies into the [`Mailbox`] of the connection that
+//! asked (one wake-up per connection per batch), messages to the peer's send
+//! queue.
 //!
 //! `flush` blocks the thread in `fsync`, on purpose: as in Redis with
 //! `appendfsync always`, nothing else of this node runs meanwhile, and what
@@ -19,8 +21,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use enigma_cluster::node::NodeStats;
@@ -29,35 +31,165 @@ use enigma_cluster::{
     RequestId, Ring,
 };
 use enigma_engine::FsDisk;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tracing::warn;
 
 use crate::config::NodeConfig;
 use crate::metrics::Metrics;
 use crate::peer::PeerLink;
 
-/// Replies a connection's batch starts with room for (a pipeline of 16
-/// fits without growing).
-const REPLY_BATCH_CAPACITY: usize = 16;
-
 /// Replies for one connection, as the node thread hands them over.
 pub type ReplyBatch = Vec<(RequestId, ClientResponse)>;
 
-/// What the node thread is told.
+/// Locks `mutex`, also after a panic elsewhere poisoned it (the data it
+/// guards are plain queues, valid at every step).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Where the node thread puts one connection's replies.
+///
+/// The node thread appends and wakes the connection when the mailbox goes
+/// from empty to not empty; the connection swaps the whole content out when
+/// woken. So there is one lock per reply, at most one wake-up per connection
+/// per group commit, and no allocation once the two buffers have grown.
+#[derive(Debug, Default)]
+pub struct Mailbox {
+    replies: Mutex<ReplyBatch>,
+    notify: Notify,
+    closed: AtomicBool,
+}
+
+impl Mailbox {
+    /// Waits until replies may be waiting (or the node thread ended).
+    pub async fn ready(&self) {
+        self.notify.notified().await;
+    }
+
+    /// Moves every reply waiting into `into`, which should be empty.
+    pub fn take(&self, into: &mut ReplyBatch) {
+        std::mem::swap(&mut *lock(&self.replies), into);
+    }
+
+    /// Whether the node thread has ended: nothing more will arrive.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    fn put(&self, request: RequestId, response: ClientResponse) {
+        let mut replies = lock(&self.replies);
+        let was_empty = replies.is_empty();
+        replies.push((request, response));
+        drop(replies);
+        if was_empty {
+            self.notify.notify_one();
+        }
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+}
+
+/// What a client connection hands the node thread, in order.
+#[derive(Debug)]
+pub enum ClientInput {
+    /// A connection opened; its replies go to `mailbox`.
+    Register { conn: u64, mailbox: Arc<Mailbox> },
+    /// A request; its id carries the connection in its high 32 bits (see
+    /// [`request_id`]).
+    Request {
+        request: RequestId,
+        body: ClientRequest,
+    },
+    /// A connection closed; replies still owed to it are dropped.
+    Deregister { conn: u64 },
+}
+
+/// The queue from a node's client connections to its node task.
+///
+/// Connections append under a lock and wake the node task only when the
+/// queue goes from empty to not empty; the node task swaps the whole queue
+/// out. So a group commit costs one wake-up and no allocation, however many
+/// connections and requests it gathers. Its length is bounded by the
+/// limits: `connections_max` connections with at most `pipeline_depth_max`
+/// commands each, every command at most `args_max` requests.
+#[derive(Debug, Default)]
+pub struct ClientQueue {
+    queue: Mutex<Vec<ClientInput>>,
+    notify: Notify,
+    closed: AtomicBool,
+}
+
+impl ClientQueue {
+    /// Appends `inputs`; false (and nothing appended) once the node thread
+    /// has ended.
+    pub fn push(&self, inputs: impl IntoIterator<Item = ClientInput>) -> bool {
+        let mut queue = lock(&self.queue);
+        if self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        let was_empty = queue.is_empty();
+        queue.extend(inputs);
+        let wake = was_empty && !queue.is_empty();
+        drop(queue);
+        if wake {
+            self.notify.notify_one();
+        }
+        true
+    }
+
+    /// Inputs waiting.
+    fn len(&self) -> usize {
+        lock(&self.queue).len()
+    }
+
+    /// Moves up to `max` inputs, oldest first, into `into` (empty).
+    fn take(&self, into: &mut Vec<ClientInput>, max: usize) {
+        let mut queue = lock(&self.queue);
+        if queue.len() <= max {
+            std::mem::swap(&mut *queue, into);
+        } else {
+            into.extend(queue.drain(..max));
+            drop(queue);
+            // The rest forms the next batch.
+            self.notify.notify_one();
+        }
+    }
+
+    /// Marks the node thread as ended and closes the mailbox of every
+    /// connection still waiting to register.
+    fn close(&self) {
+        let mut queue = lock(&self.queue);
+        self.closed.store(true, Ordering::Release);
+        for input in queue.drain(..) {
+            if let ClientInput::Register { mailbox, .. } = input {
+                mailbox.close();
+            }
+        }
+    }
+}
+
+/// The node task's connections; when the task ends, however it ends, every
+/// connection learns that nothing more will be answered.
+struct Connections<'a> {
+    queue: &'a ClientQueue,
+    mailboxes: BTreeMap<u64, Arc<Mailbox>>,
+}
+
+impl Drop for Connections<'_> {
+    fn drop(&mut self) {
+        self.queue.close();
+        for mailbox in self.mailboxes.values() {
+            mailbox.close();
+        }
+    }
+}
+
+/// What the node thread is told, besides client requests.
 #[derive(Debug)]
 pub enum DriverInput {
-    /// A client connection opened; its replies go to `replies`.
-    Register {
-        conn: u64,
-        replies: mpsc::UnboundedSender<ReplyBatch>,
-    },
-    /// A client connection closed; replies still owed to it are dropped.
-    Deregister { conn: u64 },
-    /// Requests from one connection. Each id carries the connection in its
-    /// high 32 bits (see [`request_id`]).
-    Client {
-        requests: Vec<(RequestId, ClientRequest)>,
-    },
     /// A message from a peer whose handshake proved it is `from`.
     Peer { from: NodeId, envelope: Envelope },
     /// Time passed: let the node check its deadlines.
@@ -107,8 +239,10 @@ pub struct Shared {
     pub links: BTreeMap<NodeId, Arc<PeerLink>>,
     /// Counters.
     pub metrics: Metrics,
-    /// Inputs to the node thread.
+    /// Inputs to the node thread from peers and the ticker.
     pub inputs: mpsc::Sender<DriverInput>,
+    /// Requests to the node thread from client connections.
+    pub clients: ClientQueue,
     /// The node thread's latest snapshot.
     pub snapshot: Mutex<NodeSnapshot>,
     /// When this node started, for `INFO`.
@@ -174,38 +308,62 @@ pub async fn run_node(
 ) -> Result<(), NodeError> {
     let clock = Clock::new();
     let batch_max = shared.config.batch_inputs_max;
-    let mut conns: BTreeMap<u64, mpsc::UnboundedSender<ReplyBatch>> = BTreeMap::new();
-    let mut replies: BTreeMap<u64, ReplyBatch> = BTreeMap::new();
+    let mut conns = Connections {
+        queue: &shared.clients,
+        mailboxes: BTreeMap::new(),
+    };
+    let mut clients: Vec<ClientInput> = Vec::new();
     publish(&node, shared);
     let mut background_errors_seen = node.stats().background_errors;
     loop {
-        let Some(first) = inputs.recv().await else {
-            break;
+        let first = tokio::select! {
+            biased;
+            () = shared.clients.notify.notified() => None,
+            input = inputs.recv() => match input {
+                Some(input) => Some(input),
+                None => break,
+            },
         };
         // Let every other ready task (connections, peer readers) run and
-        // queue its inputs, so that they share this batch's fsync.
-        tokio::task::yield_now().await;
+        // queue its inputs, so that they share this batch's fsync. Each
+        // yield polls the sockets once more; keep gathering while that
+        // brings new inputs (clients answered by the last batch send their
+        // next requests meanwhile), and stop as soon as a pass brings
+        // nothing or the batch is full.
+        let mut waiting = shared.clients.len() + inputs.len();
+        loop {
+            tokio::task::yield_now().await;
+            let now_waiting = shared.clients.len() + inputs.len();
+            if now_waiting == waiting || now_waiting >= batch_max {
+                break;
+            }
+            waiting = now_waiting;
+        }
         let mut applied = 0usize;
         let mut tick = false;
         let mut stop = false;
         // One clock reading per batch: the batch is applied in one go, and
         // the HLC still orders every write in it.
         let now = clock.now();
-        let mut next = Some(first);
+        shared.clients.take(&mut clients, batch_max);
+        for input in clients.drain(..) {
+            applied += 1;
+            match input {
+                ClientInput::Register { conn, mailbox } => {
+                    conns.mailboxes.insert(conn, mailbox);
+                }
+                ClientInput::Deregister { conn } => {
+                    conns.mailboxes.remove(&conn);
+                }
+                ClientInput::Request { request, body } => {
+                    node.step(now, Input::Client { request, body });
+                }
+            }
+        }
+        let mut next = first;
         while let Some(input) = next.take() {
             applied += 1;
             match input {
-                DriverInput::Register { conn, replies } => {
-                    conns.insert(conn, replies);
-                }
-                DriverInput::Deregister { conn } => {
-                    conns.remove(&conn);
-                }
-                DriverInput::Client { requests } => {
-                    for (request, body) in requests {
-                        node.step(now, Input::Client { request, body });
-                    }
-                }
                 DriverInput::Peer { from, envelope } => {
                     node.step(now, Input::Message { from, envelope });
                 }
@@ -215,6 +373,10 @@ pub async fn run_node(
             if applied < batch_max && !stop {
                 next = inputs.try_recv().ok();
             }
+        }
+        if applied == 0 {
+            // A wake-up for requests an earlier batch already took.
+            continue;
         }
         if tick {
             node.step(clock.now(), Input::Tick);
@@ -231,22 +393,30 @@ pub async fn run_node(
             crate::metrics::inc(&shared.metrics.wal_syncs);
         }
         shared.metrics.batches.observe(applied as f64);
+        // Replies come in runs for one connection: look its mailbox up once
+        // per run.
+        let mut last: Option<(u64, Option<&Arc<Mailbox>>)> = None;
         for output in outputs {
             match output {
                 Output::Send { to, envelope } => match shared.links.get(&to) {
                     Some(link) => link.push(envelope, &shared.metrics),
                     None => crate::metrics::inc(&shared.metrics.peer_messages_dropped),
                 },
-                Output::Reply { request, response } => replies
-                    .entry(connection_of(request))
-                    .or_insert_with(|| Vec::with_capacity(REPLY_BATCH_CAPACITY))
-                    .push((request, response)),
-            }
-        }
-        for (conn, batch) in std::mem::take(&mut replies) {
-            if let Some(sender) = conns.get(&conn) {
-                // A closed connection's replies have nowhere to go.
-                let _ = sender.send(batch);
+                Output::Reply { request, response } => {
+                    let conn = connection_of(request);
+                    let mailbox = match last {
+                        Some((c, mailbox)) if c == conn => mailbox,
+                        _ => {
+                            let mailbox = conns.mailboxes.get(&conn);
+                            last = Some((conn, mailbox));
+                            mailbox
+                        }
+                    };
+                    // A closed connection's replies have nowhere to go.
+                    if let Some(mailbox) = mailbox {
+                        mailbox.put(request, response);
+                    }
+                }
             }
         }
         if tick || stop {
@@ -269,6 +439,7 @@ pub async fn run_node(
     // unless the loop ended because every sender was dropped.
     node.flush()?;
     publish(&node, shared);
+    drop(conns);
     Ok(())
 }
 

@@ -21,7 +21,9 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::config::{NodeConfig, SyncMode};
-use crate::driver::{run_node, DriverInput, NodeSnapshot, Shared};
+use crate::driver::{
+    run_node, ClientInput, DriverInput, Mailbox, NodeSnapshot, ReplyBatch, Shared,
+};
 use crate::metrics::inc;
 use crate::peer::{cluster_digest, run_acceptor, run_dialer, HandshakeKeys, PeerLink};
 use crate::resp::{parse_request, Parsed};
@@ -189,6 +191,7 @@ impl RunningNode {
             links,
             metrics: crate::metrics::Metrics::default(),
             inputs,
+            clients: crate::driver::ClientQueue::default(),
             snapshot: Mutex::new(NodeSnapshot::default()),
             started,
             connections: AtomicUsize::new(0),
@@ -425,16 +428,11 @@ async fn serve_client(
     _guard: ConnectionGuard,
 ) {
     let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-    let (reply_tx, mut replies) = mpsc::unbounded_channel();
-    if shared
-        .inputs
-        .send(DriverInput::Register {
-            conn,
-            replies: reply_tx,
-        })
-        .await
-        .is_err()
-    {
+    let mailbox = Arc::new(Mailbox::default());
+    if !shared.clients.push([ClientInput::Register {
+        conn,
+        mailbox: mailbox.clone(),
+    }]) {
         return;
     }
     let limits = shared.config.limits.clone();
@@ -443,8 +441,14 @@ async fn serve_client(
     let mut session = Session::new(shared.clone(), conn);
     let mut buf: Vec<u8> = Vec::with_capacity(16 << 10);
     let mut out: Vec<u8> = Vec::with_capacity(16 << 10);
+    let mut inbox: ReplyBatch = Vec::new();
     // Still taking new commands: false after a stop or a protocol error.
     let mut accepting = !*stop.borrow();
+    // Resolves once, when the node starts to stop (one future for the whole
+    // connection, not one per wait).
+    let mut stopping = std::pin::pin!(async move {
+        let _ = stop.changed().await;
+    });
     // The client closed its side: what is buffered is all there will be.
     let mut eof = false;
     // A protocol error or limit ends the connection with unread input.
@@ -453,7 +457,9 @@ async fn serve_client(
         let mut consumed = 0;
         // Complete requests left in the buffer because the pipeline is full.
         let mut held_back = false;
-        session.arrival();
+        if !buf.is_empty() {
+            session.arrival();
+        }
         while accepting && !session.quitting() {
             if session.outstanding() >= limits.pipeline_depth_max {
                 held_back = consumed < buf.len();
@@ -495,13 +501,12 @@ async fn serve_client(
         } else {
             buf = Vec::new();
         }
-        let requests = session.take_outgoing();
-        if !requests.is_empty()
-            && shared
-                .inputs
-                .send(DriverInput::Client { requests })
-                .await
-                .is_err()
+        if session.has_outgoing()
+            && !shared.clients.push(
+                session
+                    .drain_outgoing()
+                    .map(|(request, body)| ClientInput::Request { request, body }),
+            )
         {
             break;
         }
@@ -530,15 +535,14 @@ async fn serve_client(
             buf.reserve(16 << 10);
         }
         tokio::select! {
-            batch = replies.recv() => match batch {
-                Some(batch) => {
-                    session.on_replies(batch);
-                    while let Ok(more) = replies.try_recv() {
-                        session.on_replies(more);
-                    }
-                }
+            biased;
+            () = mailbox.ready() => {
+                mailbox.take(&mut inbox);
+                session.on_replies(inbox.drain(..));
                 // The node thread is gone: nothing more will be answered.
-                None => break,
+                if mailbox.is_closed() {
+                    break;
+                }
             },
             read = reader.read_buf(&mut buf), if can_read => match read {
                 // End of input: answer what was asked, then close.
@@ -546,7 +550,7 @@ async fn serve_client(
                 Ok(_) => {}
                 Err(_) => break,
             },
-            _ = stop.changed(), if accepting => accepting = false,
+            () = &mut stopping, if accepting => accepting = false,
         }
     }
     if refused && !eof {
@@ -554,7 +558,7 @@ async fn serve_client(
     } else {
         let _ = writer.shutdown().await;
     }
-    let _ = shared.inputs.send(DriverInput::Deregister { conn }).await;
+    shared.clients.push([ClientInput::Deregister { conn }]);
 }
 
 /// Most bytes read and discarded while closing a connection.

@@ -20,7 +20,7 @@ use enigma_cluster::{
 use tracing::debug;
 
 use crate::command::{self, ClientQuery, Command, CommandQuery, COMMAND_TABLE};
-use crate::driver::{request_id, ReplyBatch, Shared};
+use crate::driver::{request_id, Shared};
 use crate::metrics::inc;
 use crate::resp::{Protocol, Reply};
 
@@ -119,7 +119,7 @@ impl Session {
             first_slot: 0,
             waiting: VecDeque::new(),
             waiting_first_seq: 0,
-            outgoing: Vec::new(),
+            outgoing: Vec::with_capacity(OUTGOING_CAPACITY),
             quit: false,
             arrived: now(),
         }
@@ -143,10 +143,17 @@ impl Session {
 
     /// Requests the node should get now.
     pub fn take_outgoing(&mut self) -> Vec<(RequestId, ClientRequest)> {
-        if self.outgoing.is_empty() {
-            return Vec::new();
-        }
-        std::mem::replace(&mut self.outgoing, Vec::with_capacity(OUTGOING_CAPACITY))
+        self.drain_outgoing().collect()
+    }
+
+    /// Whether requests wait to be sent to the node.
+    pub fn has_outgoing(&self) -> bool {
+        !self.outgoing.is_empty()
+    }
+
+    /// Requests the node should get now, leaving the buffer for reuse.
+    pub fn drain_outgoing(&mut self) -> std::vec::Drain<'_, (RequestId, ClientRequest)> {
+        self.outgoing.drain(..)
     }
 
     /// Queues an error that ends the connection (protocol error, limit).
@@ -157,6 +164,15 @@ impl Session {
     /// Encodes every reply that is ready, in order, into `out`, and records
     /// each in the metrics.
     pub fn write_ready(&mut self, out: &mut Vec<u8>) {
+        if !matches!(
+            self.slots.front(),
+            Some(Slot {
+                state: SlotState::Ready(_),
+                ..
+            })
+        ) {
+            return;
+        }
         let now = now();
         while let Some(slot) = self.slots.front() {
             let SlotState::Ready(reply) = &slot.state else {
@@ -207,7 +223,7 @@ impl Session {
     }
 
     /// Takes in replies from the node.
-    pub fn on_replies(&mut self, replies: ReplyBatch) {
+    pub fn on_replies(&mut self, replies: impl IntoIterator<Item = (RequestId, ClientResponse)>) {
         for (request, response) in replies {
             let Some((slot_no, part)) = self.take_waiting(request) else {
                 continue;
@@ -772,7 +788,7 @@ mod tests {
 
     use super::*;
     use crate::config::{Limits, NodeConfig, PeerAddr, SyncMode};
-    use crate::driver::NodeSnapshot;
+    use crate::driver::{ClientQueue, NodeSnapshot, ReplyBatch};
     use crate::metrics::Metrics;
     use crate::peer::PeerLink;
 
@@ -816,6 +832,7 @@ mod tests {
             links,
             metrics: Metrics::default(),
             inputs,
+            clients: ClientQueue::default(),
             snapshot: Mutex::new(NodeSnapshot::default()),
             started: now(),
             connections: AtomicUsize::new(0),
