@@ -9,6 +9,7 @@
 //! connection cannot be resynchronised and should be closed once the error
 //! reply is sent.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Bounds on what one request may ask the server to buffer.
@@ -248,8 +249,9 @@ fn parse_inline(buf: &[u8], limits: &RespLimits) -> Result<Parsed, RespError> {
 /// A reply, as the server writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    /// `+OK`-style status line (no CR or LF inside).
-    Simple(String),
+    /// `+OK`-style status line (no CR or LF inside); usually a constant,
+    /// so no allocation per reply.
+    Simple(Cow<'static, str>),
     /// `-ERR ...` error line (no CR or LF inside).
     Error(String),
     /// `:42`.

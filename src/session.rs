@@ -48,8 +48,38 @@ enum OpKind {
 #[derive(Debug)]
 struct Op {
     kind: OpKind,
-    parts: Vec<Option<ClientResponse>>,
+    parts: Parts<Option<ClientResponse>>,
     remaining: usize,
+}
+
+/// One item inline (a GET or SET: no allocation), or several.
+#[derive(Debug)]
+enum Parts<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> Parts<T> {
+    fn len(&self) -> usize {
+        match self {
+            Self::One(_) => 1,
+            Self::Many(items) => items.len(),
+        }
+    }
+
+    fn get_mut(&mut self, index: usize) -> Option<&mut T> {
+        match self {
+            Self::One(item) => (index == 0).then_some(item),
+            Self::Many(items) => items.get_mut(index),
+        }
+    }
+
+    fn into_vec(self) -> Vec<T> {
+        match self {
+            Self::One(item) => vec![item],
+            Self::Many(items) => items,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -237,7 +267,10 @@ impl Session {
             let SlotState::Waiting(op) = &mut slot.state else {
                 continue;
             };
-            if op.parts[part].replace(response).is_none() {
+            let Some(slot_part) = op.parts.get_mut(part) else {
+                continue;
+            };
+            if slot_part.replace(response).is_none() {
                 op.remaining -= 1;
             }
             if op.remaining == 0 {
@@ -407,7 +440,10 @@ impl Session {
                     started: self.arrived,
                     state: SlotState::Waiting(Op {
                         kind,
-                        parts: vec![None; parts],
+                        parts: match ops {
+                            Parts::One(_) => Parts::One(None),
+                            Parts::Many(_) => Parts::Many(vec![None; parts]),
+                        },
                         remaining: parts,
                     }),
                 });
@@ -417,16 +453,25 @@ impl Session {
         }
     }
 
-    fn submit(&mut self, slot_no: u64, level: ConsistencyLevel, ops: Vec<ClientOp>) {
-        for (part, op) in ops.into_iter().enumerate() {
-            if self.waiting.is_empty() {
-                self.waiting_first_seq = self.next_seq;
+    fn submit(&mut self, slot_no: u64, level: ConsistencyLevel, ops: Parts<ClientOp>) {
+        match ops {
+            Parts::One(op) => self.submit_part(slot_no, 0, ClientRequest { op, level }),
+            Parts::Many(ops) => {
+                for (part, op) in ops.into_iter().enumerate() {
+                    self.submit_part(slot_no, part, ClientRequest { op, level });
+                }
             }
-            let request = request_id(self.conn, self.next_seq);
-            self.next_seq = self.next_seq.wrapping_add(1);
-            self.waiting.push_back(Some((slot_no, part)));
-            self.outgoing.push((request, ClientRequest { op, level }));
         }
+    }
+
+    fn submit_part(&mut self, slot_no: u64, part: usize, request: ClientRequest) {
+        if self.waiting.is_empty() {
+            self.waiting_first_seq = self.next_seq;
+        }
+        let id = request_id(self.conn, self.next_seq);
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.waiting.push_back(Some((slot_no, part)));
+        self.outgoing.push((id, request));
     }
 
     /// Checks a key command against the limits and the reachable replicas
@@ -435,7 +480,7 @@ impl Session {
         &self,
         command: Command,
         level: ConsistencyLevel,
-    ) -> Result<(OpKind, Vec<ClientOp>), Reply> {
+    ) -> Result<(OpKind, Parts<ClientOp>), Reply> {
         let required = self.check_level(level)?;
         let limits = &self.shared.config.limits;
         // Placement matters only when some peer is down.
@@ -479,20 +524,20 @@ impl Session {
         match command {
             Command::Get(key) => {
                 check_key(&key)?;
-                Ok((OpKind::Get, vec![ClientOp::Get { key }]))
+                Ok((OpKind::Get, Parts::One(ClientOp::Get { key })))
             }
             Command::Set { key, value } => {
                 check_key(&key)?;
                 check_value(&value)?;
-                Ok((OpKind::Set, vec![ClientOp::Put { key, value }]))
+                Ok((OpKind::Set, Parts::One(ClientOp::Put { key, value })))
             }
-            Command::MGet(keys) => Ok((OpKind::MGet, gets(keys)?)),
-            Command::Exists(keys) => Ok((OpKind::Exists, gets(keys)?)),
+            Command::MGet(keys) => Ok((OpKind::MGet, Parts::Many(gets(keys)?))),
+            Command::Exists(keys) => Ok((OpKind::Exists, Parts::Many(gets(keys)?))),
             Command::Del(keys) => {
                 let count = keys.len();
                 let mut ops = gets(keys.clone())?;
                 ops.extend(keys.into_iter().map(|key| ClientOp::Delete { key }));
-                Ok((OpKind::Del { keys: count }, ops))
+                Ok((OpKind::Del { keys: count }, Parts::Many(ops)))
             }
             Command::MSet(pairs) => {
                 let mut ops = Vec::with_capacity(pairs.len());
@@ -501,7 +546,7 @@ impl Session {
                     check_value(&value)?;
                     ops.push(ClientOp::Put { key, value });
                 }
-                Ok((OpKind::MSet, ops))
+                Ok((OpKind::MSet, Parts::Many(ops)))
             }
             other => Err(Reply::error(format!(
                 "ERR '{}' does not read or write keys",
@@ -517,7 +562,22 @@ impl Session {
         let SlotState::Waiting(op) = &mut self.slots[index].state else {
             return;
         };
-        let parts: Vec<ClientResponse> = std::mem::take(&mut op.parts)
+        if let (Parts::One(part), OpKind::Get | OpKind::Set) = (&mut op.parts, &op.kind) {
+            // One key, one part: no collecting.
+            let response = part.take().expect("every part answered");
+            let reply = match (response, &op.kind) {
+                (ClientResponse::Error(e), kind) => error_reply(&e, matches!(kind, OpKind::Set)),
+                (ClientResponse::Value(value), OpKind::Get) => {
+                    value.map_or(Reply::Null, Reply::Bulk)
+                }
+                (_, OpKind::Get) => Reply::Null,
+                (_, _) => ok(),
+            };
+            self.slots[index].state = SlotState::Ready(reply);
+            return;
+        }
+        let parts: Vec<ClientResponse> = std::mem::replace(&mut op.parts, Parts::Many(Vec::new()))
+            .into_vec()
             .into_iter()
             .map(|p| p.expect("every part answered"))
             .collect();
