@@ -303,7 +303,10 @@ impl<D: Disk> Node<D> {
             log.released_acknowledged.append(&mut log.acknowledged);
             log.released_replies.append(&mut log.replies);
         }
-        Ok(std::mem::take(&mut self.held))
+        // The next batch is likely about as large: give it the room now,
+        // rather than growing it output by output.
+        let room = self.held.len();
+        Ok(std::mem::replace(&mut self.held, Vec::with_capacity(room)))
     }
 
     /// The writes this node acknowledged as durable in outputs released by
