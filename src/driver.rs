@@ -13,6 +13,14 @@
 //! asked (one wake-up per connection per batch), messages to the peer's send
 //! queue.
 //!
+//! Reads need no group commit when the node holds no unsynced write: a
+//! connection whose new requests are all reads (and that has nothing else
+//! in flight) steps the node itself, calls `flush` (which syncs nothing)
+//! and takes its replies at once, with no hand-over to the node task. The
+//! node therefore lives in [`Shared::core`], locked by whichever task runs;
+//! they all run on the node's thread, so the lock is never contended. This
+//! is the same as a node-task batch made of those reads alone.
+//!
 //! `flush` blocks the thread in `fsync`, on purpose: as in Redis with
 //! `appendfsync always`, nothing else of this node runs meanwhile, and what
 //! arrives during the fsync forms the next batch. Keeping a node's
@@ -171,18 +179,118 @@ impl ClientQueue {
     }
 }
 
-/// The node task's connections; when the task ends, however it ends, every
-/// connection learns that nothing more will be answered.
-struct Connections<'a> {
-    queue: &'a ClientQueue,
+/// The node and what routes its replies; see the module documentation.
+#[derive(Debug)]
+pub struct Core {
+    node: Node<FsDisk>,
+    clock: Clock,
+    /// Each open connection's mailbox.
     mailboxes: BTreeMap<u64, Arc<Mailbox>>,
 }
 
-impl Drop for Connections<'_> {
+/// When the node task ends, however it ends, the node leaves
+/// [`Shared::core`] and every connection learns that nothing more will be
+/// answered.
+struct Closing<'a>(&'a Shared);
+
+impl Drop for Closing<'_> {
     fn drop(&mut self) {
-        self.queue.close();
-        for mailbox in self.mailboxes.values() {
-            mailbox.close();
+        self.0.clients.close();
+        if let Some(core) = lock(&self.0.core).take() {
+            for mailbox in core.mailboxes.values() {
+                mailbox.close();
+            }
+        }
+    }
+}
+
+/// What [`serve_reads_now`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadsNow {
+    /// The reads were stepped; the replies released are in the caller's
+    /// batch (those still waiting for replicas come through its mailbox).
+    Served,
+    /// The node holds unsynced writes: queue the reads for the node task.
+    Queue,
+    /// The node is gone: nothing will be answered.
+    NodeGone,
+}
+
+/// Serves reads from connection `conn` on the caller's task if the node
+/// holds no unsynced write (see the module documentation). `requests` must
+/// all be reads, and the connection must have nothing else in flight, so
+/// that they cannot overtake its own earlier writes.
+pub fn serve_reads_now(
+    shared: &Shared,
+    conn: u64,
+    requests: &mut Vec<(RequestId, ClientRequest)>,
+    own: &mut ReplyBatch,
+) -> ReadsNow {
+    let mut guard = lock(&shared.core);
+    let Some(core) = guard.as_mut() else {
+        return ReadsNow::NodeGone;
+    };
+    if core.node.engine().has_unsynced() {
+        return ReadsNow::Queue;
+    }
+    let now = core.clock.now();
+    let count = requests.len();
+    for (request, body) in requests.drain(..) {
+        core.node.step(now, Input::Client { request, body });
+    }
+    match core.node.flush() {
+        Ok(outputs) => {
+            shared.metrics.batches.observe(count as f64);
+            route(shared, &core.mailboxes, outputs, Some((conn, own)));
+            ReadsNow::Served
+        }
+        Err(_) => {
+            // The node is dead; let the node task find out and end.
+            drop(guard);
+            shared.clients.notify.notify_one();
+            ReadsNow::NodeGone
+        }
+    }
+}
+
+/// Routes a flush's outputs: messages to the peers' send queues, replies
+/// to their connection's mailbox, or to `own` for connection `own.0`.
+fn route(
+    shared: &Shared,
+    mailboxes: &BTreeMap<u64, Arc<Mailbox>>,
+    outputs: Vec<Output>,
+    mut own: Option<(u64, &mut ReplyBatch)>,
+) {
+    // Replies come in runs for one connection: look its mailbox up once
+    // per run.
+    let mut last: Option<(u64, Option<&Arc<Mailbox>>)> = None;
+    for output in outputs {
+        match output {
+            Output::Send { to, envelope } => match shared.links.get(&to) {
+                Some(link) => link.push(envelope, &shared.metrics),
+                None => crate::metrics::inc(&shared.metrics.peer_messages_dropped),
+            },
+            Output::Reply { request, response } => {
+                let conn = connection_of(request);
+                if let Some((own_conn, batch)) = own.as_mut() {
+                    if *own_conn == conn {
+                        batch.push((request, response));
+                        continue;
+                    }
+                }
+                let mailbox = match last {
+                    Some((c, mailbox)) if c == conn => mailbox,
+                    _ => {
+                        let mailbox = mailboxes.get(&conn);
+                        last = Some((conn, mailbox));
+                        mailbox
+                    }
+                };
+                // A closed connection's replies have nowhere to go.
+                if let Some(mailbox) = mailbox {
+                    mailbox.put(request, response);
+                }
+            }
         }
     }
 }
@@ -243,6 +351,8 @@ pub struct Shared {
     pub inputs: mpsc::Sender<DriverInput>,
     /// Requests to the node thread from client connections.
     pub clients: ClientQueue,
+    /// The node, while its task runs (see the module documentation).
+    pub core: Mutex<Option<Core>>,
     /// The node thread's latest snapshot.
     pub snapshot: Mutex<NodeSnapshot>,
     /// When this node started, for `INFO`.
@@ -268,7 +378,7 @@ impl Shared {
 
 /// Reads this process's clocks into a [`Now`].
 #[derive(Debug)]
-struct Clock {
+pub struct Clock {
     origin: Instant,
 }
 
@@ -302,19 +412,20 @@ impl Clock {
 /// A failed flush: storage can no longer be trusted, the node is dead and
 /// none of its held outputs were sent.
 pub async fn run_node(
-    mut node: Node<FsDisk>,
+    node: Node<FsDisk>,
     mut inputs: mpsc::Receiver<DriverInput>,
     shared: &Shared,
 ) -> Result<(), NodeError> {
-    let clock = Clock::new();
     let batch_max = shared.config.batch_inputs_max;
-    let mut conns = Connections {
-        queue: &shared.clients,
-        mailboxes: BTreeMap::new(),
-    };
-    let mut clients: Vec<ClientInput> = Vec::new();
     publish(&node, shared);
     let mut background_errors_seen = node.stats().background_errors;
+    *lock(&shared.core) = Some(Core {
+        node,
+        clock: Clock::new(),
+        mailboxes: BTreeMap::new(),
+    });
+    let closing = Closing(shared);
+    let mut clients: Vec<ClientInput> = Vec::new();
     loop {
         let first = tokio::select! {
             biased;
@@ -342,6 +453,15 @@ pub async fn run_node(
         let mut applied = 0usize;
         let mut tick = false;
         let mut stop = false;
+        let mut guard = lock(&shared.core);
+        let Some(Core {
+            node,
+            clock,
+            mailboxes,
+        }) = guard.as_mut()
+        else {
+            break;
+        };
         // One clock reading per batch: the batch is applied in one go, and
         // the HLC still orders every write in it.
         let now = clock.now();
@@ -350,10 +470,10 @@ pub async fn run_node(
             applied += 1;
             match input {
                 ClientInput::Register { conn, mailbox } => {
-                    conns.mailboxes.insert(conn, mailbox);
+                    mailboxes.insert(conn, mailbox);
                 }
                 ClientInput::Deregister { conn } => {
-                    conns.mailboxes.remove(&conn);
+                    mailboxes.remove(&conn);
                 }
                 ClientInput::Request { request, body } => {
                     node.step(now, Input::Client { request, body });
@@ -393,34 +513,9 @@ pub async fn run_node(
             crate::metrics::inc(&shared.metrics.wal_syncs);
         }
         shared.metrics.batches.observe(applied as f64);
-        // Replies come in runs for one connection: look its mailbox up once
-        // per run.
-        let mut last: Option<(u64, Option<&Arc<Mailbox>>)> = None;
-        for output in outputs {
-            match output {
-                Output::Send { to, envelope } => match shared.links.get(&to) {
-                    Some(link) => link.push(envelope, &shared.metrics),
-                    None => crate::metrics::inc(&shared.metrics.peer_messages_dropped),
-                },
-                Output::Reply { request, response } => {
-                    let conn = connection_of(request);
-                    let mailbox = match last {
-                        Some((c, mailbox)) if c == conn => mailbox,
-                        _ => {
-                            let mailbox = conns.mailboxes.get(&conn);
-                            last = Some((conn, mailbox));
-                            mailbox
-                        }
-                    };
-                    // A closed connection's replies have nowhere to go.
-                    if let Some(mailbox) = mailbox {
-                        mailbox.put(request, response);
-                    }
-                }
-            }
-        }
+        route(shared, mailboxes, outputs, None);
         if tick || stop {
-            publish(&node, shared);
+            publish(node, shared);
             let stats = node.stats();
             if stats.background_errors > background_errors_seen {
                 background_errors_seen = stats.background_errors;
@@ -431,15 +526,20 @@ pub async fn run_node(
                 );
             }
         }
+        drop(guard);
         if stop {
             break;
         }
     }
     // Nothing is applied without a flush; this one has nothing left to sync
     // unless the loop ended because every sender was dropped.
-    node.flush()?;
-    publish(&node, shared);
-    drop(conns);
+    let mut guard = lock(&shared.core);
+    if let Some(core) = guard.as_mut() {
+        core.node.flush()?;
+        publish(&core.node, shared);
+    }
+    drop(guard);
+    drop(closing);
     Ok(())
 }
 

@@ -22,7 +22,8 @@ use tracing::{error, info, warn};
 
 use crate::config::{NodeConfig, SyncMode};
 use crate::driver::{
-    run_node, ClientInput, DriverInput, Mailbox, NodeSnapshot, ReplyBatch, Shared,
+    run_node, serve_reads_now, ClientInput, DriverInput, Mailbox, NodeSnapshot, ReadsNow,
+    ReplyBatch, Shared,
 };
 use crate::metrics::inc;
 use crate::peer::{cluster_digest, run_acceptor, run_dialer, HandshakeKeys, PeerLink};
@@ -192,6 +193,7 @@ impl RunningNode {
             metrics: crate::metrics::Metrics::default(),
             inputs,
             clients: crate::driver::ClientQueue::default(),
+            core: Mutex::new(None),
             snapshot: Mutex::new(NodeSnapshot::default()),
             started,
             connections: AtomicUsize::new(0),
@@ -501,14 +503,27 @@ async fn serve_client(
         } else {
             buf = Vec::new();
         }
-        if session.has_outgoing()
-            && !shared.clients.push(
-                session
-                    .drain_outgoing()
-                    .map(|(request, body)| ClientInput::Request { request, body }),
-            )
-        {
-            break;
+        if session.has_outgoing() {
+            // Reads with nothing of this connection's still in flight are
+            // served right here when the node has nothing to sync.
+            let served = if session.only_fresh_reads_outgoing() {
+                serve_reads_now(&shared, conn, session.outgoing_mut(), &mut inbox)
+            } else {
+                ReadsNow::Queue
+            };
+            match served {
+                ReadsNow::Served => session.on_replies(inbox.drain(..)),
+                ReadsNow::Queue => {
+                    if !shared.clients.push(
+                        session
+                            .drain_outgoing()
+                            .map(|(request, body)| ClientInput::Request { request, body }),
+                    ) {
+                        break;
+                    }
+                }
+                ReadsNow::NodeGone => break,
+            }
         }
         session.write_ready(&mut out);
         if !out.is_empty() {

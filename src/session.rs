@@ -126,6 +126,9 @@ pub struct Session {
     waiting_first_seq: u32,
     /// Requests for the node, not yet sent.
     outgoing: Vec<(RequestId, ClientRequest)>,
+    /// Requests handed out (queued in `outgoing` or sent) and not yet
+    /// answered.
+    unanswered: usize,
     /// `QUIT` was received: close once its reply is written.
     quit: bool,
     /// When the requests being parsed arrived (read once per chunk).
@@ -150,6 +153,7 @@ impl Session {
             waiting: VecDeque::new(),
             waiting_first_seq: 0,
             outgoing: Vec::with_capacity(OUTGOING_CAPACITY),
+            unanswered: 0,
             quit: false,
             arrived: now(),
         }
@@ -179,6 +183,22 @@ impl Session {
     /// Whether requests wait to be sent to the node.
     pub fn has_outgoing(&self) -> bool {
         !self.outgoing.is_empty()
+    }
+
+    /// Whether the requests waiting to be sent are all reads and are all
+    /// this connection has in flight: they cannot overtake a write of its
+    /// own, so they may be served ahead of the node task's next batch.
+    pub fn only_fresh_reads_outgoing(&self) -> bool {
+        self.unanswered == self.outgoing.len()
+            && self
+                .outgoing
+                .iter()
+                .all(|(_, request)| matches!(request.op, ClientOp::Get { .. }))
+    }
+
+    /// The requests waiting to be sent, for a caller that sends them.
+    pub fn outgoing_mut(&mut self) -> &mut Vec<(RequestId, ClientRequest)> {
+        &mut self.outgoing
     }
 
     /// Requests the node should get now, leaving the buffer for reuse.
@@ -286,6 +306,9 @@ impl Session {
         }
         let offset = (request.0 as u32).wrapping_sub(self.waiting_first_seq) as usize;
         let found = self.waiting.get_mut(offset)?.take();
+        if found.is_some() {
+            self.unanswered -= 1;
+        }
         while let Some(None) = self.waiting.front() {
             self.waiting.pop_front();
             self.waiting_first_seq = self.waiting_first_seq.wrapping_add(1);
@@ -472,6 +495,7 @@ impl Session {
         self.next_seq = self.next_seq.wrapping_add(1);
         self.waiting.push_back(Some((slot_no, part)));
         self.outgoing.push((id, request));
+        self.unanswered += 1;
     }
 
     /// Checks a key command against the limits and the reachable replicas
@@ -893,6 +917,7 @@ mod tests {
             metrics: Metrics::default(),
             inputs,
             clients: ClientQueue::default(),
+            core: Mutex::new(None),
             snapshot: Mutex::new(NodeSnapshot::default()),
             started: now(),
             connections: AtomicUsize::new(0),
@@ -957,6 +982,35 @@ mod tests {
         replies.reverse();
         session.on_replies(replies);
         assert_eq!(written(&mut session), ":2\r\n*2\r\n$1\r\nv\r\n$-1\r\n");
+    }
+
+    #[test]
+    fn reads_may_skip_the_queue_only_when_nothing_of_theirs_is_in_flight() {
+        let mut session = Session::new(shared(1, None), 5);
+        session.on_request(words("GET a"));
+        session.on_request(words("MGET a b"));
+        assert!(session.only_fresh_reads_outgoing());
+        session.on_request(words("SET a 1"));
+        assert!(
+            !session.only_fresh_reads_outgoing(),
+            "a write is among them"
+        );
+        let sent = session.take_outgoing();
+        // The SET (and the reads before it) are in flight: a new read must
+        // not overtake them.
+        session.on_request(words("GET a"));
+        assert!(!session.only_fresh_reads_outgoing());
+        let late = session.take_outgoing();
+        for (id, _) in sent.iter().chain(&late) {
+            session.on_replies(vec![(*id, ClientResponse::Value(None))]);
+        }
+        session.on_request(words("GET a"));
+        assert!(
+            session.only_fresh_reads_outgoing(),
+            "everything was answered"
+        );
+        session.on_request(words("DEL a"));
+        assert!(!session.only_fresh_reads_outgoing(), "DEL deletes");
     }
 
     #[test]
