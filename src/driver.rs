@@ -4,9 +4,10 @@
 //! runtime; on it run the node task, the node's client connections, its peer
 //! links and its ticker. Client connections append their requests to one
 //! shared [`ClientQueue`]; peer links and the ticker send [`DriverInput`]s
-//! over a bounded channel. The node task waits for either, yields once so
-//! that every other task that is ready runs and adds its inputs, drains
-//! everything waiting (up to `batch_inputs_max`), steps the node with each,
+//! over a bounded channel. The node task waits for either, yields so that
+//! every other task that is ready runs and adds its inputs (and yields
+//! again while that brings new ones), drains everything waiting (up to
+//! `batch_inputs_max`), steps the node with each,
 //! and calls [`Node::flush`] **once** for the whole batch: one WAL fsync
 //! covers every write in it (group commit). Only then are the released
 //! outputs routed: replies into the [`Mailbox`] of the connection that

@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
 /// Bounds on what one request may ask the server to buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,21 +80,47 @@ pub enum Parsed {
 /// [`RespError`] for bytes that are not a RESP request or that exceed
 /// `limits`.
 pub fn parse_request(buf: &[u8], limits: &RespLimits) -> Result<Parsed, RespError> {
+    let mut ranges = Vec::new();
+    Ok(match parse_request_ranges(buf, limits, &mut ranges)? {
+        Some(consumed) => Parsed::Request {
+            args: ranges.into_iter().map(|r| buf[r].to_vec()).collect(),
+            consumed,
+        },
+        None => Parsed::Incomplete,
+    })
+}
+
+/// Like [`parse_request`], without copying: fills `args` (cleared first)
+/// with the position of each argument in `buf` and returns the bytes the
+/// request took, or `None` while it is incomplete. A server keeps `args`
+/// from one request to the next and copies only the arguments it keeps.
+///
+/// # Errors
+/// As [`parse_request`].
+pub fn parse_request_ranges(
+    buf: &[u8],
+    limits: &RespLimits,
+    args: &mut Vec<Range<usize>>,
+) -> Result<Option<usize>, RespError> {
+    args.clear();
     match buf.first() {
-        None => Ok(Parsed::Incomplete),
-        Some(b'*') => parse_array(buf, limits),
-        Some(_) => parse_inline(buf, limits),
+        None => Ok(None),
+        Some(b'*') => parse_array(buf, limits, args),
+        Some(_) => parse_inline(buf, limits, args),
     }
 }
 
-fn parse_array(buf: &[u8], limits: &RespLimits) -> Result<Parsed, RespError> {
+fn parse_array(
+    buf: &[u8],
+    limits: &RespLimits,
+    args: &mut Vec<Range<usize>>,
+) -> Result<Option<usize>, RespError> {
     let Some((count, mut pos)) = read_length(buf, 1, "array length", limits.args_max)? else {
-        return Ok(Parsed::Incomplete);
+        return Ok(None);
     };
-    let mut args = Vec::with_capacity(count);
     for _ in 0..count {
         match buf.get(pos) {
-            None => return Ok(Parsed::Incomplete),
+            None => return Ok(None),
             Some(b'$') => {}
             Some(_) => {
                 return Err(RespError::Protocol {
@@ -104,11 +131,11 @@ fn parse_array(buf: &[u8], limits: &RespLimits) -> Result<Parsed, RespError> {
         }
         let Some((len, start)) = read_length(buf, pos + 1, "bulk string", limits.bulk_bytes_max)?
         else {
-            return Ok(Parsed::Incomplete);
+            return Ok(None);
         };
         let end = start + len;
         if buf.len() < end + 2 {
-            return Ok(Parsed::Incomplete);
+            return Ok(None);
         }
         if &buf[end..end + 2] != b"\r\n" {
             return Err(RespError::Protocol {
@@ -116,13 +143,10 @@ fn parse_array(buf: &[u8], limits: &RespLimits) -> Result<Parsed, RespError> {
                 reason: "bulk string not followed by CRLF",
             });
         }
-        args.push(buf[start..end].to_vec());
+        args.push(start..end);
         pos = end + 2;
     }
-    Ok(Parsed::Request {
-        args,
-        consumed: pos,
-    })
+    Ok(Some(pos))
 }
 
 /// Reads a decimal length after a type marker at `start`, ending in CRLF.
@@ -207,7 +231,11 @@ fn read_length(
     }
 }
 
-fn parse_inline(buf: &[u8], limits: &RespLimits) -> Result<Parsed, RespError> {
+fn parse_inline(
+    buf: &[u8],
+    limits: &RespLimits,
+    args: &mut Vec<Range<usize>>,
+) -> Result<Option<usize>, RespError> {
     let Some(newline) = buf.iter().position(|&b| b == b'\n') else {
         if buf.len() > limits.inline_bytes_max {
             return Err(RespError::TooLarge {
@@ -216,7 +244,7 @@ fn parse_inline(buf: &[u8], limits: &RespLimits) -> Result<Parsed, RespError> {
                 max: limits.inline_bytes_max,
             });
         }
-        return Ok(Parsed::Incomplete);
+        return Ok(None);
     };
     if newline > limits.inline_bytes_max {
         return Err(RespError::TooLarge {
@@ -225,14 +253,20 @@ fn parse_inline(buf: &[u8], limits: &RespLimits) -> Result<Parsed, RespError> {
             max: limits.inline_bytes_max,
         });
     }
-    let line = buf[..newline]
-        .strip_suffix(b"\r")
-        .unwrap_or(&buf[..newline]);
-    let args: Vec<Vec<u8>> = line
-        .split(|b| b.is_ascii_whitespace())
-        .filter(|word| !word.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect();
+    let mut start = None;
+    for (i, &b) in buf[..newline].iter().enumerate() {
+        match (b.is_ascii_whitespace(), start) {
+            (false, None) => start = Some(i),
+            (true, Some(from)) => {
+                args.push(from..i);
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(from) = start {
+        args.push(from..newline);
+    }
     if args.len() > limits.args_max {
         return Err(RespError::TooLarge {
             what: "argument count",
@@ -240,10 +274,7 @@ fn parse_inline(buf: &[u8], limits: &RespLimits) -> Result<Parsed, RespError> {
             max: limits.args_max,
         });
     }
-    Ok(Parsed::Request {
-        args,
-        consumed: newline + 1,
-    })
+    Ok(Some(newline + 1))
 }
 
 /// A reply, as the server writes it.

@@ -27,7 +27,7 @@ use crate::driver::{
 };
 use crate::metrics::inc;
 use crate::peer::{cluster_digest, run_acceptor, run_dialer, HandshakeKeys, PeerLink};
-use crate::resp::{parse_request, Parsed};
+use crate::resp::parse_request_ranges;
 use crate::session::Session;
 
 /// Inputs that may wait for the node thread before senders block.
@@ -444,6 +444,8 @@ async fn serve_client(
     let mut buf: Vec<u8> = Vec::with_capacity(16 << 10);
     let mut out: Vec<u8> = Vec::with_capacity(16 << 10);
     let mut inbox: ReplyBatch = Vec::new();
+    // Where the arguments of the request being parsed are in `buf`.
+    let mut args = Vec::new();
     // Still taking new commands: false after a stop or a protocol error.
     let mut accepting = !*stop.borrow();
     // Resolves once, when the node starts to stop (one future for the whole
@@ -467,17 +469,14 @@ async fn serve_client(
                 held_back = consumed < buf.len();
                 break;
             }
-            match parse_request(&buf[consumed..], &resp_limits) {
-                Ok(Parsed::Request {
-                    args,
-                    consumed: used,
-                }) => {
-                    consumed += used;
+            match parse_request_ranges(&buf[consumed..], &resp_limits, &mut args) {
+                Ok(Some(used)) => {
                     if !args.is_empty() {
-                        session.on_request(args);
+                        session.on_request_in(&buf[consumed..], &args);
                     }
+                    consumed += used;
                 }
-                Ok(Parsed::Incomplete) => {
+                Ok(None) => {
                     let pending = buf.len() - consumed;
                     if pending > limits.query_buffer_bytes_max {
                         inc(&shared.metrics.protocol_errors);

@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
+use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -243,7 +244,28 @@ impl Session {
 
     /// Takes in one request's arguments.
     pub fn on_request(&mut self, args: Vec<Vec<u8>>) {
-        let command = match command::parse(args) {
+        self.on_command(command::parse(args));
+    }
+
+    /// Takes in one request whose arguments are at `args` in `buf` (see
+    /// [`crate::resp::parse_request_ranges`]); copies only what it keeps.
+    pub fn on_request_in(&mut self, buf: &[u8], args: &[Range<usize>]) {
+        let arg = |i: usize| &buf[args[i].clone()];
+        // The two commands that make most traffic, without the general
+        // parser's copies of every argument.
+        let command = match args.len() {
+            2 if arg(0).eq_ignore_ascii_case(b"get") => Ok(Command::Get(arg(1).to_vec())),
+            3 if arg(0).eq_ignore_ascii_case(b"set") => Ok(Command::Set {
+                key: arg(1).to_vec(),
+                value: arg(2).to_vec(),
+            }),
+            _ => command::parse(args.iter().map(|r| buf[r.clone()].to_vec()).collect()),
+        };
+        self.on_command(command);
+    }
+
+    fn on_command(&mut self, command: Result<Command, command::CommandError>) {
+        let command = match command {
             Ok(command) => command,
             Err(e) => {
                 inc(&self.shared.metrics.command_errors);
@@ -982,6 +1004,38 @@ mod tests {
         replies.reverse();
         session.on_replies(replies);
         assert_eq!(written(&mut session), ":2\r\n*2\r\n$1\r\nv\r\n$-1\r\n");
+    }
+
+    #[test]
+    fn requests_read_in_place_are_the_requests_parsed_by_copy() {
+        use crate::resp::{parse_request_ranges, RespLimits};
+        let limits = RespLimits::default();
+        let mut ranges = Vec::new();
+        for line in [
+            "GET k",
+            "get k",
+            "SET k v",
+            "sEt k v",
+            "SET k v NX",
+            "GET",
+            "GET a b",
+            "MGET a b",
+            "PING",
+        ] {
+            let mut by_copy = Session::new(shared(1, None), 1);
+            by_copy.on_request(words(line));
+            let mut in_place = Session::new(shared(1, None), 1);
+            let wire = format!("{line}\r\n");
+            let used = parse_request_ranges(wire.as_bytes(), &limits, &mut ranges).unwrap();
+            assert_eq!(used, Some(wire.len()));
+            in_place.on_request_in(wire.as_bytes(), &ranges);
+            assert_eq!(
+                format!("{:?}", in_place.take_outgoing()),
+                format!("{:?}", by_copy.take_outgoing()),
+                "{line}"
+            );
+            assert_eq!(written(&mut in_place), written(&mut by_copy), "{line}");
+        }
     }
 
     #[test]
