@@ -294,3 +294,36 @@ fn a_pipeline_deeper_than_the_limit_is_slowed_not_refused() {
     let stalls = support::metric(&metrics, "enigma_pipeline_stalls_total").unwrap();
     assert!(stalls >= 1.0, "{metrics}");
 }
+
+#[test]
+fn a_read_sent_right_after_a_write_sees_it() {
+    // Reads may be served ahead of the node task's next group commit
+    // (docs/ARCHITECTURE.md): never ahead of a write of their own
+    // connection. Each GET goes out in its own segment right behind its SET,
+    // before the SET is answered; a second connection keeps writing so that
+    // the node often holds unsynced writes, and often does not.
+    let cluster = Cluster::start(1, &[]);
+    let port = cluster.port(0);
+    let writer = std::thread::spawn(move || {
+        let mut con = client(port);
+        for i in 0..1000 {
+            let _: () = redis::cmd("SET")
+                .arg(format!("other{}", i % 7))
+                .arg(i)
+                .query(&mut con)
+                .unwrap();
+        }
+    });
+    let mut stream = connect(port);
+    stream.set_nodelay(true).unwrap();
+    for i in 0..1000 {
+        let value = format!("v{i}");
+        stream
+            .write_all(format!("SET k {value}\r\n").as_bytes())
+            .unwrap();
+        let expected = format!("+OK\r\n${}\r\n{value}\r\n", value.len());
+        let reply = exchange(&mut stream, b"GET k\r\n", expected.len());
+        assert_eq!(reply, expected, "round {i}");
+    }
+    writer.join().unwrap();
+}
