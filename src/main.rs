@@ -114,8 +114,10 @@ struct SimArgs {
     /// Consistency level of reads and writes: ONE, TWO, QUORUM or ALL.
     #[arg(long, default_value_t = SimConfig::default().level)]
     level: ConsistencyLevel,
-    /// Inject faults (crashes, partitions, loss, duplication, torn writes).
-    #[arg(long, value_parser = parse_on_off, default_value = "on")]
+    /// Inject faults (crashes, partitions, loss, duplication, torn writes):
+    /// `on` or `off`.
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off,
+          default_value = "on", action = clap::ArgAction::Set)]
     faults: bool,
     /// Largest wall-clock offset of a node, in milliseconds. Above zero,
     /// QUORUM/ALL no longer promise linearizability: the history is held to

@@ -148,3 +148,29 @@ fn enigma_check_reads_simulator_histories_with_their_run_facts() {
         assert!(out.contains("lost-write        passed"), "{extra:?}: {out}");
     }
 }
+
+#[test]
+fn faults_can_be_switched_off_and_on() {
+    let swarm = |args: &[&str]| {
+        let output = enigma(args);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            stdout(&output)
+        );
+        stdout(&output)
+            .lines()
+            .find(|l| l.starts_with("swarm: "))
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    let default = swarm(&["sim", "--seed", "5"]);
+    let on = swarm(&["sim", "--seed", "5", "--faults", "on"]);
+    let off = swarm(&["sim", "--seed", "5", "--faults", "off"]);
+    assert_eq!(default, on, "faults are on unless switched off");
+    assert_eq!(off, "swarm: faults off");
+    assert_ne!(on, off);
+    let bad = enigma(&["sim", "--seed", "5", "--faults", "maybe"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
