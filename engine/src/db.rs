@@ -429,7 +429,7 @@ impl<D: Disk> Engine<D> {
         for &id in state.tables.iter().rev() {
             tables.push(Table::open(&disk, id)?);
         }
-        let mut memtable = Memtable::new();
+        let mut memtable = Memtable::new(options.memtable_bytes_max);
         let (wal, recovery) = wal::open(
             disk,
             state.wal_segments_covered,
@@ -471,7 +471,8 @@ impl<D: Disk> Engine<D> {
         self.check_not_poisoned()?;
         self.check_entry(key, &version)?;
         let mem_key = MemKey::new(key);
-        if !self.wins(key, &mem_key, version.timestamp)? {
+        let hash = key_hash(key);
+        if !self.wins(key, &mem_key, hash, version.timestamp)? {
             return Ok(false);
         }
         // Freeze before appending, so a failed freeze applies nothing.
@@ -479,9 +480,9 @@ impl<D: Disk> Engine<D> {
             self.freeze()?;
         }
         self.wal.append_batch(&[(key, &version)])?;
-        let applied = self
-            .memtable
-            .apply_key(mem_key, version.timestamp, version.value.as_deref());
+        let applied =
+            self.memtable
+                .apply_key(mem_key, hash, version.timestamp, version.value.as_deref());
         assert!(applied, "a winner is newer than the stored version");
         Ok(true)
     }
@@ -517,7 +518,7 @@ impl<D: Disk> Engine<D> {
         for (key, version) in batch {
             let wins = match batch_newest.get(key.as_slice()) {
                 Some(newest) => version.timestamp > *newest,
-                None => self.wins(key, &MemKey::new(key), version.timestamp)?,
+                None => self.wins(key, &MemKey::new(key), key_hash(key), version.timestamp)?,
             };
             if wins {
                 batch_newest.insert(key, version.timestamp);
@@ -594,22 +595,21 @@ impl<D: Disk> Engine<D> {
         &self,
         key: &[u8],
         mem_key: &MemKey,
+        hash: u64,
         timestamp: Timestamp,
     ) -> Result<bool, EngineError> {
         let newer_in = |memtable: &Memtable| {
             memtable
-                .get_key(mem_key)
+                .get_key(mem_key, hash)
                 .is_some_and(|stored| stored.timestamp >= timestamp)
         };
         if newer_in(&self.memtable) || self.frozen.iter().any(|f| newer_in(&f.memtable)) {
             return Ok(false);
         }
-        let mut hash = None;
         for table in &self.tables {
             if table.meta.timestamp_max < timestamp {
                 continue;
             }
-            let hash = *hash.get_or_insert_with(|| key_hash(key));
             if let Some(stored) = table.get(key, hash, &self.cache)? {
                 if stored.timestamp >= timestamp {
                     return Ok(false);
@@ -622,16 +622,16 @@ impl<D: Disk> Engine<D> {
     /// The newest version of `key` across memtables and tables.
     fn lookup(&self, key: &[u8]) -> Result<Option<Versioned>, EngineError> {
         let mem_key = MemKey::new(key);
-        let mut best = self.memtable.get_key(&mem_key);
+        let hash = key_hash(key);
+        let mut best = self.memtable.get_key(&mem_key, hash);
         for frozen in self.frozen.iter().rev() {
-            if let Some(found) = frozen.memtable.get_key(&mem_key) {
+            if let Some(found) = frozen.memtable.get_key(&mem_key, hash) {
                 if best.is_none_or(|b| found.timestamp > b.timestamp) {
                     best = Some(found);
                 }
             }
         }
         let mut best = best.map(EntryRef::to_versioned);
-        let hash = key_hash(key);
         for table in &self.tables {
             // A table whose newest entry is older than what we have cannot
             // change the answer.
@@ -900,7 +900,10 @@ impl<D: Disk> Engine<D> {
             self.flush_oldest()?;
         }
         let wal_segment_last = self.wal.seal_segment()?;
-        let memtable = std::mem::take(&mut self.memtable);
+        let memtable = std::mem::replace(
+            &mut self.memtable,
+            Memtable::new(self.options.memtable_bytes_max),
+        );
         self.frozen.push_back(Frozen {
             memtable,
             wal_segment_last,
@@ -972,15 +975,15 @@ impl<D: Disk> Engine<D> {
     /// Whether a source outside `inputs` holds any version of `key`.
     fn held_outside(&self, key: &[u8], inputs: &BTreeSet<u64>) -> Result<bool, EngineError> {
         let mem_key = MemKey::new(key);
-        if self.memtable.get_key(&mem_key).is_some()
+        let hash = key_hash(key);
+        if self.memtable.get_key(&mem_key, hash).is_some()
             || self
                 .frozen
                 .iter()
-                .any(|frozen| frozen.memtable.get_key(&mem_key).is_some())
+                .any(|frozen| frozen.memtable.get_key(&mem_key, hash).is_some())
         {
             return Ok(true);
         }
-        let hash = key_hash(key);
         for table in self.tables.iter().filter(|t| !inputs.contains(&t.id)) {
             if table.get(key, hash, &self.cache)?.is_some() {
                 return Ok(true);
