@@ -1320,6 +1320,9 @@ mod tests {
         next_write_partial_then_full: Cell<bool>,
         /// Every truncate fails.
         truncate_fails: Cell<bool>,
+        /// A read touching this byte of a table file fails (a latent sector
+        /// error).
+        table_byte_unreadable: Cell<Option<u64>>,
     }
 
     /// `FsDisk` with switchable faults.
@@ -1333,6 +1336,7 @@ mod tests {
     struct FaultyFile {
         inner: FsFile,
         faults: Rc<Faults>,
+        is_table: bool,
     }
 
     impl Disk for FaultyDisk {
@@ -1341,12 +1345,14 @@ mod tests {
             Ok(FaultyFile {
                 inner: self.inner.create(name)?,
                 faults: self.faults.clone(),
+                is_table: name.ends_with(".sst"),
             })
         }
         fn open(&self, name: &str) -> Result<FaultyFile, DiskError> {
             Ok(FaultyFile {
                 inner: self.inner.open(name)?,
                 faults: self.faults.clone(),
+                is_table: name.ends_with(".sst"),
             })
         }
         fn list(&self) -> Result<Vec<String>, DiskError> {
@@ -1371,6 +1377,16 @@ mod tests {
 
     impl DiskFile for FaultyFile {
         fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+            let unreadable = self.faults.table_byte_unreadable.get();
+            if self.is_table
+                && unreadable
+                    .is_some_and(|byte| (offset..offset + buf.len() as u64).contains(&byte))
+            {
+                return Err(DiskError::Io {
+                    name: "table".into(),
+                    reason: "test: latent sector error".into(),
+                });
+            }
             self.inner.read_at(offset, buf)
         }
         fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), DiskError> {
@@ -1406,14 +1422,63 @@ mod tests {
     }
 
     fn faulty_engine() -> (tempfile::TempDir, Rc<Faults>, Engine<FaultyDisk>) {
+        faulty_engine_with(EngineOptions::default())
+    }
+
+    fn faulty_engine_with(
+        options: EngineOptions,
+    ) -> (tempfile::TempDir, Rc<Faults>, Engine<FaultyDisk>) {
         let dir = tempfile::tempdir().expect("tempdir");
         let faults = Rc::new(Faults::default());
         let disk = FaultyDisk {
             inner: FsDisk::open(dir.path()).expect("disk"),
             faults: faults.clone(),
         };
-        let engine = Engine::open(disk, EngineOptions::default()).expect("open");
+        let engine = Engine::open(disk, options).expect("open");
         (dir, faults, engine)
+    }
+
+    #[test]
+    fn an_unreadable_block_fails_only_reads_that_need_it() {
+        // Uncompressed 4 KiB blocks: block 0 ends near 4 KiB, so byte 9000
+        // lies in block 2, inside a scan's first read ahead (16 KiB).
+        let (_dir, faults, mut engine) = faulty_engine_with(EngineOptions {
+            table_compression: TableCompression::None,
+            compaction_compression: TableCompression::None,
+            ..EngineOptions::default()
+        });
+        for i in 0..2000_u64 {
+            let key = format!("key-{i:06}");
+            engine
+                .write(key.as_bytes(), value(i + 1, &format!("{i:0100}")))
+                .expect("write");
+        }
+        engine.compact_all().expect("compact");
+        assert_eq!(engine.tables_total(), 1);
+        faults.table_byte_unreadable.set(Some(9000));
+        // The first keys lie in block 0: a short scan reads them alone once
+        // the read ahead fails.
+        let first = engine
+            .scan(Bound::Unbounded, Bound::Unbounded, 5)
+            .expect("a scan of block 0");
+        assert_eq!(first.len(), 5);
+        assert_eq!(first[0].0, b"key-000000");
+        // A key far from the damage reads; a scan through it fails.
+        assert_eq!(
+            engine.get(b"key-001500").expect("get"),
+            Some(value(1501, &format!("{:0100}", 1500)))
+        );
+        assert!(engine
+            .scan(Bound::Unbounded, Bound::Unbounded, usize::MAX)
+            .is_err());
+        faults.table_byte_unreadable.set(None);
+        assert_eq!(
+            engine
+                .scan(Bound::Unbounded, Bound::Unbounded, usize::MAX)
+                .expect("scan")
+                .len(),
+            2000
+        );
     }
 
     #[test]

@@ -28,6 +28,26 @@ use crate::types::{Timestamp, Versioned};
 /// larger ones (a block holding a large value) into a buffer of their own,
 /// so the kept buffer stays small.
 const READ_BUFFER_KEPT_BYTES: u64 = 64 * 1024;
+/// A forward cursor reads the blocks after the one it needs with it, in one
+/// read of this many bytes at first...
+const READ_AHEAD_BYTES_FIRST: u64 = 16 * 1024;
+/// ...doubling with each read up to this many (a short scan reads little
+/// more than it needs; a long one makes one read per 256 KiB, not one per
+/// block).
+const READ_AHEAD_BYTES_MAX: u64 = 256 * 1024;
+
+/// Data blocks a forward cursor has read ahead, as stored (framed).
+#[derive(Debug, Default)]
+pub(crate) struct ReadAhead {
+    buffer: Vec<u8>,
+    /// The index positions of the blocks in `buffer`: `first..end`.
+    first: usize,
+    end: usize,
+    /// The file offset of `buffer[0]`.
+    base: u64,
+    /// Bytes the next read asks for (0: none yet).
+    next_bytes: u64,
+}
 
 /// An open table.
 #[derive(Debug)]
@@ -145,12 +165,15 @@ impl<F: DiskFile> Table<F> {
     }
 
     /// Data block `position` of the index: from `cache` if it is there,
-    /// else read, checked, decoded and (if `fill`) cached.
+    /// else read (with the blocks after it, into `ahead`, if given, or from
+    /// `ahead` if it was read ahead), checked, decoded and (if `fill`)
+    /// cached.
     fn data_block(
         &self,
         position: usize,
         cache: &RefCell<BlockCache>,
         fill: bool,
+        ahead: Option<&mut ReadAhead>,
     ) -> Result<Arc<Block>, EngineError> {
         let key = (self.id, position);
         if let Some(block) = cache.borrow_mut().get(key) {
@@ -159,7 +182,9 @@ impl<F: DiskFile> Table<F> {
         let handle = self.index.handle(position);
         let contents = {
             let scratch = &mut *self.scratch.borrow_mut();
-            if handle.size <= READ_BUFFER_KEPT_BYTES {
+            if let Some(ahead) = ahead {
+                self.read_ahead(position, ahead, &mut scratch.codec)?
+            } else if handle.size <= READ_BUFFER_KEPT_BYTES {
                 read_block_with(
                     &self.file,
                     &self.name,
@@ -180,6 +205,55 @@ impl<F: DiskFile> Table<F> {
             cache.borrow_mut().insert(key, block.clone());
         }
         Ok(block)
+    }
+
+    /// Block `position`, checked and unpacked, from `ahead`; if it is not
+    /// there, first reads it and the blocks after it (up to
+    /// `ahead.next_bytes`) into `ahead` with one read. If that read fails,
+    /// the block is read alone, so that a bad sector further on fails only
+    /// a read of its own block.
+    fn read_ahead(
+        &self,
+        position: usize,
+        ahead: &mut ReadAhead,
+        codec: &mut Codec,
+    ) -> Result<Vec<u8>, EngineError> {
+        let handle = self.index.handle(position);
+        if !(ahead.first..ahead.end).contains(&position) {
+            ahead.next_bytes = if ahead.next_bytes == 0 {
+                READ_AHEAD_BYTES_FIRST
+            } else {
+                (ahead.next_bytes * 2).min(READ_AHEAD_BYTES_MAX)
+            };
+            // Blocks lie back to back (the index decoder checked it), so
+            // blocks `position..end` are one range of the file.
+            let block_end = |p: usize| self.index.handle(p).end().expect("checked at open");
+            let mut end = position + 1;
+            while end < self.index.len() && block_end(end) - handle.offset <= ahead.next_bytes {
+                end += 1;
+            }
+            let len = usize::try_from(block_end(end - 1) - handle.offset)
+                .expect("blocks are bounded by BLOCK_BYTES_LIMIT");
+            if ahead.buffer.len() < len {
+                ahead.buffer.resize(len, 0);
+            }
+            if let Err(err) = self.file.read_at(handle.offset, &mut ahead.buffer[..len]) {
+                *ahead = ReadAhead {
+                    next_bytes: ahead.next_bytes,
+                    ..ReadAhead::default()
+                };
+                if end == position + 1 {
+                    return Err(err.into());
+                }
+                return read_block(&self.file, &self.name, handle, codec);
+            }
+            ahead.first = position;
+            ahead.end = end;
+            ahead.base = handle.offset;
+        }
+        let from = usize::try_from(handle.offset - ahead.base).expect("within the buffer");
+        let to = from + usize::try_from(handle.size + TRAILER_BYTES).expect("within the buffer");
+        unseal(&ahead.buffer[from..to], &self.name, handle.offset, codec)
     }
 
     /// Whether the key range and the bloom filter allow a key of bloom hash
@@ -205,7 +279,7 @@ impl<F: DiskFile> Table<F> {
         match self.index.find(key) {
             None => Ok(None),
             Some(position) => self
-                .data_block(position, cache, true)?
+                .data_block(position, cache, true, None)?
                 .get(key, self.origin(position)),
         }
     }
@@ -231,6 +305,7 @@ impl<F: DiskFile> Table<F> {
             backward_block: None,
             backward_at: 0,
             valid: false,
+            ahead: ReadAhead::default(),
         }
     }
 }
@@ -313,6 +388,8 @@ pub(crate) struct TableCursor<'a, F: DiskFile> {
     backward_at: usize,
     /// Whether the cursor is on an entry.
     valid: bool,
+    /// Forward: blocks read ahead.
+    ahead: ReadAhead,
 }
 
 impl<F: DiskFile> TableCursor<'_, F> {
@@ -355,7 +432,9 @@ impl<F: DiskFile> TableCursor<'_, F> {
             return Ok(());
         }
         self.position = position;
-        let block = self.table.data_block(position, self.cache, self.fill)?;
+        let block =
+            self.table
+                .data_block(position, self.cache, self.fill, Some(&mut self.ahead))?;
         let mut cursor = BlockCursor::new(block);
         let origin = self.table.origin(position);
         let found = match target {
@@ -411,9 +490,12 @@ impl<F: DiskFile> TableCursor<'_, F> {
     fn next_block_forward(&mut self) -> Result<(), EngineError> {
         while self.position + 1 < self.table.index.len() {
             self.position += 1;
-            let block = self
-                .table
-                .data_block(self.position, self.cache, self.fill)?;
+            let block = self.table.data_block(
+                self.position,
+                self.cache,
+                self.fill,
+                Some(&mut self.ahead),
+            )?;
             let mut cursor = BlockCursor::new(block);
             let found = cursor.advance(self.table.origin(self.position))?;
             self.forward = Some(cursor);
@@ -449,7 +531,9 @@ impl<F: DiskFile> TableCursor<'_, F> {
     /// at least one).
     fn load_backward(&mut self, position: usize) -> Result<(), EngineError> {
         self.position = position;
-        let block = self.table.data_block(position, self.cache, self.fill)?;
+        let block = self
+            .table
+            .data_block(position, self.cache, self.fill, None)?;
         let origin = self.table.origin(position);
         let mut cursor = BlockCursor::new(block.clone());
         self.backward.clear();
