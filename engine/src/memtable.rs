@@ -5,12 +5,18 @@
 //! keep hiding older versions (and the cluster reads their timestamps).
 //! The table counts its approximate size in bytes so that the LSM can decide
 //! when to freeze and flush it.
+//!
+//! A small filter of key hashes (one 64-bit word per key looked up, three
+//! bits set in it) answers most lookups of absent keys without searching
+//! the map: a point read usually finds its key in a table, and a search of
+//! a map of a few hundred thousand keys is half a dozen cache misses.
 
 use std::cmp::Ordering;
 use std::collections::{btree_map, BTreeMap};
 use std::fmt;
 use std::ops::Bound;
 
+use crate::sstable::bloom::key_hash;
 use crate::types::{Timestamp, Versioned};
 
 /// Bytes charged per key on top of its bytes and its value's: the map
@@ -93,6 +99,51 @@ impl fmt::Debug for MemKey {
     }
 }
 
+/// Filter bits per key the memtable can hold: with three bits set per key
+/// in one 64-bit word, about 1 to 3% of absent keys pass.
+const FILTER_BITS_PER_KEY: usize = 8;
+/// Filter words at least, for tiny memtables.
+const FILTER_WORDS_MIN: usize = 8;
+
+/// Which keys may be in the memtable: a blocked bloom filter of [`key_hash`]
+/// values, sized once for the most keys the memtable can hold. Never has
+/// false negatives; false positives only cost a search of the map.
+#[derive(Debug, Clone)]
+struct KeyFilter {
+    words: Vec<u64>,
+}
+
+impl KeyFilter {
+    fn new(keys_max: usize) -> KeyFilter {
+        let words = (keys_max.saturating_mul(FILTER_BITS_PER_KEY) / 64).max(FILTER_WORDS_MIN);
+        KeyFilter {
+            words: vec![0; words],
+        }
+    }
+
+    /// The word `hash` falls in (its high 32 bits, scaled to the word
+    /// count) and the three bits it sets there (from its low 18 bits).
+    fn locate(&self, hash: u64) -> (usize, u64) {
+        let word = ((hash >> 32) * self.words.len() as u64) >> 32;
+        let mask = (1_u64 << (hash & 63)) | (1 << ((hash >> 6) & 63)) | (1 << ((hash >> 12) & 63));
+        (word as usize, mask)
+    }
+
+    fn insert(&mut self, hash: u64) {
+        let (word, mask) = self.locate(hash);
+        self.words[word] |= mask;
+    }
+
+    fn may_contain(&self, hash: u64) -> bool {
+        let (word, mask) = self.locate(hash);
+        self.words[word] & mask == mask
+    }
+
+    fn bytes(&self) -> usize {
+        self.words.len() * 8
+    }
+}
+
 /// Bytes of an arena chunk. Values are copied into chunks, so a memtable
 /// holds a few large allocations instead of one per value, and dropping a
 /// flushed memtable frees chunks, not every value.
@@ -132,10 +183,11 @@ impl EntryRef<'_> {
 }
 
 /// The ordered in-memory table.
-#[derive(Default)]
 pub(crate) struct Memtable {
     /// Newest known version of each key.
     entries: BTreeMap<MemKey, Slot>,
+    /// The hashes of every key in `entries`.
+    filter: KeyFilter,
     /// The values' bytes, in chunks that never move once filled.
     arena: Vec<Vec<u8>>,
     /// Approximate memory held, for flush decisions: every value ever
@@ -145,30 +197,40 @@ pub(crate) struct Memtable {
 }
 
 impl Memtable {
-    /// An empty table.
-    pub(crate) fn new() -> Memtable {
-        Memtable::default()
+    /// An empty table whose filter is sized for `bytes_max` bytes of
+    /// entries (each key is charged at least [`ENTRY_OVERHEAD_BYTES`]); it
+    /// may hold more, with more filter false positives.
+    pub(crate) fn new(bytes_max: usize) -> Memtable {
+        Memtable {
+            entries: BTreeMap::new(),
+            filter: KeyFilter::new(bytes_max / ENTRY_OVERHEAD_BYTES),
+            arena: Vec::new(),
+            bytes_total: 0,
+        }
     }
 
     /// Stores the version (`timestamp`, `value`; `None` is a tombstone)
     /// under `key` if it is newer than the stored version; returns whether
     /// it was stored.
     pub(crate) fn apply(&mut self, key: &[u8], timestamp: Timestamp, value: Option<&[u8]>) -> bool {
-        self.apply_key(MemKey::new(key), timestamp, value)
+        self.apply_key(MemKey::new(key), key_hash(key), timestamp, value)
     }
 
-    /// [`Self::apply`] with the key already converted.
+    /// [`Self::apply`] with the key already converted and hashed
+    /// ([`key_hash`] of its bytes).
     pub(crate) fn apply_key(
         &mut self,
         key: MemKey,
+        hash: u64,
         timestamp: Timestamp,
         value: Option<&[u8]>,
     ) -> bool {
-        if let Some(stored) = self.entries.get(&key) {
+        if let Some(stored) = self.get_key(&key, hash) {
             if timestamp <= stored.timestamp {
                 return false;
             }
         }
+        self.filter.insert(hash);
         let slot = Slot {
             timestamp,
             value: value.map(|bytes| self.store(bytes)),
@@ -215,11 +277,15 @@ impl Memtable {
     /// The stored version of `key`, tombstones included.
     #[cfg(test)]
     pub(crate) fn get(&self, key: &[u8]) -> Option<EntryRef<'_>> {
-        self.get_key(&MemKey::new(key))
+        self.get_key(&MemKey::new(key), key_hash(key))
     }
 
-    /// The stored version of `key`, tombstones included.
-    pub(crate) fn get_key(&self, key: &MemKey) -> Option<EntryRef<'_>> {
+    /// The stored version of `key` (of [`key_hash`] `hash`), tombstones
+    /// included.
+    pub(crate) fn get_key(&self, key: &MemKey, hash: u64) -> Option<EntryRef<'_>> {
+        if !self.filter.may_contain(hash) {
+            return None;
+        }
         self.entries.get(key).map(|slot| self.entry(slot))
     }
 
@@ -301,6 +367,7 @@ impl fmt::Debug for Memtable {
         f.debug_struct("Memtable")
             .field("keys_total", &self.entries.len())
             .field("bytes_total", &self.bytes_total)
+            .field("filter_bytes", &self.filter.bytes())
             .finish()
     }
 }
@@ -326,7 +393,7 @@ mod tests {
 
     #[test]
     fn newer_version_replaces_older() {
-        let mut table = Memtable::new();
+        let mut table = Memtable::new(1 << 20);
         assert!(apply(&mut table, b"k", version(1, Some(b"a"))));
         assert!(apply(&mut table, b"k", version(2, Some(b"bb"))));
         assert_eq!(stored(&table, b"k"), Some(version(2, Some(b"bb"))));
@@ -335,7 +402,7 @@ mod tests {
 
     #[test]
     fn older_or_equal_version_is_ignored() {
-        let mut table = Memtable::new();
+        let mut table = Memtable::new(1 << 20);
         assert!(apply(&mut table, b"k", version(5, Some(b"new"))));
         assert!(!apply(&mut table, b"k", version(4, Some(b"old"))));
         assert!(!apply(&mut table, b"k", version(5, Some(b"same stamp"))));
@@ -349,7 +416,7 @@ mod tests {
 
     #[test]
     fn tombstone_hides_older_value_and_is_returned() {
-        let mut table = Memtable::new();
+        let mut table = Memtable::new(1 << 20);
         assert!(apply(&mut table, b"k", version(1, Some(b"v"))));
         assert!(apply(&mut table, b"k", version(2, None)));
         assert!(!apply(&mut table, b"k", version(1, Some(b"v"))));
@@ -359,7 +426,7 @@ mod tests {
 
     #[test]
     fn size_accounting_counts_keys_once_and_every_value_stored() {
-        let mut table = Memtable::new();
+        let mut table = Memtable::new(1 << 20);
         apply(&mut table, b"key", version(1, Some(&[0; 100])));
         let one = table.bytes_total();
         assert_eq!(one, 3 + 100 + ENTRY_OVERHEAD_BYTES);
@@ -375,7 +442,7 @@ mod tests {
 
     #[test]
     fn large_values_get_their_own_chunk_and_read_back() {
-        let mut table = Memtable::new();
+        let mut table = Memtable::new(1 << 20);
         let big = vec![9_u8; ARENA_CHUNK_BYTES + 10];
         apply(&mut table, b"small", version(1, Some(b"x")));
         apply(&mut table, b"big", version(1, Some(&big)));
@@ -387,7 +454,7 @@ mod tests {
 
     #[test]
     fn iteration_is_in_key_order_both_ways() {
-        let mut table = Memtable::new();
+        let mut table = Memtable::new(1 << 20);
         for key in [b"c", b"a", b"b"] {
             apply(&mut table, key, version(1, Some(key)));
         }
@@ -404,7 +471,45 @@ mod tests {
         assert_eq!(back, vec![b"c".to_vec(), b"b".to_vec()]);
     }
 
+    #[test]
+    fn filter_passes_every_stored_key_and_few_absent_ones() {
+        // Sized for about 1,000 keys, holding 1,000.
+        let mut table = Memtable::new(1000 * (ENTRY_OVERHEAD_BYTES + 8));
+        for i in 0..1000_u64 {
+            apply(&mut table, &i.to_be_bytes(), version(1, Some(b"v")));
+        }
+        for i in 0..1000_u64 {
+            assert!(table.filter.may_contain(key_hash(&i.to_be_bytes())));
+            assert!(stored(&table, &i.to_be_bytes()).is_some());
+        }
+        let passed = (1000..11_000_u64)
+            .filter(|i| table.filter.may_contain(key_hash(&i.to_be_bytes())))
+            .count();
+        assert!(passed < 500, "{passed} of 10000 absent keys passed");
+        for i in 1000..11_000_u64 {
+            assert!(stored(&table, &i.to_be_bytes()).is_none());
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn overfull_filter_never_hides_a_key(
+            keys in proptest::collection::vec(
+                proptest::collection::vec(proptest::prelude::any::<u8>(), 0..24),
+                1..300,
+            ),
+        ) {
+            // Sized for a handful of keys: saturated, never wrong.
+            let mut table = Memtable::new(1);
+            for (i, key) in keys.iter().enumerate() {
+                apply(&mut table, key, version(i as u64 + 1, Some(key)));
+            }
+            for key in &keys {
+                let found = stored(&table, key).expect("stored");
+                proptest::prop_assert_eq!(found.value, Some(key.clone()));
+            }
+        }
+
         #[test]
         fn mem_keys_order_as_their_bytes_and_round_trip(
             a in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),

@@ -246,7 +246,7 @@ mod tests {
     }
 
     fn memtable(entries: &[TableEntry]) -> Memtable {
-        let mut table = Memtable::new();
+        let mut table = Memtable::new(1 << 20);
         for (key, version) in entries {
             table.apply(key, version.timestamp, version.value.as_deref());
         }

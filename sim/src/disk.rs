@@ -1055,6 +1055,7 @@ mod tests {
         let options = EngineOptions {
             memtable_bytes_max: enigma_engine::MEMTABLE_BYTES_MIN,
             table_block_bytes: enigma_engine::TABLE_BLOCK_BYTES_MIN,
+            compaction_block_bytes: enigma_engine::TABLE_BLOCK_BYTES_MIN,
             block_cache_bytes: 0,
             ..small_segments()
         };

@@ -25,6 +25,7 @@ fn options() -> EngineOptions {
         wal_segment_bytes_max: WAL_SEGMENT_BYTES_MIN,
         memtable_bytes_max: MEMTABLE_BYTES_MIN,
         table_block_bytes: TABLE_BLOCK_BYTES_MIN,
+        compaction_block_bytes: TABLE_BLOCK_BYTES_MIN,
         compaction_tables_min: 2,
         manifest_edits_per_checkpoint: 3,
         ..EngineOptions::default()

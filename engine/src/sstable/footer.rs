@@ -1,12 +1,26 @@
 //! The footer: the fixed-size end of every table, read first.
 //!
-//! # Layout (52 bytes)
+//! # Layout
+//!
+//! Versions 1 and 2 (52 bytes):
 //!
 //! ```text
 //! index offset u64 LE | index size u32 LE
 //! | bloom offset u64 LE | bloom size u32 LE
 //! | meta offset u64 LE | meta size u32 LE
 //! | format version u32 LE (1 or 2) | crc32 u32 LE of the 40 bytes before it
+//! | magic "ENIGMSST" (8)
+//! ```
+//!
+//! Version 3 (64 bytes): the dictionary block's handle in front, the rest
+//! as before (so version, CRC and magic lie at the same distance from the
+//! end of the file in every version, and a reader learns the footer's size
+//! from the version):
+//!
+//! ```text
+//! dictionary offset u64 LE | dictionary size u32 LE
+//! | index ... | bloom ... | meta ... (as above)
+//! | format version u32 LE (3) | crc32 u32 LE of the 52 bytes before it
 //! | magic "ENIGMSST" (8)
 //! ```
 //!
@@ -19,14 +33,22 @@ use crate::sstable::{corruption, TableVersion, TABLE_FORMAT_VERSION};
 
 /// Last bytes of every table.
 const TABLE_MAGIC: [u8; 8] = *b"ENIGMSST";
-/// Size of the footer.
-pub(crate) const FOOTER_BYTES: u64 = 52;
-/// Bytes covered by the footer's CRC.
-const FOOTER_CHECKED_BYTES: usize = 40;
+/// Size of a version 1 or 2 footer.
+const FOOTER_BYTES_V2: usize = 52;
+/// Size of a version 3 footer, the largest: a reader reads this much of
+/// the file's end (or the whole file, if shorter) to find the footer.
+pub(crate) const FOOTER_BYTES_MAX: u64 = 64;
+/// Bytes after the CRC-covered part: CRC and magic.
+const FOOTER_TAIL_BYTES: usize = 12;
+/// From the end: where the version lies.
+const VERSION_FROM_END: usize = FOOTER_TAIL_BYTES + 4;
 
 /// Where a table's metadata blocks are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Footer {
+    /// The zstd dictionary block (version 3 on; an empty block if the table
+    /// has no dictionary).
+    pub(crate) dictionary: Option<BlockHandle>,
     pub(crate) index: BlockHandle,
     pub(crate) bloom: BlockHandle,
     pub(crate) meta: BlockHandle,
@@ -35,9 +57,29 @@ pub(crate) struct Footer {
 }
 
 impl Footer {
+    /// The footer's bytes.
+    ///
+    /// # Panics
+    /// If a version 3 footer has no dictionary handle or an older one has
+    /// one: writers build footers that match their version.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(FOOTER_BYTES as usize);
-        for handle in [self.index, self.bloom, self.meta] {
+        let mut bytes = Vec::with_capacity(FOOTER_BYTES_MAX as usize);
+        let dictionary = match self.version {
+            TableVersion::V1 | TableVersion::V2 => None,
+            TableVersion::V3 => Some(
+                self.dictionary
+                    .expect("a version 3 footer names its dictionary"),
+            ),
+        };
+        assert_eq!(
+            dictionary.is_some(),
+            self.dictionary.is_some(),
+            "footer matches its version"
+        );
+        for handle in dictionary
+            .into_iter()
+            .chain([self.index, self.bloom, self.meta])
+        {
             let size = u32::try_from(handle.size).expect("metadata blocks stay under 4 GiB");
             bytes.extend_from_slice(&handle.offset.to_le_bytes());
             bytes.extend_from_slice(&size.to_le_bytes());
@@ -46,32 +88,51 @@ impl Footer {
         let crc = crc32fast::hash(&bytes);
         bytes.extend_from_slice(&crc.to_le_bytes());
         bytes.extend_from_slice(&TABLE_MAGIC);
-        assert_eq!(bytes.len() as u64, FOOTER_BYTES);
         bytes
     }
 
-    /// Decodes the footer found at `offset` of `file`. Checks magic, CRC
-    /// and version, in that order, so that a table of another version is
-    /// named as such rather than as damage.
+    /// Decodes the footer at the end of `tail`, the last bytes of `file`
+    /// (up to [`FOOTER_BYTES_MAX`]), which start at `tail_offset`. Checks
+    /// magic, CRC and version, in that order, so that a table of another
+    /// version is named as such rather than as damage. Returns the footer
+    /// and its offset in the file.
     ///
     /// # Errors
-    /// `Corruption` or `ChecksumMismatch` naming `file` and `offset`.
-    pub(crate) fn decode(bytes: &[u8], file: &str, offset: u64) -> Result<Footer, EngineError> {
-        if bytes.len() as u64 != FOOTER_BYTES {
-            return Err(corruption(file, offset, "footer has the wrong size"));
+    /// `Corruption` or `ChecksumMismatch` naming `file` and an offset.
+    pub(crate) fn decode(
+        tail: &[u8],
+        file: &str,
+        tail_offset: u64,
+    ) -> Result<(Footer, u64), EngineError> {
+        let len = tail.len();
+        if len < FOOTER_BYTES_V2 {
+            return Err(corruption(file, 0, "file shorter than a table footer"));
         }
-        if bytes[FOOTER_CHECKED_BYTES + 4..] != TABLE_MAGIC {
-            return Err(corruption(file, offset, "bad table magic"));
+        let magic_at = len - TABLE_MAGIC.len();
+        if tail[magic_at..] != TABLE_MAGIC {
+            return Err(corruption(
+                file,
+                tail_offset + magic_at as u64,
+                "bad table magic",
+            ));
         }
-        let mut reader = Reader::new(bytes);
-        let mut handles = [BlockHandle { offset: 0, size: 0 }; 3];
-        for handle in &mut handles {
-            handle.offset = reader.u64_le().expect("fixed size");
-            handle.size = u64::from(reader.u32_le().expect("fixed size"));
+        let number = Reader::new(&tail[len - VERSION_FROM_END..])
+            .u32_le()
+            .expect("4 bytes");
+        let version = TableVersion::from_number(number);
+        let footer_bytes = match version {
+            Some(TableVersion::V3) => FOOTER_BYTES_MAX as usize,
+            _ => FOOTER_BYTES_V2,
+        };
+        if len < footer_bytes {
+            return Err(corruption(file, 0, "file shorter than its table footer"));
         }
-        let version = reader.u32_le().expect("fixed size");
-        let expected = reader.u32_le().expect("fixed size");
-        let got = crc32fast::hash(&bytes[..FOOTER_CHECKED_BYTES]);
+        let start = len - footer_bytes;
+        let offset = tail_offset + start as u64;
+        let bytes = &tail[start..];
+        let checked = footer_bytes - FOOTER_TAIL_BYTES;
+        let expected = Reader::new(&bytes[checked..]).u32_le().expect("4 bytes");
+        let got = crc32fast::hash(&bytes[..checked]);
         if expected != got {
             return Err(EngineError::ChecksumMismatch {
                 file: file.to_owned(),
@@ -80,22 +141,32 @@ impl Footer {
                 got,
             });
         }
-        let Some(version) = TableVersion::from_number(version) else {
+        let Some(version) = version else {
             return Err(corruption(
                 file,
                 offset,
                 format!(
-                    "unsupported table format version {version} (this build reads 1 to {TABLE_FORMAT_VERSION})"
+                    "unsupported table format version {number} (this build reads 1 to {TABLE_FORMAT_VERSION})"
                 ),
             ));
         };
-        let [index, bloom, meta] = handles;
-        Ok(Footer {
-            index,
-            bloom,
-            meta,
-            version,
-        })
+        let mut reader = Reader::new(bytes);
+        let mut handle = || BlockHandle {
+            offset: reader.u64_le().expect("fixed size"),
+            size: u64::from(reader.u32_le().expect("fixed size")),
+        };
+        let dictionary = (version == TableVersion::V3).then(&mut handle);
+        let (index, bloom, meta) = (handle(), handle(), handle());
+        Ok((
+            Footer {
+                dictionary,
+                index,
+                bloom,
+                meta,
+                version,
+            },
+            offset,
+        ))
     }
 }
 
@@ -103,8 +174,12 @@ impl Footer {
 mod tests {
     use super::*;
 
-    fn sample() -> Footer {
+    fn sample(version: TableVersion) -> Footer {
         Footer {
+            dictionary: (version == TableVersion::V3).then_some(BlockHandle {
+                offset: 60,
+                size: 35,
+            }),
             index: BlockHandle {
                 offset: 100,
                 size: 20,
@@ -117,33 +192,48 @@ mod tests {
                 offset: 139,
                 size: 40,
             },
-            version: TableVersion::V2,
+            version,
         }
     }
 
     #[test]
-    fn footer_round_trips() {
-        let footer = sample();
-        assert_eq!(
-            Footer::decode(&footer.encode(), "t", 0).expect("decode"),
-            footer
-        );
+    fn footers_of_every_version_round_trip_behind_other_bytes() {
+        for version in [TableVersion::V1, TableVersion::V2, TableVersion::V3] {
+            let footer = sample(version);
+            let encoded = footer.encode();
+            assert_eq!(
+                encoded.len(),
+                if version == TableVersion::V3 { 64 } else { 52 }
+            );
+            assert_eq!(
+                Footer::decode(&encoded, "t", 1000).expect("decode"),
+                (footer, 1000)
+            );
+            // As a reader sees it: the last 64 bytes of the file.
+            let mut tail = vec![7_u8; 64 - encoded.len()];
+            tail.extend_from_slice(&encoded);
+            assert_eq!(
+                Footer::decode(&tail, "t", 1000).expect("decode"),
+                (footer, 1000 + 64 - encoded.len() as u64)
+            );
+        }
     }
 
     #[test]
-    fn versions_1_and_2_are_read_and_others_rejected_by_name() {
+    fn versions_1_to_3_are_read_and_others_rejected_by_name() {
         let with_version = |number: u32| {
-            let mut bytes = sample().encode();
+            let mut bytes = sample(TableVersion::V2).encode();
             bytes[36..40].copy_from_slice(&number.to_le_bytes());
             let crc = crc32fast::hash(&bytes[..40]);
             bytes[40..44].copy_from_slice(&crc.to_le_bytes());
             bytes
         };
         for version in [TableVersion::V1, TableVersion::V2] {
-            let footer = Footer::decode(&with_version(version.number()), "t", 0).expect("decode");
+            let (footer, _) =
+                Footer::decode(&with_version(version.number()), "t", 0).expect("decode");
             assert_eq!(footer.version, version);
         }
-        for number in [0, 3] {
+        for number in [0, 4] {
             let err = Footer::decode(&with_version(number), "table-1", 500).expect_err("version");
             assert!(
                 err.to_string()
@@ -152,18 +242,24 @@ mod tests {
             );
             assert!(err.to_string().contains("table-1"), "{err}");
         }
+        // A version 3 footer needs its 64 bytes.
+        let v3 = sample(TableVersion::V3).encode();
+        assert!(Footer::decode(&v3[10..], "t", 0).is_err());
     }
 
     #[test]
     fn bad_magic_and_bad_crc_are_rejected() {
-        let mut bytes = sample().encode();
-        bytes[51] ^= 1;
-        assert!(Footer::decode(&bytes, "t", 0).is_err());
-        let mut bytes = sample().encode();
-        bytes[3] ^= 1;
-        assert!(matches!(
-            Footer::decode(&bytes, "t", 0),
-            Err(EngineError::ChecksumMismatch { .. })
-        ));
+        for version in [TableVersion::V2, TableVersion::V3] {
+            let mut bytes = sample(version).encode();
+            let last = bytes.len() - 1;
+            bytes[last] ^= 1;
+            assert!(Footer::decode(&bytes, "t", 0).is_err());
+            let mut bytes = sample(version).encode();
+            bytes[3] ^= 1;
+            assert!(matches!(
+                Footer::decode(&bytes, "t", 0),
+                Err(EngineError::ChecksumMismatch { .. })
+            ));
+        }
     }
 }

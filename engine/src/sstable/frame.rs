@@ -8,8 +8,10 @@
 //! compression [`COMPRESSION_LZ4`] the stored contents are
 //! `uncompressed len u32 LE | lz4 block`; with [`COMPRESSION_ZSTD`],
 //! `uncompressed len u32 LE | zstd frame` (one frame, no zstd checksum: the
-//! CRC covers it). A [`BlockHandle`] names the stored contents (offset and
-//! size, trailer excluded).
+//! CRC covers it); with [`COMPRESSION_ZSTD_DICTIONARY`] (format version 3
+//! on), the same, the frame compressed with the table's zstd dictionary
+//! (its dictionary block). A [`BlockHandle`] names the stored contents
+//! (offset and size, trailer excluded).
 
 use std::fmt;
 
@@ -30,6 +32,9 @@ const COMPRESSION_LZ4: u8 = 1;
 /// Compression byte: zstd frame with its uncompressed length in front
 /// (table format version 2 on).
 const COMPRESSION_ZSTD: u8 = 2;
+/// Compression byte: zstd frame made with the table's dictionary, its
+/// uncompressed length in front (table format version 3 on).
+const COMPRESSION_ZSTD_DICTIONARY: u8 = 3;
 /// Bytes of the uncompressed length in front of a compressed block.
 const LEN_BYTES: usize = 4;
 /// LZ4 cannot expand its input more than about 255-fold (one token byte
@@ -63,6 +68,12 @@ pub(crate) struct Codec {
     /// A compressor and the level it was made for.
     zstd_compressor: Option<(i32, zstd::bulk::Compressor<'static>)>,
     zstd_decompressor: Option<zstd::bulk::Decompressor<'static>>,
+    /// A compressor holding the table's dictionary (a writer's, once
+    /// trained); while set, zstd blocks are compressed with it.
+    zstd_dictionary_compressor: Option<zstd::bulk::Compressor<'static>>,
+    /// A decompressor holding the table's dictionary (a reader's, loaded at
+    /// open): its entropy tables are built once, not per block.
+    zstd_dictionary_decompressor: Option<zstd::bulk::Decompressor<'static>>,
     /// Where a block is compressed before it is copied behind its length.
     scratch: Vec<u8>,
 }
@@ -72,6 +83,11 @@ impl fmt::Debug for Codec {
         f.debug_struct("Codec")
             .field("zstd_compressor", &self.zstd_compressor.is_some())
             .field("zstd_decompressor", &self.zstd_decompressor.is_some())
+            .field(
+                "zstd_dictionary",
+                &(self.zstd_dictionary_compressor.is_some()
+                    || self.zstd_dictionary_decompressor.is_some()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -79,6 +95,44 @@ impl fmt::Debug for Codec {
 impl Codec {
     pub(crate) fn new() -> Codec {
         Codec::default()
+    }
+
+    /// From now on, compresses zstd blocks at `level` with `dictionary`
+    /// (frames without the dictionary's id: a table has one dictionary);
+    /// `false`, changing nothing, if zstd does not accept it.
+    pub(crate) fn use_zstd_dictionary_for_writing(
+        &mut self,
+        level: i32,
+        dictionary: &[u8],
+    ) -> bool {
+        let made = zstd::bulk::Compressor::with_dictionary(level, dictionary).and_then(
+            |mut compressor| {
+                compressor.set_parameter(zstd::zstd_safe::CParameter::DictIdFlag(false))?;
+                Ok(compressor)
+            },
+        );
+        match made {
+            Ok(compressor) => {
+                self.zstd_dictionary_compressor = Some(compressor);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Decompresses [`COMPRESSION_ZSTD_DICTIONARY`] blocks with
+    /// `dictionary` from now on.
+    ///
+    /// # Errors
+    /// zstd's reason if it does not accept the dictionary.
+    pub(crate) fn use_zstd_dictionary_for_reading(
+        &mut self,
+        dictionary: &[u8],
+    ) -> Result<(), String> {
+        let decompressor =
+            zstd::bulk::Decompressor::with_dictionary(dictionary).map_err(|err| err.to_string())?;
+        self.zstd_dictionary_decompressor = Some(decompressor);
+        Ok(())
     }
 
     /// Compresses `contents` into `self.scratch` with zstd at `level`;
@@ -103,9 +157,45 @@ impl Codec {
             .is_ok()
     }
 
+    /// Whether blocks are compressed or decompressed with a dictionary.
+    #[cfg(test)]
+    pub(crate) fn has_zstd_dictionary(&self) -> bool {
+        self.zstd_dictionary_compressor.is_some() || self.zstd_dictionary_decompressor.is_some()
+    }
+
+    /// Compresses `contents` into `self.scratch` with the dictionary's
+    /// compressor; `false` if zstd failed.
+    fn zstd_compress_with_dictionary(&mut self, contents: &[u8]) -> bool {
+        let Some(compressor) = self.zstd_dictionary_compressor.as_mut() else {
+            return false;
+        };
+        self.scratch.clear();
+        self.scratch
+            .reserve(zstd::zstd_safe::compress_bound(contents.len()));
+        compressor
+            .compress_to_buffer(contents, &mut self.scratch)
+            .is_ok()
+    }
+
     /// Decompresses the zstd frame `compressed` into `out` (empty, with
-    /// room for exactly `len` bytes); `Err` with zstd's reason otherwise.
-    fn zstd_decompress(&mut self, compressed: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    /// room for exactly `len` bytes), with the table's dictionary if
+    /// `dictionary`; `Err` with zstd's reason otherwise.
+    fn zstd_decompress(
+        &mut self,
+        compressed: &[u8],
+        out: &mut Vec<u8>,
+        dictionary: bool,
+    ) -> Result<(), String> {
+        if dictionary {
+            let decompressor = self
+                .zstd_dictionary_decompressor
+                .as_mut()
+                .ok_or("a dictionary block in a table without a dictionary")?;
+            return decompressor
+                .decompress_to_buffer(compressed, out)
+                .map(|_| ())
+                .map_err(|err| err.to_string());
+        }
         if self.zstd_decompressor.is_none() {
             let decompressor = zstd::bulk::Decompressor::new().map_err(|err| err.to_string())?;
             self.zstd_decompressor = Some(decompressor);
@@ -158,12 +248,18 @@ pub(crate) fn seal_into(
             }
         }
         TableCompression::Zstd { level } => {
-            if codec.zstd_compress(contents, level)
-                && codec.scratch.len() + LEN_BYTES < contents.len()
-            {
+            let (compressed, zstd_kind) = if codec.zstd_dictionary_compressor.is_some() {
+                (
+                    codec.zstd_compress_with_dictionary(contents),
+                    COMPRESSION_ZSTD_DICTIONARY,
+                )
+            } else {
+                (codec.zstd_compress(contents, level), COMPRESSION_ZSTD)
+            };
+            if compressed && codec.scratch.len() + LEN_BYTES < contents.len() {
                 out.extend_from_slice(&len.to_le_bytes());
                 out.extend_from_slice(&codec.scratch);
-                kind = COMPRESSION_ZSTD;
+                kind = zstd_kind;
             }
         }
     }
@@ -206,7 +302,7 @@ pub(crate) fn unseal(
     let (name, expansion_max) = match kind[0] {
         COMPRESSION_NONE => return Ok(stored.to_vec()),
         COMPRESSION_LZ4 => ("lz4", LZ4_EXPANSION_MAX),
-        COMPRESSION_ZSTD => ("zstd", ZSTD_EXPANSION_MAX),
+        COMPRESSION_ZSTD | COMPRESSION_ZSTD_DICTIONARY => ("zstd", ZSTD_EXPANSION_MAX),
         other => {
             return Err(corruption(
                 file,
@@ -244,7 +340,11 @@ pub(crate) fn unseal(
     } else {
         let mut contents = Vec::with_capacity(len as usize);
         codec
-            .zstd_decompress(compressed, &mut contents)
+            .zstd_decompress(
+                compressed,
+                &mut contents,
+                kind[0] == COMPRESSION_ZSTD_DICTIONARY,
+            )
             .map_err(|err| corruption(file, offset, format!("zstd: {err}")))?;
         contents
     };
@@ -329,6 +429,39 @@ mod tests {
     }
 
     #[test]
+    fn dictionary_blocks_need_the_dictionary() {
+        let dictionary = b"a dictionary of common words: alpha bravo charlie delta echo".repeat(8);
+        let contents = b"charlie delta echo alpha bravo, and again: charlie delta echo".repeat(30);
+        let mut writer = Codec::new();
+        assert!(writer.use_zstd_dictionary_for_writing(3, &dictionary));
+        let mut sealed = Vec::new();
+        seal_into(
+            &mut sealed,
+            &contents,
+            TableCompression::Zstd { level: 3 },
+            &mut writer,
+        );
+        assert_eq!(sealed[sealed.len() - 5], COMPRESSION_ZSTD_DICTIONARY);
+        let mut reader = Codec::new();
+        reader
+            .use_zstd_dictionary_for_reading(&dictionary)
+            .expect("dictionary");
+        for _ in 0..2 {
+            assert_eq!(
+                unseal(&sealed, "t", 0, &mut reader).expect("unseal"),
+                contents
+            );
+        }
+        let err = unseal(&sealed, "table-d", 96, &mut Codec::new()).expect_err("no dictionary");
+        assert!(matches!(err, EngineError::Corruption { .. }), "{err}");
+        assert!(err.to_string().contains("table-d"), "{err}");
+        // LZ4 blocks are unaffected by a dictionary.
+        let mut lz4 = Vec::new();
+        seal_into(&mut lz4, &contents, TableCompression::Lz4, &mut writer);
+        assert_eq!(lz4[lz4.len() - 5], COMPRESSION_LZ4);
+    }
+
+    #[test]
     fn flipped_bit_is_a_checksum_mismatch_naming_file_and_offset() {
         let mut sealed = seal(b"some block contents", TableCompression::None);
         sealed[3] ^= 0x10;
@@ -349,13 +482,22 @@ mod tests {
         #[test]
         fn compressed_blocks_with_valid_crc_but_garbage_body_never_panic(
             body in prop::collection::vec(any::<u8>(), 0..64),
-            kind in prop_oneof![Just(COMPRESSION_LZ4), Just(COMPRESSION_ZSTD)],
+            kind in prop_oneof![
+                Just(COMPRESSION_LZ4),
+                Just(COMPRESSION_ZSTD),
+                Just(COMPRESSION_ZSTD_DICTIONARY),
+            ],
         ) {
             let mut framed = body;
             framed.push(kind);
             let crc = crc32fast::hash(&framed);
             framed.extend_from_slice(&crc.to_le_bytes());
             let _ = unseal(&framed, "t", 0, &mut Codec::new());
+            let mut with_dictionary = Codec::new();
+            with_dictionary
+                .use_zstd_dictionary_for_reading(b"some raw dictionary content")
+                .expect("dictionary");
+            let _ = unseal(&framed, "t", 0, &mut with_dictionary);
         }
 
         #[test]

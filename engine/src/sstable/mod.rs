@@ -1,18 +1,23 @@
 //! SSTables: immutable, sorted, checksummed files of versioned entries.
 //!
-//! # Layout (format version 2, all integers little-endian)
+//! # Layout (format version 3, all integers little-endian)
 //!
 //! ```text
-//! data block 0 | data block 1 | ... | index block | bloom block | meta block | footer
+//! data block 0 | data block 1 | ... | dictionary block | index block
+//! | bloom block | meta block | footer
 //! ```
+//!
+//! (Versions 1 and 2 have no dictionary block and a shorter footer.)
 //!
 //! Every block is stored as `contents | compression u8 | crc32 u32` where the
 //! CRC covers the contents and the compression byte ([`frame`]). Data blocks
 //! ([`block`]) hold entries with prefix-compressed keys and restart points;
+//! the dictionary block holds the zstd dictionary the table's zstd blocks
+//! were compressed with (empty if none: flushed LZ4 tables, small tables);
 //! the index block ([`index`]) holds, per data block, its last key and
 //! handle; the bloom block ([`bloom`]) a filter over every key; the meta
 //! block ([`meta`]) the key range, timestamp range and counts; the fixed-size
-//! footer ([`footer`]) the three handles, the format version, a CRC and the
+//! footer ([`footer`]) the four handles, the format version, a CRC and the
 //! magic. [`writer`] writes a table under a temporary name, syncs it, renames
 //! it and syncs the directory; [`reader`] opens one and serves point reads
 //! and ordered iteration, reporting any damage as an [`EngineError`] naming
@@ -41,7 +46,7 @@ pub(crate) type TableEntry = (Vec<u8>, Versioned);
 
 /// Version of the layout above, which this build writes; bumped on any
 /// incompatible change.
-pub(crate) const TABLE_FORMAT_VERSION: u32 = 2;
+pub(crate) const TABLE_FORMAT_VERSION: u32 = 3;
 
 /// The table format versions this build reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +58,9 @@ pub(crate) enum TableVersion {
     /// lengths in data blocks, prefix-compressed keys and implied offsets
     /// in the index, zstd blocks.
     V2,
+    /// Version 2 plus a zstd dictionary block (possibly empty) and blocks
+    /// compressed with it; a 64-byte footer naming it.
+    V3,
 }
 
 impl TableVersion {
@@ -61,6 +69,7 @@ impl TableVersion {
         match number {
             1 => Some(TableVersion::V1),
             2 => Some(TableVersion::V2),
+            3 => Some(TableVersion::V3),
             _ => None,
         }
     }
@@ -70,6 +79,7 @@ impl TableVersion {
         match self {
             TableVersion::V1 => 1,
             TableVersion::V2 => 2,
+            TableVersion::V3 => 3,
         }
     }
 }

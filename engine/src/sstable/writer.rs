@@ -23,6 +23,31 @@ use crate::types::Timestamp;
 /// Bytes gathered in memory before they are written to the file: one
 /// `write_at` per this many bytes rather than one per block.
 const WRITE_BUFFER_BYTES: usize = 256 * 1024;
+/// A zstd table's first data blocks, up to this many bytes, are held back
+/// and used to train its dictionary; then they and every later block are
+/// compressed with it.
+const DICTIONARY_SAMPLE_BYTES: usize = 1024 * 1024;
+/// A table with fewer bytes of data blocks than this gets no dictionary
+/// (training one would cost more than it saves).
+const DICTIONARY_SAMPLE_BYTES_MIN: usize = 128 * 1024;
+/// Largest dictionary trained. Its entropy tables are what a block then
+/// does not rebuild; its content lets small blocks refer to common bytes.
+const DICTIONARY_BYTES: usize = 16 * 1024;
+
+/// Where a zstd table's dictionary stands.
+#[derive(Debug)]
+enum Dictionary {
+    /// None will be made: the table is not compressed with zstd.
+    Off,
+    /// Data blocks held back as training samples, in order: contents and
+    /// last key.
+    Gathering {
+        blocks: Vec<(Vec<u8>, Vec<u8>)>,
+        bytes: usize,
+    },
+    /// Trained (or not, if empty): the bytes of the dictionary block.
+    Done(Vec<u8>),
+}
 
 /// What was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +83,7 @@ pub(crate) struct TableWriter<'d, D: Disk> {
     bloom: BloomBuilder,
     index_entries: Vec<IndexEntry>,
     meta: Option<TableMeta>,
+    dictionary: Dictionary,
 }
 
 impl<'d, D: Disk> TableWriter<'d, D> {
@@ -90,6 +116,13 @@ impl<'d, D: Disk> TableWriter<'d, D> {
             bloom: BloomBuilder::new(),
             index_entries: Vec::new(),
             meta: None,
+            dictionary: match options.compression {
+                TableCompression::Zstd { .. } => Dictionary::Gathering {
+                    blocks: Vec::new(),
+                    bytes: 0,
+                },
+                TableCompression::None | TableCompression::Lz4 => Dictionary::Off,
+            },
         })
     }
 
@@ -122,13 +155,59 @@ impl<'d, D: Disk> TableWriter<'d, D> {
         let last_key = self.block.last_key().to_vec();
         self.block_contents.clear();
         self.block.finish_into(&mut self.block_contents);
+        if let Dictionary::Gathering { blocks, bytes } = &mut self.dictionary {
+            *bytes += self.block_contents.len();
+            blocks.push((self.block_contents.clone(), last_key));
+            if *bytes >= DICTIONARY_SAMPLE_BYTES {
+                self.train_dictionary()?;
+            }
+            return Ok(());
+        }
         let contents = std::mem::take(&mut self.block_contents);
-        let handle = self.append_block(&contents, self.options.compression);
+        let written = self.append_data_block(&contents, last_key);
         self.block_contents = contents;
-        self.index_entries.push(IndexEntry {
-            last_key,
-            handle: handle?,
-        });
+        written
+    }
+
+    fn append_data_block(&mut self, contents: &[u8], last_key: Vec<u8>) -> Result<(), EngineError> {
+        let handle = self.append_block(contents, self.options.compression)?;
+        self.index_entries.push(IndexEntry { last_key, handle });
+        Ok(())
+    }
+
+    /// Trains the dictionary on the blocks held back (if there are enough),
+    /// then writes them, compressed with it.
+    fn train_dictionary(&mut self) -> Result<(), EngineError> {
+        if !matches!(self.dictionary, Dictionary::Gathering { .. }) {
+            return Ok(());
+        }
+        let Dictionary::Gathering { blocks, bytes } =
+            std::mem::replace(&mut self.dictionary, Dictionary::Done(Vec::new()))
+        else {
+            unreachable!("checked above");
+        };
+        let TableCompression::Zstd { level } = self.options.compression else {
+            unreachable!("only zstd tables gather samples");
+        };
+        if bytes >= DICTIONARY_SAMPLE_BYTES_MIN {
+            let samples: Vec<&[u8]> = blocks
+                .iter()
+                .map(|(contents, _)| contents.as_slice())
+                .collect();
+            // A failed training (too few or too uniform samples) leaves the
+            // table without a dictionary; that is only less compact.
+            if let Ok(dictionary) = zstd::dict::from_samples(&samples, DICTIONARY_BYTES) {
+                if self
+                    .codec
+                    .use_zstd_dictionary_for_writing(level, &dictionary)
+                {
+                    self.dictionary = Dictionary::Done(dictionary);
+                }
+            }
+        }
+        for (contents, last_key) in blocks {
+            self.append_data_block(&contents, last_key)?;
+        }
         Ok(())
     }
 
@@ -202,6 +281,12 @@ impl<'d, D: Disk> TableWriter<'d, D> {
         if !self.block.is_empty() {
             self.finish_block()?;
         }
+        self.train_dictionary()?;
+        let dictionary = match &self.dictionary {
+            Dictionary::Done(bytes) => bytes.clone(),
+            Dictionary::Off | Dictionary::Gathering { .. } => Vec::new(),
+        };
+        let dictionary = self.append_block(&dictionary, TableCompression::None)?;
         // The index is read once, when the table is opened: compressed as
         // the data is.
         let index = self.append_block(
@@ -212,10 +297,11 @@ impl<'d, D: Disk> TableWriter<'d, D> {
         let bloom = self.append_block(&bloom_contents, TableCompression::None)?;
         let meta_handle = self.append_block(&meta.encode(), TableCompression::None)?;
         let footer = Footer {
+            dictionary: Some(dictionary),
             index,
             bloom,
             meta: meta_handle,
-            version: TableVersion::V2,
+            version: TableVersion::V3,
         };
         self.buffer.extend_from_slice(&footer.encode());
         self.flush_buffer()?;
