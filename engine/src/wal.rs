@@ -269,6 +269,55 @@ fn read_bytes<F: DiskFile>(file: &F, offset: u64, len: usize) -> Result<Vec<u8>,
     Ok(buf)
 }
 
+/// Bytes a replay reads from a segment at a time.
+const REPLAY_WINDOW_BYTES: usize = 1024 * 1024;
+
+/// Reads a segment front to back for replay through a window of
+/// [`REPLAY_WINDOW_BYTES`], so that a segment of small records costs one
+/// `read_at` per window rather than two per record.
+struct SegmentReader<'f, F> {
+    file: &'f F,
+    file_len: u64,
+    /// File offset of `window[0]`.
+    window_start: u64,
+    window: Vec<u8>,
+}
+
+impl<'f, F: DiskFile> SegmentReader<'f, F> {
+    fn new(file: &'f F, file_len: u64) -> SegmentReader<'f, F> {
+        SegmentReader {
+            file,
+            file_len,
+            window_start: 0,
+            window: Vec::new(),
+        }
+    }
+
+    /// The `len` bytes at `offset` (the caller has checked that they lie
+    /// within the file). If reading a whole window fails, the bytes asked
+    /// for are read alone, so a bad sector further on fails only the reads
+    /// that reach it.
+    fn read(&mut self, offset: u64, len: usize) -> Result<Vec<u8>, DiskError> {
+        let in_window = offset >= self.window_start
+            && offset + len as u64 <= self.window_start + self.window.len() as u64;
+        if !in_window {
+            let wanted = len.max(REPLAY_WINDOW_BYTES);
+            let window_len = usize::try_from(self.file_len.saturating_sub(offset))
+                .map_or(wanted, |left| left.min(wanted));
+            self.window.resize(window_len, 0);
+            if window_len < len || self.file.read_at(offset, &mut self.window).is_err() {
+                self.window.clear();
+                self.window_start = 0;
+                return read_bytes(self.file, offset, len);
+            }
+            self.window_start = offset;
+        }
+        let start = usize::try_from(offset - self.window_start)
+            .expect("an offset within the window fits in usize");
+        Ok(self.window[start..start + len].to_vec())
+    }
+}
+
 fn le_u32(bytes: &[u8]) -> u32 {
     u32::from_le_bytes(bytes.try_into().expect("caller passes exactly 4 bytes"))
 }
@@ -326,7 +375,7 @@ fn check_segment_header<F: DiskFile>(
 /// Reads the record at `offset` of a file `file_len` bytes long; returns
 /// its type, payload and the offset after it.
 fn read_record<F: DiskFile>(
-    file: &F,
+    reader: &mut SegmentReader<'_, F>,
     name: &str,
     offset: u64,
     file_len: u64,
@@ -344,7 +393,7 @@ fn read_record<F: DiskFile>(
             "{bytes_left} bytes left, fewer than a {RECORD_HEADER_BYTES}-byte record header"
         )));
     }
-    let header = read_bytes(file, offset, RECORD_HEADER_BYTES)?;
+    let header = reader.read(offset, RECORD_HEADER_BYTES)?;
     let payload_len = le_u32(&header[0..4]);
     let expected = le_u32(&header[4..8]);
     let record_type = header[8];
@@ -360,7 +409,7 @@ fn read_record<F: DiskFile>(
             "record length {payload_len} passes the end of the file ({file_len} bytes)"
         )));
     }
-    let payload = read_bytes(file, payload_offset, payload_len as usize)?;
+    let payload = reader.read(payload_offset, payload_len as usize)?;
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&[record_type]);
     hasher.update(&payload);
@@ -653,8 +702,9 @@ pub(crate) fn open<D: Disk>(
         let mut damage = check_segment_header(&file, name, *id, file_len).err();
         if damage.is_none() {
             offset = SEGMENT_RECORDS_OFFSET;
+            let mut reader = SegmentReader::new(&file, file_len);
             while offset < file_len {
-                match read_record(&file, name, offset, file_len) {
+                match read_record(&mut reader, name, offset, file_len) {
                     Ok((RECORD_TYPE_PADDING, _, next_offset)) => offset = next_offset,
                     Ok((record_type, payload, next_offset)) => {
                         let payload_offset = offset + RECORD_HEADER_BYTES as u64;
