@@ -144,7 +144,7 @@ fn bench_checker(args: &CheckerBenchArgs) -> anyhow::Result<()> {
         ..CheckOptions::default()
     };
     let root = args.corpus.join("porcupine");
-    println!(
+    out!(
         "checker benchmark: {} (min / median of {} runs, checking only, {} thread(s))",
         if cfg!(debug_assertions) {
             "DEBUG build, numbers are not comparable"
@@ -168,7 +168,7 @@ fn bench_checker(args: &CheckerBenchArgs) -> anyhow::Result<()> {
         etcd.iter().map(|h| h.check(&options)).collect::<Vec<_>>()
     });
     let count = |word| verdicts.iter().filter(|v| verdict_word(v) == word).count();
-    println!(
+    out!(
         "etcd: {} files, {ops} ops: check {} min, {} median; parse {}; {} linearizable, {} not, {} unknown",
         etcd.len(),
         ms(min),
@@ -182,7 +182,7 @@ fn bench_checker(args: &CheckerBenchArgs) -> anyhow::Result<()> {
     for path in files_in(&root.join("kv"), "txt")? {
         let history = load_file(&path)?;
         let (min, median, verdict) = timed(args.repeat, || history.check(&options));
-        println!(
+        out!(
             "kv/{}: {} ops: check {} min, {} median; {}",
             path.file_name()
                 .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
@@ -205,7 +205,7 @@ fn bench_checker(args: &CheckerBenchArgs) -> anyhow::Result<()> {
         let (min, median, verdict) = timed(args.repeat, || {
             enigma_checker::check_linearizable_with(&history, &options)
         });
-        println!(
+        out!(
             "stress: {} ops ({info} info), {} processes, {} keys: check {} min, {} median ({:.0} ops/s); generate {}; {}",
             history.len(),
             args.stress_processes,

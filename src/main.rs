@@ -10,6 +10,16 @@
 //! - `enigma dev`: a three-node cluster on loopback, for trying EnigmaDB.
 //! - `enigma status --node ADDR`: membership as one node sees it.
 
+/// `println!` for the commands' reports: when the reader has gone away
+/// (`enigma sim --trace | head`), the process ends quietly with status 141,
+/// as a Unix tool killed by `SIGPIPE` would, instead of panicking. (Rust
+/// ignores `SIGPIPE`, which the server needs, so writes see `BrokenPipe`.)
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::print_line(format_args!($($arg)*))
+    };
+}
+
 mod bench;
 mod check;
 
@@ -159,6 +169,23 @@ fn parse_on_off(text: &str) -> Result<bool, String> {
     }
 }
 
+/// Writes one line to standard output; see [`out!`].
+fn print_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_fmt(args)
+        .and_then(|()| stdout.write_all(b"\n"));
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(141),
+        Err(e) => {
+            eprintln!("error: cannot write to standard output: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -176,7 +203,7 @@ fn status(args: &StatusArgs) -> ExitCode {
         .and_then(|text| enigmadb::status::format_membership(&text));
     match table {
         Ok(table) => {
-            print!("{table}");
+            out!("{}", table.trim_end_matches('\n'));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -222,18 +249,18 @@ fn sim_one(config: &SimConfig, show_history: bool, history_out: Option<&Path>) -
     }
     if let Some(timeline) = &report.timeline {
         for line in timeline {
-            println!("{line}");
+            out!("{line}");
         }
     }
     if show_history {
         for op in report.history.operations() {
-            println!("{op}");
+            out!("{op}");
         }
     }
     let stats = &report.stats;
-    println!("seed: {:#x}", config.seed);
-    println!("swarm: {}", report.swarm);
-    println!(
+    out!("seed: {:#x}", config.seed);
+    out!("swarm: {}", report.swarm);
+    out!(
         "ops: {} ok, {} fail, {} info; {} events, {:.1}s virtual, {} crashes, {} partitions, {} messages",
         stats.ops_ok,
         stats.ops_fail,
@@ -244,9 +271,11 @@ fn sim_one(config: &SimConfig, show_history: bool, history_out: Option<&Path>) -
         stats.partitions,
         stats.messages,
     );
-    println!(
+    out!(
         "storage: {} flushes, {} compactions, {} acknowledged replica writes held to durability",
-        stats.tables_flushed, stats.compactions, stats.writes_acknowledged
+        stats.tables_flushed,
+        stats.compactions,
+        stats.writes_acknowledged
     );
     let checks: Vec<String> = report
         .promises
@@ -254,10 +283,10 @@ fn sim_one(config: &SimConfig, show_history: bool, history_out: Option<&Path>) -
         .iter()
         .map(|r| format!("{} {}", r.check, r.status.word()))
         .collect();
-    println!("checks: {}", checks.join(", "));
-    println!("digest: {:016x}", report.digest);
+    out!("checks: {}", checks.join(", "));
+    out!("digest: {:016x}", report.digest);
     if report.passed() {
-        println!("result: pass");
+        out!("result: pass");
         ExitCode::SUCCESS
     } else {
         print_failure(&report);
@@ -267,12 +296,12 @@ fn sim_one(config: &SimConfig, show_history: bool, history_out: Option<&Path>) -
 
 fn print_failure(report: &RunReport) {
     for violation in &report.violations {
-        println!("violated: {}", violation.property);
+        out!("violated: {}", violation.property);
         for line in violation.details.lines() {
-            println!("  {line}");
+            out!("  {line}");
         }
     }
-    println!("repro: {}", report.config.repro_command());
+    out!("repro: {}", report.config.repro_command());
 }
 
 fn sim_sweep(base: &SimConfig, count: u64) -> ExitCode {
@@ -282,19 +311,19 @@ fn sim_sweep(base: &SimConfig, count: u64) -> ExitCode {
     let started = std::time::Instant::now();
     let result = sweep(base, count, |report| {
         let properties: Vec<&str> = report.violations.iter().map(|v| v.property).collect();
-        println!(
+        out!(
             "seed {:#x} FAILED: {}",
             report.config.seed,
             properties.join(", ")
         );
-        println!("repro: {}", report.config.repro_command());
+        out!("repro: {}", report.config.repro_command());
     });
     let elapsed = started.elapsed().as_secs_f64();
     eprintln!(
         "{count} seeds in {elapsed:.2}s ({:.1} seeds/s)",
         count as f64 / elapsed.max(1e-9)
     );
-    println!("{} passed, {} failed", result.passed, result.failures.len());
+    out!("{} passed, {} failed", result.passed, result.failures.len());
     if result.failures.is_empty() {
         ExitCode::SUCCESS
     } else {

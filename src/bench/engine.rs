@@ -199,7 +199,7 @@ pub fn bench_engine(args: &EngineBenchArgs) -> anyhow::Result<()> {
         if let [first, second] = medians[..] {
             write!(line, " ratio={:.2}", first / second)?;
         }
-        println!("{line}");
+        out!("{line}");
     }
     Ok(())
 }
