@@ -1,7 +1,7 @@
 //! Real `enigma` processes on loopback, for end-to-end tests.
 //!
-//! Ports are picked by binding port 0 and releasing it just before the node
-//! binds it again, so parallel tests do not collide. Every wait is bounded
+//! Ports are picked below the ephemeral range and checked free by binding
+//! them just before the node binds them (`free_ports`). Every wait is bounded
 //! by a deadline (failing the test, never hanging it). Node logs go to
 //! `<data dir>/n<ID>.log`, printed when a wait fails.
 
@@ -12,6 +12,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub const SECRET: &str = "test-cluster-secret";
@@ -23,9 +24,29 @@ pub fn enigma() -> Command {
 }
 
 pub fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
+    // Below Linux's ephemeral range (32768 and up): a port taken from that
+    // range by binding port 0 and released can be handed by the kernel to
+    // an outgoing connection (a client, or another test's peer link) before
+    // the node binds it. Ports here are only ever chosen on purpose; the
+    // counter keeps the tests of one binary apart, and the start depends on
+    // the process id so that binaries run one after another do not reuse
+    // each other's ports.
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(997) % SPAN;
+    let mut listeners = Vec::with_capacity(count);
+    for _ in 0..SPAN {
+        if listeners.len() == count {
+            break;
+        }
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN;
+        let port = u16::try_from(FIRST + offset).unwrap();
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            listeners.push(listener);
+        }
+    }
+    assert_eq!(listeners.len(), count, "no {count} free ports below 32768");
     listeners
         .iter()
         .map(|l| l.local_addr().unwrap().port())
