@@ -402,16 +402,7 @@ impl<D: Disk> Node<D> {
         let local_decides = required == 1 && replicas.contains(&self.id);
         match body.op {
             ClientOp::Get { key } if local_decides => {
-                let me = self.id;
-                for &replica in replicas.iter().filter(|&&r| r != me) {
-                    self.send(
-                        replica,
-                        Message::Read {
-                            op,
-                            key: key.clone(),
-                        },
-                    );
-                }
+                self.send_remote_reads(op, &key, &replicas);
                 match self.local_read(&key) {
                     Some(version) => {
                         self.reply_version(request, version.as_ref().map(|v| v.timestamp));
@@ -437,16 +428,7 @@ impl<D: Disk> Node<D> {
                     deadline_mono_nanos,
                 );
                 self.pending.insert(op.seq, Pending::Read(read));
-                let me = self.id;
-                for &replica in replicas.iter().filter(|&&r| r != me) {
-                    self.send(
-                        replica,
-                        Message::Read {
-                            op,
-                            key: key.clone(),
-                        },
-                    );
-                }
+                self.send_remote_reads(op, &key, &replicas);
                 if replicas.contains(&self.id) {
                     if let Some(version) = self.local_read(&key) {
                         self.on_read_reply(op, self.id, version);
@@ -461,6 +443,20 @@ impl<D: Disk> Node<D> {
                 let write = PendingWrite::new(request, replicas, required, deadline_mono_nanos);
                 self.start_write(now, op, key, None, write);
             }
+        }
+    }
+
+    /// Asks every replica of `key` but this node for its version.
+    fn send_remote_reads(&mut self, op: OpId, key: &[u8], replicas: &[NodeId]) {
+        let me = self.id;
+        for &replica in replicas.iter().filter(|&&r| r != me) {
+            self.send(
+                replica,
+                Message::Read {
+                    op,
+                    key: key.to_vec(),
+                },
+            );
         }
     }
 

@@ -149,12 +149,7 @@ impl Codec {
             }
         }
         let (_, compressor) = self.zstd_compressor.as_mut().expect("set above");
-        self.scratch.clear();
-        self.scratch
-            .reserve(zstd::zstd_safe::compress_bound(contents.len()));
-        compressor
-            .compress_to_buffer(contents, &mut self.scratch)
-            .is_ok()
+        compress_into(compressor, contents, &mut self.scratch)
     }
 
     /// Whether blocks are compressed or decompressed with a dictionary.
@@ -169,12 +164,7 @@ impl Codec {
         let Some(compressor) = self.zstd_dictionary_compressor.as_mut() else {
             return false;
         };
-        self.scratch.clear();
-        self.scratch
-            .reserve(zstd::zstd_safe::compress_bound(contents.len()));
-        compressor
-            .compress_to_buffer(contents, &mut self.scratch)
-            .is_ok()
+        compress_into(compressor, contents, &mut self.scratch)
     }
 
     /// Decompresses the zstd frame `compressed` into `out` (empty, with
@@ -206,6 +196,18 @@ impl Codec {
             .map(|_| ())
             .map_err(|err| err.to_string())
     }
+}
+
+/// Compresses `contents` into `scratch` (cleared first) with `compressor`;
+/// `false` if zstd failed.
+fn compress_into(
+    compressor: &mut zstd::bulk::Compressor<'static>,
+    contents: &[u8],
+    scratch: &mut Vec<u8>,
+) -> bool {
+    scratch.clear();
+    scratch.reserve(zstd::zstd_safe::compress_bound(contents.len()));
+    compressor.compress_to_buffer(contents, scratch).is_ok()
 }
 
 /// Frames `contents`, compressing them if asked and if that saves bytes.
