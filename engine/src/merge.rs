@@ -119,8 +119,20 @@ pub(crate) struct Merge<'a, F: DiskFile> {
     winner: Option<usize>,
     /// Every cursor standing on the current key: they all move on next.
     tied: Vec<usize>,
+    /// What follows the current key among the cursors not on it, as the
+    /// last full look found it (those cursors have not moved since).
+    rest: Rest,
     /// Set by an error: the merge yields nothing more.
     failed: bool,
+}
+
+/// The cursors of a merge that are not on the current key.
+#[derive(Debug, Clone, Copy)]
+enum Rest {
+    /// All done.
+    Done,
+    /// This one stands on the smallest key among them (largest, reverse).
+    Next(usize),
 }
 
 impl<'a, F: DiskFile> Merge<'a, F> {
@@ -132,6 +144,7 @@ impl<'a, F: DiskFile> Merge<'a, F> {
             reverse,
             winner: None,
             tied: Vec::new(),
+            rest: Rest::Done,
             failed: false,
         }
     }
@@ -152,14 +165,40 @@ impl<'a, F: DiskFile> Merge<'a, F> {
         result
     }
 
+    /// Whether `a` comes before `b` in the merge's order.
+    fn before(&self, a: &[u8], b: &[u8]) -> bool {
+        let order = key_cmp(a, b);
+        if self.reverse {
+            order == Ordering::Greater
+        } else {
+            order == Ordering::Less
+        }
+    }
+
     fn step(&mut self) -> Result<bool, EngineError> {
-        if self.winner.take().is_some() {
+        if let Some(winner) = self.winner.take() {
             for &index in &self.tied {
                 self.cursors[index].advance()?;
+            }
+            // The one cursor that moved still comes before every other:
+            // it wins again, without a look at the others (they have not
+            // moved, so `rest` still holds). In a scan most keys come from
+            // the largest source in runs, so this is the common case.
+            let moved = &self.cursors[winner];
+            if self.tied.len() == 1 && moved.valid() {
+                let wins = match self.rest {
+                    Rest::Done => true,
+                    Rest::Next(next) => self.before(moved.key(), self.cursors[next].key()),
+                };
+                if wins {
+                    self.winner = Some(winner);
+                    return Ok(true);
+                }
             }
         }
         self.tied.clear();
         let mut winner: Option<usize> = None;
+        let mut next: Option<usize> = None;
         for (index, cursor) in self.cursors.iter().enumerate() {
             if !cursor.valid() {
                 continue;
@@ -170,26 +209,23 @@ impl<'a, F: DiskFile> Merge<'a, F> {
                 continue;
             };
             let best = &self.cursors[best_index];
-            let mut order = key_cmp(cursor.key(), best.key());
-            if self.reverse {
-                order = order.reverse();
-            }
-            match order {
-                Ordering::Less => {
+            if self.before(cursor.key(), best.key()) {
+                // The old best key is now the next one.
+                next = Some(best_index);
+                winner = Some(index);
+                self.tied.clear();
+                self.tied.push(index);
+            } else if cursor.key() == best.key() {
+                self.tied.push(index);
+                if cursor.timestamp() > best.timestamp() {
                     winner = Some(index);
-                    self.tied.clear();
-                    self.tied.push(index);
                 }
-                Ordering::Equal => {
-                    self.tied.push(index);
-                    if cursor.timestamp() > best.timestamp() {
-                        winner = Some(index);
-                    }
-                }
-                Ordering::Greater => {}
+            } else if next.is_none_or(|next| self.before(cursor.key(), self.cursors[next].key())) {
+                next = Some(index);
             }
         }
         self.winner = winner;
+        self.rest = next.map_or(Rest::Done, Rest::Next);
         Ok(winner.is_some())
     }
 
@@ -271,6 +307,68 @@ mod tests {
             out.push((merge.key().to_vec(), merge.version()));
         }
         out
+    }
+
+    /// Sorted, deduplicated entries of one source from `(key, hlc)` pairs.
+    fn source(pairs: &[(u8, u64)]) -> Vec<TableEntry> {
+        let by_key: std::collections::BTreeMap<u8, u64> = pairs.iter().copied().collect();
+        by_key
+            .into_iter()
+            .map(|(key, hlc)| entry(&format!("k{key:03}"), hlc))
+            .collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Any number of sources, with keys in long runs from one source
+        /// and keys shared between sources: the merge yields what a map of
+        /// every entry, newest timestamp kept, holds, in both directions.
+        #[test]
+        fn merge_matches_a_model(
+            sources in proptest::collection::vec(
+                proptest::collection::vec((0_u8..60, 1_u64..20), 0..40),
+                1..6,
+            ),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let disk = FsDisk::open(dir.path()).expect("disk");
+            let cache = RefCell::new(BlockCache::new(1 << 20));
+            let entries: Vec<Vec<TableEntry>> = sources.iter().map(|pairs| source(pairs)).collect();
+            let mut model = std::collections::BTreeMap::new();
+            for (key, version) in entries.iter().flatten() {
+                let newer = model
+                    .get(key)
+                    .is_none_or(|kept: &Versioned| version.timestamp > kept.timestamp);
+                if newer {
+                    model.insert(key.clone(), version.clone());
+                }
+            }
+            // The first source is a memtable, the others tables.
+            let mem = memtable(&entries[0]);
+            let tables: Vec<Table<FsFile>> = entries[1..]
+                .iter()
+                .zip(1..)
+                .filter(|(entries, _)| !entries.is_empty())
+                .map(|(entries, id)| table(&disk, id, entries))
+                .collect();
+            for reverse in [false, true] {
+                let mut cursors = vec![Cursor::memtable(
+                    mem.range(Bound::Unbounded, Bound::Unbounded),
+                    reverse,
+                )];
+                for t in &tables {
+                    let mut cursor = t.cursor(&cache, false, reverse);
+                    cursor.seek(Bound::Unbounded).expect("seek");
+                    cursors.push(Cursor::Table(cursor));
+                }
+                let mut want: Vec<TableEntry> = model.clone().into_iter().collect();
+                if reverse {
+                    want.reverse();
+                }
+                proptest::prop_assert_eq!(collect(Merge::new(cursors, reverse)), want);
+            }
+        }
     }
 
     #[test]
