@@ -32,7 +32,10 @@
 //! time. With 4 writers the engine sits behind a mutex and the writers share
 //! fsyncs by leader/follower group commit, as a node's driver does: the
 //! first writer to need a sync syncs everything applied so far; the others
-//! wait for a sync that covers their write. fjall is configured to match:
+//! wait for a sync that covers their write, awake for up to
+//! [`COMMIT_SPIN`] before they sleep (see `group_commit_fill`); the figure
+//! is for an otherwise idle machine, since writers that spin slow down when
+//! other work holds the CPUs. fjall is configured to match:
 //! the same block cache size, journal writes buffered in the process (as
 //! EnigmaDB's WAL buffers them) and `PersistMode::SyncData` (fsync, as
 //! `FsDisk` syncs) after each acknowledged write of the sync workloads.
@@ -44,7 +47,9 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use anyhow::{bail, ensure, Context as _};
 use clap::{Args, ValueEnum};
@@ -67,7 +72,12 @@ const TICK_BUDGET_BYTES: u64 = 8 * 1024 * 1024;
 const LEADER_GROUPS_MAX: usize = 16;
 /// How long a group-commit leader waits for the other writers to queue
 /// before it syncs (it stops waiting as soon as all have).
-const GROUP_WAIT: std::time::Duration = std::time::Duration::from_micros(100);
+const GROUP_WAIT: Duration = Duration::from_micros(100);
+/// How long a writer waiting for a group commit stays awake (yielding the
+/// CPU) before it sleeps. A sleeping thread costs tens of microseconds to
+/// wake on a VM (its idle vCPU halts and needs an interrupt to run again),
+/// a good part of a sync; a commit pipeline keeps its threads awake.
+const COMMIT_SPIN: Duration = Duration::from_millis(1);
 /// Writer threads of `fillsync4`.
 const SYNC_WRITERS: usize = 4;
 /// Seeds of the key orders, so every run and engine sees the same ones.
@@ -110,7 +120,7 @@ pub struct EngineBenchArgs {
     #[arg(long, default_value_t = 100_000)]
     scan_keys: u64,
     /// Scans, each from a random start.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 50)]
     scans: u64,
     /// Writes of fillsync1 and fillsync4.
     #[arg(long, default_value_t = 50_000)]
@@ -124,6 +134,56 @@ pub struct EngineBenchArgs {
     /// Runs of each engine; with more than one, the median is printed.
     #[arg(long, default_value_t = 1)]
     runs: usize,
+    /// Run only these workloads.
+    #[arg(long, value_enum, default_value = "all")]
+    part: Part,
+}
+
+/// A group of workloads run in one process. With more than one engine or
+/// run, each part runs in its own child process, for every engine in turn
+/// before the next part: the two engines' figures for a workload are then
+/// measured seconds apart, not a minute (this VM's disk changes its sync
+/// rate from minute to minute), and `fillrandom_rss` is measured in a
+/// process that ran nothing before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Part {
+    /// Every workload.
+    All,
+    /// `fillsync1`.
+    Fillsync1,
+    /// `fillsync4`.
+    Fillsync4,
+    /// `fillseq`.
+    Fillseq,
+    /// `fillrandom` and the workloads on its data: `fillrandom_rss`,
+    /// `readrandom`, `scan`, `size`, `readrandom_compacted`.
+    Fillrandom,
+}
+
+impl Part {
+    /// The parts a full run is made of, in order: the sync workloads first,
+    /// before the fills leave the disk busy writing back.
+    const EACH: [Part; 4] = [
+        Part::Fillsync1,
+        Part::Fillsync4,
+        Part::Fillseq,
+        Part::Fillrandom,
+    ];
+
+    /// Whether running `self` runs the workloads of `part`.
+    fn covers(self, part: Part) -> bool {
+        self == Part::All || self == part
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Part::All => "all",
+            Part::Fillsync1 => "fillsync1",
+            Part::Fillsync4 => "fillsync4",
+            Part::Fillseq => "fillseq",
+            Part::Fillrandom => "fillrandom",
+        }
+    }
 }
 
 /// One workload's figure: ops/s, or bytes for `size` and `fillrandom_rss`.
@@ -173,21 +233,40 @@ pub fn bench_engine(args: &EngineBenchArgs) -> anyhow::Result<()> {
         load_average()
     );
     let figures: Vec<Vec<Figures>> = if engines.len() == 1 && args.runs == 1 {
-        vec![vec![run_workloads(args.engine, args)?]]
+        vec![vec![run_workloads(args.engine, args.part, args)?]]
     } else {
-        // One child per engine and run, interleaved, so that slow phases of
-        // a shared machine hit both engines alike.
+        // Children per engine, run and part, interleaved (see `Part`), so
+        // that slow phases of a shared machine hit both engines alike.
+        let parts: Vec<Part> = if args.part == Part::All {
+            Part::EACH.to_vec()
+        } else {
+            vec![args.part]
+        };
         let mut per_engine = vec![Vec::new(); engines.len()];
         for run in 0..args.runs {
-            for (slot, &engine) in engines.iter().enumerate() {
-                eprintln!("run {} of {}: {}", run + 1, args.runs, engine.name());
-                per_engine[slot].push(run_child(engine, args)?);
+            for runs in &mut per_engine {
+                runs.push(Figures::new());
+            }
+            for &part in &parts {
+                for (slot, &engine) in engines.iter().enumerate() {
+                    eprintln!(
+                        "run {} of {}: {} {}",
+                        run + 1,
+                        args.runs,
+                        engine.name(),
+                        part.name()
+                    );
+                    per_engine[slot][run].extend(run_child(engine, part, args)?);
+                }
             }
         }
         per_engine
     };
     eprintln!("load average after: {}", load_average());
     for workload in WORKLOADS {
+        if !figures[0][0].iter().any(|(name, _)| name == workload) {
+            continue;
+        }
         let mut line = format!("workload={workload}");
         let mut medians = Vec::new();
         for (engine, runs) in engines.iter().zip(&figures) {
@@ -236,12 +315,14 @@ fn check_available(engine: EngineKind) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs every workload of one engine in a child process (this binary, with
-/// `--engine` and one run) and reads its figures back.
-fn run_child(engine: EngineKind, args: &EngineBenchArgs) -> anyhow::Result<Figures> {
+/// Runs the workloads of `part` for one engine in a child process (this
+/// binary, with `--engine`, `--part` and one run) and reads its figures
+/// back.
+fn run_child(engine: EngineKind, part: Part, args: &EngineBenchArgs) -> anyhow::Result<Figures> {
     let exe = std::env::current_exe().context("cannot find this program to re-run it")?;
     let mut command = Command::new(exe);
     command.args(["bench", "engine", "--engine", engine.name()]);
+    command.args(["--part", part.name()]);
     for (flag, value) in [
         ("--keys", args.keys),
         ("--reads", args.reads),
@@ -424,20 +505,24 @@ fn rate(ops: u64, seconds: f64) -> f64 {
 }
 
 /// Every workload of one engine, in this process.
-fn run_workloads(engine: EngineKind, args: &EngineBenchArgs) -> anyhow::Result<Figures> {
+fn run_workloads(
+    engine: EngineKind,
+    part: Part,
+    args: &EngineBenchArgs,
+) -> anyhow::Result<Figures> {
     match engine {
-        EngineKind::Enigma => enigma::run(args),
-        EngineKind::Fjall => fjall_runs(args),
+        EngineKind::Enigma => enigma::run(part, args),
+        EngineKind::Fjall => fjall_runs(part, args),
     }
 }
 
 #[cfg(feature = "fjall")]
-fn fjall_runs(args: &EngineBenchArgs) -> anyhow::Result<Figures> {
-    fjall_bench::run(args)
+fn fjall_runs(part: Part, args: &EngineBenchArgs) -> anyhow::Result<Figures> {
+    fjall_bench::run(part, args)
 }
 
 #[cfg(not(feature = "fjall"))]
-fn fjall_runs(_args: &EngineBenchArgs) -> anyhow::Result<Figures> {
+fn fjall_runs(_part: Part, _args: &EngineBenchArgs) -> anyhow::Result<Figures> {
     bail!(NO_FJALL)
 }
 
@@ -503,12 +588,12 @@ mod enigma {
         Ok(())
     }
 
-    pub(super) fn run(args: &EngineBenchArgs) -> anyhow::Result<Figures> {
+    pub(super) fn run(part: Part, args: &EngineBenchArgs) -> anyhow::Result<Figures> {
         let mut figures = Figures::new();
         let kind = EngineKind::Enigma;
         // The sync workloads first, before the fills leave the disk busy
         // writing back.
-        {
+        if part.covers(Part::Fillsync1) {
             let scratch = Scratch::new(args, kind, "fillsync1")?;
             let mut engine = open(args, &scratch, SyncPolicy::Always)?;
             let mut clock = Clock(0);
@@ -525,20 +610,23 @@ mod enigma {
             done?;
             figures.push(("fillsync1".to_owned(), rate(args.sync_writes, time)));
         }
-        {
+        if part.covers(Part::Fillsync4) {
             let scratch = Scratch::new(args, kind, "fillsync4")?;
             let engine = open(args, &scratch, SyncPolicy::Always)?;
             let (time, done) = seconds(|| group_commit_fill(engine, args.sync_writes));
             done?;
             figures.push(("fillsync4".to_owned(), rate(args.sync_writes, time)));
         }
-        {
+        if part.covers(Part::Fillseq) {
             let scratch = Scratch::new(args, kind, "fillseq")?;
             let mut engine = open(args, &scratch, SyncPolicy::Never)?;
             let mut clock = Clock(0);
             let (time, done) = seconds(|| fill(&mut engine, &mut clock, args.keys, |i| i));
             done?;
             figures.push(("fillseq".to_owned(), rate(args.keys, time)));
+        }
+        if !part.covers(Part::Fillrandom) {
+            return Ok(figures);
         }
         let scratch = Scratch::new(args, kind, "fillrandom")?;
         let mut engine = open(args, &scratch, SyncPolicy::Never)?;
@@ -616,92 +704,163 @@ mod enigma {
         Ok(rate(args.reads, time))
     }
 
-    /// Writes waiting for a group commit, and what is durable.
-    #[derive(Default)]
+    /// The state of a group commit. Writers waiting for it stay awake for
+    /// up to [`COMMIT_SPIN`], watching the atomics without taking the lock
+    /// (a thread that sleeps on a contended lock costs a wake-up, as much as
+    /// a sleep on a condition); every change happens under the lock, so
+    /// that a writer that does go to sleep on [`Commit::changed`] misses
+    /// none.
     struct Commit {
-        /// Key indexes of writes not yet taken by a leader, oldest first.
-        queued: Vec<u64>,
+        /// Key indexes of writes not yet taken by a leader, oldest first,
+        /// and the first error of a leader (every later write fails).
+        queue: Mutex<(Vec<u64>, Option<String>)>,
+        /// Signalled on every change of `durable` and `leading`.
+        changed: Condvar,
         /// Writes ever queued: write `n` (from 1) is the `n`-th queued.
-        queued_total: u64,
+        queued_total: AtomicU64,
         /// Writes `1..=durable` are applied and synced.
-        durable: u64,
+        durable: AtomicU64,
         /// A leader is applying and syncing a group now.
-        leading: bool,
-        /// The first error of a leader: every later write fails.
-        failed: Option<String>,
+        leading: AtomicBool,
+        /// Writers that still have writes to make.
+        writers_left: AtomicU64,
+    }
+
+    /// The lock of [`Commit::queue`].
+    type Queue<'a> = MutexGuard<'a, (Vec<u64>, Option<String>)>;
+
+    impl Commit {
+        fn lock(&self) -> Queue<'_> {
+            self.queue.lock().expect("no writer panics")
+        }
+
+        /// Queues the write of key index `i` (under `queue`, the lock);
+        /// returns its number.
+        fn push(&self, queue: &mut Queue<'_>, i: u64) -> u64 {
+            queue.0.push(i);
+            self.queued_total.fetch_add(1, Ordering::AcqRel) + 1
+        }
+
+        /// Writes queued and not yet durable: when no group is in flight,
+        /// the writes waiting in the queue.
+        fn waiting(&self) -> u64 {
+            self.queued_total.load(Ordering::Acquire) - self.durable.load(Ordering::Acquire)
+        }
+
+        /// Spins (yielding the CPU) until `ready` holds or `spin` has
+        /// passed; returns whether it holds.
+        fn spin_until(spin: Duration, ready: impl Fn() -> bool) -> bool {
+            // The bench's own pacing, never a measured figure.
+            #[allow(clippy::disallowed_methods)]
+            let started = std::time::Instant::now();
+            loop {
+                if ready() {
+                    return true;
+                }
+                if started.elapsed() >= spin {
+                    return false;
+                }
+                std::thread::yield_now();
+            }
+        }
     }
 
     /// `writes` writes by [`SYNC_WRITERS`] threads, each acknowledged only
     /// once a sync covers it. Leader/follower group commit, as a node's
     /// driver batches the inputs that arrive while it syncs: a writer queues
     /// its write; if no leader is active it becomes one, takes every queued
-    /// write, applies them, syncs once and wakes the writers it covered;
-    /// while writes queued meanwhile are waiting it commits them too (up to
-    /// [`LEADER_GROUPS_MAX`] groups), then hands over. Before each sync it
-    /// waits up to [`GROUP_WAIT`] for every writer to have queued.
+    /// write, applies them, syncs once and wakes the writers it covered.
+    /// It then queues its own next write and commits again while writes are
+    /// waiting (up to [`LEADER_GROUPS_MAX`] groups), then hands over. Before
+    /// each sync it waits up to [`GROUP_WAIT`] for every writer still
+    /// writing to have queued.
     fn group_commit_fill(engine: Engine<FsDisk>, writes: u64) -> anyhow::Result<()> {
         let engine = Mutex::new((engine, Clock(0), 0_u64));
-        let commit = Mutex::new(Commit::default());
-        let durable_changed = Condvar::new();
-        let queued_changed = Condvar::new();
+        let commit = Commit {
+            queue: Mutex::new((Vec::new(), None)),
+            changed: Condvar::new(),
+            queued_total: AtomicU64::new(0),
+            durable: AtomicU64::new(0),
+            leading: AtomicBool::new(false),
+            writers_left: AtomicU64::new(SYNC_WRITERS as u64),
+        };
         let writer = |thread: u64| -> anyhow::Result<()> {
-            let mut i = thread;
-            while i < writes {
-                let mut state = commit.lock().expect("no writer panics");
-                state.queued.push(i);
-                state.queued_total += 1;
-                let mine = state.queued_total;
-                queued_changed.notify_one();
-                loop {
-                    if let Some(reason) = &state.failed {
-                        bail!("group commit failed: {reason}");
+            // The next key index this writer writes, and the number of its
+            // write in flight (0: none yet).
+            let mut next = thread;
+            let mut mine = 0;
+            let mut queue = commit.lock();
+            loop {
+                if let Some(reason) = &queue.1 {
+                    bail!("group commit failed: {reason}");
+                }
+                if commit.durable.load(Ordering::Acquire) >= mine {
+                    if next >= writes {
+                        commit.writers_left.fetch_sub(1, Ordering::AcqRel);
+                        return Ok(());
                     }
-                    if state.durable >= mine {
+                    mine = commit.push(&mut queue, next);
+                    next += SYNC_WRITERS as u64;
+                }
+                if commit.leading.load(Ordering::Acquire) {
+                    let settled = || {
+                        commit.durable.load(Ordering::Acquire) >= mine
+                            || !commit.leading.load(Ordering::Acquire)
+                    };
+                    drop(queue);
+                    let done = Commit::spin_until(COMMIT_SPIN, settled);
+                    queue = commit.lock();
+                    if !done {
+                        queue = commit
+                            .changed
+                            .wait_while(queue, |queue| queue.1.is_none() && !settled())
+                            .expect("no writer panics");
+                    }
+                    continue;
+                }
+                // Lead: commit groups back to back while writes keep
+                // arriving (up to a bound, then hand over), so the disk
+                // never waits for a new leader to wake up.
+                commit.leading.store(true, Ordering::Release);
+                for _ in 0..LEADER_GROUPS_MAX {
+                    // Give the other writers, just woken by the last sync, a
+                    // moment to queue: one sync then covers them all (a
+                    // commit delay, as databases offer).
+                    drop(queue);
+                    Commit::spin_until(GROUP_WAIT, || {
+                        commit.waiting() >= commit.writers_left.load(Ordering::Acquire)
+                    });
+                    queue = commit.lock();
+                    let group = std::mem::take(&mut queue.0);
+                    let covered = commit.queued_total.load(Ordering::Acquire);
+                    drop(queue);
+                    let result = {
+                        let mut guard = engine.lock().expect("no writer panics");
+                        let (engine, clock, applied) = &mut *guard;
+                        apply_group(engine, clock, applied, &group)
+                    };
+                    queue = commit.lock();
+                    match result {
+                        Ok(()) => commit.durable.store(covered, Ordering::Release),
+                        Err(err) => queue.1 = Some(format!("{err:#}")),
+                    }
+                    commit.changed.notify_all();
+                    if queue.1.is_some() {
                         break;
                     }
-                    if state.leading {
-                        state = durable_changed.wait(state).expect("no writer panics");
-                        continue;
+                    // This writer's write is durable now: its next one
+                    // joins the next group, as the others' do.
+                    if next < writes {
+                        mine = commit.push(&mut queue, next);
+                        next += SYNC_WRITERS as u64;
                     }
-                    // Lead: commit groups back to back while writes keep
-                    // arriving (up to a bound, then hand over), so the disk
-                    // never waits for a new leader to wake up.
-                    state.leading = true;
-                    for _ in 0..LEADER_GROUPS_MAX {
-                        // Give the other writers, just woken by the last
-                        // sync, a moment to queue: one sync then covers
-                        // them all (a commit delay, as databases offer).
-                        state = queued_changed
-                            .wait_timeout_while(state, GROUP_WAIT, |state| {
-                                state.queued.len() < SYNC_WRITERS && state.failed.is_none()
-                            })
-                            .expect("no writer panics")
-                            .0;
-                        let group = std::mem::take(&mut state.queued);
-                        let covered = state.queued_total;
-                        drop(state);
-                        let result = {
-                            let mut guard = engine.lock().expect("no writer panics");
-                            let (engine, clock, applied) = &mut *guard;
-                            apply_group(engine, clock, applied, &group)
-                        };
-                        state = commit.lock().expect("no writer panics");
-                        match result {
-                            Ok(()) => state.durable = covered,
-                            Err(err) => state.failed = Some(format!("{err:#}")),
-                        }
-                        durable_changed.notify_all();
-                        if state.queued.is_empty() || state.failed.is_some() {
-                            break;
-                        }
+                    if queue.0.is_empty() {
+                        break;
                     }
-                    state.leading = false;
-                    durable_changed.notify_all();
                 }
-                drop(state);
-                i += SYNC_WRITERS as u64;
+                commit.leading.store(false, Ordering::Release);
+                commit.changed.notify_all();
             }
-            Ok(())
         };
         std::thread::scope(|scope| {
             let handles: Vec<_> = (0..SYNC_WRITERS as u64)
@@ -757,11 +916,11 @@ mod fjall_bench {
         Ok(())
     }
 
-    pub(super) fn run(args: &EngineBenchArgs) -> anyhow::Result<Figures> {
+    pub(super) fn run(part: Part, args: &EngineBenchArgs) -> anyhow::Result<Figures> {
         let mut figures = Figures::new();
         let kind = EngineKind::Fjall;
         // The sync workloads first, as for EnigmaDB.
-        {
+        if part.covers(Part::Fillsync1) {
             let scratch = Scratch::new(args, kind, "fillsync1")?;
             let (db, keyspace) = open(args, &scratch)?;
             let (time, done) = seconds(|| -> anyhow::Result<()> {
@@ -774,7 +933,7 @@ mod fjall_bench {
             done?;
             figures.push(("fillsync1".to_owned(), rate(args.sync_writes, time)));
         }
-        {
+        if part.covers(Part::Fillsync4) {
             let scratch = Scratch::new(args, kind, "fillsync4")?;
             let (db, keyspace) = open(args, &scratch)?;
             let (time, done) = seconds(|| {
@@ -802,12 +961,15 @@ mod fjall_bench {
             done?;
             figures.push(("fillsync4".to_owned(), rate(args.sync_writes, time)));
         }
-        {
+        if part.covers(Part::Fillseq) {
             let scratch = Scratch::new(args, kind, "fillseq")?;
             let (_db, keyspace) = open(args, &scratch)?;
             let (time, done) = seconds(|| fill(&keyspace, args.keys, |i| i));
             done?;
             figures.push(("fillseq".to_owned(), rate(args.keys, time)));
+        }
+        if !part.covers(Part::Fillrandom) {
+            return Ok(figures);
         }
         let scratch = Scratch::new(args, kind, "fillrandom")?;
         let (db, keyspace) = open(args, &scratch)?;
