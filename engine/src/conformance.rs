@@ -20,7 +20,7 @@ type Check<D> = (&'static str, fn(&D));
 /// # Panics
 /// If the disk breaks the contract; the message names the rule.
 pub fn run_all<D: Disk>(mut fresh: impl FnMut() -> D) {
-    let checks: [Check<D>; 15] = [
+    let checks: [Check<D>; 19] = [
         ("fresh_disk_is_empty", check_fresh_disk_is_empty),
         (
             "create_then_list_is_sorted",
@@ -59,6 +59,22 @@ pub fn run_all<D: Disk>(mut fresh: impl FnMut() -> D) {
         (
             "sync_succeeds_on_healthy_disk",
             check_sync_succeeds_on_healthy_disk,
+        ),
+        (
+            "synced_write_of_whole_sectors_reads_back",
+            check_synced_write_of_whole_sectors_reads_back,
+        ),
+        (
+            "synced_write_of_any_shape_reads_back",
+            check_synced_write_of_any_shape_reads_back,
+        ),
+        (
+            "synced_write_after_buffered_write_keeps_both",
+            check_synced_write_after_buffered_write_keeps_both,
+        ),
+        (
+            "synced_write_past_end_extends",
+            check_synced_write_past_end_extends,
         ),
     ];
     for (name, check) in checks {
@@ -422,5 +438,156 @@ pub fn check_sync_succeeds_on_healthy_disk<D: Disk>(disk: &D) {
         ok("list", disk.list()),
         vec!["f"],
         "sync_dir must not change the listing"
+    );
+}
+
+/// `len` bytes of a pattern that differs per `seed` and per position, so a
+/// misplaced or stale sector shows.
+fn pattern(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i % 251) as u8 ^ seed.wrapping_mul(37))
+        .collect()
+}
+
+/// `write_synced_at` of whole 512-byte sectors at a sector offset writes
+/// them: over earlier bytes that were read (and may be cached) before, and
+/// again over its own.
+pub fn check_synced_write_of_whole_sectors_reads_back<D: Disk>(disk: &D) {
+    let mut file = ok("create", disk.create("f"));
+    ok("write_at", file.write_at(0, &pattern(1, 4096)));
+    ok("sync", file.sync());
+    assert_eq!(read_all(&file, "read"), pattern(1, 4096), "setup");
+    ok(
+        "write_synced_at",
+        file.write_synced_at(1024, &pattern(2, 1024)),
+    );
+    let mut expected = pattern(1, 4096);
+    expected[1024..2048].copy_from_slice(&pattern(2, 1024));
+    assert_eq!(
+        ok("len", file.len()),
+        4096,
+        "an overwrite must not change the length"
+    );
+    assert_eq!(
+        read_all(&file, "read"),
+        expected,
+        "a synced write must read back, the bytes around it unchanged"
+    );
+    ok(
+        "write_synced_at",
+        file.write_synced_at(1536, &pattern(3, 512)),
+    );
+    expected[1536..2048].copy_from_slice(&pattern(3, 512));
+    assert_eq!(
+        read_all(&file, "read"),
+        expected,
+        "a second synced write must read back"
+    );
+    let reopened = ok("open", disk.open("f"));
+    assert_eq!(
+        read_all(&reopened, "read"),
+        expected,
+        "another handle must see synced writes"
+    );
+}
+
+/// `write_synced_at` at any offset and of any length writes it.
+pub fn check_synced_write_of_any_shape_reads_back<D: Disk>(disk: &D) {
+    let mut file = ok("create", disk.create("f"));
+    ok("write_synced_at", file.write_synced_at(0, &pattern(1, 700)));
+    ok(
+        "write_synced_at",
+        file.write_synced_at(100, &pattern(2, 512)),
+    );
+    ok(
+        "write_synced_at",
+        file.write_synced_at(512, &pattern(3, 100)),
+    );
+    ok("write_synced_at of nothing", file.write_synced_at(700, b""));
+    let mut expected = pattern(1, 700);
+    expected[100..612].copy_from_slice(&pattern(2, 512));
+    expected[512..612].copy_from_slice(&pattern(3, 100));
+    assert_eq!(ok("len", file.len()), 700, "length after synced writes");
+    assert_eq!(
+        read_all(&file, "read"),
+        expected,
+        "misaligned synced writes must read back"
+    );
+}
+
+/// A `write_synced_at` after a plain write leaves both in place, and after
+/// a truncate leaves the truncated length.
+pub fn check_synced_write_after_buffered_write_keeps_both<D: Disk>(disk: &D) {
+    let mut file = ok("create", disk.create("f"));
+    ok("write_at", file.write_at(0, &pattern(1, 2048)));
+    ok("sync", file.sync());
+    ok("write_at", file.write_at(0, &pattern(2, 512)));
+    ok(
+        "write_synced_at",
+        file.write_synced_at(1024, &pattern(3, 512)),
+    );
+    let mut expected = pattern(1, 2048);
+    expected[..512].copy_from_slice(&pattern(2, 512));
+    expected[1024..1536].copy_from_slice(&pattern(3, 512));
+    assert_eq!(
+        read_all(&file, "read"),
+        expected,
+        "the plain write and the synced one must both read back"
+    );
+    ok("truncate", file.truncate(1024));
+    ok(
+        "write_synced_at",
+        file.write_synced_at(512, &pattern(4, 512)),
+    );
+    expected.truncate(1024);
+    expected[512..].copy_from_slice(&pattern(4, 512));
+    assert_eq!(
+        ok("len", file.len()),
+        1024,
+        "a truncate before a synced write must hold"
+    );
+    assert_eq!(
+        read_all(&file, "read"),
+        expected,
+        "a synced write after a truncate must read back"
+    );
+}
+
+/// A `write_synced_at` past the end extends the file, zeros in the gap;
+/// a later plain append starts at the new end.
+pub fn check_synced_write_past_end_extends<D: Disk>(disk: &D) {
+    let mut file = ok("create", disk.create("f"));
+    ok("append", file.append(&pattern(1, 512)));
+    ok("sync", file.sync());
+    ok(
+        "write_synced_at",
+        file.write_synced_at(1024, &pattern(2, 1024)),
+    );
+    assert_eq!(
+        ok("len", file.len()),
+        2048,
+        "a synced write past the end must extend the file"
+    );
+    let mut expected = pattern(1, 512);
+    expected.resize(1024, 0);
+    expected.extend_from_slice(&pattern(2, 1024));
+    assert_eq!(
+        read_all(&file, "read"),
+        expected,
+        "the gap must read as zeros"
+    );
+    assert_eq!(
+        ok("append", file.append(b"tail")),
+        2048,
+        "an append after a synced write starts at its end"
+    );
+    ok(
+        "write_synced_at",
+        file.write_synced_at(2052, &pattern(3, 10)),
+    );
+    assert_eq!(
+        ok("len", file.len()),
+        2062,
+        "a misaligned synced write at the end must extend the file"
     );
 }

@@ -16,6 +16,9 @@
 //! - Any read may return bytes other than those written (bit rot, misdirected
 //!   writes): everything stored is checksummed by the layer above, and a
 //!   mismatch is reported as corruption, never served.
+//! - [`DiskFile::write_synced_at`] is a write and a sync in one: when it
+//!   returns `Ok`, its bytes and every earlier write to the file are
+//!   durable.
 //! - A failed `sync` is fatal for the writer: the page cache may already have
 //!   dropped the data, so retrying and carrying on would acknowledge lost
 //!   writes. Callers stop acknowledging and surface the error.
@@ -108,6 +111,25 @@ pub trait DiskFile: std::fmt::Debug {
     /// [`DiskError::SyncFailed`]; the caller must treat it as fatal.
     fn sync(&mut self) -> Result<(), DiskError>;
 
+    /// Writes `data` at `offset` (extending the file as [`Self::write_at`]
+    /// does) and returns once it, and every earlier write and truncate of
+    /// this file, is durable: the same as `write_at` then [`Self::sync`],
+    /// which is what the default does. A disk may do it in fewer steps (see
+    /// [`crate::FsDisk`]), so callers that write and then sync at once
+    /// should call this rather than the two.
+    ///
+    /// # Errors
+    /// - [`DiskError::NoSpace`] when the disk is full: nothing was written
+    ///   and the file is unchanged as far as the caller can tell (its length
+    ///   is as before; the bytes in the range may hold part of `data`, as
+    ///   after a failed `write_at`). Earlier writes are no more durable
+    ///   than they were before the call.
+    /// - [`DiskError::SyncFailed`] for any other failure, of the write or of
+    ///   the sync: fatal for the writer, as a failed [`Self::sync`] is.
+    fn write_synced_at(&mut self, offset: u64, data: &[u8]) -> Result<(), DiskError> {
+        write_then_sync(self, offset, data)
+    }
+
     /// Sets the file's length to `len`, dropping bytes past it. Not durable
     /// until [`Self::sync`].
     ///
@@ -159,6 +181,42 @@ pub enum DiskError {
     /// Any other I/O failure, including a failed read of a bad sector.
     #[error("{name}: i/o error: {reason}")]
     Io { name: String, reason: String },
+}
+
+impl DiskError {
+    /// The file (or directory) the error is about.
+    pub fn file_name(&self) -> &str {
+        match self {
+            DiskError::NotFound { name }
+            | DiskError::AlreadyExists { name }
+            | DiskError::InvalidName { name }
+            | DiskError::ShortRead { name, .. }
+            | DiskError::NoSpace { name }
+            | DiskError::SyncFailed { name, .. }
+            | DiskError::Io { name, .. } => name,
+        }
+    }
+}
+
+/// [`DiskFile::write_synced_at`] done the plain way: [`DiskFile::write_at`]
+/// then [`DiskFile::sync`], with the errors that method promises (a failed
+/// write other than `NoSpace` becomes `SyncFailed`).
+///
+/// # Errors
+/// As [`DiskFile::write_synced_at`].
+pub fn write_then_sync<F: DiskFile + ?Sized>(
+    file: &mut F,
+    offset: u64,
+    data: &[u8],
+) -> Result<(), DiskError> {
+    match file.write_at(offset, data) {
+        Ok(()) => file.sync(),
+        Err(err @ DiskError::NoSpace { .. }) => Err(err),
+        Err(err) => Err(DiskError::SyncFailed {
+            name: err.file_name().to_owned(),
+            reason: format!("the write before the sync failed: {err}"),
+        }),
+    }
 }
 
 /// Checks that `name` is a plain file name, the only kind a [`Disk`] holds.

@@ -6,6 +6,33 @@
 //! back, length included; not its timestamps), [`Disk::sync_dir`] is
 //! `fsync` of the directory, which makes creates, renames and removes
 //! durable.
+//!
+//! # Synced writes through `O_DIRECT | O_DSYNC`
+//!
+//! [`DiskFile::write_synced_at`] (the WAL's write at every sync) goes, on
+//! Linux, through a second descriptor of the file opened with `O_DIRECT |
+//! O_DSYNC`, when the write is whole 512-byte sectors (offset and length)
+//! and this handle has no write since its last sync. That is one `pwrite`
+//! instead of a buffered `pwrite` plus `fdatasync`, and no page-cache
+//! writeback: on the development VM (virtio disk, write-back cache, no FUA)
+//! a C loop of sector-aligned `O_DIRECT | O_DSYNC` overwrites ran about 10%
+//! more synced writes a second than buffered writes each followed by
+//! `fdatasync`.
+//!
+//! Why it keeps the contract:
+//! - `O_DSYNC`: when the write returns, its data and the metadata needed to
+//!   read it back (a new length, the block map) are durable, as after
+//!   `fdatasync`.
+//! - "Every earlier write is durable": the direct path is taken only when
+//!   this handle wrote or truncated nothing since its last successful sync
+//!   (and a handle from `open` counts as unsynced until its first sync); a
+//!   file is written through one handle at a time. Otherwise the write goes
+//!   the plain way, whose `fdatasync` covers everything.
+//! - Reads through the buffered descriptor see the new bytes: the kernel
+//!   writes back and then drops the page-cache pages of a direct write's
+//!   range.
+//! - A file system that refuses `O_DIRECT` (or this alignment) answers
+//!   `EINVAL`; the file then goes the plain way for good.
 
 use std::cell::Cell;
 use std::fs::{File, OpenOptions};
@@ -13,11 +40,30 @@ use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::disk::{validate_name, Disk, DiskError, DiskFile};
+use crate::disk::{validate_name, write_then_sync, Disk, DiskError, DiskFile};
 
 /// `ENOSPC` on Linux and the BSDs; older toolchains report it as
 /// `ErrorKind::Other` rather than `StorageFull`.
 const ERRNO_NO_SPACE: i32 = 28;
+
+/// `EINVAL` on Linux and the BSDs: what a file system that cannot do a
+/// direct write (or not at this alignment) answers.
+const ERRNO_INVALID: i32 = 22;
+
+/// A direct write's offset and length must be multiples of this (the
+/// logical sector size of common disks; the WAL pads its syncs to it).
+const DIRECT_WRITE_ALIGN: u64 = 512;
+
+/// Where a direct write's bytes start in memory: a page boundary, which
+/// satisfies every device's DMA alignment.
+const DIRECT_BUFFER_ALIGN: usize = 4096;
+
+/// The flags of the descriptor synced writes go through; `None` where the
+/// platform has no direct I/O this module knows.
+#[cfg(target_os = "linux")]
+const DIRECT_OPEN_FLAGS: Option<i32> = Some(libc::O_DIRECT | libc::O_DSYNC);
+#[cfg(not(target_os = "linux"))]
+const DIRECT_OPEN_FLAGS: Option<i32> = None;
 
 /// A [`Disk`] over a real directory. Cloning is cheap: clones name the same
 /// directory.
@@ -77,6 +123,122 @@ pub struct FsFile {
     /// next `fdatasync` write the inode too (the change counter was seen),
     /// doubling the I/O of every WAL sync.
     known_len: Cell<u64>,
+    /// Whether this handle wrote or truncated since its last successful
+    /// sync (or was opened and has not synced): then a synced write must go
+    /// the plain way, whose `fdatasync` covers those writes too.
+    unsynced: bool,
+    /// The `O_DIRECT | O_DSYNC` descriptor synced writes go through.
+    direct: Direct,
+    /// Holds a direct write's bytes at [`DIRECT_BUFFER_ALIGN`]: sized to
+    /// the largest write plus the alignment, and never reallocated but to
+    /// grow, so the aligned start found in it stays put.
+    bounce: Vec<u8>,
+}
+
+/// The state of a file's direct-write descriptor.
+#[derive(Debug)]
+enum Direct {
+    /// Not opened yet: opened at the first synced write that can use it.
+    Untried,
+    /// Open.
+    Open(File),
+    /// The platform or file system cannot do it: synced writes go the
+    /// plain way.
+    Unsupported,
+}
+
+impl FsFile {
+    fn new(file: File, name: &str, len: u64, unsynced: bool) -> FsFile {
+        FsFile {
+            file,
+            name: name.to_owned(),
+            known_len: Cell::new(len),
+            unsynced,
+            direct: Direct::Untried,
+            bounce: Vec::new(),
+        }
+    }
+
+    /// The direct-write descriptor, opened at the first call; `None` if the
+    /// platform or the file system has none.
+    fn direct_file(&mut self) -> Option<&File> {
+        if matches!(self.direct, Direct::Untried) {
+            self.direct = match DIRECT_OPEN_FLAGS.and_then(|flags| self.open_direct(flags)) {
+                Some(file) => Direct::Open(file),
+                None => Direct::Unsupported,
+            };
+        }
+        match &self.direct {
+            Direct::Open(file) => Some(file),
+            Direct::Untried | Direct::Unsupported => None,
+        }
+    }
+
+    /// Opens this very file again with `flags` through `/proc/self/fd`, so
+    /// that a rename since it was opened does not matter. Any failure means
+    /// "no direct writes" for this file: the plain way stays correct.
+    fn open_direct(&self, flags: i32) -> Option<File> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = format!("/proc/self/fd/{}", self.file.as_raw_fd());
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(flags)
+            .open(path)
+            .ok()
+    }
+
+    /// `data` at `offset` through the direct descriptor. `None` if that
+    /// cannot be done here (the caller goes the plain way); otherwise the
+    /// outcome as [`DiskFile::write_synced_at`] promises it.
+    fn write_direct(&mut self, offset: u64, data: &[u8]) -> Option<Result<(), DiskError>> {
+        let aligned =
+            offset % DIRECT_WRITE_ALIGN == 0 && (data.len() as u64) % DIRECT_WRITE_ALIGN == 0;
+        if !aligned || self.unsynced {
+            return None;
+        }
+        self.direct_file()?;
+        let Direct::Open(direct) = &self.direct else {
+            return None;
+        };
+        let room = data.len() + DIRECT_BUFFER_ALIGN;
+        if self.bounce.len() < room {
+            self.bounce = vec![0; room];
+        }
+        let start = self.bounce.as_ptr().align_offset(DIRECT_BUFFER_ALIGN);
+        let staged = &mut self.bounce[start..start + data.len()];
+        staged.copy_from_slice(data);
+        let end = offset.saturating_add(data.len() as u64);
+        match direct.write_all_at(staged, offset) {
+            Ok(()) => {
+                self.known_len.set(self.known_len.get().max(end));
+                Some(Ok(()))
+            }
+            Err(err) if err.raw_os_error() == Some(ERRNO_INVALID) => {
+                // The file system cannot do it (or not at this alignment);
+                // whatever part got written is written again the plain way.
+                self.direct = Direct::Unsupported;
+                None
+            }
+            Err(err) => {
+                let error = io_error(&self.name, &err);
+                if matches!(error, DiskError::NoSpace { .. }) {
+                    if end > self.known_len.get() {
+                        // As in `write_at`: undo any growth of a partial
+                        // write (best effort), which the next sync covers.
+                        self.unsynced = true;
+                        let _ = self.file.set_len(self.known_len.get());
+                    }
+                    return Some(Err(error));
+                }
+                Some(Err(DiskError::SyncFailed {
+                    name: self.name.clone(),
+                    reason: format!("direct synced write failed: {err}"),
+                }))
+            }
+        }
+    }
 }
 
 /// Maps an I/O error on the file `name` to the seam's error.
@@ -114,11 +276,8 @@ impl Disk for FsDisk {
             .create_new(true)
             .open(path)
             .map_err(|err| io_error(name, &err))?;
-        Ok(FsFile {
-            file,
-            name: name.to_owned(),
-            known_len: Cell::new(0),
-        })
+        // A new file: nothing written through any handle yet.
+        Ok(FsFile::new(file, name, 0, false))
     }
 
     fn open(&self, name: &str) -> Result<FsFile, DiskError> {
@@ -129,11 +288,9 @@ impl Disk for FsDisk {
             .open(path)
             .map_err(|err| io_error(name, &err))?;
         let len = file.metadata().map_err(|err| io_error(name, &err))?.len();
-        Ok(FsFile {
-            file,
-            name: name.to_owned(),
-            known_len: Cell::new(len),
-        })
+        // Another handle may have left unsynced writes: the first synced
+        // write goes the plain way, whose sync covers them.
+        Ok(FsFile::new(file, name, len, true))
     }
 
     fn list(&self) -> Result<Vec<String>, DiskError> {
@@ -205,6 +362,8 @@ impl DiskFile for FsFile {
 
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), DiskError> {
         let end = offset.saturating_add(data.len() as u64);
+        // Even a failed write may have written a prefix.
+        self.unsynced = true;
         match self.file.write_all_at(data, offset) {
             Ok(()) => {
                 self.known_len.set(self.known_len.get().max(end));
@@ -229,10 +388,20 @@ impl DiskFile for FsFile {
         // length, the block map), without timestamps.
         self.file
             .sync_data()
-            .map_err(|err| sync_error(&self.name, &err))
+            .map_err(|err| sync_error(&self.name, &err))?;
+        self.unsynced = false;
+        Ok(())
+    }
+
+    fn write_synced_at(&mut self, offset: u64, data: &[u8]) -> Result<(), DiskError> {
+        match self.write_direct(offset, data) {
+            Some(outcome) => outcome,
+            None => write_then_sync(self, offset, data),
+        }
     }
 
     fn truncate(&mut self, len: u64) -> Result<(), DiskError> {
+        self.unsynced = true;
         self.file
             .set_len(len)
             .map_err(|err| io_error(&self.name, &err))?;
@@ -288,6 +457,65 @@ mod tests {
         disk.create("f").expect("create");
         assert_eq!(disk.list().expect("list"), vec!["f".to_owned()]);
         assert!(!disk.exists("sub").expect("exists"));
+    }
+
+    fn direct_untried(file: &FsFile) -> bool {
+        matches!(file.direct, Direct::Untried)
+    }
+
+    #[test]
+    fn synced_writes_go_direct_only_when_clean_and_whole_sectors() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let disk = FsDisk::open(root.path()).expect("open");
+        let mut file = disk.create("f").expect("create");
+        file.write_at(0, &[1; 512]).expect("write_at");
+        file.write_synced_at(512, &[2; 512])
+            .expect("synced write after a plain one");
+        assert!(
+            direct_untried(&file),
+            "an unsynced plain write must send the synced write the plain way"
+        );
+        file.write_synced_at(1024, &[3; 100]).expect("part sector");
+        file.write_synced_at(1100, &[4; 512]).expect("misaligned");
+        assert!(direct_untried(&file), "part sectors go the plain way");
+        file.truncate(1024).expect("truncate");
+        file.write_synced_at(1024, &[5; 512])
+            .expect("after truncate");
+        assert!(
+            direct_untried(&file),
+            "a truncate makes the handle unsynced"
+        );
+        file.write_synced_at(1536, &[6; 512])
+            .expect("clean and aligned");
+        assert!(
+            !direct_untried(&file),
+            "a clean handle's whole-sector synced write tries the direct way"
+        );
+        if cfg!(target_os = "linux") && matches!(file.direct, Direct::Open(_)) {
+            assert!(!file.unsynced, "a direct synced write leaves it synced");
+        }
+        file.write_at(2048, &[7; 512]).expect("write_at");
+        assert!(file.unsynced, "a plain write makes the handle unsynced");
+        let mut expected = vec![1; 512];
+        expected.extend([2; 512]);
+        expected.extend([5; 512]);
+        expected.extend([6; 512]);
+        expected.extend([7; 512]);
+        let mut buf = vec![0; expected.len()];
+        file.read_at(0, &mut buf).expect("read");
+        assert_eq!(buf, expected);
+        assert_eq!(file.known_len.get(), 2560);
+
+        let mut reopened = disk.open("f").expect("open");
+        reopened
+            .write_synced_at(0, &[8; 512])
+            .expect("synced write through a new handle");
+        assert!(
+            direct_untried(&reopened),
+            "a handle from `open` counts as unsynced until its first sync"
+        );
+        reopened.write_synced_at(512, &[9; 512]).expect("now clean");
+        assert!(!direct_untried(&reopened));
     }
 
     #[test]
