@@ -1336,6 +1336,9 @@ mod tests {
         sync_fails: Cell<bool>,
         /// The next write writes half its bytes, then reports a full disk.
         next_write_partial_then_full: Cell<bool>,
+        /// The next write writes half its bytes, then fails with an I/O
+        /// error.
+        next_write_partial_then_io_error: Cell<bool>,
         /// Every truncate fails.
         truncate_fails: Cell<bool>,
         /// A read touching this byte of a table file fails (a latent sector
@@ -1412,6 +1415,13 @@ mod tests {
                 self.inner.write_at(offset, &data[..data.len() / 2])?;
                 return Err(DiskError::NoSpace {
                     name: "file".into(),
+                });
+            }
+            if self.faults.next_write_partial_then_io_error.replace(false) {
+                self.inner.write_at(offset, &data[..data.len() / 2])?;
+                return Err(DiskError::Io {
+                    name: "file".into(),
+                    reason: "test".into(),
                 });
             }
             self.inner.write_at(offset, data)
@@ -1572,6 +1582,35 @@ mod tests {
                 (b"b".to_vec(), value(2, "waits for space")),
                 (b"c".to_vec(), value(3, "after"))
             ]
+        );
+    }
+
+    #[test]
+    fn failed_write_at_a_sync_poisons_like_a_failed_sync() {
+        let (_dir, faults, mut engine) = faulty_engine();
+        engine.write(b"a", value(1, "before")).expect("write");
+        engine.sync().expect("sync");
+        engine.write(b"b", value(2, "lost?")).expect("buffered");
+        faults.next_write_partial_then_io_error.set(true);
+        let failed = engine.sync();
+        assert!(
+            matches!(failed, Err(EngineError::Disk(DiskError::SyncFailed { .. }))),
+            "{failed:?}"
+        );
+        assert!(engine
+            .poisoned_reason()
+            .is_some_and(|reason| reason.contains("i/o error")));
+        let next = engine.write(b"c", value(3, "v"));
+        assert!(
+            matches!(next, Err(EngineError::Poisoned { .. })),
+            "{next:?}"
+        );
+        assert!(matches!(engine.sync(), Err(EngineError::Poisoned { .. })));
+        let engine = reopen(engine);
+        assert_eq!(
+            engine.get(b"a").expect("get"),
+            Some(value(1, "before")),
+            "what was synced before stays"
         );
     }
 

@@ -44,6 +44,10 @@
 //! - A failed append is rolled back by truncating to the previous end, so no
 //!   later record follows a partial one; if the rollback fails, or a sync
 //!   fails, the log is poisoned and refuses every further write and sync.
+//! - A sync writes the buffered records with one
+//!   [`DiskFile::write_synced_at`] (a write and a sync in one, which the
+//!   file system disk does in a single direct write); its failure for any
+//!   reason but a full disk poisons the log as a failed sync does.
 
 use crate::disk::{Disk, DiskError, DiskFile};
 use crate::error::EngineError;
@@ -890,6 +894,16 @@ impl<D: Disk> Wal<D> {
     /// partial write so that the file never ends in a broken record, and
     /// keeping them buffered on failure (a full disk may free up).
     fn flush_buffer(&mut self) -> Result<(), EngineError> {
+        self.write_buffer(false)
+    }
+
+    /// [`Self::flush_buffer`], and with `synced` the write is durable on
+    /// return, together with every earlier one: one
+    /// [`DiskFile::write_synced_at`] instead of a write and a sync. A
+    /// failure to make it durable poisons the log, as a failed sync does; a
+    /// full disk leaves the records buffered, as in `flush_buffer`. With
+    /// nothing buffered it writes nothing (and syncs nothing).
+    fn write_buffer(&mut self, synced: bool) -> Result<(), EngineError> {
         if self.buffer.is_empty() {
             return Ok(());
         }
@@ -906,9 +920,16 @@ impl<D: Disk> Wal<D> {
         let zeros = zeroed_end.saturating_sub(records_end.max(self.zeroed_end));
         let zeros = usize::try_from(zeros).expect("bounded by ZERO_AHEAD_BYTES");
         self.buffer.resize(records_bytes + zeros, 0);
-        let written = self.segment.write_at(offset, &self.buffer);
+        let written = if synced {
+            self.segment.write_synced_at(offset, &self.buffer)
+        } else {
+            self.segment.write_at(offset, &self.buffer)
+        };
         self.buffer.truncate(records_bytes);
         if let Err(err) = written {
+            if synced && !matches!(err, DiskError::NoSpace { .. }) {
+                return Err(self.poison(err));
+            }
             if let Err(rollback) = self.segment.truncate(offset.max(self.zeroed_end)) {
                 self.poison(rollback);
             }
@@ -1042,12 +1063,17 @@ impl<D: Disk> Wal<D> {
         if self.file_unsynced {
             if self.sync_enabled {
                 self.pad_to_sector()?;
-            }
-            self.flush_buffer()?;
-            if self.sync_enabled {
-                if let Err(err) = self.segment.sync() {
-                    return Err(self.poison(err));
+                if self.buffer.is_empty() {
+                    // Written out already (a full buffer, or a rotation's
+                    // header): only the sync is left.
+                    if let Err(err) = self.segment.sync() {
+                        return Err(self.poison(err));
+                    }
+                } else {
+                    self.write_buffer(true)?;
                 }
+            } else {
+                self.flush_buffer()?;
             }
             self.file_unsynced = false;
         }
