@@ -119,20 +119,8 @@ pub(crate) struct Merge<'a, F: DiskFile> {
     winner: Option<usize>,
     /// Every cursor standing on the current key: they all move on next.
     tied: Vec<usize>,
-    /// What follows the current key among the cursors not on it, as the
-    /// last full look found it (those cursors have not moved since).
-    rest: Rest,
     /// Set by an error: the merge yields nothing more.
     failed: bool,
-}
-
-/// The cursors of a merge that are not on the current key.
-#[derive(Debug, Clone, Copy)]
-enum Rest {
-    /// All done.
-    Done,
-    /// This one stands on the smallest key among them (largest, reverse).
-    Next(usize),
 }
 
 impl<'a, F: DiskFile> Merge<'a, F> {
@@ -144,7 +132,6 @@ impl<'a, F: DiskFile> Merge<'a, F> {
             reverse,
             winner: None,
             tied: Vec::new(),
-            rest: Rest::Done,
             failed: false,
         }
     }
@@ -165,40 +152,14 @@ impl<'a, F: DiskFile> Merge<'a, F> {
         result
     }
 
-    /// Whether `a` comes before `b` in the merge's order.
-    fn before(&self, a: &[u8], b: &[u8]) -> bool {
-        let order = key_cmp(a, b);
-        if self.reverse {
-            order == Ordering::Greater
-        } else {
-            order == Ordering::Less
-        }
-    }
-
     fn step(&mut self) -> Result<bool, EngineError> {
-        if let Some(winner) = self.winner.take() {
+        if self.winner.take().is_some() {
             for &index in &self.tied {
                 self.cursors[index].advance()?;
-            }
-            // The one cursor that moved still comes before every other:
-            // it wins again, without a look at the others (they have not
-            // moved, so `rest` still holds). In a scan most keys come from
-            // the largest source in runs, so this is the common case.
-            let moved = &self.cursors[winner];
-            if self.tied.len() == 1 && moved.valid() {
-                let wins = match self.rest {
-                    Rest::Done => true,
-                    Rest::Next(next) => self.before(moved.key(), self.cursors[next].key()),
-                };
-                if wins {
-                    self.winner = Some(winner);
-                    return Ok(true);
-                }
             }
         }
         self.tied.clear();
         let mut winner: Option<usize> = None;
-        let mut next: Option<usize> = None;
         for (index, cursor) in self.cursors.iter().enumerate() {
             if !cursor.valid() {
                 continue;
@@ -209,23 +170,26 @@ impl<'a, F: DiskFile> Merge<'a, F> {
                 continue;
             };
             let best = &self.cursors[best_index];
-            if self.before(cursor.key(), best.key()) {
-                // The old best key is now the next one.
-                next = Some(best_index);
-                winner = Some(index);
-                self.tied.clear();
-                self.tied.push(index);
-            } else if cursor.key() == best.key() {
-                self.tied.push(index);
-                if cursor.timestamp() > best.timestamp() {
+            let mut order = key_cmp(cursor.key(), best.key());
+            if self.reverse {
+                order = order.reverse();
+            }
+            match order {
+                Ordering::Less => {
                     winner = Some(index);
+                    self.tied.clear();
+                    self.tied.push(index);
                 }
-            } else if next.is_none_or(|next| self.before(cursor.key(), self.cursors[next].key())) {
-                next = Some(index);
+                Ordering::Equal => {
+                    self.tied.push(index);
+                    if cursor.timestamp() > best.timestamp() {
+                        winner = Some(index);
+                    }
+                }
+                Ordering::Greater => {}
             }
         }
         self.winner = winner;
-        self.rest = next.map_or(Rest::Done, Rest::Next);
         Ok(winner.is_some())
     }
 
