@@ -159,30 +159,40 @@ impl<'a, F: DiskFile> Merge<'a, F> {
             }
         }
         self.tied.clear();
+        let Merge {
+            cursors,
+            reverse,
+            tied,
+            ..
+        } = self;
         let mut winner: Option<usize> = None;
-        for (index, cursor) in self.cursors.iter().enumerate() {
+        // The winner's key, kept at hand for the comparisons.
+        let mut best_key: &[u8] = &[];
+        for (index, cursor) in cursors.iter().enumerate() {
             if !cursor.valid() {
                 continue;
             }
+            let key = cursor.key();
             let Some(best_index) = winner else {
                 winner = Some(index);
-                self.tied.push(index);
+                best_key = key;
+                tied.push(index);
                 continue;
             };
-            let best = &self.cursors[best_index];
-            let mut order = key_cmp(cursor.key(), best.key());
-            if self.reverse {
+            let mut order = key_cmp(key, best_key);
+            if *reverse {
                 order = order.reverse();
             }
             match order {
                 Ordering::Less => {
                     winner = Some(index);
-                    self.tied.clear();
-                    self.tied.push(index);
+                    best_key = key;
+                    tied.clear();
+                    tied.push(index);
                 }
                 Ordering::Equal => {
-                    self.tied.push(index);
-                    if cursor.timestamp() > best.timestamp() {
+                    tied.push(index);
+                    if cursor.timestamp() > cursors[best_index].timestamp() {
                         winner = Some(index);
                     }
                 }

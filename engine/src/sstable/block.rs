@@ -519,7 +519,7 @@ impl BlockCursor {
         // Compare before overwriting: the new key must follow the old one.
         if self.started {
             let old_rest = &self.key[parts.shared..];
-            if suffix <= old_rest {
+            if key_cmp(suffix, old_rest).is_le() {
                 return Err(origin.bad(self.position, "keys out of order"));
             }
         }
