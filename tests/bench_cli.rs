@@ -17,8 +17,15 @@ fn bench_engine(dir: &std::path::Path, extra: &[&str]) -> Output {
         .expect("run enigma")
 }
 
-/// The `(workload, figure)` pairs of the output's lines.
-fn figures(out: &Output) -> Vec<(String, f64)> {
+/// Runs as [`bench_engine`], checks that it succeeded, and returns the
+/// `(workload, figure)` pairs of its output's lines.
+fn figures(dir: &std::path::Path, extra: &[&str]) -> Vec<(String, f64)> {
+    let out = bench_engine(dir, extra);
+    assert!(
+        out.status.success(),
+        "{extra:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
         .map(|line| {
@@ -53,13 +60,7 @@ const ALL: [&str; 9] = [
 fn every_workload_reports_a_figure_in_one_process_and_in_interleaved_children() {
     let dir = tempfile::tempdir().unwrap();
     for extra in [&[][..], &["--runs", "2"][..]] {
-        let out = bench_engine(dir.path(), extra);
-        assert!(
-            out.status.success(),
-            "{extra:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let got = figures(&out);
+        let got = figures(dir.path(), extra);
         let names: Vec<&str> = got.iter().map(|(name, _)| name.as_str()).collect();
         assert_eq!(names, ALL, "{extra:?}");
         for (name, figure) in &got {
@@ -88,13 +89,7 @@ fn one_part_reports_only_its_workloads() {
         ),
     ] {
         for runs in ["1", "2"] {
-            let out = bench_engine(dir.path(), &["--part", part, "--runs", runs]);
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let got = figures(&out);
+            let got = figures(dir.path(), &["--part", part, "--runs", runs]);
             let names: Vec<&str> = got.iter().map(|(name, _)| name.as_str()).collect();
             assert_eq!(names, want, "--part {part} --runs {runs}");
         }

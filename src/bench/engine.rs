@@ -742,9 +742,11 @@ mod enigma {
         }
 
         /// Writes queued and not yet durable: when no group is in flight,
-        /// the writes waiting in the queue.
+        /// the writes waiting in the queue. (Only the leader, which calls
+        /// this, moves `durable`, so it cannot pass the total read first.)
         fn waiting(&self) -> u64 {
-            self.queued_total.load(Ordering::Acquire) - self.durable.load(Ordering::Acquire)
+            let queued = self.queued_total.load(Ordering::Acquire);
+            queued.saturating_sub(self.durable.load(Ordering::Acquire))
         }
 
         /// Spins (yielding the CPU) until `ready` holds or `spin` has
