@@ -2,7 +2,7 @@
 //!
 //! Requests arrive as arrays of bulk strings (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`)
 //! or, from people typing into a raw connection, as inline commands
-//! (`GET k\r\n`). The parser is incremental: it reports `Incomplete` until a
+//! (`GET k\r\n`). The parser is incremental: it returns `None` until a
 //! whole request is buffered, and it checks every length against a named
 //! limit *before* trusting it, so a hostile or broken client gets an error
 //! and cannot make the server allocate without bound. After an error the
@@ -63,40 +63,16 @@ impl fmt::Display for RespError {
     }
 }
 
-/// What [`parse_request`] found at the start of a buffer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Parsed {
-    /// A whole request: its arguments, and how many bytes it took. An empty
-    /// argument list is a blank inline line, which clients may send and
-    /// servers ignore.
-    Request { args: Vec<Vec<u8>>, consumed: usize },
-    /// Only part of a request is buffered; read more.
-    Incomplete,
-}
-
-/// Parses the request at the start of `buf`.
+/// Parses the request at the start of `buf` without copying it: fills
+/// `args` (cleared first) with the position of each argument in `buf` and
+/// returns the bytes the request took, or `None` while it is incomplete.
+/// An empty argument list is a blank inline line, which clients may send
+/// and servers ignore. A server keeps `args` from one request to the next
+/// and copies only the arguments it keeps.
 ///
 /// # Errors
 /// [`RespError`] for bytes that are not a RESP request or that exceed
 /// `limits`.
-pub fn parse_request(buf: &[u8], limits: &RespLimits) -> Result<Parsed, RespError> {
-    let mut ranges = Vec::new();
-    Ok(match parse_request_ranges(buf, limits, &mut ranges)? {
-        Some(consumed) => Parsed::Request {
-            args: ranges.into_iter().map(|r| buf[r].to_vec()).collect(),
-            consumed,
-        },
-        None => Parsed::Incomplete,
-    })
-}
-
-/// Like [`parse_request`], without copying: fills `args` (cleared first)
-/// with the position of each argument in `buf` and returns the bytes the
-/// request took, or `None` while it is incomplete. A server keeps `args`
-/// from one request to the next and copies only the arguments it keeps.
-///
-/// # Errors
-/// As [`parse_request`].
 pub fn parse_request_ranges(
     buf: &[u8],
     limits: &RespLimits,
@@ -419,6 +395,28 @@ fn one_line(s: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What [`parse_request`] found at the start of a buffer.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Parsed {
+        /// A whole request: its arguments, copied, and how many bytes it
+        /// took.
+        Request { args: Vec<Vec<u8>>, consumed: usize },
+        /// Only part of a request is buffered.
+        Incomplete,
+    }
+
+    /// [`parse_request_ranges`] with the arguments copied out.
+    fn parse_request(buf: &[u8], limits: &RespLimits) -> Result<Parsed, RespError> {
+        let mut ranges = Vec::new();
+        Ok(match parse_request_ranges(buf, limits, &mut ranges)? {
+            Some(consumed) => Parsed::Request {
+                args: ranges.into_iter().map(|r| buf[r].to_vec()).collect(),
+                consumed,
+            },
+            None => Parsed::Incomplete,
+        })
+    }
     use proptest::prelude::*;
 
     fn limits() -> RespLimits {

@@ -177,6 +177,7 @@ impl Session {
     }
 
     /// Requests the node should get now.
+    #[cfg(test)]
     pub fn take_outgoing(&mut self) -> Vec<(RequestId, ClientRequest)> {
         self.drain_outgoing().collect()
     }
@@ -243,6 +244,7 @@ impl Session {
     }
 
     /// Takes in one request's arguments.
+    #[cfg(test)]
     pub fn on_request(&mut self, args: Vec<Vec<u8>>) {
         self.on_command(command::parse(args));
     }

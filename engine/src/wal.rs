@@ -902,9 +902,16 @@ impl<D: Disk> Wal<D> {
     /// [`DiskFile::write_synced_at`] instead of a write and a sync. A
     /// failure to make it durable poisons the log, as a failed sync does; a
     /// full disk leaves the records buffered, as in `flush_buffer`. With
-    /// nothing buffered it writes nothing (and syncs nothing).
+    /// nothing buffered it writes nothing, and with `synced` only syncs
+    /// (what there is was written out already: a full buffer, or a
+    /// rotation's header).
     fn write_buffer(&mut self, synced: bool) -> Result<(), EngineError> {
         if self.buffer.is_empty() {
+            if synced {
+                if let Err(err) = self.segment.sync() {
+                    return Err(self.poison(err));
+                }
+            }
             return Ok(());
         }
         let offset = self.file_len_bytes;
@@ -1063,15 +1070,7 @@ impl<D: Disk> Wal<D> {
         if self.file_unsynced {
             if self.sync_enabled {
                 self.pad_to_sector()?;
-                if self.buffer.is_empty() {
-                    // Written out already (a full buffer, or a rotation's
-                    // header): only the sync is left.
-                    if let Err(err) = self.segment.sync() {
-                        return Err(self.poison(err));
-                    }
-                } else {
-                    self.write_buffer(true)?;
-                }
+                self.write_buffer(true)?;
             } else {
                 self.flush_buffer()?;
             }

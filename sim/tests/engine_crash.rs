@@ -189,13 +189,14 @@ fn an_unreadable_wal_sector_fails_the_open_and_loses_nothing() {
         "one segment holds the writes: {segments:?}"
     );
     let segment = &segments[0];
-    let records_end = WAL_RECORDS_OFFSET + 2_000 * 20;
+    // Every record takes more than 20 bytes.
+    let records_end = WAL_RECORDS_OFFSET + writes * 20;
     assert!(
         disk.open(segment).expect("segment").len().expect("len") > records_end,
         "the records fill the segment"
     );
     // A sector in the middle of the records, its bytes kept to heal it.
-    let bad = (WAL_RECORDS_OFFSET + 20_000) / SECTOR_BYTES as u64 * SECTOR_BYTES as u64;
+    let bad = (WAL_RECORDS_OFFSET + writes / 2 * 20) / SECTOR_BYTES as u64 * SECTOR_BYTES as u64;
     let mut sector = vec![0_u8; SECTOR_BYTES];
     disk.open(segment)
         .expect("segment")

@@ -64,19 +64,13 @@ impl Footer {
     /// one: writers build footers that match their version.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(FOOTER_BYTES_MAX as usize);
-        let dictionary = match self.version {
-            TableVersion::V1 | TableVersion::V2 => None,
-            TableVersion::V3 => Some(
-                self.dictionary
-                    .expect("a version 3 footer names its dictionary"),
-            ),
-        };
         assert_eq!(
-            dictionary.is_some(),
             self.dictionary.is_some(),
-            "footer matches its version"
+            self.version == TableVersion::V3,
+            "a version 3 footer, and only it, names a dictionary"
         );
-        for handle in dictionary
+        for handle in self
+            .dictionary
             .into_iter()
             .chain([self.index, self.bloom, self.meta])
         {

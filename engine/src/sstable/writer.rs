@@ -178,17 +178,14 @@ impl<'d, D: Disk> TableWriter<'d, D> {
     /// Trains the dictionary on the blocks held back (if there are enough),
     /// then writes them, compressed with it.
     fn train_dictionary(&mut self) -> Result<(), EngineError> {
-        if !matches!(self.dictionary, Dictionary::Gathering { .. }) {
-            return Ok(());
-        }
-        let Dictionary::Gathering { blocks, bytes } =
-            std::mem::replace(&mut self.dictionary, Dictionary::Done(Vec::new()))
+        let (Dictionary::Gathering { blocks, bytes }, TableCompression::Zstd { level }) =
+            (&mut self.dictionary, self.options.compression)
         else {
-            unreachable!("checked above");
+            // Only zstd tables gather samples, and only until trained.
+            return Ok(());
         };
-        let TableCompression::Zstd { level } = self.options.compression else {
-            unreachable!("only zstd tables gather samples");
-        };
+        let (blocks, bytes) = (std::mem::take(blocks), *bytes);
+        self.dictionary = Dictionary::Done(Vec::new());
         if bytes >= DICTIONARY_SAMPLE_BYTES_MIN {
             let samples: Vec<&[u8]> = blocks
                 .iter()
@@ -282,8 +279,8 @@ impl<'d, D: Disk> TableWriter<'d, D> {
             self.finish_block()?;
         }
         self.train_dictionary()?;
-        let dictionary = match &self.dictionary {
-            Dictionary::Done(bytes) => bytes.clone(),
+        let dictionary = match std::mem::replace(&mut self.dictionary, Dictionary::Off) {
+            Dictionary::Done(bytes) => bytes,
             Dictionary::Off | Dictionary::Gathering { .. } => Vec::new(),
         };
         let dictionary = self.append_block(&dictionary, TableCompression::None)?;
