@@ -124,7 +124,8 @@ impl SyncPolicy {
 /// Whether compaction may drop the tombstone of a key: the cluster says no
 /// for keys whose ranges are not yet repaired everywhere, since another
 /// replica may still hold the value the tombstone deletes.
-pub type PurgeGuard = Box<dyn Fn(&[u8]) -> bool + Send>;
+/// It is asked with the key and the tombstone's timestamp.
+pub type PurgeGuard = Box<dyn Fn(&[u8], Timestamp) -> bool + Send>;
 
 /// Holds the optional guard; its `Debug` says only whether there is one.
 struct PurgeGuardSlot(Option<PurgeGuard>);
@@ -1097,7 +1098,7 @@ impl<D: Disk> Engine<D> {
                     value: None,
                 };
                 let held = self.held_outside(key, inputs)?;
-                let guard_allows = self.purge_guard.0.as_ref().is_none_or(|guard| guard(key));
+                let guard_allows = self.purge_guard.0.as_ref().is_none_or(|guard| guard(key, timestamp));
                 if guard_allows && compaction::tombstone_purgeable(&version, purge_before, held) {
                     continue;
                 }
@@ -1763,7 +1764,7 @@ mod tests {
         engine.write(b"unrepaired", tombstone(2)).expect("write");
         engine.write(b"value", value(3, "v")).expect("write");
         engine.set_tombstone_purge_before(Some(ts(100)));
-        engine.set_tombstone_purge_guard(Some(Box::new(|key: &[u8]| key == b"repaired")));
+        engine.set_tombstone_purge_guard(Some(Box::new(|key: &[u8], _| key == b"repaired")));
         engine.compact_all().expect("compact");
         assert_eq!(engine.get(b"repaired").expect("get"), None, "purged");
         assert_eq!(
