@@ -346,6 +346,7 @@ mod tests {
         let mut hints = Hints::new(HintOptions {
             bytes_max_per_node: 1 << 30,
             replay_bytes_per_tick: 250,
+            replay_timeout_nanos: 1_000_000,
             ..options()
         });
         for id in 0..(HINTS_IN_FLIGHT_MAX as u64 * 2) {

@@ -33,6 +33,8 @@ pub(super) struct Scan {
     pub(super) goal: ScanGoal,
     pub(super) resume_after: Option<Vec<u8>>,
     pub(super) done: bool,
+    /// A stream's last batch has been taken: nothing more to send.
+    pub(super) drained: bool,
 }
 
 impl Scan {
@@ -43,6 +45,7 @@ impl Scan {
             goal: ScanGoal::Tree(MerkleTree::new(depth)),
             resume_after: None,
             done: false,
+            drained: false,
         }
     }
 
@@ -57,6 +60,7 @@ impl Scan {
             },
             resume_after: None,
             done: false,
+            drained: false,
         }
     }
 
@@ -120,10 +124,11 @@ impl Scan {
         else {
             return None;
         };
-        if !self.done && *pending_bytes < batch_bytes_max {
+        if self.drained || (!self.done && *pending_bytes < batch_bytes_max) {
             return None;
         }
         *pending_bytes = 0;
+        self.drained = self.done;
         Some((std::mem::take(pending), self.done))
     }
 }
