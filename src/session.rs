@@ -21,7 +21,7 @@ use enigma_cluster::{
 use tracing::debug;
 
 use crate::command::{self, ClientQuery, Command, CommandQuery, COMMAND_TABLE};
-use crate::driver::{request_id, Shared};
+use crate::driver::{request_id, NodeSnapshot, Shared};
 use crate::metrics::inc;
 use crate::resp::{Protocol, Reply};
 
@@ -44,6 +44,8 @@ enum OpKind {
     Del {
         keys: usize,
     },
+    /// An operator's full anti-entropy pass (`REPAIR`).
+    Repair,
 }
 
 #[derive(Debug)]
@@ -285,6 +287,7 @@ impl Session {
         }
         match command {
             Command::At { level, command } => self.start_key_command(*command, level),
+            Command::Repair => self.start_repair(),
             command if command.touches_keys() => {
                 let level = self.level;
                 self.start_key_command(command, level);
@@ -383,7 +386,8 @@ impl Session {
             | Command::Del(_)
             | Command::Exists(_)
             | Command::MGet(_)
-            | Command::MSet(_) => unreachable!("key commands are started, not answered"),
+            | Command::MSet(_)
+            | Command::Repair => unreachable!("key commands and REPAIR are started, not answered"),
         }
     }
 
@@ -500,6 +504,24 @@ impl Session {
         }
     }
 
+    /// Asks the node for a full anti-entropy pass; the reply waits for it.
+    fn start_repair(&mut self) {
+        let slot_no = self.first_slot + self.slots.len() as u64;
+        self.slots.push_back(Slot {
+            command: "repair",
+            level: None,
+            protocol: self.protocol,
+            started: self.arrived,
+            state: SlotState::Waiting(Op {
+                kind: OpKind::Repair,
+                parts: Parts::One(None),
+                remaining: 1,
+            }),
+        });
+        // The level is not read for a repair pass.
+        self.submit(slot_no, ConsistencyLevel::One, Parts::One(ClientOp::Repair));
+    }
+
     fn submit(&mut self, slot_no: u64, level: ConsistencyLevel, ops: Parts<ClientOp>) {
         match ops {
             Parts::One(op) => self.submit_part(slot_no, 0, ClientRequest { op, level }),
@@ -531,8 +553,8 @@ impl Session {
     ) -> Result<(OpKind, Parts<ClientOp>), Reply> {
         let required = self.check_level(level)?;
         let limits = &self.shared.config.limits;
-        // Placement matters only when some peer is down.
-        let all_up = self.shared.links.values().all(|l| l.is_up());
+        // Placement matters only when some peer is held down.
+        let all_up = self.shared.links.keys().all(|&n| self.shared.is_up(n));
         let check_key = |key: &[u8]| -> Result<(), Reply> {
             if key.len() > limits.key_bytes_max {
                 return Err(Reply::error(format!(
@@ -610,10 +632,22 @@ impl Session {
         let SlotState::Waiting(op) = &mut self.slots[index].state else {
             return;
         };
-        if let (Parts::One(part), OpKind::Get | OpKind::Set) = (&mut op.parts, &op.kind) {
+        if let (Parts::One(part), OpKind::Get | OpKind::Set | OpKind::Repair) =
+            (&mut op.parts, &op.kind)
+        {
             // One key, one part: no collecting.
             let response = part.take().expect("every part answered");
             let reply = match (response, &op.kind) {
+                (ClientResponse::Repaired(report), _) => Reply::Bulk(
+                    format!(
+                        "ranges_compared:{}\r\nranges_failed:{}\r\nkeys_exchanged:{}\r\nmillis:{}\r\n",
+                        report.ranges_compared,
+                        report.ranges_failed,
+                        report.keys_exchanged,
+                        report.nanos / 1_000_000
+                    )
+                    .into_bytes(),
+                ),
                 (ClientResponse::Error(e), kind) => error_reply(&e, matches!(kind, OpKind::Set)),
                 (ClientResponse::Value(value), OpKind::Get) => {
                     value.map_or(Reply::Null, Reply::Bulk)
@@ -669,6 +703,7 @@ impl Session {
             (OpKind::Exists, None) => Reply::Integer(found(&parts)),
             (OpKind::Del { keys }, None) => Reply::Integer(found(&parts[..*keys])),
             (OpKind::Set | OpKind::MSet, None) => ok(),
+            (OpKind::Repair, None) => unreachable!("a repair has one part"),
         };
         self.slots[index].state = SlotState::Ready(reply);
     }
@@ -706,6 +741,9 @@ fn error_reply(error: &ClientError, writes: bool) -> Reply {
             "OVERLOADED the coordinator has {pending} operations in flight; nothing was applied"
         )),
         ClientError::Storage { reason } => Reply::error(format!("STORAGE {reason}")),
+        ClientError::Unavailable { alive, required } => Reply::error(format!(
+            "UNAVAILABLE {alive} of the {required} required replicas are up; nothing was applied"
+        )),
     }
 }
 
@@ -781,6 +819,7 @@ fn command_summary(name: &str) -> &'static str {
         "auth" => "Authenticates with the server's requirepass.",
         "hello" => "Selects RESP2 or RESP3 and optionally authenticates.",
         "client" => "CLIENT SETNAME, GETNAME, ID and SETINFO.",
+        "repair" => "Runs a full anti-entropy pass over this node's ranges; answers when done.",
         _ => "",
     }
 }
@@ -814,7 +853,10 @@ pub fn info(shared: &Shared, section: Option<&str>) -> String {
         );
     }
     if wanted("membership") {
-        out.push_str(&membership(shared, snapshot.generation));
+        out.push_str(&membership(shared, &snapshot));
+    }
+    if wanted("healing") {
+        out.push_str(&healing(&snapshot));
     }
     if wanted("storage") {
         let _ = write!(
@@ -823,6 +865,7 @@ pub fn info(shared: &Shared, section: Option<&str>) -> String {
             config.data_dir.display(),
             match config.sync {
                 crate::config::SyncMode::Always => "always",
+                crate::config::SyncMode::Interval => "interval",
                 crate::config::SyncMode::Never => "never",
             },
             snapshot.generation,
@@ -852,34 +895,93 @@ pub fn info(shared: &Shared, section: Option<&str>) -> String {
 }
 
 /// The `# Membership` section `enigma status` reads: one `member_<id>` line
-/// per member with its peer address, state as this node sees it, and ring
+/// per member with its peer address, its state as this node's failure
+/// detector judges it (`up`, `down`, or `self`), phi, what gossip last
+/// said of it (generation, heartbeat, status), whether this node's
+/// outgoing link to it is connected, the hints held for it, and its ring
 /// shares.
-fn membership(shared: &Shared, generation: u64) -> String {
+fn membership(shared: &Shared, snapshot: &NodeSnapshot) -> String {
     let config = &shared.config;
     let mut out = format!(
         "# Membership\r\nnode_id:{}\r\ngeneration:{}\r\nmembers:{}\r\nreplication_factor:{}\r\nvnodes_per_node:{}\r\n",
         config.id.0,
-        generation,
+        snapshot.generation,
         shared.ring.nodes().len(),
         shared.ring.replication_factor(),
         config.vnodes_per_node,
     );
     for share in shared.ring.ownership() {
-        let (addr, state) = if share.node == config.id {
-            (shared.peer_addr.to_string(), "self")
+        let view = snapshot.members.iter().find(|m| m.node == share.node);
+        let me = share.node == config.id;
+        let addr = if me {
+            shared.peer_addr.to_string()
         } else {
-            match shared.links.get(&share.node) {
-                Some(link) => (
-                    link.addr.to_string(),
-                    if link.is_up() { "up" } else { "down" },
-                ),
-                None => ("unknown".to_owned(), "down"),
-            }
+            shared
+                .links
+                .get(&share.node)
+                .map_or_else(|| "unknown".to_owned(), |l| l.addr.to_string())
         };
+        let state = match view {
+            _ if me => "self",
+            Some(v) if v.up => "up",
+            Some(_) => "down",
+            None => "unknown",
+        };
+        let link = match shared.links.get(&share.node) {
+            _ if me => "-",
+            Some(l) if l.is_up() => "up",
+            _ => "down",
+        };
+        let (generation, heartbeat, status) = view
+            .and_then(|v| v.gossip.as_ref())
+            .map_or((0, 0, "unknown"), |g| {
+                (g.state.generation, g.state.heartbeat, g.state.status.name())
+            });
+        let phi = view.map_or(0.0, |v| v.phi);
+        let hints = view.map_or(0, |v| v.hints_held.0);
         let _ = write!(
             out,
-            "member_{}:addr={addr},state={state},primary_share={:.4},replica_share={:.4}\r\n",
-            share.node.0, share.primary_share, share.replica_share,
+            "member_{}:addr={addr},state={state},phi={},generation={generation},heartbeat={heartbeat},status={status},link={link},hints={hints},primary_share={:.4},replica_share={:.4}\r\n",
+            share.node.0,
+            if phi.is_finite() { format!("{phi:.2}") } else { "inf".to_owned() },
+            share.primary_share,
+            share.replica_share,
+        );
+    }
+    out.push_str("\r\n");
+    out
+}
+
+/// The `# Healing` section: hinted handoff and anti-entropy counters.
+fn healing(snapshot: &NodeSnapshot) -> String {
+    let s = &snapshot.stats;
+    let ae = &snapshot.anti_entropy;
+    let mut out = format!(
+        "# Healing\r\nunavailable:{}\r\ngossip_refused:{}\r\nclock_refusals:{}\r\nwrites_refused_late:{}\r\nhints_refused:{}\r\nhint_watches_dropped:{}\r\nrepair_ranges_compared:{}\r\nrepair_sessions_completed:{}\r\nrepair_sessions_aborted:{}\r\nrepair_keys_sent:{}\r\nrepair_keys_received:{}\r\nrepair_messages_refused:{}\r\noldest_repair_wall_ms:{}\r\n",
+        s.unavailable,
+        s.gossip_refused,
+        s.clock_refusals.values().sum::<u64>(),
+        s.writes_refused_late,
+        s.hints_refused,
+        s.hint_watches_dropped,
+        ae.ranges_compared,
+        ae.sessions_completed,
+        ae.sessions_aborted,
+        ae.keys_sent,
+        ae.keys_received,
+        ae.messages_refused,
+        snapshot.oldest_repair_wall_nanos / 1_000_000,
+    );
+    for (node, hints) in &snapshot.hints {
+        let _ = write!(
+            out,
+            "hints_{}:stored={},replayed={},resent={},dropped_full={},dropped_expired={}\r\n",
+            node.0,
+            hints.stored,
+            hints.replayed,
+            hints.resent,
+            hints.dropped_full,
+            hints.dropped_expired
         );
     }
     out.push_str("\r\n");
@@ -896,7 +998,7 @@ mod tests {
 
     use super::*;
     use crate::config::{Limits, NodeConfig, PeerAddr, SyncMode};
-    use crate::driver::{ClientQueue, NodeSnapshot, ReplyBatch};
+    use crate::driver::{ClientQueue, ReplyBatch};
     use crate::metrics::Metrics;
     use crate::peer::PeerLink;
 
@@ -925,6 +1027,7 @@ mod tests {
             tick_interval_ms: 10,
             peer_send_queue_bytes_max: 64 << 20,
             batch_inputs_max: 64,
+            healing: crate::config::HealingConfig::default(),
         };
         let ring = Ring::new(&config.members(), 8, members as usize).unwrap();
         let links: BTreeMap<NodeId, Arc<PeerLink>> = peers
@@ -943,6 +1046,11 @@ mod tests {
             clients: ClientQueue::default(),
             core: Mutex::new(None),
             snapshot: Mutex::new(NodeSnapshot::default()),
+            // Every peer held down: placement decides what may be sent.
+            judged_up: peers
+                .iter()
+                .map(|p| (p.id, std::sync::atomic::AtomicBool::new(false)))
+                .collect(),
             started: now(),
             connections: AtomicUsize::new(0),
             next_conn: AtomicU64::new(1),

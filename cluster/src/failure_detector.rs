@@ -9,8 +9,12 @@
 //! phi exceeds [`FailureDetectorOptions::phi_convict_threshold`] (8, as in
 //! Cassandra) and is up again as soon as a new heartbeat brings phi down.
 //!
-//! Two rules keep the judgment honest:
+//! Three rules keep the judgment honest:
 //!
+//! - The mean is never taken below the gossip interval: a member bumps its
+//!   heartbeat once per interval, so news of it cannot really come faster;
+//!   two versions arriving close together (one directly, one relayed by a
+//!   third node) would otherwise make an ordinary silence look fatal.
 //! - Intervals longer than [`FailureDetectorOptions::interval_sample_max_nanos`]
 //!   are not samples of normal behaviour but outages; they are left out of
 //!   the window, so a peer coming back after a long outage is not judged by
@@ -38,7 +42,8 @@ pub struct FailureDetectorOptions {
     /// Phi above which a peer is held down.
     pub phi_convict_threshold: f64,
     /// Mean inter-arrival time assumed before any sample exists (a peer not
-    /// yet heard from is judged as if it gossiped at this pace).
+    /// yet heard from is judged as if it gossiped at this pace), and the
+    /// floor of the mean.
     pub interval_initial_nanos: u64,
     /// Longest interval taken as a sample; longer ones are outages.
     pub interval_sample_max_nanos: u64,
@@ -177,13 +182,14 @@ impl FailureDetector {
         if arrivals.shut_down {
             return f64::INFINITY;
         }
+        let floor = self.options.interval_initial_nanos as f64;
         let mean = if arrivals.intervals.is_empty() {
-            self.options.interval_initial_nanos as f64
+            floor
         } else {
             arrivals.intervals_sum as f64 / arrivals.intervals.len() as f64
         };
         let elapsed = now_nanos.saturating_sub(arrivals.last_nanos) as f64;
-        PHI_FACTOR * elapsed / mean.max(1.0)
+        PHI_FACTOR * elapsed / mean.max(floor)
     }
 
     /// Whether this node holds `peer` up at `now_nanos`.
@@ -232,17 +238,23 @@ mod tests {
     }
 
     #[test]
-    fn phi_follows_the_peers_own_pace() {
+    fn phi_follows_the_peers_own_pace_but_never_faster_than_gossip() {
         let mut fast = detector();
         let mut slow = detector();
         for i in 1..=20 {
-            fast.heartbeat(NodeId(2), i * 50 * MS);
+            fast.heartbeat(NodeId(2), i * 100 * MS);
             slow.heartbeat(NodeId(2), i * 300 * MS);
         }
+        // Two versions a millisecond apart (one relayed) do not make the
+        // mean a millisecond.
+        let mut relayed = detector();
+        relayed.heartbeat(NodeId(2), 100 * MS);
+        relayed.heartbeat(NodeId(2), 101 * MS);
+        assert!(relayed.is_up(NodeId(2), 101 * MS + 1_000 * MS));
         // The same silence means more for the peer that usually speaks often.
         let silence = 600 * MS;
         assert!(
-            fast.phi(NodeId(2), 20 * 50 * MS + silence)
+            fast.phi(NodeId(2), 20 * 100 * MS + silence)
                 > slow.phi(NodeId(2), 20 * 300 * MS + silence)
         );
     }
@@ -266,7 +278,10 @@ mod tests {
         }
         let arrivals = &fd.peers[&NodeId(2)];
         assert_eq!(arrivals.intervals.len(), ARRIVAL_WINDOW_SAMPLES_MAX);
-        assert_eq!(arrivals.intervals_sum, arrivals.intervals.iter().sum::<u64>());
+        assert_eq!(
+            arrivals.intervals_sum,
+            arrivals.intervals.iter().sum::<u64>()
+        );
     }
 
     #[test]

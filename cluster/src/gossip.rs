@@ -147,10 +147,7 @@ impl Gossip {
                 received_wall_nanos: now_wall_nanos,
             },
         );
-        Self {
-            me,
-            members: known,
-        }
+        Self { me, members: known }
     }
 
     /// Starts a round: bumps this node's heartbeat with its current
@@ -249,7 +246,10 @@ impl Gossip {
                 continue;
             }
             let old = self.members.get(&state.node).map(|k| k.state.clone());
-            if old.as_ref().is_some_and(|old| old.version() >= state.version()) {
+            if old
+                .as_ref()
+                .is_some_and(|old| old.version() >= state.version())
+            {
                 continue;
             }
             match &old {
@@ -258,8 +258,7 @@ impl Gossip {
                 }
                 _ => merged.restarted.push(state.node),
             }
-            let was_shutting_down =
-                old.is_some_and(|old| old.status == MemberStatus::ShuttingDown);
+            let was_shutting_down = old.is_some_and(|old| old.status == MemberStatus::ShuttingDown);
             if state.status == MemberStatus::ShuttingDown && !was_shutting_down {
                 merged.shutting_down.push(state.node);
             }

@@ -54,14 +54,14 @@ pub mod node;
 pub mod purge;
 pub mod ring;
 
+pub use anti_entropy::{AntiEntropyOptions, AntiEntropyStats, FullPassReport};
 pub use codec::{decode_frame, encode_frame, CodecError, Decoded};
 pub use consistency::ConsistencyLevel;
+pub use hints::{HintOptions, HintStats};
 pub use ids::{NodeId, Now, OpId, RequestId};
 pub use message::{
     ClientError, ClientOp, ClientRequest, ClientResponse, Envelope, Message, WireVersion,
 };
-pub use anti_entropy::{AntiEntropyOptions, AntiEntropyStats, FullPassReport};
-pub use hints::{HintOptions, HintStats};
 pub use node::{
     AcknowledgedWrite, ClusterConfig, Input, MemberView, Node, NodeError, NodeOptions, NodeStats,
     Output, ReplyVersion,

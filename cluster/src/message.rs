@@ -69,9 +69,15 @@ pub enum Message {
         depth: u8,
     },
     /// Anti-entropy: the leaf hashes of the sender's tree.
-    TreeReply { session: SessionId, leaves: Vec<u64> },
+    TreeReply {
+        session: SessionId,
+        leaves: Vec<u64>,
+    },
     /// Anti-entropy: stream your entries of these leaves to the initiator.
-    RepairPull { session: SessionId, leaves: Vec<u32> },
+    RepairPull {
+        session: SessionId,
+        leaves: Vec<u32>,
+    },
     /// Anti-entropy: a batch of entries; `last` ends the stream.
     RepairData {
         session: SessionId,
@@ -83,12 +89,50 @@ pub enum Message {
     RepairDataAck { session: SessionId, seq: u64 },
     /// Anti-entropy: the session is complete: every replica holds every
     /// version that existed anywhere when it started, at `started_hlc`.
-    RepairComplete { session: SessionId, started_hlc: u64 },
+    RepairComplete {
+        session: SessionId,
+        started_hlc: u64,
+    },
     /// Anti-entropy: the sender gives up the session (or will not take it).
     RepairRefused { session: SessionId },
 }
 
 impl Message {
+    /// Bytes of keys, values and other variable-length content the message
+    /// carries: what bounds in bytes (send queues) count, beside a fixed
+    /// overhead per message.
+    pub fn payload_bytes(&self) -> usize {
+        let version = |v: &WireVersion| v.value.as_ref().map_or(0, Vec::len);
+        match self {
+            Self::Write {
+                key, version: v, ..
+            }
+            | Self::RepairWrite {
+                key, version: v, ..
+            }
+            | Self::Hint {
+                key, version: v, ..
+            } => key.len() + version(v),
+            Self::Read { key, .. } => key.len(),
+            Self::ReadReply { version: v, .. } => v.as_ref().map_or(0, version),
+            Self::GossipSyn { states } | Self::GossipAck { states } => {
+                states.len() * std::mem::size_of::<MemberState>()
+            }
+            Self::TreeRequest { replicas, .. } => replicas.len() * 4,
+            Self::TreeReply { leaves, .. } => leaves.len() * 8,
+            Self::RepairPull { leaves, .. } => leaves.len() * 4,
+            Self::RepairData { entries, .. } => entries
+                .iter()
+                .map(|(key, v)| key.len() + version(v) + 16)
+                .sum(),
+            Self::WriteAck { .. }
+            | Self::HintAck { .. }
+            | Self::RepairDataAck { .. }
+            | Self::RepairComplete { .. }
+            | Self::RepairRefused { .. } => 0,
+        }
+    }
+
     /// A short name for logs and counters.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -163,13 +207,18 @@ pub enum ClientOp {
     Put { key: Vec<u8>, value: Vec<u8> },
     /// Delete the key.
     Delete { key: Vec<u8> },
+    /// An operator asks the coordinator for a full anti-entropy pass over
+    /// every range it replicates (`enigma repair`); answered with
+    /// [`ClientResponse::Repaired`] once done. Touches no one key.
+    Repair,
 }
 
 impl ClientOp {
-    /// The key the operation touches.
+    /// The key the operation touches (empty for [`Self::Repair`]).
     pub fn key(&self) -> &[u8] {
         match self {
             Self::Get { key } | Self::Put { key, .. } | Self::Delete { key } => key,
+            Self::Repair => &[],
         }
     }
 }

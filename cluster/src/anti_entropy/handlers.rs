@@ -180,7 +180,10 @@ impl AntiEntropy {
                 _ => return false,
             }
         };
-        if entries.iter().any(|(key, _)| self.ranges.of_key(key) != range) {
+        if entries
+            .iter()
+            .any(|(key, _)| self.ranges.of_key(key) != range)
+        {
             return false;
         }
         let inbound = if session.initiator == self.me {

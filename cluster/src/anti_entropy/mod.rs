@@ -469,10 +469,7 @@ impl AntiEntropy {
             let range = self.mine[self.cursor % self.mine.len()];
             self.cursor = (self.cursor + 1) % self.mine.len();
             let replicas = self.ranges.replicas(range);
-            let lowest_up = replicas
-                .iter()
-                .copied()
-                .find(|&r| r == self.me || is_up(r));
+            let lowest_up = replicas.iter().copied().find(|&r| r == self.me || is_up(r));
             let peers = self.peers_of(range);
             if lowest_up == Some(self.me) && peers.iter().all(|&p| is_up(p)) {
                 self.start(range, peers, false, now, hlc_now(), actions);

@@ -169,4 +169,3 @@ pub(super) struct Inbound {
     pub(super) next_seq: u64,
     pub(super) finished: bool,
 }
-

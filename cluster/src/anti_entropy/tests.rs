@@ -95,7 +95,10 @@ impl Cluster {
                     for (key, wire) in entries {
                         let v: Versioned = wire.into();
                         let store = &mut self.replicas.get_mut(&at).unwrap().store;
-                        if store.get(&key).is_none_or(|old| old.timestamp < v.timestamp) {
+                        if store
+                            .get(&key)
+                            .is_none_or(|old| old.timestamp < v.timestamp)
+                        {
                             store.insert(key, v);
                         }
                     }
@@ -127,7 +130,7 @@ impl Cluster {
                 .get_mut(&id)
                 .unwrap()
                 .ae
-                .tick(now, |n| up(n), || hlc);
+                .tick(now, up, || hlc);
             self.carry_out(id, actions);
             let scans = self.replicas[&id].ae.scans();
             for scan in scans {
@@ -237,7 +240,10 @@ fn a_stream_ends_once() {
     c.run(300);
     let stats = c.replicas[&NodeId(1)].ae.stats();
     assert!(stats.sessions_completed > sessions, "sessions go on");
-    assert_eq!(stats.keys_received, before, "converged replicas send nothing");
+    assert_eq!(
+        stats.keys_received, before,
+        "converged replicas send nothing"
+    );
     assert_eq!(stats.messages_refused, 0);
 }
 
@@ -391,10 +397,14 @@ fn trees_of_the_wrong_shape_and_foreign_entries_are_refused() {
 
 #[test]
 fn responder_sessions_are_bounded() {
-    let mut c = Cluster::new(3, 3, AntiEntropyOptions {
-        responder_sessions_max: 2,
-        ..options()
-    });
+    let mut c = Cluster::new(
+        3,
+        3,
+        AntiEntropyOptions {
+            responder_sessions_max: 2,
+            ..options()
+        },
+    );
     let replicas = vec![NodeId(1), NodeId(2), NodeId(3)];
     let n3 = &mut c.replicas.get_mut(&NodeId(3)).unwrap().ae;
     let mut refused = 0;
@@ -429,10 +439,14 @@ fn responder_sessions_are_bounded() {
     assert_eq!(refused, 0, "two initiators fit");
     assert!(n3.busy());
     // A third initiator's session does not.
-    let mut c4 = Cluster::new(4, 4, AntiEntropyOptions {
-        responder_sessions_max: 2,
-        ..options()
-    });
+    let mut c4 = Cluster::new(
+        4,
+        4,
+        AntiEntropyOptions {
+            responder_sessions_max: 2,
+            ..options()
+        },
+    );
     let all: Vec<NodeId> = (1..=4).map(NodeId).collect();
     let n4 = &mut c4.replicas.get_mut(&NodeId(4)).unwrap().ae;
     let mut last = Vec::new();

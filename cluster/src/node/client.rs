@@ -13,6 +13,9 @@ use crate::message::{ClientError, ClientOp, ClientRequest, ClientResponse, Messa
 
 impl<D: Disk> Node<D> {
     pub(super) fn on_client(&mut self, now: Now, request: RequestId, body: ClientRequest) {
+        if body.op == ClientOp::Repair {
+            return self.anti_entropy.request_full_pass(request, now.mono_nanos);
+        }
         if let Err(reason) = self.validate(&body.op) {
             return self.reply(
                 request,
@@ -125,6 +128,7 @@ impl<D: Disk> Node<D> {
                 let write = PendingWrite::new(request, replicas, required, deadline_mono_nanos);
                 self.start_write(now, op, key, None, write, &up);
             }
+            ClientOp::Repair => unreachable!("handled above"),
         }
     }
 
@@ -155,6 +159,7 @@ impl<D: Disk> Node<D> {
             hlc: self.hlc.tick(now.wall_nanos),
             node: self.id.0,
         };
+        let tombstone = value.is_none();
         let version = Versioned { timestamp, value };
         let me = self.id;
         let local = write.replicas.contains(&me);
@@ -189,7 +194,7 @@ impl<D: Disk> Node<D> {
             // `pending`; later acknowledgements find nothing and are
             // ignored, as they would be after the first one decided it.
             if self.local_write(&key, version) {
-                self.acknowledged(&key, timestamp);
+                self.acknowledged(&key, timestamp, tombstone);
                 self.reply_version(write.request, Some(timestamp));
                 self.reply(write.request, ClientResponse::Written);
             } else {
@@ -205,7 +210,7 @@ impl<D: Disk> Node<D> {
             self.write_stamps.insert(op.seq, timestamp);
         }
         if local && self.local_write(&key, version) {
-            self.acknowledged(&key, timestamp);
+            self.acknowledged(&key, timestamp, tombstone);
             self.on_write_ack(op, self.id);
         }
     }
@@ -341,8 +346,9 @@ impl<D: Disk> Node<D> {
                 if stale.contains(&self.id) {
                     self.stats.read_repairs += 1;
                     let timestamp = winner.timestamp;
+                    let tombstone = winner.value.is_none();
                     if self.local_write(&key, winner) {
-                        self.acknowledged(&key, timestamp);
+                        self.acknowledged(&key, timestamp, tombstone);
                         self.on_write_ack(op, self.id);
                     }
                 }

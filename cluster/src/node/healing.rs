@@ -9,7 +9,7 @@ use enigma_engine::{BackgroundReport, Disk, EngineError, Timestamp, Versioned};
 
 use super::Node;
 use crate::anti_entropy::{Action, AntiEntropy};
-use crate::gossip::{choose_targets, GossipRefusal, Merged, MemberState, SelfReadings};
+use crate::gossip::{choose_targets, GossipRefusal, MemberState, Merged, SelfReadings};
 use crate::hints::Dropped;
 use crate::hlc::{HlcClock, LOGICAL_BITS};
 use crate::ids::{NodeId, Now};
@@ -75,7 +75,10 @@ impl<D: Disk> Node<D> {
     }
 
     pub(super) fn on_gossip_syn(&mut self, now: Now, from: NodeId, states: Vec<MemberState>) {
-        match self.gossip.on_syn(self.ring.nodes(), states, now.wall_nanos) {
+        match self
+            .gossip
+            .on_syn(self.ring.nodes(), states, now.wall_nanos)
+        {
             Ok((merged, better)) => {
                 self.heard(now, merged);
                 self.send(from, Message::GossipAck { states: better });
@@ -85,7 +88,10 @@ impl<D: Disk> Node<D> {
     }
 
     pub(super) fn on_gossip_ack(&mut self, now: Now, _from: NodeId, states: Vec<MemberState>) {
-        match self.gossip.on_ack(self.ring.nodes(), states, now.wall_nanos) {
+        match self
+            .gossip
+            .on_ack(self.ring.nodes(), states, now.wall_nanos)
+        {
             Ok(merged) => self.heard(now, merged),
             Err(refusal) => self.refuse_gossip(refusal),
         }
@@ -210,7 +216,8 @@ impl<D: Disk> Node<D> {
                     },
                 },
             );
-            if self.options.bug_delete_hints_on_send && self.hints.acknowledged(hint.target, hint.id)
+            if self.options.bug_delete_hints_on_send
+                && self.hints.acknowledged(hint.target, hint.id)
             {
                 self.delete_hints(now, &[hint]);
             }
@@ -232,12 +239,13 @@ impl<D: Disk> Node<D> {
         if !self.mutation_acceptable(now, from, &key, &version, true) {
             return;
         }
-        if self.local_write(&key, version.clone().into()) {
-            let timestamp = Timestamp {
-                hlc: version.hlc,
-                node: version.node,
-            };
-            self.acknowledged(&key, timestamp);
+        let timestamp = Timestamp {
+            hlc: version.hlc,
+            node: version.node,
+        };
+        let tombstone = version.value.is_none();
+        if self.local_write(&key, version.into()) {
+            self.acknowledged(&key, timestamp, tombstone);
             self.send(from, Message::HintAck { id });
         }
     }
@@ -275,17 +283,17 @@ impl<D: Disk> Node<D> {
             let mut spent = 0u64;
             let mut paused = false;
             let anti_entropy = &mut self.anti_entropy;
-            let result = self
-                .engine
-                .scan_with(start, client_keys_end(), false, |key, timestamp, value| {
-                    let last = last_key.get_or_insert_with(Vec::new);
-                    last.clear();
-                    last.extend_from_slice(key);
-                    spent += AntiEntropy::entry_cost(key, value);
-                    let go_on = anti_entropy.feed(scan.owner, key, timestamp, value);
-                    paused = !go_on || spent >= budget;
-                    !paused
-                });
+            let result =
+                self.engine
+                    .scan_with(start, client_keys_end(), false, |key, timestamp, value| {
+                        let last = last_key.get_or_insert_with(Vec::new);
+                        last.clear();
+                        last.extend_from_slice(key);
+                        spent += AntiEntropy::entry_cost(key, value);
+                        let go_on = anti_entropy.feed(scan.owner, key, timestamp, value);
+                        paused = !go_on || spent >= budget;
+                        !paused
+                    });
             let actions = match result {
                 Ok(()) => {
                     self.anti_entropy
@@ -318,7 +326,17 @@ impl<D: Disk> Node<D> {
                             applied = false;
                             break;
                         }
-                        applied &= self.local_write(&key, version.into());
+                        let timestamp = Timestamp {
+                            hlc: version.hlc,
+                            node: version.node,
+                        };
+                        let tombstone = version.value.is_none();
+                        if self.local_write(&key, version.into()) {
+                            // Durable with this flush, and acknowledged.
+                            self.acknowledged(&key, timestamp, tombstone);
+                        } else {
+                            applied = false;
+                        }
                     }
                     if applied {
                         self.send(to, ack);

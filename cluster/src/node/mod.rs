@@ -72,9 +72,6 @@ pub enum Input {
         request: RequestId,
         body: ClientRequest,
     },
-    /// An operator asks for a full anti-entropy pass over every range of
-    /// this node; answered with [`ClientResponse::Repaired`] when done.
-    Repair { request: RequestId },
     /// A message from a peer.
     Message { from: NodeId, envelope: Envelope },
     /// Time passed: check deadlines, run background protocols.
@@ -164,6 +161,9 @@ pub struct AcknowledgedWrite {
     pub key: Vec<u8>,
     /// The version's timestamp.
     pub timestamp: Timestamp,
+    /// Whether the version is a tombstone (which compaction may later purge
+    /// once its range is repaired: then the key reads as absent).
+    pub tombstone: bool,
 }
 
 /// The version behind a client reply: what a write wrote, or what a read
@@ -356,7 +356,6 @@ impl<D: Disk> Node<D> {
         self.observe_time(now);
         match input {
             Input::Client { request, body } => self.on_client(now, request, body),
-            Input::Repair { request } => self.anti_entropy.request_full_pass(request, now.mono_nanos),
             Input::Message { from, envelope } => self.on_envelope(now, from, envelope),
             Input::Tick => self.on_tick(now),
         }
@@ -535,11 +534,12 @@ impl<D: Disk> Node<D> {
 
     /// Notes, for a checking driver, that this node holds `timestamp` of
     /// `key` durably once the next flush succeeds, and says so.
-    fn acknowledged(&mut self, key: &[u8], timestamp: Timestamp) {
+    fn acknowledged(&mut self, key: &[u8], timestamp: Timestamp, tombstone: bool) {
         if self.options.record_versions {
             self.versions.acknowledged.push(AcknowledgedWrite {
                 key: key.to_vec(),
                 timestamp,
+                tombstone,
             });
         }
     }

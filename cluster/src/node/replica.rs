@@ -71,8 +71,9 @@ impl<D: Disk> Node<D> {
             hlc: version.hlc,
             node: version.node,
         };
+        let tombstone = version.value.is_none();
         if self.local_write(&key, version.into()) {
-            self.acknowledged(&key, timestamp);
+            self.acknowledged(&key, timestamp, tombstone);
             self.send(from, Message::WriteAck { op });
         }
     }

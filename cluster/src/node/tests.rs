@@ -360,7 +360,8 @@ fn recorded_versions_name_acknowledged_writes_and_replies() {
         h.node(replica).take_acknowledged_writes(),
         vec![AcknowledgedWrite {
             key: b"k".to_vec(),
-            timestamp: stamp
+            timestamp: stamp,
+            tombstone: false,
         }]
     );
     let done = h.deliver(replica, &ack[0]);
@@ -449,7 +450,11 @@ fn a_coordinator_refuses_at_once_what_its_failure_detector_says_it_cannot_do() {
             required: 3
         })]
     );
-    assert_eq!(h.node(0).engine().get(b"k").unwrap(), None, "nothing applied");
+    assert_eq!(
+        h.node(0).engine().get(b"k").unwrap(),
+        None,
+        "nothing applied"
+    );
     assert_eq!(h.node(0).stats().unavailable, 1);
     // QUORUM still works; the down replica gets a hint instead of a message.
     let out = h.call(0, put("k", "v"), ConsistencyLevel::Quorum);
@@ -474,7 +479,10 @@ fn the_planted_bug_waits_on_a_replica_held_down() {
     assert!(h.call(0, put("k", "v"), ConsistencyLevel::All).is_empty());
     let out = h.tick_all(2_000 * MS);
     assert!(
-        matches!(out[..], [ClientResponse::Error(ClientError::Timeout { .. })]),
+        matches!(
+            out[..],
+            [ClientResponse::Error(ClientError::Timeout { .. })]
+        ),
         "{out:?}"
     );
 }
@@ -556,7 +564,7 @@ fn an_operators_full_pass_answers_with_what_it_did() {
     let node = h.start(1);
     h.nodes[1] = Some(node);
     h.tick_all(100 * MS);
-    let out = h.step(1, Input::Repair { request: RequestId(5) });
+    let out = h.client(1, 5, ClientOp::Repair, ConsistencyLevel::One);
     assert!(out.iter().all(|o| !matches!(o, Output::Reply { .. })));
     let mut replies = h.pump(1, out);
     for _ in 0..30 {
@@ -688,7 +696,10 @@ fn under_the_interval_policy_ticks_sync_and_flushes_do_not() {
     let mut h = Harness::new(1, options);
     let out = h.call(0, put("k", "v"), ConsistencyLevel::One);
     assert_eq!(out, vec![ClientResponse::Written]);
-    assert!(h.node(0).engine().has_unsynced(), "acknowledged before durable");
+    assert!(
+        h.node(0).engine().has_unsynced(),
+        "acknowledged before durable"
+    );
     h.tick_all(10 * MS);
     assert!(!h.node(0).engine().has_unsynced(), "the tick synced");
 }

@@ -54,7 +54,8 @@ pub(super) struct Swarm {
 /// Draws which fault families (and at what rates) this seed uses.
 pub(super) fn draw_swarm(config: &SimConfig, rng_swarm: &mut ChaCha8Rng) -> Swarm {
     let (nemesis, net, disk, line) = if config.faults {
-        let crashes = rng_swarm.random_bool(0.7);
+        // Drawn either way, so that --crashes off changes nothing else.
+        let crashes = rng_swarm.random_bool(0.7) && config.crashes;
         let partitions = rng_swarm.random_bool(0.7);
         let loss = [0.0, 0.01, 0.05][rng_swarm.random_range(0..3)];
         let duplicate = [0.0, 0.02][rng_swarm.random_range(0..2)];

@@ -3,11 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use enigma_cluster::{decode_frame, encode_frame, Decoded, Input, Node, Output, RequestId};
+use enigma_cluster::{
+    decode_frame, encode_frame, Decoded, Input, Node, NodeOptions, Output, RequestId,
+};
 use enigma_engine::{Disk, DiskFile, WAL_RECORDS_OFFSET};
+use rand::Rng;
 
 use super::{version_of, Answer, Event, Simulation};
 use crate::disk::SimDisk;
+use crate::rng::stream;
 use enigma_checker::Version;
 
 impl Simulation {
@@ -39,12 +43,13 @@ impl Simulation {
     pub(super) fn start_node(&mut self, index: usize) {
         let slot = &mut self.slots[index];
         assert!(slot.node.is_none(), "starting a running node");
-        match Node::new(
-            slot.id,
-            &self.cluster,
-            self.node_options.clone(),
-            slot.disk.clone(),
-        ) {
+        let options = NodeOptions {
+            // Each node draws from its own stream of the seed (the node
+            // mixes in its boot generation, so restarts draw anew).
+            seed: stream(self.config.seed, &format!("node-{}", slot.id.0)).random(),
+            ..self.node_options.clone()
+        };
+        match Node::new(slot.id, &self.cluster, options, slot.disk.clone()) {
             Ok(node) => {
                 slot.node = Some(node);
                 self.check_durability(index, "after a restart");
@@ -62,8 +67,7 @@ impl Simulation {
     pub(super) fn crash(&mut self, index: usize) {
         let slot = &mut self.slots[index];
         if let Some(node) = slot.node.take() {
-            self.stats.tables_flushed += node.stats().tables_flushed;
-            self.stats.compactions += node.stats().compactions;
+            self.absorb_stats(&node);
             self.note_background_errors(index, &node);
             let slot = &mut self.slots[index];
             slot.disk.crash(&mut self.rng_disk);
@@ -72,6 +76,22 @@ impl Simulation {
             }
             self.stats.crashes += 1;
         }
+    }
+
+    /// Adds a node's counters to the run's, when the node stops (its
+    /// counters start again with its next incarnation).
+    pub(super) fn absorb_stats(&mut self, node: &Node<SimDisk>) {
+        let stats = node.stats();
+        self.stats.tables_flushed += stats.tables_flushed;
+        self.stats.compactions += stats.compactions;
+        self.stats.unavailable += stats.unavailable;
+        for (_, hints) in node.hint_stats() {
+            self.stats.hints_stored += hints.stored;
+            self.stats.hints_replayed += hints.replayed;
+        }
+        let repair = node.anti_entropy_stats();
+        self.stats.repair_sessions += repair.sessions_completed;
+        self.stats.repair_keys_streamed += repair.keys_sent;
     }
 
     /// Feeds one input to a node and releases its outputs after the flush.
@@ -85,16 +105,19 @@ impl Simulation {
         match node.flush() {
             Ok(outputs) => {
                 for ack in node.take_acknowledged_writes() {
-                    let newest = slot.acknowledged.entry(ack.key).or_insert(ack.timestamp);
-                    if *newest < ack.timestamp {
-                        *newest = ack.timestamp;
+                    let newest = slot
+                        .acknowledged
+                        .entry(ack.key)
+                        .or_insert((ack.timestamp, ack.tombstone));
+                    if newest.0 < ack.timestamp {
+                        *newest = (ack.timestamp, ack.tombstone);
                     }
                     self.stats.writes_acknowledged += 1;
                 }
                 let versions: BTreeMap<RequestId, Version> = node
                     .take_reply_versions()
                     .into_iter()
-                    .map(|v| (v.request, version_of(v.timestamp)))
+                    .filter_map(|v| Some((v.request, version_of(v.timestamp?))))
                     .collect();
                 for output in outputs {
                     let version = match &output {
