@@ -1214,7 +1214,7 @@ mod tests {
             .expect("the write waits in the log's buffer");
         assert!(matches!(
             engine.sync(),
-            Err(EngineError::Disk(DiskError::NoSpace { .. }))
+            Err(EngineError::NoSpace { .. })
         ));
         assert_eq!(
             engine.get(&key(0)).expect("reads work on a full disk"),

@@ -41,6 +41,7 @@
 mod background;
 mod options;
 mod read;
+mod recovery;
 #[cfg(test)]
 mod tests;
 
@@ -48,7 +49,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::disk::DiskError;
-use crate::manifest::{self, Manifest};
+use crate::manifest::Manifest;
 use crate::memtable::{MemKey, Memtable};
 use crate::sstable::bloom::key_hash;
 use crate::sstable::cache::BlockCache;
@@ -66,6 +67,7 @@ pub use options::{
     MEMTABLE_BYTES_MIN, TABLE_BLOCK_BYTES_DEFAULT, TABLE_BLOCK_BYTES_LIMIT, TABLE_BLOCK_BYTES_MIN,
     VALUE_BYTES_DEFAULT, WAL_SEGMENT_BYTES_DEFAULT, WAL_SEGMENT_BYTES_LIMIT, WAL_SEGMENT_BYTES_MIN,
 };
+pub use recovery::{is_engine_file, EngineRecovery};
 
 /// A memtable waiting to be flushed.
 #[derive(Debug)]
@@ -142,63 +144,18 @@ fn is_temporary_table(name: &str) -> bool {
 }
 
 impl<D: Disk> Engine<D> {
-    /// Opens the engine on `disk`: replays the manifest, deletes files it
-    /// does not name, opens the live tables, replays the WAL segments the
-    /// tables do not cover into the memtable and starts a fresh segment.
+    /// Opens the engine on `disk`: [`Engine::recover`] replays the manifest,
+    /// opens the live tables and replays the WAL segments the tables do not
+    /// cover into the memtable, changing nothing on disk; then
+    /// [`EngineRecovery::open`] cuts torn tails, deletes files the manifest
+    /// does not name and starts a fresh segment. A refused open leaves
+    /// every file as it was.
     ///
     /// # Errors
-    /// [`EngineError::InvalidArgument`] for bad options; corruption found by
-    /// replay (anywhere but the torn tail of the last segment or of the
-    /// manifest) or in a table's metadata; disk errors.
+    /// As [`Engine::recover`] (bad options, corruption, missing files) and
+    /// [`EngineRecovery::open`] (disk errors).
     pub fn open(disk: D, options: EngineOptions) -> Result<Self, EngineError> {
-        options.validate()?;
-        let sync_enabled = options.sync_policy.syncs();
-        let manifest = manifest::open(&disk, options.manifest_edits_per_checkpoint, sync_enabled)?;
-        let state = manifest.state().clone();
-        let mut removed = false;
-        for name in disk.list()? {
-            let dead_table = parse_table_name(&name).is_some_and(|id| !state.tables.contains(&id));
-            if dead_table || is_temporary_table(&name) {
-                disk.remove(&name)?;
-                removed = true;
-            }
-        }
-        if removed && sync_enabled {
-            disk.sync_dir()?;
-        }
-        let mut tables = Vec::with_capacity(state.tables.len());
-        for &id in state.tables.iter().rev() {
-            tables.push(Table::open(&disk, id)?);
-        }
-        let mut memtable = Memtable::new(options.memtable_bytes_max);
-        let (wal, recovery) = wal::open(
-            disk,
-            state.wal_segments_covered,
-            options.wal_segment_bytes_max,
-            sync_enabled,
-            |entries| {
-                for (key, version) in entries {
-                    // Replay is idempotent under last-write-wins: an entry
-                    // that loses here lost when it was first written, too.
-                    memtable.apply(&key, version.timestamp, version.value.as_deref());
-                }
-            },
-        )?;
-        let cache = RefCell::new(BlockCache::new(options.block_cache_bytes));
-        Ok(Engine {
-            options,
-            wal,
-            memtable,
-            frozen: VecDeque::new(),
-            tables,
-            cache,
-            manifest,
-            tombstone_purge_before: None,
-            purge_guard: PurgeGuardSlot(None),
-            last_interval_sync_nanos: None,
-            poisoned: None,
-            recovery,
-        })
+        Engine::recover(disk, options)?.open()
     }
 
     /// Writes `version` under `key` if it is newer than the stored version.
@@ -427,6 +384,14 @@ impl<D: Disk> Engine<D> {
     /// What recovery found when the engine was opened.
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.recovery
+    }
+
+    /// Whether a full disk stopped the log: writes are refused with
+    /// [`EngineError::NoSpace`] (and so are reads of keys whose latest
+    /// writes wait to be made durable) until a retried write or sync gets
+    /// the waiting records out. Each [`Self::sync`] and write retries.
+    pub fn log_stalled_for_space(&self) -> bool {
+        self.wal.stall().is_some()
     }
 
     /// Why the engine refuses writes, if it does (after a failed sync).
