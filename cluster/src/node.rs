@@ -247,8 +247,12 @@ impl<D: Disk> Node<D> {
         if !ring.nodes().contains(&id) {
             return Err(NodeError::NotAMember { node: id });
         }
-        let generation = generation::advance(&disk)?;
-        let engine = Engine::open(disk, options.engine.clone())?;
+        // Everything is read and checked before any file changes: a
+        // refused start leaves the disk as it found it.
+        let last_generation = generation::last(&disk)?;
+        let recovery = Engine::recover(disk, options.engine.clone())?;
+        let generation = generation::store_next(recovery.disk(), last_generation)?;
+        let engine = recovery.open()?;
         Ok(Self {
             id,
             generation,
