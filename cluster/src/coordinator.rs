@@ -4,12 +4,39 @@
 //! Pure bookkeeping: these types decide *what* happens next (reply, repair
 //! whom); [`crate::node`] carries it out. A local replica's answer is fed in
 //! exactly like a remote one.
+//!
+//! A replica whose storage fails says so at once (a [`ReplicaFailure`]):
+//! the operation goes on with the other replicas while the level can still
+//! be met, and fails at once, naming each failed replica and why, when it
+//! cannot. A read that completes without a replica whose stored copy was
+//! corrupt names that replica for repair: writing the winner back shadows
+//! the bad entry.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use enigma_engine::{Timestamp, Versioned};
 
 use crate::ids::{NodeId, RequestId};
+use crate::message::{ClientError, ReplicaFailure};
+
+/// The client's error once `failures` leave too few replicas for the
+/// level: `NoSpace` if every failure was a full disk, else `Storage`.
+/// Either names every failed replica and why.
+fn failed_level(failures: &BTreeMap<NodeId, ReplicaFailure>) -> ClientError {
+    let reason = failures
+        .iter()
+        .map(|(node, failure)| format!("{node}: {failure}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if failures
+        .values()
+        .all(|f| matches!(f, ReplicaFailure::NoSpace { .. }))
+    {
+        ClientError::NoSpace { reason }
+    } else {
+        ClientError::Storage { reason }
+    }
+}
 
 /// A client write waiting for acknowledgements.
 #[derive(Debug)]
@@ -24,6 +51,8 @@ pub struct PendingWrite {
     pub required: usize,
     /// When the coordinator gives up (monotonic).
     pub deadline_mono_nanos: u64,
+    /// Replicas whose storage failed to take the write.
+    failures: BTreeMap<NodeId, ReplicaFailure>,
 }
 
 impl PendingWrite {
@@ -44,7 +73,18 @@ impl PendingWrite {
             acked: BTreeSet::new(),
             required,
             deadline_mono_nanos,
+            failures: BTreeMap::new(),
         }
+    }
+
+    /// Counts `from`'s failure; the client's error once too few replicas
+    /// are left to meet the level.
+    pub fn on_failure(&mut self, from: NodeId, failure: ReplicaFailure) -> Option<ClientError> {
+        if self.replicas.contains(&from) && !self.acked.contains(&from) {
+            self.failures.insert(from, failure);
+        }
+        let still_possible = self.replicas.len() - self.failures.len();
+        (still_possible < self.required).then(|| failed_level(&self.failures))
     }
 
     /// Counts `from`'s acknowledgement; true once enough have arrived.
@@ -74,6 +114,8 @@ pub struct PendingRead {
     answers: BTreeMap<NodeId, Option<Versioned>>,
     /// Set once `required` answers are in and they disagreed.
     repair: Option<Repair>,
+    /// Replicas whose storage failed to read the key.
+    failures: BTreeMap<NodeId, ReplicaFailure>,
 }
 
 /// Blocking read repair in progress.
@@ -97,6 +139,8 @@ pub enum ReadProgress {
         winner: Versioned,
         stale: Vec<NodeId>,
     },
+    /// Too few replicas are left to meet the level: answer this error.
+    Failed(ClientError),
 }
 
 impl PendingRead {
@@ -120,7 +164,37 @@ impl PendingRead {
             deadline_mono_nanos,
             answers: BTreeMap::new(),
             repair: None,
+            failures: BTreeMap::new(),
         }
+    }
+
+    /// Counts `from`'s failure to read the key.
+    pub fn on_failure(&mut self, from: NodeId, failure: ReplicaFailure) -> ReadProgress {
+        if !self.replicas.contains(&from) || self.answers.contains_key(&from) {
+            return ReadProgress::Waiting;
+        }
+        self.failures.insert(from, failure);
+        let still_possible = self.replicas.len() - self.failures.len();
+        if still_possible < self.required {
+            return ReadProgress::Failed(failed_level(&self.failures));
+        }
+        ReadProgress::Waiting
+    }
+
+    /// The version the read settled on, once it has (`None` before, or
+    /// when no replica held one).
+    pub fn winner(&self) -> Option<&Versioned> {
+        self.repair.as_ref().map(|r| &r.winner)
+    }
+
+    /// Replicas whose stored copy of the key was found corrupt: the winner
+    /// should be written back to them.
+    pub fn corrupt_replicas(&self) -> Vec<NodeId> {
+        self.failures
+            .iter()
+            .filter(|(_, failure)| failure.is_corruption())
+            .map(|(&node, _)| node)
+            .collect()
     }
 
     /// How many replicas have answered (or, while repairing, are known to
@@ -141,7 +215,10 @@ impl PendingRead {
 
     /// Takes in `from`'s version of the key.
     pub fn on_answer(&mut self, from: NodeId, version: Option<Versioned>) -> ReadProgress {
-        if !self.replicas.contains(&from) || self.answers.contains_key(&from) {
+        if !self.replicas.contains(&from)
+            || self.answers.contains_key(&from)
+            || self.failures.contains_key(&from)
+        {
             return ReadProgress::Waiting;
         }
         self.answers.insert(from, version.clone());
@@ -312,6 +389,54 @@ mod tests {
             r.on_answer(NodeId(7), Some(version(5, "a"))),
             ReadProgress::Waiting
         );
+    }
+
+    fn corrupt(node: u32) -> ReplicaFailure {
+        ReplicaFailure::Corruption {
+            file: "table-1.sst".to_owned(),
+            offset: 4096 * u64::from(node),
+            reason: "checksum mismatch".to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_corrupt_replica_is_passed_over_and_named_for_repair() {
+        let mut r = read(2);
+        assert_eq!(r.on_failure(NodeId(1), corrupt(1)), ReadProgress::Waiting);
+        r.on_answer(NodeId(2), Some(version(5, "a")));
+        assert_eq!(
+            r.on_answer(NodeId(3), Some(version(5, "a"))),
+            ReadProgress::Done(Some(b"a".to_vec()))
+        );
+        assert_eq!(r.corrupt_replicas(), vec![NodeId(1)]);
+        assert_eq!(r.winner(), Some(&version(5, "a")));
+    }
+
+    #[test]
+    fn a_read_fails_at_once_naming_replicas_when_the_level_cannot_be_met() {
+        let mut r = read(2);
+        assert_eq!(r.on_failure(NodeId(1), corrupt(1)), ReadProgress::Waiting);
+        let ReadProgress::Failed(ClientError::Storage { reason }) =
+            r.on_failure(NodeId(3), corrupt(3))
+        else {
+            panic!("expected a storage failure");
+        };
+        assert!(reason.contains("n1") && reason.contains("n3"), "{reason}");
+        assert!(reason.contains("table-1.sst"), "{reason}");
+    }
+
+    #[test]
+    fn full_disks_at_too_many_replicas_fail_a_write_as_no_space() {
+        let replicas = vec![NodeId(1), NodeId(2), NodeId(3)];
+        let mut w = PendingWrite::new(RequestId(1), replicas, 2, 0);
+        let full = ReplicaFailure::NoSpace {
+            file: "wal-1.log".to_owned(),
+        };
+        assert_eq!(w.on_failure(NodeId(1), full.clone()), None);
+        assert!(matches!(
+            w.on_failure(NodeId(2), full),
+            Some(ClientError::NoSpace { .. })
+        ));
     }
 
     #[test]

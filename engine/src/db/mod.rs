@@ -46,7 +46,7 @@ mod recovery;
 mod tests;
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::disk::DiskError;
 use crate::manifest::Manifest;
@@ -134,7 +134,14 @@ pub struct Engine<D: Disk> {
     poisoned: Option<String>,
     /// What recovery found when this engine was opened.
     recovery: RecoveryReport,
+    /// Keys written over a corrupt table entry: see
+    /// [`Engine::shadow_damage`]. In a `RefCell` only so that reads can
+    /// take it by `&self` alongside the cache.
+    shadowed: RefCell<BTreeSet<Vec<u8>>>,
 }
+
+/// Most keys remembered as shadowing corrupt table entries.
+pub const SHADOWED_KEYS_MAX: usize = 10_000;
 
 /// Whether `name` is a table being written: garbage at open.
 fn is_temporary_table(name: &str) -> bool {
@@ -170,7 +177,8 @@ impl<D: Disk> Engine<D> {
         self.check_entry(key, &version)?;
         let mem_key = MemKey::new(key);
         let hash = key_hash(key);
-        if !self.wins(key, &mem_key, hash, version.timestamp)? {
+        let (wins, over_damage) = self.wins(key, &mem_key, hash, version.timestamp)?;
+        if !wins {
             return Ok(false);
         }
         // Freeze before appending, so a failed freeze applies nothing.
@@ -182,6 +190,9 @@ impl<D: Disk> Engine<D> {
             self.memtable
                 .apply_key(mem_key, hash, version.timestamp, version.value.as_deref());
         assert!(applied, "a winner is newer than the stored version");
+        if over_damage {
+            self.shadow_damage(key);
+        }
         Ok(true)
     }
 
@@ -213,10 +224,18 @@ impl<D: Disk> Engine<D> {
         // the same key must beat the earlier one too.
         let mut batch_newest: BTreeMap<&[u8], Timestamp> = BTreeMap::new();
         let mut winners: Vec<(&[u8], &Versioned)> = Vec::new();
+        let mut over_damage: Vec<&[u8]> = Vec::new();
         for (key, version) in batch {
             let wins = match batch_newest.get(key.as_slice()) {
                 Some(newest) => version.timestamp > *newest,
-                None => self.wins(key, &MemKey::new(key), key_hash(key), version.timestamp)?,
+                None => {
+                    let (wins, damaged) =
+                        self.wins(key, &MemKey::new(key), key_hash(key), version.timestamp)?;
+                    if wins && damaged {
+                        over_damage.push(key);
+                    }
+                    wins
+                }
             };
             if wins {
                 batch_newest.insert(key, version.timestamp);
@@ -238,6 +257,9 @@ impl<D: Disk> Engine<D> {
                 applied,
                 "a winner of the batch is newer than the stored version"
             );
+        }
+        for key in over_damage {
+            self.shadow_damage(key);
         }
         Ok(winners.len())
     }
@@ -289,32 +311,51 @@ impl<D: Disk> Engine<D> {
     /// hold a version that beats it, so tables entirely older than the
     /// write (every table, for a node writing with a fresh clock) are
     /// skipped without touching their filters.
+    ///
+    /// A table whose copy of the key is corrupt cannot be asked: the write
+    /// wins over it, and the second value says so (once applied, the key
+    /// shadows the damage: see [`Self::shadow_damage`]).
     fn wins(
         &self,
         key: &[u8],
         mem_key: &MemKey,
         hash: u64,
         timestamp: Timestamp,
-    ) -> Result<bool, EngineError> {
+    ) -> Result<(bool, bool), EngineError> {
         let newer_in = |memtable: &Memtable| {
             memtable
                 .get_key(mem_key, hash)
                 .is_some_and(|stored| stored.timestamp >= timestamp)
         };
         if newer_in(&self.memtable) || self.frozen.iter().any(|f| newer_in(&f.memtable)) {
-            return Ok(false);
+            return Ok((false, false));
         }
+        let mut over_damage = false;
         for table in &self.tables {
             if table.meta.timestamp_max < timestamp {
                 continue;
             }
-            if let Some(stored) = table.get(key, hash, &self.cache)? {
-                if stored.timestamp >= timestamp {
-                    return Ok(false);
-                }
+            match table.get(key, hash, &self.cache) {
+                Ok(Some(stored)) if stored.timestamp >= timestamp => return Ok((false, false)),
+                Ok(_) => {}
+                Err(err) if err.corruption_site().is_some() => over_damage = true,
+                Err(err) => return Err(err),
             }
         }
-        Ok(true)
+        Ok((true, over_damage))
+    }
+
+    /// Notes that `key`, just written over a corrupt table entry, shadows
+    /// it: reads of `key` skip tables whose copy of it is corrupt (the
+    /// replicas' newest version, written back by read repair, stands in
+    /// for what the damage hid). Kept in memory, for at most
+    /// [`SHADOWED_KEYS_MAX`] keys: after a restart or past the bound, reads
+    /// report the corruption again and the cluster repairs again.
+    fn shadow_damage(&mut self, key: &[u8]) {
+        let shadowed = self.shadowed.get_mut();
+        if shadowed.len() < SHADOWED_KEYS_MAX {
+            shadowed.insert(key.to_vec());
+        }
     }
 
     /// Makes every write since the last sync durable, with one WAL sync (and

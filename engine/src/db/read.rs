@@ -62,7 +62,15 @@ impl<D: Disk> Engine<D> {
             {
                 continue;
             }
-            best = newer(best, table.get(key, hash, &self.cache)?);
+            match table.get(key, hash, &self.cache) {
+                Ok(found) => best = newer(best, found),
+                // Written over since: the newer version stands in for it.
+                Err(err)
+                    if err.corruption_site().is_some()
+                        && best.is_some()
+                        && self.shadowed.borrow().contains(key) => {}
+                Err(err) => return Err(err),
+            }
         }
         Ok(best)
     }

@@ -192,6 +192,7 @@ impl<D: Disk> EngineRecovery<D> {
             last_interval_sync_nanos: None,
             poisoned: None,
             recovery,
+            shadowed: RefCell::default(),
         })
     }
 }
