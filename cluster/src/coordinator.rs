@@ -77,6 +77,13 @@ impl PendingWrite {
         }
     }
 
+    /// Takes back `from`'s acknowledgement (its write did not become
+    /// durable after all: a full disk) and counts its failure.
+    pub fn retract(&mut self, from: NodeId, failure: ReplicaFailure) -> Option<ClientError> {
+        self.acked.remove(&from);
+        self.on_failure(from, failure)
+    }
+
     /// Counts `from`'s failure; the client's error once too few replicas
     /// are left to meet the level.
     pub fn on_failure(&mut self, from: NodeId, failure: ReplicaFailure) -> Option<ClientError> {
@@ -166,6 +173,16 @@ impl PendingRead {
             repair: None,
             failures: BTreeMap::new(),
         }
+    }
+
+    /// Takes back `from`'s answer and repair acknowledgement (what it said
+    /// may not be durable after all: a full disk) and counts its failure.
+    pub fn retract(&mut self, from: NodeId, failure: ReplicaFailure) -> ReadProgress {
+        self.answers.remove(&from);
+        if let Some(repair) = &mut self.repair {
+            repair.up_to_date.remove(&from);
+        }
+        self.on_failure(from, failure)
     }
 
     /// Counts `from`'s failure to read the key.

@@ -249,6 +249,10 @@ pub struct Node<D: Disk> {
     wrote_since_flush: bool,
     /// A full disk failed something in this batch.
     no_space_in_batch: bool,
+    /// Operations (by sequence number) that counted this node's own write
+    /// or answer since the last completed sync: if the sync cannot be
+    /// written, those are taken back.
+    local_counted_unsynced: Vec<u64>,
     /// After a background job met a full disk: no new try before this
     /// (monotonic).
     background_retry_mono_nanos: u64,
@@ -296,6 +300,7 @@ impl<D: Disk> Node<D> {
             background_idle_at_tables: None,
             wrote_since_flush: false,
             no_space_in_batch: false,
+            local_counted_unsynced: Vec::new(),
             background_retry_mono_nanos: 0,
         })
     }
@@ -335,18 +340,23 @@ impl<D: Disk> Node<D> {
                 if !wrote {
                     // Nothing this batch did waits on the sync: reads of
                     // keys whose writes wait are refused by the engine.
+                    self.local_counted_unsynced.clear();
                     return Ok(held);
                 }
                 self.versions.acknowledged.clear();
                 self.versions.replies.clear();
                 let failure = ReplicaFailure::from_engine(&e);
-                return Ok(no_space::release_without_durability(held, &failure));
+                let mut outputs = no_space::release_without_durability(held, &failure);
+                self.retract_local_counts(&failure);
+                outputs.append(&mut self.held);
+                return Ok(outputs);
             }
             self.fatal = Some(e.clone());
             self.held.clear();
             self.versions = VersionLog::default();
             return Err(NodeError::Storage(e));
         }
+        self.local_counted_unsynced.clear();
         let space_back = wrote && !self.no_space_in_batch && !self.engine.log_stalled_for_space();
         if space_back {
             self.stats.no_space = false;
@@ -656,6 +666,9 @@ impl<D: Disk> Node<D> {
             self.stats.messages_ignored += 1;
             return;
         }
+        if from == self.id {
+            self.local_counted_unsynced.push(op.seq);
+        }
         match self.pending.get_mut(&op.seq) {
             Some(Pending::Write(write)) => {
                 let request = write.request;
@@ -670,6 +683,34 @@ impl<D: Disk> Node<D> {
             Some(Pending::Read(read)) => {
                 let progress = read.on_repair_ack(from);
                 self.advance_read(op, progress);
+            }
+        }
+    }
+
+    /// Takes back this node's own acknowledgements and answers counted
+    /// since the last completed sync, which a full disk kept from becoming
+    /// durable: the operations go on with the other replicas, or fail.
+    fn retract_local_counts(&mut self, failure: &ReplicaFailure) {
+        let me = self.id;
+        for seq in std::mem::take(&mut self.local_counted_unsynced) {
+            let op = OpId {
+                generation: self.generation,
+                seq,
+            };
+            match self.pending.get_mut(&seq) {
+                Some(Pending::Write(write)) => {
+                    if let Some(error) = write.retract(me, failure.clone()) {
+                        let request = write.request;
+                        self.pending.remove(&seq);
+                        self.write_stamps.remove(&seq);
+                        self.reply(request, ClientResponse::Error(error));
+                    }
+                }
+                Some(Pending::Read(read)) => {
+                    let progress = read.retract(me, failure.clone());
+                    self.advance_read(op, progress);
+                }
+                None => {}
             }
         }
     }
@@ -707,6 +748,9 @@ impl<D: Disk> Node<D> {
         if op.generation != self.generation {
             self.stats.messages_ignored += 1;
             return;
+        }
+        if from == self.id {
+            self.local_counted_unsynced.push(op.seq);
         }
         if let Some(Pending::Read(read)) = self.pending.get_mut(&op.seq) {
             let progress = read.on_answer(from, version);
