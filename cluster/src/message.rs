@@ -70,16 +70,10 @@ impl ReplicaFailure {
             EngineError::NoSpace { file } => Self::NoSpace { file: file.clone() },
             EngineError::Corruption { .. } | EngineError::ChecksumMismatch { .. } => {
                 let (file, offset) = error.corruption_site().expect("a corruption error");
-                let text = error.to_string();
-                let reason = text
-                    .strip_prefix(file)
-                    .and_then(|rest| rest.strip_prefix(": "))
-                    .unwrap_or(&text)
-                    .to_owned();
                 Self::Corruption {
                     file: file.to_owned(),
                     offset,
-                    reason,
+                    reason: error.detail(),
                 }
             }
             other => Self::Storage {
@@ -103,7 +97,12 @@ impl std::fmt::Display for ReplicaFailure {
                 file,
                 offset,
                 reason,
-            } => write!(f, "{file} (offset {offset}): {reason}"),
+            } if reason.contains("offset") => write!(f, "{file}: {reason}"),
+            Self::Corruption {
+                file,
+                offset,
+                reason,
+            } => write!(f, "{file}: at offset {offset}: {reason}"),
             Self::Storage { reason } => f.write_str(reason),
         }
     }

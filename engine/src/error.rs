@@ -52,6 +52,21 @@ impl From<DiskError> for EngineError {
 }
 
 impl EngineError {
+    /// The message without the file name it starts with (for nesting one
+    /// error's text in another about the same file).
+    pub fn detail(&self) -> String {
+        let text = self.to_string();
+        let file = match self {
+            EngineError::Corruption { file, .. } | EngineError::ChecksumMismatch { file, .. } => {
+                file
+            }
+            _ => return text,
+        };
+        text.strip_prefix(file.as_str())
+            .and_then(|rest| rest.strip_prefix(": "))
+            .map_or_else(|| text.clone(), str::to_owned)
+    }
+
     /// The file and offset of a corruption or checksum error, for reports
     /// that must name where the bad bytes are.
     pub fn corruption_site(&self) -> Option<(&str, u64)> {

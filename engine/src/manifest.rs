@@ -405,7 +405,7 @@ pub(crate) fn recover<D: Disk>(disk: &D) -> Result<ManifestRecovery, EngineError
                     torn_edit = Some(TornEdit {
                         file: name.clone(),
                         offset,
-                        reason: err.to_string(),
+                        reason: err.detail(),
                     });
                 }
                 break;

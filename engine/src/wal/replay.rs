@@ -446,7 +446,8 @@ pub(crate) fn recover<D: Disk>(
                     offset,
                     reason: format!(
                         "damaged record before the last synced point ({synced_proven}, stated by \
-                         a sync record after it): corruption, not a torn tail: {error}"
+                         a sync record): corruption, not a torn tail ({})",
+                        error.detail()
                     ),
                 });
             }
