@@ -16,12 +16,17 @@
 //! - writes and reads sent to other replicas go as they are: they claim
 //!   nothing about this node's disk.
 
+use crate::ids::NodeId;
 use crate::message::{ClientError, ClientResponse, Message, ReplicaFailure};
 use crate::node::Output;
 
-/// The outputs of a batch whose sync failed with `failure` (a full disk),
-/// made safe to release.
-pub fn release_without_durability(held: Vec<Output>, failure: &ReplicaFailure) -> Vec<Output> {
+/// The outputs of a batch whose sync failed at node `me` with `failure` (a
+/// full disk), made safe to release.
+pub fn release_without_durability(
+    me: NodeId,
+    held: Vec<Output>,
+    failure: &ReplicaFailure,
+) -> Vec<Output> {
     held.into_iter()
         .map(|output| match output {
             Output::Send { to, mut envelope } => {
@@ -46,7 +51,7 @@ pub fn release_without_durability(held: Vec<Output>, failure: &ReplicaFailure) -
                     error @ ClientResponse::Error(_) => error,
                     ClientResponse::Value(_) | ClientResponse::Written => {
                         ClientResponse::Error(ClientError::NoSpace {
-                            reason: failure.to_string(),
+                            reason: format!("{me}: {failure}"),
                         })
                     }
                 };
@@ -101,7 +106,7 @@ mod tests {
         let failure = ReplicaFailure::NoSpace {
             file: "wal-1.log".to_owned(),
         };
-        let out = release_without_durability(held.clone(), &failure);
+        let out = release_without_durability(NodeId(1), held.clone(), &failure);
         assert_eq!(out.len(), held.len(), "one output for each");
         for output in &out {
             match output {

@@ -346,7 +346,7 @@ impl<D: Disk> Node<D> {
                 self.versions.acknowledged.clear();
                 self.versions.replies.clear();
                 let failure = ReplicaFailure::from_engine(&e);
-                let mut outputs = no_space::release_without_durability(held, &failure);
+                let mut outputs = no_space::release_without_durability(self.id, held, &failure);
                 self.retract_local_counts(&failure);
                 outputs.append(&mut self.held);
                 return Ok(outputs);
