@@ -166,10 +166,11 @@ pub struct NodeStats {
     pub last_storage_error: Option<String>,
 }
 
-/// How long background work waits after a full disk before it tries
-/// again, so a disk with a little space is not filled and emptied by a
-/// table write on every tick.
-const NO_SPACE_RETRY_NANOS: u64 = 1_000_000_000;
+/// How long background work waits after a failed job (a full disk, a
+/// corrupt table in a compaction) before it tries again, so a disk with a
+/// little space is not filled and emptied by a table write on every tick,
+/// and a failure is not met (and reported) on every tick.
+const BACKGROUND_RETRY_AFTER_FAILURE_NANOS: u64 = 1_000_000_000;
 
 /// A write this node acknowledged as durable: a replica write it answered
 /// with `WriteAck`, or its own replica's write counted by itself as
@@ -890,10 +891,14 @@ impl<D: Disk> Node<D> {
             Err(EngineError::NoSpace { .. }) => {
                 // Counted and reported once per episode, retried later.
                 self.note_no_space();
-                self.background_retry_mono_nanos =
-                    now.mono_nanos.saturating_add(NO_SPACE_RETRY_NANOS);
+                self.background_retry_mono_nanos = now
+                    .mono_nanos
+                    .saturating_add(BACKGROUND_RETRY_AFTER_FAILURE_NANOS);
             }
             Err(e) => {
+                self.background_retry_mono_nanos = now
+                    .mono_nanos
+                    .saturating_add(BACKGROUND_RETRY_AFTER_FAILURE_NANOS);
                 self.stats.background_errors += 1;
                 self.stats.last_background_error = Some(e.to_string());
                 let poisoned = self.engine.poisoned_reason().map(str::to_owned);
