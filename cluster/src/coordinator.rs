@@ -308,6 +308,52 @@ impl PendingRead {
     }
 }
 
+/// Bytes of keys and values [`RecentReads`] keeps at most.
+pub const RECENT_READS_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Largest read [`RecentReads`] keeps: copying larger values on every
+/// read would cost more than the rare late repair saves (a later read
+/// repairs the replica then).
+pub const RECENT_READ_BYTES_MAX: usize = 64 * 1024;
+
+/// The winners of recently finished reads, by operation sequence number,
+/// so that a replica whose corruption report arrives after its read
+/// finished (the level was met without it) is still repaired. Bounded in
+/// bytes: the oldest go first.
+#[derive(Debug, Default)]
+pub struct RecentReads {
+    reads: std::collections::VecDeque<(u64, Vec<u8>, Versioned)>,
+    bytes: usize,
+}
+
+impl RecentReads {
+    fn size(key: &[u8], winner: &Versioned) -> usize {
+        key.len() + winner.value.as_ref().map_or(0, Vec::len)
+    }
+
+    /// Remembers the winner of read `seq` of `key`, unless it is larger
+    /// than [`RECENT_READ_BYTES_MAX`].
+    pub fn remember(&mut self, seq: u64, key: &[u8], winner: &Versioned) {
+        let size = Self::size(key, winner);
+        if size > RECENT_READ_BYTES_MAX {
+            return;
+        }
+        self.bytes += size;
+        self.reads.push_back((seq, key.to_vec(), winner.clone()));
+        while self.bytes > RECENT_READS_BYTES_MAX {
+            let (_, key, winner) = self.reads.pop_front().expect("bytes count entries");
+            self.bytes -= Self::size(&key, &winner);
+        }
+    }
+
+    /// The key and winner of read `seq`, if still remembered.
+    pub fn find(&self, seq: u64) -> Option<(&[u8], &Versioned)> {
+        self.reads
+            .iter()
+            .find(|(s, _, _)| *s == seq)
+            .map(|(_, key, winner)| (key.as_slice(), winner))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,6 +500,21 @@ mod tests {
             w.on_failure(NodeId(2), full),
             Some(ClientError::NoSpace { .. })
         ));
+    }
+
+    #[test]
+    fn recent_reads_stay_under_their_byte_bound() {
+        let mut recent = RecentReads::default();
+        let big = Versioned {
+            timestamp: Timestamp { hlc: 1, node: 1 },
+            value: Some(vec![0; RECENT_READ_BYTES_MAX - 1]),
+        };
+        for seq in 0..100 {
+            recent.remember(seq, b"k", &big);
+            assert!(recent.bytes <= RECENT_READS_BYTES_MAX);
+        }
+        assert!(recent.find(99).is_some());
+        assert!(recent.find(0).is_none(), "the oldest went first");
     }
 
     #[test]

@@ -32,7 +32,7 @@ use enigma_engine::{
 use thiserror::Error;
 
 use crate::consistency::ConsistencyLevel;
-use crate::coordinator::{PendingRead, PendingWrite, ReadProgress};
+use crate::coordinator::{PendingRead, PendingWrite, ReadProgress, RecentReads};
 use crate::generation;
 use crate::hlc::HlcClock;
 use crate::ids::{NodeId, Now, OpId, RequestId};
@@ -250,6 +250,9 @@ pub struct Node<D: Disk> {
     wrote_since_flush: bool,
     /// A full disk failed something in this batch.
     no_space_in_batch: bool,
+    /// Winners of finished reads, to repair a replica whose corruption
+    /// report comes in late.
+    recent_reads: RecentReads,
     /// Operations (by sequence number) that counted this node's own write
     /// or answer since the last completed sync: if the sync cannot be
     /// written, those are taken back.
@@ -301,6 +304,7 @@ impl<D: Disk> Node<D> {
             background_idle_at_tables: None,
             wrote_since_flush: false,
             no_space_in_batch: false,
+            recent_reads: RecentReads::default(),
             local_counted_unsynced: Vec::new(),
             background_retry_mono_nanos: 0,
         })
@@ -742,6 +746,12 @@ impl<D: Disk> Node<D> {
         if let Some(Pending::Read(read)) = self.pending.get_mut(&op.seq) {
             let progress = read.on_failure(from, failure);
             self.advance_read(op, progress);
+        } else if failure.is_corruption() {
+            // The read finished without `from`: repair it all the same.
+            if let Some((key, winner)) = self.recent_reads.find(op.seq) {
+                let (key, winner) = (key.to_vec(), winner.clone());
+                self.repair_replica(op, from, key, winner);
+            }
         }
     }
 
@@ -806,21 +816,26 @@ impl<D: Disk> Node<D> {
     /// Writes the winner of a finished read back to the replicas whose copy
     /// was corrupt: the newer (or equal) version shadows the bad entry.
     fn repair_corrupt(&mut self, op: OpId, read: &PendingRead) {
-        let Some(winner) = read.winner().cloned() else {
+        let Some(winner) = read.winner() else {
             return;
         };
+        self.recent_reads.remember(op.seq, &read.key, winner);
         for replica in read.corrupt_replicas() {
-            self.stats.read_repairs += 1;
-            if replica == self.id {
-                let timestamp = winner.timestamp;
-                if self.local_write(&read.key, winner.clone()).is_ok() {
-                    self.acknowledged(&read.key, timestamp);
-                }
-            } else {
-                let version = winner.clone().into();
-                let key = read.key.clone();
-                self.send(replica, Message::Write { op, key, version });
+            self.repair_replica(op, replica, read.key.clone(), winner.clone());
+        }
+    }
+
+    /// Writes `winner` of `key` to `replica`, whose copy was corrupt.
+    fn repair_replica(&mut self, op: OpId, replica: NodeId, key: Vec<u8>, winner: Versioned) {
+        self.stats.read_repairs += 1;
+        if replica == self.id {
+            let timestamp = winner.timestamp;
+            if self.local_write(&key, winner).is_ok() {
+                self.acknowledged(&key, timestamp);
             }
+        } else {
+            let version = winner.into();
+            self.send(replica, Message::Write { op, key, version });
         }
     }
 

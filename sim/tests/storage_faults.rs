@@ -311,3 +311,24 @@ fn a_full_replica_does_not_count_towards_a_quorum_write() {
         "{reply:?}"
     );
 }
+
+#[test]
+fn a_corrupt_replica_is_repaired_even_when_its_report_comes_after_the_read() {
+    // Whichever replica the coordinator asks last reports after the
+    // quorum was met: both orders end with the replica repaired.
+    for corrupt in [1, 2] {
+        let mut cluster = Cluster::new(3, table_options());
+        let value = fill_tables(&mut cluster, ConsistencyLevel::All);
+        corrupt_block_of_a(&cluster, corrupt);
+        assert_eq!(
+            cluster.client(0, get("a"), ConsistencyLevel::Quorum),
+            ClientResponse::Value(Some(value.as_bytes().to_vec()))
+        );
+        assert_eq!(
+            cluster.client(corrupt, get("a"), ConsistencyLevel::One),
+            ClientResponse::Value(Some(value.as_bytes().to_vec())),
+            "node {} was repaired",
+            corrupt + 1
+        );
+    }
+}
