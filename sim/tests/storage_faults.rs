@@ -324,10 +324,16 @@ fn a_corrupt_replica_is_repaired_even_when_its_report_comes_after_the_read() {
             cluster.client(0, get("a"), ConsistencyLevel::Quorum),
             ClientResponse::Value(Some(value.as_bytes().to_vec()))
         );
+        let errors = cluster.node(corrupt).stats().storage_errors;
+        assert_eq!(errors, 1, "the damage was met once");
         assert_eq!(
             cluster.client(corrupt, get("a"), ConsistencyLevel::One),
-            ClientResponse::Value(Some(value.as_bytes().to_vec())),
-            "node {} was repaired",
+            ClientResponse::Value(Some(value.as_bytes().to_vec()))
+        );
+        assert_eq!(
+            cluster.node(corrupt).stats().storage_errors,
+            errors,
+            "node {} was repaired by the first read: it serves the key itself",
             corrupt + 1
         );
     }
