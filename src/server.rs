@@ -7,28 +7,30 @@
 //! every connection finish the commands it already sent, stop the peers and
 //! the ticker, flush the node one last time, join its thread.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use enigma_cluster::{Node, NodeOptions};
 use enigma_engine::{EngineOptions, FsDisk, SyncPolicy};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::{NodeConfig, SyncMode};
 use crate::driver::{
-    run_node, serve_reads_now, ClientInput, DriverInput, Mailbox, NodeSnapshot, ReadsNow,
-    ReplyBatch, Shared,
+    run_node, serve_reads_now, ClientInput, ConnSlot, DriverInput, Mailbox, NodeSnapshot, ReadsNow,
+    ReplyBatch, Shared, ValueSizes,
 };
 use crate::metrics::inc;
 use crate::peer::{cluster_digest, run_acceptor, run_dialer, HandshakeKeys, PeerLink};
 use crate::resp::parse_request_ranges;
 use crate::session::Session;
+use crate::tls::TlsContext;
 
 /// Inputs that may wait for the node thread before senders block.
 pub const INPUT_QUEUE_MAX: usize = 8192;
@@ -129,6 +131,10 @@ impl RunningNode {
     /// # Errors
     /// Unusable data directory, corrupt storage, bad cluster configuration.
     pub fn start(config: NodeConfig, listeners: Listeners) -> anyhow::Result<Self> {
+        // Everything that can refuse the start without touching the data
+        // directory comes first.
+        let tls = TlsContext::load(&config.tls).context("TLS settings")?;
+        crate::run::private_dir(&config.data_dir)?;
         let disk = FsDisk::open(&config.data_dir)
             .with_context(|| format!("data directory {}", config.data_dir.display()))?;
         let options = NodeOptions {
@@ -158,11 +164,12 @@ impl RunningNode {
         })?;
         let ring = node.ring().clone();
         let generation = node.generation();
+        log_recovery(config.id, node.engine().recovery_report());
         let keys = Arc::new(HandshakeKeys {
             me: config.id,
             members: cluster.nodes.clone(),
             digest: cluster_digest(&cluster),
-            secret: config.cluster_secret.as_bytes().to_vec(),
+            secret: config.cluster_secret.expose().as_bytes().to_vec(),
         });
         let links = config
             .peers
@@ -174,6 +181,7 @@ impl RunningNode {
                         p.id,
                         p.addr,
                         config.peer_send_queue_bytes_max,
+                        config.peer_bulk_queue_bytes_max,
                     )),
                 )
             })
@@ -198,6 +206,9 @@ impl RunningNode {
             started,
             connections: AtomicUsize::new(0),
             next_conn: AtomicU64::new(1),
+            client_bytes: AtomicUsize::new(0),
+            values: ValueSizes::default(),
+            conn_slots: Mutex::new(BTreeMap::new()),
         });
         let (ended_tx, ended) = watch::channel(false);
         let (stop_clients, clients_rx) = watch::channel(false);
@@ -224,6 +235,7 @@ impl RunningNode {
                     tokio::spawn(run_acceptor(
                         peer,
                         keys.clone(),
+                        tls.clone(),
                         shared.clone(),
                         shared.inputs.clone(),
                         peers_rx.clone(),
@@ -232,11 +244,17 @@ impl RunningNode {
                         tokio::spawn(run_dialer(
                             link.clone(),
                             keys.clone(),
+                            tls.clone(),
                             shared.clone(),
                             peers_rx.clone(),
                         ));
                     }
-                    tokio::spawn(run_client_listener(client, shared.clone(), clients_rx));
+                    tokio::spawn(run_client_listener(
+                        client,
+                        tls.clients.clone(),
+                        shared.clone(),
+                        clients_rx,
+                    ));
                     if let Some(listener) = metrics {
                         tokio::spawn(run_metrics(listener, shared.clone(), peers_rx));
                     }
@@ -256,8 +274,10 @@ impl RunningNode {
             generation,
             clients = %client_addr,
             peers = %peer_addr,
-            metrics = ?metrics_addr,
+            metrics = %metrics_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
             data_dir = %shared.config.data_dir.display(),
+            tls_clients = shared.config.tls.clients,
+            tls_peers = shared.config.tls.peers,
             "node started"
         );
         Ok(Self {
@@ -387,30 +407,109 @@ impl Drop for ConnectionGuard {
     }
 }
 
+/// Says in the log what recovery found: how much of the log was replayed,
+/// and any torn tail cut off (file, offset, bytes).
+fn log_recovery(node: enigma_cluster::NodeId, report: &enigma_engine::RecoveryReport) {
+    info!(
+        %node,
+        segments = report.segments_replayed,
+        records = report.records_replayed,
+        entries = report.entries_replayed,
+        "write-ahead log replayed"
+    );
+    if let Some(torn) = &report.torn_tail {
+        warn!(
+            %node,
+            file = %torn.file,
+            offset = torn.offset,
+            bytes_dropped = torn.bytes_dropped,
+            reason = %torn.reason,
+            "cut a torn tail off the write-ahead log (a write a crash interrupted, never acknowledged)"
+        );
+    }
+}
+
+/// Room a connection's buffers start with, and keep while idle.
+const BUFFER_BYTES_MIN: usize = 16 << 10;
+/// A buffer larger than this is given back once it is empty.
+const BUFFER_BYTES_KEEP: usize = 64 << 10;
+/// Room a read needs in the query buffer before the buffer grows.
+const READ_ROOM_MIN: usize = 4 << 10;
+/// A client that takes none of its replies for this long is disconnected:
+/// the memory they hold is given back.
+const REPLY_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a connection holding a large write looks again whether the
+/// peers' bulk lanes have room.
+const BULK_HOLD_POLL: Duration = Duration::from_millis(10);
+
+/// Milliseconds since the node started.
+fn node_millis(shared: &Shared) -> u64 {
+    u64::try_from(shared.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+}
+
+#[allow(clippy::disallowed_methods)] // connection deadlines, in the driver
+fn instant_now() -> Instant {
+    Instant::now()
+}
+
+/// Closes the connection idle longest, if it has been idle at least
+/// `idle_eviction_ms`, to make room for a new one. Returns whether it did.
+fn evict_idlest(shared: &Shared) -> bool {
+    let eviction_ms = shared.config.idle_eviction_ms;
+    if eviction_ms == 0 {
+        return false;
+    }
+    let now_ms = node_millis(shared);
+    let slots = shared
+        .conn_slots
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let idlest = slots
+        .values()
+        .filter(|slot| slot.idle_since_ms.load(Ordering::Relaxed) != u64::MAX)
+        .min_by_key(|slot| slot.idle_since_ms.load(Ordering::Relaxed));
+    match idlest {
+        Some(slot)
+            if now_ms.saturating_sub(slot.idle_since_ms.load(Ordering::Relaxed)) >= eviction_ms =>
+        {
+            slot.idle_since_ms.store(u64::MAX, Ordering::Relaxed);
+            slot.evict.notify_one();
+            true
+        }
+        _ => false,
+    }
+}
+
 async fn run_client_listener(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, remote)) => {
                     let _ = stream.set_nodelay(true);
                     let open = shared.connections.fetch_add(1, Ordering::Relaxed);
                     let guard = ConnectionGuard(shared.clone());
                     if open >= shared.config.limits.connections_max {
-                        inc(&shared.metrics.connections_rejected);
-                        tokio::spawn(async move {
-                            let (mut reader, mut writer) = stream.into_split();
-                            let _ = writer.write_all(b"-ERR max number of clients reached (connections_max)\r\n").await;
-                            linger_close(&mut reader, &mut writer).await;
-                            drop(guard);
-                        });
-                        continue;
+                        if evict_idlest(&shared) {
+                            inc(&shared.metrics.idle_evictions);
+                            debug!(%remote, "closed the connection idle longest to admit a new one at connections_max");
+                        } else {
+                            inc(&shared.metrics.connections_rejected);
+                            tokio::spawn(async move {
+                                let (mut reader, mut writer) = stream.into_split();
+                                let _ = writer.write_all(b"-ERR max number of clients reached (connections_max)\r\n").await;
+                                linger_close(&mut reader, &mut writer).await;
+                                drop(guard);
+                            });
+                            continue;
+                        }
                     }
                     inc(&shared.metrics.connections_accepted);
-                    tokio::spawn(serve_client(stream, shared.clone(), stop.clone(), guard));
+                    tokio::spawn(start_client(stream, remote, tls.clone(), shared.clone(), stop.clone(), guard));
                 }
                 Err(e) => {
                     // Out of file descriptors, usually: wait instead of spinning.
@@ -423,12 +522,98 @@ async fn run_client_listener(
     }
 }
 
-async fn serve_client(
+/// Runs the TLS handshake if clients speak TLS, then serves the connection.
+async fn start_client(
     stream: TcpStream,
+    remote: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    guard: ConnectionGuard,
+) {
+    let Some(acceptor) = tls else {
+        let (reader, writer) = stream.into_split();
+        return serve_client(reader, writer, remote, shared, stop, guard).await;
+    };
+    // A handshake is a request: it gets the same time limit.
+    let limit = Duration::from_millis(shared.config.request_read_timeout_ms);
+    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let (reader, writer) = tokio::io::split(stream);
+            serve_client(reader, writer, remote, shared, stop, guard).await;
+        }
+        Ok(Err(error)) => {
+            inc(&shared.metrics.tls_handshake_failures);
+            debug!(%remote, %error, "client TLS handshake failed");
+        }
+        Err(_) => {
+            inc(&shared.metrics.tls_handshake_failures);
+            debug!(%remote, "client TLS handshake timed out");
+        }
+    }
+}
+
+/// This connection's share of [`Shared::client_bytes`], given back when the
+/// connection ends.
+struct Charge {
+    shared: Arc<Shared>,
+    bytes: usize,
+}
+
+impl Charge {
+    fn set(&mut self, bytes: usize) {
+        if bytes > self.bytes {
+            self.shared
+                .client_bytes
+                .fetch_add(bytes - self.bytes, Ordering::Relaxed);
+        } else if bytes < self.bytes {
+            self.shared
+                .client_bytes
+                .fetch_sub(self.bytes - bytes, Ordering::Relaxed);
+        }
+        self.bytes = bytes;
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.set(0);
+    }
+}
+
+/// Bytes a connection holds or may soon hold for replies: encoded and
+/// unwritten, ready and waiting for earlier ones, and its reads in flight
+/// counted at the largest value seen lately.
+fn reply_bytes_held(session: &Session, out: &[u8], shared: &Shared) -> usize {
+    out.len() + session.ready_bytes() + session.reads_in_flight() * shared.values.largest()
+}
+
+/// Whether a connection that has replies owed must stop taking commands:
+/// its replies reached `reply_buffer_bytes_max`, or all connections' buffers
+/// reached `client_buffers_bytes_max`.
+fn over_reply_budget(session: &Session, out: &[u8], shared: &Shared) -> bool {
+    let limits = &shared.config.limits;
+    reply_bytes_held(session, out, shared) >= limits.reply_buffer_bytes_max
+        || shared.client_bytes.load(Ordering::Relaxed) > limits.client_buffers_bytes_max
+}
+
+/// Whether a peer's bulk lane is congested: large writes wait.
+fn peers_bulk_congested(shared: &Shared) -> bool {
+    shared.links.values().any(|link| link.bulk_congested())
+}
+
+#[allow(clippy::too_many_lines)]
+async fn serve_client<R, W>(
+    mut reader: R,
+    mut writer: W,
+    remote: SocketAddr,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     _guard: ConnectionGuard,
-) {
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let mailbox = Arc::new(Mailbox::default());
     if !shared.clients.push([ClientInput::Register {
@@ -437,12 +622,26 @@ async fn serve_client(
     }]) {
         return;
     }
+    let slot = Arc::new(ConnSlot::default());
+    slot.idle_since_ms
+        .store(node_millis(&shared), Ordering::Relaxed);
+    shared
+        .conn_slots
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(conn, slot.clone());
     let limits = shared.config.limits.clone();
     let resp_limits = limits.resp();
-    let (mut reader, mut writer) = stream.into_split();
+    let idle_timeout = (shared.config.idle_timeout_secs > 0)
+        .then(|| Duration::from_secs(shared.config.idle_timeout_secs));
+    let read_timeout = Duration::from_millis(shared.config.request_read_timeout_ms);
     let mut session = Session::new(shared.clone(), conn);
-    let mut buf: Vec<u8> = Vec::with_capacity(16 << 10);
-    let mut out: Vec<u8> = Vec::with_capacity(16 << 10);
+    let mut buf: Vec<u8> = Vec::with_capacity(BUFFER_BYTES_MIN);
+    let mut out: Vec<u8> = Vec::with_capacity(BUFFER_BYTES_MIN);
+    let mut charge = Charge {
+        shared: shared.clone(),
+        bytes: 0,
+    };
     let mut inbox: ReplyBatch = Vec::new();
     // Where the arguments of the request being parsed are in `buf`.
     let mut args = Vec::new();
@@ -457,15 +656,37 @@ async fn serve_client(
     let mut eof = false;
     // A protocol error or limit ends the connection with unread input.
     let mut refused = false;
+    // When the request being received began to arrive.
+    let mut partial_since: Option<Instant> = None;
+    // When the client last sent or was sent anything.
+    let mut last_active = instant_now();
+    // Whether `slot` says idle.
+    let mut was_idle = true;
+    // One timer for the request-read and idle deadlines: re-armed only when
+    // a deadline comes earlier than the one armed; when it fires, the real
+    // deadlines are checked and it is armed again if none has passed.
+    let timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(timer);
+    let mut timer_at: Option<Instant> = None;
+    // Large writes are held while a peer's bulk lane is congested.
+    let mut holding_writes = false;
+    let hold = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(hold);
     loop {
         let mut consumed = 0;
-        // Complete requests left in the buffer because the pipeline is full.
+        // Complete requests left in the buffer because the pipeline is full
+        // or the replies owed are too large.
         let mut held_back = false;
+        // The buffer ends in part of a request.
+        let mut incomplete = false;
         if !buf.is_empty() {
             session.arrival();
         }
         while accepting && !session.quitting() {
-            if session.outstanding() >= limits.pipeline_depth_max {
+            if holding_writes
+                || session.outstanding() >= limits.pipeline_depth_max
+                || (session.outstanding() > 0 && over_reply_budget(&session, &out, &shared))
+            {
                 held_back = consumed < buf.len();
                 break;
             }
@@ -478,8 +699,10 @@ async fn serve_client(
                 }
                 Ok(None) => {
                     let pending = buf.len() - consumed;
+                    incomplete = pending > 0;
                     if pending > limits.query_buffer_bytes_max {
                         inc(&shared.metrics.protocol_errors);
+                        debug!(%remote, pending, "client request over query_buffer_bytes_max; closing");
                         session.push_fatal(format!(
                             "ERR Protocol error: request of more than query_buffer_bytes_max ({}) bytes",
                             limits.query_buffer_bytes_max
@@ -491,47 +714,89 @@ async fn serve_client(
                 }
                 Err(e) => {
                     inc(&shared.metrics.protocol_errors);
+                    debug!(%remote, error = %e, "client protocol error; closing");
                     session.push_fatal(format!("ERR {e}"));
                     accepting = false;
                     refused = true;
                 }
             }
         }
+        if held_back && !holding_writes && session.outstanding() < limits.pipeline_depth_max {
+            inc(&shared.metrics.reply_stalls);
+        }
         if accepting {
             buf.drain(..consumed);
+            if buf.is_empty() && buf.capacity() > BUFFER_BYTES_KEEP {
+                buf = Vec::with_capacity(BUFFER_BYTES_MIN);
+            }
         } else {
             buf = Vec::new();
         }
+        if incomplete && accepting {
+            partial_since.get_or_insert_with(instant_now);
+        } else {
+            partial_since = None;
+        }
         if session.has_outgoing() {
-            // Reads with nothing of this connection's still in flight are
-            // served right here when the node has nothing to sync.
-            let served = if session.only_fresh_reads_outgoing() {
-                serve_reads_now(&shared, conn, session.outgoing_mut(), &mut inbox)
-            } else {
-                ReadsNow::Queue
-            };
-            match served {
-                ReadsNow::Served => session.on_replies(inbox.drain(..)),
-                ReadsNow::Queue => {
-                    if !shared.clients.push(
-                        session
-                            .drain_outgoing()
-                            .map(|(request, body)| ClientInput::Request { request, body }),
-                    ) {
-                        break;
-                    }
+            if session.outgoing_has_large_writes() && peers_bulk_congested(&shared) {
+                if !holding_writes {
+                    inc(&shared.metrics.bulk_write_stalls);
+                    holding_writes = true;
                 }
-                ReadsNow::NodeGone => break,
+                hold.as_mut()
+                    .reset(tokio::time::Instant::now() + BULK_HOLD_POLL);
+            } else {
+                holding_writes = false;
+                // Reads with nothing of this connection's still in flight
+                // are served right here when the node has nothing to sync.
+                let served = if session.only_fresh_reads_outgoing() {
+                    serve_reads_now(&shared, conn, session.outgoing_mut(), &mut inbox)
+                } else {
+                    ReadsNow::Queue
+                };
+                match served {
+                    ReadsNow::Served => session.on_replies(inbox.drain(..)),
+                    ReadsNow::Queue => {
+                        if !shared.clients.push(
+                            session
+                                .drain_outgoing()
+                                .map(|(request, body)| ClientInput::Request { request, body }),
+                        ) {
+                            break;
+                        }
+                    }
+                    ReadsNow::NodeGone => break,
+                }
             }
+        } else {
+            holding_writes = false;
         }
         session.write_ready(&mut out);
         if !out.is_empty() {
-            if writer.write_all(&out).await.is_err() {
-                break;
+            let write = async {
+                writer.write_all(&out).await?;
+                writer.flush().await
+            };
+            match tokio::time::timeout(REPLY_WRITE_TIMEOUT, write).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    inc(&shared.metrics.reply_write_timeouts);
+                    debug!(%remote, "client read none of its replies for the reply write timeout; closing");
+                    break;
+                }
             }
             out.clear();
+            last_active = instant_now();
+            if out.capacity() > BUFFER_BYTES_KEEP {
+                out = Vec::with_capacity(BUFFER_BYTES_MIN);
+            }
         }
-        if held_back && session.outstanding() < limits.pipeline_depth_max {
+        if held_back
+            && !holding_writes
+            && session.outstanding() < limits.pipeline_depth_max
+            && !(session.outstanding() > 0 && over_reply_budget(&session, &out, &shared))
+        {
             // Replies drained: parse the requests already buffered.
             continue;
         }
@@ -539,14 +804,62 @@ async fn serve_client(
         if input_done && session.outstanding() == 0 {
             break;
         }
-        let can_read = !input_done && !eof && session.outstanding() < limits.pipeline_depth_max;
+        let mut can_read = !input_done
+            && !eof
+            && !held_back
+            && !holding_writes
+            && session.outstanding() < limits.pipeline_depth_max;
         if !input_done && session.outstanding() >= limits.pipeline_depth_max {
             // Back-pressure: the client has pipeline_depth_max commands
             // waiting; its next ones stay unread until replies drain.
             inc(&shared.metrics.pipeline_stalls);
         }
-        if can_read && buf.capacity() - buf.len() < 4 << 10 {
-            buf.reserve(16 << 10);
+        if can_read && buf.capacity() - buf.len() < READ_ROOM_MIN {
+            // What `reserve` will make of the buffer: about twice its size.
+            let growth = buf.capacity().max(BUFFER_BYTES_MIN);
+            let spent = shared.client_bytes.load(Ordering::Relaxed) + growth
+                > limits.client_buffers_bytes_max;
+            if buf.capacity() >= BUFFER_BYTES_KEEP && spent {
+                if session.outstanding() > 0 {
+                    // Replies owed will free room; read when they are out.
+                    can_read = false;
+                    inc(&shared.metrics.reply_stalls);
+                } else {
+                    inc(&shared.metrics.client_buffer_refusals);
+                    debug!(%remote, "client request refused: client_buffers_bytes_max reached");
+                    session.push_fatal(format!(
+                        "ERR client buffers of this node are full (client_buffers_bytes_max, {} bytes); retry later",
+                        limits.client_buffers_bytes_max
+                    ));
+                    accepting = false;
+                    refused = true;
+                    continue;
+                }
+            } else {
+                buf.reserve(BUFFER_BYTES_MIN);
+            }
+        }
+        charge.set(buf.capacity() + out.capacity() + reply_bytes_held(&session, &out, &shared));
+        let idle = session.outstanding() == 0 && buf.is_empty() && !holding_writes;
+        if idle != was_idle {
+            slot.idle_since_ms.store(
+                if idle { node_millis(&shared) } else { u64::MAX },
+                Ordering::Relaxed,
+            );
+            was_idle = idle;
+        }
+        let deadline = match (partial_since, idle_timeout) {
+            (Some(since), _) => Some(since + read_timeout),
+            (None, Some(idle_for)) if idle => Some(last_active + idle_for),
+            _ => None,
+        };
+        match deadline {
+            Some(at) if timer_at.is_none_or(|armed| at < armed) => {
+                timer.as_mut().reset(at.into());
+                timer_at = Some(at);
+            }
+            None => timer_at = None,
+            Some(_) => {}
         }
         tokio::select! {
             biased;
@@ -561,10 +874,33 @@ async fn serve_client(
             read = reader.read_buf(&mut buf), if can_read => match read {
                 // End of input: answer what was asked, then close.
                 Ok(0) => eof = true,
-                Ok(_) => {}
+                Ok(_) => last_active = instant_now(),
                 Err(_) => break,
             },
             () = &mut stopping, if accepting => accepting = false,
+            () = slot.evict.notified() => {
+                debug!(%remote, "closed: idle longest when a new connection needed room");
+                break;
+            }
+            () = &mut timer, if timer_at.is_some() => {
+                timer_at = None;
+                let now = instant_now();
+                if partial_since.is_some_and(|since| now >= since + read_timeout) {
+                    inc(&shared.metrics.request_read_timeouts);
+                    debug!(%remote, "client request not complete within request_read_timeout_ms; closing");
+                    session.push_fatal(format!(
+                        "ERR Protocol error: request not complete within request_read_timeout_ms ({} ms)",
+                        shared.config.request_read_timeout_ms
+                    ));
+                    accepting = false;
+                    refused = true;
+                } else if idle && idle_timeout.is_some_and(|idle_for| now >= last_active + idle_for) {
+                    inc(&shared.metrics.idle_timeouts);
+                    debug!(%remote, "client idle longer than the timeout; closing");
+                    break;
+                }
+            }
+            () = &mut hold, if holding_writes => {}
         }
     }
     if refused && !eof {
@@ -572,6 +908,11 @@ async fn serve_client(
     } else {
         let _ = writer.shutdown().await;
     }
+    shared
+        .conn_slots
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(&conn);
     shared.clients.push([ClientInput::Deregister { conn }]);
 }
 
@@ -584,10 +925,11 @@ const LINGER_TIME: Duration = Duration::from_millis(500);
 /// for a moment. Closing a socket with unread input makes the kernel send
 /// a reset, which can destroy the error reply we just wrote before the
 /// client reads it.
-async fn linger_close(
-    reader: &mut tokio::net::tcp::OwnedReadHalf,
-    writer: &mut tokio::net::tcp::OwnedWriteHalf,
-) {
+async fn linger_close<R, W>(reader: &mut R, writer: &mut W)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let _ = writer.shutdown().await;
     let _ = tokio::time::timeout(LINGER_TIME, async {
         let mut scratch = [0u8; 4096];
@@ -676,7 +1018,7 @@ pub fn render_metrics(shared: &Shared) -> String {
         ),
         (
             "enigma_frozen_memtables",
-            "Frozen memtables waiting to be written as tables.",
+            "Frozen memtables waiting to be written as tables (the flush backlog).",
             snapshot.frozen_memtables as u64,
         ),
         ("enigma_tables", "SSTables on disk.", snapshot.tables as u64),
@@ -740,6 +1082,101 @@ pub fn render_metrics(shared: &Shared) -> String {
             extra,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
         );
+    }
+    let disk = crate::process::DiskUsage::of(&shared.config.data_dir);
+    let cache = snapshot.block_cache;
+    let more_gauges: [(&str, &str, Option<u64>); 6] = [
+        (
+            "enigma_wal_disk_bytes",
+            "Bytes of write-ahead log segments in the data directory.",
+            Some(disk.wal_bytes),
+        ),
+        (
+            "enigma_data_disk_bytes",
+            "Bytes of every other file in the data directory (tables, manifest).",
+            Some(disk.data_bytes),
+        ),
+        (
+            "enigma_block_cache_bytes",
+            "Bytes of decoded blocks held by the block cache.",
+            Some(cache.used_bytes),
+        ),
+        (
+            "enigma_client_buffers_bytes",
+            "Bytes of all client connections' buffers and expected replies (bounded by client_buffers_bytes_max).",
+            Some(shared.client_bytes.load(Ordering::Relaxed) as u64),
+        ),
+        (
+            "enigma_keys_estimate",
+            "Live keys this node stores, from the last complete paced count.",
+            snapshot.keys_estimate,
+        ),
+        (
+            "enigma_largest_recent_value_bytes",
+            "The largest value seen lately; reads in flight count at this size.",
+            Some(shared.values.largest() as u64),
+        ),
+    ];
+    for (name, help, value) in more_gauges {
+        if let Some(value) = value {
+            let _ = writeln!(
+                extra,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+    }
+    for (name, help, value) in [
+        (
+            "enigma_block_cache_hits_total",
+            "Block reads served from the block cache.",
+            cache.hits,
+        ),
+        (
+            "enigma_block_cache_misses_total",
+            "Block reads that went to the disk.",
+            cache.misses,
+        ),
+    ] {
+        let _ = writeln!(
+            extra,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    // The standard process metrics, as Prometheus client libraries name them.
+    let process = crate::process::ProcessStats::read();
+    let process_gauges: [(&str, &str, &str, Option<f64>); 4] = [
+        (
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            "gauge",
+            process.rss_bytes.map(|v| v as f64),
+        ),
+        (
+            "process_open_fds",
+            "Number of open file descriptors.",
+            "gauge",
+            process.open_fds.map(|v| v as f64),
+        ),
+        (
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+            "gauge",
+            process.max_fds.map(|v| v as f64),
+        ),
+        (
+            "process_cpu_seconds_total",
+            "Total user and system CPU time spent in seconds.",
+            "counter",
+            process.cpu_seconds,
+        ),
+    ];
+    for (name, help, kind, value) in process_gauges {
+        if let Some(value) = value {
+            let _ = writeln!(
+                extra,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
     }
     extra.push_str("# HELP enigma_peer_up Whether this node has a live, authenticated link to the peer.\n# TYPE enigma_peer_up gauge\n");
     for link in shared.links.values() {
