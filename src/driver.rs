@@ -640,14 +640,17 @@ fn shared_roll_values(shared: &Shared, started: &mut Instant) {
 
 /// Live keys counted per tick by [`KeyCount::step`].
 pub const KEY_COUNT_KEYS_PER_TICK: usize = 1_000;
-/// Pause between two complete counts.
-pub const KEY_COUNT_PAUSE: Duration = Duration::from_secs(10);
+/// Shortest pause between two complete counts; a count that took longer
+/// is followed by a pause as long as it took, so counting takes at most
+/// half the ticks.
+pub const KEY_COUNT_PAUSE_MIN: Duration = Duration::from_secs(1);
 
 /// A paced count of the live keys this node stores (`DBSIZE`, `INFO
 /// keyspace`): at most [`KEY_COUNT_KEYS_PER_TICK`] keys per tick, resuming
-/// after the last key counted, a new count [`KEY_COUNT_PAUSE`] after each
-/// complete one. An estimate: writes during a count may be counted or not,
-/// and a count is up to a pause plus its own length old.
+/// after the last key counted, a new count a pause after each complete one
+/// (at least [`KEY_COUNT_PAUSE_MIN`], at most as long as the count took).
+/// An estimate: writes during a count may be counted or not, and a count is
+/// up to a pause plus its own length old.
 #[derive(Debug, Default)]
 pub struct KeyCount {
     /// The last key counted by the count in progress.
@@ -656,8 +659,10 @@ pub struct KeyCount {
     counted: u64,
     /// The result of the last complete count.
     total: Option<u64>,
-    /// When the last count ended.
-    ended: Option<Instant>,
+    /// When the count in progress started.
+    started: Option<Instant>,
+    /// When the last count ended, and the pause before the next.
+    ended: Option<(Instant, Duration)>,
 }
 
 impl KeyCount {
@@ -666,10 +671,12 @@ impl KeyCount {
     fn step(&mut self, engine: &enigma_engine::Engine<FsDisk>, node: NodeId) {
         if self
             .ended
-            .is_some_and(|ended| ended.elapsed() < KEY_COUNT_PAUSE)
+            .is_some_and(|(ended, pause)| ended.elapsed() < pause)
         {
             return;
         }
+        let started = *self.started.get_or_insert_with(Instant::now);
+        let pause = started.elapsed().max(KEY_COUNT_PAUSE_MIN);
         let start = match &self.resume_after {
             Some(key) => std::ops::Bound::Excluded(key.as_slice()),
             None => std::ops::Bound::Unbounded,
@@ -693,7 +700,7 @@ impl KeyCount {
             debug!(%node, %error, "the key count met a storage error; starting over later");
             *self = Self {
                 total: self.total,
-                ended: Some(Instant::now()),
+                ended: Some((Instant::now(), pause)),
                 ..Self::default()
             };
             return;
@@ -704,7 +711,7 @@ impl KeyCount {
             None => {
                 *self = Self {
                     total: Some(self.counted),
-                    ended: Some(Instant::now()),
+                    ended: Some((Instant::now(), pause)),
                     ..Self::default()
                 };
             }

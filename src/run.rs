@@ -111,8 +111,8 @@ pub fn node(command: &NodeCommand) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            error!("{e:#}");
-            eprintln!("error: {e:#}");
+            // Once: the log goes to stderr already.
+            error!(error = %format_args!("{e:#}"), "node stopped with an error");
             ExitCode::from(1)
         }
     }

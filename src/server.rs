@@ -19,7 +19,7 @@ use enigma_engine::{EngineOptions, FsDisk, SyncPolicy};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::{NodeConfig, SyncMode};
 use crate::driver::{
@@ -262,8 +262,10 @@ impl RunningNode {
                         .await
                         .map_err(|e| e.to_string())
                 });
-                if let Err(e) = &result {
-                    error!(node = %shared.config.id, error = %e, "node stopped: storage failed");
+                if result.is_err() {
+                    // The error itself is reported once, by whoever joins
+                    // this thread (`finish`).
+                    warn!(node = %shared.config.id, "node thread ended on a storage failure");
                 }
                 let _ = ended_tx.send(true);
                 result
