@@ -375,6 +375,25 @@ pub struct Shared {
     /// Each open connection's idle state, for eviction at
     /// `connections_max`.
     pub conn_slots: Mutex<BTreeMap<u64, Arc<ConnSlot>>>,
+    /// Bytes of large client writes handed to the node task and not yet
+    /// stepped ([`large_write_bytes`]): about to enter the peers' bulk
+    /// lanes, so counted against them when the next large write asks for
+    /// room.
+    pub bulk_pending: AtomicUsize,
+}
+
+/// Bytes of `request` that will travel in a peer's bulk lane: its key and
+/// value if it writes a value of [`crate::config::PEER_BULK_MESSAGE_BYTES`]
+/// or more, else 0.
+pub fn large_write_bytes(request: &ClientRequest) -> usize {
+    match &request.op {
+        enigma_cluster::ClientOp::Put { key, value }
+            if key.len() + value.len() >= crate::config::PEER_BULK_MESSAGE_BYTES =>
+        {
+            key.len() + value.len()
+        }
+        _ => 0,
+    }
 }
 
 /// One open connection, as the listener sees it when it must make room.
@@ -545,7 +564,16 @@ pub async fn run_node(
                     mailboxes.remove(&conn);
                 }
                 ClientInput::Request { request, body } => {
+                    let large = large_write_bytes(&body);
                     node.step(now, Input::Client { request, body });
+                    if large > 0 {
+                        // Its messages are in the bulk lanes now.
+                        let _ = shared.bulk_pending.fetch_update(
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                            |pending| Some(pending.saturating_sub(large)),
+                        );
+                    }
                 }
             }
         }

@@ -235,14 +235,17 @@ impl PeerLink {
             .map_or(0, |q| q.control_bytes + q.bulk_bytes)
     }
 
-    /// Whether the bulk lane is at least half full: new client writes of
-    /// large values wait until it drains (back-pressure).
-    pub fn bulk_congested(&self) -> bool {
+    /// Whether the bulk lane, with `pending` bytes about to enter it, is at
+    /// least half full: new client writes of large values wait until it
+    /// drains (back-pressure). A write admitted below half fits, so writes
+    /// admitted this way are not dropped while the value limit is at most
+    /// half the lane.
+    pub fn bulk_congested(&self, pending: usize) -> bool {
         self.is_up()
             && self
                 .queue
                 .lock()
-                .is_ok_and(|q| q.bulk_bytes * 2 >= self.bulk_bytes_max)
+                .is_ok_and(|q| (q.bulk_bytes + pending) * 2 >= self.bulk_bytes_max)
     }
 }
 
@@ -664,9 +667,13 @@ mod tests {
         let link = PeerLink::new(NodeId(2), "127.0.0.1:1".parse().unwrap(), 1 << 10, bulk_max);
         let metrics = Metrics::default();
         link.set_up(true);
-        assert!(!link.bulk_congested());
+        assert!(!link.bulk_congested(0));
+        assert!(
+            link.bulk_congested(bulk_max / 2),
+            "writes about to enter count"
+        );
         link.push(read_message(large), &metrics);
-        assert!(link.bulk_congested(), "half full");
+        assert!(link.bulk_congested(0), "half full");
         link.push(read_message(large), &metrics);
         link.push(read_message(large), &metrics);
         assert_eq!(metrics.peer_bulk_dropped.load(Ordering::Relaxed), 1);

@@ -23,8 +23,8 @@ use tracing::{debug, info, warn};
 
 use crate::config::{NodeConfig, SyncMode};
 use crate::driver::{
-    run_node, serve_reads_now, ClientInput, ConnSlot, DriverInput, Mailbox, NodeSnapshot, ReadsNow,
-    ReplyBatch, Shared, ValueSizes,
+    large_write_bytes, run_node, serve_reads_now, ClientInput, ConnSlot, DriverInput, Mailbox,
+    NodeSnapshot, ReadsNow, ReplyBatch, Shared, ValueSizes,
 };
 use crate::metrics::inc;
 use crate::peer::{cluster_digest, run_acceptor, run_dialer, HandshakeKeys, PeerLink};
@@ -209,6 +209,7 @@ impl RunningNode {
             client_bytes: AtomicUsize::new(0),
             values: ValueSizes::default(),
             conn_slots: Mutex::new(BTreeMap::new()),
+            bulk_pending: AtomicUsize::new(0),
         });
         let (ended_tx, ended) = watch::channel(false);
         let (stop_clients, clients_rx) = watch::channel(false);
@@ -599,9 +600,14 @@ fn over_reply_budget(session: &Session, out: &[u8], shared: &Shared) -> bool {
         || shared.client_bytes.load(Ordering::Relaxed) > limits.client_buffers_bytes_max
 }
 
-/// Whether a peer's bulk lane is congested: large writes wait.
+/// Whether a peer's bulk lane is congested, counting the large writes
+/// handed to the node task and not yet sent: large writes wait.
 fn peers_bulk_congested(shared: &Shared) -> bool {
-    shared.links.values().any(|link| link.bulk_congested())
+    let pending = shared.bulk_pending.load(Ordering::Relaxed);
+    shared
+        .links
+        .values()
+        .any(|link| link.bulk_congested(pending))
 }
 
 #[allow(clippy::too_many_lines)]
@@ -759,6 +765,12 @@ async fn serve_client<R, W>(
                 match served {
                     ReadsNow::Served => session.on_replies(inbox.drain(..)),
                     ReadsNow::Queue => {
+                        let large: usize = session
+                            .outgoing_mut()
+                            .iter()
+                            .map(|(_, body)| large_write_bytes(body))
+                            .sum();
+                        shared.bulk_pending.fetch_add(large, Ordering::Relaxed);
                         if !shared.clients.push(
                             session
                                 .drain_outgoing()

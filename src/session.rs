@@ -221,10 +221,9 @@ impl Session {
     /// Whether a request waiting to be sent writes a value large enough to
     /// travel in the peers' bulk lane.
     pub fn outgoing_has_large_writes(&self) -> bool {
-        self.outgoing.iter().any(|(_, request)| {
-            matches!(&request.op, ClientOp::Put { value, .. }
-                if value.len() + request.op.key().len() >= crate::config::PEER_BULK_MESSAGE_BYTES)
-        })
+        self.outgoing
+            .iter()
+            .any(|(_, request)| crate::driver::large_write_bytes(request) > 0)
     }
 
     /// Requests the node should get now.
@@ -1083,6 +1082,7 @@ mod tests {
             client_bytes: AtomicUsize::new(0),
             values: crate::driver::ValueSizes::default(),
             conn_slots: Mutex::new(BTreeMap::new()),
+            bulk_pending: AtomicUsize::new(0),
         })
     }
 

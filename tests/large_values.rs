@@ -27,6 +27,14 @@ const READS_EACH: usize = 4;
 const PIPELINED: usize = 100;
 /// Bytes of all client buffers together, per node (`client_buffers_bytes_max`).
 const CLIENT_BUFFERS_BYTES: usize = 128 << 20;
+/// The coordinator's wait for replicas, well above what moving and syncing
+/// one large value takes on a loaded machine: a `-TIMEOUT` here means a
+/// message was lost (a dropped link), not a slow disk.
+const REQUEST_TIMEOUT_MS: &str = "10000";
+
+/// The tests of this file run one at a time: each runs three nodes moving
+/// hundreds of megabytes.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn rss_bytes(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -56,8 +64,17 @@ fn read_bulk(reader: &mut BufReader<TcpStream>, fill: u8) -> usize {
 
 #[test]
 fn large_reads_neither_starve_writes_nor_drop_links_nor_grow_memory_unbounded() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let buffers = CLIENT_BUFFERS_BYTES.to_string();
-    let cluster = Cluster::start(3, &["--client-buffers-bytes-max", &buffers]);
+    let cluster = Cluster::start(
+        3,
+        &[
+            "--client-buffers-bytes-max",
+            &buffers,
+            "--request-timeout-ms",
+            REQUEST_TIMEOUT_MS,
+        ],
+    );
     let value = vec![b'v'; VALUE_BYTES];
     let mut con = client(cluster.port(0));
     let _: () = redis::cmd("SET")
@@ -172,5 +189,50 @@ fn large_reads_neither_starve_writes_nor_drop_links_nor_grow_memory_unbounded() 
             grew >> 20,
             bound >> 20
         );
+    }
+}
+
+/// Writers of the largest value, all at once, on every node: each write
+/// waits its turn for room in the peers' bulk lanes instead of overflowing
+/// them, so every one is acknowledged and no link or message is dropped.
+#[test]
+fn concurrent_large_writes_wait_for_room_instead_of_dropping_links() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let cluster = Cluster::start(3, &["--request-timeout-ms", REQUEST_TIMEOUT_MS]);
+    let writers: Vec<_> = (0..READERS)
+        .map(|w| {
+            let port = cluster.port(w % 3);
+            std::thread::spawn(move || {
+                let mut con = client(port);
+                let value = vec![b'a' + w as u8; VALUE_BYTES];
+                let reply: redis::RedisResult<String> = redis::cmd("SET")
+                    .arg(format!("big-{w}"))
+                    .arg(value)
+                    .query(&mut con);
+                assert_eq!(reply.as_deref(), Ok("OK"), "writer {w}");
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let mut con = client(cluster.port(1));
+    for w in 0..READERS {
+        let got: Vec<u8> = redis::cmd("AT")
+            .arg("ALL")
+            .arg("GET")
+            .arg(format!("big-{w}"))
+            .query(&mut con)
+            .unwrap();
+        assert!(got.len() == VALUE_BYTES && got.iter().all(|&b| b == b'a' + w as u8));
+    }
+    for i in 0..3 {
+        let text = http_get(cluster.nodes[i].metrics_port, "/metrics");
+        for series in [
+            "enigma_peer_slow_drops_total",
+            "enigma_peer_bulk_dropped_total",
+        ] {
+            assert_eq!(metric(&text, series), Some(0.0), "n{}: {series}", i + 1);
+        }
     }
 }
