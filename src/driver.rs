@@ -397,14 +397,41 @@ pub fn large_write_bytes(request: &ClientRequest) -> usize {
 }
 
 /// One open connection, as the listener sees it when it must make room.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ConnSlot {
     /// Milliseconds since the node started at which the connection became
     /// idle (nothing owed, nothing being received); `u64::MAX` while busy.
     pub idle_since_ms: AtomicU64,
-    /// Raised to make the connection close (it was idle longest when a new
-    /// one needed its place).
-    pub evict: Notify,
+    /// Set to make the connection close (it was idle longest when a new one
+    /// needed its place).
+    evicted: AtomicBool,
+    /// The connection's mailbox: waking it wakes the connection, which then
+    /// sees `evicted` (no second wake-up source to poll per request).
+    mailbox: Arc<Mailbox>,
+}
+
+impl ConnSlot {
+    /// The slot of the connection whose replies go to `mailbox`, idle since
+    /// `now_ms`.
+    pub fn new(mailbox: Arc<Mailbox>, now_ms: u64) -> Self {
+        Self {
+            idle_since_ms: AtomicU64::new(now_ms),
+            evicted: AtomicBool::new(false),
+            mailbox,
+        }
+    }
+
+    /// Tells the connection to close.
+    pub fn evict(&self) {
+        self.idle_since_ms.store(u64::MAX, Ordering::Relaxed);
+        self.evicted.store(true, Ordering::Relaxed);
+        self.mailbox.notify.notify_one();
+    }
+
+    /// Whether the connection was told to close.
+    pub fn is_evicted(&self) -> bool {
+        self.evicted.load(Ordering::Relaxed)
+    }
 }
 
 /// How long a value size is remembered by [`ValueSizes`]: between one and

@@ -475,8 +475,7 @@ fn evict_idlest(shared: &Shared) -> bool {
         Some(slot)
             if now_ms.saturating_sub(slot.idle_since_ms.load(Ordering::Relaxed)) >= eviction_ms =>
         {
-            slot.idle_since_ms.store(u64::MAX, Ordering::Relaxed);
-            slot.evict.notify_one();
+            slot.evict();
             true
         }
         _ => false,
@@ -630,9 +629,7 @@ async fn serve_client<R, W>(
     }]) {
         return;
     }
-    let slot = Arc::new(ConnSlot::default());
-    slot.idle_since_ms
-        .store(node_millis(&shared), Ordering::Relaxed);
+    let slot = Arc::new(ConnSlot::new(mailbox.clone(), node_millis(&shared)));
     shared
         .conn_slots
         .lock()
@@ -884,6 +881,10 @@ async fn serve_client<R, W>(
                 if mailbox.is_closed() {
                     break;
                 }
+                if slot.is_evicted() {
+                    debug!(%remote, "closed: idle longest when a new connection needed room");
+                    break;
+                }
             },
             read = reader.read_buf(&mut buf), if can_read => match read {
                 // End of input: answer what was asked, then close.
@@ -892,10 +893,6 @@ async fn serve_client<R, W>(
                 Err(_) => break,
             },
             () = &mut stopping, if accepting => accepting = false,
-            () = slot.evict.notified() => {
-                debug!(%remote, "closed: idle longest when a new connection needed room");
-                break;
-            }
             () = &mut timer, if timer_at.is_some() => {
                 timer_at = None;
                 let now = instant_now();
