@@ -204,6 +204,11 @@ fn concurrent_large_writes_wait_for_room_instead_of_dropping_links() {
             let port = cluster.port(w % 3);
             std::thread::spawn(move || {
                 let mut con = client(port);
+                // The writes take turns for room in the bulk lanes: on a
+                // loaded machine the last may wait longer than the helper's
+                // 10 s read timeout. Latency is not what this test checks.
+                con.set_read_timeout(Some(Duration::from_secs(120)))
+                    .unwrap();
                 let value = vec![b'a' + w as u8; VALUE_BYTES];
                 let reply: redis::RedisResult<String> = redis::cmd("SET")
                     .arg(format!("big-{w}"))
