@@ -18,7 +18,10 @@
 //! - [`process`]: resident memory, CPU and open files from `/proc`, bytes on
 //!   disk by kind.
 //! - [`session`]: one client connection's commands, levels and replies.
-//! - [`server`]: listeners, connection tasks, metrics endpoint, clean stop.
+//! - [`info`]: the `INFO` sections.
+//! - [`server`]: listeners, the node's tasks, metrics endpoint, clean stop.
+//! - [`connection`]: one client connection's task: limits in bytes and
+//!   commands, back-pressure, timeouts, TLS, eviction of idle connections.
 //! - [`metrics`]: counters and histograms in the Prometheus text format.
 //! - [`run`]: `enigma node` and `enigma dev`.
 //! - [`status`]: `enigma status`.
@@ -26,8 +29,10 @@
 
 pub mod command;
 pub mod config;
+pub mod connection;
 pub mod driver;
 pub mod handshake;
+pub mod info;
 pub mod logging;
 pub mod metrics;
 pub mod peer;
