@@ -56,6 +56,8 @@ pub enum Command {
     },
     /// `CLIENT SETNAME | GETNAME | ID | SETINFO`.
     Client(ClientQuery),
+    /// `DBSIZE`: an estimate of the live keys this node stores.
+    DbSize,
 }
 
 /// What `COMMAND` was asked.
@@ -87,7 +89,7 @@ pub enum ClientQuery {
 /// Names and arities of the commands EnigmaDB serves, as `COMMAND` reports
 /// them: `(name, arity, is_write, first_key, last_key, key_step)`. A
 /// negative arity means "at least that many" (the name included).
-pub const COMMAND_TABLE: [(&str, i64, bool, i64, i64, i64); 17] = [
+pub const COMMAND_TABLE: [(&str, i64, bool, i64, i64, i64); 18] = [
     ("ping", -1, false, 0, 0, 0),
     ("echo", 2, false, 0, 0, 0),
     ("get", 2, false, 1, 1, 1),
@@ -104,6 +106,7 @@ pub const COMMAND_TABLE: [(&str, i64, bool, i64, i64, i64); 17] = [
     ("auth", -2, false, 0, 0, 0),
     ("hello", -1, false, 0, 0, 0),
     ("client", -2, false, 0, 0, 0),
+    ("dbsize", 1, false, 0, 0, 0),
     ("repair", 1, false, 0, 0, 0),
 ];
 
@@ -127,7 +130,8 @@ pub fn command_index(name: &str) -> Option<usize> {
         "auth" => 13,
         "hello" => 14,
         "client" => 15,
-        "repair" => 16,
+        "dbsize" => 16,
+        "repair" => 17,
         _ => return None,
     };
     debug_assert_eq!(COMMAND_TABLE[index].0, name);
@@ -154,6 +158,7 @@ impl Command {
             Self::Auth { .. } => "auth",
             Self::Hello { .. } => "hello",
             Self::Client(_) => "client",
+            Self::DbSize => "dbsize",
             Self::Repair => "repair",
         }
     }
@@ -282,6 +287,10 @@ pub fn parse(args: Vec<Vec<u8>>) -> Result<Command, CommandError> {
             Ok(Command::Repair)
         }
         "quit" => Ok(Command::Quit),
+        "dbsize" => {
+            arity(rest.is_empty())?;
+            Ok(Command::DbSize)
+        }
         "consistency" => {
             arity(rest.len() <= 1)?;
             match rest.first() {

@@ -35,6 +35,7 @@
 //! - [`anti_entropy`]: repair sessions comparing trees, streaming both ways.
 //! - [`purge`]: the gate on tombstone purging (repair first).
 //! - [`generation`]: the boot generation kept on disk.
+//! - [`no_space`]: what a full disk does to outputs waiting on a sync.
 //! - [`node`]: `Node`, a dispatcher tying them together: `step` and `flush`.
 
 pub mod anti_entropy;
@@ -50,6 +51,7 @@ pub mod ids;
 pub mod keyspace;
 pub mod merkle;
 pub mod message;
+pub mod no_space;
 pub mod node;
 pub mod purge;
 pub mod ring;
@@ -60,7 +62,8 @@ pub use consistency::ConsistencyLevel;
 pub use hints::{HintOptions, HintStats};
 pub use ids::{NodeId, Now, OpId, RequestId};
 pub use message::{
-    ClientError, ClientOp, ClientRequest, ClientResponse, Envelope, Message, WireVersion,
+    ClientError, ClientOp, ClientRequest, ClientResponse, Envelope, Message, ReplicaFailure,
+    WireVersion,
 };
 pub use node::{
     AcknowledgedWrite, ClusterConfig, Input, MemberView, Node, NodeError, NodeOptions, NodeStats,

@@ -125,12 +125,7 @@ impl Cluster {
             self.hlc += 1;
             let hlc = self.hlc;
             let now = self.now;
-            let actions = self
-                .replicas
-                .get_mut(&id)
-                .unwrap()
-                .ae
-                .tick(now, up, || hlc);
+            let actions = self.replicas.get_mut(&id).unwrap().ae.tick(now, up, || hlc);
             self.carry_out(id, actions);
             let scans = self.replicas[&id].ae.scans();
             for scan in scans {

@@ -6,10 +6,12 @@ use enigma_engine::{Disk, Timestamp, Versioned};
 
 use super::{HintWatch, Node, Pending};
 use crate::consistency::ConsistencyLevel;
-use crate::coordinator::{PendingRead, PendingWrite, ReadProgress};
+use crate::coordinator::{data_replica, PendingRead, PendingWrite, ReadProgress};
 use crate::ids::{NodeId, Now, OpId, RequestId};
 use crate::keyspace::is_system;
-use crate::message::{ClientError, ClientOp, ClientRequest, ClientResponse, Message};
+use crate::message::{
+    ClientError, ClientOp, ClientRequest, ClientResponse, Message, ReplicaFailure, VersionDigest,
+};
 
 impl<D: Disk> Node<D> {
     pub(super) fn on_client(&mut self, now: Now, request: RequestId, body: ClientRequest) {
@@ -89,18 +91,22 @@ impl<D: Disk> Node<D> {
             ClientOp::Get { key } if local_decides => {
                 self.send_remote_reads(op, &key, &up);
                 match self.local_read(&key) {
-                    Some(version) => {
+                    Ok(version) => {
                         self.reply_version(request, version.as_ref().map(|v| v.timestamp));
                         self.reply(
                             request,
                             ClientResponse::Value(version.and_then(|v| v.value)),
                         );
                     }
-                    None => {
+                    Err(failure) => {
                         // Storage failed here: wait for a remote answer.
                         let read =
-                            PendingRead::new(request, key, replicas, required, deadline_mono_nanos);
+                            PendingRead::new(request, key, replicas, required, deadline_mono_nanos)
+                                .planting_trust_in_the_data(
+                                    self.options.bug_read_trusts_the_data_over_digests,
+                                );
                         self.pending.insert(op.seq, Pending::Read(read));
+                        self.on_read_failure(op, self.id, failure);
                     }
                 }
             }
@@ -111,12 +117,14 @@ impl<D: Disk> Node<D> {
                     replicas.clone(),
                     required,
                     deadline_mono_nanos,
-                );
+                )
+                .planting_trust_in_the_data(self.options.bug_read_trusts_the_data_over_digests);
                 self.pending.insert(op.seq, Pending::Read(read));
                 self.send_remote_reads(op, &key, &up);
                 if replicas.contains(&self.id) {
-                    if let Some(version) = self.local_read(&key) {
-                        self.on_read_reply(op, self.id, version);
+                    match self.local_read(&key) {
+                        Ok(version) => self.on_read_reply(op, self.id, version),
+                        Err(failure) => self.on_read_failure(op, self.id, failure),
                     }
                 }
             }
@@ -132,17 +140,20 @@ impl<D: Disk> Node<D> {
         }
     }
 
-    /// Asks every replica of `key` in `up` but this node for its version.
+    /// Asks every replica of `key` in `up` but this node for its version:
+    /// one for the value (none if this node is a replica and has it), the
+    /// others for a digest.
     fn send_remote_reads(&mut self, op: OpId, key: &[u8], up: &[NodeId]) {
         let me = self.id;
+        let data_from = data_replica(me, up, op.seq);
         for &replica in up.iter().filter(|&&r| r != me) {
-            self.send(
-                replica,
-                Message::Read {
-                    op,
-                    key: key.to_vec(),
-                },
-            );
+            let key = key.to_vec();
+            let message = if Some(replica) == data_from {
+                Message::Read { op, key }
+            } else {
+                Message::ReadDigest { op, key }
+            };
+            self.send(replica, message);
         }
     }
 
@@ -193,14 +204,18 @@ impl<D: Disk> Node<D> {
             // (once the flush makes it durable) without waiting in
             // `pending`; later acknowledgements find nothing and are
             // ignored, as they would be after the first one decided it.
-            if self.local_write(&key, version) {
-                self.acknowledged(&key, timestamp, tombstone);
-                self.reply_version(write.request, Some(timestamp));
-                self.reply(write.request, ClientResponse::Written);
-            } else {
-                self.pending.insert(op.seq, Pending::Write(write));
-                if self.options.record_versions {
-                    self.write_stamps.insert(op.seq, timestamp);
+            match self.local_write(&key, version) {
+                Ok(()) => {
+                    self.acknowledged(&key, timestamp, tombstone);
+                    self.reply_version(write.request, Some(timestamp));
+                    self.reply(write.request, ClientResponse::Written);
+                }
+                Err(failure) => {
+                    self.pending.insert(op.seq, Pending::Write(write));
+                    if self.options.record_versions {
+                        self.write_stamps.insert(op.seq, timestamp);
+                    }
+                    self.on_write_failure(op, me, failure);
                 }
             }
             return;
@@ -209,9 +224,14 @@ impl<D: Disk> Node<D> {
         if self.options.record_versions {
             self.write_stamps.insert(op.seq, timestamp);
         }
-        if local && self.local_write(&key, version) {
-            self.acknowledged(&key, timestamp, tombstone);
-            self.on_write_ack(op, self.id);
+        if local {
+            match self.local_write(&key, version) {
+                Ok(()) => {
+                    self.acknowledged(&key, timestamp, tombstone);
+                    self.on_write_ack(op, self.id);
+                }
+                Err(failure) => self.on_write_failure(op, me, failure),
+            }
         }
     }
 
@@ -281,6 +301,9 @@ impl<D: Disk> Node<D> {
             self.stats.messages_ignored += 1;
             return;
         }
+        if from == self.id {
+            self.local_counted_unsynced.push(op.seq);
+        }
         if let Some(watch) = self.watches.get_mut(&op.seq) {
             watch.silent.retain(|&r| r != from);
             if watch.silent.is_empty() {
@@ -306,10 +329,91 @@ impl<D: Disk> Node<D> {
         }
     }
 
+    /// Takes back this node's own acknowledgements and answers counted
+    /// since the last completed sync, which a full disk kept from becoming
+    /// durable: the operations go on with the other replicas, or fail.
+    pub(super) fn retract_local_counts(&mut self, failure: &ReplicaFailure) {
+        let me = self.id;
+        for seq in std::mem::take(&mut self.local_counted_unsynced) {
+            let op = OpId {
+                generation: self.generation,
+                seq,
+            };
+            match self.pending.get_mut(&seq) {
+                Some(Pending::Write(write)) => {
+                    if let Some(error) = write.retract(me, failure.clone()) {
+                        let request = write.request;
+                        self.pending.remove(&seq);
+                        self.write_stamps.remove(&seq);
+                        self.reply(request, ClientResponse::Error(error));
+                    }
+                }
+                Some(Pending::Read(read)) => {
+                    let progress = read.retract(me, failure.clone());
+                    self.advance_read(op, progress);
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// `from` could not take the write of `op`: the write fails at once if
+    /// the level can no longer be met.
+    pub(super) fn on_write_failure(&mut self, op: OpId, from: NodeId, failure: ReplicaFailure) {
+        if op.generation != self.generation {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        if let Some(Pending::Write(write)) = self.pending.get_mut(&op.seq) {
+            if let Some(error) = write.on_failure(from, failure) {
+                let request = write.request;
+                self.pending.remove(&op.seq);
+                self.write_stamps.remove(&op.seq);
+                self.reply(request, ClientResponse::Error(error));
+            }
+        }
+    }
+
+    /// `from` could not read the key of `op`.
+    pub(super) fn on_read_failure(&mut self, op: OpId, from: NodeId, failure: ReplicaFailure) {
+        if op.generation != self.generation {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        if let Some(Pending::Read(read)) = self.pending.get_mut(&op.seq) {
+            let progress = read.on_failure(from, failure);
+            self.advance_read(op, progress);
+        } else if failure.is_corruption() {
+            // The read finished without `from`: repair it all the same.
+            if let Some((key, winner)) = self.recent_reads.find(op.seq) {
+                let (key, winner) = (key.to_vec(), winner.clone());
+                self.repair_replica(op, from, key, winner);
+            }
+        }
+    }
+
+    /// Takes in `from`'s digest of the key of `op`.
+    pub(super) fn on_digest_reply(
+        &mut self,
+        op: OpId,
+        from: NodeId,
+        digest: Option<VersionDigest>,
+    ) {
+        if op.generation != self.generation {
+            self.stats.messages_ignored += 1;
+        } else if let Some(Pending::Read(read)) = self.pending.get_mut(&op.seq) {
+            let progress = read.on_digest(from, digest);
+            self.advance_read(op, progress);
+        }
+    }
+
     pub(super) fn on_read_reply(&mut self, op: OpId, from: NodeId, version: Option<Versioned>) {
         if op.generation != self.generation {
             self.stats.messages_ignored += 1;
             return;
+        }
+        if from == self.id {
+            self.local_counted_unsynced.push(op.seq);
         }
         if let Some(Pending::Read(read)) = self.pending.get_mut(&op.seq) {
             let progress = read.on_answer(from, version);
@@ -324,7 +428,20 @@ impl<D: Disk> Node<D> {
                 if let Some(Pending::Read(read)) = self.pending.remove(&op.seq) {
                     self.reply_version(read.request, read.decided_timestamp());
                     self.reply(read.request, ClientResponse::Value(value));
+                    self.repair_corrupt(op, &read);
                 }
+            }
+            ReadProgress::Failed(error) => {
+                if let Some(Pending::Read(read)) = self.pending.remove(&op.seq) {
+                    self.reply(read.request, ClientResponse::Error(error));
+                }
+            }
+            ReadProgress::Fetch { from } => {
+                let Some(Pending::Read(read)) = self.pending.get(&op.seq) else {
+                    return;
+                };
+                let key = read.key.clone();
+                self.send(from, Message::Read { op, key });
             }
             ReadProgress::Repair { winner, stale } => {
                 let Some(Pending::Read(read)) = self.pending.get(&op.seq) else {
@@ -347,12 +464,39 @@ impl<D: Disk> Node<D> {
                     self.stats.read_repairs += 1;
                     let timestamp = winner.timestamp;
                     let tombstone = winner.value.is_none();
-                    if self.local_write(&key, winner) {
+                    if self.local_write(&key, winner).is_ok() {
                         self.acknowledged(&key, timestamp, tombstone);
                         self.on_write_ack(op, self.id);
                     }
                 }
             }
+        }
+    }
+
+    /// Writes the winner of a finished read back to the replicas whose copy
+    /// was corrupt: the newer (or equal) version shadows the bad entry.
+    fn repair_corrupt(&mut self, op: OpId, read: &PendingRead) {
+        let Some(winner) = read.winner() else {
+            return;
+        };
+        self.recent_reads.remember(op.seq, &read.key, winner);
+        for replica in read.corrupt_replicas() {
+            self.repair_replica(op, replica, read.key.clone(), winner.clone());
+        }
+    }
+
+    /// Writes `winner` of `key` to `replica`, whose copy was corrupt.
+    fn repair_replica(&mut self, op: OpId, replica: NodeId, key: Vec<u8>, winner: Versioned) {
+        self.stats.read_repairs += 1;
+        if replica == self.id {
+            let timestamp = winner.timestamp;
+            let tombstone = winner.value.is_none();
+            if self.local_write(&key, winner).is_ok() {
+                self.acknowledged(&key, timestamp, tombstone);
+            }
+        } else {
+            let version = winner.into();
+            self.send(replica, Message::RepairWrite { op, key, version });
         }
     }
 

@@ -7,7 +7,7 @@ use std::ops::Bound;
 
 use enigma_engine::{BackgroundReport, Disk, EngineError, Timestamp, Versioned};
 
-use super::Node;
+use super::{Node, BACKGROUND_RETRY_AFTER_FAILURE_NANOS};
 use crate::anti_entropy::{Action, AntiEntropy};
 use crate::gossip::{choose_targets, GossipRefusal, MemberState, Merged, SelfReadings};
 use crate::hints::Dropped;
@@ -37,9 +37,15 @@ impl<D: Disk> Node<D> {
         self.replay_hints(now);
         self.run_anti_entropy(now);
         self.set_purge_horizon(now);
-        self.background_work();
+        if now.mono_nanos >= self.background_retry_mono_nanos {
+            self.background_work(now);
+        }
         if let Err(e) = self.engine.sync_if_due(now.mono_nanos) {
-            self.storage_error(e);
+            if !matches!(e, EngineError::NoSpace { .. }) {
+                self.fatal = Some(e);
+            } else {
+                self.note_no_space();
+            }
         }
     }
 
@@ -161,7 +167,7 @@ impl<D: Disk> Node<D> {
             },
             value: Some(value),
         };
-        if !self.local_write(&hint_key(target.0, id), stored) {
+        if self.local_write(&hint_key(target.0, id), stored).is_err() {
             self.hints.discard(target, id);
         }
     }
@@ -177,7 +183,8 @@ impl<D: Disk> Node<D> {
                 },
                 value: None,
             };
-            self.local_write(&hint_key(hint.target.0, hint.id), tombstone);
+            // A hint whose delete fails is deleted again when replayed.
+            let _ = self.local_write(&hint_key(hint.target.0, hint.id), tombstone);
         }
     }
 
@@ -195,7 +202,7 @@ impl<D: Disk> Node<D> {
                 })) => decode_hint(&bytes),
                 Ok(_) => None,
                 Err(e) => {
-                    self.storage_error(e);
+                    let _ = self.storage_error(e);
                     None
                 }
             };
@@ -244,7 +251,7 @@ impl<D: Disk> Node<D> {
             node: version.node,
         };
         let tombstone = version.value.is_none();
-        if self.local_write(&key, version.into()) {
+        if self.local_write(&key, version.into()).is_ok() {
             self.acknowledged(&key, timestamp, tombstone);
             self.send(from, Message::HintAck { id });
         }
@@ -300,7 +307,7 @@ impl<D: Disk> Node<D> {
                         .scan_stopped(scan.owner, last_key, !paused, now.mono_nanos)
                 }
                 Err(e) => {
-                    self.storage_error(e);
+                    let _ = self.storage_error(e);
                     self.anti_entropy.scan_failed(scan.owner, now.mono_nanos)
                 }
             };
@@ -331,7 +338,7 @@ impl<D: Disk> Node<D> {
                             node: version.node,
                         };
                         let tombstone = version.value.is_none();
-                        if self.local_write(&key, version.into()) {
+                        if self.local_write(&key, version.into()).is_ok() {
                             // Durable with this flush, and acknowledged.
                             self.acknowledged(&key, timestamp, tombstone);
                         } else {
@@ -396,7 +403,7 @@ impl<D: Disk> Node<D> {
     /// waits for a flush or is full, and the number of tables is the same
     /// (only flushes and compactions change the tables, and each changes
     /// their number). Skipping can only postpone work, never lose it.
-    fn background_work(&mut self) {
+    fn background_work(&mut self, now: Now) {
         let engine = &self.engine;
         let idle = self.background_idle_at_tables == Some(engine.tables_total())
             && engine.frozen_total() == 0
@@ -417,11 +424,24 @@ impl<D: Disk> Node<D> {
             }) => {
                 self.stats.tables_flushed += tables_flushed as u64;
                 self.stats.compactions += compactions as u64;
+                if tables_flushed + compactions > 0 && !self.engine.log_stalled_for_space() {
+                    self.stats.no_space = false;
+                }
                 if tables_flushed == 0 && compactions == 0 && !work_pending {
                     self.background_idle_at_tables = Some(self.engine.tables_total());
                 }
             }
+            Err(EngineError::NoSpace { .. }) => {
+                // Counted and reported once per episode, retried later.
+                self.note_no_space();
+                self.background_retry_mono_nanos = now
+                    .mono_nanos
+                    .saturating_add(BACKGROUND_RETRY_AFTER_FAILURE_NANOS);
+            }
             Err(e) => {
+                self.background_retry_mono_nanos = now
+                    .mono_nanos
+                    .saturating_add(BACKGROUND_RETRY_AFTER_FAILURE_NANOS);
                 self.stats.background_errors += 1;
                 self.stats.last_background_error = Some(e.to_string());
                 let poisoned = self.engine.poisoned_reason().map(str::to_owned);

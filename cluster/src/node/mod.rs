@@ -49,14 +49,15 @@ use rand_chacha::ChaCha8Rng;
 use thiserror::Error;
 
 use crate::anti_entropy::{AntiEntropy, AntiEntropyStats, FullPassReport};
-use crate::coordinator::{PendingRead, PendingWrite};
+use crate::coordinator::{PendingRead, PendingWrite, RecentReads};
 use crate::failure_detector::FailureDetector;
 use crate::generation;
 use crate::gossip::{Gossip, KnownMember, MemberStatus};
 use crate::hints::{HintStats, Hints};
 use crate::hlc::HlcClock;
 use crate::ids::{NodeId, Now, RequestId};
-use crate::message::{ClientRequest, ClientResponse, Envelope, Message};
+use crate::message::{ClientRequest, ClientResponse, Envelope, Message, ReplicaFailure};
+use crate::no_space;
 use crate::ring::{Ring, RingError};
 
 pub use options::{
@@ -149,7 +150,26 @@ pub struct NodeStats {
     pub background_errors: u64,
     /// The last background failure, for the driver to report.
     pub last_background_error: Option<String>,
+    /// Writes refused, syncs that could not be written and background
+    /// jobs that failed because the disk is full (none of them fatal).
+    pub no_space_errors: u64,
+    /// Whether the disk is full now: set by a full-disk failure, cleared
+    /// once writes (or a background job) succeed again. A driver reports
+    /// each change once, not each failure.
+    pub no_space: bool,
+    /// How many full-disk episodes began: a driver that looks now and then
+    /// still sees one that began and ended between two looks.
+    pub no_space_episodes: u64,
+    /// The last storage failure met while serving (corruption names file
+    /// and offset), for the driver to report.
+    pub last_storage_error: Option<String>,
 }
+
+/// How long background work waits after a failed job (a full disk, a
+/// corrupt table in a compaction) before it tries again, so a disk with a
+/// little space is not filled and emptied by a table write on every tick,
+/// and a failure is not met (and reported) on every tick.
+const BACKGROUND_RETRY_AFTER_FAILURE_NANOS: u64 = 1_000_000_000;
 
 /// A write this node acknowledged as durable: a replica write it answered
 /// with `WriteAck`, or its own replica's write counted by itself as
@@ -284,6 +304,20 @@ pub struct Node<D: Disk> {
     watch_bytes: u64,
     /// Merkle-tree repair of every range this node replicates.
     anti_entropy: AntiEntropy,
+    /// A local write was applied since the last flush: a failed sync then
+    /// leaves outputs that reflect writes not durable.
+    wrote_since_flush: bool,
+    /// A full disk failed something in this batch.
+    no_space_in_batch: bool,
+    /// Winners of finished reads, to repair a replica whose corruption
+    /// report comes in late.
+    recent_reads: RecentReads,
+    /// Operations (by sequence number) that counted this node's own write
+    /// or answer since the last completed sync: if the sync cannot be
+    /// written, those are taken back.
+    local_counted_unsynced: Vec<u64>,
+    /// After a background job failed: no new try before this (monotonic).
+    background_retry_mono_nanos: u64,
 }
 
 impl<D: Disk> Node<D> {
@@ -308,8 +342,12 @@ impl<D: Disk> Node<D> {
         options
             .validate()
             .map_err(|reason| NodeError::Options { reason })?;
-        let generation = generation::advance(&disk)?;
-        let engine = Engine::open(disk, options.engine.clone())?;
+        // Everything is read and checked before any file changes: a
+        // refused start leaves the disk as it found it.
+        let last_generation = generation::last(&disk)?;
+        let recovery = Engine::recover(disk, options.engine.clone())?;
+        let generation = generation::store_next(recovery.disk(), last_generation)?;
+        let engine = recovery.open()?;
         let peers: Vec<NodeId> = ring.nodes().iter().copied().filter(|&n| n != id).collect();
         let anti_entropy = AntiEntropy::new(
             id,
@@ -340,6 +378,11 @@ impl<D: Disk> Node<D> {
             watches: BTreeMap::new(),
             watch_bytes: 0,
             anti_entropy,
+            wrote_since_flush: false,
+            no_space_in_batch: false,
+            recent_reads: RecentReads::default(),
+            local_counted_unsynced: Vec::new(),
+            background_retry_mono_nanos: 0,
             ring,
             options,
         };
@@ -395,14 +438,39 @@ impl<D: Disk> Node<D> {
             self.engine.options().sync_policy,
             SyncPolicy::Interval { .. }
         );
-        if !interval {
-            if let Err(e) = self.engine.sync() {
-                self.fatal = Some(e.clone());
-                self.held.clear();
-                self.versions = VersionLog::default();
-                return Err(NodeError::Storage(e));
+        let wrote = std::mem::take(&mut self.wrote_since_flush);
+        let synced = if interval { Ok(()) } else { self.engine.sync() };
+        if let Err(e) = synced {
+            if let EngineError::NoSpace { .. } = e {
+                // Not fatal: the writes wait in the engine for space.
+                self.note_no_space();
+                self.no_space_in_batch = false;
+                let held = std::mem::take(&mut self.held);
+                if !wrote {
+                    // Nothing this batch did waits on the sync: reads of
+                    // keys whose writes wait are refused by the engine.
+                    self.local_counted_unsynced.clear();
+                    return Ok(held);
+                }
+                self.versions.acknowledged.clear();
+                self.versions.replies.clear();
+                let failure = ReplicaFailure::from_engine(&e);
+                let mut outputs = no_space::release_without_durability(self.id, held, &failure);
+                self.retract_local_counts(&failure);
+                outputs.append(&mut self.held);
+                return Ok(outputs);
             }
+            self.fatal = Some(e.clone());
+            self.held.clear();
+            self.versions = VersionLog::default();
+            return Err(NodeError::Storage(e));
         }
+        self.local_counted_unsynced.clear();
+        let space_back = wrote && !self.no_space_in_batch && !self.engine.log_stalled_for_space();
+        if space_back {
+            self.stats.no_space = false;
+        }
+        self.no_space_in_batch = false;
         if self.options.record_versions {
             let log = &mut self.versions;
             log.released_acknowledged.append(&mut log.acknowledged);
@@ -553,34 +621,45 @@ impl<D: Disk> Node<D> {
         }
     }
 
-    /// Applies a write locally; true if it is (or will be, at the next
+    /// Applies a write locally; `Ok` if it is (or will be, at the next
     /// flush) durable here, so an acknowledgement may be counted or sent.
-    fn local_write(&mut self, key: &[u8], version: Versioned) -> bool {
+    fn local_write(&mut self, key: &[u8], version: Versioned) -> Result<(), ReplicaFailure> {
         match self.engine.write(key, version) {
-            Ok(_) => true,
-            Err(e) => {
-                self.storage_error(e);
-                false
+            Ok(_) => {
+                self.wrote_since_flush = true;
+                Ok(())
             }
+            Err(e) => Err(self.storage_error(e)),
         }
     }
 
-    /// Reads locally; `None` when storage failed (the read is not answered).
-    fn local_read(&mut self, key: &[u8]) -> Option<Option<Versioned>> {
-        match self.engine.get(key) {
-            Ok(version) => Some(version),
-            Err(e) => {
-                self.storage_error(e);
-                None
-            }
-        }
+    /// Reads locally; on a storage failure, what to tell the coordinator.
+    fn local_read(&mut self, key: &[u8]) -> Result<Option<Versioned>, ReplicaFailure> {
+        self.engine.get(key).map_err(|e| self.storage_error(e))
     }
 
-    fn storage_error(&mut self, error: EngineError) {
-        self.stats.storage_errors += 1;
-        if matches!(error, EngineError::Poisoned { .. }) {
-            self.fatal = Some(error);
+    /// Counts a storage failure met while serving and says what it was.
+    fn storage_error(&mut self, error: EngineError) -> ReplicaFailure {
+        let failure = ReplicaFailure::from_engine(&error);
+        match error {
+            EngineError::NoSpace { .. } => self.note_no_space(),
+            EngineError::Poisoned { .. } => self.fatal = Some(error),
+            _ => {
+                self.stats.storage_errors += 1;
+                self.stats.last_storage_error = Some(failure.to_string());
+            }
         }
+        failure
+    }
+
+    /// Counts a full-disk failure and marks the episode.
+    fn note_no_space(&mut self) {
+        self.stats.no_space_errors += 1;
+        if !self.stats.no_space {
+            self.stats.no_space_episodes += 1;
+        }
+        self.stats.no_space = true;
+        self.no_space_in_batch = true;
     }
 
     fn send(&mut self, to: NodeId, message: Message) {

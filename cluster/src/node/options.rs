@@ -71,6 +71,11 @@ pub struct NodeOptions {
     /// Acknowledges `QUORUM` writes after a single replica. Off by default
     /// and settable only through this struct: no production command sets it.
     pub bug_ack_quorum_writes_after_one_replica: bool,
+    /// **A deliberate bug**: a read answers with the value it has once the
+    /// level's count has answered, even when a replica's digest is newer
+    /// (see [`crate::coordinator::PendingRead::planting_trust_in_the_data`]).
+    /// Off by default, settable only through this struct.
+    pub bug_read_trusts_the_data_over_digests: bool,
     /// **A deliberate bug**: a hint is deleted as soon as it is sent, not
     /// when the target acknowledges it. Off by default; no command sets it.
     pub bug_delete_hints_on_send: bool,
@@ -101,6 +106,7 @@ impl Default for NodeOptions {
             clock_offset_max_nanos: CLOCK_OFFSET_MAX_NANOS_DEFAULT,
             record_versions: false,
             bug_ack_quorum_writes_after_one_replica: false,
+            bug_read_trusts_the_data_over_digests: false,
             bug_delete_hints_on_send: false,
             bug_purge_tombstones_without_repair: false,
             bug_wait_on_down_replicas: false,

@@ -8,7 +8,7 @@ use super::Node;
 use crate::hlc::LOGICAL_BITS;
 use crate::ids::{NodeId, Now};
 use crate::keyspace::is_system;
-use crate::message::{Envelope, Message, WireVersion};
+use crate::message::{Envelope, Message, VersionDigest, WireVersion};
 
 impl<D: Disk> Node<D> {
     pub(super) fn on_envelope(&mut self, now: Now, from: NodeId, envelope: Envelope) {
@@ -37,15 +37,58 @@ impl<D: Disk> Node<D> {
             Message::Read { op, key } => {
                 if is_system(&key) {
                     self.stats.messages_ignored += 1;
-                } else if let Some(version) = self.local_read(&key) {
-                    let version = version.map(Into::into);
-                    self.send(from, Message::ReadReply { op, version });
+                    return;
                 }
+                let reply = match self.local_read(&key) {
+                    Ok(version) => Message::ReadReply {
+                        op,
+                        version: version.map(Into::into),
+                        failure: None,
+                    },
+                    Err(failure) => Message::ReadReply {
+                        op,
+                        version: None,
+                        failure: Some(failure),
+                    },
+                };
+                self.send(from, reply);
             }
-            Message::WriteAck { op } => self.on_write_ack(op, from),
-            Message::ReadReply { op, version } => {
-                self.on_read_reply(op, from, version.map(Into::into))
+            Message::ReadDigest { op, key } => {
+                if is_system(&key) {
+                    self.stats.messages_ignored += 1;
+                    return;
+                }
+                // A replica that cannot read the key says so as for a
+                // data read: the coordinator counts the failure either way.
+                let reply = match self.local_read(&key) {
+                    Ok(version) => Message::DigestReply {
+                        op,
+                        digest: version.as_ref().map(VersionDigest::of),
+                    },
+                    Err(failure) => Message::ReadReply {
+                        op,
+                        version: None,
+                        failure: Some(failure),
+                    },
+                };
+                self.send(from, reply);
             }
+            Message::DigestReply { op, digest } => self.on_digest_reply(op, from, digest),
+            Message::WriteAck { op, failure: None } => self.on_write_ack(op, from),
+            Message::WriteAck {
+                op,
+                failure: Some(failure),
+            } => self.on_write_failure(op, from, failure),
+            Message::ReadReply {
+                op,
+                version,
+                failure: None,
+            } => self.on_read_reply(op, from, version.map(Into::into)),
+            Message::ReadReply {
+                op,
+                failure: Some(failure),
+                ..
+            } => self.on_read_failure(op, from, failure),
             Message::GossipSyn { states } => self.on_gossip_syn(now, from, states),
             Message::GossipAck { states } => self.on_gossip_ack(now, from, states),
             Message::Hint { id, key, version } => self.on_hint(now, from, id, key, version),
@@ -72,10 +115,11 @@ impl<D: Disk> Node<D> {
             node: version.node,
         };
         let tombstone = version.value.is_none();
-        if self.local_write(&key, version.into()) {
+        let failure = self.local_write(&key, version.into()).err();
+        if failure.is_none() {
             self.acknowledged(&key, timestamp, tombstone);
-            self.send(from, Message::WriteAck { op });
         }
+        self.send(from, Message::WriteAck { op, failure });
     }
 
     /// Whether a mutation sent by `from` may be applied here: a client key,

@@ -259,7 +259,16 @@ fn a_quorum_read_repairs_a_stale_replica_before_answering() {
         .iter()
         .find(|o| matches!(o, Output::Send { to, .. } if *to == NodeId(1)))
         .unwrap();
-    let answer = h.deliver(2, to_n1);
+    // n1 answers with a digest, newer than n3's nothing: n3 fetches the
+    // value from n1 before it can repair.
+    let digest = h.deliver(2, to_n1);
+    assert!(matches!(
+        &digest[0],
+        Output::Send { envelope, .. } if matches!(envelope.message, Message::DigestReply { .. })
+    ));
+    let fetch = h.deliver(0, &digest[0]);
+    assert!(replies(&fetch).is_empty(), "{fetch:?}");
+    let answer = h.deliver(2, &fetch[0]);
     let out = h.deliver(0, &answer[0]);
     // n3 repaired itself in place and may answer: n1 and n3 now hold v.
     assert_eq!(
