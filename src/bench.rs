@@ -318,7 +318,7 @@ fn stress_history(seed: u64, ops: usize, processes: u64, keys: u64) -> (History,
                     }
                     Outcome::Ok { value: None }
                 } else {
-                    Outcome::Fail
+                    Outcome::Refused
                 }
             }
         };

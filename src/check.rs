@@ -3,6 +3,12 @@
 //! Reads EnigmaDB's JSON Lines histories, Jepsen EDN maps and Jepsen log
 //! lines (detected from the first line unless `--format` says).
 //!
+//! A failed compare-and-set means what its format means by it
+//! (`Format::fail_reading`: in EDN, Jepsen's meaning as Knossos checks it,
+//! the operation did not take effect; in Jepsen log lines and EnigmaDB's
+//! files, Porcupine's reading, the comparison was made and failed) unless
+//! `--fail-reading` says.
+//!
 //! A history without consistency levels (every Jepsen history, and
 //! EnigmaDB files that record none) is checked for linearizability against
 //! its model: `verdict: linearizable`, `verdict: not-linearizable` or
@@ -31,7 +37,8 @@ use enigma_checker::format::enigma::parse_assembled;
 use enigma_checker::format::{detect_format, parse, Format, ParsedHistory};
 use enigma_checker::report::{html_promise_report, html_report};
 use enigma_checker::{
-    check_promises, Call, CheckOptions, PromiseInput, PromiseReport, PromiseVerdict, Verdict,
+    check_promises, Call, CheckOptions, FailReading, PromiseInput, PromiseReport, PromiseVerdict,
+    Verdict,
 };
 
 #[derive(Debug, Args)]
@@ -46,6 +53,13 @@ pub struct CheckArgs {
     /// The file's format. Default: detected from its first line.
     #[arg(long, value_enum)]
     format: Option<FormatArg>,
+    /// What a failed compare-and-set means: `knossos` (Jepsen's meaning: it
+    /// did not take effect, so it constrains nothing) or `porcupine` (the
+    /// comparison was made and failed: the register did not hold the
+    /// expected value). Default: knossos for EDN, porcupine for Jepsen log
+    /// lines and EnigmaDB files.
+    #[arg(long, value_enum, value_name = "READING")]
+    fail_reading: Option<FailReadingArg>,
     /// Also write a self-contained HTML page picturing the verdict here.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
@@ -69,6 +83,23 @@ enum ModelArg {
     Kv,
     /// Grow-only set of integers with add / read-all.
     Set,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FailReadingArg {
+    /// A failed operation did not take effect (Knossos, Jepsen).
+    Knossos,
+    /// A failed compare-and-set observed a different value (Porcupine).
+    Porcupine,
+}
+
+impl From<FailReadingArg> for FailReading {
+    fn from(r: FailReadingArg) -> FailReading {
+        match r {
+            FailReadingArg::Knossos => FailReading::Knossos,
+            FailReadingArg::Porcupine => FailReading::Porcupine,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -113,7 +144,7 @@ fn check_file(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         .format
         .map_or_else(|| detect_format(&text), Format::from);
     let context = || format!("{} ({format})", path.display());
-    let (history, leveled) = if format == Format::Enigma {
+    let (mut history, leveled) = if format == Format::Enigma {
         let assembled = parse_assembled(&text).with_context(context)?;
         let leveled = (!assembled.levels.is_empty()).then(|| {
             (
@@ -126,6 +157,10 @@ fn check_file(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         (parse(&text, format).with_context(context)?, None)
     };
+    let reading = args
+        .fail_reading
+        .map_or_else(|| format.fail_reading(), FailReading::from);
+    history.read_failed_cas(reading);
     if let Some(model) = args.model {
         fits_model(&history, model).with_context(|| format!("{}", path.display()))?;
     }
@@ -134,8 +169,12 @@ fn check_file(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         threads: check_threads(args.threads)?,
         ..CheckOptions::default()
     };
+    let reading_note = match &history {
+        ParsedHistory::Register(_) => format!(", a failed cas read as {reading}'s"),
+        _ => String::new(),
+    };
     let header = format!(
-        "file: {} ({} operations, {format}, {} model)",
+        "file: {} ({} operations, {format}, {} model{reading_note})",
         path.display(),
         history.len(),
         history.model_name()

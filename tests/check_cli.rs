@@ -122,6 +122,70 @@ fn jepsen_formats_are_detected() {
     );
 }
 
+/// The same failed compare-and-set in each format: the register holds 1
+/// throughout, so the CAS of 1 can fail only if failing means it did not
+/// take effect (Knossos's reading), not that it observed another value
+/// (Porcupine's).
+#[test]
+fn a_failed_cas_is_read_as_its_format_means_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let edn = write(
+        dir.path(),
+        "cas.edn",
+        "{:process 0, :type :invoke, :f :write, :value 1}\n\
+         {:process 0, :type :ok, :f :write, :value 1}\n\
+         {:process 1, :type :invoke, :f :cas, :value [1 2]}\n\
+         {:process 1, :type :fail, :f :cas, :value [1 2]}\n\
+         {:process 0, :type :invoke, :f :read, :value nil}\n\
+         {:process 0, :type :ok, :f :read, :value 1}\n",
+    );
+    let log = write(
+        dir.path(),
+        "cas.log",
+        "INFO  jepsen.util - 0 :invoke :write 1\n\
+         INFO  jepsen.util - 0 :ok :write 1\n\
+         INFO  jepsen.util - 1 :invoke :cas [1 2]\n\
+         INFO  jepsen.util - 1 :fail :cas [1 2]\n\
+         INFO  jepsen.util - 0 :invoke :read nil\n\
+         INFO  jepsen.util - 0 :ok :read 1\n",
+    );
+    let json = write(
+        dir.path(),
+        "cas.jsonl",
+        r#"{"type":"invoke","process":0,"key":"k","f":"write","value":1,"time":1}
+{"type":"ok","process":0,"key":"k","f":"write","value":1,"time":2}
+{"type":"invoke","process":1,"key":"k","f":"cas","value":[1,2],"time":3}
+{"type":"fail","process":1,"key":"k","f":"cas","value":[1,2],"time":4}
+{"type":"invoke","process":0,"key":"k","f":"read","value":null,"time":5}
+{"type":"ok","process":0,"key":"k","f":"read","value":1,"time":6}
+"#,
+    );
+    let verdict = |file: &Path, extra: &[&str]| {
+        let mut args = vec![file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = enigma_check(&args);
+        (out.status.code(), stdout(&out))
+    };
+    for (file, default_code, default_reading) in [
+        (&edn, 0, "knossos"),
+        (&log, 1, "porcupine"),
+        (&json, 1, "porcupine"),
+    ] {
+        let (code, text) = verdict(file, &[]);
+        assert_eq!(code, Some(default_code), "{text}");
+        assert!(
+            text.contains(&format!("a failed cas read as {default_reading}'s")),
+            "{text}"
+        );
+        let (code, text) = verdict(file, &["--fail-reading", "knossos"]);
+        assert_eq!(code, Some(0), "{text}");
+        assert!(text.contains("verdict: linearizable"), "{text}");
+        let (code, text) = verdict(file, &["--fail-reading", "porcupine"]);
+        assert_eq!(code, Some(1), "{text}");
+        assert!(text.contains("refused"), "{text}");
+    }
+}
+
 #[test]
 fn garbage_exits_two_with_line_and_column() {
     let dir = tempfile::tempdir().unwrap();

@@ -144,7 +144,7 @@ pub(crate) fn register_ops<'a>(
                 key: &op.key,
                 invoke: op.invoke_nanos,
                 ok_at,
-                may_have_happened: *outcome != Outcome::Fail,
+                may_have_happened: !matches!(outcome, Outcome::Fail | Outcome::Refused),
                 write,
                 read,
                 level: levels.get(&op.id).copied(),

@@ -553,7 +553,8 @@ fn linearizability(
                 .map(|op| LinOp {
                     key: op.key.as_str(),
                     id: op.id,
-                    may_write: !matches!(op.call, Call::Read) && *op.outcome() != Outcome::Fail,
+                    may_write: !matches!(op.call, Call::Read)
+                        && !matches!(op.outcome(), Outcome::Fail | Outcome::Refused),
                     search: register_search_op(op),
                 })
                 .collect();

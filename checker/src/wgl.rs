@@ -25,9 +25,8 @@
 //! `STOP_POLL_STEPS` steps: the library never reads a clock, a caller with a
 //! wall-clock deadline answers the hook.
 
-use std::hash::{Hash, Hasher};
-
 use crate::history::OpId;
+use crate::memo::{Linearized, MemoSet};
 use crate::model::Model;
 
 /// One operation as the search sees it.
@@ -162,9 +161,20 @@ pub fn search_with_stop<M: Model>(
         }
     }
     let mut list = EventList::new(ops);
-    let words = ops.len().div_ceil(64);
-    let mut memo: MemoSet<M::State> = MemoSet::new(words);
-    let mut linearized = vec![0u64; words];
+    // The memo's sets are over invocation ranks, so that what is linearized
+    // is a prefix and a narrow window (see `crate::memo`).
+    let mut by_invocation: Vec<usize> = (0..ops.len()).collect();
+    by_invocation.sort_by_key(|&i| (ops[i].invoke_time, i));
+    let mut rank = vec![0usize; ops.len()];
+    for (r, &i) in by_invocation.iter().enumerate() {
+        rank[i] = r;
+    }
+    let required: Vec<bool> = by_invocation
+        .iter()
+        .map(|&i| ops[i].response_time.is_some())
+        .collect();
+    let mut linearized = Linearized::new(&required);
+    let mut memo: MemoSet<M::State> = MemoSet::new();
     // (operation, state before it)
     let mut stack: Vec<(usize, M::State)> = Vec::new();
     let mut state = model.init();
@@ -203,7 +213,7 @@ pub fn search_with_stop<M: Model>(
             steps += 1;
             let op = &ops[op_index];
             if let Some(next) = model.step(&state, &op.input, &op.output) {
-                set_bit(&mut linearized, op_index);
+                linearized.insert(rank[op_index]);
                 let fresh = memo.insert(&linearized, &next);
                 if fresh && M::PRUNES && {
                     pending.clear();
@@ -217,7 +227,7 @@ pub fn search_with_stop<M: Model>(
                     // A dead end the model can see ahead of time; the memo
                     // keeps it so it is never examined again.
                     memo_heap_bytes += model.state_heap_bytes(&next);
-                    clear_bit(&mut linearized, op_index);
+                    linearized.remove(rank[op_index]);
                     node = list.next(node);
                     continue;
                 }
@@ -241,7 +251,7 @@ pub fn search_with_stop<M: Model>(
                     node = list.first();
                     continue;
                 }
-                clear_bit(&mut linearized, op_index);
+                linearized.remove(rank[op_index]);
             }
             node = list.next(node);
         } else {
@@ -259,7 +269,7 @@ pub fn search_with_stop<M: Model>(
                 return SearchResult::NotLinearizable(stuck);
             };
             state = before;
-            clear_bit(&mut linearized, undone);
+            linearized.remove(rank[undone]);
             list.unlift(undone);
             if ops[undone].response_time.is_some() {
                 required_left += 1;
@@ -267,14 +277,6 @@ pub fn search_with_stop<M: Model>(
             node = list.next(list.call_node(undone));
         }
     }
-}
-
-fn set_bit(bits: &mut [u64], i: usize) {
-    bits[i / 64] |= 1 << (i % 64);
-}
-
-fn clear_bit(bits: &mut [u64], i: usize) {
-    bits[i / 64] &= !(1 << (i % 64));
 }
 
 /// Invocations and responses in time order, as a doubly linked list over
@@ -413,138 +415,6 @@ impl EventList {
     }
 }
 
-/// A set of (bitset, state) pairs: open addressing with linear probing over
-/// a deterministic hash. Only membership is ever asked, never iteration, but
-/// the hash is fixed anyway so runs are reproducible to the byte.
-#[derive(Debug)]
-struct MemoSet<S> {
-    words_per_entry: usize,
-    /// Entry `i`'s bitset is `bits[i * words_per_entry..][..words_per_entry]`.
-    bits: Vec<u64>,
-    states: Vec<S>,
-    hashes: Vec<u64>,
-    /// Entry index + 1, or 0 for an empty slot; length a power of two.
-    slots: Vec<u32>,
-}
-
-/// Initial number of slots of the memo table.
-const MEMO_SLOTS_INITIAL: usize = 1 << 10;
-
-impl<S: Eq + Hash> MemoSet<S> {
-    fn new(words_per_entry: usize) -> Self {
-        Self {
-            words_per_entry,
-            bits: Vec::new(),
-            states: Vec::new(),
-            hashes: Vec::new(),
-            slots: vec![0; MEMO_SLOTS_INITIAL],
-        }
-    }
-
-    fn bytes(&self) -> usize {
-        self.bits.len() * 8
-            + self.states.len() * std::mem::size_of::<S>()
-            + self.hashes.len() * 8
-            + self.slots.len() * 4
-    }
-
-    /// Inserts the pair; returns whether it was new.
-    fn insert(&mut self, bits: &[u64], state: &S) -> bool
-    where
-        S: Clone,
-    {
-        let mut hasher = MixHasher::default();
-        bits.hash(&mut hasher);
-        state.hash(&mut hasher);
-        let hash = hasher.finish();
-        let mask = self.slots.len() - 1;
-        let mut slot = (hash as usize) & mask;
-        loop {
-            let entry = self.slots[slot];
-            if entry == 0 {
-                break;
-            }
-            let i = entry as usize - 1;
-            if self.hashes[i] == hash
-                && &self.bits[i * self.words_per_entry..(i + 1) * self.words_per_entry] == bits
-                && &self.states[i] == state
-            {
-                return false;
-            }
-            slot = (slot + 1) & mask;
-        }
-        let index = self.states.len();
-        assert!(index < u32::MAX as usize - 1, "memo table full");
-        self.bits.extend_from_slice(bits);
-        self.states.push(state.clone());
-        self.hashes.push(hash);
-        self.slots[slot] = index as u32 + 1;
-        // Keep the load factor under one half.
-        if self.states.len() * 2 > self.slots.len() {
-            self.grow();
-        }
-        true
-    }
-
-    fn grow(&mut self) {
-        let len = self.slots.len() * 2;
-        let mask = len - 1;
-        let mut slots = vec![0u32; len];
-        for (i, &hash) in self.hashes.iter().enumerate() {
-            let mut slot = (hash as usize) & mask;
-            while slots[slot] != 0 {
-                slot = (slot + 1) & mask;
-            }
-            slots[slot] = i as u32 + 1;
-        }
-        self.slots = slots;
-    }
-}
-
-/// A small, fixed, multiply-rotate hasher (no random seed: deterministic).
-#[derive(Debug, Default)]
-struct MixHasher {
-    state: u64,
-}
-
-const MIX_MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
-
-impl MixHasher {
-    fn add(&mut self, word: u64) {
-        self.state = (self.state.rotate_left(23) ^ word).wrapping_mul(MIX_MULTIPLIER);
-    }
-}
-
-impl Hasher for MixHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 56));
-        }
-    }
-
-    fn write_u64(&mut self, word: u64) {
-        self.add(word);
-    }
-
-    fn finish(&self) -> u64 {
-        // Final avalanche so the low bits used for slots depend on all bits.
-        let mut x = self.state;
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
-        x ^= x >> 33;
-        x
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -642,19 +512,5 @@ mod tests {
         assert_eq!(stuck.state, Some(2));
         assert_eq!(stuck.candidates, vec![2]);
         assert_eq!(stuck.deadline, 2);
-    }
-
-    #[test]
-    fn memo_set_reports_only_new_pairs() {
-        let mut memo: MemoSet<Option<i64>> = MemoSet::new(2);
-        for i in 0..5000u64 {
-            assert!(memo.insert(&[i, 7], &Some(1)));
-            assert!(memo.insert(&[i, 7], &None));
-        }
-        for i in 0..5000u64 {
-            assert!(!memo.insert(&[i, 7], &Some(1)));
-            assert!(!memo.insert(&[i, 7], &None));
-        }
-        assert!(memo.insert(&[0, 8], &None));
     }
 }

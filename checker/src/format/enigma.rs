@@ -663,7 +663,7 @@ pub fn leveled_events_of_history(
                     value.map_or(EventValue::Nil, EventValue::Int),
                 ),
                 (Outcome::Ok { .. }, _) => (EventKind::Ok, value),
-                (Outcome::Fail, _) => (EventKind::Fail, value),
+                (Outcome::Fail | Outcome::Refused, _) => (EventKind::Fail, value),
                 (Outcome::Info, _) => (EventKind::Info, value),
             };
             let mut completion = event(kind, value, c.time_nanos);
@@ -816,6 +816,9 @@ fn assemble(events: &[(usize, Event)], text: &str) -> Result<Assembled, ParseErr
                         },
                     },
                     EventKind::Ok => Outcome::Ok { value: None },
+                    // This format's `fail` of a cas is Porcupine's reading
+                    // (docs/FORMAT.md); `read_failed_cas` re-reads it.
+                    EventKind::Fail if e.f == Function::Cas => Outcome::Refused,
                     EventKind::Fail => Outcome::Fail,
                     EventKind::Info | EventKind::Invoke => Outcome::Info,
                 };

@@ -11,11 +11,15 @@
 //! or a keyword; a register history may omit it. Other fields (`:time`,
 //! `:index`, ...) are ignored: line order is time. Events of non-numeric
 //! processes (`:nemesis`) are skipped, as are blank lines and `;` comments.
+//!
+//! `:fail` means what Jepsen means by it, as Knossos reads it: the operation
+//! did not take effect, so a failed `:cas` constrains nothing
+//! ([`FailReading::Knossos`]; `History::read_failed_cas` re-reads it).
 
 use super::edn::{self, Edn};
 use super::jepsen_log::{apply_register_event, Columns, Event, JEPSEN_LOG_KEY};
 use super::{EventType, Outstanding, ParseError, ParsedHistory, Problem};
-use crate::history::History;
+use crate::history::{FailReading, History};
 use crate::kv::{KvHistory, KvOutcome};
 use crate::model::KvInput;
 
@@ -129,7 +133,14 @@ pub fn parse(text: &str) -> Result<ParsedHistory, ParseError> {
                     ));
                 }
                 let key = key.as_deref().unwrap_or(JEPSEN_LOG_KEY);
-                apply_register_event(h, &mut outstanding, key, &event, &columns)?;
+                apply_register_event(
+                    h,
+                    &mut outstanding,
+                    key,
+                    &event,
+                    &columns,
+                    FailReading::Knossos,
+                )?;
             }
             ParsedHistory::Kv(h) => {
                 if matches!(f, "read" | "write" | "cas") {

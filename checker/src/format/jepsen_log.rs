@@ -11,13 +11,15 @@
 //!
 //! - `:read` (value ignored on invocation; `N` or `nil` when ok),
 //!   `:write N` and `:cas [A B]`, with `nil` for the empty register;
-//! - `:ok` happened; `:fail` never happened (for `:cas`: the register did
-//!   not hold `A`; for `:read`, e.g. `:fail :read :timed-out`, it constrains
-//!   nothing); `:info` indeterminate; no completion at all, indeterminate.
+//! - `:ok` happened; `:fail` never happened (for `:read`, e.g. `:fail :read
+//!   :timed-out`, it constrains nothing), except that a failed `:cas` is
+//!   read as Porcupine reads these etcd logs: the register did not hold `A`
+//!   ([`FailReading::Porcupine`]; `History::read_failed_cas` re-reads it);
+//!   `:info` indeterminate; no completion at all, indeterminate.
 
 use super::edn::{self, Edn};
 use super::{tokens, EventType, Outstanding, ParseError, Problem};
-use crate::history::{Call, History, Outcome, Value};
+use crate::history::{Call, FailReading, History, Outcome, Value};
 
 /// The key a log's single register is recorded under.
 pub const JEPSEN_LOG_KEY: &str = "register";
@@ -97,6 +99,7 @@ pub fn parse(text: &str) -> Result<History, ParseError> {
             JEPSEN_LOG_KEY,
             &event,
             &columns,
+            FailReading::Porcupine,
         )?;
     }
     Ok(history)
@@ -132,13 +135,15 @@ pub(crate) struct Columns {
     pub value: usize,
 }
 
-/// Records one event of a register history.
+/// Records one event of a register history, a failed compare-and-set as
+/// `reading` says.
 pub(crate) fn apply_register_event(
     history: &mut History,
     outstanding: &mut Outstanding,
     key: &str,
     event: &Event<'_>,
     columns: &Columns,
+    reading: FailReading,
 ) -> Result<(), ParseError> {
     let line = event.line;
     let err = |column: usize, problem: Problem| ParseError {
@@ -176,6 +181,11 @@ pub(crate) fn apply_register_event(
             )
         })?;
     let outcome = match event.kind {
+        EventType::Fail
+            if matches!(call, Call::Cas { .. }) && reading == FailReading::Porcupine =>
+        {
+            Outcome::Refused
+        }
         EventType::Fail => Outcome::Fail,
         EventType::Info | EventType::Invoke => Outcome::Info,
         EventType::Ok => match &call {
@@ -276,7 +286,7 @@ mod tests {
                 new: None
             }
         );
-        assert_eq!(c.outcome(), &Outcome::Fail);
+        assert_eq!(c.outcome(), &Outcome::Refused);
     }
 
     #[test]

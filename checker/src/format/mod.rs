@@ -11,8 +11,15 @@
 //!
 //! In the Jepsen formats, time in a parsed history is the 1-based line
 //! number of the event: the order of lines is the order the tool observed,
-//! which is all real-time precedence needs. EnigmaDB files carry times. Malformed input is an error naming the line and the
-//! 1-based character column, never a panic.
+//! which is all real-time precedence needs. EnigmaDB files carry times.
+//! Malformed input is an error naming the line and the 1-based character
+//! column, never a panic.
+//!
+//! A failed compare-and-set is read as its format means it
+//! ([`Format::fail_reading`]): Knossos's reading for EDN (Jepsen's own
+//! meaning: it did not take effect), Porcupine's for the log lines of its
+//! etcd histories and for EnigmaDB's files (the comparison was made and
+//! failed). [`ParsedHistory::read_failed_cas`] re-reads a parsed history.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::history::{History, OpId, Recorded, Recording};
+use crate::history::{FailReading, History, OpId, Recorded, Recording};
 use crate::kv::{check_kv_linearizable_with_stop, KvHistory};
 use crate::linearizability::{check_linearizable_with_stop, CheckOptions, Verdict};
 use crate::report::TimelineOp;
@@ -209,6 +216,14 @@ impl ParsedHistory {
         }
     }
 
+    /// Reads every failed compare-and-set as `reading` says (only register
+    /// histories have any).
+    pub fn read_failed_cas(&mut self, reading: FailReading) {
+        if let ParsedHistory::Register(h) = self {
+            h.read_failed_cas(reading);
+        }
+    }
+
     /// The model's name: `register`, `kv` or `set`.
     pub fn model_name(&self) -> &'static str {
         match self {
@@ -254,6 +269,20 @@ impl fmt::Display for Format {
     }
 }
 
+impl Format {
+    /// What a failed compare-and-set means in this format unless told
+    /// otherwise: Jepsen's own meaning, as Knossos reads it, for EDN
+    /// histories; Porcupine's reading for Jepsen log lines (its etcd
+    /// histories, whose recorded verdicts rest on it) and for EnigmaDB's
+    /// files (`docs/FORMAT.md`).
+    pub fn fail_reading(self) -> FailReading {
+        match self {
+            Format::JepsenEdn => FailReading::Knossos,
+            Format::JepsenLog | Format::Enigma => FailReading::Porcupine,
+        }
+    }
+}
+
 /// Guesses the format from the first line that is not blank: a JSON object
 /// (`{` then a quoted key, or `{}`) is EnigmaDB's, any other `{` starts an
 /// EDN map, anything else is taken for a log.
@@ -267,7 +296,8 @@ pub fn detect_format(text: &str) -> Format {
     }
 }
 
-/// Parses a history in `format`.
+/// Parses a history in `format`, reading a failed compare-and-set as the
+/// format means it ([`Format::fail_reading`]).
 ///
 /// # Errors
 /// The first malformed line, with its column.
