@@ -71,6 +71,11 @@ pub struct CheckArgs {
     /// cores available.
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Memory the search's memos may hold in all, in MiB, shared among the
+    /// keys searched at once; a key that needs more is `unknown`. Default:
+    /// a quarter of the machine's physical memory.
+    #[arg(long, value_name = "MIB")]
+    memory_max_mib: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -165,10 +170,7 @@ fn check_file(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         fits_model(&history, model).with_context(|| format!("{}", path.display()))?;
     }
     let stop = deadline_hook(args.timeout)?;
-    let options = CheckOptions {
-        threads: check_threads(args.threads)?,
-        ..CheckOptions::default()
-    };
+    let options = check_options(args.threads, args.memory_max_mib)?;
     let reading_note = match &history {
         ParsedHistory::Register(_) => format!(", a failed cas read as {reading}'s"),
         _ => String::new(),
@@ -262,6 +264,49 @@ fn fits_model(history: &ParsedHistory, model: ModelArg) -> anyhow::Result<()> {
                 .to_possible_value()
                 .map_or_else(String::new, |v| v.get_name().to_owned())
         ),
+    }
+}
+
+/// Percent of physical memory the memos may hold unless told.
+const MEMO_SHARE_OF_MEMORY_PERCENT: u64 = 25;
+
+/// The checker's options from the command line: `threads` (see
+/// [`check_threads`]) and a memo budget per key of `memory_max_mib` (by
+/// default a quarter of physical memory, or the library's default where it
+/// cannot be told) divided among the threads.
+pub(crate) fn check_options(
+    threads: Option<usize>,
+    memory_max_mib: Option<u64>,
+) -> anyhow::Result<CheckOptions> {
+    let threads = check_threads(threads)?;
+    let defaults = CheckOptions::default();
+    let total_bytes = match memory_max_mib {
+        Some(0) => bail!("--memory-max-mib must be at least 1"),
+        Some(mib) => Some(mib.saturating_mul(1 << 20)),
+        None => physical_memory_bytes().map(|b| b / 100 * MEMO_SHARE_OF_MEMORY_PERCENT),
+    };
+    let mut limits = defaults.limits_per_key;
+    if let Some(total) = total_bytes {
+        let per_key = total / threads as u64;
+        limits.memo_bytes_max = usize::try_from(per_key).unwrap_or(usize::MAX);
+    }
+    Ok(CheckOptions {
+        threads,
+        limits_per_key: limits,
+    })
+}
+
+/// The machine's physical memory, from `/proc/meminfo` (Linux); `None`
+/// where that cannot be read. Read here, at the edge: the checker crate
+/// takes its budget as a number.
+fn physical_memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let mut words = line.split_whitespace().skip(1);
+    let amount: u64 = words.next()?.parse().ok()?;
+    match words.next() {
+        Some("kB") => amount.checked_mul(1024),
+        _ => None,
     }
 }
 

@@ -64,10 +64,10 @@ pub fn parse(text: &str) -> Result<History, ParseError> {
         let f = field(5, "operation")?;
         let value = field(6, "value")?;
         let columns = Columns {
-            process: process.column,
-            kind: kind.column,
-            f: f.column,
-            value: value.column,
+            text: line_text,
+            process: process.byte,
+            f: f.byte,
+            value: value.byte,
         };
         let process_id = process.text.parse::<u64>().map_err(|_| {
             err(
@@ -80,10 +80,10 @@ pub fn parse(text: &str) -> Result<History, ParseError> {
             )
         })?;
         let kind_name = keyword(kind.text, "event type").map_err(|p| err(kind.column, p))?;
-        let kind = EventType::from_name(kind_name).map_err(|p| err(columns.kind, p))?;
+        let kind = EventType::from_name(kind_name).map_err(|p| err(kind.column, p))?;
         let f_name = keyword(f.text, "operation").map_err(|p| err(f.column, p))?;
         let value = edn::parse_value(&line_text[value.byte..], line).map_err(|mut e| {
-            e.column += columns.value - 1;
+            e.column += value.column - 1;
             e
         })?;
         let event = Event {
@@ -123,16 +123,28 @@ pub(crate) struct Event<'a> {
     pub process: u64,
     pub kind: EventType,
     pub f: &'a str,
-    pub value: &'a Edn,
+    pub value: &'a Edn<'a>,
 }
 
-/// Where each field of an event starts, to point errors at it.
+/// Where each field of an event starts in its line (byte offsets), to
+/// point errors at it.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Columns {
+pub(crate) struct Columns<'a> {
+    pub text: &'a str,
     pub process: usize,
-    pub kind: usize,
     pub f: usize,
     pub value: usize,
+}
+
+impl Columns<'_> {
+    /// An error at byte `byte` of the line, named by character column.
+    pub(crate) fn error(&self, line: usize, byte: usize, problem: Problem) -> ParseError {
+        ParseError {
+            line,
+            column: edn::column_of(self.text, byte),
+            problem,
+        }
+    }
 }
 
 /// Records one event of a register history, a failed compare-and-set as
@@ -142,15 +154,11 @@ pub(crate) fn apply_register_event(
     outstanding: &mut Outstanding,
     key: &str,
     event: &Event<'_>,
-    columns: &Columns,
+    columns: &Columns<'_>,
     reading: FailReading,
 ) -> Result<(), ParseError> {
     let line = event.line;
-    let err = |column: usize, problem: Problem| ParseError {
-        line,
-        column,
-        problem,
-    };
+    let err = |byte: usize, problem: Problem| columns.error(line, byte, problem);
     let time = line as u64;
     if event.kind == EventType::Invoke {
         outstanding
@@ -215,7 +223,7 @@ pub(crate) fn apply_register_event(
 
 /// The call named by `f` with argument `value`; on error, whether the value
 /// (rather than the operation name) is at fault.
-fn register_call(f: &str, value: &Edn) -> Result<Call, (Problem, bool)> {
+fn register_call(f: &str, value: &Edn<'_>) -> Result<Call, (Problem, bool)> {
     match f {
         "read" => Ok(Call::Read),
         "write" => Ok(Call::Write(
@@ -245,7 +253,7 @@ fn register_call(f: &str, value: &Edn) -> Result<Call, (Problem, bool)> {
     }
 }
 
-fn register_value(value: &Edn, field: &'static str) -> Result<Option<Value>, Problem> {
+fn register_value(value: &Edn<'_>, field: &'static str) -> Result<Option<Value>, Problem> {
     match value {
         Edn::Nil => Ok(None),
         Edn::Int(n) => Ok(Some(*n)),
