@@ -191,6 +191,14 @@ impl<T: Recorded> Recording<T> {
         Self::default()
     }
 
+    /// An empty history with room for `operations` operations.
+    pub fn with_capacity(operations: usize) -> Self {
+        Self {
+            ops: Vec::with_capacity(operations),
+            outstanding: BTreeMap::new(),
+        }
+    }
+
     /// Records an invocation and returns its id.
     ///
     /// # Panics

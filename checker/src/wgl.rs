@@ -160,6 +160,173 @@ pub fn search_with_stop<M: Model>(
             );
         }
     }
+    let segments = quiescent_segments(ops);
+    let mut steps: u64 = 0;
+    let all: Vec<&SearchOp<M::Input, M::Output>> = ops.iter().collect();
+    if segments.len() <= 1 {
+        return run(model, &all, model.init(), false, limits, &mut steps, stop).into_result();
+    }
+    match search_segments(model, ops, &segments, limits, &mut steps, stop) {
+        Some(result) => result,
+        // Too many ways to end a segment: the search over the whole history
+        // keeps only one path at a time.
+        None => {
+            let mut steps = 0;
+            run(model, &all, model.init(), false, limits, &mut steps, stop).into_result()
+        }
+    }
+}
+
+/// The operations between quiescent points, in time order: a cut falls
+/// where every operation invoked before has responded and none after was
+/// invoked yet, so every linearization places all operations before it
+/// first. An operation that never responded may take effect at any later
+/// time, so no cut follows its invocation.
+fn quiescent_segments<I, O>(ops: &[SearchOp<I, O>]) -> Vec<Vec<usize>> {
+    // At equal times invocations first: touching operations overlap, as in
+    // the search's event list.
+    let mut events: Vec<(u64, bool, usize)> = Vec::with_capacity(ops.len() * 2);
+    for (i, op) in ops.iter().enumerate() {
+        events.push((op.invoke_time, false, i));
+        if let Some(t) = op.response_time {
+            events.push((t, true, i));
+        }
+    }
+    events.sort_unstable();
+    let mut segments: Vec<Vec<usize>> = vec![Vec::new()];
+    let mut open = 0usize;
+    let mut forever_open = false;
+    for (_, is_response, i) in events {
+        if is_response {
+            open -= 1;
+            if open == 0 && !forever_open {
+                segments.push(Vec::new());
+            }
+        } else {
+            open += 1;
+            if ops[i].response_time.is_none() {
+                // Never closes.
+                forever_open = true;
+            }
+            segments.last_mut().expect("one at least").push(i);
+        }
+    }
+    if segments.last().is_some_and(Vec::is_empty) {
+        segments.pop();
+    }
+    segments
+}
+
+/// Ways a segment may end that [`search_segments`] keeps before it gives
+/// up on segments (each is a start of the next segment's search).
+const SEGMENT_ENDS_MAX: usize = 64;
+
+/// The search segment by segment: each segment but the last is searched
+/// exhaustively from every state the previous one can end in (with the
+/// order that got there), and its memo dropped after; the last is searched
+/// from each until one linearizes. `None` when some segment can end in more
+/// than `SEGMENT_ENDS_MAX` states.
+fn search_segments<M: Model>(
+    model: &M,
+    ops: &[SearchOp<M::Input, M::Output>],
+    segments: &[Vec<usize>],
+    limits: &SearchLimits,
+    steps: &mut u64,
+    stop: &dyn Fn() -> bool,
+) -> Option<SearchResult<M::State>> {
+    // (state, the linearization that reaches it, as indices into `ops`)
+    let mut starts: Vec<(M::State, Vec<usize>)> = vec![(model.init(), Vec::new())];
+    for (n, segment) in segments.iter().enumerate() {
+        let last = n + 1 == segments.len();
+        let local: Vec<&SearchOp<M::Input, M::Output>> = segment.iter().map(|&i| &ops[i]).collect();
+        let global = |order: &[usize]| order.iter().map(|&i| segment[i]).collect::<Vec<_>>();
+        let mut ends: Vec<(M::State, Vec<usize>)> = Vec::new();
+        let mut best: Option<Stuck<M::State>> = None;
+        for (state, prefix) in &starts {
+            let outcome = run(model, &local, state.clone(), !last, limits, steps, stop);
+            match outcome {
+                Run::Found { order } => {
+                    let mut order_all = prefix.clone();
+                    order_all.extend(global(&order));
+                    return Some(SearchResult::Linearizable { order: order_all });
+                }
+                Run::Ends(found) => {
+                    for (end, order) in found {
+                        if ends.iter().any(|(known, _)| *known == end) {
+                            continue;
+                        }
+                        if ends.len() == SEGMENT_ENDS_MAX {
+                            return None;
+                        }
+                        let mut order_all = prefix.clone();
+                        order_all.extend(global(&order));
+                        ends.push((end, order_all));
+                    }
+                }
+                Run::Stuck(stuck) => {
+                    let length = prefix.len() + stuck.prefix.len();
+                    if best.as_ref().is_none_or(|b| length > b.prefix.len()) {
+                        let mut order_all = prefix.clone();
+                        order_all.extend(global(&stuck.prefix));
+                        best = Some(Stuck {
+                            prefix: order_all,
+                            state: stuck.state,
+                            candidates: global(&stuck.candidates),
+                            deadline: segment[stuck.deadline],
+                        });
+                    }
+                }
+                Run::Exhausted { limit, reason } => {
+                    return Some(SearchResult::Exhausted { limit, reason })
+                }
+            }
+        }
+        if ends.is_empty() {
+            let stuck = best.expect("every start of the segment failed");
+            return Some(SearchResult::NotLinearizable(stuck));
+        }
+        starts = ends;
+    }
+    unreachable!("the last segment either linearizes or fails from every start")
+}
+
+/// What one run of the search over a segment found.
+enum Run<S> {
+    /// A linearization (first-found mode).
+    Found { order: Vec<usize> },
+    /// Every state a linearization can end in, each with one order that
+    /// reaches it (exhaustive mode; at least one).
+    Ends(Vec<(S, Vec<usize>)>),
+    /// No linearization; the furthest the search got.
+    Stuck(Stuck<S>),
+    /// A limit was reached first.
+    Exhausted { limit: Limit, reason: String },
+}
+
+impl<S> Run<S> {
+    fn into_result(self) -> SearchResult<S> {
+        match self {
+            Run::Found { order } => SearchResult::Linearizable { order },
+            Run::Stuck(stuck) => SearchResult::NotLinearizable(stuck),
+            Run::Exhausted { limit, reason } => SearchResult::Exhausted { limit, reason },
+            Run::Ends(_) => unreachable!("only an exhaustive run gives ends"),
+        }
+    }
+}
+
+/// The Wing-Gong-Lowe search over `ops` from `start`: to the first
+/// linearization, or (`exhaustive`) through every one, collecting the
+/// states they end in. `steps` counts model steps across runs, against
+/// `limits.steps_max`; the memo is this run's.
+fn run<M: Model>(
+    model: &M,
+    ops: &[&SearchOp<M::Input, M::Output>],
+    start: M::State,
+    exhaustive: bool,
+    limits: &SearchLimits,
+    steps: &mut u64,
+    stop: &dyn Fn() -> bool,
+) -> Run<M::State> {
     let mut list = EventList::new(ops);
     // The memo's sets are over invocation ranks, so that what is linearized
     // is a prefix and a narrow window (see `crate::memo`).
@@ -177,20 +344,39 @@ pub fn search_with_stop<M: Model>(
     let mut memo: MemoSet<M::State> = MemoSet::new();
     // (operation, state before it)
     let mut stack: Vec<(usize, M::State)> = Vec::new();
-    let mut state = model.init();
+    let mut state = start;
     let mut required_left = ops.iter().filter(|op| op.response_time.is_some()).count();
-    let mut steps: u64 = 0;
     let mut memo_heap_bytes: usize = 0;
     let mut best: Option<Stuck<M::State>> = None;
     let mut node = list.first();
     // Reused buffer of the operations not yet linearized, for pruning.
     let mut pending: Vec<&SearchOp<M::Input, M::Output>> = Vec::new();
 
+    let mut ends: Vec<(M::State, Vec<usize>)> = Vec::new();
     loop {
-        if required_left == 0 {
-            return SearchResult::Linearizable {
+        // A linearization: done, or (exhaustive) noted, then undone as if
+        // it had failed so the search goes on to the others.
+        let complete = required_left == 0;
+        if complete && !exhaustive {
+            return Run::Found {
                 order: stack.iter().map(|(op, _)| *op).collect(),
             };
+        }
+        if complete && !ends.iter().any(|(end, _)| *end == state) {
+            ends.push((state.clone(), stack.iter().map(|(op, _)| *op).collect()));
+        }
+        if complete {
+            let Some((undone, before)) = stack.pop() else {
+                return Run::Ends(ends);
+            };
+            state = before;
+            linearized.remove(rank[undone]);
+            list.unlift(undone);
+            if ops[undone].response_time.is_some() {
+                required_left += 1;
+            }
+            node = list.next(list.call_node(undone));
+            continue;
         }
         assert!(
             node != list.head(),
@@ -198,19 +384,19 @@ pub fn search_with_stop<M: Model>(
         );
         let (op_index, is_call) = list.event(node);
         if is_call {
-            if steps >= limits.steps_max {
-                return SearchResult::Exhausted {
+            if *steps >= limits.steps_max {
+                return Run::Exhausted {
                     limit: Limit::Steps,
                     reason: format!("search stopped after {steps} model steps"),
                 };
             }
-            if steps % STOP_POLL_STEPS == STOP_POLL_STEPS - 1 && stop() {
-                return SearchResult::Exhausted {
+            if *steps % STOP_POLL_STEPS == STOP_POLL_STEPS - 1 && stop() {
+                return Run::Exhausted {
                     limit: Limit::Stopped,
                     reason: format!("stopped by the caller after {steps} model steps"),
                 };
             }
-            steps += 1;
+            *steps += 1;
             let op = &ops[op_index];
             if let Some(next) = model.step(&state, &op.input, &op.output) {
                 linearized.insert(rank[op_index]);
@@ -220,7 +406,7 @@ pub fn search_with_stop<M: Model>(
                     pending.extend(
                         list.pending_calls()
                             .filter(|&i| i != op_index)
-                            .map(|i| &ops[i]),
+                            .map(|i| ops[i]),
                     );
                     model.dead_end(&next, &pending).is_some()
                 } {
@@ -234,7 +420,7 @@ pub fn search_with_stop<M: Model>(
                 if fresh {
                     memo_heap_bytes += model.state_heap_bytes(&next);
                     if memo.bytes() + memo_heap_bytes > limits.memo_bytes_max {
-                        return SearchResult::Exhausted {
+                        return Run::Exhausted {
                             limit: Limit::Memo,
                             reason: format!(
                                 "memo grew past {} bytes after {steps} model steps",
@@ -265,8 +451,11 @@ pub fn search_with_stop<M: Model>(
                 });
             }
             let Some((undone, before)) = stack.pop() else {
+                if !ends.is_empty() {
+                    return Run::Ends(ends);
+                }
                 let stuck = best.expect("recorded just above");
-                return SearchResult::NotLinearizable(stuck);
+                return Run::Stuck(stuck);
             };
             state = before;
             linearized.remove(rank[undone]);
@@ -294,7 +483,7 @@ struct EventList {
 }
 
 impl EventList {
-    fn new<I, O>(ops: &[SearchOp<I, O>]) -> Self {
+    fn new<I, O>(ops: &[&SearchOp<I, O>]) -> Self {
         // Order by time; at equal times invocations first (so operations
         // touching at one instant count as concurrent, the lenient reading),
         // then by operation index for determinism.
@@ -512,5 +701,63 @@ mod tests {
         assert_eq!(stuck.state, Some(2));
         assert_eq!(stuck.candidates, vec![2]);
         assert_eq!(stuck.deadline, 2);
+    }
+
+    fn ok() -> Outcome {
+        Outcome::Ok { value: None }
+    }
+
+    #[test]
+    fn segments_cut_where_nothing_is_in_flight_and_never_after_an_open_operation() {
+        let ops = [
+            op(0, Call::Write(Some(1)), ok(), 0, Some(10)),
+            op(1, Call::Read, Outcome::Ok { value: Some(1) }, 5, Some(15)),
+            // Quiescent between 15 and 20.
+            op(2, Call::Write(Some(2)), ok(), 20, Some(30)),
+            // Touching at 30 counts as overlapping: no cut.
+            op(3, Call::Write(Some(3)), ok(), 30, Some(40)),
+            // Never responds: no cut after it, though 50 is quiet.
+            op(4, Call::Write(Some(4)), Outcome::Info, 43, None),
+            op(5, Call::Read, Outcome::Ok { value: Some(3) }, 42, Some(44)),
+            op(6, Call::Read, Outcome::Ok { value: Some(4) }, 60, Some(70)),
+        ];
+        assert_eq!(
+            quiescent_segments(&ops),
+            vec![vec![0, 1], vec![2, 3], vec![5, 4, 6]]
+        );
+    }
+
+    /// The first segment can end holding 1 or 2; only one of them lets the
+    /// second linearize, so every way a segment ends must be carried on.
+    #[test]
+    fn every_state_a_segment_can_end_in_is_tried_next() {
+        let read = |v| Outcome::Ok { value: Some(v) };
+        let history = |last_read| {
+            vec![
+                op(0, Call::Write(Some(1)), ok(), 0, Some(10)),
+                op(1, Call::Write(Some(2)), ok(), 1, Some(11)),
+                op(2, Call::Read, read(last_read), 20, Some(30)),
+            ]
+        };
+        for (last_read, linearizable) in [(1, true), (2, true), (3, false)] {
+            let ops = history(last_read);
+            assert_eq!(quiescent_segments(&ops).len(), 2);
+            match search(&RegisterModel, &ops, &SearchLimits::default()) {
+                SearchResult::Linearizable { order } => {
+                    assert!(linearizable, "read {last_read}");
+                    assert_eq!(order.len(), 3);
+                    assert_eq!(order[2], 2);
+                    assert_eq!(order[1], if last_read == 1 { 0 } else { 1 });
+                }
+                SearchResult::NotLinearizable(stuck) => {
+                    assert!(!linearizable, "read {last_read}");
+                    // The report spans both segments: the writes, then the
+                    // read that fits neither ending.
+                    assert_eq!(stuck.prefix.len(), 2);
+                    assert_eq!((stuck.deadline, stuck.candidates), (2, vec![2]));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

@@ -141,7 +141,9 @@ pub fn parse_value_with_offsets(
     let mut i = 0;
     while i < bytes.len() {
         let c = bytes[i];
-        if c.is_ascii_whitespace() || c == b',' {
+        // White space as `char::is_whitespace` has it in ASCII (with the
+        // vertical tab), and commas.
+        if c == b' ' || (b'\t'..=b'\r').contains(&c) || c == b',' {
             i += 1;
             continue;
         }
@@ -243,16 +245,141 @@ pub fn parse_value_with_offsets(
     }
 }
 
+/// The fields of a one-line map whose keys are keywords, as Jepsen writes
+/// its events (`{:process 0, :type :ok, :f :cas, :value [1 2]}`): each
+/// keyword (without its colon), its value and the byte offset where the
+/// value starts, in the order written, appended to `fields` (cleared
+/// first), so that a caller reading many lines reuses one vector.
+///
+/// Takes a fast path for the usual shape (values that are atoms, strings
+/// or vectors of atoms) that builds no tree; anything else goes through
+/// [`parse_value_with_offsets`], which also words every error. Entries
+/// under keys that are not keywords are left out.
+///
+/// # Errors
+/// As [`parse_value`]; a line that is a value but not a map is returned as
+/// `Ok(Some(value))` for the caller to name.
+pub fn parse_keyword_map<'a>(
+    text: &'a str,
+    line: usize,
+    fields: &mut Vec<(&'a str, Edn<'a>, usize)>,
+) -> Result<Option<Edn<'a>>, ParseError> {
+    fields.clear();
+    if flat_map(text, fields).is_some() {
+        return Ok(None);
+    }
+    fields.clear();
+    let (value, offsets) = parse_value_with_offsets(text, line)?;
+    let Edn::Map(pairs) = value else {
+        return Ok(Some(value));
+    };
+    for (i, (k, v)) in pairs.into_iter().enumerate() {
+        if let Edn::Keyword(k) = k {
+            fields.push((k, v, offsets[2 * i + 1]));
+        }
+    }
+    Ok(None)
+}
+
+/// The fast path of [`parse_keyword_map`]: `None` when the line is not of
+/// the usual shape (or is malformed), for the general reader to decide.
+fn flat_map<'a>(text: &'a str, fields: &mut Vec<(&'a str, Edn<'a>, usize)>) -> Option<()> {
+    let bytes = text.as_bytes();
+    let skip = |mut i: usize| {
+        while i < bytes.len() && (bytes[i] == b' ' || bytes[i] == b',' || bytes[i] == b'\t') {
+            i += 1;
+        }
+        i
+    };
+    let token_end = |mut i: usize| {
+        while i < bytes.len() && bytes[i] < 128 && !ASCII_DELIMITERS[bytes[i] as usize] {
+            i += 1;
+        }
+        i
+    };
+    let mut i = skip(0);
+    if bytes.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    loop {
+        i = skip(i);
+        match bytes.get(i)? {
+            b'}' => break,
+            b':' => {}
+            _ => return None,
+        }
+        let end = token_end(i);
+        if end == i + 1 {
+            return None;
+        }
+        let key = &text[i + 1..end];
+        i = skip(end);
+        let start = i;
+        let value = match bytes.get(i)? {
+            b'[' => {
+                let mut items = Vec::new();
+                i += 1;
+                loop {
+                    i = skip(i);
+                    match bytes.get(i)? {
+                        b']' => break,
+                        b'{' | b'}' | b'[' | b'(' | b')' | b'"' | b'#' | b';' => return None,
+                        _ => {}
+                    }
+                    let end = token_end(i);
+                    if end == i {
+                        return None;
+                    }
+                    items.push(atom(&text[i..end]).ok()?);
+                    i = end;
+                }
+                i += 1;
+                Edn::Vector(items)
+            }
+            b'"' => {
+                let (s, next) = read_string(text, i).ok()?;
+                i = next;
+                Edn::Str(s)
+            }
+            b'{' | b'}' | b'(' | b')' | b']' | b'#' | b';' => return None,
+            _ => {
+                let end = token_end(i);
+                if end == i {
+                    return None;
+                }
+                let value = atom(&text[i..end]).ok()?;
+                i = end;
+                value
+            }
+        };
+        fields.push((key, value, start));
+    }
+    // Only white space may follow.
+    text[i + 1..].trim().is_empty().then_some(())
+}
+
+/// Per ASCII byte: whether it ends a bare token (white space and the
+/// delimiters).
+const ASCII_DELIMITERS: [bool; 128] = {
+    let mut table = [false; 128];
+    let delimiters = b" \t\n\r\x0b\x0c,{}[]()\";";
+    let mut i = 0;
+    while i < delimiters.len() {
+        table[delimiters[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 /// Whether the byte at `i` ends a bare token: ASCII delimiters, and any
 /// white space (decoded only for non-ASCII bytes that start a character).
 fn is_delimiter(text: &str, i: usize) -> bool {
     let c = text.as_bytes()[i];
     if c.is_ascii() {
-        return c.is_ascii_whitespace()
-            || matches!(
-                c,
-                b',' | b'{' | b'}' | b'[' | b']' | b'(' | b')' | b'"' | b';'
-            );
+        // `is_ascii_whitespace` leaves out the vertical tab, which
+        // `char::is_whitespace` (the reader's white space) counts.
+        return ASCII_DELIMITERS[c as usize];
     }
     text.is_char_boundary(i) && text[i..].chars().next().is_some_and(char::is_whitespace)
 }
@@ -363,6 +490,46 @@ mod tests {
     }
 
     #[test]
+    fn keyword_maps_read_alike_on_either_path() {
+        let lines = [
+            r#"{:process 0, :type :ok, :f :cas, :key "k", :value [1 nil], :time 5}"#,
+            r#" {:process 0 :type :ok :f :read :value nil}  "#,
+            // Nested and odd values take the general path.
+            r#"{:process 0, :type :ok, :f :read, :value #{1 2}, :x {:y [1 [2]]}}"#,
+            r#"{:process 0, "s" 1, :f :read} ; comment"#,
+        ];
+        for text in lines {
+            let mut fields = Vec::new();
+            assert_eq!(parse_keyword_map(text, 1, &mut fields), Ok(None), "{text}");
+            let (value, offsets) = parse_value_with_offsets(text, 1).unwrap();
+            let Edn::Map(pairs) = value else {
+                panic!("a map")
+            };
+            let expected: Vec<(&str, Edn<'_>, usize)> = pairs
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, (k, v))| match k {
+                    Edn::Keyword(k) => Some((k, v, offsets[2 * i + 1])),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(fields, expected, "{text}");
+        }
+        let mut fields = Vec::new();
+        assert_eq!(
+            parse_keyword_map("[1 2]", 1, &mut fields),
+            Ok(Some(Edn::Vector(vec![Edn::Int(1), Edn::Int(2)])))
+        );
+        for bad in ["{:a 1", "{:a [1 2}", "{:a 1} x", "{:a \"x}"] {
+            assert_eq!(
+                parse_keyword_map(bad, 1, &mut fields),
+                Err(parse_value(bad, 1).unwrap_err()),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn strings_borrow_unless_escaped() {
         let v = parse_value(r#"["plain é" "esc\"aped\n"]"#, 1).unwrap();
         let Edn::Vector(items) = v else {
@@ -420,6 +587,20 @@ mod tests {
             Problem::TooDeep {
                 depth_max: EDN_DEPTH_MAX
             }
+        );
+    }
+
+    #[test]
+    fn every_white_space_separates() {
+        let v = parse_value("[1\u{b}2\u{a0}:a\u{2003}\"x\"]", 1).unwrap();
+        assert_eq!(
+            v,
+            Edn::Vector(vec![
+                Edn::Int(1),
+                Edn::Int(2),
+                kw("a"),
+                Edn::Str("x".into())
+            ])
         );
     }
 

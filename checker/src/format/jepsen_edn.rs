@@ -32,6 +32,8 @@ use crate::model::KvInput;
 pub fn parse(text: &str) -> Result<ParsedHistory, ParseError> {
     let mut parsed: Option<ParsedHistory> = None;
     let mut outstanding = Outstanding::default();
+    // Each line's fields, in one vector reused from line to line.
+    let mut fields = Vec::new();
     for (index, line_text) in text.lines().enumerate() {
         let line = index + 1;
         let trimmed = line_text.trim_start();
@@ -44,8 +46,7 @@ pub fn parse(text: &str) -> Result<ParsedHistory, ParseError> {
             column: edn::column_of(line_text, byte),
             problem,
         };
-        let (value, offsets) = edn::parse_value_with_offsets(line_text, line)?;
-        let Edn::Map(pairs) = &value else {
+        if let Some(value) = edn::parse_keyword_map(line_text, line, &mut fields)? {
             return Err(err(
                 line_text.len() - trimmed.len(),
                 Problem::WrongType {
@@ -54,13 +55,13 @@ pub fn parse(text: &str) -> Result<ParsedHistory, ParseError> {
                     found: value.kind().to_owned(),
                 },
             ));
-        };
+        }
         let end = line_text.len();
         let field = |name: &'static str| -> Option<(&Edn<'_>, usize)> {
-            pairs.iter().enumerate().find_map(|(i, (k, v))| match k {
-                Edn::Keyword(k) if *k == name => Some((v, offsets[2 * i + 1])),
-                _ => None,
-            })
+            fields
+                .iter()
+                .find(|(k, _, _)| *k == name)
+                .map(|(_, v, at)| (v, *at))
         };
         let required = |name: &'static str| {
             field(name).ok_or_else(|| err(end, Problem::MissingField { field: name }))
@@ -102,9 +103,15 @@ pub fn parse(text: &str) -> Result<ParsedHistory, ParseError> {
 
         let history = match &mut parsed {
             Some(h) => h,
+            // At most one operation per two lines: room for them at once,
+            // rather than growing a vector of a million operations.
             None => parsed.insert(match f {
-                "get" | "put" | "append" => ParsedHistory::Kv(KvHistory::new()),
-                "read" | "write" | "cas" => ParsedHistory::Register(History::new()),
+                "get" | "put" | "append" => {
+                    ParsedHistory::Kv(KvHistory::with_capacity(text.lines().count() / 2 + 1))
+                }
+                "read" | "write" | "cas" => {
+                    ParsedHistory::Register(History::with_capacity(text.lines().count() / 2 + 1))
+                }
                 other => {
                     return Err(err(
                         f_at,

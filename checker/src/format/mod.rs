@@ -21,6 +21,7 @@
 //! etcd histories and for EnigmaDB's files (the comparison was made and
 //! failed). [`ParsedHistory::read_failed_cas`] re-reads a parsed history.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -413,8 +414,14 @@ impl EventType {
 #[derive(Debug, Default)]
 pub(crate) struct Outstanding {
     /// process -> (operation, invocation line, operation name)
-    open: BTreeMap<u64, (OpId, usize, String)>,
+    open: BTreeMap<u64, (OpId, usize, Cow<'static, str>)>,
 }
+
+/// Every operation name a format knows, so that recording one allocates
+/// nothing.
+const OPERATION_NAMES: [&str; 8] = [
+    "read", "write", "cas", "get", "put", "append", "add", "read-all",
+];
 
 impl Outstanding {
     /// Fails if `process` has an operation outstanding.
@@ -429,7 +436,11 @@ impl Outstanding {
     }
 
     pub(crate) fn open(&mut self, process: u64, id: OpId, line: usize, f: &str) {
-        self.open.insert(process, (id, line, f.to_owned()));
+        let name = OPERATION_NAMES
+            .iter()
+            .find(|&&known| known == f)
+            .map_or_else(|| Cow::Owned(f.to_owned()), |&known| Cow::Borrowed(known));
+        self.open.insert(process, (id, line, name));
     }
 
     /// Closes `process`'s operation, which must be an `f`: returns it and
