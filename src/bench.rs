@@ -79,6 +79,10 @@ struct CheckerBenchArgs {
     /// Operations per key of the generated Jepsen histories.
     #[arg(long, default_value_t = 10_000)]
     jepsen_ops_per_key: usize,
+    /// Percent of their operations that complete `:info` (an operation
+    /// left open forever: no quiescent cut follows it).
+    #[arg(long, default_value_t = 1)]
+    jepsen_info_percent: u64,
     /// Also write each generated Jepsen history into this folder as
     /// `NAME.edn`, to check it with another tool.
     #[arg(long, value_name = "DIR")]
@@ -113,12 +117,17 @@ impl Measure {
     ];
 
     /// The generated history's name and shape, for the Jepsen ones.
-    fn jepsen_shape(self, ops_per_key: usize) -> Option<(&'static str, jepsen::Shape)> {
+    fn jepsen_shape(
+        self,
+        ops_per_key: usize,
+        info_percent: u64,
+    ) -> Option<(&'static str, jepsen::Shape)> {
         let shape = |keys| jepsen::Shape {
             keys,
             ops_per_key,
             processes_per_key: JEPSEN_PROCESSES_PER_KEY,
             in_flight_per_key: JEPSEN_IN_FLIGHT_PER_KEY,
+            info_percent,
         };
         match self {
             Measure::JepsenKeys => Some(("jepsen-keys", shape(10))),
@@ -240,7 +249,12 @@ fn bench_jepsen(
     options: &CheckOptions,
     measure: Measure,
 ) -> anyhow::Result<()> {
-    let Some((name, shape)) = measure.jepsen_shape(args.jepsen_ops_per_key) else {
+    if args.jepsen_info_percent > 100 {
+        bail!("--jepsen-info-percent must be at most 100");
+    }
+    let Some((name, shape)) =
+        measure.jepsen_shape(args.jepsen_ops_per_key, args.jepsen_info_percent)
+    else {
         bail!("{measure:?} is not a generated Jepsen history");
     };
     let (generate_time, (text, generated)) = seconds(|| jepsen::register_history(args.seed, shape));

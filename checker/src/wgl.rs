@@ -162,19 +162,11 @@ pub fn search_with_stop<M: Model>(
     }
     let segments = quiescent_segments(ops);
     let mut steps: u64 = 0;
-    let all: Vec<&SearchOp<M::Input, M::Output>> = ops.iter().collect();
     if segments.len() <= 1 {
-        return run(model, &all, model.init(), false, limits, &mut steps, stop).into_result();
+        let all: Vec<&SearchOp<M::Input, M::Output>> = ops.iter().collect();
+        return run(model, &all, model.init(), &[], limits, &mut steps, stop).into_result();
     }
-    match search_segments(model, ops, &segments, limits, &mut steps, stop) {
-        Some(result) => result,
-        // Too many ways to end a segment: the search over the whole history
-        // keeps only one path at a time.
-        None => {
-            let mut steps = 0;
-            run(model, &all, model.init(), false, limits, &mut steps, stop).into_result()
-        }
-    }
+    search_segments(model, ops, &segments, limits, &mut steps, stop)
 }
 
 /// The operations between quiescent points, in time order: a cut falls
@@ -217,15 +209,15 @@ fn quiescent_segments<I, O>(ops: &[SearchOp<I, O>]) -> Vec<Vec<usize>> {
     segments
 }
 
-/// Ways a segment may end that [`search_segments`] keeps before it gives
-/// up on segments (each is a start of the next segment's search).
-const SEGMENT_ENDS_MAX: usize = 64;
-
-/// The search segment by segment: each segment but the last is searched
-/// exhaustively from every state the previous one can end in (with the
-/// order that got there), and its memo dropped after; the last is searched
-/// from each until one linearizes. `None` when some segment can end in more
-/// than `SEGMENT_ENDS_MAX` states.
+/// The search segment by segment. A segment's search runs from a state an
+/// earlier segment can end in (with the order that got there) to the first
+/// linearization of the segment ending in a state not found before; the
+/// next segment starts from there. When a segment finds no linearization
+/// from a start, the search asks the segment before for another way to end
+/// (another state), and so on back: a depth-first search over segments,
+/// each segment's memo dropped once its run returns. Usually every
+/// segment's first run succeeds, so the cost is the plain search's and the
+/// memory one segment's.
 fn search_segments<M: Model>(
     model: &M,
     ops: &[SearchOp<M::Input, M::Output>],
@@ -233,71 +225,74 @@ fn search_segments<M: Model>(
     limits: &SearchLimits,
     steps: &mut u64,
     stop: &dyn Fn() -> bool,
-) -> Option<SearchResult<M::State>> {
-    // (state, the linearization that reaches it, as indices into `ops`)
-    let mut starts: Vec<(M::State, Vec<usize>)> = vec![(model.init(), Vec::new())];
-    for (n, segment) in segments.iter().enumerate() {
-        let last = n + 1 == segments.len();
+) -> SearchResult<M::State> {
+    let last = segments.len() - 1;
+    // Per segment but the last: the states it was found to end in, each
+    // with an order (indices into `ops`) that gets there from the start.
+    let mut ends: Vec<Vec<(M::State, Vec<usize>)>> = vec![Vec::new(); last];
+    // Per segment: which start (an end of the segment before; segment 0
+    // has only the initial state) its next run goes from.
+    let mut next_start = vec![0usize; segments.len()];
+    let initial = (model.init(), Vec::new());
+    let mut best: Option<Stuck<M::State>> = None;
+    let mut k = last;
+    loop {
+        let start = if k == 0 {
+            (next_start[0] == 0).then_some(&initial)
+        } else {
+            ends[k - 1].get(next_start[k])
+        };
+        let Some((state, prefix)) = start else {
+            if k == 0 {
+                // Every way through the first segments was tried.
+                let stuck = best.expect("some run failed before every start was used");
+                return SearchResult::NotLinearizable(stuck);
+            }
+            // This segment needs another start: one more way for the
+            // segment before to end.
+            k -= 1;
+            continue;
+        };
+        let segment = &segments[k];
         let local: Vec<&SearchOp<M::Input, M::Output>> = segment.iter().map(|&i| &ops[i]).collect();
         let global = |order: &[usize]| order.iter().map(|&i| segment[i]).collect::<Vec<_>>();
-        let mut ends: Vec<(M::State, Vec<usize>)> = Vec::new();
-        let mut best: Option<Stuck<M::State>> = None;
-        for (state, prefix) in &starts {
-            let outcome = run(model, &local, state.clone(), !last, limits, steps, stop);
-            match outcome {
-                Run::Found { order } => {
-                    let mut order_all = prefix.clone();
-                    order_all.extend(global(&order));
-                    return Some(SearchResult::Linearizable { order: order_all });
+        let known: &[(M::State, Vec<usize>)] = if k == last { &[] } else { &ends[k] };
+        let outcome = run(model, &local, state.clone(), known, limits, steps, stop);
+        match outcome {
+            Run::Found { order, end } => {
+                let mut order_all = prefix.clone();
+                order_all.extend(global(&order));
+                if k == last {
+                    return SearchResult::Linearizable { order: order_all };
                 }
-                Run::Ends(found) => {
-                    for (end, order) in found {
-                        if ends.iter().any(|(known, _)| *known == end) {
-                            continue;
-                        }
-                        if ends.len() == SEGMENT_ENDS_MAX {
-                            return None;
-                        }
-                        let mut order_all = prefix.clone();
-                        order_all.extend(global(&order));
-                        ends.push((end, order_all));
-                    }
-                }
-                Run::Stuck(stuck) => {
-                    let length = prefix.len() + stuck.prefix.len();
-                    if best.as_ref().is_none_or(|b| length > b.prefix.len()) {
-                        let mut order_all = prefix.clone();
-                        order_all.extend(global(&stuck.prefix));
-                        best = Some(Stuck {
-                            prefix: order_all,
-                            state: stuck.state,
-                            candidates: global(&stuck.candidates),
-                            deadline: segment[stuck.deadline],
-                        });
-                    }
-                }
-                Run::Exhausted { limit, reason } => {
-                    return Some(SearchResult::Exhausted { limit, reason })
-                }
+                ends[k].push((end, order_all));
+                k += 1;
             }
+            Run::Stuck(stuck) => {
+                let length = prefix.len() + stuck.prefix.len();
+                if best.as_ref().is_none_or(|b| length > b.prefix.len()) {
+                    let mut order_all = prefix.clone();
+                    order_all.extend(global(&stuck.prefix));
+                    best = Some(Stuck {
+                        prefix: order_all,
+                        state: stuck.state,
+                        candidates: global(&stuck.candidates),
+                        deadline: segment[stuck.deadline],
+                    });
+                }
+                next_start[k] += 1;
+            }
+            Run::Exhausted { limit, reason } => return SearchResult::Exhausted { limit, reason },
         }
-        if ends.is_empty() {
-            let stuck = best.expect("every start of the segment failed");
-            return Some(SearchResult::NotLinearizable(stuck));
-        }
-        starts = ends;
     }
-    unreachable!("the last segment either linearizes or fails from every start")
 }
 
 /// What one run of the search over a segment found.
 enum Run<S> {
-    /// A linearization (first-found mode).
-    Found { order: Vec<usize> },
-    /// Every state a linearization can end in, each with one order that
-    /// reaches it (exhaustive mode; at least one).
-    Ends(Vec<(S, Vec<usize>)>),
-    /// No linearization; the furthest the search got.
+    /// A linearization, and the state it ends in.
+    Found { order: Vec<usize>, end: S },
+    /// No linearization (ending in a state not already known); the
+    /// furthest the search got.
     Stuck(Stuck<S>),
     /// A limit was reached first.
     Exhausted { limit: Limit, reason: String },
@@ -306,23 +301,22 @@ enum Run<S> {
 impl<S> Run<S> {
     fn into_result(self) -> SearchResult<S> {
         match self {
-            Run::Found { order } => SearchResult::Linearizable { order },
+            Run::Found { order, .. } => SearchResult::Linearizable { order },
             Run::Stuck(stuck) => SearchResult::NotLinearizable(stuck),
             Run::Exhausted { limit, reason } => SearchResult::Exhausted { limit, reason },
-            Run::Ends(_) => unreachable!("only an exhaustive run gives ends"),
         }
     }
 }
 
-/// The Wing-Gong-Lowe search over `ops` from `start`: to the first
-/// linearization, or (`exhaustive`) through every one, collecting the
-/// states they end in. `steps` counts model steps across runs, against
-/// `limits.steps_max`; the memo is this run's.
+/// The Wing-Gong-Lowe search over `ops` from `start`, to the first
+/// linearization that ends in a state not in `known` (a linearization
+/// ending in a known state counts as a failure). `steps` counts model steps
+/// across runs, against `limits.steps_max`; the memo is this run's.
 fn run<M: Model>(
     model: &M,
     ops: &[&SearchOp<M::Input, M::Output>],
     start: M::State,
-    exhaustive: bool,
+    known: &[(M::State, Vec<usize>)],
     limits: &SearchLimits,
     steps: &mut u64,
     stop: &dyn Fn() -> bool,
@@ -352,22 +346,24 @@ fn run<M: Model>(
     // Reused buffer of the operations not yet linearized, for pruning.
     let mut pending: Vec<&SearchOp<M::Input, M::Output>> = Vec::new();
 
-    let mut ends: Vec<(M::State, Vec<usize>)> = Vec::new();
     loop {
-        // A linearization: done, or (exhaustive) noted, then undone as if
-        // it had failed so the search goes on to the others.
-        let complete = required_left == 0;
-        if complete && !exhaustive {
-            return Run::Found {
-                order: stack.iter().map(|(op, _)| *op).collect(),
-            };
-        }
-        if complete && !ends.iter().any(|(end, _)| *end == state) {
-            ends.push((state.clone(), stack.iter().map(|(op, _)| *op).collect()));
-        }
-        if complete {
+        // A linearization: done, unless it ends in a known state; then it
+        // is undone as if it had failed, and the search goes on.
+        if required_left == 0 {
+            if !known.iter().any(|(end, _)| *end == state) {
+                return Run::Found {
+                    order: stack.iter().map(|(op, _)| *op).collect(),
+                    end: state,
+                };
+            }
             let Some((undone, before)) = stack.pop() else {
-                return Run::Ends(ends);
+                let stuck = best.unwrap_or_else(|| Stuck {
+                    prefix: Vec::new(),
+                    state: state.clone(),
+                    candidates: Vec::new(),
+                    deadline: 0,
+                });
+                return Run::Stuck(stuck);
             };
             state = before;
             linearized.remove(rank[undone]);
@@ -451,9 +447,6 @@ fn run<M: Model>(
                 });
             }
             let Some((undone, before)) = stack.pop() else {
-                if !ends.is_empty() {
-                    return Run::Ends(ends);
-                }
                 let stuck = best.expect("recorded just above");
                 return Run::Stuck(stuck);
             };

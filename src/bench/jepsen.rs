@@ -9,9 +9,10 @@
 //! time are drawn so that about `in_flight_per_key` operations are
 //! outstanding on a key at a time. Each operation takes effect at a random
 //! instant inside its interval against a real register, so the history is
-//! linearizable; a CAS whose comparison failed there completes `:fail`. A
-//! few operations complete `:info` (half of them took effect), and the
-//! process that issued one is replaced by a fresh one, as in Jepsen. Lines
+//! linearizable; a CAS whose comparison failed there completes `:fail`.
+//! `info_percent` of the operations complete `:info` (half of them took
+//! effect), and the process that issued one is replaced by a fresh one, as
+//! in Jepsen. Lines
 //! are in time order and carry `:time` in nanoseconds (the checker orders by
 //! line).
 
@@ -30,10 +31,9 @@ pub(crate) struct Shape {
     pub processes_per_key: u64,
     /// Operations outstanding on a key at a time, on average.
     pub in_flight_per_key: f64,
+    /// Percent of operations that complete `:info`.
+    pub info_percent: u64,
 }
-
-/// Percent of operations that complete `:info`.
-const INFO_PERCENT: u64 = 1;
 /// Mean latency of an operation, in nanoseconds.
 const LATENCY_MEAN_NANOS: u64 = 1_000;
 /// Register values are drawn below this, as Jepsen's cas-register does.
@@ -105,7 +105,7 @@ pub(crate) fn register_history(seed: u64, shape: Shape) -> (String, Generated) {
                 2 => Op::Write(rng.below(VALUES)),
                 _ => Op::Cas(rng.below(VALUES), rng.below(VALUES)),
             };
-            let info = rng.below(100) < INFO_PERCENT;
+            let info = rng.below(100) < shape.info_percent;
             planned.push(Planned {
                 process: ids[slot],
                 key,
@@ -202,6 +202,7 @@ mod tests {
             ops_per_key: 400,
             processes_per_key: 5,
             in_flight_per_key: 2.5,
+            info_percent: 1,
         }
     }
 
