@@ -9,7 +9,8 @@
 //! # Modules
 //!
 //! - [`config`]: what a run is; the command that replays it.
-//! - [`run`]: one run: the event loop, the safety and heal phases, checks.
+//! - [`run`]: one run: the event loop, the nodes, the clients, the nemesis
+//!   driver, the heal phase and the checks, one file each.
 //! - [`sweep`]: many seeds.
 //! - [`disk`]: `SimDisk` and its fault model.
 //! - [`net`]: `SimNet` and its fault model.

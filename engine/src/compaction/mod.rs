@@ -1,7 +1,7 @@
 //! Compaction: merging tables to bound read cost and reclaim space.
 //!
 //! [`policy`] decides *which* tables to merge, as a pure function of their
-//! sizes; the engine (`db.rs`) carries the decision out: it merges the
+//! sizes; the engine (`db/background.rs`) carries the decision out: it merges the
 //! inputs with last-write-wins (so shadowed versions disappear), drops
 //! tombstones that [`tombstone_purgeable`] allows, writes one table,
 //! publishes "added output, removed inputs" in the manifest, and only then

@@ -1,0 +1,303 @@
+//! Background work: freezing memtables, flushing them as tables,
+//! publishing manifest edits and size-tiered compaction.
+
+use std::collections::BTreeSet;
+use std::ops::Bound;
+
+use super::{BackgroundReport, Engine, Frozen, FROZEN_MEMTABLES_MAX};
+use crate::compaction::{self, policy};
+use crate::manifest::VersionEdit;
+use crate::memtable::{MemKey, Memtable};
+use crate::merge::{Cursor, Merge};
+use crate::sstable::bloom::key_hash;
+use crate::sstable::reader::Table;
+use crate::sstable::writer::{TableWriter, WrittenTable};
+use crate::sstable::TableOptions;
+use crate::{Disk, EngineError, Timestamp, Versioned};
+
+/// Writes `memtable` as table `id`.
+pub(super) fn write_memtable<D: Disk>(
+    disk: &D,
+    id: u64,
+    memtable: &Memtable,
+    options: TableOptions,
+    sync_enabled: bool,
+) -> Result<Option<WrittenTable>, EngineError> {
+    let mut writer = TableWriter::create(disk, id, options, sync_enabled)?;
+    let mut key = Vec::new();
+    for (mem_key, entry) in memtable.iter() {
+        mem_key.write_to(&mut key);
+        if let Err(err) = writer.add(&key, entry.timestamp, entry.value) {
+            writer.abandon();
+            return Err(err);
+        }
+    }
+    writer.finish()
+}
+
+impl<D: Disk> Engine<D> {
+    /// Does paced background work: freezes an over-full memtable, flushes
+    /// frozen memtables oldest first, then compacts while the budget lasts.
+    /// Each job runs whole; the budget is checked between jobs, and at
+    /// least one job runs if any is due.
+    ///
+    /// # Errors
+    /// `Poisoned`; disk errors (a failed sync poisons the engine);
+    /// corruption met while compacting.
+    pub fn do_background_work(
+        &mut self,
+        bytes_budget: u64,
+    ) -> Result<BackgroundReport, EngineError> {
+        self.check_not_poisoned()?;
+        let mut report = BackgroundReport::default();
+        if self.memtable.bytes_total() >= self.options.memtable_bytes_max {
+            self.freeze()?;
+        }
+        while !self.frozen.is_empty() {
+            if report.bytes_written > 0 && report.bytes_written >= bytes_budget {
+                report.work_pending = true;
+                return Ok(report);
+            }
+            report.bytes_written += self.flush_oldest()?;
+            report.tables_flushed += 1;
+        }
+        while let Some(inputs) = self.compaction_pick() {
+            if report.bytes_written > 0 && report.bytes_written >= bytes_budget {
+                report.work_pending = true;
+                return Ok(report);
+            }
+            report.bytes_written += self.compact(&inputs)?;
+            report.compactions += 1;
+        }
+        Ok(report)
+    }
+
+    /// Full compaction: flushes the memtable and every frozen memtable, then
+    /// merges all tables into one (dropping shadowed versions and the
+    /// tombstones the purge horizon allows). Runs whole, however large: for
+    /// tools and benchmarks, not for a node's ticks.
+    ///
+    /// # Errors
+    /// As [`Self::do_background_work`].
+    pub fn compact_all(&mut self) -> Result<BackgroundReport, EngineError> {
+        self.check_not_poisoned()?;
+        let mut report = BackgroundReport::default();
+        self.freeze()?;
+        while !self.frozen.is_empty() {
+            report.bytes_written += self.flush_oldest()?;
+            report.tables_flushed += 1;
+        }
+        // One table is rewritten too if it holds tombstones that may go.
+        let may_purge = self.tombstone_purge_before.is_some()
+            && self.tables.iter().any(|t| t.meta.tombstones_total > 0);
+        if self.tables.len() > 1 || (self.tables.len() == 1 && may_purge) {
+            let mut inputs: Vec<u64> = self.tables.iter().map(|table| table.id).collect();
+            inputs.sort_unstable();
+            report.bytes_written += self.compact(&inputs)?;
+            report.compactions += 1;
+        }
+        Ok(report)
+    }
+
+    /// Freezes the memtable and moves the WAL to a new segment.
+    pub(super) fn freeze(&mut self) -> Result<(), EngineError> {
+        if self.memtable.len() == 0 {
+            return Ok(());
+        }
+        if self.frozen.len() >= FROZEN_MEMTABLES_MAX {
+            self.flush_oldest()?;
+        }
+        let wal_segment_last = self.wal.seal_segment()?;
+        let memtable = std::mem::replace(
+            &mut self.memtable,
+            Memtable::new(self.options.memtable_bytes_max),
+        );
+        self.frozen.push_back(Frozen {
+            memtable,
+            wal_segment_last,
+        });
+        Ok(())
+    }
+
+    /// Writes the oldest frozen memtable as a table, publishes it, and
+    /// deletes the WAL segments it covers. Returns the bytes written.
+    pub(super) fn flush_oldest(&mut self) -> Result<u64, EngineError> {
+        let frozen = self
+            .frozen
+            .front()
+            .expect("callers check for a frozen memtable");
+        let id = self.manifest.state().next_table_id;
+        let sync_enabled = self.options.sync_policy.syncs();
+        let wal_segment_last = frozen.wal_segment_last;
+        let written = write_memtable(
+            self.wal.disk(),
+            id,
+            &frozen.memtable,
+            self.options.table_options(),
+            sync_enabled,
+        );
+        let written = written
+            .map_err(|err| self.poison_if_fatal(err))?
+            .expect("a frozen memtable is never empty");
+        let edit = VersionEdit {
+            next_table_id: id + 1,
+            wal_segments_covered: wal_segment_last,
+            tables_added: vec![id],
+            tables_removed: Vec::new(),
+        };
+        self.commit(&edit)?;
+        let frozen = self.frozen.pop_front().expect("checked above");
+        let table = Table::open(self.wal.disk(), id)?;
+        self.tables.insert(0, table);
+        self.wal.remove_segments_through(frozen.wal_segment_last)?;
+        Ok(written.file_bytes)
+    }
+
+    /// Makes `edit` durable in the manifest; any failure stops the engine,
+    /// since whether the edit committed is unknown until the next open.
+    pub(super) fn commit(&mut self, edit: &VersionEdit) -> Result<(), EngineError> {
+        if let Err(err) = self.manifest.commit(self.wal.disk(), edit) {
+            self.poisoned = Some(format!("manifest edit failed: {err}"));
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// The tables the policy would compact next.
+    pub(super) fn compaction_pick(&self) -> Option<Vec<u64>> {
+        let summaries: Vec<policy::TableSummary> = self
+            .tables
+            .iter()
+            .map(|table| policy::TableSummary {
+                id: table.id,
+                file_bytes: table.file_bytes,
+            })
+            .collect();
+        policy::pick(
+            &summaries,
+            self.options.compaction_tables_min,
+            self.options.compaction_tables_max,
+        )
+    }
+
+    /// Whether a source outside `inputs` holds any version of `key`.
+    pub(super) fn held_outside(
+        &self,
+        key: &[u8],
+        inputs: &BTreeSet<u64>,
+    ) -> Result<bool, EngineError> {
+        let mem_key = MemKey::new(key);
+        let hash = key_hash(key);
+        if self.memtable.get_key(&mem_key, hash).is_some()
+            || self
+                .frozen
+                .iter()
+                .any(|frozen| frozen.memtable.get_key(&mem_key, hash).is_some())
+        {
+            return Ok(true);
+        }
+        for table in self.tables.iter().filter(|t| !inputs.contains(&t.id)) {
+            if table.get(key, hash, &self.cache)?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Merges the tables `inputs` into one, dropping shadowed versions and
+    /// purgeable tombstones; publishes the swap; deletes the inputs.
+    /// Returns the bytes written.
+    pub(super) fn compact(&mut self, inputs: &[u64]) -> Result<u64, EngineError> {
+        let input_set: BTreeSet<u64> = inputs.iter().copied().collect();
+        assert_eq!(
+            input_set.len(),
+            inputs.len(),
+            "compaction inputs are distinct"
+        );
+        let id = self.manifest.state().next_table_id;
+        let sync_enabled = self.options.sync_policy.syncs();
+        let written = self.merge_tables(id, &input_set, sync_enabled);
+        let written = written.map_err(|err| self.poison_if_fatal(err))?;
+        let edit = VersionEdit {
+            next_table_id: id + 1,
+            wal_segments_covered: self.manifest.state().wal_segments_covered,
+            tables_added: written.iter().map(|w| w.id).collect(),
+            tables_removed: inputs.to_vec(),
+        };
+        self.commit(&edit)?;
+        self.tables.retain(|table| !input_set.contains(&table.id));
+        for input in inputs {
+            self.cache.borrow_mut().remove_table(*input);
+        }
+        if written.is_some() {
+            let table = Table::open(self.wal.disk(), id)?;
+            self.tables.insert(0, table);
+        }
+        // The manifest no longer names the inputs; a crash before this
+        // finishes leaves files that open deletes.
+        for input in inputs {
+            let name = crate::sstable::table_name(*input);
+            if self.wal.disk().exists(&name)? {
+                self.wal.disk().remove(&name)?;
+            }
+        }
+        Ok(written.map_or(0, |w| w.file_bytes))
+    }
+
+    /// Writes the merge of the tables `inputs` as table `id`, dropping
+    /// shadowed versions and the tombstones the purge rule allows.
+    pub(super) fn merge_tables(
+        &self,
+        id: u64,
+        inputs: &BTreeSet<u64>,
+        sync_enabled: bool,
+    ) -> Result<Option<WrittenTable>, EngineError> {
+        let purge_before = self.tombstone_purge_before;
+        let mut cursors = Vec::with_capacity(inputs.len());
+        for table in self.tables.iter().filter(|t| inputs.contains(&t.id)) {
+            // Compaction reads every block once: keep them out of the cache.
+            let mut cursor = table.cursor(&self.cache, false, false);
+            cursor.seek(Bound::Unbounded)?;
+            cursors.push(Cursor::Table(cursor));
+        }
+        assert_eq!(cursors.len(), inputs.len(), "compaction inputs are live");
+        let mut merge = Merge::new(cursors, false);
+        let mut writer = TableWriter::create(
+            self.wal.disk(),
+            id,
+            self.options.compaction_table_options(),
+            sync_enabled,
+        )?;
+        if let Err(err) = self.copy_merged(&mut merge, &mut writer, inputs, purge_before) {
+            writer.abandon();
+            return Err(err);
+        }
+        writer.finish()
+    }
+
+    /// Adds every entry of `merge` to `writer` but the purgeable tombstones.
+    pub(super) fn copy_merged(
+        &self,
+        merge: &mut Merge<'_, D::File>,
+        writer: &mut TableWriter<'_, D>,
+        inputs: &BTreeSet<u64>,
+        purge_before: Option<Timestamp>,
+    ) -> Result<(), EngineError> {
+        while merge.next()? {
+            let (key, timestamp, value) = (merge.key(), merge.timestamp(), merge.value());
+            if value.is_none() && purge_before.is_some() {
+                let version = Versioned {
+                    timestamp,
+                    value: None,
+                };
+                let held = self.held_outside(key, inputs)?;
+                let guard_allows = self.purge_guard.0.as_ref().is_none_or(|guard| guard(key));
+                if guard_allows && compaction::tombstone_purgeable(&version, purge_before, held) {
+                    continue;
+                }
+            }
+            writer.add(key, timestamp, value)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,348 @@
+//! Recovery: checking segment headers, reading records back, replaying
+//! the log and cutting off the torn tail of the last segment.
+
+use super::record::decode_batch;
+use super::segment::parse_segment_name;
+use super::writer::Wal;
+use super::*;
+use crate::disk::{Disk, DiskError, DiskFile};
+use crate::error::EngineError;
+
+/// Bytes read at a time when checking that a segment ends in zeros.
+pub(super) const ZERO_CHECK_BYTES: usize = 64 * 1024;
+
+/// Whether the bytes from `offset` to `file_len` are all zero: the unused,
+/// preallocated end of a segment rather than a torn write.
+pub(super) fn tail_is_zero<F: DiskFile>(
+    file: &F,
+    offset: u64,
+    file_len: u64,
+) -> Result<bool, DiskError> {
+    let mut buf = vec![0_u8; ZERO_CHECK_BYTES];
+    let mut at = offset;
+    while at < file_len {
+        let len = usize::try_from(file_len - at)
+            .map_or(ZERO_CHECK_BYTES, |left| left.min(ZERO_CHECK_BYTES));
+        file.read_at(at, &mut buf[..len])?;
+        if buf[..len].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        at += len as u64;
+    }
+    Ok(true)
+}
+
+/// Why a piece of a segment could not be read.
+pub(super) enum Damage {
+    /// The bytes are short, garbled or fail their checksum: what a torn
+    /// write looks like. A torn tail in the last segment; corruption
+    /// anywhere else.
+    Torn(EngineError),
+    /// The bytes are intact but wrong (bad format version, wrong id, a
+    /// payload that does not parse): corruption wherever it is.
+    Invalid(EngineError),
+    /// The disk failed to read.
+    Disk(DiskError),
+}
+
+impl From<DiskError> for Damage {
+    fn from(err: DiskError) -> Damage {
+        Damage::Disk(err)
+    }
+}
+
+pub(super) fn read_bytes<F: DiskFile>(
+    file: &F,
+    offset: u64,
+    len: usize,
+) -> Result<Vec<u8>, DiskError> {
+    let mut buf = vec![0_u8; len];
+    file.read_at(offset, &mut buf)?;
+    Ok(buf)
+}
+
+/// Bytes a replay reads from a segment at a time.
+pub(super) const REPLAY_WINDOW_BYTES: usize = 1024 * 1024;
+
+/// Reads a segment front to back for replay through a window of
+/// [`REPLAY_WINDOW_BYTES`], so that a segment of small records costs one
+/// `read_at` per window rather than two per record.
+pub(super) struct SegmentReader<'f, F> {
+    file: &'f F,
+    file_len: u64,
+    /// File offset of `window[0]`.
+    window_start: u64,
+    window: Vec<u8>,
+}
+
+impl<'f, F: DiskFile> SegmentReader<'f, F> {
+    pub(super) fn new(file: &'f F, file_len: u64) -> SegmentReader<'f, F> {
+        SegmentReader {
+            file,
+            file_len,
+            window_start: 0,
+            window: Vec::new(),
+        }
+    }
+
+    /// The `len` bytes at `offset` (the caller has checked that they lie
+    /// within the file). If reading a whole window fails, the bytes asked
+    /// for are read alone, so a bad sector further on fails only the reads
+    /// that reach it.
+    pub(super) fn read(&mut self, offset: u64, len: usize) -> Result<Vec<u8>, DiskError> {
+        let in_window = offset >= self.window_start
+            && offset + len as u64 <= self.window_start + self.window.len() as u64;
+        if !in_window {
+            let wanted = len.max(REPLAY_WINDOW_BYTES);
+            let window_len = usize::try_from(self.file_len.saturating_sub(offset))
+                .map_or(wanted, |left| left.min(wanted));
+            self.window.resize(window_len, 0);
+            if window_len < len || self.file.read_at(offset, &mut self.window).is_err() {
+                self.window.clear();
+                self.window_start = 0;
+                return read_bytes(self.file, offset, len);
+            }
+            self.window_start = offset;
+        }
+        let start = usize::try_from(offset - self.window_start)
+            .expect("an offset within the window fits in usize");
+        Ok(self.window[start..start + len].to_vec())
+    }
+}
+
+/// Checks the header of segment `id`, whose file is `file_len` bytes long.
+pub(super) fn check_segment_header<F: DiskFile>(
+    file: &F,
+    name: &str,
+    id: u64,
+    file_len: u64,
+) -> Result<(), Damage> {
+    let corruption = |reason: String| EngineError::Corruption {
+        file: name.to_owned(),
+        offset: 0,
+        reason,
+    };
+    if file_len < SEGMENT_RECORDS_OFFSET {
+        return Err(Damage::Torn(corruption(format!(
+            "segment is {file_len} bytes, shorter than its {SEGMENT_RECORDS_OFFSET}-byte header sector"
+        ))));
+    }
+    let header = read_bytes(file, 0, SEGMENT_HEADER_BYTES as usize)?;
+    if header[0..8] != SEGMENT_MAGIC {
+        return Err(Damage::Torn(corruption("bad segment magic".to_owned())));
+    }
+    let expected = le_u32(&header[20..24]);
+    let got = crc32fast::hash(&header[0..20]);
+    if expected != got {
+        return Err(Damage::Torn(EngineError::ChecksumMismatch {
+            file: name.to_owned(),
+            offset: 0,
+            expected,
+            got,
+        }));
+    }
+    let version = le_u32(&header[8..12]);
+    if version != SEGMENT_FORMAT_VERSION {
+        return Err(Damage::Invalid(corruption(format!(
+            "unsupported WAL format version {version} (this build reads {SEGMENT_FORMAT_VERSION})"
+        ))));
+    }
+    let header_id = le_u64(&header[12..20]);
+    if header_id != id {
+        return Err(Damage::Invalid(corruption(format!(
+            "header says segment {header_id}, file name says {id}"
+        ))));
+    }
+    Ok(())
+}
+
+/// Reads the record at `offset` of a file `file_len` bytes long; returns
+/// its type, payload and the offset after it.
+pub(super) fn read_record<F: DiskFile>(
+    reader: &mut SegmentReader<'_, F>,
+    name: &str,
+    offset: u64,
+    file_len: u64,
+) -> Result<(u8, Vec<u8>, u64), Damage> {
+    let torn = |reason: String| {
+        Damage::Torn(EngineError::Corruption {
+            file: name.to_owned(),
+            offset,
+            reason,
+        })
+    };
+    let bytes_left = file_len - offset;
+    if bytes_left < RECORD_HEADER_BYTES as u64 {
+        return Err(torn(format!(
+            "{bytes_left} bytes left, fewer than a {RECORD_HEADER_BYTES}-byte record header"
+        )));
+    }
+    let header = reader.read(offset, RECORD_HEADER_BYTES)?;
+    let payload_len = le_u32(&header[0..4]);
+    let expected = le_u32(&header[4..8]);
+    let record_type = header[8];
+    // Check the length against both bounds before allocating for it.
+    if payload_len > RECORD_PAYLOAD_BYTES_MAX {
+        return Err(torn(format!(
+            "record length {payload_len} exceeds the maximum {RECORD_PAYLOAD_BYTES_MAX}"
+        )));
+    }
+    let payload_offset = offset + RECORD_HEADER_BYTES as u64;
+    if u64::from(payload_len) > file_len - payload_offset {
+        return Err(torn(format!(
+            "record length {payload_len} passes the end of the file ({file_len} bytes)"
+        )));
+    }
+    let payload = reader.read(payload_offset, payload_len as usize)?;
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&[record_type]);
+    hasher.update(&payload);
+    let got = hasher.finalize();
+    if got != expected {
+        return Err(Damage::Torn(EngineError::ChecksumMismatch {
+            file: name.to_owned(),
+            offset,
+            expected,
+            got,
+        }));
+    }
+    Ok((
+        record_type,
+        payload,
+        payload_offset + u64::from(payload_len),
+    ))
+}
+
+/// Replays the log on `disk`, handing each record's entries to `apply` in
+/// log order, then opens a fresh segment for new records.
+///
+/// # Errors
+/// Corruption outside the torn tail of the last segment, or disk errors.
+pub(crate) fn open<D: Disk>(
+    disk: D,
+    segments_covered: u64,
+    segment_bytes_max: u64,
+    sync_enabled: bool,
+    mut apply: impl FnMut(Vec<WalEntry>),
+) -> Result<(Wal<D>, RecoveryReport), EngineError> {
+    let mut segments = Vec::new();
+    let mut removed_covered = false;
+    for name in disk.list()? {
+        if let Some(id) = parse_segment_name(&name)? {
+            if id <= segments_covered {
+                // Fully in tables the manifest names: garbage, left by a
+                // crash between the manifest edit and the deletion.
+                disk.remove(&name)?;
+                removed_covered = true;
+            } else {
+                segments.push((id, name));
+            }
+        }
+    }
+    if removed_covered && sync_enabled {
+        disk.sync_dir()?;
+    }
+    segments.sort();
+    if let Some((first, first_name)) = segments.first() {
+        // Segment `covered + 1` is created before any later one and is
+        // never deleted before the watermark passes it.
+        if *first != segments_covered + 1 {
+            return Err(EngineError::Corruption {
+                file: first_name.clone(),
+                offset: 0,
+                reason: format!("WAL segment {} is missing", segments_covered + 1),
+            });
+        }
+    }
+    for pair in segments.windows(2) {
+        let (previous, (next, next_name)) = (pair[0].0, &pair[1]);
+        if *next != previous + 1 {
+            return Err(EngineError::Corruption {
+                file: next_name.clone(),
+                offset: 0,
+                reason: format!("WAL segment {} is missing", previous + 1),
+            });
+        }
+    }
+
+    let mut report = RecoveryReport::default();
+    let mut next_id = segments_covered + SEGMENT_ID_FIRST;
+    let first_segment_id = next_id;
+    let segments_total = segments.len();
+    for (index, (id, name)) in segments.iter().enumerate() {
+        let is_last = index + 1 == segments_total;
+        report.segments_replayed += 1;
+        next_id = id + 1;
+        let mut file = disk.open(name)?;
+        let file_len = file.len()?;
+        let mut offset = 0;
+        let mut damage = check_segment_header(&file, name, *id, file_len).err();
+        if damage.is_none() {
+            offset = SEGMENT_RECORDS_OFFSET;
+            let mut reader = SegmentReader::new(&file, file_len);
+            while offset < file_len {
+                match read_record(&mut reader, name, offset, file_len) {
+                    Ok((RECORD_TYPE_PADDING, _, next_offset)) => offset = next_offset,
+                    Ok((record_type, payload, next_offset)) => {
+                        let payload_offset = offset + RECORD_HEADER_BYTES as u64;
+                        if record_type != RECORD_TYPE_BATCH {
+                            return Err(EngineError::Corruption {
+                                file: name.clone(),
+                                offset,
+                                reason: format!("unknown WAL record type {record_type}"),
+                            });
+                        }
+                        let entries = decode_batch(&payload, name, payload_offset)?;
+                        report.records_replayed += 1;
+                        report.entries_replayed += entries.len() as u64;
+                        apply(entries);
+                        offset = next_offset;
+                    }
+                    Err(bad) => {
+                        damage = Some(bad);
+                        break;
+                    }
+                }
+            }
+        }
+        let error = match damage {
+            None => continue,
+            Some(Damage::Disk(err)) => return Err(err.into()),
+            Some(Damage::Invalid(err)) => return Err(err),
+            Some(Damage::Torn(err)) if !is_last => return Err(err),
+            Some(Damage::Torn(err)) => err,
+        };
+        // The end of the last segment: its unused preallocated zeros, or a
+        // torn tail (what a crash mid-write leaves). Either way it goes.
+        let unused = offset > 0 && tail_is_zero(&file, offset, file_len)?;
+        if !unused {
+            report.torn_tail = Some(TornTail {
+                file: name.clone(),
+                offset,
+                bytes_dropped: file_len - offset,
+                reason: error.to_string(),
+            });
+        }
+        if offset == 0 {
+            // The header itself is torn: the segment never held a synced
+            // record, as its header is synced no later than its first record.
+            drop(file);
+            disk.remove(name)?;
+            if sync_enabled {
+                disk.sync_dir()?;
+            }
+            next_id = *id;
+        } else {
+            file.truncate(offset)?;
+            // Synced even when syncs are off: this segment is no longer the
+            // last, and a segment that is not the last must end with its last
+            // record, or the next open would take its zeros for corruption.
+            file.sync()?;
+        }
+    }
+
+    let mut wal = Wal::create_segment(disk, next_id, segment_bytes_max, sync_enabled)?;
+    wal.first_segment_id = first_segment_id;
+    report.segment_opened = wal.segment_name.clone();
+    Ok((wal, report))
+}

@@ -1,0 +1,188 @@
+//! The clients of a run: what they ask, of which node, and what they make
+//! of the answer, recorded in the history.
+
+use enigma_checker::{Call, Version};
+use enigma_cluster::{ClientOp, ClientRequest, ClientResponse, ConsistencyLevel, Input, RequestId};
+use enigma_workloads::register::decode_value;
+use enigma_workloads::ClientResult;
+use rand::Rng;
+
+use super::{
+    Answer, Event, InFlight, Phase, Simulation, CLIENT_LATENCY_MAX_NANOS, CLIENT_LATENCY_MIN_NANOS,
+    CLIENT_THINK_MAX_NANOS, CLIENT_TIMEOUT_NANOS,
+};
+
+impl Simulation {
+    pub(super) fn on_request(&mut self, node: usize, request: RequestId, body: ClientRequest) {
+        let mut bytes = vec![2, node as u8];
+        bytes.extend_from_slice(&request.0.to_le_bytes());
+        encode_request(&body, &mut bytes);
+        self.trace.record(self.now, &bytes, || {
+            format!("request {} at n{}: {body:?}", request.0, node + 1)
+        });
+        if self.slots[node].node.is_none() {
+            let delay = self.client_latency();
+            self.schedule(
+                delay,
+                Event::Reply {
+                    request,
+                    answer: Answer::Refused,
+                    version: None,
+                },
+            );
+            return;
+        }
+        self.step_node(node, Input::Client { request, body });
+    }
+
+    pub(super) fn on_reply(
+        &mut self,
+        request: RequestId,
+        answer: Answer,
+        version: Option<Version>,
+    ) {
+        let Some(client) = self.request_owner.remove(&request) else {
+            return;
+        };
+        let mut bytes = vec![3];
+        bytes.extend_from_slice(&request.0.to_le_bytes());
+        encode_answer(&answer, &mut bytes);
+        self.trace.record(self.now, &bytes, || {
+            format!("reply {} to client {client}: {answer:?}", request.0)
+        });
+        let result = match answer {
+            Answer::Refused => ClientResult::Failed,
+            Answer::Response(ClientResponse::Written) => ClientResult::Written,
+            Answer::Response(ClientResponse::Value(None)) => ClientResult::Read(None),
+            Answer::Response(ClientResponse::Value(Some(bytes))) => match decode_value(&bytes) {
+                Some(value) => ClientResult::Read(Some(value)),
+                None => {
+                    self.violate(
+                        "integrity",
+                        format!("client {client} read bytes no client wrote: {bytes:?}"),
+                    );
+                    ClientResult::Failed
+                }
+            },
+            Answer::Response(ClientResponse::Error(e)) if e.may_have_applied() => {
+                ClientResult::Unknown
+            }
+            Answer::Response(ClientResponse::Error(_)) => ClientResult::Failed,
+        };
+        if let (Some(version), ClientResult::Written | ClientResult::Read(_)) = (version, &result) {
+            if let Some(in_flight) = &self.clients[client].in_flight {
+                self.versions.insert(in_flight.op, version);
+            }
+        }
+        self.complete(client, result);
+    }
+
+    pub(super) fn complete(&mut self, client: usize, result: ClientResult) {
+        let in_flight = self.clients[client]
+            .in_flight
+            .take()
+            .expect("completing an idle client");
+        self.history
+            .complete(in_flight.op, self.now, result.outcome(&in_flight.call));
+        if client == self.repair_client() {
+            let done = matches!(result, ClientResult::Read(_));
+            self.after_repair_read(done);
+        } else {
+            let think = self.rng_clients.random_range(0..CLIENT_THINK_MAX_NANOS);
+            self.schedule(think, Event::ClientNext { client });
+        }
+    }
+
+    pub(super) fn on_client_next(&mut self, client: usize) {
+        if self.phase != Phase::Safety {
+            return;
+        }
+        if self.ops_issued >= self.config.ops {
+            if self.clients.iter().all(|c| c.in_flight.is_none()) {
+                self.start_heal();
+            }
+            return;
+        }
+        self.ops_issued += 1;
+        let (key, call) = self.workload.next_op(&mut self.rng_clients);
+        let node = self.rng_clients.random_range(0..self.slots.len());
+        self.issue(client, node, key, call, self.config.level);
+    }
+
+    pub(super) fn issue(
+        &mut self,
+        client: usize,
+        node: usize,
+        key: String,
+        call: Call,
+        level: ConsistencyLevel,
+    ) {
+        let request = RequestId(self.next_request);
+        self.next_request += 1;
+        let op = self
+            .history
+            .invoke(client as u64, &key, call.clone(), self.now);
+        let key_bytes = key.into_bytes();
+        let body_op = match &call {
+            Call::Read => ClientOp::Get { key: key_bytes },
+            Call::Write(Some(value)) => ClientOp::Put {
+                key: key_bytes,
+                value: self.workload.encode(*value),
+            },
+            Call::Write(None) => ClientOp::Delete { key: key_bytes },
+            Call::Cas { .. } => unreachable!("the register workload issues no compare-and-set"),
+        };
+        self.clients[client].in_flight = Some(InFlight { request, op, call });
+        self.request_owner.insert(request, client);
+        let delay = self.client_latency();
+        let body = ClientRequest { op: body_op, level };
+        self.schedule(
+            delay,
+            Event::Request {
+                node,
+                request,
+                body,
+            },
+        );
+        self.schedule(
+            CLIENT_TIMEOUT_NANOS,
+            Event::ClientTimeout { client, request },
+        );
+    }
+
+    pub(super) fn client_latency(&mut self) -> u64 {
+        self.rng_clients
+            .random_range(CLIENT_LATENCY_MIN_NANOS..=CLIENT_LATENCY_MAX_NANOS)
+    }
+}
+
+/// Appends a stable encoding of a client request, for the trace digest.
+fn encode_request(body: &ClientRequest, bytes: &mut Vec<u8>) {
+    let (kind, key, value): (u8, &[u8], &[u8]) = match &body.op {
+        ClientOp::Get { key } => (0, key, &[]),
+        ClientOp::Put { key, value } => (1, key, value),
+        ClientOp::Delete { key } => (2, key, &[]),
+    };
+    bytes.push(kind);
+    bytes.push(body.level as u8);
+    bytes.extend_from_slice(&(key.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(key);
+    bytes.extend_from_slice(value);
+}
+
+/// Appends a stable encoding of a client answer, for the trace digest.
+fn encode_answer(answer: &Answer, bytes: &mut Vec<u8>) {
+    match answer {
+        Answer::Refused => bytes.push(0),
+        Answer::Response(ClientResponse::Written) => bytes.push(1),
+        Answer::Response(ClientResponse::Value(None)) => bytes.push(2),
+        Answer::Response(ClientResponse::Value(Some(value))) => {
+            bytes.push(3);
+            bytes.extend_from_slice(value);
+        }
+        Answer::Response(ClientResponse::Error(e)) => {
+            bytes.push(4);
+            bytes.extend_from_slice(e.to_string().as_bytes());
+        }
+    }
+}

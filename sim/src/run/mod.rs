@@ -1,0 +1,534 @@
+//! One simulation run: a cluster, its clients and a nemesis on one
+//! virtual-time event queue, then the checks.
+//!
+//! A run has two phases. In the *safety* phase clients issue operations
+//! while the nemesis crashes and restarts nodes and partitions the network,
+//! and the network loses and duplicates messages. In the *heal* phase the
+//! faults stop (every node restarted, every link up, no loss), a repair
+//! client reads every key at `ALL` (whose blocking read repair brings every
+//! replica up to date; hinted handoff and anti-entropy will take this over),
+//! and the run settles. Then the history gets every check its consistency
+//! levels promise (`enigma_checker::promises`: linearizability where
+//! promised, lost writes, session guarantees, convergence of the replicas),
+//! and each replica's storage is checked against what it acknowledged
+//! (durability: after every restart, and before the repair pass could mask
+//! a loss). Everything random comes from named streams of the seed, and
+//! every delivered event is folded into the trace digest.
+
+//!
+//! # Files
+//!
+//! - this one: the run's types, its events and the event loop;
+//! - [`nodes`]: starting, crashing and stepping nodes, frames between them;
+//! - [`clients`]: the clients' operations and the history they record;
+//! - [`nemesis`]: the swarm draw and the nemesis driver;
+//! - [`heal`]: the heal phase and its repair pass;
+//! - [`checks`]: durability, background failures, the history's promises.
+
+mod checks;
+mod clients;
+mod heal;
+mod nemesis;
+mod nodes;
+
+use nemesis::{draw_swarm, Swarm};
+
+use std::collections::BTreeMap;
+
+use enigma_checker::format::enigma::{
+    leveled_events_of_history, run_line, write_events, Level, RunLine,
+};
+use enigma_checker::{Call, History, OpId, PromiseReport, RunFacts, Version};
+use enigma_cluster::{
+    ClientRequest, ClientResponse, ClusterConfig, ConsistencyLevel, Input, Node, NodeId,
+    NodeOptions, RequestId,
+};
+use enigma_engine::{EngineOptions, Timestamp};
+use enigma_workloads::{ClientResult, Nemesis, RegisterOptions, RegisterWorkload};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::clock::SimClock;
+use crate::config::SimConfig;
+use crate::disk::SimDisk;
+use crate::net::SimNet;
+use crate::rng::stream;
+use crate::trace::Trace;
+
+/// How often each node is ticked.
+const TICK_INTERVAL_NANOS: u64 = 10_000_000;
+/// Latency between a client and the node it talks to (clients sit next to
+/// nodes: partitions and loss do not touch these links).
+const CLIENT_LATENCY_MIN_NANOS: u64 = 50_000;
+/// See [`CLIENT_LATENCY_MIN_NANOS`].
+const CLIENT_LATENCY_MAX_NANOS: u64 = 500_000;
+/// Longest pause between a client's operations.
+const CLIENT_THINK_MAX_NANOS: u64 = 20_000_000;
+/// How long a client waits for an answer before it gives up (longer than
+/// the coordinator's own deadline, so coordinator timeouts are seen).
+const CLIENT_TIMEOUT_NANOS: u64 = 3_000_000_000;
+/// Coordinator deadline inside the simulation.
+const REQUEST_TIMEOUT_NANOS: u64 = 1_000_000_000;
+/// Pause between nemesis actions.
+const NEMESIS_INTERVAL_MIN_NANOS: u64 = 50_000_000;
+/// See [`NEMESIS_INTERVAL_MIN_NANOS`].
+const NEMESIS_INTERVAL_MAX_NANOS: u64 = 800_000_000;
+/// Quiet time after healing, before the repair pass: longer than any
+/// message latency, so the network is empty when repair starts.
+const HEAL_QUIET_NANOS: u64 = 2_000_000_000;
+/// Pause before retrying a repair read that failed.
+const REPAIR_RETRY_NANOS: u64 = 100_000_000;
+/// Attempts per key before the repair pass is declared stuck (a liveness
+/// failure: with every node up and no faults, one attempt should do).
+const REPAIR_ATTEMPTS_MAX: u32 = 20;
+/// Time after the repair pass before replicas are inspected.
+const SETTLE_NANOS: u64 = 500_000_000;
+/// Virtual time after which a run is declared stuck.
+const RUN_VIRTUAL_NANOS_MAX: u64 = 3_600_000_000_000;
+/// WAL segment size in the simulation: small, so rotation is exercised.
+const SIM_WAL_SEGMENT_BYTES: u64 = 16 * 1024;
+/// Tables of a size tier that trigger a compaction: the engine's smallest,
+/// so that the few flushes of a run lead to compactions.
+const SIM_COMPACTION_TABLES_MIN: usize = 2;
+/// Bytes of tables a node's background work may write per tick.
+const SIM_BACKGROUND_BYTES_PER_TICK: u64 = 64 * 1024;
+
+/// What went wrong in a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The property: a check of the history (`linearizability`,
+    /// `lost-write`, `read-your-writes`, `monotonic-reads`,
+    /// `convergence`), `durability` (a replica lost a write it
+    /// acknowledged), `storage` (a background flush or compaction failed),
+    /// `liveness`, `recovery` or `integrity`.
+    pub property: &'static str,
+    /// A readable account: the key, the operations, the replicas.
+    pub details: String,
+}
+
+/// Counts describing a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Client operations that completed `ok`.
+    pub ops_ok: usize,
+    /// Client operations that completed `fail`.
+    pub ops_fail: usize,
+    /// Client operations that completed `info` or never completed.
+    pub ops_info: usize,
+    /// Events delivered.
+    pub events: u64,
+    /// Virtual time at the end.
+    pub virtual_nanos: u64,
+    /// Node crashes.
+    pub crashes: u64,
+    /// Partitions started.
+    pub partitions: u64,
+    /// Messages sent between nodes.
+    pub messages: u64,
+    /// Memtables flushed as tables by the nodes' background work.
+    pub tables_flushed: u64,
+    /// Compactions run by the nodes' background work.
+    pub compactions: u64,
+    /// Acknowledged replica writes the durability check holds nodes to.
+    pub writes_acknowledged: u64,
+}
+
+/// The outcome of one run.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The configuration that ran.
+    pub config: SimConfig,
+    /// The trace digest: equal for equal runs.
+    pub digest: u64,
+    /// Which fault families this seed switched on.
+    pub swarm: String,
+    /// Properties violated; empty when the run passed.
+    pub violations: Vec<Violation>,
+    /// Counts.
+    pub stats: RunStats,
+    /// The timeline, when `config.trace` asked for it.
+    pub timeline: Option<Vec<String>>,
+    /// The recorded history.
+    pub history: History,
+    /// The version each completed operation wrote or read, as its
+    /// coordinator reported it.
+    pub versions: BTreeMap<OpId, Version>,
+    /// The history checks, as the run's levels and facts called for them.
+    pub promises: PromiseReport,
+}
+
+impl RunReport {
+    /// Whether every check passed.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// The client history in EnigmaDB's JSON Lines format (docs/FORMAT.md):
+    /// a run line with the run's facts and the command that replays it,
+    /// then each event with the consistency level it was issued at and each
+    /// completion with the version it wrote or read, for `enigma check`.
+    pub fn history_json_lines(&self) -> String {
+        let levels = levels_of(&self.config, &self.history);
+        let events = leveled_events_of_history(&self.history, &levels, &self.versions);
+        let run = RunLine {
+            facts: facts_of(&self.config),
+            source: Some(self.config.repro_command()),
+        };
+        format!("{}\n{}", run_line(&run), write_events(&events))
+    }
+}
+
+/// The facts of a run that decide what its levels promise. Clients carry no
+/// session timestamp (the client protocol has none yet).
+pub fn facts_of(config: &SimConfig) -> RunFacts {
+    RunFacts {
+        clock_skew: Some(config.clock_skew_max_ms > 0),
+        replication_factor: Some(config.replication_factor),
+        session_timestamps: Some(false),
+        clock_uncertainty_nanos: None,
+    }
+}
+
+/// The level of every operation: the run's level, `ALL` for the heal
+/// phase's repair client (the last process).
+fn levels_of(config: &SimConfig, history: &History) -> BTreeMap<OpId, Level> {
+    let repair_process = config.clients as u64;
+    history
+        .operations()
+        .iter()
+        .map(|op| {
+            let level = if op.process == repair_process {
+                ConsistencyLevel::All
+            } else {
+                config.level
+            };
+            (op.id, checker_level(level))
+        })
+        .collect()
+}
+
+fn checker_level(level: ConsistencyLevel) -> Level {
+    match level {
+        ConsistencyLevel::One => Level::One,
+        ConsistencyLevel::Two => Level::Two,
+        ConsistencyLevel::Quorum => Level::Quorum,
+        ConsistencyLevel::All => Level::All,
+    }
+}
+
+fn version_of(timestamp: Option<Timestamp>) -> Version {
+    timestamp.map_or(
+        Version {
+            timestamp: 0,
+            writer: 0,
+        },
+        |t| Version {
+            timestamp: t.hlc,
+            writer: u64::from(t.node),
+        },
+    )
+}
+
+/// Runs one simulation.
+///
+/// # Panics
+/// If `config` does not validate (callers validate user input first).
+pub fn run(config: &SimConfig) -> RunReport {
+    if let Err(e) = config.validate() {
+        panic!("invalid simulation config: {e}");
+    }
+    let mut sim = Simulation::new(config.clone());
+    sim.run_to_end();
+    sim.finish()
+}
+
+/// An event on the queue.
+#[derive(Debug)]
+enum Event {
+    /// Tick node `node`.
+    Tick { node: usize },
+    /// A frame from `from` arrives at `to`.
+    Deliver {
+        from: usize,
+        to: usize,
+        frame: Vec<u8>,
+    },
+    /// A client request arrives at `node`.
+    Request {
+        node: usize,
+        request: RequestId,
+        body: ClientRequest,
+    },
+    /// An answer arrives at the client that sent `request`, with the
+    /// version behind it as its coordinator reported it.
+    Reply {
+        request: RequestId,
+        answer: Answer,
+        version: Option<Version>,
+    },
+    /// A client gives up on `request`.
+    ClientTimeout { client: usize, request: RequestId },
+    /// A client starts its next operation.
+    ClientNext { client: usize },
+    /// The nemesis acts.
+    Nemesis,
+    /// The heal phase's repair pass reads its next key.
+    RepairNext,
+    /// The run ends and is checked.
+    Finish,
+}
+
+/// What a client hears back.
+#[derive(Debug)]
+enum Answer {
+    /// The coordinator answered.
+    Response(ClientResponse),
+    /// The node was down: the request was never taken (definitely failed).
+    Refused,
+}
+
+/// A node's place in the simulation, surviving its crashes.
+#[derive(Debug)]
+struct Slot {
+    id: NodeId,
+    /// The disk outlives the node process.
+    disk: SimDisk,
+    /// The running node; `None` while crashed.
+    node: Option<Node<SimDisk>>,
+    clock: SimClock,
+    /// Per key, the newest version this node acknowledged as durable: it
+    /// must hold that version or a newer one after any restart.
+    acknowledged: BTreeMap<Vec<u8>, Timestamp>,
+}
+
+/// An operation a client is waiting on.
+#[derive(Debug)]
+struct InFlight {
+    request: RequestId,
+    op: OpId,
+    call: Call,
+}
+
+#[derive(Debug, Default)]
+struct Client {
+    in_flight: Option<InFlight>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Safety,
+    Heal,
+    Done,
+}
+
+struct Simulation {
+    config: SimConfig,
+    cluster: ClusterConfig,
+    node_options: NodeOptions,
+    /// Virtual time, nanoseconds.
+    now: u64,
+    /// Pending events by (time, sequence).
+    queue: BTreeMap<(u64, u64), Event>,
+    next_seq: u64,
+    slots: Vec<Slot>,
+    net: SimNet,
+    nemesis: Nemesis,
+    workload: RegisterWorkload,
+    keys: Vec<String>,
+    /// Clients; the last one is the heal phase's repair client.
+    clients: Vec<Client>,
+    /// Which client sent each outstanding request.
+    request_owner: BTreeMap<RequestId, usize>,
+    next_request: u64,
+    ops_issued: usize,
+    phase: Phase,
+    repair_key: usize,
+    repair_attempts: u32,
+    history: History,
+    /// Version of each completed operation.
+    versions: BTreeMap<OpId, Version>,
+    /// The repair pass started: replicas were checked against what they
+    /// acknowledged.
+    durability_checked: bool,
+    trace: Trace,
+    violations: Vec<Violation>,
+    stats: RunStats,
+    swarm: String,
+    rng_net: ChaCha8Rng,
+    rng_clients: ChaCha8Rng,
+    rng_nemesis: ChaCha8Rng,
+    rng_disk: ChaCha8Rng,
+}
+
+impl Simulation {
+    fn new(config: SimConfig) -> Self {
+        let seed = config.seed;
+        let mut rng_clock = stream(seed, "clock");
+        let Swarm {
+            nemesis: nemesis_options,
+            net: net_options,
+            disk: disk_faults,
+            line: swarm,
+        } = draw_swarm(&config, &mut stream(seed, "swarm"));
+        let ids: Vec<NodeId> = (1..=config.nodes as u32).map(NodeId).collect();
+        let cluster = ClusterConfig {
+            nodes: ids.clone(),
+            replication_factor: config.replication_factor,
+            vnodes_per_node: 8,
+        };
+        let node_options = NodeOptions {
+            request_timeout_nanos: REQUEST_TIMEOUT_NANOS,
+            engine: EngineOptions {
+                wal_segment_bytes_max: SIM_WAL_SEGMENT_BYTES,
+                memtable_bytes_max: config.memtable_bytes,
+                compaction_tables_min: SIM_COMPACTION_TABLES_MIN,
+                ..EngineOptions::default()
+            },
+            background_bytes_per_tick: SIM_BACKGROUND_BYTES_PER_TICK,
+            record_versions: true,
+            bug_ack_quorum_writes_after_one_replica: config.planted_bug,
+            ..NodeOptions::default()
+        };
+        let skew_nanos =
+            i64::try_from(config.clock_skew_max_ms.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+        let slots = ids
+            .iter()
+            .map(|&id| Slot {
+                id,
+                disk: SimDisk::new(disk_faults.clone()),
+                node: None,
+                clock: SimClock {
+                    offset_nanos: if skew_nanos > 0 {
+                        rng_clock.random_range(-skew_nanos..=skew_nanos)
+                    } else {
+                        0
+                    },
+                    drift_ppm: 0,
+                },
+                acknowledged: BTreeMap::new(),
+            })
+            .collect();
+        let workload = RegisterWorkload::new(RegisterOptions {
+            keys: config.keys,
+            value_bytes: config.value_bytes,
+            ..RegisterOptions::default()
+        });
+        let keys = workload.keys();
+        let clients = (0..=config.clients).map(|_| Client::default()).collect();
+        Self {
+            cluster,
+            node_options,
+            now: 0,
+            queue: BTreeMap::new(),
+            next_seq: 0,
+            slots,
+            net: SimNet::new(net_options),
+            nemesis: Nemesis::new(nemesis_options),
+            workload,
+            keys,
+            clients,
+            request_owner: BTreeMap::new(),
+            next_request: 0,
+            ops_issued: 0,
+            phase: Phase::Safety,
+            repair_key: 0,
+            repair_attempts: 0,
+            history: History::new(),
+            versions: BTreeMap::new(),
+            durability_checked: false,
+            trace: Trace::new(config.trace),
+            violations: Vec::new(),
+            stats: RunStats::default(),
+            swarm,
+            rng_net: stream(seed, "net"),
+            rng_clients: stream(seed, "clients"),
+            rng_nemesis: stream(seed, "nemesis"),
+            rng_disk: stream(seed, "disk"),
+            config,
+        }
+    }
+
+    fn schedule(&mut self, delay_nanos: u64, event: Event) {
+        let key = (self.now.saturating_add(delay_nanos), self.next_seq);
+        self.next_seq += 1;
+        self.queue.insert(key, event);
+    }
+
+    fn run_to_end(&mut self) {
+        for index in 0..self.slots.len() {
+            self.start_node(index);
+            let phase = self.rng_clients.random_range(0..TICK_INTERVAL_NANOS);
+            self.schedule(phase, Event::Tick { node: index });
+        }
+        for client in 0..self.config.clients {
+            let think = self.rng_clients.random_range(0..CLIENT_THINK_MAX_NANOS);
+            self.schedule(think, Event::ClientNext { client });
+        }
+        if self.config.faults {
+            self.schedule(NEMESIS_INTERVAL_MIN_NANOS, Event::Nemesis);
+        }
+        while let Some(((time, _), event)) = self.queue.pop_first() {
+            assert!(time >= self.now, "time went backwards");
+            self.now = time;
+            if self.now > RUN_VIRTUAL_NANOS_MAX {
+                self.violate(
+                    "liveness",
+                    format!(
+                        "run still going at {}s of virtual time",
+                        self.now / 1_000_000_000
+                    ),
+                );
+                break;
+            }
+            self.handle(event);
+            if self.phase == Phase::Done {
+                break;
+            }
+        }
+        self.stats.virtual_nanos = self.now;
+        self.stats.events = self.trace.events();
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Tick { node } => {
+                self.trace
+                    .record(self.now, &[0, node as u8], || format!("tick n{}", node + 1));
+                self.step_node(node, Input::Tick);
+                self.schedule(TICK_INTERVAL_NANOS, Event::Tick { node });
+            }
+            Event::Deliver { from, to, frame } => self.on_deliver(from, to, frame),
+            Event::Request {
+                node,
+                request,
+                body,
+            } => self.on_request(node, request, body),
+            Event::Reply {
+                request,
+                answer,
+                version,
+            } => self.on_reply(request, answer, version),
+            Event::ClientTimeout { client, request } => {
+                let current = self.clients[client].in_flight.as_ref().map(|f| f.request);
+                if current == Some(request) {
+                    self.trace.record(self.now, &[6, client as u8], || {
+                        format!("client {client} timed out")
+                    });
+                    self.request_owner.remove(&request);
+                    self.complete(client, ClientResult::Unknown);
+                }
+            }
+            Event::ClientNext { client } => self.on_client_next(client),
+            Event::Nemesis => self.on_nemesis(),
+            Event::RepairNext => self.on_repair_next(),
+            Event::Finish => {
+                self.trace.record(self.now, &[9], || "finish".to_owned());
+                self.phase = Phase::Done;
+            }
+        }
+    }
+
+    fn violate(&mut self, property: &'static str, details: String) {
+        self.violations.push(Violation { property, details });
+    }
+}

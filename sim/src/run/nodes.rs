@@ -1,0 +1,273 @@
+//! The nodes of a run: starting and crashing them, stepping them with
+//! inputs and releasing their outputs, and delivering frames between them.
+
+use std::collections::BTreeMap;
+
+use enigma_cluster::{decode_frame, encode_frame, Decoded, Input, Node, Output, RequestId};
+use enigma_engine::{Disk, DiskFile, WAL_RECORDS_OFFSET};
+
+use super::{version_of, Answer, Event, Simulation};
+use crate::disk::SimDisk;
+use enigma_checker::Version;
+
+impl Simulation {
+    pub(super) fn on_deliver(&mut self, from: usize, to: usize, frame: Vec<u8>) {
+        if !self.net.connected(from, to) || self.slots[to].node.is_none() {
+            return;
+        }
+        self.trace.record(self.now, &frame, || {
+            format!("n{} -> n{}: {} bytes", from + 1, to + 1, frame.len())
+        });
+        match decode_frame(&frame) {
+            Ok(Decoded::Frame { envelope, .. }) => {
+                let from_id = self.slots[from].id;
+                self.step_node(
+                    to,
+                    Input::Message {
+                        from: from_id,
+                        envelope,
+                    },
+                );
+            }
+            Ok(Decoded::Incomplete) | Err(_) => self.violate(
+                "integrity",
+                format!("frame from n{} to n{} failed to decode", from + 1, to + 1),
+            ),
+        }
+    }
+
+    pub(super) fn start_node(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        assert!(slot.node.is_none(), "starting a running node");
+        match Node::new(
+            slot.id,
+            &self.cluster,
+            self.node_options.clone(),
+            slot.disk.clone(),
+        ) {
+            Ok(node) => {
+                slot.node = Some(node);
+                self.check_durability(index, "after a restart");
+            }
+            Err(e) => {
+                let id = slot.id;
+                self.violate(
+                    "recovery",
+                    format!("{id} failed to start from its disk: {e}"),
+                );
+            }
+        }
+    }
+
+    pub(super) fn crash(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        if let Some(node) = slot.node.take() {
+            self.stats.tables_flushed += node.stats().tables_flushed;
+            self.stats.compactions += node.stats().compactions;
+            self.note_background_errors(index, &node);
+            let slot = &mut self.slots[index];
+            slot.disk.crash(&mut self.rng_disk);
+            if self.config.planted_disk_loses_synced_writes {
+                forget_newest_wal_segment(&slot.disk);
+            }
+            self.stats.crashes += 1;
+        }
+    }
+
+    /// Feeds one input to a node and releases its outputs after the flush.
+    pub(super) fn step_node(&mut self, index: usize, input: Input) {
+        let now = self.slots[index].clock.now(self.now);
+        let slot = &mut self.slots[index];
+        let Some(node) = slot.node.as_mut() else {
+            return;
+        };
+        node.step(now, input);
+        match node.flush() {
+            Ok(outputs) => {
+                for ack in node.take_acknowledged_writes() {
+                    let newest = slot.acknowledged.entry(ack.key).or_insert(ack.timestamp);
+                    if *newest < ack.timestamp {
+                        *newest = ack.timestamp;
+                    }
+                    self.stats.writes_acknowledged += 1;
+                }
+                let versions: BTreeMap<RequestId, Version> = node
+                    .take_reply_versions()
+                    .into_iter()
+                    .map(|v| (v.request, version_of(v.timestamp)))
+                    .collect();
+                for output in outputs {
+                    let version = match &output {
+                        Output::Reply { request, .. } => versions.get(request).copied(),
+                        Output::Send { .. } => None,
+                    };
+                    self.emit(index, output, version);
+                }
+            }
+            Err(e) => {
+                let id = self.slots[index].id;
+                self.trace
+                    .record(self.now, &[7, index as u8], || format!("{id} stopped: {e}"));
+                self.crash(index);
+            }
+        }
+    }
+
+    pub(super) fn emit(&mut self, from: usize, output: Output, version: Option<Version>) {
+        match output {
+            Output::Send { to, envelope } => {
+                let to = self
+                    .slots
+                    .iter()
+                    .position(|s| s.id == to)
+                    .expect("nodes only address cluster members");
+                let frame = encode_frame(&envelope);
+                self.stats.messages += 1;
+                for delay in self.net.delays(&mut self.rng_net) {
+                    self.schedule(
+                        delay,
+                        Event::Deliver {
+                            from,
+                            to,
+                            frame: frame.clone(),
+                        },
+                    );
+                }
+            }
+            Output::Reply { request, response } => {
+                let delay = self.client_latency();
+                self.schedule(
+                    delay,
+                    Event::Reply {
+                        request,
+                        answer: Answer::Response(response),
+                        version,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// The planted broken disk: cuts the newest write-ahead log segment back to
+/// its header after a crash, losing records that were synced (and perhaps
+/// acknowledged). Recovery takes the empty segment for a torn tail.
+fn forget_newest_wal_segment(disk: &SimDisk) {
+    let Ok(names) = disk.list() else {
+        return;
+    };
+    let Some(newest) = names
+        .into_iter()
+        .filter(|n| n.starts_with("wal-") && n.ends_with(".log"))
+        .max()
+    else {
+        return;
+    };
+    if let Ok(mut file) = disk.open(&newest) {
+        if file.len().is_ok_and(|len| len > WAL_RECORDS_OFFSET) {
+            let _ = file.truncate(WAL_RECORDS_OFFSET);
+            let _ = file.sync();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::SimDiskFaults;
+    use crate::rng::stream;
+    use enigma_cluster::{
+        ClientOp, ClientRequest, ClusterConfig, ConsistencyLevel, NodeId, NodeOptions, Now,
+    };
+    use enigma_engine::EngineOptions;
+
+    fn node_on(disk: &SimDisk, memtable_bytes: usize) -> Node<SimDisk> {
+        let cluster = ClusterConfig {
+            nodes: vec![NodeId(1)],
+            replication_factor: 1,
+            vnodes_per_node: 4,
+        };
+        let options = NodeOptions {
+            engine: EngineOptions {
+                memtable_bytes_max: memtable_bytes,
+                ..EngineOptions::default()
+            },
+            ..NodeOptions::default()
+        };
+        Node::new(NodeId(1), &cluster, options, disk.clone()).expect("a fresh disk")
+    }
+
+    fn put(node: &mut Node<SimDisk>, request: u64, key: &str) -> Vec<Output> {
+        let body = ClientRequest {
+            op: ClientOp::Put {
+                key: key.as_bytes().to_vec(),
+                value: vec![b'v'; 300],
+            },
+            level: ConsistencyLevel::One,
+        };
+        node.step(
+            Now::default(),
+            Input::Client {
+                request: RequestId(request),
+                body,
+            },
+        );
+        node.flush().expect("writes are durable")
+    }
+
+    /// A flush on a tick whose sync fails poisons the engine; the node stops
+    /// acknowledging rather than carrying on as if its data were safe.
+    #[test]
+    fn a_failed_background_flush_stops_the_node() {
+        let disk = SimDisk::new(SimDiskFaults::default());
+        let mut node = node_on(&disk, 1024);
+        for i in 0..4 {
+            put(&mut node, i, &format!("k{i}"));
+        }
+        disk.fail_next_sync();
+        node.step(Now::default(), Input::Tick);
+        assert_eq!(node.stats().background_errors, 1);
+        assert!(
+            node.flush().is_err(),
+            "the node went on after a failed sync"
+        );
+        assert!(node.engine().poisoned_reason().is_some());
+        // Restarted from its disk, it holds every acknowledged write.
+        drop(node);
+        let node = node_on(&disk, 1024);
+        for i in 0..4 {
+            let key = format!("k{i}");
+            assert!(node
+                .engine()
+                .get(key.as_bytes())
+                .expect("readable")
+                .is_some());
+        }
+    }
+
+    /// Without a failure the same tick flushes the memtable as a table.
+    #[test]
+    fn a_tick_flushes_a_full_memtable() {
+        let disk = SimDisk::new(SimDiskFaults::default());
+        let mut node = node_on(&disk, 1024);
+        for i in 0..4 {
+            put(&mut node, i, &format!("k{i}"));
+        }
+        node.step(Now::default(), Input::Tick);
+        node.flush().expect("healthy");
+        assert_eq!(node.stats().tables_flushed, 1);
+        assert_eq!(node.engine().tables_total(), 1);
+    }
+
+    #[test]
+    fn the_planted_disk_forgets_the_newest_log_records() {
+        let disk = SimDisk::new(SimDiskFaults::default());
+        let mut node = node_on(&disk, 64 * 1024);
+        put(&mut node, 1, "k");
+        drop(node);
+        disk.crash(&mut stream(1, "disk"));
+        forget_newest_wal_segment(&disk);
+        let node = node_on(&disk, 64 * 1024);
+        assert_eq!(node.engine().get(b"k").expect("readable"), None);
+    }
+}
