@@ -164,7 +164,7 @@ impl Linearized {
 
 /// Seed of the per-operation hash keys: fixed, so runs are reproducible to
 /// the byte.
-const KEY_SEED: u64 = 0x5EED_0F_11E4_12AB;
+const KEY_SEED: u64 = 0x5EED_0F11_E412_ABCD;
 
 fn split_mix(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);

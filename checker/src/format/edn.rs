@@ -474,7 +474,7 @@ mod tests {
             Some(&Edn::Vector(vec![
                 Edn::Int(1),
                 Edn::Nil,
-                Edn::Symbol("2.5".into())
+                Edn::Symbol("2.5")
             ]))
         );
         assert_eq!(v.get_keyword("missing"), None);
