@@ -15,7 +15,20 @@
 //! response means its operation should already have been linearized, so the
 //! last choice is undone. A memo of (set of linearized operations, model
 //! state) pairs already explored prunes repeated work: two paths that reach
-//! the same set and the same state have the same future.
+//! the same set and the same state have the same future. The memo stores a
+//! set by what tells it apart, a window as wide as the operations in flight
+//! (see `crate::memo`).
+//!
+//! Segments: where nothing is in flight (every operation invoked so far has
+//! responded, none left open), every linearization places what came before
+//! first, so the future depends only on the state reached there. The
+//! operations are cut at such quiescent points and searched segment by
+//! segment, depth first: a segment's run goes from one state the segment
+//! before can end in to the first linearization ending in a state not yet
+//! found; only when a segment fails from every such state is the segment
+//! before asked for another. Each run has its own memo, dropped when it
+//! returns, so memory is one segment's. An operation that never responded
+//! may take effect at any later time: no cut follows its invocation.
 //!
 //! Limits: the walk is iterative (no recursion on history size); each call
 //! of [`search`] stops with [`SearchResult::Exhausted`] after
