@@ -126,6 +126,12 @@ pub struct EngineOptions {
     pub compaction_tables_max: usize,
     /// Memory bound of the cache of decoded data blocks (0: no cache).
     pub block_cache_bytes: u64,
+    /// **A deliberate bug, for proving that the recovery tests bite.**
+    /// Recovery takes damage before the last synced point of the last WAL
+    /// segment for a torn tail and cuts it off, silently losing synced
+    /// writes. Off by default and settable only through this struct: no
+    /// command sets it.
+    pub bug_recovery_takes_synced_damage_for_torn_tail: bool,
 }
 
 impl Default for EngineOptions {
@@ -147,6 +153,7 @@ impl Default for EngineOptions {
             compaction_tables_min: COMPACTION_TABLES_MIN_DEFAULT,
             compaction_tables_max: COMPACTION_TABLES_MAX_DEFAULT,
             block_cache_bytes: BLOCK_CACHE_BYTES_DEFAULT,
+            bug_recovery_takes_synced_damage_for_torn_tail: false,
         }
     }
 }
