@@ -111,7 +111,9 @@ impl Simulation {
         for op in self.history.operations() {
             match op.outcome() {
                 enigma_checker::Outcome::Ok { .. } => self.stats.ops_ok += 1,
-                enigma_checker::Outcome::Fail => self.stats.ops_fail += 1,
+                enigma_checker::Outcome::Fail | enigma_checker::Outcome::Refused => {
+                    self.stats.ops_fail += 1
+                }
                 enigma_checker::Outcome::Info => self.stats.ops_info += 1,
             }
         }

@@ -215,6 +215,7 @@ pub fn facts_of(config: &SimConfig) -> RunFacts {
         clock_skew: Some(config.clock_skew_max_ms > 0),
         replication_factor: Some(config.replication_factor),
         session_timestamps: Some(false),
+        clock_uncertainty_nanos: None,
     }
 }
 
