@@ -40,6 +40,14 @@ pub struct DevArgs {
     /// Log format: human or json (the filter is RUST_LOG, default info).
     #[arg(long, default_value = "human")]
     pub log_format: LogFormat,
+    /// Continuous anti-entropy between the nodes: true or false (as
+    /// `enigma node --anti-entropy`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub anti_entropy: bool,
+    /// Pause between a node's anti-entropy sessions (as `enigma node
+    /// --anti-entropy-interval-ms`).
+    #[arg(long)]
+    pub anti_entropy_interval_ms: Option<u64>,
 }
 
 /// Nodes in the `enigma dev` cluster.
@@ -250,6 +258,8 @@ async fn run_dev(args: &DevArgs) -> anyhow::Result<()> {
         let base = NodeArgs {
             id: Some(id.0),
             cluster_secret: Some(secret.clone()),
+            anti_entropy: Some(args.anti_entropy),
+            anti_entropy_interval_ms: args.anti_entropy_interval_ms,
             ..NodeArgs::default()
         }
         .resolve_with_peers(peer_addrs.iter().filter(|p| p.id != id).copied().collect())
