@@ -145,9 +145,12 @@ impl<D: Disk> Engine<D> {
             tables_added: vec![id],
             tables_removed: Vec::new(),
         };
+        // Opened before the edit commits: a read error here (a bad sector)
+        // leaves the frozen memtable serving reads and the table unnamed,
+        // to be written again; after the edit it would leave neither.
+        let table = Table::open(self.wal.disk(), id)?;
         self.commit(&edit)?;
         let frozen = self.frozen.pop_front().expect("checked above");
-        let table = Table::open(self.wal.disk(), id)?;
         self.tables.insert(0, table);
         self.wal.remove_segments_through(frozen.wal_segment_last)?;
         Ok(written.file_bytes)
@@ -224,13 +227,18 @@ impl<D: Disk> Engine<D> {
             tables_added: written.iter().map(|w| w.id).collect(),
             tables_removed: inputs.to_vec(),
         };
+        // Opened before the edit commits, as in `flush_oldest`: a read
+        // error must not leave the inputs dropped and the output unopened.
+        let output = match written {
+            Some(_) => Some(Table::open(self.wal.disk(), id)?),
+            None => None,
+        };
         self.commit(&edit)?;
         self.tables.retain(|table| !input_set.contains(&table.id));
         for input in inputs {
             self.cache.borrow_mut().remove_table(*input);
         }
-        if written.is_some() {
-            let table = Table::open(self.wal.disk(), id)?;
+        if let Some(table) = output {
             self.tables.insert(0, table);
         }
         // The manifest no longer names the inputs; a crash before this
