@@ -44,6 +44,10 @@ pub struct SimConfig {
     /// clients; the replica durability check must not. Test-only: no CLI
     /// flag sets it.
     pub planted_disk_loses_synced_writes: bool,
+    /// Plant a driver bug: a group commit releases its batch's outputs when
+    /// the sync starts instead of when it completes, so a crash during the
+    /// sync can lose acknowledged writes. Test-only: no CLI flag sets it.
+    pub planted_release_before_sync: bool,
 }
 
 /// Default [`SimConfig::memtable_bytes`]: the engine's smallest memtable.
@@ -74,6 +78,7 @@ impl Default for SimConfig {
             value_bytes: SIM_VALUE_BYTES,
             planted_bug: false,
             planted_disk_loses_synced_writes: false,
+            planted_release_before_sync: false,
         }
     }
 }
@@ -186,7 +191,10 @@ impl SimConfig {
             self.value_bytes.to_string(),
             defaults.value_bytes.to_string(),
         );
-        if self.planted_bug || self.planted_disk_loses_synced_writes {
+        if self.planted_bug
+            || self.planted_disk_loses_synced_writes
+            || self.planted_release_before_sync
+        {
             command.push_str("  (planted bug on: replay through enigma_sim::run, not the CLI)");
         }
         command

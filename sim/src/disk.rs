@@ -524,6 +524,12 @@ impl SimDisk {
         self.0.borrow_mut().fail_next_sync = true;
     }
 
+    /// Drops a pending [`Self::fail_next_sync`] (the simulator's faults
+    /// stop).
+    pub fn cancel_sync_failure(&self) {
+        self.0.borrow_mut().fail_next_sync = false;
+    }
+
     /// Flips one bit of the stored contents of `name`, durable and current:
     /// bit rot. The simulator must bound how many replicas it hits.
     ///

@@ -20,7 +20,12 @@ impl Simulation {
         self.net.heal();
         self.net.options.loss_probability = 0.0;
         self.net.options.duplicate_probability = 0.0;
+        self.swizzle = None;
         for node in 0..self.slots.len() {
+            self.slots[node].crash_armed = None;
+            self.slots[node].paused_until = None;
+            self.slots[node].disk.cancel_sync_failure();
+            self.end_read_faults(node);
             if self.slots[node].node.is_none() {
                 self.start_node(node);
             }

@@ -27,11 +27,13 @@
 
 mod checks;
 mod clients;
+mod commit;
 mod heal;
 mod nemesis;
 mod nodes;
 
-use nemesis::{draw_swarm, Swarm};
+use commit::{Batch, CrashPoint, SyncLatency};
+use nemesis::{draw_swarm, Swarm, Swizzle, CLOCK_FAULT_OFFSET_NANOS_MAX};
 
 use std::collections::BTreeMap;
 
@@ -50,7 +52,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::clock::SimClock;
 use crate::config::SimConfig;
-use crate::disk::SimDisk;
+use crate::disk::{SimDisk, SimDiskFaults};
 use crate::net::SimNet;
 use crate::rng::stream;
 use crate::trace::Trace;
@@ -131,6 +133,31 @@ pub struct RunStats {
     pub compactions: u64,
     /// Acknowledged replica writes the durability check holds nodes to.
     pub writes_acknowledged: u64,
+    /// Client operations sent again to another coordinator.
+    pub client_retries: u64,
+    /// Partitions with a bridge node.
+    pub bridge_partitions: u64,
+    /// Partitions that cut links one way only.
+    pub asymmetric_partitions: u64,
+    /// Process pauses.
+    pub pauses: u64,
+    /// Swizzle-cloggings started.
+    pub swizzles: u64,
+    /// Wall clock jumps (while running or across a restart).
+    pub clock_jumps: u64,
+    /// Windows of bad reads (flipped bits, failed reads, latent sectors).
+    pub read_fault_windows: u64,
+    /// Storage errors the nodes met while serving (bad reads detected).
+    pub storage_errors: u64,
+    /// Syncs made to fail.
+    pub sync_failures: u64,
+    /// Writes that reached fewer replicas than their level needs and timed
+    /// out (`info`): later reads meet those replicas.
+    pub partial_writes: u64,
+    /// Crashes that landed after a batch was applied, before its sync.
+    pub crashes_before_sync: u64,
+    /// Crashes that landed while a batch's sync was in flight.
+    pub crashes_during_sync: u64,
 }
 
 /// The outcome of one run.
@@ -138,6 +165,8 @@ pub struct RunStats {
 pub struct RunReport {
     /// The configuration that ran.
     pub config: SimConfig,
+    /// The facts that decided what its levels promise.
+    pub facts: RunFacts,
     /// The trace digest: equal for equal runs.
     pub digest: u64,
     /// Which fault families this seed switched on.
@@ -171,18 +200,19 @@ impl RunReport {
         let levels = levels_of(&self.config, &self.history);
         let events = leveled_events_of_history(&self.history, &levels, &self.versions);
         let run = RunLine {
-            facts: facts_of(&self.config),
+            facts: self.facts,
             source: Some(self.config.repro_command()),
         };
         format!("{}\n{}", run_line(&run), write_events(&events))
     }
 }
 
-/// The facts of a run that decide what its levels promise. Clients carry no
+/// The facts of a run that decide what its levels promise: `clock_skew`
+/// when clocks disagree (an offset, drift or jumps). Clients carry no
 /// session timestamp (the client protocol has none yet).
-pub fn facts_of(config: &SimConfig) -> RunFacts {
+pub fn facts_of(config: &SimConfig, clock_skew: bool) -> RunFacts {
     RunFacts {
-        clock_skew: Some(config.clock_skew_max_ms > 0),
+        clock_skew: Some(clock_skew),
         replication_factor: Some(config.replication_factor),
         session_timestamps: Some(false),
     }
@@ -271,10 +301,37 @@ enum Event {
     ClientNext { client: usize },
     /// The nemesis acts.
     Nemesis,
+    /// Node `node`'s group commit window closes: its sync starts.
+    BatchClose { node: usize, incarnation: u64 },
+    /// Node `node`'s sync completes: its batch's outputs leave.
+    SyncDone { node: usize, incarnation: u64 },
+    /// An armed crash lands while node `node`'s sync is in flight.
+    CrashMidSync { node: usize, incarnation: u64 },
+    /// Node `node`, which stopped itself, is started again (if still down).
+    RestartStopped { node: usize },
+    /// The swizzle in progress clogs or unclogs its next link.
+    SwizzleStep,
+    /// Node `node`'s window of bad reads ends.
+    ReadFaultsEnd { node: usize, incarnation: u64 },
     /// The heal phase's repair pass reads its next key.
     RepairNext,
     /// The run ends and is checked.
     Finish,
+}
+
+impl Event {
+    /// The node whose process takes this event, if any.
+    fn node(&self) -> Option<usize> {
+        match *self {
+            Event::Tick { node }
+            | Event::Request { node, .. }
+            | Event::BatchClose { node, .. }
+            | Event::SyncDone { node, .. }
+            | Event::CrashMidSync { node, .. } => Some(node),
+            Event::Deliver { to, .. } => Some(to),
+            _ => None,
+        }
+    }
 }
 
 /// What a client hears back.
@@ -298,14 +355,38 @@ struct Slot {
     /// Per key, the newest version this node acknowledged as durable: it
     /// must hold that version or a newer one after any restart.
     acknowledged: BTreeMap<Vec<u8>, Timestamp>,
+    /// Starts so far: events of an earlier incarnation are ignored.
+    incarnation: u64,
+    /// Where this node's group commit stands.
+    batch: Batch,
+    /// Inputs that arrived during a sync: the next batch.
+    waiting: Vec<Input>,
+    /// How long this node's disk takes to sync.
+    sync_latency: SyncLatency,
+    /// A crash the nemesis armed for this node's next batch.
+    crash_armed: Option<CrashPoint>,
+    /// The process is paused until then: its events wait.
+    paused_until: Option<u64>,
+    /// Its disk reads badly until then.
+    read_faults_until: Option<u64>,
+    /// Faults were injected into this incarnation's disk (bad reads, a
+    /// failed sync), so a failed background job is expected, not a bug.
+    disk_faulted: bool,
 }
 
 /// An operation a client is waiting on.
 #[derive(Debug)]
 struct InFlight {
+    /// The current attempt's request.
     request: RequestId,
     op: OpId,
     call: Call,
+    /// What is sent, again on a retry.
+    body: ClientRequest,
+    /// The coordinator of the current attempt.
+    node: usize,
+    /// Attempts so far.
+    attempts: u32,
 }
 
 #[derive(Debug, Default)]
@@ -357,6 +438,20 @@ struct Simulation {
     rng_clients: ChaCha8Rng,
     rng_nemesis: ChaCha8Rng,
     rng_disk: ChaCha8Rng,
+    /// Draws batch windows, sync latencies and whether a sync in flight at
+    /// a crash completed.
+    rng_commit: ChaCha8Rng,
+    /// Longest group commit window of this run.
+    group_commit_window_max_nanos: u64,
+    /// Each disk's faults outside bad-read windows.
+    disk_faults: SimDiskFaults,
+    /// The swizzle in progress.
+    swizzle: Option<Swizzle>,
+    /// Bound on every wall clock's offset from true time, either way.
+    clock_offset_nanos_max: i64,
+    /// Whether clocks disagree in this run (an offset, drift or jumps).
+    clock_skew: bool,
+    rng_clock: ChaCha8Rng,
 }
 
 impl Simulation {
@@ -368,6 +463,9 @@ impl Simulation {
             net: net_options,
             disk: disk_faults,
             line: swarm,
+            group_commit_window_max_nanos,
+            sync_latencies,
+            clock_drifts_ppm,
         } = draw_swarm(&config, &mut stream(seed, "swarm"));
         let ids: Vec<NodeId> = (1..=config.nodes as u32).map(NodeId).collect();
         let cluster = ClusterConfig {
@@ -390,11 +488,20 @@ impl Simulation {
         };
         let skew_nanos =
             i64::try_from(config.clock_skew_max_ms.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+        let clock_faults = nemesis_options.clock_jumps;
+        let clock_offset_nanos_max = if skew_nanos > 0 {
+            skew_nanos
+        } else {
+            CLOCK_FAULT_OFFSET_NANOS_MAX
+        };
+        let mut disk_seeds = stream(seed, "disk seeds");
         let slots = ids
             .iter()
-            .map(|&id| Slot {
+            .zip(sync_latencies)
+            .zip(clock_drifts_ppm)
+            .map(|((&id, sync_latency), drift_ppm)| Slot {
                 id,
-                disk: SimDisk::new(disk_faults.clone()),
+                disk: SimDisk::with_seed(disk_faults.clone(), disk_seeds.random()),
                 node: None,
                 clock: SimClock {
                     offset_nanos: if skew_nanos > 0 {
@@ -402,9 +509,18 @@ impl Simulation {
                     } else {
                         0
                     },
-                    drift_ppm: 0,
+                    drift_ppm,
+                    mono_offset_nanos: 0,
                 },
                 acknowledged: BTreeMap::new(),
+                incarnation: 0,
+                batch: Batch::Idle,
+                waiting: Vec::new(),
+                sync_latency,
+                crash_armed: None,
+                paused_until: None,
+                read_faults_until: None,
+                disk_faulted: false,
             })
             .collect();
         let workload = RegisterWorkload::new(RegisterOptions {
@@ -422,7 +538,7 @@ impl Simulation {
             next_seq: 0,
             slots,
             net: SimNet::new(net_options),
-            nemesis: Nemesis::new(nemesis_options),
+            nemesis: Nemesis::new(nemesis_options, clock_offset_nanos_max),
             workload,
             keys,
             clients,
@@ -443,6 +559,13 @@ impl Simulation {
             rng_clients: stream(seed, "clients"),
             rng_nemesis: stream(seed, "nemesis"),
             rng_disk: stream(seed, "disk"),
+            rng_commit: stream(seed, "commit"),
+            group_commit_window_max_nanos,
+            disk_faults,
+            swizzle: None,
+            clock_offset_nanos_max,
+            clock_skew: skew_nanos > 0 || clock_faults,
+            rng_clock,
             config,
         }
     }
@@ -489,6 +612,18 @@ impl Simulation {
     }
 
     fn handle(&mut self, event: Event) {
+        if let Some(node) = event.node() {
+            match self.slots[node].paused_until {
+                Some(until) if until > self.now => {
+                    // The process is paused: the event waits, and arrives
+                    // in the burst when it resumes.
+                    self.schedule(until - self.now, event);
+                    return;
+                }
+                Some(_) => self.slots[node].paused_until = None,
+                None => {}
+            }
+        }
         match event {
             Event::Tick { node } => {
                 self.trace
@@ -514,11 +649,31 @@ impl Simulation {
                         format!("client {client} timed out")
                     });
                     self.request_owner.remove(&request);
-                    self.complete(client, ClientResult::Unknown);
+                    if self.should_retry(client, None) {
+                        self.retry(client);
+                    } else {
+                        self.complete(client, ClientResult::Unknown);
+                    }
                 }
             }
             Event::ClientNext { client } => self.on_client_next(client),
             Event::Nemesis => self.on_nemesis(),
+            Event::BatchClose { node, incarnation } => self.on_batch_close(node, incarnation),
+            Event::SyncDone { node, incarnation } => self.on_sync_done(node, incarnation),
+            Event::CrashMidSync { node, incarnation } => {
+                self.on_crash_mid_sync(node, incarnation);
+            }
+            Event::RestartStopped { node } => {
+                if self.slots[node].node.is_none() {
+                    self.start_node(node);
+                }
+            }
+            Event::SwizzleStep => self.on_swizzle_step(),
+            Event::ReadFaultsEnd { node, incarnation } => {
+                if self.slots[node].incarnation == incarnation {
+                    self.end_read_faults(node);
+                }
+            }
             Event::RepairNext => self.on_repair_next(),
             Event::Finish => {
                 self.trace.record(self.now, &[9], || "finish".to_owned());

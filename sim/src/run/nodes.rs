@@ -1,12 +1,13 @@
 //! The nodes of a run: starting and crashing them, stepping them with
 //! inputs and releasing their outputs, and delivering frames between them.
 
-use std::collections::BTreeMap;
-
-use enigma_cluster::{decode_frame, encode_frame, Decoded, Input, Node, Output, RequestId};
+use enigma_cluster::{decode_frame, encode_frame, Decoded, Input, Node, Output};
 use enigma_engine::{Disk, DiskFile, WAL_RECORDS_OFFSET};
 
-use super::{version_of, Answer, Event, Simulation};
+use rand::Rng;
+
+use super::nemesis::boot_mono_nanos;
+use super::{Answer, Event, Simulation};
 use crate::disk::SimDisk;
 use enigma_checker::Version;
 
@@ -37,8 +38,22 @@ impl Simulation {
     }
 
     pub(super) fn start_node(&mut self, index: usize) {
+        // Bad reads are for a running node: during recovery a bad read of
+        // the log's last segment would look exactly like a torn tail.
+        self.end_read_faults(index);
+        if self.nemesis.options().clock_jumps && self.rng_clock.random_bool(0.5) {
+            // The node comes back with a clock that moved while it was down.
+            let bound = self.clock_offset_nanos_max;
+            let jump = self.rng_clock.random_range(-bound..=bound);
+            self.slots[index].clock.jump(jump, bound);
+            self.stats.clock_jumps += 1;
+        }
+        let boot = boot_mono_nanos(&mut self.rng_clock);
+        let now = self.now;
         let slot = &mut self.slots[index];
         assert!(slot.node.is_none(), "starting a running node");
+        slot.clock.restart(now, boot);
+        slot.disk_faulted = false;
         match Node::new(
             slot.id,
             &self.cluster,
@@ -47,6 +62,7 @@ impl Simulation {
         ) {
             Ok(node) => {
                 slot.node = Some(node);
+                slot.incarnation += 1;
                 self.check_durability(index, "after a restart");
             }
             Err(e) => {
@@ -61,7 +77,9 @@ impl Simulation {
 
     pub(super) fn crash(&mut self, index: usize) {
         let slot = &mut self.slots[index];
-        if let Some(node) = slot.node.take() {
+        if slot.node.is_some() {
+            self.end_batch_in_crash(index);
+            let node = self.slots[index].node.take().expect("checked just above");
             self.stats.tables_flushed += node.stats().tables_flushed;
             self.stats.compactions += node.stats().compactions;
             self.note_background_errors(index, &node);
@@ -71,45 +89,6 @@ impl Simulation {
                 forget_newest_wal_segment(&slot.disk);
             }
             self.stats.crashes += 1;
-        }
-    }
-
-    /// Feeds one input to a node and releases its outputs after the flush.
-    pub(super) fn step_node(&mut self, index: usize, input: Input) {
-        let now = self.slots[index].clock.now(self.now);
-        let slot = &mut self.slots[index];
-        let Some(node) = slot.node.as_mut() else {
-            return;
-        };
-        node.step(now, input);
-        match node.flush() {
-            Ok(outputs) => {
-                for ack in node.take_acknowledged_writes() {
-                    let newest = slot.acknowledged.entry(ack.key).or_insert(ack.timestamp);
-                    if *newest < ack.timestamp {
-                        *newest = ack.timestamp;
-                    }
-                    self.stats.writes_acknowledged += 1;
-                }
-                let versions: BTreeMap<RequestId, Version> = node
-                    .take_reply_versions()
-                    .into_iter()
-                    .map(|v| (v.request, version_of(v.timestamp)))
-                    .collect();
-                for output in outputs {
-                    let version = match &output {
-                        Output::Reply { request, .. } => versions.get(request).copied(),
-                        Output::Send { .. } => None,
-                    };
-                    self.emit(index, output, version);
-                }
-            }
-            Err(e) => {
-                let id = self.slots[index].id;
-                self.trace
-                    .record(self.now, &[7, index as u8], || format!("{id} stopped: {e}"));
-                self.crash(index);
-            }
         }
     }
 
@@ -123,7 +102,7 @@ impl Simulation {
                     .expect("nodes only address cluster members");
                 let frame = encode_frame(&envelope);
                 self.stats.messages += 1;
-                for delay in self.net.delays(&mut self.rng_net) {
+                for delay in self.net.delays(&mut self.rng_net, from, to) {
                     self.schedule(
                         delay,
                         Event::Deliver {
@@ -178,6 +157,7 @@ mod tests {
     use crate::rng::stream;
     use enigma_cluster::{
         ClientOp, ClientRequest, ClusterConfig, ConsistencyLevel, NodeId, NodeOptions, Now,
+        RequestId,
     };
     use enigma_engine::EngineOptions;
 
