@@ -68,7 +68,7 @@ impl Default for SimConfig {
             nodes: 3,
             replication_factor: 3,
             clients: 5,
-            ops: 300,
+            ops: 1_100,
             keys: 5,
             level: ConsistencyLevel::Quorum,
             faults: true,

@@ -10,6 +10,12 @@ pub struct SweepReport {
     pub passed: usize,
     /// Reports of the seeds that failed, in seed order.
     pub failures: Vec<RunReport>,
+    /// Client operations of every seed that completed `ok`.
+    pub ops_ok: usize,
+    /// Client operations of every seed that completed `fail`.
+    pub ops_fail: usize,
+    /// Client operations of every seed that completed `info` (or never).
+    pub ops_info: usize,
 }
 
 /// Runs `count` seeds starting at `base.seed`, each with `base`'s other
@@ -22,6 +28,9 @@ pub fn sweep(base: &SimConfig, count: u64, mut on_failure: impl FnMut(&RunReport
             ..base.clone()
         };
         let run = run(&config);
+        report.ops_ok += run.stats.ops_ok;
+        report.ops_fail += run.stats.ops_fail;
+        report.ops_info += run.stats.ops_info;
         if run.passed() {
             report.passed += 1;
         } else {
