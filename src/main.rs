@@ -346,7 +346,9 @@ fn sweep_in_parallel(base: &SimConfig, count: u64, jobs: usize) -> SweepReport {
         total.ops_info += part.ops_info;
         total.failures.extend(part.failures);
     }
-    total.failures.sort_by_key(|r| r.config.seed.wrapping_sub(base.seed));
+    total
+        .failures
+        .sort_by_key(|r| r.config.seed.wrapping_sub(base.seed));
     total
 }
 

@@ -73,6 +73,9 @@ pub struct NodeOptions {
     /// Acknowledges `QUORUM` writes after a single replica. Off by default
     /// and settable only through this struct: no production command sets it.
     pub bug_ack_quorum_writes_after_one_replica: bool,
+    /// **A deliberate bug**, as above: when the flush's sync fails, the
+    /// batch's outputs are released all the same (the node stops after).
+    pub bug_release_outputs_of_a_failed_sync: bool,
 }
 
 impl Default for NodeOptions {
@@ -84,6 +87,7 @@ impl Default for NodeOptions {
             background_bytes_per_tick: 8 * 1024 * 1024,
             record_versions: false,
             bug_ack_quorum_writes_after_one_replica: false,
+            bug_release_outputs_of_a_failed_sync: false,
         }
     }
 }
@@ -294,6 +298,12 @@ impl<D: Disk> Node<D> {
         }
         if let Err(e) = self.engine.sync() {
             self.fatal = Some(e.clone());
+            if self.options.bug_release_outputs_of_a_failed_sync {
+                let log = &mut self.versions;
+                log.released_acknowledged.append(&mut log.acknowledged);
+                log.released_replies.append(&mut log.replies);
+                return Ok(std::mem::take(&mut self.held));
+            }
             self.held.clear();
             self.versions = VersionLog::default();
             return Err(NodeError::Storage(e));
@@ -942,15 +952,25 @@ mod tests {
     fn acknowledgements_for_a_previous_incarnation_are_not_counted() {
         let mut h = Harness::new(3, NodeOptions::default());
         let old = sends(&h.client(0, 1, put("k", "old"), ConsistencyLevel::All));
-        let old_acks = [h.deliver(0, &old[0]), h.deliver(0, &old[1])];
+        // Each acknowledgement with the replica that produced it.
+        let old_acks: Vec<(usize, Vec<Output>)> = old
+            .iter()
+            .map(|write| {
+                let Output::Send { to, .. } = write else {
+                    panic!("not a send: {write:?}")
+                };
+                (to.0 as usize - 1, h.deliver(0, write))
+            })
+            .collect();
+        assert_eq!(old_acks.len(), 2);
         // n1 crashes and restarts: its new first operation reuses seq 0.
         h.nodes[0] = None;
         let node = h.start(0);
         h.nodes[0] = Some(node);
         let new = h.client(0, 2, put("k", "new"), ConsistencyLevel::All);
         assert!(replies(&new).is_empty());
-        for acks in &old_acks {
-            let out = h.deliver(1, &acks[0]);
+        for (replica, acks) in &old_acks {
+            let out = h.deliver(*replica, &acks[0]);
             assert!(
                 replies(&out).is_empty(),
                 "a stale ack completed a new write: {out:?}"

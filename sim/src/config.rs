@@ -48,6 +48,13 @@ pub struct SimConfig {
     /// the sync starts instead of when it completes, so a crash during the
     /// sync can lose acknowledged writes. Test-only: no CLI flag sets it.
     pub planted_release_before_sync: bool,
+    /// Plant the node bug that releases a batch's outputs although its
+    /// sync failed. Test-only: no CLI flag sets it.
+    pub planted_ack_after_failed_sync: bool,
+    /// Plant the engine bug that drops a frozen memtable before its new
+    /// table is open, so a bad read opening it loses versions from the
+    /// read path. Test-only: no CLI flag sets it.
+    pub planted_flush_drops_memtable: bool,
 }
 
 /// Default [`SimConfig::memtable_bytes`]: the engine's smallest memtable.
@@ -79,6 +86,8 @@ impl Default for SimConfig {
             planted_bug: false,
             planted_disk_loses_synced_writes: false,
             planted_release_before_sync: false,
+            planted_ack_after_failed_sync: false,
+            planted_flush_drops_memtable: false,
         }
     }
 }
@@ -194,6 +203,8 @@ impl SimConfig {
         if self.planted_bug
             || self.planted_disk_loses_synced_writes
             || self.planted_release_before_sync
+            || self.planted_ack_after_failed_sync
+            || self.planted_flush_drops_memtable
         {
             command.push_str("  (planted bug on: replay through enigma_sim::run, not the CLI)");
         }

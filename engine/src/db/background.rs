@@ -148,6 +148,14 @@ impl<D: Disk> Engine<D> {
         // Opened before the edit commits: a read error here (a bad sector)
         // leaves the frozen memtable serving reads and the table unnamed,
         // to be written again; after the edit it would leave neither.
+        if self.options.bug_flush_drops_memtable_before_table_opens {
+            self.commit(&edit)?;
+            let frozen = self.frozen.pop_front().expect("checked above");
+            let table = Table::open(self.wal.disk(), id)?;
+            self.tables.insert(0, table);
+            self.wal.remove_segments_through(frozen.wal_segment_last)?;
+            return Ok(written.file_bytes);
+        }
         let table = Table::open(self.wal.disk(), id)?;
         self.commit(&edit)?;
         let frozen = self.frozen.pop_front().expect("checked above");

@@ -126,6 +126,12 @@ pub struct EngineOptions {
     pub compaction_tables_max: usize,
     /// Memory bound of the cache of decoded data blocks (0: no cache).
     pub block_cache_bytes: u64,
+    /// **A deliberate bug, for proving that the simulator's checks bite.**
+    /// A memtable flush commits its manifest edit and drops the frozen
+    /// memtable before opening the new table, so a bad read while opening
+    /// it loses the memtable's versions from the read path until restart.
+    /// Off by default and settable only through this struct.
+    pub bug_flush_drops_memtable_before_table_opens: bool,
 }
 
 impl Default for EngineOptions {
@@ -147,6 +153,7 @@ impl Default for EngineOptions {
             compaction_tables_min: COMPACTION_TABLES_MIN_DEFAULT,
             compaction_tables_max: COMPACTION_TABLES_MAX_DEFAULT,
             block_cache_bytes: BLOCK_CACHE_BYTES_DEFAULT,
+            bug_flush_drops_memtable_before_table_opens: false,
         }
     }
 }

@@ -108,12 +108,28 @@ impl Simulation {
             let done = matches!(result, ClientResult::Read(_));
             self.after_repair_read(done);
         } else {
+            if self.phase == Phase::Liveness {
+                let key = self
+                    .history
+                    .operation(in_flight.op)
+                    .map(|op| op.key.clone())
+                    .unwrap_or_default();
+                self.note_liveness_result(client, &key, &result);
+            }
             let think = self.rng_clients.random_range(0..CLIENT_THINK_MAX_NANOS);
             self.schedule(think, Event::ClientNext { client });
         }
     }
 
     pub(super) fn on_client_next(&mut self, client: usize) {
+        if self.phase == Phase::Liveness {
+            if self.liveness_may_issue() {
+                let (key, call) = self.workload.next_op(&mut self.rng_clients);
+                let node = self.rng_clients.random_range(0..self.slots.len());
+                self.issue(client, node, key, call, self.config.level);
+            }
+            return;
+        }
         if self.phase != Phase::Safety {
             return;
         }

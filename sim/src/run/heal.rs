@@ -1,14 +1,11 @@
 //! The heal phase: faults stop, every node restarts, every link heals, and
 //! a repair client reads every key at `ALL` (whose blocking read repair
-//! brings every replica up to date) before the run settles and is checked.
+//! brings every replica up to date); then the liveness phase.
 
 use enigma_checker::Call;
 use enigma_cluster::ConsistencyLevel;
 
-use super::{
-    Event, Phase, Simulation, HEAL_QUIET_NANOS, REPAIR_ATTEMPTS_MAX, REPAIR_RETRY_NANOS,
-    SETTLE_NANOS,
-};
+use super::{Event, Phase, Simulation, HEAL_QUIET_NANOS, REPAIR_ATTEMPTS_MAX, REPAIR_RETRY_NANOS};
 
 impl Simulation {
     /// Ends the safety phase: faults stop, every node restarts, every link
@@ -47,7 +44,7 @@ impl Simulation {
             }
         }
         let Some(key) = self.keys.get(self.repair_key).cloned() else {
-            self.schedule(SETTLE_NANOS, Event::Finish);
+            self.start_liveness();
             return;
         };
         let node = self.repair_key % self.slots.len();

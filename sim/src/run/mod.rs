@@ -1,7 +1,7 @@
 //! One simulation run: a cluster, its clients and a nemesis on one
 //! virtual-time event queue, then the checks.
 //!
-//! A run has two phases. In the *safety* phase clients issue operations
+//! A run has three phases. In the *safety* phase clients issue operations
 //! while the nemesis crashes and restarts nodes and partitions the network,
 //! and the network loses and duplicates messages. In the *heal* phase the
 //! faults stop (every node restarted, every link up, no loss), a repair
@@ -29,10 +29,12 @@ mod checks;
 mod clients;
 mod commit;
 mod heal;
+mod liveness;
 mod nemesis;
 mod nodes;
 
 use commit::{Batch, CrashPoint, SyncLatency};
+use liveness::Liveness;
 use nemesis::{draw_swarm, Swarm, Swizzle, CLOCK_FAULT_OFFSET_NANOS_MAX};
 
 use std::collections::BTreeMap;
@@ -92,6 +94,9 @@ const SIM_WAL_SEGMENT_BYTES: u64 = 16 * 1024;
 /// Tables of a size tier that trigger a compaction: the engine's smallest,
 /// so that the few flushes of a run lead to compactions.
 const SIM_COMPACTION_TABLES_MIN: usize = 2;
+/// The block cache: none, so that every table read goes to the disk, where
+/// bad reads and latent sector errors meet the engine's checksums.
+const SIM_BLOCK_CACHE_BYTES: u64 = 0;
 /// Bytes of tables a node's background work may write per tick.
 const SIM_BACKGROUND_BYTES_PER_TICK: u64 = 64 * 1024;
 
@@ -315,6 +320,8 @@ enum Event {
     ReadFaultsEnd { node: usize, incarnation: u64 },
     /// The heal phase's repair pass reads its next key.
     RepairNext,
+    /// The liveness phase's time is up.
+    LivenessDeadline,
     /// The run ends and is checked.
     Finish,
 }
@@ -396,8 +403,14 @@ struct Client {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// Faults on, the workload runs.
     Safety,
+    /// Faults off, the repair pass runs.
     Heal,
+    /// The cluster must serve operations again.
+    Liveness,
+    /// Waiting for the network to drain before the checks.
+    Settling,
     Done,
 }
 
@@ -447,6 +460,8 @@ struct Simulation {
     disk_faults: SimDiskFaults,
     /// The swizzle in progress.
     swizzle: Option<Swizzle>,
+    /// The liveness phase's progress.
+    liveness: Liveness,
     /// Bound on every wall clock's offset from true time, either way.
     clock_offset_nanos_max: i64,
     /// Whether clocks disagree in this run (an offset, drift or jumps).
@@ -479,11 +494,14 @@ impl Simulation {
                 wal_segment_bytes_max: SIM_WAL_SEGMENT_BYTES,
                 memtable_bytes_max: config.memtable_bytes,
                 compaction_tables_min: SIM_COMPACTION_TABLES_MIN,
+                block_cache_bytes: SIM_BLOCK_CACHE_BYTES,
+                bug_flush_drops_memtable_before_table_opens: config.planted_flush_drops_memtable,
                 ..EngineOptions::default()
             },
             background_bytes_per_tick: SIM_BACKGROUND_BYTES_PER_TICK,
             record_versions: true,
             bug_ack_quorum_writes_after_one_replica: config.planted_bug,
+            bug_release_outputs_of_a_failed_sync: config.planted_ack_after_failed_sync,
             ..NodeOptions::default()
         };
         let skew_nanos =
@@ -563,6 +581,7 @@ impl Simulation {
             group_commit_window_max_nanos,
             disk_faults,
             swizzle: None,
+            liveness: Liveness::default(),
             clock_offset_nanos_max,
             clock_skew: skew_nanos > 0 || clock_faults,
             rng_clock,
@@ -675,6 +694,7 @@ impl Simulation {
                 }
             }
             Event::RepairNext => self.on_repair_next(),
+            Event::LivenessDeadline => self.on_liveness_deadline(),
             Event::Finish => {
                 self.trace.record(self.now, &[9], || "finish".to_owned());
                 self.phase = Phase::Done;

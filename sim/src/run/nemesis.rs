@@ -26,10 +26,10 @@ const BOOT_MONO_NANOS_MAX: u64 = 10_000_000_000;
 /// Chance in a bad-read window that a read returns a flipped bit.
 const READ_BIT_FLIP_PROBABILITY: f64 = 0.05;
 /// Chance in a bad-read window that a read fails.
-const READ_ERROR_PROBABILITY: f64 = 0.02;
+const READ_ERROR_PROBABILITY: f64 = 0.05;
 /// Table sectors made unreadable (latent sector errors) when a bad-read
 /// window opens.
-const LATENT_SECTORS_PER_WINDOW: usize = 4;
+const LATENT_SECTORS_PER_WINDOW: usize = 16;
 
 /// A swizzle in progress: links clogged one by one, then unclogged in
 /// reverse order.
