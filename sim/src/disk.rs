@@ -28,24 +28,40 @@
 //! - **Full disk** ([`SimDisk::set_full`], [`SimDisk::set_capacity_bytes`]):
 //!   a write that would take the disk past its capacity fails with `NoSpace`
 //!   and writes nothing. Survivable because the writer rolls back and
-//!   reports the error instead of acknowledging; reads keep working.
+//!   reports the error instead of acknowledging; reads keep working. (The
+//!   simulator does not draw it yet: the node must first refuse writes with
+//!   a clear error and recover when space returns.)
 //! - **Failed sync** ([`SimDisk::fail_next_sync`],
 //!   `sync_failure_probability`): a `sync` or `sync_dir` fails and makes
 //!   nothing durable. Survivable because the node treats it as fatal
-//!   (poisons its engine, stops acknowledging) and the simulator restarts it
-//!   from what is durable.
+//!   (poisons its engine, releases nothing of the batch, stops) and the
+//!   simulator restarts it from what is durable. The simulator fails the
+//!   next sync of at most `down_max` nodes at once.
 //! - **Bit rot** ([`SimDisk::flip_bit`]): a bit of stored data changes, in
 //!   the durable and current contents alike. Survivable only within bounds
-//!   the simulator must keep (at most RF-1 replicas of a range): the engine
-//!   detects it by checksum and reports corruption, never serving it.
+//!   the simulator must keep (at most RF-1 replicas of a range) and only
+//!   with repair from peers, which the node does not do yet: the engine
+//!   detects it by checksum and reports corruption, never serving it, but
+//!   the replica stays damaged. The simulator does not draw it; it draws bit
+//!   rot *on reads* instead (next item).
 //! - **Bad reads** (`read_bit_flip_probability`, `read_error_probability`,
-//!   [`SimDisk::mark_sector_unreadable`]): between crashes a read may return
-//!   a flipped bit (the stored bytes stay intact: a transient transfer
-//!   error) or fail with `Io` (a latent sector error; a marked sector fails
-//!   every read until it is written again, which remaps it). Survivable for
-//!   data the engine checksums, which it reports as corruption or an error,
-//!   never serving it. Off in [`SimDiskFaults::torn`]: a bad read of the
-//!   last WAL segment during recovery looks exactly like a torn tail.
+//!   [`SimDisk::mark_sector_unreadable`],
+//!   [`SimDisk::mark_random_sectors_unreadable`]): between crashes a read may
+//!   return a flipped bit (the stored bytes stay intact: a transfer error)
+//!   or fail with `Io` (a latent sector error; a marked sector fails every
+//!   read until it is written again, which remaps it, or
+//!   [`SimDisk::clear_unreadable_sectors`]). Survivable for data the engine
+//!   checksums, which it reports as corruption or an error, never serving
+//!   it; the simulator opens such windows on fewer than `rf` nodes at a
+//!   time, only while the node runs (a bad read of the last WAL segment
+//!   during recovery looks exactly like a torn tail), and marks sectors of
+//!   tables only. Off in [`SimDiskFaults::torn`].
+//! - **Held syncs** ([`SimDisk::hold_syncs`]): not a fault of disks but of a
+//!   planted driver bug: syncs return at once and become durable only when
+//!   released, so a crash before drops them. No correct run uses it.
+//!
+//! Misdirected writes (a write landing at the wrong offset or file) are not
+//! modelled: the engine cannot tell one from a correct write yet.
 //!
 //! Handles opened before a crash belong to the crashed process: using one
 //! afterwards is an `Io` error, so a test that leaks one fails loudly.

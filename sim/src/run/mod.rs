@@ -2,28 +2,31 @@
 //! virtual-time event queue, then the checks.
 //!
 //! A run has three phases. In the *safety* phase clients issue operations
-//! while the nemesis crashes and restarts nodes and partitions the network,
-//! and the network loses and duplicates messages. In the *heal* phase the
-//! faults stop (every node restarted, every link up, no loss), a repair
-//! client reads every key at `ALL` (whose blocking read repair brings every
-//! replica up to date; hinted handoff and anti-entropy will take this over),
-//! and the run settles. Then the history gets every check its consistency
+//! while the nemesis crashes, restarts and pauses nodes, partitions and
+//! clogs the network, moves clocks and injects disk faults, and the network
+//! loses and duplicates messages. In the *heal* phase the faults stop
+//! (every node restarted, every link up, no loss), and a repair client reads
+//! every key at `ALL` (whose blocking read repair brings every replica up to
+//! date; hinted handoff and anti-entropy will take this over). In the
+//! *liveness* phase the clients go again and must get operations through;
+//! then the run settles. Then the history gets every check its consistency
 //! levels promise (`enigma_checker::promises`: linearizability where
 //! promised, lost writes, session guarantees, convergence of the replicas),
 //! and each replica's storage is checked against what it acknowledged
 //! (durability: after every restart, and before the repair pass could mask
 //! a loss). Everything random comes from named streams of the seed, and
 //! every delivered event is folded into the trace digest.
-
 //!
 //! # Files
 //!
-//! - this one: the run's types, its events and the event loop;
-//! - [`nodes`]: starting, crashing and stepping nodes, frames between them;
-//! - [`clients`]: the clients' operations and the history they record;
-//! - [`nemesis`]: the swarm draw and the nemesis driver;
-//! - [`heal`]: the heal phase and its repair pass;
-//! - [`checks`]: durability, background failures, the history's promises.
+//! - this one: the run's types, its events, the event loop, process pauses;
+//! - `commit.rs`: group commit, sync latency and the crash windows they open;
+//! - `nodes.rs`: starting and crashing nodes, frames between them;
+//! - `clients.rs`: the clients' operations, retries, the history;
+//! - `nemesis.rs`: the swarm draw and the nemesis driver;
+//! - `heal.rs`: the heal phase and its repair pass;
+//! - `liveness.rs`: the liveness phase;
+//! - `checks.rs`: durability, background failures, the history's promises.
 
 mod checks;
 mod clients;
