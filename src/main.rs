@@ -285,6 +285,24 @@ fn sim_one(config: &SimConfig, show_history: bool, history_out: Option<&Path>) -
         stats.compactions,
         stats.writes_acknowledged
     );
+    out!(
+        "faults: {} crashes before and {} during a sync, {} bridge and {} one-way partitions, \
+         {} pauses, {} swizzles, {} clock jumps, {} bad-read windows ({} storage errors met), \
+         {} failed syncs, {} buggify firings; {} client retries, {} partial writes",
+        stats.crashes_before_sync,
+        stats.crashes_during_sync,
+        stats.bridge_partitions,
+        stats.asymmetric_partitions,
+        stats.pauses,
+        stats.swizzles,
+        stats.clock_jumps,
+        stats.read_fault_windows,
+        stats.storage_errors,
+        stats.sync_failures,
+        stats.buggify_fired,
+        stats.client_retries,
+        stats.partial_writes,
+    );
     let checks: Vec<String> = report
         .promises
         .checks

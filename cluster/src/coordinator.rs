@@ -24,6 +24,9 @@ pub struct PendingWrite {
     pub required: usize,
     /// When the coordinator gives up (monotonic).
     pub deadline_mono_nanos: u64,
+    /// Enough replicas acknowledged, but buggify holds the answer until
+    /// the deadline, which then answers success.
+    pub held_to_deadline: bool,
 }
 
 impl PendingWrite {
@@ -44,6 +47,7 @@ impl PendingWrite {
             acked: BTreeSet::new(),
             required,
             deadline_mono_nanos,
+            held_to_deadline: false,
         }
     }
 

@@ -27,7 +27,8 @@
 use std::collections::BTreeMap;
 
 use enigma_engine::{
-    BackgroundReport, Disk, Engine, EngineError, EngineOptions, Timestamp, Versioned,
+    BackgroundReport, BuggifyDraws, BuggifySite, Disk, Engine, EngineError, EngineOptions,
+    Timestamp, Versioned,
 };
 use thiserror::Error;
 
@@ -230,6 +231,8 @@ pub struct Node<D: Disk> {
     /// do: until a memtable fills or the tables change, asking again would
     /// find nothing either.
     background_idle_at_tables: Option<usize>,
+    /// Buggify draws (`options.engine.buggify`; none fire in production).
+    buggify: BuggifyDraws,
 }
 
 impl<D: Disk> Node<D> {
@@ -253,6 +256,10 @@ impl<D: Disk> Node<D> {
         }
         let generation = generation::advance(&disk)?;
         let engine = Engine::open(disk, options.engine.clone())?;
+        // A stream per node and boot: a restarted node does not redraw
+        // what it drew before.
+        let buggify =
+            BuggifyDraws::new(&options.engine.buggify, u64::from(id.0) << 32 | generation);
         Ok(Self {
             id,
             generation,
@@ -268,6 +275,7 @@ impl<D: Disk> Node<D> {
             write_stamps: BTreeMap::new(),
             versions: VersionLog::default(),
             background_idle_at_tables: None,
+            buggify,
         })
     }
 
@@ -330,6 +338,11 @@ impl<D: Disk> Node<D> {
     /// last call (empty unless [`NodeOptions::record_versions`]).
     pub fn take_reply_versions(&mut self) -> Vec<ReplyVersion> {
         std::mem::take(&mut self.versions.released_replies)
+    }
+
+    /// Times a buggify site of this node or its engine fired.
+    pub fn buggify_fired(&self) -> u64 {
+        self.buggify.fired() + self.engine.buggify_fired()
     }
 
     /// This node's id.
@@ -583,7 +596,12 @@ impl<D: Disk> Node<D> {
         match self.pending.get_mut(&op.seq) {
             Some(Pending::Write(write)) => {
                 let request = write.request;
-                if write.on_ack(from) {
+                if write.on_ack(from) && !write.held_to_deadline {
+                    if self.buggify.fires(BuggifySite::ReplyAtDeadline) {
+                        // Succeeded, answered only at its deadline.
+                        write.held_to_deadline = true;
+                        return;
+                    }
                     self.pending.remove(&op.seq);
                     let stamp = self.write_stamps.remove(&op.seq);
                     self.reply_version(request, stamp);
@@ -658,8 +676,13 @@ impl<D: Disk> Node<D> {
             .map(|(&seq, _)| seq)
             .collect();
         for seq in expired {
-            self.write_stamps.remove(&seq);
+            let stamp = self.write_stamps.remove(&seq);
             let (request, answered, required) = match self.pending.remove(&seq) {
+                Some(Pending::Write(w)) if w.held_to_deadline => {
+                    self.reply_version(w.request, stamp);
+                    self.reply(w.request, ClientResponse::Written);
+                    continue;
+                }
                 Some(Pending::Write(w)) => (w.request, w.acked.len(), w.required),
                 Some(Pending::Read(r)) => (r.request, r.answered(), r.required),
                 None => continue,
@@ -683,17 +706,20 @@ impl<D: Disk> Node<D> {
     /// their number). Skipping can only postpone work, never lose it.
     fn background_work(&mut self) {
         let engine = &self.engine;
-        let idle = self.background_idle_at_tables == Some(engine.tables_total())
+        let idle = !self.buggify.enabled(BuggifySite::MemtableFrozenEarly)
+            && self.background_idle_at_tables == Some(engine.tables_total())
             && engine.frozen_total() == 0
             && engine.memtable_bytes() < engine.options().memtable_bytes_max;
         if idle {
             return;
         }
         self.background_idle_at_tables = None;
-        match self
-            .engine
-            .do_background_work(self.options.background_bytes_per_tick)
-        {
+        let budget = if self.buggify.fires(BuggifySite::BackgroundBatchCut) {
+            1
+        } else {
+            self.options.background_bytes_per_tick
+        };
+        match self.engine.do_background_work(budget) {
             Ok(BackgroundReport {
                 tables_flushed,
                 compactions,

@@ -50,7 +50,11 @@ impl<D: Disk> Engine<D> {
     ) -> Result<BackgroundReport, EngineError> {
         self.check_not_poisoned()?;
         let mut report = BackgroundReport::default();
-        if self.memtable.bytes_total() >= self.options.memtable_bytes_max {
+        let early = self.memtable.bytes_total() > 0
+            && self
+                .buggify
+                .fires(crate::buggify::BuggifySite::MemtableFrozenEarly);
+        if early || self.memtable.bytes_total() >= self.options.memtable_bytes_max {
             self.freeze()?;
         }
         while !self.frozen.is_empty() {

@@ -132,6 +132,8 @@ pub struct Engine<D: Disk> {
     poisoned: Option<String>,
     /// What recovery found when this engine was opened.
     recovery: RecoveryReport,
+    /// Buggify draws (none fire in production).
+    buggify: crate::buggify::BuggifyDraws,
 }
 
 /// Whether `name` is a table being written: garbage at open.
@@ -185,6 +187,7 @@ impl<D: Disk> Engine<D> {
             },
         )?;
         let cache = RefCell::new(BlockCache::new(options.block_cache_bytes));
+        let buggify = crate::buggify::BuggifyDraws::new(&options.buggify, 0);
         Ok(Engine {
             options,
             wal,
@@ -198,7 +201,13 @@ impl<D: Disk> Engine<D> {
             last_interval_sync_nanos: None,
             poisoned: None,
             recovery,
+            buggify,
         })
+    }
+
+    /// Times a buggify site of this engine fired.
+    pub fn buggify_fired(&self) -> u64 {
+        self.buggify.fired()
     }
 
     /// Writes `version` under `key` if it is newer than the stored version.

@@ -132,6 +132,9 @@ pub struct EngineOptions {
     /// it loses the memtable's versions from the read path until restart.
     /// Off by default and settable only through this struct.
     pub bug_flush_drops_memtable_before_table_opens: bool,
+    /// Buggify sites a simulator enables (none by default: production
+    /// never draws).
+    pub buggify: crate::buggify::Buggify,
 }
 
 impl Default for EngineOptions {
@@ -154,6 +157,7 @@ impl Default for EngineOptions {
             compaction_tables_max: COMPACTION_TABLES_MAX_DEFAULT,
             block_cache_bytes: BLOCK_CACHE_BYTES_DEFAULT,
             bug_flush_drops_memtable_before_table_opens: false,
+            buggify: crate::buggify::Buggify::default(),
         }
     }
 }

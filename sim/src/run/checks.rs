@@ -101,6 +101,7 @@ impl Simulation {
             if let Some(node) = self.slots[index].node.take() {
                 self.stats.tables_flushed += node.stats().tables_flushed;
                 self.stats.compactions += node.stats().compactions;
+                self.stats.buggify_fired += node.buggify_fired();
                 self.note_background_errors(index, &node);
                 self.slots[index].node = Some(node);
             }

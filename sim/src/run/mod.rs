@@ -162,6 +162,8 @@ pub struct RunStats {
     /// Writes that reached fewer replicas than their level needs and timed
     /// out (`info`): later reads meet those replicas.
     pub partial_writes: u64,
+    /// Times a buggify site fired in a node or its engine.
+    pub buggify_fired: u64,
     /// Crashes that landed after a batch was applied, before its sync.
     pub crashes_before_sync: u64,
     /// Crashes that landed while a batch's sync was in flight.
@@ -484,6 +486,7 @@ impl Simulation {
             group_commit_window_max_nanos,
             sync_latencies,
             clock_drifts_ppm,
+            buggify,
         } = draw_swarm(&config, &mut stream(seed, "swarm"));
         let ids: Vec<NodeId> = (1..=config.nodes as u32).map(NodeId).collect();
         let cluster = ClusterConfig {
@@ -499,6 +502,7 @@ impl Simulation {
                 compaction_tables_min: SIM_COMPACTION_TABLES_MIN,
                 block_cache_bytes: SIM_BLOCK_CACHE_BYTES,
                 bug_flush_drops_memtable_before_table_opens: config.planted_flush_drops_memtable,
+                buggify,
                 ..EngineOptions::default()
             },
             background_bytes_per_tick: SIM_BACKGROUND_BYTES_PER_TICK,

@@ -4,6 +4,7 @@
 //! restarts, partitions of every shape, process pauses, swizzle-clogging,
 //! clock jumps, windows of bad reads and failed syncs.
 
+use enigma_engine::{Buggify, BuggifySite};
 use enigma_workloads::{ClusterFaults, Fault, NemesisOptions, PartitionKind};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -216,7 +217,12 @@ pub(super) struct Swarm {
     pub(super) sync_latencies: Vec<SyncLatency>,
     /// Each node's clock drift, parts per million.
     pub(super) clock_drifts_ppm: Vec<i64>,
+    /// The buggify sites this run enables.
+    pub(super) buggify: Buggify,
 }
+
+/// Chances a buggify site fires per visit, per mille, a run draws from.
+const BUGGIFY_PER_MILLE: [u32; 2] = [10, 100];
 
 /// The longest group commit windows a run draws from (0: every batch syncs
 /// as soon as its first input is applied).
@@ -304,6 +310,33 @@ pub(super) fn draw_swarm(config: &SimConfig, rng: &mut ChaCha8Rng) -> Swarm {
             }
         })
         .collect();
+    // Buggify is drawn whatever the faults: it forces rare paths of a
+    // correct node, not faults.
+    let mut buggify = Buggify {
+        seed: rng.random(),
+        ..Buggify::default()
+    };
+    if rng.random_bool(0.3) {
+        for site in BuggifySite::ALL {
+            if rng.random_bool(0.5) {
+                let per_mille = BUGGIFY_PER_MILLE[rng.random_range(0..BUGGIFY_PER_MILLE.len())];
+                buggify.sites_per_mille.insert(site, per_mille);
+            }
+        }
+    }
+    let sites: Vec<String> = buggify
+        .sites_per_mille
+        .iter()
+        .map(|(site, per_mille)| format!("{site:?}:{per_mille}/1000"))
+        .collect();
+    line.push_str(&format!(
+        " buggify={}",
+        if sites.is_empty() {
+            "off".to_owned()
+        } else {
+            sites.join(",")
+        }
+    ));
     line.push_str(&format!(
         " group_commit_window_max={}us sync_latency_max={}us",
         group_commit_window_max_nanos / 1_000,
@@ -321,6 +354,7 @@ pub(super) fn draw_swarm(config: &SimConfig, rng: &mut ChaCha8Rng) -> Swarm {
         group_commit_window_max_nanos,
         sync_latencies,
         clock_drifts_ppm,
+        buggify,
     }
 }
 

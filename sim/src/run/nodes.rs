@@ -82,6 +82,7 @@ impl Simulation {
             let node = self.slots[index].node.take().expect("checked just above");
             self.stats.tables_flushed += node.stats().tables_flushed;
             self.stats.compactions += node.stats().compactions;
+            self.stats.buggify_fired += node.buggify_fired();
             self.note_background_errors(index, &node);
             let slot = &mut self.slots[index];
             slot.disk.crash(&mut self.rng_disk);
