@@ -41,7 +41,7 @@ use enigma_cluster::{
 };
 use enigma_engine::FsDisk;
 use tokio::sync::{mpsc, Notify};
-use tracing::warn;
+use tracing::{error, info, warn};
 
 use crate::config::NodeConfig;
 use crate::metrics::Metrics;
@@ -420,6 +420,8 @@ pub async fn run_node(
     let batch_max = shared.config.batch_inputs_max;
     publish(&node, shared);
     let mut background_errors_seen = node.stats().background_errors;
+    let mut storage_errors_seen = node.stats().storage_errors;
+    let mut no_space_seen = node.stats().no_space;
     *lock(&shared.core) = Some(Core {
         node,
         clock: Clock::new(),
@@ -518,6 +520,28 @@ pub async fn run_node(
         if tick || stop {
             publish(node, shared);
             let stats = node.stats();
+            if stats.storage_errors > storage_errors_seen {
+                error!(
+                    node = %shared.config.id,
+                    errors = stats.storage_errors - storage_errors_seen,
+                    last = stats.last_storage_error.as_deref().unwrap_or("unknown"),
+                    "storage failed while serving (the replica told its coordinators)"
+                );
+                storage_errors_seen = stats.storage_errors;
+            }
+            if stats.no_space != no_space_seen {
+                no_space_seen = stats.no_space;
+                if no_space_seen {
+                    error!(
+                        node = %shared.config.id,
+                        failures = stats.no_space_errors,
+                        "disk full: writes answer NOSPACE, reads go on; writes resume by \
+                         themselves once there is space"
+                    );
+                } else {
+                    info!(node = %shared.config.id, "disk space is back: writes resumed");
+                }
+            }
             if stats.background_errors > background_errors_seen {
                 background_errors_seen = stats.background_errors;
                 warn!(
@@ -557,6 +581,32 @@ fn publish(node: &Node<FsDisk>, shared: &Shared) {
     if let Ok(mut slot) = shared.snapshot.lock() {
         *slot = snapshot;
     }
+}
+
+/// Logs what storage recovery found when `node` started: every torn tail
+/// cut off (with how much) at `warn`, the rest at `info`.
+pub fn log_recovery(node: &Node<FsDisk>, id: NodeId) {
+    let report = node.engine().recovery_report();
+    if let Some(torn) = &report.torn_tail {
+        warn!(
+            node = %id,
+            file = %torn.file,
+            offset = torn.offset,
+            bytes_dropped = torn.bytes_dropped,
+            synced_through = torn.synced_through,
+            reason = %torn.reason,
+            "recovery cut a torn tail off the write-ahead log (writes never synced)"
+        );
+    }
+    info!(
+        node = %id,
+        segments = report.segments_replayed,
+        records = report.records_replayed,
+        entries = report.entries_replayed,
+        covered_segments_removed = report.segments_covered_removed,
+        segment_opened = %report.segment_opened,
+        "storage recovered"
+    );
 }
 
 #[cfg(test)]

@@ -156,6 +156,7 @@ impl RunningNode {
                 config.data_dir.display()
             )
         })?;
+        crate::driver::log_recovery(&node, config.id);
         let ring = node.ring().clone();
         let generation = node.generation();
         let keys = Arc::new(HandshakeKeys {

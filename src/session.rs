@@ -706,6 +706,14 @@ fn error_reply(error: &ClientError, writes: bool) -> Reply {
             "OVERLOADED the coordinator has {pending} operations in flight; nothing was applied"
         )),
         ClientError::Storage { reason } => Reply::error(format!("STORAGE {reason}")),
+        ClientError::NoSpace { reason } => Reply::error(format!(
+            "NOSPACE {reason}{}",
+            if writes {
+                "; the write may have been applied"
+            } else {
+                ""
+            }
+        )),
     }
 }
 

@@ -127,7 +127,7 @@ fn checksum(version: u8, payload: &[u8]) -> u32 {
 mod tests {
     use super::*;
     use crate::ids::OpId;
-    use crate::message::{Message, WireVersion};
+    use crate::message::{Message, ReplicaFailure, WireVersion};
     use proptest::prelude::*;
 
     fn arb_op() -> impl Strategy<Value = OpId> {
@@ -143,6 +143,25 @@ mod tests {
             .prop_map(|(hlc, node, value)| WireVersion { hlc, node, value })
     }
 
+    fn arb_failure() -> impl Strategy<Value = ReplicaFailure> {
+        let text = || proptest::collection::vec(any::<char>(), 0..16);
+        prop_oneof![
+            text().prop_map(|f| ReplicaFailure::NoSpace {
+                file: f.into_iter().collect()
+            }),
+            (text(), any::<u64>(), text()).prop_map(|(f, offset, r)| {
+                ReplicaFailure::Corruption {
+                    file: f.into_iter().collect(),
+                    offset,
+                    reason: r.into_iter().collect(),
+                }
+            }),
+            text().prop_map(|r| ReplicaFailure::Storage {
+                reason: r.into_iter().collect()
+            }),
+        ]
+    }
+
     fn arb_message() -> impl Strategy<Value = Message> {
         let key = || proptest::collection::vec(any::<u8>(), 0..32);
         prop_oneof![
@@ -151,10 +170,19 @@ mod tests {
                 key,
                 version
             }),
-            arb_op().prop_map(|op| Message::WriteAck { op }),
+            (arb_op(), proptest::option::of(arb_failure()))
+                .prop_map(|(op, failure)| Message::WriteAck { op, failure }),
             (arb_op(), key()).prop_map(|(op, key)| Message::Read { op, key }),
-            (arb_op(), proptest::option::of(arb_version()))
-                .prop_map(|(op, version)| Message::ReadReply { op, version }),
+            (
+                arb_op(),
+                proptest::option::of(arb_version()),
+                proptest::option::of(arb_failure())
+            )
+                .prop_map(|(op, version, failure)| Message::ReadReply {
+                    op,
+                    version,
+                    failure
+                }),
         ]
     }
 
@@ -226,6 +254,7 @@ mod tests {
                     generation: 1,
                     seq: 2,
                 },
+                failure: None,
             },
         });
         frame[4] = FRAME_VERSION + 1;

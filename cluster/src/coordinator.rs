@@ -4,12 +4,39 @@
 //! Pure bookkeeping: these types decide *what* happens next (reply, repair
 //! whom); [`crate::node`] carries it out. A local replica's answer is fed in
 //! exactly like a remote one.
+//!
+//! A replica whose storage fails says so at once (a [`ReplicaFailure`]):
+//! the operation goes on with the other replicas while the level can still
+//! be met, and fails at once, naming each failed replica and why, when it
+//! cannot. A read that completes without a replica whose stored copy was
+//! corrupt names that replica for repair: writing the winner back shadows
+//! the bad entry.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use enigma_engine::{Timestamp, Versioned};
 
 use crate::ids::{NodeId, RequestId};
+use crate::message::{ClientError, ReplicaFailure};
+
+/// The client's error once `failures` leave too few replicas for the
+/// level: `NoSpace` if every failure was a full disk, else `Storage`.
+/// Either names every failed replica and why.
+fn failed_level(failures: &BTreeMap<NodeId, ReplicaFailure>) -> ClientError {
+    let reason = failures
+        .iter()
+        .map(|(node, failure)| format!("{node}: {failure}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if failures
+        .values()
+        .all(|f| matches!(f, ReplicaFailure::NoSpace { .. }))
+    {
+        ClientError::NoSpace { reason }
+    } else {
+        ClientError::Storage { reason }
+    }
+}
 
 /// A client write waiting for acknowledgements.
 #[derive(Debug)]
@@ -27,6 +54,8 @@ pub struct PendingWrite {
     /// Enough replicas acknowledged, but buggify holds the answer until
     /// the deadline, which then answers success.
     pub held_to_deadline: bool,
+    /// Replicas whose storage failed to take the write.
+    failures: BTreeMap<NodeId, ReplicaFailure>,
 }
 
 impl PendingWrite {
@@ -48,7 +77,25 @@ impl PendingWrite {
             required,
             deadline_mono_nanos,
             held_to_deadline: false,
+            failures: BTreeMap::new(),
         }
+    }
+
+    /// Takes back `from`'s acknowledgement (its write did not become
+    /// durable after all: a full disk) and counts its failure.
+    pub fn retract(&mut self, from: NodeId, failure: ReplicaFailure) -> Option<ClientError> {
+        self.acked.remove(&from);
+        self.on_failure(from, failure)
+    }
+
+    /// Counts `from`'s failure; the client's error once too few replicas
+    /// are left to meet the level.
+    pub fn on_failure(&mut self, from: NodeId, failure: ReplicaFailure) -> Option<ClientError> {
+        if self.replicas.contains(&from) && !self.acked.contains(&from) {
+            self.failures.insert(from, failure);
+        }
+        let still_possible = self.replicas.len() - self.failures.len();
+        (still_possible < self.required).then(|| failed_level(&self.failures))
     }
 
     /// Counts `from`'s acknowledgement; true once enough have arrived.
@@ -78,6 +125,8 @@ pub struct PendingRead {
     answers: BTreeMap<NodeId, Option<Versioned>>,
     /// Set once `required` answers are in and they disagreed.
     repair: Option<Repair>,
+    /// Replicas whose storage failed to read the key.
+    failures: BTreeMap<NodeId, ReplicaFailure>,
 }
 
 /// Blocking read repair in progress.
@@ -101,6 +150,8 @@ pub enum ReadProgress {
         winner: Versioned,
         stale: Vec<NodeId>,
     },
+    /// Too few replicas are left to meet the level: answer this error.
+    Failed(ClientError),
 }
 
 impl PendingRead {
@@ -124,7 +175,47 @@ impl PendingRead {
             deadline_mono_nanos,
             answers: BTreeMap::new(),
             repair: None,
+            failures: BTreeMap::new(),
         }
+    }
+
+    /// Takes back `from`'s answer and repair acknowledgement (what it said
+    /// may not be durable after all: a full disk) and counts its failure.
+    pub fn retract(&mut self, from: NodeId, failure: ReplicaFailure) -> ReadProgress {
+        self.answers.remove(&from);
+        if let Some(repair) = &mut self.repair {
+            repair.up_to_date.remove(&from);
+        }
+        self.on_failure(from, failure)
+    }
+
+    /// Counts `from`'s failure to read the key.
+    pub fn on_failure(&mut self, from: NodeId, failure: ReplicaFailure) -> ReadProgress {
+        if !self.replicas.contains(&from) || self.answers.contains_key(&from) {
+            return ReadProgress::Waiting;
+        }
+        self.failures.insert(from, failure);
+        let still_possible = self.replicas.len() - self.failures.len();
+        if still_possible < self.required {
+            return ReadProgress::Failed(failed_level(&self.failures));
+        }
+        ReadProgress::Waiting
+    }
+
+    /// The version the read settled on, once it has (`None` before, or
+    /// when no replica held one).
+    pub fn winner(&self) -> Option<&Versioned> {
+        self.repair.as_ref().map(|r| &r.winner)
+    }
+
+    /// Replicas whose stored copy of the key was found corrupt: the winner
+    /// should be written back to them.
+    pub fn corrupt_replicas(&self) -> Vec<NodeId> {
+        self.failures
+            .iter()
+            .filter(|(_, failure)| failure.is_corruption())
+            .map(|(&node, _)| node)
+            .collect()
     }
 
     /// How many replicas have answered (or, while repairing, are known to
@@ -145,7 +236,10 @@ impl PendingRead {
 
     /// Takes in `from`'s version of the key.
     pub fn on_answer(&mut self, from: NodeId, version: Option<Versioned>) -> ReadProgress {
-        if !self.replicas.contains(&from) || self.answers.contains_key(&from) {
+        if !self.replicas.contains(&from)
+            || self.answers.contains_key(&from)
+            || self.failures.contains_key(&from)
+        {
             return ReadProgress::Waiting;
         }
         self.answers.insert(from, version.clone());
@@ -215,6 +309,52 @@ impl PendingRead {
             }
             _ => ReadProgress::Waiting,
         }
+    }
+}
+
+/// Bytes of keys and values [`RecentReads`] keeps at most.
+pub const RECENT_READS_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Largest read [`RecentReads`] keeps: copying larger values on every
+/// read would cost more than the rare late repair saves (a later read
+/// repairs the replica then).
+pub const RECENT_READ_BYTES_MAX: usize = 64 * 1024;
+
+/// The winners of recently finished reads, by operation sequence number,
+/// so that a replica whose corruption report arrives after its read
+/// finished (the level was met without it) is still repaired. Bounded in
+/// bytes: the oldest go first.
+#[derive(Debug, Default)]
+pub struct RecentReads {
+    reads: std::collections::VecDeque<(u64, Vec<u8>, Versioned)>,
+    bytes: usize,
+}
+
+impl RecentReads {
+    fn size(key: &[u8], winner: &Versioned) -> usize {
+        key.len() + winner.value.as_ref().map_or(0, Vec::len)
+    }
+
+    /// Remembers the winner of read `seq` of `key`, unless it is larger
+    /// than [`RECENT_READ_BYTES_MAX`].
+    pub fn remember(&mut self, seq: u64, key: &[u8], winner: &Versioned) {
+        let size = Self::size(key, winner);
+        if size > RECENT_READ_BYTES_MAX {
+            return;
+        }
+        self.bytes += size;
+        self.reads.push_back((seq, key.to_vec(), winner.clone()));
+        while self.bytes > RECENT_READS_BYTES_MAX {
+            let (_, key, winner) = self.reads.pop_front().expect("bytes count entries");
+            self.bytes -= Self::size(&key, &winner);
+        }
+    }
+
+    /// The key and winner of read `seq`, if still remembered.
+    pub fn find(&self, seq: u64) -> Option<(&[u8], &Versioned)> {
+        self.reads
+            .iter()
+            .find(|(s, _, _)| *s == seq)
+            .map(|(_, key, winner)| (key.as_slice(), winner))
     }
 }
 
@@ -316,6 +456,69 @@ mod tests {
             r.on_answer(NodeId(7), Some(version(5, "a"))),
             ReadProgress::Waiting
         );
+    }
+
+    fn corrupt(node: u32) -> ReplicaFailure {
+        ReplicaFailure::Corruption {
+            file: "table-1.sst".to_owned(),
+            offset: 4096 * u64::from(node),
+            reason: "checksum mismatch".to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_corrupt_replica_is_passed_over_and_named_for_repair() {
+        let mut r = read(2);
+        assert_eq!(r.on_failure(NodeId(1), corrupt(1)), ReadProgress::Waiting);
+        r.on_answer(NodeId(2), Some(version(5, "a")));
+        assert_eq!(
+            r.on_answer(NodeId(3), Some(version(5, "a"))),
+            ReadProgress::Done(Some(b"a".to_vec()))
+        );
+        assert_eq!(r.corrupt_replicas(), vec![NodeId(1)]);
+        assert_eq!(r.winner(), Some(&version(5, "a")));
+    }
+
+    #[test]
+    fn a_read_fails_at_once_naming_replicas_when_the_level_cannot_be_met() {
+        let mut r = read(2);
+        assert_eq!(r.on_failure(NodeId(1), corrupt(1)), ReadProgress::Waiting);
+        let ReadProgress::Failed(ClientError::Storage { reason }) =
+            r.on_failure(NodeId(3), corrupt(3))
+        else {
+            panic!("expected a storage failure");
+        };
+        assert!(reason.contains("n1") && reason.contains("n3"), "{reason}");
+        assert!(reason.contains("table-1.sst"), "{reason}");
+    }
+
+    #[test]
+    fn full_disks_at_too_many_replicas_fail_a_write_as_no_space() {
+        let replicas = vec![NodeId(1), NodeId(2), NodeId(3)];
+        let mut w = PendingWrite::new(RequestId(1), replicas, 2, 0);
+        let full = ReplicaFailure::NoSpace {
+            file: "wal-1.log".to_owned(),
+        };
+        assert_eq!(w.on_failure(NodeId(1), full.clone()), None);
+        assert!(matches!(
+            w.on_failure(NodeId(2), full),
+            Some(ClientError::NoSpace { .. })
+        ));
+    }
+
+    #[test]
+    fn recent_reads_stay_under_their_byte_bound() {
+        let mut recent = RecentReads::default();
+        let big = Versioned {
+            timestamp: Timestamp { hlc: 1, node: 1 },
+            value: Some(vec![0; RECENT_READ_BYTES_MAX - 1]),
+        };
+        for seq in 0..100 {
+            recent.remember(seq, b"k", &big);
+            assert!(recent.bytes <= RECENT_READS_BYTES_MAX);
+        }
+        assert!(recent.find(99).is_some());
+        assert!(recent.find(0).is_none(), "the oldest went first");
     }
 
     #[test]

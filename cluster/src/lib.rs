@@ -28,6 +28,7 @@
 //! - [`codec`]: the versioned, length-prefixed, CRC32-checked frame.
 //! - [`coordinator`]: pending client operations: quorum counting, read repair.
 //! - [`generation`]: the boot generation kept on disk.
+//! - [`no_space`]: what a full disk does to outputs waiting on a sync.
 //! - [`node`]: `Node`, tying them together: `step` and `flush`.
 
 pub mod codec;
@@ -37,6 +38,7 @@ pub mod generation;
 pub mod hlc;
 pub mod ids;
 pub mod message;
+pub mod no_space;
 pub mod node;
 pub mod ring;
 
@@ -44,7 +46,8 @@ pub use codec::{decode_frame, encode_frame, CodecError, Decoded};
 pub use consistency::ConsistencyLevel;
 pub use ids::{NodeId, Now, OpId, RequestId};
 pub use message::{
-    ClientError, ClientOp, ClientRequest, ClientResponse, Envelope, Message, WireVersion,
+    ClientError, ClientOp, ClientRequest, ClientResponse, Envelope, Message, ReplicaFailure,
+    WireVersion,
 };
 pub use node::{
     AcknowledgedWrite, ClusterConfig, Input, Node, NodeError, NodeOptions, NodeStats, Output,

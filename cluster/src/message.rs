@@ -1,6 +1,6 @@
 //! What nodes say to each other, and what clients ask and are told.
 
-use enigma_engine::{Timestamp, Versioned};
+use enigma_engine::{EngineError, Timestamp, Versioned};
 use serde::{Deserialize, Serialize};
 
 use crate::consistency::ConsistencyLevel;
@@ -27,16 +27,85 @@ pub enum Message {
         key: Vec<u8>,
         version: WireVersion,
     },
-    /// The write of `op` is durable at the sender (or it already held a
-    /// newer version).
-    WriteAck { op: OpId },
+    /// Without `failure`: the write of `op` is durable at the sender (or it
+    /// already held a newer version). With it: the sender's storage could
+    /// not apply it or make it durable, and says why at once rather than
+    /// leaving the coordinator to time out.
+    WriteAck {
+        op: OpId,
+        failure: Option<ReplicaFailure>,
+    },
     /// Send your version of `key`.
     Read { op: OpId, key: Vec<u8> },
-    /// The sender's version of the key of `op` (`None`: it holds nothing).
+    /// Without `failure`: the sender's version of the key of `op` (`None`:
+    /// it holds nothing). With it (and no version): the sender's storage
+    /// could not read the key, and says why at once.
     ReadReply {
         op: OpId,
         version: Option<WireVersion>,
+        failure: Option<ReplicaFailure>,
     },
+}
+
+/// Why a replica's storage could not serve a read or a write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplicaFailure {
+    /// Its disk is full: a write was not applied (or not made durable), or
+    /// a read met a version not yet durable.
+    NoSpace { file: String },
+    /// Stored bytes failed their checksum or did not parse.
+    Corruption {
+        file: String,
+        offset: u64,
+        reason: String,
+    },
+    /// Any other storage failure (an I/O error, a stopped engine).
+    Storage { reason: String },
+}
+
+impl ReplicaFailure {
+    /// What the engine's `error` says, for the coordinator.
+    pub fn from_engine(error: &EngineError) -> Self {
+        match error {
+            EngineError::NoSpace { file } => Self::NoSpace { file: file.clone() },
+            EngineError::Corruption { .. } | EngineError::ChecksumMismatch { .. } => {
+                let (file, offset) = error.corruption_site().expect("a corruption error");
+                Self::Corruption {
+                    file: file.to_owned(),
+                    offset,
+                    reason: error.detail(),
+                }
+            }
+            other => Self::Storage {
+                reason: other.to_string(),
+            },
+        }
+    }
+
+    /// Whether the replica's stored copy of the key is damaged (so the
+    /// coordinator should write the winner back to it).
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, Self::Corruption { .. })
+    }
+}
+
+impl std::fmt::Display for ReplicaFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoSpace { file } => write!(f, "{file}: no space left on the disk"),
+            Self::Corruption {
+                file,
+                offset,
+                reason,
+            } if reason.contains("offset") => write!(f, "{file}: {reason}"),
+            Self::Corruption {
+                file,
+                offset,
+                reason,
+            } => write!(f, "{file}: at offset {offset}: {reason}"),
+            Self::Storage { reason } => f.write_str(reason),
+        }
+    }
 }
 
 /// A versioned value on the wire.
@@ -122,16 +191,20 @@ pub enum ClientError {
     Invalid { reason: String },
     /// The coordinator is overloaded and refused the request: nothing applied.
     Overloaded { pending: usize },
-    /// The coordinator's storage failed while writing locally; the write
-    /// may have reached other replicas.
+    /// Storage failed at the replicas the level needed (corruption names
+    /// node, file and offset); a write may have reached other replicas.
     Storage { reason: String },
+    /// The replicas the level needed have full disks: a write was not
+    /// acknowledged (it may have been applied where there was space, or
+    /// become durable once space came back). Reads go on elsewhere.
+    NoSpace { reason: String },
 }
 
 impl ClientError {
     /// Whether a write that ended in this error may have taken effect.
     pub fn may_have_applied(&self) -> bool {
         match self {
-            Self::Timeout { .. } | Self::Storage { .. } => true,
+            Self::Timeout { .. } | Self::Storage { .. } | Self::NoSpace { .. } => true,
             Self::Invalid { .. } | Self::Overloaded { .. } => false,
         }
     }
@@ -149,6 +222,7 @@ impl std::fmt::Display for ClientError {
             Self::Invalid { reason } => write!(f, "invalid request: {reason}"),
             Self::Overloaded { pending } => write!(f, "overloaded: {pending} requests pending"),
             Self::Storage { reason } => write!(f, "storage error: {reason}"),
+            Self::NoSpace { reason } => write!(f, "no space: {reason}"),
         }
     }
 }

@@ -33,11 +33,14 @@ use enigma_engine::{
 use thiserror::Error;
 
 use crate::consistency::ConsistencyLevel;
-use crate::coordinator::{PendingRead, PendingWrite, ReadProgress};
+use crate::coordinator::{PendingRead, PendingWrite, ReadProgress, RecentReads};
 use crate::generation;
 use crate::hlc::HlcClock;
 use crate::ids::{NodeId, Now, OpId, RequestId};
-use crate::message::{ClientError, ClientOp, ClientRequest, ClientResponse, Envelope, Message};
+use crate::message::{
+    ClientError, ClientOp, ClientRequest, ClientResponse, Envelope, Message, ReplicaFailure,
+};
+use crate::no_space;
 use crate::ring::{Ring, RingError};
 
 /// Who is in the cluster and how data is placed. Identical on every node.
@@ -156,7 +159,23 @@ pub struct NodeStats {
     pub background_errors: u64,
     /// The last background failure, for the driver to report.
     pub last_background_error: Option<String>,
+    /// Writes refused, syncs that could not be written and background
+    /// jobs that failed because the disk is full (none of them fatal).
+    pub no_space_errors: u64,
+    /// Whether the disk is full now: set by a full-disk failure, cleared
+    /// once writes (or a background job) succeed again. A driver reports
+    /// each change once, not each failure.
+    pub no_space: bool,
+    /// The last storage failure met while serving (corruption names file
+    /// and offset), for the driver to report.
+    pub last_storage_error: Option<String>,
 }
+
+/// How long background work waits after a failed job (a full disk, a
+/// corrupt table in a compaction) before it tries again, so a disk with a
+/// little space is not filled and emptied by a table write on every tick,
+/// and a failure is not met (and reported) on every tick.
+const BACKGROUND_RETRY_AFTER_FAILURE_NANOS: u64 = 1_000_000_000;
 
 /// A write this node acknowledged as durable: a replica write it answered
 /// with `WriteAck`, or its own replica's write counted by itself as
@@ -233,6 +252,21 @@ pub struct Node<D: Disk> {
     background_idle_at_tables: Option<usize>,
     /// Buggify draws (`options.engine.buggify`; none fire in production).
     buggify: BuggifyDraws,
+    /// A local write was applied since the last flush: a failed sync then
+    /// leaves outputs that reflect writes not durable.
+    wrote_since_flush: bool,
+    /// A full disk failed something in this batch.
+    no_space_in_batch: bool,
+    /// Winners of finished reads, to repair a replica whose corruption
+    /// report comes in late.
+    recent_reads: RecentReads,
+    /// Operations (by sequence number) that counted this node's own write
+    /// or answer since the last completed sync: if the sync cannot be
+    /// written, those are taken back.
+    local_counted_unsynced: Vec<u64>,
+    /// After a background job met a full disk: no new try before this
+    /// (monotonic).
+    background_retry_mono_nanos: u64,
 }
 
 impl<D: Disk> Node<D> {
@@ -254,8 +288,12 @@ impl<D: Disk> Node<D> {
         if !ring.nodes().contains(&id) {
             return Err(NodeError::NotAMember { node: id });
         }
-        let generation = generation::advance(&disk)?;
-        let engine = Engine::open(disk, options.engine.clone())?;
+        // Everything is read and checked before any file changes: a
+        // refused start leaves the disk as it found it.
+        let last_generation = generation::last(&disk)?;
+        let recovery = Engine::recover(disk, options.engine.clone())?;
+        let generation = generation::store_next(recovery.disk(), last_generation)?;
+        let engine = recovery.open()?;
         // A stream per node and boot: a restarted node does not redraw
         // what it drew before.
         let buggify =
@@ -276,6 +314,11 @@ impl<D: Disk> Node<D> {
             versions: VersionLog::default(),
             background_idle_at_tables: None,
             buggify,
+            wrote_since_flush: false,
+            no_space_in_batch: false,
+            recent_reads: RecentReads::default(),
+            local_counted_unsynced: Vec::new(),
+            background_retry_mono_nanos: 0,
         })
     }
 
@@ -304,7 +347,27 @@ impl<D: Disk> Node<D> {
         if let Some(e) = &self.fatal {
             return Err(NodeError::Storage(e.clone()));
         }
+        let wrote = std::mem::take(&mut self.wrote_since_flush);
         if let Err(e) = self.engine.sync() {
+            if let EngineError::NoSpace { .. } = e {
+                // Not fatal: the writes wait in the engine for space.
+                self.note_no_space();
+                self.no_space_in_batch = false;
+                let held = std::mem::take(&mut self.held);
+                if !wrote {
+                    // Nothing this batch did waits on the sync: reads of
+                    // keys whose writes wait are refused by the engine.
+                    self.local_counted_unsynced.clear();
+                    return Ok(held);
+                }
+                self.versions.acknowledged.clear();
+                self.versions.replies.clear();
+                let failure = ReplicaFailure::from_engine(&e);
+                let mut outputs = no_space::release_without_durability(self.id, held, &failure);
+                self.retract_local_counts(&failure);
+                outputs.append(&mut self.held);
+                return Ok(outputs);
+            }
             self.fatal = Some(e.clone());
             if self.options.bug_release_outputs_of_a_failed_sync {
                 let log = &mut self.versions;
@@ -316,6 +379,12 @@ impl<D: Disk> Node<D> {
             self.versions = VersionLog::default();
             return Err(NodeError::Storage(e));
         }
+        self.local_counted_unsynced.clear();
+        let space_back = wrote && !self.no_space_in_batch && !self.engine.log_stalled_for_space();
+        if space_back {
+            self.stats.no_space = false;
+        }
+        self.no_space_in_batch = false;
         if self.options.record_versions {
             let log = &mut self.versions;
             log.released_acknowledged.append(&mut log.acknowledged);
@@ -427,18 +496,19 @@ impl<D: Disk> Node<D> {
             ClientOp::Get { key } if local_decides => {
                 self.send_remote_reads(op, &key, &replicas);
                 match self.local_read(&key) {
-                    Some(version) => {
+                    Ok(version) => {
                         self.reply_version(request, version.as_ref().map(|v| v.timestamp));
                         self.reply(
                             request,
                             ClientResponse::Value(version.and_then(|v| v.value)),
                         );
                     }
-                    None => {
+                    Err(failure) => {
                         // Storage failed here: wait for a remote answer.
                         let read =
                             PendingRead::new(request, key, replicas, required, deadline_mono_nanos);
                         self.pending.insert(op.seq, Pending::Read(read));
+                        self.on_read_failure(op, self.id, failure);
                     }
                 }
             }
@@ -453,8 +523,9 @@ impl<D: Disk> Node<D> {
                 self.pending.insert(op.seq, Pending::Read(read));
                 self.send_remote_reads(op, &key, &replicas);
                 if replicas.contains(&self.id) {
-                    if let Some(version) = self.local_read(&key) {
-                        self.on_read_reply(op, self.id, version);
+                    match self.local_read(&key) {
+                        Ok(version) => self.on_read_reply(op, self.id, version),
+                        Err(failure) => self.on_read_failure(op, self.id, failure),
                     }
                 }
             }
@@ -516,14 +587,18 @@ impl<D: Disk> Node<D> {
             // (once the flush makes it durable) without waiting in
             // `pending`; later acknowledgements find nothing and are
             // ignored, as they would be after the first one decided it.
-            if self.local_write(&key, version) {
-                self.acknowledged(&key, timestamp);
-                self.reply_version(write.request, Some(timestamp));
-                self.reply(write.request, ClientResponse::Written);
-            } else {
-                self.pending.insert(op.seq, Pending::Write(write));
-                if self.options.record_versions {
-                    self.write_stamps.insert(op.seq, timestamp);
+            match self.local_write(&key, version) {
+                Ok(()) => {
+                    self.acknowledged(&key, timestamp);
+                    self.reply_version(write.request, Some(timestamp));
+                    self.reply(write.request, ClientResponse::Written);
+                }
+                Err(failure) => {
+                    self.pending.insert(op.seq, Pending::Write(write));
+                    if self.options.record_versions {
+                        self.write_stamps.insert(op.seq, timestamp);
+                    }
+                    self.on_write_failure(op, me, failure);
                 }
             }
             return;
@@ -532,9 +607,14 @@ impl<D: Disk> Node<D> {
         if self.options.record_versions {
             self.write_stamps.insert(op.seq, timestamp);
         }
-        if local && self.local_write(&key, version) {
-            self.acknowledged(&key, timestamp);
-            self.on_write_ack(op, self.id);
+        if local {
+            match self.local_write(&key, version) {
+                Ok(()) => {
+                    self.acknowledged(&key, timestamp);
+                    self.on_write_ack(op, self.id);
+                }
+                Err(failure) => self.on_write_failure(op, me, failure),
+            }
         }
     }
 
@@ -570,21 +650,42 @@ impl<D: Disk> Node<D> {
                     hlc: version.hlc,
                     node: version.node,
                 };
-                if self.local_write(&key, version.into()) {
+                let failure = self.local_write(&key, version.into()).err();
+                if failure.is_none() {
                     self.acknowledged(&key, timestamp);
-                    self.send(from, Message::WriteAck { op });
                 }
+                self.send(from, Message::WriteAck { op, failure });
             }
             Message::Read { op, key } => {
-                if let Some(version) = self.local_read(&key) {
-                    let version = version.map(Into::into);
-                    self.send(from, Message::ReadReply { op, version });
-                }
+                let reply = match self.local_read(&key) {
+                    Ok(version) => Message::ReadReply {
+                        op,
+                        version: version.map(Into::into),
+                        failure: None,
+                    },
+                    Err(failure) => Message::ReadReply {
+                        op,
+                        version: None,
+                        failure: Some(failure),
+                    },
+                };
+                self.send(from, reply);
             }
-            Message::WriteAck { op } => self.on_write_ack(op, from),
-            Message::ReadReply { op, version } => {
-                self.on_read_reply(op, from, version.map(Into::into))
-            }
+            Message::WriteAck { op, failure: None } => self.on_write_ack(op, from),
+            Message::WriteAck {
+                op,
+                failure: Some(failure),
+            } => self.on_write_failure(op, from, failure),
+            Message::ReadReply {
+                op,
+                version,
+                failure: None,
+            } => self.on_read_reply(op, from, version.map(Into::into)),
+            Message::ReadReply {
+                op,
+                failure: Some(failure),
+                ..
+            } => self.on_read_failure(op, from, failure),
         }
     }
 
@@ -592,6 +693,9 @@ impl<D: Disk> Node<D> {
         if op.generation != self.generation {
             self.stats.messages_ignored += 1;
             return;
+        }
+        if from == self.id {
+            self.local_counted_unsynced.push(op.seq);
         }
         match self.pending.get_mut(&op.seq) {
             Some(Pending::Write(write)) => {
@@ -616,10 +720,76 @@ impl<D: Disk> Node<D> {
         }
     }
 
+    /// Takes back this node's own acknowledgements and answers counted
+    /// since the last completed sync, which a full disk kept from becoming
+    /// durable: the operations go on with the other replicas, or fail.
+    fn retract_local_counts(&mut self, failure: &ReplicaFailure) {
+        let me = self.id;
+        for seq in std::mem::take(&mut self.local_counted_unsynced) {
+            let op = OpId {
+                generation: self.generation,
+                seq,
+            };
+            match self.pending.get_mut(&seq) {
+                Some(Pending::Write(write)) => {
+                    if let Some(error) = write.retract(me, failure.clone()) {
+                        let request = write.request;
+                        self.pending.remove(&seq);
+                        self.write_stamps.remove(&seq);
+                        self.reply(request, ClientResponse::Error(error));
+                    }
+                }
+                Some(Pending::Read(read)) => {
+                    let progress = read.retract(me, failure.clone());
+                    self.advance_read(op, progress);
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// `from` could not take the write of `op`: the write fails at once if
+    /// the level can no longer be met.
+    fn on_write_failure(&mut self, op: OpId, from: NodeId, failure: ReplicaFailure) {
+        if op.generation != self.generation {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        if let Some(Pending::Write(write)) = self.pending.get_mut(&op.seq) {
+            if let Some(error) = write.on_failure(from, failure) {
+                let request = write.request;
+                self.pending.remove(&op.seq);
+                self.write_stamps.remove(&op.seq);
+                self.reply(request, ClientResponse::Error(error));
+            }
+        }
+    }
+
+    /// `from` could not read the key of `op`.
+    fn on_read_failure(&mut self, op: OpId, from: NodeId, failure: ReplicaFailure) {
+        if op.generation != self.generation {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        if let Some(Pending::Read(read)) = self.pending.get_mut(&op.seq) {
+            let progress = read.on_failure(from, failure);
+            self.advance_read(op, progress);
+        } else if failure.is_corruption() {
+            // The read finished without `from`: repair it all the same.
+            if let Some((key, winner)) = self.recent_reads.find(op.seq) {
+                let (key, winner) = (key.to_vec(), winner.clone());
+                self.repair_replica(op, from, key, winner);
+            }
+        }
+    }
+
     fn on_read_reply(&mut self, op: OpId, from: NodeId, version: Option<Versioned>) {
         if op.generation != self.generation {
             self.stats.messages_ignored += 1;
             return;
+        }
+        if from == self.id {
+            self.local_counted_unsynced.push(op.seq);
         }
         if let Some(Pending::Read(read)) = self.pending.get_mut(&op.seq) {
             let progress = read.on_answer(from, version);
@@ -634,6 +804,12 @@ impl<D: Disk> Node<D> {
                 if let Some(Pending::Read(read)) = self.pending.remove(&op.seq) {
                     self.reply_version(read.request, read.decided_timestamp());
                     self.reply(read.request, ClientResponse::Value(value));
+                    self.repair_corrupt(op, &read);
+                }
+            }
+            ReadProgress::Failed(error) => {
+                if let Some(Pending::Read(read)) = self.pending.remove(&op.seq) {
+                    self.reply(read.request, ClientResponse::Error(error));
                 }
             }
             ReadProgress::Repair { winner, stale } => {
@@ -656,12 +832,38 @@ impl<D: Disk> Node<D> {
                 if stale.contains(&self.id) {
                     self.stats.read_repairs += 1;
                     let timestamp = winner.timestamp;
-                    if self.local_write(&key, winner) {
+                    if self.local_write(&key, winner).is_ok() {
                         self.acknowledged(&key, timestamp);
                         self.on_write_ack(op, self.id);
                     }
                 }
             }
+        }
+    }
+
+    /// Writes the winner of a finished read back to the replicas whose copy
+    /// was corrupt: the newer (or equal) version shadows the bad entry.
+    fn repair_corrupt(&mut self, op: OpId, read: &PendingRead) {
+        let Some(winner) = read.winner() else {
+            return;
+        };
+        self.recent_reads.remember(op.seq, &read.key, winner);
+        for replica in read.corrupt_replicas() {
+            self.repair_replica(op, replica, read.key.clone(), winner.clone());
+        }
+    }
+
+    /// Writes `winner` of `key` to `replica`, whose copy was corrupt.
+    fn repair_replica(&mut self, op: OpId, replica: NodeId, key: Vec<u8>, winner: Versioned) {
+        self.stats.read_repairs += 1;
+        if replica == self.id {
+            let timestamp = winner.timestamp;
+            if self.local_write(&key, winner).is_ok() {
+                self.acknowledged(&key, timestamp);
+            }
+        } else {
+            let version = winner.into();
+            self.send(replica, Message::Write { op, key, version });
         }
     }
 
@@ -692,7 +894,9 @@ impl<D: Disk> Node<D> {
                 ClientResponse::Error(ClientError::Timeout { answered, required }),
             );
         }
-        self.background_work();
+        if now.mono_nanos >= self.background_retry_mono_nanos {
+            self.background_work(now);
+        }
     }
 
     /// Runs the engine's background work within the tick's budget. A
@@ -704,7 +908,7 @@ impl<D: Disk> Node<D> {
     /// waits for a flush or is full, and the number of tables is the same
     /// (only flushes and compactions change the tables, and each changes
     /// their number). Skipping can only postpone work, never lose it.
-    fn background_work(&mut self) {
+    fn background_work(&mut self, now: Now) {
         let engine = &self.engine;
         let idle = !self.buggify.enabled(BuggifySite::MemtableFrozenEarly)
             && self.background_idle_at_tables == Some(engine.tables_total())
@@ -728,11 +932,24 @@ impl<D: Disk> Node<D> {
             }) => {
                 self.stats.tables_flushed += tables_flushed as u64;
                 self.stats.compactions += compactions as u64;
+                if tables_flushed + compactions > 0 && !self.engine.log_stalled_for_space() {
+                    self.stats.no_space = false;
+                }
                 if tables_flushed == 0 && compactions == 0 && !work_pending {
                     self.background_idle_at_tables = Some(self.engine.tables_total());
                 }
             }
+            Err(EngineError::NoSpace { .. }) => {
+                // Counted and reported once per episode, retried later.
+                self.note_no_space();
+                self.background_retry_mono_nanos = now
+                    .mono_nanos
+                    .saturating_add(BACKGROUND_RETRY_AFTER_FAILURE_NANOS);
+            }
             Err(e) => {
+                self.background_retry_mono_nanos = now
+                    .mono_nanos
+                    .saturating_add(BACKGROUND_RETRY_AFTER_FAILURE_NANOS);
                 self.stats.background_errors += 1;
                 self.stats.last_background_error = Some(e.to_string());
                 let poisoned = self.engine.poisoned_reason().map(str::to_owned);
@@ -765,34 +982,42 @@ impl<D: Disk> Node<D> {
         }
     }
 
-    /// Applies a write locally; true if it is (or will be, at the next
+    /// Applies a write locally; `Ok` if it is (or will be, at the next
     /// flush) durable here, so an acknowledgement may be counted or sent.
-    fn local_write(&mut self, key: &[u8], version: Versioned) -> bool {
+    fn local_write(&mut self, key: &[u8], version: Versioned) -> Result<(), ReplicaFailure> {
         match self.engine.write(key, version) {
-            Ok(_) => true,
-            Err(e) => {
-                self.storage_error(e);
-                false
+            Ok(_) => {
+                self.wrote_since_flush = true;
+                Ok(())
             }
+            Err(e) => Err(self.storage_error(e)),
         }
     }
 
-    /// Reads locally; `None` when storage failed (the read is not answered).
-    fn local_read(&mut self, key: &[u8]) -> Option<Option<Versioned>> {
-        match self.engine.get(key) {
-            Ok(version) => Some(version),
-            Err(e) => {
-                self.storage_error(e);
-                None
-            }
-        }
+    /// Reads locally; on a storage failure, what to tell the coordinator.
+    fn local_read(&mut self, key: &[u8]) -> Result<Option<Versioned>, ReplicaFailure> {
+        self.engine.get(key).map_err(|e| self.storage_error(e))
     }
 
-    fn storage_error(&mut self, error: EngineError) {
-        self.stats.storage_errors += 1;
-        if matches!(error, EngineError::Poisoned { .. }) {
-            self.fatal = Some(error);
+    /// Counts a storage failure met while serving and says what it was.
+    fn storage_error(&mut self, error: EngineError) -> ReplicaFailure {
+        let failure = ReplicaFailure::from_engine(&error);
+        match error {
+            EngineError::NoSpace { .. } => self.note_no_space(),
+            EngineError::Poisoned { .. } => self.fatal = Some(error),
+            _ => {
+                self.stats.storage_errors += 1;
+                self.stats.last_storage_error = Some(failure.to_string());
+            }
         }
+        failure
+    }
+
+    /// Counts a full-disk failure and marks the episode.
+    fn note_no_space(&mut self) {
+        self.stats.no_space_errors += 1;
+        self.stats.no_space = true;
+        self.no_space_in_batch = true;
     }
 
     fn send(&mut self, to: NodeId, message: Message) {

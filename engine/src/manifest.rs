@@ -146,6 +146,11 @@ fn parse_manifest_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// Whether `name` is a manifest, finished or being checkpointed.
+pub(crate) fn is_manifest_file(name: &str) -> bool {
+    parse_manifest_name(name).is_some() || is_temporary_manifest(name)
+}
+
 /// Whether `name` is a manifest being checkpointed: garbage at open.
 pub(crate) fn is_temporary_manifest(name: &str) -> bool {
     name.strip_suffix(TEMPORARY_SUFFIX)
@@ -296,34 +301,69 @@ pub(crate) struct Manifest<F: DiskFile> {
     sync_enabled: bool,
 }
 
-/// Opens the newest manifest on `disk`, replays it, removes older and
-/// temporary manifests, and starts one if there is none.
+/// A manifest edit found damaged at the end of the newest manifest: taken
+/// for an edit that never committed, unless what is on disk shows that it
+/// did (its effects are only carried out after it commits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TornEdit {
+    /// The manifest file.
+    pub(crate) file: String,
+    /// Where the damaged record starts.
+    pub(crate) offset: u64,
+    /// What was wrong with it.
+    pub(crate) reason: String,
+}
+
+/// The manifest as [`recover`] found it, nothing on disk changed yet.
+#[derive(Debug)]
+pub(crate) struct ManifestRecovery {
+    /// The state the committed edits give.
+    state: ManifestState,
+    /// The newest manifest's id, `None` if there is none yet.
+    id: Option<u64>,
+    /// Where its committed records end (where a torn edit is cut off).
+    len: u64,
+    /// Its length on disk.
+    file_len: u64,
+    /// Edits read, its checkpoint included.
+    edits: usize,
+    /// The damaged last edit, if any.
+    torn_edit: Option<TornEdit>,
+    /// Older and temporary manifests: garbage.
+    garbage: Vec<String>,
+}
+
+/// Reads the newest manifest on `disk` and replays it, changing nothing.
 ///
 /// # Errors
 /// Corruption of the header or the checkpoint, or an edit that contradicts
 /// the state before it; disk errors.
-pub(crate) fn open<D: Disk>(
-    disk: &D,
-    edits_per_checkpoint: usize,
-    sync_enabled: bool,
-) -> Result<Manifest<D::File>, EngineError> {
-    assert!(edits_per_checkpoint >= 1, "options validate the interval");
+pub(crate) fn recover<D: Disk>(disk: &D) -> Result<ManifestRecovery, EngineError> {
     let names = disk.list()?;
     let newest = names.iter().filter_map(|n| parse_manifest_name(n)).max();
+    let garbage_below = |id: u64| -> Vec<String> {
+        names
+            .iter()
+            .filter(|other| {
+                parse_manifest_name(other).is_some_and(|other_id| other_id < id)
+                    || is_temporary_manifest(other)
+            })
+            .cloned()
+            .collect()
+    };
     let Some(id) = newest else {
-        for name in names.iter().filter(|n| is_temporary_manifest(n)) {
-            disk.remove(name)?;
-        }
-        return write_checkpoint(
-            disk,
-            1,
-            ManifestState::default(),
-            edits_per_checkpoint,
-            sync_enabled,
-        );
+        return Ok(ManifestRecovery {
+            state: ManifestState::default(),
+            id: None,
+            len: 0,
+            file_len: 0,
+            edits: 0,
+            torn_edit: None,
+            garbage: garbage_below(0),
+        });
     };
     let name = manifest_name(id);
-    let mut file = disk.open(&name)?;
+    let file = disk.open(&name)?;
     let file_len = file.len()?;
     let corrupt = |offset: u64, reason: String| EngineError::Corruption {
         file: name.clone(),
@@ -344,6 +384,7 @@ pub(crate) fn open<D: Disk>(
     let mut state = ManifestState::default();
     let mut offset = sector_aligned(HEADER_BYTES);
     let mut edits = 0;
+    let mut torn_edit = None;
     while offset < file_len {
         match read_record(&file, &name, offset, file_len) {
             Ok((edit, next)) => {
@@ -356,11 +397,16 @@ pub(crate) fn open<D: Disk>(
             Err(RecordDamage::Disk(err)) => return Err(err.into()),
             Err(RecordDamage::Invalid(err)) => return Err(err),
             Err(RecordDamage::Torn(err)) if edits == 0 => return Err(err),
-            Err(RecordDamage::Torn(_)) => {
-                // An edit that never committed: cut it off.
-                file.truncate(offset)?;
-                if sync_enabled {
-                    file.sync()?;
+            Err(RecordDamage::Torn(err)) => {
+                // An edit that never committed, as far as the manifest
+                // alone can tell: it is cut off when the open goes ahead.
+                let zeros = tail_is_zero(&file, offset, file_len)?;
+                if !zeros {
+                    torn_edit = Some(TornEdit {
+                        file: name.clone(),
+                        offset,
+                        reason: err.detail(),
+                    });
                 }
                 break;
             }
@@ -372,21 +418,99 @@ pub(crate) fn open<D: Disk>(
             "manifest without a checkpoint".to_owned(),
         ));
     }
-    for other in &names {
-        let older = parse_manifest_name(other).is_some_and(|other_id| other_id < id);
-        if older || is_temporary_manifest(other) {
-            disk.remove(other)?;
-        }
-    }
-    Ok(Manifest {
-        file,
-        id,
-        len: offset,
+    Ok(ManifestRecovery {
         state,
-        edits_since_checkpoint: edits - 1,
-        edits_per_checkpoint,
-        sync_enabled,
+        id: Some(id),
+        len: offset,
+        file_len,
+        edits,
+        torn_edit,
+        garbage: garbage_below(id),
     })
+}
+
+/// Whether every byte of `file` from `offset` to `file_len` is zero.
+fn tail_is_zero<F: DiskFile>(file: &F, offset: u64, file_len: u64) -> Result<bool, DiskError> {
+    let len = usize::try_from(file_len - offset).expect("a manifest fits in memory");
+    let mut bytes = vec![0_u8; len];
+    file.read_at(offset, &mut bytes)?;
+    Ok(bytes.iter().all(|&b| b == 0))
+}
+
+impl ManifestRecovery {
+    /// The state the committed edits give.
+    pub(crate) fn state(&self) -> &ManifestState {
+        &self.state
+    }
+
+    /// Whether a manifest exists at all.
+    pub(crate) fn exists(&self) -> bool {
+        self.id.is_some()
+    }
+
+    /// The damaged last edit, if one was found.
+    pub(crate) fn torn_edit(&self) -> Option<&TornEdit> {
+        self.torn_edit.as_ref()
+    }
+
+    /// Carries the recovery out: cuts off a torn last edit, removes older
+    /// and temporary manifests, and starts a manifest if there is none.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub(crate) fn open<D: Disk>(
+        self,
+        disk: &D,
+        edits_per_checkpoint: usize,
+        sync_enabled: bool,
+    ) -> Result<Manifest<D::File>, EngineError> {
+        assert!(edits_per_checkpoint >= 1, "options validate the interval");
+        let Some(id) = self.id else {
+            for name in &self.garbage {
+                disk.remove(name)?;
+            }
+            return write_checkpoint(
+                disk,
+                1,
+                ManifestState::default(),
+                edits_per_checkpoint,
+                sync_enabled,
+            );
+        };
+        let mut file = disk.open(&manifest_name(id))?;
+        if self.len < self.file_len {
+            file.truncate(self.len)?;
+            if sync_enabled {
+                file.sync()?;
+            }
+        }
+        for name in &self.garbage {
+            disk.remove(name)?;
+        }
+        Ok(Manifest {
+            file,
+            id,
+            len: self.len,
+            state: self.state,
+            edits_since_checkpoint: self.edits - 1,
+            edits_per_checkpoint,
+            sync_enabled,
+        })
+    }
+}
+
+/// Opens the newest manifest on `disk`: [`recover`], then
+/// [`ManifestRecovery::open`].
+///
+/// # Errors
+/// As both.
+#[cfg(test)]
+pub(crate) fn open<D: Disk>(
+    disk: &D,
+    edits_per_checkpoint: usize,
+    sync_enabled: bool,
+) -> Result<Manifest<D::File>, EngineError> {
+    recover(disk)?.open(disk, edits_per_checkpoint, sync_enabled)
 }
 
 /// Writes `state` as manifest `id` through a temporary file and makes it

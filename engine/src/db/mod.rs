@@ -41,14 +41,15 @@
 mod background;
 mod options;
 mod read;
+mod recovery;
 #[cfg(test)]
 mod tests;
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::disk::DiskError;
-use crate::manifest::{self, Manifest};
+use crate::manifest::Manifest;
 use crate::memtable::{MemKey, Memtable};
 use crate::sstable::bloom::key_hash;
 use crate::sstable::cache::BlockCache;
@@ -66,6 +67,7 @@ pub use options::{
     MEMTABLE_BYTES_MIN, TABLE_BLOCK_BYTES_DEFAULT, TABLE_BLOCK_BYTES_LIMIT, TABLE_BLOCK_BYTES_MIN,
     VALUE_BYTES_DEFAULT, WAL_SEGMENT_BYTES_DEFAULT, WAL_SEGMENT_BYTES_LIMIT, WAL_SEGMENT_BYTES_MIN,
 };
+pub use recovery::{is_engine_file, EngineRecovery};
 
 /// A memtable waiting to be flushed.
 #[derive(Debug)]
@@ -134,7 +136,14 @@ pub struct Engine<D: Disk> {
     recovery: RecoveryReport,
     /// Buggify draws (none fire in production).
     buggify: crate::buggify::BuggifyDraws,
+    /// Keys written over a corrupt table entry: see
+    /// [`Engine::shadow_damage`]. In a `RefCell` only so that reads can
+    /// take it by `&self` alongside the cache.
+    shadowed: RefCell<BTreeSet<Vec<u8>>>,
 }
+
+/// Most keys remembered as shadowing corrupt table entries.
+pub const SHADOWED_KEYS_MAX: usize = 10_000;
 
 /// Whether `name` is a table being written: garbage at open.
 fn is_temporary_table(name: &str) -> bool {
@@ -144,65 +153,18 @@ fn is_temporary_table(name: &str) -> bool {
 }
 
 impl<D: Disk> Engine<D> {
-    /// Opens the engine on `disk`: replays the manifest, deletes files it
-    /// does not name, opens the live tables, replays the WAL segments the
-    /// tables do not cover into the memtable and starts a fresh segment.
+    /// Opens the engine on `disk`: [`Engine::recover`] replays the manifest,
+    /// opens the live tables and replays the WAL segments the tables do not
+    /// cover into the memtable, changing nothing on disk; then
+    /// [`EngineRecovery::open`] cuts torn tails, deletes files the manifest
+    /// does not name and starts a fresh segment. A refused open leaves
+    /// every file as it was.
     ///
     /// # Errors
-    /// [`EngineError::InvalidArgument`] for bad options; corruption found by
-    /// replay (anywhere but the torn tail of the last segment or of the
-    /// manifest) or in a table's metadata; disk errors.
+    /// As [`Engine::recover`] (bad options, corruption, missing files) and
+    /// [`EngineRecovery::open`] (disk errors).
     pub fn open(disk: D, options: EngineOptions) -> Result<Self, EngineError> {
-        options.validate()?;
-        let sync_enabled = options.sync_policy.syncs();
-        let manifest = manifest::open(&disk, options.manifest_edits_per_checkpoint, sync_enabled)?;
-        let state = manifest.state().clone();
-        let mut removed = false;
-        for name in disk.list()? {
-            let dead_table = parse_table_name(&name).is_some_and(|id| !state.tables.contains(&id));
-            if dead_table || is_temporary_table(&name) {
-                disk.remove(&name)?;
-                removed = true;
-            }
-        }
-        if removed && sync_enabled {
-            disk.sync_dir()?;
-        }
-        let mut tables = Vec::with_capacity(state.tables.len());
-        for &id in state.tables.iter().rev() {
-            tables.push(Table::open(&disk, id)?);
-        }
-        let mut memtable = Memtable::new(options.memtable_bytes_max);
-        let (wal, recovery) = wal::open(
-            disk,
-            state.wal_segments_covered,
-            options.wal_segment_bytes_max,
-            sync_enabled,
-            |entries| {
-                for (key, version) in entries {
-                    // Replay is idempotent under last-write-wins: an entry
-                    // that loses here lost when it was first written, too.
-                    memtable.apply(&key, version.timestamp, version.value.as_deref());
-                }
-            },
-        )?;
-        let cache = RefCell::new(BlockCache::new(options.block_cache_bytes));
-        let buggify = crate::buggify::BuggifyDraws::new(&options.buggify, 0);
-        Ok(Engine {
-            options,
-            wal,
-            memtable,
-            frozen: VecDeque::new(),
-            tables,
-            cache,
-            manifest,
-            tombstone_purge_before: None,
-            purge_guard: PurgeGuardSlot(None),
-            last_interval_sync_nanos: None,
-            poisoned: None,
-            recovery,
-            buggify,
-        })
+        Engine::recover(disk, options)?.open()
     }
 
     /// Times a buggify site of this engine fired.
@@ -222,7 +184,8 @@ impl<D: Disk> Engine<D> {
         self.check_entry(key, &version)?;
         let mem_key = MemKey::new(key);
         let hash = key_hash(key);
-        if !self.wins(key, &mem_key, hash, version.timestamp)? {
+        let (wins, over_damage) = self.wins(key, &mem_key, hash, version.timestamp)?;
+        if !wins {
             return Ok(false);
         }
         // Freeze before appending, so a failed freeze applies nothing.
@@ -234,6 +197,9 @@ impl<D: Disk> Engine<D> {
             self.memtable
                 .apply_key(mem_key, hash, version.timestamp, version.value.as_deref());
         assert!(applied, "a winner is newer than the stored version");
+        if over_damage {
+            self.shadow_damage(key);
+        }
         Ok(true)
     }
 
@@ -265,10 +231,18 @@ impl<D: Disk> Engine<D> {
         // the same key must beat the earlier one too.
         let mut batch_newest: BTreeMap<&[u8], Timestamp> = BTreeMap::new();
         let mut winners: Vec<(&[u8], &Versioned)> = Vec::new();
+        let mut over_damage: Vec<&[u8]> = Vec::new();
         for (key, version) in batch {
             let wins = match batch_newest.get(key.as_slice()) {
                 Some(newest) => version.timestamp > *newest,
-                None => self.wins(key, &MemKey::new(key), key_hash(key), version.timestamp)?,
+                None => {
+                    let (wins, damaged) =
+                        self.wins(key, &MemKey::new(key), key_hash(key), version.timestamp)?;
+                    if wins && damaged {
+                        over_damage.push(key);
+                    }
+                    wins
+                }
             };
             if wins {
                 batch_newest.insert(key, version.timestamp);
@@ -290,6 +264,9 @@ impl<D: Disk> Engine<D> {
                 applied,
                 "a winner of the batch is newer than the stored version"
             );
+        }
+        for key in over_damage {
+            self.shadow_damage(key);
         }
         Ok(winners.len())
     }
@@ -341,32 +318,51 @@ impl<D: Disk> Engine<D> {
     /// hold a version that beats it, so tables entirely older than the
     /// write (every table, for a node writing with a fresh clock) are
     /// skipped without touching their filters.
+    ///
+    /// A table whose copy of the key is corrupt cannot be asked: the write
+    /// wins over it, and the second value says so (once applied, the key
+    /// shadows the damage: see [`Self::shadow_damage`]).
     fn wins(
         &self,
         key: &[u8],
         mem_key: &MemKey,
         hash: u64,
         timestamp: Timestamp,
-    ) -> Result<bool, EngineError> {
+    ) -> Result<(bool, bool), EngineError> {
         let newer_in = |memtable: &Memtable| {
             memtable
                 .get_key(mem_key, hash)
                 .is_some_and(|stored| stored.timestamp >= timestamp)
         };
         if newer_in(&self.memtable) || self.frozen.iter().any(|f| newer_in(&f.memtable)) {
-            return Ok(false);
+            return Ok((false, false));
         }
+        let mut over_damage = false;
         for table in &self.tables {
             if table.meta.timestamp_max < timestamp {
                 continue;
             }
-            if let Some(stored) = table.get(key, hash, &self.cache)? {
-                if stored.timestamp >= timestamp {
-                    return Ok(false);
-                }
+            match table.get(key, hash, &self.cache) {
+                Ok(Some(stored)) if stored.timestamp >= timestamp => return Ok((false, false)),
+                Ok(_) => {}
+                Err(err) if err.corruption_site().is_some() => over_damage = true,
+                Err(err) => return Err(err),
             }
         }
-        Ok(true)
+        Ok((true, over_damage))
+    }
+
+    /// Notes that `key`, just written over a corrupt table entry, shadows
+    /// it: reads of `key` skip tables whose copy of it is corrupt (the
+    /// replicas' newest version, written back by read repair, stands in
+    /// for what the damage hid). Kept in memory, for at most
+    /// [`SHADOWED_KEYS_MAX`] keys: after a restart or past the bound, reads
+    /// report the corruption again and the cluster repairs again.
+    fn shadow_damage(&mut self, key: &[u8]) {
+        let shadowed = self.shadowed.get_mut();
+        if shadowed.len() < SHADOWED_KEYS_MAX {
+            shadowed.insert(key.to_vec());
+        }
     }
 
     /// Makes every write since the last sync durable, with one WAL sync (and
@@ -436,6 +432,14 @@ impl<D: Disk> Engine<D> {
     /// What recovery found when the engine was opened.
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.recovery
+    }
+
+    /// Whether a full disk stopped the log: writes are refused with
+    /// [`EngineError::NoSpace`] (and so are reads of keys whose latest
+    /// writes wait to be made durable) until a retried write or sync gets
+    /// the waiting records out. Each [`Self::sync`] and write retries.
+    pub fn log_stalled_for_space(&self) -> bool {
+        self.wal.stall().is_some()
     }
 
     /// Why the engine refuses writes, if it does (after a failed sync).

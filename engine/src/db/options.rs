@@ -135,6 +135,12 @@ pub struct EngineOptions {
     /// Buggify sites a simulator enables (none by default: production
     /// never draws).
     pub buggify: crate::buggify::Buggify,
+    /// **A deliberate bug, for proving that the recovery tests bite.**
+    /// Recovery takes damage before the last synced point of the last WAL
+    /// segment for a torn tail and cuts it off, silently losing synced
+    /// writes. Off by default and settable only through this struct: no
+    /// command sets it.
+    pub bug_recovery_takes_synced_damage_for_torn_tail: bool,
 }
 
 impl Default for EngineOptions {
@@ -158,6 +164,7 @@ impl Default for EngineOptions {
             block_cache_bytes: BLOCK_CACHE_BYTES_DEFAULT,
             bug_flush_drops_memtable_before_table_opens: false,
             buggify: crate::buggify::Buggify::default(),
+            bug_recovery_takes_synced_damage_for_torn_tail: false,
         }
     }
 }

@@ -14,11 +14,14 @@
 //!   | payload (len bytes)
 //! ```
 //!
-//! A sync first ends the segment on a sector boundary with a
-//! [`RECORD_TYPE_PADDING`] record (zero payload), which replay skips: a crash
-//! may garble a whole sector being written, and synced bytes must never
-//! share a sector with later writes. The other record type is
-//! [`RECORD_TYPE_BATCH`], whose payload is
+//! A sync first ends the segment on a sector boundary: a crash may garble a
+//! whole sector being written, and synced bytes must never share a sector
+//! with later writes. In format 2 the last 32 bytes before that boundary are
+//! a [`RECORD_TYPE_SYNC`] record saying how much of the segment earlier
+//! syncs had made durable (see `replay.rs`), with a [`RECORD_TYPE_PADDING`]
+//! record (zero payload, skipped by replay) filling any gap before it;
+//! format 1 (still read) pads with a padding record alone. The other record
+//! type is [`RECORD_TYPE_BATCH`], whose payload is
 //!
 //! ```text
 //! entry count u32 LE (at least 1), then per entry:
@@ -35,10 +38,14 @@
 //!   recovery always starts a fresh one. So a segment that is not the last
 //!   was fully synced (rotation syncs it before creating the next one), and
 //!   any bad byte in it is corruption, reported with file and offset.
-//! - The last segment may end in a torn tail after a crash: replay stops at
-//!   the first short, oversized or checksum-failing record and truncates the
-//!   file there. A last segment whose header is torn holds nothing that was
-//!   ever acknowledged and is removed.
+//! - Every segment's header is synced before its first record.
+//! - The last segment may end in a torn tail after a crash, but only after
+//!   the last point a sync is known to have completed: sync records found
+//!   anywhere in the segment, before or after the damage, prove how far
+//!   syncs got. Damage before that point is corruption, refused with file
+//!   and offset; damage after it is a torn tail, cut off and reported (how
+//!   many bytes). A clean close certifies the last sync with one more sync
+//!   record, so after a clean stop no damage passes for a torn tail.
 //! - A record whose checksum matches but whose payload does not parse is
 //!   never a torn write: it is reported as corruption wherever it is.
 //! - A failed append is rolled back by truncating to the previous end, so no
@@ -47,7 +54,11 @@
 //! - A sync writes the buffered records with one
 //!   [`DiskFile::write_synced_at`] (a write and a sync in one, which the
 //!   file system disk does in a single direct write); its failure for any
-//!   reason but a full disk poisons the log as a failed sync does.
+//!   reason but a full disk poisons the log as a failed sync does. A full
+//!   disk keeps the records buffered: the log refuses further appends (they
+//!   could not be made durable either) until a retried sync gets them out.
+//!
+//! [`DiskFile::write_synced_at`]: crate::disk::DiskFile::write_synced_at
 
 mod record;
 mod replay;
@@ -57,7 +68,10 @@ mod tests;
 mod writer;
 
 pub(crate) use record::{batch_payload_bytes, entry_encoded_bytes, single_entry_payload_bytes_max};
+#[cfg(test)]
 pub(crate) use replay::open;
+pub(crate) use replay::{is_missing_segment, recover, PlantedRecoveryBugs, WalRecovery};
+pub(crate) use segment::is_segment_name;
 pub(crate) use writer::Wal;
 
 use crate::types::{Timestamp, Versioned};
@@ -65,7 +79,10 @@ use crate::types::{Timestamp, Versioned};
 /// First bytes of every segment.
 pub(super) const SEGMENT_MAGIC: [u8; 8] = *b"ENIGMWAL";
 /// Version of the layout above; bumped on any incompatible change.
-pub(super) const SEGMENT_FORMAT_VERSION: u32 = 1;
+pub(super) const SEGMENT_FORMAT_VERSION: u32 = 2;
+/// The format before sync records, still read: without them, damage
+/// anywhere in the last segment can only be taken for a torn tail.
+pub(super) const SEGMENT_FORMAT_VERSION_UNMARKED: u32 = 1;
 /// Size of the segment header.
 pub(crate) const SEGMENT_HEADER_BYTES: u64 = 24;
 /// Size of a record's frame before its payload: len, crc, type.
@@ -77,6 +94,13 @@ pub(crate) const RECORD_PAYLOAD_BYTES_MAX: u32 = 64 * 1024 * 1024;
 pub(crate) const RECORD_TYPE_BATCH: u8 = 1;
 /// Record type of filler that ends a synced stretch on a sector boundary.
 pub(crate) const RECORD_TYPE_PADDING: u8 = 2;
+/// Record type of the record that ends every sync in format 2: payload
+/// `synced len u64 LE | own end offset u64 LE | 7 zero bytes`, always
+/// [`SYNC_RECORD_BYTES`] long and ending on a sector boundary, so replay
+/// can find it at the end of any sector.
+pub(crate) const RECORD_TYPE_SYNC: u8 = 3;
+/// Size of a sync record, frame included.
+pub(crate) const SYNC_RECORD_BYTES: u64 = 32;
 /// The unit a crash may tear: a write into a sector can garble the whole
 /// sector, including bytes in it that were synced earlier. So the log never
 /// writes into a sector that holds synced bytes: the header has a sector to
@@ -113,6 +137,9 @@ pub(crate) type WalEntry = (Vec<u8>, Versioned);
 pub struct RecoveryReport {
     /// Segments read, the removed torn one included.
     pub segments_replayed: u64,
+    /// Segments the tables already covered, removed as garbage (left by a
+    /// crash between a flush's manifest edit and their removal).
+    pub segments_covered_removed: u64,
     /// Intact records replayed.
     pub records_replayed: u64,
     /// Entries in those records.
@@ -133,6 +160,10 @@ pub struct TornTail {
     pub offset: u64,
     /// How many bytes were dropped.
     pub bytes_dropped: u64,
+    /// How far syncs are proven to have reached in that segment (by its
+    /// sync records; 0 in a format-1 segment, which has none): the torn
+    /// tail lies at or after it, or it would have been corruption.
+    pub synced_through: u64,
     /// Why the record was judged torn.
     pub reason: String,
 }

@@ -22,6 +22,46 @@ pub(super) fn encode_padding_record(total_bytes: usize) -> Vec<u8> {
     record
 }
 
+/// The sync record that ends at `end` (a sector boundary), saying that
+/// syncs before it made the segment's first `synced_len` bytes durable.
+pub(super) fn encode_sync_record(synced_len: u64, end: u64) -> Vec<u8> {
+    assert_eq!(end % SECTOR_BYTES, 0, "a sync record ends a sector");
+    assert!(
+        synced_len <= end - SYNC_RECORD_BYTES,
+        "a sync record vouches only for bytes before it"
+    );
+    let mut payload = vec![0_u8; SYNC_RECORD_BYTES as usize - RECORD_HEADER_BYTES];
+    payload[0..8].copy_from_slice(&synced_len.to_le_bytes());
+    payload[8..16].copy_from_slice(&end.to_le_bytes());
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&[RECORD_TYPE_SYNC]);
+    hasher.update(&payload);
+    let mut record = Vec::with_capacity(SYNC_RECORD_BYTES as usize);
+    record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    record.extend_from_slice(&hasher.finalize().to_le_bytes());
+    record.push(RECORD_TYPE_SYNC);
+    record.extend_from_slice(&payload);
+    record
+}
+
+/// The synced length a sync record's payload states, given that the
+/// record (checksum already verified) ends at `end`; `None` if the payload
+/// is not that of a sync record ending there (wrong size, wrong end,
+/// nonzero filler, or a claim past the record itself).
+pub(super) fn decode_sync_record(payload: &[u8], end: u64) -> Option<u64> {
+    if payload.len() as u64 != SYNC_RECORD_BYTES - RECORD_HEADER_BYTES as u64 {
+        return None;
+    }
+    let synced_len = le_u64(&payload[0..8]);
+    let stated_end = le_u64(&payload[8..16]);
+    let filler_zero = payload[16..].iter().all(|&b| b == 0);
+    let sound = stated_end == end
+        && end % SECTOR_BYTES == 0
+        && filler_zero
+        && synced_len <= end - SYNC_RECORD_BYTES;
+    sound.then_some(synced_len)
+}
+
 /// Reads a batch payload without trusting any length in it.
 pub(super) struct PayloadReader<'a> {
     payload: &'a [u8],

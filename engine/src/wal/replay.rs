@@ -1,7 +1,26 @@
 //! Recovery: checking segment headers, reading records back, replaying
 //! the log and cutting off the torn tail of the last segment.
+//!
+//! Recovery runs in two steps so that a refused open changes nothing:
+//! [`recover`] only reads (every segment checked, every record replayed,
+//! the fate of the last segment's end decided), and
+//! [`WalRecovery::open`] then carries the decisions out.
+//!
+//! # Torn tail or corruption
+//!
+//! In the last segment, damage (a short, garbled or checksum-failing
+//! record, or a bad header) is a torn tail only if it lies at or after the
+//! last point a sync is known to have completed. Every sync of a format-2
+//! segment ends with a sync record stating how far the syncs before it got,
+//! always in the last [`SYNC_RECORD_BYTES`] of a sector: so replay reads the
+//! ones before the damage as it goes, and probes the end of every sector
+//! after it for more. A sync record is written with the records of its own
+//! sync, which a crash may tear while leaving the sync record whole, so it
+//! vouches only for what *earlier* syncs made durable; the last sync before
+//! a clean close is vouched for by one more sync record written at the
+//! close. Damage before the largest synced length found is corruption.
 
-use super::record::decode_batch;
+use super::record::{decode_batch, decode_sync_record};
 use super::segment::parse_segment_name;
 use super::writer::Wal;
 use super::*;
@@ -110,13 +129,14 @@ impl<'f, F: DiskFile> SegmentReader<'f, F> {
     }
 }
 
-/// Checks the header of segment `id`, whose file is `file_len` bytes long.
+/// Checks the header of segment `id`, whose file is `file_len` bytes long;
+/// returns its format version.
 pub(super) fn check_segment_header<F: DiskFile>(
     file: &F,
     name: &str,
     id: u64,
     file_len: u64,
-) -> Result<(), Damage> {
+) -> Result<u32, Damage> {
     let corruption = |reason: String| EngineError::Corruption {
         file: name.to_owned(),
         offset: 0,
@@ -142,9 +162,10 @@ pub(super) fn check_segment_header<F: DiskFile>(
         }));
     }
     let version = le_u32(&header[8..12]);
-    if version != SEGMENT_FORMAT_VERSION {
+    if version != SEGMENT_FORMAT_VERSION && version != SEGMENT_FORMAT_VERSION_UNMARKED {
         return Err(Damage::Invalid(corruption(format!(
-            "unsupported WAL format version {version} (this build reads {SEGMENT_FORMAT_VERSION})"
+            "unsupported WAL format version {version} (this build reads \
+             {SEGMENT_FORMAT_VERSION_UNMARKED} and {SEGMENT_FORMAT_VERSION})"
         ))));
     }
     let header_id = le_u64(&header[12..20]);
@@ -153,7 +174,7 @@ pub(super) fn check_segment_header<F: DiskFile>(
             "header says segment {header_id}, file name says {id}"
         ))));
     }
-    Ok(())
+    Ok(version)
 }
 
 /// Reads the record at `offset` of a file `file_len` bytes long; returns
@@ -213,34 +234,105 @@ pub(super) fn read_record<F: DiskFile>(
     ))
 }
 
-/// Replays the log on `disk`, handing each record's entries to `apply` in
-/// log order, then opens a fresh segment for new records.
+/// The largest synced length stated by an intact sync record ending on a
+/// sector boundary after `damage_at` (0 if there is none).
 ///
 /// # Errors
-/// Corruption outside the torn tail of the last segment, or disk errors.
-pub(crate) fn open<D: Disk>(
-    disk: D,
+/// Disk errors: recovery cannot decide without these bytes.
+fn probe_sync_records<F: DiskFile>(
+    file: &F,
+    damage_at: u64,
+    file_len: u64,
+) -> Result<u64, DiskError> {
+    let mut reader = SegmentReader::new(file, file_len);
+    let mut synced = 0;
+    let first_end = (damage_at + SYNC_RECORD_BYTES).div_ceil(SECTOR_BYTES) * SECTOR_BYTES;
+    let mut end = first_end.max(SECTOR_BYTES);
+    while end <= file_len {
+        let start = end - SYNC_RECORD_BYTES;
+        let bytes = reader.read(start, SYNC_RECORD_BYTES as usize)?;
+        let payload = &bytes[RECORD_HEADER_BYTES..];
+        let length_fits = le_u32(&bytes[0..4]) as usize == payload.len();
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&bytes[8..9]);
+        hasher.update(payload);
+        let intact = length_fits
+            && bytes[8] == RECORD_TYPE_SYNC
+            && hasher.finalize() == le_u32(&bytes[4..8]);
+        if intact {
+            if let Some(stated) = decode_sync_record(payload, end) {
+                synced = synced.max(stated);
+            }
+        }
+        end += SECTOR_BYTES;
+    }
+    Ok(synced)
+}
+
+/// How the reason of a missing-segment error ends.
+const MISSING: &str = "is missing";
+
+/// Whether `err` says a WAL segment the manifest expects is missing.
+pub(crate) fn is_missing_segment(err: &EngineError) -> bool {
+    matches!(err, EngineError::Corruption { reason, .. } if reason.ends_with(MISSING))
+}
+
+/// Switches that plant recovery bugs, for tests that prove they are caught.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PlantedRecoveryBugs {
+    /// Damage before the last synced point of the last segment is taken
+    /// for a torn tail and cut off: acknowledged writes vanish silently.
+    pub(crate) synced_damage_is_torn_tail: bool,
+}
+
+/// What to do to the end of the last segment.
+#[derive(Debug)]
+enum TailFix {
+    /// Cut the file at `offset` (a torn tail, or the unused zeros ahead).
+    Truncate { name: String, offset: u64 },
+    /// Remove the file: its header is torn and nothing in it was synced.
+    Remove { name: String },
+}
+
+/// The log as [`recover`] found it: every segment read and checked, every
+/// record replayed, nothing on disk changed yet.
+#[derive(Debug)]
+pub(crate) struct WalRecovery {
+    /// Segments the tables cover, left by a crash between the manifest
+    /// edit and their removal: garbage.
+    covered: Vec<String>,
+    /// What happens to the last segment's end.
+    tail: Option<TailFix>,
+    /// The id of the segment to create.
+    next_id: u64,
+    /// The oldest live segment's id.
+    first_segment_id: u64,
+    report: RecoveryReport,
+}
+
+/// Reads the log on `disk` (segments above `segments_covered`), handing
+/// each record's entries to `apply` in log order, and decides what to do
+/// with the end of the last segment. Changes nothing on disk.
+///
+/// # Errors
+/// A missing segment; corruption anywhere but a torn tail after the last
+/// synced point of the last segment; disk errors.
+pub(crate) fn recover<D: Disk>(
+    disk: &D,
     segments_covered: u64,
-    segment_bytes_max: u64,
-    sync_enabled: bool,
+    planted: PlantedRecoveryBugs,
     mut apply: impl FnMut(Vec<WalEntry>),
-) -> Result<(Wal<D>, RecoveryReport), EngineError> {
+) -> Result<WalRecovery, EngineError> {
     let mut segments = Vec::new();
-    let mut removed_covered = false;
+    let mut covered = Vec::new();
     for name in disk.list()? {
         if let Some(id) = parse_segment_name(&name)? {
             if id <= segments_covered {
-                // Fully in tables the manifest names: garbage, left by a
-                // crash between the manifest edit and the deletion.
-                disk.remove(&name)?;
-                removed_covered = true;
+                covered.push(name);
             } else {
                 segments.push((id, name));
             }
         }
-    }
-    if removed_covered && sync_enabled {
-        disk.sync_dir()?;
     }
     segments.sort();
     if let Some((first, first_name)) = segments.first() {
@@ -250,7 +342,7 @@ pub(crate) fn open<D: Disk>(
             return Err(EngineError::Corruption {
                 file: first_name.clone(),
                 offset: 0,
-                reason: format!("WAL segment {} is missing", segments_covered + 1),
+                reason: format!("WAL segment {} {MISSING}", segments_covered + 1),
             });
         }
     }
@@ -260,12 +352,16 @@ pub(crate) fn open<D: Disk>(
             return Err(EngineError::Corruption {
                 file: next_name.clone(),
                 offset: 0,
-                reason: format!("WAL segment {} is missing", previous + 1),
+                reason: format!("WAL segment {} {MISSING}", previous + 1),
             });
         }
     }
 
-    let mut report = RecoveryReport::default();
+    let mut report = RecoveryReport {
+        segments_covered_removed: covered.len() as u64,
+        ..RecoveryReport::default()
+    };
+    let mut tail = None;
     let mut next_id = segments_covered + SEGMENT_ID_FIRST;
     let first_segment_id = next_id;
     let segments_total = segments.len();
@@ -273,16 +369,40 @@ pub(crate) fn open<D: Disk>(
         let is_last = index + 1 == segments_total;
         report.segments_replayed += 1;
         next_id = id + 1;
-        let mut file = disk.open(name)?;
+        let file = disk.open(name)?;
         let file_len = file.len()?;
         let mut offset = 0;
-        let mut damage = check_segment_header(&file, name, *id, file_len).err();
+        // The largest synced length the sync records read so far state.
+        let mut synced_proven = 0;
+        let header = check_segment_header(&file, name, *id, file_len);
+        let mut damage: Option<Damage> = None;
+        let marked = match header {
+            Ok(version) => version != SEGMENT_FORMAT_VERSION_UNMARKED,
+            Err(bad) => {
+                damage = Some(bad);
+                // Version unknown: look for sync records all the same.
+                true
+            }
+        };
         if damage.is_none() {
             offset = SEGMENT_RECORDS_OFFSET;
             let mut reader = SegmentReader::new(&file, file_len);
             while offset < file_len {
                 match read_record(&mut reader, name, offset, file_len) {
                     Ok((RECORD_TYPE_PADDING, _, next_offset)) => offset = next_offset,
+                    Ok((RECORD_TYPE_SYNC, payload, next_offset)) if marked => {
+                        let stated =
+                            decode_sync_record(&payload, next_offset).ok_or_else(|| {
+                                EngineError::Corruption {
+                                    file: name.clone(),
+                                    offset,
+                                    reason: "sync record does not parse or is out of place"
+                                        .to_owned(),
+                                }
+                            })?;
+                        synced_proven = synced_proven.max(stated);
+                        offset = next_offset;
+                    }
                     Ok((record_type, payload, next_offset)) => {
                         let payload_offset = offset + RECORD_HEADER_BYTES as u64;
                         if record_type != RECORD_TYPE_BATCH {
@@ -312,37 +432,128 @@ pub(crate) fn open<D: Disk>(
             Some(Damage::Torn(err)) if !is_last => return Err(err),
             Some(Damage::Torn(err)) => err,
         };
-        // The end of the last segment: its unused preallocated zeros, or a
-        // torn tail (what a crash mid-write leaves). Either way it goes.
+        // The end of the last segment: its unused preallocated zeros, or
+        // damage. Sync records after the damage tell a torn tail (after
+        // the last completed sync) from corruption (before it).
         let unused = offset > 0 && tail_is_zero(&file, offset, file_len)?;
         if !unused {
+            if marked {
+                synced_proven = synced_proven.max(probe_sync_records(&file, offset, file_len)?);
+            }
+            if offset < synced_proven && !planted.synced_damage_is_torn_tail {
+                return Err(EngineError::Corruption {
+                    file: name.clone(),
+                    offset,
+                    reason: format!(
+                        "damaged record before the last synced point ({synced_proven}, stated by \
+                         a sync record): corruption, not a torn tail ({})",
+                        error.detail()
+                    ),
+                });
+            }
             report.torn_tail = Some(TornTail {
                 file: name.clone(),
                 offset,
                 bytes_dropped: file_len - offset,
                 reason: error.to_string(),
+                synced_through: synced_proven,
             });
         }
         if offset == 0 {
-            // The header itself is torn: the segment never held a synced
-            // record, as its header is synced no later than its first record.
-            drop(file);
-            disk.remove(name)?;
-            if sync_enabled {
-                disk.sync_dir()?;
-            }
+            // The header itself is torn and no sync record vouches for
+            // anything after it: nothing in the segment was synced.
+            tail = Some(TailFix::Remove { name: name.clone() });
             next_id = *id;
         } else {
-            file.truncate(offset)?;
-            // Synced even when syncs are off: this segment is no longer the
-            // last, and a segment that is not the last must end with its last
-            // record, or the next open would take its zeros for corruption.
-            file.sync()?;
+            tail = Some(TailFix::Truncate {
+                name: name.clone(),
+                offset,
+            });
         }
     }
+    Ok(WalRecovery {
+        covered,
+        tail,
+        next_id,
+        first_segment_id,
+        report,
+    })
+}
 
-    let mut wal = Wal::create_segment(disk, next_id, segment_bytes_max, sync_enabled)?;
-    wal.first_segment_id = first_segment_id;
-    report.segment_opened = wal.segment_name.clone();
-    Ok((wal, report))
+impl WalRecovery {
+    /// What recovery found (the segment to be opened not yet named).
+    pub(crate) fn report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// Carries out what [`recover`] decided: removes the covered segments,
+    /// cuts off (or removes) the end of the last segment, and opens a fresh
+    /// segment for new records.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub(crate) fn open<D: Disk>(
+        self,
+        disk: D,
+        segment_bytes_max: u64,
+        sync_enabled: bool,
+    ) -> Result<(Wal<D>, RecoveryReport), EngineError> {
+        let WalRecovery {
+            covered,
+            tail,
+            next_id,
+            first_segment_id,
+            mut report,
+        } = self;
+        for name in &covered {
+            disk.remove(name)?;
+        }
+        if !covered.is_empty() && sync_enabled {
+            disk.sync_dir()?;
+        }
+        match tail {
+            None => {}
+            Some(TailFix::Truncate { name, offset }) => {
+                let mut file = disk.open(&name)?;
+                file.truncate(offset)?;
+                // Synced even when syncs are off: this segment is no longer
+                // the last, and a segment that is not the last must end with
+                // its last record, or the next open would take its zeros for
+                // corruption.
+                file.sync()?;
+            }
+            Some(TailFix::Remove { name }) => {
+                disk.remove(&name)?;
+                if sync_enabled {
+                    disk.sync_dir()?;
+                }
+            }
+        }
+        let mut wal = Wal::create_segment(disk, next_id, segment_bytes_max, sync_enabled)?;
+        wal.first_segment_id = first_segment_id;
+        report.segment_opened = wal.segment_name.clone();
+        Ok((wal, report))
+    }
+}
+
+/// Replays the log on `disk` ([`recover`]), then opens a fresh segment for
+/// new records ([`WalRecovery::open`]).
+///
+/// # Errors
+/// As both.
+#[cfg(test)]
+pub(crate) fn open<D: Disk>(
+    disk: D,
+    segments_covered: u64,
+    segment_bytes_max: u64,
+    sync_enabled: bool,
+    apply: impl FnMut(Vec<WalEntry>),
+) -> Result<(Wal<D>, RecoveryReport), EngineError> {
+    recover(
+        &disk,
+        segments_covered,
+        PlantedRecoveryBugs::default(),
+        apply,
+    )?
+    .open(disk, segment_bytes_max, sync_enabled)
 }

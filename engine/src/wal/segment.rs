@@ -58,3 +58,10 @@ pub(super) fn encode_segment_header_sector(id: u64) -> Vec<u8> {
     sector.resize(SEGMENT_RECORDS_OFFSET as usize, 0);
     sector
 }
+
+/// Whether `name` has the shape of a WAL segment's name (its id may still
+/// be bad).
+pub(crate) fn is_segment_name(name: &str) -> bool {
+    name.strip_prefix(SEGMENT_NAME_PREFIX)
+        .is_some_and(|rest| rest.ends_with(SEGMENT_NAME_SUFFIX))
+}

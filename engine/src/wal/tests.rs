@@ -1,7 +1,7 @@
 //! Unit tests of the WAL: framing, rotation, replay, torn tails and
 //! corruption.
 
-use super::record::{decode_batch, encode_batch_record};
+use super::record::{decode_batch, encode_batch_record, encode_padding_record};
 use super::segment::{encode_segment_header, parse_segment_name, segment_name};
 use super::*;
 use crate::disk::{Disk, DiskFile};
@@ -44,6 +44,12 @@ fn replay(disk: &FsDisk, segment_bytes_max: u64) -> (Wal<FsDisk>, RecoveryReport
     })
     .expect("replay");
     (wal, report, seen)
+}
+
+/// Ends the log as a crash would: buffered records are lost and the last
+/// sync is not certified (a clean close certifies it).
+fn crash(wal: Wal<FsDisk>) {
+    std::mem::forget(wal);
 }
 
 fn append(wal: &mut Wal<FsDisk>, entries: &[WalEntry]) {
@@ -150,7 +156,7 @@ fn garbage_after_the_records_is_a_torn_tail_even_among_zeros() {
     append(&mut wal, &[put("a", 1, "x")]);
     wal.sync().expect("sync");
     let end = wal.segment_len_bytes;
-    drop(wal);
+    crash(wal);
     let mut file = disk.open(&segment_name(1)).expect("open");
     file.write_at(end + 700, b"garbage").expect("write");
     drop(file);
@@ -255,7 +261,7 @@ fn checksum_mismatch_in_last_segment_ends_replay_there() {
     append(&mut wal, &[put("c", 3, "z")]);
     wal.sync().expect("sync");
     let name = wal.segment_name().to_owned();
-    drop(wal);
+    crash(wal);
     flip_byte(&disk, &name, bad_offset + RECORD_HEADER_BYTES as u64 + 6);
     let (_, report, seen) = replay(&disk, SEGMENT_BYTES_LARGE);
     assert_eq!(seen, vec![put("a", 1, "x")]);
@@ -355,7 +361,7 @@ fn garbage_length_is_bounded_not_allocated() {
         .write_at(bad_offset + 4, &[0xAB; 40])
         .expect("write");
     wal.segment.sync().expect("sync");
-    drop(wal);
+    crash(wal);
     let (_, report, seen) = replay(&disk, SEGMENT_BYTES_LARGE);
     assert_eq!(seen, vec![put("a", 1, "x")]);
     let torn = report.torn_tail.expect("torn");
@@ -449,4 +455,103 @@ fn valid_record_of_unknown_type_is_corruption_even_in_last_segment() {
         }
         other => panic!("expected corruption, got {other:?}"),
     }
+}
+
+#[test]
+fn damage_before_the_last_synced_point_is_corruption_not_a_torn_tail() {
+    let (_dir, disk) = temp_disk();
+    let (mut wal, _, _) = replay(&disk, SEGMENT_BYTES_LARGE);
+    let bad_offset = wal.segment_len_bytes;
+    append(&mut wal, &[put("a", 1, "x")]);
+    wal.sync().expect("sync");
+    append(&mut wal, &[put("b", 2, "y")]);
+    wal.sync()
+        .expect("the second sync's record vouches for the first");
+    let name = wal.segment_name().to_owned();
+    crash(wal);
+    let len_before = file_len(&disk, &name);
+    flip_byte(&disk, &name, bad_offset + RECORD_HEADER_BYTES as u64 + 3);
+    let err = open(disk.clone(), 0, SEGMENT_BYTES_LARGE, true, |_| {}).expect_err("corrupt");
+    let (file, offset) = err.corruption_site().expect("names a site");
+    assert_eq!((file, offset), (name.as_str(), bad_offset), "{err}");
+    assert!(err.to_string().contains("last synced point"), "{err}");
+    assert_eq!(file_len(&disk, &name), len_before, "nothing cut off");
+    assert_eq!(disk.list().expect("list"), vec![name], "nothing created");
+}
+
+#[test]
+fn after_a_clean_close_damage_in_the_last_sync_is_corruption() {
+    let (_dir, disk) = temp_disk();
+    let (mut wal, _, _) = replay(&disk, SEGMENT_BYTES_LARGE);
+    let bad_offset = wal.segment_len_bytes;
+    append(&mut wal, &[put("a", 1, "x")]);
+    wal.sync().expect("sync");
+    let name = wal.segment_name().to_owned();
+    drop(wal);
+    flip_byte(&disk, &name, bad_offset + RECORD_HEADER_BYTES as u64 + 3);
+    let err = open(disk.clone(), 0, SEGMENT_BYTES_LARGE, true, |_| {}).expect_err("corrupt");
+    assert_eq!(err.corruption_site(), Some((name.as_str(), bad_offset)));
+}
+
+#[test]
+fn a_damaged_header_before_a_sync_record_is_corruption() {
+    let (_dir, disk) = temp_disk();
+    let (mut wal, _, _) = replay(&disk, SEGMENT_BYTES_LARGE);
+    append(&mut wal, &[put("a", 1, "x")]);
+    wal.sync().expect("sync");
+    let name = wal.segment_name().to_owned();
+    crash(wal);
+    flip_byte(&disk, &name, 13);
+    let err = open(disk.clone(), 0, SEGMENT_BYTES_LARGE, true, |_| {}).expect_err("corrupt");
+    assert_eq!(err.corruption_site(), Some((name.as_str(), 0)), "{err}");
+    assert!(disk.exists(&name).expect("exists"), "the segment stays");
+}
+
+#[test]
+fn a_torn_tail_after_the_last_sync_is_cut_and_reported() {
+    let (_dir, disk) = temp_disk();
+    let (mut wal, _, _) = replay(&disk, SEGMENT_BYTES_LARGE);
+    append(&mut wal, &[put("a", 1, "x")]);
+    wal.sync().expect("sync");
+    let synced_end = wal.segment_len_bytes;
+    append(&mut wal, &[put("b", 2, "y")]);
+    append(&mut wal, &[put("c", 3, "z")]);
+    wal.flush_buffer().expect("written, not synced");
+    let name = wal.segment_name().to_owned();
+    crash(wal);
+    // The crash tore the unsynced record of b: c, intact after it, was
+    // never synced either.
+    flip_byte(&disk, &name, synced_end + RECORD_HEADER_BYTES as u64 + 3);
+    let (_, report, seen) = replay(&disk, SEGMENT_BYTES_LARGE);
+    assert_eq!(seen, vec![put("a", 1, "x")]);
+    let torn = report.torn_tail.expect("reported");
+    assert_eq!(
+        (torn.file.as_str(), torn.offset),
+        (name.as_str(), synced_end)
+    );
+    // Only the first sync's own record was written, vouching for the
+    // header: the first sync's end is proven by no later sync record.
+    assert_eq!(torn.synced_through, SEGMENT_RECORDS_OFFSET);
+    assert!(torn.bytes_dropped > 0);
+    assert_eq!(file_len(&disk, &name), synced_end, "cut at the damage");
+}
+
+#[test]
+fn format_1_segments_without_sync_records_still_replay() {
+    let (_dir, disk) = temp_disk();
+    let mut header = encode_segment_header(1);
+    header[8..12].copy_from_slice(&SEGMENT_FORMAT_VERSION_UNMARKED.to_le_bytes());
+    let crc = crc32fast::hash(&header[0..20]);
+    header[20..24].copy_from_slice(&crc.to_le_bytes());
+    header.resize(SEGMENT_RECORDS_OFFSET as usize, 0);
+    let entries = [put("a", 1, "x")];
+    header.extend_from_slice(&encode_batch_record(&refs(&entries)));
+    let used = header.len() as u64 % SECTOR_BYTES;
+    header.extend_from_slice(&encode_padding_record((SECTOR_BYTES - used) as usize));
+    let mut file = disk.create(&segment_name(1)).expect("create");
+    file.write_at(0, &header).expect("write");
+    drop(file);
+    let (_, report, seen) = replay(&disk, SEGMENT_BYTES_LARGE);
+    assert_eq!(seen, entries.to_vec());
+    assert_eq!(report.torn_tail, None);
 }

@@ -1,7 +1,13 @@
 //! `Wal`: appending records to the open segment through a buffer,
 //! zeros written ahead, syncs with sector padding, and rotation.
 
-use super::record::{batch_record_bytes, encode_batch_record_into, encode_padding_record};
+use std::collections::BTreeSet;
+use std::ops::Bound;
+
+use super::record::{
+    batch_record_bytes, decode_batch, encode_batch_record_into, encode_padding_record,
+    encode_sync_record,
+};
 use super::segment::{encode_segment_header_sector, segment_name};
 use super::*;
 use crate::disk::{Disk, DiskError, DiskFile};
@@ -70,6 +76,53 @@ pub(crate) struct Wal<D: Disk> {
     /// The oldest segment that may still exist: segments below it were
     /// removed once tables covered them.
     pub(super) first_segment_id: u64,
+    /// How much of `segment` is durable: its header once synced, then the
+    /// end of each completed sync. The next sync record states it.
+    pub(super) synced_len_bytes: u64,
+    /// The synced length the last sync record appended states: a clean
+    /// close certifies `synced_len_bytes` if it is larger.
+    pub(super) stated_synced_len_bytes: u64,
+    /// The last record appended is a sync record (a retried sync adds no
+    /// second one).
+    pub(super) ends_with_sync_record: bool,
+    /// Set while records the memtable already holds cannot be written for
+    /// lack of space: see [`Stall`].
+    pub(super) stall: Option<Stall>,
+}
+
+/// A log that a full disk stopped: records applied to the memtable wait in
+/// the buffer (or in the file, unsynced) and cannot be made durable until
+/// space frees up. Meanwhile appends are refused, and so are reads of the
+/// keys those records hold, whose versions might yet be lost: an answer
+/// must never show what a crash could take back.
+#[derive(Debug)]
+pub(crate) struct Stall {
+    /// Keys written since the last completed sync; `None` if they could
+    /// not be read back (then every read is refused).
+    keys: Option<BTreeSet<Vec<u8>>>,
+    /// The file the log could not write.
+    file: String,
+}
+
+impl Stall {
+    /// Whether a read of `key` must be refused.
+    pub(crate) fn holds(&self, key: &[u8]) -> bool {
+        self.keys.as_ref().is_none_or(|keys| keys.contains(key))
+    }
+
+    /// Whether a scan from `start` to `end` must be refused.
+    pub(crate) fn holds_any(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
+        self.keys
+            .as_ref()
+            .is_none_or(|keys| keys.range::<[u8], _>((start, end)).next().is_some())
+    }
+
+    /// The error a refused operation reports.
+    pub(crate) fn error(&self) -> EngineError {
+        EngineError::NoSpace {
+            file: self.file.clone(),
+        }
+    }
 }
 
 impl<D: Disk> Wal<D> {
@@ -90,6 +143,11 @@ impl<D: Disk> Wal<D> {
             segment.sync()?;
             disk.sync_dir()?;
         }
+        let synced_len_bytes = if sync_enabled {
+            SEGMENT_RECORDS_OFFSET
+        } else {
+            0
+        };
         Ok(Wal {
             disk,
             segment,
@@ -105,6 +163,10 @@ impl<D: Disk> Wal<D> {
             dir_unsynced: false,
             poisoned: None,
             first_segment_id: id,
+            synced_len_bytes,
+            stated_synced_len_bytes: 0,
+            ends_with_sync_record: false,
+            stall: None,
         })
     }
 
@@ -155,6 +217,11 @@ impl<D: Disk> Wal<D> {
         entries: &[(&[u8], &Versioned)],
     ) -> Result<(), EngineError> {
         self.check_not_poisoned()?;
+        if self.stall.is_some() {
+            // Space may be back: the records that wait go out first, or
+            // this one is refused too.
+            self.flush_buffer()?;
+        }
         let record_len = batch_record_bytes(entries);
         let segment_has_records = self.segment_len_bytes > SEGMENT_RECORDS_OFFSET;
         if segment_has_records
@@ -166,6 +233,7 @@ impl<D: Disk> Wal<D> {
         encode_batch_record_into(&mut self.buffer, entries);
         self.segment_len_bytes += record_len as u64;
         self.file_unsynced = true;
+        self.ends_with_sync_record = false;
         Ok(())
     }
 
@@ -185,6 +253,7 @@ impl<D: Disk> Wal<D> {
         self.buffer.extend_from_slice(record);
         self.segment_len_bytes += record.len() as u64;
         self.file_unsynced = true;
+        self.ends_with_sync_record = false;
         Ok(())
     }
 
@@ -232,14 +301,23 @@ impl<D: Disk> Wal<D> {
         };
         self.buffer.truncate(records_bytes);
         if let Err(err) = written {
-            if synced && !matches!(err, DiskError::NoSpace { .. }) {
+            let no_space = matches!(err, DiskError::NoSpace { .. });
+            if synced && !no_space {
                 return Err(self.poison(err));
             }
+            // A partial write may leave part of the records in the zeros
+            // ahead (below `zeroed_end`, which is not cut back): they lie
+            // after the last completed sync, so a crash makes them a torn
+            // tail, and the retry writes the same bytes over them.
             if let Err(rollback) = self.segment.truncate(offset.max(self.zeroed_end)) {
                 self.poison(rollback);
             }
+            if no_space && self.poisoned.is_none() {
+                self.enter_stall();
+            }
             return Err(err.into());
         }
+        self.stall = None;
         self.file_len_bytes = records_end;
         self.zeroed_end = self.zeroed_end.max(zeroed_end);
         self.buffer.clear();
@@ -250,24 +328,91 @@ impl<D: Disk> Wal<D> {
         Ok(())
     }
 
-    /// Fills the segment to the next sector boundary with a padding record,
-    /// so that no later append writes into a sector this sync makes durable.
-    pub(super) fn pad_to_sector(&mut self) -> Result<(), EngineError> {
-        let used = self.segment_len_bytes % SECTOR_BYTES;
-        if used == 0 {
+    /// Ends what this sync makes durable on a sector boundary, so that no
+    /// later append writes into a sector it covers: a sync record stating
+    /// how far earlier syncs got fills the last [`SYNC_RECORD_BYTES`] before
+    /// the boundary, and a padding record any gap before it. A retried sync
+    /// (nothing appended since) adds nothing.
+    pub(super) fn end_sync_stretch(&mut self) -> Result<(), EngineError> {
+        if self.ends_with_sync_record {
             return Ok(());
         }
-        let mut gap = SECTOR_BYTES - used;
-        if gap < RECORD_HEADER_BYTES as u64 {
+        let mut gap = SECTOR_BYTES - self.segment_len_bytes % SECTOR_BYTES;
+        let padding_fits = |gap: u64| {
+            gap == SYNC_RECORD_BYTES || gap >= SYNC_RECORD_BYTES + RECORD_HEADER_BYTES as u64
+        };
+        if !padding_fits(gap) {
             gap += SECTOR_BYTES;
         }
-        self.write_record(&encode_padding_record(gap as usize))?;
+        assert!(padding_fits(gap), "a sector always fits the padding");
+        let end = self.segment_len_bytes + gap;
+        if gap > SYNC_RECORD_BYTES {
+            self.write_record(&encode_padding_record((gap - SYNC_RECORD_BYTES) as usize))?;
+        }
+        self.write_record(&encode_sync_record(self.synced_len_bytes, end))?;
+        self.ends_with_sync_record = true;
+        self.stated_synced_len_bytes = self.synced_len_bytes;
         assert_eq!(
-            self.segment_len_bytes % SECTOR_BYTES,
-            0,
-            "padding ends on a sector boundary"
+            self.segment_len_bytes, end,
+            "the sync record ends on a sector boundary"
         );
         Ok(())
+    }
+
+    /// Notes that a full disk stopped the log, with the keys of every
+    /// record since the last completed sync (read back from the file where
+    /// they were written out, and from the buffer).
+    fn enter_stall(&mut self) {
+        if self.stall.is_some() {
+            return;
+        }
+        let keys = self.unsynced_keys().ok();
+        self.stall = Some(Stall {
+            keys,
+            file: self.segment_name.clone(),
+        });
+    }
+
+    /// The keys of the records after the last completed sync.
+    fn unsynced_keys(&self) -> Result<BTreeSet<Vec<u8>>, EngineError> {
+        let from = self.synced_len_bytes.max(SEGMENT_RECORDS_OFFSET);
+        let written = usize::try_from(self.file_len_bytes.saturating_sub(from))
+            .expect("a segment fits in memory");
+        let mut bytes = vec![0_u8; written];
+        self.segment.read_at(from, &mut bytes)?;
+        bytes.extend_from_slice(&self.buffer);
+        let mut keys = BTreeSet::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let header = bytes
+                .get(at..at + RECORD_HEADER_BYTES)
+                .ok_or_else(|| self.unreadable(from + at as u64))?;
+            let len = le_u32(&header[0..4]) as usize;
+            let record_type = header[8];
+            let payload_at = at + RECORD_HEADER_BYTES;
+            let payload = bytes
+                .get(payload_at..payload_at + len)
+                .ok_or_else(|| self.unreadable(from + at as u64))?;
+            if record_type == RECORD_TYPE_BATCH {
+                let entries = decode_batch(payload, &self.segment_name, from + payload_at as u64)?;
+                keys.extend(entries.into_iter().map(|(key, _)| key));
+            }
+            at = payload_at + len;
+        }
+        Ok(keys)
+    }
+
+    fn unreadable(&self, offset: u64) -> EngineError {
+        EngineError::Corruption {
+            file: self.segment_name.clone(),
+            offset,
+            reason: "an unsynced record does not read back".to_owned(),
+        }
+    }
+
+    /// The stall a full disk put the log in, if any.
+    pub(crate) fn stall(&self) -> Option<&Stall> {
+        self.stall.as_ref()
     }
 
     /// Syncs the full segment and starts the next one. The new segment is
@@ -312,14 +457,28 @@ impl<D: Disk> Wal<D> {
             }
             return Err(err.into());
         }
+        // The header is durable before any record: damage to it is then
+        // corruption whenever a sync record follows.
+        if self.sync_enabled {
+            if let Err(err) = next.sync() {
+                return Err(self.poison(err));
+            }
+        }
         self.segment = next;
         self.segment_id = next_id;
         self.segment_name = next_name;
         self.segment_len_bytes = SEGMENT_RECORDS_OFFSET;
         self.file_len_bytes = SEGMENT_RECORDS_OFFSET;
         self.zeroed_end = zeroed_end;
-        self.file_unsynced = true;
+        self.file_unsynced = false;
         self.dir_unsynced = true;
+        self.synced_len_bytes = if self.sync_enabled {
+            SEGMENT_RECORDS_OFFSET
+        } else {
+            0
+        };
+        self.stated_synced_len_bytes = 0;
+        self.ends_with_sync_record = false;
         Ok(())
     }
 
@@ -367,8 +526,9 @@ impl<D: Disk> Wal<D> {
         self.check_not_poisoned()?;
         if self.file_unsynced {
             if self.sync_enabled {
-                self.pad_to_sector()?;
+                self.end_sync_stretch()?;
                 self.write_buffer(true)?;
+                self.synced_len_bytes = self.segment_len_bytes;
             } else {
                 self.flush_buffer()?;
             }
@@ -392,12 +552,29 @@ impl<D: Disk> Wal<D> {
     }
 }
 
+impl<D: Disk> Wal<D> {
+    /// At a clean close with nothing unsynced, appends and syncs one more
+    /// sync record stating the end of the last sync, so that replay can
+    /// tell damage to the last synced records from a torn tail.
+    fn certify_last_sync(&mut self) -> Result<(), EngineError> {
+        let certified = self.stated_synced_len_bytes >= self.synced_len_bytes
+            || self.synced_len_bytes <= SEGMENT_RECORDS_OFFSET;
+        if !self.sync_enabled || self.file_unsynced || certified {
+            return Ok(());
+        }
+        self.file_unsynced = true;
+        self.ends_with_sync_record = false;
+        self.sync()
+    }
+}
+
 impl<D: Disk> Drop for Wal<D> {
     /// Hands buffered records to the file, as a cleanly exiting process
-    /// would. Nothing is synced: they stay as undurable as they were.
+    /// would; nothing unsynced is synced: it stays as undurable as it was.
+    /// With nothing unsynced, certifies the last sync instead.
     fn drop(&mut self) {
-        if self.poisoned.is_none() {
-            let _ = self.flush_buffer();
+        if self.poisoned.is_none() && self.flush_buffer().is_ok() {
+            let _ = self.certify_last_sync();
         }
     }
 }

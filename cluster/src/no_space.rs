@@ -1,0 +1,128 @@
+//! What a full disk does to the outputs of a batch whose sync could not be
+//! written.
+//!
+//! A node holds every output until the sync of the writes it reflects (see
+//! [`crate::node`]). When that sync fails for lack of space the writes stay
+//! in the engine, not durable: they may become durable when a later sync
+//! gets them out, or be lost in a crash. So nothing that claims or reflects
+//! their durability may leave; what does not may, and every client still
+//! gets exactly one answer:
+//!
+//! - acknowledgements to coordinators become failures (`NoSpace`), so they
+//!   go on with other replicas or answer at once;
+//! - read replies to coordinators become failures too (they may show a
+//!   version not yet durable);
+//! - client replies become `NoSpace` errors (a write may have applied);
+//! - writes and reads sent to other replicas go as they are: they claim
+//!   nothing about this node's disk.
+
+use crate::ids::NodeId;
+use crate::message::{ClientError, ClientResponse, Message, ReplicaFailure};
+use crate::node::Output;
+
+/// The outputs of a batch whose sync failed at node `me` with `failure` (a
+/// full disk), made safe to release.
+pub fn release_without_durability(
+    me: NodeId,
+    held: Vec<Output>,
+    failure: &ReplicaFailure,
+) -> Vec<Output> {
+    held.into_iter()
+        .map(|output| match output {
+            Output::Send { to, mut envelope } => {
+                match &mut envelope.message {
+                    Message::WriteAck { failure: slot, .. } => {
+                        slot.get_or_insert_with(|| failure.clone());
+                    }
+                    Message::ReadReply {
+                        version,
+                        failure: slot,
+                        ..
+                    } => {
+                        *version = None;
+                        slot.get_or_insert_with(|| failure.clone());
+                    }
+                    Message::Write { .. } | Message::Read { .. } => {}
+                }
+                Output::Send { to, envelope }
+            }
+            Output::Reply { request, response } => {
+                let response = match response {
+                    error @ ClientResponse::Error(_) => error,
+                    ClientResponse::Value(_) | ClientResponse::Written => {
+                        ClientResponse::Error(ClientError::NoSpace {
+                            reason: format!("{me}: {failure}"),
+                        })
+                    }
+                };
+                Output::Reply { request, response }
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{NodeId, OpId, RequestId};
+    use crate::message::{Envelope, WireVersion};
+
+    #[test]
+    fn nothing_that_claims_durability_leaves_and_every_client_is_answered() {
+        let op = OpId {
+            generation: 1,
+            seq: 7,
+        };
+        let send = |message| Output::Send {
+            to: NodeId(2),
+            envelope: Envelope { hlc: 1, message },
+        };
+        let version = WireVersion {
+            hlc: 3,
+            node: 1,
+            value: Some(b"v".to_vec()),
+        };
+        let held = vec![
+            send(Message::WriteAck { op, failure: None }),
+            send(Message::ReadReply {
+                op,
+                version: Some(version.clone()),
+                failure: None,
+            }),
+            send(Message::Write {
+                op,
+                key: b"k".to_vec(),
+                version,
+            }),
+            Output::Reply {
+                request: RequestId(1),
+                response: ClientResponse::Written,
+            },
+            Output::Reply {
+                request: RequestId(2),
+                response: ClientResponse::Value(Some(b"v".to_vec())),
+            },
+        ];
+        let failure = ReplicaFailure::NoSpace {
+            file: "wal-1.log".to_owned(),
+        };
+        let out = release_without_durability(NodeId(1), held.clone(), &failure);
+        assert_eq!(out.len(), held.len(), "one output for each");
+        for output in &out {
+            match output {
+                Output::Send { envelope, .. } => match &envelope.message {
+                    Message::WriteAck { failure, .. } => assert!(failure.is_some()),
+                    Message::ReadReply {
+                        version, failure, ..
+                    } => assert!(version.is_none() && failure.is_some()),
+                    Message::Write { .. } => {}
+                    Message::Read { .. } => panic!("none was held"),
+                },
+                Output::Reply { response, .. } => assert!(matches!(
+                    response,
+                    ClientResponse::Error(ClientError::NoSpace { .. })
+                )),
+            }
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Opening an engine in two steps, so that a refused open changes nothing:
+//! [`Engine::recover`] reads and checks everything (the manifest, every
+//! table it names, every WAL segment it expects, every record) and decides
+//! what to clean up; [`EngineRecovery::open`] then does the cleaning up
+//! (torn tails cut, garbage removed) and starts the engine.
+//!
+//! A torn last manifest edit is taken for one that never committed only if
+//! the disk agrees: what an edit lets go (tables it removes, WAL segments
+//! it covers) is deleted only after it commits, so a table the earlier
+//! state names that is gone, or a WAL segment it expects that is gone,
+//! shows the edit did commit: the damage is corruption of a committed edit,
+//! reported as such.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+
+use super::{is_temporary_table, Engine, EngineOptions, PurgeGuardSlot};
+use crate::disk::DiskError;
+use crate::manifest::{self, ManifestRecovery, TornEdit};
+use crate::memtable::Memtable;
+use crate::sstable::cache::BlockCache;
+use crate::sstable::parse_table_name;
+use crate::sstable::reader::Table;
+use crate::wal::{self, PlantedRecoveryBugs, RecoveryReport, WalRecovery};
+use crate::{Disk, EngineError};
+
+/// Whether `name` is a file an engine keeps: manifest, WAL segment or
+/// table, finished or being written.
+pub fn is_engine_file(name: &str) -> bool {
+    manifest::is_manifest_file(name)
+        || wal::is_segment_name(name)
+        || parse_table_name(name).is_some()
+        || is_temporary_table(name)
+}
+
+/// An engine read back from disk and checked, before anything on disk was
+/// changed. [`EngineRecovery::open`] starts it; dropping it changes nothing.
+#[derive(Debug)]
+pub struct EngineRecovery<D: Disk> {
+    disk: D,
+    options: EngineOptions,
+    manifest: ManifestRecovery,
+    /// The live tables, newest first.
+    tables: Vec<Table<D::File>>,
+    /// Tables the manifest does not name and temporary tables: garbage.
+    dead_tables: Vec<String>,
+    /// The WAL replayed into it.
+    memtable: Memtable,
+    wal: WalRecovery,
+}
+
+/// `err` as the corruption of the torn manifest edit it shows committed,
+/// if there is one; `err` otherwise.
+fn blame_torn_edit(err: EngineError, torn: Option<&TornEdit>) -> EngineError {
+    let Some(torn) = torn else {
+        return err;
+    };
+    EngineError::Corruption {
+        file: torn.file.clone(),
+        offset: torn.offset,
+        reason: format!(
+            "the last manifest edit is damaged ({}), yet it committed: {err}",
+            torn.reason
+        ),
+    }
+}
+
+impl<D: Disk> Engine<D> {
+    /// Reads and checks everything on `disk` an engine needs, changing
+    /// nothing: the newest manifest, every table it names (their
+    /// metadata), every WAL segment it does not cover (every record
+    /// replayed). See the module documentation.
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidArgument`] for bad options; corruption (a torn
+    /// tail after the last sync of the last WAL segment or an uncommitted
+    /// manifest edit is not corruption); a table or WAL segment missing;
+    /// tables present with no manifest; disk errors.
+    pub fn recover(disk: D, options: EngineOptions) -> Result<EngineRecovery<D>, EngineError> {
+        options.validate()?;
+        let manifest = manifest::recover(&disk)?;
+        let state = manifest.state().clone();
+        let torn = manifest.torn_edit();
+        let mut dead_tables = Vec::new();
+        for name in disk.list()? {
+            if let Some(id) = parse_table_name(&name) {
+                if !manifest.exists() {
+                    return Err(EngineError::Corruption {
+                        file: name,
+                        offset: 0,
+                        reason: "table present but there is no manifest to name it".to_owned(),
+                    });
+                }
+                if !state.tables.contains(&id) {
+                    dead_tables.push(name);
+                }
+            } else if is_temporary_table(&name) {
+                dead_tables.push(name);
+            }
+        }
+        let mut tables = Vec::with_capacity(state.tables.len());
+        for &id in state.tables.iter().rev() {
+            let table = Table::open(&disk, id).map_err(|err| match err {
+                EngineError::Disk(DiskError::NotFound { name }) => blame_torn_edit(
+                    EngineError::Corruption {
+                        file: name,
+                        offset: 0,
+                        reason: "table named by the manifest is missing".to_owned(),
+                    },
+                    torn,
+                ),
+                other => other,
+            })?;
+            tables.push(table);
+        }
+        let mut memtable = Memtable::new(options.memtable_bytes_max);
+        let planted = PlantedRecoveryBugs {
+            synced_damage_is_torn_tail: options.bug_recovery_takes_synced_damage_for_torn_tail,
+        };
+        let wal = wal::recover(&disk, state.wal_segments_covered, planted, |entries| {
+            for (key, version) in entries {
+                // Replay is idempotent under last-write-wins: an entry
+                // that loses here lost when it was first written, too.
+                memtable.apply(&key, version.timestamp, version.value.as_deref());
+            }
+        })
+        .map_err(|err| match err {
+            // A segment the state expects is gone: only a committed edit
+            // lets segments go.
+            err if wal::is_missing_segment(&err) => blame_torn_edit(err, torn),
+            other => other,
+        })?;
+        Ok(EngineRecovery {
+            disk,
+            options,
+            manifest,
+            tables,
+            dead_tables,
+            memtable,
+            wal,
+        })
+    }
+}
+
+impl<D: Disk> EngineRecovery<D> {
+    /// What WAL recovery found (the segment to be opened not yet named).
+    pub fn report(&self) -> &RecoveryReport {
+        self.wal.report()
+    }
+
+    /// The disk being recovered.
+    pub fn disk(&self) -> &D {
+        &self.disk
+    }
+
+    /// Carries the recovery out (cuts a torn manifest edit and a torn WAL
+    /// tail, removes garbage manifests, tables and covered segments),
+    /// starts a fresh WAL segment, and returns the running engine.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn open(self) -> Result<Engine<D>, EngineError> {
+        let EngineRecovery {
+            disk,
+            options,
+            manifest,
+            tables,
+            dead_tables,
+            memtable,
+            wal,
+        } = self;
+        let sync_enabled = options.sync_policy.syncs();
+        let manifest = manifest.open(&disk, options.manifest_edits_per_checkpoint, sync_enabled)?;
+        for name in &dead_tables {
+            disk.remove(name)?;
+        }
+        if !dead_tables.is_empty() && sync_enabled {
+            disk.sync_dir()?;
+        }
+        let (wal, recovery) = wal.open(disk, options.wal_segment_bytes_max, sync_enabled)?;
+        let cache = RefCell::new(BlockCache::new(options.block_cache_bytes));
+        let buggify = crate::buggify::BuggifyDraws::new(&options.buggify, 0);
+        Ok(Engine {
+            options,
+            wal,
+            memtable,
+            frozen: VecDeque::new(),
+            tables,
+            cache,
+            manifest,
+            tombstone_purge_before: None,
+            purge_guard: PurgeGuardSlot(None),
+            last_interval_sync_nanos: None,
+            poisoned: None,
+            recovery,
+            shadowed: RefCell::default(),
+            buggify,
+        })
+    }
+}
