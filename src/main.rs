@@ -288,7 +288,7 @@ fn sim_one(config: &SimConfig, show_history: bool, history_out: Option<&Path>) -
     out!(
         "faults: {} crashes before and {} during a sync, {} bridge and {} one-way partitions, \
          {} pauses, {} swizzles, {} clock jumps, {} bad-read windows ({} storage errors met), \
-         {} failed syncs, {} buggify firings; {} client retries, {} partial writes",
+         {} failed syncs, {} full disks, {} buggify firings; {} client retries, {} partial writes",
         stats.crashes_before_sync,
         stats.crashes_during_sync,
         stats.bridge_partitions,
@@ -299,6 +299,7 @@ fn sim_one(config: &SimConfig, show_history: bool, history_out: Option<&Path>) -
         stats.read_fault_windows,
         stats.storage_errors,
         stats.sync_failures,
+        stats.disk_full_windows,
         stats.buggify_fired,
         stats.client_retries,
         stats.partial_writes,

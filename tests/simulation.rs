@@ -508,7 +508,8 @@ fn every_fault_family_fires_and_runs_pass() {
     }
     let total =
         |f: fn(&enigma_sim::RunStats) -> u64| -> u64 { reports.iter().map(|r| f(&r.stats)).sum() };
-    let families: [(&str, u64); 14] = [
+    let families: [(&str, u64); 15] = [
+        ("full disks", total(|s| s.disk_full_windows)),
         ("buggify firings", total(|s| s.buggify_fired)),
         ("crashes", total(|s| s.crashes)),
         ("crashes before a sync", total(|s| s.crashes_before_sync)),

@@ -28,9 +28,9 @@
 //! - **Full disk** ([`SimDisk::set_full`], [`SimDisk::set_capacity_bytes`]):
 //!   a write that would take the disk past its capacity fails with `NoSpace`
 //!   and writes nothing. Survivable because the writer rolls back and
-//!   reports the error instead of acknowledging; reads keep working. (The
-//!   simulator does not draw it yet: the node must first refuse writes with
-//!   a clear error and recover when space returns.)
+//!   reports the error instead of acknowledging; reads keep working. The
+//!   simulator fills at most `down_max` nodes' disks at once, each for a
+//!   window, and frees the space before the node restarts.
 //! - **Failed sync** ([`SimDisk::fail_next_sync`],
 //!   `sync_failure_probability`): a `sync` or `sync_dir` fails and makes
 //!   nothing durable. Survivable because the node treats it as fatal

@@ -7,8 +7,8 @@
 //! messages or loses them (clients see timeouts), a clock jump only moves a
 //! node's reading of time within the run's bound, a window of bad reads
 //! strikes fewer replicas than a key has and only data the engine
-//! checksums, and a failed sync stops the node, which restarts from what is
-//! durable. The heal phase restarts every node, reconnects and unclogs every
+//! checksums, a failed sync stops the node, which restarts from what is
+//! durable, and a full disk makes a node refuse writes until space is back. The heal phase restarts every node, reconnects and unclogs every
 //! link and ends every window.
 //!
 //! Faults are paced so that quorums exist most of the time: at most
@@ -39,6 +39,9 @@ pub struct NemesisOptions {
     pub read_faults: bool,
     /// Make a node's next sync fail (the node stops; restarted later).
     pub sync_failures: bool,
+    /// Fill a node's disk for a while: its writes fail with no space, its
+    /// reads go on, and it resumes once space is back.
+    pub full_disks: bool,
     /// Most nodes down, paused or with bad reads at once.
     pub down_max: usize,
 }
@@ -54,6 +57,7 @@ impl NemesisOptions {
             clock_jumps: false,
             read_faults: false,
             sync_failures: false,
+            full_disks: false,
             down_max: 0,
         }
     }
@@ -103,6 +107,8 @@ pub enum Fault {
     ReadFaults { node: usize, nanos: u64 },
     /// The node's next sync fails.
     FailSync(usize),
+    /// The node's disk is full for this long.
+    DiskFull { node: usize, nanos: u64 },
 }
 
 /// What the nemesis needs to know of the cluster.
@@ -122,6 +128,8 @@ pub struct ClusterFaults {
 pub const PAUSE_NANOS_MAX: u64 = 2_000_000_000;
 /// Longest window of bad reads.
 pub const READ_FAULT_NANOS_MAX: u64 = 1_000_000_000;
+/// Longest time a disk stays full.
+pub const DISK_FULL_NANOS_MAX: u64 = 1_000_000_000;
 /// Longest clogging step.
 pub const SWIZZLE_STEP_NANOS_MAX: u64 = 200_000_000;
 /// Most delay a clogged link adds to a message.
@@ -191,6 +199,12 @@ impl Nemesis {
             if let Some(&i) = pick(rng, &healthy) {
                 let nanos = rng.random_range(1..=READ_FAULT_NANOS_MAX);
                 choices.push(Fault::ReadFaults { node: i, nanos });
+            }
+        }
+        if o.full_disks && may_impair {
+            if let Some(&i) = pick(rng, &healthy) {
+                let nanos = rng.random_range(1..=DISK_FULL_NANOS_MAX);
+                choices.push(Fault::DiskFull { node: i, nanos });
             }
         }
         if o.clock_jumps && nodes > 0 && self.clock_jump_nanos_max > 0 {
@@ -329,6 +343,7 @@ mod tests {
             clock_jumps: true,
             read_faults: true,
             sync_failures: true,
+            full_disks: true,
             down_max,
         }
     }
@@ -400,6 +415,7 @@ mod tests {
                             | Fault::Pause { .. }
                             | Fault::ReadFaults { .. }
                             | Fault::FailSync(_)
+                            | Fault::DiskFull { .. }
                     )
                 ),
                 "one node is down already: {fault:?}"

@@ -23,6 +23,7 @@ impl Simulation {
             self.slots[node].paused_until = None;
             self.slots[node].disk.cancel_sync_failure();
             self.end_read_faults(node);
+            self.end_disk_full(node);
             if self.slots[node].node.is_none() {
                 self.start_node(node);
             }

@@ -159,6 +159,8 @@ pub struct RunStats {
     pub storage_errors: u64,
     /// Syncs made to fail.
     pub sync_failures: u64,
+    /// Windows in which a node's disk was full.
+    pub disk_full_windows: u64,
     /// Writes that reached fewer replicas than their level needs and timed
     /// out (`info`): later reads meet those replicas.
     pub partial_writes: u64,
@@ -323,6 +325,8 @@ enum Event {
     SwizzleStep,
     /// Node `node`'s window of bad reads ends.
     ReadFaultsEnd { node: usize, incarnation: u64 },
+    /// Space comes back on node `node`'s disk.
+    DiskSpaceBack { node: usize, incarnation: u64 },
     /// The heal phase's repair pass reads its next key.
     RepairNext,
     /// The liveness phase's time is up.
@@ -381,6 +385,8 @@ struct Slot {
     paused_until: Option<u64>,
     /// Its disk reads badly until then.
     read_faults_until: Option<u64>,
+    /// Its disk is full until then.
+    disk_full_until: Option<u64>,
     /// Faults were injected into this incarnation's disk (bad reads, a
     /// failed sync), so a failed background job is expected, not a bug.
     disk_faulted: bool,
@@ -545,6 +551,7 @@ impl Simulation {
                 crash_armed: None,
                 paused_until: None,
                 read_faults_until: None,
+                disk_full_until: None,
                 disk_faulted: false,
             })
             .collect();
@@ -695,6 +702,11 @@ impl Simulation {
                 }
             }
             Event::SwizzleStep => self.on_swizzle_step(),
+            Event::DiskSpaceBack { node, incarnation } => {
+                if self.slots[node].incarnation == incarnation {
+                    self.end_disk_full(node);
+                }
+            }
             Event::ReadFaultsEnd { node, incarnation } => {
                 if self.slots[node].incarnation == incarnation {
                     self.end_read_faults(node);

@@ -58,6 +58,7 @@ impl Simulation {
                 .map(|s| {
                     s.paused_until.is_some_and(|t| t > self.now)
                         || s.read_faults_until.is_some()
+                        || s.disk_full_until.is_some()
                         || s.crash_armed.is_some()
                 })
                 .collect(),
@@ -137,6 +138,15 @@ impl Simulation {
                     self.start_read_faults(node, nanos);
                 }
             }
+            Fault::DiskFull { node, nanos } => {
+                self.stats.disk_full_windows += 1;
+                let slot = &mut self.slots[node];
+                slot.disk_full_until = Some(self.now + nanos);
+                slot.disk_faulted = true;
+                slot.disk.set_full(true);
+                let incarnation = slot.incarnation;
+                self.schedule(nanos, Event::DiskSpaceBack { node, incarnation });
+            }
             Fault::FailSync(node) => {
                 self.stats.sync_failures += 1;
                 self.slots[node].disk_faulted = true;
@@ -175,6 +185,14 @@ impl Simulation {
         if slot.read_faults_until.take().is_some() {
             slot.disk.set_faults(self.disk_faults.clone());
             slot.disk.clear_unreadable_sectors();
+        }
+    }
+
+    /// Space comes back on `node`'s disk.
+    pub(super) fn end_disk_full(&mut self, node: usize) {
+        let slot = &mut self.slots[node];
+        if slot.disk_full_until.take().is_some() {
+            slot.disk.set_full(false);
         }
     }
 
@@ -244,6 +262,7 @@ pub(super) fn draw_swarm(config: &SimConfig, rng: &mut ChaCha8Rng) -> Swarm {
         let clock_jumps = rng.random_bool(0.25);
         let read_faults = rng.random_bool(0.3);
         let sync_failures = rng.random_bool(0.25);
+        let full_disks = rng.random_bool(0.25);
         let harsh = rng.random_bool(0.2);
         let down_max = if harsh {
             config.nodes
@@ -252,7 +271,7 @@ pub(super) fn draw_swarm(config: &SimConfig, rng: &mut ChaCha8Rng) -> Swarm {
         };
         let line = format!(
             "crashes={} partitions={} pauses={} clogging={} clock={} read_faults={} \
-             sync_failures={} down_max={down_max} loss={loss} duplicate={duplicate} \
+             sync_failures={} full_disks={} down_max={down_max} loss={loss} duplicate={duplicate} \
              latency_max={}ms torn_writes={}",
             on_off(crashes),
             on_off(partitions),
@@ -261,6 +280,7 @@ pub(super) fn draw_swarm(config: &SimConfig, rng: &mut ChaCha8Rng) -> Swarm {
             on_off(clock_jumps),
             on_off(read_faults),
             on_off(sync_failures),
+            on_off(full_disks),
             latency_max / 1_000_000,
             on_off(torn),
         );
@@ -273,6 +293,7 @@ pub(super) fn draw_swarm(config: &SimConfig, rng: &mut ChaCha8Rng) -> Swarm {
                 clock_jumps,
                 read_faults,
                 sync_failures,
+                full_disks,
                 down_max,
             },
             NetOptions {

@@ -41,6 +41,7 @@ impl Simulation {
         // Bad reads are for a running node: during recovery a bad read of
         // the log's last segment would look exactly like a torn tail.
         self.end_read_faults(index);
+        self.end_disk_full(index);
         if self.nemesis.options().clock_jumps && self.rng_clock.random_bool(0.5) {
             // The node comes back with a clock that moved while it was down.
             let bound = self.clock_offset_nanos_max;
