@@ -9,8 +9,8 @@
 //! `verdict: unknown`, then the report.
 //!
 //! A history whose operations record their consistency level gets the
-//! checks each level promises (`enigma_checker::promises`, DESIGN.md
-//! section 5), given the run facts of its `run` line: a line per check with
+//! checks each level promises (`enigma_checker::promises`; the promises are
+//! listed in `docs/SERVER.md`, "Consistency levels and clocks"), given the run facts of its `run` line: a line per check with
 //! its outcome, then the verdict: `linearizable` (every operation is
 //! promised linearizability and everything held), `promises-kept` (weaker
 //! promises, all kept), `not-linearizable`, `promise-broken` (a lost write,

@@ -53,6 +53,8 @@ pub enum Command {
     },
     /// `CLIENT SETNAME | GETNAME | ID | SETINFO`.
     Client(ClientQuery),
+    /// `DBSIZE`: an estimate of the live keys this node stores.
+    DbSize,
 }
 
 /// What `COMMAND` was asked.
@@ -84,7 +86,7 @@ pub enum ClientQuery {
 /// Names and arities of the commands EnigmaDB serves, as `COMMAND` reports
 /// them: `(name, arity, is_write, first_key, last_key, key_step)`. A
 /// negative arity means "at least that many" (the name included).
-pub const COMMAND_TABLE: [(&str, i64, bool, i64, i64, i64); 16] = [
+pub const COMMAND_TABLE: [(&str, i64, bool, i64, i64, i64); 17] = [
     ("ping", -1, false, 0, 0, 0),
     ("echo", 2, false, 0, 0, 0),
     ("get", 2, false, 1, 1, 1),
@@ -101,6 +103,7 @@ pub const COMMAND_TABLE: [(&str, i64, bool, i64, i64, i64); 16] = [
     ("auth", -2, false, 0, 0, 0),
     ("hello", -1, false, 0, 0, 0),
     ("client", -2, false, 0, 0, 0),
+    ("dbsize", 1, false, 0, 0, 0),
 ];
 
 /// Position of command `name` in [`COMMAND_TABLE`] (a match, not a scan:
@@ -123,6 +126,7 @@ pub fn command_index(name: &str) -> Option<usize> {
         "auth" => 13,
         "hello" => 14,
         "client" => 15,
+        "dbsize" => 16,
         _ => return None,
     };
     debug_assert_eq!(COMMAND_TABLE[index].0, name);
@@ -149,6 +153,7 @@ impl Command {
             Self::Auth { .. } => "auth",
             Self::Hello { .. } => "hello",
             Self::Client(_) => "client",
+            Self::DbSize => "dbsize",
         }
     }
 
@@ -272,6 +277,10 @@ pub fn parse(args: Vec<Vec<u8>>) -> Result<Command, CommandError> {
         }
         "command" => parse_command_query(&rest),
         "quit" => Ok(Command::Quit),
+        "dbsize" => {
+            arity(rest.is_empty())?;
+            Ok(Command::DbSize)
+        }
         "consistency" => {
             arity(rest.len() <= 1)?;
             match rest.first() {

@@ -57,6 +57,45 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
+/// A password or key: its `Debug` and `Display` never show it, so that no
+/// log line or error message can print it by accident.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `text`.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// The secret itself, for the one place that checks or uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<hidden>)")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<hidden>")
+    }
+}
+
 /// A peer: its node id and the address of its peer listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr {
@@ -105,6 +144,18 @@ pub struct Limits {
     /// Most bytes buffered for one unfinished request (protocol error,
     /// connection closed).
     pub query_buffer_bytes_max: usize,
+    /// Bytes of replies one connection may hold unwritten (encoded, or
+    /// ready and waiting for earlier ones) before the node stops taking its
+    /// new commands until the client reads: back-pressure, not an error.
+    /// Reads in flight count at the size of the largest value the node has
+    /// seen lately, so a pipeline of large reads is admitted a few at a
+    /// time.
+    pub reply_buffer_bytes_max: usize,
+    /// Bytes of every connection's query and reply buffers together. Above
+    /// it, connections with replies owed stop taking new commands until the
+    /// client reads, and a request that would need more room on a
+    /// connection with nothing owed is refused with an error and closed.
+    pub client_buffers_bytes_max: usize,
 }
 
 impl Default for Limits {
@@ -116,6 +167,8 @@ impl Default for Limits {
             pipeline_depth_max: 1024,
             connections_max: 1024,
             query_buffer_bytes_max: 64 << 20,
+            reply_buffer_bytes_max: 32 << 20,
+            client_buffers_bytes_max: 256 << 20,
         }
     }
 }
@@ -128,6 +181,37 @@ impl Limits {
             args_max: self.args_max,
             inline_bytes_max: 64 << 10,
         }
+    }
+}
+
+/// TLS for clients and peers: where the node's certificate, key and the
+/// certificate authority live, and which listeners use them. Off by
+/// default: plaintext on loopback.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// This node's certificate chain, PEM.
+    pub cert_file: Option<PathBuf>,
+    /// The private key of `cert_file`, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// The certificate authority (PEM, one or more certificates) that peer
+    /// certificates, and client certificates under `client_auth`, must
+    /// chain to.
+    pub ca_file: Option<PathBuf>,
+    /// Clients must speak TLS on the client port.
+    pub clients: bool,
+    /// Clients must present a certificate signed by `ca_file`; such a
+    /// client is authenticated (protected mode accepts it as a password).
+    pub client_auth: bool,
+    /// Peer links use TLS, both ends presenting certificates signed by
+    /// `ca_file`; the dialer checks the peer's certificate names the
+    /// address it dialed.
+    pub peers: bool,
+}
+
+impl TlsSettings {
+    /// Whether any listener or link uses TLS.
+    pub fn enabled(&self) -> bool {
+        self.clients || self.peers
     }
 }
 
@@ -155,9 +239,9 @@ pub struct NodeConfig {
     /// Level of a connection that has not said `CONSISTENCY`.
     pub default_consistency: ConsistencyLevel,
     /// Clients must `AUTH` with this password first, when set.
-    pub requirepass: Option<String>,
+    pub requirepass: Option<Secret>,
     /// Peers prove knowledge of this secret when they connect.
-    pub cluster_secret: String,
+    pub cluster_secret: Secret,
     /// Prometheus metrics address (`/metrics`), when set.
     pub metrics_listen: Option<SocketAddr>,
     /// Client limits.
@@ -168,6 +252,36 @@ pub struct NodeConfig {
     pub peer_send_queue_bytes_max: usize,
     /// Most inputs applied in one group commit.
     pub batch_inputs_max: usize,
+    /// Bytes of large messages (a value of [`PEER_BULK_MESSAGE_BYTES`] or
+    /// more) queued for one peer, in a lane of their own beside the small
+    /// ones. When it is full, new client writes of large values wait
+    /// (back-pressure) and other large messages are dropped, never the
+    /// link.
+    pub peer_bulk_queue_bytes_max: usize,
+    /// Refuse to listen for clients on a non-loopback address unless
+    /// clients must authenticate (`requirepass`, or TLS client
+    /// certificates).
+    pub protected_mode: bool,
+    /// Close a connection idle this long (nothing owed to it, nothing being
+    /// received), seconds; 0 never. Redis's `timeout`.
+    pub idle_timeout_secs: u64,
+    /// Close a connection whose request, once begun, is not complete within
+    /// this, ms (a client that sends a command slower than this, as a
+    /// slowloris attack does).
+    pub request_read_timeout_ms: u64,
+    /// At `connections_max`, a new connection takes the place of the
+    /// connection idle longest, if that one has been idle at least this,
+    /// ms; 0 never (new connections are refused).
+    pub idle_eviction_ms: u64,
+    /// TLS.
+    pub tls: TlsSettings,
+}
+
+impl NodeConfig {
+    /// Whether clients must prove who they are before they are served.
+    pub fn clients_authenticate(&self) -> bool {
+        self.requirepass.is_some() || (self.tls.clients && self.tls.client_auth)
+    }
 }
 
 /// Defaults that do not depend on the rest of the configuration.
@@ -176,6 +290,14 @@ pub const VNODES_PER_NODE_DEFAULT: u32 = 64;
 pub const TICK_INTERVAL_MS_DEFAULT: u64 = 10;
 pub const PEER_SEND_QUEUE_BYTES_DEFAULT: usize = 64 << 20;
 pub const BATCH_INPUTS_DEFAULT: usize = 4096;
+pub const PEER_BULK_QUEUE_BYTES_DEFAULT: usize = 64 << 20;
+/// A peer message carrying at least this many bytes of key and value goes
+/// in the peer's bulk lane.
+pub const PEER_BULK_MESSAGE_BYTES: usize = 64 << 10;
+/// Idle timeout when the client address is not loopback and none is set.
+pub const IDLE_TIMEOUT_SECS_EXPOSED_DEFAULT: u64 = 300;
+pub const REQUEST_READ_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+pub const IDLE_EVICTION_MS_DEFAULT: u64 = 5_000;
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:7001";
 pub const PEER_LISTEN_DEFAULT: &str = "127.0.0.1:7101";
 
@@ -229,9 +351,19 @@ impl NodeConfig {
                     .into(),
             );
         }
-        if self.requirepass.as_deref() == Some("") {
+        if self.requirepass.as_ref().is_some_and(Secret::is_empty) {
             return Err("requirepass must not be empty (leave it unset for no password)".into());
         }
+        if self.protected_mode && !self.listen.ip().is_loopback() && !self.clients_authenticate() {
+            return Err(format!(
+                "protected mode: refusing to serve clients on {} (not a loopback address) without \
+                 authentication; set requirepass (or TLS client certificates: tls_clients and \
+                 tls_client_auth), or set protected_mode to false to serve anyone who can reach \
+                 this address",
+                self.listen
+            ));
+        }
+        self.validate_tls()?;
         let l = &self.limits;
         for (name, value) in [
             ("key_bytes_max", l.key_bytes_max),
@@ -242,6 +374,9 @@ impl NodeConfig {
             ("query_buffer_bytes_max", l.query_buffer_bytes_max),
             ("peer_send_queue_bytes_max", self.peer_send_queue_bytes_max),
             ("batch_inputs_max", self.batch_inputs_max),
+            ("reply_buffer_bytes_max", l.reply_buffer_bytes_max),
+            ("client_buffers_bytes_max", l.client_buffers_bytes_max),
+            ("peer_bulk_queue_bytes_max", self.peer_bulk_queue_bytes_max),
         ] {
             if value == 0 {
                 return Err(format!("{name} must be at least 1"));
@@ -267,8 +402,49 @@ impl NodeConfig {
                 "peer_send_queue_bytes_max must hold one write of the largest key and value".into(),
             );
         }
-        if self.request_timeout_ms == 0 || self.tick_interval_ms == 0 {
-            return Err("request_timeout_ms and tick_interval_ms must be at least 1".into());
+        if l.client_buffers_bytes_max < l.query_buffer_bytes_max {
+            return Err(
+                "client_buffers_bytes_max must be at least query_buffer_bytes_max (room for one \
+                 request of the largest size)"
+                    .into(),
+            );
+        }
+        if self.peer_bulk_queue_bytes_max < l.key_bytes_max + l.value_bytes_max + 1024 {
+            return Err(
+                "peer_bulk_queue_bytes_max must hold one write of the largest key and value".into(),
+            );
+        }
+        if self.request_timeout_ms == 0
+            || self.tick_interval_ms == 0
+            || self.request_read_timeout_ms == 0
+        {
+            return Err(
+                "request_timeout_ms, request_read_timeout_ms and tick_interval_ms must be at least 1"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    fn validate_tls(&self) -> Result<(), String> {
+        let tls = &self.tls;
+        if tls.enabled() && (tls.cert_file.is_none() || tls.key_file.is_none()) {
+            return Err("tls_clients and tls_peers need tls_cert_file and tls_key_file".into());
+        }
+        if tls.peers && tls.ca_file.is_none() {
+            return Err(
+                "tls_peers needs tls_ca_file: peers verify each other's certificates against it"
+                    .into(),
+            );
+        }
+        if tls.client_auth && !(tls.clients && tls.ca_file.is_some()) {
+            return Err("tls_client_auth needs tls_clients and tls_ca_file".into());
+        }
+        if !tls.enabled() && (tls.cert_file.is_some() || tls.key_file.is_some()) {
+            return Err(
+                "tls_cert_file and tls_key_file are set but neither tls_clients nor tls_peers is"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -313,8 +489,9 @@ pub struct NodeArgs {
     /// [default: QUORUM].
     #[arg(long, env = "ENIGMA_DEFAULT_CONSISTENCY")]
     pub default_consistency: Option<ConsistencyLevel>,
-    /// Password clients must give with AUTH [default: none].
-    #[arg(long, env = "ENIGMA_REQUIREPASS")]
+    /// Password clients must give with AUTH [default: none]. Prefer the
+    /// variable or the file to keep it out of `ps`.
+    #[arg(long, env = "ENIGMA_REQUIREPASS", hide_env_values = true)]
     pub requirepass: Option<String>,
     /// Secret shared by the members; peers prove they know it on connect.
     /// Prefer the variable or the file to keep it out of `ps`.
@@ -351,6 +528,56 @@ pub struct NodeArgs {
     /// Most inputs per group commit [default: 4096].
     #[arg(long, env = "ENIGMA_BATCH_INPUTS_MAX")]
     pub batch_inputs_max: Option<usize>,
+    /// Bytes of replies one connection may hold unwritten before its new
+    /// commands wait [default: 33554432].
+    #[arg(long, env = "ENIGMA_REPLY_BUFFER_BYTES_MAX")]
+    pub reply_buffer_bytes_max: Option<usize>,
+    /// Bytes of all connections' query and reply buffers together
+    /// [default: 268435456].
+    #[arg(long, env = "ENIGMA_CLIENT_BUFFERS_BYTES_MAX")]
+    pub client_buffers_bytes_max: Option<usize>,
+    /// Bytes of large messages queued for one peer before large client
+    /// writes wait [default: 67108864].
+    #[arg(long, env = "ENIGMA_PEER_BULK_QUEUE_BYTES_MAX")]
+    pub peer_bulk_queue_bytes_max: Option<usize>,
+    /// Refuse to serve clients on a non-loopback address without
+    /// requirepass or TLS client certificates: true or false
+    /// [default: true].
+    #[arg(long, env = "ENIGMA_PROTECTED_MODE", value_name = "BOOL")]
+    pub protected_mode: Option<bool>,
+    /// Close connections idle this many seconds, 0 never [default: 0 on a
+    /// loopback address, 300 otherwise].
+    #[arg(long, env = "ENIGMA_TIMEOUT", value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Close a connection whose request is not complete this long after it
+    /// began, ms [default: 10000].
+    #[arg(long, env = "ENIGMA_REQUEST_READ_TIMEOUT_MS")]
+    pub request_read_timeout_ms: Option<u64>,
+    /// At connections_max, close the connection idle longest if idle at
+    /// least this, ms, to admit a new one; 0 never [default: 5000].
+    #[arg(long, env = "ENIGMA_IDLE_EVICTION_MS")]
+    pub idle_eviction_ms: Option<u64>,
+    /// This node's TLS certificate chain, PEM.
+    #[arg(long, env = "ENIGMA_TLS_CERT_FILE", value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of tls_cert_file, PEM.
+    #[arg(long, env = "ENIGMA_TLS_KEY_FILE", value_name = "FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// Certificate authority that peer (and client) certificates must
+    /// chain to, PEM.
+    #[arg(long, env = "ENIGMA_TLS_CA_FILE", value_name = "FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Clients speak TLS: true or false [default: false].
+    #[arg(long, env = "ENIGMA_TLS_CLIENTS", value_name = "BOOL")]
+    pub tls_clients: Option<bool>,
+    /// Clients must present a certificate signed by tls_ca_file: true or
+    /// false [default: false].
+    #[arg(long, env = "ENIGMA_TLS_CLIENT_AUTH", value_name = "BOOL")]
+    pub tls_client_auth: Option<bool>,
+    /// Peer links use TLS with certificates checked against tls_ca_file:
+    /// true or false [default: false].
+    #[arg(long, env = "ENIGMA_TLS_PEERS", value_name = "BOOL")]
+    pub tls_peers: Option<bool>,
 }
 
 /// The config file: the same settings as [`NodeArgs`], by the same names.
@@ -379,6 +606,19 @@ struct FileConfig {
     tick_interval_ms: Option<u64>,
     peer_send_queue_bytes_max: Option<usize>,
     batch_inputs_max: Option<usize>,
+    reply_buffer_bytes_max: Option<usize>,
+    client_buffers_bytes_max: Option<usize>,
+    peer_bulk_queue_bytes_max: Option<usize>,
+    protected_mode: Option<bool>,
+    timeout: Option<u64>,
+    request_read_timeout_ms: Option<u64>,
+    idle_eviction_ms: Option<u64>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    tls_ca_file: Option<PathBuf>,
+    tls_clients: Option<bool>,
+    tls_client_auth: Option<bool>,
+    tls_peers: Option<bool>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, String> {
@@ -468,14 +708,34 @@ impl NodeArgs {
                 .query_buffer_bytes_max
                 .or(file.query_buffer_bytes_max)
                 .unwrap_or(defaults.query_buffer_bytes_max),
+            reply_buffer_bytes_max: self
+                .reply_buffer_bytes_max
+                .or(file.reply_buffer_bytes_max)
+                .unwrap_or(defaults.reply_buffer_bytes_max),
+            client_buffers_bytes_max: self
+                .client_buffers_bytes_max
+                .or(file.client_buffers_bytes_max)
+                .unwrap_or(defaults.client_buffers_bytes_max),
         };
         let members = peers.len() + 1;
+        let listen = self
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| LISTEN_DEFAULT.parse().expect("the default address parses"));
+        let tls = TlsSettings {
+            cert_file: self.tls_cert_file.clone().or(file.tls_cert_file),
+            key_file: self.tls_key_file.clone().or(file.tls_key_file),
+            ca_file: self.tls_ca_file.clone().or(file.tls_ca_file),
+            clients: self.tls_clients.or(file.tls_clients).unwrap_or(false),
+            client_auth: self
+                .tls_client_auth
+                .or(file.tls_client_auth)
+                .unwrap_or(false),
+            peers: self.tls_peers.or(file.tls_peers).unwrap_or(false),
+        };
         let config = NodeConfig {
             id: NodeId(id),
-            listen: self
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| LISTEN_DEFAULT.parse().expect("the default address parses")),
+            listen,
             peer_listen: self.peer_listen.or(file.peer_listen).unwrap_or_else(|| {
                 PEER_LISTEN_DEFAULT
                     .parse()
@@ -501,12 +761,17 @@ impl NodeArgs {
                 .unwrap_or(REQUEST_TIMEOUT_MS_DEFAULT),
             sync,
             default_consistency,
-            requirepass: self.requirepass.clone().or(file.requirepass),
-            cluster_secret: self
-                .cluster_secret
+            requirepass: self
+                .requirepass
                 .clone()
-                .or(file.cluster_secret)
-                .unwrap_or_default(),
+                .or(file.requirepass)
+                .map(Secret::new),
+            cluster_secret: Secret::new(
+                self.cluster_secret
+                    .clone()
+                    .or(file.cluster_secret)
+                    .unwrap_or_default(),
+            ),
             metrics_listen: self.metrics_listen.or(file.metrics_listen),
             limits,
             tick_interval_ms: self
@@ -521,6 +786,27 @@ impl NodeArgs {
                 .batch_inputs_max
                 .or(file.batch_inputs_max)
                 .unwrap_or(BATCH_INPUTS_DEFAULT),
+            peer_bulk_queue_bytes_max: self
+                .peer_bulk_queue_bytes_max
+                .or(file.peer_bulk_queue_bytes_max)
+                .unwrap_or(PEER_BULK_QUEUE_BYTES_DEFAULT),
+            protected_mode: self.protected_mode.or(file.protected_mode).unwrap_or(true),
+            idle_timeout_secs: self.timeout.or(file.timeout).unwrap_or(
+                if listen.ip().is_loopback() {
+                    0
+                } else {
+                    IDLE_TIMEOUT_SECS_EXPOSED_DEFAULT
+                },
+            ),
+            request_read_timeout_ms: self
+                .request_read_timeout_ms
+                .or(file.request_read_timeout_ms)
+                .unwrap_or(REQUEST_READ_TIMEOUT_MS_DEFAULT),
+            idle_eviction_ms: self
+                .idle_eviction_ms
+                .or(file.idle_eviction_ms)
+                .unwrap_or(IDLE_EVICTION_MS_DEFAULT),
+            tls,
         };
         Ok(config)
     }
@@ -595,5 +881,85 @@ mod tests {
         assert!(args.resolve().unwrap_err().contains("own id"));
         assert!(NodeArgs::default().resolve().unwrap_err().contains("id"));
         assert!("2-127.0.0.1:1".parse::<PeerAddr>().is_err());
+    }
+
+    #[test]
+    fn protected_mode_refuses_an_exposed_listener_without_authentication() {
+        let exposed = |extra: NodeArgs| {
+            NodeArgs {
+                id: Some(1),
+                listen: Some("0.0.0.0:7001".parse().unwrap()),
+                ..extra
+            }
+            .resolve()
+        };
+        let refused = exposed(NodeArgs::default()).unwrap_err();
+        assert!(refused.contains("protected mode"), "{refused}");
+        assert!(refused.contains("0.0.0.0:7001"), "{refused}");
+        let with_password = exposed(NodeArgs {
+            requirepass: Some("pw".into()),
+            ..NodeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(
+            with_password.idle_timeout_secs,
+            IDLE_TIMEOUT_SECS_EXPOSED_DEFAULT
+        );
+        assert!(exposed(NodeArgs {
+            protected_mode: Some(false),
+            ..NodeArgs::default()
+        })
+        .is_ok());
+        let loopback = NodeArgs {
+            id: Some(1),
+            ..NodeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert!(loopback.protected_mode);
+        assert_eq!(loopback.idle_timeout_secs, 0, "no idle timeout on loopback");
+    }
+
+    #[test]
+    fn tls_settings_must_be_complete() {
+        let args = |tls_clients, tls_peers, ca: bool| NodeArgs {
+            id: Some(1),
+            tls_clients: Some(tls_clients),
+            tls_peers: Some(tls_peers),
+            tls_cert_file: Some("node.pem".into()),
+            tls_key_file: Some("node.key".into()),
+            tls_ca_file: ca.then(|| "ca.pem".into()),
+            ..NodeArgs::default()
+        };
+        assert!(args(true, false, false).resolve().is_ok());
+        assert!(args(false, true, false)
+            .resolve()
+            .unwrap_err()
+            .contains("tls_ca_file"));
+        assert!(args(false, false, false)
+            .resolve()
+            .unwrap_err()
+            .contains("neither"));
+        let no_key = NodeArgs {
+            tls_key_file: None,
+            ..args(true, false, true)
+        };
+        assert!(no_key.resolve().unwrap_err().contains("tls_key_file"));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let config = NodeArgs {
+            id: Some(1),
+            requirepass: Some("hunter22-password".into()),
+            cluster_secret: Some("the-cluster-secret".into()),
+            ..NodeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        let shown = format!("{config:?} {}", config.cluster_secret);
+        assert!(!shown.contains("hunter22"), "{shown}");
+        assert!(!shown.contains("the-cluster-secret"), "{shown}");
+        assert_eq!(config.cluster_secret.expose(), "the-cluster-secret");
     }
 }

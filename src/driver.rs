@@ -39,9 +39,9 @@ use enigma_cluster::{
     ClientRequest, ClientResponse, Envelope, Input, Node, NodeError, NodeId, Now, Output,
     RequestId, Ring,
 };
-use enigma_engine::FsDisk;
+use enigma_engine::{BlockCacheStats, FsDisk};
 use tokio::sync::{mpsc, Notify};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::NodeConfig;
 use crate::metrics::Metrics;
@@ -331,6 +331,11 @@ pub struct NodeSnapshot {
     pub tables: usize,
     /// Frozen memtables waiting to be written.
     pub frozen_memtables: usize,
+    /// The block cache: bytes held, hits, misses.
+    pub block_cache: BlockCacheStats,
+    /// Live keys this node stores, from the last complete paced count
+    /// (`None` until the first count ends); see [`KeyCount`].
+    pub keys_estimate: Option<u64>,
 }
 
 /// State every task of one node shares.
@@ -362,6 +367,111 @@ pub struct Shared {
     pub connections: AtomicUsize,
     /// Source of connection numbers.
     pub next_conn: AtomicU64,
+    /// Bytes of every connection's query and reply buffers, and of the
+    /// replies their reads in flight may bring (`client_buffers_bytes_max`).
+    pub client_bytes: AtomicUsize,
+    /// The largest value seen lately, which reads in flight are counted at.
+    pub values: ValueSizes,
+    /// Each open connection's idle state, for eviction at
+    /// `connections_max`.
+    pub conn_slots: Mutex<BTreeMap<u64, Arc<ConnSlot>>>,
+    /// Bytes of large client writes handed to the node task and not yet
+    /// stepped ([`large_write_bytes`]): about to enter the peers' bulk
+    /// lanes, so counted against them when the next large write asks for
+    /// room.
+    pub bulk_pending: AtomicUsize,
+}
+
+/// Bytes of `request` that will travel in a peer's bulk lane: its key and
+/// value if it writes a value of [`crate::config::PEER_BULK_MESSAGE_BYTES`]
+/// or more, else 0.
+pub fn large_write_bytes(request: &ClientRequest) -> usize {
+    match &request.op {
+        enigma_cluster::ClientOp::Put { key, value }
+            if key.len() + value.len() >= crate::config::PEER_BULK_MESSAGE_BYTES =>
+        {
+            key.len() + value.len()
+        }
+        _ => 0,
+    }
+}
+
+/// One open connection, as the listener sees it when it must make room.
+#[derive(Debug)]
+pub struct ConnSlot {
+    /// Milliseconds since the node started at which the connection became
+    /// idle (nothing owed, nothing being received); `u64::MAX` while busy.
+    pub idle_since_ms: AtomicU64,
+    /// Set to make the connection close (it was idle longest when a new one
+    /// needed its place).
+    evicted: AtomicBool,
+    /// The connection's mailbox: waking it wakes the connection, which then
+    /// sees `evicted` (no second wake-up source to poll per request).
+    mailbox: Arc<Mailbox>,
+}
+
+impl ConnSlot {
+    /// The slot of the connection whose replies go to `mailbox`, idle since
+    /// `now_ms`.
+    pub fn new(mailbox: Arc<Mailbox>, now_ms: u64) -> Self {
+        Self {
+            idle_since_ms: AtomicU64::new(now_ms),
+            evicted: AtomicBool::new(false),
+            mailbox,
+        }
+    }
+
+    /// Tells the connection to close.
+    pub fn evict(&self) {
+        self.idle_since_ms.store(u64::MAX, Ordering::Relaxed);
+        self.evicted.store(true, Ordering::Relaxed);
+        self.mailbox.notify.notify_one();
+    }
+
+    /// Whether the connection was told to close.
+    pub fn is_evicted(&self) -> bool {
+        self.evicted.load(Ordering::Relaxed)
+    }
+}
+
+/// How long a value size is remembered by [`ValueSizes`]: between one and
+/// two of these.
+pub const VALUE_SIZE_WINDOW: Duration = Duration::from_secs(10);
+
+/// The largest value this node has seen written (by a client or a peer)
+/// or read lately. A connection counts each of its reads in flight at this
+/// size against its reply budget, so a pipeline of large reads is admitted
+/// a few at a time while small ones pipeline freely.
+///
+/// An estimate: a value written before the node started and not read since
+/// is unknown until its first read, so the first burst of reads of such a
+/// value after a restart is admitted as if it were small.
+#[derive(Debug, Default)]
+pub struct ValueSizes {
+    current: AtomicUsize,
+    previous: AtomicUsize,
+}
+
+impl ValueSizes {
+    /// Notes a value of `bytes`.
+    pub fn note(&self, bytes: usize) {
+        if bytes > self.current.load(Ordering::Relaxed) {
+            self.current.fetch_max(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// The largest value of the current and the previous window.
+    pub fn largest(&self) -> usize {
+        self.current
+            .load(Ordering::Relaxed)
+            .max(self.previous.load(Ordering::Relaxed))
+    }
+
+    /// Starts a new window.
+    fn roll(&self) {
+        self.previous
+            .store(self.current.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+    }
 }
 
 impl Shared {
@@ -384,8 +494,9 @@ pub struct Clock {
 }
 
 impl Clock {
-    // The production driver is where time enters a node (DESIGN.md
-    // section 3): these are the only clock reads on the node's behalf.
+    // The production driver is where time enters a node (the node reads no
+    // clock: docs/ARCHITECTURE.md, "The seams"): these are the only clock
+    // reads on the node's behalf.
     #[allow(clippy::disallowed_methods)]
     fn new() -> Self {
         Self {
@@ -418,10 +529,11 @@ pub async fn run_node(
     shared: &Shared,
 ) -> Result<(), NodeError> {
     let batch_max = shared.config.batch_inputs_max;
-    publish(&node, shared);
-    let mut background_errors_seen = node.stats().background_errors;
-    let mut storage_errors_seen = node.stats().storage_errors;
-    let mut no_space_seen = node.stats().no_space;
+    let mut keys = KeyCount::default();
+    publish(&node, &keys, shared);
+    let mut watch = StatsWatch::new(node.stats());
+    #[allow(clippy::disallowed_methods)] // value-size windows, an estimate only
+    let mut values_window_started = Instant::now();
     *lock(&shared.core) = Some(Core {
         node,
         clock: Clock::new(),
@@ -479,7 +591,16 @@ pub async fn run_node(
                     mailboxes.remove(&conn);
                 }
                 ClientInput::Request { request, body } => {
+                    let large = large_write_bytes(&body);
                     node.step(now, Input::Client { request, body });
+                    if large > 0 {
+                        // Its messages are in the bulk lanes now.
+                        let _ = shared.bulk_pending.fetch_update(
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                            |pending| Some(pending.saturating_sub(large)),
+                        );
+                    }
                 }
             }
         }
@@ -488,6 +609,11 @@ pub async fn run_node(
             applied += 1;
             match input {
                 DriverInput::Peer { from, envelope } => {
+                    if let enigma_cluster::Message::Write { version, .. } = &envelope.message {
+                        shared
+                            .values
+                            .note(version.value.as_ref().map_or(0, Vec::len));
+                    }
                     node.step(now, Input::Message { from, envelope });
                 }
                 DriverInput::Tick => tick = true,
@@ -517,39 +643,13 @@ pub async fn run_node(
         }
         shared.metrics.batches.observe(applied as f64);
         route(shared, mailboxes, outputs, None);
+        if tick {
+            shared_roll_values(shared, &mut values_window_started);
+            keys.step(node.engine(), shared.config.id);
+        }
         if tick || stop {
-            publish(node, shared);
-            let stats = node.stats();
-            if stats.storage_errors > storage_errors_seen {
-                error!(
-                    node = %shared.config.id,
-                    errors = stats.storage_errors - storage_errors_seen,
-                    last = stats.last_storage_error.as_deref().unwrap_or("unknown"),
-                    "storage failed while serving (the replica told its coordinators)"
-                );
-                storage_errors_seen = stats.storage_errors;
-            }
-            if stats.no_space != no_space_seen {
-                no_space_seen = stats.no_space;
-                if no_space_seen {
-                    error!(
-                        node = %shared.config.id,
-                        failures = stats.no_space_errors,
-                        "disk full: writes answer NOSPACE, reads go on; writes resume by \
-                         themselves once there is space"
-                    );
-                } else {
-                    info!(node = %shared.config.id, "disk space is back: writes resumed");
-                }
-            }
-            if stats.background_errors > background_errors_seen {
-                background_errors_seen = stats.background_errors;
-                warn!(
-                    node = %shared.config.id,
-                    error = stats.last_background_error.as_deref().unwrap_or("unknown"),
-                    "background work (memtable flush or compaction) failed"
-                );
-            }
+            watch.report(node.stats(), shared.config.id);
+            publish(node, &keys, shared);
         }
         drop(guard);
         if stop {
@@ -561,14 +661,14 @@ pub async fn run_node(
     let mut guard = lock(&shared.core);
     if let Some(core) = guard.as_mut() {
         core.node.flush()?;
-        publish(&core.node, shared);
+        publish(&core.node, &keys, shared);
     }
     drop(guard);
     drop(closing);
     Ok(())
 }
 
-fn publish(node: &Node<FsDisk>, shared: &Shared) {
+fn publish(node: &Node<FsDisk>, keys: &KeyCount, shared: &Shared) {
     let engine = node.engine();
     let snapshot = NodeSnapshot {
         generation: node.generation(),
@@ -577,6 +677,8 @@ fn publish(node: &Node<FsDisk>, shared: &Shared) {
         memtable_bytes: engine.memtable_bytes(),
         tables: engine.tables_total(),
         frozen_memtables: engine.frozen_total(),
+        block_cache: engine.block_cache_stats(),
+        keys_estimate: keys.total,
     };
     if let Ok(mut slot) = shared.snapshot.lock() {
         *slot = snapshot;
@@ -607,6 +709,182 @@ pub fn log_recovery(node: &Node<FsDisk>, id: NodeId) {
         segment_opened = %report.segment_opened,
         "storage recovered"
     );
+}
+
+#[allow(clippy::disallowed_methods)] // value-size windows, an estimate only
+fn shared_roll_values(shared: &Shared, started: &mut Instant) {
+    if started.elapsed() >= VALUE_SIZE_WINDOW {
+        shared.values.roll();
+        *started = Instant::now();
+    }
+}
+
+/// Live keys counted per tick by [`KeyCount::step`].
+pub const KEY_COUNT_KEYS_PER_TICK: usize = 1_000;
+/// Shortest pause between two complete counts; a count that took longer
+/// is followed by a pause as long as it took, so counting takes at most
+/// half the ticks.
+pub const KEY_COUNT_PAUSE_MIN: Duration = Duration::from_secs(1);
+
+/// A paced count of the live keys this node stores (`DBSIZE`, `INFO
+/// keyspace`): at most [`KEY_COUNT_KEYS_PER_TICK`] keys per tick, resuming
+/// after the last key counted, a new count a pause after each complete one
+/// (at least [`KEY_COUNT_PAUSE_MIN`], at most as long as the count took).
+/// An estimate: writes during a count may be counted or not, and a count is
+/// up to a pause plus its own length old.
+#[derive(Debug, Default)]
+pub struct KeyCount {
+    /// The last key counted by the count in progress.
+    resume_after: Option<Vec<u8>>,
+    /// Live keys counted so far by the count in progress.
+    counted: u64,
+    /// The result of the last complete count.
+    total: Option<u64>,
+    /// When the count in progress started.
+    started: Option<Instant>,
+    /// When the last count ended, and the pause before the next.
+    ended: Option<(Instant, Duration)>,
+}
+
+impl KeyCount {
+    /// Counts one slice, if a count is due.
+    #[allow(clippy::disallowed_methods)] // pacing of a statistic only
+    fn step(&mut self, engine: &enigma_engine::Engine<FsDisk>, node: NodeId) {
+        if self
+            .ended
+            .is_some_and(|(ended, pause)| ended.elapsed() < pause)
+        {
+            return;
+        }
+        let started = *self.started.get_or_insert_with(Instant::now);
+        let pause = started.elapsed().max(KEY_COUNT_PAUSE_MIN);
+        let start = match &self.resume_after {
+            Some(key) => std::ops::Bound::Excluded(key.as_slice()),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut seen = 0usize;
+        let mut live = 0u64;
+        let mut last: Option<Vec<u8>> = None;
+        let scanned =
+            engine.scan_with(start, std::ops::Bound::Unbounded, false, |key, _, value| {
+                seen += 1;
+                if value.is_some() {
+                    live += 1;
+                }
+                if seen >= KEY_COUNT_KEYS_PER_TICK {
+                    last = Some(key.to_vec());
+                    return false;
+                }
+                true
+            });
+        if let Err(error) = scanned {
+            debug!(%node, %error, "the key count met a storage error; starting over later");
+            *self = Self {
+                total: self.total,
+                ended: Some((Instant::now(), pause)),
+                ..Self::default()
+            };
+            return;
+        }
+        self.counted += live;
+        match last {
+            Some(key) => self.resume_after = Some(key),
+            None => {
+                *self = Self {
+                    total: Some(self.counted),
+                    ended: Some((Instant::now(), pause)),
+                    ..Self::default()
+                };
+            }
+        }
+    }
+}
+
+/// How often a lasting error condition is logged again.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Turns the node's counters into log lines: storage errors (error),
+/// background failures (warn), flushes and compactions (debug). Errors are
+/// logged at most once per [`ERROR_LOG_INTERVAL`] each, with how many there
+/// were since the last line, so a lasting failure cannot flood the log.
+#[derive(Debug)]
+struct StatsWatch {
+    seen: NodeStats,
+    storage_logged: Option<Instant>,
+    background_logged: Option<Instant>,
+}
+
+impl StatsWatch {
+    fn new(stats: &NodeStats) -> Self {
+        Self {
+            seen: stats.clone(),
+            storage_logged: None,
+            background_logged: None,
+        }
+    }
+
+    #[allow(clippy::disallowed_methods)] // log pacing only
+    fn due(last: &mut Option<Instant>) -> bool {
+        let due = last.is_none_or(|at| at.elapsed() >= ERROR_LOG_INTERVAL);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
+    }
+
+    fn report(&mut self, stats: &NodeStats, node: NodeId) {
+        let flushed = stats.tables_flushed - self.seen.tables_flushed;
+        let compactions = stats.compactions - self.seen.compactions;
+        if flushed > 0 || compactions > 0 {
+            debug!(
+                %node,
+                memtables_flushed = flushed,
+                compactions,
+                "background work done"
+            );
+        }
+        self.seen.tables_flushed = stats.tables_flushed;
+        self.seen.compactions = stats.compactions;
+        if stats.storage_errors > self.seen.storage_errors && Self::due(&mut self.storage_logged) {
+            error!(
+                %node,
+                new = stats.storage_errors - self.seen.storage_errors,
+                total = stats.storage_errors,
+                last = stats.last_storage_error.as_deref().unwrap_or("unknown"),
+                "storage failed while serving reads or writes (the replica told its coordinators)"
+            );
+            self.seen.storage_errors = stats.storage_errors;
+        }
+        // A full disk is logged once per episode: when it starts and when
+        // space is back (also for an episode that began and ended between
+        // two reports).
+        let began = stats.no_space_episodes - self.seen.no_space_episodes;
+        if began > 0 {
+            error!(
+                %node,
+                episodes = began,
+                failures = stats.no_space_errors,
+                "disk full: writes answer NOSPACE, reads go on; writes resume by themselves once there is space"
+            );
+        }
+        if !stats.no_space && (self.seen.no_space || began > 0) {
+            info!(%node, "disk space is back: writes resumed");
+        }
+        self.seen.no_space = stats.no_space;
+        self.seen.no_space_episodes = stats.no_space_episodes;
+        if stats.background_errors > self.seen.background_errors
+            && Self::due(&mut self.background_logged)
+        {
+            warn!(
+                %node,
+                new = stats.background_errors - self.seen.background_errors,
+                total = stats.background_errors,
+                error = stats.last_background_error.as_deref().unwrap_or("unknown"),
+                "background work (memtable flush or compaction) failed"
+            );
+            self.seen.background_errors = stats.background_errors;
+        }
+    }
 }
 
 #[cfg(test)]

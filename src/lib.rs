@@ -9,10 +9,19 @@
 //! - [`config`]: a node's settings from flags, environment and a TOML file.
 //! - [`driver`]: the node thread: batches inputs, one `flush` per batch
 //!   (group commit), routes outputs.
-//! - [`peer`]: TCP links between nodes: handshake, bounded send queues,
-//!   reconnects.
+//! - [`peer`]: TCP links between nodes: two byte-bounded lanes per peer
+//!   (small messages, large values), reconnects.
+//! - [`handshake`]: the peer handshake (the dialer proves first) and the
+//!   tags that authenticate each frame on a plaintext link.
+//! - [`tls`]: rustls for clients and peers, from certificate, key and CA
+//!   files.
+//! - [`process`]: resident memory, CPU and open files from `/proc`, bytes on
+//!   disk by kind.
 //! - [`session`]: one client connection's commands, levels and replies.
-//! - [`server`]: listeners, connection tasks, metrics endpoint, clean stop.
+//! - [`info`]: the `INFO` sections.
+//! - [`server`]: listeners, the node's tasks, metrics endpoint, clean stop.
+//! - [`connection`]: one client connection's task: limits in bytes and
+//!   commands, back-pressure, timeouts, TLS, eviction of idle connections.
 //! - [`metrics`]: counters and histograms in the Prometheus text format.
 //! - [`run`]: `enigma node` and `enigma dev`.
 //! - [`status`]: `enigma status`.
@@ -20,12 +29,17 @@
 
 pub mod command;
 pub mod config;
+pub mod connection;
 pub mod driver;
+pub mod handshake;
+pub mod info;
 pub mod logging;
 pub mod metrics;
 pub mod peer;
+pub mod process;
 pub mod resp;
 pub mod run;
 pub mod server;
 pub mod session;
 pub mod status;
+pub mod tls;

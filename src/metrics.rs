@@ -134,6 +134,32 @@ pub struct Metrics {
     pub peer_connects: AtomicU64,
     /// Peer handshakes refused (bad secret, wrong cluster, not a member).
     pub peer_handshakes_refused: AtomicU64,
+    /// Large peer messages dropped because the peer's bulk lane was full.
+    pub peer_bulk_dropped: AtomicU64,
+    /// Peer frames that failed their tag or did not decode (the link was
+    /// closed).
+    pub peer_frames_rejected: AtomicU64,
+    /// Times a connection stopped taking commands because its replies, or
+    /// all connections' buffers, reached their byte limit.
+    pub reply_stalls: AtomicU64,
+    /// Times a connection held a large write while the peers' bulk lanes
+    /// were congested.
+    pub bulk_write_stalls: AtomicU64,
+    /// Requests refused because the node-wide client buffer budget was
+    /// spent (connection closed).
+    pub client_buffer_refusals: AtomicU64,
+    /// Connections closed by the idle timeout.
+    pub idle_timeouts: AtomicU64,
+    /// Connections closed because a request took longer than
+    /// `request_read_timeout_ms` to arrive.
+    pub request_read_timeouts: AtomicU64,
+    /// Idle connections closed to admit a new one at `connections_max`.
+    pub idle_evictions: AtomicU64,
+    /// Client TLS handshakes that failed.
+    pub tls_handshake_failures: AtomicU64,
+    /// Connections closed because the client took none of its replies for
+    /// the reply write timeout.
+    pub reply_write_timeouts: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -161,6 +187,16 @@ impl Default for Metrics {
             peer_slow_drops: AtomicU64::new(0),
             peer_connects: AtomicU64::new(0),
             peer_handshakes_refused: AtomicU64::new(0),
+            peer_bulk_dropped: AtomicU64::new(0),
+            peer_frames_rejected: AtomicU64::new(0),
+            reply_stalls: AtomicU64::new(0),
+            bulk_write_stalls: AtomicU64::new(0),
+            client_buffer_refusals: AtomicU64::new(0),
+            idle_timeouts: AtomicU64::new(0),
+            request_read_timeouts: AtomicU64::new(0),
+            idle_evictions: AtomicU64::new(0),
+            tls_handshake_failures: AtomicU64::new(0),
+            reply_write_timeouts: AtomicU64::new(0),
         }
     }
 }
@@ -223,6 +259,32 @@ impl Metrics {
         })
     }
 
+    /// Per command, over every level: its name, calls, failed calls and
+    /// total microseconds, for commands called at least once.
+    pub fn command_totals(&self) -> Vec<(&'static str, u64, u64, u64)> {
+        let levels = LEVEL_LABELS.len();
+        COMMAND_TABLE
+            .iter()
+            .enumerate()
+            .filter_map(|(c, entry)| {
+                let cells = c * levels..(c + 1) * levels;
+                let load = |cells: &[AtomicU64]| -> u64 {
+                    cells.iter().map(|v| v.load(Ordering::Relaxed)).sum()
+                };
+                let calls = load(&self.per_command.requests[cells.clone()]);
+                if calls == 0 {
+                    return None;
+                }
+                let failed = load(&self.per_command.errors[cells.clone()]);
+                let usec = self.per_command.latency[cells]
+                    .iter()
+                    .map(|h| h.sum_micros.load(Ordering::Relaxed))
+                    .sum();
+                Some((entry.0, calls, failed, usec))
+            })
+            .collect()
+    }
+
     /// Renders the per-command and driver metrics. `extra` is appended
     /// verbatim (node and engine gauges, rendered by the caller).
     pub fn render(&self, extra: &str) -> String {
@@ -268,7 +330,7 @@ impl Metrics {
         );
         self.flush_seconds
             .render(&mut out, "enigma_flush_duration_seconds", "");
-        let counters: [(&str, &str, &AtomicU64); 12] = [
+        let counters: [(&str, &str, &AtomicU64); 22] = [
             (
                 "enigma_wal_syncs_total",
                 "WAL fsyncs (group commits that had writes).",
@@ -328,6 +390,56 @@ impl Metrics {
                 "enigma_peer_handshakes_refused_total",
                 "Peer handshakes refused.",
                 &self.peer_handshakes_refused,
+            ),
+            (
+                "enigma_peer_bulk_dropped_total",
+                "Large peer messages dropped because the peer's bulk lane was full (the link stays).",
+                &self.peer_bulk_dropped,
+            ),
+            (
+                "enigma_peer_frames_rejected_total",
+                "Peer frames that failed authentication or decoding (their link was closed).",
+                &self.peer_frames_rejected,
+            ),
+            (
+                "enigma_reply_stalls_total",
+                "Times a connection stopped taking commands until the client read its replies (reply_buffer_bytes_max or client_buffers_bytes_max).",
+                &self.reply_stalls,
+            ),
+            (
+                "enigma_bulk_write_stalls_total",
+                "Times a connection held a large write while a peer's bulk lane was congested.",
+                &self.bulk_write_stalls,
+            ),
+            (
+                "enigma_client_buffer_refusals_total",
+                "Requests refused because all client buffers together reached client_buffers_bytes_max.",
+                &self.client_buffer_refusals,
+            ),
+            (
+                "enigma_idle_timeouts_total",
+                "Connections closed after the idle timeout.",
+                &self.idle_timeouts,
+            ),
+            (
+                "enigma_request_read_timeouts_total",
+                "Connections closed because a request was not complete within request_read_timeout_ms.",
+                &self.request_read_timeouts,
+            ),
+            (
+                "enigma_idle_evictions_total",
+                "Idle connections closed to admit a new one at connections_max.",
+                &self.idle_evictions,
+            ),
+            (
+                "enigma_client_tls_handshake_failures_total",
+                "Client TLS handshakes that failed.",
+                &self.tls_handshake_failures,
+            ),
+            (
+                "enigma_reply_write_timeouts_total",
+                "Connections closed because the client took none of its replies for 30 s.",
+                &self.reply_write_timeouts,
             ),
         ];
         for (name, help, value) in counters {

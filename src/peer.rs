@@ -6,19 +6,26 @@
 //! simultaneous dials and no sharing of a socket between a reader and a
 //! writer.
 //!
-//! Before any frame, the two ends run a handshake (`docs/FORMAT.md`, "Peer
-//! handshake"): the dialer names itself and the node it meant to reach, both
-//! prove with an HMAC-SHA256 over fresh nonces that they know the cluster
-//! secret, and both check that they agree on the placement (members,
-//! replication factor, vnodes). A stray process, a node of another cluster
-//! or a misconfigured member is refused before it can send a message.
+//! Before any frame, the two ends run a handshake (`handshake.rs`,
+//! `docs/FORMAT.md` "Peer handshake"): both prove they know the cluster
+//! secret (the dialer first), and both check that they agree on the
+//! placement. With `tls_peers` the link runs over TLS, each end's
+//! certificate checked against the cluster's CA; without it, every frame
+//! carries an HMAC tag under a key derived in the handshake.
 //!
-//! Sending is bounded: messages wait in a per-peer queue of at most
-//! `peer_send_queue_bytes_max` bytes. A peer that cannot keep up (the queue
-//! overflows, or a write stalls) is disconnected and its queue dropped; the
-//! dialer reconnects with exponential backoff. Messages to a peer that is not
-//! connected are dropped: the node's timeouts and read repair already cope
-//! with lost messages, as in the simulator.
+//! Sending is bounded in bytes, in two lanes per peer. Small messages
+//! (acknowledgements, reads, digests, small writes) wait in a control lane
+//! of at most `peer_send_queue_bytes_max` bytes; a peer that lets it
+//! overflow, or stalls a write, takes nothing at all and is disconnected
+//! (the dialer reconnects with exponential backoff). Messages carrying a
+//! large value wait in a bulk lane of at most `peer_bulk_queue_bytes_max`
+//! bytes and are written one at a time between batches of small ones, so a
+//! large value delays the others by one frame at most. A full bulk lane
+//! drops the large message, never the link, and client writes of large
+//! values wait while it is half full (back-pressure, `session.rs`).
+//! Messages to a peer that is not connected are dropped: the node's
+//! timeouts and read repair already cope with lost messages, as in the
+//! simulator.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -26,29 +33,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use enigma_cluster::codec::{decode_frame, encode_frame, Decoded};
-use enigma_cluster::{ClusterConfig, Envelope, Message, NodeId};
-use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use enigma_cluster::codec::FRAME_PAYLOAD_BYTES_MAX;
+use enigma_cluster::codec::{decode_frame, encode_frame, Decoded, FRAME_HEADER_BYTES};
+use enigma_cluster::{Envelope, Message, NodeId};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
 use tracing::{debug, info, warn};
 
+use crate::config::PEER_BULK_MESSAGE_BYTES;
 use crate::driver::DriverInput;
+pub use crate::handshake::{
+    accept_handshake, cluster_digest, dial_handshake, HandshakeError, HandshakeKeys,
+    HANDSHAKE_MAGIC, HANDSHAKE_VERSION,
+};
+use crate::handshake::{FrameTags, FRAME_TAG_BYTES};
 use crate::metrics::{inc, Metrics};
+use crate::tls::{peer_server_name, TlsContext};
 
-/// The first bytes of every peer connection.
-pub const HANDSHAKE_MAGIC: [u8; 8] = *b"ENIGPEER";
-/// Version of the handshake and of the frames that follow it.
-pub const HANDSHAKE_VERSION: u8 = 1;
-/// Dialer's hello: magic, version, from, to, cluster digest, nonce.
-const HELLO_BYTES: usize = 8 + 1 + 4 + 4 + 8 + 16;
-/// Acceptor's challenge: verdict, nonce, proof.
-const CHALLENGE_BYTES: usize = 1 + 16 + 32;
-/// Dialer's proof.
-const PROOF_BYTES: usize = 32;
-/// How long a handshake may take before the connection is dropped.
+/// How long a handshake (TLS included) may take before the connection is
+/// dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 /// First and largest pause between dial attempts.
 pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -57,206 +61,40 @@ pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(2);
 pub const PEER_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes counted for a message beyond its key and value.
 const MESSAGE_OVERHEAD_BYTES: usize = 64;
+/// Refused peer connections logged per [`REFUSAL_LOG_WINDOW`]; the rest are
+/// only counted (a stranger must not be able to flood the log).
+const REFUSALS_LOGGED_PER_WINDOW: u64 = 5;
+const REFUSAL_LOG_WINDOW: Duration = Duration::from_secs(60);
 
-type HmacSha256 = Hmac<Sha256>;
+/// A byte stream a link runs on: plain TCP or TLS over it.
+pub trait PeerStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> PeerStream for T {}
 
-/// Why a handshake failed. The refusal codes travel in the verdict byte.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum HandshakeError {
-    #[error("not an EnigmaDB peer, or a different handshake version")]
-    Version,
-    #[error("the dialer meant to reach another node id")]
-    WrongNode,
-    #[error("the dialer is not a member of this cluster")]
-    NotAMember,
-    #[error("the two nodes are configured with different members, replication factor or vnodes")]
-    ClusterMismatch,
-    #[error("bad proof of the cluster secret")]
-    BadSecret,
-    #[error("connection closed or failed during the handshake")]
-    Io,
-}
-
-impl HandshakeError {
-    fn code(self) -> u8 {
-        match self {
-            Self::Version => 1,
-            Self::WrongNode => 2,
-            Self::NotAMember => 3,
-            Self::ClusterMismatch => 4,
-            Self::BadSecret => 5,
-            Self::Io => 6,
-        }
-    }
-
-    fn from_code(code: u8) -> Self {
-        match code {
-            1 => Self::Version,
-            2 => Self::WrongNode,
-            3 => Self::NotAMember,
-            4 => Self::ClusterMismatch,
-            5 => Self::BadSecret,
-            _ => Self::Io,
-        }
-    }
-}
-
-impl From<std::io::Error> for HandshakeError {
-    fn from(_: std::io::Error) -> Self {
-        Self::Io
-    }
-}
-
-/// A digest of the placement every member must share.
-pub fn cluster_digest(cluster: &ClusterConfig) -> u64 {
-    let mut members: Vec<u32> = cluster.nodes.iter().map(|n| n.0).collect();
-    members.sort_unstable();
-    let text = format!(
-        "enigma-cluster-v1;members={members:?};rf={};vnodes={}",
-        cluster.replication_factor, cluster.vnodes_per_node
-    );
-    let hash = Sha256::digest(text.as_bytes());
-    u64::from_le_bytes(hash[..8].try_into().expect("a SHA-256 has 32 bytes"))
-}
-
-fn nonce() -> [u8; 16] {
-    let mut nonce = [0u8; 16];
-    if getrandom::fill(&mut nonce).is_err() {
-        // No OS randomness: fall back to the clock. Nonces only need to be
-        // fresh, not secret.
-        #[allow(clippy::disallowed_methods)]
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        nonce.copy_from_slice(&now.to_le_bytes());
-    }
-    nonce
-}
-
-fn proof(secret: &[u8], role: &[u8], hello: &[u8], acceptor_nonce: &[u8]) -> HmacSha256 {
-    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes a key of any length");
-    mac.update(b"enigma-peer-v1 ");
-    mac.update(role);
-    mac.update(hello);
-    mac.update(acceptor_nonce);
-    mac
-}
-
-/// What both ends of a handshake need to know.
-#[derive(Debug, Clone)]
-pub struct HandshakeKeys {
-    /// This node.
-    pub me: NodeId,
-    /// Every member.
-    pub members: Vec<NodeId>,
-    /// [`cluster_digest`] of this node's configuration.
-    pub digest: u64,
-    /// The cluster secret.
-    pub secret: Vec<u8>,
-}
-
-/// Runs the dialer's side of the handshake with node `to`.
-///
-/// # Errors
-/// The refusal the acceptor sent, or [`HandshakeError::BadSecret`] when the
-/// acceptor could not prove it knows the secret.
-pub async fn dial_handshake<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
-    keys: &HandshakeKeys,
-    to: NodeId,
-) -> Result<(), HandshakeError> {
-    let mut hello = Vec::with_capacity(HELLO_BYTES);
-    hello.extend_from_slice(&HANDSHAKE_MAGIC);
-    hello.push(HANDSHAKE_VERSION);
-    hello.extend_from_slice(&keys.me.0.to_le_bytes());
-    hello.extend_from_slice(&to.0.to_le_bytes());
-    hello.extend_from_slice(&keys.digest.to_le_bytes());
-    hello.extend_from_slice(&nonce());
-    stream.write_all(&hello).await?;
-    let mut challenge = [0u8; CHALLENGE_BYTES];
-    stream.read_exact(&mut challenge[..1]).await?;
-    if challenge[0] != 0 {
-        return Err(HandshakeError::from_code(challenge[0]));
-    }
-    stream.read_exact(&mut challenge[1..]).await?;
-    let acceptor_nonce = &challenge[1..17];
-    proof(&keys.secret, b"acceptor", &hello, acceptor_nonce)
-        .verify_slice(&challenge[17..])
-        .map_err(|_| HandshakeError::BadSecret)?;
-    let mine = proof(&keys.secret, b"dialer", &hello, acceptor_nonce)
-        .finalize()
-        .into_bytes();
-    stream.write_all(&mine).await?;
-    let mut verdict = [0u8; 1];
-    stream.read_exact(&mut verdict).await?;
-    match verdict[0] {
-        0 => Ok(()),
-        code => Err(HandshakeError::from_code(code)),
-    }
-}
-
-/// Runs the acceptor's side of the handshake; returns the proven peer id.
-///
-/// # Errors
-/// Why the dialer was refused (it was told, then the caller closes).
-pub async fn accept_handshake<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
-    keys: &HandshakeKeys,
-) -> Result<NodeId, HandshakeError> {
-    let mut hello = [0u8; HELLO_BYTES];
-    stream.read_exact(&mut hello).await?;
-    let word = |at: usize| u32::from_le_bytes(hello[at..at + 4].try_into().expect("4 bytes"));
-    let from = NodeId(word(9));
-    let to = NodeId(word(13));
-    let digest = u64::from_le_bytes(hello[17..25].try_into().expect("8 bytes"));
-    let refusal = if hello[..8] != HANDSHAKE_MAGIC || hello[8] != HANDSHAKE_VERSION {
-        Some(HandshakeError::Version)
-    } else if to != keys.me {
-        Some(HandshakeError::WrongNode)
-    } else if from == keys.me || !keys.members.contains(&from) {
-        Some(HandshakeError::NotAMember)
-    } else if digest != keys.digest {
-        Some(HandshakeError::ClusterMismatch)
-    } else {
-        None
-    };
-    if let Some(refusal) = refusal {
-        // Something that is not a peer at all gets no answer.
-        if refusal != HandshakeError::Version {
-            let _ = stream.write_all(&[refusal.code()]).await;
-        }
-        return Err(refusal);
-    }
-    let acceptor_nonce = nonce();
-    let mine = proof(&keys.secret, b"acceptor", &hello, &acceptor_nonce)
-        .finalize()
-        .into_bytes();
-    let mut challenge = Vec::with_capacity(CHALLENGE_BYTES);
-    challenge.push(0);
-    challenge.extend_from_slice(&acceptor_nonce);
-    challenge.extend_from_slice(&mine);
-    stream.write_all(&challenge).await?;
-    let mut theirs = [0u8; PROOF_BYTES];
-    stream.read_exact(&mut theirs).await?;
-    if proof(&keys.secret, b"dialer", &hello, &acceptor_nonce)
-        .verify_slice(&theirs)
-        .is_err()
-    {
-        let _ = stream.write_all(&[HandshakeError::BadSecret.code()]).await;
-        return Err(HandshakeError::BadSecret);
-    }
-    stream.write_all(&[0]).await?;
-    Ok(from)
-}
-
-/// Messages waiting for one peer.
+/// Messages waiting for one peer, in two lanes.
 #[derive(Debug, Default)]
 struct LinkQueue {
-    envelopes: VecDeque<Envelope>,
-    bytes: usize,
-    /// The queue overflowed since the writer last looked: drop the link.
+    /// Small messages (acknowledgements, reads, digests, small writes).
+    control: VecDeque<Envelope>,
+    control_bytes: usize,
+    /// Messages carrying a large value, sent one at a time between the
+    /// small ones, so that one large value never holds up the messages every
+    /// other request waits for.
+    bulk: VecDeque<Envelope>,
+    bulk_bytes: usize,
+    /// The control lane overflowed since the writer last looked: drop the
+    /// link.
     overflowed: bool,
+}
+
+/// What the writer takes from the queue at once.
+#[derive(Debug, Default)]
+struct Batch {
+    /// Every small message waiting.
+    control: VecDeque<Envelope>,
+    /// The next large one, if any.
+    bulk: Option<Envelope>,
+    /// Large messages remain after this batch.
+    more: bool,
 }
 
 /// The outgoing side of one peer: its send queue and whether it is up.
@@ -270,26 +108,35 @@ pub struct PeerLink {
     notify: Notify,
     up: AtomicBool,
     queue_bytes_max: usize,
+    bulk_bytes_max: usize,
 }
 
+/// Bytes a message holds (its key and value, plus a fixed overhead).
 fn message_bytes(envelope: &Envelope) -> usize {
     let payload = match &envelope.message {
         Message::Write { key, version, .. } => {
             key.len() + version.value.as_ref().map_or(0, Vec::len)
         }
-        Message::Read { key, .. } => key.len(),
+        Message::Read { key, .. } | Message::ReadDigest { key, .. } => key.len(),
         Message::ReadReply { version, .. } => version
             .as_ref()
             .and_then(|v| v.value.as_ref())
             .map_or(0, Vec::len),
-        Message::WriteAck { .. } => 0,
+        Message::WriteAck { .. } | Message::DigestReply { .. } => 0,
     };
     payload + MESSAGE_OVERHEAD_BYTES
 }
 
 impl PeerLink {
-    /// A link to `id` at `addr`, down until its dialer connects.
-    pub fn new(id: NodeId, addr: SocketAddr, queue_bytes_max: usize) -> Self {
+    /// A link to `id` at `addr`, down until its dialer connects: at most
+    /// `queue_bytes_max` bytes of small messages and `bulk_bytes_max` of
+    /// large ones wait for it.
+    pub fn new(
+        id: NodeId,
+        addr: SocketAddr,
+        queue_bytes_max: usize,
+        bulk_bytes_max: usize,
+    ) -> Self {
         Self {
             id,
             addr,
@@ -297,6 +144,7 @@ impl PeerLink {
             notify: Notify::new(),
             up: AtomicBool::new(false),
             queue_bytes_max,
+            bulk_bytes_max,
         }
     }
 
@@ -305,8 +153,12 @@ impl PeerLink {
         self.up.load(Ordering::Relaxed)
     }
 
-    /// Queues `envelope` for the peer; drops it if the peer is down, and
-    /// drops the whole queue (and so the connection) if it would overflow.
+    /// Queues `envelope` for the peer. A message to a peer that is down is
+    /// dropped. A large message that finds the bulk lane full is dropped
+    /// alone (the coordinator's timeout and the other replicas cope, as
+    /// with any lost message); the link stays. A small message that finds
+    /// the control lane full means the peer takes nothing at all: the whole
+    /// queue is dropped and so is the connection.
     pub fn push(&self, envelope: Envelope, metrics: &Metrics) {
         if !self.is_up() {
             inc(&metrics.peer_messages_dropped);
@@ -320,29 +172,47 @@ impl PeerLink {
             inc(&metrics.peer_messages_dropped);
             return;
         }
-        if queue.bytes + bytes > self.queue_bytes_max {
-            queue.envelopes.clear();
-            queue.bytes = 0;
-            queue.overflowed = true;
+        if bytes >= PEER_BULK_MESSAGE_BYTES {
+            if queue.bulk_bytes + bytes > self.bulk_bytes_max {
+                inc(&metrics.peer_bulk_dropped);
+                return;
+            }
+            queue.bulk_bytes += bytes;
+            queue.bulk.push_back(envelope);
+        } else if queue.control_bytes + bytes > self.queue_bytes_max {
+            *queue = LinkQueue {
+                overflowed: true,
+                ..LinkQueue::default()
+            };
             inc(&metrics.peer_messages_dropped);
         } else {
-            queue.bytes += bytes;
-            queue.envelopes.push_back(envelope);
+            queue.control_bytes += bytes;
+            queue.control.push_back(envelope);
         }
         drop(queue);
         self.notify.notify_one();
     }
 
-    /// Takes everything queued; `Err` if the queue overflowed.
-    fn take(&self) -> Result<VecDeque<Envelope>, ()> {
+    /// Takes every small message and the next large one; `Err` if the
+    /// control lane overflowed.
+    fn take(&self) -> Result<Batch, ()> {
         let Ok(mut queue) = self.queue.lock() else {
             return Err(());
         };
         if queue.overflowed {
             return Err(());
         }
-        queue.bytes = 0;
-        Ok(std::mem::take(&mut queue.envelopes))
+        queue.control_bytes = 0;
+        let control = std::mem::take(&mut queue.control);
+        let bulk = queue.bulk.pop_front();
+        if let Some(envelope) = &bulk {
+            queue.bulk_bytes -= message_bytes(envelope);
+        }
+        Ok(Batch {
+            control,
+            bulk,
+            more: !queue.bulk.is_empty(),
+        })
     }
 
     fn set_up(&self, up: bool) {
@@ -352,14 +222,62 @@ impl PeerLink {
         self.up.store(up, Ordering::Relaxed);
     }
 
-    /// Whether the queue overflowed since the writer last took from it.
+    /// Whether the control lane overflowed since the writer last took from
+    /// it.
     fn overflowed(&self) -> bool {
         self.queue.lock().map_or(true, |q| q.overflowed)
     }
 
-    /// Bytes waiting to be sent.
+    /// Bytes waiting to be sent, both lanes.
     pub fn queued_bytes(&self) -> usize {
-        self.queue.lock().map_or(0, |q| q.bytes)
+        self.queue
+            .lock()
+            .map_or(0, |q| q.control_bytes + q.bulk_bytes)
+    }
+
+    /// Whether the bulk lane, with `pending` bytes about to enter it, is at
+    /// least half full: new client writes of large values wait until it
+    /// drains (back-pressure). A write admitted below half fits, so writes
+    /// admitted this way are not dropped while the value limit is at most
+    /// half the lane.
+    pub fn bulk_congested(&self, pending: usize) -> bool {
+        self.is_up()
+            && self
+                .queue
+                .lock()
+                .is_ok_and(|q| (q.bulk_bytes + pending) * 2 >= self.bulk_bytes_max)
+    }
+}
+
+/// Counts refused peer connections and says which to log: the first few in
+/// each window, then one summary, so that a stranger hammering the peer
+/// port cannot flood the log.
+#[derive(Debug, Default)]
+pub struct RefusalLog {
+    state: Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl RefusalLog {
+    /// Whether to log this refusal, and how many went unlogged before it.
+    #[allow(clippy::disallowed_methods)] // log pacing only
+    fn admit(&self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        let Ok(mut state) = self.state.lock() else {
+            return None;
+        };
+        let (window, count) = &mut *state;
+        match window {
+            Some(start) if now.duration_since(*start) < REFUSAL_LOG_WINDOW => {
+                *count += 1;
+                (*count <= REFUSALS_LOGGED_PER_WINDOW).then_some(0)
+            }
+            _ => {
+                let unlogged = count.saturating_sub(REFUSALS_LOGGED_PER_WINDOW);
+                *window = Some(now);
+                *count = 1;
+                Some(unlogged)
+            }
+        }
     }
 }
 
@@ -367,6 +285,7 @@ impl PeerLink {
 pub async fn run_dialer(
     link: Arc<PeerLink>,
     keys: Arc<HandshakeKeys>,
+    tls: TlsContext,
     shared: Arc<crate::driver::Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -378,34 +297,51 @@ pub async fn run_dialer(
             return;
         }
         let attempt = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-            let mut stream = TcpStream::connect(link.addr).await?;
+            let stream = TcpStream::connect(link.addr).await?;
             stream.set_nodelay(true)?;
-            dial_handshake(&mut stream, &keys, link.id).await?;
-            Ok::<TcpStream, HandshakeError>(stream)
+            let mut stream: Box<dyn PeerStream> = match &tls.peer_connector {
+                Some(connector) => Box::new(
+                    connector
+                        .connect(peer_server_name(link.addr), stream)
+                        .await
+                        .map_err(DialError::Tls)?,
+                ),
+                None => Box::new(stream),
+            };
+            let key = dial_handshake(&mut stream, &keys, link.id).await?;
+            // TLS authenticates every byte; plaintext frames carry tags.
+            let tags = tls.peer_connector.is_none().then(|| key.sealer());
+            Ok::<_, DialError>((stream, tags))
         })
         .await;
         match attempt {
-            Ok(Ok(stream)) => {
-                info!(peer = %link.id, addr = %link.addr, "connected to peer");
+            Ok(Ok((stream, tags))) => {
+                info!(peer = %link.id, addr = %link.addr, tls = tags.is_none(), "connected to peer");
                 inc(&metrics.peer_connects);
                 failures = 0;
                 backoff = RECONNECT_BACKOFF_MIN;
                 link.set_up(true);
-                let reason = send_loop(&link, stream, metrics, &mut stop).await;
+                let reason = send_loop(&link, stream, tags, metrics, &mut stop).await;
                 link.set_up(false);
                 if *stop.borrow() {
                     return;
                 }
-                warn!(peer = %link.id, %reason, "peer link down; reconnecting");
+                warn!(peer = %link.id, addr = %link.addr, %reason, "peer link down; reconnecting");
             }
-            Ok(Err(error)) => {
+            Ok(Err(DialError::Handshake(HandshakeError::Io))) => {
                 failures += 1;
-                if error != HandshakeError::Io {
-                    warn!(peer = %link.id, addr = %link.addr, %error, "peer refused the handshake");
-                } else if failures == 1 {
+                if failures == 1 {
                     info!(peer = %link.id, addr = %link.addr, "peer unreachable; retrying with backoff");
                 } else {
                     debug!(peer = %link.id, failures, "peer still unreachable");
+                }
+            }
+            Ok(Err(error)) => {
+                failures += 1;
+                // A lasting misconfiguration: say so now and then, not at
+                // every retry.
+                if failures == 1 || failures % 30 == 0 {
+                    warn!(peer = %link.id, addr = %link.addr, %error, failures, "peer refused the connection");
                 }
             }
             Err(_) => {
@@ -423,17 +359,43 @@ pub async fn run_dialer(
     }
 }
 
+/// Why a dial failed.
+#[derive(Debug, thiserror::Error)]
+enum DialError {
+    #[error("{0}")]
+    Handshake(#[from] HandshakeError),
+    #[error("TLS: {0}")]
+    Tls(std::io::Error),
+}
+
+impl From<std::io::Error> for DialError {
+    fn from(_: std::io::Error) -> Self {
+        Self::Handshake(HandshakeError::Io)
+    }
+}
+
+/// Appends `envelope`'s frame (and its tag, on a plaintext link) to `buf`.
+fn put_frame(buf: &mut Vec<u8>, envelope: &Envelope, tags: &mut Option<FrameTags>) {
+    let frame = encode_frame(envelope);
+    buf.extend_from_slice(&frame);
+    if let Some(tags) = tags {
+        buf.extend_from_slice(&tags.seal(&frame));
+    }
+}
+
 /// Writes queued messages until the link fails; returns why it ended.
 async fn send_loop(
     link: &PeerLink,
-    stream: TcpStream,
+    stream: Box<dyn PeerStream>,
+    mut tags: Option<FrameTags>,
     metrics: &Metrics,
     stop: &mut watch::Receiver<bool>,
 ) -> String {
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let mut probe = [0u8; 64];
     let mut buf = Vec::with_capacity(64 << 10);
-    // A wake-up for new messages arrived while a write was in progress.
+    // A wake-up for new messages arrived while a write was in progress, or
+    // large messages remain.
     let mut wake_pending = false;
     loop {
         if !wake_pending {
@@ -454,41 +416,53 @@ async fn send_loop(
             inc(&metrics.peer_slow_drops);
             return "its send queue overflowed (peer too slow)".into();
         };
-        if batch.is_empty() {
+        if batch.control.is_empty() && batch.bulk.is_none() {
             continue;
         }
+        wake_pending = batch.more;
         buf.clear();
-        for envelope in &batch {
-            buf.extend_from_slice(&encode_frame(envelope));
+        let frames = batch.control.len() + usize::from(batch.bulk.is_some());
+        for envelope in batch.control.iter().chain(&batch.bulk) {
+            put_frame(&mut buf, envelope, &mut tags);
         }
-        let write = writer.write_all(&buf);
-        let stall = tokio::time::sleep(PEER_WRITE_TIMEOUT);
-        tokio::pin!(write, stall);
-        loop {
-            tokio::select! {
-                written = &mut write => match written {
-                    Ok(()) => {
-                        crate::metrics::add(&metrics.peer_frames_sent, batch.len() as u64);
-                        break;
+        drop(batch);
+        {
+            let write = async {
+                writer.write_all(&buf).await?;
+                writer.flush().await
+            };
+            let stall = tokio::time::sleep(PEER_WRITE_TIMEOUT);
+            tokio::pin!(write, stall);
+            loop {
+                tokio::select! {
+                    written = &mut write => match written {
+                        Ok(()) => {
+                            crate::metrics::add(&metrics.peer_frames_sent, frames as u64);
+                            break;
+                        }
+                        Err(e) => return format!("write failed: {e}"),
+                    },
+                    // More messages while the peer is not taking these: drop
+                    // the link as soon as the control lane overflows, not only
+                    // when the write times out.
+                    _ = link.notify.notified() => {
+                        if link.overflowed() {
+                            inc(&metrics.peer_slow_drops);
+                            return "its send queue overflowed (peer too slow)".into();
+                        }
+                        wake_pending = true;
                     }
-                    Err(e) => return format!("write failed: {e}"),
-                },
-                // More messages while the peer is not taking these: drop
-                // the link as soon as the queue overflows, not only when
-                // the write times out.
-                _ = link.notify.notified() => {
-                    if link.overflowed() {
+                    _ = &mut stall => {
                         inc(&metrics.peer_slow_drops);
-                        return "its send queue overflowed (peer too slow)".into();
+                        return "a write stalled (peer too slow)".into();
                     }
-                    wake_pending = true;
+                    _ = stop.changed() => return "shutting down".into(),
                 }
-                _ = &mut stall => {
-                    inc(&metrics.peer_slow_drops);
-                    return "a write stalled (peer too slow)".into();
-                }
-                _ = stop.changed() => return "shutting down".into(),
             }
+        }
+        // A large frame's buffer is not kept for the small ones.
+        if buf.capacity() > 1 << 20 {
+            buf = Vec::with_capacity(64 << 10);
         }
     }
 }
@@ -497,10 +471,12 @@ async fn send_loop(
 pub async fn run_acceptor(
     listener: TcpListener,
     keys: Arc<HandshakeKeys>,
+    tls: TlsContext,
     shared: Arc<crate::driver::Shared>,
     inputs: mpsc::Sender<DriverInput>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let refusals = Arc::new(RefusalLog::default());
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -510,6 +486,8 @@ pub async fn run_acceptor(
                         stream,
                         remote,
                         keys.clone(),
+                        tls.clone(),
+                        refusals.clone(),
                         shared.clone(),
                         inputs.clone(),
                         stop.clone(),
@@ -525,38 +503,93 @@ pub async fn run_acceptor(
     }
 }
 
+/// Logs a refused peer connection, within the refusal log's pace.
+fn log_refusal(refusals: &RefusalLog, remote: SocketAddr, error: &dyn std::fmt::Display) {
+    match refusals.admit() {
+        Some(0) => warn!(%remote, %error, "refused a peer connection"),
+        Some(unlogged) => warn!(
+            %remote,
+            %error,
+            unlogged,
+            "refused a peer connection (and more before it, counted in enigma_peer_handshakes_refused_total, not logged)"
+        ),
+        None => debug!(%remote, %error, "refused a peer connection"),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn serve_inbound(
-    mut stream: TcpStream,
+    stream: TcpStream,
     remote: SocketAddr,
     keys: Arc<HandshakeKeys>,
+    tls: TlsContext,
+    refusals: Arc<RefusalLog>,
     shared: Arc<crate::driver::Shared>,
     inputs: mpsc::Sender<DriverInput>,
     mut stop: watch::Receiver<bool>,
 ) {
     let metrics = &shared.metrics;
-    let from =
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept_handshake(&mut stream, &keys)).await {
-            Ok(Ok(from)) => from,
-            Ok(Err(error)) => {
-                inc(&metrics.peer_handshakes_refused);
-                warn!(%remote, %error, "refused a peer connection");
-                return;
-            }
-            Err(_) => {
-                inc(&metrics.peer_handshakes_refused);
-                warn!(%remote, "peer handshake timed out");
-                return;
-            }
+    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        let mut stream: Box<dyn PeerStream> = match &tls.peer_acceptor {
+            Some(acceptor) => Box::new(acceptor.accept(stream).await.map_err(DialError::Tls)?),
+            None => Box::new(stream),
         };
+        let accepted = accept_handshake(&mut stream, &keys).await?;
+        Ok::<_, DialError>((stream, accepted))
+    })
+    .await;
+    let (mut stream, accepted) = match handshake {
+        Ok(Ok(done)) => done,
+        Ok(Err(error)) => {
+            inc(&metrics.peer_handshakes_refused);
+            log_refusal(&refusals, remote, &error);
+            return;
+        }
+        Err(_) => {
+            inc(&metrics.peer_handshakes_refused);
+            log_refusal(&refusals, remote, &"the handshake timed out");
+            return;
+        }
+    };
+    let from = accepted.from;
+    // TLS authenticates every byte; plaintext frames carry tags.
+    let mut tags = tls
+        .peer_acceptor
+        .is_none()
+        .then(|| accepted.frame_key.opener());
+    let tag_bytes = if tags.is_some() { FRAME_TAG_BYTES } else { 0 };
     inc(&metrics.peer_connects);
     debug!(peer = %from, %remote, "peer connected to us");
     let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
     loop {
         let mut start = 0;
         loop {
-            match decode_frame(&buf[start..]) {
-                Ok(Decoded::Frame { envelope, consumed }) => {
-                    start += consumed;
+            let rest = &buf[start..];
+            let Some(header) = rest.get(..FRAME_HEADER_BYTES) else {
+                break;
+            };
+            let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+            if len > FRAME_PAYLOAD_BYTES_MAX {
+                warn!(peer = %from, %remote, len, "peer frame over the size limit; closing its connection");
+                return;
+            }
+            let frame_end = FRAME_HEADER_BYTES + len;
+            let Some(frame) = rest.get(..frame_end) else {
+                break;
+            };
+            let Some(tag) = rest.get(frame_end..frame_end + tag_bytes) else {
+                break;
+            };
+            if let Some(tags) = tags.as_mut() {
+                if !tags.open(frame, tag) {
+                    inc(&metrics.peer_frames_rejected);
+                    warn!(peer = %from, %remote, "peer frame failed authentication (changed, replayed or forged in transit); closing its connection");
+                    return;
+                }
+            }
+            match decode_frame(frame) {
+                Ok(Decoded::Frame { envelope, .. }) => {
+                    start += frame_end + tag_bytes;
                     inc(&metrics.peer_frames_received);
                     if inputs
                         .send(DriverInput::Peer { from, envelope })
@@ -568,12 +601,17 @@ async fn serve_inbound(
                 }
                 Ok(Decoded::Incomplete) => break,
                 Err(error) => {
-                    warn!(peer = %from, %error, "undecodable frame from peer; closing its connection");
+                    inc(&metrics.peer_frames_rejected);
+                    warn!(peer = %from, %remote, %error, "undecodable frame from peer; closing its connection");
                     return;
                 }
             }
         }
         buf.drain(..start);
+        if buf.is_empty() && buf.capacity() > 1 << 20 {
+            // A large frame's room is not kept for the small ones.
+            buf = Vec::with_capacity(64 << 10);
+        }
         if buf.capacity() - buf.len() < 16 << 10 {
             buf.reserve(64 << 10);
         }
@@ -591,135 +629,68 @@ async fn serve_inbound(
 mod tests {
     use super::*;
 
-    fn keys(me: u32, secret: &str) -> HandshakeKeys {
-        let cluster = ClusterConfig {
-            nodes: vec![NodeId(1), NodeId(2), NodeId(3)],
-            replication_factor: 3,
-            vnodes_per_node: 8,
-        };
-        HandshakeKeys {
-            me: NodeId(me),
-            members: cluster.nodes.clone(),
-            digest: cluster_digest(&cluster),
-            secret: secret.as_bytes().to_vec(),
-        }
-    }
-
-    async fn handshake(
-        dialer: HandshakeKeys,
-        acceptor: HandshakeKeys,
-        to: NodeId,
-    ) -> (Result<(), HandshakeError>, Result<NodeId, HandshakeError>) {
-        let (mut a, mut b) = tokio::io::duplex(1024);
-        let dial = async move { dial_handshake(&mut a, &dialer, to).await };
-        let accept = async move { accept_handshake(&mut b, &acceptor).await };
-        tokio::join!(dial, accept)
-    }
-
-    fn run<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(f)
-    }
-
-    #[test]
-    fn members_with_the_same_secret_shake_hands() {
-        let (dial, accept) = run(handshake(
-            keys(1, "s3cret-s3cret"),
-            keys(2, "s3cret-s3cret"),
-            NodeId(2),
-        ));
-        assert_eq!(dial, Ok(()));
-        assert_eq!(accept, Ok(NodeId(1)));
-    }
-
-    #[test]
-    fn a_wrong_secret_is_refused_on_both_sides() {
-        let (dial, accept) = run(handshake(
-            keys(1, "guess-guess"),
-            keys(2, "s3cret-s3cret"),
-            NodeId(2),
-        ));
-        assert_eq!(dial, Err(HandshakeError::BadSecret));
-        // The dialer hangs up on seeing a bad proof, before sending its own.
-        assert_eq!(accept, Err(HandshakeError::Io));
-    }
-
-    #[test]
-    fn strangers_wrong_targets_and_other_clusters_are_refused() {
-        let (dial, accept) = run(handshake(
-            keys(9, "s3cret-s3cret"),
-            keys(2, "s3cret-s3cret"),
-            NodeId(2),
-        ));
-        assert_eq!(dial, Err(HandshakeError::NotAMember));
-        assert_eq!(accept, Err(HandshakeError::NotAMember));
-        let (dial, _) = run(handshake(
-            keys(1, "s3cret-s3cret"),
-            keys(2, "s3cret-s3cret"),
-            NodeId(3),
-        ));
-        assert_eq!(dial, Err(HandshakeError::WrongNode));
-        let mut other = keys(1, "s3cret-s3cret");
-        other.digest ^= 1;
-        let (dial, _) = run(handshake(other, keys(2, "s3cret-s3cret"), NodeId(2)));
-        assert_eq!(dial, Err(HandshakeError::ClusterMismatch));
-    }
-
-    #[test]
-    fn a_non_peer_gets_no_answer() {
-        run(async {
-            let (mut a, mut b) = tokio::io::duplex(1024);
-            let acceptor = keys(2, "s3cret-s3cret");
-            let accept = tokio::spawn(async move { accept_handshake(&mut b, &acceptor).await });
-            a.write_all(b"*1\r\n$4\r\nPING\r\n").await.unwrap();
-            a.write_all(&[0u8; HELLO_BYTES]).await.unwrap();
-            assert_eq!(accept.await.unwrap(), Err(HandshakeError::Version));
-            let mut rest = Vec::new();
-            a.read_to_end(&mut rest).await.unwrap();
-            assert!(rest.is_empty());
-        });
-    }
-
-    #[test]
-    fn the_digest_depends_on_placement_not_member_order() {
-        let a = ClusterConfig {
-            nodes: vec![NodeId(1), NodeId(2)],
-            replication_factor: 2,
-            vnodes_per_node: 8,
-        };
-        let mut b = a.clone();
-        b.nodes.reverse();
-        assert_eq!(cluster_digest(&a), cluster_digest(&b));
-        b.replication_factor = 1;
-        assert_ne!(cluster_digest(&a), cluster_digest(&b));
-    }
-
-    #[test]
-    fn an_overflowing_queue_is_dropped_whole() {
-        let link = PeerLink::new(NodeId(2), "127.0.0.1:1".parse().unwrap(), 200);
-        let metrics = Metrics::default();
-        let envelope = Envelope {
+    fn read_message(key_bytes: usize) -> Envelope {
+        Envelope {
             hlc: 1,
             message: Message::Read {
                 op: enigma_cluster::OpId {
                     generation: 1,
                     seq: 1,
                 },
-                key: vec![0; 50],
+                key: vec![0; key_bytes],
             },
-        };
+        }
+    }
+
+    #[test]
+    fn an_overflowing_control_lane_is_dropped_whole() {
+        let link = PeerLink::new(NodeId(2), "127.0.0.1:1".parse().unwrap(), 200, 1 << 20);
+        let metrics = Metrics::default();
+        let envelope = read_message(50);
         link.push(envelope.clone(), &metrics);
         assert_eq!(link.queued_bytes(), 0, "a down link queues nothing");
         link.set_up(true);
         link.push(envelope.clone(), &metrics);
-        assert_eq!(link.queued_bytes(), 114);
+        assert_eq!(link.queued_bytes(), 50 + MESSAGE_OVERHEAD_BYTES);
         link.push(envelope.clone(), &metrics);
         assert_eq!(link.queued_bytes(), 0);
         assert!(link.take().is_err(), "the writer must drop the connection");
         link.set_up(true);
         link.push(envelope, &metrics);
-        assert_eq!(link.take().map(|q| q.len()), Ok(1));
+        assert_eq!(link.take().map(|b| b.control.len()), Ok(1));
+    }
+
+    #[test]
+    fn a_full_bulk_lane_drops_the_large_message_not_the_link() {
+        let large = PEER_BULK_MESSAGE_BYTES;
+        let bulk_max = 2 * (large + MESSAGE_OVERHEAD_BYTES);
+        let link = PeerLink::new(NodeId(2), "127.0.0.1:1".parse().unwrap(), 1 << 10, bulk_max);
+        let metrics = Metrics::default();
+        link.set_up(true);
+        assert!(!link.bulk_congested(0));
+        assert!(
+            link.bulk_congested(bulk_max / 2),
+            "writes about to enter count"
+        );
+        link.push(read_message(large), &metrics);
+        assert!(link.bulk_congested(0), "half full");
+        link.push(read_message(large), &metrics);
+        link.push(read_message(large), &metrics);
+        assert_eq!(metrics.peer_bulk_dropped.load(Ordering::Relaxed), 1);
+        link.push(read_message(10), &metrics);
+        // Small messages all go first, large ones one per batch.
+        let batch = link.take().unwrap();
+        assert_eq!(batch.control.len(), 1);
+        assert!(batch.bulk.is_some() && batch.more);
+        let batch = link.take().unwrap();
+        assert!(batch.bulk.is_some() && !batch.more);
+        assert_eq!(link.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn refusals_are_logged_a_few_per_window_then_summarised() {
+        let log = RefusalLog::default();
+        let logged = (0..20).filter(|_| log.admit().is_some()).count() as u64;
+        assert_eq!(logged, REFUSALS_LOGGED_PER_WINDOW);
     }
 }

@@ -111,28 +111,83 @@ pub fn node(command: &NodeCommand) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            error!("{e:#}");
-            eprintln!("error: {e:#}");
+            // Once: the log goes to stderr already.
+            error!(error = %format_args!("{e:#}"), "node stopped with an error");
             ExitCode::from(1)
         }
     }
 }
 
-/// Reads the dev cluster's secret, creating it on first use.
+/// Mode of directories holding a node's data or secrets: the owner only.
+pub const DATA_DIR_MODE: u32 = 0o700;
+/// Mode of a file holding a secret: the owner may read and write it.
+pub const SECRET_FILE_MODE: u32 = 0o600;
+
+/// Creates `dir` (and its parents) if missing, and makes sure only its
+/// owner can enter it: whatever the engine creates inside is then out of
+/// other users' reach, whatever the umask gives each file.
+///
+/// # Errors
+/// The directory cannot be created or its mode changed.
+pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DATA_DIR_MODE)
+        .create(dir)
+        .map_err(|e| anyhow::anyhow!("cannot create directory {}: {e}", dir.display()))?;
+    let mode = std::fs::metadata(dir)
+        .map_err(|e| anyhow::anyhow!("directory {}: {e}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DATA_DIR_MODE))
+            .map_err(|e| anyhow::anyhow!("cannot make directory {} private: {e}", dir.display()))?;
+        info!(
+            dir = %dir.display(),
+            was = format_args!("{:o}", mode & 0o777),
+            now = format_args!("{DATA_DIR_MODE:o}"),
+            "data directory was open to other users; made it private"
+        );
+    }
+    Ok(())
+}
+
+/// Reads the dev cluster's secret, creating it on first use (mode 0600,
+/// in a directory of mode 0700).
 fn dev_secret(dir: &Path) -> anyhow::Result<String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    private_dir(dir)?;
     let path = dir.join("cluster.secret");
-    match std::fs::read_to_string(&path) {
-        Ok(secret) if secret.trim().len() >= 8 => Ok(secret.trim().to_owned()),
-        _ => {
-            let mut bytes = [0u8; 16];
-            getrandom::fill(&mut bytes)
-                .map_err(|e| anyhow::anyhow!("no randomness for the cluster secret: {e}"))?;
-            let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            std::fs::create_dir_all(dir)?;
-            std::fs::write(&path, &secret)?;
-            Ok(secret)
+    if let Ok(secret) = std::fs::read_to_string(&path) {
+        if secret.trim().len() >= 8 {
+            // A secret written by an earlier version may be readable by
+            // everyone: narrow it.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(SECRET_FILE_MODE))
+                .map_err(|e| anyhow::anyhow!("cannot restrict {}: {e}", path.display()))?;
+            return Ok(secret.trim().to_owned());
         }
     }
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("no randomness for the cluster secret: {e}"))?;
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    // Written under a temporary name with its final mode from the start,
+    // then renamed: never readable by others, never half written.
+    let tmp = dir.join("cluster.secret.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(SECRET_FILE_MODE)
+        .open(&tmp)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", tmp.display()))?;
+    file.write_all(secret.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &path)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+    Ok(secret)
 }
 
 fn port(base: u16, offset: u16) -> anyhow::Result<u16> {
@@ -205,7 +260,7 @@ async fn run_dev(args: &DevArgs) -> anyhow::Result<()> {
             metrics_listen: listeners.metrics_addr(),
             data_dir: args.data_dir.join(format!("n{}", id.0)),
             sync: args.sync,
-            requirepass: args.requirepass.clone(),
+            requirepass: args.requirepass.clone().map(crate::config::Secret::new),
             ..base
         };
         config.validate().map_err(|e| anyhow::anyhow!(e))?;

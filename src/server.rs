@@ -7,6 +7,7 @@
 //! every connection finish the commands it already sent, stop the peers and
 //! the ticker, flush the node one last time, join its thread.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,17 +19,13 @@ use enigma_engine::{EngineOptions, FsDisk, SyncPolicy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::config::{NodeConfig, SyncMode};
-use crate::driver::{
-    run_node, serve_reads_now, ClientInput, DriverInput, Mailbox, NodeSnapshot, ReadsNow,
-    ReplyBatch, Shared,
-};
-use crate::metrics::inc;
+use crate::connection::run_client_listener;
+use crate::driver::{run_node, DriverInput, NodeSnapshot, Shared, ValueSizes};
 use crate::peer::{cluster_digest, run_acceptor, run_dialer, HandshakeKeys, PeerLink};
-use crate::resp::parse_request_ranges;
-use crate::session::Session;
+use crate::tls::TlsContext;
 
 /// Inputs that may wait for the node thread before senders block.
 pub const INPUT_QUEUE_MAX: usize = 8192;
@@ -129,6 +126,10 @@ impl RunningNode {
     /// # Errors
     /// Unusable data directory, corrupt storage, bad cluster configuration.
     pub fn start(config: NodeConfig, listeners: Listeners) -> anyhow::Result<Self> {
+        // Everything that can refuse the start without touching the data
+        // directory comes first.
+        let tls = TlsContext::load(&config.tls).context("TLS settings")?;
+        crate::run::private_dir(&config.data_dir)?;
         let disk = FsDisk::open(&config.data_dir)
             .with_context(|| format!("data directory {}", config.data_dir.display()))?;
         let options = NodeOptions {
@@ -159,11 +160,12 @@ impl RunningNode {
         crate::driver::log_recovery(&node, config.id);
         let ring = node.ring().clone();
         let generation = node.generation();
+        log_recovery(config.id, node.engine().recovery_report());
         let keys = Arc::new(HandshakeKeys {
             me: config.id,
             members: cluster.nodes.clone(),
             digest: cluster_digest(&cluster),
-            secret: config.cluster_secret.as_bytes().to_vec(),
+            secret: config.cluster_secret.expose().as_bytes().to_vec(),
         });
         let links = config
             .peers
@@ -175,6 +177,7 @@ impl RunningNode {
                         p.id,
                         p.addr,
                         config.peer_send_queue_bytes_max,
+                        config.peer_bulk_queue_bytes_max,
                     )),
                 )
             })
@@ -199,6 +202,10 @@ impl RunningNode {
             started,
             connections: AtomicUsize::new(0),
             next_conn: AtomicU64::new(1),
+            client_bytes: AtomicUsize::new(0),
+            values: ValueSizes::default(),
+            conn_slots: Mutex::new(BTreeMap::new()),
+            bulk_pending: AtomicUsize::new(0),
         });
         let (ended_tx, ended) = watch::channel(false);
         let (stop_clients, clients_rx) = watch::channel(false);
@@ -225,6 +232,7 @@ impl RunningNode {
                     tokio::spawn(run_acceptor(
                         peer,
                         keys.clone(),
+                        tls.clone(),
                         shared.clone(),
                         shared.inputs.clone(),
                         peers_rx.clone(),
@@ -233,11 +241,17 @@ impl RunningNode {
                         tokio::spawn(run_dialer(
                             link.clone(),
                             keys.clone(),
+                            tls.clone(),
                             shared.clone(),
                             peers_rx.clone(),
                         ));
                     }
-                    tokio::spawn(run_client_listener(client, shared.clone(), clients_rx));
+                    tokio::spawn(run_client_listener(
+                        client,
+                        tls.clients.clone(),
+                        shared.clone(),
+                        clients_rx,
+                    ));
                     if let Some(listener) = metrics {
                         tokio::spawn(run_metrics(listener, shared.clone(), peers_rx));
                     }
@@ -245,8 +259,10 @@ impl RunningNode {
                         .await
                         .map_err(|e| e.to_string())
                 });
-                if let Err(e) = &result {
-                    error!(node = %shared.config.id, error = %e, "node stopped: storage failed");
+                if result.is_err() {
+                    // The error itself is reported once, by whoever joins
+                    // this thread (`finish`).
+                    warn!(node = %shared.config.id, "node thread ended on a storage failure");
                 }
                 let _ = ended_tx.send(true);
                 result
@@ -257,8 +273,10 @@ impl RunningNode {
             generation,
             clients = %client_addr,
             peers = %peer_addr,
-            metrics = ?metrics_addr,
+            metrics = %metrics_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
             data_dir = %shared.config.data_dir.display(),
+            tls_clients = shared.config.tls.clients,
+            tls_peers = shared.config.tls.peers,
             "node started"
         );
         Ok(Self {
@@ -379,228 +397,26 @@ async fn run_ticker(
     }
 }
 
-/// Decrements the connection count when a connection task ends.
-struct ConnectionGuard(Arc<Shared>);
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+/// Says in the log what recovery found: how much of the log was replayed,
+/// and any torn tail cut off (file, offset, bytes).
+fn log_recovery(node: enigma_cluster::NodeId, report: &enigma_engine::RecoveryReport) {
+    info!(
+        %node,
+        segments = report.segments_replayed,
+        records = report.records_replayed,
+        entries = report.entries_replayed,
+        "write-ahead log replayed"
+    );
+    if let Some(torn) = &report.torn_tail {
+        warn!(
+            %node,
+            file = %torn.file,
+            offset = torn.offset,
+            bytes_dropped = torn.bytes_dropped,
+            reason = %torn.reason,
+            "cut a torn tail off the write-ahead log (a write a crash interrupted, never acknowledged)"
+        );
     }
-}
-
-async fn run_client_listener(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    let open = shared.connections.fetch_add(1, Ordering::Relaxed);
-                    let guard = ConnectionGuard(shared.clone());
-                    if open >= shared.config.limits.connections_max {
-                        inc(&shared.metrics.connections_rejected);
-                        tokio::spawn(async move {
-                            let (mut reader, mut writer) = stream.into_split();
-                            let _ = writer.write_all(b"-ERR max number of clients reached (connections_max)\r\n").await;
-                            linger_close(&mut reader, &mut writer).await;
-                            drop(guard);
-                        });
-                        continue;
-                    }
-                    inc(&shared.metrics.connections_accepted);
-                    tokio::spawn(serve_client(stream, shared.clone(), stop.clone(), guard));
-                }
-                Err(e) => {
-                    // Out of file descriptors, usually: wait instead of spinning.
-                    warn!(error = %e, "client accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = stop.changed() => return,
-        }
-    }
-}
-
-async fn serve_client(
-    stream: TcpStream,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-    _guard: ConnectionGuard,
-) {
-    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-    let mailbox = Arc::new(Mailbox::default());
-    if !shared.clients.push([ClientInput::Register {
-        conn,
-        mailbox: mailbox.clone(),
-    }]) {
-        return;
-    }
-    let limits = shared.config.limits.clone();
-    let resp_limits = limits.resp();
-    let (mut reader, mut writer) = stream.into_split();
-    let mut session = Session::new(shared.clone(), conn);
-    let mut buf: Vec<u8> = Vec::with_capacity(16 << 10);
-    let mut out: Vec<u8> = Vec::with_capacity(16 << 10);
-    let mut inbox: ReplyBatch = Vec::new();
-    // Where the arguments of the request being parsed are in `buf`.
-    let mut args = Vec::new();
-    // Still taking new commands: false after a stop or a protocol error.
-    let mut accepting = !*stop.borrow();
-    // Resolves once, when the node starts to stop (one future for the whole
-    // connection, not one per wait).
-    let mut stopping = std::pin::pin!(async move {
-        let _ = stop.changed().await;
-    });
-    // The client closed its side: what is buffered is all there will be.
-    let mut eof = false;
-    // A protocol error or limit ends the connection with unread input.
-    let mut refused = false;
-    loop {
-        let mut consumed = 0;
-        // Complete requests left in the buffer because the pipeline is full.
-        let mut held_back = false;
-        if !buf.is_empty() {
-            session.arrival();
-        }
-        while accepting && !session.quitting() {
-            if session.outstanding() >= limits.pipeline_depth_max {
-                held_back = consumed < buf.len();
-                break;
-            }
-            match parse_request_ranges(&buf[consumed..], &resp_limits, &mut args) {
-                Ok(Some(used)) => {
-                    if !args.is_empty() {
-                        session.on_request_in(&buf[consumed..], &args);
-                    }
-                    consumed += used;
-                }
-                Ok(None) => {
-                    let pending = buf.len() - consumed;
-                    if pending > limits.query_buffer_bytes_max {
-                        inc(&shared.metrics.protocol_errors);
-                        session.push_fatal(format!(
-                            "ERR Protocol error: request of more than query_buffer_bytes_max ({}) bytes",
-                            limits.query_buffer_bytes_max
-                        ));
-                        accepting = false;
-                        refused = true;
-                    }
-                    break;
-                }
-                Err(e) => {
-                    inc(&shared.metrics.protocol_errors);
-                    session.push_fatal(format!("ERR {e}"));
-                    accepting = false;
-                    refused = true;
-                }
-            }
-        }
-        if accepting {
-            buf.drain(..consumed);
-        } else {
-            buf = Vec::new();
-        }
-        if session.has_outgoing() {
-            // Reads with nothing of this connection's still in flight are
-            // served right here when the node has nothing to sync.
-            let served = if session.only_fresh_reads_outgoing() {
-                serve_reads_now(&shared, conn, session.outgoing_mut(), &mut inbox)
-            } else {
-                ReadsNow::Queue
-            };
-            match served {
-                ReadsNow::Served => session.on_replies(inbox.drain(..)),
-                ReadsNow::Queue => {
-                    if !shared.clients.push(
-                        session
-                            .drain_outgoing()
-                            .map(|(request, body)| ClientInput::Request { request, body }),
-                    ) {
-                        break;
-                    }
-                }
-                ReadsNow::NodeGone => break,
-            }
-        }
-        session.write_ready(&mut out);
-        if !out.is_empty() {
-            if writer.write_all(&out).await.is_err() {
-                break;
-            }
-            out.clear();
-        }
-        if held_back && session.outstanding() < limits.pipeline_depth_max {
-            // Replies drained: parse the requests already buffered.
-            continue;
-        }
-        let input_done = !accepting || session.quitting() || (eof && !held_back);
-        if input_done && session.outstanding() == 0 {
-            break;
-        }
-        let can_read = !input_done && !eof && session.outstanding() < limits.pipeline_depth_max;
-        if !input_done && session.outstanding() >= limits.pipeline_depth_max {
-            // Back-pressure: the client has pipeline_depth_max commands
-            // waiting; its next ones stay unread until replies drain.
-            inc(&shared.metrics.pipeline_stalls);
-        }
-        if can_read && buf.capacity() - buf.len() < 4 << 10 {
-            buf.reserve(16 << 10);
-        }
-        tokio::select! {
-            biased;
-            () = mailbox.ready() => {
-                mailbox.take(&mut inbox);
-                session.on_replies(inbox.drain(..));
-                // The node thread is gone: nothing more will be answered.
-                if mailbox.is_closed() {
-                    break;
-                }
-            },
-            read = reader.read_buf(&mut buf), if can_read => match read {
-                // End of input: answer what was asked, then close.
-                Ok(0) => eof = true,
-                Ok(_) => {}
-                Err(_) => break,
-            },
-            () = &mut stopping, if accepting => accepting = false,
-        }
-    }
-    if refused && !eof {
-        linger_close(&mut reader, &mut writer).await;
-    } else {
-        let _ = writer.shutdown().await;
-    }
-    shared.clients.push([ClientInput::Deregister { conn }]);
-}
-
-/// Most bytes read and discarded while closing a connection.
-const LINGER_BYTES_MAX: usize = 1 << 20;
-/// Longest wait for the client to close its side.
-const LINGER_TIME: Duration = Duration::from_millis(500);
-
-/// Closes our side, then reads and discards what the client still sends
-/// for a moment. Closing a socket with unread input makes the kernel send
-/// a reset, which can destroy the error reply we just wrote before the
-/// client reads it.
-async fn linger_close(
-    reader: &mut tokio::net::tcp::OwnedReadHalf,
-    writer: &mut tokio::net::tcp::OwnedWriteHalf,
-) {
-    let _ = writer.shutdown().await;
-    let _ = tokio::time::timeout(LINGER_TIME, async {
-        let mut scratch = [0u8; 4096];
-        let mut total = 0;
-        while total < LINGER_BYTES_MAX {
-            match reader.read(&mut scratch).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => total += n,
-            }
-        }
-    })
-    .await;
 }
 
 /// Serves `GET /metrics` in the Prometheus text format.
@@ -677,7 +493,7 @@ pub fn render_metrics(shared: &Shared) -> String {
         ),
         (
             "enigma_frozen_memtables",
-            "Frozen memtables waiting to be written as tables.",
+            "Frozen memtables waiting to be written as tables (the flush backlog).",
             snapshot.frozen_memtables as u64,
         ),
         ("enigma_tables", "SSTables on disk.", snapshot.tables as u64),
@@ -741,6 +557,101 @@ pub fn render_metrics(shared: &Shared) -> String {
             extra,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
         );
+    }
+    let disk = crate::process::DiskUsage::of(&shared.config.data_dir);
+    let cache = snapshot.block_cache;
+    let more_gauges: [(&str, &str, Option<u64>); 6] = [
+        (
+            "enigma_wal_disk_bytes",
+            "Bytes of write-ahead log segments in the data directory.",
+            Some(disk.wal_bytes),
+        ),
+        (
+            "enigma_data_disk_bytes",
+            "Bytes of every other file in the data directory (tables, manifest).",
+            Some(disk.data_bytes),
+        ),
+        (
+            "enigma_block_cache_bytes",
+            "Bytes of decoded blocks held by the block cache.",
+            Some(cache.used_bytes),
+        ),
+        (
+            "enigma_client_buffers_bytes",
+            "Bytes of all client connections' buffers and expected replies (bounded by client_buffers_bytes_max).",
+            Some(shared.client_bytes.load(Ordering::Relaxed) as u64),
+        ),
+        (
+            "enigma_keys_estimate",
+            "Live keys this node stores, from the last complete paced count.",
+            snapshot.keys_estimate,
+        ),
+        (
+            "enigma_largest_recent_value_bytes",
+            "The largest value seen lately; reads in flight count at this size.",
+            Some(shared.values.largest() as u64),
+        ),
+    ];
+    for (name, help, value) in more_gauges {
+        if let Some(value) = value {
+            let _ = writeln!(
+                extra,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+    }
+    for (name, help, value) in [
+        (
+            "enigma_block_cache_hits_total",
+            "Block reads served from the block cache.",
+            cache.hits,
+        ),
+        (
+            "enigma_block_cache_misses_total",
+            "Block reads that went to the disk.",
+            cache.misses,
+        ),
+    ] {
+        let _ = writeln!(
+            extra,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    // The standard process metrics, as Prometheus client libraries name them.
+    let process = crate::process::ProcessStats::read();
+    let process_gauges: [(&str, &str, &str, Option<f64>); 4] = [
+        (
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            "gauge",
+            process.rss_bytes.map(|v| v as f64),
+        ),
+        (
+            "process_open_fds",
+            "Number of open file descriptors.",
+            "gauge",
+            process.open_fds.map(|v| v as f64),
+        ),
+        (
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+            "gauge",
+            process.max_fds.map(|v| v as f64),
+        ),
+        (
+            "process_cpu_seconds_total",
+            "Total user and system CPU time spent in seconds.",
+            "counter",
+            process.cpu_seconds,
+        ),
+    ];
+    for (name, help, kind, value) in process_gauges {
+        if let Some(value) = value {
+            let _ = writeln!(
+                extra,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
     }
     extra.push_str("# HELP enigma_peer_up Whether this node has a live, authenticated link to the peer.\n# TYPE enigma_peer_up gauge\n");
     for link in shared.links.values() {

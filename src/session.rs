@@ -9,9 +9,7 @@
 //! replies in and takes bytes out.
 
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::ops::Range;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -98,6 +96,32 @@ struct Slot {
     state: SlotState,
 }
 
+/// A request sent to the node and not yet answered: its reply slot, its
+/// part of that slot, and whether it reads a value.
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    slot: u64,
+    part: usize,
+    read: bool,
+}
+
+/// Bytes a reply holds until it is written, about as encoded.
+fn reply_bytes(reply: &Reply) -> usize {
+    match reply {
+        Reply::Bulk(bytes) => bytes.len() + 16,
+        Reply::Array(items) => 16 + items.iter().map(reply_bytes).sum::<usize>(),
+        Reply::Map(pairs) => {
+            16 + pairs
+                .iter()
+                .map(|(k, v)| reply_bytes(k) + reply_bytes(v))
+                .sum::<usize>()
+        }
+        Reply::Simple(text) => text.len() + 8,
+        Reply::Error(text) => text.len() + 8,
+        _ => 16,
+    }
+}
+
 /// A client connection's state. See the module documentation.
 #[derive(Debug)]
 pub struct Session {
@@ -122,7 +146,7 @@ pub struct Session {
     /// `waiting_first_seq`: its (slot number, part). Answered entries become
     /// `None` and are dropped from the front. (A window rather than a map:
     /// sequence numbers are handed out in order.)
-    waiting: VecDeque<Option<(u64, usize)>>,
+    waiting: VecDeque<Option<Waiting>>,
     /// Sequence number of `waiting[0]`.
     waiting_first_seq: u32,
     /// Requests for the node, not yet sent.
@@ -130,6 +154,10 @@ pub struct Session {
     /// Requests handed out (queued in `outgoing` or sent) and not yet
     /// answered.
     unanswered: usize,
+    /// Reads among `unanswered`: each may bring back a value.
+    reads_in_flight: usize,
+    /// Bytes of the replies that are ready and not yet written.
+    ready_bytes: usize,
     /// `QUIT` was received: close once its reply is written.
     quit: bool,
     /// When the requests being parsed arrived (read once per chunk).
@@ -155,6 +183,8 @@ impl Session {
             waiting_first_seq: 0,
             outgoing: Vec::with_capacity(OUTGOING_CAPACITY),
             unanswered: 0,
+            reads_in_flight: 0,
+            ready_bytes: 0,
             quit: false,
             arrived: now(),
         }
@@ -174,6 +204,24 @@ impl Session {
     /// Whether the client said `QUIT`.
     pub fn quitting(&self) -> bool {
         self.quit
+    }
+
+    /// Reads sent to the node and not yet answered.
+    pub fn reads_in_flight(&self) -> usize {
+        self.reads_in_flight
+    }
+
+    /// Bytes of replies ready and not yet written.
+    pub fn ready_bytes(&self) -> usize {
+        self.ready_bytes
+    }
+
+    /// Whether a request waiting to be sent writes a value large enough to
+    /// travel in the peers' bulk lane.
+    pub fn outgoing_has_large_writes(&self) -> bool {
+        self.outgoing
+            .iter()
+            .any(|(_, request)| crate::driver::large_write_bytes(request) > 0)
     }
 
     /// Requests the node should get now.
@@ -231,6 +279,7 @@ impl Session {
                 break;
             };
             reply.encode_as(slot.protocol, out);
+            self.ready_bytes -= reply_bytes(reply);
             let error = matches!(reply, Reply::Error(_));
             self.shared.metrics.record(
                 slot.command,
@@ -299,9 +348,17 @@ impl Session {
     /// Takes in replies from the node.
     pub fn on_replies(&mut self, replies: impl IntoIterator<Item = (RequestId, ClientResponse)>) {
         for (request, response) in replies {
-            let Some((slot_no, part)) = self.take_waiting(request) else {
+            let Some(Waiting {
+                slot: slot_no,
+                part,
+                ..
+            }) = self.take_waiting(request)
+            else {
                 continue;
             };
+            if let ClientResponse::Value(Some(value)) = &response {
+                self.shared.values.note(value.len());
+            }
             let Some(index) = slot_no.checked_sub(self.first_slot) else {
                 continue;
             };
@@ -324,14 +381,17 @@ impl Session {
     }
 
     /// Removes request `request` from the window of waiting requests.
-    fn take_waiting(&mut self, request: RequestId) -> Option<(u64, usize)> {
+    fn take_waiting(&mut self, request: RequestId) -> Option<Waiting> {
         if request.0 >> 32 != self.conn {
             return None;
         }
         let offset = (request.0 as u32).wrapping_sub(self.waiting_first_seq) as usize;
         let found = self.waiting.get_mut(offset)?.take();
-        if found.is_some() {
+        if let Some(waiting) = found {
             self.unanswered -= 1;
+            if waiting.read {
+                self.reads_in_flight -= 1;
+            }
         }
         while let Some(None) = self.waiting.front() {
             self.waiting.pop_front();
@@ -341,6 +401,7 @@ impl Session {
     }
 
     fn push_ready(&mut self, command: &'static str, level: Option<ConsistencyLevel>, reply: Reply) {
+        self.ready_bytes += reply_bytes(&reply);
         self.slots.push_back(Slot {
             command,
             level,
@@ -367,7 +428,7 @@ impl Session {
                 Err(reply) => reply,
             },
             Command::Info(section) => {
-                Reply::Bulk(info(&self.shared, section.as_deref()).into_bytes())
+                Reply::Bulk(crate::info::info(&self.shared, section.as_deref()).into_bytes())
             }
             Command::Command(query) => command_reply(&query),
             Command::Auth { username, password } => self.auth(username.as_deref(), &password),
@@ -377,6 +438,9 @@ impl Session {
                 name,
             } => self.hello(protocol, auth, name),
             Command::Client(query) => self.client(query),
+            Command::DbSize => {
+                Reply::Integer(self.shared.snapshot().keys_estimate.unwrap_or(0) as i64)
+            }
             Command::At { .. }
             | Command::Get(_)
             | Command::Set { .. }
@@ -394,7 +458,7 @@ impl Session {
             );
         };
         let user_ok = username.is_none_or(|u| u == b"default");
-        if user_ok && constant_time_eq(required.as_bytes(), password) {
+        if user_ok && constant_time_eq(required.expose().as_bytes(), password) {
             self.authenticated = true;
             ok()
         } else {
@@ -517,9 +581,15 @@ impl Session {
         }
         let id = request_id(self.conn, self.next_seq);
         self.next_seq = self.next_seq.wrapping_add(1);
-        self.waiting.push_back(Some((slot_no, part)));
+        let read = matches!(request.op, ClientOp::Get { .. });
+        self.waiting.push_back(Some(Waiting {
+            slot: slot_no,
+            part,
+            read,
+        }));
         self.outgoing.push((id, request));
         self.unanswered += 1;
+        self.reads_in_flight += usize::from(read);
     }
 
     /// Checks a key command against the limits and the reachable replicas
@@ -577,6 +647,7 @@ impl Session {
             Command::Set { key, value } => {
                 check_key(&key)?;
                 check_value(&value)?;
+                self.shared.values.note(value.len());
                 Ok((OpKind::Set, Parts::One(ClientOp::Put { key, value })))
             }
             Command::MGet(keys) => Ok((OpKind::MGet, Parts::Many(gets(keys)?))),
@@ -592,6 +663,7 @@ impl Session {
                 for (key, value) in pairs {
                     check_key(&key)?;
                     check_value(&value)?;
+                    self.shared.values.note(value.len());
                     ops.push(ClientOp::Put { key, value });
                 }
                 Ok((OpKind::MSet, Parts::Many(ops)))
@@ -621,6 +693,7 @@ impl Session {
                 (_, OpKind::Get) => Reply::Null,
                 (_, _) => ok(),
             };
+            self.ready_bytes += reply_bytes(&reply);
             self.slots[index].state = SlotState::Ready(reply);
             return;
         }
@@ -670,6 +743,7 @@ impl Session {
             (OpKind::Del { keys }, None) => Reply::Integer(found(&parts[..*keys])),
             (OpKind::Set | OpKind::MSet, None) => ok(),
         };
+        self.ready_bytes += reply_bytes(&reply);
         self.slots[index].state = SlotState::Ready(reply);
     }
 }
@@ -789,109 +863,9 @@ fn command_summary(name: &str) -> &'static str {
         "auth" => "Authenticates with the server's requirepass.",
         "hello" => "Selects RESP2 or RESP3 and optionally authenticates.",
         "client" => "CLIENT SETNAME, GETNAME, ID and SETINFO.",
+        "dbsize" => "An estimate of the live keys this node stores (a paced count, seconds old).",
         _ => "",
     }
-}
-
-/// The `INFO` text: Redis-style `# Section` headers and `key:value` lines.
-pub fn info(shared: &Shared, section: Option<&str>) -> String {
-    let wanted = |name: &str| match section {
-        None | Some("all" | "everything" | "default") => true,
-        Some(s) => s == name,
-    };
-    let snapshot = shared.snapshot();
-    let config = &shared.config;
-    let mut out = String::new();
-    if wanted("server") {
-        let _ = write!(
-            out,
-            "# Server\r\nenigma_version:{}\r\nnode_id:{}\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\n\r\n",
-            env!("CARGO_PKG_VERSION"),
-            config.id.0,
-            std::process::id(),
-            shared.client_addr.port(),
-            shared.started.elapsed().as_secs(),
-        );
-    }
-    if wanted("clients") {
-        let _ = write!(
-            out,
-            "# Clients\r\nconnected_clients:{}\r\nconnections_max:{}\r\n\r\n",
-            shared.connections.load(Ordering::Relaxed),
-            config.limits.connections_max,
-        );
-    }
-    if wanted("membership") {
-        out.push_str(&membership(shared, snapshot.generation));
-    }
-    if wanted("storage") {
-        let _ = write!(
-            out,
-            "# Storage\r\ndata_dir:{}\r\nsync:{}\r\ngeneration:{}\r\nmemtable_bytes:{}\r\nfrozen_memtables:{}\r\ntables:{}\r\n\r\n",
-            config.data_dir.display(),
-            match config.sync {
-                crate::config::SyncMode::Always => "always",
-                crate::config::SyncMode::Never => "never",
-            },
-            snapshot.generation,
-            snapshot.memtable_bytes,
-            snapshot.frozen_memtables,
-            snapshot.tables,
-        );
-    }
-    if wanted("stats") {
-        let s = &snapshot.stats;
-        let _ = write!(
-            out,
-            "# Stats\r\noperations_ok:{}\r\noperations_failed:{}\r\nread_repairs:{}\r\nstorage_errors:{}\r\npeer_messages_ignored:{}\r\noperations_in_flight:{}\r\nwal_syncs:{}\r\nmemtables_flushed:{}\r\ncompactions:{}\r\nbackground_errors:{}\r\n\r\n",
-            s.client_ok,
-            s.client_errors,
-            s.read_repairs,
-            s.storage_errors,
-            s.messages_ignored,
-            snapshot.pending_operations,
-            shared.metrics.wal_syncs.load(Ordering::Relaxed),
-            s.tables_flushed,
-            s.compactions,
-            s.background_errors,
-        );
-    }
-    out
-}
-
-/// The `# Membership` section `enigma status` reads: one `member_<id>` line
-/// per member with its peer address, state as this node sees it, and ring
-/// shares.
-fn membership(shared: &Shared, generation: u64) -> String {
-    let config = &shared.config;
-    let mut out = format!(
-        "# Membership\r\nnode_id:{}\r\ngeneration:{}\r\nmembers:{}\r\nreplication_factor:{}\r\nvnodes_per_node:{}\r\n",
-        config.id.0,
-        generation,
-        shared.ring.nodes().len(),
-        shared.ring.replication_factor(),
-        config.vnodes_per_node,
-    );
-    for share in shared.ring.ownership() {
-        let (addr, state) = if share.node == config.id {
-            (shared.peer_addr.to_string(), "self")
-        } else {
-            match shared.links.get(&share.node) {
-                Some(link) => (
-                    link.addr.to_string(),
-                    if link.is_up() { "up" } else { "down" },
-                ),
-                None => ("unknown".to_owned(), "down"),
-            }
-        };
-        let _ = write!(
-            out,
-            "member_{}:addr={addr},state={state},primary_share={:.4},replica_share={:.4}\r\n",
-            share.node.0, share.primary_share, share.replica_share,
-        );
-    }
-    out.push_str("\r\n");
-    out
 }
 
 #[cfg(test)]
@@ -926,18 +900,29 @@ mod tests {
             request_timeout_ms: 1000,
             sync: SyncMode::Always,
             default_consistency: ConsistencyLevel::Quorum,
-            requirepass: requirepass.map(str::to_owned),
-            cluster_secret: "0123456789".into(),
+            requirepass: requirepass.map(crate::config::Secret::new),
+            cluster_secret: crate::config::Secret::new("0123456789"),
             metrics_listen: None,
             limits: Limits::default(),
             tick_interval_ms: 10,
             peer_send_queue_bytes_max: 64 << 20,
             batch_inputs_max: 64,
+            peer_bulk_queue_bytes_max: 64 << 20,
+            protected_mode: true,
+            idle_timeout_secs: 0,
+            request_read_timeout_ms: 10_000,
+            idle_eviction_ms: 5_000,
+            tls: crate::config::TlsSettings::default(),
         };
         let ring = Ring::new(&config.members(), 8, members as usize).unwrap();
         let links: BTreeMap<NodeId, Arc<PeerLink>> = peers
             .iter()
-            .map(|p| (p.id, Arc::new(PeerLink::new(p.id, p.addr, 1 << 20))))
+            .map(|p| {
+                (
+                    p.id,
+                    Arc::new(PeerLink::new(p.id, p.addr, 1 << 20, 1 << 20)),
+                )
+            })
             .collect();
         let (inputs, _) = tokio::sync::mpsc::channel(4);
         Arc::new(Shared {
@@ -954,6 +939,10 @@ mod tests {
             started: now(),
             connections: AtomicUsize::new(0),
             next_conn: AtomicU64::new(1),
+            client_bytes: AtomicUsize::new(0),
+            values: crate::driver::ValueSizes::default(),
+            conn_slots: Mutex::new(BTreeMap::new()),
+            bulk_pending: AtomicUsize::new(0),
         })
     }
 

@@ -183,3 +183,95 @@ fn node_settings_come_from_flags_then_environment_then_file() {
         "JSON logs expected: {lines:?}"
     );
 }
+
+#[test]
+fn dev_keeps_its_secret_and_data_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, ports, _reader) = start_dev(dir.path());
+    wait_all_up(ports[0]);
+    let mode =
+        |path: std::path::PathBuf| std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    let data = dir.path().join("enigma-data");
+    assert_eq!(mode(data.join("cluster.secret")), 0o600, "cluster.secret");
+    assert_eq!(mode(data.clone()), 0o700, "the dev data directory");
+    for n in ["n1", "n2", "n3"] {
+        assert_eq!(mode(data.join(n)), 0o700, "{n}");
+    }
+    signal(child.id(), "INT");
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+}
+
+#[test]
+fn node_help_names_secret_variables_but_never_their_values() {
+    let out = enigma()
+        .arg("node")
+        .arg("--help")
+        .env("ENIGMA_REQUIREPASS", "password-from-the-environment")
+        .env("ENIGMA_CLUSTER_SECRET", "secret-from-the-environment")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("ENIGMA_REQUIREPASS"), "{help}");
+    assert!(help.contains("ENIGMA_CLUSTER_SECRET"), "{help}");
+    assert!(!help.contains("password-from-the-environment"), "{help}");
+    assert!(!help.contains("secret-from-the-environment"), "{help}");
+}
+
+#[test]
+fn node_logs_never_show_its_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = support::free_ports(2);
+    let mut child = enigma()
+        .arg("node")
+        .arg("--id")
+        .arg("1")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", ports[0]))
+        .arg("--peer-listen")
+        .arg(format!("127.0.0.1:{}", ports[1]))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("ENIGMA_REQUIREPASS", "password-in-the-logs?")
+        .env("ENIGMA_CLUSTER_SECRET", "secret-in-the-logs?")
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in BufReader::new(stderr).lines() {
+            text.push_str(&line.unwrap());
+            text.push('\n');
+        }
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // A wrong password, then the right one: neither may be logged.
+        if let Ok(reply) = support::raw_command(ports[0], "AUTH wrong-password-attempt") {
+            if reply.starts_with("-WRONGPASS") {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the node never answered AUTH");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let reply = support::raw_command(ports[0], "AUTH password-in-the-logs?").unwrap();
+    assert_eq!(reply, "+OK\r\n");
+    signal(child.id(), "TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+    let text = logs.join().unwrap();
+    assert!(text.contains("node started"), "{text}");
+    for secret in [
+        "password-in-the-logs?",
+        "secret-in-the-logs?",
+        "wrong-password-attempt",
+    ] {
+        assert!(!text.contains(secret), "{secret} in the logs:\n{text}");
+    }
+}

@@ -137,3 +137,109 @@ fn a_peer_that_stops_reading_is_dropped_and_dialed_again() {
     assert!(wait_exit(&mut node, Duration::from_secs(30)).success());
     drop(fake_peer);
 }
+
+/// A member that knows the secret, then sends a frame whose CRC is right
+/// but whose tag is not (as a man in the middle altering a frame would):
+/// the node takes the genuine frame, refuses the forged one and closes the
+/// link.
+#[test]
+fn a_frame_that_fails_its_tag_closes_the_link() {
+    use enigma_cluster::codec::encode_frame;
+    use enigma_cluster::{Envelope, Message, OpId};
+    use enigmadb::peer::dial_handshake;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    // Client, peer and metrics ports of n1, and an address for n2 where
+    // nothing listens (n1's own link to it stays down).
+    let ports = free_ports(4);
+    let mut node = enigma()
+        .arg("node")
+        .arg("--id")
+        .arg("1")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", ports[0]))
+        .arg("--peer-listen")
+        .arg(format!("127.0.0.1:{}", ports[1]))
+        .arg("--metrics-listen")
+        .arg(format!("127.0.0.1:{}", ports[2]))
+        .arg("--peers")
+        .arg(format!("2@127.0.0.1:{}", ports[3]))
+        .arg("--data-dir")
+        .arg(dir.path().join("n1"))
+        .env("ENIGMA_CLUSTER_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .stderr(std::fs::File::create(dir.path().join("n1.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !raw_command(ports[0], "PING").is_ok_and(|r| r.starts_with("+PONG")) {
+        assert!(Instant::now() < deadline, "n1 never answered PING");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let keys = HandshakeKeys {
+        me: NodeId(2),
+        members: vec![NodeId(1), NodeId(2)],
+        digest: cluster_digest(&ClusterConfig {
+            nodes: vec![NodeId(1), NodeId(2)],
+            replication_factor: 2,
+            vnodes_per_node: 64,
+        }),
+        secret: SECRET.as_bytes().to_vec(),
+    };
+    let metrics_port = ports[2];
+    let received = move || {
+        metric(
+            &http_get(metrics_port, "/metrics"),
+            "enigma_peer_frames_received_total",
+        )
+        .unwrap_or(0.0)
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", ports[1]))
+            .await
+            .unwrap();
+        let key = dial_handshake(&mut stream, &keys, NodeId(1)).await.unwrap();
+        let mut tags = key.sealer();
+        let frame = encode_frame(&Envelope {
+            hlc: 1,
+            message: Message::ReadDigest {
+                op: OpId {
+                    generation: 1,
+                    seq: 1,
+                },
+                key: b"k".to_vec(),
+            },
+        });
+        stream.write_all(&frame).await.unwrap();
+        stream.write_all(&tags.seal(&frame)).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while received() < 1.0 {
+            assert!(Instant::now() < deadline, "the genuine frame was not taken");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The same bytes again with a made-up tag: a valid CRC, no key.
+        stream.write_all(&frame).await.unwrap();
+        stream.write_all(&[0u8; 16]).await.unwrap();
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut byte))
+            .await
+            .expect("the node closes the link");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    });
+    let text = http_get(metrics_port, "/metrics");
+    assert_eq!(
+        metric(&text, "enigma_peer_frames_rejected_total"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&text, "enigma_peer_frames_received_total"),
+        Some(1.0)
+    );
+    signal(node.id(), "TERM");
+    assert!(wait_exit(&mut node, Duration::from_secs(30)).success());
+}

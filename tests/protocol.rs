@@ -133,7 +133,11 @@ fn bad_commands_get_errors_and_the_connection_goes_on() {
     );
     assert_eq!(exchange(&mut stream, b"SET k v\r\n", 5), "+OK\r\n");
     assert_eq!(exchange(&mut stream, b"GET k\r\n", 7), "$1\r\nv\r\n");
-    assert_eq!(exchange(&mut stream, b"COMMAND COUNT\r\n", 5), ":16\r\n");
+    let count = format!(":{}\r\n", enigmadb::command::COMMAND_TABLE.len());
+    assert_eq!(
+        exchange(&mut stream, b"COMMAND COUNT\r\n", count.len()),
+        count
+    );
 }
 
 #[test]
@@ -151,7 +155,10 @@ fn a_half_closed_connection_gets_every_reply_then_is_closed() {
 
 #[test]
 fn connections_beyond_the_limit_are_refused_with_an_error() {
-    let cluster = Cluster::start(1, &LIMITS);
+    // No idle connection makes room here: that is `client_limits.rs`.
+    let mut args = LIMITS.to_vec();
+    args.extend(["--idle-eviction-ms", "0"]);
+    let cluster = Cluster::start(1, &args);
     let port = cluster.port(0);
     let mut held: Vec<TcpStream> = Vec::new();
     for _ in 0..16 {
@@ -326,4 +333,75 @@ fn a_read_sent_right_after_a_write_sees_it() {
         assert_eq!(reply, expected, "round {i}");
     }
     writer.join().unwrap();
+}
+
+#[test]
+fn info_reports_memory_keys_commands_and_the_process() {
+    let cluster = Cluster::start(1, &[]);
+    let port = cluster.port(0);
+    let mut con = client(port);
+    let keys = 3;
+    for i in 0..keys {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg("v")
+            .query(&mut con)
+            .unwrap();
+    }
+    // DBSIZE is a paced count: wait for one that saw the writes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let size: i64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
+        if size == keys {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "DBSIZE stayed at {size}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let info = |section: &str| -> String {
+        let mut con = client(port);
+        redis::cmd("INFO").arg(section).query(&mut con).unwrap()
+    };
+    let field = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert!(info("keyspace").contains(&format!("db0:keys={keys},")));
+    let memory = info("memory");
+    assert!(field(&memory, "used_memory_rss") > 0, "{memory}");
+    assert!(field(&memory, "memtable_bytes") > 0, "{memory}");
+    let stats = info("commandstats");
+    assert!(
+        stats.contains(&format!("cmdstat_set:calls={keys},")),
+        "{stats}"
+    );
+    assert!(stats.contains("cmdstat_dbsize:calls="), "{stats}");
+    assert!(field(&info("storage"), "wal_disk_bytes") > 0);
+    let everything: String = redis::cmd("INFO").query(&mut con).unwrap();
+    assert!(!everything.contains("# Commandstats"));
+    assert!(everything.contains("# Memory") && everything.contains("# Keyspace"));
+    assert!(info("all").contains("# Commandstats"));
+    let metrics = support::http_get(cluster.nodes[0].metrics_port, "/metrics");
+    for series in [
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_cpu_seconds_total",
+        "enigma_wal_disk_bytes",
+        "enigma_data_disk_bytes",
+        "enigma_block_cache_hits_total",
+        "enigma_keys_estimate",
+    ] {
+        assert!(
+            support::metric(&metrics, series).is_some(),
+            "{series} missing"
+        );
+    }
+    assert!(support::metric(&metrics, "process_resident_memory_bytes") > Some(0.0));
 }

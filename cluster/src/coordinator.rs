@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use enigma_engine::{Timestamp, Versioned};
 
 use crate::ids::{NodeId, RequestId};
-use crate::message::{ClientError, ReplicaFailure};
+use crate::message::{ClientError, ReplicaFailure, VersionDigest};
 
 /// The client's error once `failures` leave too few replicas for the
 /// level: `NoSpace` if every failure was a full disk, else `Storage`.
@@ -107,7 +107,48 @@ impl PendingWrite {
     }
 }
 
-/// A client read collecting answers, then possibly repairing.
+/// Which replica a read asks for the value; every other replica is asked
+/// for a digest only (Cassandra's digest reads), so that one large value
+/// crosses the network once per read, not once per replica.
+///
+/// `None` when the coordinator `me` is itself a replica: it reads the value
+/// locally. Otherwise the replicas take turns by operation number, to
+/// spread the data reads.
+pub fn data_replica(me: NodeId, replicas: &[NodeId], seq: u64) -> Option<NodeId> {
+    if replicas.is_empty() || replicas.contains(&me) {
+        return None;
+    }
+    let turn = (seq % replicas.len() as u64) as usize;
+    Some(replicas[turn])
+}
+
+/// One replica's answer to a read.
+#[derive(Debug, Clone)]
+enum Answer {
+    /// Its whole version (`None`: it holds nothing).
+    Data(Option<Versioned>),
+    /// A digest of its version (`None`: it holds nothing).
+    Digest(Option<VersionDigest>),
+}
+
+impl Answer {
+    fn digest(&self) -> Option<VersionDigest> {
+        match self {
+            Self::Data(version) => version.as_ref().map(VersionDigest::of),
+            Self::Digest(digest) => *digest,
+        }
+    }
+}
+
+/// A client read collecting answers, then possibly fetching the newest
+/// value and repairing.
+///
+/// One replica (or the coordinator itself) is asked for the value, the
+/// others for digests. Once the level's count has answered, the newest
+/// digest wins. If an answer with the value matches it, the read goes on
+/// as a plain one (blocking read repair of the replicas that differ);
+/// otherwise the value is fetched from a replica whose digest won, and
+/// only then repaired and answered.
 #[derive(Debug)]
 pub struct PendingRead {
     /// The client request to answer.
@@ -121,12 +162,18 @@ pub struct PendingRead {
     pub required: usize,
     /// When the coordinator gives up (monotonic).
     pub deadline_mono_nanos: u64,
-    /// Each answering replica's version (`None`: it holds nothing).
-    answers: BTreeMap<NodeId, Option<Versioned>>,
-    /// Set once `required` answers are in and they disagreed.
+    /// Each answering replica's answer.
+    answers: BTreeMap<NodeId, Answer>,
+    /// The replica asked for the winning value after the digests showed
+    /// that no value at hand is the newest; cleared when it answers.
+    fetching: Option<NodeId>,
+    /// Set once `required` answers are in and the newest value is known.
     repair: Option<Repair>,
     /// Replicas whose storage failed to read the key.
     failures: BTreeMap<NodeId, ReplicaFailure>,
+    /// **A deliberate bug** ([`PendingRead::planting_trust_in_the_data`]):
+    /// answer with the value at hand without comparing digests.
+    bug_trust_the_data: bool,
 }
 
 /// Blocking read repair in progress.
@@ -152,6 +199,9 @@ pub enum ReadProgress {
     },
     /// Too few replicas are left to meet the level: answer this error.
     Failed(ClientError),
+    /// Ask `from` for its whole version: its digest is the newest, and no
+    /// answer at hand carries that value.
+    Fetch { from: NodeId },
 }
 
 impl PendingRead {
@@ -174,8 +224,10 @@ impl PendingRead {
             required,
             deadline_mono_nanos,
             answers: BTreeMap::new(),
+            fetching: None,
             repair: None,
             failures: BTreeMap::new(),
+            bug_trust_the_data: false,
         }
     }
 
@@ -189,15 +241,25 @@ impl PendingRead {
         self.on_failure(from, failure)
     }
 
-    /// Counts `from`'s failure to read the key.
+    /// Counts `from`'s failure to read the key (also when it failed to
+    /// read the value this read was fetching from it: its digest no longer
+    /// counts, and the read decides again without it).
     pub fn on_failure(&mut self, from: NodeId, failure: ReplicaFailure) -> ReadProgress {
-        if !self.replicas.contains(&from) || self.answers.contains_key(&from) {
+        let was_fetched = self.fetching == Some(from);
+        if !self.replicas.contains(&from) || (self.answers.contains_key(&from) && !was_fetched) {
             return ReadProgress::Waiting;
+        }
+        if was_fetched {
+            self.fetching = None;
+            self.answers.remove(&from);
         }
         self.failures.insert(from, failure);
         let still_possible = self.replicas.len() - self.failures.len();
         if still_possible < self.required {
             return ReadProgress::Failed(failed_level(&self.failures));
+        }
+        if was_fetched && self.repair.is_none() {
+            return self.decide();
         }
         ReadProgress::Waiting
     }
@@ -218,6 +280,15 @@ impl PendingRead {
             .collect()
     }
 
+    /// **Plants a bug** when `on`: once the level's count has answered, the
+    /// read returns the value it has, even when a digest shows a newer
+    /// version elsewhere (a stale read). For tests that prove the checks
+    /// catch it; no command line reaches it.
+    pub fn planting_trust_in_the_data(mut self, on: bool) -> Self {
+        self.bug_trust_the_data = on;
+        self
+    }
+
     /// How many replicas have answered (or, while repairing, are known to
     /// hold the newest version).
     pub fn answered(&self) -> usize {
@@ -234,48 +305,107 @@ impl PendingRead {
         self.repair.as_ref().map(|r| r.winner.timestamp)
     }
 
-    /// Takes in `from`'s version of the key.
+    /// Takes in `from`'s whole version of the key.
     pub fn on_answer(&mut self, from: NodeId, version: Option<Versioned>) -> ReadProgress {
+        if !self.replicas.contains(&from) || self.failures.contains_key(&from) {
+            return ReadProgress::Waiting;
+        }
+        match self.answers.get(&from) {
+            // The value fetched from a replica that sent its digest.
+            Some(Answer::Digest(_)) if self.fetching == Some(from) => {
+                self.fetching = None;
+            }
+            Some(_) => return ReadProgress::Waiting,
+            None => {}
+        }
+        let digest = version.as_ref().map(VersionDigest::of);
+        self.answers.insert(from, Answer::Data(version));
+        if self.repair.is_some() {
+            return self.late_answer(from, digest);
+        }
+        self.decide()
+    }
+
+    /// Takes in the digest of `from`'s version of the key.
+    pub fn on_digest(&mut self, from: NodeId, digest: Option<VersionDigest>) -> ReadProgress {
         if !self.replicas.contains(&from)
             || self.answers.contains_key(&from)
             || self.failures.contains_key(&from)
         {
             return ReadProgress::Waiting;
         }
-        self.answers.insert(from, version.clone());
-        if let Some(repair) = &mut self.repair {
-            // A late answer while repairing: count it if current, repair it
-            // if stale, ignore it if newer (a write concurrent with this
-            // read, which may be ordered after it).
-            let stamp = version.as_ref().map(|v| v.timestamp);
-            if stamp == Some(repair.winner.timestamp) {
-                repair.up_to_date.insert(from);
-                return self.progress();
-            }
-            if stamp < Some(repair.winner.timestamp) {
-                return ReadProgress::Repair {
-                    winner: repair.winner.clone(),
-                    stale: vec![from],
-                };
-            }
-            return ReadProgress::Waiting;
+        self.answers.insert(from, Answer::Digest(digest));
+        if self.repair.is_some() {
+            return self.late_answer(from, digest);
         }
+        self.decide()
+    }
+
+    /// An answer after the read settled on its winner: count it if
+    /// current, repair it if stale, ignore it if newer (a write concurrent
+    /// with this read, which may be ordered after it).
+    fn late_answer(&mut self, from: NodeId, digest: Option<VersionDigest>) -> ReadProgress {
+        let Some(repair) = &mut self.repair else {
+            return ReadProgress::Waiting;
+        };
+        let winner = VersionDigest::of(&repair.winner);
+        if digest == Some(winner) {
+            repair.up_to_date.insert(from);
+            return self.progress();
+        }
+        if digest.map(|d| d.timestamp()) < Some(winner.timestamp()) {
+            return ReadProgress::Repair {
+                winner: repair.winner.clone(),
+                stale: vec![from],
+            };
+        }
+        ReadProgress::Waiting
+    }
+
+    /// With the level's count of answers in: settle on the newest version,
+    /// or fetch it first.
+    fn decide(&mut self) -> ReadProgress {
         if self.answers.len() < self.required {
             return ReadProgress::Waiting;
         }
-        let winner = self
-            .answers
-            .values()
-            .flatten()
-            .max_by_key(|v| v.timestamp)
-            .cloned();
-        let Some(winner) = winner else {
+        if self.bug_trust_the_data {
+            let at_hand = self.answers.values().find_map(|a| match a {
+                Answer::Data(version) => Some(version.clone()),
+                Answer::Digest(_) => None,
+            });
+            if let Some(version) = at_hand {
+                return ReadProgress::Done(version.and_then(|v| v.value));
+            }
+        }
+        // Newest first; among equal timestamps (one write cannot have two
+        // values, but a digest is cheap to compare whole) the larger hash,
+        // so every coordinator picks the same.
+        let Some(newest) = self.answers.values().filter_map(Answer::digest).max() else {
             return ReadProgress::Done(None);
+        };
+        let winner = self.answers.values().find_map(|a| match a {
+            Answer::Data(Some(version)) if VersionDigest::of(version) == newest => {
+                Some(version.clone())
+            }
+            _ => None,
+        });
+        let Some(winner) = winner else {
+            if self.fetching.is_some() {
+                return ReadProgress::Waiting;
+            }
+            let from = self
+                .answers
+                .iter()
+                .find(|(_, a)| a.digest() == Some(newest))
+                .map(|(&node, _)| node)
+                .expect("the newest digest came from an answer");
+            self.fetching = Some(from);
+            return ReadProgress::Fetch { from };
         };
         let mut up_to_date = BTreeSet::new();
         let mut stale = Vec::new();
-        for (&node, version) in &self.answers {
-            if version.as_ref().map(|v| v.timestamp) == Some(winner.timestamp) {
+        for (&node, answer) in &self.answers {
+            if answer.digest() == Some(newest) {
                 up_to_date.insert(node);
             } else {
                 stale.push(node);
@@ -529,5 +659,95 @@ mod tests {
         assert!(!w.on_ack(NodeId(1)));
         assert!(!w.on_ack(NodeId(9)));
         assert!(w.on_ack(NodeId(3)));
+    }
+
+    fn digest(hlc: u64, value: &str) -> Option<VersionDigest> {
+        Some(VersionDigest::of(&version(hlc, value)))
+    }
+
+    #[test]
+    fn digests_that_agree_with_the_value_complete_the_read() {
+        let mut r = read(2);
+        assert_eq!(
+            r.on_digest(NodeId(2), digest(5, "a")),
+            ReadProgress::Waiting
+        );
+        assert_eq!(
+            r.on_answer(NodeId(1), Some(version(5, "a"))),
+            ReadProgress::Done(Some(b"a".to_vec()))
+        );
+    }
+
+    #[test]
+    fn a_newer_digest_fetches_its_value_then_repairs_the_stale_replica() {
+        let mut r = read(2);
+        r.on_answer(NodeId(1), Some(version(5, "a")));
+        assert_eq!(
+            r.on_digest(NodeId(3), digest(9, "b")),
+            ReadProgress::Fetch { from: NodeId(3) }
+        );
+        // Another digest meanwhile does not fetch twice.
+        assert_eq!(
+            r.on_digest(NodeId(2), digest(9, "b")),
+            ReadProgress::Waiting
+        );
+        assert_eq!(
+            r.on_answer(NodeId(3), Some(version(9, "b"))),
+            ReadProgress::Done(Some(b"b".to_vec())),
+            "n2 and n3 hold the winner: the level's two replicas"
+        );
+    }
+
+    #[test]
+    fn a_fetched_value_is_repaired_onto_the_replica_that_sent_the_old_one() {
+        let mut r = read(2);
+        r.on_answer(NodeId(1), Some(version(5, "a")));
+        r.on_digest(NodeId(3), digest(9, "b"));
+        assert_eq!(
+            r.on_answer(NodeId(3), Some(version(9, "b"))),
+            ReadProgress::Repair {
+                winner: version(9, "b"),
+                stale: vec![NodeId(1)]
+            }
+        );
+        assert_eq!(
+            r.on_repair_ack(NodeId(1)),
+            ReadProgress::Done(Some(b"b".to_vec()))
+        );
+    }
+
+    #[test]
+    fn digests_alone_fetch_from_a_replica_holding_the_newest() {
+        // The data replica is down: the digests decide whom to ask.
+        let mut r = read(2);
+        r.on_digest(NodeId(2), digest(4, "old"));
+        assert_eq!(
+            r.on_digest(NodeId(3), digest(7, "new")),
+            ReadProgress::Fetch { from: NodeId(3) }
+        );
+        let mut absent = read(2);
+        absent.on_digest(NodeId(2), None);
+        assert_eq!(absent.on_digest(NodeId(3), None), ReadProgress::Done(None));
+    }
+
+    #[test]
+    fn the_planted_bug_returns_the_value_at_hand_over_a_newer_digest() {
+        let mut r = read(2).planting_trust_in_the_data(true);
+        r.on_answer(NodeId(1), Some(version(5, "a")));
+        assert_eq!(
+            r.on_digest(NodeId(3), digest(9, "b")),
+            ReadProgress::Done(Some(b"a".to_vec())),
+            "stale: the bug the checks must catch"
+        );
+    }
+
+    #[test]
+    fn the_data_replica_is_the_coordinator_when_it_can_be_and_rotates_otherwise() {
+        let replicas = [NodeId(1), NodeId(2), NodeId(3)];
+        assert_eq!(data_replica(NodeId(2), &replicas, 7), None);
+        let picked: BTreeSet<NodeId> = (0..3)
+            .filter_map(|seq| data_replica(NodeId(4), &replicas, seq))
+            .collect();
+        assert_eq!(picked.len(), 3, "every replica takes a turn");
     }
 }

@@ -45,6 +45,48 @@ pub enum Message {
         version: Option<WireVersion>,
         failure: Option<ReplicaFailure>,
     },
+    /// Send a digest of your version of `key`, not the value: the
+    /// coordinator has the value from another replica and only needs to
+    /// know whether this one agrees (Cassandra's digest read).
+    ReadDigest { op: OpId, key: Vec<u8> },
+    /// The digest of the sender's version of the key of `op` (`None`: it
+    /// holds nothing).
+    DigestReply {
+        op: OpId,
+        digest: Option<VersionDigest>,
+    },
+}
+
+/// What a replica answers to [`Message::ReadDigest`]: enough to tell
+/// whether two replicas hold the same version and which is newer, in a few
+/// bytes whatever the size of the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct VersionDigest {
+    /// HLC reading of the write.
+    pub hlc: u64,
+    /// Tie-break: the node that issued the write.
+    pub node: u32,
+    /// xxh3 (64-bit) of the value; `None` for a tombstone.
+    pub value_hash: Option<u64>,
+}
+
+impl VersionDigest {
+    /// The digest of `version`.
+    pub fn of(version: &Versioned) -> Self {
+        Self {
+            hlc: version.timestamp.hlc,
+            node: version.timestamp.node,
+            value_hash: version.value.as_deref().map(xxhash_rust::xxh3::xxh3_64),
+        }
+    }
+
+    /// The version's timestamp.
+    pub fn timestamp(&self) -> Timestamp {
+        Timestamp {
+            hlc: self.hlc,
+            node: self.node,
+        }
+    }
 }
 
 /// Why a replica's storage could not serve a read or a write.

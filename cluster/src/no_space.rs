@@ -10,8 +10,8 @@
 //!
 //! - acknowledgements to coordinators become failures (`NoSpace`), so they
 //!   go on with other replicas or answer at once;
-//! - read replies to coordinators become failures too (they may show a
-//!   version not yet durable);
+//! - read replies and digest replies to coordinators become failures too
+//!   (they may show a version not yet durable);
 //! - client replies become `NoSpace` errors (a write may have applied);
 //! - writes and reads sent to other replicas go as they are: they claim
 //!   nothing about this node's disk.
@@ -42,7 +42,17 @@ pub fn release_without_durability(
                         *version = None;
                         slot.get_or_insert_with(|| failure.clone());
                     }
-                    Message::Write { .. } | Message::Read { .. } => {}
+                    Message::DigestReply { op, .. } => {
+                        // A digest may show a version not yet durable: it
+                        // becomes the same failure as a read reply.
+                        let op = *op;
+                        envelope.message = Message::ReadReply {
+                            op,
+                            version: None,
+                            failure: Some(failure.clone()),
+                        };
+                    }
+                    Message::Write { .. } | Message::Read { .. } | Message::ReadDigest { .. } => {}
                 }
                 Output::Send { to, envelope }
             }
@@ -116,7 +126,8 @@ mod tests {
                         version, failure, ..
                     } => assert!(version.is_none() && failure.is_some()),
                     Message::Write { .. } => {}
-                    Message::Read { .. } => panic!("none was held"),
+                    Message::DigestReply { .. } => panic!("a digest reply claims durability"),
+                    Message::Read { .. } | Message::ReadDigest { .. } => panic!("none was held"),
                 },
                 Output::Reply { response, .. } => assert!(matches!(
                     response,

@@ -33,12 +33,13 @@ use enigma_engine::{
 use thiserror::Error;
 
 use crate::consistency::ConsistencyLevel;
-use crate::coordinator::{PendingRead, PendingWrite, ReadProgress, RecentReads};
+use crate::coordinator::{data_replica, PendingRead, PendingWrite, ReadProgress, RecentReads};
 use crate::generation;
 use crate::hlc::HlcClock;
 use crate::ids::{NodeId, Now, OpId, RequestId};
 use crate::message::{
     ClientError, ClientOp, ClientRequest, ClientResponse, Envelope, Message, ReplicaFailure,
+    VersionDigest,
 };
 use crate::no_space;
 use crate::ring::{Ring, RingError};
@@ -80,6 +81,11 @@ pub struct NodeOptions {
     /// **A deliberate bug**, as above: when the flush's sync fails, the
     /// batch's outputs are released all the same (the node stops after).
     pub bug_release_outputs_of_a_failed_sync: bool,
+    /// **A deliberate bug**: a read answers with the value it has once the
+    /// level's count has answered, even when a replica's digest is newer
+    /// (see [`PendingRead::planting_trust_in_the_data`]). Off by default,
+    /// settable only through this struct.
+    pub bug_read_trusts_the_data_over_digests: bool,
 }
 
 impl Default for NodeOptions {
@@ -92,6 +98,7 @@ impl Default for NodeOptions {
             record_versions: false,
             bug_ack_quorum_writes_after_one_replica: false,
             bug_release_outputs_of_a_failed_sync: false,
+            bug_read_trusts_the_data_over_digests: false,
         }
     }
 }
@@ -166,6 +173,9 @@ pub struct NodeStats {
     /// once writes (or a background job) succeed again. A driver reports
     /// each change once, not each failure.
     pub no_space: bool,
+    /// How many full-disk episodes began: a driver that looks now and then
+    /// still sees one that began and ended between two looks.
+    pub no_space_episodes: u64,
     /// The last storage failure met while serving (corruption names file
     /// and offset), for the driver to report.
     pub last_storage_error: Option<String>,
@@ -358,6 +368,11 @@ impl<D: Disk> Node<D> {
                     // Nothing this batch did waits on the sync: reads of
                     // keys whose writes wait are refused by the engine.
                     self.local_counted_unsynced.clear();
+                    // The replies leave: so do their versions.
+                    if self.options.record_versions {
+                        let log = &mut self.versions;
+                        log.released_replies.append(&mut log.replies);
+                    }
                     return Ok(held);
                 }
                 self.versions.acknowledged.clear();
@@ -506,7 +521,10 @@ impl<D: Disk> Node<D> {
                     Err(failure) => {
                         // Storage failed here: wait for a remote answer.
                         let read =
-                            PendingRead::new(request, key, replicas, required, deadline_mono_nanos);
+                            PendingRead::new(request, key, replicas, required, deadline_mono_nanos)
+                                .planting_trust_in_the_data(
+                                    self.options.bug_read_trusts_the_data_over_digests,
+                                );
                         self.pending.insert(op.seq, Pending::Read(read));
                         self.on_read_failure(op, self.id, failure);
                     }
@@ -519,7 +537,8 @@ impl<D: Disk> Node<D> {
                     replicas.clone(),
                     required,
                     deadline_mono_nanos,
-                );
+                )
+                .planting_trust_in_the_data(self.options.bug_read_trusts_the_data_over_digests);
                 self.pending.insert(op.seq, Pending::Read(read));
                 self.send_remote_reads(op, &key, &replicas);
                 if replicas.contains(&self.id) {
@@ -540,17 +559,20 @@ impl<D: Disk> Node<D> {
         }
     }
 
-    /// Asks every replica of `key` but this node for its version.
+    /// Asks every replica of `key` but this node for its version: one
+    /// for the value (none if this node is a replica and has it), the
+    /// others for a digest.
     fn send_remote_reads(&mut self, op: OpId, key: &[u8], replicas: &[NodeId]) {
         let me = self.id;
+        let data_from = data_replica(me, replicas, op.seq);
         for &replica in replicas.iter().filter(|&&r| r != me) {
-            self.send(
-                replica,
-                Message::Read {
-                    op,
-                    key: key.to_vec(),
-                },
-            );
+            let key = key.to_vec();
+            let message = if Some(replica) == data_from {
+                Message::Read { op, key }
+            } else {
+                Message::ReadDigest { op, key }
+            };
+            self.send(replica, message);
         }
     }
 
@@ -670,6 +692,30 @@ impl<D: Disk> Node<D> {
                     },
                 };
                 self.send(from, reply);
+            }
+            Message::ReadDigest { op, key } => {
+                // A replica that cannot read the key says so as for a
+                // data read: the coordinator counts the failure either way.
+                let reply = match self.local_read(&key) {
+                    Ok(version) => Message::DigestReply {
+                        op,
+                        digest: version.as_ref().map(VersionDigest::of),
+                    },
+                    Err(failure) => Message::ReadReply {
+                        op,
+                        version: None,
+                        failure: Some(failure),
+                    },
+                };
+                self.send(from, reply);
+            }
+            Message::DigestReply { op, digest } => {
+                if op.generation != self.generation {
+                    self.stats.messages_ignored += 1;
+                } else if let Some(Pending::Read(read)) = self.pending.get_mut(&op.seq) {
+                    let progress = read.on_digest(from, digest);
+                    self.advance_read(op, progress);
+                }
             }
             Message::WriteAck { op, failure: None } => self.on_write_ack(op, from),
             Message::WriteAck {
@@ -811,6 +857,13 @@ impl<D: Disk> Node<D> {
                 if let Some(Pending::Read(read)) = self.pending.remove(&op.seq) {
                     self.reply(read.request, ClientResponse::Error(error));
                 }
+            }
+            ReadProgress::Fetch { from } => {
+                let Some(Pending::Read(read)) = self.pending.get(&op.seq) else {
+                    return;
+                };
+                let key = read.key.clone();
+                self.send(from, Message::Read { op, key });
             }
             ReadProgress::Repair { winner, stale } => {
                 let Some(Pending::Read(read)) = self.pending.get(&op.seq) else {
@@ -1016,6 +1069,9 @@ impl<D: Disk> Node<D> {
     /// Counts a full-disk failure and marks the episode.
     fn note_no_space(&mut self) {
         self.stats.no_space_errors += 1;
+        if !self.stats.no_space {
+            self.stats.no_space_episodes += 1;
+        }
         self.stats.no_space = true;
         self.no_space_in_batch = true;
     }
@@ -1246,7 +1302,16 @@ mod tests {
             .iter()
             .find(|o| matches!(o, Output::Send { to, .. } if *to == NodeId(1)))
             .unwrap();
-        let answer = h.deliver(2, to_n1);
+        // n1 answers with a digest, newer than n3's nothing: n3 fetches the
+        // value from n1 before it can repair.
+        let digest = h.deliver(2, to_n1);
+        assert!(matches!(
+            &digest[0],
+            Output::Send { envelope, .. } if matches!(envelope.message, Message::DigestReply { .. })
+        ));
+        let fetch = h.deliver(0, &digest[0]);
+        assert!(replies(&fetch).is_empty(), "{fetch:?}");
+        let answer = h.deliver(2, &fetch[0]);
         let out = h.deliver(0, &answer[0]);
         // n3 repaired itself in place and may answer: n1 and n3 now hold v.
         assert_eq!(

@@ -1,0 +1,155 @@
+//! The `INFO` text: Redis-style `# Section` headers and `key:value` lines,
+//! from the node's last snapshot, the metrics and the operating system
+//! (`docs/SERVER.md`, "INFO"). `enigma status` reads its `# Membership`
+//! section.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use crate::driver::Shared;
+
+/// The `INFO` text: Redis-style `# Section` headers and `key:value` lines.
+pub fn info(shared: &Shared, section: Option<&str>) -> String {
+    // `INFO` and `INFO default` leave out commandstats, as Redis does.
+    let wanted = |name: &str| match section {
+        None | Some("default") => name != "commandstats",
+        Some("all" | "everything") => true,
+        Some(s) => s == name,
+    };
+    let snapshot = shared.snapshot();
+    let config = &shared.config;
+    let mut out = String::new();
+    if wanted("server") {
+        let _ = write!(
+            out,
+            "# Server\r\nenigma_version:{}\r\nnode_id:{}\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\n\r\n",
+            env!("CARGO_PKG_VERSION"),
+            config.id.0,
+            std::process::id(),
+            shared.client_addr.port(),
+            shared.started.elapsed().as_secs(),
+        );
+    }
+    if wanted("clients") {
+        let _ = write!(
+            out,
+            "# Clients\r\nconnected_clients:{}\r\nconnections_max:{}\r\n\r\n",
+            shared.connections.load(Ordering::Relaxed),
+            config.limits.connections_max,
+        );
+    }
+    if wanted("membership") {
+        out.push_str(&membership(shared, snapshot.generation));
+    }
+    if wanted("storage") {
+        let disk = crate::process::DiskUsage::of(&config.data_dir);
+        let cache = snapshot.block_cache;
+        let _ = write!(
+            out,
+            "# Storage\r\ndata_dir:{}\r\nsync:{}\r\ngeneration:{}\r\nmemtable_bytes:{}\r\nfrozen_memtables:{}\r\ntables:{}\r\nwal_disk_bytes:{}\r\ndata_disk_bytes:{}\r\nblock_cache_bytes:{}\r\nblock_cache_hits:{}\r\nblock_cache_misses:{}\r\n\r\n",
+            config.data_dir.display(),
+            match config.sync {
+                crate::config::SyncMode::Always => "always",
+                crate::config::SyncMode::Never => "never",
+            },
+            snapshot.generation,
+            snapshot.memtable_bytes,
+            snapshot.frozen_memtables,
+            snapshot.tables,
+            disk.wal_bytes,
+            disk.data_bytes,
+            cache.used_bytes,
+            cache.hits,
+            cache.misses,
+        );
+    }
+    if wanted("memory") {
+        let process = crate::process::ProcessStats::read();
+        let peer_queued: usize = shared.links.values().map(|l| l.queued_bytes()).sum();
+        let _ = write!(
+            out,
+            "# Memory\r\nused_memory_rss:{}\r\nused_memory_peak:{}\r\nmemtable_bytes:{}\r\nblock_cache_bytes:{}\r\nclient_buffers_bytes:{}\r\nclient_buffers_bytes_max:{}\r\npeer_queue_bytes:{}\r\nlargest_recent_value_bytes:{}\r\n\r\n",
+            process.rss_bytes.unwrap_or(0),
+            process.rss_peak_bytes.unwrap_or(0),
+            snapshot.memtable_bytes,
+            snapshot.block_cache.used_bytes,
+            shared.client_bytes.load(Ordering::Relaxed),
+            config.limits.client_buffers_bytes_max,
+            peer_queued,
+            shared.values.largest(),
+        );
+    }
+    if wanted("keyspace") {
+        // The same line shape as Redis (`db0:keys=N,expires=0`), so tools
+        // that read it work; the count is this node's, an estimate.
+        out.push_str("# Keyspace\r\n");
+        if let Some(keys) = snapshot.keys_estimate {
+            let _ = write!(out, "db0:keys={keys},expires=0,avg_ttl=0\r\n");
+        }
+        out.push_str("\r\n");
+    }
+    if wanted("commandstats") {
+        out.push_str("# Commandstats\r\n");
+        for (name, calls, failed, usec) in shared.metrics.command_totals() {
+            let per_call = usec as f64 / calls as f64;
+            let _ = write!(
+                out,
+                "cmdstat_{name}:calls={calls},usec={usec},usec_per_call={per_call:.2},rejected_calls=0,failed_calls={failed}\r\n"
+            );
+        }
+        out.push_str("\r\n");
+    }
+    if wanted("stats") {
+        let s = &snapshot.stats;
+        let _ = write!(
+            out,
+            "# Stats\r\noperations_ok:{}\r\noperations_failed:{}\r\nread_repairs:{}\r\nstorage_errors:{}\r\npeer_messages_ignored:{}\r\noperations_in_flight:{}\r\nwal_syncs:{}\r\nmemtables_flushed:{}\r\ncompactions:{}\r\nbackground_errors:{}\r\n\r\n",
+            s.client_ok,
+            s.client_errors,
+            s.read_repairs,
+            s.storage_errors,
+            s.messages_ignored,
+            snapshot.pending_operations,
+            shared.metrics.wal_syncs.load(Ordering::Relaxed),
+            s.tables_flushed,
+            s.compactions,
+            s.background_errors,
+        );
+    }
+    out
+}
+
+/// The `# Membership` section `enigma status` reads: one `member_<id>` line
+/// per member with its peer address, state as this node sees it, and ring
+/// shares.
+fn membership(shared: &Shared, generation: u64) -> String {
+    let config = &shared.config;
+    let mut out = format!(
+        "# Membership\r\nnode_id:{}\r\ngeneration:{}\r\nmembers:{}\r\nreplication_factor:{}\r\nvnodes_per_node:{}\r\n",
+        config.id.0,
+        generation,
+        shared.ring.nodes().len(),
+        shared.ring.replication_factor(),
+        config.vnodes_per_node,
+    );
+    for share in shared.ring.ownership() {
+        let (addr, state) = if share.node == config.id {
+            (shared.peer_addr.to_string(), "self")
+        } else {
+            match shared.links.get(&share.node) {
+                Some(link) => (
+                    link.addr.to_string(),
+                    if link.is_up() { "up" } else { "down" },
+                ),
+                None => ("unknown".to_owned(), "down"),
+            }
+        };
+        let _ = write!(
+            out,
+            "member_{}:addr={addr},state={state},primary_share={:.4},replica_share={:.4}\r\n",
+            share.node.0, share.primary_share, share.replica_share,
+        );
+    }
+    out.push_str("\r\n");
+    out
+}
