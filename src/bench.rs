@@ -6,21 +6,25 @@
 //! (and on fjall, with `--compare fjall`): see `bench/engine.rs`.
 //!
 //! `enigma bench checker` times the linearizability checker on the
-//! validation corpus (the etcd set as a whole, each kv file alone) and on a
-//! generated stress history, and prints minimum and median wall times over
-//! `--repeat` runs. Checking only: files are parsed before the clock starts
-//! (parse time is printed apart), as Porcupine's figures are. Keys are
-//! searched on `--threads` threads (default: the cores available), as
-//! `enigma check` does.
+//! validation corpus (the etcd set as a whole, each kv file alone), on a
+//! generated stress history, and on generated Jepsen register histories
+//! (`bench/jepsen.rs`: 10 keys of 10,000 operations, one key of 10,000
+//! operations by 10 processes, and, when asked, 100 keys: a million
+//! operations), and prints minimum and median wall times over `--repeat`
+//! runs. Checking apart from parsing: files are parsed before the clock
+//! starts (parse time is printed apart), as Porcupine's figures are. Keys
+//! are searched on `--threads` threads (default: the cores available) with
+//! the memo budget `enigma check` takes, as `enigma check` does.
 
 mod engine;
+mod jepsen;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
-use clap::{Args, Subcommand};
-use enigma_checker::format::ParsedHistory;
+use clap::{Args, Subcommand, ValueEnum};
+use enigma_checker::format::{parse, Format, ParsedHistory};
 use enigma_checker::{load_file, Call, CheckOptions, History, Outcome, Verdict};
 
 #[derive(Debug, Args)]
@@ -64,7 +68,80 @@ struct CheckerBenchArgs {
     /// after the other). Default: the cores available.
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Memory the search's memos may hold in all, in MiB, as `enigma
+    /// check` takes it. Default: a quarter of physical memory.
+    #[arg(long, value_name = "MIB")]
+    memory_max_mib: Option<u64>,
+    /// What to measure, comma-separated. Default: corpus, stress,
+    /// jepsen-keys and jepsen-one-key.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
+    only: Vec<Measure>,
+    /// Operations per key of the generated Jepsen histories.
+    #[arg(long, default_value_t = 10_000)]
+    jepsen_ops_per_key: usize,
+    /// Percent of their operations that complete `:info` (an operation
+    /// left open forever: no quiescent cut follows it).
+    #[arg(long, default_value_t = 1)]
+    jepsen_info_percent: u64,
+    /// Also write each generated Jepsen history into this folder as
+    /// `NAME.edn`, to check it with another tool.
+    #[arg(long, value_name = "DIR")]
+    edn_out: Option<PathBuf>,
 }
+
+/// One measurement of `enigma bench checker`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Measure {
+    /// The validation corpus (`--corpus`).
+    Corpus,
+    /// The generated stress history (`--stress-*`).
+    Stress,
+    /// A Jepsen history of 10 keys, 10 processes per key, about 4.5
+    /// operations in flight per key.
+    JepsenKeys,
+    /// A Jepsen history of one key, 10 processes, about 4.5 operations in
+    /// flight.
+    JepsenOneKey,
+    /// A Jepsen history of 100 keys shaped as `jepsen-keys` (a million
+    /// operations at the default size): parsing against checking.
+    JepsenManyKeys,
+}
+
+impl Measure {
+    /// The measurements run when `--only` is not given.
+    const DEFAULT: [Measure; 4] = [
+        Measure::Corpus,
+        Measure::Stress,
+        Measure::JepsenKeys,
+        Measure::JepsenOneKey,
+    ];
+
+    /// The generated history's name and shape, for the Jepsen ones.
+    fn jepsen_shape(
+        self,
+        ops_per_key: usize,
+        info_percent: u64,
+    ) -> Option<(&'static str, jepsen::Shape)> {
+        let shape = |keys| jepsen::Shape {
+            keys,
+            ops_per_key,
+            processes_per_key: JEPSEN_PROCESSES_PER_KEY,
+            in_flight_per_key: JEPSEN_IN_FLIGHT_PER_KEY,
+            info_percent,
+        };
+        match self {
+            Measure::JepsenKeys => Some(("jepsen-keys", shape(10))),
+            Measure::JepsenOneKey => Some(("jepsen-one-key", shape(1))),
+            Measure::JepsenManyKeys => Some(("jepsen-many-keys", shape(100))),
+            Measure::Corpus | Measure::Stress => None,
+        }
+    }
+}
+
+/// Client processes per key of the generated Jepsen histories.
+const JEPSEN_PROCESSES_PER_KEY: u64 = 10;
+/// Operations in flight per key, on average, in them.
+const JEPSEN_IN_FLIGHT_PER_KEY: f64 = 4.5;
 
 /// Runs `enigma bench`.
 pub fn bench(args: &BenchArgs) -> ExitCode {
@@ -139,21 +216,81 @@ fn bench_checker(args: &CheckerBenchArgs) -> anyhow::Result<()> {
     if args.repeat == 0 {
         bail!("--repeat must be at least 1");
     }
-    let options = CheckOptions {
-        threads: crate::check::check_threads(args.threads)?,
-        ..CheckOptions::default()
-    };
-    let root = args.corpus.join("porcupine");
+    let options = crate::check::check_options(args.threads, args.memory_max_mib)?;
     out!(
-        "checker benchmark: {} (min / median of {} runs, checking only, {} thread(s))",
+        "checker benchmark: {} (min / median of {} runs, checking only, {} thread(s), memo budget {} MiB per key)",
         if cfg!(debug_assertions) {
             "DEBUG build, numbers are not comparable"
         } else {
             "release build"
         },
         args.repeat,
-        options.threads
+        options.threads,
+        options.limits_per_key.memo_bytes_max >> 20
     );
+    let measures: &[Measure] = if args.only.is_empty() {
+        &Measure::DEFAULT
+    } else {
+        &args.only
+    };
+    for &measure in measures {
+        match measure {
+            Measure::Corpus => bench_corpus(args, &options)?,
+            Measure::Stress => bench_stress(args, &options),
+            _ => bench_jepsen(args, &options, measure)?,
+        }
+    }
+    Ok(())
+}
+
+/// A generated Jepsen history: generated, parsed and checked, each timed.
+fn bench_jepsen(
+    args: &CheckerBenchArgs,
+    options: &CheckOptions,
+    measure: Measure,
+) -> anyhow::Result<()> {
+    if args.jepsen_info_percent > 100 {
+        bail!("--jepsen-info-percent must be at most 100");
+    }
+    let Some((name, shape)) =
+        measure.jepsen_shape(args.jepsen_ops_per_key, args.jepsen_info_percent)
+    else {
+        bail!("{measure:?} is not a generated Jepsen history");
+    };
+    let (generate_time, (text, generated)) = seconds(|| jepsen::register_history(args.seed, shape));
+    if let Some(dir) = &args.edn_out {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join(format!("{name}.edn"));
+        std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let (parse_min, parse_median, history) = timed(args.repeat, || parse(&text, Format::JepsenEdn));
+    let history = history.context("the generated history does not parse")?;
+    let (min, median, verdict) = timed(args.repeat, || history.check(options));
+    out!(
+        "{name}: {} ops ({} info, {} failed cas), {} key(s), {} processes per key, {} in flight per key: check {} min, {} median; parse {} min, {} median ({:.1} MB of EDN); generate {}; {}",
+        generated.ops,
+        generated.info,
+        generated.failed_cas,
+        shape.keys,
+        shape.processes_per_key,
+        shape.in_flight_per_key,
+        ms(min),
+        ms(median),
+        ms(parse_min),
+        ms(parse_median),
+        text.len() as f64 / 1e6,
+        ms(generate_time),
+        verdict_word(&verdict)
+    );
+    if let Verdict::Unknown { reason } = &verdict {
+        out!("  {reason}");
+    }
+    Ok(())
+}
+
+/// The validation corpus: the etcd set as a whole, each kv file alone.
+fn bench_corpus(args: &CheckerBenchArgs, options: &CheckOptions) -> anyhow::Result<()> {
+    let root = args.corpus.join("porcupine");
 
     let etcd_files = files_in(&root.join("etcd"), "log")?;
     let (parse_time, etcd) = seconds(|| {
@@ -165,7 +302,7 @@ fn bench_checker(args: &CheckerBenchArgs) -> anyhow::Result<()> {
     let etcd = etcd?;
     let ops: usize = etcd.iter().map(ParsedHistory::len).sum();
     let (min, median, verdicts) = timed(args.repeat, || {
-        etcd.iter().map(|h| h.check(&options)).collect::<Vec<_>>()
+        etcd.iter().map(|h| h.check(options)).collect::<Vec<_>>()
     });
     let count = |word| verdicts.iter().filter(|v| verdict_word(v) == word).count();
     out!(
@@ -181,7 +318,7 @@ fn bench_checker(args: &CheckerBenchArgs) -> anyhow::Result<()> {
 
     for path in files_in(&root.join("kv"), "txt")? {
         let history = load_file(&path)?;
-        let (min, median, verdict) = timed(args.repeat, || history.check(&options));
+        let (min, median, verdict) = timed(args.repeat, || history.check(options));
         out!(
             "kv/{}: {} ops: check {} min, {} median; {}",
             path.file_name()
@@ -193,6 +330,11 @@ fn bench_checker(args: &CheckerBenchArgs) -> anyhow::Result<()> {
         );
     }
 
+    Ok(())
+}
+
+/// The generated stress history (skipped when `--stress-ops` is 0).
+fn bench_stress(args: &CheckerBenchArgs, options: &CheckOptions) {
     if args.stress_ops > 0 {
         let (generate_time, (history, info)) = seconds(|| {
             stress_history(
@@ -203,7 +345,7 @@ fn bench_checker(args: &CheckerBenchArgs) -> anyhow::Result<()> {
             )
         });
         let (min, median, verdict) = timed(args.repeat, || {
-            enigma_checker::check_linearizable_with(&history, &options)
+            enigma_checker::check_linearizable_with(&history, options)
         });
         out!(
             "stress: {} ops ({info} info), {} processes, {} keys: check {} min, {} median ({:.0} ops/s); generate {}; {}",
@@ -217,7 +359,6 @@ fn bench_checker(args: &CheckerBenchArgs) -> anyhow::Result<()> {
             verdict_word(&verdict)
         );
     }
-    Ok(())
 }
 
 /// SplitMix64: a tiny, seeded generator; enough to shape a benchmark input.
@@ -318,7 +459,7 @@ fn stress_history(seed: u64, ops: usize, processes: u64, keys: u64) -> (History,
                     }
                     Outcome::Ok { value: None }
                 } else {
-                    Outcome::Fail
+                    Outcome::Refused
                 }
             }
         };

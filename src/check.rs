@@ -3,6 +3,12 @@
 //! Reads EnigmaDB's JSON Lines histories, Jepsen EDN maps and Jepsen log
 //! lines (detected from the first line unless `--format` says).
 //!
+//! A failed compare-and-set means what its format means by it
+//! (`Format::fail_reading`: in EDN, Jepsen's meaning as Knossos checks it,
+//! the operation did not take effect; in Jepsen log lines and EnigmaDB's
+//! files, Porcupine's reading, the comparison was made and failed) unless
+//! `--fail-reading` says.
+//!
 //! A history without consistency levels (every Jepsen history, and
 //! EnigmaDB files that record none) is checked for linearizability against
 //! its model: `verdict: linearizable`, `verdict: not-linearizable` or
@@ -31,7 +37,8 @@ use enigma_checker::format::enigma::parse_assembled;
 use enigma_checker::format::{detect_format, parse, Format, ParsedHistory};
 use enigma_checker::report::{html_promise_report, html_report};
 use enigma_checker::{
-    check_promises, Call, CheckOptions, PromiseInput, PromiseReport, PromiseVerdict, Verdict,
+    check_promises, Call, CheckOptions, FailReading, PromiseInput, PromiseReport, PromiseVerdict,
+    Verdict,
 };
 
 #[derive(Debug, Args)]
@@ -46,6 +53,13 @@ pub struct CheckArgs {
     /// The file's format. Default: detected from its first line.
     #[arg(long, value_enum)]
     format: Option<FormatArg>,
+    /// What a failed compare-and-set means: `knossos` (Jepsen's meaning: it
+    /// did not take effect, so it constrains nothing) or `porcupine` (the
+    /// comparison was made and failed: the register did not hold the
+    /// expected value). Default: knossos for EDN, porcupine for Jepsen log
+    /// lines and EnigmaDB files.
+    #[arg(long, value_enum, value_name = "READING")]
+    fail_reading: Option<FailReadingArg>,
     /// Also write a self-contained HTML page picturing the verdict here.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
@@ -57,6 +71,11 @@ pub struct CheckArgs {
     /// cores available.
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Memory the search's memos may hold in all, in MiB, shared among the
+    /// keys searched at once; a key that needs more is `unknown`. Default:
+    /// a quarter of the machine's physical memory.
+    #[arg(long, value_name = "MIB")]
+    memory_max_mib: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -69,6 +88,23 @@ enum ModelArg {
     Kv,
     /// Grow-only set of integers with add / read-all.
     Set,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FailReadingArg {
+    /// A failed operation did not take effect (Knossos, Jepsen).
+    Knossos,
+    /// A failed compare-and-set observed a different value (Porcupine).
+    Porcupine,
+}
+
+impl From<FailReadingArg> for FailReading {
+    fn from(r: FailReadingArg) -> FailReading {
+        match r {
+            FailReadingArg::Knossos => FailReading::Knossos,
+            FailReadingArg::Porcupine => FailReading::Porcupine,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -113,7 +149,7 @@ fn check_file(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         .format
         .map_or_else(|| detect_format(&text), Format::from);
     let context = || format!("{} ({format})", path.display());
-    let (history, leveled) = if format == Format::Enigma {
+    let (mut history, leveled) = if format == Format::Enigma {
         let assembled = parse_assembled(&text).with_context(context)?;
         let leveled = (!assembled.levels.is_empty()).then(|| {
             (
@@ -126,16 +162,21 @@ fn check_file(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         (parse(&text, format).with_context(context)?, None)
     };
+    let reading = args
+        .fail_reading
+        .map_or_else(|| format.fail_reading(), FailReading::from);
+    history.read_failed_cas(reading);
     if let Some(model) = args.model {
         fits_model(&history, model).with_context(|| format!("{}", path.display()))?;
     }
     let stop = deadline_hook(args.timeout)?;
-    let options = CheckOptions {
-        threads: check_threads(args.threads)?,
-        ..CheckOptions::default()
+    let options = check_options(args.threads, args.memory_max_mib)?;
+    let reading_note = match &history {
+        ParsedHistory::Register(_) => format!(", a failed cas read as {reading}'s"),
+        _ => String::new(),
     };
     let header = format!(
-        "file: {} ({} operations, {format}, {} model)",
+        "file: {} ({} operations, {format}, {} model{reading_note})",
         path.display(),
         history.len(),
         history.model_name()
@@ -223,6 +264,49 @@ fn fits_model(history: &ParsedHistory, model: ModelArg) -> anyhow::Result<()> {
                 .to_possible_value()
                 .map_or_else(String::new, |v| v.get_name().to_owned())
         ),
+    }
+}
+
+/// Percent of physical memory the memos may hold unless told.
+const MEMO_SHARE_OF_MEMORY_PERCENT: u64 = 25;
+
+/// The checker's options from the command line: `threads` (see
+/// [`check_threads`]) and a memo budget per key of `memory_max_mib` (by
+/// default a quarter of physical memory, or the library's default where it
+/// cannot be told) divided among the threads.
+pub(crate) fn check_options(
+    threads: Option<usize>,
+    memory_max_mib: Option<u64>,
+) -> anyhow::Result<CheckOptions> {
+    let threads = check_threads(threads)?;
+    let defaults = CheckOptions::default();
+    let total_bytes = match memory_max_mib {
+        Some(0) => bail!("--memory-max-mib must be at least 1"),
+        Some(mib) => Some(mib.saturating_mul(1 << 20)),
+        None => physical_memory_bytes().map(|b| b / 100 * MEMO_SHARE_OF_MEMORY_PERCENT),
+    };
+    let mut limits = defaults.limits_per_key;
+    if let Some(total) = total_bytes {
+        let per_key = total / threads as u64;
+        limits.memo_bytes_max = usize::try_from(per_key).unwrap_or(usize::MAX);
+    }
+    Ok(CheckOptions {
+        threads,
+        limits_per_key: limits,
+    })
+}
+
+/// The machine's physical memory, from `/proc/meminfo` (Linux); `None`
+/// where that cannot be read. Read here, at the edge: the checker crate
+/// takes its budget as a number.
+fn physical_memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let mut words = line.split_whitespace().skip(1);
+    let amount: u64 = words.next()?.parse().ok()?;
+    match words.next() {
+        Some("kB") => amount.checked_mul(1024),
+        _ => None,
     }
 }
 

@@ -28,6 +28,9 @@ pub enum Command {
     MSet(Vec<(Vec<u8>, Vec<u8>)>),
     /// `INFO [section]`.
     Info(Option<String>),
+    /// `REPAIR`: a full anti-entropy pass over every range of this node,
+    /// answered when done (`enigma repair`).
+    Repair,
     /// `COMMAND [COUNT | DOCS ... | INFO ...]`: probed by client libraries.
     Command(CommandQuery),
     /// `QUIT`.
@@ -86,7 +89,7 @@ pub enum ClientQuery {
 /// Names and arities of the commands EnigmaDB serves, as `COMMAND` reports
 /// them: `(name, arity, is_write, first_key, last_key, key_step)`. A
 /// negative arity means "at least that many" (the name included).
-pub const COMMAND_TABLE: [(&str, i64, bool, i64, i64, i64); 17] = [
+pub const COMMAND_TABLE: [(&str, i64, bool, i64, i64, i64); 18] = [
     ("ping", -1, false, 0, 0, 0),
     ("echo", 2, false, 0, 0, 0),
     ("get", 2, false, 1, 1, 1),
@@ -104,6 +107,7 @@ pub const COMMAND_TABLE: [(&str, i64, bool, i64, i64, i64); 17] = [
     ("hello", -1, false, 0, 0, 0),
     ("client", -2, false, 0, 0, 0),
     ("dbsize", 1, false, 0, 0, 0),
+    ("repair", 1, false, 0, 0, 0),
 ];
 
 /// Position of command `name` in [`COMMAND_TABLE`] (a match, not a scan:
@@ -127,6 +131,7 @@ pub fn command_index(name: &str) -> Option<usize> {
         "hello" => 14,
         "client" => 15,
         "dbsize" => 16,
+        "repair" => 17,
         _ => return None,
     };
     debug_assert_eq!(COMMAND_TABLE[index].0, name);
@@ -154,6 +159,7 @@ impl Command {
             Self::Hello { .. } => "hello",
             Self::Client(_) => "client",
             Self::DbSize => "dbsize",
+            Self::Repair => "repair",
         }
     }
 
@@ -276,6 +282,10 @@ pub fn parse(args: Vec<Vec<u8>>) -> Result<Command, CommandError> {
             ))
         }
         "command" => parse_command_query(&rest),
+        "repair" => {
+            arity(rest.is_empty())?;
+            Ok(Command::Repair)
+        }
         "quit" => Ok(Command::Quit),
         "dbsize" => {
             arity(rest.is_empty())?;

@@ -21,6 +21,10 @@ use crate::resp::RespLimits;
 pub enum SyncMode {
     /// fsync once per group commit, before any reply leaves.
     Always,
+    /// fsync every `sync_interval_ms`: replies leave before their writes
+    /// are durable; an operating-system crash or power loss on every
+    /// replica that took a write, within the interval, loses it.
+    Interval,
     /// Never fsync: a crash loses recent acknowledged writes. Benchmarks only.
     Never,
 }
@@ -30,8 +34,9 @@ impl std::str::FromStr for SyncMode {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "always" => Ok(Self::Always),
+            "interval" => Ok(Self::Interval),
             "never" => Ok(Self::Never),
-            _ => Err(format!("sync {s:?}: expected always or never")),
+            _ => Err(format!("sync {s:?}: expected always, interval or never")),
         }
     }
 }
@@ -275,12 +280,89 @@ pub struct NodeConfig {
     pub idle_eviction_ms: u64,
     /// TLS.
     pub tls: TlsSettings,
+    /// Healing: gossip, failure detection, hints, anti-entropy.
+    pub healing: HealingConfig,
 }
 
 impl NodeConfig {
     /// Whether clients must prove who they are before they are served.
     pub fn clients_authenticate(&self) -> bool {
         self.requirepass.is_some() || (self.tls.clients && self.tls.client_auth)
+    }
+}
+
+/// How the cluster heals itself; see docs/SERVER.md "Self-healing".
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealingConfig {
+    /// With `sync = interval`: how often the WAL is synced.
+    pub sync_interval_ms: u64,
+    /// Pause between gossip rounds.
+    pub gossip_interval_ms: u64,
+    /// Phi above which the failure detector holds a peer down.
+    pub phi_convict_threshold: f64,
+    /// Whether coordinators keep hints for replicas that miss writes.
+    pub hinted_handoff: bool,
+    /// Hints older than this are dropped.
+    pub hint_window_ms: u64,
+    /// Bytes of hints kept per target node.
+    pub hints_bytes_max_per_node: u64,
+    /// Whether anti-entropy sessions start on their own.
+    pub anti_entropy: bool,
+    /// Bytes anti-entropy may scan per tick.
+    pub anti_entropy_bytes_per_tick: u64,
+    /// Pause between anti-entropy sessions.
+    pub anti_entropy_interval_ms: u64,
+    /// A tombstone younger than this is never purged.
+    pub gc_grace_ms: u64,
+    /// Peer clock readings further ahead than this are refused.
+    pub clock_offset_max_ms: u64,
+}
+
+impl Default for HealingConfig {
+    fn default() -> Self {
+        let node = enigma_cluster::NodeOptions::default();
+        Self {
+            sync_interval_ms: SYNC_INTERVAL_MS_DEFAULT,
+            gossip_interval_ms: node.gossip_interval_nanos / 1_000_000,
+            phi_convict_threshold: node.phi_convict_threshold,
+            hinted_handoff: node.hints.enabled,
+            hint_window_ms: node.hints.window_nanos / 1_000_000,
+            hints_bytes_max_per_node: node.hints.bytes_max_per_node,
+            anti_entropy: node.anti_entropy.continuous,
+            anti_entropy_bytes_per_tick: node.anti_entropy.bytes_per_tick,
+            anti_entropy_interval_ms: node.anti_entropy.interval_nanos / 1_000_000,
+            gc_grace_ms: node.gc_grace_nanos / 1_000_000,
+            clock_offset_max_ms: node.clock_offset_max_nanos / 1_000_000,
+        }
+    }
+}
+
+impl HealingConfig {
+    fn validate(&self) -> Result<(), String> {
+        for (name, value) in [
+            ("sync_interval_ms", self.sync_interval_ms),
+            ("gossip_interval_ms", self.gossip_interval_ms),
+            ("hint_window_ms", self.hint_window_ms),
+            (
+                "anti_entropy_bytes_per_tick",
+                self.anti_entropy_bytes_per_tick,
+            ),
+            ("clock_offset_max_ms", self.clock_offset_max_ms),
+        ] {
+            if value == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        if !(self.phi_convict_threshold > 0.0 && self.phi_convict_threshold.is_finite()) {
+            return Err("phi_convict_threshold must be a positive number".into());
+        }
+        if self.gc_grace_ms < self.hint_window_ms {
+            return Err(format!(
+                "gc_grace_ms ({}) must be at least hint_window_ms ({}): a hint replayed after its tombstone was purged would bring a deleted value back",
+                self.gc_grace_ms, self.hint_window_ms
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -298,6 +380,8 @@ pub const PEER_BULK_MESSAGE_BYTES: usize = 64 << 10;
 pub const IDLE_TIMEOUT_SECS_EXPOSED_DEFAULT: u64 = 300;
 pub const REQUEST_READ_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 pub const IDLE_EVICTION_MS_DEFAULT: u64 = 5_000;
+/// Default WAL sync interval under `sync = interval`.
+pub const SYNC_INTERVAL_MS_DEFAULT: u64 = 100;
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:7001";
 pub const PEER_LISTEN_DEFAULT: &str = "127.0.0.1:7101";
 
@@ -423,7 +507,7 @@ impl NodeConfig {
                     .into(),
             );
         }
-        Ok(())
+        self.healing.validate()
     }
 
     fn validate_tls(&self) -> Result<(), String> {
@@ -578,6 +662,43 @@ pub struct NodeArgs {
     /// true or false [default: false].
     #[arg(long, env = "ENIGMA_TLS_PEERS", value_name = "BOOL")]
     pub tls_peers: Option<bool>,
+    /// With --sync interval: how often the WAL is synced, ms [default: 100].
+    #[arg(long, env = "ENIGMA_SYNC_INTERVAL_MS")]
+    pub sync_interval_ms: Option<u64>,
+    /// Pause between gossip rounds, ms [default: 1000].
+    #[arg(long, env = "ENIGMA_GOSSIP_INTERVAL_MS")]
+    pub gossip_interval_ms: Option<u64>,
+    /// Phi above which a silent peer is held down [default: 8].
+    #[arg(long, env = "ENIGMA_PHI_CONVICT_THRESHOLD")]
+    pub phi_convict_threshold: Option<f64>,
+    /// Keep hints for replicas that miss writes: true or false
+    /// [default: true].
+    #[arg(long, env = "ENIGMA_HINTED_HANDOFF")]
+    pub hinted_handoff: Option<bool>,
+    /// Hints older than this are dropped, ms [default: 10800000, 3 h].
+    #[arg(long, env = "ENIGMA_HINT_WINDOW_MS")]
+    pub hint_window_ms: Option<u64>,
+    /// Bytes of hints kept per target node; beyond, the oldest go
+    /// [default: 67108864].
+    #[arg(long, env = "ENIGMA_HINTS_BYTES_MAX_PER_NODE")]
+    pub hints_bytes_max_per_node: Option<u64>,
+    /// Run anti-entropy continuously: true or false [default: true].
+    #[arg(long, env = "ENIGMA_ANTI_ENTROPY")]
+    pub anti_entropy: Option<bool>,
+    /// Bytes anti-entropy scans per tick [default: 262144].
+    #[arg(long, env = "ENIGMA_ANTI_ENTROPY_BYTES_PER_TICK")]
+    pub anti_entropy_bytes_per_tick: Option<u64>,
+    /// Pause between anti-entropy sessions, ms [default: 10000].
+    #[arg(long, env = "ENIGMA_ANTI_ENTROPY_INTERVAL_MS")]
+    pub anti_entropy_interval_ms: Option<u64>,
+    /// Tombstones younger than this are never purged, ms
+    /// [default: 864000000, ten days].
+    #[arg(long, env = "ENIGMA_GC_GRACE_MS")]
+    pub gc_grace_ms: Option<u64>,
+    /// Peer clock readings further ahead than this are refused, ms
+    /// [default: 500].
+    #[arg(long, env = "ENIGMA_CLOCK_OFFSET_MAX_MS")]
+    pub clock_offset_max_ms: Option<u64>,
 }
 
 /// The config file: the same settings as [`NodeArgs`], by the same names.
@@ -619,6 +740,17 @@ struct FileConfig {
     tls_clients: Option<bool>,
     tls_client_auth: Option<bool>,
     tls_peers: Option<bool>,
+    sync_interval_ms: Option<u64>,
+    gossip_interval_ms: Option<u64>,
+    phi_convict_threshold: Option<f64>,
+    hinted_handoff: Option<bool>,
+    hint_window_ms: Option<u64>,
+    hints_bytes_max_per_node: Option<u64>,
+    anti_entropy: Option<bool>,
+    anti_entropy_bytes_per_tick: Option<u64>,
+    anti_entropy_interval_ms: Option<u64>,
+    gc_grace_ms: Option<u64>,
+    clock_offset_max_ms: Option<u64>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, String> {
@@ -628,6 +760,57 @@ fn read_file(path: &Path) -> Result<FileConfig, String> {
 }
 
 impl NodeArgs {
+    /// The healing settings: flag or variable, then file, then default.
+    fn healing(&self, file: &FileConfig) -> HealingConfig {
+        let d = HealingConfig::default();
+        HealingConfig {
+            sync_interval_ms: self
+                .sync_interval_ms
+                .or(file.sync_interval_ms)
+                .unwrap_or(d.sync_interval_ms),
+            gossip_interval_ms: self
+                .gossip_interval_ms
+                .or(file.gossip_interval_ms)
+                .unwrap_or(d.gossip_interval_ms),
+            phi_convict_threshold: self
+                .phi_convict_threshold
+                .or(file.phi_convict_threshold)
+                .unwrap_or(d.phi_convict_threshold),
+            hinted_handoff: self
+                .hinted_handoff
+                .or(file.hinted_handoff)
+                .unwrap_or(d.hinted_handoff),
+            hint_window_ms: self
+                .hint_window_ms
+                .or(file.hint_window_ms)
+                .unwrap_or(d.hint_window_ms),
+            hints_bytes_max_per_node: self
+                .hints_bytes_max_per_node
+                .or(file.hints_bytes_max_per_node)
+                .unwrap_or(d.hints_bytes_max_per_node),
+            anti_entropy: self
+                .anti_entropy
+                .or(file.anti_entropy)
+                .unwrap_or(d.anti_entropy),
+            anti_entropy_bytes_per_tick: self
+                .anti_entropy_bytes_per_tick
+                .or(file.anti_entropy_bytes_per_tick)
+                .unwrap_or(d.anti_entropy_bytes_per_tick),
+            anti_entropy_interval_ms: self
+                .anti_entropy_interval_ms
+                .or(file.anti_entropy_interval_ms)
+                .unwrap_or(d.anti_entropy_interval_ms),
+            gc_grace_ms: self
+                .gc_grace_ms
+                .or(file.gc_grace_ms)
+                .unwrap_or(d.gc_grace_ms),
+            clock_offset_max_ms: self
+                .clock_offset_max_ms
+                .or(file.clock_offset_max_ms)
+                .unwrap_or(d.clock_offset_max_ms),
+        }
+    }
+
     /// Merges flags and variables (already merged by clap, flag first) over
     /// the config file over the defaults, and validates the result.
     ///
@@ -722,6 +905,7 @@ impl NodeArgs {
             .listen
             .or(file.listen)
             .unwrap_or_else(|| LISTEN_DEFAULT.parse().expect("the default address parses"));
+        let healing = self.healing(&file);
         let tls = TlsSettings {
             cert_file: self.tls_cert_file.clone().or(file.tls_cert_file),
             key_file: self.tls_key_file.clone().or(file.tls_key_file),
@@ -807,6 +991,7 @@ impl NodeArgs {
                 .or(file.idle_eviction_ms)
                 .unwrap_or(IDLE_EVICTION_MS_DEFAULT),
             tls,
+            healing,
         };
         Ok(config)
     }

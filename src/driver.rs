@@ -36,8 +36,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use enigma_cluster::node::NodeStats;
 use enigma_cluster::{
-    ClientRequest, ClientResponse, Envelope, Input, Node, NodeError, NodeId, Now, Output,
-    RequestId, Ring,
+    AntiEntropyStats, ClientRequest, ClientResponse, Envelope, HintStats, Input, MemberView, Node,
+    NodeError, NodeId, Now, Output, RequestId, Ring,
 };
 use enigma_engine::{BlockCacheStats, FsDisk};
 use tokio::sync::{mpsc, Notify};
@@ -303,6 +303,9 @@ pub enum DriverInput {
     Peer { from: NodeId, envelope: Envelope },
     /// Time passed: let the node check its deadlines.
     Tick,
+    /// Tell the peers this node is stopping (gossip), so that they hold it
+    /// down at once instead of waiting for their failure detectors.
+    AnnounceShutdown,
     /// Flush once more and end the thread.
     Stop,
 }
@@ -336,6 +339,15 @@ pub struct NodeSnapshot {
     /// Live keys this node stores, from the last complete paced count
     /// (`None` until the first count ends); see [`KeyCount`].
     pub keys_estimate: Option<u64>,
+    /// How the node sees every member: failure detector and gossip.
+    pub members: Vec<MemberView>,
+    /// Hint counters per target.
+    pub hints: Vec<(NodeId, HintStats)>,
+    /// Anti-entropy counters.
+    pub anti_entropy: AntiEntropyStats,
+    /// Wall time (ns) of the least recent completed repair among the
+    /// node's ranges; 0 if one has not been repaired since it started.
+    pub oldest_repair_wall_nanos: u64,
 }
 
 /// State every task of one node shares.
@@ -361,6 +373,9 @@ pub struct Shared {
     pub core: Mutex<Option<Core>>,
     /// The node thread's latest snapshot.
     pub snapshot: Mutex<NodeSnapshot>,
+    /// Per peer, whether the node's failure detector holds it up, as of
+    /// the last tick; read by connections before they send anything.
+    pub judged_up: BTreeMap<NodeId, AtomicBool>,
     /// When this node started, for `INFO`.
     pub started: Instant,
     /// Open client connections.
@@ -475,10 +490,15 @@ impl ValueSizes {
 }
 
 impl Shared {
-    /// Whether `node` is reachable from here: this node always is, a peer
-    /// while its outgoing link has a live, authenticated connection.
+    /// Whether this node holds `node` up: itself always, a peer as its
+    /// failure detector judged at the last tick (every peer is up until
+    /// judged otherwise, as in the node).
     pub fn is_up(&self, node: NodeId) -> bool {
-        node == self.config.id || self.links.get(&node).is_some_and(|l| l.is_up())
+        node == self.config.id
+            || self
+                .judged_up
+                .get(&node)
+                .is_some_and(|up| up.load(Ordering::Relaxed))
     }
 
     /// A copy of the node thread's latest snapshot.
@@ -529,14 +549,15 @@ pub async fn run_node(
     shared: &Shared,
 ) -> Result<(), NodeError> {
     let batch_max = shared.config.batch_inputs_max;
+    let clock = Clock::new();
     let mut keys = KeyCount::default();
-    publish(&node, &keys, shared);
+    publish(&node, &keys, shared, clock.now());
     let mut watch = StatsWatch::new(node.stats());
     #[allow(clippy::disallowed_methods)] // value-size windows, an estimate only
     let mut values_window_started = Instant::now();
     *lock(&shared.core) = Some(Core {
         node,
-        clock: Clock::new(),
+        clock,
         mailboxes: BTreeMap::new(),
     });
     let closing = Closing(shared);
@@ -617,6 +638,7 @@ pub async fn run_node(
                     node.step(now, Input::Message { from, envelope });
                 }
                 DriverInput::Tick => tick = true,
+                DriverInput::AnnounceShutdown => node.announce_shutdown(now),
                 DriverInput::Stop => stop = true,
             }
             if applied < batch_max && !stop {
@@ -649,7 +671,7 @@ pub async fn run_node(
         }
         if tick || stop {
             watch.report(node.stats(), shared.config.id);
-            publish(node, &keys, shared);
+            publish(node, &keys, shared, now);
         }
         drop(guard);
         if stop {
@@ -661,15 +683,22 @@ pub async fn run_node(
     let mut guard = lock(&shared.core);
     if let Some(core) = guard.as_mut() {
         core.node.flush()?;
-        publish(&core.node, &keys, shared);
+        let now = core.clock.now();
+        publish(&core.node, &keys, shared, now);
     }
     drop(guard);
     drop(closing);
     Ok(())
 }
 
-fn publish(node: &Node<FsDisk>, keys: &KeyCount, shared: &Shared) {
+fn publish(node: &Node<FsDisk>, keys: &KeyCount, shared: &Shared, now: Now) {
     let engine = node.engine();
+    let members = node.members(now);
+    for member in &members {
+        if let Some(up) = shared.judged_up.get(&member.node) {
+            up.store(member.up, Ordering::Relaxed);
+        }
+    }
     let snapshot = NodeSnapshot {
         generation: node.generation(),
         stats: node.stats().clone(),
@@ -677,6 +706,10 @@ fn publish(node: &Node<FsDisk>, keys: &KeyCount, shared: &Shared) {
         memtable_bytes: engine.memtable_bytes(),
         tables: engine.tables_total(),
         frozen_memtables: engine.frozen_total(),
+        members,
+        hints: node.hint_stats(),
+        anti_entropy: node.anti_entropy_stats().clone(),
+        oldest_repair_wall_nanos: node.oldest_repair_wall_nanos(),
         block_cache: engine.block_cache_stats(),
         keys_estimate: keys.total,
     };

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
-use crate::driver::Shared;
+use crate::driver::{NodeSnapshot, Shared};
 
 /// The `INFO` text: Redis-style `# Section` headers and `key:value` lines.
 pub fn info(shared: &Shared, section: Option<&str>) -> String {
@@ -39,7 +39,10 @@ pub fn info(shared: &Shared, section: Option<&str>) -> String {
         );
     }
     if wanted("membership") {
-        out.push_str(&membership(shared, snapshot.generation));
+        out.push_str(&membership(shared, &snapshot));
+    }
+    if wanted("healing") {
+        out.push_str(&healing(&snapshot));
     }
     if wanted("storage") {
         let disk = crate::process::DiskUsage::of(&config.data_dir);
@@ -50,6 +53,7 @@ pub fn info(shared: &Shared, section: Option<&str>) -> String {
             config.data_dir.display(),
             match config.sync {
                 crate::config::SyncMode::Always => "always",
+                crate::config::SyncMode::Interval => "interval",
                 crate::config::SyncMode::Never => "never",
             },
             snapshot.generation,
@@ -120,34 +124,93 @@ pub fn info(shared: &Shared, section: Option<&str>) -> String {
 }
 
 /// The `# Membership` section `enigma status` reads: one `member_<id>` line
-/// per member with its peer address, state as this node sees it, and ring
+/// per member with its peer address, its state as this node's failure
+/// detector judges it (`up`, `down`, or `self`), phi, what gossip last
+/// said of it (generation, heartbeat, status), whether this node's
+/// outgoing link to it is connected, the hints held for it, and its ring
 /// shares.
-fn membership(shared: &Shared, generation: u64) -> String {
+fn membership(shared: &Shared, snapshot: &NodeSnapshot) -> String {
     let config = &shared.config;
     let mut out = format!(
         "# Membership\r\nnode_id:{}\r\ngeneration:{}\r\nmembers:{}\r\nreplication_factor:{}\r\nvnodes_per_node:{}\r\n",
         config.id.0,
-        generation,
+        snapshot.generation,
         shared.ring.nodes().len(),
         shared.ring.replication_factor(),
         config.vnodes_per_node,
     );
     for share in shared.ring.ownership() {
-        let (addr, state) = if share.node == config.id {
-            (shared.peer_addr.to_string(), "self")
+        let view = snapshot.members.iter().find(|m| m.node == share.node);
+        let me = share.node == config.id;
+        let addr = if me {
+            shared.peer_addr.to_string()
         } else {
-            match shared.links.get(&share.node) {
-                Some(link) => (
-                    link.addr.to_string(),
-                    if link.is_up() { "up" } else { "down" },
-                ),
-                None => ("unknown".to_owned(), "down"),
-            }
+            shared
+                .links
+                .get(&share.node)
+                .map_or_else(|| "unknown".to_owned(), |l| l.addr.to_string())
         };
+        let state = match view {
+            _ if me => "self",
+            Some(v) if v.up => "up",
+            Some(_) => "down",
+            None => "unknown",
+        };
+        let link = match shared.links.get(&share.node) {
+            _ if me => "-",
+            Some(l) if l.is_up() => "up",
+            _ => "down",
+        };
+        let (generation, heartbeat, status) = view
+            .and_then(|v| v.gossip.as_ref())
+            .map_or((0, 0, "unknown"), |g| {
+                (g.state.generation, g.state.heartbeat, g.state.status.name())
+            });
+        let phi = view.map_or(0.0, |v| v.phi);
+        let hints = view.map_or(0, |v| v.hints_held.0);
         let _ = write!(
             out,
-            "member_{}:addr={addr},state={state},primary_share={:.4},replica_share={:.4}\r\n",
-            share.node.0, share.primary_share, share.replica_share,
+            "member_{}:addr={addr},state={state},phi={},generation={generation},heartbeat={heartbeat},status={status},link={link},hints={hints},primary_share={:.4},replica_share={:.4}\r\n",
+            share.node.0,
+            if phi.is_finite() { format!("{phi:.2}") } else { "inf".to_owned() },
+            share.primary_share,
+            share.replica_share,
+        );
+    }
+    out.push_str("\r\n");
+    out
+}
+
+/// The `# Healing` section: hinted handoff and anti-entropy counters.
+fn healing(snapshot: &NodeSnapshot) -> String {
+    let s = &snapshot.stats;
+    let ae = &snapshot.anti_entropy;
+    let mut out = format!(
+        "# Healing\r\nunavailable:{}\r\ngossip_refused:{}\r\nclock_refusals:{}\r\nwrites_refused_late:{}\r\nhints_refused:{}\r\nhint_watches_dropped:{}\r\nrepair_ranges_compared:{}\r\nrepair_sessions_completed:{}\r\nrepair_sessions_aborted:{}\r\nrepair_keys_sent:{}\r\nrepair_keys_received:{}\r\nrepair_messages_refused:{}\r\noldest_repair_wall_ms:{}\r\n",
+        s.unavailable,
+        s.gossip_refused,
+        s.clock_refusals.values().sum::<u64>(),
+        s.writes_refused_late,
+        s.hints_refused,
+        s.hint_watches_dropped,
+        ae.ranges_compared,
+        ae.sessions_completed,
+        ae.sessions_aborted,
+        ae.keys_sent,
+        ae.keys_received,
+        ae.messages_refused,
+        snapshot.oldest_repair_wall_nanos / 1_000_000,
+    );
+    for (node, hints) in &snapshot.hints {
+        let _ = write!(
+            out,
+            "hints_{}:stored={},replayed={},resent={},dropped_full={},dropped_expired={}\r\n",
+            node.0,
+            hints.stored,
+            hints.replayed,
+            hints.resent,
+            hints.dropped_full,
+            hints.dropped_expired
         );
     }
     out.push_str("\r\n");

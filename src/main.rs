@@ -9,6 +9,7 @@
 //! - `enigma node`: one node of a real cluster (see `enigmadb::run`).
 //! - `enigma dev`: a three-node cluster on loopback, for trying EnigmaDB.
 //! - `enigma status --node ADDR`: membership as one node sees it.
+//! - `enigma repair --node ADDR`: a full anti-entropy pass on one node, now.
 
 /// `println!` for the commands' reports: when the reader has gone away
 /// (`enigma sim --trace | head`), the process ends quietly with status 141,
@@ -83,6 +84,9 @@ enum Command {
     /// Show membership, ring ownership and which peers are up, as one node
     /// sees them.
     Status(StatusArgs),
+    /// Run a full anti-entropy pass over every range one node replicates,
+    /// now, and print what it did.
+    Repair(StatusArgs),
 }
 
 #[derive(Debug, Args)]
@@ -145,6 +149,19 @@ struct SimArgs {
     /// One stored value in 32 is padded to this many bytes.
     #[arg(long, default_value_t = SimConfig::default().value_bytes)]
     value_bytes: usize,
+    /// Let the nemesis crash nodes (each seed draws whether it does):
+    /// `on` or `off`.
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off,
+          default_value = "on", action = clap::ArgAction::Set)]
+    crashes: bool,
+    /// Hinted handoff: `on` or `off`.
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off,
+          default_value = "on", action = clap::ArgAction::Set)]
+    hints: bool,
+    /// Continuous anti-entropy: `on` or `off` (off needs --crashes off).
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off,
+          default_value = "on", action = clap::ArgAction::Set)]
+    anti_entropy: bool,
     /// Print every event of the run as a timeline (single seed only).
     #[arg(long, requires = "seed")]
     trace: bool,
@@ -203,6 +220,29 @@ fn main() -> ExitCode {
         Command::Node(args) => enigmadb::run::node(&args),
         Command::Dev(args) => enigmadb::run::dev(&args),
         Command::Status(args) => status(&args),
+        Command::Repair(args) => repair(&args),
+    }
+}
+
+fn repair(args: &StatusArgs) -> ExitCode {
+    match enigmadb::status::run_repair(&args.node, args.password.as_deref()) {
+        Ok(report) => {
+            for line in report.lines() {
+                out!("{line}");
+            }
+            if report
+                .lines()
+                .any(|l| l.starts_with("ranges_failed:") && l != "ranges_failed:0")
+            {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -235,6 +275,9 @@ fn sim(args: &SimArgs) -> ExitCode {
         trace: args.trace,
         memtable_bytes: args.memtable_bytes,
         value_bytes: args.value_bytes,
+        crashes: args.crashes,
+        hinted_handoff: args.hints,
+        anti_entropy: args.anti_entropy,
         ..SimConfig::default()
     };
     if let Err(e) = config.validate() {
@@ -304,6 +347,18 @@ fn sim_one(config: &SimConfig, show_history: bool, history_out: Option<&Path>) -
         stats.client_retries,
         stats.partial_writes,
     );
+    out!(
+        "heal: {}; {} hints stored, {} replayed; {} repair sessions, {} keys streamed; {} refused as unavailable",
+        stats.converge_nanos.map_or_else(
+            || "did not converge".to_owned(),
+            |n| format!("converged {:.1}s after the faults stopped", n as f64 / 1e9)
+        ),
+        stats.hints_stored,
+        stats.hints_replayed,
+        stats.repair_sessions,
+        stats.repair_keys_streamed,
+        stats.unavailable,
+    );
     let checks: Vec<String> = report
         .promises
         .checks
@@ -337,15 +392,7 @@ fn sweep_in_parallel(base: &SimConfig, count: u64, jobs: usize) -> SweepReport {
                             seed: base.seed.wrapping_add(offset),
                             ..base.clone()
                         };
-                        let report = run(&config);
-                        part.ops_ok += report.stats.ops_ok;
-                        part.ops_fail += report.stats.ops_fail;
-                        part.ops_info += report.stats.ops_info;
-                        if report.passed() {
-                            part.passed += 1;
-                        } else {
-                            part.failures.push(report);
-                        }
+                        part.add(run(&config));
                         offset += jobs;
                     }
                     part
@@ -359,11 +406,7 @@ fn sweep_in_parallel(base: &SimConfig, count: u64, jobs: usize) -> SweepReport {
     });
     let mut total = SweepReport::default();
     for part in parts {
-        total.passed += part.passed;
-        total.ops_ok += part.ops_ok;
-        total.ops_fail += part.ops_fail;
-        total.ops_info += part.ops_info;
-        total.failures.extend(part.failures);
+        total.absorb(part);
     }
     total
         .failures
@@ -410,6 +453,14 @@ fn sim_sweep(base: &SimConfig, count: u64, jobs: usize) -> ExitCode {
         result.ops_info as f64 / seeds,
         100.0 * result.ops_info as f64 / ops,
     );
+    if let Some(converge) = result.converge() {
+        out!(
+            "convergence after the faults stopped: median {:.1}s, worst {:.1}s (seed {:#x})",
+            converge.median_nanos as f64 / 1e9,
+            converge.worst_nanos as f64 / 1e9,
+            converge.worst_seed
+        );
+    }
     out!("{} passed, {} failed", result.passed, result.failures.len());
     if result.failures.is_empty() {
         ExitCode::SUCCESS

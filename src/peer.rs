@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use enigma_cluster::codec::FRAME_PAYLOAD_BYTES_MAX;
 use enigma_cluster::codec::{decode_frame, encode_frame, Decoded, FRAME_HEADER_BYTES};
-use enigma_cluster::{Envelope, Message, NodeId};
+use enigma_cluster::{Envelope, NodeId};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
@@ -109,22 +109,14 @@ pub struct PeerLink {
     up: AtomicBool,
     queue_bytes_max: usize,
     bulk_bytes_max: usize,
+    /// Wakes the dialer out of its back-off: the peer just connected to
+    /// us, so it is back, and our link to it should be too.
+    redial: Notify,
 }
 
 /// Bytes a message holds (its key and value, plus a fixed overhead).
 fn message_bytes(envelope: &Envelope) -> usize {
-    let payload = match &envelope.message {
-        Message::Write { key, version, .. } => {
-            key.len() + version.value.as_ref().map_or(0, Vec::len)
-        }
-        Message::Read { key, .. } | Message::ReadDigest { key, .. } => key.len(),
-        Message::ReadReply { version, .. } => version
-            .as_ref()
-            .and_then(|v| v.value.as_ref())
-            .map_or(0, Vec::len),
-        Message::WriteAck { .. } | Message::DigestReply { .. } => 0,
-    };
-    payload + MESSAGE_OVERHEAD_BYTES
+    envelope.message.payload_bytes() + MESSAGE_OVERHEAD_BYTES
 }
 
 impl PeerLink {
@@ -145,6 +137,7 @@ impl PeerLink {
             up: AtomicBool::new(false),
             queue_bytes_max,
             bulk_bytes_max,
+            redial: Notify::new(),
         }
     }
 
@@ -352,10 +345,15 @@ pub async fn run_dialer(
         let jitter = getrandom::u64().unwrap_or(0) % (backoff.as_millis() as u64 / 2 + 1);
         let pause = backoff + Duration::from_millis(jitter);
         tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
+            _ = tokio::time::sleep(pause) => {
+                backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
+            }
+            // The peer dialed us: it is back; dial it now, not after the
+            // back-off (a restarted node would otherwise wait up to the
+            // longest back-off for its peers' answers).
+            _ = link.redial.notified() => backoff = RECONNECT_BACKOFF_MIN,
             _ = stop.changed() => return,
         }
-        backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
     }
 }
 
@@ -560,6 +558,11 @@ async fn serve_inbound(
     let tag_bytes = if tags.is_some() { FRAME_TAG_BYTES } else { 0 };
     inc(&metrics.peer_connects);
     debug!(peer = %from, %remote, "peer connected to us");
+    if let Some(link) = shared.links.get(&from) {
+        if !link.is_up() {
+            link.redial.notify_one();
+        }
+    }
     let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
     loop {
         let mut start = 0;
@@ -628,6 +631,7 @@ async fn serve_inbound(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use enigma_cluster::Message;
 
     fn read_message(key_bytes: usize) -> Envelope {
         Envelope {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use enigma_cluster::{Node, NodeOptions};
+use enigma_cluster::{AntiEntropyOptions, HintOptions, Node, NodeOptions};
 use enigma_engine::{EngineOptions, FsDisk, SyncPolicy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -32,6 +32,8 @@ pub const INPUT_QUEUE_MAX: usize = 8192;
 /// Extra time, beyond the request timeout, that a stop waits for in-flight
 /// commands.
 const STOP_GRACE: Duration = Duration::from_secs(1);
+/// Longest wait for the shutdown announcement to leave for the peers.
+const SHUTDOWN_ANNOUNCE_WAIT: Duration = Duration::from_millis(200);
 /// Largest HTTP request head the metrics endpoint reads.
 const HTTP_HEAD_BYTES_MAX: usize = 8 << 10;
 
@@ -132,19 +134,7 @@ impl RunningNode {
         crate::run::private_dir(&config.data_dir)?;
         let disk = FsDisk::open(&config.data_dir)
             .with_context(|| format!("data directory {}", config.data_dir.display()))?;
-        let options = NodeOptions {
-            request_timeout_nanos: config.request_timeout_ms.saturating_mul(1_000_000),
-            engine: EngineOptions {
-                sync_policy: match config.sync {
-                    SyncMode::Always => SyncPolicy::Always,
-                    SyncMode::Never => SyncPolicy::Never,
-                },
-                key_bytes_max: config.limits.key_bytes_max,
-                value_bytes_max: config.limits.value_bytes_max,
-                ..EngineOptions::default()
-            },
-            ..NodeOptions::default()
-        };
+        let options = node_options(&config);
         options
             .engine
             .validate()
@@ -188,7 +178,14 @@ impl RunningNode {
         let metrics_addr = listeners.metrics_addr();
         #[allow(clippy::disallowed_methods)] // uptime, for INFO
         let started = std::time::Instant::now();
+        let judged_up = config
+            .peers
+            .iter()
+            .map(|p| p.id)
+            .map(|id| (id, std::sync::atomic::AtomicBool::new(true)))
+            .collect();
         let shared = Arc::new(Shared {
+            judged_up,
             config,
             client_addr,
             peer_addr,
@@ -342,6 +339,23 @@ impl RunningNode {
     /// # Errors
     /// The node died of a storage failure.
     pub async fn finish(mut self) -> anyhow::Result<()> {
+        // Peers hear that this node stops (and hold it down at once)
+        // before the links close: give the announcement a moment to leave.
+        if self
+            .shared
+            .inputs
+            .send(DriverInput::AnnounceShutdown)
+            .await
+            .is_ok()
+        {
+            let _ = tokio::time::timeout(SHUTDOWN_ANNOUNCE_WAIT, async {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                while self.shared.links.values().any(|l| l.queued_bytes() > 0) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await;
+        }
         let _ = self.stop_peers.send(true);
         let _ = self.shared.inputs.send(DriverInput::Stop).await;
         let thread = self.thread.take().expect("finish runs once");
@@ -373,6 +387,48 @@ impl RunningNode {
         self.stop_accepting();
         self.drain_clients().await;
         self.finish().await
+    }
+}
+
+/// The node's options from its configuration.
+fn node_options(config: &NodeConfig) -> NodeOptions {
+    let ms = |v: u64| v.saturating_mul(1_000_000);
+    let healing = &config.healing;
+    let defaults = NodeOptions::default();
+    NodeOptions {
+        request_timeout_nanos: ms(config.request_timeout_ms),
+        engine: EngineOptions {
+            sync_policy: match config.sync {
+                SyncMode::Always => SyncPolicy::Always,
+                SyncMode::Interval => SyncPolicy::Interval {
+                    interval_nanos: ms(healing.sync_interval_ms),
+                },
+                SyncMode::Never => SyncPolicy::Never,
+            },
+            key_bytes_max: config.limits.key_bytes_max,
+            value_bytes_max: config.limits.value_bytes_max,
+            ..EngineOptions::default()
+        },
+        // Gossip targets differ from process to process; nothing depends on
+        // replaying them.
+        seed: getrandom::u64().unwrap_or(u64::from(config.id.0)),
+        gossip_interval_nanos: ms(healing.gossip_interval_ms),
+        phi_convict_threshold: healing.phi_convict_threshold,
+        hints: HintOptions {
+            enabled: healing.hinted_handoff,
+            window_nanos: ms(healing.hint_window_ms),
+            bytes_max_per_node: healing.hints_bytes_max_per_node,
+            ..defaults.hints.clone()
+        },
+        anti_entropy: AntiEntropyOptions {
+            continuous: healing.anti_entropy,
+            bytes_per_tick: healing.anti_entropy_bytes_per_tick,
+            interval_nanos: ms(healing.anti_entropy_interval_ms),
+            ..defaults.anti_entropy.clone()
+        },
+        gc_grace_nanos: ms(healing.gc_grace_ms),
+        clock_offset_max_nanos: ms(healing.clock_offset_max_ms),
+        ..defaults
     }
 }
 

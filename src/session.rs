@@ -42,6 +42,8 @@ enum OpKind {
     Del {
         keys: usize,
     },
+    /// An operator's full anti-entropy pass (`REPAIR`).
+    Repair,
 }
 
 #[derive(Debug)]
@@ -334,6 +336,7 @@ impl Session {
         }
         match command {
             Command::At { level, command } => self.start_key_command(*command, level),
+            Command::Repair => self.start_repair(),
             command if command.touches_keys() => {
                 let level = self.level;
                 self.start_key_command(command, level);
@@ -447,7 +450,8 @@ impl Session {
             | Command::Del(_)
             | Command::Exists(_)
             | Command::MGet(_)
-            | Command::MSet(_) => unreachable!("key commands are started, not answered"),
+            | Command::MSet(_)
+            | Command::Repair => unreachable!("key commands and REPAIR are started, not answered"),
         }
     }
 
@@ -564,6 +568,24 @@ impl Session {
         }
     }
 
+    /// Asks the node for a full anti-entropy pass; the reply waits for it.
+    fn start_repair(&mut self) {
+        let slot_no = self.first_slot + self.slots.len() as u64;
+        self.slots.push_back(Slot {
+            command: "repair",
+            level: None,
+            protocol: self.protocol,
+            started: self.arrived,
+            state: SlotState::Waiting(Op {
+                kind: OpKind::Repair,
+                parts: Parts::One(None),
+                remaining: 1,
+            }),
+        });
+        // The level is not read for a repair pass.
+        self.submit(slot_no, ConsistencyLevel::One, Parts::One(ClientOp::Repair));
+    }
+
     fn submit(&mut self, slot_no: u64, level: ConsistencyLevel, ops: Parts<ClientOp>) {
         match ops {
             Parts::One(op) => self.submit_part(slot_no, 0, ClientRequest { op, level }),
@@ -601,8 +623,8 @@ impl Session {
     ) -> Result<(OpKind, Parts<ClientOp>), Reply> {
         let required = self.check_level(level)?;
         let limits = &self.shared.config.limits;
-        // Placement matters only when some peer is down.
-        let all_up = self.shared.links.values().all(|l| l.is_up());
+        // Placement matters only when some peer is held down.
+        let all_up = self.shared.links.keys().all(|&n| self.shared.is_up(n));
         let check_key = |key: &[u8]| -> Result<(), Reply> {
             if key.len() > limits.key_bytes_max {
                 return Err(Reply::error(format!(
@@ -682,10 +704,22 @@ impl Session {
         let SlotState::Waiting(op) = &mut self.slots[index].state else {
             return;
         };
-        if let (Parts::One(part), OpKind::Get | OpKind::Set) = (&mut op.parts, &op.kind) {
+        if let (Parts::One(part), OpKind::Get | OpKind::Set | OpKind::Repair) =
+            (&mut op.parts, &op.kind)
+        {
             // One key, one part: no collecting.
             let response = part.take().expect("every part answered");
             let reply = match (response, &op.kind) {
+                (ClientResponse::Repaired(report), _) => Reply::Bulk(
+                    format!(
+                        "ranges_compared:{}\r\nranges_failed:{}\r\nkeys_exchanged:{}\r\nmillis:{}\r\n",
+                        report.ranges_compared,
+                        report.ranges_failed,
+                        report.keys_exchanged,
+                        report.nanos / 1_000_000
+                    )
+                    .into_bytes(),
+                ),
                 (ClientResponse::Error(e), kind) => error_reply(&e, matches!(kind, OpKind::Set)),
                 (ClientResponse::Value(value), OpKind::Get) => {
                     value.map_or(Reply::Null, Reply::Bulk)
@@ -742,6 +776,7 @@ impl Session {
             (OpKind::Exists, None) => Reply::Integer(found(&parts)),
             (OpKind::Del { keys }, None) => Reply::Integer(found(&parts[..*keys])),
             (OpKind::Set | OpKind::MSet, None) => ok(),
+            (OpKind::Repair, None) => unreachable!("a repair has one part"),
         };
         self.ready_bytes += reply_bytes(&reply);
         self.slots[index].state = SlotState::Ready(reply);
@@ -780,6 +815,9 @@ fn error_reply(error: &ClientError, writes: bool) -> Reply {
             "OVERLOADED the coordinator has {pending} operations in flight; nothing was applied"
         )),
         ClientError::Storage { reason } => Reply::error(format!("STORAGE {reason}")),
+        ClientError::Unavailable { alive, required } => Reply::error(format!(
+            "UNAVAILABLE {alive} of the {required} required replicas are up; nothing was applied"
+        )),
         ClientError::NoSpace { reason } => Reply::error(format!(
             "NOSPACE {reason}{}",
             if writes {
@@ -864,12 +902,14 @@ fn command_summary(name: &str) -> &'static str {
         "hello" => "Selects RESP2 or RESP3 and optionally authenticates.",
         "client" => "CLIENT SETNAME, GETNAME, ID and SETINFO.",
         "dbsize" => "An estimate of the live keys this node stores (a paced count, seconds old).",
+        "repair" => "Runs a full anti-entropy pass over this node's ranges; answers when done.",
         _ => "",
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::driver::NodeSnapshot;
     use std::collections::BTreeMap;
     use std::sync::atomic::{AtomicU64, AtomicUsize};
     use std::sync::Mutex;
@@ -878,7 +918,7 @@ mod tests {
 
     use super::*;
     use crate::config::{Limits, NodeConfig, PeerAddr, SyncMode};
-    use crate::driver::{ClientQueue, NodeSnapshot, ReplyBatch};
+    use crate::driver::{ClientQueue, ReplyBatch};
     use crate::metrics::Metrics;
     use crate::peer::PeerLink;
 
@@ -913,6 +953,7 @@ mod tests {
             request_read_timeout_ms: 10_000,
             idle_eviction_ms: 5_000,
             tls: crate::config::TlsSettings::default(),
+            healing: crate::config::HealingConfig::default(),
         };
         let ring = Ring::new(&config.members(), 8, members as usize).unwrap();
         let links: BTreeMap<NodeId, Arc<PeerLink>> = peers
@@ -936,6 +977,11 @@ mod tests {
             clients: ClientQueue::default(),
             core: Mutex::new(None),
             snapshot: Mutex::new(NodeSnapshot::default()),
+            // Every peer held down: placement decides what may be sent.
+            judged_up: peers
+                .iter()
+                .map(|p| (p.id, std::sync::atomic::AtomicBool::new(false)))
+                .collect(),
             started: now(),
             connections: AtomicUsize::new(0),
             next_conn: AtomicU64::new(1),

@@ -1,8 +1,10 @@
-//! `enigma status --node ADDR`: how one node sees the cluster.
+//! `enigma status --node ADDR`: how one node sees the cluster, and
+//! `enigma repair --node ADDR`: a full anti-entropy pass, now.
 //!
-//! Asks the node's client port for `INFO membership` (after `AUTH` when a
-//! password is given) and prints the members as a table. Anything a Redis
-//! client can reach, `enigma status` can.
+//! Both speak RESP to the node's client port (after `AUTH` when a password
+//! is given): `INFO membership`, printed as a table, and `REPAIR`, whose
+//! report is printed as it comes. Anything a Redis client can reach, these
+//! commands can.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -10,6 +12,8 @@ use std::time::Duration;
 
 /// How long `enigma status` waits for the node.
 pub const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `enigma repair` waits for its pass to finish.
+pub const REPAIR_TIMEOUT: Duration = Duration::from_secs(3_600);
 
 /// A RESP reply line or bulk, as far as `status` needs.
 #[derive(Debug, PartialEq, Eq)]
@@ -64,6 +68,27 @@ fn request(args: &[&[u8]]) -> Vec<u8> {
 /// # Errors
 /// Unreachable node, refused password, unexpected reply.
 pub fn fetch_membership(addr: &str, password: Option<&str>) -> Result<String, String> {
+    ask(addr, password, &[b"INFO", b"membership"], STATUS_TIMEOUT)
+}
+
+/// Asks the node at `addr` for a full anti-entropy pass and returns its
+/// report (`key:value` lines) once the pass is done.
+///
+/// # Errors
+/// Unreachable node, refused password, unexpected reply, a pass longer
+/// than [`REPAIR_TIMEOUT`].
+pub fn run_repair(addr: &str, password: Option<&str>) -> Result<String, String> {
+    ask(addr, password, &[b"REPAIR"], REPAIR_TIMEOUT)
+}
+
+/// Sends one command (after `AUTH` if a password is given) and returns its
+/// bulk reply as text.
+fn ask(
+    addr: &str,
+    password: Option<&str>,
+    command: &[&[u8]],
+    timeout: Duration,
+) -> Result<String, String> {
     let target = addr
         .to_socket_addrs()
         .map_err(|e| format!("{addr}: {e}"))?
@@ -72,7 +97,7 @@ pub fn fetch_membership(addr: &str, password: Option<&str>) -> Result<String, St
     let stream = TcpStream::connect_timeout(&target, STATUS_TIMEOUT)
         .map_err(|e| format!("cannot reach {addr}: {e}"))?;
     stream
-        .set_read_timeout(Some(STATUS_TIMEOUT))
+        .set_read_timeout(Some(timeout))
         .and_then(|()| stream.set_write_timeout(Some(STATUS_TIMEOUT)))
         .map_err(|e| e.to_string())?;
     let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
@@ -88,7 +113,7 @@ pub fn fetch_membership(addr: &str, password: Option<&str>) -> Result<String, St
         }
     }
     writer
-        .write_all(&request(&[b"INFO", b"membership"]))
+        .write_all(&request(command))
         .map_err(|e| e.to_string())?;
     match read_answer(&mut reader)? {
         Answer::Bulk(text) => Ok(String::from_utf8_lossy(&text).into_owned()),
@@ -129,8 +154,16 @@ pub fn format_membership(text: &str) -> Result<String, String> {
         fields.get("vnodes_per_node").unwrap_or(&"?"),
     );
     out.push_str(&format!(
-        "{:<8}{:<24}{:<8}{:>10}{:>10}\n",
-        "member", "peer address", "state", "primary", "replica"
+        "{:<8}{:<24}{:<8}{:>8}{:>12}{:<15}{:>7}{:>10}{:>10}\n",
+        "member",
+        "peer address",
+        "state",
+        "phi",
+        "generation",
+        "  status",
+        "hints",
+        "primary",
+        "replica"
     ));
     for (id, attrs) in members {
         let share = |key: &str| {
@@ -139,11 +172,16 @@ pub fn format_membership(text: &str) -> Result<String, String> {
                 .and_then(|v| v.parse::<f64>().ok())
                 .map_or("?".to_owned(), |v| format!("{:.1}%", v * 100.0))
         };
+        let field = |key: &str| attrs.get(key).copied().unwrap_or("-");
         out.push_str(&format!(
-            "{:<8}{:<24}{:<8}{:>10}{:>10}\n",
+            "{:<8}{:<24}{:<8}{:>8}{:>12}  {:<13}{:>7}{:>10}{:>10}\n",
             format!("n{id}"),
-            attrs.get("addr").unwrap_or(&"?"),
-            attrs.get("state").unwrap_or(&"?"),
+            field("addr"),
+            field("state"),
+            field("phi"),
+            field("generation"),
+            field("status"),
+            field("hints"),
             share("primary_share"),
             share("replica_share"),
         ));
@@ -158,15 +196,28 @@ mod tests {
     #[test]
     fn membership_text_becomes_a_table() {
         let text = "# Membership\r\nnode_id:2\r\ngeneration:4\r\nmembers:2\r\nreplication_factor:2\r\nvnodes_per_node:8\r\n\
-                    member_1:addr=127.0.0.1:7101,state=down,primary_share=0.4000,replica_share=1.0000\r\n\
-                    member_2:addr=127.0.0.1:7102,state=self,primary_share=0.6000,replica_share=1.0000\r\n";
+                    member_1:addr=127.0.0.1:7101,state=down,phi=12.50,generation=3,heartbeat=40,status=normal,link=up,hints=7,primary_share=0.4000,replica_share=1.0000\r\n\
+                    member_2:addr=127.0.0.1:7102,state=self,phi=0.00,generation=4,heartbeat=41,status=normal,link=-,hints=0,primary_share=0.6000,replica_share=1.0000\r\n";
         let table = format_membership(text).unwrap();
         assert!(
             table.starts_with("node n2, generation 4: 2 members"),
             "{table}"
         );
-        assert!(
-            table.contains("n1      127.0.0.1:7101          down         40.0%    100.0%"),
+        let n1 = table.lines().find(|l| l.starts_with("n1 ")).unwrap();
+        let columns: Vec<&str> = n1.split_whitespace().collect();
+        assert_eq!(
+            columns,
+            [
+                "n1",
+                "127.0.0.1:7101",
+                "down",
+                "12.50",
+                "3",
+                "normal",
+                "7",
+                "40.0%",
+                "100.0%"
+            ],
             "{table}"
         );
         assert!(table.contains("self"), "{table}");

@@ -122,6 +122,70 @@ fn jepsen_formats_are_detected() {
     );
 }
 
+/// The same failed compare-and-set in each format: the register holds 1
+/// throughout, so the CAS of 1 can fail only if failing means it did not
+/// take effect (Knossos's reading), not that it observed another value
+/// (Porcupine's).
+#[test]
+fn a_failed_cas_is_read_as_its_format_means_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let edn = write(
+        dir.path(),
+        "cas.edn",
+        "{:process 0, :type :invoke, :f :write, :value 1}\n\
+         {:process 0, :type :ok, :f :write, :value 1}\n\
+         {:process 1, :type :invoke, :f :cas, :value [1 2]}\n\
+         {:process 1, :type :fail, :f :cas, :value [1 2]}\n\
+         {:process 0, :type :invoke, :f :read, :value nil}\n\
+         {:process 0, :type :ok, :f :read, :value 1}\n",
+    );
+    let log = write(
+        dir.path(),
+        "cas.log",
+        "INFO  jepsen.util - 0 :invoke :write 1\n\
+         INFO  jepsen.util - 0 :ok :write 1\n\
+         INFO  jepsen.util - 1 :invoke :cas [1 2]\n\
+         INFO  jepsen.util - 1 :fail :cas [1 2]\n\
+         INFO  jepsen.util - 0 :invoke :read nil\n\
+         INFO  jepsen.util - 0 :ok :read 1\n",
+    );
+    let json = write(
+        dir.path(),
+        "cas.jsonl",
+        r#"{"type":"invoke","process":0,"key":"k","f":"write","value":1,"time":1}
+{"type":"ok","process":0,"key":"k","f":"write","value":1,"time":2}
+{"type":"invoke","process":1,"key":"k","f":"cas","value":[1,2],"time":3}
+{"type":"fail","process":1,"key":"k","f":"cas","value":[1,2],"time":4}
+{"type":"invoke","process":0,"key":"k","f":"read","value":null,"time":5}
+{"type":"ok","process":0,"key":"k","f":"read","value":1,"time":6}
+"#,
+    );
+    let verdict = |file: &Path, extra: &[&str]| {
+        let mut args = vec![file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = enigma_check(&args);
+        (out.status.code(), stdout(&out))
+    };
+    for (file, default_code, default_reading) in [
+        (&edn, 0, "knossos"),
+        (&log, 1, "porcupine"),
+        (&json, 1, "porcupine"),
+    ] {
+        let (code, text) = verdict(file, &[]);
+        assert_eq!(code, Some(default_code), "{text}");
+        assert!(
+            text.contains(&format!("a failed cas read as {default_reading}'s")),
+            "{text}"
+        );
+        let (code, text) = verdict(file, &["--fail-reading", "knossos"]);
+        assert_eq!(code, Some(0), "{text}");
+        assert!(text.contains("verdict: linearizable"), "{text}");
+        let (code, text) = verdict(file, &["--fail-reading", "porcupine"]);
+        assert_eq!(code, Some(1), "{text}");
+        assert!(text.contains("refused"), "{text}");
+    }
+}
+
 #[test]
 fn garbage_exits_two_with_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
@@ -197,6 +261,7 @@ fn bench_checker_times_a_small_corpus_and_a_stress_history() {
     );
     let out = Command::new(env!("CARGO_BIN_EXE_enigma"))
         .args(["bench", "checker", "--repeat", "1", "--stress-ops", "2000"])
+        .args(["--jepsen-ops-per-key", "300"])
         .arg("--corpus")
         .arg(dir.path())
         .output()
@@ -209,6 +274,14 @@ fn bench_checker_times_a_small_corpus_and_a_stress_history() {
     assert!(text.contains("not-linearizable"), "{text}");
     // The generated history is linearizable by construction.
     assert!(text.contains("stress: 2000 ops"), "{text}");
+    // So are the generated Jepsen histories.
+    for line in ["jepsen-keys: 3000 ops", "jepsen-one-key: 300 ops"] {
+        let found = text
+            .lines()
+            .find(|l| l.starts_with(line))
+            .unwrap_or_else(|| panic!("no {line:?} in {text}"));
+        assert!(found.ends_with("; linearizable"), "{found}");
+    }
     assert!(text.trim_end().ends_with("; linearizable"), "{text}");
 }
 
@@ -383,6 +456,75 @@ fn session_guarantees_bind_one_only_when_sessions_carry_timestamps() {
         out.contains("read-your-writes  VIOLATED: key \"k\": process 0 did not read its own write"),
         "{out}"
     );
+}
+
+/// A session reads version 9 of "a", then writes "b" stamped 5: a node
+/// that ignored the timestamp it was sent. Only a run whose sessions carry
+/// timestamps promises otherwise.
+#[test]
+fn a_write_stamped_below_what_its_session_read_breaks_causal_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = [
+        r#"{"type":"invoke","process":1,"key":"a","f":"write","value":1,"time":1,"level":"QUORUM"}"#,
+        r#"{"type":"ok","process":1,"key":"a","f":"write","value":1,"time":2,"timestamp":9,"writer":1}"#,
+        r#"{"type":"invoke","process":0,"key":"a","f":"read","value":null,"time":10,"level":"ONE"}"#,
+        r#"{"type":"ok","process":0,"key":"a","f":"read","value":1,"time":20,"timestamp":9,"writer":1}"#,
+        r#"{"type":"invoke","process":0,"key":"b","f":"write","value":2,"time":30,"level":"ONE"}"#,
+        r#"{"type":"ok","process":0,"key":"b","f":"write","value":2,"time":40,"timestamp":5,"writer":2}"#,
+    ];
+    let (code, out) = check_text(
+        dir.path(),
+        "plain.jsonl",
+        &leveled(RUN_NO_SKEW, &events),
+        &[],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("causal-writes     not applicable"), "{out}");
+    let run = RUN_NO_SKEW.replace(
+        r#""session_timestamps":false"#,
+        r#""session_timestamps":true"#,
+    );
+    let (code, out) = check_text(dir.path(), "sessions.jsonl", &leveled(&run, &events), &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("causal-writes     VIOLATED: process 0 wrote below a version it had seen"),
+        "{out}"
+    );
+    assert!(out.contains("verdict: promise-broken"), "{out}");
+}
+
+/// Under skew a write stamped below an earlier, long-acknowledged one is
+/// overwritten by versions' rules; beyond the recorded clock uncertainty,
+/// real time says it was lost.
+#[test]
+fn under_skew_the_clock_uncertainty_lets_real_time_judge_lost_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = [
+        r#"{"type":"invoke","process":0,"key":"k","f":"write","value":1,"time":0,"level":"QUORUM"}"#,
+        r#"{"type":"ok","process":0,"key":"k","f":"write","value":1,"time":10,"timestamp":9,"writer":1}"#,
+        r#"{"type":"invoke","process":1,"key":"k","f":"write","value":2,"time":1000,"level":"QUORUM"}"#,
+        r#"{"type":"ok","process":1,"key":"k","f":"write","value":2,"time":1010,"timestamp":5,"writer":2}"#,
+        r#"{"type":"invoke","process":2,"key":"k","f":"read","value":null,"time":2000,"level":"QUORUM"}"#,
+        r#"{"type":"ok","process":2,"key":"k","f":"read","value":1,"time":2010,"timestamp":9,"writer":1}"#,
+    ];
+    let skew =
+        r#"{"type":"run","clock_skew":true,"replication_factor":3,"session_timestamps":false}"#;
+    let (code, out) = check_text(dir.path(), "skew.jsonl", &leveled(skew, &events), &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("real time orders no two writes"), "{out}");
+    for (uncertainty, lost) in [(5_000, false), (100, true)] {
+        let run = skew.replace(
+            '}',
+            &format!(r#","clock_uncertainty_nanos":{uncertainty}}}"#),
+        );
+        let (code, out) = check_text(dir.path(), "bound.jsonl", &leveled(&run, &events), &[]);
+        assert_eq!(code, Some(i32::from(lost)), "{out}");
+        assert!(
+            out.contains(&format!("clock uncertainty {uncertainty} ns")),
+            "{out}"
+        );
+        assert_eq!(out.contains("lost-write        VIOLATED"), lost, "{out}");
+    }
 }
 
 #[test]

@@ -1,28 +1,37 @@
 //! What weaker consistency levels still promise (DESIGN.md section 5): no
 //! acknowledged write is lost unless a write with a higher timestamp
-//! replaced it, and each session reads its own writes and never goes back
-//! in time.
+//! replaced it, each session reads its own writes and never goes back in
+//! time, and a write a session issues after observing a version carries a
+//! higher one.
 //!
 //! The checks work on register and kv histories and take, optionally, the
 //! version of each operation (for a write, the version it created; for a
 //! read, the version it returned, `timestamp` 0 when it found none —
-//! EnigmaDB's history files record them, see `docs/FORMAT.md`). With
-//! versions the checks are exact comparisons. Without them they fall back
-//! to values and real time, and then only flag what no order of writes
-//! could explain: a value stands for every write that wrote it (and the
-//! initial value also for the initial empty object), and a value is
-//! *certainly older* than a write when every write of the value responded
-//! before that write was invoked. Under clock skew real-time order says
-//! nothing about timestamps, so only the initial object is certainly older
-//! than any write. A key with an `append` that may have happened has no
-//! value identity, so only versions judge it.
+//! EnigmaDB's history files record them, see `docs/FORMAT.md`).
+//!
+//! Two kinds of evidence judge a read against an earlier write:
+//!
+//! - **Versions**: the read returned a version older than the write's. Exact
+//!   under any clock skew; it is what last-write-wins promises.
+//! - **Real time**: what the read returned is *certainly older* than the
+//!   write: the write it returned (named by the read's version when that
+//!   names a write of the history, else every write of its value) responded
+//!   longer than the clock uncertainty before the later write was invoked,
+//!   so, clocks being that close, the later write carries the higher
+//!   timestamp and should have won. Without skew the uncertainty is 0;
+//!   under skew it is the run's `clock_uncertainty_nanos`, and where that
+//!   is not recorded real time orders nothing but the initial object, which
+//!   is older than every write. This catches what versions cannot: a write
+//!   stamped below an earlier one (a clock behind, a timestamp ignored)
+//!   and then silently lost to it. A key with an `append` that may have
+//!   happened has no value identity, so only versions judge its reads.
 //!
 //! Which pairs of operations a check may judge is the [`Scope`]'s business:
 //! a read judges an earlier acknowledged write only when their consistency
 //! levels make their replica sets intersect (see [`crate::promises`]).
 //!
-//! Cost: `O(n log n)` per key for the lost-write check and `O(n)` per
-//! session for the session checks.
+//! Cost: `O(n log n)` per key for the lost-write check, `O(n)` per session
+//! for the session checks.
 
 use std::collections::BTreeMap;
 
@@ -60,6 +69,18 @@ pub enum ConsistencyViolation {
         write: OpId,
         /// Its later read, which returned something older.
         read: OpId,
+        /// The two operations, readable.
+        detail: String,
+    },
+    /// A session wrote a version no higher than one it had observed.
+    #[error("process {process} wrote below a version it had seen: {detail}")]
+    CausalWrite {
+        /// The session.
+        process: ProcessId,
+        /// The earlier operation that observed the version.
+        observed: OpId,
+        /// The later write, stamped at or below it.
+        write: OpId,
         /// The two operations, readable.
         detail: String,
     },
@@ -144,7 +165,7 @@ pub(crate) fn register_ops<'a>(
                 key: &op.key,
                 invoke: op.invoke_nanos,
                 ok_at,
-                may_have_happened: *outcome != Outcome::Fail,
+                may_have_happened: !matches!(outcome, Outcome::Fail | Outcome::Refused),
                 write,
                 read,
                 level: levels.get(&op.id).copied(),
@@ -198,7 +219,7 @@ pub(crate) fn kv_ops<'a>(
         .collect()
 }
 
-/// Real-time facts about the values of one key.
+/// Real-time facts about the writes of one key.
 #[derive(Debug)]
 struct KeyTimes {
     /// The value every key starts with.
@@ -207,25 +228,36 @@ struct KeyTimes {
     opaque: bool,
     /// Per value written by a write that may have happened: (the time
     /// after which all its writes had responded, the earliest invocation of
-    /// one of them). `i128::MAX` when one never responded.
+    /// one of them). `NEVER` when one never responded.
     writers: BTreeMap<Val, (i128, i128)>,
-    clock_skew: bool,
+    /// Per version written by a write that may have happened (versions are
+    /// unique to a write): (when it had responded, when it was invoked).
+    versions: BTreeMap<Version, (i128, i128)>,
+    /// How long after a write responded another must be invoked to
+    /// certainly carry a higher timestamp (see `Scope::real_time_margin`).
+    margin: Option<i128>,
 }
 
 /// A time no history reaches: "never".
 const NEVER: i128 = i128::MAX;
 
 impl KeyTimes {
-    fn new(ops: &[&Op<'_>], initial: Val, clock_skew: bool) -> KeyTimes {
+    fn new(ops: &[&Op<'_>], initial: Val, margin: Option<u64>) -> KeyTimes {
         let mut writers: BTreeMap<Val, (i128, i128)> = BTreeMap::new();
+        let mut versions: BTreeMap<Version, (i128, i128)> = BTreeMap::new();
         let mut opaque = false;
         for op in ops.iter().filter(|op| op.may_have_happened) {
-            match &op.write {
-                None => {}
-                Some(None) => opaque = true,
-                Some(Some(v)) => {
-                    let done = op.response.map_or(NEVER, |t| i128::from(t) + 1);
-                    let start = i128::from(op.invoke);
+            let Some(write) = &op.write else {
+                continue;
+            };
+            let done = op.response.map_or(NEVER, |t| i128::from(t) + 1);
+            let start = i128::from(op.invoke);
+            if let Some(version) = op.version {
+                versions.insert(version, (done, start));
+            }
+            match write {
+                None => opaque = true,
+                Some(v) => {
                     let entry = writers.entry(v.clone()).or_insert((done, start));
                     entry.0 = entry.0.max(done);
                     entry.1 = entry.1.min(start);
@@ -236,33 +268,63 @@ impl KeyTimes {
             initial,
             opaque,
             writers,
-            clock_skew,
+            versions,
+            margin: margin.map(i128::from),
         }
     }
 
-    /// A time by which every write of `value` (and the initial object, when
-    /// `value` is the initial value) had certainly taken effect: `value` is
-    /// certainly older than any write invoked at or after it. `NEVER` when
-    /// nothing is certain (a write that never responded, clock skew, no
+    /// The write a read returned, when its version names one of this key's
+    /// writes: (responded, invoked).
+    fn write_read_by(&self, read: &Op<'_>) -> Option<(i128, i128)> {
+        read.version.and_then(|v| self.versions.get(&v).copied())
+    }
+
+    /// Whether a read returned the initial object: its version says it found
+    /// none, or (without a version) its value is the initial one and nobody
+    /// wrote that value.
+    fn reads_initial(&self, read: &Op<'_>, value: &Val) -> bool {
+        match read.version {
+            Some(v) => v.timestamp == 0,
+            None => !self.opaque && *value == self.initial && !self.writers.contains_key(value),
+        }
+    }
+
+    /// A time from which what `read` returned is certainly older than any
+    /// write invoked then or later: the write it read responded longer than
+    /// the margin before. Known from the read's version when it names a
+    /// write, else from its value (every write of the value must have
+    /// responded). 0 for the initial object; `NEVER` when nothing is
+    /// certain (a write that never responded, skew of unknown size, no
     /// value identity, or a value nobody wrote: not this check's business).
-    fn settled(&self, value: &Val) -> i128 {
-        if self.opaque {
-            return NEVER;
+    fn settled(&self, read: &Op<'_>) -> i128 {
+        let value = read.read.as_ref().expect("only reads are judged");
+        if self.reads_initial(read, value) {
+            return 0;
         }
-        match (self.writers.get(value), *value == self.initial) {
-            (None, true) => 0,
-            (None, false) => NEVER,
-            (Some(_), _) if self.clock_skew => NEVER,
-            (Some((done, _)), _) => *done,
+        let done = match (self.write_read_by(read), self.opaque) {
+            (Some((done, _)), _) => done,
+            (None, true) => return NEVER,
+            (None, false) => match self.writers.get(value) {
+                Some((done, _)) => *done,
+                None => return NEVER,
+            },
+        };
+        match self.margin {
+            Some(margin) if done != NEVER => done.saturating_add(margin),
+            _ => NEVER,
         }
     }
 
-    /// The earliest a write of `value` may have taken effect (the initial
-    /// object: before everything, -1). A value certainly older than this one
-    /// has `settled` at or before it.
-    fn earliest(&self, value: &Val) -> i128 {
-        if *value == self.initial {
+    /// The earliest the write `read` returned may have taken effect (the
+    /// initial object: before everything, -1). What is certainly older than
+    /// it has `settled` at or before this.
+    fn earliest(&self, read: &Op<'_>) -> i128 {
+        let value = read.read.as_ref().expect("only reads are judged");
+        if self.reads_initial(read, value) {
             return -1;
+        }
+        if let Some((_, start)) = self.write_read_by(read) {
+            return start;
         }
         self.writers.get(value).map_or(-1, |(_, start)| *start)
     }
@@ -305,7 +367,7 @@ pub(crate) fn lost_writes(
 ) -> (Judged, Result<(), ConsistencyViolation>) {
     let mut judged = Judged::default();
     for (key, ops) in by_key(ops) {
-        let times = KeyTimes::new(&ops, initial.clone(), scope.clock_skew);
+        let times = KeyTimes::new(&ops, initial.clone(), scope.real_time_margin);
         // Reads of each level class, by invocation, with suffix minima of
         // their version and of when their value had settled.
         let mut classes: Vec<Vec<&Op<'_>>> = vec![Vec::new(); LEVEL_CLASSES];
@@ -366,7 +428,7 @@ impl<'a, 'b> Suffix<'a, 'b> {
                 (Some(v), _) => Some((v, r)),
                 (None, next) => next,
             };
-            let s = times.settled(r.read.as_ref().expect("reads only"));
+            let s = times.settled(r);
             settled[i] = match settled[i + 1] {
                 Some((best, _)) if s >= best => settled[i + 1],
                 _ => Some((s, r)),
@@ -442,7 +504,7 @@ pub(crate) fn sessions(
 ) -> SessionResults {
     let mut results = SessionResults::default();
     for (key, ops) in by_key(ops) {
-        let times = KeyTimes::new(&ops, initial.clone(), scope.clock_skew);
+        let times = KeyTimes::new(&ops, initial.clone(), scope.real_time_margin);
         let mut sessions: BTreeMap<ProcessId, Vec<&Op<'_>>> = BTreeMap::new();
         for op in &ops {
             sessions.entry(op.process).or_default().push(op);
@@ -455,10 +517,10 @@ pub(crate) fn sessions(
                     writes[level_class(op.level)].add(op, i128::from(op.invoke));
                     continue;
                 }
-                let Some(value) = &op.read else {
+                if op.read.is_none() {
                     continue;
-                };
-                let settled = times.settled(value);
+                }
+                let settled = times.settled(op);
                 for class in 0..LEVEL_CLASSES {
                     if !scope.session_pair(class_level(class), op.level) {
                         continue;
@@ -500,7 +562,7 @@ pub(crate) fn sessions(
                         }
                     }
                 }
-                reads[level_class(op.level)].add(op, times.earliest(value));
+                reads[level_class(op.level)].add(op, times.earliest(op));
             }
         }
     }
@@ -526,6 +588,71 @@ impl Default for SessionResults {
             mr_judged: Judged::default(),
         }
     }
+}
+
+/// One operation as the causal check sees it: which session, what it
+/// observed or wrote.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SessionOp {
+    pub id: OpId,
+    pub process: ProcessId,
+    pub invoke: u64,
+    /// It wrote, and was acknowledged.
+    pub acknowledged_write: bool,
+    /// It completed with an answer (an acknowledged write, a read, a
+    /// refused compare-and-set): its version, if recorded, was observed.
+    pub answered: bool,
+    pub version: Option<Version>,
+}
+
+/// A write a session issues after observing version V (reading it, or
+/// writing it) carries a version above V, on any key (DESIGN.md section
+/// 5: the connection carries the highest timestamp it has seen, and the
+/// hybrid clock stamps above it). Judges each acknowledged write with a
+/// version against the highest version its session observed before it.
+pub(crate) fn causal_writes(
+    ops: &[SessionOp],
+    describe: &dyn Fn(OpId) -> String,
+) -> (Judged, Result<(), ConsistencyViolation>) {
+    let mut sessions: BTreeMap<ProcessId, Vec<&SessionOp>> = BTreeMap::new();
+    for op in ops {
+        sessions.entry(op.process).or_default().push(op);
+    }
+    let mut judged = Judged::default();
+    let show = |op: &SessionOp| match op.version {
+        Some(v) => format!("{} (version {v})", describe(op.id)),
+        None => describe(op.id),
+    };
+    for (process, mut ops) in sessions {
+        ops.sort_by_key(|op| (op.invoke, op.id));
+        let mut seen: Option<(Version, &SessionOp)> = None;
+        for op in ops {
+            let Some(version) = op.version.filter(|_| op.answered) else {
+                continue;
+            };
+            if op.acknowledged_write {
+                if let Some((highest, observed)) = seen {
+                    judged.pairs += 1;
+                    if version <= highest {
+                        let detail = format!("{}, then {}", show(observed), show(op));
+                        return (
+                            judged,
+                            Err(ConsistencyViolation::CausalWrite {
+                                process,
+                                observed: observed.id,
+                                write: op.id,
+                                detail,
+                            }),
+                        );
+                    }
+                }
+            }
+            if seen.is_none_or(|(highest, _)| version > highest) {
+                seen = Some((version, op));
+            }
+        }
+    }
+    (judged, Ok(()))
 }
 
 /// Versions from bare timestamps (writer 0).
@@ -766,6 +893,7 @@ mod tests {
             clock_skew: Some(false),
             replication_factor: Some(3),
             session_timestamps: Some(false),
+            clock_uncertainty_nanos: None,
         };
         let versions = BTreeMap::new();
         let ops = register_ops(&h, &levels, &versions);
@@ -783,5 +911,158 @@ mod tests {
             panic!("a read at ALL missed an acknowledged write: {result:?}");
         };
         assert_eq!((write, read), (w, all));
+    }
+
+    fn version(timestamp: u64) -> Version {
+        Version {
+            timestamp,
+            writer: 1,
+        }
+    }
+
+    /// The lost-write check of `h` under skew, with `uncertainty` recorded
+    /// (or not) and every operation's version given.
+    fn lost_under_skew(
+        h: &History,
+        versions: &BTreeMap<OpId, Version>,
+        uncertainty: Option<u64>,
+    ) -> Result<(), ConsistencyViolation> {
+        let levels = BTreeMap::new();
+        let ops = register_ops(h, &levels, versions);
+        let facts = RunFacts {
+            clock_skew: Some(true),
+            clock_uncertainty_nanos: uncertainty,
+            ..RunFacts::default()
+        };
+        let scope = Scope::new(&levels, &facts);
+        lost_writes(&ops, &Val::Nil, &scope, &describe_register(h)).1
+    }
+
+    /// A write stamped below an earlier, long-acknowledged one loses
+    /// last-write-wins to it: by versions that is "overwritten by a higher
+    /// timestamp", by real time beyond the clock uncertainty it is lost.
+    #[test]
+    fn under_skew_real_time_beyond_the_uncertainty_judges_every_write() {
+        let mut h = History::new();
+        let early = op(&mut h, 0, Call::Write(Some(1)), 0, 10, ok());
+        let late = op(&mut h, 1, Call::Write(Some(2)), 1_000, 1_010, ok());
+        let r = op(&mut h, 2, Call::Read, 2_000, 2_010, read(Some(1)));
+        let versions = BTreeMap::from([(early, version(9)), (late, version(5)), (r, version(9))]);
+        assert_eq!(lost_under_skew(&h, &versions, None), Ok(()));
+        assert_eq!(lost_under_skew(&h, &versions, Some(5_000)), Ok(()));
+        assert!(matches!(
+            lost_under_skew(&h, &versions, Some(100)),
+            Err(ConsistencyViolation::LostWrite { write, read, .. }) if write == late && read == r
+        ));
+        // Stamped above, the late write wins and the read is simply stale:
+        // versions alone tell, whatever the uncertainty.
+        let versions = BTreeMap::from([(early, version(5)), (late, version(9)), (r, version(5))]);
+        for uncertainty in [None, Some(100), Some(5_000)] {
+            assert!(
+                lost_under_skew(&h, &versions, uncertainty).is_err(),
+                "{uncertainty:?}"
+            );
+        }
+    }
+
+    /// The version a read returned names the very write it saw, which
+    /// tells more than its value when the value was written twice.
+    #[test]
+    fn a_read_version_names_the_write_it_saw() {
+        let mut h = History::new();
+        let first = op(&mut h, 0, Call::Write(Some(1)), 0, 10, ok());
+        let middle = op(&mut h, 0, Call::Write(Some(2)), 20, 30, ok());
+        // A second write of 1, concurrent with the read.
+        let again = op(&mut h, 1, Call::Write(Some(1)), 35, 100, ok());
+        let r = op(&mut h, 2, Call::Read, 40, 50, read(Some(1)));
+        // Without versions the read may have seen the second write of 1.
+        assert_eq!(check_lost_writes(&h, &none()), Ok(()));
+        let ts =
+            |read_version| BTreeMap::from([(first, 1), (middle, 2), (again, 3), (r, read_version)]);
+        assert_eq!(check_lost_writes(&h, &ts(3)), Ok(()));
+        // Its version says it saw the first, older than the acknowledged 2.
+        assert!(matches!(
+            check_lost_writes(&h, &ts(1)),
+            Err(ConsistencyViolation::LostWrite { write, .. }) if write == middle
+        ));
+    }
+
+    #[test]
+    fn under_skew_monotonic_reads_judge_by_real_time_beyond_the_uncertainty() {
+        let mut h = History::new();
+        let a = op(&mut h, 1, Call::Write(Some(1)), 0, 10, ok());
+        let b = op(&mut h, 1, Call::Write(Some(2)), 1_000, 1_010, ok());
+        let first = op(&mut h, 0, Call::Read, 2_000, 2_010, read(Some(2)));
+        let second = op(&mut h, 0, Call::Read, 3_000, 3_010, read(Some(1)));
+        // Versions in real-time order would make the second read older by
+        // version; here the write of 2 was stamped low, so only real time
+        // tells the session went back.
+        let versions = BTreeMap::from([
+            (a, version(9)),
+            (b, version(5)),
+            (first, version(5)),
+            (second, version(9)),
+        ]);
+        let levels = BTreeMap::new();
+        let ops = register_ops(&h, &levels, &versions);
+        let judge = |uncertainty| {
+            let facts = RunFacts {
+                clock_skew: Some(true),
+                clock_uncertainty_nanos: uncertainty,
+                ..RunFacts::default()
+            };
+            let scope = Scope::new(&levels, &facts);
+            sessions(&ops, &Val::Nil, &scope, &describe_register(&h)).monotonic_reads
+        };
+        assert_eq!(judge(None), Ok(()));
+        assert_eq!(judge(Some(5_000)), Ok(()));
+        assert!(matches!(
+            judge(Some(100)),
+            Err(ConsistencyViolation::MonotonicReads { first: f, second: s, .. })
+                if f == first && s == second
+        ));
+    }
+
+    fn session_op(id: usize, process: u64, invoke: u64, write: bool, v: u64) -> SessionOp {
+        SessionOp {
+            id: OpId(id),
+            process,
+            invoke,
+            acknowledged_write: write,
+            answered: true,
+            version: Some(version(v)),
+        }
+    }
+
+    #[test]
+    fn a_write_after_observing_a_version_must_carry_a_higher_one() {
+        let describe = |id: OpId| format!("#{}", id.0);
+        // Process 0 reads version 9 (any key), then writes: stamped 5.
+        let ops = [session_op(0, 0, 0, false, 9), session_op(1, 0, 10, true, 5)];
+        assert!(matches!(
+            causal_writes(&ops, &describe),
+            (_, Err(ConsistencyViolation::CausalWrite { process: 0, observed, write, .. }))
+                if observed == OpId(0) && write == OpId(1)
+        ));
+        // Stamped 10, it is fine; so is a write by another session.
+        let fine = [
+            session_op(0, 0, 0, false, 9),
+            session_op(1, 0, 10, true, 10),
+            session_op(2, 1, 20, true, 3),
+        ];
+        let (judged, result) = causal_writes(&fine, &describe);
+        assert_eq!((judged.pairs, result), (1, Ok(())));
+        // A session's own writes are observations too (monotonic writes),
+        // and an equal version is not above.
+        let own = [session_op(0, 0, 0, true, 7), session_op(1, 0, 10, true, 7)];
+        assert!(causal_writes(&own, &describe).1.is_err());
+        // A write whose outcome is unknown observed nothing.
+        let mut unknown = session_op(0, 0, 0, true, 9);
+        unknown.answered = false;
+        let ops = [unknown, session_op(1, 0, 10, true, 5)];
+        assert_eq!(
+            causal_writes(&ops, &describe),
+            (Judged { pairs: 0 }, Ok(()))
+        );
     }
 }

@@ -4,6 +4,11 @@
 //! `ok` (it happened), `fail` (it definitely did not happen) or `info` (it
 //! may have happened at any time after its invocation, or never). An
 //! operation with no completion at the end of the history is `info`.
+//!
+//! A compare-and-set whose comparison was made and failed is neither: it
+//! happened, changed nothing, and tells that the register did not hold the
+//! expected value ([`Outcome::Refused`]). Jepsen records both as `:fail`;
+//! which one a file means is its [`FailReading`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -38,11 +43,44 @@ pub enum Call {
 pub enum Outcome {
     /// It happened. For a read, `value` is what it returned; otherwise `None`.
     Ok { value: Option<Value> },
-    /// It definitely did not happen (for a CAS: the register did not hold
-    /// `expected`, nothing changed).
+    /// It definitely did not happen: it constrains nothing.
     Fail,
+    /// A compare-and-set that happened as a comparison only: the register
+    /// did not hold `expected`, so nothing changed. Only a `Cas` is refused;
+    /// a read or write completed this way is taken as [`Outcome::Fail`].
+    Refused,
     /// Unknown: it may have happened at any time after invocation, or never.
     Info,
+}
+
+/// What a recorded `fail` of a compare-and-set means, which the recording
+/// tool decides, not the checker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailReading {
+    /// Jepsen's own meaning, which Knossos checks (it removes failed
+    /// operations before the search): the operation did not take effect, so
+    /// a failed compare-and-set constrains nothing ([`Outcome::Fail`]).
+    Knossos,
+    /// Porcupine's reading of its etcd histories: the comparison was made
+    /// and failed, so the register did not hold `expected` at some instant
+    /// between invocation and completion ([`Outcome::Refused`]).
+    Porcupine,
+}
+
+impl FailReading {
+    /// Its name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailReading::Knossos => "knossos",
+            FailReading::Porcupine => "porcupine",
+        }
+    }
+}
+
+impl fmt::Display for FailReading {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// A completion: when and how.
@@ -118,6 +156,26 @@ pub struct Recording<T> {
 /// A register history.
 pub type History = Recording<Operation>;
 
+impl History {
+    /// Reads every compare-and-set that completed `fail` or refused as
+    /// `reading` says (the two outcomes of a CAS are the two readings of
+    /// one recorded `:fail`, so this can be undone). Other operations are
+    /// untouched.
+    pub fn read_failed_cas(&mut self, reading: FailReading) {
+        let outcome = match reading {
+            FailReading::Knossos => Outcome::Fail,
+            FailReading::Porcupine => Outcome::Refused,
+        };
+        for op in &mut self.ops {
+            if let (Call::Cas { .. }, Some(c)) = (&op.call, &mut op.completion) {
+                if matches!(c.outcome, Outcome::Fail | Outcome::Refused) {
+                    c.outcome = outcome.clone();
+                }
+            }
+        }
+    }
+}
+
 impl<T> Default for Recording<T> {
     fn default() -> Self {
         Self {
@@ -131,6 +189,14 @@ impl<T: Recorded> Recording<T> {
     /// An empty history.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty history with room for `operations` operations.
+    pub fn with_capacity(operations: usize) -> Self {
+        Self {
+            ops: Vec::with_capacity(operations),
+            outstanding: BTreeMap::new(),
+        }
     }
 
     /// Records an invocation and returns its id.
@@ -250,6 +316,7 @@ impl fmt::Display for Operation {
                     }
                     Outcome::Ok { .. } => write!(f, "ok"),
                     Outcome::Fail => write!(f, "fail"),
+                    Outcome::Refused => write!(f, "refused"),
                     Outcome::Info => write!(f, "info"),
                 }
             }

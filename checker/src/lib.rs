@@ -37,6 +37,7 @@ pub mod format;
 pub mod history;
 pub mod kv;
 pub mod linearizability;
+mod memo;
 pub mod model;
 pub mod promises;
 pub mod report;
@@ -47,7 +48,8 @@ pub use consistency::{check_lost_writes, check_sessions, ConsistencyViolation};
 pub use convergence::{check_convergence, ConvergenceViolation, ReplicaVersion, StoredVersion};
 pub use format::{load_file, parse, Format, LoadError, ParseError, ParsedHistory};
 pub use history::{
-    Call, Completion, History, OpId, Operation, Outcome, ProcessId, Recorded, Recording, Value,
+    Call, Completion, FailReading, History, OpId, Operation, Outcome, ProcessId, Recorded,
+    Recording, Value,
 };
 pub use kv::{check_kv_linearizable, KvHistory, KvOperation, KvOutcome};
 pub use linearizability::{

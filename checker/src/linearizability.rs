@@ -7,9 +7,11 @@
 //! [`Counterexample`].
 //!
 //! Semantics of outcomes (Jepsen's): `ok` happened between invocation and
-//! response; `fail` never happened, except that a failed CAS is a definite
-//! check that the register did not hold `expected`; `info` and pending
-//! operations may take effect at any time after invocation, or never.
+//! response; `fail` never happened and is left out, as Knossos does; a
+//! refused CAS (Porcupine's reading of a failed one, see
+//! [`crate::FailReading`]) is a definite check that the register did not
+//! hold `expected`; `info` and pending operations may take effect at any
+//! time after invocation, or never.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -237,11 +239,13 @@ pub fn check_linearizable_with_stop(
 }
 
 /// The search's view of one register operation, or `None` if it constrains
-/// nothing (a failed read or write never happened; an indeterminate read
+/// nothing (a failed operation never happened; a read or write cannot be
+/// refused, so a refused one is taken as failed; an indeterminate read
 /// changes nothing).
 pub(crate) fn register_search_op(op: &Operation) -> Option<SearchOp<Call, Outcome>> {
     let response_time = match (&op.call, &op.completion) {
-        (Call::Read | Call::Write(_), Some(c)) if c.outcome == Outcome::Fail => return None,
+        (_, Some(c)) if c.outcome == Outcome::Fail => return None,
+        (Call::Read | Call::Write(_), Some(c)) if c.outcome == Outcome::Refused => return None,
         (Call::Read, None) => return None,
         (Call::Read, Some(c)) if c.outcome == Outcome::Info => return None,
         (_, None) => None,
@@ -762,14 +766,14 @@ mod tests {
     }
 
     #[test]
-    fn failed_cas_requires_the_register_not_to_hold_expected() {
+    fn refused_cas_requires_the_register_not_to_hold_expected() {
         let cas = Call::Cas {
             expected: Some(1),
             new: Some(2),
         };
         let mut r = Recorder::new();
         r.op(0, "k", Call::Write(Some(1)), 0, Some((10, ok())));
-        r.op(1, "k", cas.clone(), 20, Some((30, Outcome::Fail)));
+        r.op(1, "k", cas.clone(), 20, Some((30, Outcome::Refused)));
         assert!(matches!(
             check_linearizable(&r.history),
             Verdict::NotLinearizable(_)
@@ -777,9 +781,58 @@ mod tests {
 
         let mut r = Recorder::new();
         r.op(0, "k", Call::Write(Some(3)), 0, Some((10, ok())));
-        r.op(1, "k", cas, 20, Some((30, Outcome::Fail)));
+        r.op(1, "k", cas, 20, Some((30, Outcome::Refused)));
         r.op(1, "k", Call::Read, 40, Some((50, read(Some(3)))));
         assert_eq!(check_linearizable(&r.history), Verdict::Linearizable);
+    }
+
+    /// The two readings of a failed CAS, on hand-built histories, each
+    /// checked under both. Knossos's reading only removes constraints, so
+    /// where they differ Knossos accepts and Porcupine refutes.
+    #[test]
+    fn a_failed_cas_constrains_only_under_porcupines_reading() {
+        use crate::history::FailReading;
+        let cas = |expected, new| Call::Cas { expected, new };
+        // The register holds 1 throughout the failed CAS of 1.
+        let mut holds = Recorder::new();
+        holds.op(0, "k", Call::Write(Some(1)), 0, Some((10, ok())));
+        holds.op(1, "k", cas(Some(1), Some(2)), 20, Some((30, Outcome::Fail)));
+        holds.op(0, "k", Call::Read, 40, Some((50, read(Some(1)))));
+        // Nothing is ever written, yet a CAS from the empty register fails.
+        let mut never_written = Recorder::new();
+        never_written.op(0, "k", Call::Read, 0, Some((10, read(None))));
+        never_written.op(1, "k", cas(None, Some(5)), 20, Some((30, Outcome::Fail)));
+        // A control: the failed CAS of 1 overlaps the write of 1, so the
+        // comparison may have come first; both readings accept.
+        let mut overlaps = Recorder::new();
+        overlaps.op(0, "k", Call::Write(Some(1)), 0, Some((100, ok())));
+        overlaps.op(1, "k", cas(Some(1), Some(2)), 10, Some((20, Outcome::Fail)));
+        overlaps.op(2, "k", Call::Read, 120, Some((130, read(Some(1)))));
+        for (name, history, porcupine_accepts) in [
+            ("holds", holds.history, false),
+            ("never-written", never_written.history, false),
+            ("overlaps", overlaps.history, true),
+        ] {
+            let mut h = history;
+            h.read_failed_cas(FailReading::Knossos);
+            assert_eq!(check_linearizable(&h), Verdict::Linearizable, "{name}");
+            h.read_failed_cas(FailReading::Porcupine);
+            assert!(
+                h.operations()
+                    .iter()
+                    .any(|op| *op.outcome() == Outcome::Refused),
+                "{name}"
+            );
+            let verdict = check_linearizable(&h);
+            assert_eq!(
+                verdict.is_linearizable(),
+                porcupine_accepts,
+                "{name}: {verdict}"
+            );
+            // Reading back is exact: Knossos's verdict again.
+            h.read_failed_cas(FailReading::Knossos);
+            assert_eq!(check_linearizable(&h), Verdict::Linearizable, "{name}");
+        }
     }
 
     #[test]

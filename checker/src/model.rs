@@ -78,9 +78,11 @@ pub trait Model {
 /// - `Write(v)` sets the register to `v` (ok or indeterminate).
 /// - `Cas { expected, new }` answered ok (or indeterminate, in the branch
 ///   where it happened) requires `state == expected` and sets `new`.
-/// - `Cas` answered `Fail` is a definite no-op in which the register did not
-///   hold `expected`: it linearizes as the check `state != expected`.
-/// - `Read` or `Write` answered `Fail` never happened: a no-op anywhere.
+/// - `Cas` answered `Refused` happened as a comparison that failed: it
+///   linearizes as the check `state != expected`.
+/// - Anything answered `Fail` never happened: a no-op anywhere (the search
+///   leaves such operations out altogether), and so is a `Read` or `Write`
+///   answered `Refused`, which only a compare-and-set can be.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RegisterModel;
 
@@ -96,13 +98,13 @@ impl Model for RegisterModel {
     fn step(&self, state: &Option<Value>, input: &Call, output: &Outcome) -> Option<Option<Value>> {
         match (input, output) {
             (Call::Read, Outcome::Ok { value }) => (value == state).then_some(*state),
-            (Call::Read, Outcome::Fail | Outcome::Info) => Some(*state),
+            (_, Outcome::Fail) | (Call::Read | Call::Write(_), Outcome::Refused) => Some(*state),
+            (Call::Read, Outcome::Info) => Some(*state),
             (Call::Write(v), Outcome::Ok { .. } | Outcome::Info) => Some(*v),
-            (Call::Write(_), Outcome::Fail) => Some(*state),
             (Call::Cas { expected, new }, Outcome::Ok { .. } | Outcome::Info) => {
                 (state == expected).then_some(*new)
             }
-            (Call::Cas { expected, .. }, Outcome::Fail) => (state != expected).then_some(*state),
+            (Call::Cas { expected, .. }, Outcome::Refused) => (state != expected).then_some(*state),
         }
     }
 
@@ -249,15 +251,26 @@ mod tests {
     }
 
     #[test]
-    fn register_failed_cas_requires_a_different_state() {
+    fn register_refused_cas_requires_a_different_state() {
         let m = RegisterModel;
         let cas = Call::Cas {
             expected: Some(1),
             new: Some(2),
         };
+        assert_eq!(m.step(&Some(3), &cas, &Outcome::Refused), Some(Some(3)));
+        assert_eq!(m.step(&None, &cas, &Outcome::Refused), Some(None));
+        assert_eq!(m.step(&Some(1), &cas, &Outcome::Refused), None);
+    }
+
+    #[test]
+    fn register_failed_cas_is_a_no_op_anywhere() {
+        let m = RegisterModel;
+        let cas = Call::Cas {
+            expected: Some(1),
+            new: Some(2),
+        };
+        assert_eq!(m.step(&Some(1), &cas, &Outcome::Fail), Some(Some(1)));
         assert_eq!(m.step(&Some(3), &cas, &Outcome::Fail), Some(Some(3)));
-        assert_eq!(m.step(&None, &cas, &Outcome::Fail), Some(None));
-        assert_eq!(m.step(&Some(1), &cas, &Outcome::Fail), None);
     }
 
     fn get(value: &str, invoke_time: u64, response_time: u64) -> ModelOp<KvModel> {

@@ -27,7 +27,11 @@
 //!   sets intersect (`w + r > rf` replicas): then some replica that
 //!   acknowledged the write durably answered the read, and last-write-wins
 //!   means the read returns that version or a newer one, under any clock
-//!   skew. A `ONE` write and a later `ONE` read at replication factor 3 may
+//!   skew. Real time judges too: a read must not return a write that
+//!   responded longer than the clock uncertainty
+//!   ([`RunFacts::clock_uncertainty_nanos`]; 0 without skew) before the
+//!   acknowledged write was invoked, since that write then carries the
+//!   higher timestamp (see [`crate::consistency`]). A `ONE` write and a later `ONE` read at replication factor 3 may
 //!   touch different replicas: a stale answer there is not a lost write.
 //! - **Read-your-writes and monotonic reads** (per session, that is per
 //!   process, per key): DESIGN.md promises them at every level because "a
@@ -38,6 +42,11 @@
 //!   holds only through replica overlap, so only pairs whose levels
 //!   intersect are judged, as for lost writes: read-your-writes is not
 //!   demanded of a `ONE` read after a `ONE` write at replication factor 3.
+//! - **Causal writes** (per session, across keys): where sessions carried
+//!   their timestamps, a write a session issues after observing version V
+//!   (by reading it or writing it) carries a version above V. Without
+//!   session timestamps nothing promises it (the write's coordinator need
+//!   not have seen V), so it is not applicable.
 //! - **Set completeness** (set histories): every acknowledged add is in the
 //!   final read (when their replicas must meet), and no read holds an
 //!   element nobody tried to add.
@@ -56,7 +65,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::consistency::{self, Val};
+use crate::consistency::{self, SessionOp, Val};
 use crate::convergence::{check_convergence, ReplicaVersion};
 use crate::format::enigma::Level;
 use crate::format::ParsedHistory;
@@ -80,8 +89,18 @@ pub struct RunFacts {
     pub replication_factor: Option<usize>,
     /// Whether each client session carried the highest timestamp it had
     /// seen (DESIGN.md section 5), which makes read-your-writes and
-    /// monotonic reads hold at every level. Unrecorded: taken as no.
+    /// monotonic reads hold at every level, and a write a session issues
+    /// after observing a version is stamped above it. Unrecorded: taken as
+    /// no.
     pub session_timestamps: Option<bool>,
+    /// The largest difference between two nodes' timestamps taken at the
+    /// same instant (clock offsets plus the clocks' resolution), in the
+    /// history's time unit (nanoseconds). A write acknowledged longer than
+    /// this before another write was invoked certainly carries the lower
+    /// timestamp, so under skew real time still orders writes that far
+    /// apart. Unrecorded: 0 without skew; under skew, real time orders
+    /// nothing.
+    pub clock_uncertainty_nanos: Option<u64>,
 }
 
 impl fmt::Display for RunFacts {
@@ -103,7 +122,15 @@ impl fmt::Display for RunFacts {
             f,
             "session timestamps {}",
             yes_no(self.session_timestamps, "no")
-        )
+        )?;
+        match self.clock_uncertainty_nanos {
+            Some(nanos) => write!(f, ", clock uncertainty {nanos} ns"),
+            None if self.clock_skew == Some(true) => write!(
+                f,
+                ", clock uncertainty not recorded (real time orders no two writes)"
+            ),
+            None => Ok(()),
+        }
     }
 }
 
@@ -191,16 +218,26 @@ pub(crate) struct Scope<'a> {
     levels: &'a BTreeMap<OpId, Level>,
     replication_factor: Option<usize>,
     pub clock_skew: bool,
-    session_timestamps: bool,
+    /// How much later than a write's acknowledgement another write must be
+    /// invoked to certainly carry a higher timestamp; `None`: real time
+    /// orders no two writes (skew of unknown size).
+    pub real_time_margin: Option<u64>,
+    pub session_timestamps: bool,
 }
 
 impl<'a> Scope<'a> {
     /// The scope of a run with these facts.
     pub fn new(levels: &'a BTreeMap<OpId, Level>, facts: &RunFacts) -> Self {
+        let clock_skew = facts.clock_skew.unwrap_or(false);
         Self {
             levels,
             replication_factor: facts.replication_factor,
-            clock_skew: facts.clock_skew.unwrap_or(false),
+            clock_skew,
+            real_time_margin: match facts.clock_uncertainty_nanos {
+                Some(nanos) => Some(nanos),
+                None if clock_skew => None,
+                None => Some(0),
+            },
             session_timestamps: facts.session_timestamps.unwrap_or(false),
         }
     }
@@ -240,6 +277,9 @@ pub enum Check {
     ReadYourWrites,
     /// A session never reads an older version after a newer one.
     MonotonicReads,
+    /// A write a session issues after observing a version carries a higher
+    /// one.
+    CausalWrites,
     /// Acknowledged adds in the final read, no phantom elements.
     SetCompleteness,
     /// Replicas hold the same version after repair.
@@ -248,11 +288,12 @@ pub enum Check {
 
 impl Check {
     /// Every check, in report order.
-    pub const ALL: [Check; 6] = [
+    pub const ALL: [Check; 7] = [
         Check::Linearizability,
         Check::LostWrite,
         Check::ReadYourWrites,
         Check::MonotonicReads,
+        Check::CausalWrites,
         Check::SetCompleteness,
         Check::Convergence,
     ];
@@ -264,6 +305,7 @@ impl Check {
             Check::LostWrite => "lost-write",
             Check::ReadYourWrites => "read-your-writes",
             Check::MonotonicReads => "monotonic-reads",
+            Check::CausalWrites => "causal-writes",
             Check::SetCompleteness => "set-completeness",
             Check::Convergence => "convergence",
         }
@@ -482,7 +524,9 @@ pub fn check_promises(
     let (lin_result, lin_verdict) = linearizability(input, &scope, options, stop);
     let mut checks = vec![lin_result];
     checks.extend(weak_checks(input, &scope));
+    checks.push(causal_writes(input, &scope));
     checks.push(convergence(input.replicas));
+    checks.sort_by_key(|r| Check::ALL.iter().position(|&c| c == r.check));
     PromiseReport {
         facts,
         level_counts,
@@ -553,7 +597,8 @@ fn linearizability(
                 .map(|op| LinOp {
                     key: op.key.as_str(),
                     id: op.id,
-                    may_write: !matches!(op.call, Call::Read) && *op.outcome() != Outcome::Fail,
+                    may_write: !matches!(op.call, Call::Read)
+                        && !matches!(op.outcome(), Outcome::Fail | Outcome::Refused),
                     search: register_search_op(op),
                 })
                 .collect();
@@ -743,6 +788,92 @@ fn weak_checks(input: &PromiseInput<'_>, scope: &Scope<'_>) -> Vec<CheckResult> 
     ]
 }
 
+/// Each operation as the causal check sees it.
+fn session_ops(history: &ParsedHistory, versions: &BTreeMap<OpId, Version>) -> Vec<SessionOp> {
+    let op = |id: OpId, process, invoke, acknowledged_write: bool, answered: bool| SessionOp {
+        id,
+        process,
+        invoke,
+        acknowledged_write,
+        answered,
+        version: versions.get(&id).copied(),
+    };
+    match history {
+        ParsedHistory::Register(h) => h
+            .operations()
+            .iter()
+            .map(|o| {
+                let outcome = o.outcome();
+                let ok = matches!(outcome, Outcome::Ok { .. });
+                let write = ok && !matches!(o.call, Call::Read);
+                let answered = ok || *outcome == Outcome::Refused;
+                op(o.id, o.process, o.invoke_nanos, write, answered)
+            })
+            .collect(),
+        ParsedHistory::Kv(h) => h
+            .operations()
+            .iter()
+            .map(|o| {
+                let ok = matches!(o.completion, Some((_, KvOutcome::Ok { .. })));
+                let write = ok && o.input != KvInput::Get;
+                op(o.id, o.process, o.invoke_time, write, ok)
+            })
+            .collect(),
+        ParsedHistory::Set(h) => h
+            .operations()
+            .iter()
+            .map(|o| {
+                let ok = matches!(o.outcome(), SetOutcome::Ok { .. });
+                let write = ok && matches!(o.input, SetInput::Add(_));
+                op(o.id, o.process, o.invoke_time, write, ok)
+            })
+            .collect(),
+    }
+}
+
+/// The causal check: promised where sessions carried their timestamps.
+fn causal_writes(input: &PromiseInput<'_>, scope: &Scope<'_>) -> CheckResult {
+    let result = |status, note: String| CheckResult {
+        check: Check::CausalWrites,
+        status,
+        note,
+    };
+    if !scope.session_timestamps {
+        return result(
+            Status::NotApplicable,
+            "not promised: this run's sessions carried no timestamp (run line: session_timestamps)"
+                .to_owned(),
+        );
+    }
+    let ops = session_ops(input.history, input.versions);
+    let describe = |id: OpId| describe_op(input.history, id);
+    match consistency::causal_writes(&ops, &describe) {
+        (_, Err(v)) => result(Status::Violated, v.to_string()),
+        (judged, Ok(())) if judged.pairs == 0 => result(
+            Status::NotApplicable,
+            "nothing to judge: no session wrote, with a recorded version, after observing one"
+                .to_owned(),
+        ),
+        (judged, Ok(())) => result(
+            Status::Passed,
+            format!(
+                "{} acknowledged write(s) judged against what their session had seen",
+                judged.pairs
+            ),
+        ),
+    }
+}
+
+/// One readable line for operation `id`.
+fn describe_op(history: &ParsedHistory, id: OpId) -> String {
+    let line = match history {
+        ParsedHistory::Register(h) => h.operation(id).map(|op| op.to_string()),
+        ParsedHistory::Kv(h) => h.operation(id).map(|op| op.to_string()),
+        ParsedHistory::Set(h) => h.operation(id).map(|op| op.to_string()),
+    };
+    line.unwrap_or_else(|| format!("#{}", id.0))
+}
+
 fn convergence(replicas: Option<&BTreeMap<String, Vec<ReplicaVersion>>>) -> CheckResult {
     let (status, note) = match replicas {
         None => (
@@ -775,6 +906,7 @@ mod tests {
             clock_skew: Some(skew),
             replication_factor: Some(3),
             session_timestamps: Some(false),
+            clock_uncertainty_nanos: None,
         }
     }
 
@@ -893,6 +1025,59 @@ mod tests {
             report.result(Check::ReadYourWrites).status,
             Status::Violated
         );
+    }
+
+    /// A session at ONE that carries its timestamp is held to monotonic
+    /// reads and to causal writes; one that does not is held to neither
+    /// (its reads may reach disjoint replicas, its coordinator never saw
+    /// what it read).
+    #[test]
+    fn session_timestamps_bind_one_to_monotonic_reads_and_causal_writes() {
+        let mut h = History::new();
+        let w1 = h.invoke(1, "a", Call::Write(Some(1)), 0);
+        h.complete(w1, 10, Outcome::Ok { value: None });
+        let w2 = h.invoke(1, "a", Call::Write(Some(2)), 20);
+        h.complete(w2, 30, Outcome::Ok { value: None });
+        let r1 = h.invoke(0, "a", Call::Read, 40);
+        h.complete(r1, 50, Outcome::Ok { value: Some(2) });
+        let r2 = h.invoke(0, "a", Call::Read, 60);
+        h.complete(r2, 70, Outcome::Ok { value: Some(1) });
+        // Then process 0 writes key "b", stamped below what it read.
+        let wb = h.invoke(0, "b", Call::Write(Some(7)), 80);
+        h.complete(wb, 90, Outcome::Ok { value: None });
+        let v = |timestamp| Version {
+            timestamp,
+            writer: 1,
+        };
+        let versions = BTreeMap::from([(w1, v(1)), (w2, v(2)), (r1, v(2)), (r2, v(1)), (wb, v(2))]);
+        let levels = every(&h, Level::One);
+        let parsed = ParsedHistory::Register(h);
+        let report = check(&parsed, &levels, &versions, facts(false));
+        for c in [Check::MonotonicReads, Check::CausalWrites] {
+            assert_eq!(report.result(c).status, Status::NotApplicable, "{report}");
+        }
+        assert_eq!(report.verdict(), PromiseVerdict::PromisesKept, "{report}");
+        let with_sessions = RunFacts {
+            session_timestamps: Some(true),
+            ..facts(false)
+        };
+        let report = check(&parsed, &levels, &versions, with_sessions);
+        assert_eq!(report.verdict(), PromiseVerdict::PromiseBroken, "{report}");
+        assert_eq!(
+            report.result(Check::MonotonicReads).status,
+            Status::Violated
+        );
+        let causal = report.result(Check::CausalWrites);
+        assert_eq!(causal.status, Status::Violated, "{report}");
+        assert!(causal.note.contains("#4 p0 b write 7"), "{}", causal.note);
+        // Stamped above what it read, the write is fine.
+        let mut versions = versions;
+        versions.insert(wb, v(3));
+        let report = check(&parsed, &levels, &versions, with_sessions);
+        assert_eq!(report.result(Check::CausalWrites).status, Status::Passed);
+        // The checks come out in report order.
+        let order: Vec<Check> = report.checks.iter().map(|r| r.check).collect();
+        assert_eq!(order, Check::ALL.to_vec());
     }
 
     #[test]

@@ -15,7 +15,20 @@
 //! response means its operation should already have been linearized, so the
 //! last choice is undone. A memo of (set of linearized operations, model
 //! state) pairs already explored prunes repeated work: two paths that reach
-//! the same set and the same state have the same future.
+//! the same set and the same state have the same future. The memo stores a
+//! set by what tells it apart, a window as wide as the operations in flight
+//! (see `crate::memo`).
+//!
+//! Segments: where nothing is in flight (every operation invoked so far has
+//! responded, none left open), every linearization places what came before
+//! first, so the future depends only on the state reached there. The
+//! operations are cut at such quiescent points and searched segment by
+//! segment, depth first: a segment's run goes from one state the segment
+//! before can end in to the first linearization ending in a state not yet
+//! found; only when a segment fails from every such state is the segment
+//! before asked for another. Each run has its own memo, dropped when it
+//! returns, so memory is one segment's. An operation that never responded
+//! may take effect at any later time: no cut follows its invocation.
 //!
 //! Limits: the walk is iterative (no recursion on history size); each call
 //! of [`search`] stops with [`SearchResult::Exhausted`] after
@@ -25,9 +38,8 @@
 //! `STOP_POLL_STEPS` steps: the library never reads a clock, a caller with a
 //! wall-clock deadline answers the hook.
 
-use std::hash::{Hash, Hasher};
-
 use crate::history::OpId;
+use crate::memo::{Linearized, MemoSet};
 use crate::model::Model;
 
 /// One operation as the search sees it.
@@ -161,15 +173,186 @@ pub fn search_with_stop<M: Model>(
             );
         }
     }
+    let segments = quiescent_segments(ops);
+    let mut steps: u64 = 0;
+    if segments.len() <= 1 {
+        let all: Vec<&SearchOp<M::Input, M::Output>> = ops.iter().collect();
+        return run(model, &all, model.init(), &[], limits, &mut steps, stop).into_result();
+    }
+    search_segments(model, ops, &segments, limits, &mut steps, stop)
+}
+
+/// The operations between quiescent points, in time order: a cut falls
+/// where every operation invoked before has responded and none after was
+/// invoked yet, so every linearization places all operations before it
+/// first. An operation that never responded may take effect at any later
+/// time, so no cut follows its invocation.
+fn quiescent_segments<I, O>(ops: &[SearchOp<I, O>]) -> Vec<Vec<usize>> {
+    // At equal times invocations first: touching operations overlap, as in
+    // the search's event list.
+    let mut events: Vec<(u64, bool, usize)> = Vec::with_capacity(ops.len() * 2);
+    for (i, op) in ops.iter().enumerate() {
+        events.push((op.invoke_time, false, i));
+        if let Some(t) = op.response_time {
+            events.push((t, true, i));
+        }
+    }
+    events.sort_unstable();
+    let mut segments: Vec<Vec<usize>> = vec![Vec::new()];
+    let mut open = 0usize;
+    let mut forever_open = false;
+    for (_, is_response, i) in events {
+        if is_response {
+            open -= 1;
+            if open == 0 && !forever_open {
+                segments.push(Vec::new());
+            }
+        } else {
+            open += 1;
+            if ops[i].response_time.is_none() {
+                // Never closes.
+                forever_open = true;
+            }
+            segments.last_mut().expect("one at least").push(i);
+        }
+    }
+    if segments.last().is_some_and(Vec::is_empty) {
+        segments.pop();
+    }
+    segments
+}
+
+/// The search segment by segment. A segment's search runs from a state an
+/// earlier segment can end in (with the order that got there) to the first
+/// linearization of the segment ending in a state not found before; the
+/// next segment starts from there. When a segment finds no linearization
+/// from a start, the search asks the segment before for another way to end
+/// (another state), and so on back: a depth-first search over segments,
+/// each segment's memo dropped once its run returns. Usually every
+/// segment's first run succeeds, so the cost is the plain search's and the
+/// memory one segment's.
+fn search_segments<M: Model>(
+    model: &M,
+    ops: &[SearchOp<M::Input, M::Output>],
+    segments: &[Vec<usize>],
+    limits: &SearchLimits,
+    steps: &mut u64,
+    stop: &dyn Fn() -> bool,
+) -> SearchResult<M::State> {
+    let last = segments.len() - 1;
+    // Per segment but the last: the states it was found to end in, each
+    // with an order (indices into `ops`) that gets there from the start.
+    let mut ends: Vec<Vec<(M::State, Vec<usize>)>> = vec![Vec::new(); last];
+    // Per segment: which start (an end of the segment before; segment 0
+    // has only the initial state) its next run goes from.
+    let mut next_start = vec![0usize; segments.len()];
+    let initial = (model.init(), Vec::new());
+    let mut best: Option<Stuck<M::State>> = None;
+    let mut k = last;
+    loop {
+        let start = if k == 0 {
+            (next_start[0] == 0).then_some(&initial)
+        } else {
+            ends[k - 1].get(next_start[k])
+        };
+        let Some((state, prefix)) = start else {
+            if k == 0 {
+                // Every way through the first segments was tried.
+                let stuck = best.expect("some run failed before every start was used");
+                return SearchResult::NotLinearizable(stuck);
+            }
+            // This segment needs another start: one more way for the
+            // segment before to end.
+            k -= 1;
+            continue;
+        };
+        let segment = &segments[k];
+        let local: Vec<&SearchOp<M::Input, M::Output>> = segment.iter().map(|&i| &ops[i]).collect();
+        let global = |order: &[usize]| order.iter().map(|&i| segment[i]).collect::<Vec<_>>();
+        let known: &[(M::State, Vec<usize>)] = if k == last { &[] } else { &ends[k] };
+        let outcome = run(model, &local, state.clone(), known, limits, steps, stop);
+        match outcome {
+            Run::Found { order, end } => {
+                let mut order_all = prefix.clone();
+                order_all.extend(global(&order));
+                if k == last {
+                    return SearchResult::Linearizable { order: order_all };
+                }
+                ends[k].push((end, order_all));
+                k += 1;
+            }
+            Run::Stuck(stuck) => {
+                let length = prefix.len() + stuck.prefix.len();
+                if best.as_ref().is_none_or(|b| length > b.prefix.len()) {
+                    let mut order_all = prefix.clone();
+                    order_all.extend(global(&stuck.prefix));
+                    best = Some(Stuck {
+                        prefix: order_all,
+                        state: stuck.state,
+                        candidates: global(&stuck.candidates),
+                        deadline: segment[stuck.deadline],
+                    });
+                }
+                next_start[k] += 1;
+            }
+            Run::Exhausted { limit, reason } => return SearchResult::Exhausted { limit, reason },
+        }
+    }
+}
+
+/// What one run of the search over a segment found.
+enum Run<S> {
+    /// A linearization, and the state it ends in.
+    Found { order: Vec<usize>, end: S },
+    /// No linearization (ending in a state not already known); the
+    /// furthest the search got.
+    Stuck(Stuck<S>),
+    /// A limit was reached first.
+    Exhausted { limit: Limit, reason: String },
+}
+
+impl<S> Run<S> {
+    fn into_result(self) -> SearchResult<S> {
+        match self {
+            Run::Found { order, .. } => SearchResult::Linearizable { order },
+            Run::Stuck(stuck) => SearchResult::NotLinearizable(stuck),
+            Run::Exhausted { limit, reason } => SearchResult::Exhausted { limit, reason },
+        }
+    }
+}
+
+/// The Wing-Gong-Lowe search over `ops` from `start`, to the first
+/// linearization that ends in a state not in `known` (a linearization
+/// ending in a known state counts as a failure). `steps` counts model steps
+/// across runs, against `limits.steps_max`; the memo is this run's.
+fn run<M: Model>(
+    model: &M,
+    ops: &[&SearchOp<M::Input, M::Output>],
+    start: M::State,
+    known: &[(M::State, Vec<usize>)],
+    limits: &SearchLimits,
+    steps: &mut u64,
+    stop: &dyn Fn() -> bool,
+) -> Run<M::State> {
     let mut list = EventList::new(ops);
-    let words = ops.len().div_ceil(64);
-    let mut memo: MemoSet<M::State> = MemoSet::new(words);
-    let mut linearized = vec![0u64; words];
+    // The memo's sets are over invocation ranks, so that what is linearized
+    // is a prefix and a narrow window (see `crate::memo`).
+    let mut by_invocation: Vec<usize> = (0..ops.len()).collect();
+    by_invocation.sort_by_key(|&i| (ops[i].invoke_time, i));
+    let mut rank = vec![0usize; ops.len()];
+    for (r, &i) in by_invocation.iter().enumerate() {
+        rank[i] = r;
+    }
+    let required: Vec<bool> = by_invocation
+        .iter()
+        .map(|&i| ops[i].response_time.is_some())
+        .collect();
+    let mut linearized = Linearized::new(&required);
+    let mut memo: MemoSet<M::State> = MemoSet::new();
     // (operation, state before it)
     let mut stack: Vec<(usize, M::State)> = Vec::new();
-    let mut state = model.init();
+    let mut state = start;
     let mut required_left = ops.iter().filter(|op| op.response_time.is_some()).count();
-    let mut steps: u64 = 0;
     let mut memo_heap_bytes: usize = 0;
     let mut best: Option<Stuck<M::State>> = None;
     let mut node = list.first();
@@ -177,10 +360,32 @@ pub fn search_with_stop<M: Model>(
     let mut pending: Vec<&SearchOp<M::Input, M::Output>> = Vec::new();
 
     loop {
+        // A linearization: done, unless it ends in a known state; then it
+        // is undone as if it had failed, and the search goes on.
         if required_left == 0 {
-            return SearchResult::Linearizable {
-                order: stack.iter().map(|(op, _)| *op).collect(),
+            if !known.iter().any(|(end, _)| *end == state) {
+                return Run::Found {
+                    order: stack.iter().map(|(op, _)| *op).collect(),
+                    end: state,
+                };
+            }
+            let Some((undone, before)) = stack.pop() else {
+                let stuck = best.unwrap_or_else(|| Stuck {
+                    prefix: Vec::new(),
+                    state: state.clone(),
+                    candidates: Vec::new(),
+                    deadline: 0,
+                });
+                return Run::Stuck(stuck);
             };
+            state = before;
+            linearized.remove(rank[undone]);
+            list.unlift(undone);
+            if ops[undone].response_time.is_some() {
+                required_left += 1;
+            }
+            node = list.next(list.call_node(undone));
+            continue;
         }
         assert!(
             node != list.head(),
@@ -188,43 +393,43 @@ pub fn search_with_stop<M: Model>(
         );
         let (op_index, is_call) = list.event(node);
         if is_call {
-            if steps >= limits.steps_max {
-                return SearchResult::Exhausted {
+            if *steps >= limits.steps_max {
+                return Run::Exhausted {
                     limit: Limit::Steps,
                     reason: format!("search stopped after {steps} model steps"),
                 };
             }
-            if steps % STOP_POLL_STEPS == STOP_POLL_STEPS - 1 && stop() {
-                return SearchResult::Exhausted {
+            if *steps % STOP_POLL_STEPS == STOP_POLL_STEPS - 1 && stop() {
+                return Run::Exhausted {
                     limit: Limit::Stopped,
                     reason: format!("stopped by the caller after {steps} model steps"),
                 };
             }
-            steps += 1;
+            *steps += 1;
             let op = &ops[op_index];
             if let Some(next) = model.step(&state, &op.input, &op.output) {
-                set_bit(&mut linearized, op_index);
+                linearized.insert(rank[op_index]);
                 let fresh = memo.insert(&linearized, &next);
                 if fresh && M::PRUNES && {
                     pending.clear();
                     pending.extend(
                         list.pending_calls()
                             .filter(|&i| i != op_index)
-                            .map(|i| &ops[i]),
+                            .map(|i| ops[i]),
                     );
                     model.dead_end(&next, &pending).is_some()
                 } {
                     // A dead end the model can see ahead of time; the memo
                     // keeps it so it is never examined again.
                     memo_heap_bytes += model.state_heap_bytes(&next);
-                    clear_bit(&mut linearized, op_index);
+                    linearized.remove(rank[op_index]);
                     node = list.next(node);
                     continue;
                 }
                 if fresh {
                     memo_heap_bytes += model.state_heap_bytes(&next);
                     if memo.bytes() + memo_heap_bytes > limits.memo_bytes_max {
-                        return SearchResult::Exhausted {
+                        return Run::Exhausted {
                             limit: Limit::Memo,
                             reason: format!(
                                 "memo grew past {} bytes after {steps} model steps",
@@ -241,7 +446,7 @@ pub fn search_with_stop<M: Model>(
                     node = list.first();
                     continue;
                 }
-                clear_bit(&mut linearized, op_index);
+                linearized.remove(rank[op_index]);
             }
             node = list.next(node);
         } else {
@@ -256,10 +461,10 @@ pub fn search_with_stop<M: Model>(
             }
             let Some((undone, before)) = stack.pop() else {
                 let stuck = best.expect("recorded just above");
-                return SearchResult::NotLinearizable(stuck);
+                return Run::Stuck(stuck);
             };
             state = before;
-            clear_bit(&mut linearized, undone);
+            linearized.remove(rank[undone]);
             list.unlift(undone);
             if ops[undone].response_time.is_some() {
                 required_left += 1;
@@ -267,14 +472,6 @@ pub fn search_with_stop<M: Model>(
             node = list.next(list.call_node(undone));
         }
     }
-}
-
-fn set_bit(bits: &mut [u64], i: usize) {
-    bits[i / 64] |= 1 << (i % 64);
-}
-
-fn clear_bit(bits: &mut [u64], i: usize) {
-    bits[i / 64] &= !(1 << (i % 64));
 }
 
 /// Invocations and responses in time order, as a doubly linked list over
@@ -292,7 +489,7 @@ struct EventList {
 }
 
 impl EventList {
-    fn new<I, O>(ops: &[SearchOp<I, O>]) -> Self {
+    fn new<I, O>(ops: &[&SearchOp<I, O>]) -> Self {
         // Order by time; at equal times invocations first (so operations
         // touching at one instant count as concurrent, the lenient reading),
         // then by operation index for determinism.
@@ -413,138 +610,6 @@ impl EventList {
     }
 }
 
-/// A set of (bitset, state) pairs: open addressing with linear probing over
-/// a deterministic hash. Only membership is ever asked, never iteration, but
-/// the hash is fixed anyway so runs are reproducible to the byte.
-#[derive(Debug)]
-struct MemoSet<S> {
-    words_per_entry: usize,
-    /// Entry `i`'s bitset is `bits[i * words_per_entry..][..words_per_entry]`.
-    bits: Vec<u64>,
-    states: Vec<S>,
-    hashes: Vec<u64>,
-    /// Entry index + 1, or 0 for an empty slot; length a power of two.
-    slots: Vec<u32>,
-}
-
-/// Initial number of slots of the memo table.
-const MEMO_SLOTS_INITIAL: usize = 1 << 10;
-
-impl<S: Eq + Hash> MemoSet<S> {
-    fn new(words_per_entry: usize) -> Self {
-        Self {
-            words_per_entry,
-            bits: Vec::new(),
-            states: Vec::new(),
-            hashes: Vec::new(),
-            slots: vec![0; MEMO_SLOTS_INITIAL],
-        }
-    }
-
-    fn bytes(&self) -> usize {
-        self.bits.len() * 8
-            + self.states.len() * std::mem::size_of::<S>()
-            + self.hashes.len() * 8
-            + self.slots.len() * 4
-    }
-
-    /// Inserts the pair; returns whether it was new.
-    fn insert(&mut self, bits: &[u64], state: &S) -> bool
-    where
-        S: Clone,
-    {
-        let mut hasher = MixHasher::default();
-        bits.hash(&mut hasher);
-        state.hash(&mut hasher);
-        let hash = hasher.finish();
-        let mask = self.slots.len() - 1;
-        let mut slot = (hash as usize) & mask;
-        loop {
-            let entry = self.slots[slot];
-            if entry == 0 {
-                break;
-            }
-            let i = entry as usize - 1;
-            if self.hashes[i] == hash
-                && &self.bits[i * self.words_per_entry..(i + 1) * self.words_per_entry] == bits
-                && &self.states[i] == state
-            {
-                return false;
-            }
-            slot = (slot + 1) & mask;
-        }
-        let index = self.states.len();
-        assert!(index < u32::MAX as usize - 1, "memo table full");
-        self.bits.extend_from_slice(bits);
-        self.states.push(state.clone());
-        self.hashes.push(hash);
-        self.slots[slot] = index as u32 + 1;
-        // Keep the load factor under one half.
-        if self.states.len() * 2 > self.slots.len() {
-            self.grow();
-        }
-        true
-    }
-
-    fn grow(&mut self) {
-        let len = self.slots.len() * 2;
-        let mask = len - 1;
-        let mut slots = vec![0u32; len];
-        for (i, &hash) in self.hashes.iter().enumerate() {
-            let mut slot = (hash as usize) & mask;
-            while slots[slot] != 0 {
-                slot = (slot + 1) & mask;
-            }
-            slots[slot] = i as u32 + 1;
-        }
-        self.slots = slots;
-    }
-}
-
-/// A small, fixed, multiply-rotate hasher (no random seed: deterministic).
-#[derive(Debug, Default)]
-struct MixHasher {
-    state: u64,
-}
-
-const MIX_MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
-
-impl MixHasher {
-    fn add(&mut self, word: u64) {
-        self.state = (self.state.rotate_left(23) ^ word).wrapping_mul(MIX_MULTIPLIER);
-    }
-}
-
-impl Hasher for MixHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 56));
-        }
-    }
-
-    fn write_u64(&mut self, word: u64) {
-        self.add(word);
-    }
-
-    fn finish(&self) -> u64 {
-        // Final avalanche so the low bits used for slots depend on all bits.
-        let mut x = self.state;
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
-        x ^= x >> 33;
-        x
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -644,17 +709,61 @@ mod tests {
         assert_eq!(stuck.deadline, 2);
     }
 
+    fn ok() -> Outcome {
+        Outcome::Ok { value: None }
+    }
+
     #[test]
-    fn memo_set_reports_only_new_pairs() {
-        let mut memo: MemoSet<Option<i64>> = MemoSet::new(2);
-        for i in 0..5000u64 {
-            assert!(memo.insert(&[i, 7], &Some(1)));
-            assert!(memo.insert(&[i, 7], &None));
+    fn segments_cut_where_nothing_is_in_flight_and_never_after_an_open_operation() {
+        let ops = [
+            op(0, Call::Write(Some(1)), ok(), 0, Some(10)),
+            op(1, Call::Read, Outcome::Ok { value: Some(1) }, 5, Some(15)),
+            // Quiescent between 15 and 20.
+            op(2, Call::Write(Some(2)), ok(), 20, Some(30)),
+            // Touching at 30 counts as overlapping: no cut.
+            op(3, Call::Write(Some(3)), ok(), 30, Some(40)),
+            // Never responds: no cut after it, though 50 is quiet.
+            op(4, Call::Write(Some(4)), Outcome::Info, 43, None),
+            op(5, Call::Read, Outcome::Ok { value: Some(3) }, 42, Some(44)),
+            op(6, Call::Read, Outcome::Ok { value: Some(4) }, 60, Some(70)),
+        ];
+        assert_eq!(
+            quiescent_segments(&ops),
+            vec![vec![0, 1], vec![2, 3], vec![5, 4, 6]]
+        );
+    }
+
+    /// The first segment can end holding 1 or 2; only one of them lets the
+    /// second linearize, so every way a segment ends must be carried on.
+    #[test]
+    fn every_state_a_segment_can_end_in_is_tried_next() {
+        let read = |v| Outcome::Ok { value: Some(v) };
+        let history = |last_read| {
+            vec![
+                op(0, Call::Write(Some(1)), ok(), 0, Some(10)),
+                op(1, Call::Write(Some(2)), ok(), 1, Some(11)),
+                op(2, Call::Read, read(last_read), 20, Some(30)),
+            ]
+        };
+        for (last_read, linearizable) in [(1, true), (2, true), (3, false)] {
+            let ops = history(last_read);
+            assert_eq!(quiescent_segments(&ops).len(), 2);
+            match search(&RegisterModel, &ops, &SearchLimits::default()) {
+                SearchResult::Linearizable { order } => {
+                    assert!(linearizable, "read {last_read}");
+                    assert_eq!(order.len(), 3);
+                    assert_eq!(order[2], 2);
+                    assert_eq!(order[1], if last_read == 1 { 0 } else { 1 });
+                }
+                SearchResult::NotLinearizable(stuck) => {
+                    assert!(!linearizable, "read {last_read}");
+                    // The report spans both segments: the writes, then the
+                    // read that fits neither ending.
+                    assert_eq!(stuck.prefix.len(), 2);
+                    assert_eq!((stuck.deadline, stuck.candidates), (2, vec![2]));
+                }
+                other => panic!("{other:?}"),
+            }
         }
-        for i in 0..5000u64 {
-            assert!(!memo.insert(&[i, 7], &Some(1)));
-            assert!(!memo.insert(&[i, 7], &None));
-        }
-        assert!(memo.insert(&[0, 8], &None));
     }
 }

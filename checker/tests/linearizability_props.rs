@@ -139,7 +139,7 @@ fn sequential_history(draws: &[Draw]) -> Vec<Spec> {
                         state.insert(key, d.a);
                         (call, Some((response, Outcome::Ok { value: None })))
                     }
-                    None => (call, Some((response, Outcome::Fail))),
+                    None => (call, Some((response, Outcome::Refused))),
                 }
             }
         };
@@ -161,17 +161,17 @@ fn sequential_history(draws: &[Draw]) -> Vec<Spec> {
 fn required_response(s: &Spec) -> Option<u64> {
     match &s.done {
         Some((t, Outcome::Ok { .. })) => Some(*t),
-        Some((t, Outcome::Fail)) if matches!(s.call, Call::Cas { .. }) => Some(*t),
+        Some((t, Outcome::Refused)) if matches!(s.call, Call::Cas { .. }) => Some(*t),
         _ => None,
     }
 }
 
-/// Whether the operation may appear at all (a failed read or write never
-/// happened).
+/// Whether the operation may appear at all (a failed operation never
+/// happened; only a compare-and-set can be refused).
 fn may_appear(s: &Spec) -> bool {
     !matches!(
         (&s.call, &s.done),
-        (Call::Read | Call::Write(_), Some((_, Outcome::Fail)))
+        (_, Some((_, Outcome::Fail))) | (Call::Read | Call::Write(_), Some((_, Outcome::Refused)))
     )
 }
 
@@ -193,7 +193,7 @@ fn apply(
         (Call::Write(v), _) => {
             next.insert(s.key, *v);
         }
-        (Call::Cas { expected, .. }, Some(Outcome::Fail)) => {
+        (Call::Cas { expected, .. }, Some(Outcome::Refused)) => {
             if *expected == current {
                 return None;
             }
@@ -270,6 +270,7 @@ fn arbitrary_spec() -> impl Strategy<Value = Spec> {
                 0 => None,
                 1 => Some((t, Outcome::Info)),
                 2 => Some((t, Outcome::Fail)),
+                3 => Some((t, Outcome::Refused)),
                 _ => Some((
                     t,
                     Outcome::Ok {

@@ -53,7 +53,8 @@ fn register_spec() -> impl Strategy<Value = RegisterSpec> {
             let outcome = match (kind, &call) {
                 (0, _) => None,
                 (1, _) => Some(Outcome::Info),
-                (2, Call::Cas { .. }) => Some(Outcome::Fail),
+                (2, Call::Cas { .. }) => Some(Outcome::Refused),
+                (3, Call::Cas { .. }) => Some(Outcome::Fail),
                 (_, Call::Read) => Some(Outcome::Ok { value: read }),
                 _ => Some(Outcome::Ok { value: None }),
             };

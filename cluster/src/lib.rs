@@ -27,30 +27,46 @@
 //! - [`message`]: peer messages and client requests/responses.
 //! - [`codec`]: the versioned, length-prefixed, CRC32-checked frame.
 //! - [`coordinator`]: pending client operations: quorum counting, read repair.
+//! - [`gossip`]: member states spread epidemically, push-pull.
+//! - [`failure_detector`]: phi-accrual judgment of which peers are up.
+//! - [`hints`]: hinted handoff's bookkeeping: bounds, pacing, expiry.
+//! - [`keyspace`]: the node's own keys (hints) beside client keys.
+//! - [`merkle`]: Merkle trees of a repair range and their diff.
+//! - [`anti_entropy`]: repair sessions comparing trees, streaming both ways.
+//! - [`purge`]: the gate on tombstone purging (repair first).
 //! - [`generation`]: the boot generation kept on disk.
 //! - [`no_space`]: what a full disk does to outputs waiting on a sync.
-//! - [`node`]: `Node`, tying them together: `step` and `flush`.
+//! - [`node`]: `Node`, a dispatcher tying them together: `step` and `flush`.
 
+pub mod anti_entropy;
 pub mod codec;
 pub mod consistency;
 pub mod coordinator;
+pub mod failure_detector;
 pub mod generation;
+pub mod gossip;
+pub mod hints;
 pub mod hlc;
 pub mod ids;
+pub mod keyspace;
+pub mod merkle;
 pub mod message;
 pub mod no_space;
 pub mod node;
+pub mod purge;
 pub mod ring;
 
+pub use anti_entropy::{AntiEntropyOptions, AntiEntropyStats, FullPassReport};
 pub use codec::{decode_frame, encode_frame, CodecError, Decoded};
 pub use consistency::ConsistencyLevel;
+pub use hints::{HintOptions, HintStats};
 pub use ids::{NodeId, Now, OpId, RequestId};
 pub use message::{
     ClientError, ClientOp, ClientRequest, ClientResponse, Envelope, Message, ReplicaFailure,
     WireVersion,
 };
 pub use node::{
-    AcknowledgedWrite, ClusterConfig, Input, Node, NodeError, NodeOptions, NodeStats, Output,
-    ReplyVersion,
+    AcknowledgedWrite, ClusterConfig, Input, MemberView, Node, NodeError, NodeOptions, NodeStats,
+    Output, ReplyVersion,
 };
 pub use ring::{Ownership, Ring, RingError};

@@ -3,8 +3,10 @@
 use enigma_engine::{EngineError, Timestamp, Versioned};
 use serde::{Deserialize, Serialize};
 
+use crate::anti_entropy::{FullPassReport, RepairEntry, SessionId};
 use crate::consistency::ConsistencyLevel;
-use crate::ids::OpId;
+use crate::gossip::MemberState;
+use crate::ids::{NodeId, OpId};
 
 /// A message between nodes, with the sender's clock reading so that the
 /// receiver's hybrid logical clock never falls behind its sender's.
@@ -30,7 +32,8 @@ pub enum Message {
     /// Without `failure`: the write of `op` is durable at the sender (or it
     /// already held a newer version). With it: the sender's storage could
     /// not apply it or make it durable, and says why at once rather than
-    /// leaving the coordinator to time out.
+    /// leaving the coordinator to time out. Answers `Write` and
+    /// `RepairWrite`.
     WriteAck {
         op: OpId,
         failure: Option<ReplicaFailure>,
@@ -55,6 +58,124 @@ pub enum Message {
         op: OpId,
         digest: Option<VersionDigest>,
     },
+    /// Read repair: store `version` of `key` if newer. Unlike a client's
+    /// `Write` it carries a version some replica already held, so it is
+    /// never refused for its age.
+    RepairWrite {
+        op: OpId,
+        key: Vec<u8>,
+        version: WireVersion,
+    },
+    /// A gossip round: every member state the sender knows.
+    GossipSyn { states: Vec<MemberState> },
+    /// The answer to a round: the states the receiver knew better.
+    GossipAck { states: Vec<MemberState> },
+    /// A hinted write, replayed by the coordinator that held it for the
+    /// receiver: store `version` of `key` if newer.
+    Hint {
+        id: u64,
+        key: Vec<u8>,
+        version: WireVersion,
+    },
+    /// Hint `id` is durable at the sender (or it already held a newer
+    /// version): the coordinator may delete it.
+    HintAck { id: u64 },
+    /// Anti-entropy: build your Merkle tree of the repair range whose
+    /// replicas are `replicas`, of `depth`, and answer with its leaves.
+    TreeRequest {
+        session: SessionId,
+        replicas: Vec<NodeId>,
+        depth: u8,
+    },
+    /// Anti-entropy: the leaf hashes of the sender's tree.
+    TreeReply {
+        session: SessionId,
+        leaves: Vec<u64>,
+    },
+    /// Anti-entropy: stream your entries of these leaves to the initiator.
+    RepairPull {
+        session: SessionId,
+        leaves: Vec<u32>,
+    },
+    /// Anti-entropy: a batch of entries; `last` ends the stream.
+    RepairData {
+        session: SessionId,
+        seq: u64,
+        entries: Vec<RepairEntry>,
+        last: bool,
+    },
+    /// Anti-entropy: batch `seq` is durable at the sender.
+    RepairDataAck { session: SessionId, seq: u64 },
+    /// Anti-entropy: the session is complete: every replica holds every
+    /// version that existed anywhere when it started, at `started_hlc`.
+    RepairComplete {
+        session: SessionId,
+        started_hlc: u64,
+    },
+    /// Anti-entropy: the sender gives up the session (or will not take it).
+    RepairRefused { session: SessionId },
+}
+
+impl Message {
+    /// Bytes of keys, values and other variable-length content the message
+    /// carries: what bounds in bytes (send queues) count, beside a fixed
+    /// overhead per message.
+    pub fn payload_bytes(&self) -> usize {
+        let version = |v: &WireVersion| v.value.as_ref().map_or(0, Vec::len);
+        match self {
+            Self::Write {
+                key, version: v, ..
+            }
+            | Self::RepairWrite {
+                key, version: v, ..
+            }
+            | Self::Hint {
+                key, version: v, ..
+            } => key.len() + version(v),
+            Self::Read { key, .. } | Self::ReadDigest { key, .. } => key.len(),
+            Self::ReadReply { version: v, .. } => v.as_ref().map_or(0, version),
+            Self::DigestReply { .. } => std::mem::size_of::<VersionDigest>(),
+            Self::GossipSyn { states } | Self::GossipAck { states } => {
+                states.len() * std::mem::size_of::<MemberState>()
+            }
+            Self::TreeRequest { replicas, .. } => replicas.len() * 4,
+            Self::TreeReply { leaves, .. } => leaves.len() * 8,
+            Self::RepairPull { leaves, .. } => leaves.len() * 4,
+            Self::RepairData { entries, .. } => entries
+                .iter()
+                .map(|(key, v)| key.len() + version(v) + 16)
+                .sum(),
+            Self::WriteAck { .. }
+            | Self::HintAck { .. }
+            | Self::RepairDataAck { .. }
+            | Self::RepairComplete { .. }
+            | Self::RepairRefused { .. } => 0,
+        }
+    }
+
+    /// A short name for logs and counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Write { .. } => "write",
+            Self::WriteAck { .. } => "write-ack",
+            Self::Read { .. } => "read",
+            Self::ReadReply { .. } => "read-reply",
+            Self::ReadDigest { .. } => "read-digest",
+            Self::DigestReply { .. } => "digest-reply",
+            Self::RepairWrite { .. } => "repair-write",
+            Self::GossipSyn { .. } => "gossip-syn",
+            Self::GossipAck { .. } => "gossip-ack",
+            Self::Hint { .. } => "hint",
+            Self::HintAck { .. } => "hint-ack",
+            Self::TreeRequest { .. } => "tree-request",
+            Self::TreeReply { .. } => "tree-reply",
+            Self::RepairPull { .. } => "repair-pull",
+            Self::RepairData { .. } => "repair-data",
+            Self::RepairDataAck { .. } => "repair-data-ack",
+            Self::RepairComplete { .. } => "repair-complete",
+            Self::RepairRefused { .. } => "repair-refused",
+        }
+    }
 }
 
 /// What a replica answers to [`Message::ReadDigest`]: enough to tell
@@ -201,13 +322,18 @@ pub enum ClientOp {
     Put { key: Vec<u8>, value: Vec<u8> },
     /// Delete the key.
     Delete { key: Vec<u8> },
+    /// An operator asks the coordinator for a full anti-entropy pass over
+    /// every range it replicates (`enigma repair`); answered with
+    /// [`ClientResponse::Repaired`] once done. Touches no one key.
+    Repair,
 }
 
 impl ClientOp {
-    /// The key the operation touches.
+    /// The key the operation touches (empty for [`Self::Repair`]).
     pub fn key(&self) -> &[u8] {
         match self {
             Self::Get { key } | Self::Put { key, .. } | Self::Delete { key } => key,
+            Self::Repair => &[],
         }
     }
 }
@@ -219,6 +345,8 @@ pub enum ClientResponse {
     Value(Option<Vec<u8>>),
     /// The write is durable on as many replicas as the level required.
     Written,
+    /// An operator's full anti-entropy pass finished.
+    Repaired(FullPassReport),
     /// The operation failed; see [`ClientError::may_have_applied`].
     Error(ClientError),
 }
@@ -229,6 +357,9 @@ pub enum ClientError {
     /// Not enough replicas answered before the deadline. A write may still
     /// have been applied, and may yet become visible.
     Timeout { answered: usize, required: usize },
+    /// Fewer replicas are up, in the coordinator's judgment, than the level
+    /// needs: refused before anything was sent, nothing applied.
+    Unavailable { alive: usize, required: usize },
     /// The request was refused before anything was sent: nothing applied.
     Invalid { reason: String },
     /// The coordinator is overloaded and refused the request: nothing applied.
@@ -247,7 +378,7 @@ impl ClientError {
     pub fn may_have_applied(&self) -> bool {
         match self {
             Self::Timeout { .. } | Self::Storage { .. } | Self::NoSpace { .. } => true,
-            Self::Invalid { .. } | Self::Overloaded { .. } => false,
+            Self::Invalid { .. } | Self::Overloaded { .. } | Self::Unavailable { .. } => false,
         }
     }
 }
@@ -261,6 +392,10 @@ impl std::fmt::Display for ClientError {
                     "timeout: {answered} of {required} required replicas answered"
                 )
             }
+            Self::Unavailable { alive, required } => write!(
+                f,
+                "unavailable: {alive} of {required} required replicas are up"
+            ),
             Self::Invalid { reason } => write!(f, "invalid request: {reason}"),
             Self::Overloaded { pending } => write!(f, "overloaded: {pending} requests pending"),
             Self::Storage { reason } => write!(f, "storage error: {reason}"),

@@ -13,8 +13,11 @@
 //! - read replies and digest replies to coordinators become failures too
 //!   (they may show a version not yet durable);
 //! - client replies become `NoSpace` errors (a write may have applied);
-//! - writes and reads sent to other replicas go as they are: they claim
-//!   nothing about this node's disk.
+//! - acknowledgements of hints and of anti-entropy batches, and Merkle
+//!   trees (which may hash versions not yet durable), are not sent: their
+//!   senders send again, and by then the disk may have room;
+//! - writes, reads, gossip and other repair messages go as they are: they
+//!   claim nothing about this node's disk.
 
 use crate::ids::NodeId;
 use crate::message::{ClientError, ClientResponse, Message, ReplicaFailure};
@@ -28,9 +31,12 @@ pub fn release_without_durability(
     failure: &ReplicaFailure,
 ) -> Vec<Output> {
     held.into_iter()
-        .map(|output| match output {
+        .filter_map(|output| match output {
             Output::Send { to, mut envelope } => {
                 match &mut envelope.message {
+                    Message::HintAck { .. }
+                    | Message::RepairDataAck { .. }
+                    | Message::TreeReply { .. } => return None,
                     Message::WriteAck { failure: slot, .. } => {
                         slot.get_or_insert_with(|| failure.clone());
                     }
@@ -52,20 +58,31 @@ pub fn release_without_durability(
                             failure: Some(failure.clone()),
                         };
                     }
-                    Message::Write { .. } | Message::Read { .. } | Message::ReadDigest { .. } => {}
+                    Message::Write { .. }
+                    | Message::Read { .. }
+                    | Message::ReadDigest { .. }
+                    | Message::RepairWrite { .. }
+                    | Message::GossipSyn { .. }
+                    | Message::GossipAck { .. }
+                    | Message::Hint { .. }
+                    | Message::TreeRequest { .. }
+                    | Message::RepairPull { .. }
+                    | Message::RepairData { .. }
+                    | Message::RepairComplete { .. }
+                    | Message::RepairRefused { .. } => {}
                 }
-                Output::Send { to, envelope }
+                Some(Output::Send { to, envelope })
             }
             Output::Reply { request, response } => {
                 let response = match response {
                     error @ ClientResponse::Error(_) => error,
-                    ClientResponse::Value(_) | ClientResponse::Written => {
-                        ClientResponse::Error(ClientError::NoSpace {
-                            reason: format!("{me}: {failure}"),
-                        })
-                    }
+                    ClientResponse::Value(_)
+                    | ClientResponse::Written
+                    | ClientResponse::Repaired(_) => ClientResponse::Error(ClientError::NoSpace {
+                        reason: format!("{me}: {failure}"),
+                    }),
                 };
-                Output::Reply { request, response }
+                Some(Output::Reply { request, response })
             }
         })
         .collect()
@@ -127,7 +144,7 @@ mod tests {
                     } => assert!(version.is_none() && failure.is_some()),
                     Message::Write { .. } => {}
                     Message::DigestReply { .. } => panic!("a digest reply claims durability"),
-                    Message::Read { .. } | Message::ReadDigest { .. } => panic!("none was held"),
+                    _ => panic!("none was held"),
                 },
                 Output::Reply { response, .. } => assert!(matches!(
                     response,

@@ -166,6 +166,29 @@ impl Ring {
             .collect()
     }
 
+    /// The ring's repair ranges: every distinct replica set (sorted), and
+    /// for each token position (in token order) the index of the set that
+    /// holds the keys landing on it. Anti-entropy compares one set's keys at
+    /// a time: all ring ranges with the same replicas are repaired together,
+    /// with one scan.
+    pub fn repair_ranges(&self) -> RepairRanges {
+        let mut sets: Vec<Vec<NodeId>> = Vec::new();
+        let mut by_token = Vec::with_capacity(self.tokens.len());
+        for i in 0..self.tokens.len() {
+            let mut replicas = self.replicas_from(i);
+            replicas.sort_unstable();
+            let index = match sets.iter().position(|s| *s == replicas) {
+                Some(index) => index,
+                None => {
+                    sets.push(replicas);
+                    sets.len() - 1
+                }
+            };
+            by_token.push((self.tokens[i].0, index));
+        }
+        RepairRanges { sets, by_token }
+    }
+
     /// Members of the ring, sorted.
     pub fn nodes(&self) -> &[NodeId] {
         &self.nodes
@@ -174,6 +197,49 @@ impl Ring {
     /// Replicas per key.
     pub fn replication_factor(&self) -> usize {
         self.replication_factor
+    }
+}
+
+/// Repair ranges: the ring grouped by replica set (see
+/// [`Ring::repair_ranges`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepairRanges {
+    /// Each distinct replica set, sorted, in the order first met on the ring.
+    sets: Vec<Vec<NodeId>>,
+    /// `(token, set index)` in token order.
+    by_token: Vec<(u64, usize)>,
+}
+
+impl RepairRanges {
+    /// How many repair ranges there are.
+    pub fn len(&self) -> usize {
+        self.sets.len()
+    }
+
+    /// Whether there are none (never, for a valid ring).
+    pub fn is_empty(&self) -> bool {
+        self.sets.is_empty()
+    }
+
+    /// The replicas of range `index`, sorted.
+    pub fn replicas(&self, index: usize) -> &[NodeId] {
+        &self.sets[index]
+    }
+
+    /// The range whose replicas are exactly `replicas` (sorted), if any.
+    pub fn find(&self, replicas: &[NodeId]) -> Option<usize> {
+        self.sets.iter().position(|s| s == replicas)
+    }
+
+    /// The range holding the keys of `token`.
+    pub fn of_token(&self, token: u64) -> usize {
+        let at = self.by_token.partition_point(|&(t, _)| t < token);
+        self.by_token[at % self.by_token.len()].1
+    }
+
+    /// The range holding `key`.
+    pub fn of_key(&self, key: &[u8]) -> usize {
+        self.of_token(Ring::token(key))
     }
 }
 
@@ -260,6 +326,25 @@ mod tests {
                 "{share:?} measured {measured}"
             );
         }
+    }
+
+    #[test]
+    fn a_keys_repair_range_holds_exactly_its_replicas() {
+        for (n, rf) in [(3, 3), (5, 3), (4, 1), (6, 2)] {
+            let ring = Ring::new(&nodes(n), 16, rf).unwrap();
+            let ranges = ring.repair_ranges();
+            assert!(!ranges.is_empty());
+            for k in 0..2000u32 {
+                let key = k.to_le_bytes();
+                let mut replicas = ring.replicas(&key);
+                replicas.sort_unstable();
+                let range = ranges.of_key(&key);
+                assert_eq!(ranges.replicas(range), replicas.as_slice());
+                assert_eq!(ranges.find(&replicas), Some(range));
+            }
+        }
+        let full = Ring::new(&nodes(3), 64, 3).unwrap().repair_ranges();
+        assert_eq!(full.len(), 1, "one replica set: one range");
     }
 
     proptest! {

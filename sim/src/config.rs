@@ -35,9 +35,29 @@ pub struct SimConfig {
     /// One value in 32 is padded to this many bytes, so that a handful of
     /// keys fill a memtable now and then.
     pub value_bytes: usize,
+    /// Whether the nemesis may crash nodes, fail their syncs (the node
+    /// stops) and fill their disks (each seed then draws whether it does).
+    /// Off, with anti-entropy off, hints alone must converge.
+    pub crashes: bool,
+    /// Whether coordinators store and replay hints.
+    pub hinted_handoff: bool,
+    /// Whether nodes run anti-entropy continuously.
+    pub anti_entropy: bool,
     /// Plant the node's deliberate bug (QUORUM writes acknowledged after one
     /// replica), to prove the checks bite. Test-only: no CLI flag sets it.
     pub planted_bug: bool,
+    /// Plant: a hint is deleted when sent, not when acknowledged.
+    /// Test-only.
+    pub planted_hint_deleted_on_send: bool,
+    /// Plant: anti-entropy pulls differences to the initiator and never
+    /// pushes them back. Test-only.
+    pub planted_anti_entropy_one_way: bool,
+    /// Plant: tombstones are purged past the grace period without waiting
+    /// for a repair of their range. Test-only.
+    pub planted_purge_without_repair: bool,
+    /// Plant: coordinators wait on replicas their failure detector holds
+    /// down instead of answering `Unavailable`. Test-only.
+    pub planted_coordinator_ignores_failure_detector: bool,
     /// Plant a disk that loses synced writes: on every crash the newest
     /// segment of the node's write-ahead log is cut back to its header, as
     /// if the disk had lied about the sync. Replication masks it from
@@ -83,7 +103,14 @@ impl Default for SimConfig {
             trace: false,
             memtable_bytes: SIM_MEMTABLE_BYTES,
             value_bytes: SIM_VALUE_BYTES,
+            crashes: true,
+            hinted_handoff: true,
+            anti_entropy: true,
             planted_bug: false,
+            planted_hint_deleted_on_send: false,
+            planted_anti_entropy_one_way: false,
+            planted_purge_without_repair: false,
+            planted_coordinator_ignores_failure_detector: false,
             planted_disk_loses_synced_writes: false,
             planted_release_before_sync: false,
             planted_ack_after_failed_sync: false,
@@ -148,6 +175,16 @@ impl SimConfig {
                 self.memtable_bytes
             ));
         }
+        if self.faults && self.crashes && !self.anti_entropy {
+            return Err(
+                "--anti-entropy off needs --crashes off: a coordinator that crashes before its write's deadline leaves no hint, and only anti-entropy repairs what it missed".into(),
+            );
+        }
+        if self.faults && !self.anti_entropy && !self.hinted_handoff {
+            return Err(
+                "--hints off and --anti-entropy off together leave nothing to repair a replica that missed writes".into(),
+            );
+        }
         if self.value_bytes > VALUE_BYTES_MAX {
             return Err(format!(
                 "--value-bytes must be at most {VALUE_BYTES_MAX}, got {}",
@@ -155,6 +192,19 @@ impl SimConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Whether any planted bug is on.
+    pub fn planted_any(&self) -> bool {
+        self.planted_bug
+            || self.planted_disk_loses_synced_writes
+            || self.planted_hint_deleted_on_send
+            || self.planted_anti_entropy_one_way
+            || self.planted_purge_without_repair
+            || self.planted_coordinator_ignores_failure_detector
+            || self.planted_release_before_sync
+            || self.planted_ack_after_failed_sync
+            || self.planted_flush_drops_memtable
     }
 
     /// The command that replays exactly this run.
@@ -200,12 +250,22 @@ impl SimConfig {
             self.value_bytes.to_string(),
             defaults.value_bytes.to_string(),
         );
-        if self.planted_bug
-            || self.planted_disk_loses_synced_writes
-            || self.planted_release_before_sync
-            || self.planted_ack_after_failed_sync
-            || self.planted_flush_drops_memtable
-        {
+        flag(
+            "crashes",
+            on_off(self.crashes).into(),
+            on_off(defaults.crashes).into(),
+        );
+        flag(
+            "hints",
+            on_off(self.hinted_handoff).into(),
+            on_off(defaults.hinted_handoff).into(),
+        );
+        flag(
+            "anti-entropy",
+            on_off(self.anti_entropy).into(),
+            on_off(defaults.anti_entropy).into(),
+        );
+        if self.planted_any() {
             command.push_str("  (planted bug on: replay through enigma_sim::run, not the CLI)");
         }
         command

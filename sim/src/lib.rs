@@ -29,4 +29,4 @@ pub mod trace;
 
 pub use config::SimConfig;
 pub use run::{run, RunReport, RunStats, Violation};
-pub use sweep::{sweep, SweepReport};
+pub use sweep::{sweep, ConvergeTimes, SweepReport};

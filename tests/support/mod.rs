@@ -277,25 +277,24 @@ impl Cluster {
             .unwrap()
     }
 
-    /// Waits until node `i` sees every running peer up and every stopped
-    /// one down.
+    /// Waits until node `i` holds every running peer up (with its link to
+    /// it connected) and every stopped one down.
     pub fn wait_peers_up(&self, i: usize) {
         let deadline = Instant::now() + START_DEADLINE;
         loop {
             let text = self.membership(i);
             let expected = self.nodes.iter().enumerate().all(|(j, n)| {
-                let state = if j == i {
-                    "self"
+                let wanted: &[&str] = if j == i {
+                    &["state=self,"]
                 } else if n.child.is_some() {
-                    "up"
+                    &["state=up,", "link=up,"]
                 } else {
-                    "down"
+                    &["state=down,"]
                 };
-                text.contains(&format!("member_{}:", n.id))
-                    && text.lines().any(|l| {
-                        l.starts_with(&format!("member_{}:", n.id))
-                            && l.contains(&format!("state={state},"))
-                    })
+                text.lines().any(|l| {
+                    l.starts_with(&format!("member_{}:", n.id))
+                        && wanted.iter().all(|w| l.contains(w))
+                })
             });
             if expected {
                 return;

@@ -453,6 +453,13 @@ fn parse_run_line(
                 .ok_or_else(|| wrong("replication_factor", "a positive integer", n))?,
         ),
     };
+    let clock_uncertainty_nanos = match map.get("clock_uncertainty_nanos") {
+        None | Some(Json::Null) => None,
+        Some(n) => Some(
+            n.as_u64()
+                .ok_or_else(|| wrong("clock_uncertainty_nanos", "a non-negative integer", n))?,
+        ),
+    };
     let source = match map.get("source") {
         None | Some(Json::Null) => None,
         Some(Json::String(s)) => Some(s.clone()),
@@ -463,6 +470,7 @@ fn parse_run_line(
             clock_skew: flag("clock_skew")?,
             replication_factor,
             session_timestamps: flag("session_timestamps")?,
+            clock_uncertainty_nanos,
         },
         source,
     })
@@ -480,6 +488,9 @@ pub fn run_line(run: &RunLine) -> String {
     }
     if let Some(sessions) = facts.session_timestamps {
         line.push_str(&format!(",\"session_timestamps\":{sessions}"));
+    }
+    if let Some(nanos) = facts.clock_uncertainty_nanos {
+        line.push_str(&format!(",\"clock_uncertainty_nanos\":{nanos}"));
     }
     if let Some(source) = &run.source {
         line.push_str(&format!(",\"source\":{}", Json::String(source.clone())));
@@ -663,7 +674,7 @@ pub fn leveled_events_of_history(
                     value.map_or(EventValue::Nil, EventValue::Int),
                 ),
                 (Outcome::Ok { .. }, _) => (EventKind::Ok, value),
-                (Outcome::Fail, _) => (EventKind::Fail, value),
+                (Outcome::Fail | Outcome::Refused, _) => (EventKind::Fail, value),
                 (Outcome::Info, _) => (EventKind::Info, value),
             };
             let mut completion = event(kind, value, c.time_nanos);
@@ -816,6 +827,9 @@ fn assemble(events: &[(usize, Event)], text: &str) -> Result<Assembled, ParseErr
                         },
                     },
                     EventKind::Ok => Outcome::Ok { value: None },
+                    // This format's `fail` of a cas is Porcupine's reading
+                    // (docs/FORMAT.md); `read_failed_cas` re-reads it.
+                    EventKind::Fail if e.f == Function::Cas => Outcome::Refused,
                     EventKind::Fail => Outcome::Fail,
                     EventKind::Info | EventKind::Invoke => Outcome::Info,
                 };
@@ -928,6 +942,7 @@ mod tests {
                 clock_skew: Some(true),
                 replication_factor: Some(3),
                 session_timestamps: Some(false),
+                clock_uncertainty_nanos: Some(40_000_000),
             },
             source: Some("enigma sim --seed 0x3".to_owned()),
         };

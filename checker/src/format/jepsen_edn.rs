@@ -11,11 +11,17 @@
 //! or a keyword; a register history may omit it. Other fields (`:time`,
 //! `:index`, ...) are ignored: line order is time. Events of non-numeric
 //! processes (`:nemesis`) are skipped, as are blank lines and `;` comments.
+//!
+//! `:fail` means what Jepsen means by it, as Knossos reads it: the operation
+//! did not take effect, so a failed `:cas` constrains nothing
+//! ([`FailReading::Knossos`]; `History::read_failed_cas` re-reads it).
+
+use std::borrow::Cow;
 
 use super::edn::{self, Edn};
 use super::jepsen_log::{apply_register_event, Columns, Event, JEPSEN_LOG_KEY};
 use super::{EventType, Outstanding, ParseError, ParsedHistory, Problem};
-use crate::history::History;
+use crate::history::{FailReading, History};
 use crate::kv::{KvHistory, KvOutcome};
 use crate::model::KvInput;
 
@@ -26,47 +32,48 @@ use crate::model::KvInput;
 pub fn parse(text: &str) -> Result<ParsedHistory, ParseError> {
     let mut parsed: Option<ParsedHistory> = None;
     let mut outstanding = Outstanding::default();
+    // Each line's fields, in one vector reused from line to line.
+    let mut fields = Vec::new();
     for (index, line_text) in text.lines().enumerate() {
         let line = index + 1;
         let trimmed = line_text.trim_start();
         if trimmed.is_empty() || trimmed.starts_with(';') {
             continue;
         }
-        let err = |column: usize, problem: Problem| ParseError {
+        // Byte offsets, turned into character columns only for an error.
+        let err = |byte: usize, problem: Problem| ParseError {
             line,
-            column,
+            column: edn::column_of(line_text, byte),
             problem,
         };
-        let (value, columns) = edn::parse_value_with_columns(line_text, line)?;
-        let first_column = line_text.chars().count() - trimmed.chars().count() + 1;
-        let Edn::Map(pairs) = &value else {
+        if let Some(value) = edn::parse_keyword_map(line_text, line, &mut fields)? {
             return Err(err(
-                first_column,
+                line_text.len() - trimmed.len(),
                 Problem::WrongType {
                     field: "line",
                     expected: "a map",
                     found: value.kind().to_owned(),
                 },
             ));
-        };
-        let end_column = line_text.chars().count() + 1;
-        let field = |name: &'static str| -> Option<(&Edn, usize)> {
-            pairs.iter().enumerate().find_map(|(i, (k, v))| match k {
-                Edn::Keyword(k) if k == name => Some((v, columns[2 * i + 1])),
-                _ => None,
-            })
+        }
+        let end = line_text.len();
+        let field = |name: &'static str| -> Option<(&Edn<'_>, usize)> {
+            fields
+                .iter()
+                .find(|(k, _, _)| *k == name)
+                .map(|(_, v, at)| (v, *at))
         };
         let required = |name: &'static str| {
-            field(name).ok_or_else(|| err(end_column, Problem::MissingField { field: name }))
+            field(name).ok_or_else(|| err(end, Problem::MissingField { field: name }))
         };
-        let (process, process_column) = required("process")?;
+        let (process, process_at) = required("process")?;
         let process = match process {
             Edn::Int(n) if *n >= 0 => *n as u64,
             // :nemesis and other non-client processes.
             Edn::Keyword(_) => continue,
             other => {
                 return Err(err(
-                    process_column,
+                    process_at,
                     Problem::WrongType {
                         field: "process",
                         expected: "a non-negative integer",
@@ -75,32 +82,39 @@ pub fn parse(text: &str) -> Result<ParsedHistory, ParseError> {
                 ))
             }
         };
-        let (kind, kind_column) = required("type")?;
+        let (kind, kind_at) = required("type")?;
         let kind = keyword(kind, "type")
             .and_then(EventType::from_name)
-            .map_err(|p| err(kind_column, p))?;
-        let (f, f_column) = required("f")?;
-        let f = keyword(f, "f").map_err(|p| err(f_column, p))?;
-        let (value, value_column) = field("value").unwrap_or((&Edn::Nil, end_column));
+            .map_err(|p| err(kind_at, p))?;
+        let (f, f_at) = required("f")?;
+        let f = keyword(f, "f").map_err(|p| err(f_at, p))?;
+        let (value, value_at) = field("value").unwrap_or((&Edn::Nil, end));
+        let mut digits = IntKey::default();
         let key = match field("key") {
             None => None,
-            Some((k, column)) => Some(key_text(k).map_err(|p| err(column, p))?),
+            Some((k, at)) => Some(key_text(k, &mut digits).map_err(|p| err(at, p))?),
         };
         let columns = Columns {
-            process: process_column,
-            kind: kind_column,
-            f: f_column,
-            value: value_column,
+            text: line_text,
+            process: process_at,
+            f: f_at,
+            value: value_at,
         };
 
         let history = match &mut parsed {
             Some(h) => h,
+            // At most one operation per two lines: room for them at once,
+            // rather than growing a vector of a million operations.
             None => parsed.insert(match f {
-                "get" | "put" | "append" => ParsedHistory::Kv(KvHistory::new()),
-                "read" | "write" | "cas" => ParsedHistory::Register(History::new()),
+                "get" | "put" | "append" => {
+                    ParsedHistory::Kv(KvHistory::with_capacity(text.lines().count() / 2 + 1))
+                }
+                "read" | "write" | "cas" => {
+                    ParsedHistory::Register(History::with_capacity(text.lines().count() / 2 + 1))
+                }
                 other => {
                     return Err(err(
-                        f_column,
+                        f_at,
                         Problem::UnknownFunction {
                             found: format!(":{other}"),
                             expected: ":get, :put, :append, :read, :write or :cas",
@@ -121,7 +135,7 @@ pub fn parse(text: &str) -> Result<ParsedHistory, ParseError> {
                 if matches!(f, "get" | "put" | "append") {
                     let found = format!(":{f}");
                     return Err(err(
-                        f_column,
+                        f_at,
                         Problem::MixedModels {
                             found,
                             model: "register",
@@ -129,15 +143,21 @@ pub fn parse(text: &str) -> Result<ParsedHistory, ParseError> {
                     ));
                 }
                 let key = key.as_deref().unwrap_or(JEPSEN_LOG_KEY);
-                apply_register_event(h, &mut outstanding, key, &event, &columns)?;
+                apply_register_event(
+                    h,
+                    &mut outstanding,
+                    key,
+                    &event,
+                    &columns,
+                    FailReading::Knossos,
+                )?;
             }
             ParsedHistory::Kv(h) => {
                 if matches!(f, "read" | "write" | "cas") {
                     let found = format!(":{f}");
-                    return Err(err(f_column, Problem::MixedModels { found, model: "kv" }));
+                    return Err(err(f_at, Problem::MixedModels { found, model: "kv" }));
                 }
-                let key =
-                    key.ok_or_else(|| err(end_column, Problem::MissingField { field: "key" }))?;
+                let key = key.ok_or_else(|| err(end, Problem::MissingField { field: "key" }))?;
                 apply_kv_event(h, &mut outstanding, &key, &event, &columns)?;
             }
             ParsedHistory::Set(_) => unreachable!("this parser never builds a set history"),
@@ -146,7 +166,7 @@ pub fn parse(text: &str) -> Result<ParsedHistory, ParseError> {
     Ok(parsed.unwrap_or(ParsedHistory::Register(History::new())))
 }
 
-fn keyword<'a>(value: &'a Edn, field: &'static str) -> Result<&'a str, Problem> {
+fn keyword<'a>(value: &Edn<'a>, field: &'static str) -> Result<&'a str, Problem> {
     match value {
         Edn::Keyword(k) => Ok(k),
         other => Err(Problem::WrongType {
@@ -157,11 +177,29 @@ fn keyword<'a>(value: &'a Edn, field: &'static str) -> Result<&'a str, Problem> 
     }
 }
 
-fn key_text(value: &Edn) -> Result<String, Problem> {
+/// Room for the decimal digits of an integer key, so that reading one
+/// allocates nothing.
+#[derive(Debug, Default)]
+struct IntKey {
+    bytes: [u8; 20],
+}
+
+fn key_text<'a>(value: &Edn<'a>, digits: &'a mut IntKey) -> Result<Cow<'a, str>, Problem> {
     match value {
         Edn::Str(s) => Ok(s.clone()),
-        Edn::Int(n) => Ok(n.to_string()),
-        Edn::Keyword(k) => Ok(format!(":{k}")),
+        Edn::Int(n) => {
+            let mut cursor = std::io::Cursor::new(&mut digits.bytes[..]);
+            // An i64 takes at most 20 bytes in decimal.
+            let written = match std::io::Write::write_fmt(&mut cursor, format_args!("{n}")) {
+                Ok(()) => cursor.position() as usize,
+                Err(_) => return Ok(Cow::Owned(n.to_string())),
+            };
+            match std::str::from_utf8(&digits.bytes[..written]) {
+                Ok(text) => Ok(Cow::Borrowed(text)),
+                Err(_) => Ok(Cow::Owned(n.to_string())),
+            }
+        }
+        Edn::Keyword(k) => Ok(Cow::Owned(format!(":{k}"))),
         other => Err(Problem::WrongType {
             field: "key",
             expected: "a string, integer or keyword",
@@ -170,9 +208,9 @@ fn key_text(value: &Edn) -> Result<String, Problem> {
     }
 }
 
-fn string_value(value: &Edn, field: &'static str) -> Result<String, Problem> {
+fn string_value(value: &Edn<'_>, field: &'static str) -> Result<String, Problem> {
     match value {
-        Edn::Str(s) => Ok(s.clone()),
+        Edn::Str(s) => Ok(s.clone().into_owned()),
         other => Err(Problem::WrongType {
             field,
             expected: "a string",
@@ -181,7 +219,7 @@ fn string_value(value: &Edn, field: &'static str) -> Result<String, Problem> {
     }
 }
 
-fn kv_input(f: &str, value: &Edn) -> Result<KvInput, Problem> {
+fn kv_input(f: &str, value: &Edn<'_>) -> Result<KvInput, Problem> {
     Ok(match f {
         "get" => KvInput::Get,
         "put" => KvInput::Put(string_value(value, "put value")?),
@@ -200,14 +238,10 @@ fn apply_kv_event(
     outstanding: &mut Outstanding,
     key: &str,
     event: &Event<'_>,
-    columns: &Columns,
+    columns: &Columns<'_>,
 ) -> Result<(), ParseError> {
     let line = event.line;
-    let err = |column: usize, problem: Problem| ParseError {
-        line,
-        column,
-        problem,
-    };
+    let err = |byte: usize, problem: Problem| columns.error(line, byte, problem);
     let time = line as u64;
     if event.kind == EventType::Invoke {
         outstanding

@@ -11,13 +11,15 @@
 //!
 //! - `:read` (value ignored on invocation; `N` or `nil` when ok),
 //!   `:write N` and `:cas [A B]`, with `nil` for the empty register;
-//! - `:ok` happened; `:fail` never happened (for `:cas`: the register did
-//!   not hold `A`; for `:read`, e.g. `:fail :read :timed-out`, it constrains
-//!   nothing); `:info` indeterminate; no completion at all, indeterminate.
+//! - `:ok` happened; `:fail` never happened (for `:read`, e.g. `:fail :read
+//!   :timed-out`, it constrains nothing), except that a failed `:cas` is
+//!   read as Porcupine reads these etcd logs: the register did not hold `A`
+//!   ([`FailReading::Porcupine`]; `History::read_failed_cas` re-reads it);
+//!   `:info` indeterminate; no completion at all, indeterminate.
 
 use super::edn::{self, Edn};
 use super::{tokens, EventType, Outstanding, ParseError, Problem};
-use crate::history::{Call, History, Outcome, Value};
+use crate::history::{Call, FailReading, History, Outcome, Value};
 
 /// The key a log's single register is recorded under.
 pub const JEPSEN_LOG_KEY: &str = "register";
@@ -62,10 +64,10 @@ pub fn parse(text: &str) -> Result<History, ParseError> {
         let f = field(5, "operation")?;
         let value = field(6, "value")?;
         let columns = Columns {
-            process: process.column,
-            kind: kind.column,
-            f: f.column,
-            value: value.column,
+            text: line_text,
+            process: process.byte,
+            f: f.byte,
+            value: value.byte,
         };
         let process_id = process.text.parse::<u64>().map_err(|_| {
             err(
@@ -78,10 +80,10 @@ pub fn parse(text: &str) -> Result<History, ParseError> {
             )
         })?;
         let kind_name = keyword(kind.text, "event type").map_err(|p| err(kind.column, p))?;
-        let kind = EventType::from_name(kind_name).map_err(|p| err(columns.kind, p))?;
+        let kind = EventType::from_name(kind_name).map_err(|p| err(kind.column, p))?;
         let f_name = keyword(f.text, "operation").map_err(|p| err(f.column, p))?;
         let value = edn::parse_value(&line_text[value.byte..], line).map_err(|mut e| {
-            e.column += columns.value - 1;
+            e.column += value.column - 1;
             e
         })?;
         let event = Event {
@@ -97,6 +99,7 @@ pub fn parse(text: &str) -> Result<History, ParseError> {
             JEPSEN_LOG_KEY,
             &event,
             &columns,
+            FailReading::Porcupine,
         )?;
     }
     Ok(history)
@@ -120,32 +123,42 @@ pub(crate) struct Event<'a> {
     pub process: u64,
     pub kind: EventType,
     pub f: &'a str,
-    pub value: &'a Edn,
+    pub value: &'a Edn<'a>,
 }
 
-/// Where each field of an event starts, to point errors at it.
+/// Where each field of an event starts in its line (byte offsets), to
+/// point errors at it.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Columns {
+pub(crate) struct Columns<'a> {
+    pub text: &'a str,
     pub process: usize,
-    pub kind: usize,
     pub f: usize,
     pub value: usize,
 }
 
-/// Records one event of a register history.
+impl Columns<'_> {
+    /// An error at byte `byte` of the line, named by character column.
+    pub(crate) fn error(&self, line: usize, byte: usize, problem: Problem) -> ParseError {
+        ParseError {
+            line,
+            column: edn::column_of(self.text, byte),
+            problem,
+        }
+    }
+}
+
+/// Records one event of a register history, a failed compare-and-set as
+/// `reading` says.
 pub(crate) fn apply_register_event(
     history: &mut History,
     outstanding: &mut Outstanding,
     key: &str,
     event: &Event<'_>,
-    columns: &Columns,
+    columns: &Columns<'_>,
+    reading: FailReading,
 ) -> Result<(), ParseError> {
     let line = event.line;
-    let err = |column: usize, problem: Problem| ParseError {
-        line,
-        column,
-        problem,
-    };
+    let err = |byte: usize, problem: Problem| columns.error(line, byte, problem);
     let time = line as u64;
     if event.kind == EventType::Invoke {
         outstanding
@@ -176,6 +189,11 @@ pub(crate) fn apply_register_event(
             )
         })?;
     let outcome = match event.kind {
+        EventType::Fail
+            if matches!(call, Call::Cas { .. }) && reading == FailReading::Porcupine =>
+        {
+            Outcome::Refused
+        }
         EventType::Fail => Outcome::Fail,
         EventType::Info | EventType::Invoke => Outcome::Info,
         EventType::Ok => match &call {
@@ -205,7 +223,7 @@ pub(crate) fn apply_register_event(
 
 /// The call named by `f` with argument `value`; on error, whether the value
 /// (rather than the operation name) is at fault.
-fn register_call(f: &str, value: &Edn) -> Result<Call, (Problem, bool)> {
+fn register_call(f: &str, value: &Edn<'_>) -> Result<Call, (Problem, bool)> {
     match f {
         "read" => Ok(Call::Read),
         "write" => Ok(Call::Write(
@@ -235,7 +253,7 @@ fn register_call(f: &str, value: &Edn) -> Result<Call, (Problem, bool)> {
     }
 }
 
-fn register_value(value: &Edn, field: &'static str) -> Result<Option<Value>, Problem> {
+fn register_value(value: &Edn<'_>, field: &'static str) -> Result<Option<Value>, Problem> {
     match value {
         Edn::Nil => Ok(None),
         Edn::Int(n) => Ok(Some(*n)),
@@ -276,7 +294,7 @@ mod tests {
                 new: None
             }
         );
-        assert_eq!(c.outcome(), &Outcome::Fail);
+        assert_eq!(c.outcome(), &Outcome::Refused);
     }
 
     #[test]

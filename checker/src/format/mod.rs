@@ -11,16 +11,24 @@
 //!
 //! In the Jepsen formats, time in a parsed history is the 1-based line
 //! number of the event: the order of lines is the order the tool observed,
-//! which is all real-time precedence needs. EnigmaDB files carry times. Malformed input is an error naming the line and the
-//! 1-based character column, never a panic.
+//! which is all real-time precedence needs. EnigmaDB files carry times.
+//! Malformed input is an error naming the line and the 1-based character
+//! column, never a panic.
+//!
+//! A failed compare-and-set is read as its format means it
+//! ([`Format::fail_reading`]): Knossos's reading for EDN (Jepsen's own
+//! meaning: it did not take effect), Porcupine's for the log lines of its
+//! etcd histories and for EnigmaDB's files (the comparison was made and
+//! failed). [`ParsedHistory::read_failed_cas`] re-reads a parsed history.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::history::{History, OpId, Recorded, Recording};
+use crate::history::{FailReading, History, OpId, Recorded, Recording};
 use crate::kv::{check_kv_linearizable_with_stop, KvHistory};
 use crate::linearizability::{check_linearizable_with_stop, CheckOptions, Verdict};
 use crate::report::TimelineOp;
@@ -209,6 +217,14 @@ impl ParsedHistory {
         }
     }
 
+    /// Reads every failed compare-and-set as `reading` says (only register
+    /// histories have any).
+    pub fn read_failed_cas(&mut self, reading: FailReading) {
+        if let ParsedHistory::Register(h) = self {
+            h.read_failed_cas(reading);
+        }
+    }
+
     /// The model's name: `register`, `kv` or `set`.
     pub fn model_name(&self) -> &'static str {
         match self {
@@ -254,6 +270,20 @@ impl fmt::Display for Format {
     }
 }
 
+impl Format {
+    /// What a failed compare-and-set means in this format unless told
+    /// otherwise: Jepsen's own meaning, as Knossos reads it, for EDN
+    /// histories; Porcupine's reading for Jepsen log lines (its etcd
+    /// histories, whose recorded verdicts rest on it) and for EnigmaDB's
+    /// files (`docs/FORMAT.md`).
+    pub fn fail_reading(self) -> FailReading {
+        match self {
+            Format::JepsenEdn => FailReading::Knossos,
+            Format::JepsenLog | Format::Enigma => FailReading::Porcupine,
+        }
+    }
+}
+
 /// Guesses the format from the first line that is not blank: a JSON object
 /// (`{` then a quoted key, or `{}`) is EnigmaDB's, any other `{` starts an
 /// EDN map, anything else is taken for a log.
@@ -267,7 +297,8 @@ pub fn detect_format(text: &str) -> Format {
     }
 }
 
-/// Parses a history in `format`.
+/// Parses a history in `format`, reading a failed compare-and-set as the
+/// format means it ([`Format::fail_reading`]).
 ///
 /// # Errors
 /// The first malformed line, with its column.
@@ -383,8 +414,14 @@ impl EventType {
 #[derive(Debug, Default)]
 pub(crate) struct Outstanding {
     /// process -> (operation, invocation line, operation name)
-    open: BTreeMap<u64, (OpId, usize, String)>,
+    open: BTreeMap<u64, (OpId, usize, Cow<'static, str>)>,
 }
+
+/// Every operation name a format knows, so that recording one allocates
+/// nothing.
+const OPERATION_NAMES: [&str; 8] = [
+    "read", "write", "cas", "get", "put", "append", "add", "read-all",
+];
 
 impl Outstanding {
     /// Fails if `process` has an operation outstanding.
@@ -399,7 +436,11 @@ impl Outstanding {
     }
 
     pub(crate) fn open(&mut self, process: u64, id: OpId, line: usize, f: &str) {
-        self.open.insert(process, (id, line, f.to_owned()));
+        let name = OPERATION_NAMES
+            .iter()
+            .find(|&&known| known == f)
+            .map_or_else(|| Cow::Owned(f.to_owned()), |&known| Cow::Borrowed(known));
+        self.open.insert(process, (id, line, name));
     }
 
     /// Closes `process`'s operation, which must be an `f`: returns it and

@@ -311,7 +311,11 @@ impl<D: Disk> Engine<D> {
                     value: None,
                 };
                 let held = self.held_outside(key, inputs)?;
-                let guard_allows = self.purge_guard.0.as_ref().is_none_or(|guard| guard(key));
+                let guard_allows = self
+                    .purge_guard
+                    .0
+                    .as_ref()
+                    .is_none_or(|guard| guard(key, timestamp));
                 if guard_allows && compaction::tombstone_purgeable(&version, purge_before, held) {
                     continue;
                 }

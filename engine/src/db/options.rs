@@ -4,7 +4,7 @@
 use crate::manifest::EDITS_PER_CHECKPOINT_DEFAULT;
 use crate::sstable::{TableCompression, TableOptions, ZSTD_LEVELS};
 use crate::wal::{self, RECORD_PAYLOAD_BYTES_MAX};
-use crate::EngineError;
+use crate::{EngineError, Timestamp};
 
 /// Smallest allowed WAL segment: below this, rotation would dominate.
 pub const WAL_SEGMENT_BYTES_MIN: u64 = 4 * 1024;
@@ -73,7 +73,8 @@ impl SyncPolicy {
 /// Whether compaction may drop the tombstone of a key: the cluster says no
 /// for keys whose ranges are not yet repaired everywhere, since another
 /// replica may still hold the value the tombstone deletes.
-pub type PurgeGuard = Box<dyn Fn(&[u8]) -> bool + Send>;
+/// It is asked with the key and the tombstone's timestamp.
+pub type PurgeGuard = Box<dyn Fn(&[u8], Timestamp) -> bool + Send>;
 
 /// Holds the optional guard; its `Debug` says only whether there is one.
 pub(super) struct PurgeGuardSlot(pub(super) Option<PurgeGuard>);

@@ -604,7 +604,7 @@ fn purge_guard_keeps_tombstones_of_unrepaired_keys() {
     engine.write(b"unrepaired", tombstone(2)).expect("write");
     engine.write(b"value", value(3, "v")).expect("write");
     engine.set_tombstone_purge_before(Some(ts(100)));
-    engine.set_tombstone_purge_guard(Some(Box::new(|key: &[u8]| key == b"repaired")));
+    engine.set_tombstone_purge_guard(Some(Box::new(|key: &[u8], _| key == b"repaired")));
     engine.compact_all().expect("compact");
     assert_eq!(engine.get(b"repaired").expect("get"), None, "purged");
     assert_eq!(

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use enigma_checker::format::ParsedHistory;
 use enigma_checker::{
-    check_promises, CheckOptions, PromiseInput, PromiseReport, ReplicaVersion, Status,
-    StoredVersion,
+    check_promises, Call, CheckOptions, Outcome, PromiseInput, PromiseReport, ReplicaVersion,
+    Status, Version,
 };
-use enigma_cluster::{Node, Ring};
+use enigma_cluster::Node;
 
 use super::{facts_of, levels_of, Phase, RunReport, Simulation, Violation};
 use crate::disk::SimDisk;
@@ -46,7 +46,7 @@ impl Simulation {
         };
         let mut lost = Vec::new();
         let mut lowered = Vec::new();
-        for (key, &acked) in &slot.acknowledged {
+        for (key, &(acked, tombstone)) in &slot.acknowledged {
             let held = match node.engine().get(key) {
                 Ok(version) => version.map(|v| v.timestamp),
                 Err(e) => {
@@ -61,7 +61,10 @@ impl Simulation {
                     continue;
                 }
             };
-            if held.is_none_or(|held| held < acked) {
+            // A tombstone may since have been purged: absence is then
+            // what it promised.
+            let purged = held.is_none() && tombstone;
+            if !purged && held.is_none_or(|held| held < acked) {
                 lowered.push((key.clone(), held));
                 let holds = held.map_or_else(
                     || "nothing".to_owned(),
@@ -81,7 +84,7 @@ impl Simulation {
         }
         for (key, held) in lowered {
             match held {
-                Some(held) => slot.acknowledged.insert(key, held),
+                Some(held) => slot.acknowledged.insert(key, (held, false)),
                 None => slot.acknowledged.remove(&key),
             };
         }
@@ -99,19 +102,22 @@ impl Simulation {
         }
         for index in 0..self.slots.len() {
             if let Some(node) = self.slots[index].node.take() {
-                self.stats.tables_flushed += node.stats().tables_flushed;
-                self.stats.compactions += node.stats().compactions;
-                self.stats.buggify_fired += node.buggify_fired();
+                self.absorb_stats(&node);
                 self.note_background_errors(index, &node);
                 self.slots[index].node = Some(node);
             }
         }
         let replicas = self.replica_states();
+        if let Some(replicas) = &replicas {
+            self.check_final_state(replicas);
+        }
         let promises = self.check_history(replicas.as_ref());
         for op in self.history.operations() {
             match op.outcome() {
                 enigma_checker::Outcome::Ok { .. } => self.stats.ops_ok += 1,
-                enigma_checker::Outcome::Fail => self.stats.ops_fail += 1,
+                enigma_checker::Outcome::Fail | enigma_checker::Outcome::Refused => {
+                    self.stats.ops_fail += 1
+                }
                 enigma_checker::Outcome::Info => self.stats.ops_info += 1,
             }
         }
@@ -165,52 +171,107 @@ impl Simulation {
         report
     }
 
-    /// What every replica of every key holds after repair, for the
-    /// convergence check; `None` when the run did not get that far. A
-    /// replica that is down or cannot be read is a violation of its own.
+    /// What every replica of every key holds after the heal phase, for
+    /// the convergence check (a tombstone reads as nothing: see
+    /// [`Simulation::replica_versions`]); `None` when the run did not get
+    /// that far. A replica that is down or cannot be read is a violation of
+    /// its own.
     pub(super) fn replica_states(&mut self) -> Option<BTreeMap<String, Vec<ReplicaVersion>>> {
         if self.phase != Phase::Done {
             return None;
         }
-        let ring = Ring::new(
-            &self.cluster.nodes,
-            self.cluster.vnodes_per_node,
-            self.cluster.replication_factor,
-        )
-        .expect("the configuration was validated");
-        let mut replicas = BTreeMap::new();
-        for key in &self.keys {
-            let mut versions = Vec::new();
-            for id in ring.replicas(key.as_bytes()) {
-                let slot = self
-                    .slots
-                    .iter()
-                    .find(|s| s.id == id)
-                    .expect("replica is a member");
-                let Some(node) = &slot.node else {
-                    self.violations.push(Violation {
-                        property: "convergence",
-                        details: format!("replica {id} of {key} is down at the end of the run"),
-                    });
-                    continue;
-                };
-                match node.engine().get(key.as_bytes()) {
-                    Ok(version) => versions.push(ReplicaVersion {
-                        node: id.0,
-                        version: version.map(|v| StoredVersion {
-                            hlc: v.timestamp.hlc,
-                            writer: v.timestamp.node,
-                            value: v.value,
-                        }),
-                    }),
-                    Err(e) => self.violations.push(Violation {
-                        property: "integrity",
-                        details: format!("replica {id} cannot read {key}: {e}"),
-                    }),
+        let states = self.replica_versions();
+        let rf = self.cluster.replication_factor;
+        for (key, replicas) in &states {
+            if replicas.len() != rf {
+                let present: Vec<u32> = replicas.iter().map(|r| r.node).collect();
+                self.violations.push(Violation {
+                    property: "convergence",
+                    details: format!(
+                        "only replicas {present:?} of {key} are up and readable at the end of the run"
+                    ),
+                });
+            }
+        }
+        Some(states)
+    }
+
+    /// The converged state must hold, for every key, a version at least as
+    /// new as every acknowledged write and delete of it: a value older than
+    /// an acknowledged delete is a deleted value come back (a
+    /// *resurrection*: a tombstone purged while a replica still held what
+    /// it deleted), and absence where an acknowledged value should be is a
+    /// write lost from every replica. Absence is what a purged tombstone
+    /// leaves, so it passes when the newest acknowledged mutation is a
+    /// delete, or when a delete of unknown outcome may have been.
+    fn check_final_state(&mut self, states: &BTreeMap<String, Vec<ReplicaVersion>>) {
+        // Per key: the newest acknowledged mutation (version, is a delete),
+        // and whether a delete of unknown outcome exists.
+        let mut newest: BTreeMap<&str, (Version, bool)> = BTreeMap::new();
+        let mut unknown_delete: BTreeMap<&str, bool> = BTreeMap::new();
+        for op in self.history.operations() {
+            let Call::Write(value) = &op.call else {
+                continue;
+            };
+            match op.outcome() {
+                Outcome::Ok { .. } => {
+                    if let Some(&version) = self.versions.get(&op.id) {
+                        let entry = newest
+                            .entry(op.key.as_str())
+                            .or_insert((version, value.is_none()));
+                        if entry.0 < version {
+                            *entry = (version, value.is_none());
+                        }
+                    }
+                }
+                Outcome::Info if value.is_none() => {
+                    unknown_delete.insert(op.key.as_str(), true);
+                }
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        for (key, replicas) in states {
+            let Some((acked, deleted)) = newest.get(key.as_str()).copied() else {
+                continue;
+            };
+            let all_same = replicas.windows(2).all(|w| w[0].version == w[1].version);
+            let Some(first) = replicas.first().filter(|_| all_same) else {
+                continue; // the convergence check reports it
+            };
+            match &first.version {
+                None if deleted || unknown_delete.contains_key(key.as_str()) => {}
+                None => found.push((
+                    "final-state",
+                    format!(
+                        "every replica of {key} holds nothing, but a write of version hlc {} by n{} was acknowledged",
+                        acked.timestamp, acked.writer
+                    ),
+                )),
+                Some(held) => {
+                    let held_version = Version {
+                        timestamp: held.hlc,
+                        writer: u64::from(held.writer),
+                    };
+                    if held_version < acked {
+                        let (property, what) = if deleted {
+                            ("resurrection", "a delete")
+                        } else {
+                            ("final-state", "a write")
+                        };
+                        found.push((
+                            property,
+                            format!(
+                                "every replica of {key} holds {held}, older than {what} of version hlc {} by n{} that was acknowledged",
+                                acked.timestamp, acked.writer
+                            ),
+                        ));
+                    }
                 }
             }
-            replicas.insert(key.clone(), versions);
         }
-        Some(replicas)
+        for (property, details) in found {
+            self.violate(property, details);
+        }
     }
 }

@@ -37,7 +37,37 @@ impl Simulation {
             );
             return;
         }
+        let required = body
+            .level
+            .replicas_required(self.cluster.replication_factor)
+            .expect("levels were validated");
+        let replicas = self.ring.replicas(body.op.key());
         self.step_node(node, Input::Client { request, body });
+        // The coordinator's failure detector, as it stood for this request:
+        // too few replicas up means an immediate refusal, never a wait.
+        if let Some(coordinator) = &self.slots[node].node {
+            let up: Vec<_> = replicas
+                .iter()
+                .filter(|&&r| coordinator.believes_up(r))
+                .collect();
+            if up.len() < required {
+                let down: Vec<String> = replicas
+                    .iter()
+                    .filter(|r| !up.contains(r))
+                    .map(ToString::to_string)
+                    .collect();
+                self.must_fail_fast.insert(
+                    request,
+                    format!(
+                        "n{} held {} down, so {} of {} needed replicas were up",
+                        node + 1,
+                        down.join(" and "),
+                        up.len(),
+                        required
+                    ),
+                );
+            }
+        }
     }
 
     pub(super) fn on_reply(
@@ -46,9 +76,21 @@ impl Simulation {
         answer: Answer,
         version: Option<Version>,
     ) {
+        let fail_fast = self.must_fail_fast.remove(&request);
         let Some(client) = self.request_owner.remove(&request) else {
             return;
         };
+        if let (Some(why), Answer::Response(ClientResponse::Error(ClientError::Timeout { .. }))) =
+            (&fail_fast, &answer)
+        {
+            self.violate(
+                "failure-detection",
+                format!(
+                    "request {} timed out although its coordinator should have refused it at once: {why}",
+                    request.0
+                ),
+            );
+        }
         let mut bytes = vec![3];
         bytes.extend_from_slice(&request.0.to_le_bytes());
         encode_answer(&answer, &mut bytes);
@@ -77,6 +119,9 @@ impl Simulation {
                     ClientResult::Failed
                 }
             },
+            Answer::Response(ClientResponse::Repaired(_)) => {
+                unreachable!("simulated clients ask for no repair pass")
+            }
             Answer::Response(ClientResponse::Error(e)) if e.may_have_applied() => {
                 if let ClientError::Timeout { answered, required } = e {
                     if is_write && answered > 0 && answered < required {
@@ -104,21 +149,16 @@ impl Simulation {
             .expect("completing an idle client");
         self.history
             .complete(in_flight.op, self.now, result.outcome(&in_flight.call));
-        if client == self.repair_client() {
-            let done = matches!(result, ClientResult::Read(_));
-            self.after_repair_read(done);
-        } else {
-            if self.phase == Phase::Liveness {
-                let key = self
-                    .history
-                    .operation(in_flight.op)
-                    .map(|op| op.key.clone())
-                    .unwrap_or_default();
-                self.note_liveness_result(client, &key, &result);
-            }
-            let think = self.rng_clients.random_range(0..CLIENT_THINK_MAX_NANOS);
-            self.schedule(think, Event::ClientNext { client });
+        if self.phase == Phase::Liveness {
+            let key = self
+                .history
+                .operation(in_flight.op)
+                .map(|op| op.key.clone())
+                .unwrap_or_default();
+            self.note_liveness_result(client, &key, &result);
         }
+        let think = self.rng_clients.random_range(0..CLIENT_THINK_MAX_NANOS);
+        self.schedule(think, Event::ClientNext { client });
     }
 
     pub(super) fn on_client_next(&mut self, client: usize) {
@@ -210,9 +250,6 @@ impl Simulation {
     /// own), and while attempts remain. A write that may have been applied
     /// is never sent again: a second copy could land after a later write.
     pub(super) fn should_retry(&self, client: usize, answer: Option<&Answer>) -> bool {
-        if client == self.repair_client() {
-            return false;
-        }
         let Some(in_flight) = &self.clients[client].in_flight else {
             return false;
         };
@@ -268,6 +305,7 @@ fn encode_request(body: &ClientRequest, bytes: &mut Vec<u8>) {
         ClientOp::Get { key } => (0, key, &[]),
         ClientOp::Put { key, value } => (1, key, value),
         ClientOp::Delete { key } => (2, key, &[]),
+        ClientOp::Repair => (3, &[], &[]),
     };
     bytes.push(kind);
     bytes.push(body.level as u8);
@@ -286,6 +324,7 @@ fn encode_answer(answer: &Answer, bytes: &mut Vec<u8>) {
             bytes.push(3);
             bytes.extend_from_slice(value);
         }
+        Answer::Response(ClientResponse::Repaired(_)) => bytes.push(5),
         Answer::Response(ClientResponse::Error(e)) => {
             bytes.push(4);
             bytes.extend_from_slice(e.to_string().as_bytes());

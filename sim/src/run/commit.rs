@@ -220,16 +220,19 @@ impl Simulation {
         match node.flush() {
             Ok(outputs) => {
                 for ack in node.take_acknowledged_writes() {
-                    let newest = slot.acknowledged.entry(ack.key).or_insert(ack.timestamp);
-                    if *newest < ack.timestamp {
-                        *newest = ack.timestamp;
+                    let newest = slot
+                        .acknowledged
+                        .entry(ack.key)
+                        .or_insert((ack.timestamp, ack.tombstone));
+                    if newest.0 < ack.timestamp {
+                        *newest = (ack.timestamp, ack.tombstone);
                     }
                     self.stats.writes_acknowledged += 1;
                 }
                 let versions: BTreeMap<RequestId, Version> = node
                     .take_reply_versions()
                     .into_iter()
-                    .map(|v| (v.request, version_of(v.timestamp)))
+                    .filter_map(|v| Some((v.request, version_of(v.timestamp?))))
                     .collect();
                 for output in outputs {
                     let version = match &output {

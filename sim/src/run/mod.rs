@@ -5,16 +5,18 @@
 //! while the nemesis crashes, restarts and pauses nodes, partitions and
 //! clogs the network, moves clocks and injects disk faults, and the network
 //! loses and duplicates messages. In the *heal* phase the faults stop
-//! (every node restarted, every link up, no loss), and a repair client reads
-//! every key at `ALL` (whose blocking read repair brings every replica up to
-//! date; hinted handoff and anti-entropy will take this over). In the
-//! *liveness* phase the clients go again and must get operations through;
-//! then the run settles. Then the history gets every check its consistency
-//! levels promise (`enigma_checker::promises`: linearizability where
-//! promised, lost writes, session guarantees, convergence of the replicas),
-//! and each replica's storage is checked against what it acknowledged
-//! (durability: after every restart, and before the repair pass could mask
-//! a loss). Everything random comes from named streams of the seed, and
+//! (every node restarted, every link up, no loss) and the cluster must
+//! converge on its own, through hinted handoff and anti-entropy, within
+//! [`CONVERGENCE_BOUND_NANOS`] of virtual time: no client reads anything to
+//! repair it. In the *liveness* phase the clients go again and must get
+//! operations through; then the run settles. Then the history gets every
+//! check its consistency levels promise (`enigma_checker::promises`:
+//! linearizability where promised, lost writes, session guarantees,
+//! convergence of the replicas), the converged state is held to every
+//! acknowledged write and delete (nothing lost, nothing deleted comes
+//! back), and each replica's storage is checked against what it
+//! acknowledged (durability: after every restart and when the faults
+//! stop). Everything random comes from named streams of the seed, and
 //! every delivered event is folded into the trace digest.
 //!
 //! # Files
@@ -24,7 +26,7 @@
 //! - `nodes.rs`: starting and crashing nodes, frames between them;
 //! - `clients.rs`: the clients' operations, retries, the history;
 //! - `nemesis.rs`: the swarm draw and the nemesis driver;
-//! - `heal.rs`: the heal phase and its repair pass;
+//! - `heal.rs`: the heal phase: waiting for the cluster to converge;
 //! - `liveness.rs`: the liveness phase;
 //! - `checks.rs`: durability, background failures, the history's promises.
 
@@ -47,8 +49,8 @@ use enigma_checker::format::enigma::{
 };
 use enigma_checker::{Call, History, OpId, PromiseReport, RunFacts, Version};
 use enigma_cluster::{
-    ClientRequest, ClientResponse, ClusterConfig, ConsistencyLevel, Input, Node, NodeId,
-    NodeOptions, RequestId,
+    AntiEntropyOptions, ClientRequest, ClientResponse, ClusterConfig, ConsistencyLevel,
+    HintOptions, Input, Node, NodeId, NodeOptions, RequestId, Ring,
 };
 use enigma_engine::{EngineOptions, Timestamp};
 use enigma_workloads::{ClientResult, Nemesis, RegisterOptions, RegisterWorkload};
@@ -80,16 +82,29 @@ const REQUEST_TIMEOUT_NANOS: u64 = 1_000_000_000;
 const NEMESIS_INTERVAL_MIN_NANOS: u64 = 50_000_000;
 /// See [`NEMESIS_INTERVAL_MIN_NANOS`].
 const NEMESIS_INTERVAL_MAX_NANOS: u64 = 800_000_000;
-/// Quiet time after healing, before the repair pass: longer than any
-/// message latency, so the network is empty when repair starts.
-const HEAL_QUIET_NANOS: u64 = 2_000_000_000;
-/// Pause before retrying a repair read that failed.
-const REPAIR_RETRY_NANOS: u64 = 100_000_000;
-/// Attempts per key before the repair pass is declared stuck (a liveness
-/// failure: with every node up and no faults, one attempt should do).
-const REPAIR_ATTEMPTS_MAX: u32 = 20;
-/// Time after the repair pass before replicas are inspected.
+/// How often the heal phase looks whether the replicas have converged.
+const CONVERGENCE_POLL_NANOS: u64 = 100_000_000;
+/// Virtual time after the faults stop within which every replica of every
+/// key must hold the same version, by hints and anti-entropy alone; past
+/// it the run fails with a liveness violation. Detection (about 2 s at
+/// the simulation's gossip pace), one anti-entropy session per range and
+/// resends of what the last faults lost fit well inside.
+pub const CONVERGENCE_BOUND_NANOS: u64 = 60_000_000_000;
+/// How long the replicas must stay converged, with no hint left, before
+/// the run ends: messages still in flight have landed by then.
 const SETTLE_NANOS: u64 = 500_000_000;
+/// Gossip pace in the simulation: a silent peer is convicted after about
+/// 2 s (18 intervals at phi 8), well within a run.
+const SIM_GOSSIP_INTERVAL_NANOS: u64 = 100_000_000;
+/// Hints older than this are dropped; with the clock offset bound it is
+/// also how late a write may arrive, and so how long after a tombstone a
+/// repair must start before the tombstone may be purged.
+const SIM_HINT_WINDOW_NANOS: u64 = 4_000_000_000;
+/// Tombstones younger than this are never purged: short, so that runs
+/// really purge them (once their range is repaired).
+const SIM_GC_GRACE_NANOS: u64 = 1_000_000_000;
+/// Pause between continuous anti-entropy sessions.
+const SIM_ANTI_ENTROPY_INTERVAL_NANOS: u64 = 300_000_000;
 /// Virtual time after which a run is declared stuck.
 const RUN_VIRTUAL_NANOS_MAX: u64 = 3_600_000_000_000;
 /// WAL segment size in the simulation: small, so rotation is exercised.
@@ -170,6 +185,21 @@ pub struct RunStats {
     pub crashes_before_sync: u64,
     /// Crashes that landed while a batch's sync was in flight.
     pub crashes_during_sync: u64,
+    /// Operations coordinators refused as unavailable (too few replicas up
+    /// in their failure detector's judgment).
+    pub unavailable: u64,
+    /// Hints stored by coordinators.
+    pub hints_stored: u64,
+    /// Hints delivered and acknowledged.
+    pub hints_replayed: u64,
+    /// Anti-entropy sessions completed.
+    pub repair_sessions: u64,
+    /// Entries anti-entropy streamed.
+    pub repair_keys_streamed: u64,
+    /// Virtual nanoseconds from the end of the faults until every replica
+    /// held the same versions (`None`: it did not, or the run stopped
+    /// first).
+    pub converge_nanos: Option<u64>,
 }
 
 /// The outcome of one run.
@@ -227,24 +257,16 @@ pub fn facts_of(config: &SimConfig, clock_skew: bool) -> RunFacts {
         clock_skew: Some(clock_skew),
         replication_factor: Some(config.replication_factor),
         session_timestamps: Some(false),
+        clock_uncertainty_nanos: None,
     }
 }
 
-/// The level of every operation: the run's level, `ALL` for the heal
-/// phase's repair client (the last process).
+/// The level of every operation: the run's level.
 fn levels_of(config: &SimConfig, history: &History) -> BTreeMap<OpId, Level> {
-    let repair_process = config.clients as u64;
     history
         .operations()
         .iter()
-        .map(|op| {
-            let level = if op.process == repair_process {
-                ConsistencyLevel::All
-            } else {
-                config.level
-            };
-            (op.id, checker_level(level))
-        })
+        .map(|op| (op.id, checker_level(config.level)))
         .collect()
 }
 
@@ -257,17 +279,16 @@ fn checker_level(level: ConsistencyLevel) -> Level {
     }
 }
 
-fn version_of(timestamp: Option<Timestamp>) -> Version {
-    timestamp.map_or(
-        Version {
-            timestamp: 0,
-            writer: 0,
-        },
-        |t| Version {
-            timestamp: t.hlc,
-            writer: u64::from(t.node),
-        },
-    )
+/// The version of a reply, as the checker reads it. A read that found
+/// nothing on the replicas it asked has none: the key was never written,
+/// or its newest version is a tombstone that compaction purged once its
+/// range was repaired. The checker then judges that read by its value (nil,
+/// and when the key's deletes happened) rather than by a version.
+fn version_of(timestamp: Timestamp) -> Version {
+    Version {
+        timestamp: timestamp.hlc,
+        writer: u64::from(timestamp.node),
+    }
 }
 
 /// Runs one simulation.
@@ -327,8 +348,8 @@ enum Event {
     ReadFaultsEnd { node: usize, incarnation: u64 },
     /// Space comes back on node `node`'s disk.
     DiskSpaceBack { node: usize, incarnation: u64 },
-    /// The heal phase's repair pass reads its next key.
-    RepairNext,
+    /// The heal phase looks whether the replicas have converged.
+    ConvergencePoll,
     /// The liveness phase's time is up.
     LivenessDeadline,
     /// The run ends and is checked.
@@ -368,9 +389,10 @@ struct Slot {
     /// The running node; `None` while crashed.
     node: Option<Node<SimDisk>>,
     clock: SimClock,
-    /// Per key, the newest version this node acknowledged as durable: it
-    /// must hold that version or a newer one after any restart.
-    acknowledged: BTreeMap<Vec<u8>, Timestamp>,
+    /// Per key, the newest version this node acknowledged as durable and
+    /// whether it is a tombstone: it must hold that version or a newer one
+    /// after any restart (or nothing, once a tombstone may be purged).
+    acknowledged: BTreeMap<Vec<u8>, (Timestamp, bool)>,
     /// Starts so far: events of an earlier incarnation are ignored.
     incarnation: u64,
     /// Where this node's group commit stands.
@@ -428,6 +450,8 @@ enum Phase {
 struct Simulation {
     config: SimConfig,
     cluster: ClusterConfig,
+    /// The cluster's placement, as every node computes it.
+    ring: Ring,
     node_options: NodeOptions,
     /// Virtual time, nanoseconds.
     now: u64,
@@ -443,17 +467,21 @@ struct Simulation {
     clients: Vec<Client>,
     /// Which client sent each outstanding request.
     request_owner: BTreeMap<RequestId, usize>,
+    /// Requests whose coordinator, when it took them, held fewer of the
+    /// key's replicas up than the level needs: they must be refused at
+    /// once, never time out waiting on a replica held down.
+    must_fail_fast: BTreeMap<RequestId, String>,
     next_request: u64,
     ops_issued: usize,
     phase: Phase,
-    repair_key: usize,
-    repair_attempts: u32,
+    /// When the faults stopped.
+    heal_started_nanos: u64,
+    /// Since when the replicas have been seen converged, with no hint
+    /// left, at every poll.
+    converged_since_nanos: Option<u64>,
     history: History,
     /// Version of each completed operation.
     versions: BTreeMap<OpId, Version>,
-    /// The repair pass started: replicas were checked against what they
-    /// acknowledged.
-    durability_checked: bool,
     trace: Trace,
     violations: Vec<Violation>,
     stats: RunStats,
@@ -500,8 +528,32 @@ impl Simulation {
             replication_factor: config.replication_factor,
             vnodes_per_node: 8,
         };
+        let mut hints = HintOptions {
+            enabled: config.hinted_handoff,
+            window_nanos: SIM_HINT_WINDOW_NANOS,
+            replay_timeout_nanos: 300_000_000,
+            ..HintOptions::default()
+        };
+        hints.bytes_max_per_node = hints.bytes_max_per_node.min(1 << 20);
         let node_options = NodeOptions {
             request_timeout_nanos: REQUEST_TIMEOUT_NANOS,
+            gossip_interval_nanos: SIM_GOSSIP_INTERVAL_NANOS,
+            hints,
+            anti_entropy: AntiEntropyOptions {
+                continuous: config.anti_entropy,
+                bytes_per_tick: 64 * 1024,
+                interval_nanos: SIM_ANTI_ENTROPY_INTERVAL_NANOS,
+                merkle_depth: 6,
+                batch_bytes_max: 16 * 1024,
+                resend_nanos: 200_000_000,
+                session_timeout_nanos: 3_000_000_000,
+                bug_stream_one_way: config.planted_anti_entropy_one_way,
+                ..AntiEntropyOptions::default()
+            },
+            gc_grace_nanos: SIM_GC_GRACE_NANOS,
+            bug_delete_hints_on_send: config.planted_hint_deleted_on_send,
+            bug_purge_tombstones_without_repair: config.planted_purge_without_repair,
+            bug_wait_on_down_replicas: config.planted_coordinator_ignores_failure_detector,
             engine: EngineOptions {
                 wal_segment_bytes_max: SIM_WAL_SEGMENT_BYTES,
                 memtable_bytes_max: config.memtable_bytes,
@@ -561,8 +613,15 @@ impl Simulation {
             ..RegisterOptions::default()
         });
         let keys = workload.keys();
-        let clients = (0..=config.clients).map(|_| Client::default()).collect();
+        let clients = (0..config.clients).map(|_| Client::default()).collect();
+        let ring = Ring::new(
+            &cluster.nodes,
+            cluster.vnodes_per_node,
+            cluster.replication_factor,
+        )
+        .expect("the configuration was validated");
         Self {
+            ring,
             cluster,
             node_options,
             now: 0,
@@ -575,14 +634,14 @@ impl Simulation {
             keys,
             clients,
             request_owner: BTreeMap::new(),
+            must_fail_fast: BTreeMap::new(),
             next_request: 0,
             ops_issued: 0,
             phase: Phase::Safety,
-            repair_key: 0,
-            repair_attempts: 0,
+            heal_started_nanos: 0,
+            converged_since_nanos: None,
             history: History::new(),
             versions: BTreeMap::new(),
-            durability_checked: false,
             trace: Trace::new(config.trace),
             violations: Vec::new(),
             stats: RunStats::default(),
@@ -712,7 +771,7 @@ impl Simulation {
                     self.end_read_faults(node);
                 }
             }
-            Event::RepairNext => self.on_repair_next(),
+            Event::ConvergencePoll => self.on_convergence_poll(),
             Event::LivenessDeadline => self.on_liveness_deadline(),
             Event::Finish => {
                 self.trace.record(self.now, &[9], || "finish".to_owned());

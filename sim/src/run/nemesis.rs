@@ -251,7 +251,8 @@ const GROUP_COMMIT_WINDOW_MAX_NANOS: [u64; 4] = [0, 200_000, 1_000_000, 5_000_00
 /// at once.
 pub(super) fn draw_swarm(config: &SimConfig, rng: &mut ChaCha8Rng) -> Swarm {
     let (nemesis, net, disk, mut line) = if config.faults {
-        let crashes = rng.random_bool(0.6);
+        // Drawn either way, so that --crashes off changes nothing else.
+        let crashes = rng.random_bool(0.6) && config.crashes;
         let partitions = rng.random_bool(0.5);
         let loss = [0.0, 0.01, 0.05][rng.random_range(0..3)];
         let duplicate = [0.0, 0.02][rng.random_range(0..2)];
@@ -261,8 +262,11 @@ pub(super) fn draw_swarm(config: &SimConfig, rng: &mut ChaCha8Rng) -> Swarm {
         let clogging = rng.random_bool(0.3);
         let clock_jumps = rng.random_bool(0.25);
         let read_faults = rng.random_bool(0.3);
-        let sync_failures = rng.random_bool(0.25);
-        let full_disks = rng.random_bool(0.25);
+        // A failed sync stops the node, and a full disk fails writes on
+        // some replicas and not others: both need --crashes, which says
+        // whether a write may miss replicas without leaving a hint.
+        let sync_failures = rng.random_bool(0.25) && config.crashes;
+        let full_disks = rng.random_bool(0.25) && config.crashes;
         let harsh = rng.random_bool(0.2);
         let down_max = if harsh {
             config.nodes

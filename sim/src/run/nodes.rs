@@ -1,14 +1,14 @@
 //! The nodes of a run: starting and crashing them, stepping them with
 //! inputs and releasing their outputs, and delivering frames between them.
 
-use enigma_cluster::{decode_frame, encode_frame, Decoded, Input, Node, Output};
+use enigma_cluster::{decode_frame, encode_frame, Decoded, Input, Node, NodeOptions, Output};
 use enigma_engine::{Disk, DiskFile, WAL_RECORDS_OFFSET};
-
 use rand::Rng;
 
 use super::nemesis::boot_mono_nanos;
 use super::{Answer, Event, Simulation};
 use crate::disk::SimDisk;
+use crate::rng::stream;
 use enigma_checker::Version;
 
 impl Simulation {
@@ -55,12 +55,13 @@ impl Simulation {
         assert!(slot.node.is_none(), "starting a running node");
         slot.clock.restart(now, boot);
         slot.disk_faulted = false;
-        match Node::new(
-            slot.id,
-            &self.cluster,
-            self.node_options.clone(),
-            slot.disk.clone(),
-        ) {
+        let options = NodeOptions {
+            // Each node draws from its own stream of the seed (the node
+            // mixes in its boot generation, so restarts draw anew).
+            seed: stream(self.config.seed, &format!("node-{}", slot.id.0)).random(),
+            ..self.node_options.clone()
+        };
+        match Node::new(slot.id, &self.cluster, options, slot.disk.clone()) {
             Ok(node) => {
                 slot.node = Some(node);
                 slot.incarnation += 1;
@@ -81,9 +82,7 @@ impl Simulation {
         if slot.node.is_some() {
             self.end_batch_in_crash(index);
             let node = self.slots[index].node.take().expect("checked just above");
-            self.stats.tables_flushed += node.stats().tables_flushed;
-            self.stats.compactions += node.stats().compactions;
-            self.stats.buggify_fired += node.buggify_fired();
+            self.absorb_stats(&node);
             self.note_background_errors(index, &node);
             let slot = &mut self.slots[index];
             slot.disk.crash(&mut self.rng_disk);
@@ -92,6 +91,23 @@ impl Simulation {
             }
             self.stats.crashes += 1;
         }
+    }
+
+    /// Adds a node's counters to the run's, when the node stops (its
+    /// counters start again with its next incarnation).
+    pub(super) fn absorb_stats(&mut self, node: &Node<SimDisk>) {
+        let stats = node.stats();
+        self.stats.tables_flushed += stats.tables_flushed;
+        self.stats.compactions += stats.compactions;
+        self.stats.unavailable += stats.unavailable;
+        self.stats.buggify_fired += node.buggify_fired();
+        for (_, hints) in node.hint_stats() {
+            self.stats.hints_stored += hints.stored;
+            self.stats.hints_replayed += hints.replayed;
+        }
+        let repair = node.anti_entropy_stats();
+        self.stats.repair_sessions += repair.sessions_completed;
+        self.stats.repair_keys_streamed += repair.keys_sent;
     }
 
     pub(super) fn emit(&mut self, from: usize, output: Output, version: Option<Version>) {

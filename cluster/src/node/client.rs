@@ -1,0 +1,551 @@
+//! Coordinating client operations: replicas chosen by the ring and judged
+//! by the failure detector, quorums counted, read repair carried out,
+//! deadlines kept, silent replicas hinted.
+
+use enigma_engine::{BuggifySite, Disk, Timestamp, Versioned};
+
+use super::{HintWatch, Node, Pending};
+use crate::consistency::ConsistencyLevel;
+use crate::coordinator::{data_replica, PendingRead, PendingWrite, ReadProgress};
+use crate::ids::{NodeId, Now, OpId, RequestId};
+use crate::keyspace::is_system;
+use crate::message::{
+    ClientError, ClientOp, ClientRequest, ClientResponse, Message, ReplicaFailure, VersionDigest,
+};
+
+impl<D: Disk> Node<D> {
+    pub(super) fn on_client(&mut self, now: Now, request: RequestId, body: ClientRequest) {
+        if body.op == ClientOp::Repair {
+            return self.anti_entropy.request_full_pass(request, now.mono_nanos);
+        }
+        if let Err(reason) = self.validate(&body.op) {
+            return self.reply(
+                request,
+                ClientResponse::Error(ClientError::Invalid { reason }),
+            );
+        }
+        let rf = self.ring.replication_factor();
+        let Some(mut required) = body.level.replicas_required(rf) else {
+            let reason = format!(
+                "consistency level {} needs more than {rf} replicas",
+                body.level
+            );
+            return self.reply(
+                request,
+                ClientResponse::Error(ClientError::Invalid { reason }),
+            );
+        };
+        if self.pending.len() >= self.options.requests_pending_max {
+            let pending = self.pending.len();
+            return self.reply(
+                request,
+                ClientResponse::Error(ClientError::Overloaded { pending }),
+            );
+        }
+        let replicas = self.ring.replicas(body.op.key());
+        // Replicas this node holds down are not waited on: too few up and
+        // the operation is refused at once, nothing applied (Cassandra's
+        // UnavailableException).
+        let up: Vec<NodeId> = if self.options.bug_wait_on_down_replicas {
+            replicas.clone()
+        } else {
+            replicas
+                .iter()
+                .copied()
+                .filter(|&r| self.believes_up(r))
+                .collect()
+        };
+        if up.len() < required {
+            self.stats.unavailable += 1;
+            return self.reply(
+                request,
+                ClientResponse::Error(ClientError::Unavailable {
+                    alive: up.len(),
+                    required,
+                }),
+            );
+        }
+        let deadline_mono_nanos = now
+            .mono_nanos
+            .saturating_add(self.options.request_timeout_nanos);
+        let op = OpId {
+            generation: self.generation,
+            seq: self.next_seq,
+        };
+        self.next_seq += 1;
+        let is_write = !matches!(body.op, ClientOp::Get { .. });
+        if is_write
+            && body.level == ConsistencyLevel::Quorum
+            && self.options.bug_ack_quorum_writes_after_one_replica
+        {
+            required = 1;
+        }
+        // The local replica alone decides when the level needs one answer:
+        // the operation completes within this step and never waits in
+        // `pending`. Remote replicas get the same messages as on the slow
+        // path (a write must reach them; a read's answers come back to an
+        // operation that is already gone and are ignored, as they would be
+        // after the first answer decided it).
+        let local_decides = required == 1 && replicas.contains(&self.id);
+        match body.op {
+            ClientOp::Get { key } if local_decides => {
+                self.send_remote_reads(op, &key, &up);
+                match self.local_read(&key) {
+                    Ok(version) => {
+                        self.reply_version(request, version.as_ref().map(|v| v.timestamp));
+                        self.reply(
+                            request,
+                            ClientResponse::Value(version.and_then(|v| v.value)),
+                        );
+                    }
+                    Err(failure) => {
+                        // Storage failed here: wait for a remote answer.
+                        let read =
+                            PendingRead::new(request, key, replicas, required, deadline_mono_nanos)
+                                .planting_trust_in_the_data(
+                                    self.options.bug_read_trusts_the_data_over_digests,
+                                );
+                        self.pending.insert(op.seq, Pending::Read(read));
+                        self.on_read_failure(op, self.id, failure);
+                    }
+                }
+            }
+            ClientOp::Get { key } => {
+                let read = PendingRead::new(
+                    request,
+                    key.clone(),
+                    replicas.clone(),
+                    required,
+                    deadline_mono_nanos,
+                )
+                .planting_trust_in_the_data(self.options.bug_read_trusts_the_data_over_digests);
+                self.pending.insert(op.seq, Pending::Read(read));
+                self.send_remote_reads(op, &key, &up);
+                if replicas.contains(&self.id) {
+                    match self.local_read(&key) {
+                        Ok(version) => self.on_read_reply(op, self.id, version),
+                        Err(failure) => self.on_read_failure(op, self.id, failure),
+                    }
+                }
+            }
+            ClientOp::Put { key, value } => {
+                let write = PendingWrite::new(request, replicas, required, deadline_mono_nanos);
+                self.start_write(now, op, key, Some(value), write, &up);
+            }
+            ClientOp::Delete { key } => {
+                let write = PendingWrite::new(request, replicas, required, deadline_mono_nanos);
+                self.start_write(now, op, key, None, write, &up);
+            }
+            ClientOp::Repair => unreachable!("handled above"),
+        }
+    }
+
+    /// Asks every replica of `key` in `up` but this node for its version:
+    /// one for the value (none if this node is a replica and has it), the
+    /// others for a digest.
+    fn send_remote_reads(&mut self, op: OpId, key: &[u8], up: &[NodeId]) {
+        let me = self.id;
+        let data_from = data_replica(me, up, op.seq);
+        for &replica in up.iter().filter(|&&r| r != me) {
+            let key = key.to_vec();
+            let message = if Some(replica) == data_from {
+                Message::Read { op, key }
+            } else {
+                Message::ReadDigest { op, key }
+            };
+            self.send(replica, message);
+        }
+    }
+
+    fn start_write(
+        &mut self,
+        now: Now,
+        op: OpId,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        write: PendingWrite,
+        up: &[NodeId],
+    ) {
+        let timestamp = Timestamp {
+            hlc: self.hlc.tick(now.wall_nanos),
+            node: self.id.0,
+        };
+        let tombstone = value.is_none();
+        let version = Versioned { timestamp, value };
+        let me = self.id;
+        let local = write.replicas.contains(&me);
+        let mut down = Vec::new();
+        for i in 0..write.replicas.len() {
+            let replica = write.replicas[i];
+            if replica == me {
+                continue;
+            }
+            if up.contains(&replica) {
+                self.send(
+                    replica,
+                    Message::Write {
+                        op,
+                        key: key.clone(),
+                        version: version.clone().into(),
+                    },
+                );
+            } else {
+                down.push(replica);
+            }
+        }
+        // Replicas held down get their hint now, in this group commit;
+        // those written to are watched until the deadline.
+        for target in down {
+            self.store_hint(now, target, &key, &version);
+        }
+        self.watch(op, &write, &key, &version, up);
+        if local && write.required == 1 {
+            // The local replica alone decides: acknowledge within this step
+            // (once the flush makes it durable) without waiting in
+            // `pending`; later acknowledgements find nothing and are
+            // ignored, as they would be after the first one decided it.
+            match self.local_write(&key, version) {
+                Ok(()) => {
+                    self.acknowledged(&key, timestamp, tombstone);
+                    self.reply_version(write.request, Some(timestamp));
+                    self.reply(write.request, ClientResponse::Written);
+                }
+                Err(failure) => {
+                    self.pending.insert(op.seq, Pending::Write(write));
+                    if self.options.record_versions {
+                        self.write_stamps.insert(op.seq, timestamp);
+                    }
+                    self.on_write_failure(op, me, failure);
+                }
+            }
+            return;
+        }
+        self.pending.insert(op.seq, Pending::Write(write));
+        if self.options.record_versions {
+            self.write_stamps.insert(op.seq, timestamp);
+        }
+        if local {
+            match self.local_write(&key, version) {
+                Ok(()) => {
+                    self.acknowledged(&key, timestamp, tombstone);
+                    self.on_write_ack(op, self.id);
+                }
+                Err(failure) => self.on_write_failure(op, me, failure),
+            }
+        }
+    }
+
+    /// Keeps `version` of `key` until the deadline, so the replicas in `up`
+    /// that stay silent get a hint then; within
+    /// [`super::NodeOptions::hint_watch_bytes_max`], else counted and left
+    /// to anti-entropy.
+    fn watch(
+        &mut self,
+        op: OpId,
+        write: &PendingWrite,
+        key: &[u8],
+        version: &Versioned,
+        up: &[NodeId],
+    ) {
+        if !self.options.hints.enabled {
+            return;
+        }
+        let silent: Vec<NodeId> = up.iter().copied().filter(|&r| r != self.id).collect();
+        if silent.is_empty() {
+            return;
+        }
+        let bytes = (key.len() + version.value.as_ref().map_or(0, Vec::len)) as u64;
+        if self.watch_bytes + bytes > self.options.hint_watch_bytes_max {
+            self.stats.hint_watches_dropped += 1;
+            return;
+        }
+        self.watch_bytes += bytes;
+        self.watches.insert(
+            op.seq,
+            HintWatch {
+                deadline_mono_nanos: write.deadline_mono_nanos,
+                key: key.to_vec(),
+                version: version.clone(),
+                silent,
+                bytes,
+            },
+        );
+    }
+
+    fn validate(&self, op: &ClientOp) -> Result<(), String> {
+        let limits = &self.options.engine;
+        if op.key().len() > limits.key_bytes_max {
+            return Err(format!(
+                "key of {} bytes exceeds {}",
+                op.key().len(),
+                limits.key_bytes_max
+            ));
+        }
+        if is_system(op.key()) {
+            return Err("keys starting with the bytes FF FF are reserved".to_owned());
+        }
+        if let ClientOp::Put { value, .. } = op {
+            if value.len() > limits.value_bytes_max {
+                return Err(format!(
+                    "value of {} bytes exceeds {}",
+                    value.len(),
+                    limits.value_bytes_max
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_write_ack(&mut self, op: OpId, from: NodeId) {
+        if op.generation != self.generation {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        if from == self.id {
+            self.local_counted_unsynced.push(op.seq);
+        }
+        if let Some(watch) = self.watches.get_mut(&op.seq) {
+            watch.silent.retain(|&r| r != from);
+            if watch.silent.is_empty() {
+                let watch = self.watches.remove(&op.seq).expect("present");
+                self.watch_bytes -= watch.bytes;
+            }
+        }
+        match self.pending.get_mut(&op.seq) {
+            Some(Pending::Write(write)) => {
+                let request = write.request;
+                if write.on_ack(from) && !write.held_to_deadline {
+                    if self.buggify.fires(BuggifySite::ReplyAtDeadline) {
+                        // Succeeded, answered only at its deadline.
+                        write.held_to_deadline = true;
+                        return;
+                    }
+                    self.pending.remove(&op.seq);
+                    let stamp = self.write_stamps.remove(&op.seq);
+                    self.reply_version(request, stamp);
+                    self.reply(request, ClientResponse::Written);
+                }
+            }
+            None => {}
+            Some(Pending::Read(read)) => {
+                let progress = read.on_repair_ack(from);
+                self.advance_read(op, progress);
+            }
+        }
+    }
+
+    /// Takes back this node's own acknowledgements and answers counted
+    /// since the last completed sync, which a full disk kept from becoming
+    /// durable: the operations go on with the other replicas, or fail.
+    pub(super) fn retract_local_counts(&mut self, failure: &ReplicaFailure) {
+        let me = self.id;
+        for seq in std::mem::take(&mut self.local_counted_unsynced) {
+            let op = OpId {
+                generation: self.generation,
+                seq,
+            };
+            match self.pending.get_mut(&seq) {
+                Some(Pending::Write(write)) => {
+                    if let Some(error) = write.retract(me, failure.clone()) {
+                        let request = write.request;
+                        self.pending.remove(&seq);
+                        self.write_stamps.remove(&seq);
+                        self.reply(request, ClientResponse::Error(error));
+                    }
+                }
+                Some(Pending::Read(read)) => {
+                    let progress = read.retract(me, failure.clone());
+                    self.advance_read(op, progress);
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// `from` could not take the write of `op`: the write fails at once if
+    /// the level can no longer be met.
+    pub(super) fn on_write_failure(&mut self, op: OpId, from: NodeId, failure: ReplicaFailure) {
+        if op.generation != self.generation {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        if let Some(Pending::Write(write)) = self.pending.get_mut(&op.seq) {
+            if let Some(error) = write.on_failure(from, failure) {
+                let request = write.request;
+                self.pending.remove(&op.seq);
+                self.write_stamps.remove(&op.seq);
+                self.reply(request, ClientResponse::Error(error));
+            }
+        }
+    }
+
+    /// `from` could not read the key of `op`.
+    pub(super) fn on_read_failure(&mut self, op: OpId, from: NodeId, failure: ReplicaFailure) {
+        if op.generation != self.generation {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        if let Some(Pending::Read(read)) = self.pending.get_mut(&op.seq) {
+            let progress = read.on_failure(from, failure);
+            self.advance_read(op, progress);
+        } else if failure.is_corruption() {
+            // The read finished without `from`: repair it all the same.
+            if let Some((key, winner)) = self.recent_reads.find(op.seq) {
+                let (key, winner) = (key.to_vec(), winner.clone());
+                self.repair_replica(op, from, key, winner);
+            }
+        }
+    }
+
+    /// Takes in `from`'s digest of the key of `op`.
+    pub(super) fn on_digest_reply(
+        &mut self,
+        op: OpId,
+        from: NodeId,
+        digest: Option<VersionDigest>,
+    ) {
+        if op.generation != self.generation {
+            self.stats.messages_ignored += 1;
+        } else if let Some(Pending::Read(read)) = self.pending.get_mut(&op.seq) {
+            let progress = read.on_digest(from, digest);
+            self.advance_read(op, progress);
+        }
+    }
+
+    pub(super) fn on_read_reply(&mut self, op: OpId, from: NodeId, version: Option<Versioned>) {
+        if op.generation != self.generation {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        if from == self.id {
+            self.local_counted_unsynced.push(op.seq);
+        }
+        if let Some(Pending::Read(read)) = self.pending.get_mut(&op.seq) {
+            let progress = read.on_answer(from, version);
+            self.advance_read(op, progress);
+        }
+    }
+
+    fn advance_read(&mut self, op: OpId, progress: ReadProgress) {
+        match progress {
+            ReadProgress::Waiting => {}
+            ReadProgress::Done(value) => {
+                if let Some(Pending::Read(read)) = self.pending.remove(&op.seq) {
+                    self.reply_version(read.request, read.decided_timestamp());
+                    self.reply(read.request, ClientResponse::Value(value));
+                    self.repair_corrupt(op, &read);
+                }
+            }
+            ReadProgress::Failed(error) => {
+                if let Some(Pending::Read(read)) = self.pending.remove(&op.seq) {
+                    self.reply(read.request, ClientResponse::Error(error));
+                }
+            }
+            ReadProgress::Fetch { from } => {
+                let Some(Pending::Read(read)) = self.pending.get(&op.seq) else {
+                    return;
+                };
+                let key = read.key.clone();
+                self.send(from, Message::Read { op, key });
+            }
+            ReadProgress::Repair { winner, stale } => {
+                let Some(Pending::Read(read)) = self.pending.get(&op.seq) else {
+                    return;
+                };
+                let key = read.key.clone();
+                let me = self.id;
+                for &replica in stale.iter().filter(|&&r| r != me) {
+                    self.stats.read_repairs += 1;
+                    self.send(
+                        replica,
+                        Message::RepairWrite {
+                            op,
+                            key: key.clone(),
+                            version: winner.clone().into(),
+                        },
+                    );
+                }
+                if stale.contains(&self.id) {
+                    self.stats.read_repairs += 1;
+                    let timestamp = winner.timestamp;
+                    let tombstone = winner.value.is_none();
+                    if self.local_write(&key, winner).is_ok() {
+                        self.acknowledged(&key, timestamp, tombstone);
+                        self.on_write_ack(op, self.id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the winner of a finished read back to the replicas whose copy
+    /// was corrupt: the newer (or equal) version shadows the bad entry.
+    fn repair_corrupt(&mut self, op: OpId, read: &PendingRead) {
+        let Some(winner) = read.winner() else {
+            return;
+        };
+        self.recent_reads.remember(op.seq, &read.key, winner);
+        for replica in read.corrupt_replicas() {
+            self.repair_replica(op, replica, read.key.clone(), winner.clone());
+        }
+    }
+
+    /// Writes `winner` of `key` to `replica`, whose copy was corrupt.
+    fn repair_replica(&mut self, op: OpId, replica: NodeId, key: Vec<u8>, winner: Versioned) {
+        self.stats.read_repairs += 1;
+        if replica == self.id {
+            let timestamp = winner.timestamp;
+            let tombstone = winner.value.is_none();
+            if self.local_write(&key, winner).is_ok() {
+                self.acknowledged(&key, timestamp, tombstone);
+            }
+        } else {
+            let version = winner.into();
+            self.send(replica, Message::RepairWrite { op, key, version });
+        }
+    }
+
+    /// Answers operations past their deadline with `Timeout`, and hints the
+    /// replicas that stayed silent on writes past theirs.
+    pub(super) fn expire(&mut self, now: Now) {
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| match p {
+                Pending::Write(w) => w.deadline_mono_nanos <= now.mono_nanos,
+                Pending::Read(r) => r.deadline_mono_nanos <= now.mono_nanos,
+            })
+            .map(|(&seq, _)| seq)
+            .collect();
+        for seq in expired {
+            let stamp = self.write_stamps.remove(&seq);
+            let (request, answered, required) = match self.pending.remove(&seq) {
+                Some(Pending::Write(w)) if w.held_to_deadline => {
+                    self.reply_version(w.request, stamp);
+                    self.reply(w.request, ClientResponse::Written);
+                    continue;
+                }
+                Some(Pending::Write(w)) => (w.request, w.acked.len(), w.required),
+                Some(Pending::Read(r)) => (r.request, r.answered(), r.required),
+                None => continue,
+            };
+            self.reply(
+                request,
+                ClientResponse::Error(ClientError::Timeout { answered, required }),
+            );
+        }
+        let due: Vec<u64> = self
+            .watches
+            .iter()
+            .filter(|(_, w)| w.deadline_mono_nanos <= now.mono_nanos)
+            .map(|(&seq, _)| seq)
+            .collect();
+        for seq in due {
+            let watch = self.watches.remove(&seq).expect("listed above");
+            self.watch_bytes -= watch.bytes;
+            for target in watch.silent {
+                self.store_hint(now, target, &watch.key, &watch.version);
+            }
+        }
+    }
+}

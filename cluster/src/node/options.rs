@@ -1,0 +1,163 @@
+//! A node's configuration: the cluster it belongs to and its tunables.
+
+use enigma_engine::EngineOptions;
+
+use crate::anti_entropy::AntiEntropyOptions;
+use crate::failure_detector::FailureDetectorOptions;
+use crate::hints::HintOptions;
+use crate::ids::NodeId;
+
+/// Default pause between gossip rounds (Cassandra's: one second).
+pub const GOSSIP_INTERVAL_NANOS_DEFAULT: u64 = 1_000_000_000;
+/// Default largest offset tolerated between this node's wall clock and a
+/// peer's readings (CockroachDB's: 500 ms).
+pub const CLOCK_OFFSET_MAX_NANOS_DEFAULT: u64 = 500_000_000;
+/// Default grace period before a tombstone may be purged (Cassandra's
+/// `gc_grace_seconds`: ten days). Purging also needs a completed repair.
+pub const GC_GRACE_NANOS_DEFAULT: u64 = 10 * 24 * 3_600 * 1_000_000_000;
+
+/// Who is in the cluster and how data is placed. Identical on every node.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Every member.
+    pub nodes: Vec<NodeId>,
+    /// Replicas per key.
+    pub replication_factor: usize,
+    /// Tokens each node owns on the ring.
+    pub vnodes_per_node: u32,
+}
+
+/// A node's tunables.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// How long a coordinator waits for replicas before answering `Timeout`.
+    pub request_timeout_nanos: u64,
+    /// Most client operations a coordinator tracks at once; more are refused
+    /// as `Overloaded` (nothing applied) rather than growing memory.
+    pub requests_pending_max: usize,
+    /// The storage engine's options.
+    pub engine: EngineOptions,
+    /// Bytes of tables the engine's background work (flushes, compactions)
+    /// may write per tick; a job runs whole, so a tick with work due runs at
+    /// least one.
+    pub background_bytes_per_tick: u64,
+    /// Seed of the node's random choices (whom to gossip with). The
+    /// simulator derives it from the run's seed; production draws it.
+    pub seed: u64,
+    /// Pause between gossip rounds.
+    pub gossip_interval_nanos: u64,
+    /// Phi above which the failure detector holds a peer down.
+    pub phi_convict_threshold: f64,
+    /// Hinted handoff.
+    pub hints: HintOptions,
+    /// Most bytes of values a coordinator keeps for writes whose replicas
+    /// have not all acknowledged, to hint the silent ones at the deadline;
+    /// beyond it such writes are left to anti-entropy (counted).
+    pub hint_watch_bytes_max: u64,
+    /// Anti-entropy.
+    pub anti_entropy: AntiEntropyOptions,
+    /// A tombstone younger than this is never purged.
+    pub gc_grace_nanos: u64,
+    /// A peer reading (message clock or stored timestamp) further ahead of
+    /// this node's wall clock than this is refused, never adopted.
+    pub clock_offset_max_nanos: u64,
+    /// Record, for a checking driver, the version of every client reply and
+    /// every write this node acknowledged as durable (see
+    /// [`super::Node::take_reply_versions`] and
+    /// [`super::Node::take_acknowledged_writes`]).
+    /// Off by default: a production driver does not collect them.
+    pub record_versions: bool,
+    /// **A deliberate bug, for proving that the simulator's checks bite.**
+    /// Acknowledges `QUORUM` writes after a single replica. Off by default
+    /// and settable only through this struct: no production command sets it.
+    pub bug_ack_quorum_writes_after_one_replica: bool,
+    /// **A deliberate bug**, as above: when the flush's sync fails, the
+    /// batch's outputs are released all the same (the node stops after).
+    pub bug_release_outputs_of_a_failed_sync: bool,
+    /// **A deliberate bug**: a read answers with the value it has once the
+    /// level's count has answered, even when a replica's digest is newer
+    /// (see [`crate::coordinator::PendingRead::planting_trust_in_the_data`]).
+    /// Off by default, settable only through this struct.
+    pub bug_read_trusts_the_data_over_digests: bool,
+    /// **A deliberate bug**: a hint is deleted as soon as it is sent, not
+    /// when the target acknowledges it. Off by default; no command sets it.
+    pub bug_delete_hints_on_send: bool,
+    /// **A deliberate bug**: tombstones past the grace period are purged
+    /// whether or not their range was repaired since. Off by default; no
+    /// command sets it.
+    pub bug_purge_tombstones_without_repair: bool,
+    /// **A deliberate bug**: the coordinator ignores its failure detector,
+    /// waiting on replicas it holds down instead of answering `Unavailable`.
+    /// Off by default; no command sets it.
+    pub bug_wait_on_down_replicas: bool,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        Self {
+            request_timeout_nanos: 1_000_000_000,
+            requests_pending_max: 10_000,
+            engine: EngineOptions::default(),
+            background_bytes_per_tick: 8 * 1024 * 1024,
+            seed: 0,
+            gossip_interval_nanos: GOSSIP_INTERVAL_NANOS_DEFAULT,
+            phi_convict_threshold: 8.0,
+            hints: HintOptions::default(),
+            hint_watch_bytes_max: 64 << 20,
+            anti_entropy: AntiEntropyOptions::default(),
+            gc_grace_nanos: GC_GRACE_NANOS_DEFAULT,
+            clock_offset_max_nanos: CLOCK_OFFSET_MAX_NANOS_DEFAULT,
+            record_versions: false,
+            bug_ack_quorum_writes_after_one_replica: false,
+            bug_release_outputs_of_a_failed_sync: false,
+            bug_read_trusts_the_data_over_digests: false,
+            bug_delete_hints_on_send: false,
+            bug_purge_tombstones_without_repair: false,
+            bug_wait_on_down_replicas: false,
+        }
+    }
+}
+
+impl NodeOptions {
+    /// Checks the options a node cannot run with.
+    ///
+    /// # Errors
+    /// A description of the first bad value.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.gossip_interval_nanos == 0 {
+            return Err("gossip interval must be positive".into());
+        }
+        if !(self.phi_convict_threshold > 0.0 && self.phi_convict_threshold.is_finite()) {
+            return Err(format!(
+                "phi convict threshold {} must be a positive number",
+                self.phi_convict_threshold
+            ));
+        }
+        if self.request_timeout_nanos == 0 {
+            return Err("request timeout must be positive".into());
+        }
+        if self.hints.replay_bytes_per_tick == 0 || self.hints.replay_timeout_nanos == 0 {
+            return Err("hint replay budget and timeout must be positive".into());
+        }
+        self.anti_entropy.validate()
+    }
+
+    /// The failure detector's options.
+    pub fn failure_detector(&self) -> FailureDetectorOptions {
+        FailureDetectorOptions {
+            phi_convict_threshold: self.phi_convict_threshold,
+            ..FailureDetectorOptions::for_gossip_interval(self.gossip_interval_nanos)
+        }
+    }
+
+    /// How late (by this node's wall clock) a client write or a hint may
+    /// arrive after its timestamp and still be applied: the hint window
+    /// plus the clock offset bound. Older ones are refused. Anti-entropy's
+    /// gate on tombstone purging relies on it: a repair session started
+    /// more than this after a tombstone saw every version older than it.
+    pub fn write_lateness_max_nanos(&self) -> u64 {
+        self.hints
+            .window_nanos
+            .saturating_add(self.clock_offset_max_nanos)
+    }
+}
