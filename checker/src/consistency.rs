@@ -326,6 +326,11 @@ impl KeyTimes {
         if let Some((_, start)) = self.write_read_by(read) {
             return start;
         }
+        if read.version.is_none() && !self.opaque && *value == self.initial {
+            // Without a version, a value equal to the initial one may be
+            // the initial object itself, whatever deletes wrote it since.
+            return -1;
+        }
         self.writers.get(value).map_or(-1, |(_, start)| *start)
     }
 }
@@ -846,6 +851,26 @@ mod tests {
         op(&mut h, 0, Call::Read, 60, 70, read(Some(1)));
         assert_eq!(check_sessions(&h, &none()), Ok(()));
         assert_eq!(check_lost_writes(&h, &none()), Ok(()));
+    }
+
+    /// A read of nothing, without a version, may have seen the initial
+    /// register even when a delete of the key came later: reading a value
+    /// written before that delete is not back in time.
+    #[test]
+    fn a_read_of_nothing_may_be_the_initial_register_despite_later_deletes() {
+        let mut h = History::new();
+        op(&mut h, 1, Call::Write(Some(2)), 0, 5, ok());
+        op(&mut h, 0, Call::Read, 10, 20, read(None));
+        op(&mut h, 1, Call::Write(None), 30, 40, ok());
+        op(&mut h, 1, Call::Write(Some(3)), 50, 60, ok());
+        op(&mut h, 0, Call::Read, 70, 80, read(Some(3)));
+        assert_eq!(check_sessions(&h, &none()), Ok(()));
+        let mut h = History::new();
+        op(&mut h, 0, Call::Read, 0, 10, read(None));
+        op(&mut h, 1, Call::Write(Some(2)), 20, 30, ok());
+        op(&mut h, 1, Call::Write(None), 40, 50, ok());
+        op(&mut h, 0, Call::Read, 60, 70, read(Some(2)));
+        assert_eq!(check_sessions(&h, &none()), Ok(()));
     }
 
     /// Under clock skew a write that started after another completed may
