@@ -30,9 +30,12 @@ impl Simulation {
             self.slots[node].paused_until = None;
             self.slots[node].disk.cancel_sync_failure();
             self.end_read_faults(node);
+            let was_full = self.slots[node].disk_full_until.is_some();
             self.end_disk_full(node);
             if self.slots[node].node.is_none() {
                 self.start_node(node);
+            } else if was_full {
+                self.durability_deferred.push(node);
             } else {
                 self.check_durability(node, "when the faults stopped");
             }
@@ -44,6 +47,9 @@ impl Simulation {
     /// no hint waits anywhere; starts the liveness phase once that has held
     /// for [`SETTLE_NANOS`], or fails the run past the bound.
     pub(super) fn on_convergence_poll(&mut self) {
+        for node in std::mem::take(&mut self.durability_deferred) {
+            self.check_durability(node, "once space was back after the faults stopped");
+        }
         let states = self.replica_versions();
         let diverged = first_diverged(&states, self.cluster.replication_factor);
         let hints_held: usize = self

@@ -479,6 +479,11 @@ struct Simulation {
     /// Since when the replicas have been seen converged, with no hint
     /// left, at every poll.
     converged_since_nanos: Option<u64>,
+    /// Nodes whose disk was full when the faults stopped: their durability
+    /// is checked at the first convergence poll, once they have had ticks
+    /// to write what waited for space (until then the engine refuses reads
+    /// of the keys whose writes wait).
+    durability_deferred: Vec<usize>,
     history: History,
     /// Version of each completed operation.
     versions: BTreeMap<OpId, Version>,
@@ -640,6 +645,7 @@ impl Simulation {
             phase: Phase::Safety,
             heal_started_nanos: 0,
             converged_since_nanos: None,
+            durability_deferred: Vec::new(),
             history: History::new(),
             versions: BTreeMap::new(),
             trace: Trace::new(config.trace),
