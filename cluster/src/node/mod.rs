@@ -43,9 +43,7 @@ mod replica;
 
 use std::collections::BTreeMap;
 
-use enigma_engine::{
-    BuggifyDraws, Disk, Engine, EngineError, SyncPolicy, Timestamp, Versioned,
-};
+use enigma_engine::{BuggifyDraws, Disk, Engine, EngineError, SyncPolicy, Timestamp, Versioned};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use thiserror::Error;
