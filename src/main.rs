@@ -34,7 +34,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use enigma_cluster::ConsistencyLevel;
-use enigma_sim::{run, sweep, RunReport, SimConfig};
+use enigma_sim::{run, RunReport, SimConfig, SweepReport};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -107,6 +107,10 @@ struct SimArgs {
     /// Run this many consecutive seeds and report the failing ones.
     #[arg(long)]
     seeds: Option<u64>,
+    /// Threads a sweep runs seeds on (default: one per core). Each run is
+    /// the same whatever the count.
+    #[arg(long, requires = "seeds")]
+    jobs: Option<usize>,
     /// First seed of a sweep.
     #[arg(long, value_parser = parse_seed, default_value = "0", requires = "seeds")]
     start: u64,
@@ -168,6 +172,10 @@ struct SimArgs {
     /// `enigma check` reads (single seed only).
     #[arg(long, requires = "seed", value_name = "FILE")]
     history_out: Option<std::path::PathBuf>,
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 fn parse_seed(text: &str) -> Result<u64, String> {
@@ -277,7 +285,7 @@ fn sim(args: &SimArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     match args.seeds {
-        Some(count) => sim_sweep(&config, count),
+        Some(count) => sim_sweep(&config, count, args.jobs.unwrap_or_else(default_jobs)),
         None => sim_one(&config, args.history, args.history_out.as_deref()),
     }
 }
@@ -321,6 +329,25 @@ fn sim_one(config: &SimConfig, show_history: bool, history_out: Option<&Path>) -
         stats.writes_acknowledged
     );
     out!(
+        "faults: {} crashes before and {} during a sync, {} bridge and {} one-way partitions, \
+         {} pauses, {} swizzles, {} clock jumps, {} bad-read windows ({} storage errors met), \
+         {} failed syncs, {} full disks, {} buggify firings; {} client retries, {} partial writes",
+        stats.crashes_before_sync,
+        stats.crashes_during_sync,
+        stats.bridge_partitions,
+        stats.asymmetric_partitions,
+        stats.pauses,
+        stats.swizzles,
+        stats.clock_jumps,
+        stats.read_fault_windows,
+        stats.storage_errors,
+        stats.sync_failures,
+        stats.disk_full_windows,
+        stats.buggify_fired,
+        stats.client_retries,
+        stats.partial_writes,
+    );
+    out!(
         "heal: {}; {} hints stored, {} replayed; {} repair sessions, {} keys streamed; {} refused as unavailable",
         stats.converge_nanos.map_or_else(
             || "did not converge".to_owned(),
@@ -349,6 +376,44 @@ fn sim_one(config: &SimConfig, show_history: bool, history_out: Option<&Path>) -
     }
 }
 
+/// Runs `count` seeds from `base.seed` on `jobs` threads (each run is
+/// single-threaded and deterministic; only the order they run in differs),
+/// failures in seed order.
+fn sweep_in_parallel(base: &SimConfig, count: u64, jobs: usize) -> SweepReport {
+    let jobs = u64::try_from(jobs.max(1)).unwrap_or(1).min(count.max(1));
+    let parts: Vec<SweepReport> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs)
+            .map(|job| {
+                scope.spawn(move || {
+                    let mut part = SweepReport::default();
+                    let mut offset = job;
+                    while offset < count {
+                        let config = SimConfig {
+                            seed: base.seed.wrapping_add(offset),
+                            ..base.clone()
+                        };
+                        part.add(run(&config));
+                        offset += jobs;
+                    }
+                    part
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a simulation run panicked"))
+            .collect()
+    });
+    let mut total = SweepReport::default();
+    for part in parts {
+        total.absorb(part);
+    }
+    total
+        .failures
+        .sort_by_key(|r| r.config.seed.wrapping_sub(base.seed));
+    total
+}
+
 fn print_failure(report: &RunReport) {
     for violation in &report.violations {
         out!("violated: {}", violation.property);
@@ -359,12 +424,13 @@ fn print_failure(report: &RunReport) {
     out!("repro: {}", report.config.repro_command());
 }
 
-fn sim_sweep(base: &SimConfig, count: u64) -> ExitCode {
+fn sim_sweep(base: &SimConfig, count: u64, jobs: usize) -> ExitCode {
     // Wall time is reported to the person running the sweep; it never
     // reaches node or simulator logic.
     #[allow(clippy::disallowed_methods)]
     let started = std::time::Instant::now();
-    let result = sweep(base, count, |report| {
+    let result = sweep_in_parallel(base, count, jobs);
+    for report in &result.failures {
         let properties: Vec<&str> = report.violations.iter().map(|v| v.property).collect();
         out!(
             "seed {:#x} FAILED: {}",
@@ -372,13 +438,22 @@ fn sim_sweep(base: &SimConfig, count: u64) -> ExitCode {
             properties.join(", ")
         );
         out!("repro: {}", report.config.repro_command());
-    });
+    }
     let elapsed = started.elapsed().as_secs_f64();
     eprintln!(
         "{count} seeds in {elapsed:.2}s ({:.1} seeds/s)",
         count as f64 / elapsed.max(1e-9)
     );
-    if let Some(converge) = &result.converge {
+    let seeds = count.max(1) as f64;
+    let ops = (result.ops_ok + result.ops_fail + result.ops_info).max(1) as f64;
+    out!(
+        "ops per seed: {:.1} ok, {:.1} fail, {:.1} info ({:.1}% info)",
+        result.ops_ok as f64 / seeds,
+        result.ops_fail as f64 / seeds,
+        result.ops_info as f64 / seeds,
+        100.0 * result.ops_info as f64 / ops,
+    );
+    if let Some(converge) = result.converge() {
         out!(
             "convergence after the faults stopped: median {:.1}s, worst {:.1}s (seed {:#x})",
             converge.median_nanos as f64 / 1e9,

@@ -51,6 +51,9 @@ pub struct PendingWrite {
     pub required: usize,
     /// When the coordinator gives up (monotonic).
     pub deadline_mono_nanos: u64,
+    /// Enough replicas acknowledged, but buggify holds the answer until
+    /// the deadline, which then answers success.
+    pub held_to_deadline: bool,
     /// Replicas whose storage failed to take the write.
     failures: BTreeMap<NodeId, ReplicaFailure>,
 }
@@ -73,6 +76,7 @@ impl PendingWrite {
             acked: BTreeSet::new(),
             required,
             deadline_mono_nanos,
+            held_to_deadline: false,
             failures: BTreeMap::new(),
         }
     }

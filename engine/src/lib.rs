@@ -29,9 +29,12 @@
 //! - `merge`: the last-write-wins merged iterator over memtables and tables.
 //! - `compaction`: the size-tiered policy and the tombstone purge rule.
 //! - `bytes`: decoding helpers that never trust a length.
+//! - [`buggify`]: sites where a simulator may force rare paths (no-ops by
+//!   default).
 //! - `db`: `Engine`, tying them together with flush, compaction and
 //!   recovery.
 
+pub mod buggify;
 mod bytes;
 mod compaction;
 pub mod conformance;
@@ -46,6 +49,7 @@ mod sstable;
 mod types;
 mod wal;
 
+pub use buggify::{Buggify, BuggifyDraws, BuggifySite};
 pub use db::{
     is_engine_file, BackgroundReport, BlockCacheStats, Engine, EngineOptions, EngineRecovery,
     PurgeGuard, SyncPolicy, BLOCK_CACHE_BYTES_DEFAULT, BLOOM_BITS_PER_KEY_DEFAULT,

@@ -1,11 +1,17 @@
 //! `SimClock`: each node's view of time.
 //!
-//! Fault model: a node's wall clock may be offset from true time by a fixed
-//! amount and may drift (run fast or slow by some parts per million). Its
-//! monotonic clock drifts with it but never jumps. A correct system survives
-//! this for everything but the promises DESIGN.md ties to synchronised
-//! clocks (QUORUM linearizability under last-write-wins), which the
-//! simulator then does not check; skew is off by default.
+//! Fault model: a node's wall clock may be offset from true time, may drift
+//! (run fast or slow by some parts per million) and may jump forwards or
+//! backwards ([`SimClock::jump`]), also while the node is down, so that it
+//! restarts with a clock behind or ahead of the one it stopped with. Its
+//! monotonic clock drifts with the wall clock but never jumps while the
+//! node runs; each start begins it at a new origin ([`SimClock::restart`]),
+//! as a reboot does. A correct system survives this for everything but the
+//! promises DESIGN.md ties to synchronised clocks (QUORUM linearizability
+//! under last-write-wins), which the simulator then does not check: a run
+//! with any clock fault says so in its facts. The simulator keeps every
+//! offset within its bound, so that no node reads another as further
+//! ahead than the cluster tolerates.
 
 use enigma_cluster::Now;
 
@@ -19,19 +25,43 @@ pub struct SimClock {
     pub offset_nanos: i64,
     /// Rate error, parts per million (positive: runs fast).
     pub drift_ppm: i64,
+    /// What the monotonic clock reads at true time zero of this incarnation
+    /// minus that time: set at each start, so each incarnation's monotonic
+    /// clock has its own origin.
+    pub mono_offset_nanos: i64,
 }
 
 impl SimClock {
     /// What this node's clocks read at true virtual time `virtual_nanos`.
     pub fn now(&self, virtual_nanos: u64) -> Now {
-        let drifted = i128::from(virtual_nanos)
-            + i128::from(virtual_nanos) * i128::from(self.drift_ppm) / 1_000_000;
-        let mono = drifted.max(0);
+        let drifted = self.drifted(virtual_nanos);
+        let mono = (drifted + i128::from(self.mono_offset_nanos)).max(0);
         let wall = i128::from(EPOCH_WALL_NANOS) + drifted + i128::from(self.offset_nanos);
         Now {
             mono_nanos: u64::try_from(mono).unwrap_or(u64::MAX),
             wall_nanos: u64::try_from(wall.max(0)).unwrap_or(u64::MAX),
         }
+    }
+
+    fn drifted(&self, virtual_nanos: u64) -> i128 {
+        i128::from(virtual_nanos)
+            + i128::from(virtual_nanos) * i128::from(self.drift_ppm) / 1_000_000
+    }
+
+    /// Moves the wall clock by `nanos` (negative: backwards), keeping its
+    /// offset within `bound_nanos` of true time either way.
+    pub fn jump(&mut self, nanos: i64, bound_nanos: i64) {
+        self.offset_nanos = self
+            .offset_nanos
+            .saturating_add(nanos)
+            .clamp(-bound_nanos, bound_nanos);
+    }
+
+    /// A new incarnation starts at true time `virtual_nanos`: its monotonic
+    /// clock reads `boot_mono_nanos` then.
+    pub fn restart(&mut self, virtual_nanos: u64, boot_mono_nanos: u64) {
+        let offset = i128::from(boot_mono_nanos) - self.drifted(virtual_nanos);
+        self.mono_offset_nanos = i64::try_from(offset).unwrap_or(0);
     }
 }
 
@@ -51,9 +81,22 @@ mod tests {
         let clock = SimClock {
             offset_nanos: -1_000,
             drift_ppm: 100,
+            mono_offset_nanos: 0,
         };
         let now = clock.now(1_000_000_000);
         assert_eq!(now.mono_nanos, 1_000_100_000);
         assert_eq!(now.wall_nanos, EPOCH_WALL_NANOS + 1_000_100_000 - 1_000);
+    }
+
+    #[test]
+    fn jumps_move_wall_time_within_the_bound_and_restarts_move_mono_time() {
+        let mut clock = SimClock::default();
+        clock.jump(-5_000, 3_000);
+        assert_eq!(clock.now(10_000).wall_nanos, EPOCH_WALL_NANOS + 7_000);
+        assert_eq!(clock.now(10_000).mono_nanos, 10_000, "mono never jumps");
+        clock.restart(10_000, 42);
+        assert_eq!(clock.now(10_000).mono_nanos, 42);
+        assert_eq!(clock.now(10_500).mono_nanos, 542);
+        assert_eq!(clock.now(10_000).wall_nanos, EPOCH_WALL_NANOS + 7_000);
     }
 }

@@ -35,8 +35,9 @@ pub struct SimConfig {
     /// One value in 32 is padded to this many bytes, so that a handful of
     /// keys fill a memtable now and then.
     pub value_bytes: usize,
-    /// Whether the nemesis may crash nodes (each seed then draws whether it
-    /// does). Off, with anti-entropy off, hints alone must converge.
+    /// Whether the nemesis may crash nodes, fail their syncs (the node
+    /// stops) and fill their disks (each seed then draws whether it does).
+    /// Off, with anti-entropy off, hints alone must converge.
     pub crashes: bool,
     /// Whether coordinators store and replay hints.
     pub hinted_handoff: bool,
@@ -63,6 +64,17 @@ pub struct SimConfig {
     /// clients; the replica durability check must not. Test-only: no CLI
     /// flag sets it.
     pub planted_disk_loses_synced_writes: bool,
+    /// Plant a driver bug: a group commit releases its batch's outputs when
+    /// the sync starts instead of when it completes, so a crash during the
+    /// sync can lose acknowledged writes. Test-only: no CLI flag sets it.
+    pub planted_release_before_sync: bool,
+    /// Plant the node bug that releases a batch's outputs although its
+    /// sync failed. Test-only: no CLI flag sets it.
+    pub planted_ack_after_failed_sync: bool,
+    /// Plant the engine bug that drops a frozen memtable before its new
+    /// table is open, so a bad read opening it loses versions from the
+    /// read path. Test-only: no CLI flag sets it.
+    pub planted_flush_drops_memtable: bool,
 }
 
 /// Default [`SimConfig::memtable_bytes`]: the engine's smallest memtable.
@@ -83,7 +95,7 @@ impl Default for SimConfig {
             nodes: 3,
             replication_factor: 3,
             clients: 5,
-            ops: 300,
+            ops: 1_100,
             keys: 5,
             level: ConsistencyLevel::Quorum,
             faults: true,
@@ -100,6 +112,9 @@ impl Default for SimConfig {
             planted_purge_without_repair: false,
             planted_coordinator_ignores_failure_detector: false,
             planted_disk_loses_synced_writes: false,
+            planted_release_before_sync: false,
+            planted_ack_after_failed_sync: false,
+            planted_flush_drops_memtable: false,
         }
     }
 }
@@ -187,6 +202,9 @@ impl SimConfig {
             || self.planted_anti_entropy_one_way
             || self.planted_purge_without_repair
             || self.planted_coordinator_ignores_failure_detector
+            || self.planted_release_before_sync
+            || self.planted_ack_after_failed_sync
+            || self.planted_flush_drops_memtable
     }
 
     /// The command that replays exactly this run.

@@ -28,24 +28,40 @@
 //! - **Full disk** ([`SimDisk::set_full`], [`SimDisk::set_capacity_bytes`]):
 //!   a write that would take the disk past its capacity fails with `NoSpace`
 //!   and writes nothing. Survivable because the writer rolls back and
-//!   reports the error instead of acknowledging; reads keep working.
+//!   reports the error instead of acknowledging; reads keep working. The
+//!   simulator fills at most `down_max` nodes' disks at once, each for a
+//!   window, and frees the space before the node restarts.
 //! - **Failed sync** ([`SimDisk::fail_next_sync`],
 //!   `sync_failure_probability`): a `sync` or `sync_dir` fails and makes
 //!   nothing durable. Survivable because the node treats it as fatal
-//!   (poisons its engine, stops acknowledging) and the simulator restarts it
-//!   from what is durable.
+//!   (poisons its engine, releases nothing of the batch, stops) and the
+//!   simulator restarts it from what is durable. The simulator fails the
+//!   next sync of at most `down_max` nodes at once.
 //! - **Bit rot** ([`SimDisk::flip_bit`]): a bit of stored data changes, in
 //!   the durable and current contents alike. Survivable only within bounds
-//!   the simulator must keep (at most RF-1 replicas of a range): the engine
-//!   detects it by checksum and reports corruption, never serving it.
+//!   the simulator must keep (at most RF-1 replicas of a range) and only
+//!   with repair from peers, which the node does not do yet: the engine
+//!   detects it by checksum and reports corruption, never serving it, but
+//!   the replica stays damaged. The simulator does not draw it; it draws bit
+//!   rot *on reads* instead (next item).
 //! - **Bad reads** (`read_bit_flip_probability`, `read_error_probability`,
-//!   [`SimDisk::mark_sector_unreadable`]): between crashes a read may return
-//!   a flipped bit (the stored bytes stay intact: a transient transfer
-//!   error) or fail with `Io` (a latent sector error; a marked sector fails
-//!   every read until it is written again, which remaps it). Survivable for
-//!   data the engine checksums, which it reports as corruption or an error,
-//!   never serving it. Off in [`SimDiskFaults::torn`]: a bad read of the
-//!   last WAL segment during recovery looks exactly like a torn tail.
+//!   [`SimDisk::mark_sector_unreadable`],
+//!   [`SimDisk::mark_random_sectors_unreadable`]): between crashes a read may
+//!   return a flipped bit (the stored bytes stay intact: a transfer error)
+//!   or fail with `Io` (a latent sector error; a marked sector fails every
+//!   read until it is written again, which remaps it, or
+//!   [`SimDisk::clear_unreadable_sectors`]). Survivable for data the engine
+//!   checksums, which it reports as corruption or an error, never serving
+//!   it; the simulator opens such windows on fewer than `rf` nodes at a
+//!   time, only while the node runs (a bad read of the last WAL segment
+//!   during recovery looks exactly like a torn tail), and marks sectors of
+//!   tables only. Off in [`SimDiskFaults::torn`].
+//! - **Held syncs** ([`SimDisk::hold_syncs`]): not a fault of disks but of a
+//!   planted driver bug: syncs return at once and become durable only when
+//!   released, so a crash before drops them. No correct run uses it.
+//!
+//! Misdirected writes (a write landing at the wrong offset or file) are not
+//! modelled: the engine cannot tell one from a correct write yet.
 //!
 //! Handles opened before a crash belong to the crashed process: using one
 //! afterwards is an `Io` error, so a test that leaks one fails loudly.
@@ -175,6 +191,19 @@ enum DirOp {
     },
 }
 
+/// A sync that returned but is not durable yet (see `State::held_syncs`).
+#[derive(Debug, Clone)]
+enum HeldSync {
+    /// A file's contents as of its sync.
+    File { inode: u64, contents: Vec<u8> },
+    /// The directory as of a `sync_dir`, and how many directory operations
+    /// it covered.
+    Dir {
+        dir: BTreeMap<String, u64>,
+        ops: usize,
+    },
+}
+
 /// One file's contents, apart from any name.
 #[derive(Debug, Clone, Default)]
 struct Inode {
@@ -263,6 +292,10 @@ struct State {
     full: bool,
     /// The next `sync` or `sync_dir` fails.
     fail_next_sync: bool,
+    /// While `Some`, syncs are held back: recorded here, made durable only
+    /// by [`SimDisk::hold_syncs`]`(false)`, dropped by a crash (the
+    /// planted driver bug that releases outputs before its sync completes).
+    held_syncs: Option<Vec<HeldSync>>,
     /// Counters for the simulator.
     bytes_written: u64,
     syncs: u64,
@@ -386,6 +419,7 @@ impl SimDisk {
         state.epoch += 1;
         state.crashes += 1;
         state.fail_next_sync = false;
+        state.held_syncs = None;
     }
 
     /// An empty disk whose faults between crashes are drawn from a
@@ -433,9 +467,83 @@ impl SimDisk {
         Ok(())
     }
 
+    /// Makes `count` random sectors of files whose name passes `which` fail
+    /// every read (latent sector errors), until written again or
+    /// [`Self::clear_unreadable_sectors`].
+    pub fn mark_random_sectors_unreadable(
+        &self,
+        rng: &mut impl Rng,
+        count: usize,
+        which: impl Fn(&str) -> bool,
+    ) {
+        let mut state = self.0.borrow_mut();
+        let files: Vec<u64> = state
+            .dir_current
+            .iter()
+            .filter(|(name, _)| which(name))
+            .map(|(_, &inode)| inode)
+            .collect();
+        if files.is_empty() {
+            return;
+        }
+        for _ in 0..count {
+            let inode = files[rng.random_range(0..files.len())];
+            let file = state
+                .inodes
+                .get_mut(&inode)
+                .expect("the directory names live inodes");
+            let sectors = file.current.len().div_ceil(SECTOR_BYTES);
+            if sectors > 0 {
+                file.unreadable_sectors.insert(rng.random_range(0..sectors));
+            }
+        }
+    }
+
+    /// Every unreadable sector reads again (the drive remapped them).
+    pub fn clear_unreadable_sectors(&self) {
+        for inode in self.0.borrow_mut().inodes.values_mut() {
+            inode.unreadable_sectors.clear();
+        }
+    }
+
+    /// With `true`, every later `sync` and `sync_dir` returns at once but
+    /// makes nothing durable until `hold_syncs(false)`, which makes the
+    /// held ones durable in order; a crash in between drops them. Only the
+    /// planted driver bug of the simulator uses it.
+    pub fn hold_syncs(&self, hold: bool) {
+        let mut state = self.0.borrow_mut();
+        let state = &mut *state;
+        if hold {
+            state.held_syncs.get_or_insert_with(Vec::new);
+            return;
+        }
+        let mut ops_applied = 0;
+        for held in state.held_syncs.take().unwrap_or_default() {
+            match held {
+                HeldSync::File { inode, contents } => {
+                    if let Some(file) = state.inodes.get_mut(&inode) {
+                        file.durable = contents;
+                        file.dirty_from = (file.durable != file.current).then_some(0);
+                    }
+                }
+                HeldSync::Dir { dir, ops } => {
+                    state.dir_durable = dir;
+                    state.dir_ops.drain(..ops - ops_applied);
+                    ops_applied = ops;
+                }
+            }
+        }
+    }
+
     /// Makes the next `sync` or `sync_dir` fail with `SyncFailed`.
     pub fn fail_next_sync(&self) {
         self.0.borrow_mut().fail_next_sync = true;
+    }
+
+    /// Drops a pending [`Self::fail_next_sync`] (the simulator's faults
+    /// stop).
+    pub fn cancel_sync_failure(&self) {
+        self.0.borrow_mut().fail_next_sync = false;
     }
 
     /// Flips one bit of the stored contents of `name`, durable and current:
@@ -576,7 +684,19 @@ impl Disk for SimDisk {
 
     fn sync_dir(&self) -> Result<(), DiskError> {
         let mut state = self.0.borrow_mut();
+        let state = &mut *state;
         state.take_sync_failure(DIR_NAME)?;
+        if let Some(held) = &mut state.held_syncs {
+            // Held directory syncs leave `dir_ops` whole: this one covers
+            // the first `ops` of them.
+            let ops = state.dir_ops.len();
+            held.push(HeldSync::Dir {
+                dir: state.dir_current.clone(),
+                ops,
+            });
+            state.syncs += 1;
+            return Ok(());
+        }
         state.dir_durable = state.dir_current.clone();
         state.dir_ops.clear();
         state.syncs += 1;
@@ -715,6 +835,12 @@ impl DiskFile for SimFile {
     fn sync(&mut self) -> Result<(), DiskError> {
         self.with_inode(|state, inode| {
             state.take_sync_failure(&self.name)?;
+            if let Some(held) = &mut state.held_syncs {
+                let contents = state.inodes[&inode].current.clone();
+                held.push(HeldSync::File { inode, contents });
+                state.syncs += 1;
+                return Ok(());
+            }
             state
                 .inodes
                 .get_mut(&inode)
@@ -742,6 +868,8 @@ impl DiskFile for SimFile {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use enigma_engine::{Engine, EngineError, EngineOptions, Timestamp, Versioned};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
@@ -1093,6 +1221,54 @@ mod tests {
             served > 0 && refused > 0,
             "served {served}, refused {refused}"
         );
+    }
+
+    /// Background jobs that meet bad reads (a flipped bit, a failed read, a
+    /// latent bad sector) while opening the table they just wrote must
+    /// leave the engine serving every newest version once the reads heal:
+    /// the frozen memtable or the compaction inputs stay until the new
+    /// table is open.
+    #[test]
+    fn background_work_meeting_bad_reads_loses_nothing_from_the_read_path() {
+        let options = EngineOptions {
+            memtable_bytes_max: enigma_engine::MEMTABLE_BYTES_MIN,
+            compaction_tables_min: 2,
+            ..EngineOptions::default()
+        };
+        for seed in 0..8 {
+            let disk = SimDisk::with_seed(SimDiskFaults::default(), seed);
+            let mut engine = Engine::open(disk.clone(), options.clone()).expect("open");
+            let mut newest = BTreeMap::new();
+            let mut hlc = 1;
+            let mut rng = rng(seed);
+            for round in 0..30 {
+                for k in 0..5_u64 {
+                    hlc += 1;
+                    let version = Versioned {
+                        timestamp: Timestamp { hlc, node: 1 },
+                        value: Some(vec![b'x'; 300]),
+                    };
+                    engine.write(&key(k), version).expect("write");
+                    newest.insert(k, hlc);
+                }
+                engine.sync().expect("sync");
+                if round % 3 == 0 {
+                    disk.set_faults(SimDiskFaults {
+                        read_bit_flip_probability: 0.05,
+                        read_error_probability: 0.02,
+                        ..SimDiskFaults::default()
+                    });
+                    disk.mark_random_sectors_unreadable(&mut rng, 4, |n| n.ends_with(".sst"));
+                }
+                let _ = engine.do_background_work(64 * 1024);
+                disk.set_faults(SimDiskFaults::default());
+                disk.clear_unreadable_sectors();
+                for (k, hlc) in &newest {
+                    let got = engine.get(&key(*k)).expect("reads heal").expect("held");
+                    assert_eq!(got.timestamp.hlc, *hlc, "seed {seed} round {round} key {k}");
+                }
+            }
+        }
     }
 
     fn small_segments() -> EngineOptions {

@@ -2,12 +2,19 @@
 //!
 //! Fault model: every message takes a random latency (at least
 //! `latency_min_nanos`, so nothing arrives at the instant it was sent), which
-//! reorders messages freely; a message may be lost, or delivered twice; a
-//! partition splits nodes into groups and drops every message between
-//! groups at delivery time (including those already in flight). A correct
-//! system survives all of it: it never relies on delivery, order or
-//! uniqueness, only on eventual delivery once the partition heals and loss
-//! stops, which the heal phase guarantees.
+//! reorders messages freely; a message may be lost, or delivered twice. A
+//! partition cuts a set of *directed* links and drops every message on a cut
+//! link at delivery time (including those already in flight): two halves,
+//! one node isolated, two halves joined by a bridge node that hears both,
+//! or links cut one way only (A hears B, B does not hear A). A clogged link
+//! delays each message sent on it by up to its clog delay more (FoundationDB's
+//! clogging; the nemesis clogs links one by one and unclogs them in reverse:
+//! swizzle-clogging). A correct system survives all of it: it never relies
+//! on delivery, order, symmetry or uniqueness, only on eventual delivery
+//! once the partition heals, links unclog and loss stops, which the heal
+//! phase guarantees.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use rand::Rng;
 
@@ -40,8 +47,10 @@ impl Default for NetOptions {
 pub struct SimNet {
     /// Behaviour.
     pub options: NetOptions,
-    /// Group of each node while partitioned; `None` when fully connected.
-    partition: Option<Vec<u32>>,
+    /// Directed links `(from, to)` cut by a partition.
+    cut: BTreeSet<(usize, usize)>,
+    /// Directed links clogged, with the most delay each adds.
+    clogged: BTreeMap<(usize, usize), u64>,
 }
 
 impl SimNet {
@@ -54,13 +63,14 @@ impl SimNet {
         assert!(options.latency_min_nanos <= options.latency_max_nanos);
         Self {
             options,
-            partition: None,
+            cut: BTreeSet::new(),
+            clogged: BTreeMap::new(),
         }
     }
 
-    /// The delivery delays of one message sent now: empty if it is lost,
-    /// two entries if it is duplicated.
-    pub fn delays(&self, rng: &mut impl Rng) -> Vec<u64> {
+    /// The delivery delays of one message sent now from `from` to `to`:
+    /// empty if it is lost, two entries if it is duplicated.
+    pub fn delays(&self, rng: &mut impl Rng, from: usize, to: usize) -> Vec<u64> {
         if rng.random_bool(self.options.loss_probability) {
             return Vec::new();
         }
@@ -69,34 +79,55 @@ impl SimNet {
         } else {
             1
         };
+        let clog = self.clogged.get(&(from, to)).copied().unwrap_or(0);
         (0..copies)
             .map(|_| {
-                rng.random_range(self.options.latency_min_nanos..=self.options.latency_max_nanos)
+                let latency = rng
+                    .random_range(self.options.latency_min_nanos..=self.options.latency_max_nanos);
+                if clog > 0 {
+                    latency + rng.random_range(0..=clog)
+                } else {
+                    latency
+                }
             })
             .collect()
     }
 
-    /// Whether `from` can reach `to` now.
+    /// Whether a message from `from` reaches `to` now.
     pub fn connected(&self, from: usize, to: usize) -> bool {
-        match &self.partition {
-            None => true,
-            Some(groups) => groups[from] == groups[to],
-        }
+        !self.cut.contains(&(from, to))
     }
 
-    /// Splits the nodes into groups.
-    pub fn partition(&mut self, groups: Vec<u32>) {
-        self.partition = Some(groups);
+    /// Cuts these directed links (and only these).
+    pub fn partition(&mut self, cut: &[(usize, usize)]) {
+        self.cut = cut.iter().copied().collect();
     }
 
-    /// Reconnects every link.
+    /// Clogs the link `from -> to`: messages sent on it take up to
+    /// `delay_max_nanos` longer.
+    pub fn clog(&mut self, from: usize, to: usize, delay_max_nanos: u64) {
+        self.clogged.insert((from, to), delay_max_nanos);
+    }
+
+    /// Unclogs the link `from -> to`.
+    pub fn unclog(&mut self, from: usize, to: usize) {
+        self.clogged.remove(&(from, to));
+    }
+
+    /// Reconnects and unclogs every link.
     pub fn heal(&mut self) {
-        self.partition = None;
+        self.cut.clear();
+        self.clogged.clear();
     }
 
     /// Whether a partition is in force.
     pub fn is_partitioned(&self) -> bool {
-        self.partition.is_some()
+        !self.cut.is_empty()
+    }
+
+    /// Whether some link is clogged.
+    pub fn is_clogged(&self) -> bool {
+        !self.clogged.is_empty()
     }
 }
 
@@ -106,14 +137,16 @@ mod tests {
     use crate::rng::stream;
 
     #[test]
-    fn partitions_cut_only_links_between_groups() {
+    fn partitions_cut_only_the_links_named_and_only_one_way() {
         let mut net = SimNet::new(NetOptions::default());
-        net.partition(vec![0, 0, 1]);
+        net.partition(&[(0, 2), (2, 0), (1, 2)]);
         assert!(net.connected(0, 1));
         assert!(!net.connected(0, 2));
-        assert!(!net.connected(2, 1));
+        assert!(!net.connected(1, 2));
+        assert!(net.connected(2, 1), "the cut is one way");
         net.heal();
         assert!(net.connected(0, 2));
+        assert!(!net.is_partitioned());
     }
 
     #[test]
@@ -121,7 +154,7 @@ mod tests {
         let mut rng = stream(1, "test");
         let net = SimNet::new(NetOptions::default());
         for _ in 0..1000 {
-            let d = net.delays(&mut rng);
+            let d = net.delays(&mut rng, 0, 1);
             assert_eq!(d.len(), 1);
             assert!(d[0] >= 200_000 && d[0] <= 5_000_000);
         }
@@ -129,6 +162,22 @@ mod tests {
             loss_probability: 1.0,
             ..NetOptions::default()
         });
-        assert!(lossy.delays(&mut rng).is_empty());
+        assert!(lossy.delays(&mut rng, 0, 1).is_empty());
+    }
+
+    #[test]
+    fn a_clogged_link_is_slower_and_only_that_link() {
+        let mut rng = stream(2, "test");
+        let mut net = SimNet::new(NetOptions::default());
+        net.clog(0, 1, 1_000_000_000);
+        let slowest = (0..200)
+            .map(|_| net.delays(&mut rng, 0, 1)[0])
+            .max()
+            .unwrap_or(0);
+        assert!(slowest > 5_000_000, "clogging added nothing: {slowest}");
+        assert!((0..200).all(|_| net.delays(&mut rng, 1, 0)[0] <= 5_000_000));
+        net.unclog(0, 1);
+        assert!(!net.is_clogged());
+        assert!((0..200).all(|_| net.delays(&mut rng, 0, 1)[0] <= 5_000_000));
     }
 }

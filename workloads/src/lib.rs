@@ -10,10 +10,12 @@
 //! - [`register`]: reads, writes and deletes over a handful of keys, each key
 //!   an independent register; values are unique so the checker can tell
 //!   writes apart.
-//! - [`nemesis`]: the fault schedule: crashes, restarts, partitions, heals.
+//! - [`nemesis`]: the fault schedule: crashes and restarts, partitions of
+//!   every shape, pauses, swizzle-clogging, clock jumps, bad reads, failed
+//!   syncs, heals.
 
 pub mod nemesis;
 pub mod register;
 
-pub use nemesis::{Fault, Nemesis, NemesisOptions};
+pub use nemesis::{ClusterFaults, Fault, Nemesis, NemesisOptions, PartitionKind};
 pub use register::{ClientResult, RegisterOptions, RegisterWorkload};

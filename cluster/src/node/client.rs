@@ -2,7 +2,7 @@
 //! by the failure detector, quorums counted, read repair carried out,
 //! deadlines kept, silent replicas hinted.
 
-use enigma_engine::{Disk, Timestamp, Versioned};
+use enigma_engine::{BuggifySite, Disk, Timestamp, Versioned};
 
 use super::{HintWatch, Node, Pending};
 use crate::consistency::ConsistencyLevel;
@@ -314,7 +314,12 @@ impl<D: Disk> Node<D> {
         match self.pending.get_mut(&op.seq) {
             Some(Pending::Write(write)) => {
                 let request = write.request;
-                if write.on_ack(from) {
+                if write.on_ack(from) && !write.held_to_deadline {
+                    if self.buggify.fires(BuggifySite::ReplyAtDeadline) {
+                        // Succeeded, answered only at its deadline.
+                        write.held_to_deadline = true;
+                        return;
+                    }
                     self.pending.remove(&op.seq);
                     let stamp = self.write_stamps.remove(&op.seq);
                     self.reply_version(request, stamp);
@@ -513,8 +518,13 @@ impl<D: Disk> Node<D> {
             .map(|(&seq, _)| seq)
             .collect();
         for seq in expired {
-            self.write_stamps.remove(&seq);
+            let stamp = self.write_stamps.remove(&seq);
             let (request, answered, required) = match self.pending.remove(&seq) {
+                Some(Pending::Write(w)) if w.held_to_deadline => {
+                    self.reply_version(w.request, stamp);
+                    self.reply(w.request, ClientResponse::Written);
+                    continue;
+                }
                 Some(Pending::Write(w)) => (w.request, w.acked.len(), w.required),
                 Some(Pending::Read(r)) => (r.request, r.answered(), r.required),
                 None => continue,

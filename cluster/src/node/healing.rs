@@ -5,7 +5,7 @@
 
 use std::ops::Bound;
 
-use enigma_engine::{BackgroundReport, Disk, EngineError, Timestamp, Versioned};
+use enigma_engine::{BackgroundReport, BuggifySite, Disk, EngineError, Timestamp, Versioned};
 
 use super::{Node, BACKGROUND_RETRY_AFTER_FAILURE_NANOS};
 use crate::anti_entropy::{Action, AntiEntropy};
@@ -405,17 +405,20 @@ impl<D: Disk> Node<D> {
     /// their number). Skipping can only postpone work, never lose it.
     fn background_work(&mut self, now: Now) {
         let engine = &self.engine;
-        let idle = self.background_idle_at_tables == Some(engine.tables_total())
+        let idle = !self.buggify.enabled(BuggifySite::MemtableFrozenEarly)
+            && self.background_idle_at_tables == Some(engine.tables_total())
             && engine.frozen_total() == 0
             && engine.memtable_bytes() < engine.options().memtable_bytes_max;
         if idle {
             return;
         }
         self.background_idle_at_tables = None;
-        match self
-            .engine
-            .do_background_work(self.options.background_bytes_per_tick)
-        {
+        let budget = if self.buggify.fires(BuggifySite::BackgroundBatchCut) {
+            1
+        } else {
+            self.options.background_bytes_per_tick
+        };
+        match self.engine.do_background_work(budget) {
             Ok(BackgroundReport {
                 tables_flushed,
                 compactions,

@@ -43,7 +43,7 @@ mod replica;
 
 use std::collections::BTreeMap;
 
-use enigma_engine::{Disk, Engine, EngineError, SyncPolicy, Timestamp, Versioned};
+use enigma_engine::{BuggifyDraws, Disk, Engine, EngineError, SyncPolicy, Timestamp, Versioned};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use thiserror::Error;
@@ -284,6 +284,8 @@ pub struct Node<D: Disk> {
     /// do: until a memtable fills or the tables change, asking again would
     /// find nothing either.
     background_idle_at_tables: Option<usize>,
+    /// Buggify draws (`options.engine.buggify`; none fire in production).
+    buggify: BuggifyDraws,
     /// The node's random choices, seeded by [`NodeOptions::seed`].
     rng: ChaCha8Rng,
     /// The time of the last step: the failure detector's and gossip's clock
@@ -348,6 +350,10 @@ impl<D: Disk> Node<D> {
         let recovery = Engine::recover(disk, options.engine.clone())?;
         let generation = generation::store_next(recovery.disk(), last_generation)?;
         let engine = recovery.open()?;
+        // A stream per node and boot: a restarted node does not redraw
+        // what it drew before.
+        let buggify =
+            BuggifyDraws::new(&options.engine.buggify, u64::from(id.0) << 32 | generation);
         let peers: Vec<NodeId> = ring.nodes().iter().copied().filter(|&n| n != id).collect();
         let anti_entropy = AntiEntropy::new(
             id,
@@ -369,6 +375,7 @@ impl<D: Disk> Node<D> {
             write_stamps: BTreeMap::new(),
             versions: VersionLog::default(),
             background_idle_at_tables: None,
+            buggify,
             rng: ChaCha8Rng::seed_from_u64(options.seed ^ generation),
             last_now: None,
             gossip: Gossip::new(id, generation, ring.nodes(), 0),
@@ -450,6 +457,11 @@ impl<D: Disk> Node<D> {
                     // Nothing this batch did waits on the sync: reads of
                     // keys whose writes wait are refused by the engine.
                     self.local_counted_unsynced.clear();
+                    // The replies leave: so do their versions.
+                    if self.options.record_versions {
+                        let log = &mut self.versions;
+                        log.released_replies.append(&mut log.replies);
+                    }
                     return Ok(held);
                 }
                 self.versions.acknowledged.clear();
@@ -461,6 +473,12 @@ impl<D: Disk> Node<D> {
                 return Ok(outputs);
             }
             self.fatal = Some(e.clone());
+            if self.options.bug_release_outputs_of_a_failed_sync {
+                let log = &mut self.versions;
+                log.released_acknowledged.append(&mut log.acknowledged);
+                log.released_replies.append(&mut log.replies);
+                return Ok(std::mem::take(&mut self.held));
+            }
             self.held.clear();
             self.versions = VersionLog::default();
             return Err(NodeError::Storage(e));
@@ -493,6 +511,11 @@ impl<D: Disk> Node<D> {
     /// last call (empty unless [`NodeOptions::record_versions`]).
     pub fn take_reply_versions(&mut self) -> Vec<ReplyVersion> {
         std::mem::take(&mut self.versions.released_replies)
+    }
+
+    /// Times a buggify site of this node or its engine fired.
+    pub fn buggify_fired(&self) -> u64 {
+        self.buggify.fired() + self.engine.buggify_fired()
     }
 
     /// This node's id.

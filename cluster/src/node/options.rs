@@ -71,6 +71,9 @@ pub struct NodeOptions {
     /// Acknowledges `QUORUM` writes after a single replica. Off by default
     /// and settable only through this struct: no production command sets it.
     pub bug_ack_quorum_writes_after_one_replica: bool,
+    /// **A deliberate bug**, as above: when the flush's sync fails, the
+    /// batch's outputs are released all the same (the node stops after).
+    pub bug_release_outputs_of_a_failed_sync: bool,
     /// **A deliberate bug**: a read answers with the value it has once the
     /// level's count has answered, even when a replica's digest is newer
     /// (see [`crate::coordinator::PendingRead::planting_trust_in_the_data`]).
@@ -106,6 +109,7 @@ impl Default for NodeOptions {
             clock_offset_max_nanos: CLOCK_OFFSET_MAX_NANOS_DEFAULT,
             record_versions: false,
             bug_ack_quorum_writes_after_one_replica: false,
+            bug_release_outputs_of_a_failed_sync: false,
             bug_read_trusts_the_data_over_digests: false,
             bug_delete_hints_on_send: false,
             bug_purge_tombstones_without_repair: false,

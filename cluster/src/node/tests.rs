@@ -226,15 +226,25 @@ fn the_planted_bug_acknowledges_a_quorum_write_after_one_replica() {
 fn acknowledgements_for_a_previous_incarnation_are_not_counted() {
     let mut h = Harness::new(3, NodeOptions::default());
     let old = sends(&h.client(0, 1, put("k", "old"), ConsistencyLevel::All));
-    let old_acks = [h.deliver(0, &old[0]), h.deliver(0, &old[1])];
+    // Each acknowledgement with the replica that produced it.
+    let old_acks: Vec<(usize, Vec<Output>)> = old
+        .iter()
+        .map(|write| {
+            let Output::Send { to, .. } = write else {
+                panic!("not a send: {write:?}")
+            };
+            (to.0 as usize - 1, h.deliver(0, write))
+        })
+        .collect();
+    assert_eq!(old_acks.len(), 2);
     // n1 crashes and restarts: its new first operation reuses seq 0.
     h.nodes[0] = None;
     let node = h.start(0);
     h.nodes[0] = Some(node);
     let new = h.client(0, 2, put("k", "new"), ConsistencyLevel::All);
     assert!(replies(&new).is_empty());
-    for acks in &old_acks {
-        let out = h.deliver(1, &acks[0]);
+    for (replica, acks) in &old_acks {
+        let out = h.deliver(*replica, &acks[0]);
         assert!(
             replies(&out).is_empty(),
             "a stale ack completed a new write: {out:?}"

@@ -50,7 +50,11 @@ impl<D: Disk> Engine<D> {
     ) -> Result<BackgroundReport, EngineError> {
         self.check_not_poisoned()?;
         let mut report = BackgroundReport::default();
-        if self.memtable.bytes_total() >= self.options.memtable_bytes_max {
+        let early = self.memtable.bytes_total() > 0
+            && self
+                .buggify
+                .fires(crate::buggify::BuggifySite::MemtableFrozenEarly);
+        if early || self.memtable.bytes_total() >= self.options.memtable_bytes_max {
             self.freeze()?;
         }
         while !self.frozen.is_empty() {
@@ -145,9 +149,20 @@ impl<D: Disk> Engine<D> {
             tables_added: vec![id],
             tables_removed: Vec::new(),
         };
+        // Opened before the edit commits: a read error here (a bad sector)
+        // leaves the frozen memtable serving reads and the table unnamed,
+        // to be written again; after the edit it would leave neither.
+        if self.options.bug_flush_drops_memtable_before_table_opens {
+            self.commit(&edit)?;
+            let frozen = self.frozen.pop_front().expect("checked above");
+            let table = Table::open(self.wal.disk(), id)?;
+            self.tables.insert(0, table);
+            self.wal.remove_segments_through(frozen.wal_segment_last)?;
+            return Ok(written.file_bytes);
+        }
+        let table = Table::open(self.wal.disk(), id)?;
         self.commit(&edit)?;
         let frozen = self.frozen.pop_front().expect("checked above");
-        let table = Table::open(self.wal.disk(), id)?;
         self.tables.insert(0, table);
         self.wal.remove_segments_through(frozen.wal_segment_last)?;
         Ok(written.file_bytes)
@@ -224,13 +239,18 @@ impl<D: Disk> Engine<D> {
             tables_added: written.iter().map(|w| w.id).collect(),
             tables_removed: inputs.to_vec(),
         };
+        // Opened before the edit commits, as in `flush_oldest`: a read
+        // error must not leave the inputs dropped and the output unopened.
+        let output = match written {
+            Some(_) => Some(Table::open(self.wal.disk(), id)?),
+            None => None,
+        };
         self.commit(&edit)?;
         self.tables.retain(|table| !input_set.contains(&table.id));
         for input in inputs {
             self.cache.borrow_mut().remove_table(*input);
         }
-        if written.is_some() {
-            let table = Table::open(self.wal.disk(), id)?;
+        if let Some(table) = output {
             self.tables.insert(0, table);
         }
         // The manifest no longer names the inputs; a crash before this

@@ -134,6 +134,8 @@ pub struct Engine<D: Disk> {
     poisoned: Option<String>,
     /// What recovery found when this engine was opened.
     recovery: RecoveryReport,
+    /// Buggify draws (none fire in production).
+    buggify: crate::buggify::BuggifyDraws,
     /// Keys written over a corrupt table entry: see
     /// [`Engine::shadow_damage`]. In a `RefCell` only so that reads can
     /// take it by `&self` alongside the cache.
@@ -163,6 +165,11 @@ impl<D: Disk> Engine<D> {
     /// [`EngineRecovery::open`] (disk errors).
     pub fn open(disk: D, options: EngineOptions) -> Result<Self, EngineError> {
         Engine::recover(disk, options)?.open()
+    }
+
+    /// Times a buggify site of this engine fired.
+    pub fn buggify_fired(&self) -> u64 {
+        self.buggify.fired()
     }
 
     /// Writes `version` under `key` if it is newer than the stored version.

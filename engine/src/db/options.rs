@@ -127,6 +127,15 @@ pub struct EngineOptions {
     pub compaction_tables_max: usize,
     /// Memory bound of the cache of decoded data blocks (0: no cache).
     pub block_cache_bytes: u64,
+    /// **A deliberate bug, for proving that the simulator's checks bite.**
+    /// A memtable flush commits its manifest edit and drops the frozen
+    /// memtable before opening the new table, so a bad read while opening
+    /// it loses the memtable's versions from the read path until restart.
+    /// Off by default and settable only through this struct.
+    pub bug_flush_drops_memtable_before_table_opens: bool,
+    /// Buggify sites a simulator enables (none by default: production
+    /// never draws).
+    pub buggify: crate::buggify::Buggify,
     /// **A deliberate bug, for proving that the recovery tests bite.**
     /// Recovery takes damage before the last synced point of the last WAL
     /// segment for a torn tail and cuts it off, silently losing synced
@@ -154,6 +163,8 @@ impl Default for EngineOptions {
             compaction_tables_min: COMPACTION_TABLES_MIN_DEFAULT,
             compaction_tables_max: COMPACTION_TABLES_MAX_DEFAULT,
             block_cache_bytes: BLOCK_CACHE_BYTES_DEFAULT,
+            bug_flush_drops_memtable_before_table_opens: false,
+            buggify: crate::buggify::Buggify::default(),
             bug_recovery_takes_synced_damage_for_torn_tail: false,
         }
     }

@@ -179,6 +179,7 @@ impl<D: Disk> EngineRecovery<D> {
         }
         let (wal, recovery) = wal.open(disk, options.wal_segment_bytes_max, sync_enabled)?;
         let cache = RefCell::new(BlockCache::new(options.block_cache_bytes));
+        let buggify = crate::buggify::BuggifyDraws::new(&options.buggify, 0);
         Ok(Engine {
             options,
             wal,
@@ -193,6 +194,7 @@ impl<D: Disk> EngineRecovery<D> {
             poisoned: None,
             recovery,
             shadowed: RefCell::default(),
+            buggify,
         })
     }
 }

@@ -15,11 +15,15 @@ use super::{facts_of, levels_of, Phase, RunReport, Simulation, Violation};
 use crate::disk::SimDisk;
 
 impl Simulation {
-    /// A failed background job is a bug in the simulation (its disks fail
-    /// only by crashing); it must never pass silently.
+    /// A failed background job on a disk the simulator injected nothing
+    /// into (beyond crashes) is a bug; it must never pass silently. Also
+    /// sums the node's storage errors into the run's statistics.
     pub(super) fn note_background_errors(&mut self, index: usize, node: &Node<SimDisk>) {
         let stats = node.stats();
-        if stats.background_errors > 0 {
+        self.stats.storage_errors += stats.storage_errors;
+        // Bad reads and failed syncs the simulator injected make a failed
+        // job expected; on a disk that only crashes, it is a bug.
+        if stats.background_errors > 0 && !self.slots[index].disk_faulted {
             let id = self.slots[index].id;
             let last = stats.last_background_error.clone().unwrap_or_default();
             self.violate(
@@ -126,6 +130,7 @@ impl Simulation {
             history: self.history,
             versions: self.versions,
             promises,
+            facts: facts_of(&self.config, self.clock_skew),
             config: self.config,
         }
     }
@@ -144,7 +149,7 @@ impl Simulation {
                 history: &history,
                 levels: &levels,
                 versions: &self.versions,
-                facts: facts_of(&self.config),
+                facts: facts_of(&self.config, self.clock_skew),
                 replicas,
             },
             &CheckOptions::default(),

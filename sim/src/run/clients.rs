@@ -14,6 +14,9 @@ use super::{
     CLIENT_THINK_MAX_NANOS, CLIENT_TIMEOUT_NANOS,
 };
 
+/// Attempts a client makes at one operation, on different coordinators.
+const CLIENT_ATTEMPTS_MAX: u32 = 3;
+
 impl Simulation {
     pub(super) fn on_request(&mut self, node: usize, request: RequestId, body: ClientRequest) {
         let mut bytes = vec![2, node as u8];
@@ -94,6 +97,14 @@ impl Simulation {
         self.trace.record(self.now, &bytes, || {
             format!("reply {} to client {client}: {answer:?}", request.0)
         });
+        if self.should_retry(client, Some(&answer)) {
+            self.retry(client);
+            return;
+        }
+        let is_write = self.clients[client]
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| !matches!(f.call, Call::Read));
         let result = match answer {
             Answer::Refused => ClientResult::Failed,
             Answer::Response(ClientResponse::Written) => ClientResult::Written,
@@ -112,6 +123,13 @@ impl Simulation {
                 unreachable!("simulated clients ask for no repair pass")
             }
             Answer::Response(ClientResponse::Error(e)) if e.may_have_applied() => {
+                if let ClientError::Timeout { answered, required } = e {
+                    if is_write && answered > 0 && answered < required {
+                        // Some replicas hold the write, too few to count:
+                        // where later reads meet disagreeing replicas.
+                        self.stats.partial_writes += 1;
+                    }
+                }
                 ClientResult::Unknown
             }
             Answer::Response(ClientResponse::Error(_)) => ClientResult::Failed,
@@ -131,11 +149,27 @@ impl Simulation {
             .expect("completing an idle client");
         self.history
             .complete(in_flight.op, self.now, result.outcome(&in_flight.call));
+        if self.phase == Phase::Liveness {
+            let key = self
+                .history
+                .operation(in_flight.op)
+                .map(|op| op.key.clone())
+                .unwrap_or_default();
+            self.note_liveness_result(client, &key, &result);
+        }
         let think = self.rng_clients.random_range(0..CLIENT_THINK_MAX_NANOS);
         self.schedule(think, Event::ClientNext { client });
     }
 
     pub(super) fn on_client_next(&mut self, client: usize) {
+        if self.phase == Phase::Liveness {
+            if self.liveness_may_issue() {
+                let (key, call) = self.workload.next_op(&mut self.rng_clients);
+                let node = self.rng_clients.random_range(0..self.slots.len());
+                self.issue(client, node, key, call, self.config.level);
+            }
+            return;
+        }
         if self.phase != Phase::Safety {
             return;
         }
@@ -174,10 +208,27 @@ impl Simulation {
             Call::Write(None) => ClientOp::Delete { key: key_bytes },
             Call::Cas { .. } => unreachable!("the register workload issues no compare-and-set"),
         };
-        self.clients[client].in_flight = Some(InFlight { request, op, call });
+        let body = ClientRequest { op: body_op, level };
+        self.clients[client].in_flight = Some(InFlight {
+            request,
+            op,
+            call,
+            body: body.clone(),
+            node,
+            attempts: 1,
+        });
+        self.send_request(client, node, request, body);
+    }
+
+    fn send_request(
+        &mut self,
+        client: usize,
+        node: usize,
+        request: RequestId,
+        body: ClientRequest,
+    ) {
         self.request_owner.insert(request, client);
         let delay = self.client_latency();
-        let body = ClientRequest { op: body_op, level };
         self.schedule(
             delay,
             Event::Request {
@@ -190,6 +241,56 @@ impl Simulation {
             CLIENT_TIMEOUT_NANOS,
             Event::ClientTimeout { client, request },
         );
+    }
+
+    /// Whether `client` tries its operation again on another coordinator
+    /// after `answer` (`None`: it heard nothing in time): only when the
+    /// answer says nothing was applied (the node was down, or refused the
+    /// request), or the operation is a read (a read applies nothing of its
+    /// own), and while attempts remain. A write that may have been applied
+    /// is never sent again: a second copy could land after a later write.
+    pub(super) fn should_retry(&self, client: usize, answer: Option<&Answer>) -> bool {
+        let Some(in_flight) = &self.clients[client].in_flight else {
+            return false;
+        };
+        if in_flight.attempts >= CLIENT_ATTEMPTS_MAX || self.slots.len() < 2 {
+            return false;
+        }
+        let is_read = matches!(in_flight.call, Call::Read);
+        match answer {
+            Some(Answer::Refused) => true,
+            Some(Answer::Response(ClientResponse::Error(e))) => is_read || !e.may_have_applied(),
+            Some(Answer::Response(_)) => false,
+            None => is_read,
+        }
+    }
+
+    /// Sends `client`'s operation again, to another coordinator, as a new
+    /// request; the history keeps the one operation.
+    pub(super) fn retry(&mut self, client: usize) {
+        let others = self.slots.len() - 1;
+        let pick = self.rng_clients.random_range(0..others);
+        let request = RequestId(self.next_request);
+        self.next_request += 1;
+        let in_flight = self.clients[client]
+            .in_flight
+            .as_mut()
+            .expect("retrying an operation in flight");
+        let node = if pick >= in_flight.node {
+            pick + 1
+        } else {
+            pick
+        };
+        in_flight.node = node;
+        in_flight.attempts += 1;
+        in_flight.request = request;
+        let body = in_flight.body.clone();
+        self.stats.client_retries += 1;
+        self.trace
+            .record(self.now, &[12, client as u8, node as u8], || {
+                format!("client {client} tries again at n{}", node + 1)
+            });
+        self.send_request(client, node, request, body);
     }
 
     pub(super) fn client_latency(&mut self) -> u64 {

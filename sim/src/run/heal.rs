@@ -3,6 +3,7 @@
 //! them: hinted handoff and anti-entropy must bring every replica of every
 //! key to the same version within [`CONVERGENCE_BOUND_NANOS`], or the run
 //! fails with a liveness violation naming a key that did not converge.
+//! Once converged, the liveness phase starts.
 
 use std::collections::BTreeMap;
 
@@ -23,9 +24,18 @@ impl Simulation {
         self.net.heal();
         self.net.options.loss_probability = 0.0;
         self.net.options.duplicate_probability = 0.0;
+        self.swizzle = None;
         for node in 0..self.slots.len() {
+            self.slots[node].crash_armed = None;
+            self.slots[node].paused_until = None;
+            self.slots[node].disk.cancel_sync_failure();
+            self.end_read_faults(node);
+            let was_full = self.slots[node].disk_full_until.is_some();
+            self.end_disk_full(node);
             if self.slots[node].node.is_none() {
                 self.start_node(node);
+            } else if was_full {
+                self.durability_deferred.push(node);
             } else {
                 self.check_durability(node, "when the faults stopped");
             }
@@ -34,9 +44,12 @@ impl Simulation {
     }
 
     /// Looks whether every replica of every key holds the same version and
-    /// no hint waits anywhere; ends the run once that has held for
-    /// [`SETTLE_NANOS`], or fails it past the bound.
+    /// no hint waits anywhere; starts the liveness phase once that has held
+    /// for [`SETTLE_NANOS`], or fails the run past the bound.
     pub(super) fn on_convergence_poll(&mut self) {
+        for node in std::mem::take(&mut self.durability_deferred) {
+            self.check_durability(node, "once space was back after the faults stopped");
+        }
         let states = self.replica_versions();
         let diverged = first_diverged(&states, self.cluster.replication_factor);
         let hints_held: usize = self
@@ -56,7 +69,7 @@ impl Simulation {
                         (since - self.heal_started_nanos) as f64 / 1e9
                     )
                 });
-                self.schedule(0, Event::Finish);
+                self.start_liveness();
                 return;
             }
         } else {

@@ -1,14 +1,16 @@
 //! One simulation run: a cluster, its clients and a nemesis on one
 //! virtual-time event queue, then the checks.
 //!
-//! A run has two phases. In the *safety* phase clients issue operations
-//! while the nemesis crashes and restarts nodes and partitions the network,
-//! and the network loses and duplicates messages. In the *heal* phase the
-//! faults stop (every node restarted, every link up, no loss) and the
-//! cluster must converge on its own, through hinted handoff and
-//! anti-entropy, within [`CONVERGENCE_BOUND_NANOS`] of virtual time: no
-//! client reads anything to repair it. Then the history gets every check
-//! its consistency levels promise (`enigma_checker::promises`:
+//! A run has three phases. In the *safety* phase clients issue operations
+//! while the nemesis crashes, restarts and pauses nodes, partitions and
+//! clogs the network, moves clocks and injects disk faults, and the network
+//! loses and duplicates messages. In the *heal* phase the faults stop
+//! (every node restarted, every link up, no loss) and the cluster must
+//! converge on its own, through hinted handoff and anti-entropy, within
+//! [`CONVERGENCE_BOUND_NANOS`] of virtual time: no client reads anything to
+//! repair it. In the *liveness* phase the clients go again and must get
+//! operations through; then the run settles. Then the history gets every
+//! check its consistency levels promise (`enigma_checker::promises`:
 //! linearizability where promised, lost writes, session guarantees,
 //! convergence of the replicas), the converged state is held to every
 //! acknowledged write and delete (nothing lost, nothing deleted comes
@@ -16,24 +18,29 @@
 //! acknowledged (durability: after every restart and when the faults
 //! stop). Everything random comes from named streams of the seed, and
 //! every delivered event is folded into the trace digest.
-
 //!
 //! # Files
 //!
-//! - this one: the run's types, its events and the event loop;
-//! - [`nodes`]: starting, crashing and stepping nodes, frames between them;
-//! - [`clients`]: the clients' operations and the history they record;
-//! - [`nemesis`]: the swarm draw and the nemesis driver;
-//! - [`heal`]: the heal phase: waiting for the cluster to converge;
-//! - [`checks`]: durability, background failures, the history's promises.
+//! - this one: the run's types, its events, the event loop, process pauses;
+//! - `commit.rs`: group commit, sync latency and the crash windows they open;
+//! - `nodes.rs`: starting and crashing nodes, frames between them;
+//! - `clients.rs`: the clients' operations, retries, the history;
+//! - `nemesis.rs`: the swarm draw and the nemesis driver;
+//! - `heal.rs`: the heal phase: waiting for the cluster to converge;
+//! - `liveness.rs`: the liveness phase;
+//! - `checks.rs`: durability, background failures, the history's promises.
 
 mod checks;
 mod clients;
+mod commit;
 mod heal;
+mod liveness;
 mod nemesis;
 mod nodes;
 
-use nemesis::{draw_swarm, Swarm};
+use commit::{Batch, CrashPoint, SyncLatency};
+use liveness::Liveness;
+use nemesis::{draw_swarm, Swarm, Swizzle, CLOCK_FAULT_OFFSET_NANOS_MAX};
 
 use std::collections::BTreeMap;
 
@@ -52,7 +59,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::clock::SimClock;
 use crate::config::SimConfig;
-use crate::disk::SimDisk;
+use crate::disk::{SimDisk, SimDiskFaults};
 use crate::net::SimNet;
 use crate::rng::stream;
 use crate::trace::Trace;
@@ -105,6 +112,9 @@ const SIM_WAL_SEGMENT_BYTES: u64 = 16 * 1024;
 /// Tables of a size tier that trigger a compaction: the engine's smallest,
 /// so that the few flushes of a run lead to compactions.
 const SIM_COMPACTION_TABLES_MIN: usize = 2;
+/// The block cache: none, so that every table read goes to the disk, where
+/// bad reads and latent sector errors meet the engine's checksums.
+const SIM_BLOCK_CACHE_BYTES: u64 = 0;
 /// Bytes of tables a node's background work may write per tick.
 const SIM_BACKGROUND_BYTES_PER_TICK: u64 = 64 * 1024;
 
@@ -146,6 +156,35 @@ pub struct RunStats {
     pub compactions: u64,
     /// Acknowledged replica writes the durability check holds nodes to.
     pub writes_acknowledged: u64,
+    /// Client operations sent again to another coordinator.
+    pub client_retries: u64,
+    /// Partitions with a bridge node.
+    pub bridge_partitions: u64,
+    /// Partitions that cut links one way only.
+    pub asymmetric_partitions: u64,
+    /// Process pauses.
+    pub pauses: u64,
+    /// Swizzle-cloggings started.
+    pub swizzles: u64,
+    /// Wall clock jumps (while running or across a restart).
+    pub clock_jumps: u64,
+    /// Windows of bad reads (flipped bits, failed reads, latent sectors).
+    pub read_fault_windows: u64,
+    /// Storage errors the nodes met while serving (bad reads detected).
+    pub storage_errors: u64,
+    /// Syncs made to fail.
+    pub sync_failures: u64,
+    /// Windows in which a node's disk was full.
+    pub disk_full_windows: u64,
+    /// Writes that reached fewer replicas than their level needs and timed
+    /// out (`info`): later reads meet those replicas.
+    pub partial_writes: u64,
+    /// Times a buggify site fired in a node or its engine.
+    pub buggify_fired: u64,
+    /// Crashes that landed after a batch was applied, before its sync.
+    pub crashes_before_sync: u64,
+    /// Crashes that landed while a batch's sync was in flight.
+    pub crashes_during_sync: u64,
     /// Operations coordinators refused as unavailable (too few replicas up
     /// in their failure detector's judgment).
     pub unavailable: u64,
@@ -168,6 +207,8 @@ pub struct RunStats {
 pub struct RunReport {
     /// The configuration that ran.
     pub config: SimConfig,
+    /// The facts that decided what its levels promise.
+    pub facts: RunFacts,
     /// The trace digest: equal for equal runs.
     pub digest: u64,
     /// Which fault families this seed switched on.
@@ -201,18 +242,19 @@ impl RunReport {
         let levels = levels_of(&self.config, &self.history);
         let events = leveled_events_of_history(&self.history, &levels, &self.versions);
         let run = RunLine {
-            facts: facts_of(&self.config),
+            facts: self.facts,
             source: Some(self.config.repro_command()),
         };
         format!("{}\n{}", run_line(&run), write_events(&events))
     }
 }
 
-/// The facts of a run that decide what its levels promise. Clients carry no
+/// The facts of a run that decide what its levels promise: `clock_skew`
+/// when clocks disagree (an offset, drift or jumps). Clients carry no
 /// session timestamp (the client protocol has none yet).
-pub fn facts_of(config: &SimConfig) -> RunFacts {
+pub fn facts_of(config: &SimConfig, clock_skew: bool) -> RunFacts {
     RunFacts {
-        clock_skew: Some(config.clock_skew_max_ms > 0),
+        clock_skew: Some(clock_skew),
         replication_factor: Some(config.replication_factor),
         session_timestamps: Some(false),
         clock_uncertainty_nanos: None,
@@ -292,10 +334,41 @@ enum Event {
     ClientNext { client: usize },
     /// The nemesis acts.
     Nemesis,
+    /// Node `node`'s group commit window closes: its sync starts.
+    BatchClose { node: usize, incarnation: u64 },
+    /// Node `node`'s sync completes: its batch's outputs leave.
+    SyncDone { node: usize, incarnation: u64 },
+    /// An armed crash lands while node `node`'s sync is in flight.
+    CrashMidSync { node: usize, incarnation: u64 },
+    /// Node `node`, which stopped itself, is started again (if still down).
+    RestartStopped { node: usize },
+    /// The swizzle in progress clogs or unclogs its next link.
+    SwizzleStep,
+    /// Node `node`'s window of bad reads ends.
+    ReadFaultsEnd { node: usize, incarnation: u64 },
+    /// Space comes back on node `node`'s disk.
+    DiskSpaceBack { node: usize, incarnation: u64 },
     /// The heal phase looks whether the replicas have converged.
     ConvergencePoll,
+    /// The liveness phase's time is up.
+    LivenessDeadline,
     /// The run ends and is checked.
     Finish,
+}
+
+impl Event {
+    /// The node whose process takes this event, if any.
+    fn node(&self) -> Option<usize> {
+        match *self {
+            Event::Tick { node }
+            | Event::Request { node, .. }
+            | Event::BatchClose { node, .. }
+            | Event::SyncDone { node, .. }
+            | Event::CrashMidSync { node, .. } => Some(node),
+            Event::Deliver { to, .. } => Some(to),
+            _ => None,
+        }
+    }
 }
 
 /// What a client hears back.
@@ -320,14 +393,40 @@ struct Slot {
     /// whether it is a tombstone: it must hold that version or a newer one
     /// after any restart (or nothing, once a tombstone may be purged).
     acknowledged: BTreeMap<Vec<u8>, (Timestamp, bool)>,
+    /// Starts so far: events of an earlier incarnation are ignored.
+    incarnation: u64,
+    /// Where this node's group commit stands.
+    batch: Batch,
+    /// Inputs that arrived during a sync: the next batch.
+    waiting: Vec<Input>,
+    /// How long this node's disk takes to sync.
+    sync_latency: SyncLatency,
+    /// A crash the nemesis armed for this node's next batch.
+    crash_armed: Option<CrashPoint>,
+    /// The process is paused until then: its events wait.
+    paused_until: Option<u64>,
+    /// Its disk reads badly until then.
+    read_faults_until: Option<u64>,
+    /// Its disk is full until then.
+    disk_full_until: Option<u64>,
+    /// Faults were injected into this incarnation's disk (bad reads, a
+    /// failed sync), so a failed background job is expected, not a bug.
+    disk_faulted: bool,
 }
 
 /// An operation a client is waiting on.
 #[derive(Debug)]
 struct InFlight {
+    /// The current attempt's request.
     request: RequestId,
     op: OpId,
     call: Call,
+    /// What is sent, again on a retry.
+    body: ClientRequest,
+    /// The coordinator of the current attempt.
+    node: usize,
+    /// Attempts so far.
+    attempts: u32,
 }
 
 #[derive(Debug, Default)]
@@ -337,8 +436,14 @@ struct Client {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// Faults on, the workload runs.
     Safety,
+    /// Faults off, the repair pass runs.
     Heal,
+    /// The cluster must serve operations again.
+    Liveness,
+    /// Waiting for the network to drain before the checks.
+    Settling,
     Done,
 }
 
@@ -374,6 +479,11 @@ struct Simulation {
     /// Since when the replicas have been seen converged, with no hint
     /// left, at every poll.
     converged_since_nanos: Option<u64>,
+    /// Nodes whose disk was full when the faults stopped: their durability
+    /// is checked at the first convergence poll, once they have had ticks
+    /// to write what waited for space (until then the engine refuses reads
+    /// of the keys whose writes wait).
+    durability_deferred: Vec<usize>,
     history: History,
     /// Version of each completed operation.
     versions: BTreeMap<OpId, Version>,
@@ -385,6 +495,22 @@ struct Simulation {
     rng_clients: ChaCha8Rng,
     rng_nemesis: ChaCha8Rng,
     rng_disk: ChaCha8Rng,
+    /// Draws batch windows, sync latencies and whether a sync in flight at
+    /// a crash completed.
+    rng_commit: ChaCha8Rng,
+    /// Longest group commit window of this run.
+    group_commit_window_max_nanos: u64,
+    /// Each disk's faults outside bad-read windows.
+    disk_faults: SimDiskFaults,
+    /// The swizzle in progress.
+    swizzle: Option<Swizzle>,
+    /// The liveness phase's progress.
+    liveness: Liveness,
+    /// Bound on every wall clock's offset from true time, either way.
+    clock_offset_nanos_max: i64,
+    /// Whether clocks disagree in this run (an offset, drift or jumps).
+    clock_skew: bool,
+    rng_clock: ChaCha8Rng,
 }
 
 impl Simulation {
@@ -396,6 +522,10 @@ impl Simulation {
             net: net_options,
             disk: disk_faults,
             line: swarm,
+            group_commit_window_max_nanos,
+            sync_latencies,
+            clock_drifts_ppm,
+            buggify,
         } = draw_swarm(&config, &mut stream(seed, "swarm"));
         let ids: Vec<NodeId> = (1..=config.nodes as u32).map(NodeId).collect();
         let cluster = ClusterConfig {
@@ -433,20 +563,33 @@ impl Simulation {
                 wal_segment_bytes_max: SIM_WAL_SEGMENT_BYTES,
                 memtable_bytes_max: config.memtable_bytes,
                 compaction_tables_min: SIM_COMPACTION_TABLES_MIN,
+                block_cache_bytes: SIM_BLOCK_CACHE_BYTES,
+                bug_flush_drops_memtable_before_table_opens: config.planted_flush_drops_memtable,
+                buggify,
                 ..EngineOptions::default()
             },
             background_bytes_per_tick: SIM_BACKGROUND_BYTES_PER_TICK,
             record_versions: true,
             bug_ack_quorum_writes_after_one_replica: config.planted_bug,
+            bug_release_outputs_of_a_failed_sync: config.planted_ack_after_failed_sync,
             ..NodeOptions::default()
         };
         let skew_nanos =
             i64::try_from(config.clock_skew_max_ms.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+        let clock_faults = nemesis_options.clock_jumps;
+        let clock_offset_nanos_max = if skew_nanos > 0 {
+            skew_nanos
+        } else {
+            CLOCK_FAULT_OFFSET_NANOS_MAX
+        };
+        let mut disk_seeds = stream(seed, "disk seeds");
         let slots = ids
             .iter()
-            .map(|&id| Slot {
+            .zip(sync_latencies)
+            .zip(clock_drifts_ppm)
+            .map(|((&id, sync_latency), drift_ppm)| Slot {
                 id,
-                disk: SimDisk::new(disk_faults.clone()),
+                disk: SimDisk::with_seed(disk_faults.clone(), disk_seeds.random()),
                 node: None,
                 clock: SimClock {
                     offset_nanos: if skew_nanos > 0 {
@@ -454,9 +597,19 @@ impl Simulation {
                     } else {
                         0
                     },
-                    drift_ppm: 0,
+                    drift_ppm,
+                    mono_offset_nanos: 0,
                 },
                 acknowledged: BTreeMap::new(),
+                incarnation: 0,
+                batch: Batch::Idle,
+                waiting: Vec::new(),
+                sync_latency,
+                crash_armed: None,
+                paused_until: None,
+                read_faults_until: None,
+                disk_full_until: None,
+                disk_faulted: false,
             })
             .collect();
         let workload = RegisterWorkload::new(RegisterOptions {
@@ -481,7 +634,7 @@ impl Simulation {
             next_seq: 0,
             slots,
             net: SimNet::new(net_options),
-            nemesis: Nemesis::new(nemesis_options),
+            nemesis: Nemesis::new(nemesis_options, clock_offset_nanos_max),
             workload,
             keys,
             clients,
@@ -492,6 +645,7 @@ impl Simulation {
             phase: Phase::Safety,
             heal_started_nanos: 0,
             converged_since_nanos: None,
+            durability_deferred: Vec::new(),
             history: History::new(),
             versions: BTreeMap::new(),
             trace: Trace::new(config.trace),
@@ -502,6 +656,14 @@ impl Simulation {
             rng_clients: stream(seed, "clients"),
             rng_nemesis: stream(seed, "nemesis"),
             rng_disk: stream(seed, "disk"),
+            rng_commit: stream(seed, "commit"),
+            group_commit_window_max_nanos,
+            disk_faults,
+            swizzle: None,
+            liveness: Liveness::default(),
+            clock_offset_nanos_max,
+            clock_skew: skew_nanos > 0 || clock_faults,
+            rng_clock,
             config,
         }
     }
@@ -548,6 +710,18 @@ impl Simulation {
     }
 
     fn handle(&mut self, event: Event) {
+        if let Some(node) = event.node() {
+            match self.slots[node].paused_until {
+                Some(until) if until > self.now => {
+                    // The process is paused: the event waits, and arrives
+                    // in the burst when it resumes.
+                    self.schedule(until - self.now, event);
+                    return;
+                }
+                Some(_) => self.slots[node].paused_until = None,
+                None => {}
+            }
+        }
         match event {
             Event::Tick { node } => {
                 self.trace
@@ -573,12 +747,38 @@ impl Simulation {
                         format!("client {client} timed out")
                     });
                     self.request_owner.remove(&request);
-                    self.complete(client, ClientResult::Unknown);
+                    if self.should_retry(client, None) {
+                        self.retry(client);
+                    } else {
+                        self.complete(client, ClientResult::Unknown);
+                    }
                 }
             }
             Event::ClientNext { client } => self.on_client_next(client),
             Event::Nemesis => self.on_nemesis(),
+            Event::BatchClose { node, incarnation } => self.on_batch_close(node, incarnation),
+            Event::SyncDone { node, incarnation } => self.on_sync_done(node, incarnation),
+            Event::CrashMidSync { node, incarnation } => {
+                self.on_crash_mid_sync(node, incarnation);
+            }
+            Event::RestartStopped { node } => {
+                if self.slots[node].node.is_none() {
+                    self.start_node(node);
+                }
+            }
+            Event::SwizzleStep => self.on_swizzle_step(),
+            Event::DiskSpaceBack { node, incarnation } => {
+                if self.slots[node].incarnation == incarnation {
+                    self.end_disk_full(node);
+                }
+            }
+            Event::ReadFaultsEnd { node, incarnation } => {
+                if self.slots[node].incarnation == incarnation {
+                    self.end_read_faults(node);
+                }
+            }
             Event::ConvergencePoll => self.on_convergence_poll(),
+            Event::LivenessDeadline => self.on_liveness_deadline(),
             Event::Finish => {
                 self.trace.record(self.now, &[9], || "finish".to_owned());
                 self.phase = Phase::Done;

@@ -1,7 +1,11 @@
-//! The nemesis driver: carries out the faults the nemesis policy picks,
-//! and draws which fault families a seed uses (swarm testing).
+//! The nemesis driver: draws which fault families a seed uses (swarm
+//! testing) and carries out the faults the nemesis policy picks: crashes
+//! (at once, or armed to land inside the node's next group commit),
+//! restarts, partitions of every shape, process pauses, swizzle-clogging,
+//! clock jumps, windows of bad reads and failed syncs.
 
-use enigma_workloads::{Fault, NemesisOptions};
+use enigma_engine::{Buggify, BuggifySite};
+use enigma_workloads::{ClusterFaults, Fault, NemesisOptions, PartitionKind};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -9,36 +13,212 @@ use crate::config::SimConfig;
 use crate::disk::SimDiskFaults;
 use crate::net::NetOptions;
 
+use super::commit::{CrashPoint, SyncLatency, SYNC_LATENCY_PROFILES};
 use super::{Event, Phase, Simulation, NEMESIS_INTERVAL_MAX_NANOS, NEMESIS_INTERVAL_MIN_NANOS};
+
+/// Bound on every node's wall clock offset when the clock family is on and
+/// `--clock-skew-max-ms` does not set one: two nodes then read each other
+/// at most 400 ms apart, within the 500 ms a cluster tolerates.
+pub(super) const CLOCK_FAULT_OFFSET_NANOS_MAX: i64 = 200_000_000;
+/// Largest clock drift drawn, parts per million either way.
+const CLOCK_DRIFT_PPM_MAX: i64 = 500;
+/// Longest a restarted node's monotonic clock may read at its start.
+const BOOT_MONO_NANOS_MAX: u64 = 10_000_000_000;
+/// Chance in a bad-read window that a read returns a flipped bit.
+const READ_BIT_FLIP_PROBABILITY: f64 = 0.05;
+/// Chance in a bad-read window that a read fails.
+const READ_ERROR_PROBABILITY: f64 = 0.05;
+/// Table sectors made unreadable (latent sector errors) when a bad-read
+/// window opens.
+const LATENT_SECTORS_PER_WINDOW: usize = 16;
+
+/// A swizzle in progress: links clogged one by one, then unclogged in
+/// reverse order.
+#[derive(Debug)]
+pub(super) struct Swizzle {
+    links: Vec<(usize, usize)>,
+    step_nanos: u64,
+    delay_max_nanos: u64,
+    /// Links clogged so far.
+    clogged: usize,
+    /// Clogging is done: unclogging now.
+    unclogging: bool,
+}
 
 impl Simulation {
     pub(super) fn on_nemesis(&mut self) {
         if self.phase != Phase::Safety {
             return;
         }
-        let up: Vec<bool> = self.slots.iter().map(|s| s.node.is_some()).collect();
-        let fault = self
-            .nemesis
-            .next_fault(&mut self.rng_nemesis, &up, self.net.is_partitioned());
+        let state = ClusterFaults {
+            up: self.slots.iter().map(|s| s.node.is_some()).collect(),
+            impaired: self
+                .slots
+                .iter()
+                .map(|s| {
+                    s.paused_until.is_some_and(|t| t > self.now)
+                        || s.read_faults_until.is_some()
+                        || s.disk_full_until.is_some()
+                        || s.crash_armed.is_some()
+                })
+                .collect(),
+            partitioned: self.net.is_partitioned(),
+            clogged: self.net.is_clogged() || self.swizzle.is_some(),
+        };
+        let fault = self.nemesis.next_fault(&mut self.rng_nemesis, &state);
         if let Some(fault) = fault {
             let mut bytes = vec![4];
             bytes.extend_from_slice(format!("{fault:?}").as_bytes());
             self.trace
                 .record(self.now, &bytes, || format!("nemesis: {fault:?}"));
-            match fault {
-                Fault::Crash(node) => self.crash(node),
-                Fault::Restart(node) => self.start_node(node),
-                Fault::Partition(groups) => {
-                    self.stats.partitions += 1;
-                    self.net.partition(groups);
-                }
-                Fault::Heal => self.net.heal(),
-            }
+            self.carry_out(fault);
         }
         let pause = self
             .rng_nemesis
             .random_range(NEMESIS_INTERVAL_MIN_NANOS..=NEMESIS_INTERVAL_MAX_NANOS);
         self.schedule(pause, Event::Nemesis);
+    }
+
+    fn carry_out(&mut self, fault: Fault) {
+        match fault {
+            Fault::Crash(node) => match self.rng_nemesis.random_range(0..4) {
+                // Half the crashes wait for the node's next batch, to land
+                // inside the group commit's windows.
+                0 => self.slots[node].crash_armed = Some(CrashPoint::BeforeSync),
+                1 => self.slots[node].crash_armed = Some(CrashPoint::DuringSync),
+                _ => self.crash(node),
+            },
+            Fault::Restart(node) => self.start_node(node),
+            Fault::Partition { kind, cut } => {
+                self.stats.partitions += 1;
+                match kind {
+                    PartitionKind::Bridge => self.stats.bridge_partitions += 1,
+                    PartitionKind::Asymmetric => self.stats.asymmetric_partitions += 1,
+                    PartitionKind::Halves | PartitionKind::Isolate => {}
+                }
+                self.net.partition(&cut);
+            }
+            Fault::Heal => {
+                self.net.heal();
+                self.swizzle = None;
+            }
+            Fault::Pause { node, nanos } => {
+                self.stats.pauses += 1;
+                self.slots[node].paused_until = Some(self.now + nanos);
+            }
+            Fault::Swizzle {
+                links,
+                step_nanos,
+                delay_max_nanos,
+            } => {
+                self.stats.swizzles += 1;
+                self.swizzle = Some(Swizzle {
+                    links,
+                    step_nanos,
+                    delay_max_nanos,
+                    clogged: 0,
+                    unclogging: false,
+                });
+                self.schedule(0, Event::SwizzleStep);
+            }
+            Fault::ClockJump { node, nanos } => {
+                self.stats.clock_jumps += 1;
+                let bound = self.clock_offset_nanos_max;
+                self.slots[node].clock.jump(nanos, bound);
+            }
+            Fault::ReadFaults { node, nanos } => {
+                let in_windows = self
+                    .slots
+                    .iter()
+                    .filter(|s| s.read_faults_until.is_some())
+                    .count();
+                // Fewer than rf replicas of any key: at most rf - 1 nodes
+                // read badly at once.
+                if in_windows + 1 < self.config.replication_factor {
+                    self.start_read_faults(node, nanos);
+                }
+            }
+            Fault::DiskFull { node, nanos } => {
+                self.stats.disk_full_windows += 1;
+                let slot = &mut self.slots[node];
+                slot.disk_full_until = Some(self.now + nanos);
+                slot.disk_faulted = true;
+                slot.disk.set_full(true);
+                let incarnation = slot.incarnation;
+                self.schedule(nanos, Event::DiskSpaceBack { node, incarnation });
+            }
+            Fault::FailSync(node) => {
+                self.stats.sync_failures += 1;
+                self.slots[node].disk_faulted = true;
+                self.slots[node].disk.fail_next_sync();
+            }
+        }
+    }
+
+    /// Opens a window of bad reads on `node`'s disk: reads return a flipped
+    /// bit or fail now and then, and a few sectors of its tables fail every
+    /// read (latent sector errors). Only tables are read while a node runs,
+    /// and every table block is checksummed: the engine detects each fault.
+    fn start_read_faults(&mut self, node: usize, nanos: u64) {
+        self.stats.read_fault_windows += 1;
+        let slot = &mut self.slots[node];
+        slot.read_faults_until = Some(self.now + nanos);
+        slot.disk_faulted = true;
+        slot.disk.set_faults(SimDiskFaults {
+            read_bit_flip_probability: READ_BIT_FLIP_PROBABILITY,
+            read_error_probability: READ_ERROR_PROBABILITY,
+            ..self.disk_faults.clone()
+        });
+        slot.disk.mark_random_sectors_unreadable(
+            &mut self.rng_disk,
+            LATENT_SECTORS_PER_WINDOW,
+            |name| name.ends_with(".sst"),
+        );
+        let incarnation = slot.incarnation;
+        self.schedule(nanos, Event::ReadFaultsEnd { node, incarnation });
+    }
+
+    /// Ends `node`'s window of bad reads (the drive remapped its bad
+    /// sectors).
+    pub(super) fn end_read_faults(&mut self, node: usize) {
+        let slot = &mut self.slots[node];
+        if slot.read_faults_until.take().is_some() {
+            slot.disk.set_faults(self.disk_faults.clone());
+            slot.disk.clear_unreadable_sectors();
+        }
+    }
+
+    /// Space comes back on `node`'s disk.
+    pub(super) fn end_disk_full(&mut self, node: usize) {
+        let slot = &mut self.slots[node];
+        if slot.disk_full_until.take().is_some() {
+            slot.disk.set_full(false);
+        }
+    }
+
+    /// The next step of the swizzle in progress.
+    pub(super) fn on_swizzle_step(&mut self) {
+        let Some(swizzle) = &mut self.swizzle else {
+            return;
+        };
+        if !swizzle.unclogging {
+            let (from, to) = swizzle.links[swizzle.clogged];
+            self.net.clog(from, to, swizzle.delay_max_nanos);
+            swizzle.clogged += 1;
+            if swizzle.clogged == swizzle.links.len() {
+                swizzle.unclogging = true;
+            }
+        } else {
+            swizzle.clogged -= 1;
+            let (from, to) = swizzle.links[swizzle.clogged];
+            self.net.unclog(from, to);
+            if swizzle.clogged == 0 {
+                self.swizzle = None;
+                return;
+            }
+        }
+        let step = swizzle.step_nanos;
+        self.schedule(step, Event::SwizzleStep);
     }
 }
 
@@ -49,22 +229,62 @@ pub(super) struct Swarm {
     pub(super) disk: SimDiskFaults,
     /// The draw as `enigma sim` prints it on its `swarm:` line.
     pub(super) line: String,
+    /// Longest group commit window.
+    pub(super) group_commit_window_max_nanos: u64,
+    /// Each node's disk's sync latency.
+    pub(super) sync_latencies: Vec<SyncLatency>,
+    /// Each node's clock drift, parts per million.
+    pub(super) clock_drifts_ppm: Vec<i64>,
+    /// The buggify sites this run enables.
+    pub(super) buggify: Buggify,
 }
 
-/// Draws which fault families (and at what rates) this seed uses.
-pub(super) fn draw_swarm(config: &SimConfig, rng_swarm: &mut ChaCha8Rng) -> Swarm {
-    let (nemesis, net, disk, line) = if config.faults {
+/// Chances a buggify site fires per visit, per mille, a run draws from.
+const BUGGIFY_PER_MILLE: [u32; 2] = [10, 100];
+
+/// The longest group commit windows a run draws from (0: every batch syncs
+/// as soon as its first input is applied).
+const GROUP_COMMIT_WINDOW_MAX_NANOS: [u64; 4] = [0, 200_000, 1_000_000, 5_000_000];
+
+/// Draws which fault families (and at what rates) this seed uses. Most
+/// seeds keep a majority of nodes healthy; one in five may lose them all
+/// at once.
+pub(super) fn draw_swarm(config: &SimConfig, rng: &mut ChaCha8Rng) -> Swarm {
+    let (nemesis, net, disk, mut line) = if config.faults {
         // Drawn either way, so that --crashes off changes nothing else.
-        let crashes = rng_swarm.random_bool(0.7) && config.crashes;
-        let partitions = rng_swarm.random_bool(0.7);
-        let loss = [0.0, 0.01, 0.05][rng_swarm.random_range(0..3)];
-        let duplicate = [0.0, 0.02][rng_swarm.random_range(0..2)];
-        let latency_max = [2_000_000, 10_000_000, 50_000_000][rng_swarm.random_range(0..3)];
-        let torn = rng_swarm.random_bool(0.5);
+        let crashes = rng.random_bool(0.6) && config.crashes;
+        let partitions = rng.random_bool(0.5);
+        let loss = [0.0, 0.01, 0.05][rng.random_range(0..3)];
+        let duplicate = [0.0, 0.02][rng.random_range(0..2)];
+        let latency_max = [2_000_000, 10_000_000, 50_000_000][rng.random_range(0..3)];
+        let torn = rng.random_bool(0.5);
+        let pauses = rng.random_bool(0.3);
+        let clogging = rng.random_bool(0.3);
+        let clock_jumps = rng.random_bool(0.25);
+        let read_faults = rng.random_bool(0.3);
+        // A failed sync stops the node, and a full disk fails writes on
+        // some replicas and not others: both need --crashes, which says
+        // whether a write may miss replicas without leaving a hint.
+        let sync_failures = rng.random_bool(0.25) && config.crashes;
+        let full_disks = rng.random_bool(0.25) && config.crashes;
+        let harsh = rng.random_bool(0.2);
+        let down_max = if harsh {
+            config.nodes
+        } else {
+            ((config.nodes - 1) / 2).max(1)
+        };
         let line = format!(
-            "crashes={} partitions={} loss={loss} duplicate={duplicate} latency_max={}ms torn_writes={}",
+            "crashes={} partitions={} pauses={} clogging={} clock={} read_faults={} \
+             sync_failures={} full_disks={} down_max={down_max} loss={loss} duplicate={duplicate} \
+             latency_max={}ms torn_writes={}",
             on_off(crashes),
             on_off(partitions),
+            on_off(pauses),
+            on_off(clogging),
+            on_off(clock_jumps),
+            on_off(read_faults),
+            on_off(sync_failures),
+            on_off(full_disks),
             latency_max / 1_000_000,
             on_off(torn),
         );
@@ -72,6 +292,13 @@ pub(super) fn draw_swarm(config: &SimConfig, rng_swarm: &mut ChaCha8Rng) -> Swar
             NemesisOptions {
                 crashes,
                 partitions,
+                pauses,
+                clogging,
+                clock_jumps,
+                read_faults,
+                sync_failures,
+                full_disks,
+                down_max,
             },
             NetOptions {
                 latency_max_nanos: latency_max,
@@ -88,21 +315,78 @@ pub(super) fn draw_swarm(config: &SimConfig, rng_swarm: &mut ChaCha8Rng) -> Swar
         )
     } else {
         (
-            NemesisOptions {
-                crashes: false,
-                partitions: false,
-            },
+            NemesisOptions::none(),
             NetOptions::default(),
             SimDiskFaults::default(),
             "faults off".to_owned(),
         )
     };
+    let group_commit_window_max_nanos =
+        GROUP_COMMIT_WINDOW_MAX_NANOS[rng.random_range(0..GROUP_COMMIT_WINDOW_MAX_NANOS.len())];
+    let sync_latencies: Vec<SyncLatency> = (0..config.nodes)
+        .map(|_| SYNC_LATENCY_PROFILES[rng.random_range(0..SYNC_LATENCY_PROFILES.len())])
+        .collect();
+    let clock_drifts_ppm: Vec<i64> = (0..config.nodes)
+        .map(|_| {
+            if nemesis.clock_jumps {
+                rng.random_range(-CLOCK_DRIFT_PPM_MAX..=CLOCK_DRIFT_PPM_MAX)
+            } else {
+                0
+            }
+        })
+        .collect();
+    // Buggify is drawn whatever the faults: it forces rare paths of a
+    // correct node, not faults.
+    let mut buggify = Buggify {
+        seed: rng.random(),
+        ..Buggify::default()
+    };
+    if rng.random_bool(0.3) {
+        for site in BuggifySite::ALL {
+            if rng.random_bool(0.5) {
+                let per_mille = BUGGIFY_PER_MILLE[rng.random_range(0..BUGGIFY_PER_MILLE.len())];
+                buggify.sites_per_mille.insert(site, per_mille);
+            }
+        }
+    }
+    let sites: Vec<String> = buggify
+        .sites_per_mille
+        .iter()
+        .map(|(site, per_mille)| format!("{site:?}:{per_mille}/1000"))
+        .collect();
+    line.push_str(&format!(
+        " buggify={}",
+        if sites.is_empty() {
+            "off".to_owned()
+        } else {
+            sites.join(",")
+        }
+    ));
+    line.push_str(&format!(
+        " group_commit_window_max={}us sync_latency_max={}us",
+        group_commit_window_max_nanos / 1_000,
+        sync_latencies
+            .iter()
+            .map(|l| (l.max_nanos / 1_000).to_string())
+            .collect::<Vec<_>>()
+            .join("/")
+    ));
     Swarm {
         nemesis,
         net,
         disk,
         line,
+        group_commit_window_max_nanos,
+        sync_latencies,
+        clock_drifts_ppm,
+        buggify,
     }
+}
+
+/// A restarted node's clocks: a new monotonic origin, and with clock faults
+/// on, a wall clock that may have moved while it was down.
+pub(super) fn boot_mono_nanos(rng: &mut ChaCha8Rng) -> u64 {
+    rng.random_range(0..=BOOT_MONO_NANOS_MAX)
 }
 
 fn on_off(on: bool) -> &'static str {

@@ -1,15 +1,12 @@
 //! The nodes of a run: starting and crashing them, stepping them with
 //! inputs and releasing their outputs, and delivering frames between them.
 
-use std::collections::BTreeMap;
-
-use enigma_cluster::{
-    decode_frame, encode_frame, Decoded, Input, Node, NodeOptions, Output, RequestId,
-};
+use enigma_cluster::{decode_frame, encode_frame, Decoded, Input, Node, NodeOptions, Output};
 use enigma_engine::{Disk, DiskFile, WAL_RECORDS_OFFSET};
 use rand::Rng;
 
-use super::{version_of, Answer, Event, Simulation};
+use super::nemesis::boot_mono_nanos;
+use super::{Answer, Event, Simulation};
 use crate::disk::SimDisk;
 use crate::rng::stream;
 use enigma_checker::Version;
@@ -41,8 +38,23 @@ impl Simulation {
     }
 
     pub(super) fn start_node(&mut self, index: usize) {
+        // Bad reads are for a running node: during recovery a bad read of
+        // the log's last segment would look exactly like a torn tail.
+        self.end_read_faults(index);
+        self.end_disk_full(index);
+        if self.nemesis.options().clock_jumps && self.rng_clock.random_bool(0.5) {
+            // The node comes back with a clock that moved while it was down.
+            let bound = self.clock_offset_nanos_max;
+            let jump = self.rng_clock.random_range(-bound..=bound);
+            self.slots[index].clock.jump(jump, bound);
+            self.stats.clock_jumps += 1;
+        }
+        let boot = boot_mono_nanos(&mut self.rng_clock);
+        let now = self.now;
         let slot = &mut self.slots[index];
         assert!(slot.node.is_none(), "starting a running node");
+        slot.clock.restart(now, boot);
+        slot.disk_faulted = false;
         let options = NodeOptions {
             // Each node draws from its own stream of the seed (the node
             // mixes in its boot generation, so restarts draw anew).
@@ -52,6 +64,7 @@ impl Simulation {
         match Node::new(slot.id, &self.cluster, options, slot.disk.clone()) {
             Ok(node) => {
                 slot.node = Some(node);
+                slot.incarnation += 1;
                 self.check_durability(index, "after a restart");
             }
             Err(e) => {
@@ -66,7 +79,9 @@ impl Simulation {
 
     pub(super) fn crash(&mut self, index: usize) {
         let slot = &mut self.slots[index];
-        if let Some(node) = slot.node.take() {
+        if slot.node.is_some() {
+            self.end_batch_in_crash(index);
+            let node = self.slots[index].node.take().expect("checked just above");
             self.absorb_stats(&node);
             self.note_background_errors(index, &node);
             let slot = &mut self.slots[index];
@@ -85,6 +100,7 @@ impl Simulation {
         self.stats.tables_flushed += stats.tables_flushed;
         self.stats.compactions += stats.compactions;
         self.stats.unavailable += stats.unavailable;
+        self.stats.buggify_fired += node.buggify_fired();
         for (_, hints) in node.hint_stats() {
             self.stats.hints_stored += hints.stored;
             self.stats.hints_replayed += hints.replayed;
@@ -92,48 +108,6 @@ impl Simulation {
         let repair = node.anti_entropy_stats();
         self.stats.repair_sessions += repair.sessions_completed;
         self.stats.repair_keys_streamed += repair.keys_sent;
-    }
-
-    /// Feeds one input to a node and releases its outputs after the flush.
-    pub(super) fn step_node(&mut self, index: usize, input: Input) {
-        let now = self.slots[index].clock.now(self.now);
-        let slot = &mut self.slots[index];
-        let Some(node) = slot.node.as_mut() else {
-            return;
-        };
-        node.step(now, input);
-        match node.flush() {
-            Ok(outputs) => {
-                for ack in node.take_acknowledged_writes() {
-                    let newest = slot
-                        .acknowledged
-                        .entry(ack.key)
-                        .or_insert((ack.timestamp, ack.tombstone));
-                    if newest.0 < ack.timestamp {
-                        *newest = (ack.timestamp, ack.tombstone);
-                    }
-                    self.stats.writes_acknowledged += 1;
-                }
-                let versions: BTreeMap<RequestId, Version> = node
-                    .take_reply_versions()
-                    .into_iter()
-                    .filter_map(|v| Some((v.request, version_of(v.timestamp?))))
-                    .collect();
-                for output in outputs {
-                    let version = match &output {
-                        Output::Reply { request, .. } => versions.get(request).copied(),
-                        Output::Send { .. } => None,
-                    };
-                    self.emit(index, output, version);
-                }
-            }
-            Err(e) => {
-                let id = self.slots[index].id;
-                self.trace
-                    .record(self.now, &[7, index as u8], || format!("{id} stopped: {e}"));
-                self.crash(index);
-            }
-        }
     }
 
     pub(super) fn emit(&mut self, from: usize, output: Output, version: Option<Version>) {
@@ -146,7 +120,7 @@ impl Simulation {
                     .expect("nodes only address cluster members");
                 let frame = encode_frame(&envelope);
                 self.stats.messages += 1;
-                for delay in self.net.delays(&mut self.rng_net) {
+                for delay in self.net.delays(&mut self.rng_net, from, to) {
                     self.schedule(
                         delay,
                         Event::Deliver {
@@ -201,6 +175,7 @@ mod tests {
     use crate::rng::stream;
     use enigma_cluster::{
         ClientOp, ClientRequest, ClusterConfig, ConsistencyLevel, NodeId, NodeOptions, Now,
+        RequestId,
     };
     use enigma_engine::EngineOptions;
 

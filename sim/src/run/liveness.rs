@@ -1,0 +1,98 @@
+//! The liveness phase: after healing and repair, the cluster must serve
+//! operations at the run's level again. The clients issue up to
+//! [`LIVENESS_OPS_MAX`] operations; [`LIVENESS_OPS_OK_MIN`] of them must
+//! complete `ok` within [`LIVENESS_NANOS_MAX`] of virtual time, or the run
+//! fails with a liveness violation naming what was stuck.
+
+use enigma_workloads::ClientResult;
+use rand::Rng;
+
+use super::{Event, Phase, Simulation, CLIENT_THINK_MAX_NANOS, SETTLE_NANOS};
+
+/// Operations the clients issue in the liveness phase, at most.
+pub(super) const LIVENESS_OPS_MAX: usize = 50;
+/// Operations that must complete `ok`.
+pub(super) const LIVENESS_OPS_OK_MIN: usize = 25;
+/// Virtual time the phase may take.
+pub(super) const LIVENESS_NANOS_MAX: u64 = 20_000_000_000;
+
+/// Progress of the liveness phase.
+#[derive(Debug, Default)]
+pub(super) struct Liveness {
+    /// Operations issued.
+    pub(super) issued: usize,
+    /// Operations that completed `ok`.
+    pub(super) ok: usize,
+    /// The last operation that did not complete `ok`: what was stuck.
+    pub(super) last_failure: Option<String>,
+}
+
+impl Simulation {
+    /// Starts the liveness phase: every workload client goes again.
+    pub(super) fn start_liveness(&mut self) {
+        self.trace
+            .record(self.now, &[13], || "liveness: clients go again".to_owned());
+        self.phase = Phase::Liveness;
+        self.liveness = Liveness::default();
+        for client in 0..self.config.clients {
+            let think = self.rng_clients.random_range(0..CLIENT_THINK_MAX_NANOS);
+            self.schedule(think, Event::ClientNext { client });
+        }
+        self.schedule(LIVENESS_NANOS_MAX, Event::LivenessDeadline);
+    }
+
+    /// A liveness operation of `client` ended with `result`.
+    pub(super) fn note_liveness_result(&mut self, client: usize, key: &str, result: &ClientResult) {
+        match result {
+            ClientResult::Read(_) | ClientResult::Written => self.liveness.ok += 1,
+            ClientResult::Failed | ClientResult::Unknown => {
+                self.liveness.last_failure = Some(format!(
+                    "client {client}'s operation on {key} ended {result:?}"
+                ));
+            }
+        }
+        if self.liveness.ok >= LIVENESS_OPS_OK_MIN {
+            self.end_liveness();
+        }
+    }
+
+    /// Whether a client may issue another liveness operation.
+    pub(super) fn liveness_may_issue(&mut self) -> bool {
+        if self.liveness.issued >= LIVENESS_OPS_MAX {
+            return false;
+        }
+        self.liveness.issued += 1;
+        true
+    }
+
+    fn end_liveness(&mut self) {
+        if self.phase == Phase::Liveness {
+            self.phase = Phase::Settling;
+            self.schedule(SETTLE_NANOS, Event::Finish);
+        }
+    }
+
+    /// The phase's time is up, or its operations ran out.
+    pub(super) fn on_liveness_deadline(&mut self) {
+        if self.phase != Phase::Liveness {
+            return;
+        }
+        let stuck = self
+            .liveness
+            .last_failure
+            .clone()
+            .unwrap_or_else(|| "operations were still in flight".to_owned());
+        self.violate(
+            "liveness",
+            format!(
+                "after healing, {} of {} operations at {} succeeded within {}s (needed {LIVENESS_OPS_OK_MIN}); last: {stuck}",
+                self.liveness.ok,
+                self.liveness.issued,
+                self.config.level,
+                LIVENESS_NANOS_MAX / 1_000_000_000
+            ),
+        );
+        self.phase = Phase::Settling;
+        self.schedule(SETTLE_NANOS, Event::Finish);
+    }
+}
