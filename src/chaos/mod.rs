@@ -167,6 +167,16 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(bad)
 }
 
+/// A duration as `--duration` takes it back: `30s`, or `1500ms`.
+fn show_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
 impl ChaosArgs {
     fn validate(&self) -> Result<usize, String> {
         if !(1..=NODES_MAX).contains(&self.nodes) {
@@ -339,10 +349,10 @@ fn run(args: &ChaosArgs, rf: usize) -> anyhow::Result<u8> {
         kinds.push(FaultKind::Partition);
     }
     let source = format!(
-        "enigma chaos --nodes {} --rf {rf} --clients {} --duration {}s --level {} --keys {} --faults {} --clock-skew-max-ms {} --seed {seed:#x}{}",
+        "enigma chaos --nodes {} --rf {rf} --clients {} --duration {} --level {} --keys {} --faults {} --clock-skew-max-ms {} --seed {seed:#x}{}",
         args.nodes,
         args.clients,
-        args.duration.as_secs(),
+        show_duration(args.duration),
         args.level,
         args.keys,
         args.faults
@@ -358,11 +368,11 @@ fn run(args: &ChaosArgs, rf: usize) -> anyhow::Result<u8> {
         }
     );
     out!(
-        "chaos: {} nodes (rf {rf}), {} clients at {}, {}s, seed {seed:#x}",
+        "chaos: {} nodes (rf {rf}), {} clients at {}, {}, seed {seed:#x}",
         args.nodes,
         args.clients,
         args.level,
-        args.duration.as_secs()
+        show_duration(args.duration)
     );
     out!("network: {}", network.describe());
     out!("{clock_line}");
@@ -537,6 +547,7 @@ fn run(args: &ChaosArgs, rf: usize) -> anyhow::Result<u8> {
         "heal: {}",
         match healed.converged_secs {
             Some(s) => format!("every node's replica agreed on every key {s:.1}s after the heal"),
+            None if stopping() => "interrupted before the replicas agreed".to_owned(),
             None => format!(
                 "replicas did not agree within {}s of the heal",
                 args.converge_timeout_secs
@@ -700,6 +711,10 @@ mod tests {
         assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("-3s").is_err());
+        for text in ["30s", "1500ms", "120s"] {
+            let d = parse_duration(text).unwrap();
+            assert_eq!(parse_duration(&show_duration(d)), Ok(d), "{text}");
+        }
     }
 
     #[test]
