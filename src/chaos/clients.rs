@@ -159,11 +159,15 @@ pub struct ClientPlan {
 pub type SharedWorkload = Mutex<(RegisterWorkload, ChaCha8Rng)>;
 
 /// Connects to `addr`, authenticates and sets the connection's level.
-fn open(plan: &ClientPlan, addr: SocketAddr) -> Result<RespClient, String> {
+fn open(
+    plan: &ClientPlan,
+    addr: SocketAddr,
+    level: ConsistencyLevel,
+) -> Result<RespClient, String> {
     let mut c = RespClient::connect(addr, plan.timeout).map_err(|e| e.to_string())?;
     for args in [
         vec![b"AUTH".as_slice(), plan.password.as_bytes()],
-        vec![b"CONSISTENCY".as_slice(), plan.level.name().as_bytes()],
+        vec![b"CONSISTENCY".as_slice(), level.name().as_bytes()],
     ] {
         match c.command(&args) {
             Ok(Reply::Simple(_)) => {}
@@ -195,7 +199,7 @@ pub fn run_client(
             return;
         }
         let Some(c) = conn.as_mut() else {
-            match open(plan, plan.addrs[node]) {
+            match open(plan, plan.addrs[node], plan.level) {
                 Ok(c) => conn = Some(c),
                 Err(_) => {
                     node = (node + 1) % plan.addrs.len();
@@ -307,8 +311,9 @@ fn perform(
     }
 }
 
-/// Reads every key from every node at `level`, recorded in the history
-/// (after the heal: the reads that must see every acknowledged write).
+/// Reads every key from every node at `ALL`, recorded in the history
+/// (after the heal: reads whose replicas meet every write's, so they must
+/// see every acknowledged write, whatever the run's level).
 pub fn read_every_key(
     plan: &ClientPlan,
     keys: &[String],
@@ -317,11 +322,11 @@ pub fn read_every_key(
 ) {
     for &addr in &plan.addrs {
         let process = recorder.new_process();
-        let Ok(mut c) = open(plan, addr) else {
+        let Ok(mut c) = open(plan, addr, ConsistencyLevel::All) else {
             continue;
         };
         for key in keys {
-            let id = recorder.invoke(process, key, Call::Read, level_of(plan.level));
+            let id = recorder.invoke(process, key, Call::Read, Level::All);
             let (outcome, error, keep) = perform(&mut c, key, &Call::Read, recorder, encode);
             recorder.complete(id, outcome, error);
             if !keep {
@@ -339,7 +344,7 @@ pub fn local_values(
     addr: SocketAddr,
     keys: &[String],
 ) -> Option<Vec<Option<Vec<u8>>>> {
-    let mut c = open(plan, addr).ok()?;
+    let mut c = open(plan, addr, plan.level).ok()?;
     keys.iter()
         .map(
             |key| match c.command(&[b"AT", b"ONE", b"GET", key.as_bytes()]) {

@@ -8,7 +8,7 @@
 //! partitions nodes (`nemesis.rs`), then heal everything, wait until every
 //! node's own replica holds the same value for every key (the cluster heals
 //! itself by hints and anti-entropy; nothing here repairs), read every key
-//! from every node at the run's level, and check the history, with the
+//! from every node at `ALL`, and check the history, with the
 //! replicas' final values, against what the level promises
 //! (`enigma_checker::check_promises`, as `enigma check` does). The summary
 //! gives the operations, the faults and the verdict; a failing run keeps
