@@ -128,7 +128,7 @@ impl From<FormatArg> for Format {
 }
 
 /// Exit status for input the command cannot judge.
-const EXIT_UNUSABLE: u8 = 2;
+pub(crate) const EXIT_UNUSABLE: u8 = 2;
 
 /// Runs `enigma check`.
 pub fn check(args: &CheckArgs) -> ExitCode {
@@ -196,11 +196,7 @@ fn check_file(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         write_promise_html(html, path, &history, &report)?;
     }
     let verdict = report.verdict();
-    let code = match verdict {
-        PromiseVerdict::Linearizable | PromiseVerdict::PromisesKept => 0,
-        PromiseVerdict::NotLinearizable | PromiseVerdict::PromiseBroken => 1,
-        PromiseVerdict::Unknown => EXIT_UNUSABLE,
-    };
+    let code = promise_exit_code(verdict);
     let mut out = std::io::stdout().lock();
     // A reader that went away (e.g. `| head`) is no error: the status tells.
     let _ = write!(
@@ -210,6 +206,17 @@ fn check_file(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         report.details()
     );
     Ok(ExitCode::from(code))
+}
+
+/// The exit status of a verdict on promises: 0 linearizable or promises
+/// kept, 1 not linearizable or a promise broken, 2 unknown. `enigma chaos`
+/// exits the same way.
+pub(crate) fn promise_exit_code(verdict: PromiseVerdict) -> u8 {
+    match verdict {
+        PromiseVerdict::Linearizable | PromiseVerdict::PromisesKept => 0,
+        PromiseVerdict::NotLinearizable | PromiseVerdict::PromiseBroken => 1,
+        PromiseVerdict::Unknown => EXIT_UNUSABLE,
+    }
 }
 
 /// The plain linearizability check of a history without levels.
@@ -322,7 +329,7 @@ pub(crate) fn check_threads(threads: Option<usize>) -> anyhow::Result<usize> {
 
 /// The stop hook the checker polls (from every thread searching keys):
 /// true once `timeout_secs` have passed.
-fn deadline_hook(timeout_secs: Option<f64>) -> anyhow::Result<impl Fn() -> bool + Sync> {
+pub(crate) fn deadline_hook(timeout_secs: Option<f64>) -> anyhow::Result<impl Fn() -> bool + Sync> {
     let budget = match timeout_secs {
         None => None,
         Some(secs) if secs.is_finite() && secs >= 0.0 => {
@@ -356,7 +363,7 @@ fn write_html(
     std::fs::write(html, page).with_context(|| format!("cannot write {}", html.display()))
 }
 
-fn write_promise_html(
+pub(crate) fn write_promise_html(
     html: &Path,
     file: &Path,
     history: &ParsedHistory,

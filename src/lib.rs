@@ -26,6 +26,9 @@
 //! - [`run`]: `enigma node` and `enigma dev`.
 //! - [`status`]: `enigma status`.
 //! - [`logging`]: `tracing` output, human or JSON.
+//! - `planted` (only with the `planted-bugs` feature, for tests): deliberate
+//!   bugs a real node takes from its environment, so that `enigma chaos`
+//!   can show its checks bite on real processes.
 
 pub mod command;
 pub mod config;
@@ -36,6 +39,8 @@ pub mod info;
 pub mod logging;
 pub mod metrics;
 pub mod peer;
+#[cfg(feature = "planted-bugs")]
+pub mod planted;
 pub mod process;
 pub mod resp;
 pub mod run;

@@ -134,7 +134,10 @@ impl RunningNode {
         crate::run::private_dir(&config.data_dir)?;
         let disk = FsDisk::open(&config.data_dir)
             .with_context(|| format!("data directory {}", config.data_dir.display()))?;
-        let options = node_options(&config);
+        #[allow(unused_mut)]
+        let mut options = node_options(&config);
+        #[cfg(feature = "planted-bugs")]
+        crate::planted::apply(&mut options);
         options
             .engine
             .validate()
