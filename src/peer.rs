@@ -360,7 +360,7 @@ pub async fn run_dialer(
 /// Why a dial failed.
 #[derive(Debug, thiserror::Error)]
 enum DialError {
-    #[error("{0}")]
+    #[error(transparent)]
     Handshake(#[from] HandshakeError),
     #[error("TLS: {0}")]
     Tls(std::io::Error),

@@ -91,12 +91,14 @@ pub enum Output {
     },
 }
 
-/// Why a node cannot start or must stop.
+/// Why a node cannot start or must stop. The variants that wrap another
+/// error print it in their own message and do not name it as their source,
+/// so that a log printing the whole chain says it once.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum NodeError {
     /// The cluster configuration is unusable.
     #[error("cluster configuration: {0}")]
-    Config(#[from] RingError),
+    Config(RingError),
     /// The node's options are unusable.
     #[error("node options: {reason}")]
     Options { reason: String },
@@ -106,7 +108,19 @@ pub enum NodeError {
     /// Storage failed in a way that forbids going on (failed sync, corrupt
     /// log at startup).
     #[error("storage: {0}")]
-    Storage(#[from] EngineError),
+    Storage(EngineError),
+}
+
+impl From<RingError> for NodeError {
+    fn from(e: RingError) -> Self {
+        NodeError::Config(e)
+    }
+}
+
+impl From<EngineError> for NodeError {
+    fn from(e: EngineError) -> Self {
+        NodeError::Storage(e)
+    }
 }
 
 /// Counters a driver may report.

@@ -722,3 +722,15 @@ fn under_the_interval_policy_ticks_sync_and_flushes_do_not() {
     h.tick_all(10 * MS);
     assert!(!h.node(0).engine().has_unsynced(), "the tick synced");
 }
+
+#[test]
+fn a_storage_error_is_said_once_in_an_error_chain() {
+    use std::error::Error as _;
+    let e = NodeError::from(EngineError::NoSpace {
+        file: "wal-1.log".into(),
+    });
+    let text = e.to_string();
+    assert_eq!(text.matches("wal-1.log").count(), 1, "{text}");
+    // A log printing the chain (`{:#}`) adds each source's text: none.
+    assert!(e.source().is_none());
+}
