@@ -484,7 +484,7 @@ impl fmt::Display for PromiseReport {
         writeln!(f, "levels: {}", levels.join(", "))?;
         writeln!(
             f,
-            "checks (what each operation's consistency level promises, DESIGN.md section 5):"
+            "checks (what each operation's consistency level promises, docs/SERVER.md \"Consistency levels and clocks\"):"
         )?;
         for r in &self.checks {
             let first = r.note.lines().next().unwrap_or_default();
