@@ -334,6 +334,8 @@ pub struct NodeSnapshot {
     pub tables: usize,
     /// Frozen memtables waiting to be written.
     pub frozen_memtables: usize,
+    /// Bytes of the tables the next compaction would merge.
+    pub compaction_backlog_bytes: u64,
     /// The block cache: bytes held, hits, misses.
     pub block_cache: BlockCacheStats,
     /// Live keys this node stores, from the last complete paced count
@@ -706,6 +708,7 @@ fn publish(node: &Node<FsDisk>, keys: &KeyCount, shared: &Shared, now: Now) {
         memtable_bytes: engine.memtable_bytes(),
         tables: engine.tables_total(),
         frozen_memtables: engine.frozen_total(),
+        compaction_backlog_bytes: engine.compaction_backlog_bytes(),
         members,
         hints: node.hint_stats(),
         anti_entropy: node.anti_entropy_stats().clone(),

@@ -49,7 +49,7 @@ pub fn info(shared: &Shared, section: Option<&str>) -> String {
         let cache = snapshot.block_cache;
         let _ = write!(
             out,
-            "# Storage\r\ndata_dir:{}\r\nsync:{}\r\ngeneration:{}\r\nmemtable_bytes:{}\r\nfrozen_memtables:{}\r\ntables:{}\r\nwal_disk_bytes:{}\r\ndata_disk_bytes:{}\r\nblock_cache_bytes:{}\r\nblock_cache_hits:{}\r\nblock_cache_misses:{}\r\n\r\n",
+            "# Storage\r\ndata_dir:{}\r\nsync:{}\r\ngeneration:{}\r\nmemtable_bytes:{}\r\nfrozen_memtables:{}\r\ntables:{}\r\ncompaction_backlog_bytes:{}\r\nwal_disk_bytes:{}\r\ndata_disk_bytes:{}\r\nblock_cache_bytes:{}\r\nblock_cache_hits:{}\r\nblock_cache_misses:{}\r\n\r\n",
             config.data_dir.display(),
             match config.sync {
                 crate::config::SyncMode::Always => "always",
@@ -60,6 +60,7 @@ pub fn info(shared: &Shared, section: Option<&str>) -> String {
             snapshot.memtable_bytes,
             snapshot.frozen_memtables,
             snapshot.tables,
+            snapshot.compaction_backlog_bytes,
             disk.wal_bytes,
             disk.data_bytes,
             cache.used_bytes,

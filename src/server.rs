@@ -534,7 +534,7 @@ pub fn render_metrics(shared: &Shared) -> String {
     use std::fmt::Write as _;
     let snapshot = shared.snapshot();
     let mut extra = String::new();
-    let gauges: [(&str, &str, u64); 6] = [
+    let gauges: [(&str, &str, u64); 7] = [
         (
             "enigma_client_connections",
             "Open client connections.",
@@ -556,6 +556,11 @@ pub fn render_metrics(shared: &Shared) -> String {
             snapshot.frozen_memtables as u64,
         ),
         ("enigma_tables", "SSTables on disk.", snapshot.tables as u64),
+        (
+            "enigma_compaction_backlog_bytes",
+            "Bytes of the tables the next compaction would merge (the compaction backlog).",
+            snapshot.compaction_backlog_bytes,
+        ),
         (
             "enigma_generation",
             "Boot generation of this node.",

@@ -384,6 +384,11 @@ fn info_reports_memory_keys_commands_and_the_process() {
     );
     assert!(stats.contains("cmdstat_dbsize:calls="), "{stats}");
     assert!(field(&info("storage"), "wal_disk_bytes") > 0);
+    assert!(
+        info("storage").contains("compaction_backlog_bytes:"),
+        "{}",
+        info("storage")
+    );
     let everything: String = redis::cmd("INFO").query(&mut con).unwrap();
     assert!(!everything.contains("# Commandstats"));
     assert!(everything.contains("# Memory") && everything.contains("# Keyspace"));
@@ -397,6 +402,7 @@ fn info_reports_memory_keys_commands_and_the_process() {
         "enigma_data_disk_bytes",
         "enigma_block_cache_hits_total",
         "enigma_keys_estimate",
+        "enigma_compaction_backlog_bytes",
     ] {
         assert!(
             support::metric(&metrics, series).is_some(),

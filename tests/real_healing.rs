@@ -83,7 +83,17 @@ fn stopped_node_catches_up(extra: &[&str]) -> (Cluster, String) {
     cluster.wait_peers_up(0);
     cluster.wait_peers_up(1);
     write_keys(&cluster);
-    let while_down = cluster.membership(0);
+    // INFO shows a snapshot the node publishes at each tick: with hints on,
+    // wait (a little) for one taken after the last write's hint.
+    let hints_on = !extra.contains(&"--hinted-handoff");
+    let settle = Instant::now() + Duration::from_secs(5);
+    let while_down = loop {
+        let text = cluster.membership(0);
+        if !hints_on || hints_for(&text, 3) >= KEYS as u64 || Instant::now() >= settle {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     cluster.spawn(2);
     cluster.wait_ready(2);
     let deadline = Instant::now() + HEAL_DEADLINE;

@@ -478,4 +478,18 @@ impl<D: Disk> Engine<D> {
     pub fn frozen_total(&self) -> usize {
         self.frozen.len()
     }
+
+    /// The compaction backlog: bytes of the tables the policy would merge
+    /// next (0 when it would merge nothing). It grows when writes outrun
+    /// compaction.
+    pub fn compaction_backlog_bytes(&self) -> u64 {
+        let Some(ids) = self.compaction_pick() else {
+            return 0;
+        };
+        self.tables
+            .iter()
+            .filter(|table| ids.contains(&table.id))
+            .map(|table| table.file_bytes)
+            .sum()
+    }
 }

@@ -565,8 +565,16 @@ fn compaction_drops_shadowed_versions_and_purges_only_allowed_tombstones() {
     engine.write(b"a", value(2, "a2")).expect("write");
     engine.write(b"b", tombstone(3)).expect("write");
     flush(&mut engine);
+    let backlog = engine.compaction_backlog_bytes();
+    let table_bytes: u64 = engine.tables.iter().map(|t| t.file_bytes).sum();
+    assert_eq!(backlog, table_bytes, "both tables wait for a merge");
     // Purging forbidden: the tombstone survives the merge.
     let report = engine.do_background_work(u64::MAX).expect("compact");
+    assert_eq!(
+        engine.compaction_backlog_bytes(),
+        0,
+        "nothing left to merge"
+    );
     assert_eq!((report.compactions, engine.tables_total()), (1, 1));
     assert_eq!(engine.tables[0].meta.entries_total, 2, "a1 was shadowed");
     assert_eq!(engine.get(b"b").expect("get"), Some(tombstone(3)));
