@@ -246,13 +246,7 @@ impl<D: Disk> Node<D> {
         if !self.mutation_acceptable(now, from, &key, &version, true) {
             return;
         }
-        let timestamp = Timestamp {
-            hlc: version.hlc,
-            node: version.node,
-        };
-        let tombstone = version.value.is_none();
-        if self.local_write(&key, version.into()).is_ok() {
-            self.acknowledged(&key, timestamp, tombstone);
+        if self.write_and_acknowledge(&key, version).is_ok() {
             self.send(from, Message::HintAck { id });
         }
     }
@@ -333,15 +327,8 @@ impl<D: Disk> Node<D> {
                             applied = false;
                             break;
                         }
-                        let timestamp = Timestamp {
-                            hlc: version.hlc,
-                            node: version.node,
-                        };
-                        let tombstone = version.value.is_none();
-                        if self.local_write(&key, version.into()).is_ok() {
-                            // Durable with this flush, and acknowledged.
-                            self.acknowledged(&key, timestamp, tombstone);
-                        } else {
+                        // Durable with this flush, and acknowledged.
+                        if self.write_and_acknowledge(&key, version).is_err() {
                             applied = false;
                         }
                     }

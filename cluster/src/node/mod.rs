@@ -660,6 +660,23 @@ impl<D: Disk> Node<D> {
 
     /// Applies a write locally; `Ok` if it is (or will be, at the next
     /// flush) durable here, so an acknowledgement may be counted or sent.
+    /// Applies a version another node sent (a replica write, a hint, a
+    /// streamed entry) and, once written, notes it as acknowledged.
+    fn write_and_acknowledge(
+        &mut self,
+        key: &[u8],
+        version: crate::message::WireVersion,
+    ) -> Result<(), ReplicaFailure> {
+        let timestamp = Timestamp {
+            hlc: version.hlc,
+            node: version.node,
+        };
+        let tombstone = version.value.is_none();
+        self.local_write(key, version.into())?;
+        self.acknowledged(key, timestamp, tombstone);
+        Ok(())
+    }
+
     fn local_write(&mut self, key: &[u8], version: Versioned) -> Result<(), ReplicaFailure> {
         match self.engine.write(key, version) {
             Ok(_) => {

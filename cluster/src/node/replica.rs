@@ -2,7 +2,7 @@
 //! member, a sane clock reading), and is either served in place (reads,
 //! writes) or handed to the protocol it belongs to.
 
-use enigma_engine::{Disk, Timestamp};
+use enigma_engine::Disk;
 
 use super::Node;
 use crate::hlc::LOGICAL_BITS;
@@ -110,15 +110,7 @@ impl<D: Disk> Node<D> {
         key: Vec<u8>,
         version: WireVersion,
     ) {
-        let timestamp = Timestamp {
-            hlc: version.hlc,
-            node: version.node,
-        };
-        let tombstone = version.value.is_none();
-        let failure = self.local_write(&key, version.into()).err();
-        if failure.is_none() {
-            self.acknowledged(&key, timestamp, tombstone);
-        }
+        let failure = self.write_and_acknowledge(&key, version).err();
         self.send(from, Message::WriteAck { op, failure });
     }
 
