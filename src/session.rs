@@ -826,6 +826,9 @@ fn error_reply(error: &ClientError, writes: bool) -> Reply {
                 ""
             }
         )),
+        ClientError::Clock { reason } => {
+            Reply::error(format!("CLOCK {reason}; nothing was applied"))
+        }
     }
 }
 
