@@ -124,7 +124,8 @@ pub struct Violation {
     /// The property: a check of the history (`linearizability`,
     /// `lost-write`, `read-your-writes`, `monotonic-reads`,
     /// `convergence`), `durability` (a replica lost a write it
-    /// acknowledged), `storage` (a background flush or compaction failed),
+    /// acknowledged), `clock` (a restarted node stamped a write below a
+    /// version it held before), `storage` (a background flush or compaction failed),
     /// `liveness`, `recovery` or `integrity`.
     pub property: &'static str,
     /// A readable account: the key, the operations, the replicas.
@@ -417,6 +418,11 @@ struct Slot {
     /// whether it is a tombstone: it must hold that version or a newer one
     /// after any restart (or nothing, once a tombstone may be purged).
     acknowledged: BTreeMap<Vec<u8>, (Timestamp, bool)>,
+    /// The highest timestamp this node had durably acknowledged when its
+    /// current incarnation started: every write it stamps now must be above
+    /// it, whatever its wall clock reads (its clock is seeded from its
+    /// store).
+    stamp_floor: Option<Timestamp>,
     /// Starts so far: events of an earlier incarnation are ignored.
     incarnation: u64,
     /// Where this node's group commit stands.
@@ -628,6 +634,7 @@ impl Simulation {
                     wall_bound_nanos: clock_offset_nanos_max,
                 },
                 acknowledged: BTreeMap::new(),
+                stamp_floor: None,
                 incarnation: 0,
                 batch: Batch::Idle,
                 waiting: Vec::new(),
