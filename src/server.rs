@@ -431,6 +431,8 @@ fn node_options(config: &NodeConfig) -> NodeOptions {
         },
         gc_grace_nanos: ms(healing.gc_grace_ms),
         clock_offset_max_nanos: ms(healing.clock_offset_max_ms),
+        commit_wait: healing.commit_wait,
+        clock_uncertainty_nanos: ms(healing.clock_uncertainty_ms),
         ..defaults
     }
 }

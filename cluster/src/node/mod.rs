@@ -234,6 +234,11 @@ pub struct MemberView {
     pub gossip: Option<KnownMember>,
     /// Hints this node holds for it, and their bytes.
     pub hints_held: (usize, u64),
+    /// Its wall clock minus this node's, from its recent gossip
+    /// (nanoseconds; `None`: not heard, or itself).
+    pub clock_offset_nanos: Option<i64>,
+    /// Its messages refused for a clock reading too far ahead.
+    pub clock_refusals: u64,
 }
 
 impl MemberView {
@@ -630,6 +635,8 @@ impl<D: Disk> Node<D> {
                     phi,
                     gossip: self.gossip.member(node).cloned(),
                     hints_held: self.hints.held(node),
+                    clock_offset_nanos: self.clock_offsets.offset(node),
+                    clock_refusals: self.stats.clock_refusals.get(&node).copied().unwrap_or(0),
                 }
             })
             .collect()
