@@ -381,6 +381,10 @@ pub struct Shared {
     /// Per peer, whether the node's failure detector holds it up, as of
     /// the last tick; read by connections before they send anything.
     pub judged_up: BTreeMap<NodeId, AtomicBool>,
+    /// Whether the node judged its own clock out of bounds at the last
+    /// tick: it then answers writes itself with `CLOCK` (counted), which
+    /// says more than the connection's `UNAVAILABLE` would.
+    pub clock_refuses_writes: AtomicBool,
     /// When this node started, for `INFO`.
     pub started: Instant,
     /// Open client connections.
@@ -711,6 +715,9 @@ fn publish(node: &Node<FsDisk>, keys: &KeyCount, shared: &Shared, now: Now) {
             up.store(member.up, Ordering::Relaxed);
         }
     }
+    shared
+        .clock_refuses_writes
+        .store(node.clock_judgment().refuses_writes(), Ordering::Relaxed);
     let snapshot = NodeSnapshot {
         generation: node.generation(),
         stats: node.stats().clone(),

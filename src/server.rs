@@ -189,6 +189,7 @@ impl RunningNode {
             .collect();
         let shared = Arc::new(Shared {
             judged_up,
+            clock_refuses_writes: std::sync::atomic::AtomicBool::new(false),
             config,
             client_addr,
             peer_addr,
