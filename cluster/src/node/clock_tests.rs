@@ -205,3 +205,25 @@ fn commit_wait_holds_a_write_until_the_clock_passes_it_by_the_uncertainty() {
     let out = h.client(0, 1, put("k", "v"), ConsistencyLevel::One);
     assert_eq!(replies(&out), vec![&ClientResponse::Written]);
 }
+
+#[test]
+fn a_reading_far_ahead_is_never_adopted_but_the_planted_bug_adopts_it() {
+    let stamp_after_far_reading = |options: NodeOptions| {
+        // Three nodes: one peer far ahead is no majority, so node 1 still
+        // coordinates writes.
+        let mut h = Harness::new(3, options);
+        h.now.wall_nanos = BASE_WALL_NANOS;
+        let input = gossip_from(&h, 2, BASE_WALL_NANOS + 10 * SECOND);
+        h.step(0, input);
+        let outputs = h.client(0, 1, put("k", "v"), ConsistencyLevel::One);
+        assert_eq!(replies(&outputs), vec![&ClientResponse::Written]);
+        stamps(&mut h, 0)[0]
+    };
+    let bound = crate::hlc::HlcClock::physical(BASE_WALL_NANOS + 500 * MS);
+    assert!(stamp_after_far_reading(recording()).hlc < bound);
+    let planted = stamp_after_far_reading(NodeOptions {
+        bug_adopt_remote_readings_without_bound: true,
+        ..recording()
+    });
+    assert!(planted.hlc > bound, "the planted bug adopts the reading");
+}
