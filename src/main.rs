@@ -159,6 +159,11 @@ struct SimArgs {
     /// under clock skew too.
     #[arg(long)]
     commit_wait: bool,
+    /// Node n1's wall clock runs this many ms ahead, beyond the cluster's
+    /// bound, until the faults stop: its peers must refuse its readings
+    /// and it must refuse writes (0: off).
+    #[arg(long, default_value_t = 0)]
+    clock_far_ahead_ms: u64,
     /// Each node's memtable size before it is flushed as a table (small, so
     /// that flushes and compactions run).
     #[arg(long, default_value_t = SimConfig::default().memtable_bytes)]
@@ -291,6 +296,7 @@ fn sim(args: &SimArgs) -> ExitCode {
         faults: args.faults,
         clock_skew_max_ms: args.clock_skew_max_ms,
         commit_wait: args.commit_wait,
+        clock_far_ahead_ms: args.clock_far_ahead_ms,
         trace: args.trace,
         memtable_bytes: args.memtable_bytes,
         value_bytes: args.value_bytes,

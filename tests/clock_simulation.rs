@@ -100,3 +100,18 @@ fn a_restarted_node_stamps_above_what_it_held_and_an_unseeded_clock_is_caught() 
     assert!(failure.stats.clock_jumps > 0 || failure.stats.crashes > 0);
     passes(&base);
 }
+
+#[test]
+fn a_node_far_ahead_is_kept_out_and_adopting_its_readings_is_caught() {
+    let base = SimConfig {
+        seed: 0xc2_0000,
+        clock_far_ahead_ms: 2_000,
+        planted_adopt_remote_readings_without_bound: true,
+        ..SimConfig::default()
+    };
+    caught_and_replayed(
+        &base,
+        &["lost-write", "read-your-writes", "monotonic-reads", "clock"],
+    );
+    passes(&base);
+}

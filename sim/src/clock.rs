@@ -61,6 +61,7 @@ impl SimClock {
     /// Moves the wall clock by `nanos` (negative: backwards), keeping its
     /// offset within `bound_nanos` of true time either way.
     pub fn jump(&mut self, nanos: i64, bound_nanos: i64) {
+        self.wall_bound_nanos = bound_nanos;
         self.offset_nanos = self
             .offset_nanos
             .saturating_add(nanos)

@@ -31,6 +31,12 @@ pub struct SimConfig {
     /// within it) plus [`crate::run::CLOCK_UNCERTAINTY_MARGIN_NANOS`]:
     /// then `QUORUM` histories are checked for linearizability under skew.
     pub commit_wait: bool,
+    /// Node n1's wall clock runs this far ahead of true time, milliseconds,
+    /// beyond the cluster's bound (0: not): its peers must refuse its
+    /// readings and it must refuse writes, until the faults stop and an
+    /// operator sets its clock right (or a clock jump brings it back within
+    /// the run's bound).
+    pub clock_far_ahead_ms: u64,
     /// Keep a readable timeline of every event.
     pub trace: bool,
     /// Each node's memtable size before it is frozen and flushed as a
@@ -114,6 +120,7 @@ impl Default for SimConfig {
             faults: true,
             clock_skew_max_ms: 0,
             commit_wait: false,
+            clock_far_ahead_ms: 0,
             trace: false,
             memtable_bytes: SIM_MEMTABLE_BYTES,
             value_bytes: SIM_VALUE_BYTES,
@@ -262,6 +269,12 @@ impl SimConfig {
         );
         if self.commit_wait {
             command.push_str(" --commit-wait");
+        }
+        if self.clock_far_ahead_ms > 0 {
+            command.push_str(&format!(
+                " --clock-far-ahead-ms {}",
+                self.clock_far_ahead_ms
+            ));
         }
         let mut flag = |name: &str, value: String, default: String| {
             if value != default {

@@ -26,6 +26,12 @@ impl Simulation {
         self.net.options.duplicate_probability = 0.0;
         self.swizzle = None;
         for node in 0..self.slots.len() {
+            // An operator sets a clock far off right.
+            let clock = &mut self.slots[node].clock;
+            if clock.wall_bound_nanos == 0 && self.clock_offset_nanos_max > 0 {
+                clock.offset_nanos = 0;
+                clock.wall_bound_nanos = self.clock_offset_nanos_max;
+            }
             self.slots[node].crash_armed = None;
             self.slots[node].paused_until = None;
             self.slots[node].disk.cancel_sync_failure();

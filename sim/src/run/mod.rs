@@ -614,6 +614,8 @@ impl Simulation {
             i64::try_from(config.clock_skew_max_ms.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
         let clock_faults = nemesis_options.clock_jumps;
         let clock_offset_nanos_max = clock_offset_nanos_max(&config);
+        let far_ahead_nanos =
+            i64::try_from(config.clock_far_ahead_ms.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
         let mut disk_seeds = stream(seed, "disk seeds");
         let slots = ids
             .iter()
@@ -623,15 +625,24 @@ impl Simulation {
                 id,
                 disk: SimDisk::with_seed(disk_faults.clone(), disk_seeds.random()),
                 node: None,
-                clock: SimClock {
-                    offset_nanos: if skew_nanos > 0 {
-                        rng_clock.random_range(-skew_nanos..=skew_nanos)
-                    } else {
-                        0
-                    },
-                    drift_ppm,
-                    mono_offset_nanos: 0,
-                    wall_bound_nanos: clock_offset_nanos_max,
+                clock: if id.0 == 1 && far_ahead_nanos > 0 {
+                    SimClock {
+                        offset_nanos: far_ahead_nanos,
+                        drift_ppm,
+                        mono_offset_nanos: 0,
+                        wall_bound_nanos: 0,
+                    }
+                } else {
+                    SimClock {
+                        offset_nanos: if skew_nanos > 0 {
+                            rng_clock.random_range(-skew_nanos..=skew_nanos)
+                        } else {
+                            0
+                        },
+                        drift_ppm,
+                        mono_offset_nanos: 0,
+                        wall_bound_nanos: clock_offset_nanos_max,
+                    }
                 },
                 acknowledged: BTreeMap::new(),
                 stamp_floor: None,
@@ -696,7 +707,7 @@ impl Simulation {
             swizzle: None,
             liveness: Liveness::default(),
             clock_offset_nanos_max,
-            clock_skew: skew_nanos > 0 || clock_faults,
+            clock_skew: skew_nanos > 0 || clock_faults || far_ahead_nanos > 0,
             rng_clock,
             config,
         }

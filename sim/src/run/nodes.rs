@@ -1,12 +1,14 @@
 //! The nodes of a run: starting and crashing them, stepping them with
 //! inputs and releasing their outputs, and delivering frames between them.
 
+use enigma_cluster::hlc::HlcClock;
 use enigma_cluster::{decode_frame, encode_frame, Decoded, Input, Node, NodeOptions, Output};
 use enigma_engine::{Disk, DiskFile, WAL_RECORDS_OFFSET};
 use rand::Rng;
 
 use super::nemesis::boot_mono_nanos;
 use super::{Answer, Event, Simulation};
+use crate::clock::EPOCH_WALL_NANOS;
 use crate::disk::SimDisk;
 use crate::rng::stream;
 use enigma_checker::Version;
@@ -111,6 +113,32 @@ impl Simulation {
         self.stats.repair_keys_streamed += repair.keys_sent;
     }
 
+    /// A node's clock reading never runs further ahead of true time than
+    /// its own clock may (the run's bound) plus the offset it tolerates
+    /// from a peer: it adopts no reading beyond that. The node whose clock
+    /// is set far ahead (`clock_far_ahead_ms`) is the one exception.
+    fn check_reading(&mut self, from: usize, hlc: u64) {
+        if self.config.clock_far_ahead_ms > 0 && self.slots[from].id.0 == 1 {
+            return;
+        }
+        let limit = EPOCH_WALL_NANOS
+            .saturating_add(self.now)
+            .saturating_add(self.clock_offset_nanos_max.unsigned_abs())
+            .saturating_add(self.node_options.clock_offset_max_nanos);
+        let reading = HlcClock::wall_nanos_of(hlc);
+        // One report is enough: every later message would repeat it.
+        if reading > limit && !self.violations.iter().any(|v| v.property == "clock") {
+            let id = self.slots[from].id;
+            self.violate(
+                "clock",
+                format!(
+                    "{id} sent a clock reading {} ms ahead of true time, beyond its own bound and the offset it tolerates: it adopted a reading it should have refused",
+                    (reading - EPOCH_WALL_NANOS - self.now) / 1_000_000
+                ),
+            );
+        }
+    }
+
     pub(super) fn emit(&mut self, from: usize, output: Output, version: Option<Version>) {
         match output {
             Output::Send { to, envelope } => {
@@ -119,6 +147,7 @@ impl Simulation {
                     .iter()
                     .position(|s| s.id == to)
                     .expect("nodes only address cluster members");
+                self.check_reading(from, envelope.hlc);
                 let frame = encode_frame(&envelope);
                 self.stats.messages += 1;
                 for delay in self.net.delays(&mut self.rng_net, from, to) {
