@@ -274,7 +274,12 @@ impl<D: Disk> Node<D> {
         if scans.is_empty() {
             return;
         }
-        let budget = (self.anti_entropy.options().bytes_per_tick / scans.len() as u64).max(1);
+        let available = self.anti_entropy.scan_budget(now.mono_nanos);
+        if available == 0 {
+            return;
+        }
+        let budget = (available / scans.len() as u64).max(1);
+        let mut spent_total = 0u64;
         for scan in scans {
             let start = match &scan.resume_after {
                 Some(key) => Bound::Excluded(key.as_slice()),
@@ -295,6 +300,7 @@ impl<D: Disk> Node<D> {
                         paused = !go_on || spent >= budget;
                         !paused
                     });
+            spent_total += spent;
             let actions = match result {
                 Ok(()) => {
                     self.anti_entropy
@@ -307,6 +313,7 @@ impl<D: Disk> Node<D> {
             };
             self.carry_out(now, actions);
         }
+        self.anti_entropy.scanned(spent_total);
     }
 
     pub(super) fn on_repair_message(&mut self, now: Now, from: NodeId, message: Message) {

@@ -117,6 +117,9 @@ const SIM_COMPACTION_TABLES_MIN: usize = 2;
 const SIM_BLOCK_CACHE_BYTES: u64 = 0;
 /// Bytes of tables a node's background work may write per tick.
 const SIM_BACKGROUND_BYTES_PER_TICK: u64 = 64 * 1024;
+/// Anti-entropy's scan rate in runs: 64 KiB per 10 ms tick, as before the
+/// budget became a rate.
+const SIM_ANTI_ENTROPY_SCAN_BYTES_PER_SEC: u64 = 64 * 1024 * 100;
 
 /// What went wrong in a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -546,7 +549,7 @@ impl Simulation {
             hints,
             anti_entropy: AntiEntropyOptions {
                 continuous: config.anti_entropy,
-                bytes_per_tick: 64 * 1024,
+                scan_bytes_per_sec: SIM_ANTI_ENTROPY_SCAN_BYTES_PER_SEC,
                 interval_nanos: SIM_ANTI_ENTROPY_INTERVAL_NANOS,
                 merkle_depth: 6,
                 batch_bytes_max: 16 * 1024,
