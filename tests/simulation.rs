@@ -431,6 +431,7 @@ fn caught_and_replayed(base: SimConfig, property: &str) -> enigma_sim::RunReport
         planted_release_before_sync: false,
         planted_ack_after_failed_sync: false,
         planted_flush_drops_memtable: false,
+        planted_read_trusts_data_over_digests: false,
         ..failure.config.clone()
     });
     assert!(
@@ -484,6 +485,20 @@ fn a_flush_that_drops_its_memtable_on_a_bad_read_is_caught() {
         "lost-write",
     );
     assert!(failure.stats.read_fault_windows > 0, "{:?}", failure.stats);
+}
+
+/// A coordinator that answers with the data it has, not the newest version
+/// a digest announced, returns a stale value after a write it missed: a
+/// quorum read that goes back in time.
+#[test]
+fn a_read_that_trusts_its_data_over_newer_digests_is_caught() {
+    caught_and_replayed(
+        SimConfig {
+            planted_read_trusts_data_over_digests: true,
+            ..SimConfig::default()
+        },
+        "linearizability",
+    );
 }
 
 /// Every fault family fires in a small sweep of the default mix, and every

@@ -75,6 +75,12 @@ pub struct SimConfig {
     /// table is open, so a bad read opening it loses versions from the
     /// read path. Test-only: no CLI flag sets it.
     pub planted_flush_drops_memtable: bool,
+    /// Plant the coordinator bug that answers a read with the value at
+    /// hand once the level's count has answered, though a replica's digest
+    /// shows a newer version (`NodeOptions::
+    /// bug_read_trusts_the_data_over_digests`). Test-only: no CLI flag
+    /// sets it.
+    pub planted_read_trusts_data_over_digests: bool,
 }
 
 /// Default [`SimConfig::memtable_bytes`]: the engine's smallest memtable.
@@ -115,6 +121,7 @@ impl Default for SimConfig {
             planted_release_before_sync: false,
             planted_ack_after_failed_sync: false,
             planted_flush_drops_memtable: false,
+            planted_read_trusts_data_over_digests: false,
         }
     }
 }
@@ -205,6 +212,7 @@ impl SimConfig {
             || self.planted_release_before_sync
             || self.planted_ack_after_failed_sync
             || self.planted_flush_drops_memtable
+            || self.planted_read_trusts_data_over_digests
     }
 
     /// The command that replays exactly this run.

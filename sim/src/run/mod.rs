@@ -562,6 +562,7 @@ impl Simulation {
             bug_delete_hints_on_send: config.planted_hint_deleted_on_send,
             bug_purge_tombstones_without_repair: config.planted_purge_without_repair,
             bug_wait_on_down_replicas: config.planted_coordinator_ignores_failure_detector,
+            bug_read_trusts_the_data_over_digests: config.planted_read_trusts_data_over_digests,
             engine: EngineOptions {
                 wal_segment_bytes_max: SIM_WAL_SEGMENT_BYTES,
                 memtable_bytes_max: config.memtable_bytes,
