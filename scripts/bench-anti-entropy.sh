@@ -7,15 +7,18 @@
 # process spent per 100,000 SETs (less sensitive than throughput to what
 # else the machine runs).
 #
-# usage: scripts/bench-anti-entropy.sh ROUNDS INTERVAL_MS [KEYSPACE]
+# usage: scripts/bench-anti-entropy.sh ROUNDS INTERVAL_MS [KEYSPACE [REQUESTS]]
 #   INTERVAL_MS: pause between anti-entropy sessions (10000 is the default;
 #   100 runs sessions back to back). KEYSPACE: redis-benchmark -r (0: the
-#   one key key:__rand_int__). Needs redis-benchmark (redis-tools) and a
+#   one key key:__rand_int__). REQUESTS: redis-benchmark -n (200000; the
+#   first session starts INTERVAL_MS after boot, so at the default interval
+#   a run needs more than 200000 SETs to include sessions). Needs redis-benchmark (redis-tools) and a
 #   release build (cargo build --release).
 set -euo pipefail
 rounds=${1:-3}
 interval=${2:-10000}
 keyspace=${3:-0}
+requests=${4:-200000}
 bin=${ENIGMA_BIN:-target/release/enigma}
 port=${BASE_PORT:-7800}
 work=$(mktemp -d)
@@ -39,7 +42,7 @@ run() { # $1: true|false
   [ "$keyspace" -gt 0 ] && range=(-r "$keyspace")
   local before after rps
   before=$(ticks "$dev")
-  rps=$(redis-benchmark -p $((port + 1)) -t set -n 200000 -c 50 -P 16 "${range[@]}" -q \
+  rps=$(redis-benchmark -p $((port + 1)) -t set -n "$requests" -c 50 -P 16 "${range[@]}" -q \
     | tr '\r' '\n' | awk '/^SET:/ { print $2 }' | tail -1)
   after=$(ticks "$dev")
   local scanned
@@ -50,8 +53,9 @@ run() { # $1: true|false
   dev=
   local hz cpu
   hz=$(getconf CLK_TCK)
-  cpu=$(awk -v t=$((after - before)) -v hz="$hz" 'BEGIN { printf "%.2f", t / hz / 2 }')
-  echo "anti_entropy=$1 interval_ms=$interval keyspace=$keyspace set_per_sec=$rps cpu_s_per_100k_sets=$cpu n1_bytes_scanned=$scanned load=$(cut -d' ' -f1 /proc/loadavg)"
+  cpu=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$requests" \
+    'BEGIN { printf "%.2f", t / hz * 100000 / n }')
+  echo "anti_entropy=$1 interval_ms=$interval keyspace=$keyspace requests=$requests set_per_sec=$rps cpu_s_per_100k_sets=$cpu n1_bytes_scanned=$scanned load=$(cut -d' ' -f1 /proc/loadavg)"
 }
 
 for r in $(seq "$rounds"); do
