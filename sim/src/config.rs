@@ -75,6 +75,18 @@ pub struct SimConfig {
     /// table is open, so a bad read opening it loses versions from the
     /// read path. Test-only: no CLI flag sets it.
     pub planted_flush_drops_memtable: bool,
+    /// Plant the coordinator bug that counts acknowledgements and answers
+    /// meant for an earlier incarnation of itself (it ignores the boot
+    /// generation in their operation ids), so a stale answer completes a
+    /// new operation that reuses its sequence number. Test-only.
+    pub planted_coordinator_counts_stale_answers: bool,
+    /// Plant the frame reader bug that drops whatever followed a frame in
+    /// its buffer (a reader that assumes one frame per read). Test-only.
+    pub planted_frame_reader_drops_rest: bool,
+    /// Plant the replica bug that takes a failed read of its storage (a
+    /// latent sector error, a checksum mismatch) for a key it does not
+    /// hold, and answers "absent". Test-only.
+    pub planted_replica_answers_absent_on_read_error: bool,
 }
 
 /// Default [`SimConfig::memtable_bytes`]: the engine's smallest memtable.
@@ -115,6 +127,9 @@ impl Default for SimConfig {
             planted_release_before_sync: false,
             planted_ack_after_failed_sync: false,
             planted_flush_drops_memtable: false,
+            planted_coordinator_counts_stale_answers: false,
+            planted_frame_reader_drops_rest: false,
+            planted_replica_answers_absent_on_read_error: false,
         }
     }
 }
@@ -205,6 +220,9 @@ impl SimConfig {
             || self.planted_release_before_sync
             || self.planted_ack_after_failed_sync
             || self.planted_flush_drops_memtable
+            || self.planted_coordinator_counts_stale_answers
+            || self.planted_frame_reader_drops_rest
+            || self.planted_replica_answers_absent_on_read_error
     }
 
     /// The command that replays exactly this run.

@@ -24,6 +24,7 @@ impl Simulation {
         self.net.heal();
         self.net.options.loss_probability = 0.0;
         self.net.options.duplicate_probability = 0.0;
+        self.net.options.straggle_probability = 0.0;
         self.swizzle = None;
         for node in 0..self.slots.len() {
             self.slots[node].crash_armed = None;
