@@ -499,6 +499,7 @@ fn without_planted_bugs(config: &SimConfig) -> SimConfig {
         planted_coordinator_counts_stale_answers: false,
         planted_frame_reader_drops_rest: false,
         planted_replica_answers_absent_on_read_error: false,
+        planted_coordinator_counts_duplicate_acks: false,
         ..config.clone()
     }
 }
@@ -519,6 +520,23 @@ fn a_coordinator_counting_answers_of_its_previous_incarnation_is_caught() {
         &["linearizability", "lost-write"],
     );
     assert!(failure.stats.stale_messages > 0, "{:?}", failure.stats);
+}
+
+/// A coordinator that counts acknowledgements as they arrive, not
+/// replicas, takes a duplicated one (the network's duplicates, or a
+/// replica's acknowledgement again after a full disk took it back) for two
+/// replicas: a `QUORUM` write succeeds on one. With five nodes the
+/// coordinator is often not a replica, so its own write does not hide it.
+#[test]
+fn a_coordinator_counting_a_duplicated_acknowledgement_twice_is_caught() {
+    caught_and_replayed_by(
+        SimConfig {
+            nodes: 5,
+            planted_coordinator_counts_duplicate_acks: true,
+            ..SimConfig::default()
+        },
+        &["linearizability", "lost-write"],
+    );
 }
 
 /// A frame reader that drops what followed a frame in its buffer loses the

@@ -87,6 +87,9 @@ pub struct SimConfig {
     /// latent sector error, a checksum mismatch) for a key it does not
     /// hold, and answers "absent". Test-only.
     pub planted_replica_answers_absent_on_read_error: bool,
+    /// Plant the coordinator bug that counts a duplicated acknowledgement
+    /// twice. Test-only.
+    pub planted_coordinator_counts_duplicate_acks: bool,
 }
 
 /// Default [`SimConfig::memtable_bytes`]: the engine's smallest memtable.
@@ -130,6 +133,7 @@ impl Default for SimConfig {
             planted_coordinator_counts_stale_answers: false,
             planted_frame_reader_drops_rest: false,
             planted_replica_answers_absent_on_read_error: false,
+            planted_coordinator_counts_duplicate_acks: false,
         }
     }
 }
@@ -223,6 +227,7 @@ impl SimConfig {
             || self.planted_coordinator_counts_stale_answers
             || self.planted_frame_reader_drops_rest
             || self.planted_replica_answers_absent_on_read_error
+            || self.planted_coordinator_counts_duplicate_acks
     }
 
     /// The command that replays exactly this run.

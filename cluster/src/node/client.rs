@@ -129,11 +129,13 @@ impl<D: Disk> Node<D> {
                 }
             }
             ClientOp::Put { key, value } => {
-                let write = PendingWrite::new(request, replicas, required, deadline_mono_nanos);
+                let write = PendingWrite::new(request, replicas, required, deadline_mono_nanos)
+                    .planting_count_duplicates(self.options.bug_count_duplicate_acknowledgements);
                 self.start_write(now, op, key, Some(value), write, &up);
             }
             ClientOp::Delete { key } => {
-                let write = PendingWrite::new(request, replicas, required, deadline_mono_nanos);
+                let write = PendingWrite::new(request, replicas, required, deadline_mono_nanos)
+                    .planting_count_duplicates(self.options.bug_count_duplicate_acknowledgements);
                 self.start_write(now, op, key, None, write, &up);
             }
             ClientOp::Repair => unreachable!("handled above"),

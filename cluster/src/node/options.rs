@@ -100,6 +100,10 @@ pub struct NodeOptions {
     /// key instead of reporting the failure. Off by default; no command
     /// sets it.
     pub bug_read_error_answers_absent: bool,
+    /// **A deliberate bug**: a coordinator counts acknowledgements as they
+    /// arrive, not replicas, so one delivered twice counts twice. Off by
+    /// default; no command sets it.
+    pub bug_count_duplicate_acknowledgements: bool,
 }
 
 impl Default for NodeOptions {
@@ -126,6 +130,7 @@ impl Default for NodeOptions {
             bug_wait_on_down_replicas: false,
             bug_count_answers_of_earlier_generations: false,
             bug_read_error_answers_absent: false,
+            bug_count_duplicate_acknowledgements: false,
         }
     }
 }

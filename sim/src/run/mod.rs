@@ -591,6 +591,7 @@ impl Simulation {
             bug_count_answers_of_earlier_generations: config
                 .planted_coordinator_counts_stale_answers,
             bug_read_error_answers_absent: config.planted_replica_answers_absent_on_read_error,
+            bug_count_duplicate_acknowledgements: config.planted_coordinator_counts_duplicate_acks,
             engine: EngineOptions {
                 wal_segment_bytes_max: SIM_WAL_SEGMENT_BYTES,
                 memtable_bytes_max: config.memtable_bytes,
