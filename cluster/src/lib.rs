@@ -26,6 +26,7 @@
 //! - [`consistency`]: consistency levels and how many replicas each needs.
 //! - [`message`]: peer messages and client requests/responses.
 //! - [`codec`]: the versioned, length-prefixed, CRC32-checked frame.
+//! - [`frame_reader`]: a byte stream cut anywhere, back into frames.
 //! - [`coordinator`]: pending client operations: quorum counting, read repair.
 //! - [`gossip`]: member states spread epidemically, push-pull.
 //! - [`failure_detector`]: phi-accrual judgment of which peers are up.
@@ -43,6 +44,7 @@ pub mod codec;
 pub mod consistency;
 pub mod coordinator;
 pub mod failure_detector;
+pub mod frame_reader;
 pub mod generation;
 pub mod gossip;
 pub mod hints;
@@ -59,6 +61,7 @@ pub mod ring;
 pub use anti_entropy::{AntiEntropyOptions, AntiEntropyStats, FullPassReport};
 pub use codec::{decode_frame, encode_frame, CodecError, Decoded};
 pub use consistency::ConsistencyLevel;
+pub use frame_reader::{FrameReader, RawFrame};
 pub use hints::{HintOptions, HintStats};
 pub use ids::{NodeId, Now, OpId, RequestId};
 pub use message::{

@@ -81,6 +81,21 @@ pub struct SimConfig {
     /// bug_read_trusts_the_data_over_digests`). Test-only: no CLI flag
     /// sets it.
     pub planted_read_trusts_data_over_digests: bool,
+    /// Plant the coordinator bug that counts acknowledgements and answers
+    /// meant for an earlier incarnation of itself (it ignores the boot
+    /// generation in their operation ids), so a stale answer completes a
+    /// new operation that reuses its sequence number. Test-only.
+    pub planted_coordinator_counts_stale_answers: bool,
+    /// Plant the frame reader bug that drops whatever followed a frame in
+    /// its buffer (a reader that assumes one frame per read). Test-only.
+    pub planted_frame_reader_drops_rest: bool,
+    /// Plant the replica bug that takes a failed read of its storage (a
+    /// latent sector error, a checksum mismatch) for a key it does not
+    /// hold, and answers "absent". Test-only.
+    pub planted_replica_answers_absent_on_read_error: bool,
+    /// Plant the coordinator bug that counts a duplicated acknowledgement
+    /// twice. Test-only.
+    pub planted_coordinator_counts_duplicate_acks: bool,
 }
 
 /// Default [`SimConfig::memtable_bytes`]: the engine's smallest memtable.
@@ -122,6 +137,10 @@ impl Default for SimConfig {
             planted_ack_after_failed_sync: false,
             planted_flush_drops_memtable: false,
             planted_read_trusts_data_over_digests: false,
+            planted_coordinator_counts_stale_answers: false,
+            planted_frame_reader_drops_rest: false,
+            planted_replica_answers_absent_on_read_error: false,
+            planted_coordinator_counts_duplicate_acks: false,
         }
     }
 }
@@ -213,6 +232,10 @@ impl SimConfig {
             || self.planted_ack_after_failed_sync
             || self.planted_flush_drops_memtable
             || self.planted_read_trusts_data_over_digests
+            || self.planted_coordinator_counts_stale_answers
+            || self.planted_frame_reader_drops_rest
+            || self.planted_replica_answers_absent_on_read_error
+            || self.planted_coordinator_counts_duplicate_acks
     }
 
     /// The command that replays exactly this run.

@@ -129,11 +129,13 @@ impl<D: Disk> Node<D> {
                 }
             }
             ClientOp::Put { key, value } => {
-                let write = PendingWrite::new(request, replicas, required, deadline_mono_nanos);
+                let write = PendingWrite::new(request, replicas, required, deadline_mono_nanos)
+                    .planting_count_duplicates(self.options.bug_count_duplicate_acknowledgements);
                 self.start_write(now, op, key, Some(value), write, &up);
             }
             ClientOp::Delete { key } => {
-                let write = PendingWrite::new(request, replicas, required, deadline_mono_nanos);
+                let write = PendingWrite::new(request, replicas, required, deadline_mono_nanos)
+                    .planting_count_duplicates(self.options.bug_count_duplicate_acknowledgements);
                 self.start_write(now, op, key, None, write, &up);
             }
             ClientOp::Repair => unreachable!("handled above"),
@@ -296,8 +298,15 @@ impl<D: Disk> Node<D> {
         Ok(())
     }
 
+    /// Whether an answer is meant for an earlier incarnation of this node
+    /// (its operation id carries an earlier boot generation): it must not
+    /// count toward a new operation that reuses the sequence number.
+    fn answer_is_stale(&self, op: OpId) -> bool {
+        op.generation != self.generation && !self.options.bug_count_answers_of_earlier_generations
+    }
+
     pub(super) fn on_write_ack(&mut self, op: OpId, from: NodeId) {
-        if op.generation != self.generation {
+        if self.answer_is_stale(op) {
             self.stats.messages_ignored += 1;
             return;
         }
@@ -365,7 +374,7 @@ impl<D: Disk> Node<D> {
     /// `from` could not take the write of `op`: the write fails at once if
     /// the level can no longer be met.
     pub(super) fn on_write_failure(&mut self, op: OpId, from: NodeId, failure: ReplicaFailure) {
-        if op.generation != self.generation {
+        if self.answer_is_stale(op) {
             self.stats.messages_ignored += 1;
             return;
         }
@@ -381,7 +390,7 @@ impl<D: Disk> Node<D> {
 
     /// `from` could not read the key of `op`.
     pub(super) fn on_read_failure(&mut self, op: OpId, from: NodeId, failure: ReplicaFailure) {
-        if op.generation != self.generation {
+        if self.answer_is_stale(op) {
             self.stats.messages_ignored += 1;
             return;
         }
@@ -404,7 +413,7 @@ impl<D: Disk> Node<D> {
         from: NodeId,
         digest: Option<VersionDigest>,
     ) {
-        if op.generation != self.generation {
+        if self.answer_is_stale(op) {
             self.stats.messages_ignored += 1;
         } else if let Some(Pending::Read(read)) = self.pending.get_mut(&op.seq) {
             let progress = read.on_digest(from, digest);
@@ -413,7 +422,7 @@ impl<D: Disk> Node<D> {
     }
 
     pub(super) fn on_read_reply(&mut self, op: OpId, from: NodeId, version: Option<Versioned>) {
-        if op.generation != self.generation {
+        if self.answer_is_stale(op) {
             self.stats.messages_ignored += 1;
             return;
         }

@@ -689,7 +689,21 @@ impl<D: Disk> Node<D> {
 
     /// Reads locally; on a storage failure, what to tell the coordinator.
     fn local_read(&mut self, key: &[u8]) -> Result<Option<Versioned>, ReplicaFailure> {
-        self.engine.get(key).map_err(|e| self.storage_error(e))
+        let failure = match self.engine.get(key) {
+            Ok(version) => return Ok(version),
+            Err(e) => self.storage_error(e),
+        };
+        if self.options.bug_read_error_answers_absent
+            && matches!(
+                failure,
+                ReplicaFailure::Corruption { .. } | ReplicaFailure::Storage { .. }
+            )
+        {
+            // The planted bug: a read that failed passes for a key never
+            // written.
+            return Ok(None);
+        }
+        Err(failure)
     }
 
     /// Counts a storage failure met while serving and says what it was.

@@ -90,6 +90,20 @@ pub struct NodeOptions {
     /// waiting on replicas it holds down instead of answering `Unavailable`.
     /// Off by default; no command sets it.
     pub bug_wait_on_down_replicas: bool,
+    /// **A deliberate bug**: the coordinator counts acknowledgements and
+    /// answers whatever boot generation their operation id carries, so one
+    /// meant for its previous incarnation completes a new operation that
+    /// reuses the sequence number. Off by default; no command sets it.
+    pub bug_count_answers_of_earlier_generations: bool,
+    /// **A deliberate bug**: a replica whose storage fails a read (an I/O
+    /// error, a checksum mismatch) answers that it holds nothing for the
+    /// key instead of reporting the failure. Off by default; no command
+    /// sets it.
+    pub bug_read_error_answers_absent: bool,
+    /// **A deliberate bug**: a coordinator counts acknowledgements as they
+    /// arrive, not replicas, so one delivered twice counts twice. Off by
+    /// default; no command sets it.
+    pub bug_count_duplicate_acknowledgements: bool,
 }
 
 impl Default for NodeOptions {
@@ -114,6 +128,9 @@ impl Default for NodeOptions {
             bug_delete_hints_on_send: false,
             bug_purge_tombstones_without_repair: false,
             bug_wait_on_down_replicas: false,
+            bug_count_answers_of_earlier_generations: false,
+            bug_read_error_answers_absent: false,
+            bug_count_duplicate_acknowledgements: false,
         }
     }
 }

@@ -222,9 +222,12 @@ fn the_planted_bug_acknowledges_a_quorum_write_after_one_replica() {
     assert_eq!(replies(&out), vec![&ClientResponse::Written]);
 }
 
-#[test]
-fn acknowledgements_for_a_previous_incarnation_are_not_counted() {
-    let mut h = Harness::new(3, NodeOptions::default());
+/// n1 coordinates a write at `ALL`, crashes before the acknowledgements
+/// arrive, restarts and coordinates a new write that reuses the sequence
+/// number; then the old acknowledgements arrive, each from the replica that
+/// produced it. Returns what n1 answered the new write.
+fn stale_acknowledgements_after_a_restart(options: NodeOptions) -> Vec<ClientResponse> {
+    let mut h = Harness::new(3, options);
     let old = sends(&h.client(0, 1, put("k", "old"), ConsistencyLevel::All));
     // Each acknowledgement with the replica that produced it.
     let old_acks: Vec<(usize, Vec<Output>)> = old
@@ -243,13 +246,33 @@ fn acknowledgements_for_a_previous_incarnation_are_not_counted() {
     h.nodes[0] = Some(node);
     let new = h.client(0, 2, put("k", "new"), ConsistencyLevel::All);
     assert!(replies(&new).is_empty());
+    let mut answered = Vec::new();
     for (replica, acks) in &old_acks {
         let out = h.deliver(*replica, &acks[0]);
-        assert!(
-            replies(&out).is_empty(),
-            "a stale ack completed a new write: {out:?}"
-        );
+        answered.extend(replies(&out).into_iter().cloned());
     }
+    answered
+}
+
+#[test]
+fn acknowledgements_for_a_previous_incarnation_are_not_counted() {
+    let answered = stale_acknowledgements_after_a_restart(NodeOptions::default());
+    assert!(
+        answered.is_empty(),
+        "stale acks completed a new write: {answered:?}"
+    );
+}
+
+/// The test above bites: a coordinator that ignores the generation counts
+/// the two stale acknowledgements, one per replica, and answers the new
+/// write although neither replica has it.
+#[test]
+fn the_planted_coordinator_counts_acknowledgements_of_its_previous_incarnation() {
+    let answered = stale_acknowledgements_after_a_restart(NodeOptions {
+        bug_count_answers_of_earlier_generations: true,
+        ..NodeOptions::default()
+    });
+    assert_eq!(answered, vec![ClientResponse::Written]);
 }
 
 #[test]
