@@ -314,8 +314,20 @@ pub struct HealingConfig {
     pub anti_entropy_interval_ms: u64,
     /// A tombstone younger than this is never purged.
     pub gc_grace_ms: u64,
-    /// Peer clock readings further ahead than this are refused.
+    /// Peer clock readings further ahead than this are refused, and a
+    /// node this far from a majority of its peers refuses writes.
     pub clock_offset_max_ms: u64,
+    /// Commit wait: a write (or a read of a version that recent) is
+    /// answered only once the coordinator's clock has passed its timestamp
+    /// by `clock_uncertainty_ms`.
+    pub commit_wait: bool,
+    /// The largest difference between two nodes' clocks commit wait
+    /// assumes.
+    pub clock_uncertainty_ms: u64,
+    /// **Test-only**: added to this process's wall clock, to try a node
+    /// whose clock is wrong without changing the machine's. Milliseconds,
+    /// may be negative. Never set it in production.
+    pub test_clock_offset_ms: i64,
 }
 
 impl Default for HealingConfig {
@@ -333,6 +345,9 @@ impl Default for HealingConfig {
             anti_entropy_interval_ms: node.anti_entropy.interval_nanos / 1_000_000,
             gc_grace_ms: node.gc_grace_nanos / 1_000_000,
             clock_offset_max_ms: node.clock_offset_max_nanos / 1_000_000,
+            commit_wait: node.commit_wait,
+            clock_uncertainty_ms: node.clock_uncertainty_nanos / 1_000_000,
+            test_clock_offset_ms: 0,
         }
     }
 }
@@ -348,6 +363,7 @@ impl HealingConfig {
                 self.anti_entropy_scan_bytes_per_sec,
             ),
             ("clock_offset_max_ms", self.clock_offset_max_ms),
+            ("clock_uncertainty_ms", self.clock_uncertainty_ms),
         ] {
             if value == 0 {
                 return Err(format!("{name} must be at least 1"));
@@ -696,10 +712,24 @@ pub struct NodeArgs {
     /// [default: 864000000, ten days].
     #[arg(long, env = "ENIGMA_GC_GRACE_MS")]
     pub gc_grace_ms: Option<u64>,
-    /// Peer clock readings further ahead than this are refused, ms
+    /// Peer clock readings further ahead than this are refused, and a
+    /// node this far from a majority of its peers refuses writes, ms
     /// [default: 500].
     #[arg(long, env = "ENIGMA_CLOCK_OFFSET_MAX_MS")]
     pub clock_offset_max_ms: Option<u64>,
+    /// Commit wait: answer a write only once this node's clock has passed
+    /// its timestamp by --clock-uncertainty-ms (QUORUM/ALL linearizable
+    /// under clock skew within it): true or false [default: false].
+    #[arg(long, env = "ENIGMA_COMMIT_WAIT", value_name = "BOOL")]
+    pub commit_wait: Option<bool>,
+    /// The largest difference between two nodes' clocks commit wait
+    /// assumes, ms [default: 10].
+    #[arg(long, env = "ENIGMA_CLOCK_UNCERTAINTY_MS")]
+    pub clock_uncertainty_ms: Option<u64>,
+    /// TEST ONLY: shift this node's wall clock by this many ms (negative:
+    /// behind), to try a skewed node on one machine [default: 0].
+    #[arg(long, env = "ENIGMA_TEST_CLOCK_OFFSET_MS", allow_hyphen_values = true)]
+    pub test_clock_offset_ms: Option<i64>,
 }
 
 /// The config file: the same settings as [`NodeArgs`], by the same names.
@@ -752,6 +782,9 @@ struct FileConfig {
     anti_entropy_interval_ms: Option<u64>,
     gc_grace_ms: Option<u64>,
     clock_offset_max_ms: Option<u64>,
+    commit_wait: Option<bool>,
+    clock_uncertainty_ms: Option<u64>,
+    test_clock_offset_ms: Option<i64>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, String> {
@@ -809,6 +842,18 @@ impl NodeArgs {
                 .clock_offset_max_ms
                 .or(file.clock_offset_max_ms)
                 .unwrap_or(d.clock_offset_max_ms),
+            commit_wait: self
+                .commit_wait
+                .or(file.commit_wait)
+                .unwrap_or(d.commit_wait),
+            clock_uncertainty_ms: self
+                .clock_uncertainty_ms
+                .or(file.clock_uncertainty_ms)
+                .unwrap_or(d.clock_uncertainty_ms),
+            test_clock_offset_ms: self
+                .test_clock_offset_ms
+                .or(file.test_clock_offset_ms)
+                .unwrap_or(d.test_clock_offset_ms),
         }
     }
 

@@ -36,8 +36,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use enigma_cluster::node::NodeStats;
 use enigma_cluster::{
-    AntiEntropyStats, ClientRequest, ClientResponse, Envelope, HintStats, Input, MemberView, Node,
-    NodeError, NodeId, Now, Output, RequestId, Ring,
+    AntiEntropyStats, ClientRequest, ClientResponse, ClockJudgment, Envelope, HintStats, Input,
+    MemberView, Node, NodeError, NodeId, Now, Output, RequestId, Ring,
 };
 use enigma_engine::{BlockCacheStats, FsDisk};
 use tokio::sync::{mpsc, Notify};
@@ -350,6 +350,9 @@ pub struct NodeSnapshot {
     /// Wall time (ns) of the least recent completed repair among the
     /// node's ranges; 0 if one has not been repaired since it started.
     pub oldest_repair_wall_nanos: u64,
+    /// What the node concludes about its own clock (`None` before the
+    /// first snapshot).
+    pub clock: Option<ClockJudgment>,
 }
 
 /// State every task of one node shares.
@@ -378,6 +381,10 @@ pub struct Shared {
     /// Per peer, whether the node's failure detector holds it up, as of
     /// the last tick; read by connections before they send anything.
     pub judged_up: BTreeMap<NodeId, AtomicBool>,
+    /// Whether the node judged its own clock out of bounds at the last
+    /// tick: it then answers writes itself with `CLOCK` (counted), which
+    /// says more than the connection's `UNAVAILABLE` would.
+    pub clock_refuses_writes: AtomicBool,
     /// When this node started, for `INFO`.
     pub started: Instant,
     /// Open client connections.
@@ -513,6 +520,8 @@ impl Shared {
 #[derive(Debug)]
 pub struct Clock {
     origin: Instant,
+    /// Added to the wall clock: the test-only `test_clock_offset_ms`.
+    wall_offset_nanos: i64,
 }
 
 impl Clock {
@@ -520,9 +529,10 @@ impl Clock {
     // clock: docs/ARCHITECTURE.md, "The seams"): these are the only clock
     // reads on the node's behalf.
     #[allow(clippy::disallowed_methods)]
-    fn new() -> Self {
+    fn new(wall_offset_ms: i64) -> Self {
         Self {
             origin: Instant::now(),
+            wall_offset_nanos: wall_offset_ms.saturating_mul(1_000_000),
         }
     }
 
@@ -533,7 +543,11 @@ impl Clock {
             .unwrap_or(Duration::ZERO);
         Now {
             mono_nanos: u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX),
-            wall_nanos: u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX),
+            wall_nanos: u64::try_from(
+                i128::try_from(wall.as_nanos()).unwrap_or(i128::MAX)
+                    + i128::from(self.wall_offset_nanos),
+            )
+            .unwrap_or(0),
         }
     }
 }
@@ -551,7 +565,7 @@ pub async fn run_node(
     shared: &Shared,
 ) -> Result<(), NodeError> {
     let batch_max = shared.config.batch_inputs_max;
-    let clock = Clock::new();
+    let clock = Clock::new(shared.config.healing.test_clock_offset_ms);
     let mut keys = KeyCount::default();
     publish(&node, &keys, shared, clock.now());
     let mut watch = StatsWatch::new(node.stats());
@@ -701,6 +715,9 @@ fn publish(node: &Node<FsDisk>, keys: &KeyCount, shared: &Shared, now: Now) {
             up.store(member.up, Ordering::Relaxed);
         }
     }
+    shared
+        .clock_refuses_writes
+        .store(node.clock_judgment().refuses_writes(), Ordering::Relaxed);
     let snapshot = NodeSnapshot {
         generation: node.generation(),
         stats: node.stats().clone(),
@@ -715,6 +732,7 @@ fn publish(node: &Node<FsDisk>, keys: &KeyCount, shared: &Shared, now: Now) {
         oldest_repair_wall_nanos: node.oldest_repair_wall_nanos(),
         block_cache: engine.block_cache_stats(),
         keys_estimate: keys.total,
+        clock: Some(node.clock_judgment()),
     };
     if let Ok(mut slot) = shared.snapshot.lock() {
         *slot = snapshot;
@@ -848,6 +866,8 @@ struct StatsWatch {
     seen: NodeStats,
     storage_logged: Option<Instant>,
     background_logged: Option<Instant>,
+    clock_logged: Option<Instant>,
+    clock_writes_logged: Option<Instant>,
 }
 
 impl StatsWatch {
@@ -856,6 +876,8 @@ impl StatsWatch {
             seen: stats.clone(),
             storage_logged: None,
             background_logged: None,
+            clock_logged: None,
+            clock_writes_logged: None,
         }
     }
 
@@ -908,6 +930,28 @@ impl StatsWatch {
         }
         self.seen.no_space = stats.no_space;
         self.seen.no_space_episodes = stats.no_space_episodes;
+        let refused: u64 = stats.clock_refusals.values().sum();
+        let refused_before: u64 = self.seen.clock_refusals.values().sum();
+        if refused > refused_before && Self::due(&mut self.clock_logged) {
+            warn!(
+                %node,
+                new = refused - refused_before,
+                by_peer = ?stats.clock_refusals,
+                "peer messages refused: their clock readings are further ahead of this node's clock than clock_offset_max_ms"
+            );
+            self.seen.clock_refusals = stats.clock_refusals.clone();
+        }
+        if stats.writes_refused_clock > self.seen.writes_refused_clock
+            && Self::due(&mut self.clock_writes_logged)
+        {
+            error!(
+                %node,
+                new = stats.writes_refused_clock - self.seen.writes_refused_clock,
+                total = stats.writes_refused_clock,
+                "writes refused: this node's clock is further than clock_offset_max_ms from a majority of its peers (see enigma status)"
+            );
+            self.seen.writes_refused_clock = stats.writes_refused_clock;
+        }
         if stats.background_errors > self.seen.background_errors
             && Self::due(&mut self.background_logged)
         {

@@ -6,6 +6,8 @@
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
+use enigma_cluster::ClockJudgment;
+
 use crate::driver::{NodeSnapshot, Shared};
 
 /// The `INFO` text: Redis-style `# Section` headers and `key:value` lines.
@@ -140,6 +142,13 @@ fn membership(shared: &Shared, snapshot: &NodeSnapshot) -> String {
         shared.ring.replication_factor(),
         config.vnodes_per_node,
     );
+    let _ = write!(
+        out,
+        "clock:{},clock_offset_max_ms={},writes_refused_clock={}\r\n",
+        clock_text(snapshot.clock),
+        config.healing.clock_offset_max_ms,
+        snapshot.stats.writes_refused_clock,
+    );
     for share in shared.ring.ownership() {
         let view = snapshot.members.iter().find(|m| m.node == share.node);
         let me = share.node == config.id;
@@ -169,9 +178,13 @@ fn membership(shared: &Shared, snapshot: &NodeSnapshot) -> String {
             });
         let phi = view.map_or(0.0, |v| v.phi);
         let hints = view.map_or(0, |v| v.hints_held.0);
+        let clock_offset = view
+            .and_then(|v| v.clock_offset_nanos)
+            .map_or_else(|| "-".to_owned(), |nanos| (nanos / 1_000_000).to_string());
+        let clock_refused = view.map_or(0, |v| v.clock_refusals);
         let _ = write!(
             out,
-            "member_{}:addr={addr},state={state},phi={},generation={generation},heartbeat={heartbeat},status={status},link={link},hints={hints},primary_share={:.4},replica_share={:.4}\r\n",
+            "member_{}:addr={addr},state={state},phi={},generation={generation},heartbeat={heartbeat},status={status},link={link},hints={hints},clock_offset_ms={clock_offset},clock_refused={clock_refused},primary_share={:.4},replica_share={:.4}\r\n",
             share.node.0,
             if phi.is_finite() { format!("{phi:.2}") } else { "inf".to_owned() },
             share.primary_share,
@@ -180,6 +193,28 @@ fn membership(shared: &Shared, snapshot: &NodeSnapshot) -> String {
     }
     out.push_str("\r\n");
     out
+}
+
+/// This node's judgment of its own clock, for `INFO membership`:
+/// `in-bounds`, `unjudged (heard H of N peers needed)` or `out-of-bounds
+/// (offset O ms from P of T peers)`.
+fn clock_text(judgment: Option<ClockJudgment>) -> String {
+    match judgment {
+        None => "unjudged".to_owned(),
+        Some(ClockJudgment::Unjudged { heard, needed }) => {
+            format!("unjudged (heard {heard} of {needed} peers needed)")
+        }
+        Some(ClockJudgment::InBounds) => "in-bounds".to_owned(),
+        Some(ClockJudgment::OutOfBounds {
+            peers_out,
+            peers_total,
+            offset_nanos,
+            ..
+        }) => format!(
+            "out-of-bounds (offset {} ms from {peers_out} of {peers_total} peers; writes refused)",
+            -(offset_nanos / 1_000_000)
+        ),
+    }
 }
 
 /// The `# Healing` section: hinted handoff and anti-entropy counters.

@@ -149,10 +149,16 @@ struct SimArgs {
           default_value = "on", action = clap::ArgAction::Set)]
     faults: bool,
     /// Largest wall-clock offset of a node, in milliseconds. Above zero,
-    /// QUORUM/ALL no longer promise linearizability: the history is held to
-    /// the lost-write and session checks instead.
+    /// QUORUM/ALL no longer promise linearizability (unless `--commit-wait`):
+    /// the history is held to the lost-write and session checks instead.
     #[arg(long, default_value_t = 0)]
     clock_skew_max_ms: u64,
+    /// Coordinators hold each answer until their wall clock has passed its
+    /// version's timestamp by the clock uncertainty (twice the run's clock
+    /// bound, plus 1 ms): QUORUM/ALL are then checked for linearizability
+    /// under clock skew too.
+    #[arg(long)]
+    commit_wait: bool,
     /// Each node's memtable size before it is flushed as a table (small, so
     /// that flushes and compactions run).
     #[arg(long, default_value_t = SimConfig::default().memtable_bytes)]
@@ -284,6 +290,7 @@ fn sim(args: &SimArgs) -> ExitCode {
         level: args.level,
         faults: args.faults,
         clock_skew_max_ms: args.clock_skew_max_ms,
+        commit_wait: args.commit_wait,
         trace: args.trace,
         memtable_bytes: args.memtable_bytes,
         value_bytes: args.value_bytes,

@@ -48,6 +48,15 @@ pub struct DevArgs {
     /// --anti-entropy-interval-ms`).
     #[arg(long)]
     pub anti_entropy_interval_ms: Option<u64>,
+    /// Commit wait on every node (as `enigma node --commit-wait true`):
+    /// writes are answered once the clock has passed their timestamp by
+    /// the clock uncertainty.
+    #[arg(long)]
+    pub commit_wait: bool,
+    /// The clock uncertainty commit wait assumes, ms (as `enigma node
+    /// --clock-uncertainty-ms`) [default: 10].
+    #[arg(long)]
+    pub clock_uncertainty_ms: Option<u64>,
 }
 
 /// Nodes in the `enigma dev` cluster.
@@ -260,6 +269,8 @@ async fn run_dev(args: &DevArgs) -> anyhow::Result<()> {
             cluster_secret: Some(secret.clone()),
             anti_entropy: Some(args.anti_entropy),
             anti_entropy_interval_ms: args.anti_entropy_interval_ms,
+            commit_wait: Some(args.commit_wait),
+            clock_uncertainty_ms: args.clock_uncertainty_ms,
             ..NodeArgs::default()
         }
         .resolve_with_peers(peer_addrs.iter().filter(|p| p.id != id).copied().collect())

@@ -189,6 +189,7 @@ impl RunningNode {
             .collect();
         let shared = Arc::new(Shared {
             judged_up,
+            clock_refuses_writes: std::sync::atomic::AtomicBool::new(false),
             config,
             client_addr,
             peer_addr,
@@ -431,6 +432,8 @@ fn node_options(config: &NodeConfig) -> NodeOptions {
         },
         gc_grace_nanos: ms(healing.gc_grace_ms),
         clock_offset_max_nanos: ms(healing.clock_offset_max_ms),
+        commit_wait: healing.commit_wait,
+        clock_uncertainty_nanos: ms(healing.clock_uncertainty_ms),
         ..defaults
     }
 }

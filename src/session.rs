@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -623,8 +624,14 @@ impl Session {
     ) -> Result<(OpKind, Parts<ClientOp>), Reply> {
         let required = self.check_level(level)?;
         let limits = &self.shared.config.limits;
-        // Placement matters only when some peer is held down.
-        let all_up = self.shared.links.keys().all(|&n| self.shared.is_up(n));
+        // Placement matters only when some peer is held down. A node whose
+        // clock is out of bounds answers writes itself, with CLOCK.
+        let writes = matches!(
+            command,
+            Command::Set { .. } | Command::Del(_) | Command::MSet(_)
+        );
+        let all_up = (writes && self.shared.clock_refuses_writes.load(Ordering::Relaxed))
+            || self.shared.links.keys().all(|&n| self.shared.is_up(n));
         let check_key = |key: &[u8]| -> Result<(), Reply> {
             if key.len() > limits.key_bytes_max {
                 return Err(Reply::error(format!(
@@ -826,6 +833,9 @@ fn error_reply(error: &ClientError, writes: bool) -> Reply {
                 ""
             }
         )),
+        ClientError::Clock { reason } => {
+            Reply::error(format!("CLOCK {reason}; nothing was applied"))
+        }
     }
 }
 
@@ -982,6 +992,7 @@ mod tests {
                 .iter()
                 .map(|p| (p.id, std::sync::atomic::AtomicBool::new(false)))
                 .collect(),
+            clock_refuses_writes: std::sync::atomic::AtomicBool::new(false),
             started: now(),
             connections: AtomicUsize::new(0),
             next_conn: AtomicU64::new(1),

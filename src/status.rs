@@ -153,8 +153,23 @@ pub fn format_membership(text: &str) -> Result<String, String> {
         fields.get("replication_factor").unwrap_or(&"?"),
         fields.get("vnodes_per_node").unwrap_or(&"?"),
     );
+    if let Some(clock) = fields.get("clock") {
+        // `state,clock_offset_max_ms=N,writes_refused_clock=N`; the state
+        // may hold commas of its own only inside parentheses.
+        let attrs: std::collections::BTreeMap<&str, &str> = clock
+            .rsplit(',')
+            .take(2)
+            .filter_map(|kv| kv.split_once('='))
+            .collect();
+        let state = clock.rsplitn(3, ',').last().unwrap_or(clock);
+        out.push_str(&format!(
+            "clock: {state}; bound {} ms; {} writes refused for the clock\n",
+            attrs.get("clock_offset_max_ms").unwrap_or(&"?"),
+            attrs.get("writes_refused_clock").unwrap_or(&"?"),
+        ));
+    }
     out.push_str(&format!(
-        "{:<8}{:<24}{:<8}{:>8}{:>12}{:<15}{:>7}{:>10}{:>10}\n",
+        "{:<8}{:<24}{:<8}{:>8}{:>12}{:<15}{:>7}{:>10}{:>9}{:>10}{:>10}\n",
         "member",
         "peer address",
         "state",
@@ -162,6 +177,8 @@ pub fn format_membership(text: &str) -> Result<String, String> {
         "generation",
         "  status",
         "hints",
+        "offset",
+        "refused",
         "primary",
         "replica"
     ));
@@ -173,8 +190,12 @@ pub fn format_membership(text: &str) -> Result<String, String> {
                 .map_or("?".to_owned(), |v| format!("{:.1}%", v * 100.0))
         };
         let field = |key: &str| attrs.get(key).copied().unwrap_or("-");
+        let offset = match field("clock_offset_ms") {
+            "-" => "-".to_owned(),
+            ms => format!("{ms}ms"),
+        };
         out.push_str(&format!(
-            "{:<8}{:<24}{:<8}{:>8}{:>12}  {:<13}{:>7}{:>10}{:>10}\n",
+            "{:<8}{:<24}{:<8}{:>8}{:>12}  {:<13}{:>7}{:>10}{:>9}{:>10}{:>10}\n",
             format!("n{id}"),
             field("addr"),
             field("state"),
@@ -182,6 +203,8 @@ pub fn format_membership(text: &str) -> Result<String, String> {
             field("generation"),
             field("status"),
             field("hints"),
+            offset,
+            field("clock_refused"),
             share("primary_share"),
             share("replica_share"),
         ));
@@ -196,7 +219,8 @@ mod tests {
     #[test]
     fn membership_text_becomes_a_table() {
         let text = "# Membership\r\nnode_id:2\r\ngeneration:4\r\nmembers:2\r\nreplication_factor:2\r\nvnodes_per_node:8\r\n\
-                    member_1:addr=127.0.0.1:7101,state=down,phi=12.50,generation=3,heartbeat=40,status=normal,link=up,hints=7,primary_share=0.4000,replica_share=1.0000\r\n\
+                    clock:out-of-bounds (offset 2000 ms from 1 of 1 peers; writes refused),clock_offset_max_ms=500,writes_refused_clock=3\r\n\
+                    member_1:addr=127.0.0.1:7101,state=down,phi=12.50,generation=3,heartbeat=40,status=normal,link=up,hints=7,clock_offset_ms=-2000,clock_refused=0,primary_share=0.4000,replica_share=1.0000\r\n\
                     member_2:addr=127.0.0.1:7102,state=self,phi=0.00,generation=4,heartbeat=41,status=normal,link=-,hints=0,primary_share=0.6000,replica_share=1.0000\r\n";
         let table = format_membership(text).unwrap();
         assert!(
@@ -215,12 +239,18 @@ mod tests {
                 "3",
                 "normal",
                 "7",
+                "-2000ms",
+                "0",
                 "40.0%",
                 "100.0%"
             ],
             "{table}"
         );
         assert!(table.contains("self"), "{table}");
+        assert!(
+            table.contains("clock: out-of-bounds (offset 2000 ms from 1 of 1 peers; writes refused); bound 500 ms; 3 writes refused for the clock"),
+            "{table}"
+        );
         assert!(format_membership("# Server\r\nx:1\r\n").is_err());
     }
 

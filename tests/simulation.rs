@@ -501,6 +501,9 @@ fn without_planted_bugs(config: &SimConfig) -> SimConfig {
         planted_replica_answers_absent_on_read_error: false,
         planted_coordinator_counts_duplicate_acks: false,
         planted_read_trusts_data_over_digests: false,
+        planted_hlc_not_seeded_on_restart: false,
+        planted_adopt_remote_readings_without_bound: false,
+        planted_skip_commit_wait: false,
         ..config.clone()
     }
 }

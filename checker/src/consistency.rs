@@ -919,6 +919,7 @@ mod tests {
             replication_factor: Some(3),
             session_timestamps: Some(false),
             clock_uncertainty_nanos: None,
+            commit_wait: None,
         };
         let versions = BTreeMap::new();
         let ops = register_ops(&h, &levels, &versions);
@@ -957,6 +958,7 @@ mod tests {
         let facts = RunFacts {
             clock_skew: Some(true),
             clock_uncertainty_nanos: uncertainty,
+            commit_wait: None,
             ..RunFacts::default()
         };
         let scope = Scope::new(&levels, &facts);
@@ -1034,6 +1036,7 @@ mod tests {
             let facts = RunFacts {
                 clock_skew: Some(true),
                 clock_uncertainty_nanos: uncertainty,
+                commit_wait: None,
                 ..RunFacts::default()
             };
             let scope = Scope::new(&levels, &facts);

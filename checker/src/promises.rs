@@ -101,6 +101,12 @@ pub struct RunFacts {
     /// apart. Unrecorded: 0 without skew; under skew, real time orders
     /// nothing.
     pub clock_uncertainty_nanos: Option<u64>,
+    /// Whether coordinators held every answer until their wall clock had
+    /// passed its version's timestamp by the clock uncertainty, every clock
+    /// being within that of the others (commit wait): then `QUORUM`/`ALL`
+    /// promise linearizability under that skew too. Unrecorded: taken as
+    /// no.
+    pub commit_wait: Option<bool>,
 }
 
 impl fmt::Display for RunFacts {
@@ -123,6 +129,9 @@ impl fmt::Display for RunFacts {
             "session timestamps {}",
             yes_no(self.session_timestamps, "no")
         )?;
+        if self.commit_wait == Some(true) {
+            write!(f, ", commit wait")?;
+        }
         match self.clock_uncertainty_nanos {
             Some(nanos) => write!(f, ", clock uncertainty {nanos} ns"),
             None if self.clock_skew == Some(true) => write!(
@@ -217,7 +226,9 @@ pub fn levels_meet(a: Option<Level>, b: Option<Level>, replication_factor: Optio
 pub(crate) struct Scope<'a> {
     levels: &'a BTreeMap<OpId, Level>,
     replication_factor: Option<usize>,
-    pub clock_skew: bool,
+    /// Whether `QUORUM`/`ALL` promise linearizability: clocks agreed, or
+    /// commit wait covered their skew.
+    pub quorums_linearizable: bool,
     /// How much later than a write's acknowledgement another write must be
     /// invoked to certainly carry a higher timestamp; `None`: real time
     /// orders no two writes (skew of unknown size).
@@ -232,7 +243,7 @@ impl<'a> Scope<'a> {
         Self {
             levels,
             replication_factor: facts.replication_factor,
-            clock_skew,
+            quorums_linearizable: !clock_skew || facts.commit_wait.unwrap_or(false),
             real_time_margin: match facts.clock_uncertainty_nanos {
                 Some(nanos) => Some(nanos),
                 None if clock_skew => None,
@@ -519,7 +530,7 @@ pub fn check_promises(
         })
         .collect();
     let all_promise_linearizability = per_class.iter().enumerate().all(|(class, &n)| {
-        n == 0 || promises_linearizability(class_level(class), scope.clock_skew)
+        n == 0 || promises_linearizability(class_level(class), !scope.quorums_linearizable)
     });
     let (lin_result, lin_verdict) = linearizability(input, &scope, options, stop);
     let mut checks = vec![lin_result];
@@ -587,7 +598,7 @@ fn linearizability(
     options: &CheckOptions,
     stop: &(dyn Fn() -> bool + Sync),
 ) -> (CheckResult, Option<Verdict>) {
-    let skew = scope.clock_skew;
+    let skew = !scope.quorums_linearizable;
     let strong = |id: OpId| promises_linearizability(scope.level(id), skew);
     let (verdict, keys, ops, weak_keys) = match input.history {
         ParsedHistory::Register(h) => {
@@ -907,6 +918,7 @@ mod tests {
             replication_factor: Some(3),
             session_timestamps: Some(false),
             clock_uncertainty_nanos: None,
+            commit_wait: None,
         }
     }
 

@@ -23,6 +23,14 @@ impl HlcClock {
         Self::default()
     }
 
+    /// A clock that has issued (or stored) `reading` before: every reading
+    /// it issues is above it. A node seeds its clock so at start with the
+    /// highest timestamp it stored, so that a restart behind its old wall
+    /// clock never stamps a write below its own earlier ones.
+    pub fn seeded(reading: u64) -> Self {
+        Self { last: reading }
+    }
+
     /// The physical part of a reading, for a wall time.
     pub fn physical(wall_nanos: u64) -> u64 {
         (wall_nanos / 1_000) << LOGICAL_BITS
@@ -35,6 +43,12 @@ impl HlcClock {
         assert!(next > self.last, "hybrid logical clock overflow");
         self.last = next;
         next
+    }
+
+    /// The wall time (nanoseconds) a reading stands for, its logical
+    /// counter dropped.
+    pub fn wall_nanos_of(reading: u64) -> u64 {
+        (reading >> LOGICAL_BITS).saturating_mul(1_000)
     }
 
     /// Takes in a reading carried by a message from another node.
@@ -67,6 +81,14 @@ mod tests {
         let remote = HlcClock::physical(9_000_000_000);
         clock.observe(remote);
         assert!(clock.tick(1_000) > remote);
+    }
+
+    #[test]
+    fn a_seeded_clock_stamps_above_its_seed_whatever_the_wall_time() {
+        let seed = HlcClock::physical(9_000_000_000) + 5;
+        let mut clock = HlcClock::seeded(seed);
+        assert!(clock.tick(1_000_000_000) > seed);
+        assert_eq!(HlcClock::wall_nanos_of(seed), 9_000_000_000);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! Keys beginning with the two bytes `FF FF` are the node's own
 //! ([`SYSTEM_PREFIX`], as FoundationDB reserves `\xff`): hints live there,
-//! and whatever else a node must keep durably beside client data. Clients
+//! the clock mark ([`clock_mark_key`]), and whatever else a node must keep durably beside client data. Clients
 //! may not read or write them (their requests are refused before anything
 //! is done), they are never replicated, never compared by anti-entropy and
 //! never checked for convergence. Everything below the prefix is client
@@ -17,6 +17,9 @@ pub const SYSTEM_PREFIX: &[u8] = b"\xff\xff";
 
 /// Tag after [`SYSTEM_PREFIX`] of a hint's key.
 const HINT_TAG: u8 = b'h';
+
+/// Tag after [`SYSTEM_PREFIX`] of the clock mark's key.
+const CLOCK_MARK_TAG: u8 = b'c';
 
 /// Bytes of a hint key: prefix, tag, target node, hint id.
 const HINT_KEY_BYTES: usize = SYSTEM_PREFIX.len() + 1 + 4 + 8;
@@ -42,6 +45,17 @@ pub fn hint_key(target: u32, id: u64) -> Vec<u8> {
     key.push(HINT_TAG);
     key.extend_from_slice(&target.to_be_bytes());
     key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
+/// The key of the clock mark: a version whose timestamp is the highest a
+/// coordinator issued to a write of a key it holds no replica of (so that
+/// its own store holds that timestamp nowhere else). Written in the same
+/// group commit as the write; its value is empty. At start the node's
+/// clock is seeded above every stored timestamp, the mark's included.
+pub fn clock_mark_key() -> Vec<u8> {
+    let mut key = SYSTEM_PREFIX.to_vec();
+    key.push(CLOCK_MARK_TAG);
     key
 }
 
@@ -179,6 +193,14 @@ mod tests {
         let mut trailing = bytes;
         trailing.push(0);
         assert_eq!(decode_hint(&trailing), None);
+    }
+
+    #[test]
+    fn the_clock_mark_is_a_system_key_outside_the_hints() {
+        let mark = clock_mark_key();
+        assert!(is_system(&mark));
+        assert!(mark.as_slice() < hints_start().as_slice() || mark >= hints_end());
+        assert_eq!(parse_hint_key(&mark), None);
     }
 
     #[test]

@@ -22,6 +22,10 @@
 //!
 //! - [`ids`]: `NodeId`, `OpId`, `RequestId`, `Now`.
 //! - [`hlc`]: the hybrid logical clock.
+//! - [`clock_offsets`]: peers' clock offsets and whether this node's own
+//!   clock is out of bounds.
+//! - [`commit_wait`]: answers held until the wall clock passes their
+//!   timestamp by the clock uncertainty.
 //! - [`ring`]: consistent hashing with virtual nodes, preference lists.
 //! - [`consistency`]: consistency levels and how many replicas each needs.
 //! - [`message`]: peer messages and client requests/responses.
@@ -31,7 +35,8 @@
 //! - [`gossip`]: member states spread epidemically, push-pull.
 //! - [`failure_detector`]: phi-accrual judgment of which peers are up.
 //! - [`hints`]: hinted handoff's bookkeeping: bounds, pacing, expiry.
-//! - [`keyspace`]: the node's own keys (hints) beside client keys.
+//! - [`keyspace`]: the node's own keys (hints, the clock mark) beside client
+//!   keys.
 //! - [`merkle`]: Merkle trees of a repair range and their diff.
 //! - [`anti_entropy`]: repair sessions comparing trees, streaming both ways.
 //! - [`purge`]: the gate on tombstone purging (repair first).
@@ -40,7 +45,9 @@
 //! - [`node`]: `Node`, a dispatcher tying them together: `step` and `flush`.
 
 pub mod anti_entropy;
+pub mod clock_offsets;
 pub mod codec;
+pub mod commit_wait;
 pub mod consistency;
 pub mod coordinator;
 pub mod failure_detector;
@@ -59,6 +66,7 @@ pub mod purge;
 pub mod ring;
 
 pub use anti_entropy::{AntiEntropyOptions, AntiEntropyStats, FullPassReport};
+pub use clock_offsets::{ClockJudgment, ClockOffsets};
 pub use codec::{decode_frame, encode_frame, CodecError, Decoded};
 pub use consistency::ConsistencyLevel;
 pub use frame_reader::{FrameReader, RawFrame};

@@ -371,6 +371,11 @@ pub enum ClientError {
     /// acknowledged (it may have been applied where there was space, or
     /// become durable once space came back). Reads go on elsewhere.
     NoSpace { reason: String },
+    /// The coordinator's wall clock is further than the cluster's bound
+    /// from a majority of its peers: it refuses to stamp writes (they would
+    /// lose against older writes or win against later ones). Nothing
+    /// applied; another node may take the write.
+    Clock { reason: String },
 }
 
 impl ClientError {
@@ -378,7 +383,10 @@ impl ClientError {
     pub fn may_have_applied(&self) -> bool {
         match self {
             Self::Timeout { .. } | Self::Storage { .. } | Self::NoSpace { .. } => true,
-            Self::Invalid { .. } | Self::Overloaded { .. } | Self::Unavailable { .. } => false,
+            Self::Invalid { .. }
+            | Self::Overloaded { .. }
+            | Self::Unavailable { .. }
+            | Self::Clock { .. } => false,
         }
     }
 }
@@ -400,6 +408,7 @@ impl std::fmt::Display for ClientError {
             Self::Overloaded { pending } => write!(f, "overloaded: {pending} requests pending"),
             Self::Storage { reason } => write!(f, "storage error: {reason}"),
             Self::NoSpace { reason } => write!(f, "no space: {reason}"),
+            Self::Clock { reason } => write!(f, "clock: {reason}"),
         }
     }
 }

@@ -29,6 +29,11 @@ pub struct SimClock {
     /// minus that time: set at each start, so each incarnation's monotonic
     /// clock has its own origin.
     pub mono_offset_nanos: i64,
+    /// Bound on the wall clock's distance from true time, offset and drift
+    /// together (0: none): a clock that drifts to it then runs at the true
+    /// rate, as a clock slewed by NTP does. Every pair of clocks then reads
+    /// at most twice this apart, the clock uncertainty commit wait assumes.
+    pub wall_bound_nanos: i64,
 }
 
 impl SimClock {
@@ -36,7 +41,12 @@ impl SimClock {
     pub fn now(&self, virtual_nanos: u64) -> Now {
         let drifted = self.drifted(virtual_nanos);
         let mono = (drifted + i128::from(self.mono_offset_nanos)).max(0);
-        let wall = i128::from(EPOCH_WALL_NANOS) + drifted + i128::from(self.offset_nanos);
+        let mut deviation = drifted - i128::from(virtual_nanos) + i128::from(self.offset_nanos);
+        if self.wall_bound_nanos > 0 {
+            let bound = i128::from(self.wall_bound_nanos);
+            deviation = deviation.clamp(-bound, bound);
+        }
+        let wall = i128::from(EPOCH_WALL_NANOS) + i128::from(virtual_nanos) + deviation;
         Now {
             mono_nanos: u64::try_from(mono).unwrap_or(u64::MAX),
             wall_nanos: u64::try_from(wall.max(0)).unwrap_or(u64::MAX),
@@ -82,10 +92,31 @@ mod tests {
             offset_nanos: -1_000,
             drift_ppm: 100,
             mono_offset_nanos: 0,
+            wall_bound_nanos: 0,
         };
         let now = clock.now(1_000_000_000);
         assert_eq!(now.mono_nanos, 1_000_100_000);
         assert_eq!(now.wall_nanos, EPOCH_WALL_NANOS + 1_000_100_000 - 1_000);
+    }
+
+    #[test]
+    fn drift_stops_at_the_wall_bound_and_the_clock_runs_on() {
+        let clock = SimClock {
+            offset_nanos: 900,
+            drift_ppm: 1_000,
+            mono_offset_nanos: 0,
+            wall_bound_nanos: 1_000,
+        };
+        assert_eq!(clock.now(0).wall_nanos, EPOCH_WALL_NANOS + 900);
+        assert_eq!(
+            clock.now(1_000_000).wall_nanos,
+            EPOCH_WALL_NANOS + 1_001_000
+        );
+        assert_eq!(
+            clock.now(2_000_000).wall_nanos,
+            EPOCH_WALL_NANOS + 2_001_000
+        );
+        assert_eq!(clock.now(2_000_000).mono_nanos, 2_002_000, "mono drifts on");
     }
 
     #[test]

@@ -26,6 +26,11 @@ pub struct SimConfig {
     pub faults: bool,
     /// Largest wall-clock offset of a node, milliseconds (0: synchronised).
     pub clock_skew_max_ms: u64,
+    /// Whether coordinators use commit wait, assuming a clock uncertainty
+    /// of twice the run's bound on clock offsets (every pair of clocks is
+    /// within it) plus [`crate::run::CLOCK_UNCERTAINTY_MARGIN_NANOS`]:
+    /// then `QUORUM` histories are checked for linearizability under skew.
+    pub commit_wait: bool,
     /// Keep a readable timeline of every event.
     pub trace: bool,
     /// Each node's memtable size before it is frozen and flushed as a
@@ -96,6 +101,14 @@ pub struct SimConfig {
     /// Plant the coordinator bug that counts a duplicated acknowledgement
     /// twice. Test-only.
     pub planted_coordinator_counts_duplicate_acks: bool,
+    /// Plant: a node's hybrid clock is not seeded from its store at start.
+    /// Test-only.
+    pub planted_hlc_not_seeded_on_restart: bool,
+    /// Plant: peers' clock readings are adopted however far ahead.
+    /// Test-only.
+    pub planted_adopt_remote_readings_without_bound: bool,
+    /// Plant: commit wait answers at once. Test-only.
+    pub planted_skip_commit_wait: bool,
 }
 
 /// Default [`SimConfig::memtable_bytes`]: the engine's smallest memtable.
@@ -121,6 +134,7 @@ impl Default for SimConfig {
             level: ConsistencyLevel::Quorum,
             faults: true,
             clock_skew_max_ms: 0,
+            commit_wait: false,
             trace: false,
             memtable_bytes: SIM_MEMTABLE_BYTES,
             value_bytes: SIM_VALUE_BYTES,
@@ -141,6 +155,9 @@ impl Default for SimConfig {
             planted_frame_reader_drops_rest: false,
             planted_replica_answers_absent_on_read_error: false,
             planted_coordinator_counts_duplicate_acks: false,
+            planted_hlc_not_seeded_on_restart: false,
+            planted_adopt_remote_readings_without_bound: false,
+            planted_skip_commit_wait: false,
         }
     }
 }
@@ -236,6 +253,9 @@ impl SimConfig {
             || self.planted_frame_reader_drops_rest
             || self.planted_replica_answers_absent_on_read_error
             || self.planted_coordinator_counts_duplicate_acks
+            || self.planted_hlc_not_seeded_on_restart
+            || self.planted_adopt_remote_readings_without_bound
+            || self.planted_skip_commit_wait
     }
 
     /// The command that replays exactly this run.
@@ -271,6 +291,14 @@ impl SimConfig {
             self.clock_skew_max_ms.to_string(),
             defaults.clock_skew_max_ms.to_string(),
         );
+        if self.commit_wait {
+            command.push_str(" --commit-wait");
+        }
+        let mut flag = |name: &str, value: String, default: String| {
+            if value != default {
+                command.push_str(&format!(" --{name} {value}"));
+            }
+        };
         flag(
             "memtable-bytes",
             self.memtable_bytes.to_string(),

@@ -488,6 +488,7 @@ fn run(args: &ChaosArgs, rf: usize) -> anyhow::Result<u8> {
         session_timestamps: Some(false),
         clock_uncertainty_nanos: skewed
             .then(|| spread_ms.unsigned_abs() * 1_000_000 + CLOCK_UNCERTAINTY_MARGIN_NANOS),
+        commit_wait: Some(false),
     };
     let mut file = run_line(&RunLine {
         facts,

@@ -471,6 +471,7 @@ fn parse_run_line(
             replication_factor,
             session_timestamps: flag("session_timestamps")?,
             clock_uncertainty_nanos,
+            commit_wait: flag("commit_wait")?,
         },
         source,
     })
@@ -491,6 +492,9 @@ pub fn run_line(run: &RunLine) -> String {
     }
     if let Some(nanos) = facts.clock_uncertainty_nanos {
         line.push_str(&format!(",\"clock_uncertainty_nanos\":{nanos}"));
+    }
+    if let Some(commit_wait) = facts.commit_wait {
+        line.push_str(&format!(",\"commit_wait\":{commit_wait}"));
     }
     if let Some(source) = &run.source {
         line.push_str(&format!(",\"source\":{}", Json::String(source.clone())));
@@ -943,6 +947,7 @@ mod tests {
                 replication_factor: Some(3),
                 session_timestamps: Some(false),
                 clock_uncertainty_nanos: Some(40_000_000),
+                commit_wait: None,
             },
             source: Some("enigma sim --seed 0x3".to_owned()),
         };

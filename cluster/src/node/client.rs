@@ -42,6 +42,12 @@ impl<D: Disk> Node<D> {
                 ClientResponse::Error(ClientError::Overloaded { pending }),
             );
         }
+        let is_write = !matches!(body.op, ClientOp::Get { .. });
+        if is_write {
+            if let Some(error) = self.clock_refusal() {
+                return self.reply(request, ClientResponse::Error(error));
+            }
+        }
         let replicas = self.ring.replicas(body.op.key());
         // Replicas this node holds down are not waited on: too few up and
         // the operation is refused at once, nothing applied (Cassandra's
@@ -73,7 +79,6 @@ impl<D: Disk> Node<D> {
             seq: self.next_seq,
         };
         self.next_seq += 1;
-        let is_write = !matches!(body.op, ClientOp::Get { .. });
         if is_write
             && body.level == ConsistencyLevel::Quorum
             && self.options.bug_ack_quorum_writes_after_one_replica
@@ -92,10 +97,13 @@ impl<D: Disk> Node<D> {
                 self.send_remote_reads(op, &key, &up);
                 match self.local_read(&key) {
                     Ok(version) => {
-                        self.reply_version(request, version.as_ref().map(|v| v.timestamp));
-                        self.reply(
+                        let timestamp = version.as_ref().map(|v| v.timestamp);
+                        self.local_counted_unsynced.push(op.seq);
+                        self.answer_after_commit_wait(
+                            op.seq,
                             request,
                             ClientResponse::Value(version.and_then(|v| v.value)),
+                            timestamp,
                         );
                     }
                     Err(failure) => {
@@ -176,6 +184,18 @@ impl<D: Disk> Node<D> {
         let version = Versioned { timestamp, value };
         let me = self.id;
         let local = write.replicas.contains(&me);
+        if !local {
+            // This node's store would hold the timestamp nowhere: the
+            // clock mark keeps it, in this group commit, for the restart.
+            if let Err(failure) = self.store_clock_mark(timestamp) {
+                let reason = failure.to_string();
+                let error = match failure {
+                    ReplicaFailure::NoSpace { .. } => ClientError::NoSpace { reason },
+                    _ => ClientError::Storage { reason },
+                };
+                return self.reply(write.request, ClientResponse::Error(error));
+            }
+        }
         let mut down = Vec::new();
         for i in 0..write.replicas.len() {
             let replica = write.replicas[i];
@@ -209,23 +229,24 @@ impl<D: Disk> Node<D> {
             match self.local_write(&key, version) {
                 Ok(()) => {
                     self.acknowledged(&key, timestamp, tombstone);
-                    self.reply_version(write.request, Some(timestamp));
-                    self.reply(write.request, ClientResponse::Written);
+                    self.local_counted_unsynced.push(op.seq);
+                    self.answer_after_commit_wait(
+                        op.seq,
+                        write.request,
+                        ClientResponse::Written,
+                        Some(timestamp),
+                    );
                 }
                 Err(failure) => {
                     self.pending.insert(op.seq, Pending::Write(write));
-                    if self.options.record_versions {
-                        self.write_stamps.insert(op.seq, timestamp);
-                    }
+                    self.write_stamps.insert(op.seq, timestamp);
                     self.on_write_failure(op, me, failure);
                 }
             }
             return;
         }
         self.pending.insert(op.seq, Pending::Write(write));
-        if self.options.record_versions {
-            self.write_stamps.insert(op.seq, timestamp);
-        }
+        self.write_stamps.insert(op.seq, timestamp);
         if local {
             match self.local_write(&key, version) {
                 Ok(()) => {
@@ -331,8 +352,7 @@ impl<D: Disk> Node<D> {
                     }
                     self.pending.remove(&op.seq);
                     let stamp = self.write_stamps.remove(&op.seq);
-                    self.reply_version(request, stamp);
-                    self.reply(request, ClientResponse::Written);
+                    self.answer_after_commit_wait(op.seq, request, ClientResponse::Written, stamp);
                 }
             }
             None => {}
@@ -366,7 +386,7 @@ impl<D: Disk> Node<D> {
                     let progress = read.retract(me, failure.clone());
                     self.advance_read(op, progress);
                 }
-                None => {}
+                None => self.retract_commit_wait(seq, failure),
             }
         }
     }
@@ -440,8 +460,12 @@ impl<D: Disk> Node<D> {
             ReadProgress::Waiting => {}
             ReadProgress::Done(value) => {
                 if let Some(Pending::Read(read)) = self.pending.remove(&op.seq) {
-                    self.reply_version(read.request, read.decided_timestamp());
-                    self.reply(read.request, ClientResponse::Value(value));
+                    self.answer_after_commit_wait(
+                        op.seq,
+                        read.request,
+                        ClientResponse::Value(value),
+                        read.decided_timestamp(),
+                    );
                     self.repair_corrupt(op, &read);
                 }
             }

@@ -4,7 +4,9 @@
 //! [`crate::anti_entropy`], [`crate::purge`]) and the files of this one
 //! carry their decisions out: `client.rs` coordinates client operations,
 //! `replica.rs` serves other nodes' reads and writes, `healing.rs` runs
-//! gossip, failure detection, hinted handoff and anti-entropy, and this
+//! gossip, failure detection, hinted handoff and anti-entropy, `clock.rs`
+//! keeps time trustworthy (the clock seeded at start, the clock mark,
+//! judging this node's clock against its peers', commit wait), and this
 //! file holds the node's state, its inputs and outputs and the flush.
 //!
 //! # Contract with the driver
@@ -37,6 +39,7 @@
 //!    and flushes, so that peers hold it down at once.
 
 mod client;
+mod clock;
 mod healing;
 mod options;
 mod replica;
@@ -49,6 +52,8 @@ use rand_chacha::ChaCha8Rng;
 use thiserror::Error;
 
 use crate::anti_entropy::{AntiEntropy, AntiEntropyStats, FullPassReport};
+use crate::clock_offsets::ClockOffsets;
+use crate::commit_wait::CommitWaits;
 use crate::coordinator::{PendingRead, PendingWrite, RecentReads};
 use crate::failure_detector::FailureDetector;
 use crate::generation;
@@ -61,8 +66,8 @@ use crate::no_space;
 use crate::ring::{Ring, RingError};
 
 pub use options::{
-    ClusterConfig, NodeOptions, CLOCK_OFFSET_MAX_NANOS_DEFAULT, GC_GRACE_NANOS_DEFAULT,
-    GOSSIP_INTERVAL_NANOS_DEFAULT,
+    ClusterConfig, NodeOptions, CLOCK_OFFSET_MAX_NANOS_DEFAULT, CLOCK_UNCERTAINTY_NANOS_DEFAULT,
+    GC_GRACE_NANOS_DEFAULT, GOSSIP_INTERVAL_NANOS_DEFAULT,
 };
 
 /// What a driver feeds a node.
@@ -145,6 +150,12 @@ pub struct NodeStats {
     /// timestamp further ahead of this node's wall clock than
     /// `clock_offset_max_nanos`, by sender.
     pub clock_refusals: BTreeMap<NodeId, u64>,
+    /// Client writes refused because this node's clock was out of bounds
+    /// of a majority of its peers (see [`crate::clock_offsets`]).
+    pub writes_refused_clock: u64,
+    /// Client answers held by commit wait until the wall clock passed
+    /// their version's timestamp by the clock uncertainty.
+    pub answers_commit_waited: u64,
     /// Client writes and hints refused for arriving later than
     /// [`NodeOptions::write_lateness_max_nanos`] after their timestamp.
     pub writes_refused_late: u64,
@@ -223,6 +234,11 @@ pub struct MemberView {
     pub gossip: Option<KnownMember>,
     /// Hints this node holds for it, and their bytes.
     pub hints_held: (usize, u64),
+    /// Its wall clock minus this node's, from its recent gossip
+    /// (nanoseconds; `None`: not heard, or itself).
+    pub clock_offset_nanos: Option<i64>,
+    /// Its messages refused for a clock reading too far ahead.
+    pub clock_refusals: u64,
 }
 
 impl MemberView {
@@ -334,6 +350,10 @@ pub struct Node<D: Disk> {
     local_counted_unsynced: Vec<u64>,
     /// After a background job failed: no new try before this (monotonic).
     background_retry_mono_nanos: u64,
+    /// Peers' clock offsets, from their gossip.
+    clock_offsets: ClockOffsets,
+    /// Answers held by commit wait.
+    commit_waits: CommitWaits,
 }
 
 impl<D: Disk> Node<D> {
@@ -369,6 +389,8 @@ impl<D: Disk> Node<D> {
         let buggify =
             BuggifyDraws::new(&options.engine.buggify, u64::from(id.0) << 32 | generation);
         let peers: Vec<NodeId> = ring.nodes().iter().copied().filter(|&n| n != id).collect();
+        let hlc = clock::seeded_hlc(&engine, &options);
+        let clock_offsets = ClockOffsets::new(peers.len(), options.clock_offset_max_nanos);
         let anti_entropy = AntiEntropy::new(
             id,
             generation,
@@ -379,7 +401,7 @@ impl<D: Disk> Node<D> {
         let mut node = Self {
             id,
             generation,
-            hlc: HlcClock::new(),
+            hlc,
             engine,
             next_seq: 0,
             pending: BTreeMap::new(),
@@ -404,6 +426,8 @@ impl<D: Disk> Node<D> {
             recent_reads: RecentReads::default(),
             local_counted_unsynced: Vec::new(),
             background_retry_mono_nanos: 0,
+            clock_offsets,
+            commit_waits: CommitWaits::default(),
             ring,
             options,
         };
@@ -423,6 +447,7 @@ impl<D: Disk> Node<D> {
             Input::Message { from, envelope } => self.on_envelope(now, from, envelope),
             Input::Tick => self.on_tick(now),
         }
+        self.release_commit_waits(now);
     }
 
     /// The first step starts the clocks of gossip and failure detection:
@@ -610,6 +635,8 @@ impl<D: Disk> Node<D> {
                     phi,
                     gossip: self.gossip.member(node).cloned(),
                     hints_held: self.hints.held(node),
+                    clock_offset_nanos: self.clock_offsets.offset(node),
+                    clock_refusals: self.stats.clock_refusals.get(&node).copied().unwrap_or(0),
                 }
             })
             .collect()

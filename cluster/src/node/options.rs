@@ -12,6 +12,9 @@ pub const GOSSIP_INTERVAL_NANOS_DEFAULT: u64 = 1_000_000_000;
 /// Default largest offset tolerated between this node's wall clock and a
 /// peer's readings (CockroachDB's: 500 ms).
 pub const CLOCK_OFFSET_MAX_NANOS_DEFAULT: u64 = 500_000_000;
+/// Default clock uncertainty commit wait assumes: the largest difference
+/// between two nodes' wall clocks (10 ms: NTP on a local network).
+pub const CLOCK_UNCERTAINTY_NANOS_DEFAULT: u64 = 10_000_000;
 /// Default grace period before a tombstone may be purged (Cassandra's
 /// `gc_grace_seconds`: ten days). Purging also needs a completed repair.
 pub const GC_GRACE_NANOS_DEFAULT: u64 = 10 * 24 * 3_600 * 1_000_000_000;
@@ -61,6 +64,15 @@ pub struct NodeOptions {
     /// A peer reading (message clock or stored timestamp) further ahead of
     /// this node's wall clock than this is refused, never adopted.
     pub clock_offset_max_nanos: u64,
+    /// Commit wait: a coordinator answers a write (or a read returning a
+    /// version that recent) only once its wall clock has passed the
+    /// version's timestamp by [`Self::clock_uncertainty_nanos`], so that
+    /// `QUORUM`/`ALL` stay linearizable under any clock skew within that
+    /// bound (see [`crate::commit_wait`]). Off by default.
+    pub commit_wait: bool,
+    /// The largest difference between two nodes' wall clocks that commit
+    /// wait assumes. Must be below the request timeout.
+    pub clock_uncertainty_nanos: u64,
     /// Record, for a checking driver, the version of every client reply and
     /// every write this node acknowledged as durable (see
     /// [`super::Node::take_reply_versions`] and
@@ -104,6 +116,19 @@ pub struct NodeOptions {
     /// arrive, not replicas, so one delivered twice counts twice. Off by
     /// default; no command sets it.
     pub bug_count_duplicate_acknowledgements: bool,
+    /// **A deliberate bug**: at start the hybrid clock is not seeded from
+    /// the highest stored timestamp, so a node restarted behind its old
+    /// wall clock stamps writes below its earlier ones. Off by default; no
+    /// command sets it.
+    pub bug_hlc_not_seeded_on_restart: bool,
+    /// **A deliberate bug**: a peer's clock reading is adopted however far
+    /// ahead of this node's wall clock it is. Off by default; no command
+    /// sets it.
+    pub bug_adopt_remote_readings_without_bound: bool,
+    /// **A deliberate bug**: with [`Self::commit_wait`] on, answers leave
+    /// at once instead of waiting for the clock. Off by default; no command
+    /// sets it.
+    pub bug_skip_commit_wait: bool,
 }
 
 impl Default for NodeOptions {
@@ -121,6 +146,8 @@ impl Default for NodeOptions {
             anti_entropy: AntiEntropyOptions::default(),
             gc_grace_nanos: GC_GRACE_NANOS_DEFAULT,
             clock_offset_max_nanos: CLOCK_OFFSET_MAX_NANOS_DEFAULT,
+            commit_wait: false,
+            clock_uncertainty_nanos: CLOCK_UNCERTAINTY_NANOS_DEFAULT,
             record_versions: false,
             bug_ack_quorum_writes_after_one_replica: false,
             bug_release_outputs_of_a_failed_sync: false,
@@ -131,6 +158,9 @@ impl Default for NodeOptions {
             bug_count_answers_of_earlier_generations: false,
             bug_read_error_answers_absent: false,
             bug_count_duplicate_acknowledgements: false,
+            bug_hlc_not_seeded_on_restart: false,
+            bug_adopt_remote_readings_without_bound: false,
+            bug_skip_commit_wait: false,
         }
     }
 }
@@ -155,6 +185,13 @@ impl NodeOptions {
         }
         if self.hints.replay_bytes_per_tick == 0 || self.hints.replay_timeout_nanos == 0 {
             return Err("hint replay budget and timeout must be positive".into());
+        }
+        if self.commit_wait && self.clock_uncertainty_nanos >= self.request_timeout_nanos {
+            return Err(format!(
+                "clock uncertainty of {} ms must be below the request timeout of {} ms: commit wait would time every write out",
+                self.clock_uncertainty_nanos / 1_000_000,
+                self.request_timeout_nanos / 1_000_000
+            ));
         }
         self.anti_entropy.validate()
     }

@@ -800,3 +800,6 @@ fn a_storage_error_is_said_once_in_an_error_chain() {
     // A log printing the chain (`{:#}`) adds each source's text: none.
     assert!(e.source().is_none());
 }
+
+#[path = "clock_tests.rs"]
+mod clock;

@@ -140,6 +140,11 @@ pub struct Engine<D: Disk> {
     /// [`Engine::shadow_damage`]. In a `RefCell` only so that reads can
     /// take it by `&self` alongside the cache.
     shadowed: RefCell<BTreeSet<Vec<u8>>>,
+    /// The highest timestamp of any version written or found at open (in
+    /// the log or a table's metadata): the cluster seeds its clock above it
+    /// so that a node restarted behind its old wall clock never stamps
+    /// below what it stored. `None`: nothing was ever stored.
+    timestamp_max: Option<Timestamp>,
 }
 
 /// Most keys remembered as shadowing corrupt table entries.
@@ -197,6 +202,7 @@ impl<D: Disk> Engine<D> {
             self.memtable
                 .apply_key(mem_key, hash, version.timestamp, version.value.as_deref());
         assert!(applied, "a winner is newer than the stored version");
+        self.note_timestamp(version.timestamp);
         if over_damage {
             self.shadow_damage(key);
         }
@@ -264,11 +270,25 @@ impl<D: Disk> Engine<D> {
                 applied,
                 "a winner of the batch is newer than the stored version"
             );
+            self.note_timestamp(version.timestamp);
         }
         for key in over_damage {
             self.shadow_damage(key);
         }
         Ok(winners.len())
+    }
+
+    /// The highest timestamp of any version this engine holds or wrote
+    /// since it opened, tombstones included (`None` on an empty store).
+    /// It survives a restart: recovery finds it again in the log replayed
+    /// and in the metadata of the tables (which keep the newest timestamp
+    /// of every entry they were built from).
+    pub fn timestamp_max(&self) -> Option<Timestamp> {
+        self.timestamp_max
+    }
+
+    fn note_timestamp(&mut self, timestamp: Timestamp) {
+        self.timestamp_max = self.timestamp_max.max(Some(timestamp));
     }
 
     fn check_not_poisoned(&self) -> Result<(), EngineError> {

@@ -22,7 +22,7 @@ use crate::sstable::cache::BlockCache;
 use crate::sstable::parse_table_name;
 use crate::sstable::reader::Table;
 use crate::wal::{self, PlantedRecoveryBugs, RecoveryReport, WalRecovery};
-use crate::{Disk, EngineError};
+use crate::{Disk, EngineError, Timestamp};
 
 /// Whether `name` is a file an engine keeps: manifest, WAL segment or
 /// table, finished or being written.
@@ -47,6 +47,8 @@ pub struct EngineRecovery<D: Disk> {
     /// The WAL replayed into it.
     memtable: Memtable,
     wal: WalRecovery,
+    /// The highest timestamp in the tables' metadata and the log.
+    timestamp_max: Option<Timestamp>,
 }
 
 /// `err` as the corruption of the torn manifest edit it shows committed,
@@ -113,12 +115,14 @@ impl<D: Disk> Engine<D> {
             })?;
             tables.push(table);
         }
+        let mut timestamp_max = tables.iter().map(|t| t.meta.timestamp_max).max();
         let mut memtable = Memtable::new(options.memtable_bytes_max);
         let planted = PlantedRecoveryBugs {
             synced_damage_is_torn_tail: options.bug_recovery_takes_synced_damage_for_torn_tail,
         };
         let wal = wal::recover(&disk, state.wal_segments_covered, planted, |entries| {
             for (key, version) in entries {
+                timestamp_max = timestamp_max.max(Some(version.timestamp));
                 // Replay is idempotent under last-write-wins: an entry
                 // that loses here lost when it was first written, too.
                 memtable.apply(&key, version.timestamp, version.value.as_deref());
@@ -138,6 +142,7 @@ impl<D: Disk> Engine<D> {
             dead_tables,
             memtable,
             wal,
+            timestamp_max,
         })
     }
 }
@@ -168,6 +173,7 @@ impl<D: Disk> EngineRecovery<D> {
             dead_tables,
             memtable,
             wal,
+            timestamp_max,
         } = self;
         let sync_enabled = options.sync_policy.syncs();
         let manifest = manifest.open(&disk, options.manifest_edits_per_checkpoint, sync_enabled)?;
@@ -195,6 +201,7 @@ impl<D: Disk> EngineRecovery<D> {
             recovery,
             shadowed: RefCell::default(),
             buggify,
+            timestamp_max,
         })
     }
 }

@@ -1013,3 +1013,28 @@ fn a_corrupt_table_entry_is_reported_then_shadowed_by_a_newer_write() {
         Some(value(10, "repaired"))
     );
 }
+
+#[test]
+fn the_highest_timestamp_survives_reopen_from_tables_and_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let disk = FsDisk::open(dir.path()).expect("disk");
+    let mut engine = Engine::open(disk, lsm_options()).expect("open");
+    assert_eq!(engine.timestamp_max(), None);
+    // The newest version goes into a table; an older one stays in the log.
+    engine.write(b"a", tombstone(90)).expect("write");
+    engine.freeze().expect("freeze");
+    engine.do_background_work(0).expect("flush");
+    assert_eq!(engine.tables_total(), 1);
+    engine.write(b"b", value(40, "older")).expect("write");
+    engine.sync().expect("sync");
+    assert_eq!(engine.timestamp_max(), Some(ts(90)));
+    let mut engine = reopen(engine);
+    assert_eq!(engine.timestamp_max(), Some(ts(90)), "from the table");
+    // Now the newest only in the log.
+    engine
+        .write_batch(&[(b"c".to_vec(), value(120, "newest"))])
+        .expect("batch");
+    engine.sync().expect("sync");
+    let engine = reopen(engine);
+    assert_eq!(engine.timestamp_max(), Some(ts(120)), "from the log");
+}

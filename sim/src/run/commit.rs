@@ -17,7 +17,7 @@
 //! in flight (it then completes or not, drawn; either way the outputs never
 //! leave, and the disk keeps, loses or tears what is unsynced).
 
-use enigma_cluster::{Input, Output, RequestId};
+use enigma_cluster::{ClientResponse, Input, Output, RequestId};
 use rand::Rng;
 use std::collections::BTreeMap;
 
@@ -239,6 +239,9 @@ impl Simulation {
                         Output::Reply { request, .. } => versions.get(request).copied(),
                         Output::Send { .. } => None,
                     };
+                    if let (Output::Reply { response, .. }, Some(stamp)) = (&output, version) {
+                        self.check_stamp(index, response, stamp);
+                    }
                     self.emit(index, output, version);
                 }
             }
@@ -283,5 +286,27 @@ impl Simulation {
                 let _ = node.flush();
             }
         }
+    }
+
+    /// A write this node coordinated in its current incarnation must be
+    /// stamped above every version it durably held when it started.
+    fn check_stamp(&mut self, index: usize, response: &ClientResponse, stamp: Version) {
+        let slot = &self.slots[index];
+        let Some(floor) = slot.stamp_floor else {
+            return;
+        };
+        if *response != ClientResponse::Written
+            || (stamp.timestamp, stamp.writer) > (floor.hlc, u64::from(floor.node))
+        {
+            return;
+        }
+        let id = slot.id;
+        self.violate(
+            "clock",
+            format!(
+                "{id} stamped a write {stamp} after its restart, not above {} by {} it held before",
+                floor.hlc, floor.node
+            ),
+        );
     }
 }

@@ -130,7 +130,8 @@ pub struct Violation {
     /// The property: a check of the history (`linearizability`,
     /// `lost-write`, `read-your-writes`, `monotonic-reads`,
     /// `convergence`), `durability` (a replica lost a write it
-    /// acknowledged), `storage` (a background flush or compaction failed),
+    /// acknowledged), `clock` (a restarted node stamped a write below a
+    /// version it held before), `storage` (a background flush or compaction failed),
     /// `liveness`, `recovery` or `integrity`.
     pub property: &'static str,
     /// A readable account: the key, the operations, the replicas.
@@ -263,15 +264,39 @@ impl RunReport {
     }
 }
 
+/// Added to twice the bound on clock offsets to give the clock
+/// uncertainty: the hybrid clock's resolution (a microsecond) and more.
+pub const CLOCK_UNCERTAINTY_MARGIN_NANOS: u64 = 1_000_000;
+
+/// The bound on every wall clock's distance from true time in a run of
+/// `config`, offset and drift together.
+pub fn clock_offset_nanos_max(config: &SimConfig) -> i64 {
+    if config.clock_skew_max_ms > 0 {
+        i64::try_from(config.clock_skew_max_ms.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
+    } else {
+        CLOCK_FAULT_OFFSET_NANOS_MAX
+    }
+}
+
+/// The largest difference between two nodes' clocks in a run of `config`
+/// (each is within [`clock_offset_nanos_max`] of true time), plus a margin:
+/// what commit wait assumes, and how far apart real time must put two
+/// writes for their timestamps to be ordered the same way.
+pub fn clock_uncertainty_nanos(config: &SimConfig) -> u64 {
+    clock_offset_nanos_max(config).unsigned_abs() * 2 + CLOCK_UNCERTAINTY_MARGIN_NANOS
+}
+
 /// The facts of a run that decide what its levels promise: `clock_skew`
-/// when clocks disagree (an offset, drift or jumps). Clients carry no
-/// session timestamp (the client protocol has none yet).
+/// when clocks disagree (an offset, drift or jumps), then with the clock
+/// uncertainty and whether commit wait covered it. Clients carry no session
+/// timestamp (the client protocol has none yet).
 pub fn facts_of(config: &SimConfig, clock_skew: bool) -> RunFacts {
     RunFacts {
         clock_skew: Some(clock_skew),
         replication_factor: Some(config.replication_factor),
         session_timestamps: Some(false),
-        clock_uncertainty_nanos: None,
+        clock_uncertainty_nanos: clock_skew.then(|| clock_uncertainty_nanos(config)),
+        commit_wait: Some(config.commit_wait),
     }
 }
 
@@ -416,6 +441,11 @@ struct Slot {
     /// whether it is a tombstone: it must hold that version or a newer one
     /// after any restart (or nothing, once a tombstone may be purged).
     acknowledged: BTreeMap<Vec<u8>, (Timestamp, bool)>,
+    /// The highest timestamp this node had durably acknowledged when its
+    /// current incarnation started: every write it stamps now must be above
+    /// it, whatever its wall clock reads (its clock is seeded from its
+    /// store).
+    stamp_floor: Option<Timestamp>,
     /// Starts so far: events of an earlier incarnation are ignored.
     incarnation: u64,
     /// Where this node's group commit stands.
@@ -608,17 +638,19 @@ impl Simulation {
             background_bytes_per_tick: SIM_BACKGROUND_BYTES_PER_TICK,
             record_versions: true,
             bug_ack_quorum_writes_after_one_replica: config.planted_bug,
+            commit_wait: config.commit_wait,
+            clock_uncertainty_nanos: clock_uncertainty_nanos(&config),
+            bug_hlc_not_seeded_on_restart: config.planted_hlc_not_seeded_on_restart,
+            bug_adopt_remote_readings_without_bound: config
+                .planted_adopt_remote_readings_without_bound,
+            bug_skip_commit_wait: config.planted_skip_commit_wait,
             bug_release_outputs_of_a_failed_sync: config.planted_ack_after_failed_sync,
             ..NodeOptions::default()
         };
         let skew_nanos =
             i64::try_from(config.clock_skew_max_ms.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
         let clock_faults = nemesis_options.clock_jumps;
-        let clock_offset_nanos_max = if skew_nanos > 0 {
-            skew_nanos
-        } else {
-            CLOCK_FAULT_OFFSET_NANOS_MAX
-        };
+        let clock_offset_nanos_max = clock_offset_nanos_max(&config);
         let mut disk_seeds = stream(seed, "disk seeds");
         let slots = ids
             .iter()
@@ -636,8 +668,10 @@ impl Simulation {
                     },
                     drift_ppm,
                     mono_offset_nanos: 0,
+                    wall_bound_nanos: clock_offset_nanos_max,
                 },
                 acknowledged: BTreeMap::new(),
+                stamp_floor: None,
                 incarnation: 0,
                 batch: Batch::Idle,
                 waiting: Vec::new(),

@@ -40,6 +40,7 @@ impl Simulation {
             Ok(node) => {
                 slot.node = Some(node);
                 slot.incarnation += 1;
+                slot.stamp_floor = slot.acknowledged.values().map(|&(t, _)| t).max();
                 self.check_durability(index, "after a restart");
             }
             Err(e) => {

@@ -1,0 +1,207 @@
+//! Unit tests of the node's clock: seeding at start, the clock mark,
+//! judging this node's clock against its peers', commit wait.
+
+use super::*;
+use crate::gossip::{Gossip, SelfReadings};
+
+const SECOND: u64 = 1_000_000_000;
+/// A wall time far from zero, so that going back from it stays positive.
+const BASE_WALL_NANOS: u64 = 1_000_000 * SECOND;
+
+fn stamps(h: &mut Harness, i: usize) -> Vec<Timestamp> {
+    h.node(i)
+        .take_reply_versions()
+        .into_iter()
+        .filter_map(|v| v.timestamp)
+        .collect()
+}
+
+fn recording() -> NodeOptions {
+    NodeOptions {
+        record_versions: true,
+        ..NodeOptions::default()
+    }
+}
+
+/// One write through node 1 at wall time 10 s past the base, then node 1
+/// restarted with its wall clock 5 s behind that and written through again:
+/// the two stamps, in order.
+fn write_restart_behind_and_write(options: NodeOptions) -> (Timestamp, Timestamp) {
+    let mut h = Harness::new(1, options);
+    h.now.wall_nanos = BASE_WALL_NANOS + 10 * SECOND;
+    let out = h.client(0, 1, put("k", "first"), ConsistencyLevel::One);
+    assert_eq!(replies(&out), vec![&ClientResponse::Written]);
+    let first = stamps(&mut h, 0)[0];
+    h.nodes[0] = None;
+    h.nodes[0] = Some(h.start(0));
+    h.now.wall_nanos = BASE_WALL_NANOS + 5 * SECOND;
+    let out = h.client(0, 2, put("other", "second"), ConsistencyLevel::One);
+    assert_eq!(replies(&out), vec![&ClientResponse::Written]);
+    (first, stamps(&mut h, 0)[0])
+}
+
+#[test]
+fn a_node_restarted_behind_its_old_clock_stamps_above_its_earlier_writes() {
+    let (first, second) = write_restart_behind_and_write(recording());
+    assert!(second > first, "{second:?} after {first:?}");
+    let (first, second) = write_restart_behind_and_write(NodeOptions {
+        bug_hlc_not_seeded_on_restart: true,
+        ..recording()
+    });
+    assert!(second < first, "the planted bug stamps below: {second:?}");
+}
+
+#[test]
+fn a_coordinator_holding_no_replica_is_seeded_from_its_clock_mark() {
+    let cluster = ClusterConfig {
+        nodes: vec![NodeId(1), NodeId(2), NodeId(3)],
+        replication_factor: 1,
+        vnodes_per_node: 4,
+    };
+    let mut h = Harness {
+        dirs: (0..3).map(|_| TempDir::new().unwrap()).collect(),
+        nodes: Vec::new(),
+        cluster,
+        options: recording(),
+        now: Now::default(),
+    };
+    for i in 0..3 {
+        let node = h.start(i);
+        h.nodes.push(Some(node));
+    }
+    let ring = h.node(0).ring().clone();
+    let elsewhere: Vec<String> = (0..100)
+        .map(|i| format!("k{i}"))
+        .filter(|key| !ring.replicas(key.as_bytes()).contains(&NodeId(1)))
+        .take(2)
+        .collect();
+    h.now.wall_nanos = BASE_WALL_NANOS + 10 * SECOND;
+    let outputs = h.client(0, 1, put(&elsewhere[0], "first"), ConsistencyLevel::One);
+    assert_eq!(
+        h.pump(0, outputs),
+        vec![ClientResponse::Written],
+        "written through a coordinator that is no replica"
+    );
+    let first = stamps(&mut h, 0)[0];
+    assert_eq!(
+        h.node(0)
+            .engine()
+            .get(&crate::keyspace::clock_mark_key())
+            .unwrap()
+            .map(|v| v.timestamp),
+        Some(first),
+        "the clock mark holds the timestamp"
+    );
+    // Back 400 ms: within the bound, so the replica takes the stamp.
+    h.nodes[0] = None;
+    h.nodes[0] = Some(h.start(0));
+    h.now.wall_nanos = BASE_WALL_NANOS + 10 * SECOND - 400 * MS;
+    let outputs = h.client(0, 2, put(&elsewhere[1], "second"), ConsistencyLevel::One);
+    assert_eq!(h.pump(0, outputs), vec![ClientResponse::Written]);
+    let second = stamps(&mut h, 0)[0];
+    assert!(second > first, "{second:?} after {first:?}");
+}
+
+/// A gossip round from `peer` whose wall clock reads `peer_wall_nanos`.
+fn gossip_from(h: &Harness, peer: u32, peer_wall_nanos: u64) -> Input {
+    let mut gossip = Gossip::new(NodeId(peer), 1, &h.cluster.nodes, peer_wall_nanos);
+    let states = gossip.syn(SelfReadings {
+        wall_nanos: peer_wall_nanos,
+        hlc: crate::hlc::HlcClock::physical(peer_wall_nanos),
+        hints_pending: 0,
+        repair_completed_wall_nanos: 0,
+    });
+    Input::Message {
+        from: NodeId(peer),
+        envelope: Envelope {
+            hlc: crate::hlc::HlcClock::physical(peer_wall_nanos),
+            message: Message::GossipSyn { states },
+        },
+    }
+}
+
+#[test]
+fn a_node_whose_clock_is_away_from_a_majority_refuses_writes_naming_the_clock() {
+    let mut h = Harness::new(3, NodeOptions::default());
+    h.now.wall_nanos = BASE_WALL_NANOS;
+    // Before it has heard a majority it does not judge itself.
+    let input = gossip_from(&h, 2, BASE_WALL_NANOS - 2 * SECOND);
+    h.step(0, input);
+    let out = h.client(0, 1, put("k", "v"), ConsistencyLevel::One);
+    assert!(
+        !matches!(
+            replies(&out).first(),
+            Some(ClientResponse::Error(ClientError::Clock { .. }))
+        ),
+        "{out:?}"
+    );
+    // Both peers' clocks read 2 s behind this node's: it is the odd one.
+    let input = gossip_from(&h, 3, BASE_WALL_NANOS - 2 * SECOND);
+    h.step(0, input);
+    assert!(h.node(0).clock_judgment().refuses_writes());
+    let out = h.client(0, 2, put("k", "v2"), ConsistencyLevel::Quorum);
+    let refused = replies(&out);
+    let Some(ClientResponse::Error(error @ ClientError::Clock { reason })) = refused.first() else {
+        panic!("expected a clock refusal, got {out:?}");
+    };
+    assert!(
+        reason.contains("2000 ms ahead of 2 of its 2 peers"),
+        "{reason}"
+    );
+    assert!(!error.may_have_applied());
+    assert!(sends(&out).is_empty(), "nothing sent to the replicas");
+    assert_eq!(h.node(0).stats().writes_refused_clock, 1);
+    // Reads still go on.
+    let out = h.client(0, 3, get("k"), ConsistencyLevel::One);
+    assert!(!replies(&out).is_empty());
+    // A peer's readings far ahead are measured before they are refused.
+    assert_eq!(
+        h.node(1).peer_clock_offset_nanos(NodeId(1)),
+        None,
+        "node 2 has heard nothing yet"
+    );
+    let input = gossip_from(&h, 1, BASE_WALL_NANOS + 2 * SECOND);
+    h.step(1, input);
+    assert_eq!(
+        h.node(1).peer_clock_offset_nanos(NodeId(1)),
+        Some(2 * SECOND as i64)
+    );
+    assert_eq!(h.node(1).stats().clock_refusals.get(&NodeId(1)), Some(&1));
+}
+
+#[test]
+fn commit_wait_holds_a_write_until_the_clock_passes_it_by_the_uncertainty() {
+    let options = NodeOptions {
+        commit_wait: true,
+        clock_uncertainty_nanos: 10 * MS,
+        ..recording()
+    };
+    let mut h = Harness::new(1, options.clone());
+    h.now.wall_nanos = BASE_WALL_NANOS;
+    let out = h.client(0, 1, put("k", "v"), ConsistencyLevel::One);
+    assert!(replies(&out).is_empty(), "held: {out:?}");
+    assert_eq!(
+        h.node(0).next_wake_wall_nanos(),
+        Some(BASE_WALL_NANOS + 10 * MS)
+    );
+    assert!(h.tick_all(9 * MS).is_empty());
+    assert_eq!(h.tick_all(MS), vec![ClientResponse::Written]);
+    assert_eq!(h.node(0).stats().answers_commit_waited, 1);
+    // A read of that version, now old enough, is not held.
+    let out = h.client(0, 2, get("k"), ConsistencyLevel::One);
+    assert_eq!(
+        replies(&out),
+        vec![&ClientResponse::Value(Some(b"v".to_vec()))]
+    );
+    // The planted bug answers at once.
+    let mut h = Harness::new(
+        1,
+        NodeOptions {
+            bug_skip_commit_wait: true,
+            ..options
+        },
+    );
+    h.now.wall_nanos = BASE_WALL_NANOS;
+    let out = h.client(0, 1, put("k", "v"), ConsistencyLevel::One);
+    assert_eq!(replies(&out), vec![&ClientResponse::Written]);
+}
