@@ -75,6 +75,12 @@ pub struct SimConfig {
     /// table is open, so a bad read opening it loses versions from the
     /// read path. Test-only: no CLI flag sets it.
     pub planted_flush_drops_memtable: bool,
+    /// Plant the bug of a Paxos acceptor that accepts a proposal below the
+    /// ballot it promised (`SERIAL` runs).
+    pub planted_paxos_accept_below_promise: bool,
+    /// Plant the bug of a Paxos proposer that ignores an accepted but
+    /// uncommitted proposal in the promises (`SERIAL` runs).
+    pub planted_paxos_ignores_in_progress_proposal: bool,
 }
 
 /// Default [`SimConfig::memtable_bytes`]: the engine's smallest memtable.
@@ -115,6 +121,8 @@ impl Default for SimConfig {
             planted_release_before_sync: false,
             planted_ack_after_failed_sync: false,
             planted_flush_drops_memtable: false,
+            planted_paxos_accept_below_promise: false,
+            planted_paxos_ignores_in_progress_proposal: false,
         }
     }
 }
@@ -205,6 +213,8 @@ impl SimConfig {
             || self.planted_release_before_sync
             || self.planted_ack_after_failed_sync
             || self.planted_flush_drops_memtable
+            || self.planted_paxos_accept_below_promise
+            || self.planted_paxos_ignores_in_progress_proposal
     }
 
     /// The command that replays exactly this run.

@@ -3,7 +3,8 @@
 //! [`crate::gossip`], [`crate::failure_detector`], [`crate::hints`],
 //! [`crate::anti_entropy`], [`crate::purge`]) and the files of this one
 //! carry their decisions out: `client.rs` coordinates client operations,
-//! `replica.rs` serves other nodes' reads and writes, `healing.rs` runs
+//! `replica.rs` serves other nodes' reads and writes, `serial.rs` runs
+//! per-key Paxos ([`crate::paxos`]) for `SERIAL`, `healing.rs` runs
 //! gossip, failure detection, hinted handoff and anti-entropy, and this
 //! file holds the node's state, its inputs and outputs and the flush.
 //!
@@ -40,6 +41,7 @@ mod client;
 mod healing;
 mod options;
 mod replica;
+mod serial;
 
 use std::collections::BTreeMap;
 
@@ -334,6 +336,8 @@ pub struct Node<D: Disk> {
     local_counted_unsynced: Vec<u64>,
     /// After a background job failed: no new try before this (monotonic).
     background_retry_mono_nanos: u64,
+    /// `SERIAL` operations this node coordinates, by sequence number.
+    serial: BTreeMap<u64, serial::SerialPending>,
 }
 
 impl<D: Disk> Node<D> {
@@ -404,6 +408,7 @@ impl<D: Disk> Node<D> {
             recent_reads: RecentReads::default(),
             local_counted_unsynced: Vec::new(),
             background_retry_mono_nanos: 0,
+            serial: BTreeMap::new(),
             ring,
             options,
         };
@@ -554,7 +559,7 @@ impl<D: Disk> Node<D> {
 
     /// Client operations in flight at this coordinator.
     pub fn pending_operations(&self) -> usize {
-        self.pending.len()
+        self.pending.len() + self.serial.len()
     }
 
     /// Counters.

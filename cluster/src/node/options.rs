@@ -90,6 +90,14 @@ pub struct NodeOptions {
     /// waiting on replicas it holds down instead of answering `Unavailable`.
     /// Off by default; no command sets it.
     pub bug_wait_on_down_replicas: bool,
+    /// **A deliberate bug**: a Paxos acceptor accepts a proposal whose
+    /// ballot is below the one it promised. Off by default; no command sets
+    /// it.
+    pub bug_paxos_accept_below_promise: bool,
+    /// **A deliberate bug**: a Paxos proposer ignores an accepted but
+    /// uncommitted proposal it learned in the promises and proposes its own
+    /// value instead. Off by default; no command sets it.
+    pub bug_paxos_ignores_in_progress_proposal: bool,
 }
 
 impl Default for NodeOptions {
@@ -114,6 +122,8 @@ impl Default for NodeOptions {
             bug_delete_hints_on_send: false,
             bug_purge_tombstones_without_repair: false,
             bug_wait_on_down_replicas: false,
+            bug_paxos_accept_below_promise: false,
+            bug_paxos_ignores_in_progress_proposal: false,
         }
     }
 }

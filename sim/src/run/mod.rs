@@ -117,6 +117,8 @@ const SIM_COMPACTION_TABLES_MIN: usize = 2;
 const SIM_BLOCK_CACHE_BYTES: u64 = 0;
 /// Bytes of tables a node's background work may write per tick.
 const SIM_BACKGROUND_BYTES_PER_TICK: u64 = 64 * 1024;
+/// Percentage of a `SERIAL` run's value writes that are compare-and-sets.
+const SERIAL_CAS_PERCENT: u32 = 50;
 
 /// What went wrong in a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,6 +278,7 @@ fn checker_level(level: ConsistencyLevel) -> Level {
         ConsistencyLevel::Two => Level::Two,
         ConsistencyLevel::Quorum => Level::Quorum,
         ConsistencyLevel::All => Level::All,
+        ConsistencyLevel::Serial => Level::Serial,
     }
 }
 
@@ -559,6 +562,9 @@ impl Simulation {
             bug_delete_hints_on_send: config.planted_hint_deleted_on_send,
             bug_purge_tombstones_without_repair: config.planted_purge_without_repair,
             bug_wait_on_down_replicas: config.planted_coordinator_ignores_failure_detector,
+            bug_paxos_accept_below_promise: config.planted_paxos_accept_below_promise,
+            bug_paxos_ignores_in_progress_proposal: config
+                .planted_paxos_ignores_in_progress_proposal,
             engine: EngineOptions {
                 wal_segment_bytes_max: SIM_WAL_SEGMENT_BYTES,
                 memtable_bytes_max: config.memtable_bytes,
@@ -615,6 +621,11 @@ impl Simulation {
         let workload = RegisterWorkload::new(RegisterOptions {
             keys: config.keys,
             value_bytes: config.value_bytes,
+            cas_percent: if config.level == ConsistencyLevel::Serial {
+                SERIAL_CAS_PERCENT
+            } else {
+                0
+            },
             ..RegisterOptions::default()
         });
         let keys = workload.keys();
