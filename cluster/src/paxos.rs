@@ -360,6 +360,11 @@ pub enum ProposerStep {
     },
     /// The operation is decided.
     Done(Result<SerialOutcome, ChangeError>),
+    /// Our own value lost its round after an acceptor took it: any later
+    /// proposer may yet finish it, so the outcome is unknown (answered as a
+    /// timeout; trying again could apply the change twice or report a
+    /// change that happened as refused).
+    InDoubt,
 }
 
 /// Where the proposer is in its current round.
@@ -588,6 +593,16 @@ impl Proposer {
             return ProposerStep::Wait;
         }
         accepted.push(from);
+        if self.replicas - self.refused.len() < self.quorum {
+            // Too many refused for a quorum; this one took our value.
+            let own = !*finishing;
+            self.phase = Phase::Idle;
+            return if own {
+                ProposerStep::InDoubt
+            } else {
+                ProposerStep::Restart { backoff: true }
+            };
+        }
         if accepted.len() < self.quorum {
             return ProposerStep::Wait;
         }
@@ -651,6 +666,22 @@ impl Proposer {
         self.refused.push(from);
         if self.replicas - self.refused.len() >= self.quorum {
             return ProposerStep::Wait;
+        }
+        if let Phase::Proposing {
+            finishing: false,
+            accepted,
+            ..
+        } = &self.phase
+        {
+            // Our own value: if any acceptor took it, the outcome is
+            // unknown; only once every acceptor refused may we try again.
+            if accepted.is_empty() && self.refused.len() < self.replicas {
+                return ProposerStep::Wait;
+            }
+            if !accepted.is_empty() {
+                self.phase = Phase::Idle;
+                return ProposerStep::InDoubt;
+            }
         }
         self.phase = Phase::Idle;
         ProposerStep::Restart { backoff: true }
@@ -1048,6 +1079,46 @@ mod tests {
         assert_eq!(p.highest_seen(), ballot(300, 3));
         p.start(ballot(301, 1));
         assert_eq!(p.rounds(), 2);
+    }
+
+    #[test]
+    fn our_own_value_lost_after_an_acceptor_took_it_is_in_doubt() {
+        let start = |p: &mut Proposer| {
+            p.start(ballot(100, 1));
+            p.on_promise(NodeId(1), ballot(100, 1), promise(Some(version(5, "a"))));
+            let step = p.on_promise(NodeId(2), ballot(100, 1), promise(None));
+            assert!(matches!(step, ProposerStep::Propose(_)));
+        };
+        let mut p = Proposer::new(NodeId(1), cas("a", "b"), 3, 2);
+        start(&mut p);
+        p.on_accepted(NodeId(1), ballot(100, 1));
+        p.on_refused(NodeId(2), ballot(100, 1), ballot(200, 2));
+        assert_eq!(
+            p.on_refused(NodeId(3), ballot(100, 1), ballot(200, 2)),
+            ProposerStep::InDoubt
+        );
+        // Refused by every acceptor: nobody holds it, try again.
+        let mut q = Proposer::new(NodeId(1), cas("a", "b"), 3, 2);
+        start(&mut q);
+        q.on_refused(NodeId(2), ballot(100, 1), ballot(200, 2));
+        assert_eq!(
+            q.on_refused(NodeId(3), ballot(100, 1), ballot(200, 2)),
+            ProposerStep::Wait,
+            "the third may have taken it"
+        );
+        assert_eq!(
+            q.on_refused(NodeId(1), ballot(100, 1), ballot(200, 2)),
+            ProposerStep::Restart { backoff: true }
+        );
+        // Two refusals, then the third takes it: in doubt.
+        let mut r = Proposer::new(NodeId(1), cas("a", "b"), 3, 2);
+        start(&mut r);
+        r.on_refused(NodeId(2), ballot(100, 1), ballot(200, 2));
+        r.on_refused(NodeId(3), ballot(100, 1), ballot(200, 2));
+        assert_eq!(
+            r.on_accepted(NodeId(1), ballot(100, 1)),
+            ProposerStep::InDoubt
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use enigma_engine::{Disk, Timestamp, Versioned};
 
-use super::Node;
+use super::{HintWatch, Node};
 use crate::consistency::ConsistencyLevel;
 use crate::ids::{NodeId, Now, OpId, RequestId};
 use crate::keyspace::{is_system, paxos_key};
@@ -284,6 +284,52 @@ impl<D: Disk> Node<D> {
         }
     }
 
+    /// Keeps a commit's version until the operation's deadline, so that
+    /// the replicas that have not acknowledged it by then get a hint, as
+    /// a plain write's silent replicas do (a lost commit message would
+    /// otherwise wait for anti-entropy). A watch left by an earlier commit
+    /// of the same operation (one that finished another proposer's value)
+    /// hints its silent replicas now.
+    fn watch_commit(
+        &mut self,
+        now: Now,
+        op: OpId,
+        key: &[u8],
+        version: &Versioned,
+        replicas: &[NodeId],
+        deadline_mono_nanos: u64,
+    ) {
+        if let Some(earlier) = self.watches.remove(&op.seq) {
+            self.watch_bytes -= earlier.bytes;
+            for target in earlier.silent {
+                self.store_hint(now, target, &earlier.key, &earlier.version);
+            }
+        }
+        if !self.options.hints.enabled {
+            return;
+        }
+        let silent: Vec<NodeId> = replicas.iter().copied().filter(|&r| r != self.id).collect();
+        let bytes = (key.len() + version.value.as_ref().map_or(0, Vec::len)) as u64;
+        if silent.is_empty() {
+            return;
+        }
+        if self.watch_bytes + bytes > self.options.hint_watch_bytes_max {
+            self.stats.hint_watches_dropped += 1;
+            return;
+        }
+        self.watch_bytes += bytes;
+        self.watches.insert(
+            op.seq,
+            HintWatch {
+                deadline_mono_nanos,
+                key: key.to_vec(),
+                version: version.clone(),
+                silent,
+                bytes,
+            },
+        );
+    }
+
     /// An acceptor's answer to one of this node's proposers.
     fn on_paxos_answer(&mut self, now: Now, from: NodeId, answer: Message) {
         let (op, step) = {
@@ -297,6 +343,15 @@ impl<D: Disk> Node<D> {
             if op.generation != self.generation {
                 self.stats.messages_ignored += 1;
                 return;
+            }
+            if let Message::PaxosCommitAck { .. } = answer {
+                if let Some(watch) = self.watches.get_mut(&op.seq) {
+                    watch.silent.retain(|&r| r != from);
+                    if watch.silent.is_empty() {
+                        let watch = self.watches.remove(&op.seq).expect("present");
+                        self.watch_bytes -= watch.bytes;
+                    }
+                }
             }
             let Some(pending) = self.serial.get_mut(&op.seq) else {
                 return;
@@ -350,6 +405,8 @@ impl<D: Disk> Node<D> {
             ProposerStep::Commit { ballot, version } => {
                 self.hlc.observe(version.timestamp.hlc);
                 let (key, replicas) = (pending.key.clone(), pending.replicas.clone());
+                let deadline = pending.deadline_mono_nanos;
+                self.watch_commit(now, op, &key, &version, &replicas, deadline);
                 let wire: WireVersion = version.into();
                 for replica in replicas {
                     let message = Message::PaxosCommit {
@@ -365,6 +422,14 @@ impl<D: Disk> Node<D> {
             ProposerStep::Restart { backoff: true } => {
                 let wait = backoff_nanos(pending.proposer.rounds(), &mut self.rng);
                 pending.retry_at_mono_nanos = Some(now.mono_nanos.saturating_add(wait));
+            }
+            ProposerStep::InDoubt => {
+                let pending = self.serial.remove(&op.seq).expect("present above");
+                let (answered, required) = (pending.proposer.answered(), pending.proposer.quorum());
+                self.reply(
+                    pending.request,
+                    ClientResponse::Error(ClientError::Timeout { answered, required }),
+                );
             }
             ProposerStep::Done(result) => {
                 let pending = self.serial.remove(&op.seq).expect("present above");
