@@ -60,13 +60,39 @@ impl Ballot {
     };
 }
 
-/// A value proposed for a key under a ballot (`None`: delete the key).
+/// A value proposed for a key under a ballot (`None`: delete the key),
+/// with the timestamp its commit applies it with. The timestamp is fixed
+/// when the value is first proposed and kept by whoever finishes it, so
+/// every commit of one chosen value writes the same version, and a late
+/// commit never lands above a value chosen after it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
     /// The ballot it was proposed under.
     pub ballot: Ballot,
     /// The key's new value; `None` deletes it.
     pub value: Option<Vec<u8>>,
+    /// HLC part of the commit's timestamp.
+    pub stamp_hlc: u64,
+    /// Node part (tie-break) of the commit's timestamp.
+    pub stamp_node: u32,
+}
+
+impl Proposal {
+    /// The timestamp its commit applies the value with.
+    pub fn timestamp(&self) -> Timestamp {
+        Timestamp {
+            hlc: self.stamp_hlc,
+            node: self.stamp_node,
+        }
+    }
+
+    /// The version its commit applies.
+    pub fn version(&self) -> Versioned {
+        Versioned {
+            timestamp: self.timestamp(),
+            value: self.value.clone(),
+        }
+    }
 }
 
 /// An acceptor's durable state for one key.
@@ -95,8 +121,8 @@ pub struct Promise {
 const STATE_VERSION: u8 = 1;
 
 /// Bytes of a stored state beside the accepted value: version, three
-/// ballots (20 bytes each) and a tag.
-pub const STATE_OVERHEAD_BYTES: usize = 1 + 3 * 20 + 1;
+/// ballots (20 bytes each), a tag and a timestamp (12 bytes).
+pub const STATE_OVERHEAD_BYTES: usize = 1 + 3 * 20 + 1 + 12;
 
 impl AcceptorState {
     /// Whether to promise `ballot`: only above every earlier promise. On
@@ -142,8 +168,9 @@ impl AcceptorState {
     }
 
     /// The stored bytes: version, promised, committed, tag (0 nothing
-    /// accepted, 1 a deletion, 2 a value), accepted ballot, value. A
-    /// ballot is HLC (u64 LE), node (u32 LE), generation (u64 LE).
+    /// accepted, 1 a deletion, 2 a value), accepted ballot, the commit
+    /// timestamp (HLC u64 LE, node u32 LE), value. A ballot is HLC (u64
+    /// LE), node (u32 LE), generation (u64 LE).
     pub fn encode(&self) -> Vec<u8> {
         let value_len = self
             .accepted
@@ -159,6 +186,8 @@ impl AcceptorState {
             Some(p) => {
                 out.push(if p.value.is_some() { 2 } else { 1 });
                 put_ballot(&mut out, p.ballot);
+                out.extend_from_slice(&p.stamp_hlc.to_le_bytes());
+                out.extend_from_slice(&p.stamp_node.to_le_bytes());
                 if let Some(value) = &p.value {
                     out.extend_from_slice(value);
                 }
@@ -182,12 +211,23 @@ impl AcceptorState {
             0 if rest.is_empty() => None,
             1 | 2 => {
                 let (ballot, rest) = take_ballot(rest)?;
+                if rest.len() < 12 {
+                    return None;
+                }
+                let stamp_hlc = u64::from_le_bytes(rest[..8].try_into().ok()?);
+                let stamp_node = u32::from_le_bytes(rest[8..12].try_into().ok()?);
+                let rest = &rest[12..];
                 let value = match tag {
                     1 if rest.is_empty() => None,
                     1 => return None,
                     _ => Some(rest.to_vec()),
                 };
-                Some(Proposal { ballot, value })
+                Some(Proposal {
+                    ballot,
+                    value,
+                    stamp_hlc,
+                    stamp_node,
+                })
             }
             _ => return None,
         };
@@ -513,14 +553,12 @@ impl Proposer {
             .filter_map(|p| p.current.as_ref())
             .max_by_key(|v| v.timestamp)
             .cloned();
-        let timestamp = self.commit_timestamp(current.as_ref());
         if let Some(unfinished) = in_progress {
-            let version = Versioned {
-                timestamp,
-                value: unfinished.value.clone(),
-            };
+            // Its own timestamp: every commit of it writes the same version.
+            let version = unfinished.version();
             return self.propose(version, true, current);
         }
+        let timestamp = self.commit_timestamp(current.as_ref());
         let (condition, change) = match &self.op {
             SerialOp::Read => {
                 self.phase = Phase::Idle;
@@ -567,6 +605,8 @@ impl Proposer {
         let proposal = Proposal {
             ballot: self.ballot,
             value: version.value.clone(),
+            stamp_hlc: version.timestamp.hlc,
+            stamp_node: version.timestamp.node,
         };
         self.refused.clear();
         self.phase = Phase::Proposing {
@@ -770,12 +810,16 @@ mod tests {
         let low = Proposal {
             ballot: ballot(4, 2),
             value: Some(b"x".to_vec()),
+            stamp_hlc: 7,
+            stamp_node: 9,
         };
         assert_eq!(state.propose(low.clone(), false), Err(ballot(5, 1)));
         assert_eq!(state.accepted, None);
         let equal = Proposal {
             ballot: ballot(5, 1),
             value: Some(b"y".to_vec()),
+            stamp_hlc: 7,
+            stamp_node: 9,
         };
         assert_eq!(state.propose(equal.clone(), false), Ok(()));
         assert_eq!(state.accepted, Some(equal.clone()));
@@ -792,6 +836,8 @@ mod tests {
         let p = Proposal {
             ballot: ballot(5, 1),
             value: None,
+            stamp_hlc: 7,
+            stamp_node: 9,
         };
         state.propose(p.clone(), false).unwrap();
         state.commit(ballot(4, 1));
@@ -813,6 +859,8 @@ mod tests {
                 accepted: Some(Proposal {
                     ballot: ballot(8, 1),
                     value: None,
+                    stamp_hlc: 7,
+                    stamp_node: 9,
                 }),
                 committed: ballot(3, 3),
             },
@@ -821,6 +869,8 @@ mod tests {
                 accepted: Some(Proposal {
                     ballot: ballot(9, 2),
                     value: Some(b"value".to_vec()),
+                    stamp_hlc: 7,
+                    stamp_node: 9,
                 }),
                 committed: Ballot::ZERO,
             },
@@ -829,6 +879,8 @@ mod tests {
                 accepted: Some(Proposal {
                     ballot: ballot(9, 2),
                     value: Some(Vec::new()),
+                    stamp_hlc: 7,
+                    stamp_node: 9,
                 }),
                 committed: Ballot::ZERO,
             },
@@ -922,7 +974,9 @@ mod tests {
             step,
             ProposerStep::Propose(Proposal {
                 ballot: ballot(100, 1),
-                value: Some(b"b".to_vec())
+                value: Some(b"b".to_vec()),
+                stamp_hlc: 501,
+                stamp_node: 1,
             })
         );
         assert_eq!(p.on_accepted(NodeId(3), ballot(100, 1)), ProposerStep::Wait);
@@ -980,6 +1034,8 @@ mod tests {
         let unfinished = Proposal {
             ballot: ballot(90, 2),
             value: Some(b"theirs".to_vec()),
+            stamp_hlc: 7,
+            stamp_node: 9,
         };
         let promises = |p: &mut Proposer| {
             p.start(ballot(100, 1));
@@ -999,7 +1055,9 @@ mod tests {
             promises(&mut p),
             ProposerStep::Propose(Proposal {
                 ballot: ballot(100, 1),
-                value: Some(b"theirs".to_vec())
+                value: Some(b"theirs".to_vec()),
+                stamp_hlc: 7,
+                stamp_node: 9,
             })
         );
         p.on_accepted(NodeId(1), ballot(100, 1));
@@ -1020,7 +1078,9 @@ mod tests {
             promises(&mut bad),
             ProposerStep::Propose(Proposal {
                 ballot: ballot(100, 1),
-                value: Some(b"mine".to_vec())
+                value: Some(b"mine".to_vec()),
+                stamp_hlc: 100,
+                stamp_node: 1,
             })
         );
     }
@@ -1036,6 +1096,8 @@ mod tests {
                 in_progress: Some(Proposal {
                     ballot: ballot(50, 2),
                     value: None,
+                    stamp_hlc: 7,
+                    stamp_node: 9,
                 }),
                 committed: Ballot::ZERO,
                 current: None,
