@@ -811,6 +811,9 @@ fn error_reply(error: &ClientError, writes: bool) -> Reply {
             ))
         }
         ClientError::Invalid { reason } => Reply::error(format!("ERR {reason}")),
+        ClientError::NotProposed { rounds } => Reply::error(format!(
+            "TIMEOUT {rounds} Paxos round(s) lost to competing operations before the deadline; nothing was applied"
+        )),
         ClientError::Overloaded { pending } => Reply::error(format!(
             "OVERLOADED the coordinator has {pending} operations in flight; nothing was applied"
         )),

@@ -453,6 +453,10 @@ pub enum ClientError {
     Invalid { reason: String },
     /// The coordinator is overloaded and refused the request: nothing applied.
     Overloaded { pending: usize },
+    /// A `SERIAL` operation reached its deadline before its own value was
+    /// ever proposed (its ballots lost to competing proposers, or too few
+    /// replicas answered a prepare): nothing applied.
+    NotProposed { rounds: u32 },
     /// Storage failed at the replicas the level needed (corruption names
     /// node, file and offset); a write may have reached other replicas.
     Storage { reason: String },
@@ -467,7 +471,10 @@ impl ClientError {
     pub fn may_have_applied(&self) -> bool {
         match self {
             Self::Timeout { .. } | Self::Storage { .. } | Self::NoSpace { .. } => true,
-            Self::Invalid { .. } | Self::Overloaded { .. } | Self::Unavailable { .. } => false,
+            Self::Invalid { .. }
+            | Self::Overloaded { .. }
+            | Self::Unavailable { .. }
+            | Self::NotProposed { .. } => false,
         }
     }
 }
@@ -487,6 +494,10 @@ impl std::fmt::Display for ClientError {
             ),
             Self::Invalid { reason } => write!(f, "invalid request: {reason}"),
             Self::Overloaded { pending } => write!(f, "overloaded: {pending} requests pending"),
+            Self::NotProposed { rounds } => write!(
+                f,
+                "not proposed: {rounds} Paxos round(s) ended before the deadline without proposing"
+            ),
             Self::Storage { reason } => write!(f, "storage error: {reason}"),
             Self::NoSpace { reason } => write!(f, "no space: {reason}"),
         }

@@ -443,6 +443,9 @@ pub struct Proposer {
     refused: Vec<NodeId>,
     highest_seen: Ballot,
     rounds: u32,
+    /// Whether our own value was ever proposed (a change may then have
+    /// been applied).
+    proposed_own: bool,
     planted_ignore_in_progress: bool,
 }
 
@@ -460,6 +463,7 @@ impl Proposer {
             refused: Vec::new(),
             highest_seen: Ballot::ZERO,
             rounds: 0,
+            proposed_own: false,
             planted_ignore_in_progress: false,
         }
     }
@@ -485,6 +489,12 @@ impl Proposer {
     /// The highest ballot any answer showed: the next must exceed it.
     pub fn highest_seen(&self) -> Ballot {
         self.highest_seen.max(self.ballot)
+    }
+
+    /// Whether our own value was ever proposed: if not, an operation that
+    /// ends now applied nothing.
+    pub fn proposed_own(&self) -> bool {
+        self.proposed_own
     }
 
     /// Rounds started so far (1 after the first prepare).
@@ -609,6 +619,7 @@ impl Proposer {
             stamp_node: version.timestamp.node,
         };
         self.refused.clear();
+        self.proposed_own |= !finishing;
         self.phase = Phase::Proposing {
             version,
             finishing,

@@ -488,11 +488,18 @@ impl<D: Disk> Node<D> {
             .collect();
         for seq in expired {
             let pending = self.serial.remove(&seq).expect("listed above");
-            let (answered, required) = (pending.proposer.answered(), pending.proposer.quorum());
-            self.reply(
-                pending.request,
-                ClientResponse::Error(ClientError::Timeout { answered, required }),
-            );
+            let proposer = &pending.proposer;
+            let error = if proposer.proposed_own() {
+                ClientError::Timeout {
+                    answered: proposer.answered(),
+                    required: proposer.quorum(),
+                }
+            } else {
+                ClientError::NotProposed {
+                    rounds: proposer.rounds(),
+                }
+            };
+            self.reply(pending.request, ClientResponse::Error(error));
         }
         let due: Vec<u64> = self
             .serial
