@@ -504,6 +504,8 @@ fn without_planted_bugs(config: &SimConfig) -> SimConfig {
         planted_hlc_not_seeded_on_restart: false,
         planted_adopt_remote_readings_without_bound: false,
         planted_skip_commit_wait: false,
+        planted_paxos_accept_below_promise: false,
+        planted_paxos_ignores_in_progress_proposal: false,
         ..config.clone()
     }
 }

@@ -42,6 +42,8 @@
 //! - [`purge`]: the gate on tombstone purging (repair first).
 //! - [`generation`]: the boot generation kept on disk.
 //! - [`no_space`]: what a full disk does to outputs waiting on a sync.
+//! - [`paxos`]: per-key Paxos for `SERIAL`: acceptor rules and state, the
+//!   proposer's rounds.
 //! - [`node`]: `Node`, a dispatcher tying them together: `step` and `flush`.
 
 pub mod anti_entropy;
@@ -62,6 +64,7 @@ pub mod merkle;
 pub mod message;
 pub mod no_space;
 pub mod node;
+pub mod paxos;
 pub mod purge;
 pub mod ring;
 

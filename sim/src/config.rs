@@ -109,6 +109,12 @@ pub struct SimConfig {
     pub planted_adopt_remote_readings_without_bound: bool,
     /// Plant: commit wait answers at once. Test-only.
     pub planted_skip_commit_wait: bool,
+    /// Plant the bug of a Paxos acceptor that accepts a proposal below the
+    /// ballot it promised (`SERIAL` runs).
+    pub planted_paxos_accept_below_promise: bool,
+    /// Plant the bug of a Paxos proposer that ignores an accepted but
+    /// uncommitted proposal in the promises (`SERIAL` runs).
+    pub planted_paxos_ignores_in_progress_proposal: bool,
 }
 
 /// Default [`SimConfig::memtable_bytes`]: the engine's smallest memtable.
@@ -158,6 +164,8 @@ impl Default for SimConfig {
             planted_hlc_not_seeded_on_restart: false,
             planted_adopt_remote_readings_without_bound: false,
             planted_skip_commit_wait: false,
+            planted_paxos_accept_below_promise: false,
+            planted_paxos_ignores_in_progress_proposal: false,
         }
     }
 }
@@ -256,6 +264,8 @@ impl SimConfig {
             || self.planted_hlc_not_seeded_on_restart
             || self.planted_adopt_remote_readings_without_bound
             || self.planted_skip_commit_wait
+            || self.planted_paxos_accept_below_promise
+            || self.planted_paxos_ignores_in_progress_proposal
     }
 
     /// The command that replays exactly this run.

@@ -23,6 +23,7 @@ use crate::purge::PurgeGate;
 impl<D: Disk> Node<D> {
     pub(super) fn on_tick(&mut self, now: Now) {
         self.expire(now);
+        self.expire_serial(now);
         if self.detector.tick(now.mono_nanos) {
             // This node was paused: its peers kept gossiping unheard.
             // Gossip at once, so news comes back before anyone is judged.

@@ -129,6 +129,14 @@ pub struct NodeOptions {
     /// at once instead of waiting for the clock. Off by default; no command
     /// sets it.
     pub bug_skip_commit_wait: bool,
+    /// **A deliberate bug**: a Paxos acceptor accepts a proposal whose
+    /// ballot is below the one it promised. Off by default; no command sets
+    /// it.
+    pub bug_paxos_accept_below_promise: bool,
+    /// **A deliberate bug**: a Paxos proposer ignores an accepted but
+    /// uncommitted proposal it learned in the promises and proposes its own
+    /// value instead. Off by default; no command sets it.
+    pub bug_paxos_ignores_in_progress_proposal: bool,
 }
 
 impl Default for NodeOptions {
@@ -161,6 +169,8 @@ impl Default for NodeOptions {
             bug_hlc_not_seeded_on_restart: false,
             bug_adopt_remote_readings_without_bound: false,
             bug_skip_commit_wait: false,
+            bug_paxos_accept_below_promise: false,
+            bug_paxos_ignores_in_progress_proposal: false,
         }
     }
 }

@@ -123,6 +123,8 @@ const SIM_BACKGROUND_BYTES_PER_TICK: u64 = 64 * 1024;
 /// Anti-entropy's scan rate in runs: 64 KiB per 10 ms tick, as before the
 /// budget became a rate.
 const SIM_ANTI_ENTROPY_SCAN_BYTES_PER_SEC: u64 = 64 * 1024 * 100;
+/// Percentage of a `SERIAL` run's value writes that are compare-and-sets.
+const SERIAL_CAS_PERCENT: u32 = 50;
 
 /// What went wrong in a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -315,6 +317,7 @@ fn checker_level(level: ConsistencyLevel) -> Level {
         ConsistencyLevel::Two => Level::Two,
         ConsistencyLevel::Quorum => Level::Quorum,
         ConsistencyLevel::All => Level::All,
+        ConsistencyLevel::Serial => Level::Serial,
     }
 }
 
@@ -626,6 +629,9 @@ impl Simulation {
                 .planted_coordinator_counts_stale_answers,
             bug_read_error_answers_absent: config.planted_replica_answers_absent_on_read_error,
             bug_count_duplicate_acknowledgements: config.planted_coordinator_counts_duplicate_acks,
+            bug_paxos_accept_below_promise: config.planted_paxos_accept_below_promise,
+            bug_paxos_ignores_in_progress_proposal: config
+                .planted_paxos_ignores_in_progress_proposal,
             engine: EngineOptions {
                 wal_segment_bytes_max: SIM_WAL_SEGMENT_BYTES,
                 memtable_bytes_max: config.memtable_bytes,
@@ -686,6 +692,11 @@ impl Simulation {
         let workload = RegisterWorkload::new(RegisterOptions {
             keys: config.keys,
             value_bytes: config.value_bytes,
+            cas_percent: if config.level == ConsistencyLevel::Serial {
+                SERIAL_CAS_PERCENT
+            } else {
+                0
+            },
             ..RegisterOptions::default()
         });
         let keys = workload.keys();
