@@ -3,7 +3,9 @@
 //! Pure: no I/O, no node. Every way a request can be wrong gets an error
 //! reply a Redis user recognises (`ERR wrong number of arguments for 'get'
 //! command`), and options that would change a command's meaning but are not
-//! implemented (`SET ... NX`, expiry) are refused, never silently ignored.
+//! implemented (expiry) are refused, never silently ignored. The
+//! conditional commands (`SET ... NX | XX | IFEQ | GET`, `GETDEL`,
+//! `DELIFEQ`, `INCR` and its kin) are parsed in [`crate::conditional`].
 
 use enigma_cluster::ConsistencyLevel;
 
@@ -58,6 +60,8 @@ pub enum Command {
     Client(ClientQuery),
     /// `DBSIZE`: an estimate of the live keys this node stores.
     DbSize,
+    /// A conditional command, run at `SERIAL` only.
+    Conditional(crate::conditional::Conditional),
 }
 
 /// What `COMMAND` was asked.
@@ -89,7 +93,7 @@ pub enum ClientQuery {
 /// Names and arities of the commands EnigmaDB serves, as `COMMAND` reports
 /// them: `(name, arity, is_write, first_key, last_key, key_step)`. A
 /// negative arity means "at least that many" (the name included).
-pub const COMMAND_TABLE: [(&str, i64, bool, i64, i64, i64); 18] = [
+pub const COMMAND_TABLE: [(&str, i64, bool, i64, i64, i64); 24] = [
     ("ping", -1, false, 0, 0, 0),
     ("echo", 2, false, 0, 0, 0),
     ("get", 2, false, 1, 1, 1),
@@ -108,6 +112,12 @@ pub const COMMAND_TABLE: [(&str, i64, bool, i64, i64, i64); 18] = [
     ("client", -2, false, 0, 0, 0),
     ("dbsize", 1, false, 0, 0, 0),
     ("repair", 1, false, 0, 0, 0),
+    ("getdel", 2, true, 1, 1, 1),
+    ("delifeq", 3, true, 1, 1, 1),
+    ("incr", 2, true, 1, 1, 1),
+    ("incrby", 3, true, 1, 1, 1),
+    ("decr", 2, true, 1, 1, 1),
+    ("decrby", 3, true, 1, 1, 1),
 ];
 
 /// Position of command `name` in [`COMMAND_TABLE`] (a match, not a scan:
@@ -132,6 +142,12 @@ pub fn command_index(name: &str) -> Option<usize> {
         "client" => 15,
         "dbsize" => 16,
         "repair" => 17,
+        "getdel" => 18,
+        "delifeq" => 19,
+        "incr" => 20,
+        "incrby" => 21,
+        "decr" => 22,
+        "decrby" => 23,
         _ => return None,
     };
     debug_assert_eq!(COMMAND_TABLE[index].0, name);
@@ -160,6 +176,7 @@ impl Command {
             Self::Client(_) => "client",
             Self::DbSize => "dbsize",
             Self::Repair => "repair",
+            Self::Conditional(c) => c.name(),
         }
     }
 
@@ -172,7 +189,8 @@ impl Command {
             | Self::Del(_)
             | Self::Exists(_)
             | Self::MGet(_)
-            | Self::MSet(_) => true,
+            | Self::MSet(_)
+            | Self::Conditional(_) => true,
             Self::At { command, .. } => command.touches_keys(),
             _ => false,
         }
@@ -188,11 +206,6 @@ impl std::fmt::Display for CommandError {
         f.write_str(&self.0)
     }
 }
-
-/// Options of `SET` that change its meaning; refused until implemented.
-const SET_OPTIONS_UNSUPPORTED: [&str; 9] = [
-    "NX", "XX", "GET", "EX", "PX", "EXAT", "PXAT", "KEEPTTL", "IFEQ",
-];
 
 /// Parses one request's arguments (the first is the command name).
 ///
@@ -239,19 +252,14 @@ pub fn parse(args: Vec<Vec<u8>>) -> Result<Command, CommandError> {
         }
         "set" => {
             arity(rest.len() >= 2)?;
-            if let Some(option) = rest.get(2) {
-                let option = String::from_utf8_lossy(option).to_ascii_uppercase();
-                let known = SET_OPTIONS_UNSUPPORTED.contains(&option.as_str());
-                return Err(CommandError(if known {
-                    format!("ERR SET option {option} is not supported by EnigmaDB yet")
-                } else {
-                    "ERR syntax error".to_owned()
-                }));
+            let mut args = rest.into_iter();
+            let key = args.next().expect("arity checked");
+            let value = args.next().expect("arity checked");
+            let options: Vec<Vec<u8>> = args.collect();
+            if options.is_empty() {
+                return Ok(Command::Set { key, value });
             }
-            let mut rest = rest.into_iter();
-            let key = rest.next().expect("arity checked");
-            let value = rest.next().expect("arity checked");
-            Ok(Command::Set { key, value })
+            crate::conditional::parse_set(key, value, &options).map(Command::Conditional)
         }
         "del" => {
             arity(!rest.is_empty())?;
@@ -329,7 +337,10 @@ pub fn parse(args: Vec<Vec<u8>>) -> Result<Command, CommandError> {
         }
         "hello" => parse_hello(rest),
         "client" => parse_client(rest),
-        _ => {
+        other => {
+            if let Some(parsed) = crate::conditional::parse(other, rest) {
+                return parsed.map(Command::Conditional);
+            }
             let shown: String = name.chars().take(64).collect();
             Err(CommandError(format!("ERR unknown command '{shown}'")))
         }
@@ -499,10 +510,19 @@ mod tests {
 
     #[test]
     fn set_options_that_change_meaning_are_refused_not_ignored() {
-        for option in ["NX", "xx", "EX", "GET", "KEEPTTL"] {
+        for option in ["EX 1", "px 5", "KEEPTTL", "NX EXAT 3"] {
             let err = parse(words(&format!("SET k v {option}"))).unwrap_err();
             assert!(err.0.contains("not supported"), "{option}: {err}");
         }
+        // The conditional options are commands of their own, run at SERIAL.
+        for option in ["NX", "xx", "GET", "IFEQ old", "XX GET"] {
+            let parsed = parse(words(&format!("SET k v {option}"))).unwrap();
+            assert!(matches!(parsed, Command::Conditional(_)), "{option}");
+        }
+        assert!(matches!(
+            parse(words("INCRBY n 3")).unwrap(),
+            Command::Conditional(_)
+        ));
         assert_eq!(
             parse(words("SET k v BANANA")).unwrap_err().0,
             "ERR syntax error"

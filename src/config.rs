@@ -308,8 +308,8 @@ pub struct HealingConfig {
     pub hints_bytes_max_per_node: u64,
     /// Whether anti-entropy sessions start on their own.
     pub anti_entropy: bool,
-    /// Bytes anti-entropy may scan per tick.
-    pub anti_entropy_bytes_per_tick: u64,
+    /// Bytes anti-entropy may scan per second.
+    pub anti_entropy_scan_bytes_per_sec: u64,
     /// Pause between anti-entropy sessions.
     pub anti_entropy_interval_ms: u64,
     /// A tombstone younger than this is never purged.
@@ -341,7 +341,7 @@ impl Default for HealingConfig {
             hint_window_ms: node.hints.window_nanos / 1_000_000,
             hints_bytes_max_per_node: node.hints.bytes_max_per_node,
             anti_entropy: node.anti_entropy.continuous,
-            anti_entropy_bytes_per_tick: node.anti_entropy.bytes_per_tick,
+            anti_entropy_scan_bytes_per_sec: node.anti_entropy.scan_bytes_per_sec,
             anti_entropy_interval_ms: node.anti_entropy.interval_nanos / 1_000_000,
             gc_grace_ms: node.gc_grace_nanos / 1_000_000,
             clock_offset_max_ms: node.clock_offset_max_nanos / 1_000_000,
@@ -359,8 +359,8 @@ impl HealingConfig {
             ("gossip_interval_ms", self.gossip_interval_ms),
             ("hint_window_ms", self.hint_window_ms),
             (
-                "anti_entropy_bytes_per_tick",
-                self.anti_entropy_bytes_per_tick,
+                "anti_entropy_scan_bytes_per_sec",
+                self.anti_entropy_scan_bytes_per_sec,
             ),
             ("clock_offset_max_ms", self.clock_offset_max_ms),
             ("clock_uncertainty_ms", self.clock_uncertainty_ms),
@@ -701,9 +701,10 @@ pub struct NodeArgs {
     /// Run anti-entropy continuously: true or false [default: true].
     #[arg(long, env = "ENIGMA_ANTI_ENTROPY")]
     pub anti_entropy: Option<bool>,
-    /// Bytes anti-entropy scans per tick [default: 262144].
-    #[arg(long, env = "ENIGMA_ANTI_ENTROPY_BYTES_PER_TICK")]
-    pub anti_entropy_bytes_per_tick: Option<u64>,
+    /// Bytes of keys and values anti-entropy scans per second
+    /// [default: 4194304].
+    #[arg(long, env = "ENIGMA_ANTI_ENTROPY_SCAN_BYTES_PER_SEC")]
+    pub anti_entropy_scan_bytes_per_sec: Option<u64>,
     /// Pause between anti-entropy sessions, ms [default: 10000].
     #[arg(long, env = "ENIGMA_ANTI_ENTROPY_INTERVAL_MS")]
     pub anti_entropy_interval_ms: Option<u64>,
@@ -777,7 +778,7 @@ struct FileConfig {
     hint_window_ms: Option<u64>,
     hints_bytes_max_per_node: Option<u64>,
     anti_entropy: Option<bool>,
-    anti_entropy_bytes_per_tick: Option<u64>,
+    anti_entropy_scan_bytes_per_sec: Option<u64>,
     anti_entropy_interval_ms: Option<u64>,
     gc_grace_ms: Option<u64>,
     clock_offset_max_ms: Option<u64>,
@@ -825,10 +826,10 @@ impl NodeArgs {
                 .anti_entropy
                 .or(file.anti_entropy)
                 .unwrap_or(d.anti_entropy),
-            anti_entropy_bytes_per_tick: self
-                .anti_entropy_bytes_per_tick
-                .or(file.anti_entropy_bytes_per_tick)
-                .unwrap_or(d.anti_entropy_bytes_per_tick),
+            anti_entropy_scan_bytes_per_sec: self
+                .anti_entropy_scan_bytes_per_sec
+                .or(file.anti_entropy_scan_bytes_per_sec)
+                .unwrap_or(d.anti_entropy_scan_bytes_per_sec),
             anti_entropy_interval_ms: self
                 .anti_entropy_interval_ms
                 .or(file.anti_entropy_interval_ms)

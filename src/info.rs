@@ -222,7 +222,7 @@ fn healing(snapshot: &NodeSnapshot) -> String {
     let s = &snapshot.stats;
     let ae = &snapshot.anti_entropy;
     let mut out = format!(
-        "# Healing\r\nunavailable:{}\r\ngossip_refused:{}\r\nclock_refusals:{}\r\nwrites_refused_late:{}\r\nhints_refused:{}\r\nhint_watches_dropped:{}\r\nrepair_ranges_compared:{}\r\nrepair_sessions_completed:{}\r\nrepair_sessions_aborted:{}\r\nrepair_keys_sent:{}\r\nrepair_keys_received:{}\r\nrepair_messages_refused:{}\r\noldest_repair_wall_ms:{}\r\n",
+        "# Healing\r\nunavailable:{}\r\ngossip_refused:{}\r\nclock_refusals:{}\r\nwrites_refused_late:{}\r\nhints_refused:{}\r\nhint_watches_dropped:{}\r\nrepair_ranges_compared:{}\r\nrepair_sessions_completed:{}\r\nrepair_sessions_aborted:{}\r\nrepair_keys_sent:{}\r\nrepair_keys_received:{}\r\nrepair_messages_refused:{}\r\nrepair_bytes_scanned:{}\r\noldest_repair_wall_ms:{}\r\n",
         s.unavailable,
         s.gossip_refused,
         s.clock_refusals.values().sum::<u64>(),
@@ -235,6 +235,7 @@ fn healing(snapshot: &NodeSnapshot) -> String {
         ae.keys_sent,
         ae.keys_received,
         ae.messages_refused,
+        ae.bytes_scanned,
         snapshot.oldest_repair_wall_nanos / 1_000_000,
     );
     for (node, hints) in &snapshot.hints {

@@ -31,6 +31,7 @@
 //!   can show its checks bite on real processes.
 
 pub mod command;
+pub mod conditional;
 pub mod config;
 pub mod connection;
 pub mod driver;

@@ -356,7 +356,8 @@ fn sim_one(config: &SimConfig, show_history: bool, history_out: Option<&Path>) -
     out!(
         "faults: {} crashes before and {} during a sync, {} bridge and {} one-way partitions, \
          {} pauses, {} swizzles, {} clock jumps, {} bad-read windows ({} storage errors met), \
-         {} failed syncs, {} full disks, {} buggify firings; {} client retries, {} partial writes",
+         {} failed syncs, {} full disks, {} buggify firings, {} stale messages; {} client retries, \
+         {} partial writes",
         stats.crashes_before_sync,
         stats.crashes_during_sync,
         stats.bridge_partitions,
@@ -369,8 +370,14 @@ fn sim_one(config: &SimConfig, show_history: bool, history_out: Option<&Path>) -
         stats.sync_failures,
         stats.disk_full_windows,
         stats.buggify_fired,
+        stats.stale_messages,
         stats.client_retries,
         stats.partial_writes,
+    );
+    out!(
+        "frames: {} reads ended inside a frame, {} reads held several frames",
+        stats.reads_ending_inside_a_frame,
+        stats.reads_of_several_frames,
     );
     out!(
         "heal: {}; {} hints stored, {} replayed; {} repair sessions, {} keys streamed; {} refused as unavailable",

@@ -25,9 +25,9 @@ pub const BATCH_BUCKETS: [f64; 12] = [
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
 ];
 
-/// Label values of the `level` label: the four levels, then `none` for
+/// Label values of the `level` label: the five levels, then `none` for
 /// commands that touch no key.
-const LEVEL_LABELS: [&str; 5] = ["ONE", "TWO", "QUORUM", "ALL", "none"];
+const LEVEL_LABELS: [&str; 6] = ["ONE", "TWO", "QUORUM", "ALL", "SERIAL", "none"];
 
 const COMMANDS: usize = COMMAND_TABLE.len();
 
@@ -207,7 +207,8 @@ fn level_index(level: Option<ConsistencyLevel>) -> usize {
         Some(ConsistencyLevel::Two) => 1,
         Some(ConsistencyLevel::Quorum) => 2,
         Some(ConsistencyLevel::All) => 3,
-        None => 4,
+        Some(ConsistencyLevel::Serial) => 4,
+        None => 5,
     }
 }
 

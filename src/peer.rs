@@ -33,9 +33,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use enigma_cluster::codec::FRAME_PAYLOAD_BYTES_MAX;
-use enigma_cluster::codec::{decode_frame, encode_frame, Decoded, FRAME_HEADER_BYTES};
-use enigma_cluster::{Envelope, NodeId};
+use enigma_cluster::codec::{decode_frame, encode_frame, Decoded};
+use enigma_cluster::{Envelope, FrameReader, NodeId};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
@@ -563,36 +562,26 @@ async fn serve_inbound(
             link.redial.notify_one();
         }
     }
-    let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
+    let mut reader = FrameReader::new(tag_bytes);
     loop {
-        let mut start = 0;
         loop {
-            let rest = &buf[start..];
-            let Some(header) = rest.get(..FRAME_HEADER_BYTES) else {
-                break;
-            };
-            let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-            if len > FRAME_PAYLOAD_BYTES_MAX {
-                warn!(peer = %from, %remote, len, "peer frame over the size limit; closing its connection");
-                return;
-            }
-            let frame_end = FRAME_HEADER_BYTES + len;
-            let Some(frame) = rest.get(..frame_end) else {
-                break;
-            };
-            let Some(tag) = rest.get(frame_end..frame_end + tag_bytes) else {
-                break;
+            let raw = match reader.next_raw() {
+                Ok(Some(raw)) => raw,
+                Ok(None) => break,
+                Err(error) => {
+                    warn!(peer = %from, %remote, %error, "peer frame over the size limit; closing its connection");
+                    return;
+                }
             };
             if let Some(tags) = tags.as_mut() {
-                if !tags.open(frame, tag) {
+                if !tags.open(raw.frame, raw.trailer) {
                     inc(&metrics.peer_frames_rejected);
                     warn!(peer = %from, %remote, "peer frame failed authentication (changed, replayed or forged in transit); closing its connection");
                     return;
                 }
             }
-            match decode_frame(frame) {
+            match decode_frame(raw.frame) {
                 Ok(Decoded::Frame { envelope, .. }) => {
-                    start += frame_end + tag_bytes;
                     inc(&metrics.peer_frames_received);
                     if inputs
                         .send(DriverInput::Peer { from, envelope })
@@ -602,7 +591,13 @@ async fn serve_inbound(
                         return;
                     }
                 }
-                Ok(Decoded::Incomplete) => break,
+                Ok(Decoded::Incomplete) => {
+                    // The reader cut out a whole frame: the decoder cannot
+                    // ask for more of it.
+                    inc(&metrics.peer_frames_rejected);
+                    warn!(peer = %from, %remote, "peer frame shorter than its header says; closing its connection");
+                    return;
+                }
                 Err(error) => {
                     inc(&metrics.peer_frames_rejected);
                     warn!(peer = %from, %remote, %error, "undecodable frame from peer; closing its connection");
@@ -610,16 +605,8 @@ async fn serve_inbound(
                 }
             }
         }
-        buf.drain(..start);
-        if buf.is_empty() && buf.capacity() > 1 << 20 {
-            // A large frame's room is not kept for the small ones.
-            buf = Vec::with_capacity(64 << 10);
-        }
-        if buf.capacity() - buf.len() < 16 << 10 {
-            buf.reserve(64 << 10);
-        }
         tokio::select! {
-            read = stream.read_buf(&mut buf) => match read {
+            read = stream.read_buf(reader.buffer()) => match read {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             },

@@ -426,7 +426,7 @@ fn node_options(config: &NodeConfig) -> NodeOptions {
         },
         anti_entropy: AntiEntropyOptions {
             continuous: healing.anti_entropy,
-            bytes_per_tick: healing.anti_entropy_bytes_per_tick,
+            scan_bytes_per_sec: healing.anti_entropy_scan_bytes_per_sec,
             interval_nanos: ms(healing.anti_entropy_interval_ms),
             ..defaults.anti_entropy.clone()
         },

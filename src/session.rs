@@ -45,6 +45,8 @@ enum OpKind {
     },
     /// An operator's full anti-entropy pass (`REPAIR`).
     Repair,
+    /// A conditional command at `SERIAL` (one part).
+    Conditional(Box<crate::conditional::Conditional>),
 }
 
 #[derive(Debug)]
@@ -452,6 +454,7 @@ impl Session {
             | Command::Exists(_)
             | Command::MGet(_)
             | Command::MSet(_)
+            | Command::Conditional(_)
             | Command::Repair => unreachable!("key commands and REPAIR are started, not answered"),
         }
     }
@@ -679,6 +682,21 @@ impl Session {
                 self.shared.values.note(value.len());
                 Ok((OpKind::Set, Parts::One(ClientOp::Put { key, value })))
             }
+            Command::Conditional(c) => {
+                if level != ConsistencyLevel::Serial {
+                    return Err(Reply::error(format!(
+                        "ERR '{}' needs consistency level SERIAL (CONSISTENCY SERIAL, or AT SERIAL {}); it is refused at {level} rather than done as a racy read-modify-write",
+                        c.name(),
+                        c.name().to_ascii_uppercase()
+                    )));
+                }
+                check_key(c.key())?;
+                if let Some(value) = c.value() {
+                    check_value(value)?;
+                }
+                let op = c.op();
+                Ok((OpKind::Conditional(Box::new(c)), Parts::One(op)))
+            }
             Command::MGet(keys) => Ok((OpKind::MGet, Parts::Many(gets(keys)?))),
             Command::Exists(keys) => Ok((OpKind::Exists, Parts::Many(gets(keys)?))),
             Command::Del(keys) => {
@@ -711,12 +729,21 @@ impl Session {
         let SlotState::Waiting(op) = &mut self.slots[index].state else {
             return;
         };
-        if let (Parts::One(part), OpKind::Get | OpKind::Set | OpKind::Repair) =
-            (&mut op.parts, &op.kind)
+        if let (
+            Parts::One(part),
+            OpKind::Get | OpKind::Set | OpKind::Repair | OpKind::Conditional(_),
+        ) = (&mut op.parts, &op.kind)
         {
             // One key, one part: no collecting.
             let response = part.take().expect("every part answered");
             let reply = match (response, &op.kind) {
+                (ClientResponse::Error(ClientError::Invalid { reason }), OpKind::Conditional(_))
+                    if crate::conditional::Conditional::change_error(&reason).is_some() =>
+                {
+                    crate::conditional::Conditional::change_error(&reason).expect("checked")
+                }
+                (ClientResponse::Error(e), OpKind::Conditional(_)) => error_reply(&e, true),
+                (response, OpKind::Conditional(c)) => c.reply(response),
                 (ClientResponse::Repaired(report), _) => Reply::Bulk(
                     format!(
                         "ranges_compared:{}\r\nranges_failed:{}\r\nkeys_exchanged:{}\r\nmillis:{}\r\n",
@@ -783,7 +810,9 @@ impl Session {
             (OpKind::Exists, None) => Reply::Integer(found(&parts)),
             (OpKind::Del { keys }, None) => Reply::Integer(found(&parts[..*keys])),
             (OpKind::Set | OpKind::MSet, None) => ok(),
-            (OpKind::Repair, None) => unreachable!("a repair has one part"),
+            (OpKind::Repair | OpKind::Conditional(_), None) => {
+                unreachable!("a repair or a conditional command has one part")
+            }
         };
         self.ready_bytes += reply_bytes(&reply);
         self.slots[index].state = SlotState::Ready(reply);
@@ -818,6 +847,9 @@ fn error_reply(error: &ClientError, writes: bool) -> Reply {
             ))
         }
         ClientError::Invalid { reason } => Reply::error(format!("ERR {reason}")),
+        ClientError::NotProposed { rounds } => Reply::error(format!(
+            "TIMEOUT {rounds} Paxos round(s) lost to competing operations before the deadline; nothing was applied"
+        )),
         ClientError::Overloaded { pending } => Reply::error(format!(
             "OVERLOADED the coordinator has {pending} operations in flight; nothing was applied"
         )),

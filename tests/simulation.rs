@@ -14,11 +14,43 @@ const CI_SWEEP_SEEDS: u64 = 2_000;
 /// Seeds a planted bug's sweep may take before the checks must catch it.
 const PLANTED_SWEEP_SEEDS: u64 = 200;
 
+/// How often each fault family fired over `reports`, by name.
+fn families_fired(reports: &[enigma_sim::RunReport]) -> Vec<(&'static str, u64)> {
+    let total =
+        |f: fn(&enigma_sim::RunStats) -> u64| -> u64 { reports.iter().map(|r| f(&r.stats)).sum() };
+    vec![
+        ("full disks", total(|s| s.disk_full_windows)),
+        ("buggify firings", total(|s| s.buggify_fired)),
+        ("crashes", total(|s| s.crashes)),
+        ("crashes before a sync", total(|s| s.crashes_before_sync)),
+        ("crashes during a sync", total(|s| s.crashes_during_sync)),
+        ("partitions", total(|s| s.partitions)),
+        ("bridge partitions", total(|s| s.bridge_partitions)),
+        ("asymmetric partitions", total(|s| s.asymmetric_partitions)),
+        ("pauses", total(|s| s.pauses)),
+        ("swizzles", total(|s| s.swizzles)),
+        ("clock jumps", total(|s| s.clock_jumps)),
+        ("bad-read windows", total(|s| s.read_fault_windows)),
+        ("storage errors met", total(|s| s.storage_errors)),
+        ("failed syncs", total(|s| s.sync_failures)),
+        ("partial writes", total(|s| s.partial_writes)),
+        ("stale messages", total(|s| s.stale_messages)),
+        (
+            "reads ending inside a frame",
+            total(|s| s.reads_ending_inside_a_frame),
+        ),
+        (
+            "reads of several frames",
+            total(|s| s.reads_of_several_frames),
+        ),
+    ]
+}
+
 #[test]
 fn the_same_seed_replays_with_the_same_digest_and_history() {
-    // Seeds across every family: each draws its own mix, and the first 60
-    // include pauses, clogging, clock faults, bad reads, failed syncs and
-    // crashes inside group commits (the family test shows they fire).
+    // Seeds across every family: each draws its own mix, and together the
+    // first 60 fire every family (asserted below).
+    let mut reports = Vec::new();
     for seed in 0..60 {
         let config = SimConfig {
             seed,
@@ -37,6 +69,10 @@ fn the_same_seed_replays_with_the_same_digest_and_history() {
             first.stats, second.stats,
             "seed {seed} counted different events"
         );
+        reports.push(first);
+    }
+    for (family, count) in families_fired(&reports) {
+        assert!(count > 0, "{family} never happened in the replayed seeds");
     }
 }
 
@@ -169,6 +205,11 @@ fn the_planted_bug_is_found_and_its_seed_replays() {
 #[test]
 fn the_planted_bug_is_off_unless_asked_for() {
     assert!(!SimConfig::default().planted_bug);
+    assert!(!SimConfig::default().planted_any());
+    assert_eq!(
+        without_planted_bugs(&SimConfig::default()),
+        SimConfig::default()
+    );
     let report = run(&SimConfig {
         seed: 7,
         ..SimConfig::default()
@@ -413,32 +454,131 @@ fn a_disk_that_loses_synced_writes_is_caught_by_the_durability_check() {
 /// A planted bug must be caught within a bounded sweep, and the catching
 /// seed must replay with the same digest and the same violations.
 fn caught_and_replayed(base: SimConfig, property: &str) -> enigma_sim::RunReport {
+    caught_and_replayed_by(base, &[property])
+}
+
+/// As [`caught_and_replayed`], by a violation of any of `properties`.
+fn caught_and_replayed_by(base: SimConfig, properties: &[&str]) -> enigma_sim::RunReport {
     let result = sweep(&base, PLANTED_SWEEP_SEEDS, |_| {});
     let failure = result
         .failures
         .into_iter()
-        .find(|r| r.violations.iter().any(|v| v.property == property))
-        .unwrap_or_else(|| panic!("{PLANTED_SWEEP_SEEDS} seeds never violated {property}"));
+        .find(|r| {
+            r.violations
+                .iter()
+                .any(|v| properties.contains(&v.property))
+        })
+        .unwrap_or_else(|| panic!("{PLANTED_SWEEP_SEEDS} seeds never violated {properties:?}"));
     let replay = run(&failure.config);
     assert_eq!(
         replay.digest, failure.digest,
         "the catching seed replayed differently"
     );
     assert_eq!(replay.violations, failure.violations);
-    let honest = run(&SimConfig {
-        planted_bug: false,
-        planted_disk_loses_synced_writes: false,
-        planted_release_before_sync: false,
-        planted_ack_after_failed_sync: false,
-        planted_flush_drops_memtable: false,
-        ..failure.config.clone()
-    });
+    let honest = run(&without_planted_bugs(&failure.config));
     assert!(
         honest.passed(),
         "the seed fails without the bug: {:?}",
         honest.violations
     );
     failure
+}
+
+/// `config` with every planted switch off.
+fn without_planted_bugs(config: &SimConfig) -> SimConfig {
+    SimConfig {
+        planted_bug: false,
+        planted_hint_deleted_on_send: false,
+        planted_anti_entropy_one_way: false,
+        planted_purge_without_repair: false,
+        planted_coordinator_ignores_failure_detector: false,
+        planted_disk_loses_synced_writes: false,
+        planted_release_before_sync: false,
+        planted_ack_after_failed_sync: false,
+        planted_flush_drops_memtable: false,
+        planted_coordinator_counts_stale_answers: false,
+        planted_frame_reader_drops_rest: false,
+        planted_replica_answers_absent_on_read_error: false,
+        planted_coordinator_counts_duplicate_acks: false,
+        planted_read_trusts_data_over_digests: false,
+        planted_hlc_not_seeded_on_restart: false,
+        planted_adopt_remote_readings_without_bound: false,
+        planted_skip_commit_wait: false,
+        planted_paxos_accept_below_promise: false,
+        planted_paxos_ignores_in_progress_proposal: false,
+        ..config.clone()
+    }
+}
+
+/// A coordinator that ignores the boot generation in the answers it gets
+/// counts acknowledgements and replies meant for its previous incarnation
+/// toward new operations that reuse their sequence numbers: a write is
+/// acknowledged by replicas that never took it, a read answers another
+/// operation's value. Stale messages bring those answers after restarts.
+#[test]
+fn a_coordinator_counting_answers_of_its_previous_incarnation_is_caught() {
+    let failure = caught_and_replayed_by(
+        SimConfig {
+            seed: 0x5eed_0000,
+            planted_coordinator_counts_stale_answers: true,
+            ..SimConfig::default()
+        },
+        &["linearizability", "lost-write"],
+    );
+    assert!(failure.stats.stale_messages > 0, "{:?}", failure.stats);
+}
+
+/// A coordinator that counts acknowledgements as they arrive, not
+/// replicas, takes a duplicated one (the network's duplicates, or a
+/// replica's acknowledgement again after a full disk took it back) for two
+/// replicas: a `QUORUM` write succeeds on one. With five nodes the
+/// coordinator is often not a replica, so its own write does not hide it.
+#[test]
+fn a_coordinator_counting_a_duplicated_acknowledgement_twice_is_caught() {
+    caught_and_replayed_by(
+        SimConfig {
+            nodes: 5,
+            planted_coordinator_counts_duplicate_acks: true,
+            ..SimConfig::default()
+        },
+        &["linearizability", "lost-write"],
+    );
+}
+
+/// A frame reader that drops what followed a frame in its buffer loses the
+/// start of the next frame whenever frames arrive in pieces: the stream no
+/// longer decodes.
+#[test]
+fn a_frame_reader_that_drops_the_rest_of_its_buffer_is_caught() {
+    let failure = caught_and_replayed(
+        SimConfig {
+            planted_frame_reader_drops_rest: true,
+            ..SimConfig::default()
+        },
+        "integrity",
+    );
+    assert!(
+        failure.stats.reads_ending_inside_a_frame > 0,
+        "{:?}",
+        failure.stats
+    );
+}
+
+/// A replica that takes a failed read of its storage for a key it does not
+/// hold answers "absent" where it acknowledged a write; with a replica that
+/// missed the write, a quorum read then misses it too. With 20 keys a
+/// stale read is not at once hidden by a newer write of its key.
+#[test]
+fn a_replica_answering_absent_on_a_read_error_is_caught() {
+    let failure = caught_and_replayed_by(
+        SimConfig {
+            planted_replica_answers_absent_on_read_error: true,
+            keys: 20,
+            ..SimConfig::default()
+        },
+        &["linearizability", "lost-write"],
+    );
+    assert!(failure.stats.read_fault_windows > 0, "{:?}", failure.stats);
 }
 
 /// A driver that lets a batch's acknowledgements leave when its sync starts
@@ -486,6 +626,20 @@ fn a_flush_that_drops_its_memtable_on_a_bad_read_is_caught() {
     assert!(failure.stats.read_fault_windows > 0, "{:?}", failure.stats);
 }
 
+/// A coordinator that answers with the data it has, not the newest version
+/// a digest announced, returns a stale value after a write it missed: a
+/// quorum read that goes back in time.
+#[test]
+fn a_read_that_trusts_its_data_over_newer_digests_is_caught() {
+    caught_and_replayed(
+        SimConfig {
+            planted_read_trusts_data_over_digests: true,
+            ..SimConfig::default()
+        },
+        "linearizability",
+    );
+}
+
 /// Every fault family fires in a small sweep of the default mix, and every
 /// seed passes.
 #[test]
@@ -506,26 +660,7 @@ fn every_fault_family_fires_and_runs_pass() {
             r.violations
         );
     }
-    let total =
-        |f: fn(&enigma_sim::RunStats) -> u64| -> u64 { reports.iter().map(|r| f(&r.stats)).sum() };
-    let families: [(&str, u64); 15] = [
-        ("full disks", total(|s| s.disk_full_windows)),
-        ("buggify firings", total(|s| s.buggify_fired)),
-        ("crashes", total(|s| s.crashes)),
-        ("crashes before a sync", total(|s| s.crashes_before_sync)),
-        ("crashes during a sync", total(|s| s.crashes_during_sync)),
-        ("partitions", total(|s| s.partitions)),
-        ("bridge partitions", total(|s| s.bridge_partitions)),
-        ("asymmetric partitions", total(|s| s.asymmetric_partitions)),
-        ("pauses", total(|s| s.pauses)),
-        ("swizzles", total(|s| s.swizzles)),
-        ("clock jumps", total(|s| s.clock_jumps)),
-        ("bad-read windows", total(|s| s.read_fault_windows)),
-        ("storage errors met", total(|s| s.storage_errors)),
-        ("failed syncs", total(|s| s.sync_failures)),
-        ("partial writes", total(|s| s.partial_writes)),
-    ];
-    for (family, count) in families {
+    for (family, count) in families_fired(&reports) {
         assert!(count > 0, "{family} never happened in 60 seeds");
     }
     // Runs with clock faults say so: QUORUM then promises no

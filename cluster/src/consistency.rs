@@ -13,6 +13,9 @@ pub enum ConsistencyLevel {
     Quorum,
     /// Every replica.
     All,
+    /// Linearizable: every operation goes through per-key Paxos
+    /// ([`crate::paxos`]) with a majority of the replicas.
+    Serial,
 }
 
 impl ConsistencyLevel {
@@ -22,7 +25,7 @@ impl ConsistencyLevel {
         let required = match self {
             Self::One => 1,
             Self::Two => 2,
-            Self::Quorum => replication_factor / 2 + 1,
+            Self::Quorum | Self::Serial => replication_factor / 2 + 1,
             Self::All => replication_factor,
         };
         (required >= 1 && required <= replication_factor).then_some(required)
@@ -35,6 +38,7 @@ impl ConsistencyLevel {
             Self::Two => "TWO",
             Self::Quorum => "QUORUM",
             Self::All => "ALL",
+            Self::Serial => "SERIAL",
         }
     }
 }
@@ -48,8 +52,9 @@ impl std::str::FromStr for ConsistencyLevel {
             "TWO" => Ok(Self::Two),
             "QUORUM" => Ok(Self::Quorum),
             "ALL" => Ok(Self::All),
+            "SERIAL" => Ok(Self::Serial),
             _ => Err(format!(
-                "unknown consistency level {s:?} (expected ONE, TWO, QUORUM or ALL)"
+                "unknown consistency level {s:?} (expected ONE, TWO, QUORUM, ALL or SERIAL)"
             )),
         }
     }
@@ -84,5 +89,10 @@ mod tests {
             Ok(ConsistencyLevel::Quorum)
         );
         assert!("most".parse::<ConsistencyLevel>().is_err());
+        assert_eq!(
+            "serial".parse::<ConsistencyLevel>(),
+            Ok(ConsistencyLevel::Serial)
+        );
+        assert_eq!(ConsistencyLevel::Serial.replicas_required(3), Some(2));
     }
 }

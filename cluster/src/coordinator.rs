@@ -56,6 +56,10 @@ pub struct PendingWrite {
     pub held_to_deadline: bool,
     /// Replicas whose storage failed to take the write.
     failures: BTreeMap<NodeId, ReplicaFailure>,
+    /// **A deliberate bug** ([`PendingWrite::planting_count_duplicates`]):
+    /// every acknowledgement received, duplicates included, when the bug
+    /// counts them instead of replicas.
+    bug_acks_counted: Option<usize>,
 }
 
 impl PendingWrite {
@@ -78,7 +82,18 @@ impl PendingWrite {
             deadline_mono_nanos,
             held_to_deadline: false,
             failures: BTreeMap::new(),
+            bug_acks_counted: None,
         }
+    }
+
+    /// **Plants a deliberate bug**, for proving that the simulator's checks
+    /// bite: acknowledgements are counted as they arrive, so one delivered
+    /// twice counts twice (a write at `QUORUM` may then succeed on one
+    /// replica). Only [`crate::NodeOptions::bug_count_duplicate_acknowledgements`]
+    /// calls it.
+    pub fn planting_count_duplicates(mut self, on: bool) -> Self {
+        self.bug_acks_counted = on.then_some(0);
+        self
     }
 
     /// Takes back `from`'s acknowledgement (its write did not become
@@ -102,8 +117,11 @@ impl PendingWrite {
     pub fn on_ack(&mut self, from: NodeId) -> bool {
         if self.replicas.contains(&from) {
             self.acked.insert(from);
+            if let Some(counted) = &mut self.bug_acks_counted {
+                *counted += 1;
+            }
         }
-        self.acked.len() >= self.required
+        self.bug_acks_counted.unwrap_or(self.acked.len()) >= self.required
     }
 }
 
@@ -491,6 +509,20 @@ impl RecentReads {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_duplicated_acknowledgement_counts_once() {
+        let replicas = vec![NodeId(1), NodeId(2), NodeId(3)];
+        let mut write = PendingWrite::new(RequestId(1), replicas.clone(), 2, 0);
+        assert!(!write.on_ack(NodeId(2)));
+        assert!(!write.on_ack(NodeId(2)), "one replica met a quorum of two");
+        assert!(write.on_ack(NodeId(3)));
+        // The planted coordinator counts the duplicate.
+        let mut planted =
+            PendingWrite::new(RequestId(1), replicas, 2, 0).planting_count_duplicates(true);
+        assert!(!planted.on_ack(NodeId(2)));
+        assert!(planted.on_ack(NodeId(2)));
+    }
 
     fn version(hlc: u64, value: &str) -> Versioned {
         Versioned {

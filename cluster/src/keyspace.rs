@@ -24,6 +24,12 @@ const CLOCK_MARK_TAG: u8 = b'c';
 /// Bytes of a hint key: prefix, tag, target node, hint id.
 const HINT_KEY_BYTES: usize = SYSTEM_PREFIX.len() + 1 + 4 + 8;
 
+/// Tag after [`SYSTEM_PREFIX`] of a key's Paxos acceptor state.
+const PAXOS_TAG: u8 = b'p';
+
+/// Bytes a Paxos state key adds to the client key it belongs to.
+pub const PAXOS_KEY_OVERHEAD_BYTES: usize = SYSTEM_PREFIX.len() + 1;
+
 /// Format version of a stored hint's value.
 const HINT_VALUE_VERSION: u8 = 1;
 
@@ -57,6 +63,16 @@ pub fn clock_mark_key() -> Vec<u8> {
     let mut key = SYSTEM_PREFIX.to_vec();
     key.push(CLOCK_MARK_TAG);
     key
+}
+
+/// The key under which a replica keeps its Paxos acceptor state for client
+/// key `key` ([`crate::paxos::AcceptorState`]).
+pub fn paxos_key(key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(PAXOS_KEY_OVERHEAD_BYTES + key.len());
+    out.extend_from_slice(SYSTEM_PREFIX);
+    out.push(PAXOS_TAG);
+    out.extend_from_slice(key);
+    out
 }
 
 /// The first key of all hints: scans of hints start here.
@@ -162,6 +178,15 @@ mod tests {
         assert_eq!(parse_hint_key(&b), Some((2, 10)));
         assert_eq!(parse_hint_key(b"\xff\xffhshort"), None);
         assert_eq!(parse_hint_key(b"client"), None);
+    }
+
+    #[test]
+    fn paxos_state_keys_are_system_keys_outside_the_hint_range() {
+        let key = paxos_key(b"k");
+        assert!(is_system(&key));
+        assert_eq!(key.len(), PAXOS_KEY_OVERHEAD_BYTES + 1);
+        assert!(key.as_slice() >= hints_end().as_slice());
+        assert_eq!(parse_hint_key(&key), None);
     }
 
     #[test]

@@ -30,6 +30,7 @@
 //! - [`consistency`]: consistency levels and how many replicas each needs.
 //! - [`message`]: peer messages and client requests/responses.
 //! - [`codec`]: the versioned, length-prefixed, CRC32-checked frame.
+//! - [`frame_reader`]: a byte stream cut anywhere, back into frames.
 //! - [`coordinator`]: pending client operations: quorum counting, read repair.
 //! - [`gossip`]: member states spread epidemically, push-pull.
 //! - [`failure_detector`]: phi-accrual judgment of which peers are up.
@@ -41,6 +42,8 @@
 //! - [`purge`]: the gate on tombstone purging (repair first).
 //! - [`generation`]: the boot generation kept on disk.
 //! - [`no_space`]: what a full disk does to outputs waiting on a sync.
+//! - [`paxos`]: per-key Paxos for `SERIAL`: acceptor rules and state, the
+//!   proposer's rounds.
 //! - [`node`]: `Node`, a dispatcher tying them together: `step` and `flush`.
 
 pub mod anti_entropy;
@@ -50,6 +53,7 @@ pub mod commit_wait;
 pub mod consistency;
 pub mod coordinator;
 pub mod failure_detector;
+pub mod frame_reader;
 pub mod generation;
 pub mod gossip;
 pub mod hints;
@@ -60,6 +64,7 @@ pub mod merkle;
 pub mod message;
 pub mod no_space;
 pub mod node;
+pub mod paxos;
 pub mod purge;
 pub mod ring;
 
@@ -67,6 +72,7 @@ pub use anti_entropy::{AntiEntropyOptions, AntiEntropyStats, FullPassReport};
 pub use clock_offsets::{ClockJudgment, ClockOffsets};
 pub use codec::{decode_frame, encode_frame, CodecError, Decoded};
 pub use consistency::ConsistencyLevel;
+pub use frame_reader::{FrameReader, RawFrame};
 pub use hints::{HintOptions, HintStats};
 pub use ids::{NodeId, Now, OpId, RequestId};
 pub use message::{

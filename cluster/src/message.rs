@@ -7,6 +7,7 @@ use crate::anti_entropy::{FullPassReport, RepairEntry, SessionId};
 use crate::consistency::ConsistencyLevel;
 use crate::gossip::MemberState;
 use crate::ids::{NodeId, OpId};
+use crate::paxos::{Ballot, Change, Condition, Proposal};
 
 /// A message between nodes, with the sender's clock reading so that the
 /// receiver's hybrid logical clock never falls behind its sender's.
@@ -114,6 +115,47 @@ pub enum Message {
     },
     /// Anti-entropy: the sender gives up the session (or will not take it).
     RepairRefused { session: SessionId },
+    /// Paxos (`SERIAL`): promise to accept nothing below `ballot` for
+    /// `key`, and say what you know of it.
+    PaxosPrepare {
+        op: OpId,
+        key: Vec<u8>,
+        ballot: Ballot,
+    },
+    /// Paxos: the sender promised `ballot` (durably), and holds
+    /// `in_progress` accepted but not known committed, `committed` as its
+    /// latest committed ballot and `version` as the key's current version.
+    PaxosPromise {
+        op: OpId,
+        ballot: Ballot,
+        in_progress: Option<Proposal>,
+        committed: Ballot,
+        version: Option<WireVersion>,
+    },
+    /// Paxos: accept `proposal` for `key` unless you promised higher.
+    PaxosPropose {
+        op: OpId,
+        key: Vec<u8>,
+        proposal: Proposal,
+    },
+    /// Paxos: the sender accepted (durably) the proposal of `ballot`.
+    PaxosAccepted { op: OpId, ballot: Ballot },
+    /// Paxos: `ballot` was chosen: apply `version` of `key`.
+    PaxosCommit {
+        op: OpId,
+        key: Vec<u8>,
+        ballot: Ballot,
+        version: WireVersion,
+    },
+    /// Paxos: the commit of `ballot` is durable at the sender.
+    PaxosCommitAck { op: OpId, ballot: Ballot },
+    /// Paxos: the sender refused the prepare or proposal of `ballot`: it
+    /// promised `promised`, which the proposer's next ballot must exceed.
+    PaxosRefused {
+        op: OpId,
+        ballot: Ballot,
+        promised: Ballot,
+    },
 }
 
 impl Message {
@@ -132,7 +174,26 @@ impl Message {
             | Self::Hint {
                 key, version: v, ..
             } => key.len() + version(v),
-            Self::Read { key, .. } | Self::ReadDigest { key, .. } => key.len(),
+            Self::Read { key, .. }
+            | Self::ReadDigest { key, .. }
+            | Self::PaxosPrepare { key, .. } => key.len(),
+            Self::PaxosPromise {
+                in_progress,
+                version: v,
+                ..
+            } => {
+                in_progress
+                    .as_ref()
+                    .and_then(|p| p.value.as_ref())
+                    .map_or(0, Vec::len)
+                    + v.as_ref().map_or(0, version)
+            }
+            Self::PaxosPropose { key, proposal, .. } => {
+                key.len() + proposal.value.as_ref().map_or(0, Vec::len)
+            }
+            Self::PaxosCommit {
+                key, version: v, ..
+            } => key.len() + version(v),
             Self::ReadReply { version: v, .. } => v.as_ref().map_or(0, version),
             Self::DigestReply { .. } => std::mem::size_of::<VersionDigest>(),
             Self::GossipSyn { states } | Self::GossipAck { states } => {
@@ -149,7 +210,10 @@ impl Message {
             | Self::HintAck { .. }
             | Self::RepairDataAck { .. }
             | Self::RepairComplete { .. }
-            | Self::RepairRefused { .. } => 0,
+            | Self::RepairRefused { .. }
+            | Self::PaxosAccepted { .. }
+            | Self::PaxosCommitAck { .. }
+            | Self::PaxosRefused { .. } => 0,
         }
     }
 
@@ -174,6 +238,13 @@ impl Message {
             Self::RepairDataAck { .. } => "repair-data-ack",
             Self::RepairComplete { .. } => "repair-complete",
             Self::RepairRefused { .. } => "repair-refused",
+            Self::PaxosPrepare { .. } => "paxos-prepare",
+            Self::PaxosPromise { .. } => "paxos-promise",
+            Self::PaxosPropose { .. } => "paxos-propose",
+            Self::PaxosAccepted { .. } => "paxos-accepted",
+            Self::PaxosCommit { .. } => "paxos-commit",
+            Self::PaxosCommitAck { .. } => "paxos-commit-ack",
+            Self::PaxosRefused { .. } => "paxos-refused",
         }
     }
 }
@@ -322,6 +393,14 @@ pub enum ClientOp {
     Put { key: Vec<u8>, value: Vec<u8> },
     /// Delete the key.
     Delete { key: Vec<u8> },
+    /// At `SERIAL` only: apply `change` to the key if `condition` holds of
+    /// its current value, linearizably (through Paxos). Answered with
+    /// [`ClientResponse::Conditional`].
+    Cas {
+        key: Vec<u8>,
+        condition: Condition,
+        change: Change,
+    },
     /// An operator asks the coordinator for a full anti-entropy pass over
     /// every range it replicates (`enigma repair`); answered with
     /// [`ClientResponse::Repaired`] once done. Touches no one key.
@@ -332,7 +411,10 @@ impl ClientOp {
     /// The key the operation touches (empty for [`Self::Repair`]).
     pub fn key(&self) -> &[u8] {
         match self {
-            Self::Get { key } | Self::Put { key, .. } | Self::Delete { key } => key,
+            Self::Get { key }
+            | Self::Put { key, .. }
+            | Self::Delete { key }
+            | Self::Cas { key, .. } => key,
             Self::Repair => &[],
         }
     }
@@ -347,6 +429,13 @@ pub enum ClientResponse {
     Written,
     /// An operator's full anti-entropy pass finished.
     Repaired(FullPassReport),
+    /// A [`ClientOp::Cas`] was decided: whether its condition held and the
+    /// change was applied, the key's value before it and after it.
+    Conditional {
+        applied: bool,
+        previous: Option<Vec<u8>>,
+        current: Option<Vec<u8>>,
+    },
     /// The operation failed; see [`ClientError::may_have_applied`].
     Error(ClientError),
 }
@@ -364,6 +453,10 @@ pub enum ClientError {
     Invalid { reason: String },
     /// The coordinator is overloaded and refused the request: nothing applied.
     Overloaded { pending: usize },
+    /// A `SERIAL` operation reached its deadline before its own value was
+    /// ever proposed (its ballots lost to competing proposers, or too few
+    /// replicas answered a prepare): nothing applied.
+    NotProposed { rounds: u32 },
     /// Storage failed at the replicas the level needed (corruption names
     /// node, file and offset); a write may have reached other replicas.
     Storage { reason: String },
@@ -386,7 +479,8 @@ impl ClientError {
             Self::Invalid { .. }
             | Self::Overloaded { .. }
             | Self::Unavailable { .. }
-            | Self::Clock { .. } => false,
+            | Self::Clock { .. }
+            | Self::NotProposed { .. } => false,
         }
     }
 }
@@ -406,6 +500,10 @@ impl std::fmt::Display for ClientError {
             ),
             Self::Invalid { reason } => write!(f, "invalid request: {reason}"),
             Self::Overloaded { pending } => write!(f, "overloaded: {pending} requests pending"),
+            Self::NotProposed { rounds } => write!(
+                f,
+                "not proposed: {rounds} Paxos round(s) ended before the deadline without proposing"
+            ),
             Self::Storage { reason } => write!(f, "storage error: {reason}"),
             Self::NoSpace { reason } => write!(f, "no space: {reason}"),
             Self::Clock { reason } => write!(f, "clock: {reason}"),

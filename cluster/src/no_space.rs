@@ -16,6 +16,8 @@
 //! - acknowledgements of hints and of anti-entropy batches, and Merkle
 //!   trees (which may hash versions not yet durable), are not sent: their
 //!   senders send again, and by then the disk may have room;
+//! - Paxos promises, acceptances and commit acknowledgements are not sent
+//!   (each claims state made durable): the proposer retries or times out;
 //! - writes, reads, gossip and other repair messages go as they are: they
 //!   claim nothing about this node's disk.
 
@@ -36,7 +38,10 @@ pub fn release_without_durability(
                 match &mut envelope.message {
                     Message::HintAck { .. }
                     | Message::RepairDataAck { .. }
-                    | Message::TreeReply { .. } => return None,
+                    | Message::TreeReply { .. }
+                    | Message::PaxosPromise { .. }
+                    | Message::PaxosAccepted { .. }
+                    | Message::PaxosCommitAck { .. } => return None,
                     Message::WriteAck { failure: slot, .. } => {
                         slot.get_or_insert_with(|| failure.clone());
                     }
@@ -69,7 +74,11 @@ pub fn release_without_durability(
                     | Message::RepairPull { .. }
                     | Message::RepairData { .. }
                     | Message::RepairComplete { .. }
-                    | Message::RepairRefused { .. } => {}
+                    | Message::RepairRefused { .. }
+                    | Message::PaxosPrepare { .. }
+                    | Message::PaxosPropose { .. }
+                    | Message::PaxosCommit { .. }
+                    | Message::PaxosRefused { .. } => {}
                 }
                 Some(Output::Send { to, envelope })
             }
@@ -78,9 +87,12 @@ pub fn release_without_durability(
                     error @ ClientResponse::Error(_) => error,
                     ClientResponse::Value(_)
                     | ClientResponse::Written
-                    | ClientResponse::Repaired(_) => ClientResponse::Error(ClientError::NoSpace {
-                        reason: format!("{me}: {failure}"),
-                    }),
+                    | ClientResponse::Repaired(_)
+                    | ClientResponse::Conditional { .. } => {
+                        ClientResponse::Error(ClientError::NoSpace {
+                            reason: format!("{me}: {failure}"),
+                        })
+                    }
                 };
                 Some(Output::Reply { request, response })
             }

@@ -86,6 +86,27 @@ pub struct SimConfig {
     /// table is open, so a bad read opening it loses versions from the
     /// read path. Test-only: no CLI flag sets it.
     pub planted_flush_drops_memtable: bool,
+    /// Plant the coordinator bug that answers a read with the value at
+    /// hand once the level's count has answered, though a replica's digest
+    /// shows a newer version (`NodeOptions::
+    /// bug_read_trusts_the_data_over_digests`). Test-only: no CLI flag
+    /// sets it.
+    pub planted_read_trusts_data_over_digests: bool,
+    /// Plant the coordinator bug that counts acknowledgements and answers
+    /// meant for an earlier incarnation of itself (it ignores the boot
+    /// generation in their operation ids), so a stale answer completes a
+    /// new operation that reuses its sequence number. Test-only.
+    pub planted_coordinator_counts_stale_answers: bool,
+    /// Plant the frame reader bug that drops whatever followed a frame in
+    /// its buffer (a reader that assumes one frame per read). Test-only.
+    pub planted_frame_reader_drops_rest: bool,
+    /// Plant the replica bug that takes a failed read of its storage (a
+    /// latent sector error, a checksum mismatch) for a key it does not
+    /// hold, and answers "absent". Test-only.
+    pub planted_replica_answers_absent_on_read_error: bool,
+    /// Plant the coordinator bug that counts a duplicated acknowledgement
+    /// twice. Test-only.
+    pub planted_coordinator_counts_duplicate_acks: bool,
     /// Plant: a node's hybrid clock is not seeded from its store at start.
     /// Test-only.
     pub planted_hlc_not_seeded_on_restart: bool,
@@ -94,6 +115,12 @@ pub struct SimConfig {
     pub planted_adopt_remote_readings_without_bound: bool,
     /// Plant: commit wait answers at once. Test-only.
     pub planted_skip_commit_wait: bool,
+    /// Plant the bug of a Paxos acceptor that accepts a proposal below the
+    /// ballot it promised (`SERIAL` runs).
+    pub planted_paxos_accept_below_promise: bool,
+    /// Plant the bug of a Paxos proposer that ignores an accepted but
+    /// uncommitted proposal in the promises (`SERIAL` runs).
+    pub planted_paxos_ignores_in_progress_proposal: bool,
 }
 
 /// Default [`SimConfig::memtable_bytes`]: the engine's smallest memtable.
@@ -136,9 +163,16 @@ impl Default for SimConfig {
             planted_release_before_sync: false,
             planted_ack_after_failed_sync: false,
             planted_flush_drops_memtable: false,
+            planted_read_trusts_data_over_digests: false,
+            planted_coordinator_counts_stale_answers: false,
+            planted_frame_reader_drops_rest: false,
+            planted_replica_answers_absent_on_read_error: false,
+            planted_coordinator_counts_duplicate_acks: false,
             planted_hlc_not_seeded_on_restart: false,
             planted_adopt_remote_readings_without_bound: false,
             planted_skip_commit_wait: false,
+            planted_paxos_accept_below_promise: false,
+            planted_paxos_ignores_in_progress_proposal: false,
         }
     }
 }
@@ -229,9 +263,16 @@ impl SimConfig {
             || self.planted_release_before_sync
             || self.planted_ack_after_failed_sync
             || self.planted_flush_drops_memtable
+            || self.planted_read_trusts_data_over_digests
+            || self.planted_coordinator_counts_stale_answers
+            || self.planted_frame_reader_drops_rest
+            || self.planted_replica_answers_absent_on_read_error
+            || self.planted_coordinator_counts_duplicate_acks
             || self.planted_hlc_not_seeded_on_restart
             || self.planted_adopt_remote_readings_without_bound
             || self.planted_skip_commit_wait
+            || self.planted_paxos_accept_below_promise
+            || self.planted_paxos_ignores_in_progress_proposal
     }
 
     /// The command that replays exactly this run.

@@ -9,10 +9,15 @@
 //! or links cut one way only (A hears B, B does not hear A). A clogged link
 //! delays each message sent on it by up to its clog delay more (FoundationDB's
 //! clogging; the nemesis clogs links one by one and unclogs them in reverse:
-//! swizzle-clogging). A correct system survives all of it: it never relies
-//! on delivery, order, symmetry or uniqueness, only on eventual delivery
-//! once the partition heals, links unclog and loss stops, which the heal
-//! phase guarantees.
+//! swizzle-clogging). With stale messages on, a few messages straggle for
+//! up to [`STRAGGLE_NANOS_MAX`] (a replica stalled before it sent, a slow
+//! path), and so do half the messages sent to a node that is down: they
+//! land after it restarted, acknowledgements and replies meant for its
+//! previous incarnation. A correct system survives all of it: it never
+//! relies on delivery, order, timeliness, symmetry or uniqueness (answers
+//! carry the boot generation of the operation they answer), only on
+//! eventual delivery once the partition heals, links unclog and loss and
+//! straggling stop, which the heal phase guarantees.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -29,7 +34,21 @@ pub struct NetOptions {
     pub loss_probability: f64,
     /// Chance that a message is delivered twice.
     pub duplicate_probability: f64,
+    /// Chance that a message straggles (stale messages; 0: the family is
+    /// off).
+    pub straggle_probability: f64,
 }
+
+/// Shortest extra delay of a straggling message: longer than most
+/// round trips, so the coordinator has often timed out or restarted.
+pub const STRAGGLE_NANOS_MIN: u64 = 100_000_000;
+/// Longest extra delay of a straggling message: past a coordinator's
+/// timeout and a typical crash and restart, within the hint window.
+pub const STRAGGLE_NANOS_MAX: u64 = 5_000_000_000;
+/// Chance that a message sent to a node that is down straggles (rather
+/// than reach it while it is still down and be dropped), when stale
+/// messages are on.
+pub const STRAGGLE_TO_DOWN_PROBABILITY: f64 = 0.5;
 
 impl Default for NetOptions {
     fn default() -> Self {
@@ -38,6 +57,7 @@ impl Default for NetOptions {
             latency_max_nanos: 5_000_000,
             loss_probability: 0.0,
             duplicate_probability: 0.0,
+            straggle_probability: 0.0,
         }
     }
 }
@@ -91,6 +111,25 @@ impl SimNet {
                 }
             })
             .collect()
+    }
+
+    /// The extra delay of one message (0 unless it straggles); `to_down`:
+    /// its receiver is down as it is sent. Draws nothing while stale
+    /// messages are off.
+    pub fn straggle(&self, rng: &mut impl Rng, to_down: bool) -> u64 {
+        if self.options.straggle_probability <= 0.0 {
+            return 0;
+        }
+        let probability = if to_down {
+            STRAGGLE_TO_DOWN_PROBABILITY
+        } else {
+            self.options.straggle_probability
+        };
+        if rng.random_bool(probability) {
+            rng.random_range(STRAGGLE_NANOS_MIN..=STRAGGLE_NANOS_MAX)
+        } else {
+            0
+        }
     }
 
     /// Whether a message from `from` reaches `to` now.
@@ -163,6 +202,27 @@ mod tests {
             ..NetOptions::default()
         });
         assert!(lossy.delays(&mut rng, 0, 1).is_empty());
+    }
+
+    #[test]
+    fn stragglers_come_late_and_only_with_the_family_on() {
+        let mut rng = stream(3, "test");
+        let off = SimNet::new(NetOptions::default());
+        assert!((0..200).all(|_| off.straggle(&mut rng, true) == 0));
+        let on = SimNet::new(NetOptions {
+            straggle_probability: 0.1,
+            ..NetOptions::default()
+        });
+        let late: Vec<u64> = (0..400)
+            .map(|_| on.straggle(&mut rng, false))
+            .filter(|&d| d > 0)
+            .collect();
+        assert!(!late.is_empty() && late.len() < 100, "{}", late.len());
+        assert!(late
+            .iter()
+            .all(|&d| (STRAGGLE_NANOS_MIN..=STRAGGLE_NANOS_MAX).contains(&d)));
+        let to_down = (0..400).filter(|_| on.straggle(&mut rng, true) > 0).count();
+        assert!(to_down > 100, "{to_down}");
     }
 
     #[test]

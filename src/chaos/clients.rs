@@ -134,6 +134,7 @@ pub fn level_of(level: ConsistencyLevel) -> Level {
         ConsistencyLevel::Two => Level::Two,
         ConsistencyLevel::Quorum => Level::Quorum,
         ConsistencyLevel::All => Level::All,
+        ConsistencyLevel::Serial => Level::Serial,
     }
 }
 

@@ -18,6 +18,10 @@ pub struct RegisterOptions {
     pub write_percent: u32,
     /// Percentage of writes that are deletes.
     pub delete_percent: u32,
+    /// Percentage of the other writes that are compare-and-sets (only a
+    /// `SERIAL` run issues them): expecting the value the workload last
+    /// wrote to the key (absent if none), setting a new unique value.
+    pub cas_percent: u32,
     /// One value in [`LARGE_VALUE_ONE_IN`] (chosen by a hash of the value)
     /// is stored padded to this many bytes (0: none is).
     pub value_bytes: usize,
@@ -29,6 +33,7 @@ impl Default for RegisterOptions {
             keys: 5,
             write_percent: 50,
             delete_percent: 10,
+            cas_percent: 0,
             value_bytes: 0,
         }
     }
@@ -47,6 +52,9 @@ pub enum ClientResult {
     /// Unknown: a write that timed out or whose coordinator vanished may
     /// have happened, and may yet.
     Unknown,
+    /// A compare-and-set whose comparison was made and failed: it changed
+    /// nothing.
+    Refused,
 }
 
 impl ClientResult {
@@ -58,6 +66,8 @@ impl ClientResult {
         match (self, call) {
             (Self::Read(value), _) => Outcome::Ok { value: *value },
             (Self::Written, _) => Outcome::Ok { value: None },
+            (Self::Refused, Call::Cas { .. }) => Outcome::Refused,
+            (Self::Refused, _) => Outcome::Fail,
             (Self::Failed, _) | (Self::Unknown, Call::Read) => Outcome::Fail,
             (Self::Unknown, _) => Outcome::Info,
         }
@@ -71,6 +81,9 @@ pub struct RegisterWorkload {
     options: RegisterOptions,
     /// The value the next write writes; unique across all clients.
     next_value: Value,
+    /// The value the workload last asked to write to each key (by index),
+    /// which a compare-and-set expects.
+    last_written: std::collections::BTreeMap<usize, Value>,
 }
 
 impl RegisterWorkload {
@@ -81,9 +94,11 @@ impl RegisterWorkload {
     pub fn new(options: RegisterOptions) -> Self {
         assert!(options.keys > 0, "a register workload needs a key");
         assert!(options.write_percent <= 100 && options.delete_percent <= 100);
+        assert!(options.cas_percent <= 100);
         Self {
             options,
             next_value: 1,
+            last_written: std::collections::BTreeMap::new(),
         }
     }
 
@@ -107,14 +122,24 @@ impl RegisterWorkload {
 
     /// The next operation: a key and what to do with it.
     pub fn next_op(&mut self, rng: &mut impl Rng) -> (String, Call) {
-        let key = key_name(rng.random_range(0..self.options.keys));
+        let index = rng.random_range(0..self.options.keys);
+        let key = key_name(index);
         let call = if rng.random_range(0..100) < self.options.write_percent {
             if rng.random_range(0..100) < self.options.delete_percent {
+                self.last_written.remove(&index);
                 Call::Write(None)
             } else {
                 let value = self.next_value;
                 self.next_value += 1;
-                Call::Write(Some(value))
+                let expected = self.last_written.insert(index, value);
+                if rng.random_range(0..100) < self.options.cas_percent {
+                    Call::Cas {
+                        expected,
+                        new: Some(value),
+                    }
+                } else {
+                    Call::Write(Some(value))
+                }
             }
         } else {
             Call::Read
@@ -176,6 +201,25 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 500);
+    }
+
+    #[test]
+    fn compare_and_sets_expect_the_last_value_written_to_their_key() {
+        let mut workload = RegisterWorkload::new(RegisterOptions {
+            keys: 1,
+            write_percent: 100,
+            delete_percent: 0,
+            cas_percent: 100,
+            ..Default::default()
+        });
+        let mut rng = StdRng::seed_from_u64(7);
+        let calls: Vec<Call> = (0..3).map(|_| workload.next_op(&mut rng).1).collect();
+        let cas = |expected, new| Call::Cas {
+            expected,
+            new: Some(new),
+        };
+        assert_eq!(calls, vec![cas(None, 1), cas(Some(1), 2), cas(Some(2), 3)]);
+        assert_eq!(ClientResult::Refused.outcome(&calls[0]), Outcome::Refused);
     }
 
     #[test]

@@ -32,7 +32,7 @@ struct Cluster {
 fn options() -> AntiEntropyOptions {
     AntiEntropyOptions {
         continuous: true,
-        bytes_per_tick: 1 << 20,
+        scan_bytes_per_sec: 1 << 30,
         interval_nanos: 10 * MS,
         merkle_depth: 6,
         batch_bytes_max: 200,

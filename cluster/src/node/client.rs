@@ -18,7 +18,10 @@ impl<D: Disk> Node<D> {
         if body.op == ClientOp::Repair {
             return self.anti_entropy.request_full_pass(request, now.mono_nanos);
         }
-        if let Err(reason) = self.validate(&body.op) {
+        if let Err(reason) = self
+            .validate(&body.op)
+            .and_then(|()| self.validate_serial(&body))
+        {
             return self.reply(
                 request,
                 ClientResponse::Error(ClientError::Invalid { reason }),
@@ -35,8 +38,8 @@ impl<D: Disk> Node<D> {
                 ClientResponse::Error(ClientError::Invalid { reason }),
             );
         };
-        if self.pending.len() >= self.options.requests_pending_max {
-            let pending = self.pending.len();
+        if self.pending_operations() >= self.options.requests_pending_max {
+            let pending = self.pending_operations();
             return self.reply(
                 request,
                 ClientResponse::Error(ClientError::Overloaded { pending }),
@@ -79,6 +82,9 @@ impl<D: Disk> Node<D> {
             seq: self.next_seq,
         };
         self.next_seq += 1;
+        if body.level == ConsistencyLevel::Serial {
+            return self.start_serial(now, request, op.seq, body.op, deadline_mono_nanos);
+        }
         if is_write
             && body.level == ConsistencyLevel::Quorum
             && self.options.bug_ack_quorum_writes_after_one_replica
@@ -137,14 +143,17 @@ impl<D: Disk> Node<D> {
                 }
             }
             ClientOp::Put { key, value } => {
-                let write = PendingWrite::new(request, replicas, required, deadline_mono_nanos);
+                let write = PendingWrite::new(request, replicas, required, deadline_mono_nanos)
+                    .planting_count_duplicates(self.options.bug_count_duplicate_acknowledgements);
                 self.start_write(now, op, key, Some(value), write, &up);
             }
             ClientOp::Delete { key } => {
-                let write = PendingWrite::new(request, replicas, required, deadline_mono_nanos);
+                let write = PendingWrite::new(request, replicas, required, deadline_mono_nanos)
+                    .planting_count_duplicates(self.options.bug_count_duplicate_acknowledgements);
                 self.start_write(now, op, key, None, write, &up);
             }
             ClientOp::Repair => unreachable!("handled above"),
+            ClientOp::Cas { .. } => unreachable!("validated as SERIAL, started above"),
         }
     }
 
@@ -317,8 +326,57 @@ impl<D: Disk> Node<D> {
         Ok(())
     }
 
+    /// Whether an answer is meant for an earlier incarnation of this node
+    /// (its operation id carries an earlier boot generation): it must not
+    /// count toward a new operation that reuses the sequence number.
+    fn answer_is_stale(&self, op: OpId) -> bool {
+        op.generation != self.generation && !self.options.bug_count_answers_of_earlier_generations
+    }
+
+    /// A conditional operation needs `SERIAL`; at `SERIAL` the key and
+    /// value must leave room for the Paxos state kept beside them.
+    fn validate_serial(&self, body: &ClientRequest) -> Result<(), String> {
+        let serial = body.level == ConsistencyLevel::Serial;
+        if matches!(body.op, ClientOp::Cas { .. }) && !serial {
+            return Err(format!(
+                "conditional writes and increments need consistency level SERIAL, not {}",
+                body.level
+            ));
+        }
+        if !serial || body.op == ClientOp::Repair {
+            return Ok(());
+        }
+        let limits = &self.options.engine;
+        let key_max = limits
+            .key_bytes_max
+            .saturating_sub(crate::keyspace::PAXOS_KEY_OVERHEAD_BYTES);
+        if body.op.key().len() > key_max {
+            return Err(format!(
+                "key of {} bytes exceeds {key_max} at SERIAL",
+                body.op.key().len()
+            ));
+        }
+        let value_max = limits
+            .value_bytes_max
+            .saturating_sub(crate::paxos::STATE_OVERHEAD_BYTES);
+        let value = match &body.op {
+            ClientOp::Put { value, .. }
+            | ClientOp::Cas {
+                change: crate::paxos::Change::Put(value),
+                ..
+            } => value.len(),
+            _ => 0,
+        };
+        if value > value_max {
+            return Err(format!(
+                "value of {value} bytes exceeds {value_max} at SERIAL"
+            ));
+        }
+        Ok(())
+    }
+
     pub(super) fn on_write_ack(&mut self, op: OpId, from: NodeId) {
-        if op.generation != self.generation {
+        if self.answer_is_stale(op) {
             self.stats.messages_ignored += 1;
             return;
         }
@@ -385,7 +443,7 @@ impl<D: Disk> Node<D> {
     /// `from` could not take the write of `op`: the write fails at once if
     /// the level can no longer be met.
     pub(super) fn on_write_failure(&mut self, op: OpId, from: NodeId, failure: ReplicaFailure) {
-        if op.generation != self.generation {
+        if self.answer_is_stale(op) {
             self.stats.messages_ignored += 1;
             return;
         }
@@ -401,7 +459,7 @@ impl<D: Disk> Node<D> {
 
     /// `from` could not read the key of `op`.
     pub(super) fn on_read_failure(&mut self, op: OpId, from: NodeId, failure: ReplicaFailure) {
-        if op.generation != self.generation {
+        if self.answer_is_stale(op) {
             self.stats.messages_ignored += 1;
             return;
         }
@@ -424,7 +482,7 @@ impl<D: Disk> Node<D> {
         from: NodeId,
         digest: Option<VersionDigest>,
     ) {
-        if op.generation != self.generation {
+        if self.answer_is_stale(op) {
             self.stats.messages_ignored += 1;
         } else if let Some(Pending::Read(read)) = self.pending.get_mut(&op.seq) {
             let progress = read.on_digest(from, digest);
@@ -433,7 +491,7 @@ impl<D: Disk> Node<D> {
     }
 
     pub(super) fn on_read_reply(&mut self, op: OpId, from: NodeId, version: Option<Versioned>) {
-        if op.generation != self.generation {
+        if self.answer_is_stale(op) {
             self.stats.messages_ignored += 1;
             return;
         }

@@ -23,6 +23,7 @@ use crate::purge::PurgeGate;
 impl<D: Disk> Node<D> {
     pub(super) fn on_tick(&mut self, now: Now) {
         self.expire(now);
+        self.expire_serial(now);
         if self.detector.tick(now.mono_nanos) {
             // This node was paused: its peers kept gossiping unheard.
             // Gossip at once, so news comes back before anyone is judged.
@@ -274,7 +275,12 @@ impl<D: Disk> Node<D> {
         if scans.is_empty() {
             return;
         }
-        let budget = (self.anti_entropy.options().bytes_per_tick / scans.len() as u64).max(1);
+        let available = self.anti_entropy.scan_budget(now.mono_nanos);
+        if available == 0 {
+            return;
+        }
+        let budget = (available / scans.len() as u64).max(1);
+        let mut spent_total = 0u64;
         for scan in scans {
             let start = match &scan.resume_after {
                 Some(key) => Bound::Excluded(key.as_slice()),
@@ -295,6 +301,7 @@ impl<D: Disk> Node<D> {
                         paused = !go_on || spent >= budget;
                         !paused
                     });
+            spent_total += spent;
             let actions = match result {
                 Ok(()) => {
                     self.anti_entropy
@@ -307,6 +314,7 @@ impl<D: Disk> Node<D> {
             };
             self.carry_out(now, actions);
         }
+        self.anti_entropy.scanned(spent_total);
     }
 
     pub(super) fn on_repair_message(&mut self, now: Now, from: NodeId, message: Message) {

@@ -102,6 +102,20 @@ pub struct NodeOptions {
     /// waiting on replicas it holds down instead of answering `Unavailable`.
     /// Off by default; no command sets it.
     pub bug_wait_on_down_replicas: bool,
+    /// **A deliberate bug**: the coordinator counts acknowledgements and
+    /// answers whatever boot generation their operation id carries, so one
+    /// meant for its previous incarnation completes a new operation that
+    /// reuses the sequence number. Off by default; no command sets it.
+    pub bug_count_answers_of_earlier_generations: bool,
+    /// **A deliberate bug**: a replica whose storage fails a read (an I/O
+    /// error, a checksum mismatch) answers that it holds nothing for the
+    /// key instead of reporting the failure. Off by default; no command
+    /// sets it.
+    pub bug_read_error_answers_absent: bool,
+    /// **A deliberate bug**: a coordinator counts acknowledgements as they
+    /// arrive, not replicas, so one delivered twice counts twice. Off by
+    /// default; no command sets it.
+    pub bug_count_duplicate_acknowledgements: bool,
     /// **A deliberate bug**: at start the hybrid clock is not seeded from
     /// the highest stored timestamp, so a node restarted behind its old
     /// wall clock stamps writes below its earlier ones. Off by default; no
@@ -115,6 +129,14 @@ pub struct NodeOptions {
     /// at once instead of waiting for the clock. Off by default; no command
     /// sets it.
     pub bug_skip_commit_wait: bool,
+    /// **A deliberate bug**: a Paxos acceptor accepts a proposal whose
+    /// ballot is below the one it promised. Off by default; no command sets
+    /// it.
+    pub bug_paxos_accept_below_promise: bool,
+    /// **A deliberate bug**: a Paxos proposer ignores an accepted but
+    /// uncommitted proposal it learned in the promises and proposes its own
+    /// value instead. Off by default; no command sets it.
+    pub bug_paxos_ignores_in_progress_proposal: bool,
 }
 
 impl Default for NodeOptions {
@@ -141,9 +163,14 @@ impl Default for NodeOptions {
             bug_delete_hints_on_send: false,
             bug_purge_tombstones_without_repair: false,
             bug_wait_on_down_replicas: false,
+            bug_count_answers_of_earlier_generations: false,
+            bug_read_error_answers_absent: false,
+            bug_count_duplicate_acknowledgements: false,
             bug_hlc_not_seeded_on_restart: false,
             bug_adopt_remote_readings_without_bound: false,
             bug_skip_commit_wait: false,
+            bug_paxos_accept_below_promise: false,
+            bug_paxos_ignores_in_progress_proposal: false,
         }
     }
 }

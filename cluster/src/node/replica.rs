@@ -101,6 +101,13 @@ impl<D: Disk> Node<D> {
             | Message::RepairDataAck { .. }
             | Message::RepairComplete { .. }
             | Message::RepairRefused { .. }) => self.on_repair_message(now, from, message),
+            message @ (Message::PaxosPrepare { .. }
+            | Message::PaxosPromise { .. }
+            | Message::PaxosPropose { .. }
+            | Message::PaxosAccepted { .. }
+            | Message::PaxosCommit { .. }
+            | Message::PaxosCommitAck { .. }
+            | Message::PaxosRefused { .. }) => self.on_paxos_message(now, from, message),
         }
     }
 

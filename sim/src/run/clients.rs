@@ -2,6 +2,7 @@
 //! of the answer, recorded in the history.
 
 use enigma_checker::{Call, Version};
+use enigma_cluster::paxos::{Change, Condition};
 use enigma_cluster::{
     ClientError, ClientOp, ClientRequest, ClientResponse, ConsistencyLevel, Input, RequestId,
 };
@@ -122,6 +123,12 @@ impl Simulation {
             Answer::Response(ClientResponse::Repaired(_)) => {
                 unreachable!("simulated clients ask for no repair pass")
             }
+            Answer::Response(ClientResponse::Conditional { applied: true, .. }) => {
+                ClientResult::Written
+            }
+            Answer::Response(ClientResponse::Conditional { applied: false, .. }) => {
+                ClientResult::Refused
+            }
             Answer::Response(ClientResponse::Error(e)) if e.may_have_applied() => {
                 if let ClientError::Timeout { answered, required } = e {
                     if is_write && answered > 0 && answered < required {
@@ -206,7 +213,17 @@ impl Simulation {
                 value: self.workload.encode(*value),
             },
             Call::Write(None) => ClientOp::Delete { key: key_bytes },
-            Call::Cas { .. } => unreachable!("the register workload issues no compare-and-set"),
+            Call::Cas { expected, new } => ClientOp::Cas {
+                key: key_bytes,
+                condition: match expected {
+                    Some(value) => Condition::Equals(self.workload.encode(*value)),
+                    None => Condition::Absent,
+                },
+                change: match new {
+                    Some(value) => Change::Put(self.workload.encode(*value)),
+                    None => Change::Delete,
+                },
+            },
         };
         let body = ClientRequest { op: body_op, level };
         self.clients[client].in_flight = Some(InFlight {
@@ -306,12 +323,19 @@ fn encode_request(body: &ClientRequest, bytes: &mut Vec<u8>) {
         ClientOp::Put { key, value } => (1, key, value),
         ClientOp::Delete { key } => (2, key, &[]),
         ClientOp::Repair => (3, &[], &[]),
+        ClientOp::Cas { key, .. } => (4, key, &[]),
     };
     bytes.push(kind);
     bytes.push(body.level as u8);
     bytes.extend_from_slice(&(key.len() as u64).to_le_bytes());
     bytes.extend_from_slice(key);
     bytes.extend_from_slice(value);
+    if let ClientOp::Cas {
+        condition, change, ..
+    } = &body.op
+    {
+        bytes.extend_from_slice(format!("{condition:?} {change:?}").as_bytes());
+    }
 }
 
 /// Appends a stable encoding of a client answer, for the trace digest.
@@ -325,6 +349,10 @@ fn encode_answer(answer: &Answer, bytes: &mut Vec<u8>) {
             bytes.extend_from_slice(value);
         }
         Answer::Response(ClientResponse::Repaired(_)) => bytes.push(5),
+        Answer::Response(ClientResponse::Conditional { applied, .. }) => {
+            bytes.push(6);
+            bytes.push(u8::from(*applied));
+        }
         Answer::Response(ClientResponse::Error(e)) => {
             bytes.push(4);
             bytes.extend_from_slice(e.to_string().as_bytes());

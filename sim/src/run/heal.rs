@@ -24,6 +24,7 @@ impl Simulation {
         self.net.heal();
         self.net.options.loss_probability = 0.0;
         self.net.options.duplicate_probability = 0.0;
+        self.net.options.straggle_probability = 0.0;
         self.swizzle = None;
         for node in 0..self.slots.len() {
             // An operator sets a clock far off right.
@@ -36,7 +37,13 @@ impl Simulation {
             self.slots[node].paused_until = None;
             self.slots[node].disk.cancel_sync_failure();
             self.end_read_faults(node);
-            let was_full = self.slots[node].disk_full_until.is_some();
+            // A node whose disk is full, or was until lately and has not yet
+            // written what waited for space, refuses reads of those keys.
+            let was_full = self.slots[node].disk_full_until.is_some()
+                || self.slots[node]
+                    .node
+                    .as_ref()
+                    .is_some_and(|n| n.stats().no_space);
             self.end_disk_full(node);
             if self.slots[node].node.is_none() {
                 self.start_node(node);

@@ -44,7 +44,9 @@ impl Simulation {
     /// A liveness operation of `client` ended with `result`.
     pub(super) fn note_liveness_result(&mut self, client: usize, key: &str, result: &ClientResult) {
         match result {
-            ClientResult::Read(_) | ClientResult::Written => self.liveness.ok += 1,
+            ClientResult::Read(_) | ClientResult::Written | ClientResult::Refused => {
+                self.liveness.ok += 1
+            }
             ClientResult::Failed | ClientResult::Unknown => {
                 self.liveness.last_failure = Some(format!(
                     "client {client}'s operation on {key} ended {result:?}"

@@ -23,7 +23,8 @@
 //!
 //! - this one: the run's types, its events, the event loop, process pauses;
 //! - `commit.rs`: group commit, sync latency and the crash windows they open;
-//! - `nodes.rs`: starting and crashing nodes, frames between them;
+//! - `nodes.rs`: starting and crashing nodes, messages between them;
+//! - `links.rs`: peer byte streams cut into reads through the frame reader;
 //! - `clients.rs`: the clients' operations, retries, the history;
 //! - `nemesis.rs`: the swarm draw and the nemesis driver;
 //! - `heal.rs`: the heal phase: waiting for the cluster to converge;
@@ -34,11 +35,13 @@ mod checks;
 mod clients;
 mod commit;
 mod heal;
+mod links;
 mod liveness;
 mod nemesis;
 mod nodes;
 
 use commit::{Batch, CrashPoint, SyncLatency};
+use links::{LinkStream, ReadCuts};
 use liveness::Liveness;
 use nemesis::{draw_swarm, Swarm, Swizzle, CLOCK_FAULT_OFFSET_NANOS_MAX};
 
@@ -117,6 +120,11 @@ const SIM_COMPACTION_TABLES_MIN: usize = 2;
 const SIM_BLOCK_CACHE_BYTES: u64 = 0;
 /// Bytes of tables a node's background work may write per tick.
 const SIM_BACKGROUND_BYTES_PER_TICK: u64 = 64 * 1024;
+/// Anti-entropy's scan rate in runs: 64 KiB per 10 ms tick, as before the
+/// budget became a rate.
+const SIM_ANTI_ENTROPY_SCAN_BYTES_PER_SEC: u64 = 64 * 1024 * 100;
+/// Percentage of a `SERIAL` run's value writes that are compare-and-sets.
+const SERIAL_CAS_PERCENT: u32 = 50;
 
 /// What went wrong in a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,6 +205,14 @@ pub struct RunStats {
     pub repair_sessions: u64,
     /// Entries anti-entropy streamed.
     pub repair_keys_streamed: u64,
+    /// Messages delivered after the sender or the receiver restarted
+    /// (acknowledgements and replies meant for an earlier incarnation).
+    pub stale_messages: u64,
+    /// Reads of a peer stream that ended inside a frame (a partial header
+    /// or payload, completed by a later read).
+    pub reads_ending_inside_a_frame: u64,
+    /// Reads of a peer stream that held several whole frames.
+    pub reads_of_several_frames: u64,
     /// Virtual nanoseconds from the end of the faults until every replica
     /// held the same versions (`None`: it did not, or the run stopped
     /// first).
@@ -301,6 +317,7 @@ fn checker_level(level: ConsistencyLevel) -> Level {
         ConsistencyLevel::Two => Level::Two,
         ConsistencyLevel::Quorum => Level::Quorum,
         ConsistencyLevel::All => Level::All,
+        ConsistencyLevel::Serial => Level::Serial,
     }
 }
 
@@ -334,11 +351,20 @@ pub fn run(config: &SimConfig) -> RunReport {
 enum Event {
     /// Tick node `node`.
     Tick { node: usize },
-    /// A frame from `from` arrives at `to`.
+    /// A frame from `from` arrives at `to`'s end of their link.
     Deliver {
         from: usize,
         to: usize,
         frame: Vec<u8>,
+        /// The sender's and the receiver's incarnations when it was sent.
+        incarnations: (u64, u64),
+    },
+    /// `to` reads the rest of what arrived from `from` on connection
+    /// `connection` of their link.
+    LinkRead {
+        from: usize,
+        to: usize,
+        connection: u64,
     },
     /// A client request arrives at `node`.
     Request {
@@ -390,7 +416,7 @@ impl Event {
             | Event::BatchClose { node, .. }
             | Event::SyncDone { node, .. }
             | Event::CrashMidSync { node, .. } => Some(node),
-            Event::Deliver { to, .. } => Some(to),
+            Event::Deliver { to, .. } | Event::LinkRead { to, .. } => Some(to),
             _ => None,
         }
     }
@@ -490,6 +516,14 @@ struct Simulation {
     next_seq: u64,
     slots: Vec<Slot>,
     net: SimNet,
+    /// Each directed link's byte stream, `from * nodes + to`.
+    links: Vec<LinkStream>,
+    /// How this run's links cut their streams into reads.
+    read_cuts: ReadCuts,
+    /// Draws where reads cut the streams.
+    rng_frames: ChaCha8Rng,
+    /// Draws which messages straggle (stale messages).
+    rng_stale: ChaCha8Rng,
     nemesis: Nemesis,
     workload: RegisterWorkload,
     keys: Vec<String>,
@@ -556,6 +590,7 @@ impl Simulation {
             sync_latencies,
             clock_drifts_ppm,
             buggify,
+            read_cuts,
         } = draw_swarm(&config, &mut stream(seed, "swarm"));
         let ids: Vec<NodeId> = (1..=config.nodes as u32).map(NodeId).collect();
         let cluster = ClusterConfig {
@@ -576,7 +611,7 @@ impl Simulation {
             hints,
             anti_entropy: AntiEntropyOptions {
                 continuous: config.anti_entropy,
-                bytes_per_tick: 64 * 1024,
+                scan_bytes_per_sec: SIM_ANTI_ENTROPY_SCAN_BYTES_PER_SEC,
                 interval_nanos: SIM_ANTI_ENTROPY_INTERVAL_NANOS,
                 merkle_depth: 6,
                 batch_bytes_max: 16 * 1024,
@@ -589,6 +624,14 @@ impl Simulation {
             bug_delete_hints_on_send: config.planted_hint_deleted_on_send,
             bug_purge_tombstones_without_repair: config.planted_purge_without_repair,
             bug_wait_on_down_replicas: config.planted_coordinator_ignores_failure_detector,
+            bug_read_trusts_the_data_over_digests: config.planted_read_trusts_data_over_digests,
+            bug_count_answers_of_earlier_generations: config
+                .planted_coordinator_counts_stale_answers,
+            bug_read_error_answers_absent: config.planted_replica_answers_absent_on_read_error,
+            bug_count_duplicate_acknowledgements: config.planted_coordinator_counts_duplicate_acks,
+            bug_paxos_accept_below_promise: config.planted_paxos_accept_below_promise,
+            bug_paxos_ignores_in_progress_proposal: config
+                .planted_paxos_ignores_in_progress_proposal,
             engine: EngineOptions {
                 wal_segment_bytes_max: SIM_WAL_SEGMENT_BYTES,
                 memtable_bytes_max: config.memtable_bytes,
@@ -660,6 +703,11 @@ impl Simulation {
         let workload = RegisterWorkload::new(RegisterOptions {
             keys: config.keys,
             value_bytes: config.value_bytes,
+            cas_percent: if config.level == ConsistencyLevel::Serial {
+                SERIAL_CAS_PERCENT
+            } else {
+                0
+            },
             ..RegisterOptions::default()
         });
         let keys = workload.keys();
@@ -679,6 +727,12 @@ impl Simulation {
             next_seq: 0,
             slots,
             net: SimNet::new(net_options),
+            links: (0..config.nodes * config.nodes)
+                .map(|_| LinkStream::new(config.planted_frame_reader_drops_rest))
+                .collect(),
+            read_cuts,
+            rng_frames: stream(seed, "frames"),
+            rng_stale: stream(seed, "stale"),
             nemesis: Nemesis::new(nemesis_options, clock_offset_nanos_max),
             workload,
             keys,
@@ -774,7 +828,17 @@ impl Simulation {
                 self.step_node(node, Input::Tick);
                 self.schedule(TICK_INTERVAL_NANOS, Event::Tick { node });
             }
-            Event::Deliver { from, to, frame } => self.on_deliver(from, to, frame),
+            Event::Deliver {
+                from,
+                to,
+                frame,
+                incarnations,
+            } => self.on_deliver(from, to, frame, incarnations),
+            Event::LinkRead {
+                from,
+                to,
+                connection,
+            } => self.on_link_read(from, to, connection),
             Event::Request {
                 node,
                 request,

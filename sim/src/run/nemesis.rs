@@ -14,6 +14,7 @@ use crate::disk::SimDiskFaults;
 use crate::net::NetOptions;
 
 use super::commit::{CrashPoint, SyncLatency, SYNC_LATENCY_PROFILES};
+use super::links::ReadCuts;
 use super::{Event, Phase, Simulation, NEMESIS_INTERVAL_MAX_NANOS, NEMESIS_INTERVAL_MIN_NANOS};
 
 /// Bound on every node's wall clock offset when the clock family is on and
@@ -237,7 +238,12 @@ pub(super) struct Swarm {
     pub(super) clock_drifts_ppm: Vec<i64>,
     /// The buggify sites this run enables.
     pub(super) buggify: Buggify,
+    /// How the links cut their byte streams into reads.
+    pub(super) read_cuts: ReadCuts,
 }
+
+/// Chance that a message straggles in a run with stale messages on.
+const STRAGGLE_PROBABILITY: f64 = 0.02;
 
 /// Chances a buggify site fires per visit, per mille, a run draws from.
 const BUGGIFY_PER_MILLE: [u32; 2] = [10, 100];
@@ -250,7 +256,7 @@ const GROUP_COMMIT_WINDOW_MAX_NANOS: [u64; 4] = [0, 200_000, 1_000_000, 5_000_00
 /// seeds keep a majority of nodes healthy; one in five may lose them all
 /// at once.
 pub(super) fn draw_swarm(config: &SimConfig, rng: &mut ChaCha8Rng) -> Swarm {
-    let (nemesis, net, disk, mut line) = if config.faults {
+    let (nemesis, mut net, disk, mut line) = if config.faults {
         // Drawn either way, so that --crashes off changes nothing else.
         let crashes = rng.random_bool(0.6) && config.crashes;
         let partitions = rng.random_bool(0.5);
@@ -371,6 +377,18 @@ pub(super) fn draw_swarm(config: &SimConfig, rng: &mut ChaCha8Rng) -> Swarm {
             .collect::<Vec<_>>()
             .join("/")
     ));
+    // Drawn last, so that the draws above stay what they were before
+    // these families joined.
+    let stale_messages = rng.random_bool(0.3) && config.faults;
+    if stale_messages {
+        net.straggle_probability = STRAGGLE_PROBABILITY;
+    }
+    let read_cuts = ReadCuts::ALL[rng.random_range(0..ReadCuts::ALL.len())];
+    line.push_str(&format!(
+        " stale_messages={} frame_reads={}",
+        on_off(stale_messages),
+        read_cuts.name()
+    ));
     Swarm {
         nemesis,
         net,
@@ -380,6 +398,7 @@ pub(super) fn draw_swarm(config: &SimConfig, rng: &mut ChaCha8Rng) -> Swarm {
         sync_latencies,
         clock_drifts_ppm,
         buggify,
+        read_cuts,
     }
 }
 

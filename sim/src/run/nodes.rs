@@ -1,8 +1,8 @@
-//! The nodes of a run: starting and crashing them, stepping them with
-//! inputs and releasing their outputs, and delivering frames between them.
+//! The nodes of a run: starting and crashing them, and sending what they
+//! output (frames to peers, replies to clients).
 
 use enigma_cluster::hlc::HlcClock;
-use enigma_cluster::{decode_frame, encode_frame, Decoded, Input, Node, NodeOptions, Output};
+use enigma_cluster::{encode_frame, Node, NodeOptions, Output};
 use enigma_engine::{Disk, DiskFile, WAL_RECORDS_OFFSET};
 use rand::Rng;
 
@@ -14,31 +14,6 @@ use crate::rng::stream;
 use enigma_checker::Version;
 
 impl Simulation {
-    pub(super) fn on_deliver(&mut self, from: usize, to: usize, frame: Vec<u8>) {
-        if !self.net.connected(from, to) || self.slots[to].node.is_none() {
-            return;
-        }
-        self.trace.record(self.now, &frame, || {
-            format!("n{} -> n{}: {} bytes", from + 1, to + 1, frame.len())
-        });
-        match decode_frame(&frame) {
-            Ok(Decoded::Frame { envelope, .. }) => {
-                let from_id = self.slots[from].id;
-                self.step_node(
-                    to,
-                    Input::Message {
-                        from: from_id,
-                        envelope,
-                    },
-                );
-            }
-            Ok(Decoded::Incomplete) | Err(_) => self.violate(
-                "integrity",
-                format!("frame from n{} to n{} failed to decode", from + 1, to + 1),
-            ),
-        }
-    }
-
     pub(super) fn start_node(&mut self, index: usize) {
         // Bad reads are for a running node: during recovery a bad read of
         // the log's last segment would look exactly like a torn tail.
@@ -84,6 +59,7 @@ impl Simulation {
         let slot = &mut self.slots[index];
         if slot.node.is_some() {
             self.end_batch_in_crash(index);
+            self.reset_links_of(index);
             let node = self.slots[index].node.take().expect("checked just above");
             self.absorb_stats(&node);
             self.note_background_errors(index, &node);
@@ -150,13 +126,17 @@ impl Simulation {
                 self.check_reading(from, envelope.hlc);
                 let frame = encode_frame(&envelope);
                 self.stats.messages += 1;
+                let incarnations = (self.slots[from].incarnation, self.slots[to].incarnation);
+                let to_down = self.slots[to].node.is_none();
                 for delay in self.net.delays(&mut self.rng_net, from, to) {
+                    let straggle = self.net.straggle(&mut self.rng_stale, to_down);
                     self.schedule(
-                        delay,
+                        delay + straggle,
                         Event::Deliver {
                             from,
                             to,
                             frame: frame.clone(),
+                            incarnations,
                         },
                     );
                 }
@@ -204,7 +184,7 @@ mod tests {
     use crate::disk::SimDiskFaults;
     use crate::rng::stream;
     use enigma_cluster::{
-        ClientOp, ClientRequest, ClusterConfig, ConsistencyLevel, NodeId, NodeOptions, Now,
+        ClientOp, ClientRequest, ClusterConfig, ConsistencyLevel, Input, NodeId, NodeOptions, Now,
         RequestId,
     };
     use enigma_engine::EngineOptions;

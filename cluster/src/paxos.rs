@@ -1,0 +1,1227 @@
+//! Per-key Paxos for `SERIAL` operations: the acceptor's rules and stored
+//! state, and the proposer's progress through one operation, both pure (no
+//! I/O, no clock, no randomness of their own). `node/serial.rs` carries
+//! their decisions out.
+//!
+//! The shape is Cassandra's Paxos v2: every key is a sequence of Paxos
+//! instances; an instance is chosen when a quorum accepts it and ends when
+//! it is committed, which applies its value to the key's data with a
+//! timestamp above every version the proposer read, so that
+//! last-write-wins agrees with the Paxos order.
+//!
+//! 1. **Prepare** with a ballot above any the proposer has seen. An
+//!    acceptor promises to take nothing below it (durably, before the
+//!    promise leaves) and answers with its accepted-but-uncommitted
+//!    proposal, its latest committed ballot and the key's current version:
+//!    the read rides on the prepare.
+//! 2. If a promise shows an accepted proposal newer than every committed
+//!    ballot in the quorum, that proposal may have been chosen: the proposer
+//!    finishes it (proposes and commits its value under its own ballot) and
+//!    starts again with a new ballot. Otherwise it evaluates the operation
+//!    on the newest version read: a read or a failed condition is answered
+//!    at once; a change is proposed.
+//! 3. **Propose**: an acceptor accepts unless it promised a higher ballot.
+//! 4. **Commit** once a quorum accepted: replicas apply the value; the
+//!    client is answered once a quorum applied it.
+//!
+//! A ballot refused by too many acceptors makes the proposer back off for a
+//! randomized, bounded time ([`backoff_nanos`]) and try again with a higher
+//! ballot; its deadline is the node's business.
+
+use std::collections::BTreeMap;
+
+use enigma_engine::{Timestamp, Versioned};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::NodeId;
+
+/// A Paxos ballot: the proposer's HLC reading, its node id and its boot
+/// generation, ordered in that order. The generation makes ballots unique
+/// even when a restarted node's clock repeats a reading.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Ballot {
+    /// HLC reading when it was drawn.
+    pub hlc: u64,
+    /// The proposer.
+    pub node: u32,
+    /// The proposer's boot generation.
+    pub generation: u64,
+}
+
+impl Ballot {
+    /// Below every ballot a proposer draws: "none yet".
+    pub const ZERO: Ballot = Ballot {
+        hlc: 0,
+        node: 0,
+        generation: 0,
+    };
+}
+
+/// A value proposed for a key under a ballot (`None`: delete the key),
+/// with the timestamp its commit applies it with. The timestamp is fixed
+/// when the value is first proposed and kept by whoever finishes it, so
+/// every commit of one chosen value writes the same version, and a late
+/// commit never lands above a value chosen after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// The ballot it was proposed under.
+    pub ballot: Ballot,
+    /// The key's new value; `None` deletes it.
+    pub value: Option<Vec<u8>>,
+    /// HLC part of the commit's timestamp.
+    pub stamp_hlc: u64,
+    /// Node part (tie-break) of the commit's timestamp.
+    pub stamp_node: u32,
+}
+
+impl Proposal {
+    /// The timestamp its commit applies the value with.
+    pub fn timestamp(&self) -> Timestamp {
+        Timestamp {
+            hlc: self.stamp_hlc,
+            node: self.stamp_node,
+        }
+    }
+
+    /// The version its commit applies.
+    pub fn version(&self) -> Versioned {
+        Versioned {
+            timestamp: self.timestamp(),
+            value: self.value.clone(),
+        }
+    }
+}
+
+/// An acceptor's durable state for one key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AcceptorState {
+    /// Nothing below this is accepted or promised.
+    pub promised: Ballot,
+    /// The latest proposal accepted and not yet known committed.
+    pub accepted: Option<Proposal>,
+    /// The highest ballot committed here.
+    pub committed: Ballot,
+}
+
+/// What a promise tells the proposer beside the ballot it promises.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promise {
+    /// An accepted proposal newer than the acceptor's last commit.
+    pub in_progress: Option<Proposal>,
+    /// The acceptor's latest committed ballot.
+    pub committed: Ballot,
+    /// The key's current version at the acceptor's replica.
+    pub current: Option<Versioned>,
+}
+
+/// Format version of stored acceptor state.
+const STATE_VERSION: u8 = 1;
+
+/// Bytes of a stored state beside the accepted value: version, three
+/// ballots (20 bytes each), a tag and a timestamp (12 bytes).
+pub const STATE_OVERHEAD_BYTES: usize = 1 + 3 * 20 + 1 + 12;
+
+impl AcceptorState {
+    /// Whether to promise `ballot`: only above every earlier promise. On
+    /// `Ok` the state changed and must be durable before the promise leaves;
+    /// `Err` carries the ballot already promised.
+    pub fn prepare(&mut self, ballot: Ballot) -> Result<(Option<Proposal>, Ballot), Ballot> {
+        if ballot <= self.promised {
+            return Err(self.promised);
+        }
+        self.promised = ballot;
+        let in_progress = self.accepted.clone().filter(|p| p.ballot > self.committed);
+        Ok((in_progress, self.committed))
+    }
+
+    /// Whether to accept `proposal`: unless a higher ballot was promised
+    /// (or, with `planted_accept_below_promise`, always: a deliberate bug).
+    /// On `Ok` the state changed and must be durable before the acceptance
+    /// leaves; `Err` carries the ballot promised.
+    pub fn propose(
+        &mut self,
+        proposal: Proposal,
+        planted_accept_below_promise: bool,
+    ) -> Result<(), Ballot> {
+        if proposal.ballot < self.promised && !planted_accept_below_promise {
+            return Err(self.promised);
+        }
+        self.promised = self.promised.max(proposal.ballot);
+        self.accepted = Some(proposal);
+        Ok(())
+    }
+
+    /// Notes that `ballot`'s value was applied here: an accepted proposal
+    /// at or below it is finished.
+    pub fn commit(&mut self, ballot: Ballot) {
+        self.committed = self.committed.max(ballot);
+        if self
+            .accepted
+            .as_ref()
+            .is_some_and(|p| p.ballot <= self.committed)
+        {
+            self.accepted = None;
+        }
+    }
+
+    /// The stored bytes: version, promised, committed, tag (0 nothing
+    /// accepted, 1 a deletion, 2 a value), accepted ballot, the commit
+    /// timestamp (HLC u64 LE, node u32 LE), value. A ballot is HLC (u64
+    /// LE), node (u32 LE), generation (u64 LE).
+    pub fn encode(&self) -> Vec<u8> {
+        let value_len = self
+            .accepted
+            .as_ref()
+            .and_then(|p| p.value.as_ref())
+            .map_or(0, Vec::len);
+        let mut out = Vec::with_capacity(STATE_OVERHEAD_BYTES + value_len);
+        out.push(STATE_VERSION);
+        put_ballot(&mut out, self.promised);
+        put_ballot(&mut out, self.committed);
+        match &self.accepted {
+            None => out.push(0),
+            Some(p) => {
+                out.push(if p.value.is_some() { 2 } else { 1 });
+                put_ballot(&mut out, p.ballot);
+                out.extend_from_slice(&p.stamp_hlc.to_le_bytes());
+                out.extend_from_slice(&p.stamp_node.to_le_bytes());
+                if let Some(value) = &p.value {
+                    out.extend_from_slice(value);
+                }
+            }
+        }
+        out
+    }
+
+    /// Decodes what [`Self::encode`] wrote; `None` if the bytes are not a
+    /// state this build knows (the engine checksums what it stores, so this
+    /// means a bug or a newer format).
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let (&version, rest) = bytes.split_first()?;
+        if version != STATE_VERSION {
+            return None;
+        }
+        let (promised, rest) = take_ballot(rest)?;
+        let (committed, rest) = take_ballot(rest)?;
+        let (&tag, rest) = rest.split_first()?;
+        let accepted = match tag {
+            0 if rest.is_empty() => None,
+            1 | 2 => {
+                let (ballot, rest) = take_ballot(rest)?;
+                if rest.len() < 12 {
+                    return None;
+                }
+                let stamp_hlc = u64::from_le_bytes(rest[..8].try_into().ok()?);
+                let stamp_node = u32::from_le_bytes(rest[8..12].try_into().ok()?);
+                let rest = &rest[12..];
+                let value = match tag {
+                    1 if rest.is_empty() => None,
+                    1 => return None,
+                    _ => Some(rest.to_vec()),
+                };
+                Some(Proposal {
+                    ballot,
+                    value,
+                    stamp_hlc,
+                    stamp_node,
+                })
+            }
+            _ => return None,
+        };
+        Some(Self {
+            promised,
+            accepted,
+            committed,
+        })
+    }
+}
+
+fn put_ballot(out: &mut Vec<u8>, ballot: Ballot) {
+    out.extend_from_slice(&ballot.hlc.to_le_bytes());
+    out.extend_from_slice(&ballot.node.to_le_bytes());
+    out.extend_from_slice(&ballot.generation.to_le_bytes());
+}
+
+fn take_ballot(bytes: &[u8]) -> Option<(Ballot, &[u8])> {
+    if bytes.len() < 20 {
+        return None;
+    }
+    let hlc = u64::from_le_bytes(bytes[..8].try_into().ok()?);
+    let node = u32::from_le_bytes(bytes[8..12].try_into().ok()?);
+    let generation = u64::from_le_bytes(bytes[12..20].try_into().ok()?);
+    Some((
+        Ballot {
+            hlc,
+            node,
+            generation,
+        },
+        &bytes[20..],
+    ))
+}
+
+/// What must hold of the key's current value for a change to apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// Always (an unconditional write through Paxos).
+    Any,
+    /// The key is absent (`SET NX`).
+    Absent,
+    /// The key holds a value (`SET XX`).
+    Present,
+    /// The key holds exactly this value (`IFEQ`, `DELIFEQ`).
+    Equals(Vec<u8>),
+}
+
+/// What a change makes of the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Set it to this value.
+    Put(Vec<u8>),
+    /// Delete it.
+    Delete,
+    /// Add this to its value read as a decimal 64-bit integer (absent: 0).
+    Incr(i64),
+}
+
+/// Why a change cannot be computed from the current value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeError {
+    /// `Incr` of a value that is not a decimal 64-bit integer.
+    NotAnInteger,
+    /// `Incr` past the range of a 64-bit integer.
+    Overflow,
+}
+
+impl std::fmt::Display for ChangeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NotAnInteger => "value is not an integer or out of range",
+            Self::Overflow => "increment or decrement would overflow",
+        })
+    }
+}
+
+/// The key's new value (`None`: deleted) if `condition` holds of
+/// `current`; `Ok(None)` if it does not.
+///
+/// # Errors
+/// An increment of a value that is not an integer, or that overflows.
+#[allow(clippy::option_option)]
+pub fn evaluate(
+    current: Option<&[u8]>,
+    condition: &Condition,
+    change: &Change,
+) -> Result<Option<Option<Vec<u8>>>, ChangeError> {
+    let holds = match condition {
+        Condition::Any => true,
+        Condition::Absent => current.is_none(),
+        Condition::Present => current.is_some(),
+        Condition::Equals(expected) => current == Some(expected.as_slice()),
+    };
+    if !holds {
+        return Ok(None);
+    }
+    Ok(Some(match change {
+        Change::Put(value) => Some(value.clone()),
+        Change::Delete => None,
+        Change::Incr(by) => {
+            let old = match current {
+                None => 0,
+                Some(bytes) => parse_integer(bytes).ok_or(ChangeError::NotAnInteger)?,
+            };
+            let new = old.checked_add(*by).ok_or(ChangeError::Overflow)?;
+            Some(new.to_string().into_bytes())
+        }
+    }))
+}
+
+/// A value as Redis reads an integer: optional minus, decimal digits, no
+/// leading zeros or plus sign, within 64 bits.
+fn parse_integer(bytes: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+        && text != "-0";
+    if !canonical {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// What one `SERIAL` operation does once it has read the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SerialOp {
+    /// Answer the current value.
+    Read,
+    /// Apply `change` if `condition` holds.
+    Cas {
+        /// What must hold.
+        condition: Condition,
+        /// What to do then.
+        change: Change,
+    },
+}
+
+/// How a `SERIAL` operation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SerialOutcome {
+    /// The key's value before the operation (for a read: its value).
+    pub previous: Option<Versioned>,
+    /// The value it committed, with its timestamp; `None` if it changed
+    /// nothing (a read, or a condition that did not hold).
+    pub committed: Option<Versioned>,
+}
+
+/// What the proposer asks its node to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProposerStep {
+    /// Nothing yet: wait for more answers.
+    Wait,
+    /// Send this proposal to every replica.
+    Propose(Proposal),
+    /// Send this commit to every replica: apply `version` as of `ballot`.
+    Commit {
+        /// The committed ballot.
+        ballot: Ballot,
+        /// The value and the timestamp it is applied with.
+        version: Versioned,
+    },
+    /// The ballot lost (or an in-progress proposal was finished): draw a
+    /// new ballot above [`Proposer::highest_seen`] and prepare again, after
+    /// [`backoff_nanos`] if `backoff`.
+    Restart {
+        /// Whether to wait first (lost to a competing ballot).
+        backoff: bool,
+    },
+    /// The operation is decided.
+    Done(Result<SerialOutcome, ChangeError>),
+    /// Our own value lost its round after an acceptor took it: any later
+    /// proposer may yet finish it, so the outcome is unknown (answered as a
+    /// timeout; trying again could apply the change twice or report a
+    /// change that happened as refused).
+    InDoubt,
+}
+
+/// Where the proposer is in its current round.
+#[derive(Debug, Clone)]
+enum Phase {
+    Preparing {
+        promises: BTreeMap<NodeId, Promise>,
+    },
+    Proposing {
+        /// The value and timestamp to commit once a quorum accepts.
+        version: Versioned,
+        /// Finishing another proposer's value rather than our own.
+        finishing: bool,
+        previous: Option<Versioned>,
+        accepted: Vec<NodeId>,
+    },
+    Committing {
+        version: Versioned,
+        finishing: bool,
+        previous: Option<Versioned>,
+        acked: Vec<NodeId>,
+    },
+    Idle,
+}
+
+/// One `SERIAL` operation's proposer: fed the acceptors' answers, it says
+/// what to do next.
+#[derive(Debug, Clone)]
+pub struct Proposer {
+    me: NodeId,
+    op: SerialOp,
+    replicas: usize,
+    quorum: usize,
+    ballot: Ballot,
+    phase: Phase,
+    refused: Vec<NodeId>,
+    highest_seen: Ballot,
+    rounds: u32,
+    /// Whether our own value was ever proposed (a change may then have
+    /// been applied).
+    proposed_own: bool,
+    planted_ignore_in_progress: bool,
+}
+
+impl Proposer {
+    /// A proposer at node `me` for `op` on a key with `replicas` replicas,
+    /// of which `quorum` must answer each phase.
+    pub fn new(me: NodeId, op: SerialOp, replicas: usize, quorum: usize) -> Self {
+        Self {
+            me,
+            op,
+            replicas,
+            quorum,
+            ballot: Ballot::ZERO,
+            phase: Phase::Idle,
+            refused: Vec::new(),
+            highest_seen: Ballot::ZERO,
+            rounds: 0,
+            proposed_own: false,
+            planted_ignore_in_progress: false,
+        }
+    }
+
+    /// **A deliberate bug, for proving the simulator's checks bite**: the
+    /// proposer ignores accepted-but-uncommitted proposals in the promises
+    /// and proposes its own value over them (the classic Paxos bug).
+    pub fn planting_ignore_in_progress(mut self, on: bool) -> Self {
+        self.planted_ignore_in_progress = on;
+        self
+    }
+
+    /// The operation.
+    pub fn op(&self) -> &SerialOp {
+        &self.op
+    }
+
+    /// The current round's ballot.
+    pub fn ballot(&self) -> Ballot {
+        self.ballot
+    }
+
+    /// The highest ballot any answer showed: the next must exceed it.
+    pub fn highest_seen(&self) -> Ballot {
+        self.highest_seen.max(self.ballot)
+    }
+
+    /// Whether our own value was ever proposed: if not, an operation that
+    /// ends now applied nothing.
+    pub fn proposed_own(&self) -> bool {
+        self.proposed_own
+    }
+
+    /// Rounds started so far (1 after the first prepare).
+    pub fn rounds(&self) -> u32 {
+        self.rounds
+    }
+
+    /// Acceptors that answered the current phase (for a timeout's report).
+    pub fn answered(&self) -> usize {
+        match &self.phase {
+            Phase::Preparing { promises } => promises.len(),
+            Phase::Proposing { accepted, .. } => accepted.len(),
+            Phase::Committing { acked, .. } => acked.len(),
+            Phase::Idle => 0,
+        }
+    }
+
+    /// The acceptors that must answer each phase.
+    pub fn quorum(&self) -> usize {
+        self.quorum
+    }
+
+    /// Starts a round with `ballot` (above [`Self::highest_seen`]): the
+    /// node sends a prepare to every replica.
+    pub fn start(&mut self, ballot: Ballot) {
+        debug_assert!(ballot > self.highest_seen());
+        self.ballot = ballot;
+        self.rounds += 1;
+        self.refused.clear();
+        self.phase = Phase::Preparing {
+            promises: BTreeMap::new(),
+        };
+    }
+
+    /// Takes in `from`'s promise of `ballot`.
+    pub fn on_promise(&mut self, from: NodeId, ballot: Ballot, promise: Promise) -> ProposerStep {
+        let Phase::Preparing { promises } = &mut self.phase else {
+            return ProposerStep::Wait;
+        };
+        if ballot != self.ballot {
+            return ProposerStep::Wait;
+        }
+        self.highest_seen = self.highest_seen.max(promise.committed);
+        promises.insert(from, promise);
+        if promises.len() < self.quorum {
+            return ProposerStep::Wait;
+        }
+        let promises = std::mem::take(promises);
+        self.decide_after_prepare(&promises)
+    }
+
+    fn decide_after_prepare(&mut self, promises: &BTreeMap<NodeId, Promise>) -> ProposerStep {
+        let committed = promises
+            .values()
+            .map(|p| p.committed)
+            .max()
+            .unwrap_or(Ballot::ZERO);
+        let in_progress = promises
+            .values()
+            .filter_map(|p| p.in_progress.as_ref())
+            .filter(|p| p.ballot > committed)
+            .max_by_key(|p| p.ballot)
+            .filter(|_| !self.planted_ignore_in_progress);
+        let current = promises
+            .values()
+            .filter_map(|p| p.current.as_ref())
+            .max_by_key(|v| v.timestamp)
+            .cloned();
+        if let Some(unfinished) = in_progress {
+            // Its own timestamp: every commit of it writes the same version.
+            let version = unfinished.version();
+            return self.propose(version, true, current);
+        }
+        let timestamp = self.commit_timestamp(current.as_ref());
+        let (condition, change) = match &self.op {
+            SerialOp::Read => {
+                self.phase = Phase::Idle;
+                return ProposerStep::Done(Ok(SerialOutcome {
+                    previous: current,
+                    committed: None,
+                }));
+            }
+            SerialOp::Cas { condition, change } => (condition.clone(), change.clone()),
+        };
+        let value = current.as_ref().and_then(|v| v.value.as_deref());
+        match evaluate(value, &condition, &change) {
+            Err(e) => {
+                self.phase = Phase::Idle;
+                ProposerStep::Done(Err(e))
+            }
+            Ok(None) => {
+                self.phase = Phase::Idle;
+                ProposerStep::Done(Ok(SerialOutcome {
+                    previous: current,
+                    committed: None,
+                }))
+            }
+            Ok(Some(value)) => self.propose(Versioned { timestamp, value }, false, current),
+        }
+    }
+
+    /// The commit's timestamp: the ballot's reading, raised above every
+    /// version read, so that last-write-wins orders it after them.
+    fn commit_timestamp(&self, current: Option<&Versioned>) -> Timestamp {
+        let floor = current.map_or(0, |v| v.timestamp.hlc.saturating_add(1));
+        Timestamp {
+            hlc: self.ballot.hlc.max(floor),
+            node: self.me.0,
+        }
+    }
+
+    fn propose(
+        &mut self,
+        version: Versioned,
+        finishing: bool,
+        previous: Option<Versioned>,
+    ) -> ProposerStep {
+        let proposal = Proposal {
+            ballot: self.ballot,
+            value: version.value.clone(),
+            stamp_hlc: version.timestamp.hlc,
+            stamp_node: version.timestamp.node,
+        };
+        self.refused.clear();
+        self.proposed_own |= !finishing;
+        self.phase = Phase::Proposing {
+            version,
+            finishing,
+            previous,
+            accepted: Vec::new(),
+        };
+        ProposerStep::Propose(proposal)
+    }
+
+    /// Takes in `from`'s acceptance of `ballot`.
+    pub fn on_accepted(&mut self, from: NodeId, ballot: Ballot) -> ProposerStep {
+        let Phase::Proposing {
+            version,
+            finishing,
+            previous,
+            accepted,
+        } = &mut self.phase
+        else {
+            return ProposerStep::Wait;
+        };
+        if ballot != self.ballot || accepted.contains(&from) {
+            return ProposerStep::Wait;
+        }
+        accepted.push(from);
+        if self.replicas - self.refused.len() < self.quorum {
+            // Too many refused for a quorum; this one took our value.
+            let own = !*finishing;
+            self.phase = Phase::Idle;
+            return if own {
+                ProposerStep::InDoubt
+            } else {
+                ProposerStep::Restart { backoff: true }
+            };
+        }
+        if accepted.len() < self.quorum {
+            return ProposerStep::Wait;
+        }
+        let version = version.clone();
+        self.phase = Phase::Committing {
+            version: version.clone(),
+            finishing: *finishing,
+            previous: previous.take(),
+            acked: Vec::new(),
+        };
+        ProposerStep::Commit {
+            ballot: self.ballot,
+            version,
+        }
+    }
+
+    /// Takes in `from`'s acknowledgement that it applied the commit of
+    /// `ballot`.
+    pub fn on_commit_ack(&mut self, from: NodeId, ballot: Ballot) -> ProposerStep {
+        let Phase::Committing {
+            version,
+            finishing,
+            previous,
+            acked,
+        } = &mut self.phase
+        else {
+            return ProposerStep::Wait;
+        };
+        if ballot != self.ballot || acked.contains(&from) {
+            return ProposerStep::Wait;
+        }
+        acked.push(from);
+        if acked.len() < self.quorum {
+            return ProposerStep::Wait;
+        }
+        if *finishing {
+            // Someone else's value is in place; now ours, on a fresh
+            // ballot, without waiting: no one competed.
+            self.phase = Phase::Idle;
+            return ProposerStep::Restart { backoff: false };
+        }
+        let outcome = SerialOutcome {
+            previous: previous.take(),
+            committed: Some(version.clone()),
+        };
+        self.phase = Phase::Idle;
+        ProposerStep::Done(Ok(outcome))
+    }
+
+    /// Takes in `from`'s refusal of `ballot` (it promised `promised`): once
+    /// too many refused for a quorum to remain, the round is lost.
+    pub fn on_refused(&mut self, from: NodeId, ballot: Ballot, promised: Ballot) -> ProposerStep {
+        self.highest_seen = self.highest_seen.max(promised);
+        let live = matches!(
+            self.phase,
+            Phase::Preparing { .. } | Phase::Proposing { .. }
+        );
+        if ballot != self.ballot || !live || self.refused.contains(&from) {
+            return ProposerStep::Wait;
+        }
+        self.refused.push(from);
+        if self.replicas - self.refused.len() >= self.quorum {
+            return ProposerStep::Wait;
+        }
+        if let Phase::Proposing {
+            finishing: false,
+            accepted,
+            ..
+        } = &self.phase
+        {
+            // Our own value: if any acceptor took it, the outcome is
+            // unknown; only once every acceptor refused may we try again.
+            if accepted.is_empty() && self.refused.len() < self.replicas {
+                return ProposerStep::Wait;
+            }
+            if !accepted.is_empty() {
+                self.phase = Phase::Idle;
+                return ProposerStep::InDoubt;
+            }
+        }
+        self.phase = Phase::Idle;
+        ProposerStep::Restart { backoff: true }
+    }
+}
+
+/// The first backoff after a lost ballot.
+pub const BACKOFF_MIN_NANOS: u64 = 1_000_000;
+/// The longest backoff: it doubles from [`BACKOFF_MIN_NANOS`] up to this.
+pub const BACKOFF_MAX_NANOS: u64 = 64_000_000;
+
+/// How long to wait before round `round` (1 after the first lost ballot):
+/// drawn between half and all of a cap that doubles each round from
+/// [`BACKOFF_MIN_NANOS`] to [`BACKOFF_MAX_NANOS`], so competing proposers
+/// spread out.
+pub fn backoff_nanos(round: u32, rng: &mut impl Rng) -> u64 {
+    let doublings = round.saturating_sub(1).min(16);
+    let cap = BACKOFF_MIN_NANOS
+        .saturating_mul(1 << doublings)
+        .min(BACKOFF_MAX_NANOS);
+    rng.random_range(cap / 2..=cap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn ballot(hlc: u64, node: u32) -> Ballot {
+        Ballot {
+            hlc,
+            node,
+            generation: 1,
+        }
+    }
+
+    fn version(hlc: u64, value: &str) -> Versioned {
+        Versioned {
+            timestamp: Timestamp { hlc, node: 9 },
+            value: Some(value.as_bytes().to_vec()),
+        }
+    }
+
+    fn promise(current: Option<Versioned>) -> Promise {
+        Promise {
+            in_progress: None,
+            committed: Ballot::ZERO,
+            current,
+        }
+    }
+
+    fn cas(expected: &str, new: &str) -> SerialOp {
+        SerialOp::Cas {
+            condition: Condition::Equals(expected.as_bytes().to_vec()),
+            change: Change::Put(new.as_bytes().to_vec()),
+        }
+    }
+
+    #[test]
+    fn ballots_order_by_clock_then_node_then_generation() {
+        let a = Ballot {
+            hlc: 5,
+            node: 9,
+            generation: 9,
+        };
+        let b = Ballot {
+            hlc: 6,
+            node: 1,
+            generation: 1,
+        };
+        let c = Ballot {
+            hlc: 6,
+            node: 1,
+            generation: 2,
+        };
+        assert!(Ballot::ZERO < a && a < b && b < c);
+    }
+
+    #[test]
+    fn an_acceptor_promises_only_above_its_promise_and_accepts_not_below_it() {
+        let mut state = AcceptorState::default();
+        assert_eq!(state.prepare(ballot(5, 1)), Ok((None, Ballot::ZERO)));
+        assert_eq!(state.prepare(ballot(5, 1)), Err(ballot(5, 1)));
+        assert_eq!(state.prepare(ballot(4, 2)), Err(ballot(5, 1)));
+        let low = Proposal {
+            ballot: ballot(4, 2),
+            value: Some(b"x".to_vec()),
+            stamp_hlc: 7,
+            stamp_node: 9,
+        };
+        assert_eq!(state.propose(low.clone(), false), Err(ballot(5, 1)));
+        assert_eq!(state.accepted, None);
+        let equal = Proposal {
+            ballot: ballot(5, 1),
+            value: Some(b"y".to_vec()),
+            stamp_hlc: 7,
+            stamp_node: 9,
+        };
+        assert_eq!(state.propose(equal.clone(), false), Ok(()));
+        assert_eq!(state.accepted, Some(equal.clone()));
+        // A later prepare learns the accepted proposal.
+        assert_eq!(state.prepare(ballot(7, 3)), Ok((Some(equal), Ballot::ZERO)));
+        // The planted bug accepts below the promise.
+        assert_eq!(state.propose(low.clone(), true), Ok(()));
+        assert_eq!(state.accepted, Some(low));
+    }
+
+    #[test]
+    fn a_commit_finishes_accepted_proposals_at_or_below_it() {
+        let mut state = AcceptorState::default();
+        let p = Proposal {
+            ballot: ballot(5, 1),
+            value: None,
+            stamp_hlc: 7,
+            stamp_node: 9,
+        };
+        state.propose(p.clone(), false).unwrap();
+        state.commit(ballot(4, 1));
+        assert_eq!(state.accepted, Some(p));
+        state.commit(ballot(5, 1));
+        assert_eq!(state.accepted, None);
+        assert_eq!(state.committed, ballot(5, 1));
+        state.commit(ballot(3, 1));
+        assert_eq!(state.committed, ballot(5, 1), "commits never go back");
+        assert_eq!(state.prepare(ballot(9, 1)), Ok((None, ballot(5, 1))));
+    }
+
+    #[test]
+    fn states_round_trip_and_damage_decodes_to_none() {
+        let states = [
+            AcceptorState::default(),
+            AcceptorState {
+                promised: ballot(9, 2),
+                accepted: Some(Proposal {
+                    ballot: ballot(8, 1),
+                    value: None,
+                    stamp_hlc: 7,
+                    stamp_node: 9,
+                }),
+                committed: ballot(3, 3),
+            },
+            AcceptorState {
+                promised: ballot(9, 2),
+                accepted: Some(Proposal {
+                    ballot: ballot(9, 2),
+                    value: Some(b"value".to_vec()),
+                    stamp_hlc: 7,
+                    stamp_node: 9,
+                }),
+                committed: Ballot::ZERO,
+            },
+            AcceptorState {
+                promised: ballot(9, 2),
+                accepted: Some(Proposal {
+                    ballot: ballot(9, 2),
+                    value: Some(Vec::new()),
+                    stamp_hlc: 7,
+                    stamp_node: 9,
+                }),
+                committed: Ballot::ZERO,
+            },
+        ];
+        for state in states {
+            let bytes = state.encode();
+            assert!(bytes.len() <= STATE_OVERHEAD_BYTES + 5);
+            assert_eq!(AcceptorState::decode(&bytes), Some(state.clone()));
+            for len in 0..bytes.len().min(STATE_OVERHEAD_BYTES) {
+                assert_eq!(AcceptorState::decode(&bytes[..len]), None, "prefix {len}");
+            }
+        }
+        let mut bad = AcceptorState::default().encode();
+        bad[0] = 7;
+        assert_eq!(AcceptorState::decode(&bad), None);
+        let mut trailing = AcceptorState::default().encode();
+        trailing.push(1);
+        assert_eq!(AcceptorState::decode(&trailing), None);
+    }
+
+    #[test]
+    fn conditions_and_increments_follow_redis() {
+        let ten = Some(b"10".as_slice());
+        let put = Change::Put(b"n".to_vec());
+        assert_eq!(
+            evaluate(None, &Condition::Absent, &put),
+            Ok(Some(Some(b"n".to_vec())))
+        );
+        assert_eq!(evaluate(ten, &Condition::Absent, &put), Ok(None));
+        assert_eq!(evaluate(None, &Condition::Present, &put), Ok(None));
+        assert_eq!(
+            evaluate(ten, &Condition::Equals(b"10".to_vec()), &Change::Delete),
+            Ok(Some(None))
+        );
+        assert_eq!(
+            evaluate(ten, &Condition::Equals(b"11".to_vec()), &Change::Delete),
+            Ok(None)
+        );
+        assert_eq!(
+            evaluate(ten, &Condition::Any, &Change::Incr(-12)),
+            Ok(Some(Some(b"-2".to_vec())))
+        );
+        assert_eq!(
+            evaluate(None, &Condition::Any, &Change::Incr(1)),
+            Ok(Some(Some(b"1".to_vec())))
+        );
+        for bad in [
+            "",
+            "x",
+            "01",
+            "+1",
+            "-0",
+            " 1",
+            "1.5",
+            "99999999999999999999",
+        ] {
+            assert_eq!(
+                evaluate(Some(bad.as_bytes()), &Condition::Any, &Change::Incr(1)),
+                Err(ChangeError::NotAnInteger),
+                "{bad:?}"
+            );
+        }
+        let max = i64::MAX.to_string();
+        assert_eq!(
+            evaluate(Some(max.as_bytes()), &Condition::Any, &Change::Incr(1)),
+            Err(ChangeError::Overflow)
+        );
+        assert_eq!(
+            ChangeError::NotAnInteger.to_string(),
+            "value is not an integer or out of range"
+        );
+    }
+
+    #[test]
+    fn an_uncontended_cas_prepares_proposes_and_commits_above_what_it_read() {
+        let mut p = Proposer::new(NodeId(1), cas("a", "b"), 3, 2);
+        p.start(ballot(100, 1));
+        // The read is newer than the ballot's clock (a skewed writer).
+        let read = version(500, "a");
+        assert_eq!(
+            p.on_promise(NodeId(1), ballot(100, 1), promise(Some(read.clone()))),
+            ProposerStep::Wait
+        );
+        // An answer to an older ballot counts for nothing.
+        assert_eq!(
+            p.on_promise(NodeId(2), ballot(99, 1), promise(None)),
+            ProposerStep::Wait
+        );
+        let step = p.on_promise(NodeId(2), ballot(100, 1), promise(None));
+        assert_eq!(
+            step,
+            ProposerStep::Propose(Proposal {
+                ballot: ballot(100, 1),
+                value: Some(b"b".to_vec()),
+                stamp_hlc: 501,
+                stamp_node: 1,
+            })
+        );
+        assert_eq!(p.on_accepted(NodeId(3), ballot(100, 1)), ProposerStep::Wait);
+        assert_eq!(p.on_accepted(NodeId(3), ballot(100, 1)), ProposerStep::Wait);
+        let expected = Versioned {
+            timestamp: Timestamp { hlc: 501, node: 1 },
+            value: Some(b"b".to_vec()),
+        };
+        assert_eq!(
+            p.on_accepted(NodeId(1), ballot(100, 1)),
+            ProposerStep::Commit {
+                ballot: ballot(100, 1),
+                version: expected.clone()
+            }
+        );
+        assert_eq!(
+            p.on_commit_ack(NodeId(1), ballot(100, 1)),
+            ProposerStep::Wait
+        );
+        assert_eq!(
+            p.on_commit_ack(NodeId(2), ballot(100, 1)),
+            ProposerStep::Done(Ok(SerialOutcome {
+                previous: Some(read),
+                committed: Some(expected)
+            }))
+        );
+    }
+
+    #[test]
+    fn a_failed_condition_and_a_read_answer_after_the_prepare() {
+        let mut p = Proposer::new(NodeId(1), cas("zzz", "b"), 3, 2);
+        p.start(ballot(100, 1));
+        p.on_promise(NodeId(1), ballot(100, 1), promise(Some(version(5, "a"))));
+        assert_eq!(
+            p.on_promise(NodeId(2), ballot(100, 1), promise(Some(version(7, "c")))),
+            ProposerStep::Done(Ok(SerialOutcome {
+                previous: Some(version(7, "c")),
+                committed: None
+            }))
+        );
+        let mut r = Proposer::new(NodeId(1), SerialOp::Read, 3, 2);
+        r.start(ballot(100, 1));
+        r.on_promise(NodeId(3), ballot(100, 1), promise(None));
+        assert_eq!(
+            r.on_promise(NodeId(2), ballot(100, 1), promise(None)),
+            ProposerStep::Done(Ok(SerialOutcome {
+                previous: None,
+                committed: None
+            }))
+        );
+    }
+
+    #[test]
+    fn an_in_progress_proposal_is_finished_before_our_own_value() {
+        let unfinished = Proposal {
+            ballot: ballot(90, 2),
+            value: Some(b"theirs".to_vec()),
+            stamp_hlc: 7,
+            stamp_node: 9,
+        };
+        let promises = |p: &mut Proposer| {
+            p.start(ballot(100, 1));
+            p.on_promise(NodeId(1), ballot(100, 1), promise(Some(version(5, "a"))));
+            p.on_promise(
+                NodeId(2),
+                ballot(100, 1),
+                Promise {
+                    in_progress: Some(unfinished.clone()),
+                    committed: ballot(80, 3),
+                    current: Some(version(5, "a")),
+                },
+            )
+        };
+        let mut p = Proposer::new(NodeId(1), cas("a", "mine"), 3, 2);
+        assert_eq!(
+            promises(&mut p),
+            ProposerStep::Propose(Proposal {
+                ballot: ballot(100, 1),
+                value: Some(b"theirs".to_vec()),
+                stamp_hlc: 7,
+                stamp_node: 9,
+            })
+        );
+        p.on_accepted(NodeId(1), ballot(100, 1));
+        assert!(matches!(
+            p.on_accepted(NodeId(2), ballot(100, 1)),
+            ProposerStep::Commit { .. }
+        ));
+        p.on_commit_ack(NodeId(1), ballot(100, 1));
+        assert_eq!(
+            p.on_commit_ack(NodeId(3), ballot(100, 1)),
+            ProposerStep::Restart { backoff: false }
+        );
+        assert_eq!(p.highest_seen(), ballot(100, 1));
+        // The planted bug proposes its own value over it.
+        let mut bad =
+            Proposer::new(NodeId(1), cas("a", "mine"), 3, 2).planting_ignore_in_progress(true);
+        assert_eq!(
+            promises(&mut bad),
+            ProposerStep::Propose(Proposal {
+                ballot: ballot(100, 1),
+                value: Some(b"mine".to_vec()),
+                stamp_hlc: 100,
+                stamp_node: 1,
+            })
+        );
+    }
+
+    #[test]
+    fn an_accepted_proposal_older_than_a_commit_is_not_finished() {
+        let mut p = Proposer::new(NodeId(1), SerialOp::Read, 3, 2);
+        p.start(ballot(100, 1));
+        p.on_promise(
+            NodeId(1),
+            ballot(100, 1),
+            Promise {
+                in_progress: Some(Proposal {
+                    ballot: ballot(50, 2),
+                    value: None,
+                    stamp_hlc: 7,
+                    stamp_node: 9,
+                }),
+                committed: Ballot::ZERO,
+                current: None,
+            },
+        );
+        let step = p.on_promise(
+            NodeId(2),
+            ballot(100, 1),
+            Promise {
+                in_progress: None,
+                committed: ballot(60, 3),
+                current: Some(version(60, "later")),
+            },
+        );
+        assert_eq!(
+            step,
+            ProposerStep::Done(Ok(SerialOutcome {
+                previous: Some(version(60, "later")),
+                committed: None
+            }))
+        );
+    }
+
+    #[test]
+    fn a_round_is_lost_once_a_quorum_cannot_remain() {
+        let mut p = Proposer::new(NodeId(1), cas("a", "b"), 3, 2);
+        p.start(ballot(100, 1));
+        assert_eq!(
+            p.on_refused(NodeId(2), ballot(100, 1), ballot(200, 2)),
+            ProposerStep::Wait
+        );
+        assert_eq!(
+            p.on_refused(NodeId(2), ballot(100, 1), ballot(200, 2)),
+            ProposerStep::Wait,
+            "one refusal counts once"
+        );
+        assert_eq!(
+            p.on_refused(NodeId(3), ballot(100, 1), ballot(300, 3)),
+            ProposerStep::Restart { backoff: true }
+        );
+        assert_eq!(p.highest_seen(), ballot(300, 3));
+        p.start(ballot(301, 1));
+        assert_eq!(p.rounds(), 2);
+    }
+
+    #[test]
+    fn our_own_value_lost_after_an_acceptor_took_it_is_in_doubt() {
+        let start = |p: &mut Proposer| {
+            p.start(ballot(100, 1));
+            p.on_promise(NodeId(1), ballot(100, 1), promise(Some(version(5, "a"))));
+            let step = p.on_promise(NodeId(2), ballot(100, 1), promise(None));
+            assert!(matches!(step, ProposerStep::Propose(_)));
+        };
+        let mut p = Proposer::new(NodeId(1), cas("a", "b"), 3, 2);
+        start(&mut p);
+        p.on_accepted(NodeId(1), ballot(100, 1));
+        p.on_refused(NodeId(2), ballot(100, 1), ballot(200, 2));
+        assert_eq!(
+            p.on_refused(NodeId(3), ballot(100, 1), ballot(200, 2)),
+            ProposerStep::InDoubt
+        );
+        // Refused by every acceptor: nobody holds it, try again.
+        let mut q = Proposer::new(NodeId(1), cas("a", "b"), 3, 2);
+        start(&mut q);
+        q.on_refused(NodeId(2), ballot(100, 1), ballot(200, 2));
+        assert_eq!(
+            q.on_refused(NodeId(3), ballot(100, 1), ballot(200, 2)),
+            ProposerStep::Wait,
+            "the third may have taken it"
+        );
+        assert_eq!(
+            q.on_refused(NodeId(1), ballot(100, 1), ballot(200, 2)),
+            ProposerStep::Restart { backoff: true }
+        );
+        // Two refusals, then the third takes it: in doubt.
+        let mut r = Proposer::new(NodeId(1), cas("a", "b"), 3, 2);
+        start(&mut r);
+        r.on_refused(NodeId(2), ballot(100, 1), ballot(200, 2));
+        r.on_refused(NodeId(3), ballot(100, 1), ballot(200, 2));
+        assert_eq!(
+            r.on_accepted(NodeId(1), ballot(100, 1)),
+            ProposerStep::InDoubt
+        );
+    }
+
+    #[test]
+    fn increments_report_redis_errors() {
+        let op = SerialOp::Cas {
+            condition: Condition::Any,
+            change: Change::Incr(1),
+        };
+        let mut p = Proposer::new(NodeId(1), op, 1, 1);
+        p.start(ballot(10, 1));
+        assert_eq!(
+            p.on_promise(NodeId(1), ballot(10, 1), promise(Some(version(3, "abc")))),
+            ProposerStep::Done(Err(ChangeError::NotAnInteger))
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_within_its_bounds_and_replays_from_the_seed() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for round in 1..40 {
+            let cap = (BACKOFF_MIN_NANOS << (round - 1).min(16)).min(BACKOFF_MAX_NANOS);
+            let wait = backoff_nanos(round, &mut rng);
+            assert!(wait >= cap / 2 && wait <= cap, "round {round}: {wait}");
+        }
+        let draw = |seed| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            (1..10)
+                .map(|r| backoff_nanos(r, &mut rng))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(draw(5), draw(5));
+    }
+}
