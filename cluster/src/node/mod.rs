@@ -338,6 +338,8 @@ pub struct Node<D: Disk> {
     background_retry_mono_nanos: u64,
     /// `SERIAL` operations this node coordinates, by sequence number.
     serial: BTreeMap<u64, serial::SerialPending>,
+    /// The HLC part of the last ballot this node drew.
+    serial_last_ballot_hlc: u64,
 }
 
 impl<D: Disk> Node<D> {
@@ -409,6 +411,7 @@ impl<D: Disk> Node<D> {
             local_counted_unsynced: Vec::new(),
             background_retry_mono_nanos: 0,
             serial: BTreeMap::new(),
+            serial_last_ballot_hlc: 0,
             ring,
             options,
         };
