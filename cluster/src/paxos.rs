@@ -719,20 +719,16 @@ impl Proposer {
             return ProposerStep::Wait;
         }
         if let Phase::Proposing {
-            finishing: false,
-            accepted,
-            ..
+            finishing: false, ..
         } = &self.phase
         {
-            // Our own value: if any acceptor took it, the outcome is
-            // unknown; only once every acceptor refused may we try again.
-            if accepted.is_empty() && self.refused.len() < self.replicas {
-                return ProposerStep::Wait;
-            }
-            if !accepted.is_empty() {
-                self.phase = Phase::Idle;
-                return ProposerStep::InDoubt;
-            }
+            // Our own value lost. Even a refusal from every acceptor does
+            // not show that none took it: an acceptor may have accepted it,
+            // its answer lost, then promised a higher ballot and refused a
+            // duplicate of our proposal; a later proposer finishes it. So
+            // the outcome is unknown.
+            self.phase = Phase::Idle;
+            return ProposerStep::InDoubt;
         }
         self.phase = Phase::Idle;
         ProposerStep::Restart { backoff: true }
@@ -1170,26 +1166,14 @@ mod tests {
             p.on_refused(NodeId(3), ballot(100, 1), ballot(200, 2)),
             ProposerStep::InDoubt
         );
-        // Refused by every acceptor: nobody holds it, try again.
+        // Refused by a quorum before any answer said it was taken: still
+        // in doubt (a refusal may answer a duplicate after an acceptance
+        // whose answer was lost).
         let mut q = Proposer::new(NodeId(1), cas("a", "b"), 3, 2);
         start(&mut q);
         q.on_refused(NodeId(2), ballot(100, 1), ballot(200, 2));
         assert_eq!(
             q.on_refused(NodeId(3), ballot(100, 1), ballot(200, 2)),
-            ProposerStep::Wait,
-            "the third may have taken it"
-        );
-        assert_eq!(
-            q.on_refused(NodeId(1), ballot(100, 1), ballot(200, 2)),
-            ProposerStep::Restart { backoff: true }
-        );
-        // Two refusals, then the third takes it: in doubt.
-        let mut r = Proposer::new(NodeId(1), cas("a", "b"), 3, 2);
-        start(&mut r);
-        r.on_refused(NodeId(2), ballot(100, 1), ballot(200, 2));
-        r.on_refused(NodeId(3), ballot(100, 1), ballot(200, 2));
-        assert_eq!(
-            r.on_accepted(NodeId(1), ballot(100, 1)),
             ProposerStep::InDoubt
         );
     }
