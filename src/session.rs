@@ -927,7 +927,7 @@ fn command_summary(name: &str) -> &'static str {
         "command" => "Describes the commands EnigmaDB serves.",
         "quit" => "Closes the connection.",
         "consistency" => {
-            "Shows or sets the connection's consistency level: ONE, TWO, QUORUM or ALL."
+            "Shows or sets the connection's consistency level: ONE, TWO, QUORUM, ALL or SERIAL."
         }
         "at" => "AT <level> <command ...>: runs one key command at a level.",
         "auth" => "Authenticates with the server's requirepass.",
