@@ -6,7 +6,7 @@
 //! racy.
 
 use enigma_cluster::paxos::{Change, Condition};
-use enigma_cluster::{ClientOp, ClientResponse};
+use enigma_cluster::{ClientError, ClientOp, ClientResponse, ConsistencyLevel};
 
 use crate::command::CommandError;
 use crate::resp::Reply;
@@ -82,6 +82,46 @@ impl Conditional {
             key,
             condition,
             change,
+        }
+    }
+
+    /// The node operation, once the level and the limits allow it: at any
+    /// level but `SERIAL` the command is refused.
+    ///
+    /// # Errors
+    /// The reply refusing it.
+    pub fn plan(
+        &self,
+        level: ConsistencyLevel,
+        check_key: &dyn Fn(&[u8]) -> Result<(), Reply>,
+        check_value: &dyn Fn(&[u8]) -> Result<(), Reply>,
+    ) -> Result<ClientOp, Reply> {
+        if level != ConsistencyLevel::Serial {
+            return Err(Reply::error(format!(
+                "ERR '{}' needs consistency level SERIAL (CONSISTENCY SERIAL, or AT SERIAL {}); it is refused at {level} rather than done as a racy read-modify-write",
+                self.name(),
+                self.name().to_ascii_uppercase()
+            )));
+        }
+        check_key(self.key())?;
+        if let Some(value) = self.value() {
+            check_value(value)?;
+        }
+        Ok(self.op())
+    }
+
+    /// The RESP reply to the node's answer; errors other than a change the
+    /// node could not compute are `error_reply`'s.
+    pub fn answer(
+        &self,
+        response: ClientResponse,
+        error_reply: impl Fn(&ClientError) -> Reply,
+    ) -> Reply {
+        match response {
+            ClientResponse::Error(ClientError::Invalid { reason }) => Self::change_error(&reason)
+                .unwrap_or_else(|| error_reply(&ClientError::Invalid { reason })),
+            ClientResponse::Error(e) => error_reply(&e),
+            response => self.reply(response),
         }
     }
 

@@ -140,7 +140,7 @@ struct SimArgs {
     /// Keys the clients share.
     #[arg(long, default_value_t = SimConfig::default().keys)]
     keys: usize,
-    /// Consistency level of reads and writes: ONE, TWO, QUORUM or ALL.
+    /// Consistency level of reads and writes: ONE, TWO, QUORUM, ALL or SERIAL.
     #[arg(long, default_value_t = SimConfig::default().level)]
     level: ConsistencyLevel,
     /// Inject faults (crashes, partitions, loss, duplication, torn writes):

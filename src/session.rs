@@ -683,18 +683,7 @@ impl Session {
                 Ok((OpKind::Set, Parts::One(ClientOp::Put { key, value })))
             }
             Command::Conditional(c) => {
-                if level != ConsistencyLevel::Serial {
-                    return Err(Reply::error(format!(
-                        "ERR '{}' needs consistency level SERIAL (CONSISTENCY SERIAL, or AT SERIAL {}); it is refused at {level} rather than done as a racy read-modify-write",
-                        c.name(),
-                        c.name().to_ascii_uppercase()
-                    )));
-                }
-                check_key(c.key())?;
-                if let Some(value) = c.value() {
-                    check_value(value)?;
-                }
-                let op = c.op();
+                let op = c.plan(level, &check_key, &check_value)?;
                 Ok((OpKind::Conditional(Box::new(c)), Parts::One(op)))
             }
             Command::MGet(keys) => Ok((OpKind::MGet, Parts::Many(gets(keys)?))),
@@ -737,13 +726,7 @@ impl Session {
             // One key, one part: no collecting.
             let response = part.take().expect("every part answered");
             let reply = match (response, &op.kind) {
-                (ClientResponse::Error(ClientError::Invalid { reason }), OpKind::Conditional(_))
-                    if crate::conditional::Conditional::change_error(&reason).is_some() =>
-                {
-                    crate::conditional::Conditional::change_error(&reason).expect("checked")
-                }
-                (ClientResponse::Error(e), OpKind::Conditional(_)) => error_reply(&e, true),
-                (response, OpKind::Conditional(c)) => c.reply(response),
+                (response, OpKind::Conditional(c)) => c.answer(response, |e| error_reply(e, true)),
                 (ClientResponse::Repaired(report), _) => Reply::Bulk(
                     format!(
                         "ranges_compared:{}\r\nranges_failed:{}\r\nkeys_exchanged:{}\r\nmillis:{}\r\n",
@@ -937,7 +920,7 @@ fn command_summary(name: &str) -> &'static str {
         "command" => "Describes the commands EnigmaDB serves.",
         "quit" => "Closes the connection.",
         "consistency" => {
-            "Shows or sets the connection's consistency level: ONE, TWO, QUORUM or ALL."
+            "Shows or sets the connection's consistency level: ONE, TWO, QUORUM, ALL or SERIAL."
         }
         "at" => "AT <level> <command ...>: runs one key command at a level.",
         "auth" => "Authenticates with the server's requirepass.",

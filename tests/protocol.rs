@@ -43,6 +43,19 @@ fn exchange_until_closed(port: u16, bytes: &[u8]) -> String {
     String::from_utf8_lossy(&reply).into_owned()
 }
 
+/// Sends `bytes` and reads one line of reply (without its CRLF).
+fn reply_line(stream: &mut TcpStream, bytes: &[u8]) -> String {
+    stream.write_all(bytes).unwrap();
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        line.push(byte[0]);
+    }
+    line.truncate(line.len() - 2);
+    String::from_utf8_lossy(&line).into_owned()
+}
+
 /// Sends `bytes` and reads exactly `len` bytes of reply.
 fn exchange(stream: &mut TcpStream, bytes: &[u8], len: usize) -> String {
     stream.write_all(bytes).unwrap();
@@ -120,11 +133,32 @@ fn bad_commands_get_errors_and_the_connection_goes_on() {
         ),
         expected
     );
-    let expected = "-ERR SET option NX is not supported by EnigmaDB yet\r\n";
+    let expected = "-ERR SET option EX is not supported by EnigmaDB yet\r\n";
     assert_eq!(
-        exchange(&mut stream, b"SET k v NX\r\n", expected.len()),
+        exchange(&mut stream, b"SET k v EX 10\r\n", expected.len()),
         expected
     );
+    // Conditional commands run at SERIAL only, through Paxos.
+    let refused = reply_line(&mut stream, b"SET k v NX\r\n");
+    assert!(
+        refused.starts_with("-ERR 'set' needs consistency level SERIAL"),
+        "{refused}"
+    );
+    assert_eq!(reply_line(&mut stream, b"AT SERIAL SET c v NX\r\n"), "+OK");
+    assert_eq!(reply_line(&mut stream, b"AT SERIAL SET c w NX\r\n"), "$-1");
+    assert_eq!(
+        reply_line(&mut stream, b"AT SERIAL SET c w IFEQ v\r\n"),
+        "+OK"
+    );
+    assert_eq!(reply_line(&mut stream, b"AT SERIAL INCRBY n 5\r\n"), ":5");
+    assert_eq!(reply_line(&mut stream, b"AT SERIAL DECR n\r\n"), ":4");
+    assert_eq!(
+        reply_line(&mut stream, b"AT SERIAL INCR c\r\n"),
+        "-ERR value is not an integer or out of range"
+    );
+    assert_eq!(reply_line(&mut stream, b"AT SERIAL DELIFEQ c v\r\n"), ":0");
+    assert_eq!(reply_line(&mut stream, b"AT SERIAL DELIFEQ c w\r\n"), ":1");
+    assert_eq!(reply_line(&mut stream, b"AT SERIAL GET c\r\n"), "$-1");
     let expected =
         "-ERR consistency level TWO needs more replicas than the replication factor of 1\r\n";
     assert_eq!(

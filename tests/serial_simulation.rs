@@ -96,7 +96,7 @@ fn a_proposer_that_ignores_an_in_progress_proposal_is_caught() {
 #[test]
 fn serial_runs_with_clock_skew_are_linearizable_and_check_compare_and_sets() {
     let base = SimConfig {
-        clock_skew_max_ms: 400,
+        clock_skew_max_ms: 100,
         ..serial(0x5053_0000)
     };
     let result = sweep(&base, 30, |_| {});

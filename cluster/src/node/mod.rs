@@ -358,6 +358,8 @@ pub struct Node<D: Disk> {
     commit_waits: CommitWaits,
     /// `SERIAL` operations this node coordinates, by sequence number.
     serial: BTreeMap<u64, serial::SerialPending>,
+    /// The HLC part of the last ballot this node drew.
+    serial_last_ballot_hlc: u64,
 }
 
 impl<D: Disk> Node<D> {
@@ -433,6 +435,7 @@ impl<D: Disk> Node<D> {
             clock_offsets,
             commit_waits: CommitWaits::default(),
             serial: BTreeMap::new(),
+            serial_last_ballot_hlc: 0,
             ring,
             options,
         };

@@ -112,10 +112,21 @@ impl<D: Disk> Node<D> {
             return;
         };
         pending.retry_at_mono_nanos = None;
-        let floor = pending.proposer.highest_seen().hlc.saturating_add(1);
-        self.hlc.observe(floor);
+        // Above every ballot this operation saw and every one this node
+        // drew (ballots are unique per node and boot), without dragging the
+        // node's clock along: a ballot may come from a peer whose clock
+        // ran ahead, and a clock raised past the offset bound would get
+        // every message of this node refused.
+        let floor = pending
+            .proposer
+            .highest_seen()
+            .hlc
+            .max(self.serial_last_ballot_hlc)
+            .saturating_add(1);
+        let hlc = self.hlc.tick(now.wall_nanos).max(floor);
+        self.serial_last_ballot_hlc = hlc;
         let ballot = Ballot {
-            hlc: self.hlc.tick(now.wall_nanos),
+            hlc,
             node: self.id.0,
             generation: self.generation,
         };
@@ -403,7 +414,6 @@ impl<D: Disk> Node<D> {
                 }
             }
             ProposerStep::Commit { ballot, version } => {
-                self.hlc.observe(version.timestamp.hlc);
                 let (key, replicas) = (pending.key.clone(), pending.replicas.clone());
                 let deadline = pending.deadline_mono_nanos;
                 self.watch_commit(now, op, &key, &version, &replicas, deadline);

@@ -7,7 +7,9 @@
 use enigma_workloads::ClientResult;
 use rand::Rng;
 
-use super::{Event, Phase, Simulation, CLIENT_THINK_MAX_NANOS, SETTLE_NANOS};
+use super::{
+    Event, Phase, Simulation, CLIENT_THINK_MAX_NANOS, REQUEST_TIMEOUT_NANOS, SETTLE_NANOS,
+};
 
 /// Operations the clients issue in the liveness phase, at most.
 pub(super) const LIVENESS_OPS_MAX: usize = 50;
@@ -70,7 +72,8 @@ impl Simulation {
     fn end_liveness(&mut self) {
         if self.phase == Phase::Liveness {
             self.phase = Phase::Settling;
-            self.schedule(SETTLE_NANOS, Event::Finish);
+            let settle = self.final_settle_nanos();
+            self.schedule(settle, Event::Finish);
         }
     }
 
@@ -95,6 +98,20 @@ impl Simulation {
             ),
         );
         self.phase = Phase::Settling;
-        self.schedule(SETTLE_NANOS, Event::Finish);
+        let settle = self.final_settle_nanos();
+        self.schedule(settle, Event::Finish);
+    }
+
+    /// How long operations still in flight get before the final checks.
+    /// A `SERIAL` operation may commit as late as its deadline (it backs
+    /// off and retries until then) and its silent replicas get their hint
+    /// only at the deadline, so a `SERIAL` run waits out a request timeout
+    /// and a hint replay beyond the usual settling.
+    fn final_settle_nanos(&self) -> u64 {
+        if self.config.level == enigma_cluster::ConsistencyLevel::Serial {
+            SETTLE_NANOS + 2 * REQUEST_TIMEOUT_NANOS
+        } else {
+            SETTLE_NANOS
+        }
     }
 }
