@@ -58,12 +58,7 @@ fn caught_and_replayed(base: &SimConfig, properties: &[&str]) -> RunReport {
 
 /// The same sweep without the planted bugs passes every seed.
 fn passes(base: &SimConfig) {
-    let clean = SimConfig {
-        planted_hlc_not_seeded_on_restart: false,
-        planted_adopt_remote_readings_without_bound: false,
-        planted_skip_commit_wait: false,
-        ..base.clone()
-    };
+    let clean = base.without_planted_bugs();
     let result = sweep(&clean, CONTROL_SWEEP_SEEDS, |_| {});
     let failures: Vec<String> = result
         .failures

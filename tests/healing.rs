@@ -41,13 +41,7 @@ fn caught_and_replayed(base: &SimConfig, properties: &[&str]) -> RunReport {
 
 /// The same sweep without any planted bug passes every seed.
 fn passes(base: &SimConfig) {
-    let clean = SimConfig {
-        planted_hint_deleted_on_send: false,
-        planted_anti_entropy_one_way: false,
-        planted_purge_without_repair: false,
-        planted_coordinator_ignores_failure_detector: false,
-        ..base.clone()
-    };
+    let clean = base.without_planted_bugs();
     let result = sweep(&clean, CONTROL_SWEEP_SEEDS, |_| {});
     let failures: Vec<String> = result
         .failures

@@ -49,11 +49,7 @@ fn caught_and_replayed(base: &SimConfig) -> RunReport {
 
 /// The same sweep without any planted bug passes every seed.
 fn passes(base: &SimConfig) {
-    let clean = SimConfig {
-        planted_paxos_accept_below_promise: false,
-        planted_paxos_ignores_in_progress_proposal: false,
-        ..base.clone()
-    };
+    let clean = base.without_planted_bugs();
     let result = sweep(&clean, CONTROL_SWEEP_SEEDS, |_| {});
     let failures: Vec<String> = result
         .failures

@@ -207,7 +207,7 @@ fn the_planted_bug_is_off_unless_asked_for() {
     assert!(!SimConfig::default().planted_bug);
     assert!(!SimConfig::default().planted_any());
     assert_eq!(
-        without_planted_bugs(&SimConfig::default()),
+        SimConfig::default().without_planted_bugs(),
         SimConfig::default()
     );
     let report = run(&SimConfig {
@@ -475,39 +475,13 @@ fn caught_and_replayed_by(base: SimConfig, properties: &[&str]) -> enigma_sim::R
         "the catching seed replayed differently"
     );
     assert_eq!(replay.violations, failure.violations);
-    let honest = run(&without_planted_bugs(&failure.config));
+    let honest = run(&failure.config.without_planted_bugs());
     assert!(
         honest.passed(),
         "the seed fails without the bug: {:?}",
         honest.violations
     );
     failure
-}
-
-/// `config` with every planted switch off.
-fn without_planted_bugs(config: &SimConfig) -> SimConfig {
-    SimConfig {
-        planted_bug: false,
-        planted_hint_deleted_on_send: false,
-        planted_anti_entropy_one_way: false,
-        planted_purge_without_repair: false,
-        planted_coordinator_ignores_failure_detector: false,
-        planted_disk_loses_synced_writes: false,
-        planted_release_before_sync: false,
-        planted_ack_after_failed_sync: false,
-        planted_flush_drops_memtable: false,
-        planted_coordinator_counts_stale_answers: false,
-        planted_frame_reader_drops_rest: false,
-        planted_replica_answers_absent_on_read_error: false,
-        planted_coordinator_counts_duplicate_acks: false,
-        planted_read_trusts_data_over_digests: false,
-        planted_hlc_not_seeded_on_restart: false,
-        planted_adopt_remote_readings_without_bound: false,
-        planted_skip_commit_wait: false,
-        planted_paxos_accept_below_promise: false,
-        planted_paxos_ignores_in_progress_proposal: false,
-        ..config.clone()
-    }
 }
 
 /// A coordinator that ignores the boot generation in the answers it gets

@@ -252,6 +252,33 @@ impl SimConfig {
         Ok(())
     }
 
+    /// This run with every planted bug off (the run a catching seed must
+    /// pass without its bug).
+    pub fn without_planted_bugs(&self) -> SimConfig {
+        SimConfig {
+            planted_bug: false,
+            planted_disk_loses_synced_writes: false,
+            planted_hint_deleted_on_send: false,
+            planted_anti_entropy_one_way: false,
+            planted_purge_without_repair: false,
+            planted_coordinator_ignores_failure_detector: false,
+            planted_release_before_sync: false,
+            planted_ack_after_failed_sync: false,
+            planted_flush_drops_memtable: false,
+            planted_read_trusts_data_over_digests: false,
+            planted_coordinator_counts_stale_answers: false,
+            planted_frame_reader_drops_rest: false,
+            planted_replica_answers_absent_on_read_error: false,
+            planted_coordinator_counts_duplicate_acks: false,
+            planted_hlc_not_seeded_on_restart: false,
+            planted_adopt_remote_readings_without_bound: false,
+            planted_skip_commit_wait: false,
+            planted_paxos_accept_below_promise: false,
+            planted_paxos_ignores_in_progress_proposal: false,
+            ..self.clone()
+        }
+    }
+
     /// Whether any planted bug is on.
     pub fn planted_any(&self) -> bool {
         self.planted_bug

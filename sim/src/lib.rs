@@ -18,6 +18,7 @@
 //! - [`rng`]: named random streams of the seed.
 //! - [`trace`]: the trace digest and timeline.
 
+pub mod catalogue;
 pub mod clock;
 pub mod config;
 pub mod disk;

@@ -3,7 +3,8 @@
 //! them: hinted handoff and anti-entropy must bring every replica of every
 //! key to the same version within [`CONVERGENCE_BOUND_NANOS`], or the run
 //! fails with a liveness violation naming a key that did not converge.
-//! Once converged, the liveness phase starts.
+//! Once converged, the liveness phase starts; once it ends, the same wait
+//! runs again before the final checks.
 
 use std::collections::BTreeMap;
 
@@ -71,9 +72,19 @@ impl Simulation {
             .filter_map(|s| s.node.as_ref())
             .map(|n| n.hints_held())
             .sum();
-        let elapsed = self.now - self.heal_started_nanos;
+        let settling = self.phase == Phase::Settling;
+        let started = if settling {
+            self.settle_started_nanos
+        } else {
+            self.heal_started_nanos
+        };
+        let elapsed = self.now - started;
         if diverged.is_none() && hints_held == 0 {
             let since = *self.converged_since_nanos.get_or_insert(self.now);
+            if settling {
+                self.schedule(0, Event::Finish);
+                return;
+            }
             if self.now - since >= SETTLE_NANOS {
                 self.stats.converge_nanos = Some(since - self.heal_started_nanos);
                 self.trace.record(self.now, &[8], || {
@@ -100,10 +111,15 @@ impl Simulation {
                 ),
                 None => format!("{hints_held} hint(s) still undelivered"),
             };
+            let after = if settling {
+                "the liveness phase ending"
+            } else {
+                "the faults stopping"
+            };
             self.violate(
                 "liveness",
                 format!(
-                    "the cluster did not converge within {}s of the faults stopping, by hints and anti-entropy alone: {what}",
+                    "the cluster did not converge within {}s of {after}, by hints and anti-entropy alone: {what}",
                     CONVERGENCE_BOUND_NANOS / 1_000_000_000
                 ),
             );

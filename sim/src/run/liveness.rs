@@ -69,11 +69,17 @@ impl Simulation {
         true
     }
 
+    /// The liveness operations are done: once what they left in flight has
+    /// had time to land, the replicas must converge again, by hints and
+    /// anti-entropy alone, before the final checks (a write a replica
+    /// refused for its clock, say, is hinted only at its deadline).
     fn end_liveness(&mut self) {
         if self.phase == Phase::Liveness {
             self.phase = Phase::Settling;
+            self.settle_started_nanos = self.now;
+            self.converged_since_nanos = None;
             let settle = self.final_settle_nanos();
-            self.schedule(settle, Event::Finish);
+            self.schedule(settle, Event::ConvergencePoll);
         }
     }
 

@@ -540,6 +540,8 @@ struct Simulation {
     phase: Phase,
     /// When the faults stopped.
     heal_started_nanos: u64,
+    /// When the liveness operations ended (the final convergence wait).
+    settle_started_nanos: u64,
     /// Since when the replicas have been seen converged, with no hint
     /// left, at every poll.
     converged_since_nanos: Option<u64>,
@@ -743,6 +745,7 @@ impl Simulation {
             ops_issued: 0,
             phase: Phase::Safety,
             heal_started_nanos: 0,
+            settle_started_nanos: 0,
             converged_since_nanos: None,
             durability_deferred: Vec::new(),
             history: History::new(),
