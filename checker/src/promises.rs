@@ -71,7 +71,9 @@ use crate::format::enigma::Level;
 use crate::format::ParsedHistory;
 use crate::history::{Call, OpId, Outcome};
 use crate::kv::{kv_search_op, KvOutcome};
-use crate::linearizability::{check_parts_with_stop, register_search_op, CheckOptions, Verdict};
+use crate::linearizability::{
+    check_parts_with_stop, prune_unobserved_open_writes, register_search_op, CheckOptions, Verdict,
+};
 use crate::model::{KvInput, KvModel, RegisterModel};
 use crate::set::{
     set_completeness, set_lost_adds, set_search_op, set_sessions, SetInput, SetModel, SetOutcome,
@@ -613,8 +615,11 @@ fn linearizability(
                     search: register_search_op(op),
                 })
                 .collect();
-            let (parts, weak) = select(ops, &strong);
+            let (mut parts, weak) = select(ops, &strong);
             let (keys, n) = (parts.len(), parts.values().map(Vec::len).sum::<usize>());
+            for ops in parts.values_mut() {
+                prune_unobserved_open_writes(ops);
+            }
             let describe = |id: OpId| {
                 h.operation(id)
                     .map_or_else(|| format!("#{}", id.0), |op| op.to_string())
