@@ -2,71 +2,15 @@
 //! mechanism's planted bug is caught by a bounded sweep whose failing seed
 //! replays bit for bit, and the same sweep without the bug passes.
 
-use enigma_sim::{run, sweep, RunReport, SimConfig};
+mod support;
+
+use enigma_sim::SimConfig;
+use support::planted::{caught_and_replayed, passes_without_planted_bugs};
 
 /// Seeds a planted bug's sweep may take before the test gives up.
 const PLANTED_SWEEP_SEEDS: u64 = 100;
 /// Seeds of the matching sweep without the bug.
 const CONTROL_SWEEP_SEEDS: u64 = 60;
-
-/// Sweeps `base` until a run fails; asserts it failed with one of
-/// `properties`, and that its seed replays to the same digest and
-/// violations.
-fn caught_and_replayed(base: &SimConfig, properties: &[&str]) -> RunReport {
-    let mut first: Option<RunReport> = None;
-    for offset in 0..PLANTED_SWEEP_SEEDS {
-        let config = SimConfig {
-            seed: base.seed.wrapping_add(offset),
-            ..base.clone()
-        };
-        let report = run(&config);
-        if !report.passed() {
-            eprintln!(
-                "caught at seed offset {offset}: {:?}",
-                report
-                    .violations
-                    .iter()
-                    .map(|v| v.property)
-                    .collect::<Vec<_>>()
-            );
-            first = Some(report);
-            break;
-        }
-    }
-    let failure = first.unwrap_or_else(|| {
-        panic!(
-            "{PLANTED_SWEEP_SEEDS} seeds from {:#x} with the planted bug all passed",
-            base.seed
-        )
-    });
-    assert!(
-        failure
-            .violations
-            .iter()
-            .any(|v| properties.contains(&v.property)),
-        "expected a violation of {properties:?}, got {:?}",
-        failure.violations
-    );
-    let replay = run(&failure.config);
-    assert_eq!(
-        replay.digest, failure.digest,
-        "the failing seed replayed differently"
-    );
-    assert_eq!(replay.violations, failure.violations);
-    failure
-}
-
-/// The same sweep without the planted bugs passes every seed.
-fn passes(base: &SimConfig) {
-    let clean = base.without_planted_bugs();
-    let result = sweep(&clean, CONTROL_SWEEP_SEEDS, |_| {});
-    let failures: Vec<String> = result
-        .failures
-        .iter()
-        .map(|r| format!("{}: {:?}", r.config.repro_command(), r.violations))
-        .collect();
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
 
 #[test]
 fn commit_wait_keeps_quorum_linearizable_under_skew_and_skipping_it_is_caught() {
@@ -77,9 +21,9 @@ fn commit_wait_keeps_quorum_linearizable_under_skew_and_skipping_it_is_caught() 
         planted_skip_commit_wait: true,
         ..SimConfig::default()
     };
-    let failure = caught_and_replayed(&base, &["linearizability"]);
+    let failure = caught_and_replayed(&base, PLANTED_SWEEP_SEEDS, &["linearizability"]);
     assert!(failure.facts.commit_wait == Some(true));
-    passes(&base);
+    passes_without_planted_bugs(&base, CONTROL_SWEEP_SEEDS);
 }
 
 #[test]
@@ -91,9 +35,9 @@ fn a_restarted_node_stamps_above_what_it_held_and_an_unseeded_clock_is_caught() 
         planted_hlc_not_seeded_on_restart: true,
         ..SimConfig::default()
     };
-    let failure = caught_and_replayed(&base, &["clock"]);
+    let failure = caught_and_replayed(&base, PLANTED_SWEEP_SEEDS, &["clock"]);
     assert!(failure.stats.clock_jumps > 0 || failure.stats.crashes > 0);
-    passes(&base);
+    passes_without_planted_bugs(&base, CONTROL_SWEEP_SEEDS);
 }
 
 #[test]
@@ -106,7 +50,8 @@ fn a_node_far_ahead_is_kept_out_and_adopting_its_readings_is_caught() {
     };
     caught_and_replayed(
         &base,
+        PLANTED_SWEEP_SEEDS,
         &["lost-write", "read-your-writes", "monotonic-reads", "clock"],
     );
-    passes(&base);
+    passes_without_planted_bugs(&base, CONTROL_SWEEP_SEEDS);
 }

@@ -4,52 +4,15 @@
 //! failing seed of the property the mechanism protects, the seed replays
 //! bit for bit, and the same sweep without the bug passes.
 
-use enigma_sim::{run, sweep, RunReport, SimConfig};
+mod support;
+
+use enigma_sim::{run, sweep, SimConfig};
+use support::planted::{caught_and_replayed, passes_without_planted_bugs};
 
 /// Seeds a planted bug's sweep may take before the test gives up.
 const PLANTED_SWEEP_SEEDS: u64 = 300;
 /// Seeds of the matching sweep without the bug.
 const CONTROL_SWEEP_SEEDS: u64 = 100;
-
-/// Sweeps `base` until a run fails; asserts it failed with one of
-/// `properties`, and that its seed replays to the same digest and
-/// violations.
-fn caught_and_replayed(base: &SimConfig, properties: &[&str]) -> RunReport {
-    let result = sweep(base, PLANTED_SWEEP_SEEDS, |_| {});
-    let failure = result.failures.first().unwrap_or_else(|| {
-        panic!(
-            "{PLANTED_SWEEP_SEEDS} seeds from {:#x} with the planted bug all passed",
-            base.seed
-        )
-    });
-    assert!(
-        failure
-            .violations
-            .iter()
-            .any(|v| properties.contains(&v.property)),
-        "expected a violation of {properties:?}, got {:?}",
-        failure.violations
-    );
-    let replay = run(&failure.config);
-    assert_eq!(
-        replay.digest, failure.digest,
-        "the failing seed replayed differently"
-    );
-    assert_eq!(replay.violations, failure.violations);
-    failure.clone()
-}
-
-/// The same sweep without any planted bug passes every seed.
-fn passes(base: &SimConfig) {
-    let clean = base.without_planted_bugs();
-    let result = sweep(&clean, CONTROL_SWEEP_SEEDS, |_| {});
-    let failures: Vec<String> = result
-        .failures
-        .iter()
-        .map(|r| format!("{}: {:?}", r.config.repro_command(), r.violations))
-        .collect();
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
 
 #[test]
 fn hints_alone_converge_and_a_hint_deleted_before_its_acknowledgement_is_caught() {
@@ -60,12 +23,12 @@ fn hints_alone_converge_and_a_hint_deleted_before_its_acknowledgement_is_caught(
         planted_hint_deleted_on_send: true,
         ..SimConfig::default()
     };
-    let failure = caught_and_replayed(&base, &["liveness"]);
+    let failure = caught_and_replayed(&base, PLANTED_SWEEP_SEEDS, &["liveness"]);
     assert!(
         failure.stats.hints_stored > 0,
         "the failing run stored no hint"
     );
-    passes(&base);
+    passes_without_planted_bugs(&base, CONTROL_SWEEP_SEEDS);
 }
 
 #[test]
@@ -76,9 +39,9 @@ fn anti_entropy_alone_converges_and_one_way_streaming_is_caught() {
         planted_anti_entropy_one_way: true,
         ..SimConfig::default()
     };
-    let failure = caught_and_replayed(&base, &["liveness"]);
+    let failure = caught_and_replayed(&base, PLANTED_SWEEP_SEEDS, &["liveness"]);
     assert_eq!(failure.stats.hints_stored, 0, "hints were off");
-    passes(&base);
+    passes_without_planted_bugs(&base, CONTROL_SWEEP_SEEDS);
 }
 
 #[test]
@@ -95,6 +58,7 @@ fn a_tombstone_purged_without_the_repair_gate_is_caught_as_a_resurrection() {
     // delete (linearizability).
     caught_and_replayed(
         &base,
+        PLANTED_SWEEP_SEEDS,
         &[
             "resurrection",
             "lost-write",
@@ -102,7 +66,7 @@ fn a_tombstone_purged_without_the_repair_gate_is_caught_as_a_resurrection() {
             "linearizability",
         ],
     );
-    passes(&base);
+    passes_without_planted_bugs(&base, CONTROL_SWEEP_SEEDS);
 }
 
 #[test]
@@ -112,8 +76,8 @@ fn a_coordinator_that_waits_on_replicas_held_down_is_caught() {
         planted_coordinator_ignores_failure_detector: true,
         ..SimConfig::default()
     };
-    caught_and_replayed(&base, &["failure-detection"]);
-    passes(&base);
+    caught_and_replayed(&base, PLANTED_SWEEP_SEEDS, &["failure-detection"]);
+    passes_without_planted_bugs(&base, CONTROL_SWEEP_SEEDS);
 }
 
 #[test]

@@ -5,7 +5,10 @@
 //! for bit, and the same sweep without the bug passes.
 
 use enigma_cluster::ConsistencyLevel;
-use enigma_sim::{run, sweep, RunReport, SimConfig};
+mod support;
+
+use enigma_sim::{run, sweep, SimConfig};
+use support::planted::{caught_and_replayed, passes_without_planted_bugs};
 
 /// Seeds a planted bug's sweep may take before the test gives up.
 const PLANTED_SWEEP_SEEDS: u64 = 200;
@@ -20,58 +23,19 @@ fn serial(seed: u64) -> SimConfig {
     }
 }
 
-/// Sweeps `base` until a run fails; asserts it failed linearizability and
-/// that its seed replays to the same digest and violations.
-fn caught_and_replayed(base: &SimConfig) -> RunReport {
-    let result = sweep(base, PLANTED_SWEEP_SEEDS, |_| {});
-    let failure = result.failures.first().unwrap_or_else(|| {
-        panic!(
-            "{PLANTED_SWEEP_SEEDS} seeds from {:#x} with the planted bug all passed",
-            base.seed
-        )
-    });
-    assert!(
-        failure
-            .violations
-            .iter()
-            .any(|v| v.property == "linearizability"),
-        "expected a linearizability violation, got {:?}",
-        failure.violations
-    );
-    let replay = run(&failure.config);
-    assert_eq!(
-        replay.digest, failure.digest,
-        "the failing seed replayed differently"
-    );
-    assert_eq!(replay.violations, failure.violations);
-    failure.clone()
-}
-
-/// The same sweep without any planted bug passes every seed.
-fn passes(base: &SimConfig) {
-    let clean = base.without_planted_bugs();
-    let result = sweep(&clean, CONTROL_SWEEP_SEEDS, |_| {});
-    let failures: Vec<String> = result
-        .failures
-        .iter()
-        .map(|r| format!("{}: {:?}", r.config.repro_command(), r.violations))
-        .collect();
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
 #[test]
 fn an_acceptor_that_accepts_below_its_promise_is_caught() {
     let base = SimConfig {
         planted_paxos_accept_below_promise: true,
         ..serial(0x5041_0000)
     };
-    let failure = caught_and_replayed(&base);
+    let failure = caught_and_replayed(&base, PLANTED_SWEEP_SEEDS, &["linearizability"]);
     eprintln!(
         "accept-below-promise caught at seed {:#x} ({} seeds)",
         failure.config.seed,
         failure.config.seed - base.seed + 1
     );
-    passes(&base);
+    passes_without_planted_bugs(&base, CONTROL_SWEEP_SEEDS);
 }
 
 #[test]
@@ -80,13 +44,13 @@ fn a_proposer_that_ignores_an_in_progress_proposal_is_caught() {
         planted_paxos_ignores_in_progress_proposal: true,
         ..serial(0x5049_0000)
     };
-    let failure = caught_and_replayed(&base);
+    let failure = caught_and_replayed(&base, PLANTED_SWEEP_SEEDS, &["linearizability"]);
     eprintln!(
         "ignored in-progress proposal caught at seed {:#x} ({} seeds)",
         failure.config.seed,
         failure.config.seed - base.seed + 1
     );
-    passes(&base);
+    passes_without_planted_bugs(&base, CONTROL_SWEEP_SEEDS);
 }
 
 #[test]

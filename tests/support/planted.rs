@@ -1,0 +1,61 @@
+//! Sweeps for planted bugs: the first failing seed from a base, held to the
+//! violation the bug must cause and replayed bit for bit; and the control
+//! sweep of the same runs without any planted bug.
+
+use enigma_sim::{run, sweep, RunReport, SimConfig};
+
+/// Runs seeds from `base`'s seed until one fails, at most `seeds`; asserts
+/// it failed with one of `properties` and that its seed replays to the same
+/// digest and violations.
+pub fn caught_and_replayed(base: &SimConfig, seeds: u64, properties: &[&str]) -> RunReport {
+    let failure = (0..seeds)
+        .map(|offset| {
+            run(&SimConfig {
+                seed: base.seed.wrapping_add(offset),
+                ..base.clone()
+            })
+        })
+        .find(|report| !report.passed())
+        .unwrap_or_else(|| {
+            panic!(
+                "{seeds} seeds from {:#x} with the planted bug all passed",
+                base.seed
+            )
+        });
+    eprintln!(
+        "caught at seed {:#x} ({} seeds): {:?}",
+        failure.config.seed,
+        failure.config.seed.wrapping_sub(base.seed) + 1,
+        failure
+            .violations
+            .iter()
+            .map(|v| v.property)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        failure
+            .violations
+            .iter()
+            .any(|v| properties.contains(&v.property)),
+        "expected a violation of {properties:?}, got {:?}",
+        failure.violations
+    );
+    let replay = run(&failure.config);
+    assert_eq!(
+        replay.digest, failure.digest,
+        "the failing seed replayed differently"
+    );
+    assert_eq!(replay.violations, failure.violations);
+    failure
+}
+
+/// The same `seeds` runs as `base`, without any planted bug, all pass.
+pub fn passes_without_planted_bugs(base: &SimConfig, seeds: u64) {
+    let result = sweep(&base.without_planted_bugs(), seeds, |_| {});
+    let failures: Vec<String> = result
+        .failures
+        .iter()
+        .map(|r| format!("{}: {:?}", r.config.repro_command(), r.violations))
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
