@@ -5,6 +5,9 @@
 //! `enigma bench engine` runs db_bench-style workloads on the storage engine
 //! (and on fjall, with `--compare fjall`): see `bench/engine.rs`.
 //!
+//! `enigma bench server` drives a running node over RESP with closed-loop
+//! clients and counts error replies by kind: see `bench/server.rs`.
+//!
 //! `enigma bench checker` times the linearizability checker on the
 //! validation corpus (the etcd set as a whole, each kv file alone), on a
 //! generated stress history, and on generated Jepsen register histories
@@ -18,6 +21,7 @@
 
 mod engine;
 mod jepsen;
+mod server;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -41,6 +45,11 @@ enum BenchTarget {
     /// Time the history checker on the validation corpus and a generated
     /// stress history.
     Checker(CheckerBenchArgs),
+    /// Drive a running node with closed-loop RESP clients (one command in
+    /// flight per connection) and print throughput, latency percentiles and
+    /// error replies by kind (which, unlike redis-benchmark, do not stop
+    /// the run).
+    Server(server::ServerBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -148,6 +157,7 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
     let result = match &args.target {
         BenchTarget::Checker(a) => bench_checker(a),
         BenchTarget::Engine(a) => engine::bench_engine(a),
+        BenchTarget::Server(a) => server::bench_server(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

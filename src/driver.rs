@@ -308,6 +308,9 @@ pub enum DriverInput {
     AnnounceShutdown,
     /// Flush once more and end the thread.
     Stop,
+    /// An answer held by commit wait may leave now (the node loop's own
+    /// timer, set from `Node::next_wake_wall_nanos`).
+    Wake,
 }
 
 /// The request id of sequence number `seq` on connection `conn`.
@@ -578,7 +581,16 @@ pub async fn run_node(
     });
     let closing = Closing(shared);
     let mut clients: Vec<ClientInput> = Vec::new();
+    // When the earliest answer held by commit wait may leave: the loop
+    // wakes then rather than at the next tick.
+    let mut wake_at: Option<tokio::time::Instant> = None;
     loop {
+        let held = async move {
+            match wake_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         let first = tokio::select! {
             biased;
             () = shared.clients.notify.notified() => None,
@@ -586,6 +598,10 @@ pub async fn run_node(
                 Some(input) => Some(input),
                 None => break,
             },
+            () = held => {
+                wake_at = None;
+                Some(DriverInput::Wake)
+            }
         };
         // Let every other ready task (connections, peer readers) run and
         // queue its inputs, so that they share this batch's fsync. Each
@@ -604,6 +620,7 @@ pub async fn run_node(
         }
         let mut applied = 0usize;
         let mut tick = false;
+        let mut wake = false;
         let mut stop = false;
         let mut guard = lock(&shared.core);
         let Some(Core {
@@ -654,6 +671,7 @@ pub async fn run_node(
                     node.step(now, Input::Message { from, envelope });
                 }
                 DriverInput::Tick => tick = true,
+                DriverInput::Wake => wake = true,
                 DriverInput::AnnounceShutdown => node.announce_shutdown(now),
                 DriverInput::Stop => stop = true,
             }
@@ -667,6 +685,8 @@ pub async fn run_node(
         }
         if tick {
             node.step(clock.now(), Input::Tick);
+        } else if wake {
+            node.release_due(clock.now());
         }
         let will_sync = node.engine().has_unsynced();
         #[allow(clippy::disallowed_methods)] // flush latency, a metric only
@@ -681,6 +701,10 @@ pub async fn run_node(
         }
         shared.metrics.batches.observe(applied as f64);
         route(shared, mailboxes, outputs, None);
+        wake_at = node.next_wake_wall_nanos().map(|release| {
+            let wait = release.saturating_sub(clock.now().wall_nanos);
+            tokio::time::Instant::now() + Duration::from_nanos(wait)
+        });
         if tick {
             shared_roll_values(shared, &mut values_window_started);
             keys.step(node.engine(), shared.config.id);

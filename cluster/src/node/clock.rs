@@ -58,6 +58,19 @@ impl<D: Disk> Node<D> {
         self.commit_waits.next_release_wall_nanos()
     }
 
+    /// Releases the answers commit wait holds whose time has come, and
+    /// nothing else a step or tick would do (a driver calls it at
+    /// [`Self::next_wake_wall_nanos`], so that commit wait costs the
+    /// uncertainty, not the uncertainty rounded up to the next tick).
+    /// Outputs wait for [`Self::flush`].
+    pub fn release_due(&mut self, now: Now) {
+        if self.fatal.is_some() {
+            return;
+        }
+        self.observe_time(now);
+        self.release_commit_waits(now);
+    }
+
     /// The error a client write gets while this node's clock is out of
     /// bounds (counted); `None` while it may coordinate writes.
     pub(super) fn clock_refusal(&mut self) -> Option<ClientError> {

@@ -227,3 +227,33 @@ fn a_reading_far_ahead_is_never_adopted_but_the_planted_bug_adopts_it() {
     });
     assert!(planted.hlc > bound, "the planted bug adopts the reading");
 }
+
+#[test]
+fn release_due_lets_a_held_answer_go_at_its_time_and_does_nothing_else() {
+    let options = NodeOptions {
+        commit_wait: true,
+        clock_uncertainty_nanos: 3 * MS,
+        ..recording()
+    };
+    // Two nodes: a tick would gossip to the peer; a release must not.
+    let mut h = Harness::new(2, options);
+    h.now.wall_nanos = BASE_WALL_NANOS;
+    let out = h.client(0, 1, put("k", "v"), ConsistencyLevel::One);
+    assert!(replies(&out).is_empty(), "held: {out:?}");
+    let release = h.node(0).next_wake_wall_nanos().expect("an answer is held");
+    assert_eq!(release, BASE_WALL_NANOS + 3 * MS);
+    let at = |h: &mut Harness, wall_nanos: u64| {
+        h.now.wall_nanos = wall_nanos;
+        h.now.mono_nanos = wall_nanos - BASE_WALL_NANOS;
+        let now = h.now;
+        let node = h.node(0);
+        node.release_due(now);
+        node.flush().unwrap()
+    };
+    let early = at(&mut h, release - 1);
+    assert!(early.is_empty(), "released early: {early:?}");
+    let due = at(&mut h, release);
+    assert_eq!(replies(&due), vec![&ClientResponse::Written]);
+    assert!(sends(&due).is_empty(), "a release sent messages: {due:?}");
+    assert_eq!(h.node(0).next_wake_wall_nanos(), None);
+}
