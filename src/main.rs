@@ -37,6 +37,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use enigma_checker::{CounterCall, CounterOutcome};
 use enigma_cluster::ConsistencyLevel;
 use enigma_sim::run::median_and_mean;
 use enigma_sim::{run, RunReport, SimConfig, SimWorkload, SweepReport};
@@ -403,6 +404,22 @@ fn sim_one(config: &SimConfig, show_history: bool, history_out: Option<&Path>) -
         out!(
             "{}",
             paxos_line(&stats.paxos_cas_messages, &stats.paxos_cas_round_trips)
+        );
+    }
+    if config.workload == SimWorkload::Incr {
+        let ops = report.counter.operations();
+        let count = |call: CounterCall, outcome: fn(CounterOutcome) -> bool| {
+            ops.iter()
+                .filter(|op| op.call == call && outcome(op.outcome()))
+                .count()
+        };
+        let ok = |o: CounterOutcome| matches!(o, CounterOutcome::Ok(_));
+        let info = |o: CounterOutcome| o == CounterOutcome::Info;
+        out!(
+            "counter: {} increments acknowledged, {} of unknown outcome, {} reads; checked: final value, duplicates, range, real-time order",
+            count(CounterCall::Incr, ok),
+            count(CounterCall::Incr, info),
+            count(CounterCall::Read, ok),
         );
     }
     let checks: Vec<String> = report
