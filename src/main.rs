@@ -27,6 +27,7 @@ mod bench;
 mod chaos;
 mod check;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The server allocates a few small buffers per request (arguments, keys,
@@ -36,8 +37,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use enigma_checker::{CounterCall, CounterOutcome};
 use enigma_cluster::ConsistencyLevel;
-use enigma_sim::{run, RunReport, SimConfig, SweepReport};
+use enigma_sim::run::median_and_mean;
+use enigma_sim::{run, RunReport, SimConfig, SimWorkload, SweepReport};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -143,6 +146,11 @@ struct SimArgs {
     /// Consistency level of reads and writes: ONE, TWO, QUORUM, ALL or SERIAL.
     #[arg(long, default_value_t = SimConfig::default().level)]
     level: ConsistencyLevel,
+    /// What the clients do: `register` (reads, writes, deletes, and at
+    /// SERIAL compare-and-sets) or `incr` (SERIAL only: increments and
+    /// reads, each key checked as a linearizable counter).
+    #[arg(long, value_name = "register|incr", default_value_t = SimWorkload::Register)]
+    workload: SimWorkload,
     /// Inject faults (crashes, partitions, loss, duplication, torn writes):
     /// `on` or `off`.
     #[arg(long, value_name = "on|off", value_parser = parse_on_off,
@@ -293,6 +301,7 @@ fn sim(args: &SimArgs) -> ExitCode {
         ops: args.ops,
         keys: args.keys,
         level: args.level,
+        workload: args.workload,
         faults: args.faults,
         clock_skew_max_ms: args.clock_skew_max_ms,
         commit_wait: args.commit_wait,
@@ -391,6 +400,28 @@ fn sim_one(config: &SimConfig, show_history: bool, history_out: Option<&Path>) -
         stats.repair_keys_streamed,
         stats.unavailable,
     );
+    if config.level == ConsistencyLevel::Serial {
+        out!(
+            "{}",
+            paxos_line(&stats.paxos_cas_messages, &stats.paxos_cas_round_trips)
+        );
+    }
+    if config.workload == SimWorkload::Incr {
+        let ops = report.counter.operations();
+        let count = |call: CounterCall, outcome: fn(CounterOutcome) -> bool| {
+            ops.iter()
+                .filter(|op| op.call == call && outcome(op.outcome()))
+                .count()
+        };
+        let ok = |o: CounterOutcome| matches!(o, CounterOutcome::Ok(_));
+        let info = |o: CounterOutcome| o == CounterOutcome::Info;
+        out!(
+            "counter: {} increments acknowledged, {} of unknown outcome, {} reads; checked: final value, duplicates, range, real-time order",
+            count(CounterCall::Incr, ok),
+            count(CounterCall::Incr, info),
+            count(CounterCall::Read, ok),
+        );
+    }
     let checks: Vec<String> = report
         .promises
         .checks
@@ -446,6 +477,18 @@ fn sweep_in_parallel(base: &SimConfig, count: u64, jobs: usize) -> SweepReport {
     total
 }
 
+/// The cost of the run's (or sweep's) uncontended `SERIAL`
+/// compare-and-sets: peer messages and round trips per operation.
+fn paxos_line(messages: &BTreeMap<u32, u64>, round_trips: &BTreeMap<u32, u64>) -> String {
+    let count: u64 = messages.values().sum();
+    match (median_and_mean(messages), median_and_mean(round_trips)) {
+        (Some((m_median, m_mean)), Some((r_median, r_mean))) => format!(
+            "paxos: {count} uncontended compare-and-sets; peer messages per operation median {m_median}, mean {m_mean:.1}; round trips median {r_median}, mean {r_mean:.2}"
+        ),
+        _ => "paxos: no uncontended compare-and-set committed".to_owned(),
+    }
+}
+
 fn print_failure(report: &RunReport) {
     for violation in &report.violations {
         out!("violated: {}", violation.property);
@@ -491,6 +534,12 @@ fn sim_sweep(base: &SimConfig, count: u64, jobs: usize) -> ExitCode {
             converge.median_nanos as f64 / 1e9,
             converge.worst_nanos as f64 / 1e9,
             converge.worst_seed
+        );
+    }
+    if base.level == ConsistencyLevel::Serial {
+        out!(
+            "{}",
+            paxos_line(&result.paxos_cas_messages, &result.paxos_cas_round_trips)
         );
     }
     out!("{} passed, {} failed", result.passed, result.failures.len());

@@ -30,9 +30,12 @@
 //!   facts (clock skew, replication factor), and the one function that
 //!   picks and runs the checks for a leveled history.
 //! - [`convergence`]: do all replicas of each key hold the same version?
+//! - [`counter`]: histories of counters (increment and read) and the check
+//!   that each key behaved as a linearizable counter.
 
 pub mod consistency;
 pub mod convergence;
+pub mod counter;
 pub mod format;
 pub mod history;
 pub mod kv;
@@ -46,6 +49,10 @@ pub mod wgl;
 
 pub use consistency::{check_lost_writes, check_sessions, ConsistencyViolation};
 pub use convergence::{check_convergence, ConvergenceViolation, ReplicaVersion, StoredVersion};
+pub use counter::{
+    check_counter, CounterCall, CounterHistory, CounterOp, CounterOutcome, CounterRule,
+    CounterViolation,
+};
 pub use format::{load_file, parse, Format, LoadError, ParseError, ParsedHistory};
 pub use history::{
     Call, Completion, FailReading, History, OpId, Operation, Outcome, ProcessId, Recorded,

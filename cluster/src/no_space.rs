@@ -18,12 +18,31 @@
 //!   senders send again, and by then the disk may have room;
 //! - Paxos promises, acceptances and commit acknowledgements are not sent
 //!   (each claims state made durable): the proposer retries or times out;
+//! - nor are this node's own Paxos proposals and commits: its own acceptor
+//!   is served in place, so a proposal may rest on a promise of its own
+//!   whose write is among those waiting, and a commit on such an
+//!   acceptance; a crash would lose it after peers acted on it. The
+//!   operation times out (its outcome unknown);
 //! - writes, reads, gossip and other repair messages go as they are: they
 //!   claim nothing about this node's disk.
 
 use crate::ids::NodeId;
 use crate::message::{ClientError, ClientResponse, Message, ReplicaFailure};
 use crate::node::Output;
+
+/// Whether `output` is a Paxos proposal or commit of this node's, which
+/// may rest on its own acceptor's promise or acceptance (served in place)
+/// that is not durable yet.
+pub fn rests_on_local_paxos_answer(output: &Output) -> bool {
+    matches!(
+        output,
+        Output::Send { envelope, .. }
+            if matches!(
+                envelope.message,
+                Message::PaxosPropose { .. } | Message::PaxosCommit { .. }
+            )
+    )
+}
 
 /// The outputs of a batch whose sync failed at node `me` with `failure` (a
 /// full disk), made safe to release.
@@ -41,7 +60,9 @@ pub fn release_without_durability(
                     | Message::TreeReply { .. }
                     | Message::PaxosPromise { .. }
                     | Message::PaxosAccepted { .. }
-                    | Message::PaxosCommitAck { .. } => return None,
+                    | Message::PaxosCommitAck { .. }
+                    | Message::PaxosPropose { .. }
+                    | Message::PaxosCommit { .. } => return None,
                     Message::WriteAck { failure: slot, .. } => {
                         slot.get_or_insert_with(|| failure.clone());
                     }
@@ -76,8 +97,6 @@ pub fn release_without_durability(
                     | Message::RepairComplete { .. }
                     | Message::RepairRefused { .. }
                     | Message::PaxosPrepare { .. }
-                    | Message::PaxosPropose { .. }
-                    | Message::PaxosCommit { .. }
                     | Message::PaxosRefused { .. } => {}
                 }
                 Some(Output::Send { to, envelope })
@@ -105,6 +124,69 @@ mod tests {
     use super::*;
     use crate::ids::{NodeId, OpId, RequestId};
     use crate::message::{Envelope, WireVersion};
+    use crate::paxos::{Ballot, Proposal};
+
+    #[test]
+    fn a_proposal_or_commit_that_may_rest_on_an_unsynced_local_answer_stays() {
+        let op = OpId {
+            generation: 1,
+            seq: 9,
+        };
+        let ballot = Ballot {
+            hlc: 5,
+            node: 1,
+            generation: 1,
+        };
+        let send = |message| Output::Send {
+            to: NodeId(2),
+            envelope: Envelope { hlc: 1, message },
+        };
+        let held = vec![
+            send(Message::PaxosPrepare {
+                op,
+                key: b"k".to_vec(),
+                ballot,
+            }),
+            send(Message::PaxosPropose {
+                op,
+                key: b"k".to_vec(),
+                proposal: Proposal {
+                    ballot,
+                    value: Some(b"v".to_vec()),
+                    stamp_hlc: 5,
+                    stamp_node: 1,
+                },
+            }),
+            send(Message::PaxosCommit {
+                op,
+                key: b"k".to_vec(),
+                ballot,
+                version: WireVersion {
+                    hlc: 5,
+                    node: 1,
+                    value: Some(b"v".to_vec()),
+                },
+            }),
+            send(Message::PaxosAccepted { op, ballot }),
+            send(Message::PaxosRefused {
+                op,
+                ballot,
+                promised: ballot,
+            }),
+        ];
+        let failure = ReplicaFailure::NoSpace {
+            file: "wal-1.log".to_owned(),
+        };
+        let kinds: Vec<&str> = release_without_durability(NodeId(1), held, &failure)
+            .iter()
+            .map(|o| match o {
+                Output::Send { envelope, .. } => envelope.message.kind(),
+                Output::Reply { .. } => "reply",
+            })
+            .collect();
+        // A prepare claims nothing and a refusal changed nothing.
+        assert_eq!(kinds, vec!["paxos-prepare", "paxos-refused"]);
+    }
 
     #[test]
     fn nothing_that_claims_durability_leaves_and_every_client_is_answered() {

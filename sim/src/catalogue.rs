@@ -271,6 +271,22 @@ pub const CATALOGUE: &[Planted] = &[
             c.planted_paxos_ignores_in_progress_proposal = true;
         },
     },
+    Planted {
+        name: "planted_paxos_promise_before_durable",
+        area: Area::Consensus,
+        bug: "an acceptor answers before its promise or acceptance is durable",
+        caught_as: &[
+            "linearizability",
+            "lost-write",
+            "monotonic-reads",
+            "read-your-writes",
+        ],
+        test: "serial_simulation::an_acceptor_that_answers_before_its_state_is_durable_is_caught",
+        plant: |c| {
+            c.level = ConsistencyLevel::Serial;
+            c.planted_paxos_promise_before_durable = true;
+        },
+    },
 ];
 
 /// Seeds from `base`'s seed, one by one, until a run of `planted` fails

@@ -3,6 +3,46 @@
 use enigma_cluster::ConsistencyLevel;
 use enigma_engine::MEMTABLE_BYTES_MIN;
 
+/// What the clients of a run do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SimWorkload {
+    /// Reads, writes and deletes of registers (and at `SERIAL`
+    /// compare-and-sets), checked for what the level promises.
+    #[default]
+    Register,
+    /// At `SERIAL` only: increments by one (`INCR`) and reads of counters,
+    /// each key checked as a linearizable counter (`checker::counter`).
+    Incr,
+}
+
+impl SimWorkload {
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            SimWorkload::Register => "register",
+            SimWorkload::Incr => "incr",
+        }
+    }
+}
+
+impl std::fmt::Display for SimWorkload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for SimWorkload {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "register" => Ok(SimWorkload::Register),
+            "incr" => Ok(SimWorkload::Incr),
+            _ => Err(format!("{text:?}: expected register or incr")),
+        }
+    }
+}
+
 /// A run's configuration. Together with the commit, it determines the run
 /// bit for bit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +61,8 @@ pub struct SimConfig {
     pub keys: usize,
     /// Consistency level of every client read and write.
     pub level: ConsistencyLevel,
+    /// What the clients do.
+    pub workload: SimWorkload,
     /// Whether the nemesis and network faults run (which families each seed
     /// uses is then drawn per seed: swarm testing).
     pub faults: bool,
@@ -121,6 +163,10 @@ pub struct SimConfig {
     /// Plant the bug of a Paxos proposer that ignores an accepted but
     /// uncommitted proposal in the promises (`SERIAL` runs).
     pub planted_paxos_ignores_in_progress_proposal: bool,
+    /// Plant the bug of a Paxos acceptor whose promises and acceptances
+    /// leave before its state is durable: it keeps them in memory and
+    /// writes its state only with the key's next commit (`SERIAL` runs).
+    pub planted_paxos_promise_before_durable: bool,
 }
 
 /// Default [`SimConfig::memtable_bytes`]: the engine's smallest memtable.
@@ -144,6 +190,7 @@ impl Default for SimConfig {
             ops: 1_100,
             keys: 5,
             level: ConsistencyLevel::Quorum,
+            workload: SimWorkload::Register,
             faults: true,
             clock_skew_max_ms: 0,
             commit_wait: false,
@@ -173,6 +220,7 @@ impl Default for SimConfig {
             planted_skip_commit_wait: false,
             planted_paxos_accept_below_promise: false,
             planted_paxos_ignores_in_progress_proposal: false,
+            planted_paxos_promise_before_durable: false,
         }
     }
 }
@@ -213,6 +261,12 @@ impl SimConfig {
             return Err(format!(
                 "--level {} needs more replicas than --rf {}",
                 self.level, self.replication_factor
+            ));
+        }
+        if self.workload == SimWorkload::Incr && self.level != ConsistencyLevel::Serial {
+            return Err(format!(
+                "--workload incr needs --level SERIAL (increments are refused at {})",
+                self.level
             ));
         }
         if self.clients == 0 || self.clients > CLIENTS_MAX {
@@ -275,6 +329,7 @@ impl SimConfig {
             planted_skip_commit_wait: false,
             planted_paxos_accept_below_promise: false,
             planted_paxos_ignores_in_progress_proposal: false,
+            planted_paxos_promise_before_durable: false,
             ..self.clone()
         }
     }
@@ -300,6 +355,7 @@ impl SimConfig {
             || self.planted_skip_commit_wait
             || self.planted_paxos_accept_below_promise
             || self.planted_paxos_ignores_in_progress_proposal
+            || self.planted_paxos_promise_before_durable
     }
 
     /// The command that replays exactly this run.
@@ -325,6 +381,11 @@ impl SimConfig {
         flag("ops", self.ops.to_string(), defaults.ops.to_string());
         flag("keys", self.keys.to_string(), defaults.keys.to_string());
         flag("level", self.level.to_string(), defaults.level.to_string());
+        flag(
+            "workload",
+            self.workload.to_string(),
+            defaults.workload.to_string(),
+        );
         flag(
             "faults",
             on_off(self.faults).into(),
@@ -413,5 +474,22 @@ mod tests {
         };
         assert!(config.validate().is_err());
         assert!(SimConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn the_increment_workload_needs_serial_and_replays_with_its_flag() {
+        let incr = SimConfig {
+            workload: SimWorkload::Incr,
+            ..SimConfig::default()
+        };
+        assert!(incr.validate().is_err());
+        let incr = SimConfig {
+            level: ConsistencyLevel::Serial,
+            ..incr
+        };
+        assert!(incr.validate().is_ok());
+        assert!(incr.repro_command().contains("--workload incr"));
+        assert_eq!("incr".parse::<SimWorkload>(), Ok(SimWorkload::Incr));
+        assert!("counter".parse::<SimWorkload>().is_err());
     }
 }

@@ -28,6 +28,6 @@ pub mod run;
 pub mod sweep;
 pub mod trace;
 
-pub use config::SimConfig;
+pub use config::{SimConfig, SimWorkload};
 pub use run::{run, RunReport, RunStats, Violation};
 pub use sweep::{sweep, ConvergeTimes, SweepReport};

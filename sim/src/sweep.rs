@@ -1,5 +1,7 @@
 //! Seed sweeps: many runs, each failure with the line that replays it.
 
+use std::collections::BTreeMap;
+
 use crate::config::SimConfig;
 use crate::run::{run, RunReport};
 
@@ -19,6 +21,11 @@ pub struct SweepReport {
     /// `(virtual nanoseconds, seed)` of each run that converged after its
     /// faults stopped.
     converge_times: Vec<(u64, u64)>,
+    /// Uncontended `SERIAL` compare-and-sets of every seed, by the Paxos
+    /// messages each caused.
+    pub paxos_cas_messages: BTreeMap<u32, u64>,
+    /// The same, by round trips.
+    pub paxos_cas_round_trips: BTreeMap<u32, u64>,
 }
 
 /// Convergence times over a sweep.
@@ -41,6 +48,11 @@ impl SweepReport {
         if let Some(nanos) = run.stats.converge_nanos {
             self.converge_times.push((nanos, run.config.seed));
         }
+        merge(&mut self.paxos_cas_messages, &run.stats.paxos_cas_messages);
+        merge(
+            &mut self.paxos_cas_round_trips,
+            &run.stats.paxos_cas_round_trips,
+        );
         if run.passed() {
             self.passed += 1;
         } else {
@@ -57,6 +69,11 @@ impl SweepReport {
         self.ops_fail += other.ops_fail;
         self.ops_info += other.ops_info;
         self.converge_times.extend(other.converge_times);
+        merge(&mut self.paxos_cas_messages, &other.paxos_cas_messages);
+        merge(
+            &mut self.paxos_cas_round_trips,
+            &other.paxos_cas_round_trips,
+        );
     }
 
     /// How long the runs that converged took to, after their faults
@@ -76,6 +93,13 @@ impl SweepReport {
             worst_nanos,
             worst_seed,
         })
+    }
+}
+
+/// Adds histogram `more` into `into`.
+fn merge(into: &mut BTreeMap<u32, u64>, more: &BTreeMap<u32, u64>) {
+    for (&value, &count) in more {
+        *into.entry(value).or_insert(0) += count;
     }
 }
 

@@ -360,6 +360,9 @@ pub struct Node<D: Disk> {
     serial: BTreeMap<u64, serial::SerialPending>,
     /// The HLC part of the last ballot this node drew.
     serial_last_ballot_hlc: u64,
+    /// Acceptor states kept only in memory, by key: used solely by the
+    /// planted [`NodeOptions::bug_paxos_promise_before_durable`].
+    paxos_unwritten: BTreeMap<Vec<u8>, crate::paxos::AcceptorState>,
 }
 
 impl<D: Disk> Node<D> {
@@ -436,6 +439,7 @@ impl<D: Disk> Node<D> {
             commit_waits: CommitWaits::default(),
             serial: BTreeMap::new(),
             serial_last_ballot_hlc: 0,
+            paxos_unwritten: BTreeMap::new(),
             ring,
             options,
         };
@@ -499,8 +503,12 @@ impl<D: Disk> Node<D> {
                 // Not fatal: the writes wait in the engine for space.
                 self.note_no_space();
                 self.no_space_in_batch = false;
-                let held = std::mem::take(&mut self.held);
+                let mut held = std::mem::take(&mut self.held);
                 if !wrote {
+                    // Except this node's Paxos proposals and commits: they
+                    // may rest on its own acceptor's answer from an earlier
+                    // batch whose write still waits.
+                    held.retain(|output| !no_space::rests_on_local_paxos_answer(output));
                     // Nothing this batch did waits on the sync: reads of
                     // keys whose writes wait are refused by the engine.
                     self.local_counted_unsynced.clear();

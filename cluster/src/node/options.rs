@@ -137,6 +137,12 @@ pub struct NodeOptions {
     /// uncommitted proposal it learned in the promises and proposes its own
     /// value instead. Off by default; no command sets it.
     pub bug_paxos_ignores_in_progress_proposal: bool,
+    /// **A deliberate bug**: a Paxos acceptor keeps its promises and
+    /// acceptances in memory and answers at once; its state reaches the
+    /// disk only with the key's next commit, so a crash loses promises and
+    /// acceptances peers have already counted. Off by default; no command
+    /// sets it.
+    pub bug_paxos_promise_before_durable: bool,
 }
 
 impl Default for NodeOptions {
@@ -171,6 +177,7 @@ impl Default for NodeOptions {
             bug_skip_commit_wait: false,
             bug_paxos_accept_below_promise: false,
             bug_paxos_ignores_in_progress_proposal: false,
+            bug_paxos_promise_before_durable: false,
         }
     }
 }

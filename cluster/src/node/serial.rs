@@ -246,9 +246,13 @@ impl<D: Disk> Node<D> {
     /// (a counter: each store writes the next).
     fn load_paxos_state(&mut self, key: &[u8]) -> Result<(AcceptorState, u64), ReplicaFailure> {
         let stored = self.local_read(&paxos_key(key))?;
+        let unwritten = self.paxos_unwritten.get(key).cloned();
         let Some(stored) = stored else {
-            return Ok((AcceptorState::default(), 0));
+            return Ok((unwritten.unwrap_or_default(), 0));
         };
+        if let Some(state) = unwritten {
+            return Ok((state, stored.timestamp.hlc));
+        }
         let stamp = stored.timestamp.hlc;
         match stored.value.as_deref().map(AcceptorState::decode) {
             None => Ok((AcceptorState::default(), stamp)),
@@ -274,6 +278,16 @@ impl<D: Disk> Node<D> {
         stamp: u64,
         version: Option<Versioned>,
     ) -> Result<(), ReplicaFailure> {
+        if self.options.bug_paxos_promise_before_durable {
+            // The planted bug: a promise or an acceptance stays in memory
+            // (its answer then leaves without waiting for a sync); only a
+            // commit writes the state.
+            if version.is_none() {
+                self.paxos_unwritten.insert(key.to_vec(), state.clone());
+                return Ok(());
+            }
+            self.paxos_unwritten.remove(key);
+        }
         let stored = Versioned {
             timestamp: Timestamp {
                 hlc: stamp + 1,

@@ -12,6 +12,7 @@ use enigma_checker::{
 use enigma_cluster::Node;
 
 use super::{facts_of, levels_of, Phase, RunReport, Simulation, Violation};
+use crate::config::SimWorkload;
 use crate::disk::SimDisk;
 
 impl Simulation {
@@ -110,6 +111,9 @@ impl Simulation {
         let replicas = self.replica_states();
         if let Some(replicas) = &replicas {
             self.check_final_state(replicas);
+            if self.config.workload == SimWorkload::Incr {
+                self.check_counters(replicas);
+            }
         }
         let promises = self.check_history(replicas.as_ref());
         for op in self.history.operations() {
@@ -121,6 +125,10 @@ impl Simulation {
                 enigma_checker::Outcome::Info => self.stats.ops_info += 1,
             }
         }
+        self.count_counter_outcomes();
+        let (messages, round_trips) = self.paxos_cost.uncontended();
+        self.stats.paxos_cas_messages = messages;
+        self.stats.paxos_cas_round_trips = round_trips;
         RunReport {
             digest: self.trace.digest(),
             swarm: self.swarm,
@@ -128,6 +136,7 @@ impl Simulation {
             stats: self.stats,
             timeline: self.trace.lines().map(<[String]>::to_vec),
             history: self.history,
+            counter: self.counter,
             versions: self.versions,
             promises,
             facts: facts_of(&self.config, self.clock_skew),

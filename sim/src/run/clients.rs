@@ -102,6 +102,9 @@ impl Simulation {
             self.retry(client);
             return;
         }
+        if self.counting(client) {
+            return self.on_counter_reply(client, answer);
+        }
         let is_write = self.clients[client]
             .in_flight
             .as_ref()
@@ -154,14 +157,14 @@ impl Simulation {
             .in_flight
             .take()
             .expect("completing an idle client");
-        self.history
-            .complete(in_flight.op, self.now, result.outcome(&in_flight.call));
+        if in_flight.counter.is_some() {
+            self.complete_counter(&in_flight, &result);
+        } else {
+            self.history
+                .complete(in_flight.op, self.now, result.outcome(&in_flight.call));
+        }
         if self.phase == Phase::Liveness {
-            let key = self
-                .history
-                .operation(in_flight.op)
-                .map(|op| op.key.clone())
-                .unwrap_or_default();
+            let key = self.key_in_flight(&in_flight);
             self.note_liveness_result(client, &key, &result);
         }
         let think = self.rng_clients.random_range(0..CLIENT_THINK_MAX_NANOS);
@@ -171,9 +174,7 @@ impl Simulation {
     pub(super) fn on_client_next(&mut self, client: usize) {
         if self.phase == Phase::Liveness {
             if self.liveness_may_issue() {
-                let (key, call) = self.workload.next_op(&mut self.rng_clients);
-                let node = self.rng_clients.random_range(0..self.slots.len());
-                self.issue(client, node, key, call, self.config.level);
+                self.issue_next(client);
             }
             return;
         }
@@ -187,9 +188,7 @@ impl Simulation {
             return;
         }
         self.ops_issued += 1;
-        let (key, call) = self.workload.next_op(&mut self.rng_clients);
-        let node = self.rng_clients.random_range(0..self.slots.len());
-        self.issue(client, node, key, call, self.config.level);
+        self.issue_next(client);
     }
 
     pub(super) fn issue(
@@ -230,6 +229,7 @@ impl Simulation {
             request,
             op,
             call,
+            counter: None,
             body: body.clone(),
             node,
             attempts: 1,
@@ -237,7 +237,7 @@ impl Simulation {
         self.send_request(client, node, request, body);
     }
 
-    fn send_request(
+    pub(super) fn send_request(
         &mut self,
         client: usize,
         node: usize,

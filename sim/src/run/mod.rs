@@ -34,23 +34,29 @@
 mod checks;
 mod clients;
 mod commit;
+mod counter;
 mod heal;
 mod links;
 mod liveness;
 mod nemesis;
 mod nodes;
+mod paxos_cost;
 
 use commit::{Batch, CrashPoint, SyncLatency};
 use links::{LinkStream, ReadCuts};
 use liveness::Liveness;
 use nemesis::{draw_swarm, Swarm, Swizzle, CLOCK_FAULT_OFFSET_NANOS_MAX};
+pub use paxos_cost::median_and_mean;
+use paxos_cost::PaxosCost;
 
 use std::collections::BTreeMap;
 
 use enigma_checker::format::enigma::{
     leveled_events_of_history, run_line, write_events, Level, RunLine,
 };
-use enigma_checker::{Call, History, OpId, PromiseReport, RunFacts, Version};
+use enigma_checker::{
+    Call, CounterCall, CounterHistory, History, OpId, PromiseReport, RunFacts, Version,
+};
 use enigma_cluster::{
     AntiEntropyOptions, ClientRequest, ClientResponse, ClusterConfig, ConsistencyLevel,
     HintOptions, Input, Node, NodeId, NodeOptions, RequestId, Ring,
@@ -217,6 +223,11 @@ pub struct RunStats {
     /// held the same versions (`None`: it did not, or the run stopped
     /// first).
     pub converge_nanos: Option<u64>,
+    /// `SERIAL` compare-and-sets that committed uncontended (one prepare
+    /// ballot, no refusal): how many caused each number of Paxos messages.
+    pub paxos_cas_messages: BTreeMap<u32, u64>,
+    /// The same operations: how many took each number of round trips.
+    pub paxos_cas_round_trips: BTreeMap<u32, u64>,
 }
 
 /// The outcome of one run.
@@ -236,8 +247,10 @@ pub struct RunReport {
     pub stats: RunStats,
     /// The timeline, when `config.trace` asked for it.
     pub timeline: Option<Vec<String>>,
-    /// The recorded history.
+    /// The recorded history (empty for the increment workload).
     pub history: History,
+    /// The increment workload's history (empty for registers).
+    pub counter: CounterHistory,
     /// The version each completed operation wrote or read, as its
     /// coordinator reported it.
     pub versions: BTreeMap<OpId, Version>,
@@ -477,6 +490,10 @@ struct InFlight {
     request: RequestId,
     op: OpId,
     call: Call,
+    /// For the increment workload: the counter operation, and `op` is its
+    /// index in the counter history (`call` then says only whether it
+    /// reads).
+    counter: Option<CounterCall>,
     /// What is sent, again on a retry.
     body: ClientRequest,
     /// The coordinator of the current attempt.
@@ -551,6 +568,10 @@ struct Simulation {
     /// of the keys whose writes wait).
     durability_deferred: Vec<usize>,
     history: History,
+    /// The increment workload's operations (empty in register runs).
+    counter: CounterHistory,
+    /// Paxos messages and round trips per `SERIAL` operation.
+    paxos_cost: PaxosCost,
     /// Version of each completed operation.
     versions: BTreeMap<OpId, Version>,
     trace: Trace,
@@ -634,6 +655,7 @@ impl Simulation {
             bug_paxos_accept_below_promise: config.planted_paxos_accept_below_promise,
             bug_paxos_ignores_in_progress_proposal: config
                 .planted_paxos_ignores_in_progress_proposal,
+            bug_paxos_promise_before_durable: config.planted_paxos_promise_before_durable,
             engine: EngineOptions {
                 wal_segment_bytes_max: SIM_WAL_SEGMENT_BYTES,
                 memtable_bytes_max: config.memtable_bytes,
@@ -749,6 +771,8 @@ impl Simulation {
             converged_since_nanos: None,
             durability_deferred: Vec::new(),
             history: History::new(),
+            counter: CounterHistory::new(),
+            paxos_cost: PaxosCost::default(),
             versions: BTreeMap::new(),
             trace: Trace::new(config.trace),
             violations: Vec::new(),

@@ -126,6 +126,7 @@ impl Simulation {
                 self.check_reading(from, envelope.hlc);
                 let frame = encode_frame(&envelope);
                 self.stats.messages += 1;
+                self.paxos_cost.note(from, to, &envelope.message);
                 let incarnations = (self.slots[from].incarnation, self.slots[to].incarnation);
                 let to_down = self.slots[to].node.is_none();
                 for delay in self.net.delays(&mut self.rng_net, from, to) {
