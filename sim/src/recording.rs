@@ -237,6 +237,18 @@ impl Recording {
         }
     }
 
+    /// Replaces the label of the latest span of `kind` on `node`.
+    pub fn relabel_last(&mut self, kind: SpanKind, node: usize, label: String) {
+        if let Some(span) = self
+            .spans
+            .iter_mut()
+            .rev()
+            .find(|s| s.kind == kind && s.node == Some(node))
+        {
+            span.label = label;
+        }
+    }
+
     /// An instant on a node lane.
     pub fn mark(&mut self, now: u64, node: usize, kind: &'static str, label: String) {
         self.marks.push(Mark {

@@ -16,10 +16,24 @@
   const end = Math.max(D.end, 1);
 
   // Lane geometry.
+  // Lanes grow (up to twice their height) to fill the window when there
+  // are few of them; the labels drawn with the page follow.
+  const natural = D.lanes.reduce((sum, l) => sum + l[1], 0);
+  const room = document.getElementById("chart").clientHeight - 30;
+  const grow = Math.min(2, Math.max(1, room / natural));
   const lanes = [];
   let y = 0;
-  for (const [name, h, cls] of D.lanes) { lanes.push({ name, y, h, cls }); y += h; }
+  for (const [name, h0, cls] of D.lanes) { const h = Math.floor(h0 * grow); lanes.push({ name, y, h, cls }); y += h; }
   const totalH = y;
+  const labelSvg = document.getElementById("labels");
+  labelSvg.setAttribute("height", totalH);
+  labelSvg.querySelectorAll("g.lane").forEach((g, i) => {
+    const l = lanes[i];
+    if (!l) return;
+    g.querySelector("rect").setAttribute("y", l.y);
+    g.querySelector("rect").setAttribute("height", l.h);
+    g.querySelector("text").setAttribute("y", l.y + l.h / 2 + 4);
+  });
   const netLane = lanes[0];
   const nodeLane = (n) => lanes[1 + n];
   const clientLane = (c) => lanes[1 + D.nodes + c];
@@ -56,6 +70,16 @@
     return "";
   }
 
+  // The links a partition cuts: n1↔n2 both ways, n1→n2 one way.
+  function linkSummary(links) {
+    if (!links.length) return "";
+    const cut = new Set(links.map(([a, b]) => a + "," + b));
+    const parts = [];
+    for (const [a, b] of links) {
+      if (cut.has(b + "," + a)) { if (a < b) parts.push(`n${a + 1}↔n${b + 1}`); } else parts.push(`n${a + 1}→n${b + 1}`);
+    }
+    return ": " + parts.join(" ");
+  }
   function niceStep(span, target) {
     const raw = span / target;
     const p = Math.pow(10, Math.floor(Math.log10(raw)));
@@ -106,7 +130,7 @@
       if (s.n === null || s.n === undefined) {
         const l = netLane;
         out.push(`<rect class="${s.k}" ${h} x="${f1(a)}" y="${l.y + 2}" width="${w}" height="${l.h - 4}"/>`);
-        if (b - a > 60) out.push(`<text class="span-text" x="${f1(a + 3)}" y="${l.y + l.h / 2 + 4}">${esc(s.l)}</text>`);
+        if (b - a > 60) out.push(`<text class="span-text" x="${f1(Math.max(a, 0) + 3)}" y="${l.y + l.h / 2 + 4}">${esc(s.l + linkSummary(s.links))}</text>`);
         if (s.k === "partition") {
           const cutNodes = new Set();
           for (const [f, t] of s.links) { cutNodes.add(f); cutNodes.add(t); }
@@ -287,7 +311,7 @@
       }
       case "s": {
         const s = D.spans[i];
-        const links = s.links.length ? "\nlinks: " + s.links.map(([a, b]) => `n${a + 1}→n${b + 1}`).join(" ") : "";
+        const links = s.links.length ? "\nlinks" + linkSummary(s.links) : "";
         return `<b>${esc(s.k)}</b>${s.n === null || s.n === undefined ? "" : " on n" + (s.n + 1)}\n${esc(s.l)}\nfrom ${ms(s.s)} to ${ms(s.e)} (${((s.e - s.s) / 1e6).toFixed(1)} ms)${links}`;
       }
       case "k": {
@@ -395,11 +419,17 @@
   // The report beside the picture.
   const rep = [];
   rep.push(`<h2>${D.passed ? "run passed" : "run FAILED"} (seed ${esc(D.seed)})</h2>`);
+  // Each violation's text; past three of one property, the rest folded.
+  const seen = {};
+  const folded = [];
   D.violations.forEach((v, i) => {
-    rep.push(`<div class="v-head" data-v="${i}" title="show when it was found">violated: ${esc(v.p)}</div><div class="violation">${esc(v.d)}</div>`);
+    seen[v.p] = (seen[v.p] || 0) + 1;
+    const html = `<div class="v-head" data-v="${i}" title="show when it was found">violated: ${esc(v.p)}</div><div class="violation${v.d.includes("\n") ? " picture" : ""}">${esc(v.d)}</div>`;
+    if (seen[v.p] > 3) folded.push(html); else rep.push(html);
   });
+  if (folded.length) rep.push(`<details><summary>${folded.length} more violation(s)</summary>${folded.join("")}</details>`);
   if (D.focusKeyName) rep.push(`\nkey: <b>${esc(D.focusKeyName)}</b>; operations the violation names are outlined in red, the linearized operations just before them in purple.`);
-  rep.push(`\n<b>checks</b>\n` + D.checks.map(([c, s, n]) => `<span class="check-${s}">${esc(c)} ${esc(s)}</span>${s === "violated" ? "" : ""}`).join("\n"));
+  rep.push(`\n<b>checks</b>\n` + D.checks.map(([c, s, n]) => `<span class="check-${s.toLowerCase()}">${esc(c)} ${esc(s)}</span>${s === "violated" ? "" : ""}`).join("\n"));
   rep.push(`\n\n<b>repro</b>\n<div class="repro">${esc(D.repro)}</div>swarm: ${esc(D.swarm)}\n${esc(D.summary)}\ndigest ${esc(D.digest)}`);
   rep.push(`\n\n<div class="legend"><span><i style="background:#5cb85c"></i>ok</span><span><i style="background:#8fd1c5"></i>cas refused</span><span><i style="background:#e07b7b"></i>fail</span><span><i style="background:#f0ad4e"></i>info</span><span><i style="background:#fff;border:3px solid #d00000"></i>violating</span><span><i style="background:#3c4250"></i>down</span><span><i style="background:#f6c26b"></i>paused</span><span><i style="background:#b58de0"></i>bad reads</span><span><i style="background:#b0835a"></i>disk full</span><span><i style="background:#e74c3c"></i>partition (cut node)</span><span><i style="background:#7f8c8d"></i>clogged</span><span><i style="background:#1f6feb"></i>clock jump</span><span><i style="background:#d00000"></i>✕ failed sync</span><span><i style="background:#e67e22"></i>crash armed</span><span>- - lost / ·· dropped message</span></div>`);
   const report = document.getElementById("report");
