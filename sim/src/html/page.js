@@ -4,6 +4,9 @@
 (function () {
   const D = JSON.parse(document.getElementById("data").textContent);
   const MSG_DRAW_MAX = 2500;
+  // A message longer than this on its way (a straggler, a clogged link)
+  // is drawn faint, so that it does not hide the ordinary traffic.
+  const SLOW_NANOS = 50e6;
   const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
     "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173",
     "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363", "#6baed6", "#fd8d3c", "#74c476"];
@@ -45,6 +48,9 @@
   let dimOthers = !D.passed && focusKey >= 0;
   let t0 = 0, t1 = end;
   if (D.window) { t0 = D.window[0]; t1 = D.window[1]; }
+  // `#view=FROM_MS,TO_MS` in the address opens on that span instead.
+  const asked = /view=([0-9.]+),([0-9.]+)/.exec(location.hash);
+  if (asked && +asked[2] > +asked[1]) { t0 = +asked[1] * 1e6; t1 = Math.min(+asked[2] * 1e6, end); }
   let hovered = null, pinned = null;
 
   const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
@@ -200,7 +206,8 @@
           const x2 = due < 0 ? x1 + 10 : X(due), y2 = due < 0 ? y1 + (b.y > a.y ? 8 : -8) : b.y + b.h / 2;
           if (Math.max(x1, x2) < 0 || Math.min(x1, x2) > W) continue;
           const c = PALETTE[kind % PALETTE.length];
-          out.push(`<line class="msg ${fate_}" data-h="m${i}" x1="${f1(x1)}" y1="${y1}" x2="${f1(x2)}" y2="${y2}" stroke="${c}"/>`);
+          const slow = !fate_ && due - sent > SLOW_NANOS ? " slow" : "";
+          out.push(`<line class="msg ${fate_}${slow}" data-h="m${i}" x1="${f1(x1)}" y1="${y1}" x2="${f1(x2)}" y2="${y2}" stroke="${c}"/>`);
           if (fate_) {
             out.push(`<path d="M${f1(x2 - 3)} ${y2 - 3}l6 6m0 -6l-6 6" stroke="${c}" stroke-width="1.5"/>`);
           } else {
