@@ -315,6 +315,10 @@ fn sim(args: &SimArgs) -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
+    if args.html.is_some() && args.seed.is_none() {
+        eprintln!("error: --html draws one run: it needs --seed");
+        return ExitCode::from(2);
+    }
     match args.seeds {
         Some(count) => sim_sweep(&config, count, args.jobs.unwrap_or_else(default_jobs)),
         None => sim_one(
