@@ -437,6 +437,9 @@
   if (folded.length) rep.push(`<details><summary>${folded.length} more violation(s)</summary>${folded.join("")}</details>`);
   if (D.focusKeyName) rep.push(`\nkey: <b>${esc(D.focusKeyName)}</b>; operations the violation names are outlined in red, the linearized operations just before them in purple.`);
   rep.push(`\n<b>checks</b>\n` + D.checks.map(([c, s, n]) => `<span class="check-${s.toLowerCase()}">${esc(c)} ${esc(s)}</span>${s === "violated" ? "" : ""}`).join("\n"));
+  if (D.clocks.some(([o, d]) => o !== 0 || d !== 0)) {
+    rep.push(`\n\n<b>clocks at the start</b> (offset from true time, drift)\n` + D.clocks.map(([o, d], n) => `n${n + 1} ${o >= 0 ? "+" : ""}${(o / 1e6).toFixed(1)} ms, ${d} ppm`).join("\n"));
+  }
   rep.push(`\n\n<b>repro</b>\n<div class="repro">${esc(D.repro)}</div>swarm: ${esc(D.swarm)}\n${esc(D.summary)}\ndigest ${esc(D.digest)}`);
   rep.push(`\n\n<div class="legend"><span><i style="background:#5cb85c"></i>ok</span><span><i style="background:#8fd1c5"></i>cas refused</span><span><i style="background:#e07b7b"></i>fail</span><span><i style="background:#f0ad4e"></i>info</span><span><i style="background:#fff;border:3px solid #d00000"></i>violating</span><span><i style="background:#3c4250"></i>down</span><span><i style="background:#f6c26b"></i>paused</span><span><i style="background:#b58de0"></i>bad reads</span><span><i style="background:#b0835a"></i>disk full</span><span><i style="background:#e74c3c"></i>partition (cut node)</span><span><i style="background:#7f8c8d"></i>clogged</span><span><i style="background:#1f6feb"></i>clock jump</span><span><i style="background:#d00000"></i>✕ failed sync</span><span><i style="background:#e67e22"></i>crash armed</span><span>- - lost / ·· dropped message</span></div>`);
   const report = document.getElementById("report");
