@@ -40,7 +40,7 @@ use clap::{Args, Parser, Subcommand};
 use enigma_checker::{CounterCall, CounterOutcome};
 use enigma_cluster::ConsistencyLevel;
 use enigma_sim::run::median_and_mean;
-use enigma_sim::{run, RunReport, SimConfig, SimWorkload, SweepReport};
+use enigma_sim::{run, run_recorded, RunReport, SimConfig, SimWorkload, SweepReport};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -202,6 +202,12 @@ struct SimArgs {
     /// `enigma check` reads (single seed only).
     #[arg(long, requires = "seed", value_name = "FILE")]
     history_out: Option<std::path::PathBuf>,
+    /// Write a picture of the run to this file: one self-contained HTML
+    /// page with a lane per node and client on the virtual-time axis,
+    /// operations, messages, faults and, for a failing run, the violating
+    /// operations and the failing window (single seed only).
+    #[arg(long, requires = "seed", value_name = "FILE")]
+    html: Option<std::path::PathBuf>,
 }
 
 fn default_jobs() -> usize {
@@ -318,14 +324,39 @@ fn sim(args: &SimArgs) -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
+    if args.html.is_some() && args.seed.is_none() {
+        eprintln!("error: --html draws one run: it needs --seed");
+        return ExitCode::from(2);
+    }
     match args.seeds {
         Some(count) => sim_sweep(&config, count, args.jobs.unwrap_or_else(default_jobs)),
-        None => sim_one(&config, args.history, args.history_out.as_deref()),
+        None => sim_one(
+            &config,
+            args.history,
+            args.history_out.as_deref(),
+            args.html.as_deref(),
+        ),
     }
 }
 
-fn sim_one(config: &SimConfig, show_history: bool, history_out: Option<&Path>) -> ExitCode {
-    let report = run(config);
+fn sim_one(
+    config: &SimConfig,
+    show_history: bool,
+    history_out: Option<&Path>,
+    html: Option<&Path>,
+) -> ExitCode {
+    let report = match html {
+        Some(path) => {
+            let (report, recording) = run_recorded(config);
+            let page = enigma_sim::html::render(&report, &recording);
+            if let Err(e) = std::fs::write(path, page) {
+                eprintln!("error: cannot write the picture to {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+            report
+        }
+        None => run(config),
+    };
     if let Some(path) = history_out {
         if let Err(e) = std::fs::write(path, report.history_json_lines()) {
             eprintln!("error: cannot write the history to {}: {e}", path.display());

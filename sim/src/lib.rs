@@ -17,17 +17,21 @@
 //! - [`clock`]: `SimClock` and its fault model.
 //! - [`rng`]: named random streams of the seed.
 //! - [`trace`]: the trace digest and timeline.
+//! - [`recording`]: what a run's picture needs, collected when asked for.
+//! - [`html`]: the picture of a run as one self-contained HTML page.
 
 pub mod catalogue;
 pub mod clock;
 pub mod config;
 pub mod disk;
+pub mod html;
 pub mod net;
+pub mod recording;
 pub mod rng;
 pub mod run;
 pub mod sweep;
 pub mod trace;
 
 pub use config::{SimConfig, SimWorkload};
-pub use run::{run, RunReport, RunStats, Violation};
+pub use run::{run, run_recorded, RunReport, RunStats, Violation};
 pub use sweep::{sweep, ConvergeTimes, SweepReport};

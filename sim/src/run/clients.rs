@@ -225,6 +225,7 @@ impl Simulation {
             },
         };
         let body = ClientRequest { op: body_op, level };
+        self.record(|r, now| r.attempt(now, op, node));
         self.clients[client].in_flight = Some(InFlight {
             request,
             op,
@@ -302,6 +303,8 @@ impl Simulation {
         in_flight.attempts += 1;
         in_flight.request = request;
         let body = in_flight.body.clone();
+        let op = in_flight.op;
+        self.record(|r, now| r.attempt(now, op, node));
         self.stats.client_retries += 1;
         self.trace
             .record(self.now, &[12, client as u8, node as u8], || {

@@ -22,6 +22,7 @@ use rand::Rng;
 use std::collections::BTreeMap;
 
 use super::{version_of, Event, Simulation};
+use crate::recording::SpanKind;
 use enigma_checker::Version;
 
 /// Longest wait before a node that stopped itself (a failed sync) is
@@ -251,6 +252,7 @@ impl Simulation {
                 self.trace
                     .record(self.now, &[7, index as u8], || format!("{id} stopped: {e}"));
                 self.crash(index);
+                self.record(|r, _| r.relabel_last(SpanKind::Down, index, format!("stopped: {e}")));
                 // The node stopped itself; an operator (here, the
                 // simulator) starts it again from its disk.
                 let delay = self

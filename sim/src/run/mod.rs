@@ -70,6 +70,7 @@ use crate::clock::SimClock;
 use crate::config::SimConfig;
 use crate::disk::{SimDisk, SimDiskFaults};
 use crate::net::SimNet;
+use crate::recording::Recording;
 use crate::rng::stream;
 use crate::trace::Trace;
 
@@ -359,6 +360,29 @@ pub fn run(config: &SimConfig) -> RunReport {
     sim.finish()
 }
 
+/// Runs one simulation and records what its picture needs
+/// ([`crate::html`]); the run is the same as [`run`]'s, digest included.
+///
+/// # Panics
+/// If `config` does not validate.
+pub fn run_recorded(config: &SimConfig) -> (RunReport, Recording) {
+    if let Err(e) = config.validate() {
+        panic!("invalid simulation config: {e}");
+    }
+    let mut sim = Simulation::new(config.clone());
+    let mut recording = Recording::new();
+    recording.clocks = sim
+        .slots
+        .iter()
+        .map(|s| (s.clock.offset_nanos, s.clock.drift_ppm))
+        .collect();
+    recording.phase(0, Phase::Safety.name());
+    sim.recording = Some(Box::new(recording));
+    sim.run_to_end();
+    let recording = sim.recording.take().map(|r| *r).unwrap_or_default();
+    (sim.finish(), recording)
+}
+
 /// An event on the queue.
 #[derive(Debug)]
 enum Event {
@@ -520,6 +544,19 @@ enum Phase {
     Done,
 }
 
+impl Phase {
+    /// Its name in the run's picture.
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Safety => "safety",
+            Phase::Heal => "heal",
+            Phase::Liveness => "liveness",
+            Phase::Settling => "settle",
+            Phase::Done => "done",
+        }
+    }
+}
+
 struct Simulation {
     config: SimConfig,
     cluster: ClusterConfig,
@@ -598,6 +635,8 @@ struct Simulation {
     /// Whether clocks disagree in this run (an offset, drift or jumps).
     clock_skew: bool,
     rng_clock: ChaCha8Rng,
+    /// What the run's picture needs, only when one is asked for.
+    recording: Option<Box<Recording>>,
 }
 
 impl Simulation {
@@ -790,6 +829,7 @@ impl Simulation {
             clock_offset_nanos_max,
             clock_skew: skew_nanos > 0 || clock_faults || far_ahead_nanos > 0,
             rng_clock,
+            recording: None,
             config,
         }
     }
@@ -827,6 +867,9 @@ impl Simulation {
                 break;
             }
             self.handle(event);
+            if let Some(recording) = self.recording.as_deref_mut() {
+                recording.phase(self.now, self.phase.name());
+            }
             if self.phase == Phase::Done {
                 break;
             }
@@ -923,6 +966,14 @@ impl Simulation {
     }
 
     fn violate(&mut self, property: &'static str, details: String) {
+        self.record(|r, now| r.violation(now, property));
         self.violations.push(Violation { property, details });
+    }
+
+    /// Lets the recording, when there is one, note something at `now`.
+    fn record(&mut self, note: impl FnOnce(&mut Recording, u64)) {
+        if let Some(recording) = self.recording.as_deref_mut() {
+            note(recording, self.now);
+        }
     }
 }

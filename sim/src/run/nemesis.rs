@@ -12,6 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::SimConfig;
 use crate::disk::SimDiskFaults;
 use crate::net::NetOptions;
+use crate::recording::SpanKind;
 
 use super::commit::{CrashPoint, SyncLatency, SYNC_LATENCY_PROFILES};
 use super::links::ReadCuts;
@@ -85,8 +86,28 @@ impl Simulation {
             Fault::Crash(node) => match self.rng_nemesis.random_range(0..4) {
                 // Half the crashes wait for the node's next batch, to land
                 // inside the group commit's windows.
-                0 => self.slots[node].crash_armed = Some(CrashPoint::BeforeSync),
-                1 => self.slots[node].crash_armed = Some(CrashPoint::DuringSync),
+                0 => {
+                    self.record(|r, now| {
+                        r.mark(
+                            now,
+                            node,
+                            "crash-armed",
+                            "crash armed: before the next sync".into(),
+                        );
+                    });
+                    self.slots[node].crash_armed = Some(CrashPoint::BeforeSync);
+                }
+                1 => {
+                    self.record(|r, now| {
+                        r.mark(
+                            now,
+                            node,
+                            "crash-armed",
+                            "crash armed: during the next sync".into(),
+                        );
+                    });
+                    self.slots[node].crash_armed = Some(CrashPoint::DuringSync);
+                }
                 _ => self.crash(node),
             },
             Fault::Restart(node) => self.start_node(node),
@@ -97,14 +118,26 @@ impl Simulation {
                     PartitionKind::Asymmetric => self.stats.asymmetric_partitions += 1,
                     PartitionKind::Halves | PartitionKind::Isolate => {}
                 }
+                self.record(|r, now| {
+                    let label = format!("{kind:?} partition");
+                    r.open_links(now, SpanKind::Partition, None, label, cut.clone());
+                });
                 self.net.partition(&cut);
             }
             Fault::Heal => {
+                self.record(|r, now| {
+                    r.close(now, SpanKind::Partition, None);
+                    r.close(now, SpanKind::Clog, None);
+                });
                 self.net.heal();
                 self.swizzle = None;
             }
             Fault::Pause { node, nanos } => {
                 self.stats.pauses += 1;
+                self.record(|r, now| {
+                    let label = format!("paused {} ms", nanos / 1_000_000);
+                    r.span(now, SpanKind::Pause, node, nanos, label);
+                });
                 self.slots[node].paused_until = Some(self.now + nanos);
             }
             Fault::Swizzle {
@@ -113,6 +146,15 @@ impl Simulation {
                 delay_max_nanos,
             } => {
                 self.stats.swizzles += 1;
+                self.record(|r, now| {
+                    let label = format!(
+                        "swizzle: {} links clogged one by one every {} ms (up to {} ms each), then unclogged",
+                        links.len(),
+                        step_nanos / 1_000_000,
+                        delay_max_nanos / 1_000_000
+                    );
+                    r.open_links(now, SpanKind::Clog, None, label, links.clone());
+                });
                 self.swizzle = Some(Swizzle {
                     links,
                     step_nanos,
@@ -124,6 +166,14 @@ impl Simulation {
             }
             Fault::ClockJump { node, nanos } => {
                 self.stats.clock_jumps += 1;
+                self.record(|r, now| {
+                    r.mark(
+                        now,
+                        node,
+                        "clock",
+                        format!("clock jumped {} ms", nanos / 1_000_000),
+                    );
+                });
                 let bound = self.clock_offset_nanos_max;
                 self.slots[node].clock.jump(nanos, bound);
             }
@@ -141,6 +191,10 @@ impl Simulation {
             }
             Fault::DiskFull { node, nanos } => {
                 self.stats.disk_full_windows += 1;
+                self.record(|r, now| {
+                    let label = format!("disk full for {} ms", nanos / 1_000_000);
+                    r.open(now, SpanKind::DiskFull, Some(node), label);
+                });
                 let slot = &mut self.slots[node];
                 slot.disk_full_until = Some(self.now + nanos);
                 slot.disk_faulted = true;
@@ -150,6 +204,7 @@ impl Simulation {
             }
             Fault::FailSync(node) => {
                 self.stats.sync_failures += 1;
+                self.record(|r, now| r.mark(now, node, "sync-fail", "next sync fails".into()));
                 self.slots[node].disk_faulted = true;
                 self.slots[node].disk.fail_next_sync();
             }
@@ -162,6 +217,10 @@ impl Simulation {
     /// and every table block is checksummed: the engine detects each fault.
     fn start_read_faults(&mut self, node: usize, nanos: u64) {
         self.stats.read_fault_windows += 1;
+        self.record(|r, now| {
+            let label = format!("bad reads for {} ms", nanos / 1_000_000);
+            r.open(now, SpanKind::ReadFaults, Some(node), label);
+        });
         let slot = &mut self.slots[node];
         slot.read_faults_until = Some(self.now + nanos);
         slot.disk_faulted = true;
@@ -186,6 +245,7 @@ impl Simulation {
         if slot.read_faults_until.take().is_some() {
             slot.disk.set_faults(self.disk_faults.clone());
             slot.disk.clear_unreadable_sectors();
+            self.record(|r, now| r.close(now, SpanKind::ReadFaults, Some(node)));
         }
     }
 
@@ -194,6 +254,7 @@ impl Simulation {
         let slot = &mut self.slots[node];
         if slot.disk_full_until.take().is_some() {
             slot.disk.set_full(false);
+            self.record(|r, now| r.close(now, SpanKind::DiskFull, Some(node)));
         }
     }
 
@@ -215,6 +276,7 @@ impl Simulation {
             self.net.unclog(from, to);
             if swizzle.clogged == 0 {
                 self.swizzle = None;
+                self.record(|r, now| r.close(now, SpanKind::Clog, None));
                 return;
             }
         }

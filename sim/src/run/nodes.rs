@@ -6,10 +6,12 @@ use enigma_cluster::{encode_frame, Node, NodeOptions, Output};
 use enigma_engine::{Disk, DiskFile, WAL_RECORDS_OFFSET};
 use rand::Rng;
 
+use super::commit::Batch;
 use super::nemesis::boot_mono_nanos;
 use super::{Answer, Event, Simulation};
 use crate::clock::EPOCH_WALL_NANOS;
 use crate::disk::SimDisk;
+use crate::recording::SpanKind;
 use crate::rng::stream;
 use enigma_checker::Version;
 
@@ -25,6 +27,14 @@ impl Simulation {
             let jump = self.rng_clock.random_range(-bound..=bound);
             self.slots[index].clock.jump(jump, bound);
             self.stats.clock_jumps += 1;
+            self.record(|r, now| {
+                r.mark(
+                    now,
+                    index,
+                    "clock",
+                    format!("clock moved {} ms while down", jump / 1_000_000),
+                );
+            });
         }
         let boot = boot_mono_nanos(&mut self.rng_clock);
         let now = self.now;
@@ -43,6 +53,7 @@ impl Simulation {
                 slot.node = Some(node);
                 slot.incarnation += 1;
                 slot.stamp_floor = slot.acknowledged.values().map(|&(t, _)| t).max();
+                self.record(|r, now| r.close(now, SpanKind::Down, Some(index)));
                 self.check_durability(index, "after a restart");
             }
             Err(e) => {
@@ -58,6 +69,12 @@ impl Simulation {
     pub(super) fn crash(&mut self, index: usize) {
         let slot = &mut self.slots[index];
         if slot.node.is_some() {
+            let how = match slot.batch {
+                Batch::Gathering => "crashed with a batch applied, not synced",
+                Batch::Syncing => "crashed while its sync was in flight",
+                Batch::Idle => "crashed",
+            };
+            self.record(|r, now| r.open(now, SpanKind::Down, Some(index), how.to_owned()));
             self.end_batch_in_crash(index);
             self.reset_links_of(index);
             let node = self.slots[index].node.take().expect("checked just above");
@@ -129,8 +146,11 @@ impl Simulation {
                 self.paxos_cost.note(from, to, &envelope.message);
                 let incarnations = (self.slots[from].incarnation, self.slots[to].incarnation);
                 let to_down = self.slots[to].node.is_none();
+                let kind = envelope.message.kind();
+                let mut due = None;
                 for delay in self.net.delays(&mut self.rng_net, from, to) {
                     let straggle = self.net.straggle(&mut self.rng_stale, to_down);
+                    due = due.or(Some(self.now + delay + straggle));
                     self.schedule(
                         delay + straggle,
                         Event::Deliver {
@@ -141,6 +161,7 @@ impl Simulation {
                         },
                     );
                 }
+                self.record(|r, now| r.message(now, from, to, kind, due));
             }
             Output::Reply { request, response } => {
                 let delay = self.client_latency();
