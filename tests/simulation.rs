@@ -598,11 +598,10 @@ fn deleting_the_log_before_the_manifest_edit_is_caught() {
         },
         &["durability", "recovery"],
     );
-    assert!(
-        failure.stats.crashes_in_background_job > 0,
-        "{:?}",
-        failure.stats
-    );
+    // The bug loses writes only through a crash: one between the two
+    // steps, or one while a job that failed after deleting the log (a bad
+    // read opening the table) waits to be tried again.
+    assert!(failure.stats.crashes > 0, "{:?}", failure.stats);
 }
 
 /// A node that acknowledges a batch whose sync failed loses what it
