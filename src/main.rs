@@ -394,12 +394,13 @@ fn sim_one(
         stats.writes_acknowledged
     );
     out!(
-        "faults: {} crashes before and {} during a sync, {} bridge and {} one-way partitions, \
+        "faults: {} crashes before and {} during a sync, {} inside a background job, {} bridge and {} one-way partitions, \
          {} pauses, {} swizzles, {} clock jumps, {} bad-read windows ({} storage errors met), \
          {} failed syncs, {} full disks, {} buggify firings, {} stale messages; {} client retries, \
          {} partial writes",
         stats.crashes_before_sync,
         stats.crashes_during_sync,
+        stats.crashes_in_background_job,
         stats.bridge_partitions,
         stats.asymmetric_partitions,
         stats.pauses,

@@ -242,6 +242,14 @@ pub const CATALOGUE: &[Planted] = &[
         plant: |c| c.planted_ack_after_failed_sync = true,
     },
     Planted {
+        name: "planted_flush_removes_log_before_manifest_edit",
+        area: Area::Recovery,
+        bug: "a flush deletes its log segments before the edit naming its table is durable",
+        caught_as: &["durability", "recovery"],
+        test: "simulation::deleting_the_log_before_the_manifest_edit_is_caught",
+        plant: |c| c.planted_flush_removes_log_before_manifest_edit = true,
+    },
+    Planted {
         name: "planted_frame_reader_drops_rest",
         area: Area::Codec,
         bug: "the frame reader drops what followed a frame in its buffer",

@@ -128,6 +128,12 @@ pub struct SimConfig {
     /// table is open, so a bad read opening it loses versions from the
     /// read path. Test-only: no CLI flag sets it.
     pub planted_flush_drops_memtable: bool,
+    /// Plant the engine bug that deletes the log segments a flushed table
+    /// covers before the manifest edit naming the table is durable, so a
+    /// crash between the two steps loses the memtable's writes
+    /// (`EngineOptions::bug_flush_removes_log_before_manifest_edit`).
+    /// Test-only: no CLI flag sets it.
+    pub planted_flush_removes_log_before_manifest_edit: bool,
     /// Plant the coordinator bug that answers a read with the value at
     /// hand once the level's count has answered, though a replica's digest
     /// shows a newer version (`NodeOptions::
@@ -210,6 +216,7 @@ impl Default for SimConfig {
             planted_release_before_sync: false,
             planted_ack_after_failed_sync: false,
             planted_flush_drops_memtable: false,
+            planted_flush_removes_log_before_manifest_edit: false,
             planted_read_trusts_data_over_digests: false,
             planted_coordinator_counts_stale_answers: false,
             planted_frame_reader_drops_rest: false,
@@ -319,6 +326,7 @@ impl SimConfig {
             planted_release_before_sync: false,
             planted_ack_after_failed_sync: false,
             planted_flush_drops_memtable: false,
+            planted_flush_removes_log_before_manifest_edit: false,
             planted_read_trusts_data_over_digests: false,
             planted_coordinator_counts_stale_answers: false,
             planted_frame_reader_drops_rest: false,
@@ -345,6 +353,7 @@ impl SimConfig {
             || self.planted_release_before_sync
             || self.planted_ack_after_failed_sync
             || self.planted_flush_drops_memtable
+            || self.planted_flush_removes_log_before_manifest_edit
             || self.planted_read_trusts_data_over_digests
             || self.planted_coordinator_counts_stale_answers
             || self.planted_frame_reader_drops_rest

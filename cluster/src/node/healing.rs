@@ -401,6 +401,7 @@ impl<D: Disk> Node<D> {
     fn background_work(&mut self, now: Now) {
         let engine = &self.engine;
         let idle = !self.buggify.enabled(BuggifySite::MemtableFrozenEarly)
+            && !engine.background_job_in_progress()
             && self.background_idle_at_tables == Some(engine.tables_total())
             && engine.frozen_total() == 0
             && engine.memtable_bytes() < engine.options().memtable_bytes_max;
@@ -413,7 +414,8 @@ impl<D: Disk> Node<D> {
         } else {
             self.options.background_bytes_per_tick
         };
-        match self.engine.do_background_work(budget) {
+        let steps_max = self.options.background_steps_per_tick;
+        match self.engine.do_background_steps(budget, steps_max) {
             Ok(BackgroundReport {
                 tables_flushed,
                 compactions,

@@ -29,7 +29,8 @@
 //!    each tick runs gossip, hint replay, anti-entropy and a bounded share of
 //!    the engine's background work (memtable flushes, compactions): at most
 //!    [`NodeOptions::background_bytes_per_tick`] bytes of tables, each job
-//!    whole. A background job that poisons the engine (a failed sync) makes
+//!    whole, in at most [`NodeOptions::background_steps_per_tick`] steps (a
+//!    job cut there goes on at the next tick). A background job that poisons the engine (a failed sync) makes
 //!    the node fatal like any other: `flush` fails from then on.
 //! 5. With [`NodeOptions::record_versions`], a driver that checks the node
 //!    (the simulator) may, after each successful `flush`, take the versions

@@ -44,6 +44,12 @@ pub struct NodeOptions {
     /// may write per tick; a job runs whole, so a tick with work due runs at
     /// least one.
     pub background_bytes_per_tick: u64,
+    /// Most steps of flush and compaction jobs (table written, manifest
+    /// edit committed, covered files deleted) a tick runs; a job left
+    /// part-way through goes on at the next tick. Production takes every
+    /// step back to back (`usize::MAX`); the simulator takes one, so that a
+    /// crash can land between any two. At least 1.
+    pub background_steps_per_tick: usize,
     /// Seed of the node's random choices (whom to gossip with). The
     /// simulator derives it from the run's seed; production draws it.
     pub seed: u64,
@@ -152,6 +158,7 @@ impl Default for NodeOptions {
             requests_pending_max: 10_000,
             engine: EngineOptions::default(),
             background_bytes_per_tick: 8 * 1024 * 1024,
+            background_steps_per_tick: usize::MAX,
             seed: 0,
             gossip_interval_nanos: GOSSIP_INTERVAL_NANOS_DEFAULT,
             phi_convict_threshold: 8.0,
@@ -199,6 +206,9 @@ impl NodeOptions {
         }
         if self.request_timeout_nanos == 0 {
             return Err("request timeout must be positive".into());
+        }
+        if self.background_steps_per_tick == 0 {
+            return Err("background steps per tick must be positive".into());
         }
         if self.hints.replay_bytes_per_tick == 0 || self.hints.replay_timeout_nanos == 0 {
             return Err("hint replay budget and timeout must be positive".into());

@@ -10,7 +10,6 @@ use crate::manifest::VersionEdit;
 use crate::memtable::{MemKey, Memtable};
 use crate::merge::{Cursor, Merge};
 use crate::sstable::bloom::key_hash;
-use crate::sstable::reader::Table;
 use crate::sstable::writer::{TableWriter, WrittenTable};
 use crate::sstable::TableOptions;
 use crate::{Disk, EngineError, Timestamp, Versioned};
@@ -38,8 +37,9 @@ pub(super) fn write_memtable<D: Disk>(
 impl<D: Disk> Engine<D> {
     /// Does paced background work: freezes an over-full memtable, flushes
     /// frozen memtables oldest first, then compacts while the budget lasts.
-    /// Each job runs whole; the budget is checked between jobs, and at
-    /// least one job runs if any is due.
+    /// Runs every step of each job back to back (see
+    /// [`Self::do_background_steps`]); the budget is checked between jobs,
+    /// and at least one job runs if any is due.
     ///
     /// # Errors
     /// `Poisoned`; disk errors (a failed sync poisons the engine);
@@ -48,6 +48,28 @@ impl<D: Disk> Engine<D> {
         &mut self,
         bytes_budget: u64,
     ) -> Result<BackgroundReport, EngineError> {
+        self.do_background_steps(bytes_budget, usize::MAX)
+    }
+
+    /// As [`Self::do_background_work`], but runs at most `steps_max` steps
+    /// of flush and compaction jobs (see `db/job.rs`: table written, edit
+    /// committed, covered files deleted), so that a caller may stop between
+    /// any two: a job left part-way through goes on first at the next call,
+    /// whatever the budget. The simulator takes one step per tick, so a
+    /// crash can land between them; a node in production takes them all.
+    ///
+    /// # Errors
+    /// As [`Self::do_background_work`]; a failed step drops its job, which
+    /// the next call starts over.
+    ///
+    /// # Panics
+    /// If `steps_max` is 0.
+    pub fn do_background_steps(
+        &mut self,
+        bytes_budget: u64,
+        steps_max: usize,
+    ) -> Result<BackgroundReport, EngineError> {
+        assert!(steps_max > 0, "a call runs at least one step");
         self.check_not_poisoned()?;
         let mut report = BackgroundReport::default();
         let early = self.memtable.bytes_total() > 0
@@ -57,23 +79,35 @@ impl<D: Disk> Engine<D> {
         if early || self.memtable.bytes_total() >= self.options.memtable_bytes_max {
             self.freeze()?;
         }
-        while !self.frozen.is_empty() {
-            if report.bytes_written > 0 && report.bytes_written >= bytes_budget {
-                report.work_pending = true;
-                return Ok(report);
+        let mut steps = 0;
+        loop {
+            if self.job.is_none() {
+                let compaction = if self.frozen.is_empty() {
+                    match self.compaction_pick() {
+                        Some(inputs) => Some(inputs),
+                        None => return Ok(report),
+                    }
+                } else {
+                    None
+                };
+                let budget_spent = report.bytes_written > 0 && report.bytes_written >= bytes_budget;
+                if budget_spent || steps >= steps_max {
+                    report.work_pending = true;
+                    return Ok(report);
+                }
+                match compaction {
+                    None => self.start_flush(&mut report)?,
+                    Some(inputs) => self.start_compaction(inputs, &mut report)?,
+                }
+            } else {
+                if steps >= steps_max {
+                    report.work_pending = true;
+                    return Ok(report);
+                }
+                self.job_step(&mut report)?;
             }
-            report.bytes_written += self.flush_oldest()?;
-            report.tables_flushed += 1;
+            steps += 1;
         }
-        while let Some(inputs) = self.compaction_pick() {
-            if report.bytes_written > 0 && report.bytes_written >= bytes_budget {
-                report.work_pending = true;
-                return Ok(report);
-            }
-            report.bytes_written += self.compact(&inputs)?;
-            report.compactions += 1;
-        }
-        Ok(report)
     }
 
     /// Full compaction: flushes the memtable and every frozen memtable, then
@@ -86,6 +120,7 @@ impl<D: Disk> Engine<D> {
     pub fn compact_all(&mut self) -> Result<BackgroundReport, EngineError> {
         self.check_not_poisoned()?;
         let mut report = BackgroundReport::default();
+        self.finish_job()?;
         self.freeze()?;
         while !self.frozen.is_empty() {
             report.bytes_written += self.flush_oldest()?;
@@ -97,7 +132,7 @@ impl<D: Disk> Engine<D> {
         if self.tables.len() > 1 || (self.tables.len() == 1 && may_purge) {
             let mut inputs: Vec<u64> = self.tables.iter().map(|table| table.id).collect();
             inputs.sort_unstable();
-            report.bytes_written += self.compact(&inputs)?;
+            report.bytes_written += self.compact(inputs)?;
             report.compactions += 1;
         }
         Ok(report)
@@ -107,6 +142,10 @@ impl<D: Disk> Engine<D> {
     pub(super) fn freeze(&mut self) -> Result<(), EngineError> {
         if self.memtable.len() == 0 {
             return Ok(());
+        }
+        if self.frozen.len() >= FROZEN_MEMTABLES_MAX {
+            // A flush in progress may free the slot as it ends.
+            self.finish_job()?;
         }
         if self.frozen.len() >= FROZEN_MEMTABLES_MAX {
             self.flush_oldest()?;
@@ -123,49 +162,17 @@ impl<D: Disk> Engine<D> {
         Ok(())
     }
 
-    /// Writes the oldest frozen memtable as a table, publishes it, and
-    /// deletes the WAL segments it covers. Returns the bytes written.
+    /// Flushes the oldest frozen memtable, every step back to back, after
+    /// the job in progress. Returns the bytes written.
     pub(super) fn flush_oldest(&mut self) -> Result<u64, EngineError> {
-        let frozen = self
-            .frozen
-            .front()
-            .expect("callers check for a frozen memtable");
-        let id = self.manifest.state().next_table_id;
-        let sync_enabled = self.options.sync_policy.syncs();
-        let wal_segment_last = frozen.wal_segment_last;
-        let written = write_memtable(
-            self.wal.disk(),
-            id,
-            &frozen.memtable,
-            self.options.table_options(),
-            sync_enabled,
-        );
-        let written = written
-            .map_err(|err| self.poison_if_fatal(err))?
-            .expect("a frozen memtable is never empty");
-        let edit = VersionEdit {
-            next_table_id: id + 1,
-            wal_segments_covered: wal_segment_last,
-            tables_added: vec![id],
-            tables_removed: Vec::new(),
-        };
-        // Opened before the edit commits: a read error here (a bad sector)
-        // leaves the frozen memtable serving reads and the table unnamed,
-        // to be written again; after the edit it would leave neither.
-        if self.options.bug_flush_drops_memtable_before_table_opens {
-            self.commit(&edit)?;
-            let frozen = self.frozen.pop_front().expect("checked above");
-            let table = Table::open(self.wal.disk(), id)?;
-            self.tables.insert(0, table);
-            self.wal.remove_segments_through(frozen.wal_segment_last)?;
-            return Ok(written.file_bytes);
+        self.finish_job()?;
+        if self.frozen.is_empty() {
+            return Ok(0);
         }
-        let table = Table::open(self.wal.disk(), id)?;
-        self.commit(&edit)?;
-        let frozen = self.frozen.pop_front().expect("checked above");
-        self.tables.insert(0, table);
-        self.wal.remove_segments_through(frozen.wal_segment_last)?;
-        Ok(written.file_bytes)
+        let mut report = BackgroundReport::default();
+        self.start_flush(&mut report)?;
+        self.finish_job()?;
+        Ok(report.bytes_written)
     }
 
     /// Makes `edit` durable in the manifest; any failure stops the engine,
@@ -219,49 +226,14 @@ impl<D: Disk> Engine<D> {
         Ok(false)
     }
 
-    /// Merges the tables `inputs` into one, dropping shadowed versions and
-    /// purgeable tombstones; publishes the swap; deletes the inputs.
-    /// Returns the bytes written.
-    pub(super) fn compact(&mut self, inputs: &[u64]) -> Result<u64, EngineError> {
-        let input_set: BTreeSet<u64> = inputs.iter().copied().collect();
-        assert_eq!(
-            input_set.len(),
-            inputs.len(),
-            "compaction inputs are distinct"
-        );
-        let id = self.manifest.state().next_table_id;
-        let sync_enabled = self.options.sync_policy.syncs();
-        let written = self.merge_tables(id, &input_set, sync_enabled);
-        let written = written.map_err(|err| self.poison_if_fatal(err))?;
-        let edit = VersionEdit {
-            next_table_id: id + 1,
-            wal_segments_covered: self.manifest.state().wal_segments_covered,
-            tables_added: written.iter().map(|w| w.id).collect(),
-            tables_removed: inputs.to_vec(),
-        };
-        // Opened before the edit commits, as in `flush_oldest`: a read
-        // error must not leave the inputs dropped and the output unopened.
-        let output = match written {
-            Some(_) => Some(Table::open(self.wal.disk(), id)?),
-            None => None,
-        };
-        self.commit(&edit)?;
-        self.tables.retain(|table| !input_set.contains(&table.id));
-        for input in inputs {
-            self.cache.borrow_mut().remove_table(*input);
-        }
-        if let Some(table) = output {
-            self.tables.insert(0, table);
-        }
-        // The manifest no longer names the inputs; a crash before this
-        // finishes leaves files that open deletes.
-        for input in inputs {
-            let name = crate::sstable::table_name(*input);
-            if self.wal.disk().exists(&name)? {
-                self.wal.disk().remove(&name)?;
-            }
-        }
-        Ok(written.map_or(0, |w| w.file_bytes))
+    /// Merges the tables `inputs` into one, every step back to back, after
+    /// the job in progress (see `db/job.rs`). Returns the bytes written.
+    pub(super) fn compact(&mut self, inputs: Vec<u64>) -> Result<u64, EngineError> {
+        self.finish_job()?;
+        let mut report = BackgroundReport::default();
+        self.start_compaction(inputs, &mut report)?;
+        self.finish_job()?;
+        Ok(report.bytes_written)
     }
 
     /// Writes the merge of the tables `inputs` as table `id`, dropping

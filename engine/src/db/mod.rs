@@ -21,7 +21,10 @@
 //! each, oldest first, as a table: table synced and renamed, then a manifest
 //! edit "table added, WAL covered through segment S" made durable, and only
 //! then the covered segments deleted. A crash at any point leaves either the
-//! old state (the table is garbage, the WAL replays) or the new one.
+//! old state (the table is garbage, the WAL replays) or the new one. These
+//! are the steps of a job (`db/job.rs`), which a caller may run one at a
+//! time ([`Engine::do_background_steps`]), serving reads and writes between
+//! them.
 //!
 //! Reads look at the memtable, the frozen memtables and the tables (bloom
 //! filter and key range first), and keep the version of highest timestamp
@@ -33,12 +36,15 @@
 //! The engine spawns no thread. The node calls
 //! [`Engine::do_background_work`] on each tick with a byte budget; each call
 //! freezes an over-full memtable, flushes frozen memtables and runs at most
-//! the compactions the budget allows, each job whole. If the node falls
+//! the compactions the budget allows, each job whole (or, with
+//! [`Engine::do_background_steps`], at most so many steps: the simulator
+//! takes one per tick so that crashes land between them). If the node falls
 //! behind, a write that would freeze a memtable while
 //! [`FROZEN_MEMTABLES_MAX`] are waiting flushes the oldest inline first
 //! (back-pressure instead of unbounded memory).
 
 mod background;
+mod job;
 mod options;
 mod read;
 mod recovery;
@@ -145,6 +151,8 @@ pub struct Engine<D: Disk> {
     /// so that a node restarted behind its old wall clock never stamps
     /// below what it stored. `None`: nothing was ever stored.
     timestamp_max: Option<Timestamp>,
+    /// The flush or compaction part-way through, if any: its next step.
+    job: Option<job::Job>,
 }
 
 /// Most keys remembered as shadowing corrupt table entries.

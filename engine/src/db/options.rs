@@ -133,6 +133,14 @@ pub struct EngineOptions {
     /// it loses the memtable's versions from the read path until restart.
     /// Off by default and settable only through this struct.
     pub bug_flush_drops_memtable_before_table_opens: bool,
+    /// **A deliberate bug, for proving that the simulator's checks bite.**
+    /// A memtable flush deletes the log segments its table covers before
+    /// the manifest edit naming the table is durable, so a crash between
+    /// the two steps loses the memtable's writes (the table is garbage at
+    /// open, and the log that held them is gone). Harmless when the steps
+    /// run back to back without a crash. Off by default and settable only
+    /// through this struct.
+    pub bug_flush_removes_log_before_manifest_edit: bool,
     /// Buggify sites a simulator enables (none by default: production
     /// never draws).
     pub buggify: crate::buggify::Buggify,
@@ -164,6 +172,7 @@ impl Default for EngineOptions {
             compaction_tables_max: COMPACTION_TABLES_MAX_DEFAULT,
             block_cache_bytes: BLOCK_CACHE_BYTES_DEFAULT,
             bug_flush_drops_memtable_before_table_opens: false,
+            bug_flush_removes_log_before_manifest_edit: false,
             buggify: crate::buggify::Buggify::default(),
             bug_recovery_takes_synced_damage_for_torn_tail: false,
         }

@@ -202,6 +202,7 @@ impl<D: Disk> EngineRecovery<D> {
             shadowed: RefCell::default(),
             buggify,
             timestamp_max,
+            job: None,
         })
     }
 }

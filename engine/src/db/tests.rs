@@ -676,7 +676,7 @@ fn tombstone_is_kept_while_a_table_outside_the_compaction_holds_the_key() {
     engine.set_tombstone_purge_before(Some(ts(100)));
     let newest = engine.tables[0].id;
     engine
-        .compact(&[newest])
+        .compact(vec![newest])
         .expect("compact the newest table alone");
     assert_eq!(
         engine.get(b"k").expect("get"),

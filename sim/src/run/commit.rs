@@ -90,7 +90,15 @@ pub(super) enum CrashPoint {
     BeforeSync,
     /// Part-way through the sync.
     DuringSync,
+    /// Between two steps of a flush or compaction (table written, edit
+    /// committed, covered files deleted), at the node's first steps with a
+    /// job in progress (one chance in two each); at once if no job has
+    /// started by `until_nanos` (virtual time).
+    InBackgroundJob { until_nanos: u64 },
 }
+
+/// How long a crash armed for a background job waits for one to start.
+pub(super) const CRASH_IN_BACKGROUND_JOB_WAIT_NANOS: u64 = 1_000_000_000;
 
 impl Simulation {
     /// Feeds one input to a node. Its outputs leave with its batch's sync.
@@ -105,6 +113,18 @@ impl Simulation {
             return;
         }
         node.step(now, input);
+        if let Some(CrashPoint::InBackgroundJob { until_nanos }) = slot.crash_armed {
+            let inside = node.engine().background_job_in_progress();
+            if (inside && self.rng_commit.random_bool(0.5)) || self.now >= until_nanos {
+                let id = slot.id;
+                self.trace.record(self.now, &[14, index as u8], || {
+                    let place = if inside { "inside" } else { "outside" };
+                    format!("{id} crashes {place} a background job")
+                });
+                self.crash(index);
+                return;
+            }
+        }
         if slot.batch == Batch::Gathering {
             return;
         }

@@ -201,6 +201,9 @@ pub struct RunStats {
     pub crashes_before_sync: u64,
     /// Crashes that landed while a batch's sync was in flight.
     pub crashes_during_sync: u64,
+    /// Crashes that landed between two steps of a flush or compaction
+    /// (table written, manifest edit committed, covered files deleted).
+    pub crashes_in_background_job: u64,
     /// Operations coordinators refused as unavailable (too few replicas up
     /// in their failure detector's judgment).
     pub unavailable: u64,
@@ -701,10 +704,15 @@ impl Simulation {
                 compaction_tables_min: SIM_COMPACTION_TABLES_MIN,
                 block_cache_bytes: SIM_BLOCK_CACHE_BYTES,
                 bug_flush_drops_memtable_before_table_opens: config.planted_flush_drops_memtable,
+                bug_flush_removes_log_before_manifest_edit: config
+                    .planted_flush_removes_log_before_manifest_edit,
                 buggify,
                 ..EngineOptions::default()
             },
             background_bytes_per_tick: SIM_BACKGROUND_BYTES_PER_TICK,
+            // One step of a flush or compaction per tick, so that crashes
+            // land between them.
+            background_steps_per_tick: 1,
             record_versions: true,
             bug_ack_quorum_writes_after_one_replica: config.planted_bug,
             commit_wait: config.commit_wait,

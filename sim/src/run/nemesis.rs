@@ -1,6 +1,7 @@
 //! The nemesis driver: draws which fault families a seed uses (swarm
 //! testing) and carries out the faults the nemesis policy picks: crashes
-//! (at once, or armed to land inside the node's next group commit),
+//! (at once, or armed to land inside the node's next group commit or
+//! between two steps of its next background job),
 //! restarts, partitions of every shape, process pauses, swizzle-clogging,
 //! clock jumps, windows of bad reads and failed syncs.
 
@@ -14,7 +15,9 @@ use crate::disk::SimDiskFaults;
 use crate::net::NetOptions;
 use crate::recording::SpanKind;
 
-use super::commit::{CrashPoint, SyncLatency, SYNC_LATENCY_PROFILES};
+use super::commit::{
+    CrashPoint, SyncLatency, CRASH_IN_BACKGROUND_JOB_WAIT_NANOS, SYNC_LATENCY_PROFILES,
+};
 use super::links::ReadCuts;
 use super::{Event, Phase, Simulation, NEMESIS_INTERVAL_MAX_NANOS, NEMESIS_INTERVAL_MIN_NANOS};
 
@@ -84,8 +87,9 @@ impl Simulation {
     fn carry_out(&mut self, fault: Fault) {
         match fault {
             Fault::Crash(node) => match self.rng_nemesis.random_range(0..4) {
-                // Half the crashes wait for the node's next batch, to land
-                // inside the group commit's windows.
+                // Three in four crashes wait for the node's next batch, to land
+                // inside the group commit's windows; a quarter wait for
+                // its next background job, to land between two steps.
                 0 => {
                     self.record(|r, now| {
                         r.mark(
@@ -107,6 +111,19 @@ impl Simulation {
                         );
                     });
                     self.slots[node].crash_armed = Some(CrashPoint::DuringSync);
+                }
+                2 => {
+                    self.record(|r, now| {
+                        r.mark(
+                            now,
+                            node,
+                            "crash-armed",
+                            "crash armed: inside the next background job".into(),
+                        );
+                    });
+                    self.slots[node].crash_armed = Some(CrashPoint::InBackgroundJob {
+                        until_nanos: self.now + CRASH_IN_BACKGROUND_JOB_WAIT_NANOS,
+                    });
                 }
                 _ => self.crash(node),
             },

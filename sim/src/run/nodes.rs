@@ -78,6 +78,9 @@ impl Simulation {
             self.end_batch_in_crash(index);
             self.reset_links_of(index);
             let node = self.slots[index].node.take().expect("checked just above");
+            if node.engine().background_job_in_progress() {
+                self.stats.crashes_in_background_job += 1;
+            }
             self.absorb_stats(&node);
             self.note_background_errors(index, &node);
             let slot = &mut self.slots[index];
