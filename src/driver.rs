@@ -271,7 +271,9 @@ fn route(
                 Some(link) => link.push(envelope, &shared.metrics),
                 None => crate::metrics::inc(&shared.metrics.peer_messages_dropped),
             },
-            Output::Reply { request, response } => {
+            Output::Reply {
+                request, response, ..
+            } => {
                 let conn = connection_of(request);
                 if let Some((own_conn, batch)) = own.as_mut() {
                     if *own_conn == conn {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use enigma_cluster::{
-    ClientError, ClientOp, ClientRequest, ClientResponse, ConsistencyLevel, RequestId,
+    ClientError, ClientOp, ClientRequest, ClientResponse, ConsistencyLevel, RequestId, SessionFloor,
 };
 use tracing::debug;
 
@@ -592,10 +592,19 @@ impl Session {
 
     fn submit(&mut self, slot_no: u64, level: ConsistencyLevel, ops: Parts<ClientOp>) {
         match ops {
-            Parts::One(op) => self.submit_part(slot_no, 0, ClientRequest { op, level }),
+            Parts::One(op) => self.submit_part(
+                slot_no,
+                0,
+                ClientRequest {
+                    op,
+                    level,
+                    session: SessionFloor::default(),
+                },
+            ),
             Parts::Many(ops) => {
                 for (part, op) in ops.into_iter().enumerate() {
-                    self.submit_part(slot_no, part, ClientRequest { op, level });
+                    let session = SessionFloor::default();
+                    self.submit_part(slot_no, part, ClientRequest { op, level, session });
                 }
             }
         }
@@ -851,6 +860,7 @@ fn error_reply(error: &ClientError, writes: bool) -> Reply {
         ClientError::Clock { reason } => {
             Reply::error(format!("CLOCK {reason}; nothing was applied"))
         }
+        ClientError::SessionFloor { .. } => Reply::error(format!("TIMEOUT {error}")),
     }
 }
 
