@@ -24,11 +24,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use enigma_cluster::{
-    ClientOp, ClientRequest, ClientResponse, ConsistencyLevel, RequestId, SessionFloor,
+    ClientOp, ClientRequest, ClientResponse, ConsistencyLevel, RequestId, Ring, SessionFloor,
+    SessionFloors,
 };
 
 use crate::command::{self, Command};
-use crate::driver::{request_id, Shared};
+use crate::driver::{request_id, NodeReply, Shared};
 use crate::metrics::inc;
 use crate::resp::{Protocol, Reply};
 use keys::{Op, OpKind, Parts};
@@ -59,6 +60,9 @@ struct Waiting {
     slot: u64,
     part: usize,
     read: bool,
+    /// The ring token of the request's key: its reply's version raises
+    /// the session's floor for that key.
+    token: u64,
 }
 
 /// Bytes a reply holds until it is written, about as encoded.
@@ -116,6 +120,10 @@ pub struct Session {
     ready_bytes: usize,
     /// `QUIT` was received: close once its reply is written.
     quit: bool,
+    /// What this connection has seen, from its replies' versions: each
+    /// request carries the floors (read-your-writes, monotonic reads and
+    /// causal writes at every level; docs/SERVER.md).
+    floors: SessionFloors,
     /// When the requests being parsed arrived (read once per chunk).
     arrived: Instant,
 }
@@ -142,6 +150,7 @@ impl Session {
             reads_in_flight: 0,
             ready_bytes: 0,
             quit: false,
+            floors: SessionFloors::new(),
             arrived: now(),
         }
     }
@@ -303,16 +312,20 @@ impl Session {
     }
 
     /// Takes in replies from the node.
-    pub fn on_replies(&mut self, replies: impl IntoIterator<Item = (RequestId, ClientResponse)>) {
-        for (request, response) in replies {
+    pub fn on_replies(&mut self, replies: impl IntoIterator<Item = NodeReply>) {
+        for (request, response, version) in replies {
             let Some(Waiting {
                 slot: slot_no,
                 part,
+                token,
                 ..
             }) = self.take_waiting(request)
             else {
                 continue;
             };
+            if let Some(version) = version {
+                self.floors.observe_token(token, version);
+            }
             if let ClientResponse::Value(Some(value)) = &response {
                 self.shared.values.note(value.len());
             }
@@ -432,17 +445,23 @@ impl Session {
         }
     }
 
-    fn submit_part(&mut self, slot_no: u64, part: usize, request: ClientRequest) {
+    fn submit_part(&mut self, slot_no: u64, part: usize, mut request: ClientRequest) {
         if self.waiting.is_empty() {
             self.waiting_first_seq = self.next_seq;
         }
         let id = request_id(self.conn, self.next_seq);
         self.next_seq = self.next_seq.wrapping_add(1);
         let read = matches!(request.op, ClientOp::Get { .. });
+        // What the connection saw before this request: a request sent
+        // before an earlier one's reply came back (pipelined) is not
+        // ordered after it.
+        let token = Ring::token(request.op.key());
+        request.session = self.floors.floor_of_token(token);
         self.waiting.push_back(Some(Waiting {
             slot: slot_no,
             part,
             read,
+            token,
         }));
         self.outgoing.push((id, request));
         self.unanswered += 1;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Mutex;
 
-use enigma_cluster::{ClientError, NodeId, Ring};
+use enigma_cluster::{ClientError, NodeId, Ring, SessionFloor};
 
 use super::*;
 use crate::config::{Limits, NodeConfig, PeerAddr, SyncMode};
@@ -110,9 +110,9 @@ fn replies_leave_in_request_order_whatever_order_the_node_answers_in() {
     let sent = session.take_outgoing();
     assert_eq!(sent.len(), 2);
     assert!(sent.iter().all(|(id, _)| id.0 >> 32 == 7));
-    session.on_replies(vec![(sent[1].0, ClientResponse::Written)]);
+    session.on_replies(vec![(sent[1].0, ClientResponse::Written, None)]);
     assert_eq!(written(&mut session), "", "GET a is still owed");
-    session.on_replies(vec![(sent[0].0, value("x"))]);
+    session.on_replies(vec![(sent[0].0, value("x"), None)]);
     assert_eq!(written(&mut session), "$1\r\nx\r\n+PONG\r\n+OK\r\n");
     assert_eq!(session.outstanding(), 0);
 }
@@ -128,17 +128,17 @@ fn del_counts_the_keys_that_existed_and_mget_keeps_order() {
     assert!(matches!(sent[0].1.op, ClientOp::Get { .. }));
     assert!(matches!(sent[3].1.op, ClientOp::Delete { .. }));
     let mut replies: ReplyBatch = vec![
-        (sent[0].0, value("1")),
-        (sent[1].0, ClientResponse::Value(None)),
-        (sent[2].0, value("3")),
+        (sent[0].0, value("1"), None),
+        (sent[1].0, ClientResponse::Value(None), None),
+        (sent[2].0, value("3"), None),
     ];
     replies.extend(
         sent[3..6]
             .iter()
-            .map(|(id, _)| (*id, ClientResponse::Written)),
+            .map(|(id, _)| (*id, ClientResponse::Written, None)),
     );
-    replies.push((sent[7].0, ClientResponse::Value(None)));
-    replies.push((sent[6].0, value("v")));
+    replies.push((sent[7].0, ClientResponse::Value(None), None));
+    replies.push((sent[6].0, value("v"), None));
     replies.reverse();
     session.on_replies(replies);
     assert_eq!(written(&mut session), ":2\r\n*2\r\n$1\r\nv\r\n$-1\r\n");
@@ -194,7 +194,7 @@ fn reads_may_skip_the_queue_only_when_nothing_of_theirs_is_in_flight() {
     assert!(!session.only_fresh_reads_outgoing());
     let late = session.take_outgoing();
     for (id, _) in sent.iter().chain(&late) {
-        session.on_replies(vec![(*id, ClientResponse::Value(None))]);
+        session.on_replies(vec![(*id, ClientResponse::Value(None), None)]);
     }
     session.on_request(words("GET a"));
     assert!(
@@ -215,11 +215,11 @@ fn the_waiting_window_survives_sequence_numbers_wrapping() {
     let sent = session.take_outgoing();
     assert_eq!(sent[2].0 .0 & 0xffff_ffff, 0, "the third wrapped to 0");
     for (id, _) in sent.iter().rev() {
-        session.on_replies(vec![(*id, ClientResponse::Value(None))]);
+        session.on_replies(vec![(*id, ClientResponse::Value(None), None)]);
     }
     assert_eq!(written(&mut session), "$-1\r\n".repeat(4));
     // A reply for another connection or an unknown request is ignored.
-    session.on_replies(vec![(request_id(4, 0), value("x"))]);
+    session.on_replies(vec![(request_id(4, 0), value("x"), None)]);
     assert_eq!(session.outstanding(), 0);
 }
 
@@ -264,7 +264,10 @@ fn timeouts_say_whether_a_write_may_have_applied() {
         answered: 1,
         required: 2,
     });
-    session.on_replies(vec![(sent[0].0, timeout.clone()), (sent[1].0, timeout)]);
+    session.on_replies(vec![
+        (sent[0].0, timeout.clone(), None),
+        (sent[1].0, timeout, None),
+    ]);
     let out = written(&mut session);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
@@ -274,5 +277,55 @@ fn timeouts_say_whether_a_write_may_have_applied() {
     assert!(
         lines[1].ends_with("the write may have been applied"),
         "{out}"
+    );
+}
+
+#[test]
+fn a_connection_sends_the_newest_versions_it_saw_as_its_floors() {
+    use enigma_engine::Timestamp;
+    let mut session = Session::new(shared(1, None), 1);
+    session.on_request(words("SET a 1"));
+    let sent = session.take_outgoing();
+    assert_eq!(
+        sent[0].1.session,
+        SessionFloor::default(),
+        "nothing seen yet"
+    );
+    let wrote = Timestamp { hlc: 90, node: 1 };
+    session.on_replies(vec![(sent[0].0, ClientResponse::Written, Some(wrote))]);
+    session.on_request(words("GET a"));
+    session.on_request(words("GET b"));
+    let sent = session.take_outgoing();
+    assert_eq!(
+        sent[0].1.session,
+        SessionFloor {
+            seen: Some(wrote),
+            key: Some(wrote)
+        }
+    );
+    assert_eq!(
+        sent[1].1.session,
+        SessionFloor {
+            seen: Some(wrote),
+            key: None
+        },
+        "b was never seen: only writes are held to the session-wide floor"
+    );
+    // A read of an older version (another client's) never lowers a floor;
+    // a newer one raises both.
+    let older = Timestamp { hlc: 40, node: 2 };
+    let newer = Timestamp { hlc: 120, node: 2 };
+    session.on_replies(vec![
+        (sent[0].0, value("1"), Some(older)),
+        (sent[1].0, value("2"), Some(newer)),
+    ]);
+    session.on_request(words("GET a"));
+    let sent = session.take_outgoing();
+    assert_eq!(
+        sent[0].1.session,
+        SessionFloor {
+            seen: Some(newer),
+            key: Some(wrote)
+        }
     );
 }
