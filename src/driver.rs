@@ -39,7 +39,7 @@ use enigma_cluster::{
     AntiEntropyStats, ClientRequest, ClientResponse, ClockJudgment, Envelope, HintStats, Input,
     MemberView, Node, NodeError, NodeId, Now, Output, RequestId, Ring,
 };
-use enigma_engine::{BlockCacheStats, FsDisk};
+use enigma_engine::{BlockCacheStats, FsDisk, Timestamp};
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, error, info, warn};
 
@@ -47,8 +47,12 @@ use crate::config::NodeConfig;
 use crate::metrics::Metrics;
 use crate::peer::PeerLink;
 
+/// One reply for a connection: the request, the answer, and the timestamp
+/// of the version behind it (the connection's session floors follow it).
+pub type NodeReply = (RequestId, ClientResponse, Option<Timestamp>);
+
 /// Replies for one connection, as the node thread hands them over.
-pub type ReplyBatch = Vec<(RequestId, ClientResponse)>;
+pub type ReplyBatch = Vec<NodeReply>;
 
 /// Locks `mutex`, also after a panic elsewhere poisoned it (the data it
 /// guards are plain queues, valid at every step).
@@ -85,10 +89,10 @@ impl Mailbox {
         self.closed.load(Ordering::Acquire)
     }
 
-    fn put(&self, request: RequestId, response: ClientResponse) {
+    fn put(&self, request: RequestId, response: ClientResponse, version: Option<Timestamp>) {
         let mut replies = lock(&self.replies);
         let was_empty = replies.is_empty();
-        replies.push((request, response));
+        replies.push((request, response, version));
         drop(replies);
         if was_empty {
             self.notify.notify_one();
@@ -271,11 +275,15 @@ fn route(
                 Some(link) => link.push(envelope, &shared.metrics),
                 None => crate::metrics::inc(&shared.metrics.peer_messages_dropped),
             },
-            Output::Reply { request, response } => {
+            Output::Reply {
+                request,
+                response,
+                version,
+            } => {
                 let conn = connection_of(request);
                 if let Some((own_conn, batch)) = own.as_mut() {
                     if *own_conn == conn {
-                        batch.push((request, response));
+                        batch.push((request, response, version));
                         continue;
                     }
                 }
@@ -289,7 +297,7 @@ fn route(
                 };
                 // A closed connection's replies have nowhere to go.
                 if let Some(mailbox) = mailbox {
-                    mailbox.put(request, response);
+                    mailbox.put(request, response, version);
                 }
             }
         }

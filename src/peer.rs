@@ -22,7 +22,7 @@
 //! bytes and are written one at a time between batches of small ones, so a
 //! large value delays the others by one frame at most. A full bulk lane
 //! drops the large message, never the link, and client writes of large
-//! values wait while it is half full (back-pressure, `session.rs`).
+//! values wait while it is half full (back-pressure, `session/`).
 //! Messages to a peer that is not connected are dropped: the node's
 //! timeouts and read repair already cope with lost messages, as in the
 //! simulator.

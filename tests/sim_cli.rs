@@ -94,7 +94,7 @@ fn the_history_file_reads_back_as_the_run_recorded_it() {
     assert_eq!(
         lines.next(),
         Some(
-            r#"{"type":"run","clock_skew":false,"replication_factor":3,"session_timestamps":false,"commit_wait":false,"source":"enigma sim --seed 0x9"}"#
+            r#"{"type":"run","clock_skew":false,"replication_factor":3,"session_timestamps":true,"commit_wait":false,"source":"enigma sim --seed 0x9"}"#
         )
     );
     assert!(lines.all(|l| l.contains("\"level\":\"QUORUM\"") || l.contains("\"level\":\"ALL\"")));

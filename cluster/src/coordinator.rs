@@ -11,6 +11,13 @@
 //! cannot. A read that completes without a replica whose stored copy was
 //! corrupt names that replica for repair: writing the winner back shadows
 //! the bad entry.
+//!
+//! A read may carry its session's floor for the key
+//! ([`crate::SessionFloor::key`]): answers that hold nothing at or above
+//! it do not decide the read, however many there are. It waits for the
+//! other replicas' answers, asks every replica again now and then (repair
+//! and hints may have brought the version meanwhile), and at its deadline
+//! fails with [`ClientError::SessionFloor`], never answering older.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -192,7 +199,19 @@ pub struct PendingRead {
     /// **A deliberate bug** ([`PendingRead::planting_trust_in_the_data`]):
     /// answer with the value at hand without comparing digests.
     bug_trust_the_data: bool,
+    /// The oldest version the client's session accepts: answers that hold
+    /// nothing at or above it do not decide the read.
+    floor: Option<Timestamp>,
+    /// When the replicas were last asked (monotonic), for
+    /// [`PendingRead::should_ask_again`].
+    asked_mono_nanos: u64,
 }
+
+/// How long a read whose session floor no answer met waits before it asks
+/// every replica again: long enough for a hint or a read repair to land
+/// between two rounds, short enough for a few rounds within a request's
+/// deadline.
+pub const SESSION_FLOOR_ASK_AGAIN_NANOS: u64 = 100_000_000;
 
 /// Blocking read repair in progress.
 #[derive(Debug)]
@@ -246,6 +265,68 @@ impl PendingRead {
             repair: None,
             failures: BTreeMap::new(),
             bug_trust_the_data: false,
+            floor: None,
+            asked_mono_nanos: 0,
+        }
+    }
+
+    /// The read answers no version older than `floor` (its session's
+    /// floor for the key; `None`: any), having asked the replicas at
+    /// `now_mono_nanos`.
+    pub fn with_floor(mut self, floor: Option<Timestamp>, now_mono_nanos: u64) -> Self {
+        self.floor = floor;
+        self.asked_mono_nanos = now_mono_nanos;
+        self
+    }
+
+    /// Whether `newest` (the newest answer's digest) meets the floor.
+    fn meets_floor(&self, newest: Option<VersionDigest>) -> bool {
+        match self.floor {
+            None => true,
+            Some(floor) => newest.is_some_and(|d| d.timestamp() >= floor),
+        }
+    }
+
+    /// The newest version among the answers.
+    fn newest(&self) -> Option<VersionDigest> {
+        self.answers.values().filter_map(Answer::digest).max()
+    }
+
+    /// Whether the level's count has answered but nothing at or above the
+    /// session's floor: the read waits on the floor alone.
+    fn awaits_floor(&self) -> bool {
+        self.repair.is_none()
+            && self.answers.len() >= self.required
+            && !self.meets_floor(self.newest())
+    }
+
+    /// Whether the read, waiting on its floor alone, should ask every
+    /// replica again at `now_mono_nanos`. If so, the answers at hand are
+    /// forgotten (all below the floor) and the caller asks again.
+    pub fn should_ask_again(&mut self, now_mono_nanos: u64) -> bool {
+        if !self.awaits_floor()
+            || now_mono_nanos < self.asked_mono_nanos + SESSION_FLOOR_ASK_AGAIN_NANOS
+        {
+            return false;
+        }
+        self.asked_mono_nanos = now_mono_nanos;
+        self.answers.clear();
+        self.fetching = None;
+        true
+    }
+
+    /// The error of a read that reached its deadline: the session's floor
+    /// unmet when the level's count did answer, else a timeout.
+    pub fn deadline_error(&self) -> ClientError {
+        match self.floor {
+            Some(floor) if self.awaits_floor() => ClientError::SessionFloor {
+                floor_hlc: floor.hlc,
+                newest_hlc: self.newest().map(|d| d.hlc),
+            },
+            _ => ClientError::Timeout {
+                answered: self.answered(),
+                required: self.required,
+            },
         }
     }
 
@@ -398,7 +479,13 @@ impl PendingRead {
         // Newest first; among equal timestamps (one write cannot have two
         // values, but a digest is cheap to compare whole) the larger hash,
         // so every coordinator picks the same.
-        let Some(newest) = self.answers.values().filter_map(Answer::digest).max() else {
+        let newest = self.newest();
+        if !self.meets_floor(newest) {
+            // Older than the session saw: wait for the other replicas (or
+            // for this read to ask again).
+            return ReadProgress::Waiting;
+        }
+        let Some(newest) = newest else {
             return ReadProgress::Done(None);
         };
         let winner = self.answers.values().find_map(|a| match a {
@@ -771,6 +858,50 @@ mod tests {
             ReadProgress::Done(Some(b"a".to_vec())),
             "stale: the bug the checks must catch"
         );
+    }
+
+    #[test]
+    fn answers_below_the_session_floor_do_not_decide_a_read() {
+        let floor = version(7, "x").timestamp;
+        let mut r = read(1).with_floor(Some(floor), 0);
+        assert_eq!(
+            r.on_answer(NodeId(1), Some(version(5, "a"))),
+            ReadProgress::Waiting
+        );
+        assert_eq!(r.on_digest(NodeId(2), None), ReadProgress::Waiting);
+        assert_eq!(
+            r.deadline_error(),
+            ClientError::SessionFloor {
+                floor_hlc: 7,
+                newest_hlc: Some(5)
+            }
+        );
+        assert_eq!(
+            r.on_digest(NodeId(3), digest(7, "x")),
+            ReadProgress::Fetch { from: NodeId(3) }
+        );
+        assert_eq!(
+            r.on_answer(NodeId(3), Some(version(7, "x"))),
+            ReadProgress::Done(Some(b"x".to_vec()))
+        );
+    }
+
+    #[test]
+    fn a_read_waiting_on_its_floor_asks_again_after_the_pause_only() {
+        let floor = version(7, "x").timestamp;
+        let mut r = read(1).with_floor(Some(floor), 1_000);
+        r.on_answer(NodeId(1), Some(version(5, "a")));
+        assert!(!r.should_ask_again(1_000 + SESSION_FLOOR_ASK_AGAIN_NANOS - 1));
+        assert!(r.should_ask_again(1_000 + SESSION_FLOOR_ASK_AGAIN_NANOS));
+        // The replica was repaired meanwhile: its new answer decides.
+        assert_eq!(
+            r.on_answer(NodeId(1), Some(version(7, "x"))),
+            ReadProgress::Done(Some(b"x".to_vec()))
+        );
+        // Without a floor nothing waits, so nothing asks again.
+        let mut plain = read(1);
+        plain.on_answer(NodeId(1), Some(version(5, "a")));
+        assert!(!plain.should_ask_again(u64::MAX));
     }
 
     #[test]

@@ -32,6 +32,8 @@
 //! - [`codec`]: the versioned, length-prefixed, CRC32-checked frame.
 //! - [`frame_reader`]: a byte stream cut anywhere, back into frames.
 //! - [`coordinator`]: pending client operations: quorum counting, read repair.
+//! - [`session_floors`]: what a client session has seen, kept by the client
+//!   and sent with each request (session guarantees at every level).
 //! - [`gossip`]: member states spread epidemically, push-pull.
 //! - [`failure_detector`]: phi-accrual judgment of which peers are up.
 //! - [`hints`]: hinted handoff's bookkeeping: bounds, pacing, expiry.
@@ -67,6 +69,7 @@ pub mod node;
 pub mod paxos;
 pub mod purge;
 pub mod ring;
+pub mod session_floors;
 
 pub use anti_entropy::{AntiEntropyOptions, AntiEntropyStats, FullPassReport};
 pub use clock_offsets::{ClockJudgment, ClockOffsets};
@@ -77,10 +80,11 @@ pub use hints::{HintOptions, HintStats};
 pub use ids::{NodeId, Now, OpId, RequestId};
 pub use message::{
     ClientError, ClientOp, ClientRequest, ClientResponse, Envelope, Message, ReplicaFailure,
-    WireVersion,
+    SessionFloor, WireVersion,
 };
 pub use node::{
     AcknowledgedWrite, ClusterConfig, Input, MemberView, Node, NodeError, NodeOptions, NodeStats,
     Output, ReplyVersion,
 };
 pub use ring::{Ownership, Ring, RingError};
+pub use session_floors::{SessionFloors, SESSION_KEYS_MAX};

@@ -382,6 +382,35 @@ pub struct ClientRequest {
     pub op: ClientOp,
     /// How many replicas must answer.
     pub level: ConsistencyLevel,
+    /// What the client's session has seen, so that the coordinator keeps
+    /// the session guarantees at every level (empty: a client without a
+    /// session, held to what the level alone promises).
+    pub session: SessionFloor,
+}
+
+/// The versions a client session has seen, carried by each of its
+/// requests: read-your-writes and monotonic reads per key, and causal
+/// stamping across keys, at every level (DESIGN.md section 5,
+/// docs/ARCHITECTURE.md "Session guarantees").
+///
+/// Two floors, not one: a session-wide floor for a read would make every
+/// read of a key the session never saw wait for versions that key will
+/// never have. So the session keeps the newest version it saw of each key
+/// it touched (the client bounds how many) and sends the one of the key it
+/// asks about, and the newest version it saw of any key, which only
+/// stamps writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionFloor {
+    /// The newest version the session wrote or read, of any key: a write
+    /// it sends is stamped above it, whatever node coordinates it. The
+    /// coordinator refuses it (nothing applied) rather than adopt it when
+    /// it is further ahead of its wall clock than `clock_offset_max_ms`,
+    /// as it refuses such a reading from a peer.
+    pub seen: Option<Timestamp>,
+    /// The newest version of this request's key the session wrote or
+    /// read: a read answers nothing older (it asks further replicas, then
+    /// waits for repair, until its deadline).
+    pub key: Option<Timestamp>,
 }
 
 /// A client operation on one key.
@@ -469,6 +498,16 @@ pub enum ClientError {
     /// lose against older writes or win against later ones). Nothing
     /// applied; another node may take the write.
     Clock { reason: String },
+    /// A read found no version of its key at or above the floor its
+    /// session sent ([`SessionFloor::key`]) before the deadline: every
+    /// replica asked held an older one (a write not yet repaired onto
+    /// them) or none. Nothing older is ever returned instead.
+    SessionFloor {
+        /// The session's floor for the key (hybrid clock reading).
+        floor_hlc: u64,
+        /// The newest version any replica answered (`None`: none held one).
+        newest_hlc: Option<u64>,
+    },
 }
 
 impl ClientError {
@@ -480,6 +519,7 @@ impl ClientError {
             | Self::Overloaded { .. }
             | Self::Unavailable { .. }
             | Self::Clock { .. }
+            | Self::SessionFloor { .. }
             | Self::NotProposed { .. } => false,
         }
     }
@@ -507,6 +547,20 @@ impl std::fmt::Display for ClientError {
             Self::Storage { reason } => write!(f, "storage error: {reason}"),
             Self::NoSpace { reason } => write!(f, "no space: {reason}"),
             Self::Clock { reason } => write!(f, "clock: {reason}"),
+            Self::SessionFloor {
+                floor_hlc,
+                newest_hlc,
+            } => {
+                write!(
+                    f,
+                    "session floor: no replica answered a version of the key at or above this session's floor {floor_hlc} before the deadline (newest answered: "
+                )?;
+                match newest_hlc {
+                    Some(hlc) => write!(f, "{hlc}")?,
+                    None => f.write_str("none")?,
+                }
+                f.write_str("); nothing older is returned")
+            }
         }
     }
 }

@@ -101,19 +101,30 @@ pub fn release_without_durability(
                 }
                 Some(Output::Send { to, envelope })
             }
-            Output::Reply { request, response } => {
-                let response = match response {
-                    error @ ClientResponse::Error(_) => error,
+            Output::Reply {
+                request,
+                response,
+                version,
+            } => {
+                // An answer turned into an error carries no version: the
+                // client saw none.
+                let (response, version) = match response {
+                    error @ ClientResponse::Error(_) => (error, version),
                     ClientResponse::Value(_)
                     | ClientResponse::Written
                     | ClientResponse::Repaired(_)
-                    | ClientResponse::Conditional { .. } => {
+                    | ClientResponse::Conditional { .. } => (
                         ClientResponse::Error(ClientError::NoSpace {
                             reason: format!("{me}: {failure}"),
-                        })
-                    }
+                        }),
+                        None,
+                    ),
                 };
-                Some(Output::Reply { request, response })
+                Some(Output::Reply {
+                    request,
+                    response,
+                    version,
+                })
             }
         })
         .collect()
@@ -218,10 +229,12 @@ mod tests {
             Output::Reply {
                 request: RequestId(1),
                 response: ClientResponse::Written,
+                version: None,
             },
             Output::Reply {
                 request: RequestId(2),
                 response: ClientResponse::Value(Some(b"v".to_vec())),
+                version: None,
             },
         ];
         let failure = ReplicaFailure::NoSpace {

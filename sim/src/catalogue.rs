@@ -22,7 +22,8 @@ pub enum Area {
     Coordinator,
     /// Copies between replicas: hints, anti-entropy, purging, detection.
     Replication,
-    /// Timestamps: the hybrid clock, peers' readings, commit wait.
+    /// Timestamps: the hybrid clock, peers' readings, commit wait, client
+    /// sessions' floors.
     Clock,
     /// What the disk and the engine keep.
     Storage,
@@ -193,6 +194,17 @@ pub const CATALOGUE: &[Planted] = &[
             c.commit_wait = true;
             c.clock_skew_max_ms = 100;
             c.planted_skip_commit_wait = true;
+        },
+    },
+    Planted {
+        name: "planted_session_timestamp_dropped",
+        area: Area::Clock,
+        bug: "one coordinator (n1) ignores the floors client sessions send (ONE)",
+        caught_as: &["read-your-writes", "monotonic-reads", "causal-writes"],
+        test: "sessions::one_coordinator_dropping_the_session_timestamp_is_caught_at_one",
+        plant: |c| {
+            c.level = ConsistencyLevel::One;
+            c.planted_session_timestamp_dropped = true;
         },
     },
     Planted {

@@ -163,6 +163,10 @@ pub struct SimConfig {
     pub planted_adopt_remote_readings_without_bound: bool,
     /// Plant: commit wait answers at once. Test-only.
     pub planted_skip_commit_wait: bool,
+    /// Plant: one coordinator (node 1) ignores the floors client sessions
+    /// send: it stamps writes from its own clock alone and answers reads
+    /// whatever version they find. Test-only.
+    pub planted_session_timestamp_dropped: bool,
     /// Plant the bug of a Paxos acceptor that accepts a proposal below the
     /// ballot it promised (`SERIAL` runs).
     pub planted_paxos_accept_below_promise: bool,
@@ -225,6 +229,7 @@ impl Default for SimConfig {
             planted_hlc_not_seeded_on_restart: false,
             planted_adopt_remote_readings_without_bound: false,
             planted_skip_commit_wait: false,
+            planted_session_timestamp_dropped: false,
             planted_paxos_accept_below_promise: false,
             planted_paxos_ignores_in_progress_proposal: false,
             planted_paxos_promise_before_durable: false,
@@ -335,6 +340,7 @@ impl SimConfig {
             planted_hlc_not_seeded_on_restart: false,
             planted_adopt_remote_readings_without_bound: false,
             planted_skip_commit_wait: false,
+            planted_session_timestamp_dropped: false,
             planted_paxos_accept_below_promise: false,
             planted_paxos_ignores_in_progress_proposal: false,
             planted_paxos_promise_before_durable: false,
@@ -362,6 +368,7 @@ impl SimConfig {
             || self.planted_hlc_not_seeded_on_restart
             || self.planted_adopt_remote_readings_without_bound
             || self.planted_skip_commit_wait
+            || self.planted_session_timestamp_dropped
             || self.planted_paxos_accept_below_promise
             || self.planted_paxos_ignores_in_progress_proposal
             || self.planted_paxos_promise_before_durable

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use enigma_cluster::{
     ClientOp, ClientRequest, ClientResponse, ClusterConfig, ConsistencyLevel, Input, Node, NodeId,
-    NodeOptions, Now, Output, RequestId,
+    NodeOptions, Now, Output, RequestId, SessionFloor,
 };
 use enigma_engine::{
     Disk, DiskFile, EngineOptions, TableCompression, TABLE_BLOCK_BYTES_MIN, WAL_SEGMENT_BYTES_MIN,
@@ -60,6 +60,7 @@ fn ask(node: &mut Node<SimDisk>, tick: u64, op: ClientOp) -> ClientResponse {
     let body = ClientRequest {
         op,
         level: ConsistencyLevel::One,
+        session: SessionFloor::default(),
     };
     node.step(
         now(tick),

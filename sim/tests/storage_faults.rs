@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 
 use enigma_cluster::{
     ClientError, ClientOp, ClientRequest, ClientResponse, ClusterConfig, ConsistencyLevel, Input,
-    Node, NodeId, NodeOptions, Now, Output, RequestId,
+    Node, NodeId, NodeOptions, Now, Output, RequestId, SessionFloor,
 };
 use enigma_engine::{Disk, EngineOptions, TableCompression, MEMTABLE_BYTES_MIN};
 use enigma_sim::disk::{SimDisk, SimDiskFaults};
@@ -91,7 +91,11 @@ impl Cluster {
         self.next_request += 1;
         let input = Input::Client {
             request: RequestId(self.next_request),
-            body: ClientRequest { op, level },
+            body: ClientRequest {
+                op,
+                level,
+                session: SessionFloor::default(),
+            },
         };
         let mut replies = self.run(index, input);
         assert_eq!(replies.len(), 1, "one answer, at once: {replies:?}");

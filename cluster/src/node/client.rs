@@ -1,17 +1,31 @@
 //! Coordinating client operations: replicas chosen by the ring and judged
 //! by the failure detector, quorums counted, read repair carried out,
-//! deadlines kept, silent replicas hinted.
+//! deadlines kept, silent replicas hinted, and the client session's floors
+//! kept ([`crate::SessionFloor`]): a write stamped above what its session
+//! saw, a read answering nothing older than what its session saw of the
+//! key.
 
 use enigma_engine::{BuggifySite, Disk, Timestamp, Versioned};
 
 use super::{HintWatch, Node, Pending};
 use crate::consistency::ConsistencyLevel;
 use crate::coordinator::{data_replica, PendingRead, PendingWrite, ReadProgress};
+use crate::hlc::HlcClock;
 use crate::ids::{NodeId, Now, OpId, RequestId};
 use crate::keyspace::is_system;
 use crate::message::{
-    ClientError, ClientOp, ClientRequest, ClientResponse, Message, ReplicaFailure, VersionDigest,
+    ClientError, ClientOp, ClientRequest, ClientResponse, Message, ReplicaFailure, SessionFloor,
+    VersionDigest,
 };
+
+/// Whether `version` (`None`: the key is absent) is at or above `floor`
+/// (`None`: no floor).
+fn meets_floor(version: Option<&Versioned>, floor: Option<Timestamp>) -> bool {
+    match floor {
+        None => true,
+        Some(floor) => version.is_some_and(|v| v.timestamp >= floor),
+    }
+}
 
 impl<D: Disk> Node<D> {
     pub(super) fn on_client(&mut self, now: Now, request: RequestId, body: ClientRequest) {
@@ -45,12 +59,21 @@ impl<D: Disk> Node<D> {
                 ClientResponse::Error(ClientError::Overloaded { pending }),
             );
         }
+        let session = if self.options.bug_ignore_session_floors {
+            SessionFloor::default()
+        } else {
+            body.session
+        };
         let is_write = !matches!(body.op, ClientOp::Get { .. });
         if is_write {
             if let Some(error) = self.clock_refusal() {
                 return self.reply(request, ClientResponse::Error(error));
             }
+            if let Some(error) = self.adopt_session_floor(now, session.seen) {
+                return self.reply(request, ClientResponse::Error(error));
+            }
         }
+        let floor = session.key;
         let replicas = self.ring.replicas(body.op.key());
         // Replicas this node holds down are not waited on: too few up and
         // the operation is refused at once, nothing applied (Cassandra's
@@ -102,7 +125,7 @@ impl<D: Disk> Node<D> {
             ClientOp::Get { key } if local_decides => {
                 self.send_remote_reads(op, &key, &up);
                 match self.local_read(&key) {
-                    Ok(version) => {
+                    Ok(version) if meets_floor(version.as_ref(), floor) => {
                         let timestamp = version.as_ref().map(|v| v.timestamp);
                         self.local_counted_unsynced.push(op.seq);
                         self.answer_after_commit_wait(
@@ -112,15 +135,21 @@ impl<D: Disk> Node<D> {
                             timestamp,
                         );
                     }
-                    Err(failure) => {
-                        // Storage failed here: wait for a remote answer.
+                    local => {
+                        // Storage failed here, or this replica holds
+                        // something older than the session saw: wait for
+                        // a remote answer.
                         let read =
                             PendingRead::new(request, key, replicas, required, deadline_mono_nanos)
                                 .planting_trust_in_the_data(
                                     self.options.bug_read_trusts_the_data_over_digests,
-                                );
+                                )
+                                .with_floor(floor, now.mono_nanos);
                         self.pending.insert(op.seq, Pending::Read(read));
-                        self.on_read_failure(op, self.id, failure);
+                        match local {
+                            Ok(version) => self.on_read_reply(op, self.id, version),
+                            Err(failure) => self.on_read_failure(op, self.id, failure),
+                        }
                     }
                 }
             }
@@ -132,7 +161,8 @@ impl<D: Disk> Node<D> {
                     required,
                     deadline_mono_nanos,
                 )
-                .planting_trust_in_the_data(self.options.bug_read_trusts_the_data_over_digests);
+                .planting_trust_in_the_data(self.options.bug_read_trusts_the_data_over_digests)
+                .with_floor(floor, now.mono_nanos);
                 self.pending.insert(op.seq, Pending::Read(read));
                 self.send_remote_reads(op, &key, &up);
                 if replicas.contains(&self.id) {
@@ -154,6 +184,58 @@ impl<D: Disk> Node<D> {
             }
             ClientOp::Repair => unreachable!("handled above"),
             ClientOp::Cas { .. } => unreachable!("validated as SERIAL, started above"),
+        }
+    }
+
+    /// Takes in the newest version the client's session saw (`seen`)
+    /// before this node stamps the session's write, so that the write is
+    /// stamped above it whichever node coordinated what the session saw.
+    /// The error (counted) when `seen` is further ahead of this node's
+    /// wall clock than the bound: it comes from other nodes' clocks, and is
+    /// refused as a peer's reading would be, rather than dragging this
+    /// node's clock along.
+    fn adopt_session_floor(&mut self, now: Now, seen: Option<Timestamp>) -> Option<ClientError> {
+        let seen = seen?;
+        if self.too_far_ahead(now, seen.hlc) {
+            self.stats.session_floors_refused += 1;
+            let ahead_ms =
+                HlcClock::wall_nanos_of(seen.hlc).saturating_sub(now.wall_nanos) / 1_000_000;
+            return Some(ClientError::Clock {
+                reason: format!(
+                    "this session has seen a version stamped {ahead_ms} ms ahead of this node's clock, beyond the cluster's bound of {} ms (clock_offset_max_ms); this node cannot stamp the write above it",
+                    self.options.clock_offset_max_nanos / 1_000_000
+                ),
+            });
+        }
+        self.hlc.observe(seen.hlc);
+        None
+    }
+
+    /// Asks every replica of pending read `seq` this node holds up for its
+    /// version again: its session's floor was met by no answer, and a hint
+    /// or a repair may have brought the version since.
+    fn ask_again(&mut self, seq: u64) {
+        let Some(Pending::Read(read)) = self.pending.get(&seq) else {
+            return;
+        };
+        let key = read.key.clone();
+        let replicas = read.replicas.clone();
+        let op = OpId {
+            generation: self.generation,
+            seq,
+        };
+        self.stats.session_floor_reads_asked_again += 1;
+        for &replica in &replicas {
+            if replica != self.id && self.believes_up(replica) {
+                let key = key.clone();
+                self.send(replica, Message::ReadDigest { op, key });
+            }
+        }
+        if replicas.contains(&self.id) {
+            match self.local_read(&key) {
+                Ok(version) => self.on_read_reply(op, self.id, version),
+                Err(failure) => self.on_read_failure(op, self.id, failure),
+            }
         }
     }
 
@@ -601,20 +683,34 @@ impl<D: Disk> Node<D> {
             .collect();
         for seq in expired {
             let stamp = self.write_stamps.remove(&seq);
-            let (request, answered, required) = match self.pending.remove(&seq) {
+            let (request, error) = match self.pending.remove(&seq) {
                 Some(Pending::Write(w)) if w.held_to_deadline => {
                     self.reply_version(w.request, stamp);
                     self.reply(w.request, ClientResponse::Written);
                     continue;
                 }
-                Some(Pending::Write(w)) => (w.request, w.acked.len(), w.required),
-                Some(Pending::Read(r)) => (r.request, r.answered(), r.required),
+                Some(Pending::Write(w)) => (
+                    w.request,
+                    ClientError::Timeout {
+                        answered: w.acked.len(),
+                        required: w.required,
+                    },
+                ),
+                Some(Pending::Read(r)) => (r.request, r.deadline_error()),
                 None => continue,
             };
-            self.reply(
-                request,
-                ClientResponse::Error(ClientError::Timeout { answered, required }),
-            );
+            self.reply(request, ClientResponse::Error(error));
+        }
+        let ask_again: Vec<u64> = self
+            .pending
+            .iter_mut()
+            .filter_map(|(&seq, pending)| match pending {
+                Pending::Read(read) => read.should_ask_again(now.mono_nanos).then_some(seq),
+                Pending::Write(_) => None,
+            })
+            .collect();
+        for seq in ask_again {
+            self.ask_again(seq);
         }
         let due: Vec<u64> = self
             .watches

@@ -96,6 +96,11 @@ pub enum Output {
     Reply {
         request: RequestId,
         response: ClientResponse,
+        /// The timestamp of the version behind the answer: what a write
+        /// wrote, what a read returned (`None`: an error, a read that
+        /// found no version, an answer about no one version). A client
+        /// session keeps it as its floor ([`crate::SessionFloor`]).
+        version: Option<Timestamp>,
     },
 }
 
@@ -156,6 +161,13 @@ pub struct NodeStats {
     /// Client writes refused because this node's clock was out of bounds
     /// of a majority of its peers (see [`crate::clock_offsets`]).
     pub writes_refused_clock: u64,
+    /// Client writes refused because their session had seen a version
+    /// further ahead of this node's wall clock than
+    /// `clock_offset_max_nanos` ([`crate::SessionFloor::seen`]).
+    pub session_floors_refused: u64,
+    /// Reads that asked their replicas again because no answer met their
+    /// session's floor for the key ([`crate::SessionFloor::key`]).
+    pub session_floor_reads_asked_again: u64,
     /// Client answers held by commit wait until the wall clock passed
     /// their version's timestamp by the clock uncertainty.
     pub answers_commit_waited: u64,
@@ -364,6 +376,9 @@ pub struct Node<D: Disk> {
     /// Acceptor states kept only in memory, by key: used solely by the
     /// planted [`NodeOptions::bug_paxos_promise_before_durable`].
     paxos_unwritten: BTreeMap<Vec<u8>, crate::paxos::AcceptorState>,
+    /// The version [`Self::reply_version`] noted for the reply about to be
+    /// queued, which carries it.
+    next_reply_version: Option<(RequestId, Option<Timestamp>)>,
 }
 
 impl<D: Disk> Node<D> {
@@ -441,6 +456,7 @@ impl<D: Disk> Node<D> {
             serial: BTreeMap::new(),
             serial_last_ballot_hlc: 0,
             paxos_unwritten: BTreeMap::new(),
+            next_reply_version: None,
             ring,
             options,
         };
@@ -693,8 +709,11 @@ impl<D: Disk> Node<D> {
         }
     }
 
-    /// Notes, for a checking driver, the version behind a client reply.
+    /// Notes the version behind the client reply to `request` that
+    /// follows at once: [`Self::reply`] attaches it to the reply, for the
+    /// client's session, and a checking driver gets it too.
     fn reply_version(&mut self, request: RequestId, timestamp: Option<Timestamp>) {
+        self.next_reply_version = Some((request, timestamp));
         if self.options.record_versions {
             self.versions
                 .replies
@@ -790,7 +809,15 @@ impl<D: Disk> Node<D> {
             ClientResponse::Error(_) => self.stats.client_errors += 1,
             _ => self.stats.client_ok += 1,
         }
-        self.held.push(Output::Reply { request, response });
+        let version = match self.next_reply_version.take() {
+            Some((noted, version)) if noted == request => version,
+            _ => None,
+        };
+        self.held.push(Output::Reply {
+            request,
+            response,
+            version,
+        });
     }
 
     /// Answers an operator's full repair pass.

@@ -135,6 +135,11 @@ pub struct NodeOptions {
     /// at once instead of waiting for the clock. Off by default; no command
     /// sets it.
     pub bug_skip_commit_wait: bool,
+    /// **A deliberate bug**: this node, as coordinator, ignores the floors
+    /// a client session sends ([`crate::SessionFloor`]): it stamps writes
+    /// from its own clock alone and answers reads at the level's count
+    /// whatever version they find. Off by default; no command sets it.
+    pub bug_ignore_session_floors: bool,
     /// **A deliberate bug**: a Paxos acceptor accepts a proposal whose
     /// ballot is below the one it promised. Off by default; no command sets
     /// it.
@@ -182,6 +187,7 @@ impl Default for NodeOptions {
             bug_hlc_not_seeded_on_restart: false,
             bug_adopt_remote_readings_without_bound: false,
             bug_skip_commit_wait: false,
+            bug_ignore_session_floors: false,
             bug_paxos_accept_below_promise: false,
             bug_paxos_ignores_in_progress_proposal: false,
             bug_paxos_promise_before_durable: false,

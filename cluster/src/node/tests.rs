@@ -2,7 +2,7 @@
 use super::*;
 use crate::consistency::ConsistencyLevel;
 use crate::ids::OpId;
-use crate::message::{ClientError, ClientOp, WireVersion};
+use crate::message::{ClientError, ClientOp, SessionFloor, WireVersion};
 use enigma_engine::EngineOptions;
 use enigma_engine::FsDisk;
 use tempfile::TempDir;
@@ -68,7 +68,19 @@ impl Harness {
         op: ClientOp,
         level: ConsistencyLevel,
     ) -> Vec<Output> {
-        let body = ClientRequest { op, level };
+        self.client_in_session(i, request, op, level, SessionFloor::default())
+    }
+
+    /// A client request carrying its session's floors.
+    fn client_in_session(
+        &mut self,
+        i: usize,
+        request: u64,
+        op: ClientOp,
+        level: ConsistencyLevel,
+        session: SessionFloor,
+    ) -> Vec<Output> {
+        let body = ClientRequest { op, level, session };
         self.step(
             i,
             Input::Client {
@@ -972,4 +984,123 @@ fn a_promise_survives_a_restart_and_lower_ballots_are_refused() {
         panic!("{envelope:?}")
     };
     assert!(promised > low, "the promise was kept across the restart");
+}
+
+/// The version a reply in `outputs` carries.
+fn reply_version_of(outputs: &[Output]) -> Option<Timestamp> {
+    outputs.iter().find_map(|o| match o {
+        Output::Reply { version, .. } => *version,
+        Output::Send { .. } => None,
+    })
+}
+
+#[test]
+fn a_one_read_returns_nothing_older_than_its_sessions_floor_for_the_key() {
+    let mut h = Harness::new(3, NodeOptions::default());
+    // Written at ONE through n1; the copies to n2 and n3 are not delivered.
+    let out = h.client(0, 1, put("k", "new"), ConsistencyLevel::One);
+    assert_eq!(replies(&out), vec![&ClientResponse::Written]);
+    let written = reply_version_of(&out).expect("a write's reply carries its version");
+    // Without a floor, n2 answers from its own replica at once: absent.
+    let out = h.client(1, 2, get("k"), ConsistencyLevel::One);
+    assert_eq!(replies(&out), vec![&ClientResponse::Value(None)]);
+    // With the session's floor for the key, n2's own answer is too old: it
+    // waits for the replicas, and n1's holds the version.
+    let session = SessionFloor {
+        seen: Some(written),
+        key: Some(written),
+    };
+    let out = h.client_in_session(1, 3, get("k"), ConsistencyLevel::One, session);
+    assert!(replies(&out).is_empty(), "{out:?}");
+    let answers = h.pump(1, out);
+    assert_eq!(answers, vec![ClientResponse::Value(Some(b"new".to_vec()))]);
+    // A floor for another key does not hold this one back.
+    let session = SessionFloor {
+        seen: Some(written),
+        key: None,
+    };
+    let out = h.client_in_session(1, 4, get("other"), ConsistencyLevel::One, session);
+    assert_eq!(replies(&out), vec![&ClientResponse::Value(None)]);
+}
+
+#[test]
+fn a_read_whose_floor_no_replica_meets_fails_at_its_deadline_naming_the_floor() {
+    let options = NodeOptions::default();
+    let timeout = options.request_timeout_nanos;
+    let mut h = Harness::new(3, options);
+    let ahead = Timestamp {
+        hlc: HlcClock::physical(50 * MS),
+        node: 9,
+    };
+    let session = SessionFloor {
+        seen: Some(ahead),
+        key: Some(ahead),
+    };
+    let out = h.client_in_session(0, 1, get("k"), ConsistencyLevel::One, session);
+    let mut answers = h.pump(0, out);
+    let mut waited = 0;
+    while answers.is_empty() && waited <= timeout {
+        answers = h.tick_all(10 * MS);
+        waited += 10 * MS;
+    }
+    let [ClientResponse::Error(error @ ClientError::SessionFloor { floor_hlc, .. })] =
+        answers.as_slice()
+    else {
+        panic!("expected the session floor's error, got {answers:?}");
+    };
+    assert_eq!(*floor_hlc, ahead.hlc);
+    assert!(!error.may_have_applied());
+    assert!(h.node(0).stats().session_floor_reads_asked_again > 0);
+}
+
+#[test]
+fn a_write_is_stamped_above_its_sessions_floor_unless_the_floor_is_beyond_the_clock_bound() {
+    let options = NodeOptions::default();
+    let bound = options.clock_offset_max_nanos;
+    let mut h = Harness::new(1, options);
+    let within = Timestamp {
+        hlc: HlcClock::physical(bound / 2),
+        node: 7,
+    };
+    let session = SessionFloor {
+        seen: Some(within),
+        key: None,
+    };
+    let out = h.client_in_session(0, 1, put("k", "v"), ConsistencyLevel::One, session);
+    assert_eq!(replies(&out), vec![&ClientResponse::Written]);
+    let stamped = reply_version_of(&out).expect("a write's reply carries its version");
+    assert!(stamped > within, "{stamped:?} not above {within:?}");
+    let beyond = Timestamp {
+        hlc: HlcClock::physical(bound * 2),
+        node: 7,
+    };
+    let session = SessionFloor {
+        seen: Some(beyond),
+        key: None,
+    };
+    let out = h.client_in_session(0, 2, put("k", "w"), ConsistencyLevel::One, session);
+    let [ClientResponse::Error(ClientError::Clock { reason })] = replies(&out).as_slice() else {
+        panic!("expected a clock refusal, got {out:?}");
+    };
+    assert!(reason.contains("this session has seen"), "{reason}");
+    assert_eq!(h.node(0).stats().session_floors_refused, 1);
+    let stored = h.node(0).engine().get(b"k").unwrap().unwrap();
+    assert_eq!(stored.value, Some(b"v".to_vec()), "nothing applied");
+}
+
+#[test]
+fn a_coordinator_planted_to_ignore_session_floors_answers_older_than_the_floor() {
+    let options = NodeOptions {
+        bug_ignore_session_floors: true,
+        ..NodeOptions::default()
+    };
+    let mut h = Harness::new(3, options);
+    let out = h.client(0, 1, put("k", "new"), ConsistencyLevel::One);
+    let written = reply_version_of(&out).expect("a version");
+    let session = SessionFloor {
+        seen: Some(written),
+        key: Some(written),
+    };
+    let out = h.client_in_session(1, 2, get("k"), ConsistencyLevel::One, session);
+    assert_eq!(replies(&out), vec![&ClientResponse::Value(None)]);
 }

@@ -6,6 +6,7 @@ use enigma_cluster::paxos::{Change, Condition};
 use enigma_cluster::{
     ClientError, ClientOp, ClientRequest, ClientResponse, ConsistencyLevel, Input, RequestId,
 };
+use enigma_engine::Timestamp;
 use enigma_workloads::register::decode_value;
 use enigma_workloads::ClientResult;
 use rand::Rng;
@@ -145,8 +146,15 @@ impl Simulation {
             Answer::Response(ClientResponse::Error(_)) => ClientResult::Failed,
         };
         if let (Some(version), ClientResult::Written | ClientResult::Read(_)) = (version, &result) {
-            if let Some(in_flight) = &self.clients[client].in_flight {
+            let state = &mut self.clients[client];
+            if let Some(in_flight) = &state.in_flight {
                 self.versions.insert(in_flight.op, version);
+                // The session's floors follow what it saw.
+                let seen = Timestamp {
+                    hlc: version.timestamp,
+                    node: u32::try_from(version.writer).expect("a node id"),
+                };
+                state.floors.observe(in_flight.body.op.key(), seen);
             }
         }
         self.complete(client, result);
@@ -224,7 +232,12 @@ impl Simulation {
                 },
             },
         };
-        let body = ClientRequest { op: body_op, level };
+        let session = self.clients[client].floors.floor(body_op.key());
+        let body = ClientRequest {
+            op: body_op,
+            level,
+            session,
+        };
         self.record(|r, now| r.attempt(now, op, node));
         self.clients[client].in_flight = Some(InFlight {
             request,
@@ -333,6 +346,11 @@ fn encode_request(body: &ClientRequest, bytes: &mut Vec<u8>) {
     bytes.extend_from_slice(&(key.len() as u64).to_le_bytes());
     bytes.extend_from_slice(key);
     bytes.extend_from_slice(value);
+    for floor in [body.session.seen, body.session.key] {
+        let floor = floor.map_or((0, 0), |t| (t.hlc, t.node));
+        bytes.extend_from_slice(&floor.0.to_le_bytes());
+        bytes.extend_from_slice(&floor.1.to_le_bytes());
+    }
     if let ClientOp::Cas {
         condition, change, ..
     } = &body.op

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 
 use enigma_checker::{check_counter, Call, CounterCall, CounterOutcome, OpId, ReplicaVersion};
 use enigma_cluster::paxos::{Change, Condition};
-use enigma_cluster::{ClientError, ClientOp, ClientRequest, ClientResponse, RequestId};
+use enigma_cluster::{
+    ClientError, ClientOp, ClientRequest, ClientResponse, RequestId, SessionFloor,
+};
 use enigma_workloads::ClientResult;
 use rand::Rng;
 
@@ -63,6 +65,10 @@ impl Simulation {
         let body = ClientRequest {
             op,
             level: self.config.level,
+            // Counter runs are SERIAL: Paxos orders every increment and a
+            // SERIAL read ignores floors, so these clients carry none (the
+            // counter checks, not the session checks, judge them).
+            session: SessionFloor::default(),
         };
         self.clients[client].in_flight = Some(InFlight {
             request,

@@ -59,7 +59,7 @@ use enigma_checker::{
 };
 use enigma_cluster::{
     AntiEntropyOptions, ClientRequest, ClientResponse, ClusterConfig, ConsistencyLevel,
-    HintOptions, Input, Node, NodeId, NodeOptions, RequestId, Ring,
+    HintOptions, Input, Node, NodeId, NodeOptions, RequestId, Ring, SessionFloors,
 };
 use enigma_engine::{EngineOptions, Timestamp};
 use enigma_workloads::{ClientResult, Nemesis, RegisterOptions, RegisterWorkload};
@@ -307,13 +307,15 @@ pub fn clock_uncertainty_nanos(config: &SimConfig) -> u64 {
 
 /// The facts of a run that decide what its levels promise: `clock_skew`
 /// when clocks disagree (an offset, drift or jumps), then with the clock
-/// uncertainty and whether commit wait covered it. Clients carry no session
-/// timestamp (the client protocol has none yet).
+/// uncertainty and whether commit wait covered it. Clients carry their
+/// session's floors ([`enigma_cluster::SessionFloors`]) at every level, so
+/// the checker holds every session to read-your-writes, monotonic reads
+/// and causal writes.
 pub fn facts_of(config: &SimConfig, clock_skew: bool) -> RunFacts {
     RunFacts {
         clock_skew: Some(clock_skew),
         replication_factor: Some(config.replication_factor),
-        session_timestamps: Some(false),
+        session_timestamps: Some(true),
         clock_uncertainty_nanos: clock_skew.then(|| clock_uncertainty_nanos(config)),
         commit_wait: Some(config.commit_wait),
     }
@@ -532,6 +534,8 @@ struct InFlight {
 #[derive(Debug, Default)]
 struct Client {
     in_flight: Option<InFlight>,
+    /// What this client's session has seen, sent with each request.
+    floors: SessionFloors,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -46,6 +46,11 @@ impl Simulation {
             // Each node draws from its own stream of the seed (the node
             // mixes in its boot generation, so restarts draw anew).
             seed: stream(self.config.seed, &format!("node-{}", slot.id.0)).random(),
+            // The planted bug drops the session's floors at one coordinator
+            // only: the others keep the guarantees, so only the requests
+            // that land there break them.
+            bug_ignore_session_floors: self.config.planted_session_timestamp_dropped
+                && slot.id.0 == 1,
             ..self.node_options.clone()
         };
         match Node::new(slot.id, &self.cluster, options, slot.disk.clone()) {
@@ -166,7 +171,9 @@ impl Simulation {
                 }
                 self.record(|r, now| r.message(now, from, to, kind, due));
             }
-            Output::Reply { request, response } => {
+            Output::Reply {
+                request, response, ..
+            } => {
                 let delay = self.client_latency();
                 self.schedule(
                     delay,
@@ -210,7 +217,7 @@ mod tests {
     use crate::rng::stream;
     use enigma_cluster::{
         ClientOp, ClientRequest, ClusterConfig, ConsistencyLevel, Input, NodeId, NodeOptions, Now,
-        RequestId,
+        RequestId, SessionFloor,
     };
     use enigma_engine::EngineOptions;
 
@@ -237,6 +244,7 @@ mod tests {
                 value: vec![b'v'; 300],
             },
             level: ConsistencyLevel::One,
+            session: SessionFloor::default(),
         };
         node.step(
             Now::default(),
