@@ -324,9 +324,19 @@ fn sim(args: &SimArgs) -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
-    if args.html.is_some() && args.seed.is_none() {
-        eprintln!("error: --html draws one run: it needs --seed");
-        return ExitCode::from(2);
+    // clap's `requires = "seed"` does not stop these in a sweep, which
+    // would then ignore them.
+    let single_run_only = [
+        ("--html", args.html.is_some()),
+        ("--trace", args.trace),
+        ("--history", args.history),
+        ("--history-out", args.history_out.is_some()),
+    ];
+    if args.seed.is_none() {
+        if let Some((flag, _)) = single_run_only.iter().find(|(_, given)| *given) {
+            eprintln!("error: {flag} describes one run: it needs --seed");
+            return ExitCode::from(2);
+        }
     }
     match args.seeds {
         Some(count) => sim_sweep(&config, count, args.jobs.unwrap_or_else(default_jobs)),

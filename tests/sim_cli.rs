@@ -70,6 +70,27 @@ fn bad_arguments_exit_two_with_a_reason() {
 }
 
 #[test]
+fn flags_that_describe_one_run_are_refused_in_a_sweep() {
+    for flag in [
+        &["--trace"][..],
+        &["--history"][..],
+        &["--history-out", "unused.jsonl"][..],
+        &["--html", "unused.html"][..],
+    ] {
+        let mut args = vec!["sim", "--seeds", "1"];
+        args.extend_from_slice(flag);
+        let output = enigma(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(flag[0]) && stderr.contains("--seed"),
+            "{args:?}: {stderr}"
+        );
+        assert!(stdout(&output).is_empty(), "{args:?} ran a sweep");
+    }
+}
+
+#[test]
 fn the_history_file_reads_back_as_the_run_recorded_it() {
     let dir = std::env::temp_dir().join(format!("enigma-sim-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
