@@ -2,7 +2,7 @@
 //! violation the bug must cause and replayed bit for bit; and the control
 //! sweep of the same runs without any planted bug.
 
-use enigma_sim::{run, sweep, RunReport, SimConfig};
+use enigma_sim::{run, sweep, RunReport, SimConfig, SweepReport};
 
 /// Runs seeds from `base`'s seed until one fails, at most `seeds`; asserts
 /// it failed with one of `properties` and that its seed replays to the same
@@ -51,7 +51,12 @@ pub fn caught_and_replayed(base: &SimConfig, seeds: u64, properties: &[&str]) ->
 
 /// The same `seeds` runs as `base`, without any planted bug, all pass.
 pub fn passes_without_planted_bugs(base: &SimConfig, seeds: u64) {
-    let result = sweep(&base.without_planted_bugs(), seeds, |_| {});
+    all_passed(&sweep(&base.without_planted_bugs(), seeds, |_| {}));
+}
+
+/// Every run of the sweep passed; otherwise fails naming each failing
+/// run's repro line and violations.
+pub fn all_passed(result: &SweepReport) {
     let failures: Vec<String> = result
         .failures
         .iter()
