@@ -219,7 +219,7 @@ pub const CATALOGUE: &[Planted] = &[
         name: "planted_flush_drops_memtable",
         area: Area::Storage,
         bug: "a flush drops its memtable before the new table is open",
-        caught_as: &["lost-write"],
+        caught_as: &["durability", "lost-write"],
         test: "simulation::a_flush_that_drops_its_memtable_on_a_bad_read_is_caught",
         plant: |c| {
             c.keys = 20;
