@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{enigma, Cluster};
+use support::{enigma, try_client, Cluster};
 
 /// Keys every client writes.
 const KEYS: usize = 3;
@@ -48,16 +48,6 @@ struct Op {
     error: Option<String>,
 }
 
-/// A connection to the node at `port`, or `None` while it is down.
-fn connect(port: u16) -> Option<redis::Connection> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
-    let con = client
-        .get_connection_with_timeout(Duration::from_secs(2))
-        .ok()?;
-    con.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    Some(con)
-}
-
 fn run_client(
     ports: [u16; 3],
     thread: usize,
@@ -70,7 +60,7 @@ fn run_client(
         step += 1;
         let node = step % 3;
         let key = step % KEYS;
-        let Some(mut con) = connect(ports[node]) else {
+        let Some(mut con) = try_client(ports[node]) else {
             std::thread::sleep(Duration::from_millis(50));
             continue;
         };
@@ -95,7 +85,7 @@ fn run_client(
         });
         // Read it back through a node the next step would not use.
         let reader = (node + 1) % 3;
-        let Some(mut con) = connect(ports[reader]) else {
+        let Some(mut con) = try_client(ports[reader]) else {
             continue;
         };
         let invoked = Instant::now();

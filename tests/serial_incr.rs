@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::Cluster;
+use support::{try_client, Cluster};
 
 /// Client threads; client `i` starts at node `i % 3` and moves on to the
 /// next node when its connection fails.
@@ -48,22 +48,12 @@ struct Tally {
     errors: std::collections::BTreeMap<String, usize>,
 }
 
-/// A connection to the node at `port`, or `None` while it is down.
-fn connect(port: u16) -> Option<redis::Connection> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
-    let con = client
-        .get_connection_with_timeout(Duration::from_secs(2))
-        .ok()?;
-    con.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    Some(con)
-}
-
 fn run_client(ports: [u16; 3], client: usize, stop: &AtomicBool, tally: &Mutex<Tally>) {
     let mut node = client % 3;
     let mut con = None;
     while !stop.load(Ordering::Relaxed) {
         if con.is_none() {
-            con = connect(ports[node]);
+            con = try_client(ports[node]);
             if con.is_none() {
                 node = (node + 1) % 3;
                 std::thread::sleep(Duration::from_millis(50));
@@ -107,7 +97,7 @@ fn final_count(ports: [u16; 3]) -> i64 {
     loop {
         let port = ports[attempt % 3];
         attempt += 1;
-        if let Some(mut con) = connect(port) {
+        if let Some(mut con) = try_client(port) {
             let reply: redis::RedisResult<Option<String>> = redis::cmd("AT")
                 .arg("SERIAL")
                 .arg("GET")

@@ -123,6 +123,17 @@ pub fn client(port: u16) -> redis::Connection {
     con
 }
 
+/// A connection to the node at `port`, or `None` while it is down (a
+/// client of a test that kills nodes tries again or elsewhere).
+pub fn try_client(port: u16) -> Option<redis::Connection> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+    let con = client
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .ok()?;
+    con.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    Some(con)
+}
+
 /// One `enigma node` process of a test cluster.
 #[derive(Debug)]
 pub struct NodeProc {

@@ -222,12 +222,7 @@ impl SimDisk {
     /// `NotFound`.
     pub fn mark_sector_unreadable(&self, name: &str, offset: u64) -> Result<(), DiskError> {
         let mut state = self.0.borrow_mut();
-        let inode = *state
-            .dir_current
-            .get(name)
-            .ok_or_else(|| DiskError::NotFound {
-                name: name.to_owned(),
-            })?;
+        let inode = state.inode_of(name)?;
         let sector = usize::try_from(offset).unwrap_or(usize::MAX) / SECTOR_BYTES;
         state
             .inodes
@@ -325,12 +320,7 @@ impl SimDisk {
     pub fn flip_bit(&self, name: &str, offset: u64, bit: u8) -> Result<(), DiskError> {
         assert!(bit < 8, "a byte has 8 bits");
         let mut state = self.0.borrow_mut();
-        let inode = *state
-            .dir_current
-            .get(name)
-            .ok_or_else(|| DiskError::NotFound {
-                name: name.to_owned(),
-            })?;
+        let inode = state.inode_of(name)?;
         let inode = state
             .inodes
             .get_mut(&inode)
@@ -402,12 +392,7 @@ impl Disk for SimDisk {
     fn open(&self, name: &str) -> Result<SimFile, DiskError> {
         validate_name(name)?;
         let state = self.0.borrow();
-        let inode = *state
-            .dir_current
-            .get(name)
-            .ok_or_else(|| DiskError::NotFound {
-                name: name.to_owned(),
-            })?;
+        let inode = state.inode_of(name)?;
         Ok(self.handle(&state, name, inode))
     }
 

@@ -141,6 +141,19 @@ pub(super) struct State {
 }
 
 impl State {
+    /// The inode `name` names now.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub(super) fn inode_of(&self, name: &str) -> Result<u64, DiskError> {
+        self.dir_current
+            .get(name)
+            .copied()
+            .ok_or_else(|| DiskError::NotFound {
+                name: name.to_owned(),
+            })
+    }
+
     /// Draws from the disk's generator; `false` when the probability is 0
     /// (so a disk without faults never draws).
     pub(super) fn chance(&mut self, probability: f64) -> bool {
