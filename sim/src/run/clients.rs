@@ -39,14 +39,26 @@ impl Simulation {
             );
             return;
         }
-        let required = body
-            .level
+        self.step_node(node, Input::Client { request, body });
+    }
+
+    /// Notes, when coordinator `node` has just taken in client `request`
+    /// (`level` on `key`), whether its failure detector held too few of the
+    /// key's replicas up: then the request must be refused at once, never
+    /// time out. Judged when the node steps the request, not when it
+    /// arrives: a node whose group commit is syncing takes it in later,
+    /// when its detector may think otherwise.
+    pub(super) fn note_fail_fast(
+        &mut self,
+        node: usize,
+        request: RequestId,
+        level: ConsistencyLevel,
+        key: &[u8],
+    ) {
+        let required = level
             .replicas_required(self.cluster.replication_factor)
             .expect("levels were validated");
-        let replicas = self.ring.replicas(body.op.key());
-        self.step_node(node, Input::Client { request, body });
-        // The coordinator's failure detector, as it stood for this request:
-        // too few replicas up means an immediate refusal, never a wait.
+        let replicas = self.ring.replicas(key);
         if let Some(coordinator) = &self.slots[node].node {
             let up: Vec<_> = replicas
                 .iter()

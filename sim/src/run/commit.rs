@@ -112,7 +112,20 @@ impl Simulation {
             slot.waiting.push(input);
             return;
         }
+        let client = match &input {
+            Input::Client { request, body } => {
+                Some((*request, body.level, body.op.key().to_vec()))
+            }
+            _ => None,
+        };
         node.step(now, input);
+        if let Some((request, level, key)) = client {
+            self.note_fail_fast(index, request, level, &key);
+        }
+        let slot = &mut self.slots[index];
+        let Some(node) = slot.node.as_mut() else {
+            return;
+        };
         if let Some(CrashPoint::InBackgroundJob { until_nanos }) = slot.crash_armed {
             let inside = node.engine().background_job_in_progress();
             if (inside && self.rng_commit.random_bool(0.5)) || self.now >= until_nanos {

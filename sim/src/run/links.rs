@@ -158,7 +158,13 @@ impl Simulation {
                     Ok(Some(raw)) => match decode_frame(raw.frame) {
                         Ok(Decoded::Frame { envelope, .. }) => {
                             self.trace.record(self.now, raw.frame, || {
-                                format!("n{} -> n{}: {} bytes", from + 1, to + 1, raw.frame.len())
+                                format!(
+                                    "n{} -> n{}: {} bytes: {:?}",
+                                    from + 1,
+                                    to + 1,
+                                    raw.frame.len(),
+                                    envelope.message
+                                )
                             });
                             envelopes.push(envelope);
                         }
