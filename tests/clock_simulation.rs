@@ -4,6 +4,7 @@
 
 mod support;
 
+use enigma_cluster::ConsistencyLevel;
 use enigma_sim::SimConfig;
 use support::planted::{caught_and_replayed, passes_without_planted_bugs};
 
@@ -62,6 +63,26 @@ fn a_node_far_ahead_is_kept_out_and_adopting_its_readings_is_caught() {
         &base,
         PLANTED_SWEEP_SEEDS,
         &["lost-write", "read-your-writes", "monotonic-reads", "clock"],
+    );
+    passes_without_planted_bugs(&base, CONTROL_SWEEP_SEEDS);
+}
+
+#[test]
+fn a_node_far_ahead_at_one_needs_a_peer_and_writing_alone_is_caught() {
+    // At ONE a coordinator's own replica meets the level alone; a node
+    // whose clock runs far ahead, before it has heard enough peers to judge
+    // itself, would stamp writes no peer checked and acknowledge them.
+    let base = SimConfig {
+        seed: 0xc4_0000,
+        level: ConsistencyLevel::One,
+        clock_far_ahead_ms: 2_000,
+        planted_unjudged_clock_writes_alone: true,
+        ..SimConfig::default()
+    };
+    caught_and_replayed(
+        &base,
+        PLANTED_SWEEP_SEEDS,
+        &["read-your-writes", "monotonic-reads", "lost-write"],
     );
     passes_without_planted_bugs(&base, CONTROL_SWEEP_SEEDS);
 }

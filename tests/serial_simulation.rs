@@ -174,3 +174,22 @@ fn increments_through_an_acceptor_that_accepts_below_its_promise_are_caught() {
         failure.config.seed
     );
 }
+
+#[test]
+fn a_proposal_finished_with_its_stale_stamp_is_caught() {
+    // The bug needs a proposal finished long after it was accepted, by
+    // another proposer, and a tombstone or value it overwrites purged or
+    // flushed meanwhile: one key makes proposers meet on every operation.
+    let base = SimConfig {
+        keys: 1,
+        planted_paxos_finish_with_stale_stamp: true,
+        ..serial(0x5046_0000)
+    };
+    let failure = caught_and_replayed(&base, PLANTED_SWEEP_SEEDS, &CHOSEN_VALUE_LOST);
+    eprintln!(
+        "stale finishing stamp caught at seed {:#x} ({} seeds)",
+        failure.config.seed,
+        failure.config.seed - base.seed + 1
+    );
+    passes_without_planted_bugs(&base, CONTROL_SWEEP_SEEDS);
+}

@@ -307,6 +307,29 @@ pub const CATALOGUE: &[Planted] = &[
             c.planted_paxos_promise_before_durable = true;
         },
     },
+    Planted {
+        name: "planted_unjudged_clock_writes_alone",
+        area: Area::Clock,
+        bug: "a node not yet judging its clock acknowledges writes its own replica alone took",
+        caught_as: &["read-your-writes", "monotonic-reads", "lost-write"],
+        test: "clock_simulation::a_node_far_ahead_at_one_needs_a_peer_and_writing_alone_is_caught",
+        plant: |c| {
+            c.level = ConsistencyLevel::One;
+            c.clock_far_ahead_ms = 2_000;
+            c.planted_unjudged_clock_writes_alone = true;
+        },
+    },
+    Planted {
+        name: "planted_paxos_finish_with_stale_stamp",
+        area: Area::Consensus,
+        bug: "an unfinished proposal is committed late with its old timestamp",
+        caught_as: &["linearizability"],
+        test: "serial_simulation::a_proposal_finished_with_its_stale_stamp_is_caught",
+        plant: |c| {
+            c.level = ConsistencyLevel::Serial;
+            c.planted_paxos_finish_with_stale_stamp = true;
+        },
+    },
 ];
 
 /// Seeds from `base`'s seed, one by one, until a run of `planted` fails

@@ -177,6 +177,14 @@ pub struct SimConfig {
     /// leave before its state is durable: it keeps them in memory and
     /// writes its state only with the key's next commit (`SERIAL` runs).
     pub planted_paxos_promise_before_durable: bool,
+    /// Plant the bug of a Paxos proposer that finishes another's proposal
+    /// with its first, possibly old, timestamp, and of replicas that apply
+    /// a commit however late (`SERIAL` runs with deletes and purging).
+    pub planted_paxos_finish_with_stale_stamp: bool,
+    /// Plant the bug of a node that, before judging its clock against its
+    /// peers', acknowledges a write its own replica alone took (level
+    /// `ONE` runs with a node far ahead).
+    pub planted_unjudged_clock_writes_alone: bool,
 }
 
 /// Default [`SimConfig::memtable_bytes`]: the engine's smallest memtable.
@@ -233,6 +241,8 @@ impl Default for SimConfig {
             planted_paxos_accept_below_promise: false,
             planted_paxos_ignores_in_progress_proposal: false,
             planted_paxos_promise_before_durable: false,
+            planted_paxos_finish_with_stale_stamp: false,
+            planted_unjudged_clock_writes_alone: false,
         }
     }
 }
@@ -344,6 +354,8 @@ impl SimConfig {
             planted_paxos_accept_below_promise: false,
             planted_paxos_ignores_in_progress_proposal: false,
             planted_paxos_promise_before_durable: false,
+            planted_paxos_finish_with_stale_stamp: false,
+            planted_unjudged_clock_writes_alone: false,
             ..self.clone()
         }
     }
@@ -372,6 +384,8 @@ impl SimConfig {
             || self.planted_paxos_accept_below_promise
             || self.planted_paxos_ignores_in_progress_proposal
             || self.planted_paxos_promise_before_durable
+            || self.planted_paxos_finish_with_stale_stamp
+            || self.planted_unjudged_clock_writes_alone
     }
 
     /// The command that replays exactly this run.

@@ -71,6 +71,23 @@ impl<D: Disk> Node<D> {
         self.release_commit_waits(now);
     }
 
+    /// While this node has heard from too few peers to judge its clock
+    /// (after a start, or cut off from most peers): how many it heard of
+    /// how many it needs, for an error message; `None` once judged (or
+    /// with the planted bug that lets its own replica take its writes
+    /// alone all the same).
+    pub(super) fn clock_unjudged(&self) -> Option<String> {
+        if self.options.bug_unjudged_clock_writes_alone {
+            return None;
+        }
+        match self.clock_offsets.judgment() {
+            ClockJudgment::Unjudged { heard, needed } => {
+                Some(format!("heard {heard} of the {needed} needed"))
+            }
+            ClockJudgment::InBounds | ClockJudgment::OutOfBounds { .. } => None,
+        }
+    }
+
     /// The error a client write gets while this node's clock is out of
     /// bounds (counted); `None` while it may coordinate writes.
     pub(super) fn clock_refusal(&mut self) -> Option<ClientError> {

@@ -154,6 +154,17 @@ pub struct NodeOptions {
     /// acceptances peers have already counted. Off by default; no command
     /// sets it.
     pub bug_paxos_promise_before_durable: bool,
+    /// **A deliberate bug**: a Paxos proposer finishing another's proposal
+    /// commits it with the timestamp it was first proposed with, however
+    /// old, and replicas apply a commit however late after its timestamp,
+    /// so tombstone purging meets deletions stamped before the repair that
+    /// allowed it. Off by default; no command sets it.
+    pub bug_paxos_finish_with_stale_stamp: bool,
+    /// **A deliberate bug**: a node that has not yet judged its clock
+    /// against its peers' lets its own replica alone take a write at a
+    /// level one replica meets, so a clock far ahead stamps acknowledged
+    /// writes no peer checked. Off by default; no command sets it.
+    pub bug_unjudged_clock_writes_alone: bool,
 }
 
 impl Default for NodeOptions {
@@ -190,6 +201,8 @@ impl Default for NodeOptions {
             bug_ignore_session_floors: false,
             bug_paxos_accept_below_promise: false,
             bug_paxos_ignores_in_progress_proposal: false,
+            bug_paxos_finish_with_stale_stamp: false,
+            bug_unjudged_clock_writes_alone: false,
             bug_paxos_promise_before_durable: false,
         }
     }

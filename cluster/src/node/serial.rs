@@ -13,6 +13,7 @@ use enigma_engine::{Disk, Timestamp, Versioned};
 
 use super::{HintWatch, Node};
 use crate::consistency::ConsistencyLevel;
+use crate::hlc::HlcClock;
 use crate::ids::{NodeId, Now, OpId, RequestId};
 use crate::keyspace::{is_system, paxos_key};
 use crate::message::{ClientError, ClientOp, ClientResponse, Message, ReplicaFailure, WireVersion};
@@ -89,7 +90,8 @@ impl<D: Disk> Node<D> {
             .replicas_required(replicas.len())
             .expect("a majority of any replica count");
         let proposer = Proposer::new(self.id, serial, replicas.len(), quorum)
-            .planting_ignore_in_progress(self.options.bug_paxos_ignores_in_progress_proposal);
+            .planting_ignore_in_progress(self.options.bug_paxos_ignores_in_progress_proposal)
+            .planting_finish_with_stale_stamp(self.options.bug_paxos_finish_with_stale_stamp);
         self.serial.insert(
             seq,
             SerialPending {
@@ -155,7 +157,7 @@ impl<D: Disk> Node<D> {
         if to != self.id {
             return self.send(to, message);
         }
-        if let Some(answer) = self.serve_paxos(message) {
+        if let Some(answer) = self.serve_paxos(now, message) {
             self.on_paxos_answer(now, self.id, answer);
         }
     }
@@ -167,7 +169,7 @@ impl<D: Disk> Node<D> {
             Message::PaxosPrepare { .. }
             | Message::PaxosPropose { .. }
             | Message::PaxosCommit { .. } => {
-                if let Some(answer) = self.serve_paxos(message) {
+                if let Some(answer) = self.serve_paxos(now, message) {
                     self.send(from, answer);
                 }
             }
@@ -178,7 +180,13 @@ impl<D: Disk> Node<D> {
     /// This node's acceptor: the answer to a prepare, proposal or commit
     /// (`None`: nothing to say, the failure is counted; the
     /// proposer retries or times out).
-    fn serve_paxos(&mut self, message: Message) -> Option<Message> {
+    ///
+    /// A commit stamped longer ago than a write may arrive late
+    /// ([`crate::NodeOptions::write_lateness_max_nanos`]) is refused like
+    /// a late write: tombstone purging counts on nothing older arriving.
+    /// The proposal stays in progress here; the next round finishes it
+    /// under a fresh timestamp.
+    fn serve_paxos(&mut self, now: Now, message: Message) -> Option<Message> {
         let key = match &message {
             Message::PaxosPrepare { key, .. }
             | Message::PaxosPropose { key, .. }
@@ -230,6 +238,10 @@ impl<D: Disk> Node<D> {
                 version,
                 ..
             } => {
+                if self.commit_too_late(now, &version) {
+                    self.stats.writes_refused_late += 1;
+                    return None;
+                }
                 state.commit(ballot);
                 let version: Versioned = version.into();
                 let (timestamp, tombstone) = (version.timestamp, version.value.is_none());
@@ -240,6 +252,19 @@ impl<D: Disk> Node<D> {
             }
             _ => None,
         }
+    }
+
+    /// Whether a commit of `version` arrives later after its timestamp than
+    /// a write may (never, with the planted stale-stamp bug).
+    fn commit_too_late(&self, now: Now, version: &WireVersion) -> bool {
+        if self.options.bug_paxos_finish_with_stale_stamp {
+            return false;
+        }
+        let oldest_micros = now
+            .wall_nanos
+            .saturating_sub(self.options.write_lateness_max_nanos())
+            / 1_000;
+        HlcClock::wall_nanos_of(version.hlc) / 1_000 < oldest_micros
     }
 
     /// The acceptor state of `key` and the timestamp it is stored under

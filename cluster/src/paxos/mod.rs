@@ -16,8 +16,8 @@
 //!    the read rides on the prepare.
 //! 2. If a promise shows an accepted proposal newer than every committed
 //!    ballot in the quorum, that proposal may have been chosen: the proposer
-//!    finishes it (proposes and commits its value under its own ballot) and
-//!    starts again with a new ballot. Otherwise it evaluates the operation
+//!    finishes it (proposes and commits its value under its own ballot and
+//!    a fresh timestamp) and starts again with a new ballot. Otherwise it evaluates the operation
 //!    on the newest version read: a read or a failed condition is answered
 //!    at once; a change is proposed.
 //! 3. **Propose**: an acceptor accepts unless it promised a higher ballot.
@@ -61,10 +61,12 @@ impl Ballot {
 }
 
 /// A value proposed for a key under a ballot (`None`: delete the key),
-/// with the timestamp its commit applies it with. The timestamp is fixed
-/// when the value is first proposed and kept by whoever finishes it, so
-/// every commit of one chosen value writes the same version, and a late
-/// commit never lands above a value chosen after it.
+/// with the timestamp its commit applies it with: above every version its
+/// proposer read. A proposer that finishes another's proposal proposes the
+/// same value under its own ballot with a fresh timestamp, above the old
+/// one and every version it read (see `Proposer::finishing_timestamp`), so
+/// a late commit of the old proposal never lands above a value chosen
+/// after it, and no commit carries a timestamp older than its round.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
     /// The ballot it was proposed under.
@@ -447,6 +449,7 @@ pub struct Proposer {
     /// been applied).
     proposed_own: bool,
     planted_ignore_in_progress: bool,
+    planted_finish_with_stale_stamp: bool,
 }
 
 impl Proposer {
@@ -465,6 +468,7 @@ impl Proposer {
             rounds: 0,
             proposed_own: false,
             planted_ignore_in_progress: false,
+            planted_finish_with_stale_stamp: false,
         }
     }
 
@@ -473,6 +477,15 @@ impl Proposer {
     /// and proposes its own value over them (the classic Paxos bug).
     pub fn planting_ignore_in_progress(mut self, on: bool) -> Self {
         self.planted_ignore_in_progress = on;
+        self
+    }
+
+    /// **A deliberate bug, for proving the simulator's checks bite**: a
+    /// proposal found unfinished is committed with the timestamp it was
+    /// first proposed with, however old (and its replicas, with the same
+    /// switch, apply a commit however late).
+    pub fn planting_finish_with_stale_stamp(mut self, on: bool) -> Self {
+        self.planted_finish_with_stale_stamp = on;
         self
     }
 
@@ -564,8 +577,10 @@ impl Proposer {
             .max_by_key(|v| v.timestamp)
             .cloned();
         if let Some(unfinished) = in_progress {
-            // Its own timestamp: every commit of it writes the same version.
-            let version = unfinished.version();
+            let version = Versioned {
+                timestamp: self.finishing_timestamp(current.as_ref(), unfinished.timestamp()),
+                value: unfinished.value.clone(),
+            };
             return self.propose(version, true, current);
         }
         let timestamp = self.commit_timestamp(current.as_ref());
@@ -603,6 +618,29 @@ impl Proposer {
         Timestamp {
             hlc: self.ballot.hlc.max(floor),
             node: self.me.0,
+        }
+    }
+
+    /// The timestamp a proposal found unfinished is committed with: its
+    /// own (with [`Self::planting_finish_with_stale_stamp`], a deliberate
+    /// bug), or, as here, this round's commit timestamp raised above its
+    /// own. It may have been proposed long ago (its proposer paused or cut
+    /// off), and a replica takes a commit no later after its timestamp
+    /// than it takes a write ([`crate::NodeOptions::write_lateness_max_nanos`]):
+    /// tombstone purging counts on every version at or below a timestamp
+    /// having reached its replicas by then. A stale stamp committed late
+    /// could be a tombstone purged at once on one replica while another
+    /// still holds the value it deleted. Re-stamped, the value stays the
+    /// one chosen, and its commit still lands above every version read
+    /// and above any earlier commit of the same proposal.
+    fn finishing_timestamp(&self, current: Option<&Versioned>, proposed: Timestamp) -> Timestamp {
+        if self.planted_finish_with_stale_stamp {
+            return proposed;
+        }
+        let fresh = self.commit_timestamp(current);
+        Timestamp {
+            hlc: fresh.hlc.max(proposed.hlc.saturating_add(1)),
+            node: fresh.node,
         }
     }
 

@@ -113,9 +113,7 @@ impl Simulation {
             return;
         }
         let client = match &input {
-            Input::Client { request, body } => {
-                Some((*request, body.level, body.op.key().to_vec()))
-            }
+            Input::Client { request, body } => Some((*request, body.level, body.op.key().to_vec())),
             _ => None,
         };
         node.step(now, input);

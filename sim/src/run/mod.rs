@@ -702,6 +702,8 @@ impl Simulation {
             bug_paxos_ignores_in_progress_proposal: config
                 .planted_paxos_ignores_in_progress_proposal,
             bug_paxos_promise_before_durable: config.planted_paxos_promise_before_durable,
+            bug_paxos_finish_with_stale_stamp: config.planted_paxos_finish_with_stale_stamp,
+            bug_unjudged_clock_writes_alone: config.planted_unjudged_clock_writes_alone,
             engine: EngineOptions {
                 wal_segment_bytes_max: SIM_WAL_SEGMENT_BYTES,
                 memtable_bytes_max: config.memtable_bytes,
