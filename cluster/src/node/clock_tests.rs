@@ -2,7 +2,6 @@
 //! judging this node's clock against its peers', commit wait.
 
 use super::*;
-use crate::gossip::{Gossip, SelfReadings};
 
 const SECOND: u64 = 1_000_000_000;
 /// A wall time far from zero, so that going back from it stays positive.
@@ -102,24 +101,6 @@ fn a_coordinator_holding_no_replica_is_seeded_from_its_clock_mark() {
     assert!(second > first, "{second:?} after {first:?}");
 }
 
-/// A gossip round from `peer` whose wall clock reads `peer_wall_nanos`.
-fn gossip_from(h: &Harness, peer: u32, peer_wall_nanos: u64) -> Input {
-    let mut gossip = Gossip::new(NodeId(peer), 1, &h.cluster.nodes, peer_wall_nanos);
-    let states = gossip.syn(SelfReadings {
-        wall_nanos: peer_wall_nanos,
-        hlc: crate::hlc::HlcClock::physical(peer_wall_nanos),
-        hints_pending: 0,
-        repair_completed_wall_nanos: 0,
-    });
-    Input::Message {
-        from: NodeId(peer),
-        envelope: Envelope {
-            hlc: crate::hlc::HlcClock::physical(peer_wall_nanos),
-            message: Message::GossipSyn { states },
-        },
-    }
-}
-
 #[test]
 fn a_node_whose_clock_is_away_from_a_majority_refuses_writes_naming_the_clock() {
     let mut h = Harness::new(3, NodeOptions::default());
@@ -215,6 +196,8 @@ fn a_reading_far_ahead_is_never_adopted_but_the_planted_bug_adopts_it() {
         h.now.wall_nanos = BASE_WALL_NANOS;
         let input = gossip_from(&h, 2, BASE_WALL_NANOS + 10 * SECOND);
         h.step(0, input);
+        let input = gossip_from(&h, 3, BASE_WALL_NANOS);
+        h.step(0, input);
         let outputs = h.client(0, 1, put("k", "v"), ConsistencyLevel::One);
         assert_eq!(replies(&outputs), vec![&ClientResponse::Written]);
         stamps(&mut h, 0)[0]
@@ -238,6 +221,7 @@ fn release_due_lets_a_held_answer_go_at_its_time_and_does_nothing_else() {
     // Two nodes: a tick would gossip to the peer; a release must not.
     let mut h = Harness::new(2, options);
     h.now.wall_nanos = BASE_WALL_NANOS;
+    judge_clocks(&mut h, 0);
     let out = h.client(0, 1, put("k", "v"), ConsistencyLevel::One);
     assert!(replies(&out).is_empty(), "held: {out:?}");
     let release = h.node(0).next_wake_wall_nanos().expect("an answer is held");
@@ -256,4 +240,48 @@ fn release_due_lets_a_held_answer_go_at_its_time_and_does_nothing_else() {
     assert_eq!(replies(&due), vec![&ClientResponse::Written]);
     assert!(sends(&due).is_empty(), "a release sent messages: {due:?}");
     assert_eq!(h.node(0).next_wake_wall_nanos(), None);
+}
+
+#[test]
+fn an_unjudged_node_needs_a_peers_acknowledgement_at_one_and_refuses_alone() {
+    let written_at_once = |options: NodeOptions| {
+        let mut h = Harness::new(3, options);
+        h.now.wall_nanos = BASE_WALL_NANOS;
+        let out = h.client(0, 1, put("k", "v"), ConsistencyLevel::One);
+        let at_once = replies(&out) == vec![&ClientResponse::Written];
+        // A peer's acknowledgement completes it.
+        let later = if at_once { Vec::new() } else { h.pump(0, out) };
+        (at_once, later)
+    };
+    let (at_once, later) = written_at_once(healing_options());
+    assert!(!at_once, "its own replica alone took the write");
+    assert_eq!(later, vec![ClientResponse::Written]);
+    let (at_once, _) = written_at_once(NodeOptions {
+        bug_unjudged_clock_writes_alone: true,
+        ..healing_options()
+    });
+    assert!(at_once, "the planted bug writes alone");
+
+    // With no other replica up it refuses, naming the clock.
+    let mut h = Harness::new(3, healing_options());
+    h.now.wall_nanos = BASE_WALL_NANOS;
+    h.nodes[1] = None;
+    h.nodes[2] = None;
+    for _ in 0..40 {
+        h.tick_all(100 * MS);
+    }
+    assert!(!h.node(0).believes_up(NodeId(2)) && !h.node(0).believes_up(NodeId(3)));
+    let out = h.call(0, put("k", "v"), ConsistencyLevel::One);
+    assert!(
+        matches!(
+            out.as_slice(),
+            [ClientResponse::Error(ClientError::Clock { reason })] if reason.contains("heard 0 of the 2")
+        ),
+        "{out:?}"
+    );
+    assert_eq!(
+        h.node(0).engine().get(b"k").unwrap(),
+        None,
+        "nothing applied"
+    );
 }

@@ -1,6 +1,7 @@
 //! Unit tests of the node, driven by hand on real files.
 use super::*;
 use crate::consistency::ConsistencyLevel;
+use crate::gossip::{Gossip, SelfReadings};
 use crate::ids::OpId;
 use crate::message::{ClientError, ClientOp, SessionFloor, WireVersion};
 use enigma_engine::EngineOptions;
@@ -151,6 +152,37 @@ impl Harness {
 }
 
 /// Options of a cluster that heals itself quickly.
+/// A gossip round from `peer` whose wall clock reads `peer_wall_nanos`.
+fn gossip_from(h: &Harness, peer: u32, peer_wall_nanos: u64) -> Input {
+    let mut gossip = Gossip::new(NodeId(peer), 1, &h.cluster.nodes, peer_wall_nanos);
+    let states = gossip.syn(SelfReadings {
+        wall_nanos: peer_wall_nanos,
+        hlc: crate::hlc::HlcClock::physical(peer_wall_nanos),
+        hints_pending: 0,
+        repair_completed_wall_nanos: 0,
+    });
+    Input::Message {
+        from: NodeId(peer),
+        envelope: Envelope {
+            hlc: crate::hlc::HlcClock::physical(peer_wall_nanos),
+            message: Message::GossipSyn { states },
+        },
+    }
+}
+
+/// Lets node `i` judge its clock: a gossip round from every peer, its wall
+/// clock reading the same as the harness's. Until then a node's own
+/// replica does not take a write at `ONE` alone.
+fn judge_clocks(h: &mut Harness, i: usize) {
+    let wall = h.now.wall_nanos;
+    for peer in h.cluster.nodes.clone() {
+        if peer.0 as usize != i + 1 {
+            let input = gossip_from(h, peer.0, wall);
+            h.step(i, input);
+        }
+    }
+}
+
 fn healing_options() -> NodeOptions {
     NodeOptions {
         gossip_interval_nanos: 100 * MS,
@@ -997,6 +1029,7 @@ fn reply_version_of(outputs: &[Output]) -> Option<Timestamp> {
 #[test]
 fn a_one_read_returns_nothing_older_than_its_sessions_floor_for_the_key() {
     let mut h = Harness::new(3, NodeOptions::default());
+    judge_clocks(&mut h, 0);
     // Written at ONE through n1; the copies to n2 and n3 are not delivered.
     let out = h.client(0, 1, put("k", "new"), ConsistencyLevel::One);
     assert_eq!(replies(&out), vec![&ClientResponse::Written]);
@@ -1095,6 +1128,7 @@ fn a_coordinator_planted_to_ignore_session_floors_answers_older_than_the_floor()
         ..NodeOptions::default()
     };
     let mut h = Harness::new(3, options);
+    judge_clocks(&mut h, 0);
     let out = h.client(0, 1, put("k", "new"), ConsistencyLevel::One);
     let written = reply_version_of(&out).expect("a version");
     let session = SessionFloor {

@@ -303,9 +303,25 @@ fn an_in_progress_proposal_is_finished_before_our_own_value() {
             },
         )
     };
+    // Their value, re-stamped by this proposer above its ballot, the value
+    // read and their old stamp: a stale stamp committed late could be
+    // purged at once as a tombstone on one replica while another still holds
+    // what it overwrote.
     let mut p = Proposer::new(NodeId(1), cas("a", "mine"), 3, 2);
     assert_eq!(
         promises(&mut p),
+        ProposerStep::Propose(Proposal {
+            ballot: ballot(100, 1),
+            value: Some(b"theirs".to_vec()),
+            stamp_hlc: 100,
+            stamp_node: 1,
+        })
+    );
+    // The planted bug finishes it with the stamp it was accepted with.
+    let mut stale =
+        Proposer::new(NodeId(1), cas("a", "mine"), 3, 2).planting_finish_with_stale_stamp(true);
+    assert_eq!(
+        promises(&mut stale),
         ProposerStep::Propose(Proposal {
             ballot: ballot(100, 1),
             value: Some(b"theirs".to_vec()),
