@@ -75,29 +75,6 @@ impl<D: Disk> Node<D> {
         }
         let floor = session.key;
         let replicas = self.ring.replicas(body.op.key());
-        if is_write && required == 1 && replicas.contains(&self.id) && replicas.len() > 1 {
-            // Its own replica alone would take a timestamp no peer has
-            // checked: until this node has judged its clock against its
-            // peers', a peer's acknowledgement (a peer refuses a timestamp
-            // too far ahead of its own clock) must vouch for the stamp.
-            if let Some(heard) = self.clock_unjudged() {
-                let peers_up = replicas
-                    .iter()
-                    .filter(|&&r| r != self.id && self.believes_up(r))
-                    .count();
-                if peers_up == 0 {
-                    self.stats.writes_refused_clock += 1;
-                    let reason = format!(
-                        "this node has not yet compared its clock with a majority of its peers ({heard}); until then a write needs a peer's acknowledgement beside its own, and no other replica of the key is up"
-                    );
-                    return self.reply(
-                        request,
-                        ClientResponse::Error(ClientError::Clock { reason }),
-                    );
-                }
-                required = 2;
-            }
-        }
         // Replicas this node holds down are not waited on: too few up and
         // the operation is refused at once, nothing applied (Cassandra's
         // UnavailableException).
@@ -110,6 +87,25 @@ impl<D: Disk> Node<D> {
                 .filter(|&r| self.believes_up(r))
                 .collect()
         };
+        if is_write && required == 1 && replicas.contains(&self.id) && replicas.len() > 1 {
+            // Its own replica alone would take a timestamp no peer has
+            // checked: until this node has judged its clock against its
+            // peers', a peer's acknowledgement (a peer refuses a timestamp
+            // too far ahead of its own clock) must vouch for the stamp.
+            if let Some(heard) = self.clock_unjudged() {
+                if !up.iter().any(|&r| r != self.id && self.believes_up(r)) {
+                    self.stats.writes_refused_clock += 1;
+                    let reason = format!(
+                        "this node has not yet compared its clock with a majority of its peers ({heard}); until then a write needs a peer's acknowledgement beside its own, and no other replica of the key is up"
+                    );
+                    return self.reply(
+                        request,
+                        ClientResponse::Error(ClientError::Clock { reason }),
+                    );
+                }
+                required = 2;
+            }
+        }
         if up.len() < required {
             self.stats.unavailable += 1;
             return self.reply(

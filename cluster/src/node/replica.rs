@@ -143,18 +143,22 @@ impl<D: Disk> Node<D> {
             self.refuse_clock(from);
             return false;
         }
-        if fresh {
-            let micros = version.hlc >> LOGICAL_BITS;
-            let oldest = now
-                .wall_nanos
-                .saturating_sub(self.options.write_lateness_max_nanos())
-                / 1_000;
-            if micros < oldest {
-                self.stats.writes_refused_late += 1;
-                return false;
-            }
+        if fresh && self.arrives_too_late(now, version.hlc) {
+            self.stats.writes_refused_late += 1;
+            return false;
         }
         true
+    }
+
+    /// Whether a write (or a Paxos commit) stamped `hlc` arrives longer
+    /// after its timestamp than `write_lateness_max` allows: tombstone
+    /// purging counts on nothing older arriving.
+    pub(super) fn arrives_too_late(&self, now: Now, hlc: u64) -> bool {
+        let oldest_micros = now
+            .wall_nanos
+            .saturating_sub(self.options.write_lateness_max_nanos())
+            / 1_000;
+        hlc >> LOGICAL_BITS < oldest_micros
     }
 
     /// Whether a hybrid-clock reading is further ahead of this node's wall

@@ -13,7 +13,6 @@ use enigma_engine::{Disk, Timestamp, Versioned};
 
 use super::{HintWatch, Node};
 use crate::consistency::ConsistencyLevel;
-use crate::hlc::HlcClock;
 use crate::ids::{NodeId, Now, OpId, RequestId};
 use crate::keyspace::{is_system, paxos_key};
 use crate::message::{ClientError, ClientOp, ClientResponse, Message, ReplicaFailure, WireVersion};
@@ -257,14 +256,7 @@ impl<D: Disk> Node<D> {
     /// Whether a commit of `version` arrives later after its timestamp than
     /// a write may (never, with the planted stale-stamp bug).
     fn commit_too_late(&self, now: Now, version: &WireVersion) -> bool {
-        if self.options.bug_paxos_finish_with_stale_stamp {
-            return false;
-        }
-        let oldest_micros = now
-            .wall_nanos
-            .saturating_sub(self.options.write_lateness_max_nanos())
-            / 1_000;
-        HlcClock::wall_nanos_of(version.hlc) / 1_000 < oldest_micros
+        !self.options.bug_paxos_finish_with_stale_stamp && self.arrives_too_late(now, version.hlc)
     }
 
     /// The acceptor state of `key` and the timestamp it is stored under
