@@ -86,6 +86,7 @@ impl<D: Disk> Node<D> {
                     .filter(|&&r| r != self.id && self.believes_up(r))
                     .count();
                 if peers_up == 0 {
+                    enigma_engine::marks::hit(enigma_engine::Mark::ClockUnjudgedRefused);
                     self.stats.writes_refused_clock += 1;
                     let reason = format!(
                         "this node has not yet compared its clock with a majority of its peers ({heard}); until then a write needs a peer's acknowledgement beside its own, and no other replica of the key is up"
@@ -111,6 +112,7 @@ impl<D: Disk> Node<D> {
                 .collect()
         };
         if up.len() < required {
+            enigma_engine::marks::hit(enigma_engine::Mark::Unavailable);
             self.stats.unavailable += 1;
             return self.reply(
                 request,
@@ -220,6 +222,7 @@ impl<D: Disk> Node<D> {
     fn adopt_session_floor(&mut self, now: Now, seen: Option<Timestamp>) -> Option<ClientError> {
         let seen = seen?;
         if self.too_far_ahead(now, seen.hlc) {
+            enigma_engine::marks::hit(enigma_engine::Mark::SessionFloorRefused);
             self.stats.session_floors_refused += 1;
             let ahead_ms =
                 HlcClock::wall_nanos_of(seen.hlc).saturating_sub(now.wall_nanos) / 1_000_000;
@@ -247,6 +250,7 @@ impl<D: Disk> Node<D> {
             generation: self.generation,
             seq,
         };
+        enigma_engine::marks::hit(enigma_engine::Mark::SessionFloorAskedAgain);
         self.stats.session_floor_reads_asked_again += 1;
         for &replica in &replicas {
             if replica != self.id && self.believes_up(replica) {
@@ -391,6 +395,7 @@ impl<D: Disk> Node<D> {
         }
         let bytes = (key.len() + version.value.as_ref().map_or(0, Vec::len)) as u64;
         if self.watch_bytes + bytes > self.options.hint_watch_bytes_max {
+            enigma_engine::marks::hit(enigma_engine::Mark::HintWatchDropped);
             self.stats.hint_watches_dropped += 1;
             return;
         }
@@ -435,7 +440,12 @@ impl<D: Disk> Node<D> {
     /// (its operation id carries an earlier boot generation): it must not
     /// count toward a new operation that reuses the sequence number.
     fn answer_is_stale(&self, op: OpId) -> bool {
-        op.generation != self.generation && !self.options.bug_count_answers_of_earlier_generations
+        let stale = op.generation != self.generation
+            && !self.options.bug_count_answers_of_earlier_generations;
+        if stale {
+            enigma_engine::marks::hit(enigma_engine::Mark::StaleAnswerIgnored);
+        }
+        stale
     }
 
     /// A conditional operation needs `SERIAL`; at `SERIAL` the key and
@@ -500,6 +510,7 @@ impl<D: Disk> Node<D> {
                 let request = write.request;
                 if write.on_ack(from) && !write.held_to_deadline {
                     if self.buggify.fires(BuggifySite::ReplyAtDeadline) {
+                        enigma_engine::marks::hit(enigma_engine::Mark::BuggifyReplyAtDeadline);
                         // Succeeded, answered only at its deadline.
                         write.held_to_deadline = true;
                         return;
@@ -636,6 +647,7 @@ impl<D: Disk> Node<D> {
                 self.send(from, Message::Read { op, key });
             }
             ReadProgress::Repair { winner, stale } => {
+                enigma_engine::marks::hit(enigma_engine::Mark::ReadRepair);
                 let Some(Pending::Read(read)) = self.pending.get(&op.seq) else {
                     return;
                 };
@@ -679,6 +691,7 @@ impl<D: Disk> Node<D> {
 
     /// Writes `winner` of `key` to `replica`, whose copy was corrupt.
     fn repair_replica(&mut self, op: OpId, replica: NodeId, key: Vec<u8>, winner: Versioned) {
+        enigma_engine::marks::hit(enigma_engine::Mark::CorruptReplicaRepaired);
         self.stats.read_repairs += 1;
         if replica == self.id {
             let timestamp = winner.timestamp;

@@ -150,6 +150,7 @@ impl<D: Disk> Node<D> {
                 .saturating_sub(self.options.write_lateness_max_nanos())
                 / 1_000;
             if micros < oldest {
+                enigma_engine::marks::hit(enigma_engine::Mark::WriteRefusedLate);
                 self.stats.writes_refused_late += 1;
                 return false;
             }
@@ -171,6 +172,7 @@ impl<D: Disk> Node<D> {
     }
 
     fn refuse_clock(&mut self, from: NodeId) {
+        enigma_engine::marks::hit(enigma_engine::Mark::PeerClockRefused);
         *self.stats.clock_refusals.entry(from).or_default() += 1;
     }
 }
