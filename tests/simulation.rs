@@ -72,10 +72,7 @@ fn the_same_seed_replays_with_the_same_digest_and_history() {
             first.stats, second.stats,
             "seed {seed} counted different events"
         );
-        assert_eq!(
-            first.marks, second.marks,
-            "seed {seed} hit different marks"
-        );
+        assert_eq!(first.marks, second.marks, "seed {seed} hit different marks");
         reports.push(first);
     }
     for (family, count) in families_fired(&reports) {

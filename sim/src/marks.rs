@@ -8,7 +8,7 @@
 //! names it. A mark the default mix reaches in fewer than about one seed
 //! in a hundred would make that test fragile; such marks are required
 //! from a [`Shape`] instead: a small sweep of a run shape that reaches
-//! them often (a tiny memtable, `SERIAL` on one key, commit wait).
+//! them often (`SERIAL`, commit wait, a clock far ahead).
 
 use std::collections::BTreeMap;
 
@@ -89,28 +89,20 @@ impl Shape {
 /// The shaped sweeps.
 pub const SHAPES: &[Shape] = &[
     Shape {
-        name: "tiny-memtable",
-        seeds: 20,
-        required: &[Mark::FlushUnderBackPressure, Mark::TombstoneKeptUnrepaired],
-        shape: |c| SimConfig {
-            memtable_bytes: enigma_engine::MEMTABLE_BYTES_MIN,
-            ops: 600,
-            ..c
-        },
-    },
-    Shape {
-        name: "serial-one-key",
-        seeds: 20,
+        name: "serial",
+        seeds: 30,
         required: &[
             Mark::PaxosPromiseRefused,
             Mark::PaxosAcceptRefused,
             Mark::PaxosInProgressFinished,
             Mark::PaxosBallotLost,
+            Mark::PaxosInDoubt,
             Mark::PaxosConditionFailed,
+            Mark::PaxosCommitTooLate,
         ],
         shape: |c| SimConfig {
             level: ConsistencyLevel::Serial,
-            keys: 1,
+            clock_skew_max_ms: 100,
             ops: 400,
             ..c
         },
@@ -118,9 +110,9 @@ pub const SHAPES: &[Shape] = &[
     Shape {
         name: "commit-wait",
         seeds: 20,
-        required: &[Mark::CommitWaitHeld, Mark::PeerClockRefused],
+        required: &[Mark::CommitWaitHeld],
         shape: |c| SimConfig {
-            clock_skew_max_ms: 20,
+            clock_skew_max_ms: 100,
             commit_wait: true,
             ops: 400,
             ..c
@@ -129,10 +121,15 @@ pub const SHAPES: &[Shape] = &[
     Shape {
         name: "far-ahead-clock",
         seeds: 20,
-        required: &[Mark::ClockUnjudgedRefused, Mark::ClockOutOfBoundsRefused],
+        required: &[
+            Mark::ClockOutOfBoundsRefused,
+            Mark::SessionFloorRefused,
+            Mark::SessionFloorAskedAgain,
+            Mark::PeerClockRefused,
+        ],
         shape: |c| SimConfig {
             level: ConsistencyLevel::One,
-            clock_far_ahead_ms: 10_000,
+            clock_far_ahead_ms: 2_000,
             ops: 400,
             ..c
         },
