@@ -471,6 +471,12 @@ fn sim_one(
         .map(|r| format!("{} {}", r.check, r.status.word()))
         .collect();
     out!("checks: {}", checks.join(", "));
+    let marks: Vec<String> = report
+        .marks
+        .iter()
+        .map(|(mark, hits)| format!("{} {hits}", mark.name()))
+        .collect();
+    out!("marks: {}", marks.join(", "));
     out!("digest: {:016x}", report.digest);
     if report.passed() {
         out!("result: pass");
@@ -583,6 +589,9 @@ fn sim_sweep(base: &SimConfig, count: u64, jobs: usize) -> ExitCode {
             "{}",
             paxos_line(&result.paxos_cas_messages, &result.paxos_cas_round_trips)
         );
+    }
+    for line in result.marks.table() {
+        out!("{line}");
     }
     out!("{} passed, {} failed", result.passed, result.failures.len());
     if result.failures.is_empty() {

@@ -43,6 +43,21 @@ fn a_sweep_ends_with_the_pass_fail_line() {
     let output = enigma(&["sim", "--seeds", "4", "--start", "0x10"]);
     assert_eq!(output.status.code(), Some(0));
     assert_eq!(stdout(&output).lines().last(), Some("4 passed, 0 failed"));
+    // Before it, the coverage mark table: a heading, a line per mark, the
+    // marks never hit.
+    let text = stdout(&output);
+    let heading = text
+        .lines()
+        .position(|l| {
+            l.starts_with("marks: ")
+                && l.ends_with(" hit over 4 seeds (name, hits, seeds that hit it)")
+        })
+        .expect("a mark table");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[heading + 1]
+        .trim_start()
+        .starts_with("wal-torn-tail "));
+    assert!(lines[lines.len() - 2].starts_with("never hit: "));
 }
 
 #[test]

@@ -5,11 +5,8 @@ use enigma_checker::format::enigma::{EventKind, EventValue, Function};
 use enigma_checker::{
     check_promises, Check, CheckOptions, PromiseInput, PromiseReport, PromiseVerdict, Status,
 };
+use enigma_sim::marks::{self, CI_SWEEP_SEEDS, CI_SWEEP_START};
 use enigma_sim::{run, sweep, SimConfig};
-
-/// Seeds every CI run sweeps with the default configuration (every fault
-/// family in the swarm).
-const CI_SWEEP_SEEDS: u64 = 2_000;
 
 /// Seeds a planted bug's sweep may take before the checks must catch it.
 const PLANTED_SWEEP_SEEDS: u64 = 200;
@@ -75,6 +72,7 @@ fn the_same_seed_replays_with_the_same_digest_and_history() {
             first.stats, second.stats,
             "seed {seed} counted different events"
         );
+        assert_eq!(first.marks, second.marks, "seed {seed} hit different marks");
         reports.push(first);
     }
     for (family, count) in families_fired(&reports) {
@@ -96,13 +94,25 @@ fn different_seeds_give_different_runs() {
     assert_eq!(digests.len(), 24, "the digest does not tell runs apart");
 }
 
+/// The CI sweep: every seed passes every check, and every mark of the
+/// committed list ([`marks::REQUIRED`]) was hit, so that a change which
+/// makes one of those paths unreachable in simulation is noticed.
 #[test]
-fn a_default_sweep_passes_every_check() {
+fn a_default_sweep_passes_every_check_and_hits_the_required_marks() {
     let base = SimConfig {
-        seed: 0x5eed_0000,
+        seed: CI_SWEEP_START,
         ..SimConfig::default()
     };
     let result = sweep(&base, CI_SWEEP_SEEDS, |_| {});
+    for line in result.marks.table() {
+        println!("{line}");
+    }
+    let missing = result.marks.missing(marks::REQUIRED);
+    assert!(
+        missing.is_empty(),
+        "required marks never hit in {CI_SWEEP_SEEDS} seeds: {} (a change made their path unreachable in simulation, or rarer: see docs/FAULTS.md, \"Coverage marks\")",
+        marks::names(&missing)
+    );
     let failures: Vec<String> = result
         .failures
         .iter()
@@ -687,6 +697,38 @@ fn every_fault_family_fires_and_runs_pass() {
         assert_eq!(
             r.promises.result(Check::Linearizability).status,
             Status::NotApplicable
+        );
+    }
+}
+
+/// Each shaped sweep ([`marks::SHAPES`]: run shapes that reach paths the
+/// default mix reaches rarely) passes every check and hits its marks.
+#[test]
+fn shaped_sweeps_pass_and_hit_their_marks() {
+    for shape in marks::SHAPES {
+        let result = sweep(&shape.config(CI_SWEEP_START), shape.seeds, |_| {});
+        let failed: Vec<String> = result
+            .failures
+            .iter()
+            .map(|r| {
+                let properties: Vec<&str> = r.violations.iter().map(|v| v.property).collect();
+                format!("{} ({})", r.config.repro_command(), properties.join(", "))
+            })
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "shape {}: {} seeds failed:\n{}",
+            shape.name,
+            failed.len(),
+            failed.join("\n")
+        );
+        let missing = result.marks.missing(shape.required);
+        assert!(
+            missing.is_empty(),
+            "shape {}: marks never hit in {} seeds: {}",
+            shape.name,
+            shape.seeds,
+            marks::names(&missing)
         );
     }
 }

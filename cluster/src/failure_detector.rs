@@ -166,6 +166,7 @@ impl FailureDetector {
             .is_some_and(|last| now_nanos.saturating_sub(last) > self.options.local_pause_nanos);
         self.last_tick_nanos = Some(now_nanos);
         if paused {
+            enigma_engine::marks::hit(enigma_engine::Mark::PauseForgiven);
             for arrivals in self.peers.values_mut() {
                 arrivals.last_nanos = arrivals.last_nanos.max(now_nanos);
             }

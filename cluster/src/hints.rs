@@ -161,6 +161,7 @@ impl Hints {
         while t.bytes + bytes > bound {
             let (&old, _) = t.held.iter().next().expect("bytes held imply hints held");
             Self::forget(t, old);
+            enigma_engine::marks::hit(enigma_engine::Mark::HintEvicted);
             t.stats.dropped_full += 1;
             dropped.push(Dropped { target, id: old });
         }
@@ -173,6 +174,7 @@ impl Hints {
             },
         );
         t.bytes += bytes;
+        enigma_engine::marks::hit(enigma_engine::Mark::HintStored);
         t.stats.stored += 1;
         dropped
     }
@@ -209,6 +211,7 @@ impl Hints {
                     continue;
                 }
                 if overdue {
+                    enigma_engine::marks::hit(enigma_engine::Mark::HintResent);
                     t.stats.resent += 1;
                 } else {
                     if t.in_flight >= HINTS_IN_FLIGHT_MAX {
@@ -232,6 +235,7 @@ impl Hints {
         };
         let known = Self::forget(t, id).is_some();
         if known {
+            enigma_engine::marks::hit(enigma_engine::Mark::HintReplayed);
             t.stats.replayed += 1;
         }
         known
@@ -259,6 +263,7 @@ impl Hints {
                 .collect();
             for id in old {
                 Self::forget(t, id);
+                enigma_engine::marks::hit(enigma_engine::Mark::HintExpired);
                 t.stats.dropped_expired += 1;
                 out.push(Dropped { target, id });
             }

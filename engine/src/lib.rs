@@ -31,6 +31,7 @@
 //! - `bytes`: decoding helpers that never trust a length.
 //! - [`buggify`]: sites where a simulator may force rare paths (no-ops by
 //!   default).
+//! - [`marks`]: coverage marks, named rare paths counted as they are taken.
 //! - `db`: `Engine`, tying them together with flush, compaction and
 //!   recovery.
 
@@ -43,6 +44,7 @@ pub mod disk;
 mod error;
 pub mod fs_disk;
 mod manifest;
+pub mod marks;
 mod memtable;
 mod merge;
 mod sstable;
@@ -61,6 +63,7 @@ pub use db::{
 pub use disk::{Disk, DiskError, DiskFile};
 pub use error::EngineError;
 pub use fs_disk::FsDisk;
+pub use marks::{Mark, MarkCounts};
 pub use sstable::TableCompression;
 pub use types::{Timestamp, Versioned};
 pub use wal::{RecoveryReport, TornTail, SEGMENT_RECORDS_OFFSET as WAL_RECORDS_OFFSET};

@@ -402,6 +402,7 @@ pub(crate) fn recover<D: Disk>(disk: &D) -> Result<ManifestRecovery, EngineError
                 // alone can tell: it is cut off when the open goes ahead.
                 let zeros = tail_is_zero(&file, offset, file_len)?;
                 if !zeros {
+                    crate::marks::hit(crate::marks::Mark::ManifestTornEdit);
                     torn_edit = Some(TornEdit {
                         file: name.clone(),
                         offset,

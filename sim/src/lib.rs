@@ -19,12 +19,15 @@
 //! - [`trace`]: the trace digest and timeline.
 //! - [`recording`]: what a run's picture needs, collected when asked for.
 //! - [`html`]: the picture of a run as one self-contained HTML page.
+//! - [`marks`]: coverage marks over a sweep; the marks the CI sweep and
+//!   the shaped sweeps must hit.
 
 pub mod catalogue;
 pub mod clock;
 pub mod config;
 pub mod disk;
 pub mod html;
+pub mod marks;
 pub mod net;
 pub mod recording;
 pub mod rng;

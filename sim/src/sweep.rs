@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::SimConfig;
+use crate::marks::MarkTally;
 use crate::run::{run, RunReport};
 
 /// The result of a sweep.
@@ -26,6 +27,8 @@ pub struct SweepReport {
     pub paxos_cas_messages: BTreeMap<u32, u64>,
     /// The same, by round trips.
     pub paxos_cas_round_trips: BTreeMap<u32, u64>,
+    /// Coverage marks over every seed: hits, and seeds that hit each.
+    pub marks: MarkTally,
 }
 
 /// Convergence times over a sweep.
@@ -53,6 +56,7 @@ impl SweepReport {
             &mut self.paxos_cas_round_trips,
             &run.stats.paxos_cas_round_trips,
         );
+        self.marks.add(&run.marks);
         if run.passed() {
             self.passed += 1;
         } else {
@@ -74,6 +78,7 @@ impl SweepReport {
             &mut self.paxos_cas_round_trips,
             &other.paxos_cas_round_trips,
         );
+        self.marks.absorb(&other.marks);
     }
 
     /// How long the runs that converged took to, after their faults

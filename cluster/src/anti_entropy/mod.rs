@@ -550,6 +550,7 @@ impl AntiEntropy {
         let Some(session) = self.initiated.take() else {
             return;
         };
+        enigma_engine::marks::hit(enigma_engine::Mark::AntiEntropyAborted);
         self.stats.sessions_aborted += 1;
         for &peer in &session.peers {
             actions.push(Action::Send {
@@ -790,6 +791,7 @@ impl AntiEntropy {
                     self.complete(now, actions);
                     return;
                 }
+                enigma_engine::marks::hit(enigma_engine::Mark::AntiEntropyDiffered);
                 for (&peer, leaves) in &diffs {
                     actions.push(Action::Send {
                         to: peer,
@@ -837,6 +839,7 @@ impl AntiEntropy {
                 let Some((entries, last)) = scan.take_batch(batch_bytes_max) else {
                     return;
                 };
+                enigma_engine::marks::hit(enigma_engine::Mark::AntiEntropyPushed);
                 self.stats.keys_sent += (entries.len() * session.peers.len()) as u64;
                 let seq = *next_seq;
                 *next_seq += 1;

@@ -94,6 +94,7 @@ impl<D: Disk> Node<D> {
             // too far ahead of its own clock) must vouch for the stamp.
             if let Some(heard) = self.clock_unjudged() {
                 if !up.iter().any(|&r| r != self.id && self.believes_up(r)) {
+                    enigma_engine::marks::hit(enigma_engine::Mark::ClockUnjudgedRefused);
                     self.stats.writes_refused_clock += 1;
                     let reason = format!(
                         "this node has not yet compared its clock with a majority of its peers ({heard}); until then a write needs a peer's acknowledgement beside its own, and no other replica of the key is up"
@@ -107,6 +108,7 @@ impl<D: Disk> Node<D> {
             }
         }
         if up.len() < required {
+            enigma_engine::marks::hit(enigma_engine::Mark::Unavailable);
             self.stats.unavailable += 1;
             return self.reply(
                 request,
@@ -216,6 +218,7 @@ impl<D: Disk> Node<D> {
     fn adopt_session_floor(&mut self, now: Now, seen: Option<Timestamp>) -> Option<ClientError> {
         let seen = seen?;
         if self.too_far_ahead(now, seen.hlc) {
+            enigma_engine::marks::hit(enigma_engine::Mark::SessionFloorRefused);
             self.stats.session_floors_refused += 1;
             let ahead_ms =
                 HlcClock::wall_nanos_of(seen.hlc).saturating_sub(now.wall_nanos) / 1_000_000;
@@ -243,6 +246,7 @@ impl<D: Disk> Node<D> {
             generation: self.generation,
             seq,
         };
+        enigma_engine::marks::hit(enigma_engine::Mark::SessionFloorAskedAgain);
         self.stats.session_floor_reads_asked_again += 1;
         for &replica in &replicas {
             if replica != self.id && self.believes_up(replica) {
@@ -387,6 +391,7 @@ impl<D: Disk> Node<D> {
         }
         let bytes = (key.len() + version.value.as_ref().map_or(0, Vec::len)) as u64;
         if self.watch_bytes + bytes > self.options.hint_watch_bytes_max {
+            enigma_engine::marks::hit(enigma_engine::Mark::HintWatchDropped);
             self.stats.hint_watches_dropped += 1;
             return;
         }
@@ -431,7 +436,12 @@ impl<D: Disk> Node<D> {
     /// (its operation id carries an earlier boot generation): it must not
     /// count toward a new operation that reuses the sequence number.
     fn answer_is_stale(&self, op: OpId) -> bool {
-        op.generation != self.generation && !self.options.bug_count_answers_of_earlier_generations
+        let stale = op.generation != self.generation
+            && !self.options.bug_count_answers_of_earlier_generations;
+        if stale {
+            enigma_engine::marks::hit(enigma_engine::Mark::StaleAnswerIgnored);
+        }
+        stale
     }
 
     /// A conditional operation needs `SERIAL`; at `SERIAL` the key and
@@ -496,6 +506,7 @@ impl<D: Disk> Node<D> {
                 let request = write.request;
                 if write.on_ack(from) && !write.held_to_deadline {
                     if self.buggify.fires(BuggifySite::ReplyAtDeadline) {
+                        enigma_engine::marks::hit(enigma_engine::Mark::BuggifyReplyAtDeadline);
                         // Succeeded, answered only at its deadline.
                         write.held_to_deadline = true;
                         return;
@@ -632,6 +643,7 @@ impl<D: Disk> Node<D> {
                 self.send(from, Message::Read { op, key });
             }
             ReadProgress::Repair { winner, stale } => {
+                enigma_engine::marks::hit(enigma_engine::Mark::ReadRepair);
                 let Some(Pending::Read(read)) = self.pending.get(&op.seq) else {
                     return;
                 };
@@ -675,6 +687,7 @@ impl<D: Disk> Node<D> {
 
     /// Writes `winner` of `key` to `replica`, whose copy was corrupt.
     fn repair_replica(&mut self, op: OpId, replica: NodeId, key: Vec<u8>, winner: Versioned) {
+        enigma_engine::marks::hit(enigma_engine::Mark::CorruptReplicaRepaired);
         self.stats.read_repairs += 1;
         if replica == self.id {
             let timestamp = winner.timestamp;

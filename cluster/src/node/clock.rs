@@ -100,6 +100,7 @@ impl<D: Disk> Node<D> {
         else {
             return None;
         };
+        enigma_engine::marks::hit(enigma_engine::Mark::ClockOutOfBoundsRefused);
         self.stats.writes_refused_clock += 1;
         let direction = if offset_nanos < 0 {
             "ahead of"
@@ -146,6 +147,7 @@ impl<D: Disk> Node<D> {
         };
         let now_wall_nanos = self.last_now.map_or(0, |now| now.wall_nanos);
         if release > now_wall_nanos {
+            enigma_engine::marks::hit(enigma_engine::Mark::CommitWaitHeld);
             self.stats.answers_commit_waited += 1;
             self.commit_waits.hold(
                 seq,

@@ -105,6 +105,7 @@ impl<D: Disk> Node<D> {
     }
 
     fn refuse_gossip(&mut self, _refusal: GossipRefusal) {
+        enigma_engine::marks::hit(enigma_engine::Mark::GossipRefused);
         self.stats.gossip_refused += 1;
     }
 
@@ -241,6 +242,7 @@ impl<D: Disk> Node<D> {
         version: WireVersion,
     ) {
         if is_system(&key) || !self.ring.replicas(&key).contains(&self.id) {
+            enigma_engine::marks::hit(enigma_engine::Mark::HintRefused);
             self.stats.hints_refused += 1;
             return;
         }
@@ -410,6 +412,7 @@ impl<D: Disk> Node<D> {
         }
         self.background_idle_at_tables = None;
         let budget = if self.buggify.fires(BuggifySite::BackgroundBatchCut) {
+            enigma_engine::marks::hit(enigma_engine::Mark::BuggifyBackgroundBatchCut);
             1
         } else {
             self.options.background_bytes_per_tick
@@ -442,6 +445,7 @@ impl<D: Disk> Node<D> {
                 self.background_retry_mono_nanos = now
                     .mono_nanos
                     .saturating_add(BACKGROUND_RETRY_AFTER_FAILURE_NANOS);
+                enigma_engine::marks::hit(enigma_engine::Mark::BackgroundJobFailed);
                 self.stats.background_errors += 1;
                 self.stats.last_background_error = Some(e.to_string());
                 let poisoned = self.engine.poisoned_reason().map(str::to_owned);

@@ -536,6 +536,7 @@ impl<D: Disk> Node<D> {
                     }
                     return Ok(held);
                 }
+                enigma_engine::marks::hit(enigma_engine::Mark::NoSpaceBatchFailed);
                 self.versions.acknowledged.clear();
                 self.versions.replies.clear();
                 let failure = ReplicaFailure::from_engine(&e);
@@ -544,6 +545,7 @@ impl<D: Disk> Node<D> {
                 outputs.append(&mut self.held);
                 return Ok(outputs);
             }
+            enigma_engine::marks::hit(enigma_engine::Mark::NodeSyncFailed);
             self.fatal = Some(e.clone());
             if self.options.bug_release_outputs_of_a_failed_sync {
                 let log = &mut self.versions;
@@ -776,6 +778,7 @@ impl<D: Disk> Node<D> {
             EngineError::NoSpace { .. } => self.note_no_space(),
             EngineError::Poisoned { .. } => self.fatal = Some(error),
             _ => {
+                enigma_engine::marks::hit(enigma_engine::Mark::StorageErrorServed);
                 self.stats.storage_errors += 1;
                 self.stats.last_storage_error = Some(failure.to_string());
             }
@@ -787,6 +790,7 @@ impl<D: Disk> Node<D> {
     fn note_no_space(&mut self) {
         self.stats.no_space_errors += 1;
         if !self.stats.no_space {
+            enigma_engine::marks::hit(enigma_engine::Mark::DiskFull);
             self.stats.no_space_episodes += 1;
         }
         self.stats.no_space = true;

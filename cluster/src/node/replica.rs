@@ -144,6 +144,7 @@ impl<D: Disk> Node<D> {
             return false;
         }
         if fresh && self.arrives_too_late(now, version.hlc) {
+            enigma_engine::marks::hit(enigma_engine::Mark::WriteRefusedLate);
             self.stats.writes_refused_late += 1;
             return false;
         }
@@ -175,6 +176,7 @@ impl<D: Disk> Node<D> {
     }
 
     fn refuse_clock(&mut self, from: NodeId) {
+        enigma_engine::marks::hit(enigma_engine::Mark::PeerClockRefused);
         *self.stats.clock_refusals.entry(from).or_default() += 1;
     }
 }

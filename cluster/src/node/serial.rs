@@ -238,6 +238,7 @@ impl<D: Disk> Node<D> {
                 ..
             } => {
                 if self.commit_too_late(now, &version) {
+                    enigma_engine::marks::hit(enigma_engine::Mark::PaxosCommitTooLate);
                     self.stats.writes_refused_late += 1;
                     return None;
                 }

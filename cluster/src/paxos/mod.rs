@@ -132,6 +132,7 @@ impl AcceptorState {
     /// `Err` carries the ballot already promised.
     pub fn prepare(&mut self, ballot: Ballot) -> Result<(Option<Proposal>, Ballot), Ballot> {
         if ballot <= self.promised {
+            enigma_engine::marks::hit(enigma_engine::Mark::PaxosPromiseRefused);
             return Err(self.promised);
         }
         self.promised = ballot;
@@ -149,6 +150,7 @@ impl AcceptorState {
         planted_accept_below_promise: bool,
     ) -> Result<(), Ballot> {
         if proposal.ballot < self.promised && !planted_accept_below_promise {
+            enigma_engine::marks::hit(enigma_engine::Mark::PaxosAcceptRefused);
             return Err(self.promised);
         }
         self.promised = self.promised.max(proposal.ballot);
@@ -577,6 +579,7 @@ impl Proposer {
             .max_by_key(|v| v.timestamp)
             .cloned();
         if let Some(unfinished) = in_progress {
+            enigma_engine::marks::hit(enigma_engine::Mark::PaxosInProgressFinished);
             let version = Versioned {
                 timestamp: self.finishing_timestamp(current.as_ref(), unfinished.timestamp()),
                 value: unfinished.value.clone(),
@@ -601,6 +604,7 @@ impl Proposer {
                 ProposerStep::Done(Err(e))
             }
             Ok(None) => {
+                enigma_engine::marks::hit(enigma_engine::Mark::PaxosConditionFailed);
                 self.phase = Phase::Idle;
                 ProposerStep::Done(Ok(SerialOutcome {
                     previous: current,
@@ -765,9 +769,11 @@ impl Proposer {
             // its answer lost, then promised a higher ballot and refused a
             // duplicate of our proposal; a later proposer finishes it. So
             // the outcome is unknown.
+            enigma_engine::marks::hit(enigma_engine::Mark::PaxosInDoubt);
             self.phase = Phase::Idle;
             return ProposerStep::InDoubt;
         }
+        enigma_engine::marks::hit(enigma_engine::Mark::PaxosBallotLost);
         self.phase = Phase::Idle;
         ProposerStep::Restart { backoff: true }
     }

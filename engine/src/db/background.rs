@@ -76,6 +76,11 @@ impl<D: Disk> Engine<D> {
             && self
                 .buggify
                 .fires(crate::buggify::BuggifySite::MemtableFrozenEarly);
+        if early {
+            crate::marks::hit(crate::marks::Mark::BuggifyMemtableFrozenEarly);
+        } else if self.memtable.bytes_total() >= self.options.memtable_bytes_max {
+            crate::marks::hit(crate::marks::Mark::MemtableFrozenFull);
+        }
         if early || self.memtable.bytes_total() >= self.options.memtable_bytes_max {
             self.freeze()?;
         }
@@ -148,6 +153,7 @@ impl<D: Disk> Engine<D> {
             self.finish_job()?;
         }
         if self.frozen.len() >= FROZEN_MEMTABLES_MAX {
+            crate::marks::hit(crate::marks::Mark::FlushUnderBackPressure);
             self.flush_oldest()?;
         }
         let wal_segment_last = self.wal.seal_segment()?;
@@ -179,6 +185,7 @@ impl<D: Disk> Engine<D> {
     /// since whether the edit committed is unknown until the next open.
     pub(super) fn commit(&mut self, edit: &VersionEdit) -> Result<(), EngineError> {
         if let Err(err) = self.manifest.commit(self.wal.disk(), edit) {
+            crate::marks::hit(crate::marks::Mark::ManifestEditFailed);
             self.poisoned = Some(format!("manifest edit failed: {err}"));
             return Err(err);
         }
@@ -288,8 +295,12 @@ impl<D: Disk> Engine<D> {
                     .0
                     .as_ref()
                     .is_none_or(|guard| guard(key, timestamp));
-                if guard_allows && compaction::tombstone_purgeable(&version, purge_before, held) {
-                    continue;
+                if compaction::tombstone_purgeable(&version, purge_before, held) {
+                    if guard_allows {
+                        crate::marks::hit(crate::marks::Mark::TombstonePurged);
+                        continue;
+                    }
+                    crate::marks::hit(crate::marks::Mark::TombstoneKeptUnrepaired);
                 }
             }
             writer.add(key, timestamp, value)?;

@@ -208,6 +208,7 @@ impl<D: Disk> Engine<D> {
         // to be written again; after the edit it would leave neither.
         let table = Table::open(self.wal.disk(), id)?;
         self.commit(&edit)?;
+        crate::marks::hit(crate::marks::Mark::TableFlushed);
         self.frozen.pop_front().expect("checked above");
         self.tables.insert(0, table);
         report.tables_flushed += 1;
@@ -235,6 +236,10 @@ impl<D: Disk> Engine<D> {
             None => None,
         };
         self.commit(&edit)?;
+        crate::marks::hit(crate::marks::Mark::Compaction);
+        if table.is_none() {
+            crate::marks::hit(crate::marks::Mark::CompactionEmptyOutput);
+        }
         self.tables.retain(|table| !inputs.contains(&table.id));
         for input in inputs {
             self.cache.borrow_mut().remove_table(*input);

@@ -313,6 +313,7 @@ impl<D: Disk> Engine<D> {
     fn poison_if_fatal(&mut self, err: EngineError) -> EngineError {
         if matches!(err, EngineError::Disk(DiskError::SyncFailed { .. })) && self.poisoned.is_none()
         {
+            crate::marks::hit(crate::marks::Mark::TableSyncPoisoned);
             self.poisoned = Some(err.to_string());
         }
         err
@@ -388,6 +389,7 @@ impl<D: Disk> Engine<D> {
     /// report the corruption again and the cluster repairs again.
     fn shadow_damage(&mut self, key: &[u8]) {
         let shadowed = self.shadowed.get_mut();
+        crate::marks::hit(crate::marks::Mark::WriteOverDamage);
         if shadowed.len() < SHADOWED_KEYS_MAX {
             shadowed.insert(key.to_vec());
         }

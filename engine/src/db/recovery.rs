@@ -180,6 +180,9 @@ impl<D: Disk> EngineRecovery<D> {
         for name in &dead_tables {
             disk.remove(name)?;
         }
+        if !dead_tables.is_empty() {
+            crate::marks::hit(crate::marks::Mark::DeadTablesRemoved);
+        }
         if !dead_tables.is_empty() && sync_enabled {
             disk.sync_dir()?;
         }

@@ -451,6 +451,7 @@ pub(crate) fn recover<D: Disk>(
                     ),
                 });
             }
+            crate::marks::hit(crate::marks::Mark::WalTornTail);
             report.torn_tail = Some(TornTail {
                 file: name.clone(),
                 offset,

@@ -200,6 +200,7 @@ impl<D: Disk> Wal<D> {
             self.poisoned.is_none(),
             "a poisoned log does no further I/O"
         );
+        crate::marks::hit(crate::marks::Mark::WalPoisoned);
         self.poisoned = Some(err.to_string());
         EngineError::Disk(err)
     }

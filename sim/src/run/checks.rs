@@ -141,6 +141,7 @@ impl Simulation {
             promises,
             facts: facts_of(&self.config, self.clock_skew),
             config: self.config,
+            marks: enigma_engine::MarkCounts::default(),
         }
     }
 

@@ -238,6 +238,7 @@ impl Simulation {
         self.trace.record(self.now, &[11, index as u8], || {
             format!("{id} crashes while its sync is in flight")
         });
+        enigma_engine::marks::hit(enigma_engine::Mark::SimCrashMidSync);
         self.stats.crashes_during_sync += 1;
         self.crash(index);
     }

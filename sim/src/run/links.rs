@@ -111,6 +111,7 @@ impl Simulation {
         }
         if incarnations != (self.slots[from].incarnation, self.slots[to].incarnation) {
             // Sent by or to an earlier incarnation of one end.
+            enigma_engine::marks::hit(enigma_engine::Mark::SimStaleMessage);
             self.stats.stale_messages += 1;
         }
         let link = self.link_index(from, to);

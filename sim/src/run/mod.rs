@@ -61,7 +61,7 @@ use enigma_cluster::{
     AntiEntropyOptions, ClientRequest, ClientResponse, ClusterConfig, ConsistencyLevel,
     HintOptions, Input, Node, NodeId, NodeOptions, RequestId, Ring, SessionFloors,
 };
-use enigma_engine::{EngineOptions, Timestamp};
+use enigma_engine::{marks, EngineOptions, MarkCounts, Timestamp};
 use enigma_workloads::{ClientResult, Nemesis, RegisterOptions, RegisterWorkload};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -260,6 +260,9 @@ pub struct RunReport {
     pub versions: BTreeMap<OpId, Version>,
     /// The history checks, as the run's levels and facts called for them.
     pub promises: PromiseReport,
+    /// How often each coverage mark was hit while the run went (before
+    /// its final checks): [`crate::marks`].
+    pub marks: MarkCounts,
 }
 
 impl RunReport {
@@ -360,9 +363,14 @@ pub fn run(config: &SimConfig) -> RunReport {
     if let Err(e) = config.validate() {
         panic!("invalid simulation config: {e}");
     }
+    marks::reset();
     let mut sim = Simulation::new(config.clone());
     sim.run_to_end();
-    sim.finish()
+    let marks = marks::take();
+    RunReport {
+        marks,
+        ..sim.finish()
+    }
 }
 
 /// Runs one simulation and records what its picture needs
@@ -374,6 +382,7 @@ pub fn run_recorded(config: &SimConfig) -> (RunReport, Recording) {
     if let Err(e) = config.validate() {
         panic!("invalid simulation config: {e}");
     }
+    marks::reset();
     let mut sim = Simulation::new(config.clone());
     let mut recording = Recording::new();
     recording.clocks = sim
@@ -384,8 +393,15 @@ pub fn run_recorded(config: &SimConfig) -> (RunReport, Recording) {
     recording.phase(0, Phase::Safety.name());
     sim.recording = Some(Box::new(recording));
     sim.run_to_end();
+    let marks = marks::take();
     let recording = sim.recording.take().map(|r| *r).unwrap_or_default();
-    (sim.finish(), recording)
+    (
+        RunReport {
+            marks,
+            ..sim.finish()
+        },
+        recording,
+    )
 }
 
 /// An event on the queue.

@@ -84,6 +84,7 @@ impl Simulation {
             self.reset_links_of(index);
             let node = self.slots[index].node.take().expect("checked just above");
             if node.engine().background_job_in_progress() {
+                enigma_engine::marks::hit(enigma_engine::Mark::SimCrashInBackgroundJob);
                 self.stats.crashes_in_background_job += 1;
             }
             self.absorb_stats(&node);
