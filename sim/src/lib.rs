@@ -19,6 +19,8 @@
 //! - [`trace`]: the trace digest and timeline.
 //! - [`recording`]: what a run's picture needs, collected when asked for.
 //! - [`html`]: the picture of a run as one self-contained HTML page.
+//! - [`schedule`]: a run's faults and operations as data, in a file.
+//! - [`shrink`]: from a failing run to a smaller one failing the same way.
 
 pub mod catalogue;
 pub mod clock;
@@ -29,6 +31,8 @@ pub mod net;
 pub mod recording;
 pub mod rng;
 pub mod run;
+pub mod schedule;
+pub mod shrink;
 pub mod sweep;
 pub mod trace;
 

@@ -198,7 +198,8 @@ impl Simulation {
             }
             return;
         }
-        if self.phase != Phase::Safety {
+        if self.phase != Phase::Safety || self.script.is_some() {
+            // A scripted run's operations come at their scheduled times.
             return;
         }
         if self.ops_issued >= self.config.ops {

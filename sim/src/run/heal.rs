@@ -22,6 +22,7 @@ impl Simulation {
             .record(self.now, &[5], || "heal: faults stop".to_owned());
         self.phase = Phase::Heal;
         self.heal_started_nanos = self.now;
+        self.note_faults_stop();
         self.net.heal();
         self.net.options.loss_probability = 0.0;
         self.net.options.duplicate_probability = 0.0;
