@@ -108,9 +108,11 @@ pub struct Schedule {
     pub clients: usize,
     /// When the faults stop (once every operation has completed, if later).
     pub faults_stop_nanos: u64,
-    /// Whether the heal phase, the liveness phase and the final
-    /// convergence wait run after the faults stop; without them the run
-    /// ends there and the converged state is not checked.
+    /// Whether the run waits for the replicas to converge once the faults
+    /// stop (the heal phase) and again after the liveness phase, and then
+    /// checks the converged state. Without it the liveness phase starts as
+    /// soon as the faults stop, the run ends with it, and the converged
+    /// state is not checked.
     pub heal: bool,
     /// Operations the liveness phase issues at most (half of them must
     /// complete `ok`); 0 skips the phase.

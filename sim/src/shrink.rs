@@ -7,13 +7,14 @@
 //! property replaces the best. The steps, repeated while one helps and the
 //! budget of runs lasts:
 //!
-//! 1. what follows the faults: end the run when they stop (no heal, no
-//!    liveness phase), or keep the heal and skip or shorten the liveness
-//!    phase;
+//! 1. what follows the faults: no wait for the replicas to converge (the
+//!    liveness phase, if any, at once, then the end, without the final
+//!    convergence checks), and a shorter liveness phase or none;
 //! 2. entries (faults and operations) removed in chunks, halves first, then
 //!    quarters, down to single entries (delta debugging);
-//! 3. time: the faults stop right after the last entry, and the schedule
-//!    is squeezed (every time halved) while the failure persists;
+//! 3. time: the faults stop right after the last entry, quiet stretches
+//!    between entries are cut short, and the schedule is squeezed (every
+//!    time halved) while the failure persists;
 //! 4. keys and clients: those no entry uses are dropped, the rest
 //!    renumbered.
 //!
@@ -26,6 +27,24 @@ use crate::schedule::{Action, Schedule};
 
 /// Runs a shrink may make when the caller names no budget.
 pub const SHRINK_BUDGET_DEFAULT: usize = 200;
+
+/// Longest quiet stretches between entries the shrinker tries, shortest
+/// first.
+const GAP_CAPS_NANOS: [u64; 3] = [50_000_000, 200_000_000, 1_000_000_000];
+
+/// `schedule` with every stretch between two entries (before the first,
+/// and from the last to the end of the faults) cut to at most `cap`.
+fn capped_gaps(schedule: &Schedule, cap: u64) -> Schedule {
+    let mut capped = schedule.clone();
+    let (mut was, mut now) = (0, 0);
+    for entry in &mut capped.entries {
+        now += (entry.at_nanos - was).min(cap);
+        was = entry.at_nanos;
+        entry.at_nanos = now;
+    }
+    capped.faults_stop_nanos = now + capped.faults_stop_nanos.saturating_sub(was).min(cap);
+    capped
+}
 
 /// What a shrink found.
 #[derive(Debug, Clone)]
@@ -152,26 +171,31 @@ impl Shrinker<'_> {
         }
     }
 
-    /// What follows the faults: none of it, or no liveness phase, or a
-    /// shorter one.
+    /// What follows the faults: no wait for the replicas to converge (the
+    /// liveness phase at once, then the end), and a shorter liveness phase
+    /// or none.
     fn shrink_ending(&mut self) {
-        if !self.best.heal {
-            return;
-        }
-        let mut ended = self.best.clone();
-        ended.heal = false;
-        ended.liveness_ops = 0;
-        if self.attempt(ended) {
-            return;
+        if self.best.heal {
+            let mut ended = self.best.clone();
+            ended.heal = false;
+            ended.liveness_ops = 0;
+            if !self.attempt(ended) {
+                let mut unhealed = self.best.clone();
+                unhealed.heal = false;
+                self.attempt(unhealed);
+            }
         }
         while self.best.liveness_ops > 0 {
-            let mut shorter = self.best.clone();
-            shorter.liveness_ops = if self.best.liveness_ops <= 2 {
-                0
-            } else {
-                self.best.liveness_ops / 4
-            };
-            if !self.attempt(shorter) {
+            let ops = self.best.liveness_ops;
+            let shorter = [0, ops / 4, ops / 2]
+                .into_iter()
+                .filter(|&n| n < ops)
+                .any(|n| {
+                    let mut candidate = self.best.clone();
+                    candidate.liveness_ops = n;
+                    self.attempt(candidate)
+                });
+            if !shorter {
                 break;
             }
         }
@@ -197,14 +221,20 @@ impl Shrinker<'_> {
         }
     }
 
-    /// The faults stop right after the last entry; then every time halved,
-    /// while the failure persists.
+    /// The faults stop right after the last entry; the quiet stretches
+    /// between entries (and before the first) are cut short; then every
+    /// time is halved, while the failure persists.
     fn shrink_time(&mut self) {
         let last = self.best.entries.last().map_or(0, |e| e.at_nanos);
         if self.best.faults_stop_nanos > last {
             let mut candidate = self.best.clone();
             candidate.faults_stop_nanos = last;
             self.attempt(candidate);
+        }
+        for cap in GAP_CAPS_NANOS {
+            if self.attempt(capped_gaps(&self.best, cap)) {
+                break;
+            }
         }
         while self.best.faults_stop_nanos > 1_000_000 {
             let mut candidate = self.best.clone();

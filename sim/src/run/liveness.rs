@@ -84,7 +84,12 @@ impl Simulation {
             self.settle_started_nanos = self.now;
             self.converged_since_nanos = None;
             let settle = self.final_settle_nanos();
-            self.schedule(settle, Event::ConvergencePoll);
+            if self.unhealed {
+                // A schedule that skips healing skips the final wait too.
+                self.schedule(settle, Event::Finish);
+            } else {
+                self.schedule(settle, Event::ConvergencePoll);
+            }
         }
     }
 

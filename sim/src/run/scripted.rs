@@ -136,7 +136,19 @@ impl Simulation {
             None => return,
         };
         match action {
-            Action::Fault { fault, crash_at } => self.inject(fault, crash_at),
+            Action::Fault { fault, crash_at } => {
+                // Once entries are removed, a restart may find its node
+                // running, a crash its node down: skipped.
+                let up = |node: usize| self.slots[node].node.is_some();
+                let applies = match &fault {
+                    Fault::Restart(node) => !up(*node),
+                    Fault::Crash(node) => up(*node),
+                    _ => true,
+                };
+                if applies {
+                    self.inject(fault, crash_at);
+                }
+            }
             Action::Op(op) => {
                 if self.clients[op.client].in_flight.is_some() {
                     self.schedule(BUSY_CLIENT_RETRY_NANOS, Event::Scripted { entry });
@@ -157,7 +169,7 @@ impl Simulation {
 
     /// The schedule's faults stop, once every operation has been issued and
     /// has completed: the heal phase starts, or, when the schedule skips
-    /// it, the run ends.
+    /// it, the liveness phase (which the run ends with).
     pub(super) fn on_scripted_stop(&mut self) {
         if self.phase != Phase::Safety {
             return;
@@ -179,11 +191,15 @@ impl Simulation {
         if heal {
             self.start_heal();
         } else {
+            // The faults stop (nodes restarted, links healed) but nothing
+            // waits for the replicas to converge: the liveness phase, if
+            // any, starts at once, and the run ends with it.
             self.trace.record(self.now, &[20], || {
                 "end: the schedule skips healing".to_owned()
             });
             self.unhealed = true;
-            self.schedule(0, Event::Finish);
+            self.stop_faults();
+            self.start_liveness();
         }
     }
 
