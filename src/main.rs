@@ -208,6 +208,27 @@ struct SimArgs {
     /// operations and the failing window (single seed only).
     #[arg(long, requires = "seed", value_name = "FILE")]
     html: Option<std::path::PathBuf>,
+    /// Write the run's schedule (its faults and client operations, each at
+    /// its virtual time; docs/FORMAT.md) to this file (single seed only).
+    #[arg(long, requires = "seed", value_name = "FILE", conflicts_with_all = ["schedule", "html"])]
+    schedule_out: Option<std::path::PathBuf>,
+    /// Replay this schedule file instead of drawing faults and operations
+    /// (its seed must be --seed; the register workload only).
+    #[arg(long, requires = "seed", value_name = "FILE", conflicts_with = "html")]
+    schedule: Option<std::path::PathBuf>,
+    /// Search for a smaller run that fails with the same property (fewer
+    /// operations, faults, keys and clients, a shorter schedule), print it
+    /// and its repro line, and write its schedule (see --shrink-out).
+    #[arg(long, requires = "seed", conflicts_with_all = ["schedule", "schedule_out", "html"])]
+    shrink: bool,
+    /// Where --shrink writes the shrunk schedule (default:
+    /// shrunk-SEED.jsonl in the current directory).
+    #[arg(long, requires = "shrink", value_name = "FILE")]
+    shrink_out: Option<std::path::PathBuf>,
+    /// Runs --shrink may make at most.
+    #[arg(long, requires = "shrink", value_name = "N",
+          default_value_t = enigma_sim::shrink::SHRINK_BUDGET_DEFAULT)]
+    shrink_budget: usize,
 }
 
 fn default_jobs() -> usize {
@@ -331,12 +352,20 @@ fn sim(args: &SimArgs) -> ExitCode {
         ("--trace", args.trace),
         ("--history", args.history),
         ("--history-out", args.history_out.is_some()),
+        ("--schedule-out", args.schedule_out.is_some()),
+        ("--schedule", args.schedule.is_some()),
+        ("--shrink", args.shrink),
     ];
     if args.seed.is_none() {
         if let Some((flag, _)) = single_run_only.iter().find(|(_, given)| *given) {
             eprintln!("error: {flag} describes one run: it needs --seed");
             return ExitCode::from(2);
         }
+    }
+    if args.seeds.is_none()
+        && (args.schedule.is_some() || args.schedule_out.is_some() || args.shrink)
+    {
+        return sim_scheduled(args, &config);
     }
     match args.seeds {
         Some(count) => sim_sweep(&config, count, args.jobs.unwrap_or_else(default_jobs)),
@@ -367,6 +396,134 @@ fn sim_one(
         }
         None => run(config),
     };
+    report_one(config, &report, show_history, history_out, "")
+}
+
+/// `enigma sim --seed S` with `--schedule-out`, `--schedule` or `--shrink`
+/// (docs/FAULTS.md, "Schedules and shrinking").
+fn sim_scheduled(args: &SimArgs, config: &SimConfig) -> ExitCode {
+    use enigma_sim::run::{check_schedule, run_schedule_recorded, run_scheduled};
+    use enigma_sim::schedule::Schedule;
+    let write = |path: &Path, schedule: &Schedule| {
+        std::fs::write(path, schedule.to_json_lines()).map_err(|e| {
+            eprintln!(
+                "error: cannot write the schedule to {}: {e}",
+                path.display()
+            );
+            ExitCode::from(2)
+        })
+    };
+    let history_out = args.history_out.as_deref();
+    if let Some(path) = &args.schedule {
+        let parsed = std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| Schedule::parse(&text))
+            .and_then(|schedule| {
+                if schedule.seed != config.seed {
+                    return Err(format!(
+                        "the schedule is for seed {:#x}, not --seed {:#x}",
+                        schedule.seed, config.seed
+                    ));
+                }
+                check_schedule(config, &schedule).map(|()| schedule)
+            });
+        let schedule = match parsed {
+            Ok(schedule) => schedule,
+            Err(e) => {
+                eprintln!("error: schedule {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        };
+        out!(
+            "schedule: {} operations, {} faults, {} keys, {} clients",
+            schedule.ops(),
+            schedule.faults(),
+            schedule.keys,
+            schedule.clients
+        );
+        let report = run_scheduled(config, &schedule);
+        let suffix = format!(" --schedule {}", path.display());
+        return report_one(config, &report, args.history, history_out, &suffix);
+    }
+    if let Some(path) = &args.schedule_out {
+        let (report, schedule) = run_schedule_recorded(config);
+        if let Err(code) = write(path, &schedule) {
+            return code;
+        }
+        return report_one(config, &report, args.history, history_out, "");
+    }
+    if let Err(e) = enigma_sim::run::check_schedule(
+        config,
+        &Schedule {
+            seed: config.seed,
+            nodes: config.nodes,
+            keys: config.keys,
+            clients: config.clients,
+            faults_stop_nanos: 0,
+            heal: true,
+            liveness_ops: 0,
+            entries: Vec::new(),
+        },
+    ) {
+        eprintln!("error: --shrink: {e}");
+        return ExitCode::from(2);
+    }
+    let shrunk = match enigma_sim::shrink::shrink(config, args.shrink_budget) {
+        Ok(shrunk) => shrunk,
+        Err(e) => {
+            eprintln!("shrink: {e}");
+            return ExitCode::from(u8::from(e != enigma_sim::shrink::ShrinkError::Passed));
+        }
+    };
+    let path = args
+        .shrink_out
+        .clone()
+        .unwrap_or_else(|| format!("shrunk-{:#x}.jsonl", config.seed).into());
+    if let Err(code) = write(&path, &shrunk.shrunk) {
+        return code;
+    }
+    let (original, small) = (&shrunk.original, &shrunk.shrunk);
+    out!(
+        "shrink: {} in {} runs: {} -> {} entries ({} -> {} operations, {} -> {} faults), \
+         {} -> {} keys, {} -> {} clients, heal {}, {} liveness operations; {} -> {} events ({:.1}%)",
+        shrunk.property,
+        shrunk.runs,
+        original.entries.len(),
+        small.entries.len(),
+        original.ops(),
+        small.ops(),
+        original.faults(),
+        small.faults(),
+        original.keys,
+        small.keys,
+        original.clients,
+        small.clients,
+        if small.heal { "kept" } else { "skipped" },
+        small.liveness_ops,
+        shrunk.original_events,
+        shrunk.shrunk_run.stats.events,
+        shrunk.events_ratio() * 100.0,
+    );
+    out!("shrunk schedule: {}", path.display());
+    let suffix = format!(" --schedule {}", path.display());
+    report_one(
+        config,
+        &shrunk.shrunk_run,
+        args.history,
+        history_out,
+        &suffix,
+    )
+}
+
+/// Prints one run's report (and writes its history when asked); the repro
+/// line ends with `repro_suffix`. Exit status 1 when the run failed.
+fn report_one(
+    config: &SimConfig,
+    report: &RunReport,
+    show_history: bool,
+    history_out: Option<&Path>,
+    repro_suffix: &str,
+) -> ExitCode {
     if let Some(path) = history_out {
         if let Err(e) = std::fs::write(path, report.history_json_lines()) {
             eprintln!("error: cannot write the history to {}: {e}", path.display());
@@ -482,7 +639,7 @@ fn sim_one(
         out!("result: pass");
         ExitCode::SUCCESS
     } else {
-        print_failure(&report);
+        print_failure(config, report, repro_suffix);
         ExitCode::from(1)
     }
 }
@@ -537,14 +694,14 @@ fn paxos_line(messages: &BTreeMap<u32, u64>, round_trips: &BTreeMap<u32, u64>) -
     }
 }
 
-fn print_failure(report: &RunReport) {
+fn print_failure(config: &SimConfig, report: &RunReport, repro_suffix: &str) {
     for violation in &report.violations {
         out!("violated: {}", violation.property);
         for line in violation.details.lines() {
             out!("  {line}");
         }
     }
-    out!("repro: {}", report.config.repro_command());
+    out!("repro: {}{repro_suffix}", config.repro_command());
 }
 
 fn sim_sweep(base: &SimConfig, count: u64, jobs: usize) -> ExitCode {

@@ -21,6 +21,8 @@
 //! - [`html`]: the picture of a run as one self-contained HTML page.
 //! - [`marks`]: coverage marks over a sweep; the marks the CI sweep and
 //!   the shaped sweeps must hit.
+//! - [`schedule`]: a run's faults and operations as data, in a file.
+//! - [`shrink`]: from a failing run to a smaller one failing the same way.
 
 pub mod catalogue;
 pub mod clock;
@@ -32,6 +34,8 @@ pub mod net;
 pub mod recording;
 pub mod rng;
 pub mod run;
+pub mod schedule;
+pub mod shrink;
 pub mod sweep;
 pub mod trace;
 

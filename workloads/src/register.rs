@@ -120,6 +120,13 @@ impl RegisterWorkload {
         (0..self.options.keys).map(key_name).collect()
     }
 
+    /// Makes every value written from now on larger than `value`, so that
+    /// values stay unique when operations come from elsewhere (a replayed
+    /// schedule) as well as from this workload.
+    pub fn write_values_above(&mut self, value: Value) {
+        self.next_value = self.next_value.max(value.saturating_add(1));
+    }
+
     /// The next operation: a key and what to do with it.
     pub fn next_op(&mut self, rng: &mut impl Rng) -> (String, Call) {
         let index = rng.random_range(0..self.options.keys);

@@ -187,7 +187,7 @@ impl Simulation {
     /// that far. A replica that is down or cannot be read is a violation of
     /// its own.
     pub(super) fn replica_states(&mut self) -> Option<BTreeMap<String, Vec<ReplicaVersion>>> {
-        if self.phase != Phase::Done {
+        if self.phase != Phase::Done || self.unhealed {
             return None;
         }
         let states = self.replica_versions();

@@ -193,12 +193,15 @@ impl Simulation {
 
     pub(super) fn on_client_next(&mut self, client: usize) {
         if self.phase == Phase::Liveness {
-            if self.liveness_may_issue() {
+            // A client still busy goes again when its operation completes
+            // (a shrunk schedule may start the phase while one is).
+            if self.clients[client].in_flight.is_none() && self.liveness_may_issue() {
                 self.issue_next(client);
             }
             return;
         }
-        if self.phase != Phase::Safety {
+        if self.phase != Phase::Safety || self.script.is_some() {
+            // A scripted run's operations come at their scheduled times.
             return;
         }
         if self.ops_issued >= self.config.ops {

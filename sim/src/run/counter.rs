@@ -31,6 +31,7 @@ impl Simulation {
             SimWorkload::Register => {
                 let (key, call) = self.workload.next_op(&mut self.rng_clients);
                 let node = self.rng_clients.random_range(0..self.slots.len());
+                self.note_scheduled_op(client, &key, node, &call);
                 self.issue(client, node, key, call, self.config.level);
             }
             SimWorkload::Incr => self.issue_counter(client),

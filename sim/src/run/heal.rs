@@ -22,6 +22,14 @@ impl Simulation {
             .record(self.now, &[5], || "heal: faults stop".to_owned());
         self.phase = Phase::Heal;
         self.heal_started_nanos = self.now;
+        self.note_faults_stop();
+        self.stop_faults();
+        self.schedule(CONVERGENCE_POLL_NANOS, Event::ConvergencePoll);
+    }
+
+    /// Stops every fault: links healed, no loss, every node restarted,
+    /// each running node's storage held to what it acknowledged.
+    pub(super) fn stop_faults(&mut self) {
         self.net.heal();
         self.net.options.loss_probability = 0.0;
         self.net.options.duplicate_probability = 0.0;
@@ -54,7 +62,6 @@ impl Simulation {
                 self.check_durability(node, "when the faults stopped");
             }
         }
-        self.schedule(CONVERGENCE_POLL_NANOS, Event::ConvergencePoll);
     }
 
     /// Looks whether every replica of every key holds the same version and

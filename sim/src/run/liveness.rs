@@ -12,7 +12,7 @@ use super::{
 };
 
 /// Operations the clients issue in the liveness phase, at most.
-pub(super) const LIVENESS_OPS_MAX: usize = 50;
+pub(super) const LIVENESS_OPS_MAX: usize = crate::schedule::LIVENESS_OPS_DEFAULT;
 /// Operations that must complete `ok`.
 pub(super) const LIVENESS_OPS_OK_MIN: usize = 25;
 /// Virtual time the phase may take.
@@ -36,6 +36,11 @@ impl Simulation {
             .record(self.now, &[13], || "liveness: clients go again".to_owned());
         self.phase = Phase::Liveness;
         self.liveness = Liveness::default();
+        if self.liveness_ops_max == 0 {
+            // A shrunk schedule may skip the phase.
+            self.end_liveness();
+            return;
+        }
         for client in 0..self.config.clients {
             let think = self.rng_clients.random_range(0..CLIENT_THINK_MAX_NANOS);
             self.schedule(think, Event::ClientNext { client });
@@ -55,14 +60,14 @@ impl Simulation {
                 ));
             }
         }
-        if self.liveness.ok >= LIVENESS_OPS_OK_MIN {
+        if self.liveness.ok >= self.liveness_ok_min() {
             self.end_liveness();
         }
     }
 
     /// Whether a client may issue another liveness operation.
     pub(super) fn liveness_may_issue(&mut self) -> bool {
-        if self.liveness.issued >= LIVENESS_OPS_MAX {
+        if self.liveness.issued >= self.liveness_ops_max {
             return false;
         }
         self.liveness.issued += 1;
@@ -79,7 +84,12 @@ impl Simulation {
             self.settle_started_nanos = self.now;
             self.converged_since_nanos = None;
             let settle = self.final_settle_nanos();
-            self.schedule(settle, Event::ConvergencePoll);
+            if self.unhealed {
+                // A schedule that skips healing skips the final wait too.
+                self.schedule(settle, Event::Finish);
+            } else {
+                self.schedule(settle, Event::ConvergencePoll);
+            }
         }
     }
 
@@ -96,16 +106,23 @@ impl Simulation {
         self.violate(
             "liveness",
             format!(
-                "after healing, {} of {} operations at {} succeeded within {}s (needed {LIVENESS_OPS_OK_MIN}); last: {stuck}",
+                "after healing, {} of {} operations at {} succeeded within {}s (needed {}); last: {stuck}",
                 self.liveness.ok,
                 self.liveness.issued,
                 self.config.level,
+                self.liveness_ok_min(),
                 LIVENESS_NANOS_MAX / 1_000_000_000
             ),
         );
         self.phase = Phase::Settling;
         let settle = self.final_settle_nanos();
         self.schedule(settle, Event::Finish);
+    }
+
+    /// Operations that must complete `ok`: [`LIVENESS_OPS_OK_MIN`] of
+    /// [`LIVENESS_OPS_MAX`], in proportion when a schedule issues fewer.
+    fn liveness_ok_min(&self) -> usize {
+        (self.liveness_ops_max * LIVENESS_OPS_OK_MIN).div_ceil(LIVENESS_OPS_MAX)
     }
 
     /// How long operations still in flight get before the final checks.

@@ -29,7 +29,9 @@
 //! - `nemesis.rs`: the swarm draw and the nemesis driver;
 //! - `heal.rs`: the heal phase: waiting for the cluster to converge;
 //! - `liveness.rs`: the liveness phase;
-//! - `checks.rs`: durability, background failures, the history's promises.
+//! - `checks.rs`: durability, background failures, the history's promises;
+//! - `scripted.rs`: runs that record or replay a schedule of faults and
+//!   operations ([`crate::schedule`]).
 
 mod checks;
 mod clients;
@@ -41,6 +43,7 @@ mod liveness;
 mod nemesis;
 mod nodes;
 mod paxos_cost;
+mod scripted;
 
 use commit::{Batch, CrashPoint, SyncLatency};
 use links::{LinkStream, ReadCuts};
@@ -48,6 +51,8 @@ use liveness::Liveness;
 use nemesis::{draw_swarm, Swarm, Swizzle, CLOCK_FAULT_OFFSET_NANOS_MAX};
 pub use paxos_cost::median_and_mean;
 use paxos_cost::PaxosCost;
+pub use scripted::{check_schedule, run_schedule_recorded, run_scheduled, scheduled_config};
+use scripted::{ScheduleWriter, Script};
 
 use std::collections::BTreeMap;
 
@@ -443,6 +448,10 @@ enum Event {
     ClientNext { client: usize },
     /// The nemesis acts.
     Nemesis,
+    /// Entry `entry` of a scripted run's schedule happens.
+    Scripted { entry: usize },
+    /// A scripted run's faults stop (once its operations are done).
+    ScriptedStop,
     /// Node `node`'s group commit window closes: its sync starts.
     BatchClose { node: usize, incarnation: u64 },
     /// Node `node`'s sync completes: its batch's outputs leave.
@@ -660,6 +669,15 @@ struct Simulation {
     rng_clock: ChaCha8Rng,
     /// What the run's picture needs, only when one is asked for.
     recording: Option<Box<Recording>>,
+    /// The schedule a scripted run replays instead of drawing.
+    script: Option<Box<Script>>,
+    /// The schedule a recording seed run writes down.
+    schedule_writer: Option<Box<ScheduleWriter>>,
+    /// Operations the liveness phase issues at most.
+    liveness_ops_max: usize,
+    /// The run ended when its faults stopped, without healing (a schedule
+    /// skipped it): the converged state is not checked.
+    unhealed: bool,
 }
 
 impl Simulation {
@@ -860,6 +878,10 @@ impl Simulation {
             clock_skew: skew_nanos > 0 || clock_faults || far_ahead_nanos > 0,
             rng_clock,
             recording: None,
+            script: None,
+            schedule_writer: None,
+            liveness_ops_max: liveness::LIVENESS_OPS_MAX,
+            unhealed: false,
             config,
         }
     }
@@ -880,7 +902,9 @@ impl Simulation {
             let think = self.rng_clients.random_range(0..CLIENT_THINK_MAX_NANOS);
             self.schedule(think, Event::ClientNext { client });
         }
-        if self.config.faults {
+        if self.script.is_some() {
+            self.schedule_script();
+        } else if self.config.faults {
             self.schedule(NEMESIS_INTERVAL_MIN_NANOS, Event::Nemesis);
         }
         while let Some(((time, _), event)) = self.queue.pop_first() {
@@ -965,6 +989,8 @@ impl Simulation {
             }
             Event::ClientNext { client } => self.on_client_next(client),
             Event::Nemesis => self.on_nemesis(),
+            Event::Scripted { entry } => self.on_scripted(entry),
+            Event::ScriptedStop => self.on_scripted_stop(),
             Event::BatchClose { node, incarnation } => self.on_batch_close(node, incarnation),
             Event::SyncDone { node, incarnation } => self.on_sync_done(node, incarnation),
             Event::CrashMidSync { node, incarnation } => {

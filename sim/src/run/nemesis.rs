@@ -14,6 +14,7 @@ use crate::config::SimConfig;
 use crate::disk::SimDiskFaults;
 use crate::net::NetOptions;
 use crate::recording::SpanKind;
+use crate::schedule::CrashAt;
 
 use super::commit::{
     CrashPoint, SyncLatency, CRASH_IN_BACKGROUND_JOB_WAIT_NANOS, SYNC_LATENCY_PROFILES,
@@ -72,11 +73,7 @@ impl Simulation {
         };
         let fault = self.nemesis.next_fault(&mut self.rng_nemesis, &state);
         if let Some(fault) = fault {
-            let mut bytes = vec![4];
-            bytes.extend_from_slice(format!("{fault:?}").as_bytes());
-            self.trace
-                .record(self.now, &bytes, || format!("nemesis: {fault:?}"));
-            self.carry_out(fault);
+            self.inject(fault, None);
         }
         let pause = self
             .rng_nemesis
@@ -84,13 +81,33 @@ impl Simulation {
         self.schedule(pause, Event::Nemesis);
     }
 
-    fn carry_out(&mut self, fault: Fault) {
+    /// Injects `fault`, drawn by the nemesis or read from a schedule; a
+    /// crash lands at `crash_at`, drawn when `None`.
+    pub(super) fn inject(&mut self, fault: Fault, crash_at: Option<CrashAt>) {
+        let mut bytes = vec![4];
+        bytes.extend_from_slice(format!("{fault:?}").as_bytes());
+        self.trace
+            .record(self.now, &bytes, || format!("nemesis: {fault:?}"));
+        let crash_at = match (&fault, crash_at) {
+            (Fault::Crash(_), None) => Some(match self.rng_nemesis.random_range(0..4) {
+                // Three in four crashes wait for the node's next batch, to
+                // land inside the group commit's windows; a quarter wait
+                // for its next background job, to land between two steps.
+                0 => CrashAt::BeforeSync,
+                1 => CrashAt::DuringSync,
+                2 => CrashAt::InBackgroundJob,
+                _ => CrashAt::Now,
+            }),
+            (_, given) => given,
+        };
+        self.note_scheduled_fault(&fault, crash_at);
+        self.carry_out(fault, crash_at.unwrap_or(CrashAt::Now));
+    }
+
+    fn carry_out(&mut self, fault: Fault, crash_at: CrashAt) {
         match fault {
-            Fault::Crash(node) => match self.rng_nemesis.random_range(0..4) {
-                // Three in four crashes wait for the node's next batch, to land
-                // inside the group commit's windows; a quarter wait for
-                // its next background job, to land between two steps.
-                0 => {
+            Fault::Crash(node) => match crash_at {
+                CrashAt::BeforeSync => {
                     self.record(|r, now| {
                         r.mark(
                             now,
@@ -101,7 +118,7 @@ impl Simulation {
                     });
                     self.slots[node].crash_armed = Some(CrashPoint::BeforeSync);
                 }
-                1 => {
+                CrashAt::DuringSync => {
                     self.record(|r, now| {
                         r.mark(
                             now,
@@ -112,7 +129,7 @@ impl Simulation {
                     });
                     self.slots[node].crash_armed = Some(CrashPoint::DuringSync);
                 }
-                2 => {
+                CrashAt::InBackgroundJob => {
                     self.record(|r, now| {
                         r.mark(
                             now,
@@ -125,7 +142,7 @@ impl Simulation {
                         until_nanos: self.now + CRASH_IN_BACKGROUND_JOB_WAIT_NANOS,
                     });
                 }
-                _ => self.crash(node),
+                CrashAt::Now => self.crash(node),
             },
             Fault::Restart(node) => self.start_node(node),
             Fault::Partition { kind, cut } => {
