@@ -15,6 +15,7 @@
 //!   tags that authenticate each frame on a plaintext link.
 //! - [`tls`]: rustls for clients and peers, from certificate, key and CA
 //!   files.
+//! - [`entropy`]: randomness, from the OS or (under madsim) the seed.
 //! - [`process`]: resident memory, CPU and open files from `/proc`, bytes on
 //!   disk by kind.
 //! - [`session`]: one client connection's commands, levels and replies.
@@ -30,11 +31,28 @@
 //!   bugs a real node takes from its environment, so that `enigma chaos`
 //!   can show its checks bite on real processes.
 
+/// `tokio::select!`, but biased (branches polled in order) under madsim.
+///
+/// tokio's `select!` starts at a random branch drawn from a thread-local
+/// generator seeded by the OS, which madsim cannot seed on Linux: two runs
+/// of one seed would take different branches when several are ready at
+/// once. A real build keeps tokio's fairness.
+#[cfg(not(madsim))]
+macro_rules! select {
+    ($($body:tt)*) => { tokio::select! { $($body)* } };
+}
+#[cfg(madsim)]
+macro_rules! select {
+    ($($body:tt)*) => { tokio::select! { biased; $($body)* } };
+}
+pub(crate) use select;
+
 pub mod command;
 pub mod conditional;
 pub mod config;
 pub mod connection;
 pub mod driver;
+pub mod entropy;
 pub mod handshake;
 pub mod info;
 pub mod logging;
