@@ -96,7 +96,7 @@ pub(crate) async fn run_client_listener(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        tokio::select! {
+        crate::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote)) => {
                     let _ = stream.set_nodelay(true);
@@ -109,7 +109,7 @@ pub(crate) async fn run_client_listener(
                         } else {
                             inc(&shared.metrics.connections_rejected);
                             tokio::spawn(async move {
-                                let (mut reader, mut writer) = stream.into_split();
+                                let (mut reader, mut writer) = tokio::io::split(stream);
                                 let _ = writer.write_all(b"-ERR max number of clients reached (connections_max)\r\n").await;
                                 linger_close(&mut reader, &mut writer).await;
                                 drop(guard);
@@ -141,7 +141,7 @@ async fn start_client(
     guard: ConnectionGuard,
 ) {
     let Some(acceptor) = tls else {
-        let (reader, writer) = stream.into_split();
+        let (reader, writer) = tokio::io::split(stream);
         return serve_client(reader, writer, remote, shared, stop, guard).await;
     };
     // A handshake is a request: it gets the same time limit.

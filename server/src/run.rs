@@ -70,7 +70,15 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// Under madsim only Ctrl-C exists (`Handle::send_ctrl_c`).
+#[cfg(madsim)]
+async fn shutdown_signal() -> &'static str {
+    let _ = tokio::signal::ctrl_c().await;
+    "SIGINT"
+}
+
 /// Resolves on SIGINT or SIGTERM; a second signal exits at once.
+#[cfg(not(madsim))]
 async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
@@ -81,12 +89,12 @@ async fn shutdown_signal() -> &'static str {
             return "SIGINT";
         }
     };
-    let name = tokio::select! {
+    let name = crate::select! {
         _ = tokio::signal::ctrl_c() => "SIGINT",
         _ = term.recv() => "SIGTERM",
     };
     tokio::spawn(async move {
-        tokio::select! {
+        crate::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
@@ -117,7 +125,7 @@ pub fn node(command: &NodeCommand) -> ExitCode {
     let result = runtime.block_on(async move {
         let listeners = Listeners::bind(config.listen, config.peer_listen, config.metrics_listen)?;
         let node = RunningNode::start(config, listeners)?;
-        tokio::select! {
+        crate::select! {
             signal = shutdown_signal() => {
                 info!(%signal, "stopping: no new connections, finishing in-flight commands");
                 node.stop().await
@@ -187,7 +195,7 @@ fn dev_secret(dir: &Path) -> anyhow::Result<String> {
         }
     }
     let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes)
+    crate::entropy::fill(&mut bytes)
         .map_err(|e| anyhow::anyhow!("no randomness for the cluster secret: {e}"))?;
     let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     // Written under a temporary name with its final mode from the start,
@@ -304,13 +312,13 @@ async fn run_dev(args: &DevArgs) -> anyhow::Result<()> {
     }
     println!("Ctrl-C stops the cluster; `enigma dev` again recovers the same data.");
     let ended = async {
-        tokio::select! {
+        crate::select! {
             () = nodes[0].ended() => {}
             () = nodes[1].ended() => {}
             () = nodes[2].ended() => {}
         }
     };
-    tokio::select! {
+    crate::select! {
         signal = shutdown_signal() => info!(%signal, "stopping the dev cluster"),
         () = ended => error!("a node stopped; stopping the dev cluster"),
     }

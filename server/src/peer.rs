@@ -341,9 +341,9 @@ pub async fn run_dialer(
                 debug!(peer = %link.id, "peer handshake timed out");
             }
         }
-        let jitter = getrandom::u64().unwrap_or(0) % (backoff.as_millis() as u64 / 2 + 1);
+        let jitter = crate::entropy::u64().unwrap_or(0) % (backoff.as_millis() as u64 / 2 + 1);
         let pause = backoff + Duration::from_millis(jitter);
-        tokio::select! {
+        crate::select! {
             _ = tokio::time::sleep(pause) => {
                 backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
             }
@@ -396,7 +396,7 @@ async fn send_loop(
     let mut wake_pending = false;
     loop {
         if !wake_pending {
-            tokio::select! {
+            crate::select! {
                 _ = link.notify.notified() => {}
                 read = reader.read(&mut probe) => {
                     return match read {
@@ -431,7 +431,7 @@ async fn send_loop(
             let stall = tokio::time::sleep(PEER_WRITE_TIMEOUT);
             tokio::pin!(write, stall);
             loop {
-                tokio::select! {
+                crate::select! {
                     written = &mut write => match written {
                         Ok(()) => {
                             crate::metrics::add(&metrics.peer_frames_sent, frames as u64);
@@ -475,7 +475,7 @@ pub async fn run_acceptor(
 ) {
     let refusals = Arc::new(RefusalLog::default());
     loop {
-        tokio::select! {
+        crate::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote)) => {
                     let _ = stream.set_nodelay(true);
@@ -605,7 +605,7 @@ async fn serve_inbound(
                 }
             }
         }
-        tokio::select! {
+        crate::select! {
             read = stream.read_buf(reader.buffer()) => match read {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}

@@ -38,20 +38,31 @@ const SHUTDOWN_ANNOUNCE_WAIT: Duration = Duration::from_millis(200);
 const HTTP_HEAD_BYTES_MAX: usize = 8 << 10;
 
 /// Most connections waiting to be accepted on a listener.
+#[cfg(not(madsim))]
 const LISTEN_BACKLOG: i32 = 1024;
 
 /// A node's bound sockets, not yet tied to a runtime: each node runs on a
 /// runtime of its own, which takes them over in [`RunningNode::start`].
+///
+/// Under `--cfg madsim` (simulated network, `tests/madsim.rs`) sockets can
+/// only be bound inside the simulated node: this holds the addresses, and
+/// the node's task binds them when it starts.
 #[derive(Debug)]
 pub struct Listeners {
-    client: std::net::TcpListener,
-    peer: std::net::TcpListener,
-    metrics: Option<std::net::TcpListener>,
+    client: BoundListener,
+    peer: BoundListener,
+    metrics: Option<BoundListener>,
 }
+
+#[cfg(not(madsim))]
+type BoundListener = std::net::TcpListener;
+#[cfg(madsim)]
+type BoundListener = SocketAddr;
 
 /// Binds `addr` with `SO_REUSEADDR`, so that a restarted node gets its port
 /// back while connections of its previous life linger in TIME_WAIT.
-fn listen(addr: SocketAddr, what: &str) -> anyhow::Result<std::net::TcpListener> {
+#[cfg(not(madsim))]
+fn listen(addr: SocketAddr, what: &str) -> anyhow::Result<BoundListener> {
     let bind = || -> std::io::Result<std::net::TcpListener> {
         let socket = socket2::Socket::new(
             socket2::Domain::for_address(addr),
@@ -65,6 +76,40 @@ fn listen(addr: SocketAddr, what: &str) -> anyhow::Result<std::net::TcpListener>
         Ok(socket.into())
     };
     bind().with_context(|| format!("cannot listen for {what} on {addr}"))
+}
+
+/// Under madsim the address is bound by the node's task ([`take_over`]).
+#[cfg(madsim)]
+#[allow(clippy::unnecessary_wraps)] // the same signature as a real build's
+fn listen(addr: SocketAddr, _what: &str) -> anyhow::Result<BoundListener> {
+    Ok(addr)
+}
+
+/// The node's runtime takes over a bound listener.
+#[cfg(not(madsim))]
+#[allow(clippy::unused_async)] // madsim's version binds, which awaits
+async fn take_over(listener: BoundListener) -> std::io::Result<TcpListener> {
+    TcpListener::from_std(listener)
+}
+
+/// Binds the address in the simulated node.
+#[cfg(madsim)]
+async fn take_over(addr: BoundListener) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// The address a bound listener serves.
+#[cfg(not(madsim))]
+fn bound_addr(listener: &BoundListener) -> SocketAddr {
+    listener
+        .local_addr()
+        .expect("a bound listener has an address")
+}
+
+/// The address a listener will serve.
+#[cfg(madsim)]
+fn bound_addr(addr: &BoundListener) -> SocketAddr {
+    *addr
 }
 
 impl Listeners {
@@ -86,23 +131,17 @@ impl Listeners {
 
     /// The bound client address.
     pub fn client_addr(&self) -> SocketAddr {
-        self.client
-            .local_addr()
-            .expect("a bound listener has an address")
+        bound_addr(&self.client)
     }
 
     /// The bound peer address.
     pub fn peer_addr(&self) -> SocketAddr {
-        self.peer
-            .local_addr()
-            .expect("a bound listener has an address")
+        bound_addr(&self.peer)
     }
 
     /// The bound metrics address, if any.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics
-            .as_ref()
-            .map(|l| l.local_addr().expect("a bound listener has an address"))
+        self.metrics.as_ref().map(bound_addr)
     }
 }
 
@@ -114,8 +153,9 @@ pub struct RunningNode {
     stop_clients: watch::Sender<bool>,
     /// Raised second: stop peers and the ticker.
     stop_peers: watch::Sender<bool>,
-    /// The node thread; `Err` is a dead node (failed flush).
-    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+    /// The node thread (a task under madsim); `Err` is a dead node
+    /// (failed flush).
+    thread: Option<NodeThread>,
     /// Set when the node thread ends.
     ended: watch::Receiver<bool>,
     metrics_addr: Option<SocketAddr>,
@@ -211,64 +251,60 @@ impl RunningNode {
         let (ended_tx, ended) = watch::channel(false);
         let (stop_clients, clients_rx) = watch::channel(false);
         let (stop_peers, peers_rx) = watch::channel(false);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot build the node's runtime")?;
         let thread_shared = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("enigma-{}", shared.config.id))
-            .spawn(move || {
-                let shared = thread_shared;
-                let result = runtime.block_on(async {
-                    let listen = |l: std::net::TcpListener| TcpListener::from_std(l);
-                    let client = listen(listeners.client).map_err(|e| e.to_string())?;
-                    let peer = listen(listeners.peer).map_err(|e| e.to_string())?;
-                    let metrics = match listeners.metrics {
-                        Some(l) => Some(listen(l).map_err(|e| e.to_string())?),
-                        None => None,
-                    };
-                    let tick = Duration::from_millis(shared.config.tick_interval_ms);
-                    tokio::spawn(run_ticker(shared.inputs.clone(), tick, peers_rx.clone()));
-                    tokio::spawn(run_acceptor(
-                        peer,
+        let serve = async move {
+            let shared = thread_shared;
+            let result = async {
+                let client = take_over(listeners.client)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let peer = take_over(listeners.peer).await.map_err(|e| e.to_string())?;
+                let metrics = match listeners.metrics {
+                    Some(l) => Some(take_over(l).await.map_err(|e| e.to_string())?),
+                    None => None,
+                };
+                let tick = Duration::from_millis(shared.config.tick_interval_ms);
+                tokio::spawn(run_ticker(shared.inputs.clone(), tick, peers_rx.clone()));
+                tokio::spawn(run_acceptor(
+                    peer,
+                    keys.clone(),
+                    tls.clone(),
+                    shared.clone(),
+                    shared.inputs.clone(),
+                    peers_rx.clone(),
+                ));
+                for link in shared.links.values() {
+                    tokio::spawn(run_dialer(
+                        link.clone(),
                         keys.clone(),
                         tls.clone(),
                         shared.clone(),
-                        shared.inputs.clone(),
                         peers_rx.clone(),
                     ));
-                    for link in shared.links.values() {
-                        tokio::spawn(run_dialer(
-                            link.clone(),
-                            keys.clone(),
-                            tls.clone(),
-                            shared.clone(),
-                            peers_rx.clone(),
-                        ));
-                    }
-                    tokio::spawn(run_client_listener(
-                        client,
-                        tls.clients.clone(),
-                        shared.clone(),
-                        clients_rx,
-                    ));
-                    if let Some(listener) = metrics {
-                        tokio::spawn(run_metrics(listener, shared.clone(), peers_rx));
-                    }
-                    run_node(node, receiver, &shared)
-                        .await
-                        .map_err(|e| e.to_string())
-                });
-                if result.is_err() {
-                    // The error itself is reported once, by whoever joins
-                    // this thread (`finish`).
-                    warn!(node = %shared.config.id, "node thread ended on a storage failure");
                 }
-                let _ = ended_tx.send(true);
-                result
-            })
-            .context("cannot start the node thread")?;
+                tokio::spawn(run_client_listener(
+                    client,
+                    tls.clients.clone(),
+                    shared.clone(),
+                    clients_rx,
+                ));
+                if let Some(listener) = metrics {
+                    tokio::spawn(run_metrics(listener, shared.clone(), peers_rx));
+                }
+                run_node(node, receiver, &shared)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            .await;
+            if result.is_err() {
+                // The error itself is reported once, by whoever joins
+                // this thread (`finish`).
+                warn!(node = %shared.config.id, "node thread ended on a storage failure");
+            }
+            let _ = ended_tx.send(true);
+            result
+        };
+        let thread = spawn_node(shared.config.id, serve)?;
         info!(
             node = %shared.config.id,
             generation,
@@ -363,10 +399,7 @@ impl RunningNode {
         let _ = self.stop_peers.send(true);
         let _ = self.shared.inputs.send(DriverInput::Stop).await;
         let thread = self.thread.take().expect("finish runs once");
-        let result = tokio::task::spawn_blocking(move || thread.join())
-            .await
-            .context("joining the node thread")?;
-        match result {
+        match join_node(thread).await? {
             Ok(Ok(())) => {
                 info!(node = %self.shared.config.id, "node stopped cleanly");
                 Ok(())
@@ -394,6 +427,53 @@ impl RunningNode {
     }
 }
 
+/// What runs a node: a thread with a runtime of its own, or under madsim a
+/// task of the simulated node that starts it (madsim has no threads).
+#[cfg(not(madsim))]
+type NodeThread = std::thread::JoinHandle<Result<(), String>>;
+#[cfg(madsim)]
+type NodeThread = tokio::task::JoinHandle<Result<(), String>>;
+
+/// Runs `serve` on a thread and runtime of the node's own.
+#[cfg(not(madsim))]
+fn spawn_node(
+    id: enigma_cluster::NodeId,
+    serve: impl std::future::Future<Output = Result<(), String>> + Send + 'static,
+) -> anyhow::Result<NodeThread> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot build the node's runtime")?;
+    std::thread::Builder::new()
+        .name(format!("enigma-{id}"))
+        .spawn(move || runtime.block_on(serve))
+        .context("cannot start the node thread")
+}
+
+/// Runs `serve` as a task of the current simulated node.
+#[cfg(madsim)]
+#[allow(clippy::unnecessary_wraps)] // the same signature as a real build's
+fn spawn_node(
+    _id: enigma_cluster::NodeId,
+    serve: impl std::future::Future<Output = Result<(), String>> + Send + 'static,
+) -> anyhow::Result<NodeThread> {
+    Ok(tokio::spawn(serve))
+}
+
+/// Waits for the node thread; the outer `Err` of the result is a panic.
+#[cfg(not(madsim))]
+async fn join_node(thread: NodeThread) -> anyhow::Result<std::thread::Result<Result<(), String>>> {
+    tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .context("joining the node thread")
+}
+
+/// Waits for the node's task; the outer `Err` of the result is a panic.
+#[cfg(madsim)]
+async fn join_node(thread: NodeThread) -> anyhow::Result<Result<Result<(), String>, ()>> {
+    Ok(thread.await.map_err(|_| ()))
+}
+
 /// The node's options from its configuration.
 fn node_options(config: &NodeConfig) -> NodeOptions {
     let ms = |v: u64| v.saturating_mul(1_000_000);
@@ -415,7 +495,7 @@ fn node_options(config: &NodeConfig) -> NodeOptions {
         },
         // Gossip targets differ from process to process; nothing depends on
         // replaying them.
-        seed: getrandom::u64().unwrap_or(u64::from(config.id.0)),
+        seed: crate::entropy::u64().unwrap_or(u64::from(config.id.0)),
         gossip_interval_nanos: ms(healing.gossip_interval_ms),
         phi_convict_threshold: healing.phi_convict_threshold,
         hints: HintOptions {
@@ -446,7 +526,7 @@ async fn run_ticker(
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
+        crate::select! {
             _ = interval.tick() => {
                 // A full queue already wakes the node; a skipped tick is
                 // made up by the next.
@@ -484,7 +564,7 @@ fn log_recovery(node: enigma_cluster::NodeId, report: &enigma_engine::RecoveryRe
 /// Serves `GET /metrics` in the Prometheus text format.
 async fn run_metrics(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     loop {
-        tokio::select! {
+        crate::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     tokio::spawn(serve_metrics(stream, shared.clone()));

@@ -113,7 +113,7 @@ pub fn cluster_digest(cluster: &ClusterConfig) -> u64 {
 
 fn nonce() -> [u8; NONCE_BYTES] {
     let mut nonce = [0u8; NONCE_BYTES];
-    if getrandom::fill(&mut nonce).is_err() {
+    if crate::entropy::fill(&mut nonce).is_err() {
         // No OS randomness: fall back to the clock. Nonces only need to be
         // fresh, not secret.
         #[allow(clippy::disallowed_methods)]
