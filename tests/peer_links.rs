@@ -15,8 +15,70 @@ use enigma_cluster::{ClusterConfig, NodeId};
 use enigmadb::peer::{accept_handshake, cluster_digest, HandshakeKeys};
 use support::{enigma, free_ports, http_get, metric, raw_command, signal, wait_exit, SECRET};
 
+/// The fake n2 as a sender: dials n1's peer port and sends a gossip round
+/// about itself every 200 ms (heartbeat, wall clock), as a live member
+/// does, so that n1 holds it up and can judge its own clock against it
+/// (an unjudged node would not take a write at ONE alone).
+async fn gossip_to(peer_port: u16, keys: &HandshakeKeys) {
+    use enigma_cluster::codec::encode_frame;
+    use enigma_cluster::gossip::{MemberState, MemberStatus};
+    use enigma_cluster::hlc::LOGICAL_BITS;
+    use enigma_cluster::{Envelope, Message};
+    use enigmadb::peer::dial_handshake;
+    use tokio::io::AsyncWriteExt;
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut stream = loop {
+        if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", peer_port)).await {
+            if let Ok(key) = dial_handshake(&mut stream, keys, NodeId(1)).await {
+                break (stream, key.sealer());
+            }
+        }
+        assert!(Instant::now() < deadline, "could not dial n1's peer port");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for heartbeat in 1..=1_000u64 {
+        let wall_nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        let hlc = (wall_nanos / 1_000) << LOGICAL_BITS;
+        let frame = encode_frame(&Envelope {
+            hlc,
+            message: Message::GossipSyn {
+                states: vec![MemberState {
+                    node: NodeId(2),
+                    generation: 1,
+                    heartbeat,
+                    status: MemberStatus::Normal,
+                    wall_nanos,
+                    hlc,
+                    hints_pending: 0,
+                    repair_completed_wall_nanos: 0,
+                }],
+            },
+        });
+        let (socket, tags) = &mut stream;
+        if socket.write_all(&frame).await.is_err()
+            || socket.write_all(&tags.seal(&frame)).await.is_err()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Kills the node if the test panics, so that no process outlives it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
-#[ignore = "its fake peer never gossips, so the node never judges its clock and (since 64fca16) a write at ONE waits for a peer's acknowledgement that never comes; the fake peer must gossip its wall clock first"]
 fn a_peer_that_stops_reading_is_dropped_and_dialed_again() {
     let dir = tempfile::tempdir().unwrap();
     let ports = free_ports(3);
@@ -42,8 +104,11 @@ fn a_peer_that_stops_reading_is_dropped_and_dialed_again() {
     });
     let handshakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = handshakes.clone();
+    let peer_port = ports[2];
     let fake_peer = std::thread::spawn(move || {
         runtime.block_on(async move {
+            let gossip_keys = keys.clone();
+            tokio::spawn(async move { gossip_to(peer_port, &gossip_keys).await });
             let mut held = Vec::new();
             loop {
                 let accepted = tokio::time::timeout(Duration::from_secs(60), fake.accept()).await;
@@ -58,31 +123,33 @@ fn a_peer_that_stops_reading_is_dropped_and_dialed_again() {
             }
         });
     });
-    let mut node = enigma()
-        .arg("node")
-        .arg("--id")
-        .arg("1")
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{client_port}"))
-        .arg("--peer-listen")
-        .arg(format!("127.0.0.1:{}", ports[2]))
-        .arg("--metrics-listen")
-        .arg(format!("127.0.0.1:{metrics_port}"))
-        .arg("--peers")
-        .arg(format!("2@{fake_addr}"))
-        .arg("--data-dir")
-        .arg(dir.path().join("n1"))
-        .arg("--default-consistency")
-        .arg("ONE")
-        .arg("--value-bytes-max")
-        .arg("65536")
-        .arg("--peer-send-queue-bytes-max")
-        .arg("1048576")
-        .env("ENIGMA_CLUSTER_SECRET", SECRET)
-        .env("RUST_LOG", "warn")
-        .stderr(std::fs::File::create(dir.path().join("n1.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let mut node = KillOnDrop(
+        enigma()
+            .arg("node")
+            .arg("--id")
+            .arg("1")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{client_port}"))
+            .arg("--peer-listen")
+            .arg(format!("127.0.0.1:{}", ports[2]))
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{metrics_port}"))
+            .arg("--peers")
+            .arg(format!("2@{fake_addr}"))
+            .arg("--data-dir")
+            .arg(dir.path().join("n1"))
+            .arg("--default-consistency")
+            .arg("ONE")
+            .arg("--value-bytes-max")
+            .arg("65536")
+            .arg("--peer-send-queue-bytes-max")
+            .arg("1048576")
+            .env("ENIGMA_CLUSTER_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .stderr(std::fs::File::create(dir.path().join("n1.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let started = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(30);
     while handshakes.load(std::sync::atomic::Ordering::SeqCst) == 0 {
@@ -92,6 +159,14 @@ fn a_peer_that_stops_reading_is_dropped_and_dialed_again() {
             std::fs::read_to_string(dir.path().join("n1.log")).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(20));
+    }
+    // The node takes a write at ONE alone only once it has judged its
+    // clock against the fake peer's gossip: until then a write waits for
+    // the peer's acknowledgement, which never comes (-TIMEOUT).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !raw_command(client_port, "SET probe x").is_ok_and(|r| r.starts_with("+OK")) {
+        assert!(Instant::now() < deadline, "n1 never took a write at ONE");
+        std::thread::sleep(Duration::from_millis(100));
     }
     // Writes at ONE succeed locally; each also queues a 16 KiB message for
     // n2, which is never read: socket buffers fill, then the queue.
@@ -134,8 +209,8 @@ fn a_peer_that_stops_reading_is_dropped_and_dialed_again() {
     assert!(raw_command(client_port, "PING")
         .unwrap()
         .starts_with("+PONG"));
-    signal(node.id(), "TERM");
-    assert!(wait_exit(&mut node, Duration::from_secs(30)).success());
+    signal(node.0.id(), "TERM");
+    assert!(wait_exit(&mut node.0, Duration::from_secs(30)).success());
     drop(fake_peer);
 }
 
