@@ -415,9 +415,9 @@ impl SimDisk {
     /// [`MISDIRECTED_SECTORS_MAX`] whole sectors of one file `which`
     /// accepts lands over another file `which` accepts at the same offset
     /// (half the time, when there are two), or over another offset of its
-    /// own file. Returns what it did, or `None` if no file `which` accepts
-    /// holds a sector (or, with only one file of one sector, no other
-    /// place exists).
+    /// own file (always another file when the drawn one holds a single
+    /// sector). Returns what it did, or `None` if no file `which` accepts
+    /// holds a sector, or the only one holds a single sector.
     pub fn misdirect_write(
         &self,
         rng: &mut impl Rng,
@@ -430,33 +430,35 @@ impl SimDisk {
         let (from, from_len) = files[rng.random_range(0..files.len())].clone();
         let sectors = |len: u64| len / SECTOR_BYTES as u64;
         let others: Vec<&(String, u64)> = files.iter().filter(|(n, _)| *n != from).collect();
-        let (to, to_offset, from_offset, len) = if !others.is_empty() && rng.random_bool(0.5) {
-            // Another file, the intended offset.
-            let (to, to_len) = others[rng.random_range(0..others.len())].clone();
-            let shared = sectors(from_len.min(to_len));
-            let run = rng.random_range(1..=MISDIRECTED_SECTORS_MAX.min(shared));
-            let at = rng.random_range(0..=shared - run) * SECTOR_BYTES as u64;
-            (to, at, at, run * SECTOR_BYTES as u64)
-        } else {
-            // The same file, another offset.
-            let total = sectors(from_len);
-            if total < 2 {
-                return None;
-            }
-            let run = rng.random_range(1..=MISDIRECTED_SECTORS_MAX.min(total - 1));
-            let from_sector = rng.random_range(0..=total - run);
-            let mut to_sector = rng.random_range(0..total - run);
-            if to_sector >= from_sector {
-                to_sector += 1;
-            }
-            let sector = SECTOR_BYTES as u64;
-            (
-                from.clone(),
-                to_sector * sector,
-                from_sector * sector,
-                run * sector,
-            )
-        };
+        let one_sector = sectors(from_len) < 2;
+        let (to, to_offset, from_offset, len) =
+            if !others.is_empty() && (one_sector || rng.random_bool(0.5)) {
+                // Another file, the intended offset.
+                let (to, to_len) = others[rng.random_range(0..others.len())].clone();
+                let shared = sectors(from_len.min(to_len));
+                let run = rng.random_range(1..=MISDIRECTED_SECTORS_MAX.min(shared));
+                let at = rng.random_range(0..=shared - run) * SECTOR_BYTES as u64;
+                (to, at, at, run * SECTOR_BYTES as u64)
+            } else {
+                // The same file, another offset.
+                let total = sectors(from_len);
+                if one_sector {
+                    return None;
+                }
+                let run = rng.random_range(1..=MISDIRECTED_SECTORS_MAX.min(total - 1));
+                let from_sector = rng.random_range(0..=total - run);
+                let mut to_sector = rng.random_range(0..total - run);
+                if to_sector >= from_sector {
+                    to_sector += 1;
+                }
+                let sector = SECTOR_BYTES as u64;
+                (
+                    from.clone(),
+                    to_sector * sector,
+                    from_sector * sector,
+                    run * sector,
+                )
+            };
         let misdirected = MisdirectedWrite {
             from,
             from_offset,

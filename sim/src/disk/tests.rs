@@ -665,6 +665,16 @@ fn random_misdirected_writes_and_bit_rot_touch_only_the_files_allowed() {
     assert!(SimDisk::default()
         .misdirect_write(&mut rng, |_| true)
         .is_none());
+    // A file of one sector has no other place of its own: its writes land
+    // in the other file.
+    let small = SimDisk::default();
+    synced_file(&small, "one.sst", b'1', SECTOR_BYTES);
+    assert!(small.misdirect_write(&mut rng, |_| true).is_none());
+    synced_file(&small, "two.sst", b'2', 2 * SECTOR_BYTES);
+    for _ in 0..20 {
+        let m = small.misdirect_write(&mut rng, |_| true).expect("a place");
+        assert!(m.from != m.to || m.from == "two.sst", "{m:?}");
+    }
 }
 
 /// Whether `name` is a table or a WAL segment other than the last: where
