@@ -14,8 +14,10 @@
 //! - A `create`, `rename` or `remove` is durable only after a later
 //!   [`Disk::sync_dir`] returns `Ok`; before that a crash may undo it.
 //! - Any read may return bytes other than those written (bit rot, misdirected
-//!   writes): everything stored is checksummed by the layer above, and a
-//!   mismatch is reported as corruption, never served.
+//!   writes): everything stored is checksummed by the layer above, over its
+//!   place (file id and offset) as well as its bytes where the format allows
+//!   (table format 4, log format 3), and a mismatch is reported as
+//!   corruption, never served.
 //! - [`DiskFile::write_synced_at`] is a write and a sync in one: when it
 //!   returns `Ok`, its bytes and every earlier write to the file are
 //!   durable.

@@ -235,6 +235,11 @@ fn every_kind_of_damaged_file_is_refused_with_its_name_or_served_without_loss() 
                     text.contains(&file) && text.contains("offset"),
                     "{case}: the refusal must name {file} and an offset: {text}"
                 );
+                assert!(
+                    text.contains("stored data is damaged")
+                        && text.contains("rebuild this replica from its peers"),
+                    "{case}: the refusal must say the node will not start on damage: {text}"
+                );
                 assert_eq!(
                     snapshot(&disk),
                     damaged,

@@ -118,10 +118,42 @@ pub enum NodeError {
     /// This node is not a member of the configured cluster.
     #[error("{node} is not a member of the configured cluster")]
     NotAMember { node: NodeId },
-    /// Storage failed in a way that forbids going on (failed sync, corrupt
-    /// log at startup).
+    /// Storage failed in a way that forbids going on (failed sync, a disk
+    /// error at startup).
     #[error("storage: {0}")]
     Storage(EngineError),
+    /// Stored data the node must read to start (a log record outside the
+    /// torn tail, the manifest, a table's footer or metadata) is damaged.
+    /// The node refuses to start rather than run without acknowledged
+    /// writes the damage may hold, and leaves every file as it found it
+    /// (the engine changes nothing before everything checks); the replica
+    /// must be rebuilt from its peers.
+    #[error(
+        "stored data is damaged: {file} at offset {offset} ({error}); the node \
+         will not start on it, since acknowledged writes may lie in the \
+         damaged part, and left every file as it found it: rebuild this \
+         replica from its peers"
+    )]
+    Damaged {
+        file: String,
+        offset: u64,
+        error: EngineError,
+    },
+}
+
+impl NodeError {
+    /// `err`, met while starting: [`NodeError::Damaged`] if it names a
+    /// damaged file, [`NodeError::Storage`] otherwise.
+    fn at_start(err: EngineError) -> Self {
+        match err.corruption_site() {
+            Some((file, offset)) => NodeError::Damaged {
+                file: file.to_owned(),
+                offset,
+                error: err.clone(),
+            },
+            None => NodeError::Storage(err),
+        }
+    }
 }
 
 impl From<RingError> for NodeError {
@@ -405,10 +437,11 @@ impl<D: Disk> Node<D> {
             .map_err(|reason| NodeError::Options { reason })?;
         // Everything is read and checked before any file changes: a
         // refused start leaves the disk as it found it.
-        let last_generation = generation::last(&disk)?;
-        let recovery = Engine::recover(disk, options.engine.clone())?;
+        let last_generation = generation::last(&disk).map_err(NodeError::at_start)?;
+        let recovery =
+            Engine::recover(disk, options.engine.clone()).map_err(NodeError::at_start)?;
         let generation = generation::store_next(recovery.disk(), last_generation)?;
-        let engine = recovery.open()?;
+        let engine = recovery.open().map_err(NodeError::at_start)?;
         // A stream per node and boot: a restarted node does not redraw
         // what it drew before.
         let buggify =

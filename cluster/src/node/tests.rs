@@ -241,6 +241,42 @@ fn an_acknowledged_write_survives_a_restart() {
 }
 
 #[test]
+fn a_damaged_log_refuses_the_start_and_says_so() {
+    let mut h = Harness::new(1, NodeOptions::default());
+    let out = h.client(0, 1, put("k", "v"), ConsistencyLevel::One);
+    assert_eq!(replies(&out), vec![&ClientResponse::Written]);
+    h.nodes[0] = None;
+    // The restart seals the first segment: damage in it is no torn tail.
+    drop(h.start(0));
+    let segment = "wal-00000000000000000001.log";
+    let path = h.dirs[0].path().join(segment);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = enigma_engine::WAL_RECORDS_OFFSET as usize + 12;
+    bytes[at] ^= 0x10;
+    std::fs::write(&path, &bytes).unwrap();
+    let disk = FsDisk::open(h.dirs[0].path()).unwrap();
+    let err = Node::new(NodeId(1), &h.cluster, h.options.clone(), disk)
+        .map(|_| ())
+        .expect_err("damaged log");
+    match &err {
+        NodeError::Damaged { file, offset, .. } => {
+            assert_eq!(
+                (file.as_str(), *offset),
+                (segment, enigma_engine::WAL_RECORDS_OFFSET)
+            );
+        }
+        other => panic!("expected damage, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains(segment), "{text}");
+    assert!(
+        text.contains("rebuild this replica from its peers"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "files left as found");
+}
+
+#[test]
 fn a_quorum_write_waits_for_a_second_replica() {
     let mut h = Harness::new(3, NodeOptions::default());
     let out = h.client(0, 1, put("k", "v"), ConsistencyLevel::Quorum);

@@ -277,7 +277,7 @@ impl Block {
     ) -> Result<EntryParts, EngineError> {
         let parts = match self.version {
             TableVersion::V1 => self.entry_at_v1(position, origin)?,
-            TableVersion::V2 | TableVersion::V3 => {
+            TableVersion::V2 | TableVersion::V3 | TableVersion::V4 => {
                 self.entry_at_v2(position, previous_hlc, origin)?
             }
         };
@@ -373,7 +373,7 @@ impl Block {
                 let parts = self.entry_at(position, 0, None, origin)?;
                 (parts.shared, &self.contents[parts.suffix])
             }
-            TableVersion::V2 | TableVersion::V3 => {
+            TableVersion::V2 | TableVersion::V3 | TableVersion::V4 => {
                 let mut reader = Reader::new(&self.contents[position..self.entries_end]);
                 let truncated = || origin.bad(position, "truncated");
                 let shared = reader.varint_len().ok_or_else(truncated)?;

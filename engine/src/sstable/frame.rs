@@ -4,7 +4,11 @@
 //! stored contents (size bytes) | compression u8 | crc32 u32 LE
 //! ```
 //!
-//! The CRC covers the stored contents and the compression byte. With
+//! The CRC covers the stored contents and the compression byte, and from
+//! table format version 4 on the block's place first: `table id u64 LE |
+//! block offset u64 LE` (see [`block_crc`]), so a block written at the
+//! wrong offset or into another table file (a misdirected write) fails its
+//! check where it landed; older tables cannot detect one. With
 //! compression [`COMPRESSION_LZ4`] the stored contents are
 //! `uncompressed len u32 LE | lz4 block`; with [`COMPRESSION_ZSTD`],
 //! `uncompressed len u32 LE | zstd frame` (one frame, no zstd checksum: the
@@ -59,6 +63,28 @@ impl BlockHandle {
             .checked_add(self.size)?
             .checked_add(TRAILER_BYTES)
     }
+}
+
+/// Where a block lies: its table and its offset in the table's file. From
+/// table format version 4 on, a block's checksum covers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BlockPlace {
+    pub(crate) table_id: u64,
+    pub(crate) offset: u64,
+}
+
+/// The checksum of a block's stored contents and compression byte
+/// (`body`) at `place` (`None` for versions 1 to 3, which cover the body
+/// alone). The place is hashed first, 16 bytes, so its cost does not grow
+/// with the block.
+pub(crate) fn block_crc(place: Option<BlockPlace>, body: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    if let Some(place) = place {
+        hasher.update(&place.table_id.to_le_bytes());
+        hasher.update(&place.offset.to_le_bytes());
+    }
+    hasher.update(body);
+    hasher.finalize()
 }
 
 /// Compression state reused from block to block: zstd's contexts cost
@@ -214,17 +240,19 @@ fn compress_into(
 #[cfg(test)]
 pub(crate) fn seal(contents: &[u8], compression: TableCompression) -> Vec<u8> {
     let mut out = Vec::new();
-    seal_into(&mut out, contents, compression, &mut Codec::new());
+    seal_into(&mut out, contents, compression, &mut Codec::new(), None);
     out
 }
 
 /// Appends `contents`, framed, to `out` (compressed if asked and if that
-/// saves bytes); returns how many bytes it appended.
+/// saves bytes), its checksum covering `place`, where the block goes
+/// (`None`: a version 1 to 3 block); returns how many bytes it appended.
 pub(crate) fn seal_into(
     out: &mut Vec<u8>,
     contents: &[u8],
     compression: TableCompression,
     codec: &mut Codec,
+    place: Option<BlockPlace>,
 ) -> usize {
     assert!(
         contents.len() as u64 <= BLOCK_BYTES_LIMIT,
@@ -269,13 +297,15 @@ pub(crate) fn seal_into(
         out.extend_from_slice(contents);
     }
     out.push(kind);
-    let crc = crc32fast::hash(&out[start..]);
+    let crc = block_crc(place, &out[start..]);
     out.extend_from_slice(&crc.to_le_bytes());
     out.len() - start
 }
 
 /// Checks and unpacks a block read from `file` at `offset`: `framed` is the
-/// stored contents followed by the trailer.
+/// stored contents followed by the trailer. With `table_id` (format
+/// version 4 on) the checksum must hold for the block's place, table and
+/// offset, so a block written elsewhere and found here is a mismatch.
 ///
 /// # Errors
 /// `ChecksumMismatch` or `Corruption` naming `file` and `offset`.
@@ -283,6 +313,7 @@ pub(crate) fn unseal(
     framed: &[u8],
     file: &str,
     offset: u64,
+    table_id: Option<u64>,
     codec: &mut Codec,
 ) -> Result<Vec<u8>, EngineError> {
     let size = framed
@@ -291,7 +322,8 @@ pub(crate) fn unseal(
         .ok_or_else(|| corruption(file, offset, "block shorter than its trailer"))?;
     let (body, crc_bytes) = framed.split_at(size + 1);
     let expected = u32::from_le_bytes(crc_bytes.try_into().expect("trailer holds 4 crc bytes"));
-    let got = crc32fast::hash(body);
+    let place = table_id.map(|table_id| BlockPlace { table_id, offset });
+    let got = block_crc(place, body);
     if expected != got {
         return Err(EngineError::ChecksumMismatch {
             file: file.to_owned(),
@@ -372,20 +404,20 @@ mod tests {
         let sealed = seal(&contents, TableCompression::Lz4);
         assert!(sealed.len() < contents.len() / 2);
         assert_eq!(
-            unseal(&sealed, "t", 0, &mut Codec::new()).expect("unseal"),
+            unseal(&sealed, "t", 0, None, &mut Codec::new()).expect("unseal"),
             contents
         );
         let zstd = seal(&contents, TableCompression::Zstd { level: 3 });
         assert!(zstd.len() < contents.len() / 2);
         assert_eq!(zstd[zstd.len() - 5], COMPRESSION_ZSTD);
         assert_eq!(
-            unseal(&zstd, "t", 0, &mut Codec::new()).expect("unseal"),
+            unseal(&zstd, "t", 0, None, &mut Codec::new()).expect("unseal"),
             contents
         );
         let plain = seal(&contents, TableCompression::None);
         assert_eq!(plain.len(), contents.len() + TRAILER_BYTES as usize);
         assert_eq!(
-            unseal(&plain, "t", 0, &mut Codec::new()).expect("unseal"),
+            unseal(&plain, "t", 0, None, &mut Codec::new()).expect("unseal"),
             contents
         );
     }
@@ -412,7 +444,10 @@ mod tests {
         assert!(zstd.len() < contents.len() * 7 / 8, "{} bytes", zstd.len());
         let mut codec = Codec::new();
         for _ in 0..2 {
-            assert_eq!(unseal(&zstd, "t", 0, &mut codec).expect("unseal"), contents);
+            assert_eq!(
+                unseal(&zstd, "t", 0, None, &mut codec).expect("unseal"),
+                contents
+            );
         }
     }
 
@@ -425,7 +460,7 @@ mod tests {
         let body = framed.len() - 4;
         let crc = crc32fast::hash(&framed[..body]);
         framed[body..].copy_from_slice(&crc.to_le_bytes());
-        let err = unseal(&framed, "table-z", 64, &mut Codec::new()).expect_err("bad length");
+        let err = unseal(&framed, "table-z", 64, None, &mut Codec::new()).expect_err("bad length");
         assert!(err.to_string().contains("table-z"), "{err}");
         assert!(err.to_string().contains("offset 64"), "{err}");
     }
@@ -442,6 +477,7 @@ mod tests {
             &contents,
             TableCompression::Zstd { level: 3 },
             &mut writer,
+            None,
         );
         assert_eq!(sealed[sealed.len() - 5], COMPRESSION_ZSTD_DICTIONARY);
         let mut reader = Codec::new();
@@ -450,16 +486,23 @@ mod tests {
             .expect("dictionary");
         for _ in 0..2 {
             assert_eq!(
-                unseal(&sealed, "t", 0, &mut reader).expect("unseal"),
+                unseal(&sealed, "t", 0, None, &mut reader).expect("unseal"),
                 contents
             );
         }
-        let err = unseal(&sealed, "table-d", 96, &mut Codec::new()).expect_err("no dictionary");
+        let err =
+            unseal(&sealed, "table-d", 96, None, &mut Codec::new()).expect_err("no dictionary");
         assert!(matches!(err, EngineError::Corruption { .. }), "{err}");
         assert!(err.to_string().contains("table-d"), "{err}");
         // LZ4 blocks are unaffected by a dictionary.
         let mut lz4 = Vec::new();
-        seal_into(&mut lz4, &contents, TableCompression::Lz4, &mut writer);
+        seal_into(
+            &mut lz4,
+            &contents,
+            TableCompression::Lz4,
+            &mut writer,
+            None,
+        );
         assert_eq!(lz4[lz4.len() - 5], COMPRESSION_LZ4);
     }
 
@@ -467,7 +510,7 @@ mod tests {
     fn flipped_bit_is_a_checksum_mismatch_naming_file_and_offset() {
         let mut sealed = seal(b"some block contents", TableCompression::None);
         sealed[3] ^= 0x10;
-        match unseal(&sealed, "table-x", 4096, &mut Codec::new()) {
+        match unseal(&sealed, "table-x", 4096, None, &mut Codec::new()) {
             Err(EngineError::ChecksumMismatch { file, offset, .. }) => {
                 assert_eq!((file.as_str(), offset), ("table-x", 4096));
             }
@@ -475,10 +518,54 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_block_read_at_another_place_is_a_checksum_mismatch() {
+        let contents = b"some block contents".repeat(10);
+        let place = BlockPlace {
+            table_id: 7,
+            offset: 4096,
+        };
+        let mut sealed = Vec::new();
+        seal_into(
+            &mut sealed,
+            &contents,
+            TableCompression::Lz4,
+            &mut Codec::new(),
+            Some(place),
+        );
+        let at = |table_id: u64, offset: u64| {
+            unseal(
+                &sealed,
+                "table-x",
+                offset,
+                Some(table_id),
+                &mut Codec::new(),
+            )
+        };
+        assert_eq!(at(7, 4096).expect("where it was written"), contents);
+        for (table_id, offset) in [(7, 0), (7, 4097), (8, 4096), (6, 4096)] {
+            match at(table_id, offset) {
+                Err(EngineError::ChecksumMismatch {
+                    file, offset: got, ..
+                }) => {
+                    assert_eq!((file.as_str(), got), ("table-x", offset));
+                }
+                other => panic!("expected a checksum mismatch, got {other:?}"),
+            }
+        }
+        // Read as an older table's block, the place is not covered.
+        assert!(unseal(&sealed, "table-x", 4096, None, &mut Codec::new()).is_err());
+        let unplaced = seal(&contents, TableCompression::Lz4);
+        assert_eq!(
+            unseal(&unplaced, "table-x", 1, None, &mut Codec::new()).expect("anywhere"),
+            contents
+        );
+    }
+
     proptest! {
         #[test]
         fn unseal_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
-            let _ = unseal(&bytes, "t", 0, &mut Codec::new());
+            let _ = unseal(&bytes, "t", 0, None, &mut Codec::new());
         }
 
         #[test]
@@ -494,12 +581,12 @@ mod tests {
             framed.push(kind);
             let crc = crc32fast::hash(&framed);
             framed.extend_from_slice(&crc.to_le_bytes());
-            let _ = unseal(&framed, "t", 0, &mut Codec::new());
+            let _ = unseal(&framed, "t", 0, None, &mut Codec::new());
             let mut with_dictionary = Codec::new();
             with_dictionary
                 .use_zstd_dictionary_for_reading(b"some raw dictionary content")
                 .expect("dictionary");
-            let _ = unseal(&framed, "t", 0, &mut with_dictionary);
+            let _ = unseal(&framed, "t", 0, None, &mut with_dictionary);
         }
 
         #[test]
@@ -510,7 +597,7 @@ mod tests {
             framed[at.index(body - 1)] ^= 1 << bit;
             let crc = crc32fast::hash(&framed[..body]);
             framed[body..].copy_from_slice(&crc.to_le_bytes());
-            if let Ok(out) = unseal(&framed, "t", 0, &mut Codec::new()) {
+            if let Ok(out) = unseal(&framed, "t", 0, None, &mut Codec::new()) {
                 prop_assert!(out.len() <= contents.len() * 2);
             }
         }

@@ -171,7 +171,7 @@ pub(crate) fn decode(
                     size: reader.u64_le().ok_or_else(truncated)?,
                 }
             }
-            TableVersion::V2 | TableVersion::V3 => {
+            TableVersion::V2 | TableVersion::V3 | TableVersion::V4 => {
                 let shared = reader.varint_len().ok_or_else(truncated)?;
                 let unshared = reader.varint_len().ok_or_else(truncated)?;
                 if shared > last_key.len() {

@@ -1,16 +1,19 @@
 //! SSTables: immutable, sorted, checksummed files of versioned entries.
 //!
-//! # Layout (format version 3, all integers little-endian)
+//! # Layout (format version 4, all integers little-endian)
 //!
 //! ```text
 //! data block 0 | data block 1 | ... | dictionary block | index block
 //! | bloom block | meta block | footer
 //! ```
 //!
-//! (Versions 1 and 2 have no dictionary block and a shorter footer.)
+//! (Versions 1 and 2 have no dictionary block and a shorter footer; version
+//! 3 is version 4's layout with checksums that do not cover the place.)
 //!
 //! Every block is stored as `contents | compression u8 | crc32 u32` where the
-//! CRC covers the contents and the compression byte ([`frame`]). Data blocks
+//! CRC covers the block's place (table id and offset, version 4 on), the
+//! contents and the compression byte ([`frame`]): a block written at the
+//! wrong offset or into another table fails its check where it landed. Data blocks
 //! ([`block`]) hold entries with prefix-compressed keys and restart points;
 //! the dictionary block holds the zstd dictionary the table's zstd blocks
 //! were compressed with (empty if none: flushed LZ4 tables, small tables);
@@ -46,7 +49,7 @@ pub(crate) type TableEntry = (Vec<u8>, Versioned);
 
 /// Version of the layout above, which this build writes; bumped on any
 /// incompatible change.
-pub(crate) const TABLE_FORMAT_VERSION: u32 = 3;
+pub(crate) const TABLE_FORMAT_VERSION: u32 = 4;
 
 /// The table format versions this build reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +64,10 @@ pub(crate) enum TableVersion {
     /// Version 2 plus a zstd dictionary block (possibly empty) and blocks
     /// compressed with it; a 64-byte footer naming it.
     V3,
+    /// Version 3 whose block and footer checksums cover the place (table
+    /// id and offset): a misdirected write is detected. Versions 1 to 3
+    /// cannot detect one.
+    V4,
 }
 
 impl TableVersion {
@@ -70,6 +77,7 @@ impl TableVersion {
             1 => Some(TableVersion::V1),
             2 => Some(TableVersion::V2),
             3 => Some(TableVersion::V3),
+            4 => Some(TableVersion::V4),
             _ => None,
         }
     }
@@ -80,7 +88,19 @@ impl TableVersion {
             TableVersion::V1 => 1,
             TableVersion::V2 => 2,
             TableVersion::V3 => 3,
+            TableVersion::V4 => 4,
         }
+    }
+
+    /// Whether the table has a dictionary block and a 64-byte footer.
+    pub(crate) fn has_dictionary(self) -> bool {
+        matches!(self, TableVersion::V3 | TableVersion::V4)
+    }
+
+    /// Whether checksums cover the place of what they check (table id and
+    /// offset), so that a misdirected write is detected.
+    pub(crate) fn covers_place(self) -> bool {
+        self == TableVersion::V4
     }
 }
 

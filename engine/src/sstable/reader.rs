@@ -64,6 +64,8 @@ pub(crate) struct Table<F: DiskFile> {
     pub(crate) meta: TableMeta,
     /// The layout of its blocks.
     version: TableVersion,
+    /// The id its block checksums cover (`Some(id)` from version 4 on).
+    placed_id: Option<u64>,
     /// Reused between block reads.
     scratch: RefCell<ReadScratch>,
 }
@@ -91,7 +93,8 @@ impl<F: DiskFile> Table<F> {
         let tail_offset = file_bytes.saturating_sub(FOOTER_BYTES_MAX);
         let mut tail = vec![0_u8; (file_bytes - tail_offset) as usize];
         file.read_at(tail_offset, &mut tail)?;
-        let (footer, footer_at) = Footer::decode(&tail, &name, tail_offset)?;
+        let (footer, footer_at) = Footer::decode(&tail, &name, tail_offset, id)?;
+        let placed_id = footer.version.covers_place().then_some(id);
         // The metadata blocks follow the data, in this order, up to the footer.
         let index_end = check_handle(&name, footer.index, footer_at, "index")?;
         let bloom_end = check_handle(&name, footer.bloom, footer_at, "bloom")?;
@@ -113,7 +116,7 @@ impl<F: DiskFile> Table<F> {
         }
         let mut scratch = ReadScratch::default();
         if let Some(handle) = footer.dictionary {
-            let dictionary = read_block(&file, &name, handle, &mut scratch.codec)?;
+            let dictionary = read_block(&file, &name, handle, placed_id, &mut scratch.codec)?;
             if !dictionary.is_empty() {
                 scratch
                     .codec
@@ -123,7 +126,7 @@ impl<F: DiskFile> Table<F> {
                     })?;
             }
         }
-        let index_contents = read_block(&file, &name, footer.index, &mut scratch.codec)?;
+        let index_contents = read_block(&file, &name, footer.index, placed_id, &mut scratch.codec)?;
         // Data blocks end where the first metadata block begins.
         let data_end = footer.dictionary.unwrap_or(footer.index).offset;
         let index = index::decode(
@@ -133,9 +136,9 @@ impl<F: DiskFile> Table<F> {
             &name,
             footer.index.offset,
         )?;
-        let bloom_contents = read_block(&file, &name, footer.bloom, &mut scratch.codec)?;
+        let bloom_contents = read_block(&file, &name, footer.bloom, placed_id, &mut scratch.codec)?;
         let bloom = Bloom::decode(&bloom_contents, &name, footer.bloom.offset)?;
-        let meta_contents = read_block(&file, &name, footer.meta, &mut scratch.codec)?;
+        let meta_contents = read_block(&file, &name, footer.meta, placed_id, &mut scratch.codec)?;
         let meta = TableMeta::decode(&meta_contents, &name, footer.meta.offset)?;
         if index.last_key(index.len() - 1) != meta.key_max.as_slice() {
             return Err(corruption(
@@ -153,6 +156,7 @@ impl<F: DiskFile> Table<F> {
             bloom,
             meta,
             version: footer.version,
+            placed_id,
             scratch: RefCell::new(scratch),
         })
     }
@@ -189,11 +193,18 @@ impl<F: DiskFile> Table<F> {
                     &self.file,
                     &self.name,
                     handle,
+                    self.placed_id,
                     &mut scratch.buffer,
                     &mut scratch.codec,
                 )?
             } else {
-                read_block(&self.file, &self.name, handle, &mut scratch.codec)?
+                read_block(
+                    &self.file,
+                    &self.name,
+                    handle,
+                    self.placed_id,
+                    &mut scratch.codec,
+                )?
             }
         };
         let block = Arc::new(Block::decode(
@@ -245,7 +256,7 @@ impl<F: DiskFile> Table<F> {
                 if end == position + 1 {
                     return Err(err.into());
                 }
-                return read_block(&self.file, &self.name, handle, codec);
+                return read_block(&self.file, &self.name, handle, self.placed_id, codec);
             }
             ahead.first = position;
             ahead.end = end;
@@ -253,7 +264,13 @@ impl<F: DiskFile> Table<F> {
         }
         let from = usize::try_from(handle.offset - ahead.base).expect("within the buffer");
         let to = from + usize::try_from(handle.size + TRAILER_BYTES).expect("within the buffer");
-        unseal(&ahead.buffer[from..to], &self.name, handle.offset, codec)
+        unseal(
+            &ahead.buffer[from..to],
+            &self.name,
+            handle.offset,
+            self.placed_id,
+            codec,
+        )
     }
 
     /// Whether the key range and the bloom filter allow a key of bloom hash
@@ -325,14 +342,16 @@ fn check_handle(
 
 /// Reads, checks and unpacks the block at `handle`, whose bounds were
 /// checked against the file (footer handles by [`check_handle`], data
-/// handles by the index decoder).
+/// handles by the index decoder), its checksum covering its place in
+/// table `placed_id` (version 4 on).
 fn read_block<F: DiskFile>(
     file: &F,
     name: &str,
     handle: BlockHandle,
+    placed_id: Option<u64>,
     codec: &mut Codec,
 ) -> Result<Vec<u8>, EngineError> {
-    read_block_with(file, name, handle, &mut Vec::new(), codec)
+    read_block_with(file, name, handle, placed_id, &mut Vec::new(), codec)
 }
 
 /// As [`read_block`], reading into `buffer` (grown as needed, never
@@ -341,6 +360,7 @@ fn read_block_with<F: DiskFile>(
     file: &F,
     name: &str,
     handle: BlockHandle,
+    placed_id: Option<u64>,
     buffer: &mut Vec<u8>,
     codec: &mut Codec,
 ) -> Result<Vec<u8>, EngineError> {
@@ -357,7 +377,7 @@ fn read_block_with<F: DiskFile>(
     }
     let framed = &mut buffer[..len];
     file.read_at(handle.offset, framed)?;
-    unseal(framed, name, handle.offset, codec)
+    unseal(framed, name, handle.offset, placed_id, codec)
 }
 
 /// One entry of a block decoded for backward iteration.
@@ -775,6 +795,11 @@ mod tests {
     /// zstd level 3 where it saved bytes).
     const VERSION_2_TABLE: &[u8] = include_bytes!("testdata/table-v2.sst");
 
+    /// The same entries written by the version-3 writer (as version 2,
+    /// with an empty dictionary block: too few blocks to train one), whose
+    /// checksums do not cover the blocks' places.
+    const VERSION_3_TABLE: &[u8] = include_bytes!("testdata/table-v3.sst");
+
     fn stored_table(bytes: &[u8]) -> (tempfile::TempDir, FsDisk, Table<crate::fs_disk::FsFile>) {
         let dir = tempfile::tempdir().expect("tempdir");
         let disk = FsDisk::open(dir.path()).expect("disk");
@@ -787,10 +812,11 @@ mod tests {
     }
 
     #[test]
-    fn version_1_and_2_tables_are_still_read() {
+    fn version_1_to_3_tables_are_still_read() {
         for (bytes, version) in [
             (VERSION_1_TABLE, TableVersion::V1),
             (VERSION_2_TABLE, TableVersion::V2),
+            (VERSION_3_TABLE, TableVersion::V3),
         ] {
             let (_dir, _disk, table) = stored_table(bytes);
             assert_eq!(table.version, version);
@@ -833,12 +859,115 @@ mod tests {
         );
     }
 
+    /// Entries of fixed-size keys and values (`fill` repeated), so that
+    /// data blocks have the same size and a misdirected copy fits exactly.
+    fn uniform_sample(fill: u8) -> Vec<TableEntry> {
+        (0..400_u64)
+            .map(|i| {
+                let version = Versioned {
+                    timestamp: Timestamp { hlc: 9000, node: 1 },
+                    value: Some(vec![fill; 40]),
+                };
+                (format!("key-{i:08}").into_bytes(), version)
+            })
+            .collect()
+    }
+
+    fn write_uniform(disk: &FsDisk, id: u64, fill: u8) -> Table<crate::fs_disk::FsFile> {
+        write_table(
+            disk,
+            id,
+            uniform_sample(fill).into_iter().map(Ok),
+            options(TableCompression::None),
+            true,
+        )
+        .expect("write")
+        .expect("not empty");
+        Table::open(disk, id).expect("open")
+    }
+
+    /// Writes the framed block at `handle` of table `from` over table
+    /// `to` at `offset`: a misdirected write of a whole block.
+    fn copy_block(disk: &FsDisk, from: u64, handle: BlockHandle, to: u64, offset: u64) {
+        let mut bytes = vec![0_u8; (handle.size + TRAILER_BYTES) as usize];
+        disk.open(&table_name(from))
+            .expect("open")
+            .read_at(handle.offset, &mut bytes)
+            .expect("read");
+        disk.open(&table_name(to))
+            .expect("open")
+            .write_at(offset, &bytes)
+            .expect("write");
+    }
+
+    #[test]
+    fn a_block_copied_to_another_offset_of_its_table_is_never_served() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let disk = FsDisk::open(dir.path()).expect("disk");
+        let table = write_uniform(&disk, 3, b'a');
+        assert_eq!(table.version, TableVersion::V4);
+        let (first, second) = (table.index.handle(0), table.index.handle(1));
+        assert_eq!(first.size, second.size, "uniform blocks");
+        let victim = table.index.last_key(1).to_vec();
+        drop(table);
+        copy_block(&disk, 3, first, 3, second.offset);
+        let table = Table::open(&disk, 3).expect("metadata intact");
+        match table.get_any(&victim) {
+            Err(EngineError::ChecksumMismatch { file, offset, .. }) => {
+                assert_eq!((file, offset), (table_name(3), second.offset));
+            }
+            other => panic!("expected a checksum mismatch, got {other:?}"),
+        }
+        assert!(table
+            .entries_from(Bound::Unbounded)
+            .any(|entry| entry.is_err()));
+        assert!(table.entries_back_from(Bound::Unbounded).is_err());
+    }
+
+    #[test]
+    fn a_block_copied_into_another_table_is_never_served() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let disk = FsDisk::open(dir.path()).expect("disk");
+        let source = write_uniform(&disk, 3, b'a');
+        let target = write_uniform(&disk, 4, b'b');
+        let handle = source.index.handle(2);
+        assert_eq!(handle, target.index.handle(2), "same layout");
+        let victim = target.index.last_key(2).to_vec();
+        drop((source, target));
+        // Table 3's block lands where table 4's was: in version 3, table 4
+        // would now serve table 3's values.
+        copy_block(&disk, 3, handle, 4, handle.offset);
+        let target = Table::open(&disk, 4).expect("metadata intact");
+        let err = target.get_any(&victim).expect_err("misdirected block");
+        assert_eq!(
+            err.corruption_site(),
+            Some((table_name(4).as_str(), handle.offset))
+        );
+        // A footer copied in from another table fails the open.
+        let len = target.file_bytes;
+        drop(target);
+        copy_block(
+            &disk,
+            3,
+            BlockHandle {
+                offset: len - FOOTER_BYTES_MAX,
+                size: FOOTER_BYTES_MAX - TRAILER_BYTES,
+            },
+            4,
+            len - FOOTER_BYTES_MAX,
+        );
+        assert!(matches!(
+            Table::open(&disk, 4),
+            Err(EngineError::ChecksumMismatch { .. })
+        ));
+    }
+
     #[test]
     fn current_table_of_the_same_entries_is_smaller() {
         let mut entries = compatibility_sample();
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         let (_a, _, written) = written(&entries, TableCompression::Lz4);
-        assert_eq!(written.version, TableVersion::V3);
+        assert_eq!(written.version, TableVersion::V4);
         assert!(!written.scratch.borrow().codec.has_zstd_dictionary());
         assert!(
             written.file_bytes < VERSION_1_TABLE.len() as u64,
@@ -910,7 +1039,7 @@ mod tests {
     fn large_zstd_tables_get_a_dictionary_and_read_back() {
         let entries = dictionary_sample(4000);
         let (_dir, _disk, table) = written(&entries, TableCompression::Zstd { level: 3 });
-        assert_eq!(table.version, TableVersion::V3);
+        assert_eq!(table.version, TableVersion::V4);
         assert!(table.scratch.borrow().codec.has_zstd_dictionary());
         let all: Vec<TableEntry> = table
             .entries_from(Bound::Unbounded)

@@ -12,7 +12,7 @@ use crate::error::EngineError;
 use crate::sstable::block::BlockBuilder;
 use crate::sstable::bloom::BloomBuilder;
 use crate::sstable::footer::Footer;
-use crate::sstable::frame::{seal_into, BlockHandle, Codec, TRAILER_BYTES};
+use crate::sstable::frame::{seal_into, BlockHandle, BlockPlace, Codec, TRAILER_BYTES};
 use crate::sstable::index::{self, IndexEntry};
 use crate::sstable::meta::TableMeta;
 #[cfg(test)]
@@ -215,7 +215,17 @@ impl<'d, D: Disk> TableWriter<'d, D> {
         compression: TableCompression,
     ) -> Result<BlockHandle, EngineError> {
         let offset = self.written_bytes + self.buffer.len() as u64;
-        let sealed_bytes = seal_into(&mut self.buffer, contents, compression, &mut self.codec);
+        let place = BlockPlace {
+            table_id: self.id,
+            offset,
+        };
+        let sealed_bytes = seal_into(
+            &mut self.buffer,
+            contents,
+            compression,
+            &mut self.codec,
+            Some(place),
+        );
         if self.buffer.len() >= WRITE_BUFFER_BYTES {
             self.flush_buffer()?;
         }
@@ -298,9 +308,13 @@ impl<'d, D: Disk> TableWriter<'d, D> {
             index,
             bloom,
             meta: meta_handle,
-            version: TableVersion::V3,
+            version: TableVersion::V4,
         };
-        self.buffer.extend_from_slice(&footer.encode());
+        let place = BlockPlace {
+            table_id: self.id,
+            offset: self.written_bytes + self.buffer.len() as u64,
+        };
+        self.buffer.extend_from_slice(&footer.encode(place));
         self.flush_buffer()?;
         if self.sync_enabled {
             self.file.sync()?;

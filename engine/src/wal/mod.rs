@@ -10,13 +10,18 @@
 //!   magic "ENIGMWAL" (8) | format version u32 LE | segment id u64 LE
 //!   | crc32 u32 LE of the 20 bytes before it
 //! records from offset 512, back to back:
-//!   payload len u32 LE | crc32 u32 LE of (type byte ++ payload) | type u8
-//!   | payload (len bytes)
+//!   payload len u32 LE | crc32 u32 LE | type u8 | payload (len bytes)
 //! ```
+//!
+//! In format 3 the record's CRC covers `segment id u64 LE ++ record offset
+//! u64 LE ++ type byte ++ payload`: a record written at the wrong offset or
+//! into another segment (a misdirected write) fails its check where it
+//! landed. Formats 1 and 2 (still read) cover only the type byte and the
+//! payload, so they cannot detect a misdirected record.
 //!
 //! A sync first ends the segment on a sector boundary: a crash may garble a
 //! whole sector being written, and synced bytes must never share a sector
-//! with later writes. In format 2 the last 32 bytes before that boundary are
+//! with later writes. From format 2 on the last 32 bytes before that boundary are
 //! a [`RECORD_TYPE_SYNC`] record saying how much of the segment earlier
 //! syncs had made durable (see `replay.rs`), with a [`RECORD_TYPE_PADDING`]
 //! record (zero payload, skipped by replay) filling any gap before it;
@@ -79,7 +84,12 @@ use crate::types::{Timestamp, Versioned};
 /// First bytes of every segment.
 pub(super) const SEGMENT_MAGIC: [u8; 8] = *b"ENIGMWAL";
 /// Version of the layout above; bumped on any incompatible change.
-pub(super) const SEGMENT_FORMAT_VERSION: u32 = 2;
+pub(super) const SEGMENT_FORMAT_VERSION: u32 = 3;
+/// The first format whose record checksums cover the record's place
+/// (segment id and offset), so a record written at the wrong offset or
+/// into another segment fails its check; formats 1 and 2 (still read)
+/// cannot tell such a record from one written where it lies.
+pub(super) const SEGMENT_FORMAT_VERSION_PLACED: u32 = 3;
 /// The format before sync records, still read: without them, damage
 /// anywhere in the last segment can only be taken for a torn tail.
 pub(super) const SEGMENT_FORMAT_VERSION_UNMARKED: u32 = 1;

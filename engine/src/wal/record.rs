@@ -4,27 +4,52 @@
 use super::*;
 use crate::error::EngineError;
 
-/// A padding record of `total_bytes` bytes, header included.
-pub(super) fn encode_padding_record(total_bytes: usize) -> Vec<u8> {
+/// Where a record lies: its segment and its offset in it. From format 3 on
+/// a record's checksum covers them, so a record written at the wrong
+/// offset or into another segment (a misdirected write) fails its check
+/// where it landed, like any other damage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecordPlace {
+    pub(crate) segment_id: u64,
+    pub(crate) offset: u64,
+}
+
+/// The checksum of a record of `record_type` with `payload` at `place`
+/// (`None` in formats 1 and 2, whose checksums cover the type byte and
+/// the payload only). The place goes in first, as 16 bytes, so it costs
+/// one short update per record.
+pub(crate) fn record_crc(place: Option<RecordPlace>, record_type: u8, payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    if let Some(place) = place {
+        hasher.update(&place.segment_id.to_le_bytes());
+        hasher.update(&place.offset.to_le_bytes());
+    }
+    hasher.update(&[record_type]);
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+/// A padding record of `total_bytes` bytes, header included, at `place`
+/// (`None`: a format-1 or format-2 record).
+pub(super) fn encode_padding_record(total_bytes: usize, place: Option<RecordPlace>) -> Vec<u8> {
     assert!(
         total_bytes >= RECORD_HEADER_BYTES,
         "padding smaller than a record header"
     );
     let payload = vec![0u8; total_bytes - RECORD_HEADER_BYTES];
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&[RECORD_TYPE_PADDING]);
-    hasher.update(&payload);
+    let crc = record_crc(place, RECORD_TYPE_PADDING, &payload);
     let mut record = Vec::with_capacity(total_bytes);
     record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    record.extend_from_slice(&hasher.finalize().to_le_bytes());
+    record.extend_from_slice(&crc.to_le_bytes());
     record.push(RECORD_TYPE_PADDING);
     record.extend_from_slice(&payload);
     record
 }
 
 /// The sync record that ends at `end` (a sector boundary), saying that
-/// syncs before it made the segment's first `synced_len` bytes durable.
-pub(super) fn encode_sync_record(synced_len: u64, end: u64) -> Vec<u8> {
+/// syncs before it made the segment's first `synced_len` bytes durable, in
+/// segment `segment_id` (`None`: a format-2 record).
+pub(super) fn encode_sync_record(synced_len: u64, end: u64, segment_id: Option<u64>) -> Vec<u8> {
     assert_eq!(end % SECTOR_BYTES, 0, "a sync record ends a sector");
     assert!(
         synced_len <= end - SYNC_RECORD_BYTES,
@@ -33,12 +58,14 @@ pub(super) fn encode_sync_record(synced_len: u64, end: u64) -> Vec<u8> {
     let mut payload = vec![0_u8; SYNC_RECORD_BYTES as usize - RECORD_HEADER_BYTES];
     payload[0..8].copy_from_slice(&synced_len.to_le_bytes());
     payload[8..16].copy_from_slice(&end.to_le_bytes());
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&[RECORD_TYPE_SYNC]);
-    hasher.update(&payload);
+    let place = segment_id.map(|segment_id| RecordPlace {
+        segment_id,
+        offset: end - SYNC_RECORD_BYTES,
+    });
+    let crc = record_crc(place, RECORD_TYPE_SYNC, &payload);
     let mut record = Vec::with_capacity(SYNC_RECORD_BYTES as usize);
     record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    record.extend_from_slice(&hasher.finalize().to_le_bytes());
+    record.extend_from_slice(&crc.to_le_bytes());
     record.push(RECORD_TYPE_SYNC);
     record.extend_from_slice(&payload);
     record
@@ -184,11 +211,16 @@ pub(super) fn batch_record_bytes(entries: &[(&[u8], &Versioned)]) -> usize {
     RECORD_HEADER_BYTES + batch_payload_bytes(entries_bytes)
 }
 
-/// Appends a batch as a whole record (frame header and payload) to `out`.
+/// Appends a batch as a whole record (frame header and payload) to `out`,
+/// the record to lie at `place` (`None`: a format-1 or format-2 record).
 ///
 /// # Panics
 /// If `entries` is empty or too large for a record: callers check first.
-pub(super) fn encode_batch_record_into(out: &mut Vec<u8>, entries: &[(&[u8], &Versioned)]) {
+pub(super) fn encode_batch_record_into(
+    out: &mut Vec<u8>,
+    entries: &[(&[u8], &Versioned)],
+    place: Option<RecordPlace>,
+) {
     assert!(!entries.is_empty(), "an empty batch is never logged");
     let record_len = batch_record_bytes(entries);
     let payload_len = record_len - RECORD_HEADER_BYTES;
@@ -219,7 +251,7 @@ pub(super) fn encode_batch_record_into(out: &mut Vec<u8>, entries: &[(&[u8], &Ve
         }
     }
     assert_eq!(out.len() - start, record_len);
-    let crc = crc32fast::hash(&out[start + 8..]);
+    let crc = record_crc(place, RECORD_TYPE_BATCH, &out[start + 9..]);
     let payload_len = u32::try_from(payload_len).expect("checked against the maximum above");
     out[start..start + 4].copy_from_slice(&payload_len.to_le_bytes());
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
@@ -227,8 +259,11 @@ pub(super) fn encode_batch_record_into(out: &mut Vec<u8>, entries: &[(&[u8], &Ve
 
 /// Encodes a batch as a whole record: frame header and payload.
 #[cfg(test)]
-pub(super) fn encode_batch_record(entries: &[(&[u8], &Versioned)]) -> Vec<u8> {
+pub(super) fn encode_batch_record(
+    entries: &[(&[u8], &Versioned)],
+    place: Option<RecordPlace>,
+) -> Vec<u8> {
     let mut record = Vec::new();
-    encode_batch_record_into(&mut record, entries);
+    encode_batch_record_into(&mut record, entries, place);
     record
 }

@@ -20,7 +20,7 @@
 //! a clean close is vouched for by one more sync record written at the
 //! close. Damage before the largest synced length found is corruption.
 
-use super::record::{decode_batch, decode_sync_record};
+use super::record::{decode_batch, decode_sync_record, record_crc, RecordPlace};
 use super::segment::parse_segment_name;
 use super::writer::Wal;
 use super::*;
@@ -162,10 +162,10 @@ pub(super) fn check_segment_header<F: DiskFile>(
         }));
     }
     let version = le_u32(&header[8..12]);
-    if version != SEGMENT_FORMAT_VERSION && version != SEGMENT_FORMAT_VERSION_UNMARKED {
+    if !(SEGMENT_FORMAT_VERSION_UNMARKED..=SEGMENT_FORMAT_VERSION).contains(&version) {
         return Err(Damage::Invalid(corruption(format!(
             "unsupported WAL format version {version} (this build reads \
-             {SEGMENT_FORMAT_VERSION_UNMARKED} and {SEGMENT_FORMAT_VERSION})"
+             {SEGMENT_FORMAT_VERSION_UNMARKED} to {SEGMENT_FORMAT_VERSION})"
         ))));
     }
     let header_id = le_u64(&header[12..20]);
@@ -177,13 +177,16 @@ pub(super) fn check_segment_header<F: DiskFile>(
     Ok(version)
 }
 
-/// Reads the record at `offset` of a file `file_len` bytes long; returns
-/// its type, payload and the offset after it.
+/// Reads the record at `offset` of a file `file_len` bytes long, checking
+/// its checksum against that offset of segment `placed_in` (`None` in
+/// formats 1 and 2, whose checksums do not cover the place); returns its
+/// type, payload and the offset after it.
 pub(super) fn read_record<F: DiskFile>(
     reader: &mut SegmentReader<'_, F>,
     name: &str,
     offset: u64,
     file_len: u64,
+    placed_in: Option<u64>,
 ) -> Result<(u8, Vec<u8>, u64), Damage> {
     let torn = |reason: String| {
         Damage::Torn(EngineError::Corruption {
@@ -215,10 +218,8 @@ pub(super) fn read_record<F: DiskFile>(
         )));
     }
     let payload = reader.read(payload_offset, payload_len as usize)?;
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&[record_type]);
-    hasher.update(&payload);
-    let got = hasher.finalize();
+    let place = placed_in.map(|segment_id| RecordPlace { segment_id, offset });
+    let got = record_crc(place, record_type, &payload);
     if got != expected {
         return Err(Damage::Torn(EngineError::ChecksumMismatch {
             file: name.to_owned(),
@@ -235,7 +236,11 @@ pub(super) fn read_record<F: DiskFile>(
 }
 
 /// The largest synced length stated by an intact sync record ending on a
-/// sector boundary after `damage_at` (0 if there is none).
+/// sector boundary after `damage_at` (0 if there is none) in segment
+/// `segment_id`. A record counts as intact if its checksum holds for its
+/// place (format 3) or without one (format 2): the header that would say
+/// which may be the damage, and taking a record for intact only makes
+/// recovery refuse more, never keep less.
 ///
 /// # Errors
 /// Disk errors: recovery cannot decide without these bytes.
@@ -243,6 +248,7 @@ fn probe_sync_records<F: DiskFile>(
     file: &F,
     damage_at: u64,
     file_len: u64,
+    segment_id: u64,
 ) -> Result<u64, DiskError> {
     let mut reader = SegmentReader::new(file, file_len);
     let mut synced = 0;
@@ -253,12 +259,15 @@ fn probe_sync_records<F: DiskFile>(
         let bytes = reader.read(start, SYNC_RECORD_BYTES as usize)?;
         let payload = &bytes[RECORD_HEADER_BYTES..];
         let length_fits = le_u32(&bytes[0..4]) as usize == payload.len();
-        let mut hasher = crc32fast::Hasher::new();
-        hasher.update(&bytes[8..9]);
-        hasher.update(payload);
+        let expected = le_u32(&bytes[4..8]);
+        let place = RecordPlace {
+            segment_id,
+            offset: start,
+        };
         let intact = length_fits
             && bytes[8] == RECORD_TYPE_SYNC
-            && hasher.finalize() == le_u32(&bytes[4..8]);
+            && (record_crc(Some(place), RECORD_TYPE_SYNC, payload) == expected
+                || record_crc(None, RECORD_TYPE_SYNC, payload) == expected);
         if intact {
             if let Some(stated) = decode_sync_record(payload, end) {
                 synced = synced.max(stated);
@@ -376,19 +385,22 @@ pub(crate) fn recover<D: Disk>(
         let mut synced_proven = 0;
         let header = check_segment_header(&file, name, *id, file_len);
         let mut damage: Option<Damage> = None;
-        let marked = match header {
-            Ok(version) => version != SEGMENT_FORMAT_VERSION_UNMARKED,
+        let (marked, placed_in) = match header {
+            Ok(version) => (
+                version != SEGMENT_FORMAT_VERSION_UNMARKED,
+                (version >= SEGMENT_FORMAT_VERSION_PLACED).then_some(*id),
+            ),
             Err(bad) => {
                 damage = Some(bad);
                 // Version unknown: look for sync records all the same.
-                true
+                (true, None)
             }
         };
         if damage.is_none() {
             offset = SEGMENT_RECORDS_OFFSET;
             let mut reader = SegmentReader::new(&file, file_len);
             while offset < file_len {
-                match read_record(&mut reader, name, offset, file_len) {
+                match read_record(&mut reader, name, offset, file_len, placed_in) {
                     Ok((RECORD_TYPE_PADDING, _, next_offset)) => offset = next_offset,
                     Ok((RECORD_TYPE_SYNC, payload, next_offset)) if marked => {
                         let stated =
@@ -438,7 +450,8 @@ pub(crate) fn recover<D: Disk>(
         let unused = offset > 0 && tail_is_zero(&file, offset, file_len)?;
         if !unused {
             if marked {
-                synced_proven = synced_proven.max(probe_sync_records(&file, offset, file_len)?);
+                synced_proven =
+                    synced_proven.max(probe_sync_records(&file, offset, file_len, *id)?);
             }
             if offset < synced_proven && !planted.synced_damage_is_torn_tail {
                 return Err(EngineError::Corruption {

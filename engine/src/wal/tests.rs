@@ -1,7 +1,7 @@
 //! Unit tests of the WAL: framing, rotation, replay, torn tails and
 //! corruption.
 
-use super::record::{decode_batch, encode_batch_record, encode_padding_record};
+use super::record::{decode_batch, encode_batch_record, encode_padding_record, encode_sync_record};
 use super::segment::{encode_segment_header, parse_segment_name, segment_name};
 use super::*;
 use crate::disk::{Disk, DiskFile};
@@ -83,7 +83,7 @@ fn batch_record_round_trips() {
         put("", 3, ""),
         put("k", u64::MAX, "x"),
     ];
-    let record = encode_batch_record(&refs(&entries));
+    let record = encode_batch_record(&refs(&entries), None);
     let payload = &record[RECORD_HEADER_BYTES..];
     assert_eq!(le_u32(&record[0..4]) as usize, payload.len());
     assert_eq!(record[8], RECORD_TYPE_BATCH);
@@ -94,7 +94,7 @@ fn batch_record_round_trips() {
 #[test]
 fn decode_rejects_truncated_and_trailing_payloads_without_panicking() {
     let entries = vec![put("key", 1, "value"), del("gone", 2)];
-    let record = encode_batch_record(&refs(&entries));
+    let record = encode_batch_record(&refs(&entries), None);
     let payload = &record[RECORD_HEADER_BYTES..];
     for cut in 0..payload.len() {
         assert!(
@@ -440,7 +440,11 @@ fn valid_record_of_unknown_type_is_corruption_even_in_last_segment() {
     let mut record = vec![0_u8; 9];
     record[0..4].copy_from_slice(&0_u32.to_le_bytes());
     record[8] = 200;
-    let crc = crc32fast::hash(&[200]);
+    let place = record::RecordPlace {
+        segment_id: wal.segment_id,
+        offset,
+    };
+    let crc = record::record_crc(Some(place), 200, &[]);
     record[4..8].copy_from_slice(&crc.to_le_bytes());
     wal.segment.write_at(offset, &record).expect("write");
     drop(wal);
@@ -545,13 +549,122 @@ fn format_1_segments_without_sync_records_still_replay() {
     header[20..24].copy_from_slice(&crc.to_le_bytes());
     header.resize(SEGMENT_RECORDS_OFFSET as usize, 0);
     let entries = [put("a", 1, "x")];
-    header.extend_from_slice(&encode_batch_record(&refs(&entries)));
+    header.extend_from_slice(&encode_batch_record(&refs(&entries), None));
     let used = header.len() as u64 % SECTOR_BYTES;
-    header.extend_from_slice(&encode_padding_record((SECTOR_BYTES - used) as usize));
+    header.extend_from_slice(&encode_padding_record((SECTOR_BYTES - used) as usize, None));
     let mut file = disk.create(&segment_name(1)).expect("create");
     file.write_at(0, &header).expect("write");
     drop(file);
     let (_, report, seen) = replay(&disk, SEGMENT_BYTES_LARGE);
     assert_eq!(seen, entries.to_vec());
     assert_eq!(report.torn_tail, None);
+}
+
+#[test]
+fn format_2_segments_without_placed_checksums_still_replay() {
+    let (_dir, disk) = temp_disk();
+    let mut header = encode_segment_header(1);
+    header[8..12].copy_from_slice(&2_u32.to_le_bytes());
+    let crc = crc32fast::hash(&header[0..20]);
+    header[20..24].copy_from_slice(&crc.to_le_bytes());
+    header.resize(SEGMENT_RECORDS_OFFSET as usize, 0);
+    let entries = [put("a", 1, "x"), del("b", 2)];
+    header.extend_from_slice(&encode_batch_record(&refs(&entries), None));
+    let used = header.len() as u64 % SECTOR_BYTES;
+    let gap = SECTOR_BYTES - used - SYNC_RECORD_BYTES;
+    header.extend_from_slice(&encode_padding_record(gap as usize, None));
+    let end = header.len() as u64 + SYNC_RECORD_BYTES;
+    header.extend_from_slice(&encode_sync_record(SEGMENT_RECORDS_OFFSET, end, None));
+    let mut file = disk.create(&segment_name(1)).expect("create");
+    file.write_at(0, &header).expect("write");
+    drop(file);
+    let (_, report, seen) = replay(&disk, SEGMENT_BYTES_LARGE);
+    assert_eq!(seen, entries.to_vec());
+    assert_eq!(report.torn_tail, None);
+}
+
+/// Copies `len` bytes from `from` at `from_offset` over `to` at
+/// `to_offset`: a misdirected write of a whole record.
+fn copy_bytes(disk: &FsDisk, from: (&str, u64), to: (&str, u64), len: usize) {
+    let mut bytes = vec![0_u8; len];
+    disk.open(from.0)
+        .expect("open")
+        .read_at(from.1, &mut bytes)
+        .expect("read");
+    disk.open(to.0)
+        .expect("open")
+        .write_at(to.1, &bytes)
+        .expect("write");
+}
+
+#[test]
+fn a_record_copied_to_another_offset_of_a_sealed_segment_is_corruption() {
+    let (_dir, disk) = temp_disk();
+    let (mut wal, _, _) = replay(&disk, SEGMENT_BYTES_LARGE);
+    let first = wal.segment_len_bytes;
+    append(&mut wal, &[put("a", 1, "x")]);
+    let second = wal.segment_len_bytes;
+    append(&mut wal, &[put("b", 2, "y")]);
+    let len = (wal.segment_len_bytes - second) as usize;
+    assert_eq!(second - first, len as u64, "records of the same size");
+    wal.sync().expect("sync");
+    let name = wal.segment_name().to_owned();
+    drop(wal);
+    drop(replay(&disk, SEGMENT_BYTES_LARGE));
+    // Record "a" written again where "b" was: intact bytes, wrong place.
+    copy_bytes(&disk, (&name, first), (&name, second), len);
+    let err = open(disk.clone(), 0, SEGMENT_BYTES_LARGE, true, |_| {}).expect_err("misdirected");
+    assert!(
+        matches!(err, EngineError::ChecksumMismatch { .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.corruption_site(), Some((name.as_str(), second)));
+}
+
+#[test]
+fn a_record_copied_into_another_segment_is_corruption() {
+    let (_dir, disk) = temp_disk();
+    let (mut wal, _, _) = replay(&disk, SEGMENT_BYTES_LARGE);
+    let offset = wal.segment_len_bytes;
+    append(&mut wal, &[put("a", 1, "x")]);
+    let len = (wal.segment_len_bytes - offset) as usize;
+    wal.sync().expect("sync");
+    let first_name = wal.segment_name().to_owned();
+    drop(wal);
+    let (mut wal, _, _) = replay(&disk, SEGMENT_BYTES_LARGE);
+    assert_eq!(wal.segment_len_bytes, offset);
+    append(&mut wal, &[put("b", 2, "y")]);
+    wal.sync().expect("sync");
+    let second_name = wal.segment_name().to_owned();
+    drop(wal);
+    drop(replay(&disk, SEGMENT_BYTES_LARGE));
+    // Segment 2's record lands at the same offset of segment 1.
+    copy_bytes(&disk, (&second_name, offset), (&first_name, offset), len);
+    let err = open(disk.clone(), 0, SEGMENT_BYTES_LARGE, true, |_| {}).expect_err("misdirected");
+    assert_eq!(err.corruption_site(), Some((first_name.as_str(), offset)));
+}
+
+#[test]
+fn a_misdirected_record_before_the_last_synced_point_is_not_a_torn_tail() {
+    let (_dir, disk) = temp_disk();
+    let (mut wal, _, _) = replay(&disk, SEGMENT_BYTES_LARGE);
+    let first = wal.segment_len_bytes;
+    append(&mut wal, &[put("a", 1, "x")]);
+    let second = wal.segment_len_bytes;
+    append(&mut wal, &[put("b", 2, "y")]);
+    let len = (wal.segment_len_bytes - second) as usize;
+    wal.sync().expect("sync");
+    append(&mut wal, &[put("c", 3, "z")]);
+    wal.sync()
+        .expect("the second sync's record vouches for the first");
+    let name = wal.segment_name().to_owned();
+    crash(wal);
+    copy_bytes(&disk, (&name, first), (&name, second), len);
+    let err = open(disk.clone(), 0, SEGMENT_BYTES_LARGE, true, |_| {}).expect_err("corrupt");
+    assert_eq!(
+        err.corruption_site(),
+        Some((name.as_str(), second)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("last synced point"), "{err}");
 }

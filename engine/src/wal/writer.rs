@@ -6,7 +6,7 @@ use std::ops::Bound;
 
 use super::record::{
     batch_record_bytes, decode_batch, encode_batch_record_into, encode_padding_record,
-    encode_sync_record,
+    encode_sync_record, RecordPlace,
 };
 use super::segment::{encode_segment_header_sector, segment_name};
 use super::*;
@@ -231,7 +231,11 @@ impl<D: Disk> Wal<D> {
             self.rotate()?;
         }
         self.make_room(record_len)?;
-        encode_batch_record_into(&mut self.buffer, entries);
+        let place = RecordPlace {
+            segment_id: self.segment_id,
+            offset: self.segment_len_bytes,
+        };
+        encode_batch_record_into(&mut self.buffer, entries, Some(place));
         self.segment_len_bytes += record_len as u64;
         self.file_unsynced = true;
         self.ends_with_sync_record = false;
@@ -348,9 +352,20 @@ impl<D: Disk> Wal<D> {
         assert!(padding_fits(gap), "a sector always fits the padding");
         let end = self.segment_len_bytes + gap;
         if gap > SYNC_RECORD_BYTES {
-            self.write_record(&encode_padding_record((gap - SYNC_RECORD_BYTES) as usize))?;
+            let place = RecordPlace {
+                segment_id: self.segment_id,
+                offset: self.segment_len_bytes,
+            };
+            self.write_record(&encode_padding_record(
+                (gap - SYNC_RECORD_BYTES) as usize,
+                Some(place),
+            ))?;
         }
-        self.write_record(&encode_sync_record(self.synced_len_bytes, end))?;
+        self.write_record(&encode_sync_record(
+            self.synced_len_bytes,
+            end,
+            Some(self.segment_id),
+        ))?;
         self.ends_with_sync_record = true;
         self.stated_synced_len_bytes = self.synced_len_bytes;
         assert_eq!(

@@ -37,13 +37,30 @@
 //!   (poisons its engine, releases nothing of the batch, stops) and the
 //!   simulator restarts it from what is durable. The simulator fails the
 //!   next sync of at most `down_max` nodes at once.
-//! - **Bit rot** ([`SimDisk::flip_bit`]): a bit of stored data changes, in
-//!   the durable and current contents alike. Survivable only within bounds
-//!   the simulator must keep (at most RF-1 replicas of a range) and only
-//!   with repair from peers, which the node does not do yet: the engine
-//!   detects it by checksum and reports corruption, never serving it, but
-//!   the replica stays damaged. The simulator does not draw it; it draws bit
-//!   rot *on reads* instead (next item).
+//! - **Bit rot** ([`SimDisk::flip_bit`], [`SimDisk::flip_random_bit`]): a
+//!   bit of stored data changes, in the durable and current contents alike.
+//!   The engine detects it by checksum and reports corruption, never
+//!   serving it; the replica stays damaged until the node repairs it from
+//!   its peers. Survivable only within bounds the caller keeps: fewer than
+//!   `rf` replicas of any key damaged at a time (one node at a time at RF
+//!   3), so every key keeps an intact replica to read and to repair from;
+//!   and only in tables and sealed log segments (bit rot in the last log
+//!   segment, after its last sync, looks exactly like a torn tail, which
+//!   recovery rightly cuts off).
+//! - **Misdirected writes** ([`SimDisk::misdirect_write`],
+//!   [`SimDisk::misdirect_write_at`]): a write that lands at the wrong
+//!   offset of its file or in another file. Modelled at the drive's
+//!   granularity, whole sectors: a run of 1 to 8 sectors of one file's
+//!   stored bytes (what a write carried) lands, durable, over
+//!   sector-aligned bytes of another file or of another offset of the same
+//!   file. Its intended place keeps the bytes it holds (the other half of
+//!   a misdirection, a lost write, is not modelled). Survivable because the
+//!   engine's checksums cover each block's and each record's place as well
+//!   as its bytes (table format 4, log format 3): intact bytes in the
+//!   wrong place fail their check where they landed, and are reported as
+//!   corruption, never served; with the same bounds as bit rot (fewer than
+//!   `rf` replicas, tables and sealed log segments only), every key keeps
+//!   an intact replica.
 //! - **Bad reads** (`read_bit_flip_probability`, `read_error_probability`,
 //!   [`SimDisk::mark_sector_unreadable`],
 //!   [`SimDisk::mark_random_sectors_unreadable`]): between crashes a read may
@@ -59,12 +76,6 @@
 //! - **Held syncs** ([`SimDisk::hold_syncs`]): not a fault of disks but of a
 //!   planted driver bug: syncs return at once and become durable only when
 //!   released, so a crash before drops them. No correct run uses it.
-//!
-//! Misdirected writes (a write landing at the wrong offset or file) are not
-//! modelled: a table block's checksum and a log record's cover only their
-//! own bytes, not where they belong, so the engine cannot tell a whole
-//! block or record written in the wrong place from a correct one (what is
-//! missing is in docs/FAULTS.md, "Not drawn yet").
 //!
 //! The disk's parts: `faults.rs` (the fault settings), `state.rs` (inodes,
 //! the directory and what a crash does to them), `file.rs` (an open file's
@@ -120,6 +131,22 @@ impl fmt::Debug for SimDisk {
             .field("syncs", &state.syncs)
             .finish()
     }
+}
+
+/// The longest run of sectors a misdirected write carries (4 KiB, a
+/// drive's block).
+pub const MISDIRECTED_SECTORS_MAX: u64 = 8;
+
+/// A write that landed in the wrong place: `len` bytes of `from` at
+/// `from_offset` (what the write carried) now also lie in `to` at
+/// `to_offset`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MisdirectedWrite {
+    pub from: String,
+    pub from_offset: u64,
+    pub to: String,
+    pub to_offset: u64,
+    pub len: u64,
 }
 
 /// The name the directory-level operations report in their errors.
@@ -340,6 +367,163 @@ impl SimDisk {
             *byte ^= 1 << bit;
         }
         Ok(())
+    }
+
+    /// Flips one random bit of one random file among those `which`
+    /// accepts (bit rot, see [`Self::flip_bit`]); returns the file and the
+    /// offset, or `None` if no file with bytes passes `which`.
+    pub fn flip_random_bit(
+        &self,
+        rng: &mut impl Rng,
+        which: impl Fn(&str) -> bool,
+    ) -> Option<(String, u64)> {
+        let files = self.files_with_bytes(&which);
+        if files.is_empty() {
+            return None;
+        }
+        let (name, len) = files[rng.random_range(0..files.len())].clone();
+        let offset = rng.random_range(0..len);
+        let bit = rng.random_range(0..8_u8);
+        self.flip_bit(&name, offset, bit)
+            .expect("the file and offset were just listed");
+        self.0.borrow_mut().bits_flipped += 1;
+        Some((name, offset))
+    }
+
+    /// The files `which` accepts that hold at least one sector, with their
+    /// lengths, in name order.
+    fn files_with_bytes(&self, which: &impl Fn(&str) -> bool) -> Vec<(String, u64)> {
+        let state = self.0.borrow();
+        state
+            .dir_current
+            .iter()
+            .filter(|(name, _)| which(name))
+            .map(|(name, inode)| {
+                let len = state
+                    .inodes
+                    .get(inode)
+                    .expect("the directory names live inodes")
+                    .current
+                    .len();
+                (name.clone(), len as u64)
+            })
+            .filter(|(_, len)| *len >= SECTOR_BYTES as u64)
+            .collect()
+    }
+
+    /// A misdirected write drawn from `rng`: a run of 1 to
+    /// [`MISDIRECTED_SECTORS_MAX`] whole sectors of one file `which`
+    /// accepts lands over another file `which` accepts at the same offset
+    /// (half the time, when there are two), or over another offset of its
+    /// own file (always another file when the drawn one holds a single
+    /// sector). Returns what it did, or `None` if no file `which` accepts
+    /// holds a sector, or the only one holds a single sector.
+    pub fn misdirect_write(
+        &self,
+        rng: &mut impl Rng,
+        which: impl Fn(&str) -> bool,
+    ) -> Option<MisdirectedWrite> {
+        let files = self.files_with_bytes(&which);
+        if files.is_empty() {
+            return None;
+        }
+        let (from, from_len) = files[rng.random_range(0..files.len())].clone();
+        let sectors = |len: u64| len / SECTOR_BYTES as u64;
+        let others: Vec<&(String, u64)> = files.iter().filter(|(n, _)| *n != from).collect();
+        let one_sector = sectors(from_len) < 2;
+        let (to, to_offset, from_offset, len) =
+            if !others.is_empty() && (one_sector || rng.random_bool(0.5)) {
+                // Another file, the intended offset.
+                let (to, to_len) = others[rng.random_range(0..others.len())].clone();
+                let shared = sectors(from_len.min(to_len));
+                let run = rng.random_range(1..=MISDIRECTED_SECTORS_MAX.min(shared));
+                let at = rng.random_range(0..=shared - run) * SECTOR_BYTES as u64;
+                (to, at, at, run * SECTOR_BYTES as u64)
+            } else {
+                // The same file, another offset.
+                let total = sectors(from_len);
+                if one_sector {
+                    return None;
+                }
+                let run = rng.random_range(1..=MISDIRECTED_SECTORS_MAX.min(total - 1));
+                let from_sector = rng.random_range(0..=total - run);
+                let mut to_sector = rng.random_range(0..total - run);
+                if to_sector >= from_sector {
+                    to_sector += 1;
+                }
+                let sector = SECTOR_BYTES as u64;
+                (
+                    from.clone(),
+                    to_sector * sector,
+                    from_sector * sector,
+                    run * sector,
+                )
+            };
+        let misdirected = MisdirectedWrite {
+            from,
+            from_offset,
+            to,
+            to_offset,
+            len,
+        };
+        self.misdirect_write_at(&misdirected)
+            .expect("files and ranges were just listed");
+        Some(misdirected)
+    }
+
+    /// Writes `misdirected.len` bytes of `misdirected.from`, read at
+    /// `from_offset`, over `misdirected.to` at `to_offset`, in the durable
+    /// and current contents alike (where each reaches): a misdirected
+    /// write, which no crash undoes. The simulator must bound how many
+    /// replicas it hits.
+    ///
+    /// # Errors
+    /// `NotFound`; `ShortRead` if either range passes its file's end.
+    pub fn misdirect_write_at(&self, misdirected: &MisdirectedWrite) -> Result<(), DiskError> {
+        let mut state = self.0.borrow_mut();
+        let short = |name: &str, offset: u64, file_len: usize| DiskError::ShortRead {
+            name: name.to_owned(),
+            offset,
+            len: misdirected.len,
+            file_len: file_len as u64,
+        };
+        let from = state.inode_of(&misdirected.from)?;
+        let to = state.inode_of(&misdirected.to)?;
+        let source = &state.inodes[&from].current;
+        let range = |offset: u64, file_len: usize| {
+            let start = usize::try_from(offset).ok()?;
+            let end = start.checked_add(usize::try_from(misdirected.len).ok()?)?;
+            (end <= file_len).then_some(start..end)
+        };
+        let from_range = range(misdirected.from_offset, source.len())
+            .ok_or_else(|| short(&misdirected.from, misdirected.from_offset, source.len()))?;
+        let bytes = source[from_range].to_vec();
+        let target = state
+            .inodes
+            .get_mut(&to)
+            .expect("the directory names live inodes");
+        let to_range = range(misdirected.to_offset, target.current.len())
+            .ok_or_else(|| short(&misdirected.to, misdirected.to_offset, target.current.len()))?;
+        let start = to_range.start;
+        target.current[to_range].copy_from_slice(&bytes);
+        // Durable bytes change where they exist, as bit rot's do; bytes
+        // below the dirty mark stay equal in both.
+        let durable_end = target.durable.len().min(start + bytes.len());
+        if start < durable_end {
+            target.durable[start..durable_end].copy_from_slice(&bytes[..durable_end - start]);
+        }
+        state.misdirected_writes += 1;
+        Ok(())
+    }
+
+    /// Random bits flipped ([`Self::flip_random_bit`]) so far.
+    pub fn bits_flipped(&self) -> u64 {
+        self.0.borrow().bits_flipped
+    }
+
+    /// Misdirected writes so far.
+    pub fn misdirected_writes(&self) -> u64 {
+        self.0.borrow().misdirected_writes
     }
 
     /// Bytes written by successful writes so far.

@@ -138,6 +138,8 @@ pub(super) struct State {
     pub(super) bytes_written: u64,
     pub(super) syncs: u64,
     pub(super) crashes: u64,
+    pub(super) bits_flipped: u64,
+    pub(super) misdirected_writes: u64,
 }
 
 impl State {
