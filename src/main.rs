@@ -563,8 +563,8 @@ fn report_one(
     out!(
         "faults: {} crashes before and {} during a sync, {} inside a background job, {} bridge and {} one-way partitions, \
          {} pauses, {} swizzles, {} clock jumps, {} bad-read windows ({} storage errors met), \
-         {} failed syncs, {} full disks, {} buggify firings, {} stale messages; {} client retries, \
-         {} partial writes",
+         {} failed syncs, {} full disks, {} buggify firings, {} stale messages, {} crash-loop restarts; \
+         {} client retries, {} partial writes",
         stats.crashes_before_sync,
         stats.crashes_during_sync,
         stats.crashes_in_background_job,
@@ -579,6 +579,7 @@ fn report_one(
         stats.disk_full_windows,
         stats.buggify_fired,
         stats.stale_messages,
+        stats.crash_loop_restarts,
         stats.client_retries,
         stats.partial_writes,
     );

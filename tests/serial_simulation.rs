@@ -181,6 +181,16 @@ fn a_proposal_finished_with_its_stale_stamp_is_caught() {
     // The bug needs a proposal finished long after it was accepted, by
     // another proposer, and a tombstone or value it overwrites purged or
     // flushed meanwhile: one key makes proposers meet on every operation.
+    // "Long" is the write lateness bound (the hint window plus the clock
+    // offset bound, 4.5 s in the simulator): the first prepare whose quorum
+    // holds an acceptor of the proposal finishes it, and any commit of the
+    // key since makes it obsolete, so the key must see no commit for that
+    // long (no quorum: 0x27a drew partitions with down_max=3). Then the
+    // finishing commit must miss a replica still holding the overwritten
+    // value while another purges the stale tombstone at once. 48 more
+    // seeds of this shape from 0x50460000, with crash loops in the mix,
+    // passed too: a draw that stalls an accepted proposal past the bound
+    // is still missing.
     let base = SimConfig {
         keys: 1,
         planted_paxos_finish_with_stale_stamp: true,

@@ -220,6 +220,9 @@ pub struct RunStats {
     pub repair_sessions: u64,
     /// Entries anti-entropy streamed.
     pub repair_keys_streamed: u64,
+    /// Restarts of nodes in a crash loop (each followed, but the last, by
+    /// another crash soon after).
+    pub crash_loop_restarts: u64,
     /// Messages delivered after the sender or the receiver restarted
     /// (acknowledgements and replies meant for an earlier incarnation).
     pub stale_messages: u64,
@@ -460,6 +463,11 @@ enum Event {
     CrashMidSync { node: usize, incarnation: u64 },
     /// Node `node`, which stopped itself, is started again (if still down).
     RestartStopped { node: usize },
+    /// Node `node`, in a crash loop, is started again (if still down).
+    CrashLoopRestart { node: usize },
+    /// Node `node`, in a crash loop, crashes again (if incarnation
+    /// `incarnation` still runs).
+    CrashLoopCrash { node: usize, incarnation: u64 },
     /// The swizzle in progress clogs or unclogs its next link.
     SwizzleStep,
     /// Node `node`'s window of bad reads ends.
@@ -526,6 +534,9 @@ struct Slot {
     sync_latency: SyncLatency,
     /// A crash the nemesis armed for this node's next batch.
     crash_armed: Option<CrashPoint>,
+    /// Restarts left in this node's crash loop (0: not in one): each
+    /// restart but the last is followed by a quick crash.
+    crash_loop: u32,
     /// The process is paused until then: its events wait.
     paused_until: Option<u64>,
     /// Its disk reads badly until then.
@@ -660,6 +671,8 @@ struct Simulation {
     disk_faults: SimDiskFaults,
     /// The swizzle in progress.
     swizzle: Option<Swizzle>,
+    /// Whether each crash the nemesis injects starts a crash loop.
+    crash_loops: bool,
     /// The liveness phase's progress.
     liveness: Liveness,
     /// Bound on every wall clock's offset from true time, either way.
@@ -694,6 +707,7 @@ impl Simulation {
             clock_drifts_ppm,
             buggify,
             read_cuts,
+            crash_loops,
         } = draw_swarm(&config, &mut stream(seed, "swarm"));
         let ids: Vec<NodeId> = (1..=config.nodes as u32).map(NodeId).collect();
         let cluster = ClusterConfig {
@@ -805,6 +819,7 @@ impl Simulation {
                 waiting: Vec::new(),
                 sync_latency,
                 crash_armed: None,
+                crash_loop: 0,
                 paused_until: None,
                 read_faults_until: None,
                 disk_full_until: None,
@@ -873,6 +888,7 @@ impl Simulation {
             group_commit_window_max_nanos,
             disk_faults,
             swizzle: None,
+            crash_loops,
             liveness: Liveness::default(),
             clock_offset_nanos_max,
             clock_skew: skew_nanos > 0 || clock_faults || far_ahead_nanos > 0,
@@ -1000,6 +1016,10 @@ impl Simulation {
                 if self.slots[node].node.is_none() {
                     self.start_node(node);
                 }
+            }
+            Event::CrashLoopRestart { node } => self.on_crash_loop_restart(node),
+            Event::CrashLoopCrash { node, incarnation } => {
+                self.on_crash_loop_crash(node, incarnation);
             }
             Event::SwizzleStep => self.on_swizzle_step(),
             Event::DiskSpaceBack { node, incarnation } => {

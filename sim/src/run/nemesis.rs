@@ -3,8 +3,10 @@
 //! (at once, or armed to land inside the node's next group commit or
 //! between two steps of its next background job),
 //! restarts, partitions of every shape, process pauses, swizzle-clogging,
-//! clock jumps, windows of bad reads and failed syncs.
+//! clock jumps, windows of bad reads and failed syncs, and crash loops (a
+//! crashed node restarted at once and crashing again soon, a few times).
 
+use enigma_cluster::RequestId;
 use enigma_engine::{Buggify, BuggifySite};
 use enigma_workloads::{ClusterFaults, Fault, NemesisOptions, PartitionKind};
 use rand::Rng;
@@ -37,6 +39,20 @@ const READ_ERROR_PROBABILITY: f64 = 0.05;
 /// Table sectors made unreadable (latent sector errors) when a bad-read
 /// window opens.
 const LATENT_SECTORS_PER_WINDOW: usize = 16;
+/// Restarts in one crash loop, the range drawn from.
+const CRASH_LOOP_RESTARTS: std::ops::RangeInclusive<u32> = 3..=8;
+/// Longest a node in a crash loop stays down: a supervisor restarts it at
+/// once, often while answers to its previous incarnation are on their way.
+const CRASH_LOOP_DOWN_NANOS_MAX: u64 = 10_000_000;
+/// Longest a node in a crash loop runs before it crashes again: about a
+/// round trip, so that its new operations reuse the sequence numbers of
+/// its previous incarnation's operations whose answers are still arriving.
+const CRASH_LOOP_UP_NANOS_MAX: u64 = 60_000_000;
+/// Most a link to or from a node in a crash loop delays each message
+/// (clogged while the loop lasts): longer than the node's incarnations
+/// live, so answers meant for one reach the next, and its writes reach
+/// their replicas late.
+const CRASH_LOOP_LINK_DELAY_MAX_NANOS: u64 = 200_000_000;
 
 /// A swizzle in progress: links clogged one by one, then unclogged in
 /// reverse order.
@@ -66,6 +82,7 @@ impl Simulation {
                         || s.read_faults_until.is_some()
                         || s.disk_full_until.is_some()
                         || s.crash_armed.is_some()
+                        || s.crash_loop > 0
                 })
                 .collect(),
             partitioned: self.net.is_partitioned(),
@@ -73,6 +90,15 @@ impl Simulation {
         };
         let fault = self.nemesis.next_fault(&mut self.rng_nemesis, &state);
         if let Some(fault) = fault {
+            if let (Fault::Crash(node), true) = (&fault, self.crash_loops) {
+                // The loop starts when the crash lands (now or armed); the
+                // links to and from the node are slow while it lasts.
+                self.slots[*node].crash_loop = self.rng_nemesis.random_range(CRASH_LOOP_RESTARTS);
+                for peer in (0..self.slots.len()).filter(|&peer| peer != *node) {
+                    self.net.clog(peer, *node, CRASH_LOOP_LINK_DELAY_MAX_NANOS);
+                    self.net.clog(*node, peer, CRASH_LOOP_LINK_DELAY_MAX_NANOS);
+                }
+            }
             self.inject(fault, None);
         }
         let pause = self
@@ -245,6 +271,76 @@ impl Simulation {
         }
     }
 
+    /// A node crashed. With crash loops on, its clients' connections close
+    /// at once: each gives up on its request there as on a timeout (a read
+    /// is tried again elsewhere, a write's outcome is unknown), so that
+    /// operations keep coming to the node while it loops. In a crash loop,
+    /// a supervisor restarts it soon.
+    pub(super) fn continue_crash_loop(&mut self, node: usize) {
+        if !self.crash_loops {
+            return;
+        }
+        let stranded: Vec<(usize, RequestId)> = self
+            .clients
+            .iter()
+            .enumerate()
+            .filter_map(|(client, c)| {
+                let in_flight = c.in_flight.as_ref()?;
+                (in_flight.node == node).then_some((client, in_flight.request))
+            })
+            .collect();
+        for (client, request) in stranded {
+            let delay = self.client_latency();
+            self.schedule(delay, Event::ClientTimeout { client, request });
+        }
+        if self.slots[node].crash_loop == 0 || self.phase != Phase::Safety {
+            return;
+        }
+        let down = self.rng_nemesis.random_range(1..=CRASH_LOOP_DOWN_NANOS_MAX);
+        self.schedule(down, Event::CrashLoopRestart { node });
+    }
+
+    /// The crash loop's restart of `node`; unless it was the loop's last,
+    /// the new incarnation crashes again soon.
+    pub(super) fn on_crash_loop_restart(&mut self, node: usize) {
+        if self.phase != Phase::Safety || self.slots[node].crash_loop == 0 {
+            self.end_crash_loop(node);
+            return;
+        }
+        if self.slots[node].node.is_none() {
+            self.stats.crash_loop_restarts += 1;
+            self.inject(Fault::Restart(node), None);
+        }
+        self.slots[node].crash_loop -= 1;
+        if self.slots[node].crash_loop == 0 {
+            self.end_crash_loop(node);
+        } else {
+            let up = self.rng_nemesis.random_range(1..=CRASH_LOOP_UP_NANOS_MAX);
+            let incarnation = self.slots[node].incarnation;
+            self.schedule(up, Event::CrashLoopCrash { node, incarnation });
+        }
+    }
+
+    /// The crash loop crashes `node` again, if the incarnation it let run
+    /// still does.
+    pub(super) fn on_crash_loop_crash(&mut self, node: usize, incarnation: u64) {
+        let slot = &self.slots[node];
+        if self.phase != Phase::Safety || slot.incarnation != incarnation || slot.node.is_none() {
+            self.end_crash_loop(node);
+            return;
+        }
+        self.inject(Fault::Crash(node), Some(CrashAt::Now));
+    }
+
+    /// `node`'s crash loop is over: its links unclog.
+    fn end_crash_loop(&mut self, node: usize) {
+        self.slots[node].crash_loop = 0;
+        for peer in (0..self.slots.len()).filter(|&peer| peer != node) {
+            self.net.unclog(peer, node);
+            self.net.unclog(node, peer);
+        }
+    }
+
     /// Opens a window of bad reads on `node`'s disk: reads return a flipped
     /// bit or fail now and then, and a few sectors of its tables fail every
     /// read (latent sector errors). Only tables are read while a node runs,
@@ -336,6 +432,8 @@ pub(super) struct Swarm {
     pub(super) buggify: Buggify,
     /// How the links cut their byte streams into reads.
     pub(super) read_cuts: ReadCuts,
+    /// Whether each crash the nemesis injects starts a crash loop.
+    pub(super) crash_loops: bool,
 }
 
 /// Chance that a message straggles in a run with stale messages on.
@@ -480,10 +578,13 @@ pub(super) fn draw_swarm(config: &SimConfig, rng: &mut ChaCha8Rng) -> Swarm {
         net.straggle_probability = STRAGGLE_PROBABILITY;
     }
     let read_cuts = ReadCuts::ALL[rng.random_range(0..ReadCuts::ALL.len())];
+    // Crash loops need crashes; drawn either way, as the families above.
+    let crash_loops = rng.random_bool(0.3) && nemesis.crashes;
     line.push_str(&format!(
-        " stale_messages={} frame_reads={}",
+        " stale_messages={} frame_reads={} crash_loops={}",
         on_off(stale_messages),
-        read_cuts.name()
+        read_cuts.name(),
+        on_off(crash_loops)
     ));
     Swarm {
         nemesis,
@@ -495,6 +596,7 @@ pub(super) fn draw_swarm(config: &SimConfig, rng: &mut ChaCha8Rng) -> Swarm {
         clock_drifts_ppm,
         buggify,
         read_cuts,
+        crash_loops,
     }
 }
 

@@ -95,6 +95,7 @@ impl Simulation {
                 forget_newest_wal_segment(&slot.disk);
             }
             self.stats.crashes += 1;
+            self.continue_crash_loop(index);
         }
     }
 
