@@ -100,7 +100,7 @@ fn a_proposer_that_answers_after_its_first_acceptance_is_caught() {
     // it and another value is chosen over it.
     let base = SimConfig {
         planted_paxos_answer_after_first_acceptance: true,
-        ..serial(0x5041_a000)
+        ..serial(0x5041_b000)
     };
     let failure = caught_and_replayed(&base, PLANTED_SWEEP_SEEDS, &CHOSEN_VALUE_LOST);
     eprintln!(
