@@ -689,7 +689,7 @@ fn paxos_line(messages: &BTreeMap<u32, u64>, round_trips: &BTreeMap<u32, u64>) -
     let count: u64 = messages.values().sum();
     match (median_and_mean(messages), median_and_mean(round_trips)) {
         (Some((m_median, m_mean)), Some((r_median, r_mean))) => format!(
-            "paxos: {count} uncontended compare-and-sets; peer messages per operation median {m_median}, mean {m_mean:.1}; round trips median {r_median}, mean {r_mean:.2}"
+            "paxos: {count} uncontended compare-and-sets; peer messages per operation median {m_median}, mean {m_mean:.1}; round trips before the answer median {r_median}, mean {r_mean:.2}, plus the commit behind it"
         ),
         _ => "paxos: no uncontended compare-and-set committed".to_owned(),
     }

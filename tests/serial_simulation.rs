@@ -94,6 +94,42 @@ fn an_acceptor_that_answers_before_its_state_is_durable_is_caught() {
 }
 
 #[test]
+fn a_proposer_that_answers_after_its_first_acceptance_is_caught() {
+    // Answered (and committed) on one acceptance, a value a majority never
+    // accepted is reported applied: a later operation's majority misses
+    // it and another value is chosen over it.
+    let base = SimConfig {
+        planted_paxos_answer_after_first_acceptance: true,
+        ..serial(0x5041_b000)
+    };
+    let failure = caught_and_replayed(&base, PLANTED_SWEEP_SEEDS, &CHOSEN_VALUE_LOST);
+    eprintln!(
+        "answer after first acceptance caught at seed {:#x} ({} seeds)",
+        failure.config.seed,
+        failure.config.seed - base.seed + 1
+    );
+    passes_without_planted_bugs(&base, CONTROL_SWEEP_SEEDS);
+}
+
+#[test]
+fn a_quorum_read_that_ignores_an_unfinished_proposal_is_caught() {
+    // A SERIAL write is answered once a majority accepted it; a QUORUM read
+    // (half the clients read at QUORUM) that meets the accepting majority
+    // only where the commit has not landed returns the older value.
+    let base = SimConfig {
+        planted_read_ignores_unfinished_paxos: true,
+        ..serial(0x5052_0000)
+    };
+    let failure = caught_and_replayed(&base, PLANTED_SWEEP_SEEDS, &CHOSEN_VALUE_LOST);
+    eprintln!(
+        "read ignoring an unfinished proposal caught at seed {:#x} ({} seeds)",
+        failure.config.seed,
+        failure.config.seed - base.seed + 1
+    );
+    passes_without_planted_bugs(&base, CONTROL_SWEEP_SEEDS);
+}
+
+#[test]
 fn serial_runs_with_clock_skew_are_linearizable_and_check_compare_and_sets() {
     let base = SimConfig {
         clock_skew_max_ms: 100,

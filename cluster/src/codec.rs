@@ -17,7 +17,7 @@ use thiserror::Error;
 use crate::message::Envelope;
 
 /// Format version of the frame and payload encoding.
-pub const FRAME_VERSION: u8 = 2;
+pub const FRAME_VERSION: u8 = 3;
 /// Bytes before the payload.
 pub const FRAME_HEADER_BYTES: usize = 9;
 /// Largest payload accepted: bounds the memory a peer can make us allocate.
@@ -180,8 +180,9 @@ mod tests {
             )
                 .prop_map(|(op, version, failure)| Message::ReadReply {
                     op,
+                    unfinished: version.is_some() && failure.is_none(),
                     version,
-                    failure
+                    failure,
                 }),
         ]
     }

@@ -205,6 +205,13 @@ pub struct PendingRead {
     /// When the replicas were last asked (monotonic), for
     /// [`PendingRead::should_ask_again`].
     asked_mono_nanos: u64,
+    /// The read's level promises to show an acknowledged `SERIAL` write
+    /// (`QUORUM`, `ALL`): a replica's report of an unfinished Paxos
+    /// proposal makes it finish that proposal before it answers.
+    finishes_unfinished_paxos: bool,
+    /// A replica reported an unfinished Paxos proposal newer than its
+    /// version.
+    unfinished_paxos_seen: bool,
 }
 
 /// How long a read whose session floor no answer met waits before it asks
@@ -267,7 +274,31 @@ impl PendingRead {
             bug_trust_the_data: false,
             floor: None,
             asked_mono_nanos: 0,
+            finishes_unfinished_paxos: false,
+            unfinished_paxos_seen: false,
         }
+    }
+
+    /// The read finishes an unfinished Paxos proposal a replica reports
+    /// before it answers (`QUORUM` and `ALL` reads, whose answer must show
+    /// every acknowledged `SERIAL` write).
+    pub fn finishing_unfinished_paxos(mut self, on: bool) -> Self {
+        self.finishes_unfinished_paxos = on;
+        self
+    }
+
+    /// `from` reported an accepted, uncommitted Paxos proposal for the key
+    /// stamped above the version it answered with.
+    pub fn note_unfinished_paxos(&mut self, from: NodeId) {
+        if self.replicas.contains(&from) {
+            self.unfinished_paxos_seen = true;
+        }
+    }
+
+    /// Whether the read, once decided, must finish an unfinished Paxos
+    /// proposal (through a `SERIAL` read) before it answers.
+    pub fn must_finish_paxos(&self) -> bool {
+        self.finishes_unfinished_paxos && self.unfinished_paxos_seen
     }
 
     /// The read answers no version older than `floor` (its session's

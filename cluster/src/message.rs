@@ -48,6 +48,12 @@ pub enum Message {
         op: OpId,
         version: Option<WireVersion>,
         failure: Option<ReplicaFailure>,
+        /// The sender's Paxos acceptor holds an accepted, uncommitted
+        /// proposal for the key stamped above `version`: a `SERIAL` value
+        /// may be chosen (and acknowledged) that this version does not
+        /// show yet. A `QUORUM` or `ALL` read finishes it before it
+        /// answers.
+        unfinished: bool,
     },
     /// Send a digest of your version of `key`, not the value: the
     /// coordinator has the value from another replica and only needs to
@@ -58,6 +64,8 @@ pub enum Message {
     DigestReply {
         op: OpId,
         digest: Option<VersionDigest>,
+        /// As [`Message::ReadReply`]'s.
+        unfinished: bool,
     },
     /// Read repair: store `version` of `key` if newer. Unlike a client's
     /// `Write` it carries a version some replica already held, so it is

@@ -69,9 +69,11 @@ pub fn release_without_durability(
                     Message::ReadReply {
                         version,
                         failure: slot,
+                        unfinished,
                         ..
                     } => {
                         *version = None;
+                        *unfinished = false;
                         slot.get_or_insert_with(|| failure.clone());
                     }
                     Message::DigestReply { op, .. } => {
@@ -82,6 +84,7 @@ pub fn release_without_durability(
                             op,
                             version: None,
                             failure: Some(failure.clone()),
+                            unfinished: false,
                         };
                     }
                     Message::Write { .. }
@@ -220,6 +223,7 @@ mod tests {
                 op,
                 version: Some(version.clone()),
                 failure: None,
+                unfinished: true,
             }),
             send(Message::Write {
                 op,
@@ -247,8 +251,11 @@ mod tests {
                 Output::Send { envelope, .. } => match &envelope.message {
                     Message::WriteAck { failure, .. } => assert!(failure.is_some()),
                     Message::ReadReply {
-                        version, failure, ..
-                    } => assert!(version.is_none() && failure.is_some()),
+                        version,
+                        failure,
+                        unfinished,
+                        ..
+                    } => assert!(version.is_none() && failure.is_some() && !unfinished),
                     Message::Write { .. } => {}
                     Message::DigestReply { .. } => panic!("a digest reply claims durability"),
                     _ => panic!("none was held"),

@@ -160,6 +160,15 @@ marks! {
     PaxosInDoubt = "paxos-in-doubt",
     /// A compare-and-set's condition did not hold: nothing proposed.
     PaxosConditionFailed = "paxos-condition-failed",
+    /// A proposer answered once its own value was chosen, before the
+    /// commit's acknowledgements.
+    PaxosAnsweredOnceChosen = "paxos-answered-once-chosen",
+    /// A replica answered a plain read holding an unfinished Paxos
+    /// proposal newer than its version.
+    ReadFoundUnfinishedPaxos = "read-found-unfinished-paxos",
+    /// A `QUORUM`/`ALL` read met an unfinished Paxos proposal and finishes
+    /// it through a `SERIAL` read before it answers.
+    ReadFinishedThroughPaxos = "read-finished-through-paxos",
     // Simulator.
     /// A crash landed while a batch's sync was in flight.
     SimCrashMidSync = "sim-crash-mid-sync",

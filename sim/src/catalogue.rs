@@ -330,6 +330,38 @@ pub const CATALOGUE: &[Planted] = &[
             c.planted_paxos_finish_with_stale_stamp = true;
         },
     },
+    Planted {
+        name: "planted_paxos_answer_after_first_acceptance",
+        area: Area::Consensus,
+        bug: "a Paxos proposer answers and commits once one acceptor took its value",
+        caught_as: &[
+            "linearizability",
+            "lost-write",
+            "monotonic-reads",
+            "read-your-writes",
+        ],
+        test: "serial_simulation::a_proposer_that_answers_after_its_first_acceptance_is_caught",
+        plant: |c| {
+            c.level = ConsistencyLevel::Serial;
+            c.planted_paxos_answer_after_first_acceptance = true;
+        },
+    },
+    Planted {
+        name: "planted_read_ignores_unfinished_paxos",
+        area: Area::Consensus,
+        bug: "a QUORUM read answers without finishing an unfinished Paxos proposal a replica reported",
+        caught_as: &[
+            "linearizability",
+            "lost-write",
+            "monotonic-reads",
+            "read-your-writes",
+        ],
+        test: "serial_simulation::a_quorum_read_that_ignores_an_unfinished_proposal_is_caught",
+        plant: |c| {
+            c.level = ConsistencyLevel::Serial;
+            c.planted_read_ignores_unfinished_paxos = true;
+        },
+    },
 ];
 
 /// Seeds from `base`'s seed, one by one, until a run of `planted` fails

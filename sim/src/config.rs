@@ -181,6 +181,13 @@ pub struct SimConfig {
     /// with its first, possibly old, timestamp, and of replicas that apply
     /// a commit however late (`SERIAL` runs with deletes and purging).
     pub planted_paxos_finish_with_stale_stamp: bool,
+    /// Plant the bug of a Paxos proposer that answers and commits its value
+    /// once one acceptor took it, not a majority (`SERIAL` runs).
+    pub planted_paxos_answer_after_first_acceptance: bool,
+    /// Plant the bug of a `QUORUM`/`ALL` read that ignores a replica's
+    /// report of an unfinished Paxos proposal (`SERIAL` runs, whose
+    /// workload also reads at `QUORUM`).
+    pub planted_read_ignores_unfinished_paxos: bool,
     /// Plant the bug of a node that, before judging its clock against its
     /// peers', acknowledges a write its own replica alone took (level
     /// `ONE` runs with a node far ahead).
@@ -242,6 +249,8 @@ impl Default for SimConfig {
             planted_paxos_ignores_in_progress_proposal: false,
             planted_paxos_promise_before_durable: false,
             planted_paxos_finish_with_stale_stamp: false,
+            planted_paxos_answer_after_first_acceptance: false,
+            planted_read_ignores_unfinished_paxos: false,
             planted_unjudged_clock_writes_alone: false,
         }
     }
@@ -355,6 +364,8 @@ impl SimConfig {
             planted_paxos_ignores_in_progress_proposal: false,
             planted_paxos_promise_before_durable: false,
             planted_paxos_finish_with_stale_stamp: false,
+            planted_paxos_answer_after_first_acceptance: false,
+            planted_read_ignores_unfinished_paxos: false,
             planted_unjudged_clock_writes_alone: false,
             ..self.clone()
         }
@@ -385,6 +396,8 @@ impl SimConfig {
             || self.planted_paxos_ignores_in_progress_proposal
             || self.planted_paxos_promise_before_durable
             || self.planted_paxos_finish_with_stale_stamp
+            || self.planted_paxos_answer_after_first_acceptance
+            || self.planted_read_ignores_unfinished_paxos
             || self.planted_unjudged_clock_writes_alone
     }
 

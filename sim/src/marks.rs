@@ -99,6 +99,9 @@ pub const SHAPES: &[Shape] = &[
             Mark::PaxosInDoubt,
             Mark::PaxosConditionFailed,
             Mark::PaxosCommitTooLate,
+            Mark::PaxosAnsweredOnceChosen,
+            Mark::ReadFoundUnfinishedPaxos,
+            Mark::ReadFinishedThroughPaxos,
         ],
         shape: |c| SimConfig {
             level: ConsistencyLevel::Serial,

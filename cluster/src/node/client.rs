@@ -168,7 +168,7 @@ impl<D: Disk> Node<D> {
                                 .with_floor(floor, now.mono_nanos);
                         self.pending.insert(op.seq, Pending::Read(read));
                         match local {
-                            Ok(version) => self.on_read_reply(op, self.id, version),
+                            Ok(version) => self.on_read_reply(op, self.id, version, false),
                             Err(failure) => self.on_read_failure(op, self.id, failure),
                         }
                     }
@@ -183,14 +183,15 @@ impl<D: Disk> Node<D> {
                     deadline_mono_nanos,
                 )
                 .planting_trust_in_the_data(self.options.bug_read_trusts_the_data_over_digests)
-                .with_floor(floor, now.mono_nanos);
+                .with_floor(floor, now.mono_nanos)
+                .finishing_unfinished_paxos(matches!(
+                    body.level,
+                    ConsistencyLevel::Quorum | ConsistencyLevel::All
+                ));
                 self.pending.insert(op.seq, Pending::Read(read));
                 self.send_remote_reads(op, &key, &up);
                 if replicas.contains(&self.id) {
-                    match self.local_read(&key) {
-                        Ok(version) => self.on_read_reply(op, self.id, version),
-                        Err(failure) => self.on_read_failure(op, self.id, failure),
-                    }
+                    self.read_locally(op, &key);
                 }
             }
             ClientOp::Put { key, value } => {
@@ -255,10 +256,16 @@ impl<D: Disk> Node<D> {
             }
         }
         if replicas.contains(&self.id) {
-            match self.local_read(&key) {
-                Ok(version) => self.on_read_reply(op, self.id, version),
-                Err(failure) => self.on_read_failure(op, self.id, failure),
-            }
+            self.read_locally(op, &key);
+        }
+    }
+
+    /// Answers pending read `op` from this node's own replica, with its
+    /// report of an unfinished Paxos proposal.
+    fn read_locally(&mut self, op: OpId, key: &[u8]) {
+        match self.read_with_paxos(key) {
+            Ok((version, unfinished)) => self.on_read_reply(op, self.id, version, unfinished),
+            Err(failure) => self.on_read_failure(op, self.id, failure),
         }
     }
 
@@ -593,16 +600,26 @@ impl<D: Disk> Node<D> {
         op: OpId,
         from: NodeId,
         digest: Option<VersionDigest>,
+        unfinished: bool,
     ) {
         if self.answer_is_stale(op) {
             self.stats.messages_ignored += 1;
         } else if let Some(Pending::Read(read)) = self.pending.get_mut(&op.seq) {
+            if unfinished {
+                read.note_unfinished_paxos(from);
+            }
             let progress = read.on_digest(from, digest);
             self.advance_read(op, progress);
         }
     }
 
-    pub(super) fn on_read_reply(&mut self, op: OpId, from: NodeId, version: Option<Versioned>) {
+    pub(super) fn on_read_reply(
+        &mut self,
+        op: OpId,
+        from: NodeId,
+        version: Option<Versioned>,
+        unfinished: bool,
+    ) {
         if self.answer_is_stale(op) {
             self.stats.messages_ignored += 1;
             return;
@@ -611,6 +628,9 @@ impl<D: Disk> Node<D> {
             self.local_counted_unsynced.push(op.seq);
         }
         if let Some(Pending::Read(read)) = self.pending.get_mut(&op.seq) {
+            if unfinished {
+                read.note_unfinished_paxos(from);
+            }
             let progress = read.on_answer(from, version);
             self.advance_read(op, progress);
         }
@@ -621,6 +641,20 @@ impl<D: Disk> Node<D> {
             ReadProgress::Waiting => {}
             ReadProgress::Done(value) => {
                 if let Some(Pending::Read(read)) = self.pending.remove(&op.seq) {
+                    if read.must_finish_paxos() && !self.options.bug_read_ignores_unfinished_paxos {
+                        // A replica holds a proposal a majority may have
+                        // accepted, its proposer answered, and its commit
+                        // not landed where this read asked: finish it as a
+                        // `SERIAL` read would, and answer that read's value
+                        // (at least as new as this one's: read repair put
+                        // this read's winner on the replicas it counted).
+                        enigma_engine::marks::hit(enigma_engine::Mark::ReadFinishedThroughPaxos);
+                        self.repair_corrupt(op, &read);
+                        let deadline = read.deadline_mono_nanos;
+                        self.reads_through_paxos
+                            .push((read.request, read.key.clone(), deadline));
+                        return;
+                    }
                     self.answer_after_commit_wait(
                         op.seq,
                         read.request,

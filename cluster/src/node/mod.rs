@@ -408,6 +408,10 @@ pub struct Node<D: Disk> {
     /// Acceptor states kept only in memory, by key: used solely by the
     /// planted [`NodeOptions::bug_paxos_promise_before_durable`].
     paxos_unwritten: BTreeMap<Vec<u8>, crate::paxos::AcceptorState>,
+    /// Plain reads (`QUORUM`, `ALL`) that met an unfinished Paxos proposal,
+    /// to run again as `SERIAL` reads at the end of the step: request,
+    /// key, deadline (monotonic).
+    reads_through_paxos: Vec<(RequestId, Vec<u8>, u64)>,
     /// The version [`Self::reply_version`] noted for the reply about to be
     /// queued, which carries it.
     next_reply_version: Option<(RequestId, Option<Timestamp>)>,
@@ -489,6 +493,7 @@ impl<D: Disk> Node<D> {
             serial: BTreeMap::new(),
             serial_last_ballot_hlc: 0,
             paxos_unwritten: BTreeMap::new(),
+            reads_through_paxos: Vec::new(),
             next_reply_version: None,
             ring,
             options,
@@ -509,6 +514,7 @@ impl<D: Disk> Node<D> {
             Input::Message { from, envelope } => self.on_envelope(now, from, envelope),
             Input::Tick => self.on_tick(now),
         }
+        self.start_reads_through_paxos(now);
         self.release_commit_waits(now);
     }
 

@@ -160,6 +160,15 @@ pub struct NodeOptions {
     /// so tombstone purging meets deletions stamped before the repair that
     /// allowed it. Off by default; no command sets it.
     pub bug_paxos_finish_with_stale_stamp: bool,
+    /// **A deliberate bug**: a Paxos proposer counts its own value chosen
+    /// (answers the client and commits) once one acceptor took it, not a
+    /// majority. Off by default; no command sets it.
+    pub bug_paxos_answer_after_first_acceptance: bool,
+    /// **A deliberate bug**: a `QUORUM` or `ALL` read answers what it read
+    /// even when a replica reports an accepted, uncommitted Paxos proposal
+    /// newer than its version, instead of finishing it first. Off by
+    /// default; no command sets it.
+    pub bug_read_ignores_unfinished_paxos: bool,
     /// **A deliberate bug**: a node that has not yet judged its clock
     /// against its peers' lets its own replica alone take a write at a
     /// level one replica meets, so a clock far ahead stamps acknowledged
@@ -202,6 +211,8 @@ impl Default for NodeOptions {
             bug_paxos_accept_below_promise: false,
             bug_paxos_ignores_in_progress_proposal: false,
             bug_paxos_finish_with_stale_stamp: false,
+            bug_paxos_answer_after_first_acceptance: false,
+            bug_read_ignores_unfinished_paxos: false,
             bug_unjudged_clock_writes_alone: false,
             bug_paxos_promise_before_durable: false,
         }

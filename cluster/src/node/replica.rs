@@ -40,16 +40,18 @@ impl<D: Disk> Node<D> {
                     self.stats.messages_ignored += 1;
                     return;
                 }
-                let reply = match self.local_read(&key) {
-                    Ok(version) => Message::ReadReply {
+                let reply = match self.read_with_paxos(&key) {
+                    Ok((version, unfinished)) => Message::ReadReply {
                         op,
                         version: version.map(Into::into),
                         failure: None,
+                        unfinished,
                     },
                     Err(failure) => Message::ReadReply {
                         op,
                         version: None,
                         failure: Some(failure),
+                        unfinished: false,
                     },
                 };
                 self.send(from, reply);
@@ -61,20 +63,26 @@ impl<D: Disk> Node<D> {
                 }
                 // A replica that cannot read the key says so as for a
                 // data read: the coordinator counts the failure either way.
-                let reply = match self.local_read(&key) {
-                    Ok(version) => Message::DigestReply {
+                let reply = match self.read_with_paxos(&key) {
+                    Ok((version, unfinished)) => Message::DigestReply {
                         op,
                         digest: version.as_ref().map(VersionDigest::of),
+                        unfinished,
                     },
                     Err(failure) => Message::ReadReply {
                         op,
                         version: None,
                         failure: Some(failure),
+                        unfinished: false,
                     },
                 };
                 self.send(from, reply);
             }
-            Message::DigestReply { op, digest } => self.on_digest_reply(op, from, digest),
+            Message::DigestReply {
+                op,
+                digest,
+                unfinished,
+            } => self.on_digest_reply(op, from, digest, unfinished),
             Message::WriteAck { op, failure: None } => self.on_write_ack(op, from),
             Message::WriteAck {
                 op,
@@ -84,7 +92,8 @@ impl<D: Disk> Node<D> {
                 op,
                 version,
                 failure: None,
-            } => self.on_read_reply(op, from, version.map(Into::into)),
+                unfinished,
+            } => self.on_read_reply(op, from, version.map(Into::into), unfinished),
             Message::ReadReply {
                 op,
                 failure: Some(failure),

@@ -90,7 +90,10 @@ impl<D: Disk> Node<D> {
             .expect("a majority of any replica count");
         let proposer = Proposer::new(self.id, serial, replicas.len(), quorum)
             .planting_ignore_in_progress(self.options.bug_paxos_ignores_in_progress_proposal)
-            .planting_finish_with_stale_stamp(self.options.bug_paxos_finish_with_stale_stamp);
+            .planting_finish_with_stale_stamp(self.options.bug_paxos_finish_with_stale_stamp)
+            .planting_answer_after_first_acceptance(
+                self.options.bug_paxos_answer_after_first_acceptance,
+            );
         self.serial.insert(
             seq,
             SerialPending {
@@ -251,6 +254,46 @@ impl<D: Disk> Node<D> {
                 Some(Message::PaxosCommitAck { op, ballot })
             }
             _ => None,
+        }
+    }
+
+    /// Reads `key` for a plain read, and says whether this node's acceptor
+    /// holds an accepted, uncommitted proposal for it stamped above the
+    /// version read: once a majority accepted it, its proposer may have
+    /// answered, and the commit may not have landed anywhere the read
+    /// asks. Committed, the proposal would land above the version read
+    /// (below it, last-write-wins keeps the version read: nothing to
+    /// finish).
+    pub(super) fn read_with_paxos(
+        &mut self,
+        key: &[u8],
+    ) -> Result<(Option<Versioned>, bool), ReplicaFailure> {
+        let version = self.local_read(key)?;
+        let (state, _) = self.load_paxos_state(key)?;
+        let unfinished = state.accepted.as_ref().is_some_and(|p| {
+            p.ballot > state.committed
+                && Some(p.timestamp()) > version.as_ref().map(|v| v.timestamp)
+        });
+        if unfinished {
+            enigma_engine::marks::hit(enigma_engine::Mark::ReadFoundUnfinishedPaxos);
+        }
+        Ok((version, unfinished))
+    }
+
+    /// Starts the `SERIAL` reads of the plain reads that met an unfinished
+    /// Paxos proposal ([`Self::reads_through_paxos`]): each finishes what
+    /// it finds in progress, then answers the client as a `SERIAL` read.
+    pub(super) fn start_reads_through_paxos(&mut self, now: Now) {
+        for (request, key, deadline_mono_nanos) in std::mem::take(&mut self.reads_through_paxos) {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.start_serial(
+                now,
+                request,
+                seq,
+                ClientOp::Get { key },
+                deadline_mono_nanos,
+            );
         }
     }
 
@@ -445,20 +488,20 @@ impl<D: Disk> Node<D> {
                     self.paxos_send(now, replica, message);
                 }
             }
-            ProposerStep::Commit { ballot, version } => {
-                let (key, replicas) = (pending.key.clone(), pending.replicas.clone());
-                let deadline = pending.deadline_mono_nanos;
-                self.watch_commit(now, op, &key, &version, &replicas, deadline);
-                let wire: WireVersion = version.into();
-                for replica in replicas {
-                    let message = Message::PaxosCommit {
-                        op,
-                        key: key.clone(),
-                        ballot,
-                        version: wire.clone(),
-                    };
-                    self.paxos_send(now, replica, message);
-                }
+            ProposerStep::Commit { ballot, version } => self.send_commit(now, op, ballot, version),
+            ProposerStep::Chosen {
+                ballot,
+                version,
+                outcome,
+            } => {
+                // The answer does not wait for the commit: the value is
+                // chosen. The commit still goes to every replica, watched
+                // until the deadline like any commit; its acknowledgements
+                // find no operation and only clear the watch.
+                enigma_engine::marks::hit(enigma_engine::Mark::PaxosAnsweredOnceChosen);
+                self.send_commit(now, op, ballot, version);
+                let pending = self.serial.remove(&op.seq).expect("present above");
+                self.answer_serial(pending, Ok(outcome));
             }
             ProposerStep::Restart { backoff: false } => self.serial_round(now, op.seq),
             ProposerStep::Restart { backoff: true } => {
@@ -477,6 +520,27 @@ impl<D: Disk> Node<D> {
                 let pending = self.serial.remove(&op.seq).expect("present above");
                 self.answer_serial(pending, result);
             }
+        }
+    }
+
+    /// Sends the commit of `version` as of `ballot` to every replica of
+    /// operation `op`'s key, and watches it for hints.
+    fn send_commit(&mut self, now: Now, op: OpId, ballot: Ballot, version: Versioned) {
+        let Some(pending) = self.serial.get(&op.seq) else {
+            return;
+        };
+        let (key, replicas) = (pending.key.clone(), pending.replicas.clone());
+        let deadline = pending.deadline_mono_nanos;
+        self.watch_commit(now, op, &key, &version, &replicas, deadline);
+        let wire: WireVersion = version.into();
+        for replica in replicas {
+            let message = Message::PaxosCommit {
+                op,
+                key: key.clone(),
+                ballot,
+                version: wire.clone(),
+            };
+            self.paxos_send(now, replica, message);
         }
     }
 

@@ -21,8 +21,15 @@
 //!    on the newest version read: a read or a failed condition is answered
 //!    at once; a change is proposed.
 //! 3. **Propose**: an acceptor accepts unless it promised a higher ballot.
-//! 4. **Commit** once a quorum accepted: replicas apply the value; the
-//!    client is answered once a quorum applied it.
+//!    Once a quorum accepted its own value, the value is chosen: the
+//!    client is answered at once, two round trips after the start.
+//! 4. **Commit**, sent behind the answer: replicas apply the value. Until
+//!    a replica has, its acceptor holds the value accepted and in
+//!    progress, which every later `SERIAL` operation (and a plain read at
+//!    `QUORUM` or `ALL` that meets it) finishes before it answers. A
+//!    proposer finishing another's value waits for a quorum of commit
+//!    acknowledgements before it starts its own round, so that its next
+//!    prepare does not find the same value in progress again.
 //!
 //! A ballot refused by too many acceptors makes the proposer back off for a
 //! randomized, bounded time ([`backoff_nanos`]) and try again with a higher
@@ -395,6 +402,18 @@ pub enum ProposerStep {
         /// The value and the timestamp it is applied with.
         version: Versioned,
     },
+    /// Our own value is chosen (a quorum accepted it): send this commit to
+    /// every replica and answer `outcome` now, without waiting for the
+    /// commit's acknowledgements. The commit carries exactly the version
+    /// the answer reports.
+    Chosen {
+        /// The chosen ballot.
+        ballot: Ballot,
+        /// The value and the timestamp the commit applies it with.
+        version: Versioned,
+        /// What to answer.
+        outcome: SerialOutcome,
+    },
     /// The ballot lost (or an in-progress proposal was finished): draw a
     /// new ballot above [`Proposer::highest_seen`] and prepare again, after
     /// [`backoff_nanos`] if `backoff`.
@@ -425,10 +444,9 @@ enum Phase {
         previous: Option<Versioned>,
         accepted: Vec<NodeId>,
     },
+    /// Finishing another proposer's value: its commit is out, and the
+    /// round waits for a quorum to apply it before our own starts.
     Committing {
-        version: Versioned,
-        finishing: bool,
-        previous: Option<Versioned>,
         acked: Vec<NodeId>,
     },
     Idle,
@@ -452,6 +470,7 @@ pub struct Proposer {
     proposed_own: bool,
     planted_ignore_in_progress: bool,
     planted_finish_with_stale_stamp: bool,
+    planted_answer_after_first_acceptance: bool,
 }
 
 impl Proposer {
@@ -471,6 +490,7 @@ impl Proposer {
             proposed_own: false,
             planted_ignore_in_progress: false,
             planted_finish_with_stale_stamp: false,
+            planted_answer_after_first_acceptance: false,
         }
     }
 
@@ -488,6 +508,14 @@ impl Proposer {
     /// switch, apply a commit however late).
     pub fn planting_finish_with_stale_stamp(mut self, on: bool) -> Self {
         self.planted_finish_with_stale_stamp = on;
+        self
+    }
+
+    /// **A deliberate bug, for proving the simulator's checks bite**: our
+    /// own value counts as chosen (committed and answered) once one
+    /// acceptor took it, not a quorum.
+    pub fn planting_answer_after_first_acceptance(mut self, on: bool) -> Self {
+        self.planted_answer_after_first_acceptance = on;
         self
     }
 
@@ -696,16 +724,31 @@ impl Proposer {
                 ProposerStep::Restart { backoff: true }
             };
         }
-        if accepted.len() < self.quorum {
+        let chosen_at = if self.planted_answer_after_first_acceptance && !*finishing {
+            1
+        } else {
+            self.quorum
+        };
+        if accepted.len() < chosen_at {
             return ProposerStep::Wait;
         }
         let version = version.clone();
-        self.phase = Phase::Committing {
-            version: version.clone(),
-            finishing: *finishing,
-            previous: previous.take(),
-            acked: Vec::new(),
-        };
+        if !*finishing {
+            // Chosen: a quorum holds it durably, so every later prepare's
+            // quorum meets it (or its commit). The commit goes behind the
+            // answer.
+            let outcome = SerialOutcome {
+                previous: previous.take(),
+                committed: Some(version.clone()),
+            };
+            self.phase = Phase::Idle;
+            return ProposerStep::Chosen {
+                ballot: self.ballot,
+                version,
+                outcome,
+            };
+        }
+        self.phase = Phase::Committing { acked: Vec::new() };
         ProposerStep::Commit {
             ballot: self.ballot,
             version,
@@ -715,13 +758,7 @@ impl Proposer {
     /// Takes in `from`'s acknowledgement that it applied the commit of
     /// `ballot`.
     pub fn on_commit_ack(&mut self, from: NodeId, ballot: Ballot) -> ProposerStep {
-        let Phase::Committing {
-            version,
-            finishing,
-            previous,
-            acked,
-        } = &mut self.phase
-        else {
+        let Phase::Committing { acked } = &mut self.phase else {
             return ProposerStep::Wait;
         };
         if ballot != self.ballot || acked.contains(&from) {
@@ -731,18 +768,11 @@ impl Proposer {
         if acked.len() < self.quorum {
             return ProposerStep::Wait;
         }
-        if *finishing {
-            // Someone else's value is in place; now ours, on a fresh
-            // ballot, without waiting: no one competed.
-            self.phase = Phase::Idle;
-            return ProposerStep::Restart { backoff: false };
-        }
-        let outcome = SerialOutcome {
-            previous: previous.take(),
-            committed: Some(version.clone()),
-        };
+        // Only a finishing round commits in this phase (our own value is
+        // answered once chosen): someone else's value is in place; now
+        // ours, on a fresh ballot, without waiting: no one competed.
         self.phase = Phase::Idle;
-        ProposerStep::Done(Ok(outcome))
+        ProposerStep::Restart { backoff: false }
     }
 
     /// Takes in `from`'s refusal of `ballot` (it promised `promised`): once

@@ -208,7 +208,7 @@ fn conditions_and_increments_follow_redis() {
 }
 
 #[test]
-fn an_uncontended_cas_prepares_proposes_and_commits_above_what_it_read() {
+fn an_uncontended_cas_is_answered_once_a_quorum_accepted_and_commits_above_what_it_read() {
     let mut p = Proposer::new(NodeId(1), cas("a", "b"), 3, 2);
     p.start(ballot(100, 1));
     // The read is newer than the ballot's clock (a skewed writer).
@@ -238,24 +238,54 @@ fn an_uncontended_cas_prepares_proposes_and_commits_above_what_it_read() {
         timestamp: Timestamp { hlc: 501, node: 1 },
         value: Some(b"b".to_vec()),
     };
+    // The second acceptance makes a quorum: the value is chosen, and the
+    // answer carries exactly the version the commit writes.
     assert_eq!(
         p.on_accepted(NodeId(1), ballot(100, 1)),
-        ProposerStep::Commit {
+        ProposerStep::Chosen {
             ballot: ballot(100, 1),
-            version: expected.clone()
+            version: expected.clone(),
+            outcome: SerialOutcome {
+                previous: Some(read),
+                committed: Some(expected)
+            }
         }
     );
+    // The commit's acknowledgements, and a late refusal, change nothing.
     assert_eq!(
         p.on_commit_ack(NodeId(1), ballot(100, 1)),
         ProposerStep::Wait
     );
     assert_eq!(
         p.on_commit_ack(NodeId(2), ballot(100, 1)),
-        ProposerStep::Done(Ok(SerialOutcome {
-            previous: Some(read),
-            committed: Some(expected)
-        }))
+        ProposerStep::Wait
     );
+    assert_eq!(
+        p.on_refused(NodeId(2), ballot(100, 1), ballot(200, 2)),
+        ProposerStep::Wait
+    );
+}
+
+#[test]
+fn one_acceptance_short_of_a_quorum_is_not_chosen_unless_planted() {
+    let proposed = |p: &mut Proposer| {
+        p.start(ballot(100, 1));
+        for node in 1..=3 {
+            p.on_promise(NodeId(node), ballot(100, 1), promise(Some(version(5, "a"))));
+        }
+        p.on_accepted(NodeId(1), ballot(100, 1))
+    };
+    let mut p = Proposer::new(NodeId(1), cas("a", "b"), 5, 3);
+    assert_eq!(proposed(&mut p), ProposerStep::Wait);
+    assert_eq!(p.on_accepted(NodeId(2), ballot(100, 1)), ProposerStep::Wait);
+    assert!(matches!(
+        p.on_accepted(NodeId(3), ballot(100, 1)),
+        ProposerStep::Chosen { .. }
+    ));
+    // The planted bug counts its own acceptance as the value chosen.
+    let mut bad =
+        Proposer::new(NodeId(1), cas("a", "b"), 5, 3).planting_answer_after_first_acceptance(true);
+    assert!(matches!(proposed(&mut bad), ProposerStep::Chosen { .. }));
 }
 
 #[test]

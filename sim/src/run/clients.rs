@@ -248,6 +248,11 @@ impl Simulation {
             },
         };
         let session = self.clients[client].floors.floor(body_op.key());
+        let level = if level == self.config.level {
+            super::op_level(&self.config, client as u64, &call)
+        } else {
+            level
+        };
         let body = ClientRequest {
             op: body_op,
             level,

@@ -2,8 +2,9 @@
 //! frames the nodes send: per operation (its coordinator and operation
 //! id), the Paxos messages it caused (the coordinator's requests to peers
 //! and the peers' answers; its own acceptor is served in place and costs
-//! none) and its round trips (the phases, prepare, propose and commit,
-//! that sent a request to a peer). An operation is counted as an
+//! none) and its round trips before the answer (the phases, prepare and
+//! propose, that sent a request to a peer; the commit goes behind the
+//! answer and is not one of them). An operation is counted as an
 //! *uncontended compare-and-set* when it committed a value after one
 //! prepare ballot that no peer refused: no lost ballot, no retry, no
 //! proposal of another's finished first.
@@ -60,14 +61,16 @@ impl PaxosCost {
     }
 
     /// Per uncontended compare-and-set: how many had each message count,
-    /// and each round-trip count.
+    /// and each count of round trips before the answer (the commit, sent
+    /// behind it, not counted).
     pub(super) fn uncontended(&self) -> (BTreeMap<u32, u64>, BTreeMap<u32, u64>) {
         let mut messages = BTreeMap::new();
         let mut round_trips = BTreeMap::new();
         for tally in self.tallies.values() {
             if tally.committed && !tally.refused && tally.prepare_ballots.len() == 1 {
                 *messages.entry(tally.messages).or_insert(0) += 1;
-                *round_trips.entry(tally.phases.len() as u32).or_insert(0) += 1;
+                let before_answer = tally.phases.iter().filter(|&&phase| phase != 2).count();
+                *round_trips.entry(before_answer as u32).or_insert(0) += 1;
             }
         }
         (messages, round_trips)
