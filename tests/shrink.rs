@@ -57,7 +57,20 @@ fn failing_config(planted: &Planted, start: u64, limit: u64) -> Option<SimConfig
 
 #[test]
 fn a_recorded_schedule_replays_the_same_run() {
-    for seed in [3, 0x5eed, 0x1234_5678] {
+    // And a seed whose swarm draws crash loops (a loop's restarts and
+    // crashes are written down with the crash that starts it).
+    let looping = (0x5eed_0000..0x5eed_0040)
+        .find(|&seed| {
+            run(&SimConfig {
+                seed,
+                ..SimConfig::default()
+            })
+            .stats
+            .crash_loop_restarts
+                > 0
+        })
+        .expect("a seed with crash loops among 64");
+    for seed in [3, 0x5eed, 0x1234_5678, looping] {
         let config = SimConfig {
             seed,
             ..SimConfig::default()

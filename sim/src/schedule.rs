@@ -80,6 +80,11 @@ pub enum Action {
         fault: Fault,
         /// For a crash: where it lands.
         crash_at: Option<CrashAt>,
+        /// For a crash that starts a crash loop: each restart's delay after
+        /// the crash before it, and how long the restarted node then runs
+        /// before it crashes again (the last restart's run is not used),
+        /// nanoseconds. Empty for any other fault.
+        crash_loop: Vec<(u64, u64)>,
     },
     /// A client issues an operation (later, if it still waits on its
     /// previous one).
@@ -324,11 +329,18 @@ fn entry_json(entry: &Entry) -> Json {
                 }
             }
         }
-        Action::Fault { fault, crash_at } => match fault {
+        Action::Fault {
+            fault,
+            crash_at,
+            crash_loop,
+        } => match fault {
             Fault::Crash(node) => {
                 put("fault", json!("crash"));
                 put("node", json!(node));
                 put("when", json!(crash_at.unwrap_or(CrashAt::Now).name()));
+                if !crash_loop.is_empty() {
+                    put("loop", json!(crash_loop));
+                }
             }
             Fault::Restart(node) => {
                 put("fault", json!("restart"));
@@ -377,6 +389,25 @@ fn entry_json(entry: &Entry) -> Json {
         },
     }
     Json::Object(object)
+}
+
+/// A crash loop's periods: `[[down, up], ...]`, nanoseconds, at least one.
+fn crash_loop_field(value: &Json) -> Result<Vec<(u64, u64)>, String> {
+    const SHAPE: &str = "\"loop\" must be a non-empty list of [down, up] nanosecond pairs";
+    let periods = value.as_array().ok_or(SHAPE)?;
+    if periods.is_empty() {
+        return Err(SHAPE.into());
+    }
+    periods
+        .iter()
+        .map(|period| match period.as_array().map(Vec::as_slice) {
+            Some([down, up]) => match (down.as_u64(), up.as_u64()) {
+                (Some(down), Some(up)) => Ok((down, up)),
+                _ => Err(SHAPE.to_owned()),
+            },
+            _ => Err(SHAPE.to_owned()),
+        })
+        .collect()
 }
 
 fn parse_entry(value: &Json, schedule: &Schedule) -> Result<Entry, String> {
@@ -491,7 +522,16 @@ fn parse_entry(value: &Json, schedule: &Schedule) -> Result<Entry, String> {
                 },
                 other => return Err(format!("unknown fault {other:?}")),
             };
-            Action::Fault { fault, crash_at }
+            let crash_loop = match (object.get("loop"), &fault) {
+                (None, _) => Vec::new(),
+                (Some(periods), Fault::Crash(_)) => crash_loop_field(periods)?,
+                (Some(_), _) => return Err("only a crash has a \"loop\"".into()),
+            };
+            Action::Fault {
+                fault,
+                crash_at,
+                crash_loop,
+            }
         }
         _ => return Err("an entry has either \"op\" or \"fault\"".into()),
     };
@@ -529,6 +569,7 @@ mod tests {
                     action: Action::Fault {
                         fault: Fault::Crash(0),
                         crash_at: Some(CrashAt::DuringSync),
+                        crash_loop: vec![(5, 9), (1, 2)],
                     },
                 },
                 Entry {
@@ -539,6 +580,7 @@ mod tests {
                             cut: vec![(0, 1), (2, 1)],
                         },
                         crash_at: None,
+                        crash_loop: Vec::new(),
                     },
                 },
                 Entry {
@@ -546,6 +588,7 @@ mod tests {
                     action: Action::Fault {
                         fault: Fault::ClockJump { node: 2, nanos: -7 },
                         crash_at: None,
+                        crash_loop: Vec::new(),
                     },
                 },
                 Entry {

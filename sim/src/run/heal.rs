@@ -43,7 +43,7 @@ impl Simulation {
                 clock.wall_bound_nanos = self.clock_offset_nanos_max;
             }
             self.slots[node].crash_armed = None;
-            self.slots[node].crash_loop = 0;
+            self.slots[node].crash_loop.clear();
             self.slots[node].paused_until = None;
             self.slots[node].disk.cancel_sync_failure();
             self.end_read_faults(node);

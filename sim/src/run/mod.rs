@@ -548,9 +548,10 @@ struct Slot {
     sync_latency: SyncLatency,
     /// A crash the nemesis armed for this node's next batch.
     crash_armed: Option<CrashPoint>,
-    /// Restarts left in this node's crash loop (0: not in one): each
-    /// restart but the last is followed by a quick crash.
-    crash_loop: u32,
+    /// What is left of this node's crash loop (empty: not in one): per
+    /// restart, its delay after the crash before it and how long the node
+    /// then runs before it crashes again (unless it was the last).
+    crash_loop: std::collections::VecDeque<(u64, u64)>,
     /// The process is paused until then: its events wait.
     paused_until: Option<u64>,
     /// Its disk reads badly until then.
@@ -836,7 +837,7 @@ impl Simulation {
                 waiting: Vec::new(),
                 sync_latency,
                 crash_armed: None,
-                crash_loop: 0,
+                crash_loop: std::collections::VecDeque::new(),
                 paused_until: None,
                 read_faults_until: None,
                 disk_full_until: None,

@@ -82,7 +82,7 @@ impl Simulation {
                         || s.read_faults_until.is_some()
                         || s.disk_full_until.is_some()
                         || s.crash_armed.is_some()
-                        || s.crash_loop > 0
+                        || !s.crash_loop.is_empty()
                 })
                 .collect(),
             partitioned: self.net.is_partitioned(),
@@ -90,16 +90,24 @@ impl Simulation {
         };
         let fault = self.nemesis.next_fault(&mut self.rng_nemesis, &state);
         if let Some(fault) = fault {
-            if let (Fault::Crash(node), true) = (&fault, self.crash_loops) {
-                // The loop starts when the crash lands (now or armed); the
-                // links to and from the node are slow while it lasts.
-                self.slots[*node].crash_loop = self.rng_nemesis.random_range(CRASH_LOOP_RESTARTS);
-                for peer in (0..self.slots.len()).filter(|&peer| peer != *node) {
-                    self.net.clog(peer, *node, CRASH_LOOP_LINK_DELAY_MAX_NANOS);
-                    self.net.clog(*node, peer, CRASH_LOOP_LINK_DELAY_MAX_NANOS);
+            match (&fault, self.crash_loops) {
+                (&Fault::Crash(node), true) => {
+                    // The whole loop is drawn now, so that a schedule can
+                    // write it down with the crash that starts it.
+                    let restarts = self.rng_nemesis.random_range(CRASH_LOOP_RESTARTS);
+                    let periods: Vec<(u64, u64)> = (0..restarts)
+                        .map(|_| {
+                            (
+                                self.rng_nemesis.random_range(1..=CRASH_LOOP_DOWN_NANOS_MAX),
+                                self.rng_nemesis.random_range(1..=CRASH_LOOP_UP_NANOS_MAX),
+                            )
+                        })
+                        .collect();
+                    self.start_crash_loop(node, &periods);
+                    self.inject_noted(fault, None, Some(periods));
                 }
+                _ => self.inject(fault, None),
             }
-            self.inject(fault, None);
         }
         let pause = self
             .rng_nemesis
@@ -110,6 +118,18 @@ impl Simulation {
     /// Injects `fault`, drawn by the nemesis or read from a schedule; a
     /// crash lands at `crash_at`, drawn when `None`.
     pub(super) fn inject(&mut self, fault: Fault, crash_at: Option<CrashAt>) {
+        self.inject_noted(fault, crash_at, Some(Vec::new()));
+    }
+
+    /// [`Self::inject`], written down in a recording run with the crash
+    /// loop it starts (`Some(periods)`), or not at all (`None`: a step of a
+    /// crash loop, which the loop's first crash describes).
+    pub(super) fn inject_noted(
+        &mut self,
+        fault: Fault,
+        crash_at: Option<CrashAt>,
+        note: Option<Vec<(u64, u64)>>,
+    ) {
         let mut bytes = vec![4];
         bytes.extend_from_slice(format!("{fault:?}").as_bytes());
         self.trace
@@ -126,7 +146,9 @@ impl Simulation {
             }),
             (_, given) => given,
         };
-        self.note_scheduled_fault(&fault, crash_at);
+        if let Some(crash_loop) = note {
+            self.note_scheduled_fault(&fault, crash_at, crash_loop);
+        }
         self.carry_out(fault, crash_at.unwrap_or(CrashAt::Now));
     }
 
@@ -293,29 +315,40 @@ impl Simulation {
             let delay = self.client_latency();
             self.schedule(delay, Event::ClientTimeout { client, request });
         }
-        if self.slots[node].crash_loop == 0 || self.phase != Phase::Safety {
+        let Some(&(down, _)) = self.slots[node].crash_loop.front() else {
             return;
+        };
+        if self.phase == Phase::Safety {
+            self.schedule(down, Event::CrashLoopRestart { node });
         }
-        let down = self.rng_nemesis.random_range(1..=CRASH_LOOP_DOWN_NANOS_MAX);
-        self.schedule(down, Event::CrashLoopRestart { node });
+    }
+
+    /// `node` enters a crash loop of `periods` (drawn by the nemesis, or
+    /// read from a schedule) with its next crash: the links to and from it
+    /// are slow while the loop lasts.
+    pub(super) fn start_crash_loop(&mut self, node: usize, periods: &[(u64, u64)]) {
+        self.slots[node].crash_loop = periods.iter().copied().collect();
+        for peer in (0..self.slots.len()).filter(|&peer| peer != node) {
+            self.net.clog(peer, node, CRASH_LOOP_LINK_DELAY_MAX_NANOS);
+            self.net.clog(node, peer, CRASH_LOOP_LINK_DELAY_MAX_NANOS);
+        }
     }
 
     /// The crash loop's restart of `node`; unless it was the loop's last,
     /// the new incarnation crashes again soon.
     pub(super) fn on_crash_loop_restart(&mut self, node: usize) {
-        if self.phase != Phase::Safety || self.slots[node].crash_loop == 0 {
+        let period = self.slots[node].crash_loop.pop_front();
+        let Some((_, up)) = period.filter(|_| self.phase == Phase::Safety) else {
             self.end_crash_loop(node);
             return;
-        }
+        };
         if self.slots[node].node.is_none() {
             self.stats.crash_loop_restarts += 1;
-            self.inject(Fault::Restart(node), None);
+            self.inject_noted(Fault::Restart(node), None, None);
         }
-        self.slots[node].crash_loop -= 1;
-        if self.slots[node].crash_loop == 0 {
+        if self.slots[node].crash_loop.is_empty() {
             self.end_crash_loop(node);
         } else {
-            let up = self.rng_nemesis.random_range(1..=CRASH_LOOP_UP_NANOS_MAX);
             let incarnation = self.slots[node].incarnation;
             self.schedule(up, Event::CrashLoopCrash { node, incarnation });
         }
@@ -329,12 +362,12 @@ impl Simulation {
             self.end_crash_loop(node);
             return;
         }
-        self.inject(Fault::Crash(node), Some(CrashAt::Now));
+        self.inject_noted(Fault::Crash(node), Some(CrashAt::Now), None);
     }
 
     /// `node`'s crash loop is over: its links unclog.
     fn end_crash_loop(&mut self, node: usize) {
-        self.slots[node].crash_loop = 0;
+        self.slots[node].crash_loop.clear();
         for peer in (0..self.slots.len()).filter(|&peer| peer != node) {
             self.net.unclog(peer, node);
             self.net.unclog(node, peer);

@@ -136,7 +136,11 @@ impl Simulation {
             None => return,
         };
         match action {
-            Action::Fault { fault, crash_at } => {
+            Action::Fault {
+                fault,
+                crash_at,
+                crash_loop,
+            } => {
                 // Once entries are removed, a restart may find its node
                 // running, a crash its node down: skipped.
                 let up = |node: usize| self.slots[node].node.is_some();
@@ -146,7 +150,10 @@ impl Simulation {
                     _ => true,
                 };
                 if applies {
-                    self.inject(fault, crash_at);
+                    if let (&Fault::Crash(node), false) = (&fault, crash_loop.is_empty()) {
+                        self.start_crash_loop(node, &crash_loop);
+                    }
+                    self.inject_noted(fault, crash_at, Some(crash_loop));
                 }
             }
             Action::Op(op) => {
@@ -204,7 +211,12 @@ impl Simulation {
     }
 
     /// Writes down, in a recording seed run, the fault just drawn.
-    pub(super) fn note_scheduled_fault(&mut self, fault: &Fault, crash_at: Option<CrashAt>) {
+    pub(super) fn note_scheduled_fault(
+        &mut self,
+        fault: &Fault,
+        crash_at: Option<CrashAt>,
+        crash_loop: Vec<(u64, u64)>,
+    ) {
         let now = self.now;
         if let Some(writer) = self.schedule_writer.as_deref_mut() {
             writer.entries.push(Entry {
@@ -212,6 +224,7 @@ impl Simulation {
                 action: Action::Fault {
                     fault: fault.clone(),
                     crash_at,
+                    crash_loop,
                 },
             });
         }
