@@ -597,15 +597,21 @@ fn copy_bytes(disk: &FsDisk, from: (&str, u64), to: (&str, u64), len: usize) {
         .expect("write");
 }
 
+/// Appends records "a" and "b" (one batch each, of one size): their
+/// offsets and the length of "b"'s record.
+fn two_records(wal: &mut Wal<FsDisk>) -> (u64, u64, usize) {
+    let first = wal.segment_len_bytes;
+    append(wal, &[put("a", 1, "x")]);
+    let second = wal.segment_len_bytes;
+    append(wal, &[put("b", 2, "y")]);
+    (first, second, (wal.segment_len_bytes - second) as usize)
+}
+
 #[test]
 fn a_record_copied_to_another_offset_of_a_sealed_segment_is_corruption() {
     let (_dir, disk) = temp_disk();
     let (mut wal, _, _) = replay(&disk, SEGMENT_BYTES_LARGE);
-    let first = wal.segment_len_bytes;
-    append(&mut wal, &[put("a", 1, "x")]);
-    let second = wal.segment_len_bytes;
-    append(&mut wal, &[put("b", 2, "y")]);
-    let len = (wal.segment_len_bytes - second) as usize;
+    let (first, second, len) = two_records(&mut wal);
     assert_eq!(second - first, len as u64, "records of the same size");
     wal.sync().expect("sync");
     let name = wal.segment_name().to_owned();
@@ -648,11 +654,7 @@ fn a_record_copied_into_another_segment_is_corruption() {
 fn a_misdirected_record_before_the_last_synced_point_is_not_a_torn_tail() {
     let (_dir, disk) = temp_disk();
     let (mut wal, _, _) = replay(&disk, SEGMENT_BYTES_LARGE);
-    let first = wal.segment_len_bytes;
-    append(&mut wal, &[put("a", 1, "x")]);
-    let second = wal.segment_len_bytes;
-    append(&mut wal, &[put("b", 2, "y")]);
-    let len = (wal.segment_len_bytes - second) as usize;
+    let (first, second, len) = two_records(&mut wal);
     wal.sync().expect("sync");
     append(&mut wal, &[put("c", 3, "z")]);
     wal.sync()
