@@ -212,7 +212,7 @@ fn increments_through_an_acceptor_that_accepts_below_its_promise_are_caught() {
 }
 
 #[test]
-#[ignore = "not caught yet: the switch fails seed 0x27a (default SERIAL run), but 250 seeds each of the default shape and of 8 clients on 3 keys from 0x50461000 all passed; a run shape that stalls accepted proposals and purges tombstones is next"]
+#[ignore = "not caught yet: 200 seeds of one key from 0x50460000 fail only undecided (1-key SERIAL histories of 1,100 operations outgrow the 40 MiB memo, with or without the bug: 0x50460064 and 0x50460065 without it); the stale tombstones do arrive late (about one seed in four commits one past the lateness bound), but no draw yet keeps a replica from them while the others purge"]
 fn a_proposal_finished_with_its_stale_stamp_is_caught() {
     // The bug needs a proposal finished long after it was accepted, by
     // another proposer, and a tombstone or value it overwrites purged or
@@ -234,4 +234,17 @@ fn a_proposal_finished_with_its_stale_stamp_is_caught() {
     };
     caught_and_replayed(&base, PLANTED_SWEEP_SEEDS, &CHOSEN_VALUE_LOST);
     passes_without_planted_bugs(&base, CONTROL_SWEEP_SEEDS);
+}
+
+#[test]
+fn a_purged_tombstone_whose_batch_was_never_acknowledged_is_no_lost_write() {
+    // Seed 0x5041a03a: n3 applies a Paxos commit of a delete of k3 in a
+    // batch whose sync then fails, so it never acknowledges it; the
+    // tombstone reaches its disk all the same, and is purged later. The
+    // value n3 had acknowledged before is then rightly gone. The
+    // durability check once took that absence for a lost write: it
+    // excused only acknowledged tombstones.
+    let report = run(&serial(0x5041_a03a));
+    assert!(report.stats.sync_failures > 0, "{:?}", report.stats);
+    assert!(report.passed(), "{:#?}", report.violations);
 }

@@ -305,6 +305,9 @@ struct VersionLog {
     replies: Vec<ReplyVersion>,
     released_acknowledged: Vec<AcknowledgedWrite>,
     released_replies: Vec<ReplyVersion>,
+    /// Writes applied in a batch that was never acknowledged (its sync
+    /// failed, or it ran out of space): they may reach the disk anyway.
+    unacknowledged: Vec<AcknowledgedWrite>,
 }
 
 /// A client operation in flight at this coordinator.
@@ -576,8 +579,9 @@ impl<D: Disk> Node<D> {
                     return Ok(held);
                 }
                 enigma_engine::marks::hit(enigma_engine::Mark::NoSpaceBatchFailed);
-                self.versions.acknowledged.clear();
-                self.versions.replies.clear();
+                let log = &mut self.versions;
+                log.unacknowledged.append(&mut log.acknowledged);
+                log.replies.clear();
                 let failure = ReplicaFailure::from_engine(&e);
                 let mut outputs = no_space::release_without_durability(self.id, held, &failure);
                 self.retract_local_counts(&failure);
@@ -593,7 +597,9 @@ impl<D: Disk> Node<D> {
                 return Ok(std::mem::take(&mut self.held));
             }
             self.held.clear();
-            self.versions = VersionLog::default();
+            let log = &mut self.versions;
+            log.unacknowledged.append(&mut log.acknowledged);
+            log.replies.clear();
             return Err(NodeError::Storage(e));
         }
         self.local_counted_unsynced.clear();
@@ -618,6 +624,18 @@ impl<D: Disk> Node<D> {
     /// [`NodeOptions::record_versions`]).
     pub fn take_acknowledged_writes(&mut self) -> Vec<AcknowledgedWrite> {
         std::mem::take(&mut self.versions.released_acknowledged)
+    }
+
+    /// The writes this node applied but never acknowledged, since the last
+    /// call (empty unless [`NodeOptions::record_versions`]): those of
+    /// batches whose sync failed or ran out of space, and those of the
+    /// batch in progress. Any of them may be on the disk all the same, so
+    /// a checking driver calls this before it drops a crashed node.
+    pub fn take_unacknowledged_writes(&mut self) -> Vec<AcknowledgedWrite> {
+        let log = &mut self.versions;
+        let mut writes = std::mem::take(&mut log.unacknowledged);
+        writes.append(&mut log.acknowledged);
+        writes
     }
 
     /// The versions behind the client replies released by `flush` since the

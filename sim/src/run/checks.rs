@@ -63,8 +63,14 @@ impl Simulation {
                 }
             };
             // A tombstone may since have been purged: absence is then
-            // what it promised.
-            let purged = held.is_none() && tombstone;
+            // what it promised. So may a newer tombstone this node applied
+            // but never acknowledged (its batch's sync failed or a crash
+            // cut it), if it reached the disk all the same.
+            let newer_tombstone = slot
+                .unacknowledged_tombstones
+                .get(key)
+                .is_some_and(|&deleted| deleted > acked);
+            let purged = held.is_none() && (tombstone || newer_tombstone);
             if !purged && held.is_none_or(|held| held < acked) {
                 lowered.push((key.clone(), held));
                 let holds = held.map_or_else(

@@ -262,6 +262,10 @@ impl Simulation {
                     }
                     self.stats.writes_acknowledged += 1;
                 }
+                super::note_unacknowledged(
+                    &mut slot.unacknowledged_tombstones,
+                    node.take_unacknowledged_writes(),
+                );
                 let versions: BTreeMap<RequestId, Version> = node
                     .take_reply_versions()
                     .into_iter()

@@ -533,6 +533,12 @@ struct Slot {
     /// whether it is a tombstone: it must hold that version or a newer one
     /// after any restart (or nothing, once a tombstone may be purged).
     acknowledged: BTreeMap<Vec<u8>, (Timestamp, bool)>,
+    /// Per key, the newest tombstone this node applied in a batch it never
+    /// acknowledged (the batch's sync failed, or the node crashed before or
+    /// during it). Such a tombstone may have reached the disk all the same,
+    /// and once purged it leaves nothing where an older acknowledged value
+    /// was: that absence is not a lost write.
+    unacknowledged_tombstones: BTreeMap<Vec<u8>, Timestamp>,
     /// The highest timestamp this node had durably acknowledged when its
     /// current incarnation started: every write it stamps now must be above
     /// it, whatever its wall clock reads (its clock is seeded from its
@@ -561,6 +567,18 @@ struct Slot {
     /// Faults were injected into this incarnation's disk (bad reads, a
     /// failed sync), so a failed background job is expected, not a bug.
     disk_faulted: bool,
+}
+
+/// Notes, in a node's [`Slot::unacknowledged_tombstones`], the tombstones
+/// among writes it applied but never acknowledged.
+fn note_unacknowledged(
+    tombstones: &mut BTreeMap<Vec<u8>, Timestamp>,
+    writes: Vec<enigma_cluster::AcknowledgedWrite>,
+) {
+    for write in writes.into_iter().filter(|w| w.tombstone) {
+        let newest = tombstones.entry(write.key).or_insert(write.timestamp);
+        *newest = (*newest).max(write.timestamp);
+    }
 }
 
 /// An operation a client is waiting on.
@@ -831,6 +849,7 @@ impl Simulation {
                     }
                 },
                 acknowledged: BTreeMap::new(),
+                unacknowledged_tombstones: BTreeMap::new(),
                 stamp_floor: None,
                 incarnation: 0,
                 batch: Batch::Idle,

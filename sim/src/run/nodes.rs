@@ -82,7 +82,16 @@ impl Simulation {
             self.record(|r, now| r.open(now, SpanKind::Down, Some(index), how.to_owned()));
             self.end_batch_in_crash(index);
             self.reset_links_of(index);
-            let node = self.slots[index].node.take().expect("checked just above");
+            let mut node = self.slots[index].node.take().expect("checked just above");
+            // Outputs of a batch synced as the process died never left,
+            // and the batch in progress never synced: none of their writes
+            // was acknowledged, yet any may be on the disk.
+            let mut maybe_durable = node.take_acknowledged_writes();
+            maybe_durable.append(&mut node.take_unacknowledged_writes());
+            super::note_unacknowledged(
+                &mut self.slots[index].unacknowledged_tombstones,
+                maybe_durable,
+            );
             if node.engine().background_job_in_progress() {
                 enigma_engine::marks::hit(enigma_engine::Mark::SimCrashInBackgroundJob);
                 self.stats.crashes_in_background_job += 1;
