@@ -212,27 +212,25 @@ fn increments_through_an_acceptor_that_accepts_below_its_promise_are_caught() {
 }
 
 #[test]
-#[ignore = "not caught yet: 200 seeds of one key from 0x50460000 fail only undecided (1-key SERIAL histories of 1,100 operations outgrow the 40 MiB memo, with or without the bug: 0x50460064 and 0x50460065 without it); the stale tombstones do arrive late (about one seed in four commits one past the lateness bound), but no draw yet keeps a replica from them while the others purge"]
 fn a_proposal_finished_with_its_stale_stamp_is_caught() {
-    // The bug needs a proposal finished long after it was accepted, by
-    // another proposer, and a tombstone or value it overwrites purged or
-    // flushed meanwhile: one key makes proposers meet on every operation.
-    // "Long" is the write lateness bound (the hint window plus the clock
-    // offset bound, 4.5 s in the simulator): the first prepare whose quorum
-    // holds an acceptor of the proposal finishes it, and any commit of the
-    // key since makes it obsolete, so the key must see no commit for that
-    // long (no quorum: 0x27a drew partitions with down_max=3). Then the
-    // finishing commit must miss a replica still holding the overwritten
-    // value while another purges the stale tombstone at once. 48 more
-    // seeds of this shape from 0x50460000, with crash loops in the mix,
-    // passed too: a draw that stalls an accepted proposal past the bound
-    // is still missing.
+    // The bug needs a proposal finished more than the write lateness bound
+    // (the hint window plus the clock offset bound, 4.5 s in the
+    // simulator) after it was proposed: no quorum of its key's acceptors
+    // for that long (a partition, crashes), then another proposer finding
+    // it accepted. Committed with its old stamp, the replicas refuse it as
+    // late; it stays unfinished, each later proposer finishes it the same
+    // way, and the key takes no other write: the liveness phase's
+    // operations on it fail.
     let base = SimConfig {
-        keys: 1,
         planted_paxos_finish_with_stale_stamp: true,
-        ..serial(0x5046_0000)
+        ..serial(0x5046_5000)
     };
-    caught_and_replayed(&base, PLANTED_SWEEP_SEEDS, &CHOSEN_VALUE_LOST);
+    let failure = caught_and_replayed(&base, PLANTED_SWEEP_SEEDS, &["liveness"]);
+    eprintln!(
+        "stale-stamp finish caught at seed {:#x} ({} seeds)",
+        failure.config.seed,
+        failure.config.seed - base.seed + 1
+    );
     passes_without_planted_bugs(&base, CONTROL_SWEEP_SEEDS);
 }
 

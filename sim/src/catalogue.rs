@@ -322,8 +322,8 @@ pub const CATALOGUE: &[Planted] = &[
     Planted {
         name: "planted_paxos_finish_with_stale_stamp",
         area: Area::Consensus,
-        bug: "an unfinished proposal is committed late with its old timestamp",
-        caught_as: &["linearizability"],
+        bug: "an unfinished proposal is finished late with its old timestamp, which replicas refuse",
+        caught_as: &["liveness"],
         test: "serial_simulation::a_proposal_finished_with_its_stale_stamp_is_caught",
         plant: |c| {
             c.level = ConsistencyLevel::Serial;

@@ -156,9 +156,10 @@ pub struct NodeOptions {
     pub bug_paxos_promise_before_durable: bool,
     /// **A deliberate bug**: a Paxos proposer finishing another's proposal
     /// commits it with the timestamp it was first proposed with, however
-    /// old, and replicas apply a commit however late after its timestamp,
-    /// so tombstone purging meets deletions stamped before the repair that
-    /// allowed it. Off by default; no command sets it.
+    /// old. Past the lateness bound its replicas refuse that commit as
+    /// late, so the proposal stays unfinished and every later proposer
+    /// finishes it the same way, in vain: the key takes no other write.
+    /// Off by default; no command sets it.
     pub bug_paxos_finish_with_stale_stamp: bool,
     /// **A deliberate bug**: a Paxos proposer counts its own value chosen
     /// (answers the client and commits) once one acceptor took it, not a

@@ -298,9 +298,10 @@ impl<D: Disk> Node<D> {
     }
 
     /// Whether a commit of `version` arrives later after its timestamp than
-    /// a write may (never, with the planted stale-stamp bug).
+    /// a write may: refused then, as a late write would be, since tombstone
+    /// purging counts on no version at or below a timestamp arriving later.
     fn commit_too_late(&self, now: Now, version: &WireVersion) -> bool {
-        !self.options.bug_paxos_finish_with_stale_stamp && self.arrives_too_late(now, version.hlc)
+        self.arrives_too_late(now, version.hlc)
     }
 
     /// The acceptor state of `key` and the timestamp it is stored under
