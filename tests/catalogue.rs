@@ -103,7 +103,8 @@ fn the_catalogue_covers_every_area_with_at_least_twelve_switches() {
 
 /// Seeds each planted bug needs, from several starting seeds: the median
 /// is the catalogue's figure (docs/FAULTS.md). A measurement, not a check:
-/// `cargo test --release --test catalogue -- --ignored --nocapture`.
+/// `cargo test --release --test catalogue -- --ignored --nocapture`, or,
+/// for some switches only, with `ENIGMA_CATALOGUE_ONLY=name,name`.
 #[test]
 #[ignore = "a measurement taking minutes; run by hand"]
 fn measure_seeds_to_catch() {
@@ -115,7 +116,9 @@ fn measure_seeds_to_catch() {
         0x5000_0000,
     ];
     const LIMIT: u64 = 600;
-    for planted in CATALOGUE {
+    let only = std::env::var("ENIGMA_CATALOGUE_ONLY").unwrap_or_default();
+    let wanted = |name: &str| only.is_empty() || only.split(',').any(|n| n.trim() == name);
+    for planted in CATALOGUE.iter().filter(|p| wanted(p.name)) {
         let mut found: Vec<u64> = STARTS
             .iter()
             .map(|&seed| {
