@@ -74,6 +74,13 @@ marks! {
     TombstoneKeptUnrepaired = "tombstone-kept-unrepaired",
     /// A write landed over a damaged entry and shadows it.
     WriteOverDamage = "write-over-damage",
+    /// A table suspected of damage read clean the second time (a bit
+    /// flipped in transfer).
+    DamageTransient = "damage-transient",
+    /// A damaged table was quarantined (removed by a manifest edit).
+    TableQuarantined = "table-quarantined",
+    /// Open finished a quarantine a crash interrupted.
+    QuarantineFinishedAtOpen = "quarantine-finished-at-open",
     // Engine: failures.
     /// A WAL sync or write failed: the log is poisoned.
     WalPoisoned = "wal-poisoned",
