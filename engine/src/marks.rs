@@ -118,6 +118,12 @@ marks! {
     PeerClockRefused = "peer-clock-refused",
     /// A storage error (a bad read, corruption) was met while serving.
     StorageErrorServed = "storage-error-served",
+    /// A replica refused a read of a range that lost data to a
+    /// quarantined table and is not yet repaired.
+    ReadRefusedDamaged = "read-refused-damaged",
+    /// A range that lost data to a quarantined table was repaired and is
+    /// served again.
+    DamagedRangeRepaired = "damaged-range-repaired",
     /// A full-disk episode began on a node.
     DiskFull = "disk-full",
     /// A batch's sync found the disk full: its outputs left as failures.
