@@ -522,7 +522,15 @@ impl<D: Disk> Node<D> {
             ring,
             options,
         };
-        node.recover_hints()?;
+        match node.recover_hints() {
+            // A damaged table under the hints: the engine noted it, and the
+            // first tick quarantines it; the hints it held are lost (anti-
+            // entropy repairs what they were for).
+            Err(e) if e.corruption_site().is_some() => {
+                let _ = node.storage_error(e);
+            }
+            other => other?,
+        }
         node.install_purge_gate();
         Ok(node)
     }

@@ -3,10 +3,16 @@
 //!
 //! A read, scan or compaction that meets a checksum failure in a live
 //! table notes the table as *suspect* (reads take `&self`, so the note is
-//! all they can do). A suspect is then read whole, once, by
-//! [`Engine::confirm_damage`]: a bit flipped in transfer (the stored bytes
-//! intact) passes that second read and the suspicion is dropped; damage in
-//! the stored bytes fails it again and the table is *confirmed* damaged.
+//! all they can do). A suspect is then read again, block by block, by
+//! [`Engine::confirm_damage`], each block up to [`DAMAGE_CONFIRM_READS`]
+//! times until it reads clean: a bit flipped in transfer (the stored bytes
+//! intact) does not come back read after read, and the suspicion is
+//! dropped; damage in the stored bytes fails every read and the table is
+//! *confirmed* damaged. (Damage to the parts a table keeps in memory from
+//! its open, footer, index and filter, is not met by reads at all: it
+//! refuses the next start, or goes with the table when compaction
+//! replaces it.)
+//!
 //! [`Engine::quarantine_confirmed`] then takes the confirmed tables out, in
 //! steps a crash may land between:
 //!
@@ -29,12 +35,15 @@
 //! [`Engine::quarantine_confirmed`], since after the edit nothing on the
 //! engine's disk says data was lost.
 
-use std::ops::Bound;
-
 use super::Engine;
 use crate::manifest::VersionEdit;
 use crate::sstable::{parse_table_name, table_name};
 use crate::{Disk, EngineError};
+
+/// Reads of a block that failed its checks before it is judged damaged
+/// where it is stored: a bit flipped in transfer (at a rate of a few in a
+/// hundred reads on a bad disk) does not come back this many times.
+pub const DAMAGE_CONFIRM_READS: usize = 8;
 
 /// Suffix a quarantined table's file name gets.
 pub const QUARANTINE_SUFFIX: &str = ".quarantined";
@@ -56,7 +65,7 @@ pub struct DamagedTable {
     pub key_min: Vec<u8>,
     /// See `key_min`.
     pub key_max: Vec<u8>,
-    /// What the second read found.
+    /// What the reads that confirmed it found.
     pub error: String,
 }
 
@@ -81,10 +90,10 @@ impl<D: Disk> Engine<D> {
         !self.suspects.borrow().is_empty()
     }
 
-    /// Reads every suspect table whole, bypassing the block cache for what
-    /// it does not hold: a table that fails with corruption again is
-    /// confirmed damaged, one that reads clean is cleared (the first
-    /// failure was in transfer). A suspect whose read fails otherwise (an
+    /// Reads every block of every suspect table again, each up to
+    /// [`DAMAGE_CONFIRM_READS`] times until it reads clean: a table with a
+    /// block that never does is confirmed damaged, one whose blocks all
+    /// read clean is cleared (the first failure was in transfer). A suspect whose read fails otherwise (an
     /// I/O error) stays suspect. Returns every table confirmed damaged and
     /// not yet quarantined.
     pub fn confirm_damage(&mut self) -> Vec<DamagedTable> {
@@ -96,14 +105,7 @@ impl<D: Disk> Engine<D> {
             if self.confirmed.iter().any(|damaged| damaged.id == id) {
                 continue;
             }
-            let mut cursor = table.cursor(&self.cache, false, false);
-            let read = cursor.seek(Bound::Unbounded).and_then(|()| {
-                while cursor.valid() {
-                    cursor.advance()?;
-                }
-                Ok(())
-            });
-            match read {
+            match table.verify_blocks(&self.cache, DAMAGE_CONFIRM_READS) {
                 Ok(()) => crate::marks::hit(crate::marks::Mark::DamageTransient),
                 Err(err) if err.corruption_site().is_some() => {
                     let damaged = DamagedTable {
