@@ -627,11 +627,13 @@ pub(super) fn draw_swarm(config: &SimConfig, rng: &mut ChaCha8Rng) -> Swarm {
     ));
     // Drawn after every other family, so that they draw as before. Damage
     // must leave an intact replica of every key: it needs rf of at least 2.
-    // Not at `SERIAL`: Paxos acceptor state lost with a quarantined table
-    // is not restored by repair (docs/FAULTS.md, "Damage to stored bytes").
+    // Only anti-entropy repairs a damaged range. Not at `SERIAL`: Paxos
+    // acceptor state lost with a quarantined table is not restored by
+    // repair (docs/FAULTS.md, "Damage to stored bytes").
     let stored_damage = (rng.random_bool(STORED_DAMAGE_PROBABILITY)
         || config.planted_serve_quarantined_ranges)
         && config.faults
+        && config.anti_entropy
         && config.replication_factor >= 2
         && config.level != ConsistencyLevel::Serial;
     line.push_str(&format!(" stored_damage={}", on_off(stored_damage)));
