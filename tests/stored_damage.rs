@@ -75,4 +75,8 @@ fn stored_damage_fires_and_runs_pass() {
     assert!(total(|s| s.stored_bit_flips) > 0, "no bit rotted");
     assert!(total(|s| s.misdirected_writes) > 0, "no write misdirected");
     assert!(total(|s| s.tables_quarantined) > 0, "no table quarantined");
+    assert!(
+        total(|s| s.nodes_rebuilt) > 0,
+        "no start refused by damage, so no node rebuilt"
+    );
 }

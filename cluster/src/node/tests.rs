@@ -1129,3 +1129,49 @@ fn the_planted_node_serves_a_quarantined_range_before_it_is_repaired() {
     );
     assert_eq!(h.node(0).stats().reads_refused_damaged, 0);
 }
+
+#[test]
+fn a_node_rebuilt_from_nothing_serves_no_range_until_its_peers_refill_it() {
+    let mut options = healing_options();
+    options.hints.enabled = false;
+    let mut h = Harness::new(3, options);
+    h.now.wall_nanos = 1_000_000_000_000;
+    h.tick_all(100 * MS);
+    for i in 0..10 {
+        let out = h.call(0, put(&format!("k{i}"), "v"), ConsistencyLevel::All);
+        assert_eq!(out, vec![ClientResponse::Written]);
+    }
+    // The operator wipes node 3's data but its boot generation, and
+    // writes a record marking every range.
+    h.nodes[2] = None;
+    for entry in std::fs::read_dir(h.dirs[2].path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap() != "node.generation" {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let ranges = Ring::new(&h.cluster.nodes, h.cluster.vnodes_per_node, 3)
+        .unwrap()
+        .repair_ranges()
+        .len();
+    let disk = FsDisk::open(h.dirs[2].path()).unwrap();
+    damage::store(&disk, &Damage::all(ranges)).unwrap();
+    let node = h.start(2);
+    h.nodes[2] = Some(node);
+    assert!(h.node(2).ranges_damaged() > 0);
+    // Its own replica refuses: the answer comes from the others.
+    let out = h.call(2, get("k3"), ConsistencyLevel::One);
+    assert_eq!(out, vec![ClientResponse::Value(Some(b"v".to_vec()))]);
+    assert!(h.node(2).stats().reads_refused_damaged > 0);
+    for _ in 0..100 {
+        h.tick_all(100 * MS);
+        if h.node(2).ranges_damaged() == 0 {
+            break;
+        }
+    }
+    assert_eq!(h.node(2).ranges_damaged(), 0, "never refilled");
+    for i in 0..10 {
+        let stored = h.node(2).engine().get(format!("k{i}").as_bytes()).unwrap();
+        assert_eq!(stored.and_then(|v| v.value), Some(b"v".to_vec()), "k{i}");
+    }
+}
