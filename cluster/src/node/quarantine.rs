@@ -7,7 +7,6 @@ use enigma_engine::{Disk, EngineError};
 
 use super::Node;
 use crate::damage;
-use crate::hlc::HlcClock;
 use crate::ids::Now;
 use crate::keyspace::{is_system, paxos_client_key};
 use crate::message::ReplicaFailure;
@@ -18,18 +17,19 @@ impl<D: Disk> Node<D> {
         self.damage.damaged_total()
     }
 
-    /// Resolves a rebuilt node's marks to this start's clock (at the first
-    /// step, when the wall clock is known), with a margin of the largest
-    /// clock offset a peer may have: a session a peer started before this
-    /// start cannot count as a repair of what this node no longer holds.
+    /// Resolves a rebuilt node's marks to this start's clock reading (at
+    /// the first step, when the wall clock is known). No session a peer
+    /// started before can count: a completion counts only for sessions
+    /// this incarnation took part in (`anti_entropy`), whose trees it
+    /// built from what it holds now. No margin is added: the marks seed
+    /// the clock at the next start, and a mark ahead of the wall clock
+    /// would push every later stamp ahead with it.
     pub(super) fn resolve_damage_marks(&mut self, now: Now) {
         if !self.damage.has_unresolved() {
             return;
         }
         let reading = self.hlc.tick(now.wall_nanos);
-        let margin = HlcClock::physical(self.options.clock_offset_max_nanos);
-        self.damage
-            .resolve_since_start(reading.saturating_add(margin));
+        self.damage.resolve_since_start(reading);
         self.store_damage();
     }
 
