@@ -563,7 +563,8 @@ fn report_one(
     out!(
         "faults: {} crashes before and {} during a sync, {} inside a background job, {} bridge and {} one-way partitions, \
          {} pauses, {} swizzles, {} clock jumps, {} bad-read windows ({} storage errors met), \
-         {} failed syncs, {} full disks, {} buggify firings, {} stale messages, {} crash-loop restarts; \
+         {} failed syncs, {} full disks, {} buggify firings, {} stale messages, {} crash-loop restarts, \
+         {} bits rotted and {} misdirected writes in stored tables ({} tables quarantined, {} nodes rebuilt); \
          {} client retries, {} partial writes",
         stats.crashes_before_sync,
         stats.crashes_during_sync,
@@ -580,6 +581,10 @@ fn report_one(
         stats.buggify_fired,
         stats.stale_messages,
         stats.crash_loop_restarts,
+        stats.stored_bit_flips,
+        stats.misdirected_writes,
+        stats.tables_quarantined,
+        stats.nodes_rebuilt,
         stats.client_retries,
         stats.partial_writes,
     );

@@ -43,6 +43,12 @@ fn families_fired(reports: &[enigma_sim::RunReport]) -> Vec<(&'static str, u64)>
         ("stale messages", total(|s| s.stale_messages)),
         ("crash-loop restarts", total(|s| s.crash_loop_restarts)),
         (
+            "bits rotted in stored tables",
+            total(|s| s.stored_bit_flips),
+        ),
+        ("misdirected writes", total(|s| s.misdirected_writes)),
+        ("tables quarantined", total(|s| s.tables_quarantined)),
+        (
             "reads ending inside a frame",
             total(|s| s.reads_ending_inside_a_frame),
         ),

@@ -75,6 +75,12 @@ pub fn paxos_key(key: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The client key whose Paxos acceptor state `key` holds; `None` if `key`
+/// is not a Paxos state key.
+pub fn paxos_client_key(key: &[u8]) -> Option<&[u8]> {
+    key.strip_prefix(SYSTEM_PREFIX)?.strip_prefix(&[PAXOS_TAG])
+}
+
 /// The first key of all hints: scans of hints start here.
 pub fn hints_start() -> Vec<u8> {
     let mut key = SYSTEM_PREFIX.to_vec();

@@ -43,6 +43,8 @@
 //! - [`anti_entropy`]: repair sessions comparing trees, streaming both ways.
 //! - [`purge`]: the gate on tombstone purging (repair first).
 //! - [`generation`]: the boot generation kept on disk.
+//! - [`damage`]: ranges that lost data to a quarantined table: refused to
+//!   readers and kept from purging until repaired.
 //! - [`no_space`]: what a full disk does to outputs waiting on a sync.
 //! - [`paxos`]: per-key Paxos for `SERIAL`: acceptor rules and state, the
 //!   proposer's rounds.
@@ -54,6 +56,7 @@ pub mod codec;
 pub mod commit_wait;
 pub mod consistency;
 pub mod coordinator;
+pub mod damage;
 pub mod failure_detector;
 pub mod frame_reader;
 pub mod generation;

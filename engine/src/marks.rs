@@ -74,6 +74,13 @@ marks! {
     TombstoneKeptUnrepaired = "tombstone-kept-unrepaired",
     /// A write landed over a damaged entry and shadows it.
     WriteOverDamage = "write-over-damage",
+    /// A table suspected of damage read clean the second time (a bit
+    /// flipped in transfer).
+    DamageTransient = "damage-transient",
+    /// A damaged table was quarantined (removed by a manifest edit).
+    TableQuarantined = "table-quarantined",
+    /// Open finished a quarantine a crash interrupted.
+    QuarantineFinishedAtOpen = "quarantine-finished-at-open",
     // Engine: failures.
     /// A WAL sync or write failed: the log is poisoned.
     WalPoisoned = "wal-poisoned",
@@ -111,6 +118,12 @@ marks! {
     PeerClockRefused = "peer-clock-refused",
     /// A storage error (a bad read, corruption) was met while serving.
     StorageErrorServed = "storage-error-served",
+    /// A replica refused a read of a range that lost data to a
+    /// quarantined table and is not yet repaired.
+    ReadRefusedDamaged = "read-refused-damaged",
+    /// A range that lost data to a quarantined table was repaired and is
+    /// served again.
+    DamagedRangeRepaired = "damaged-range-repaired",
     /// A full-disk episode began on a node.
     DiskFull = "disk-full",
     /// A batch's sync found the disk full: its outputs left as failures.

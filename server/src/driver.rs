@@ -945,6 +945,20 @@ impl StatsWatch {
             );
             self.seen.storage_errors = stats.storage_errors;
         }
+        // Every quarantine is logged: each one means the node refuses reads
+        // of its ranges until repaired, and a file kept aside for an
+        // operator to look at.
+        if stats.tables_quarantined > self.seen.tables_quarantined {
+            error!(
+                %node,
+                new = stats.tables_quarantined - self.seen.tables_quarantined,
+                total = stats.tables_quarantined,
+                last = stats.last_storage_error.as_deref().unwrap_or("unknown"),
+                "stored data damaged: table quarantined (kept aside as *.sst.quarantined); \
+                 the node refuses reads of its ranges until anti-entropy has repaired them from its peers"
+            );
+            self.seen.tables_quarantined = stats.tables_quarantined;
+        }
         // A full disk is logged once per episode: when it starts and when
         // space is back (also for an episode that began and ended between
         // two reports).

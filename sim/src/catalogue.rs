@@ -238,6 +238,17 @@ pub const CATALOGUE: &[Planted] = &[
         },
     },
     Planted {
+        name: "planted_serve_quarantined_ranges",
+        area: Area::Storage,
+        bug: "a node serves reads of ranges that lost data to a quarantined table before they are repaired",
+        caught_as: LOST,
+        test: "stored_damage::a_node_serving_quarantined_ranges_is_caught",
+        plant: |c| {
+            c.keys = 20;
+            c.planted_serve_quarantined_ranges = true;
+        },
+    },
+    Planted {
         name: "planted_release_before_sync",
         area: Area::Recovery,
         bug: "a batch's outputs leave when its sync starts",

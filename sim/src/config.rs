@@ -192,6 +192,10 @@ pub struct SimConfig {
     /// peers', acknowledges a write its own replica alone took (level
     /// `ONE` runs with a node far ahead).
     pub planted_unjudged_clock_writes_alone: bool,
+    /// Plant the bug of a node that answers reads of ranges that lost data
+    /// to a quarantined table before they are repaired (the stored-damage
+    /// family is then always on).
+    pub planted_serve_quarantined_ranges: bool,
 }
 
 /// Default [`SimConfig::memtable_bytes`]: the engine's smallest memtable.
@@ -252,6 +256,7 @@ impl Default for SimConfig {
             planted_paxos_answer_after_first_acceptance: false,
             planted_read_ignores_unfinished_paxos: false,
             planted_unjudged_clock_writes_alone: false,
+            planted_serve_quarantined_ranges: false,
         }
     }
 }
@@ -367,6 +372,7 @@ impl SimConfig {
             planted_paxos_answer_after_first_acceptance: false,
             planted_read_ignores_unfinished_paxos: false,
             planted_unjudged_clock_writes_alone: false,
+            planted_serve_quarantined_ranges: false,
             ..self.clone()
         }
     }
@@ -399,6 +405,7 @@ impl SimConfig {
             || self.planted_paxos_answer_after_first_acceptance
             || self.planted_read_ignores_unfinished_paxos
             || self.planted_unjudged_clock_writes_alone
+            || self.planted_serve_quarantined_ranges
     }
 
     /// The command that replays exactly this run.

@@ -41,6 +41,7 @@ impl<D: Disk> Node<D> {
         if now.mono_nanos >= self.background_retry_mono_nanos {
             self.background_work(now);
         }
+        self.handle_damage(now);
         if let Err(e) = self.engine.sync_if_due(now.mono_nanos) {
             if !matches!(e, EngineError::NoSpace { .. }) {
                 self.fatal = Some(e);
@@ -348,6 +349,9 @@ impl<D: Disk> Node<D> {
                 }
                 Action::Repaired { range } => {
                     self.anti_entropy.set_repaired_wall(range, now.wall_nanos);
+                    if let Some(repaired) = self.anti_entropy.repaired()[range] {
+                        self.damage_repaired(range, repaired.started_hlc);
+                    }
                     self.install_purge_gate();
                 }
                 Action::PassFinished(finished) => {
@@ -361,11 +365,13 @@ impl<D: Disk> Node<D> {
 
     /// Gives the engine the gate built from the ranges' latest repairs.
     pub(super) fn install_purge_gate(&mut self) {
+        // A range that lost data counts as never repaired until it is.
         let repaired = self
             .anti_entropy
             .repaired()
             .iter()
-            .map(|r| r.map(|r| r.started_hlc))
+            .enumerate()
+            .map(|(range, r)| r.filter(|_| !self.purge_held(range)).map(|r| r.started_hlc))
             .collect();
         let gate = PurgeGate::new(
             self.anti_entropy.ranges().clone(),

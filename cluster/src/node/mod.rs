@@ -44,6 +44,7 @@ mod client;
 mod clock;
 mod healing;
 mod options;
+mod quarantine;
 mod replica;
 mod serial;
 
@@ -58,6 +59,7 @@ use crate::anti_entropy::{AntiEntropy, AntiEntropyStats, FullPassReport};
 use crate::clock_offsets::ClockOffsets;
 use crate::commit_wait::CommitWaits;
 use crate::coordinator::{PendingRead, PendingWrite, RecentReads};
+use crate::damage::{self, Damage};
 use crate::failure_detector::FailureDetector;
 use crate::generation;
 use crate::gossip::{Gossip, KnownMember, MemberStatus};
@@ -235,6 +237,11 @@ pub struct NodeStats {
     /// The last storage failure met while serving (corruption names file
     /// and offset), for the driver to report.
     pub last_storage_error: Option<String>,
+    /// Tables the engine quarantined (their stored bytes were damaged).
+    pub tables_quarantined: u64,
+    /// Reads refused because their range lost data to a quarantined table
+    /// and was not yet repaired.
+    pub reads_refused_damaged: u64,
 }
 
 /// How long background work waits after a failed job (a full disk, a
@@ -418,6 +425,9 @@ pub struct Node<D: Disk> {
     /// The version [`Self::reply_version`] noted for the reply about to be
     /// queued, which carries it.
     next_reply_version: Option<(RequestId, Option<Timestamp>)>,
+    /// Ranges that lost data to a quarantined table, until repaired
+    /// ([`crate::damage`]); kept durably in its own file.
+    damage: Damage,
 }
 
 impl<D: Disk> Node<D> {
@@ -445,6 +455,8 @@ impl<D: Disk> Node<D> {
         // Everything is read and checked before any file changes: a
         // refused start leaves the disk as it found it.
         let last_generation = generation::last(&disk).map_err(NodeError::at_start)?;
+        let mut damage =
+            damage::load(&disk, ring.repair_ranges().len()).map_err(NodeError::at_start)?;
         let recovery =
             Engine::recover(disk, options.engine.clone()).map_err(NodeError::at_start)?;
         let generation = generation::store_next(recovery.disk(), last_generation)?;
@@ -454,7 +466,12 @@ impl<D: Disk> Node<D> {
         let buggify =
             BuggifyDraws::new(&options.engine.buggify, u64::from(id.0) << 32 | generation);
         let peers: Vec<NodeId> = ring.nodes().iter().copied().filter(|&n| n != id).collect();
-        let hlc = clock::seeded_hlc(&engine, &options);
+        let mut hlc = clock::seeded_hlc(&engine, &options);
+        // A clock mark lost with a quarantined table: the damage marks
+        // are readings of this clock too.
+        if let Some(mark) = damage.mark_max() {
+            hlc.observe(mark);
+        }
         let clock_offsets = ClockOffsets::new(peers.len(), options.clock_offset_max_nanos);
         let anti_entropy = AntiEntropy::new(
             id,
@@ -463,6 +480,12 @@ impl<D: Disk> Node<D> {
             options.anti_entropy.clone(),
             0,
         );
+        if !engine.quarantined_at_open().is_empty() && !damage.any() {
+            // Cannot follow from the node's own order (the record first),
+            // but a lost record must not let the loss pass unnoticed.
+            damage = Damage::all(ring.repair_ranges().len());
+        }
+        damage.keep_only(anti_entropy.ranges_mine());
         let mut node = Self {
             id,
             generation,
@@ -498,10 +521,19 @@ impl<D: Disk> Node<D> {
             paxos_unwritten: BTreeMap::new(),
             reads_through_paxos: Vec::new(),
             next_reply_version: None,
+            damage,
             ring,
             options,
         };
-        node.recover_hints()?;
+        match node.recover_hints() {
+            // A damaged table under the hints: the engine noted it, and the
+            // first tick quarantines it; the hints it held are lost (anti-
+            // entropy repairs what they were for).
+            Err(e) if e.corruption_site().is_some() => {
+                let _ = node.storage_error(e);
+            }
+            other => other?,
+        }
         node.install_purge_gate();
         Ok(node)
     }
@@ -537,6 +569,7 @@ impl<D: Disk> Node<D> {
                 now.mono_nanos,
             );
             self.next_gossip_mono_nanos = now.mono_nanos;
+            self.resolve_damage_marks(now);
         }
         self.last_now = Some(now);
     }
@@ -811,6 +844,9 @@ impl<D: Disk> Node<D> {
 
     /// Reads locally; on a storage failure, what to tell the coordinator.
     fn local_read(&mut self, key: &[u8]) -> Result<Option<Versioned>, ReplicaFailure> {
+        if let Some(refusal) = self.damage_refusal(key) {
+            return Err(refusal);
+        }
         let failure = match self.engine.get(key) {
             Ok(version) => return Ok(version),
             Err(e) => self.storage_error(e),

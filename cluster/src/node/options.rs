@@ -104,6 +104,10 @@ pub struct NodeOptions {
     /// whether or not their range was repaired since. Off by default; no
     /// command sets it.
     pub bug_purge_tombstones_without_repair: bool,
+    /// **A deliberate bug**: a node answers reads of ranges that lost data
+    /// to a quarantined table before they are repaired, from what its
+    /// other tables hold. Off by default; no command sets it.
+    pub bug_serve_quarantined_ranges: bool,
     /// **A deliberate bug**: the coordinator ignores its failure detector,
     /// waiting on replicas it holds down instead of answering `Unavailable`.
     /// Off by default; no command sets it.
@@ -201,6 +205,7 @@ impl Default for NodeOptions {
             bug_read_trusts_the_data_over_digests: false,
             bug_delete_hints_on_send: false,
             bug_purge_tombstones_without_repair: false,
+            bug_serve_quarantined_ranges: false,
             bug_wait_on_down_replicas: false,
             bug_count_answers_of_earlier_generations: false,
             bug_read_error_answers_absent: false,

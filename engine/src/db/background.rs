@@ -69,6 +69,15 @@ impl<D: Disk> Engine<D> {
         bytes_budget: u64,
         steps_max: usize,
     ) -> Result<BackgroundReport, EngineError> {
+        self.background_steps(bytes_budget, steps_max)
+            .inspect_err(|err| self.note_damage(err))
+    }
+
+    fn background_steps(
+        &mut self,
+        bytes_budget: u64,
+        steps_max: usize,
+    ) -> Result<BackgroundReport, EngineError> {
         assert!(steps_max > 0, "a call runs at least one step");
         self.check_not_poisoned()?;
         let mut report = BackgroundReport::default();
@@ -123,6 +132,11 @@ impl<D: Disk> Engine<D> {
     /// # Errors
     /// As [`Self::do_background_work`].
     pub fn compact_all(&mut self) -> Result<BackgroundReport, EngineError> {
+        self.compact_everything()
+            .inspect_err(|err| self.note_damage(err))
+    }
+
+    fn compact_everything(&mut self) -> Result<BackgroundReport, EngineError> {
         self.check_not_poisoned()?;
         let mut report = BackgroundReport::default();
         self.finish_job()?;

@@ -46,6 +46,7 @@
 mod background;
 mod job;
 mod options;
+mod quarantine;
 mod read;
 mod recovery;
 #[cfg(test)]
@@ -73,6 +74,7 @@ pub use options::{
     MEMTABLE_BYTES_MIN, TABLE_BLOCK_BYTES_DEFAULT, TABLE_BLOCK_BYTES_LIMIT, TABLE_BLOCK_BYTES_MIN,
     VALUE_BYTES_DEFAULT, WAL_SEGMENT_BYTES_DEFAULT, WAL_SEGMENT_BYTES_LIMIT, WAL_SEGMENT_BYTES_MIN,
 };
+pub use quarantine::{DamagedTable, QUARANTINE_SUFFIX};
 pub use recovery::{is_engine_file, EngineRecovery};
 
 /// A memtable waiting to be flushed.
@@ -153,6 +155,16 @@ pub struct Engine<D: Disk> {
     timestamp_max: Option<Timestamp>,
     /// The flush or compaction part-way through, if any: its next step.
     job: Option<job::Job>,
+    /// Live tables a read, scan or compaction met a checksum failure in,
+    /// not yet read again (`db/quarantine.rs`). In a `RefCell` so that
+    /// reads can note them.
+    suspects: RefCell<BTreeSet<u64>>,
+    /// Tables whose second read failed too, waiting for quarantine.
+    confirmed: Vec<quarantine::DamagedTable>,
+    /// Tables quarantined since open.
+    quarantined_total: u64,
+    /// Tables whose interrupted quarantine open finished.
+    quarantined_at_open: Vec<u64>,
 }
 
 /// Most keys remembered as shadowing corrupt table entries.
@@ -374,7 +386,10 @@ impl<D: Disk> Engine<D> {
             match table.get(key, hash, &self.cache) {
                 Ok(Some(stored)) if stored.timestamp >= timestamp => return Ok((false, false)),
                 Ok(_) => {}
-                Err(err) if err.corruption_site().is_some() => over_damage = true,
+                Err(err) if err.corruption_site().is_some() => {
+                    self.note_damage(&err);
+                    over_damage = true;
+                }
                 Err(err) => return Err(err),
             }
         }

@@ -87,7 +87,7 @@ impl<D: Disk> Engine<D> {
                 return Err(stall.error());
             }
         }
-        self.lookup(key)
+        self.lookup(key).inspect_err(|err| self.note_damage(err))
     }
 
     /// Every key in order with its newest version, tombstones included.
@@ -162,6 +162,17 @@ impl<D: Disk> Engine<D> {
     /// Disk errors and corruption from a table read; entries visited
     /// before the error were correct.
     pub fn scan_with(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        reverse: bool,
+        visit: impl FnMut(&[u8], Timestamp, Option<&[u8]>) -> bool,
+    ) -> Result<(), EngineError> {
+        self.scan_visit(start, end, reverse, visit)
+            .inspect_err(|err| self.note_damage(err))
+    }
+
+    fn scan_visit(
         &self,
         start: Bound<&[u8]>,
         end: Bound<&[u8]>,

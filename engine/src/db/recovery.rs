@@ -14,9 +14,10 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 
+use super::quarantine::quarantine_name;
 use super::{is_temporary_table, Engine, EngineOptions, PurgeGuardSlot};
 use crate::disk::DiskError;
-use crate::manifest::{self, ManifestRecovery, TornEdit};
+use crate::manifest::{self, ManifestRecovery, TornEdit, VersionEdit};
 use crate::memtable::Memtable;
 use crate::sstable::cache::BlockCache;
 use crate::sstable::parse_table_name;
@@ -49,6 +50,9 @@ pub struct EngineRecovery<D: Disk> {
     wal: WalRecovery,
     /// The highest timestamp in the tables' metadata and the log.
     timestamp_max: Option<Timestamp>,
+    /// Tables the manifest names whose files are in quarantine: the edit
+    /// removing them is committed at open.
+    quarantine_unfinished: Vec<u64>,
 }
 
 /// `err` as the corruption of the torn manifest edit it shows committed,
@@ -101,7 +105,16 @@ impl<D: Disk> Engine<D> {
             }
         }
         let mut tables = Vec::with_capacity(state.tables.len());
+        let mut quarantine_unfinished = Vec::new();
         for &id in state.tables.iter().rev() {
+            // A quarantine interrupted after its rename: the edit that
+            // removes the table is what is left to do (`db/quarantine.rs`).
+            if !disk.exists(&crate::sstable::table_name(id))?
+                && disk.exists(&quarantine_name(id))?
+            {
+                quarantine_unfinished.push(id);
+                continue;
+            }
             let table = Table::open(&disk, id).map_err(|err| match err {
                 EngineError::Disk(DiskError::NotFound { name }) => blame_torn_edit(
                     EngineError::Corruption {
@@ -143,6 +156,7 @@ impl<D: Disk> Engine<D> {
             memtable,
             wal,
             timestamp_max,
+            quarantine_unfinished,
         })
     }
 }
@@ -174,9 +188,22 @@ impl<D: Disk> EngineRecovery<D> {
             memtable,
             wal,
             timestamp_max,
+            quarantine_unfinished,
         } = self;
         let sync_enabled = options.sync_policy.syncs();
-        let manifest = manifest.open(&disk, options.manifest_edits_per_checkpoint, sync_enabled)?;
+        let mut manifest =
+            manifest.open(&disk, options.manifest_edits_per_checkpoint, sync_enabled)?;
+        if !quarantine_unfinished.is_empty() {
+            let state = manifest.state();
+            let edit = VersionEdit {
+                next_table_id: state.next_table_id,
+                wal_segments_covered: state.wal_segments_covered,
+                tables_added: Vec::new(),
+                tables_removed: quarantine_unfinished.clone(),
+            };
+            manifest.commit(&disk, &edit)?;
+            crate::marks::hit(crate::marks::Mark::QuarantineFinishedAtOpen);
+        }
         for name in &dead_tables {
             disk.remove(name)?;
         }
@@ -206,6 +233,10 @@ impl<D: Disk> EngineRecovery<D> {
             buggify,
             timestamp_max,
             job: None,
+            suspects: RefCell::default(),
+            confirmed: Vec::new(),
+            quarantined_total: quarantine_unfinished.len() as u64,
+            quarantined_at_open: quarantine_unfinished,
         })
     }
 }

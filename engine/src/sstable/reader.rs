@@ -275,6 +275,40 @@ impl<F: DiskFile> Table<F> {
 
     /// Whether the key range and the bloom filter allow a key of bloom hash
     /// `hash` ([`Bloom::hash`]) to be here.
+    /// Reads every data block from the disk (or takes it from the cache,
+    /// where it was checked), each up to `attempts` times until one read
+    /// passes its checks: a block that fails them every time is damaged
+    /// where it is stored, while a bit flipped in transfer does not come
+    /// back read after read.
+    ///
+    /// # Errors
+    /// The last corruption of a block that never read clean; other errors
+    /// (I/O) at once.
+    pub(crate) fn verify_blocks(
+        &self,
+        cache: &RefCell<BlockCache>,
+        attempts: usize,
+    ) -> Result<(), EngineError> {
+        assert!(attempts > 0, "a block is read at least once");
+        for position in 0..self.index.len() {
+            let mut failure = None;
+            for _ in 0..attempts {
+                match self.data_block(position, cache, false, None) {
+                    Ok(_) => {
+                        failure = None;
+                        break;
+                    }
+                    Err(err) if err.corruption_site().is_some() => failure = Some(err),
+                    Err(err) => return Err(err),
+                }
+            }
+            if let Some(err) = failure {
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn may_contain(&self, key: &[u8], hash: u64) -> bool {
         self.meta.covers(key) && self.bloom.may_contain_hash(hash)
     }

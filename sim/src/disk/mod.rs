@@ -38,7 +38,8 @@
 //!   simulator restarts it from what is durable. The simulator fails the
 //!   next sync of at most `down_max` nodes at once.
 //! - **Bit rot** ([`SimDisk::flip_bit`], [`SimDisk::flip_random_bit`]): a
-//!   bit of stored data changes, in the durable and current contents alike.
+//!   bit of stored data changes, in the durable and current contents alike
+//!   (drawn in runs by `run/damage.rs`).
 //!   The engine detects it by checksum and reports corruption, never
 //!   serving it; the replica stays damaged until the node repairs it from
 //!   its peers. Survivable only within bounds the caller keeps: fewer than
@@ -377,7 +378,8 @@ impl SimDisk {
         rng: &mut impl Rng,
         which: impl Fn(&str) -> bool,
     ) -> Option<(String, u64)> {
-        let files = self.files_with_bytes(&which);
+        // Bit rot has no sector's granularity: any file with a byte.
+        let files = self.files_at_least(&which, 1);
         if files.is_empty() {
             return None;
         }
@@ -393,6 +395,19 @@ impl SimDisk {
     /// The files `which` accepts that hold at least one sector, with their
     /// lengths, in name order.
     fn files_with_bytes(&self, which: &impl Fn(&str) -> bool) -> Vec<(String, u64)> {
+        self.files_at_least(which, SECTOR_BYTES as u64)
+    }
+
+    /// The files `which` accepts that hold a byte or more, with their
+    /// current lengths, in name order (for a simulator drawing where to
+    /// damage stored bytes).
+    pub fn files_with_lengths(&self, which: impl Fn(&str) -> bool) -> Vec<(String, u64)> {
+        self.files_at_least(&which, 1)
+    }
+
+    /// The files `which` accepts that hold at least `bytes_min` bytes, with
+    /// their lengths, in name order.
+    fn files_at_least(&self, which: &impl Fn(&str) -> bool, bytes_min: u64) -> Vec<(String, u64)> {
         let state = self.0.borrow();
         state
             .dir_current
@@ -407,7 +422,7 @@ impl SimDisk {
                     .len();
                 (name.clone(), len as u64)
             })
-            .filter(|(_, len)| *len >= SECTOR_BYTES as u64)
+            .filter(|(_, len)| *len >= bytes_min)
             .collect()
     }
 

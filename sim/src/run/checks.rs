@@ -41,6 +41,11 @@ impl Simulation {
     /// a newer one: replication would hide a replica that lost it. A loss is
     /// reported once: the node is then held to what it has.
     pub(super) fn check_durability(&mut self, index: usize, when: &str) {
+        if self.holds_damage(index) {
+            // It lost acknowledged versions to damage the simulator put
+            // there: held again once repaired (`run/damage.rs`).
+            return;
+        }
         let slot = &mut self.slots[index];
         let Some(node) = &slot.node else {
             return;

@@ -27,6 +27,8 @@
 //! - `links.rs`: peer byte streams cut into reads through the frame reader;
 //! - `clients.rs`: the clients' operations, retries, the history;
 //! - `nemesis.rs`: the swarm draw and the nemesis driver;
+//! - `damage.rs`: bit rot and misdirected writes in stored tables, one
+//!   node at a time, and rebuilding a node whose start they refuse;
 //! - `heal.rs`: the heal phase: waiting for the cluster to converge;
 //! - `liveness.rs`: the liveness phase;
 //! - `checks.rs`: durability, background failures, the history's promises;
@@ -37,6 +39,7 @@ mod checks;
 mod clients;
 mod commit;
 mod counter;
+mod damage;
 mod heal;
 mod links;
 mod liveness;
@@ -191,6 +194,15 @@ pub struct RunStats {
     pub clock_jumps: u64,
     /// Windows of bad reads (flipped bits, failed reads, latent sectors).
     pub read_fault_windows: u64,
+    /// Bits flipped in stored table bytes (bit rot).
+    pub stored_bit_flips: u64,
+    /// Misdirected writes into stored table bytes.
+    pub misdirected_writes: u64,
+    /// Tables the nodes quarantined.
+    pub tables_quarantined: u64,
+    /// Nodes rebuilt from their peers (their data wiped) after damage a
+    /// start must read refused their start.
+    pub nodes_rebuilt: u64,
     /// Storage errors the nodes met while serving (bad reads detected).
     pub storage_errors: u64,
     /// Syncs made to fail.
@@ -488,6 +500,8 @@ enum Event {
     ReadFaultsEnd { node: usize, incarnation: u64 },
     /// Space comes back on node `node`'s disk.
     DiskSpaceBack { node: usize, incarnation: u64 },
+    /// Stored bytes of a node's tables may be damaged.
+    StoredDamage,
     /// The heal phase looks whether the replicas have converged.
     ConvergencePoll,
     /// The liveness phase's time is up.
@@ -567,6 +581,10 @@ struct Slot {
     /// Faults were injected into this incarnation's disk (bad reads, a
     /// failed sync), so a failed background job is expected, not a bug.
     disk_faulted: bool,
+    /// The table file whose stored bytes the simulator damaged, until the
+    /// node has dealt with it and its ranges are repaired
+    /// (`run/damage.rs`).
+    damage: Option<String>,
 }
 
 /// Notes, in a node's [`Slot::unacknowledged_tombstones`], the tombstones
@@ -706,6 +724,10 @@ struct Simulation {
     swizzle: Option<Swizzle>,
     /// Whether each crash the nemesis injects starts a crash loop.
     crash_loops: bool,
+    /// Whether stored bytes rot and take misdirected writes.
+    stored_damage: bool,
+    /// Draws where stored bytes are damaged.
+    rng_damage: ChaCha8Rng,
     /// The liveness phase's progress.
     liveness: Liveness,
     /// Bound on every wall clock's offset from true time, either way.
@@ -741,6 +763,7 @@ impl Simulation {
             buggify,
             read_cuts,
             crash_loops,
+            stored_damage,
         } = draw_swarm(&config, &mut stream(seed, "swarm"));
         let ids: Vec<NodeId> = (1..=config.nodes as u32).map(NodeId).collect();
         let cluster = ClusterConfig {
@@ -788,6 +811,7 @@ impl Simulation {
                 .planted_paxos_answer_after_first_acceptance,
             bug_read_ignores_unfinished_paxos: config.planted_read_ignores_unfinished_paxos,
             bug_unjudged_clock_writes_alone: config.planted_unjudged_clock_writes_alone,
+            bug_serve_quarantined_ranges: config.planted_serve_quarantined_ranges,
             engine: EngineOptions {
                 wal_segment_bytes_max: SIM_WAL_SEGMENT_BYTES,
                 memtable_bytes_max: config.memtable_bytes,
@@ -861,6 +885,7 @@ impl Simulation {
                 read_faults_until: None,
                 disk_full_until: None,
                 disk_faulted: false,
+                damage: None,
             })
             .collect();
         let workload = RegisterWorkload::new(RegisterOptions {
@@ -926,6 +951,8 @@ impl Simulation {
             disk_faults,
             swizzle: None,
             crash_loops,
+            stored_damage,
+            rng_damage: stream(seed, "damage"),
             liveness: Liveness::default(),
             clock_offset_nanos_max,
             clock_skew: skew_nanos > 0 || clock_faults || far_ahead_nanos > 0,
@@ -959,6 +986,9 @@ impl Simulation {
             self.schedule_script();
         } else if self.config.faults {
             self.schedule(NEMESIS_INTERVAL_MIN_NANOS, Event::Nemesis);
+        }
+        if self.stored_damage {
+            self.schedule_stored_damage();
         }
         while let Some(((time, _), event)) = self.queue.pop_first() {
             assert!(time >= self.now, "time went backwards");
@@ -1069,6 +1099,7 @@ impl Simulation {
                     self.end_read_faults(node);
                 }
             }
+            Event::StoredDamage => self.on_stored_damage(),
             Event::ConvergencePoll => self.on_convergence_poll(),
             Event::LivenessDeadline => self.on_liveness_deadline(),
             Event::Finish => {

@@ -2,7 +2,7 @@
 //! output (frames to peers, replies to clients).
 
 use enigma_cluster::hlc::HlcClock;
-use enigma_cluster::{encode_frame, Node, NodeOptions, Output};
+use enigma_cluster::{encode_frame, Node, NodeError, NodeOptions, Output};
 use enigma_engine::{Disk, DiskFile, WAL_RECORDS_OFFSET};
 use rand::Rng;
 
@@ -41,7 +41,8 @@ impl Simulation {
         let slot = &mut self.slots[index];
         assert!(slot.node.is_none(), "starting a running node");
         slot.clock.restart(now, boot);
-        slot.disk_faulted = false;
+        // Damage not yet dealt with still fails the jobs that meet it.
+        slot.disk_faulted = slot.damage.is_some();
         let options = NodeOptions {
             // Each node draws from its own stream of the seed (the node
             // mixes in its boot generation, so restarts draw anew).
@@ -53,7 +54,15 @@ impl Simulation {
                 && slot.id.0 == 1,
             ..self.node_options.clone()
         };
-        match Node::new(slot.id, &self.cluster, options, slot.disk.clone()) {
+        let mut started = Node::new(slot.id, &self.cluster, options.clone(), slot.disk.clone());
+        if matches!(started, Err(NodeError::Damaged { .. })) && self.holds_damage(index) {
+            // Damage a start must read: rebuilt from its peers.
+            self.wipe_for_rebuild(index);
+            let slot = &self.slots[index];
+            started = Node::new(slot.id, &self.cluster, options, slot.disk.clone());
+        }
+        let slot = &mut self.slots[index];
+        match started {
             Ok(node) => {
                 slot.node = Some(node);
                 slot.incarnation += 1;
@@ -115,6 +124,7 @@ impl Simulation {
         self.stats.tables_flushed += stats.tables_flushed;
         self.stats.compactions += stats.compactions;
         self.stats.unavailable += stats.unavailable;
+        self.stats.tables_quarantined += stats.tables_quarantined;
         self.stats.buggify_fired += node.buggify_fired();
         for (_, hints) in node.hint_stats() {
             self.stats.hints_stored += hints.stored;

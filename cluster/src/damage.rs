@@ -1,0 +1,344 @@
+//! Damage: which of this node's repair ranges lost data to a quarantined
+//! table, and when they may be served again.
+//!
+//! When the engine confirms a table damaged, the node records, for each
+//! range it replicates, the HLC reading at which it learned of the loss
+//! ([`Damage::mark`]), makes that record durable, and only then lets the
+//! engine quarantine the table. From then on, for a damaged range, the
+//! node
+//!
+//! - answers reads (data, digest, Paxos state) as a failed replica: what
+//!   its remaining tables hold may miss acknowledged writes, and counting
+//!   it toward a quorum could lose them; the coordinator uses the other
+//!   replicas;
+//! - holds tombstone purging (the gate sees the range as never repaired):
+//!   a tombstone it still holds may be all that hides a value a peer
+//!   streams back;
+//! - keeps accepting writes (they only add to what it holds).
+//!
+//! A range is served again once an anti-entropy session of it, on every
+//! replica, that *started after* the mark completed ([`Damage::repaired`]):
+//! that session compared this node's trees built after the loss, so it
+//! left this node holding every version its peers held. "Started after"
+//! is judged by HLC readings: a session's start reading comes from its
+//! initiator, and this node's clock had observed it before this node took
+//! part, so a session that began before the mark carries a reading below
+//! the mark, and a reading above the mark (from any initiator) began after.
+//!
+//! A node rebuilt from its peers (its data directory wiped after damage a
+//! start must read) starts with every range marked ([`Damage::all`]).
+//!
+//! The record survives restarts (file `node.damage`, docs/FORMAT.md), so a
+//! node that crashed after the quarantine still refuses the ranges until
+//! they are repaired. The node also seeds its clock above every mark, so
+//! that a clock mark lost with the table does not let it stamp below what
+//! it issued before.
+
+use enigma_engine::{Disk, DiskError, DiskFile, EngineError};
+
+/// The durable record's file.
+pub const DAMAGE_FILE: &str = "node.damage";
+/// Where the record is written before it is renamed over [`DAMAGE_FILE`].
+const DAMAGE_TEMP: &str = "node.damage.tmp";
+/// Format version of the record.
+const DAMAGE_FORMAT_VERSION: u32 = 1;
+/// Bytes of the record's header: version and range count.
+const HEADER_BYTES: usize = 8;
+/// Bytes per range: the mark (0: not damaged).
+const RANGE_BYTES: usize = 8;
+/// Bytes of the trailing checksum.
+const CRC_BYTES: usize = 4;
+/// Most repair ranges a record holds (bounds what a length read from disk
+/// may make the node allocate).
+pub const DAMAGE_RANGES_MAX: usize = 1 << 20;
+/// The mark of a range damaged since before this start, to be resolved to
+/// the clock's reading at start ([`Damage::resolve_since_start`]): a
+/// rebuilt node's record is written before it has a clock.
+pub const MARK_SINCE_START: u64 = u64::MAX;
+
+/// Per repair range, the HLC reading at which the range lost data, until
+/// a repair that started after it completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// By repair range index: `None` while intact.
+    since_hlc: Vec<Option<u64>>,
+}
+
+impl Damage {
+    /// No range damaged, over `ranges` repair ranges.
+    pub fn intact(ranges: usize) -> Self {
+        Self {
+            since_hlc: vec![None; ranges],
+        }
+    }
+
+    /// Every range damaged since this start (a node rebuilt from nothing).
+    pub fn all(ranges: usize) -> Self {
+        Self {
+            since_hlc: vec![Some(MARK_SINCE_START); ranges],
+        }
+    }
+
+    /// Marks the ranges `ranges` damaged as of `hlc` (a range already
+    /// damaged takes the later mark: the new loss needs a repair that
+    /// started after it too).
+    ///
+    /// # Panics
+    /// If a range index is out of bounds.
+    pub fn mark(&mut self, ranges: &[usize], hlc: u64) {
+        for &range in ranges {
+            let since = &mut self.since_hlc[range];
+            *since = Some(since.map_or(hlc, |old| old.max(hlc)));
+        }
+    }
+
+    /// Clears every range but `ranges` (the ones this node replicates:
+    /// it holds no data of the others, so nothing there is lost).
+    pub fn keep_only(&mut self, ranges: &[usize]) {
+        for (range, since) in self.since_hlc.iter_mut().enumerate() {
+            if !ranges.contains(&range) {
+                *since = None;
+            }
+        }
+    }
+
+    /// Replaces the marks a rebuilt node's record carries
+    /// ([`MARK_SINCE_START`]) with `hlc`, its clock's reading at start.
+    pub fn resolve_since_start(&mut self, hlc: u64) {
+        for since in self.since_hlc.iter_mut().flatten() {
+            if *since == MARK_SINCE_START {
+                *since = hlc;
+            }
+        }
+    }
+
+    /// Whether a mark waits for [`Self::resolve_since_start`].
+    pub fn has_unresolved(&self) -> bool {
+        self.since_hlc.contains(&Some(MARK_SINCE_START))
+    }
+
+    /// Notes that a session of `range` that started at `started_hlc`
+    /// completed on every replica. Returns whether the range is intact
+    /// again (it was damaged, and the session started after the mark).
+    pub fn repaired(&mut self, range: usize, started_hlc: u64) -> bool {
+        match self.since_hlc.get(range).copied().flatten() {
+            Some(since) if started_hlc > since => {
+                self.since_hlc[range] = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `range` lost data not yet repaired.
+    pub fn is_damaged(&self, range: usize) -> bool {
+        self.since_hlc.get(range).is_some_and(Option::is_some)
+    }
+
+    /// Whether any range lost data not yet repaired.
+    pub fn any(&self) -> bool {
+        self.since_hlc.iter().any(Option::is_some)
+    }
+
+    /// Ranges damaged now.
+    pub fn damaged_total(&self) -> usize {
+        self.since_hlc
+            .iter()
+            .filter(|since| since.is_some())
+            .count()
+    }
+
+    /// The highest mark (resolved marks only), for seeding the clock.
+    pub fn mark_max(&self) -> Option<u64> {
+        self.since_hlc
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|&since| since != MARK_SINCE_START)
+            .max()
+    }
+
+    /// Its bytes: version u32 | range count u32 | per range the mark u64
+    /// (0: intact) | CRC32 of everything before, all little-endian.
+    pub fn encode(&self) -> Vec<u8> {
+        let count = u32::try_from(self.since_hlc.len()).expect("ranges are bounded");
+        let mut bytes =
+            Vec::with_capacity(HEADER_BYTES + RANGE_BYTES * self.since_hlc.len() + CRC_BYTES);
+        bytes.extend_from_slice(&DAMAGE_FORMAT_VERSION.to_le_bytes());
+        bytes.extend_from_slice(&count.to_le_bytes());
+        for since in &self.since_hlc {
+            bytes.extend_from_slice(&since.unwrap_or(0).to_le_bytes());
+        }
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+
+    /// The record `bytes` hold, over `ranges` repair ranges; a record of
+    /// another range count (a changed ring) marks every range, with its
+    /// highest mark.
+    ///
+    /// # Errors
+    /// Why the bytes are not a record.
+    pub fn decode(bytes: &[u8], ranges: usize) -> Result<Self, String> {
+        if bytes.len() < HEADER_BYTES + CRC_BYTES {
+            return Err(format!("{} bytes, shorter than a record", bytes.len()));
+        }
+        let (body, crc) = bytes.split_at(bytes.len() - CRC_BYTES);
+        let expected = u32::from_le_bytes(crc.try_into().expect("split leaves 4 bytes"));
+        let got = crc32fast::hash(body);
+        if got != expected {
+            return Err(format!(
+                "checksum mismatch: expected {expected:#010x}, got {got:#010x}"
+            ));
+        }
+        let word = |at: usize| u32::from_le_bytes(body[at..at + 4].try_into().expect("4 bytes"));
+        let version = word(0);
+        if version != DAMAGE_FORMAT_VERSION {
+            return Err(format!("unknown format version {version}"));
+        }
+        let count = word(4) as usize;
+        if count > DAMAGE_RANGES_MAX || body.len() != HEADER_BYTES + RANGE_BYTES * count {
+            return Err(format!("{count} ranges in {} bytes", body.len()));
+        }
+        let since_hlc: Vec<Option<u64>> = body[HEADER_BYTES..]
+            .chunks_exact(RANGE_BYTES)
+            .map(|chunk| {
+                let since = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+                (since != 0).then_some(since)
+            })
+            .collect();
+        if since_hlc.len() == ranges {
+            return Ok(Self { since_hlc });
+        }
+        let mut damage = Self::intact(ranges);
+        if let Some(&max) = since_hlc.iter().flatten().max() {
+            let all: Vec<usize> = (0..ranges).collect();
+            damage.mark(&all, max);
+        }
+        Ok(damage)
+    }
+}
+
+/// The record on `disk`, over `ranges` repair ranges; intact if there is
+/// none. Changes nothing.
+///
+/// # Errors
+/// Disk errors; a damaged record (corruption naming the file).
+pub fn load<D: Disk>(disk: &D, ranges: usize) -> Result<Damage, EngineError> {
+    let file = match disk.open(DAMAGE_FILE) {
+        Ok(file) => file,
+        Err(DiskError::NotFound { .. }) => return Ok(Damage::intact(ranges)),
+        Err(err) => return Err(err.into()),
+    };
+    let len = file.len()?;
+    let bytes_max = (HEADER_BYTES + RANGE_BYTES * DAMAGE_RANGES_MAX + CRC_BYTES) as u64;
+    if len > bytes_max {
+        return Err(EngineError::Corruption {
+            file: DAMAGE_FILE.to_owned(),
+            offset: 0,
+            reason: format!("{len} bytes, over the largest record"),
+        });
+    }
+    let mut bytes = vec![0; usize::try_from(len).expect("bounded above")];
+    file.read_at(0, &mut bytes)?;
+    Damage::decode(&bytes, ranges).map_err(|reason| EngineError::Corruption {
+        file: DAMAGE_FILE.to_owned(),
+        offset: 0,
+        reason,
+    })
+}
+
+/// Makes `damage` the durable record on `disk`: written to a temporary
+/// file, synced, renamed over the record, directory synced.
+///
+/// # Errors
+/// Disk errors (the old record, or none, then stands).
+pub fn store<D: Disk>(disk: &D, damage: &Damage) -> Result<(), EngineError> {
+    match disk.remove(DAMAGE_TEMP) {
+        Ok(()) | Err(DiskError::NotFound { .. }) => {}
+        Err(err) => return Err(err.into()),
+    }
+    let mut file = disk.create(DAMAGE_TEMP)?;
+    file.write_at(0, &damage.encode())?;
+    file.sync()?;
+    disk.rename(DAMAGE_TEMP, DAMAGE_FILE)?;
+    disk.sync_dir()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_range_is_intact_again_only_after_a_repair_that_started_after_its_mark() {
+        let mut damage = Damage::intact(4);
+        damage.mark(&[1, 2], 100);
+        assert!(damage.is_damaged(1) && damage.is_damaged(2));
+        assert!(!damage.is_damaged(0));
+        assert!(!damage.repaired(1, 90), "started before the loss");
+        assert!(!damage.repaired(1, 100), "started at the mark");
+        assert!(damage.repaired(1, 101));
+        assert!(!damage.is_damaged(1));
+        assert!(!damage.repaired(0, 500), "was never damaged");
+        assert_eq!(damage.damaged_total(), 1);
+    }
+
+    #[test]
+    fn a_second_loss_needs_a_repair_that_started_after_it() {
+        let mut damage = Damage::intact(1);
+        damage.mark(&[0], 100);
+        damage.mark(&[0], 200);
+        damage.mark(&[0], 150);
+        assert!(!damage.repaired(0, 180));
+        assert!(damage.repaired(0, 201));
+    }
+
+    #[test]
+    fn a_rebuilt_node_is_damaged_everywhere_from_its_start() {
+        let mut damage = Damage::all(3);
+        assert_eq!(damage.damaged_total(), 3);
+        assert_eq!(damage.mark_max(), None);
+        damage.resolve_since_start(700);
+        assert!(!damage.repaired(2, 650));
+        assert!(damage.repaired(2, 701));
+        assert_eq!(damage.mark_max(), Some(700));
+    }
+
+    #[test]
+    fn the_record_round_trips_and_damage_to_it_is_detected() {
+        let mut damage = Damage::intact(5);
+        damage.mark(&[0, 4], 42);
+        let bytes = damage.encode();
+        assert_eq!(Damage::decode(&bytes, 5), Ok(damage.clone()));
+        for at in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[at] ^= 0x10;
+            assert!(Damage::decode(&bad, 5).is_err(), "flip at {at}");
+        }
+        assert!(Damage::decode(&bytes[..bytes.len() - 1], 5).is_err());
+    }
+
+    #[test]
+    fn a_record_of_another_ring_marks_every_range() {
+        let mut damage = Damage::intact(2);
+        damage.mark(&[1], 42);
+        let read = Damage::decode(&damage.encode(), 3).expect("a record");
+        assert_eq!(read.damaged_total(), 3);
+        assert_eq!(read.mark_max(), Some(42));
+        let intact = Damage::decode(&Damage::intact(2).encode(), 3).expect("a record");
+        assert!(!intact.any());
+    }
+
+    #[test]
+    fn the_record_survives_a_store_and_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let disk = enigma_engine::FsDisk::open(dir.path()).expect("disk");
+        assert_eq!(load(&disk, 3), Ok(Damage::intact(3)));
+        let mut damage = Damage::intact(3);
+        damage.mark(&[2], 9);
+        store(&disk, &damage).expect("store");
+        assert_eq!(load(&disk, 3), Ok(damage));
+    }
+}

@@ -1,0 +1,211 @@
+//! Damage to stored bytes: bit rot and misdirected writes in the tables of
+//! one node at a time, and rebuilding a node from its peers when the damage
+//! lies where a start must read.
+//!
+//! With the family on, every [`STORED_DAMAGE_INTERVAL_NANOS`] or so of the
+//! safety phase a running node may have one of its tables damaged: a bit
+//! flipped ([`SimDisk::flip_random_bit`]) or a run of sectors of one table
+//! landing in another or elsewhere in the same
+//! ([`SimDisk::misdirect_write`]). Only tables: a flipped bit in the last
+//! log segment looks exactly like a torn tail, and sealed segments are
+//! read only at a start (left to a later change, see docs/FAULTS.md).
+//!
+//! Bound: one node at a time holds damage, so every key keeps `rf - 1`
+//! intact replicas. The next node is damaged only once the first has dealt
+//! with it: the damaged file is gone (quarantined, or compacted away
+//! because the damage lay in parts a running node keeps in memory) and
+//! the node serves every range again (repaired by anti-entropy).
+//!
+//! A start that meets the damage (a table's footer, index or metadata) is
+//! refused with `NodeError::Damaged`; the simulator then does what an
+//! operator would: wipes the node's data (all but its boot generation),
+//! writes a damage record marking every range, and starts it again empty,
+//! to be refilled by its peers.
+//!
+//! While a node holds damage its durability is not checked: it lost
+//! acknowledged versions with the damaged table, legitimately. Once it is
+//! repaired it is held again to what it holds then.
+
+use enigma_cluster::damage::{self, Damage};
+use enigma_engine::Disk;
+use rand::Rng;
+
+use super::{Event, Phase, Simulation};
+use crate::disk::{MisdirectedWrite, SimDisk, MISDIRECTED_SECTORS_MAX, SECTOR_BYTES};
+
+/// Pause between two chances of damage, the range drawn from.
+const STORED_DAMAGE_INTERVAL_NANOS: std::ops::RangeInclusive<u64> = 500_000_000..=3_000_000_000;
+/// The file the node keeps its boot generation in: kept when a node is
+/// rebuilt, so that its generations keep rising.
+const GENERATION_FILE: &str = "node.generation";
+
+/// Whether `name` is a live table file (not one being written, not one in
+/// quarantine).
+fn is_table(name: &str) -> bool {
+    name.starts_with("table-") && name.ends_with(".sst")
+}
+
+/// Whether `name` is a log segment.
+fn is_log_segment(name: &str) -> bool {
+    name.starts_with("wal-") && name.ends_with(".log")
+}
+
+/// A misdirected write into a table: a run of 1 to
+/// [`MISDIRECTED_SECTORS_MAX`] sectors of a table's or a log segment's
+/// stored bytes lands at a sector-aligned place of a table, over as much
+/// of it as lies there (a table shorter than the run takes what fits:
+/// lengths never change). `None` when no table or no source of a sector
+/// exists, or the draw would write bytes over themselves.
+fn draw_misdirected_write(disk: &SimDisk, rng: &mut impl Rng) -> Option<MisdirectedWrite> {
+    let sector = SECTOR_BYTES as u64;
+    let targets = disk.files_with_lengths(is_table);
+    let sources: Vec<(String, u64)> = disk
+        .files_with_lengths(|name| is_table(name) || is_log_segment(name))
+        .into_iter()
+        .filter(|(_, len)| *len >= sector)
+        .collect();
+    if targets.is_empty() || sources.is_empty() {
+        return None;
+    }
+    let (to, to_len) = targets[rng.random_range(0..targets.len())].clone();
+    let (from, from_len) = sources[rng.random_range(0..sources.len())].clone();
+    let run = rng.random_range(1..=MISDIRECTED_SECTORS_MAX.min(from_len / sector));
+    let from_offset = rng.random_range(0..=from_len / sector - run) * sector;
+    let to_offset = rng.random_range(0..to_len.div_ceil(sector)) * sector;
+    let len = (run * sector).min(to_len - to_offset);
+    if from == to && from_offset == to_offset {
+        return None;
+    }
+    Some(MisdirectedWrite {
+        from,
+        from_offset,
+        to,
+        to_offset,
+        len,
+    })
+}
+
+impl Simulation {
+    /// Schedules the next chance of damage.
+    pub(super) fn schedule_stored_damage(&mut self) {
+        let pause = self.rng_damage.random_range(STORED_DAMAGE_INTERVAL_NANOS);
+        self.schedule(pause, Event::StoredDamage);
+    }
+
+    /// A chance of damage: if no node holds any, one running node's table
+    /// takes a flipped bit or a misdirected write.
+    pub(super) fn on_stored_damage(&mut self) {
+        if self.phase != Phase::Safety {
+            return;
+        }
+        self.schedule_stored_damage();
+        self.settle_damage();
+        if self.slots.iter().any(|slot| slot.damage.is_some()) {
+            return;
+        }
+        let index = self.rng_damage.random_range(0..self.slots.len());
+        let flip = self.rng_damage.random_bool(0.5);
+        if self.slots[index].node.is_none() {
+            return;
+        }
+        let disk = self.slots[index].disk.clone();
+        let (file, what) = if flip {
+            let Some((file, offset)) = disk.flip_random_bit(&mut self.rng_damage, is_table) else {
+                return;
+            };
+            self.stats.stored_bit_flips += 1;
+            let what = format!("bit flipped in {file} at offset {offset}");
+            (file, what)
+        } else {
+            let Some(write) = draw_misdirected_write(&disk, &mut self.rng_damage) else {
+                return;
+            };
+            disk.misdirect_write_at(&write)
+                .expect("the files and ranges were just listed");
+            self.stats.misdirected_writes += 1;
+            let what = format!(
+                "{} bytes of {} at {} misdirected to {} at {}",
+                write.len, write.from, write.from_offset, write.to, write.to_offset
+            );
+            (write.to, what)
+        };
+        let mut bytes = vec![30, index as u8];
+        bytes.extend_from_slice(what.as_bytes());
+        self.trace
+            .record(self.now, &bytes, || format!("n{}: {what}", index + 1));
+        self.record(|r, now| r.mark(now, index, "stored-damage", what.clone()));
+        let slot = &mut self.slots[index];
+        slot.damage = Some(file);
+        slot.disk_faulted = true;
+    }
+
+    /// Ends the damage of every node that has dealt with it: the damaged
+    /// file is gone and every range is served again. The node is then held
+    /// to what it holds.
+    pub(super) fn settle_damage(&mut self) {
+        for index in 0..self.slots.len() {
+            let slot = &self.slots[index];
+            let (Some(file), Some(node)) = (&slot.damage, &slot.node) else {
+                continue;
+            };
+            let present = slot.disk.exists(file).unwrap_or(true);
+            if present || node.ranges_damaged() > 0 || node.engine().damage_suspected() {
+                continue;
+            }
+            self.slots[index].damage = None;
+            self.rebaseline_acknowledged(index);
+        }
+    }
+
+    /// Holds `index` to the versions it holds now where they are older
+    /// than what it acknowledged (lost with a damaged table).
+    fn rebaseline_acknowledged(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        let Some(node) = &slot.node else {
+            return;
+        };
+        let mut lowered = Vec::new();
+        for (key, &(acked, _)) in &slot.acknowledged {
+            let held = node
+                .engine()
+                .get(key)
+                .ok()
+                .flatten()
+                .map(|version| (version.timestamp, version.value.is_none()));
+            if held.is_none_or(|(held, _)| held < acked) {
+                lowered.push((key.clone(), held));
+            }
+        }
+        for (key, held) in lowered {
+            match held {
+                Some(held) => slot.acknowledged.insert(key, held),
+                None => slot.acknowledged.remove(&key),
+            };
+        }
+    }
+
+    /// Whether `index` holds damage the simulator put there: its durability
+    /// is not checked meanwhile.
+    pub(super) fn holds_damage(&self, index: usize) -> bool {
+        self.slots[index].damage.is_some()
+    }
+
+    /// Rebuilds `index`, whose start damage refused, as an operator would:
+    /// every file but the boot generation removed, a damage record marking
+    /// every range written. Its acknowledged versions went with the data.
+    pub(super) fn wipe_for_rebuild(&mut self, index: usize) {
+        let ranges = self.ring.repair_ranges().len();
+        let slot = &mut self.slots[index];
+        let disk = &slot.disk;
+        let names = disk.list().expect("the simulated disk lists");
+        for name in names.iter().filter(|name| name.as_str() != GENERATION_FILE) {
+            disk.remove(name).expect("a listed file is removed");
+        }
+        disk.sync_dir()
+            .expect("no sync fault is armed on a down node");
+        damage::store(disk, &Damage::all(ranges)).expect("the simulated disk takes the record");
+        slot.acknowledged.clear();
+        slot.unacknowledged_tombstones.clear();
+        self.stats.nodes_rebuilt += 1;
+    }
+}
