@@ -59,6 +59,17 @@ pub fn caught_and_replayed(base: &SimConfig, seeds: u64, properties: &[&str]) ->
     failure
 }
 
+/// The run of `failure`'s seed without any planted bug passes: the bug, not
+/// the seed, made it fail.
+pub fn seed_passes_without_the_bug(failure: &RunReport) {
+    let honest = run(&failure.config.without_planted_bugs());
+    assert!(
+        honest.passed(),
+        "the seed fails without the bug: {:?}",
+        honest.violations
+    );
+}
+
 /// The same `seeds` runs as `base`, without any planted bug, all pass.
 pub fn passes_without_planted_bugs(base: &SimConfig, seeds: u64) {
     all_passed(&sweep(&base.without_planted_bugs(), seeds, |_| {}));

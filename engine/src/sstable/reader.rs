@@ -273,8 +273,6 @@ impl<F: DiskFile> Table<F> {
         )
     }
 
-    /// Whether the key range and the bloom filter allow a key of bloom hash
-    /// `hash` ([`Bloom::hash`]) to be here.
     /// Reads every data block from the disk (or takes it from the cache,
     /// where it was checked), each up to `attempts` times until one read
     /// passes its checks: a block that fails them every time is damaged
@@ -309,6 +307,8 @@ impl<F: DiskFile> Table<F> {
         Ok(())
     }
 
+    /// Whether the key range and the bloom filter allow a key of bloom hash
+    /// `hash` ([`Bloom::hash`]) to be here.
     pub(crate) fn may_contain(&self, key: &[u8], hash: u64) -> bool {
         self.meta.covers(key) && self.bloom.may_contain_hash(hash)
     }
