@@ -10,13 +10,24 @@
 //! 1. what follows the faults: no wait for the replicas to converge (the
 //!    liveness phase, if any, at once, then the end, without the final
 //!    convergence checks), and a shorter liveness phase or none;
-//! 2. entries (faults and operations) removed in chunks, halves first, then
-//!    quarters, down to single entries (delta debugging);
+//! 2. the ends: the fewest leading entries that still fail, then the most
+//!    entries dropped from the front, each found by bisection (a dozen
+//!    runs where chunks would cost one run per chunk);
 //! 3. time: the faults stop right after the last entry, quiet stretches
-//!    between entries are cut short, and the schedule is squeezed (every
-//!    time halved) while the failure persists;
-//! 4. keys and clients: those no entry uses are dropped, the rest
+//!    between entries are cut short, the stretch before the first entry is
+//!    cut by 7/8, 3/4 or 1/2, and the schedule is squeezed (every time
+//!    halved) while the failure persists;
+//! 4. whole kinds of entries: every fault, every operation on one key, every
+//!    operation of one client;
+//! 5. entries (faults and operations) removed in chunks, halves first, then
+//!    quarters, down to single entries (delta debugging), and time again;
+//! 6. keys and clients: those no entry uses are dropped, the rest
 //!    renumbered.
+//!
+//! Every candidate is a new draw of everything the schedule does not fix
+//! (message latencies and fates, batch windows), so failing is not
+//! monotonic in what is removed: the steps look for a smaller failing run,
+//! not the smallest.
 //!
 //! Every candidate is a deterministic run, so the shrunk schedule replays
 //! to the same failure: `enigma sim --seed S --schedule FILE`.
@@ -160,6 +171,10 @@ impl Shrinker<'_> {
         loop {
             let before = (self.best.entries.len(), self.best_run.stats.events);
             self.shrink_ending();
+            self.shrink_tail();
+            self.shrink_head();
+            self.shrink_time();
+            self.shrink_by_kind();
             self.shrink_entries();
             self.shrink_time();
             self.shrink_keys_and_clients();
@@ -201,6 +216,66 @@ impl Shrinker<'_> {
         }
     }
 
+    /// The fewest leading entries that still fail, by bisection: what
+    /// follows the violation is usually not needed, and one bisection costs
+    /// a dozen runs where chunks of the tail would cost one per chunk.
+    /// Failing is not monotonic in the cut (every cut draws the rest of the
+    /// run anew), so this finds a failing cut, not always the shortest.
+    fn shrink_tail(&mut self) {
+        let (mut keep, mut fails) = (0, self.best.entries.len());
+        while keep < fails && self.runs < self.budget {
+            let middle = keep + (fails - keep) / 2;
+            let mut candidate = self.best.clone();
+            candidate.entries.truncate(middle);
+            if self.attempt(candidate) {
+                fails = middle;
+            } else {
+                keep = middle + 1;
+            }
+        }
+    }
+
+    /// The most entries dropped from the front (times kept) that still
+    /// fail, by bisection, as [`Self::shrink_tail`] does for the end.
+    fn shrink_head(&mut self) {
+        let (mut drop, mut limit) = (0, self.best.entries.len());
+        while drop < limit && self.runs < self.budget {
+            let middle = drop + (limit - drop).div_ceil(2);
+            let mut candidate = self.best.clone();
+            candidate.entries.drain(..middle);
+            if self.attempt(candidate) {
+                limit -= middle;
+                drop = 0;
+            } else {
+                limit = middle - 1;
+            }
+        }
+    }
+
+    /// Whole kinds of entries at once: every fault, then every operation on
+    /// one key, then every operation of one client.
+    fn shrink_by_kind(&mut self) {
+        let mut candidate = self.best.clone();
+        candidate
+            .entries
+            .retain(|e| matches!(e.action, Action::Op(_)));
+        self.attempt(candidate);
+        for key in 0..self.best.keys {
+            let mut candidate = self.best.clone();
+            candidate
+                .entries
+                .retain(|e| !matches!(&e.action, Action::Op(op) if op.key == key));
+            self.attempt(candidate);
+        }
+        for client in 0..self.best.clients {
+            let mut candidate = self.best.clone();
+            candidate
+                .entries
+                .retain(|e| !matches!(&e.action, Action::Op(op) if op.client == client));
+            self.attempt(candidate);
+        }
+    }
+
     /// Entries removed in chunks, halving the chunk down to one entry.
     fn shrink_entries(&mut self) {
         let mut chunk = self.best.entries.len().div_ceil(2);
@@ -233,6 +308,23 @@ impl Shrinker<'_> {
         }
         for cap in GAP_CAPS_NANOS {
             if self.attempt(capped_gaps(&self.best, cap)) {
+                break;
+            }
+        }
+        // The stretch before the first entry, shorter by 7/8, 3/4 or 1/2:
+        // the capped gaps may have cut it too far for the failure to stay.
+        let lead = self.best.entries.first().map_or(0, |e| e.at_nanos);
+        for keep_eighths in [1, 2, 4] {
+            let cut = lead - lead * keep_eighths / 8;
+            if cut == 0 {
+                break;
+            }
+            let mut candidate = self.best.clone();
+            candidate.faults_stop_nanos -= cut;
+            for entry in &mut candidate.entries {
+                entry.at_nanos -= cut;
+            }
+            if self.attempt(candidate) {
                 break;
             }
         }

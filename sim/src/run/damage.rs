@@ -197,12 +197,15 @@ impl Simulation {
         let ranges = self.ring.repair_ranges().len();
         let slot = &mut self.slots[index];
         let disk = &slot.disk;
+        // A sync failure armed for the process that crashed is not the
+        // rebuild's: the operator's tools sync their own files.
+        disk.cancel_sync_failure();
         let names = disk.list().expect("the simulated disk lists");
         for name in names.iter().filter(|name| name.as_str() != GENERATION_FILE) {
             disk.remove(name).expect("a listed file is removed");
         }
         disk.sync_dir()
-            .expect("no sync fault is armed on a down node");
+            .expect("the simulated disk syncs its directory");
         damage::store(disk, &Damage::all(ranges)).expect("the simulated disk takes the record");
         slot.acknowledged.clear();
         slot.unacknowledged_tombstones.clear();
