@@ -564,7 +564,8 @@ fn report_one(
         "faults: {} crashes before and {} during a sync, {} inside a background job, {} bridge and {} one-way partitions, \
          {} pauses, {} swizzles, {} clock jumps, {} bad-read windows ({} storage errors met), \
          {} failed syncs, {} full disks, {} buggify firings, {} stale messages, {} crash-loop restarts, \
-         {} bits rotted and {} misdirected writes in stored tables ({} tables quarantined, {} nodes rebuilt); \
+         {} bits rotted and {} misdirected writes in stored tables, {} and {} in sealed log segments \
+         ({} tables quarantined, {} nodes rebuilt); \
          {} client retries, {} partial writes",
         stats.crashes_before_sync,
         stats.crashes_during_sync,
@@ -583,6 +584,8 @@ fn report_one(
         stats.crash_loop_restarts,
         stats.stored_bit_flips,
         stats.misdirected_writes,
+        stats.sealed_segment_flips,
+        stats.sealed_segment_misdirected_writes,
         stats.tables_quarantined,
         stats.nodes_rebuilt,
         stats.client_retries,

@@ -47,6 +47,14 @@ fn families_fired(reports: &[enigma_sim::RunReport]) -> Vec<(&'static str, u64)>
             total(|s| s.stored_bit_flips),
         ),
         ("misdirected writes", total(|s| s.misdirected_writes)),
+        (
+            "bits rotted in sealed log segments",
+            total(|s| s.sealed_segment_flips),
+        ),
+        (
+            "misdirected writes into sealed log segments",
+            total(|s| s.sealed_segment_misdirected_writes),
+        ),
         ("tables quarantined", total(|s| s.tables_quarantined)),
         (
             "reads ending inside a frame",

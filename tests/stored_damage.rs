@@ -1,8 +1,10 @@
 //! Damage to stored bytes in simulation runs: bit rot and misdirected
-//! writes in tables, drawn one node at a time (`sim/src/run/damage.rs`),
-//! met by quarantine, refused reads and repair from the peers
-//! (`cluster/src/damage.rs`), and the planted node that serves what it
-//! has left of a damaged range before it is repaired.
+//! writes in tables, and bit rot in sealed log segments as a node starts,
+//! drawn one node at a time (`sim/src/run/damage.rs`), met by quarantine,
+//! refused starts and reads, and repair from the peers
+//! (`cluster/src/damage.rs`); the planted node that serves what it has
+//! left of a damaged range before it is repaired, and the planted
+//! recovery that replays past a rotted sealed segment.
 
 use enigma_sim::{run, SimConfig};
 
@@ -13,7 +15,7 @@ use support::planted::{caught_and_replayed, seed_passes_without_the_bug};
 /// Seeds the planted switch's sweep may take before it must be caught.
 const PLANTED_SWEEP_SEEDS: u64 = 300;
 /// Seeds of the sweep that must see the family fire and every run pass.
-const FIRING_SWEEP_SEEDS: u64 = 40;
+const FIRING_SWEEP_SEEDS: u64 = 60;
 
 /// A node that answers reads of a damaged range from the tables it has
 /// left returns versions older than writes it acknowledged: a quorum that
@@ -33,6 +35,26 @@ fn a_node_serving_quarantined_ranges_is_caught() {
     );
     assert!(
         failure.stats.tables_quarantined + failure.stats.nodes_rebuilt > 0,
+        "{:?}",
+        failure.stats
+    );
+    seed_passes_without_the_bug(&failure);
+}
+
+/// A recovery that takes a rotted bit in a sealed log segment for the end
+/// of that segment, and replays on with the next, starts without the
+/// records after the damage: a replica that acknowledged them holds less
+/// after the restart.
+#[test]
+fn a_recovery_that_skips_the_rest_of_a_damaged_sealed_segment_is_caught() {
+    let base = SimConfig {
+        seed: 0xda_2000,
+        planted_sealed_segment_damage_skipped: true,
+        ..SimConfig::default()
+    };
+    let failure = caught_and_replayed(&base, PLANTED_SWEEP_SEEDS, &["durability"]);
+    assert!(
+        failure.stats.sealed_segment_flips > 0,
         "{:?}",
         failure.stats
     );
@@ -69,6 +91,14 @@ fn stored_damage_fires_and_runs_pass() {
     assert!(reports.iter().all(|r| r.swarm.contains("stored_damage=")));
     assert!(total(|s| s.stored_bit_flips) > 0, "no bit rotted");
     assert!(total(|s| s.misdirected_writes) > 0, "no write misdirected");
+    assert!(
+        total(|s| s.sealed_segment_flips) > 0,
+        "no bit rotted in a sealed log segment"
+    );
+    assert!(
+        total(|s| s.sealed_segment_misdirected_writes) > 0,
+        "no write misdirected into a sealed log segment"
+    );
     assert!(total(|s| s.tables_quarantined) > 0, "no table quarantined");
     assert!(
         total(|s| s.nodes_rebuilt) > 0,

@@ -249,6 +249,14 @@ pub const CATALOGUE: &[Planted] = &[
         },
     },
     Planted {
+        name: "planted_sealed_segment_damage_skipped",
+        area: Area::Recovery,
+        bug: "recovery takes damage in a sealed log segment for that segment's end and replays on with the next",
+        caught_as: &["durability"],
+        test: "stored_damage::a_recovery_that_skips_the_rest_of_a_damaged_sealed_segment_is_caught",
+        plant: |c| c.planted_sealed_segment_damage_skipped = true,
+    },
+    Planted {
         name: "planted_release_before_sync",
         area: Area::Recovery,
         bug: "a batch's outputs leave when its sync starts",

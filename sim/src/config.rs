@@ -134,6 +134,12 @@ pub struct SimConfig {
     /// (`EngineOptions::bug_flush_removes_log_before_manifest_edit`).
     /// Test-only: no CLI flag sets it.
     pub planted_flush_removes_log_before_manifest_edit: bool,
+    /// Plant the recovery bug that takes damage in a sealed log segment for
+    /// that segment's end and replays on with the next, losing the records
+    /// after it (`EngineOptions::
+    /// bug_recovery_skips_rest_of_damaged_sealed_segment`). Test-only: no
+    /// CLI flag sets it.
+    pub planted_sealed_segment_damage_skipped: bool,
     /// Plant the coordinator bug that answers a read with the value at
     /// hand once the level's count has answered, though a replica's digest
     /// shows a newer version (`NodeOptions::
@@ -240,6 +246,7 @@ impl Default for SimConfig {
             planted_ack_after_failed_sync: false,
             planted_flush_drops_memtable: false,
             planted_flush_removes_log_before_manifest_edit: false,
+            planted_sealed_segment_damage_skipped: false,
             planted_read_trusts_data_over_digests: false,
             planted_coordinator_counts_stale_answers: false,
             planted_frame_reader_drops_rest: false,
@@ -356,6 +363,7 @@ impl SimConfig {
             planted_ack_after_failed_sync: false,
             planted_flush_drops_memtable: false,
             planted_flush_removes_log_before_manifest_edit: false,
+            planted_sealed_segment_damage_skipped: false,
             planted_read_trusts_data_over_digests: false,
             planted_coordinator_counts_stale_answers: false,
             planted_frame_reader_drops_rest: false,
@@ -389,6 +397,7 @@ impl SimConfig {
             || self.planted_ack_after_failed_sync
             || self.planted_flush_drops_memtable
             || self.planted_flush_removes_log_before_manifest_edit
+            || self.planted_sealed_segment_damage_skipped
             || self.planted_read_trusts_data_over_digests
             || self.planted_coordinator_counts_stale_answers
             || self.planted_frame_reader_drops_rest

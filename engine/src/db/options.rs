@@ -150,6 +150,13 @@ pub struct EngineOptions {
     /// writes. Off by default and settable only through this struct: no
     /// command sets it.
     pub bug_recovery_takes_synced_damage_for_torn_tail: bool,
+    /// **A deliberate bug, for proving that the simulator's damage to
+    /// sealed log segments bites.** Recovery takes damage in a sealed
+    /// segment (any but the last) for the end of that segment, as if torn,
+    /// and goes on with the next: the records after the damage, synced and
+    /// acknowledged, vanish silently. Off by default and settable only
+    /// through this struct: no command sets it.
+    pub bug_recovery_skips_rest_of_damaged_sealed_segment: bool,
 }
 
 impl Default for EngineOptions {
@@ -175,6 +182,7 @@ impl Default for EngineOptions {
             bug_flush_removes_log_before_manifest_edit: false,
             buggify: crate::buggify::Buggify::default(),
             bug_recovery_takes_synced_damage_for_torn_tail: false,
+            bug_recovery_skips_rest_of_damaged_sealed_segment: false,
         }
     }
 }

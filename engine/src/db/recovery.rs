@@ -132,6 +132,7 @@ impl<D: Disk> Engine<D> {
         let mut memtable = Memtable::new(options.memtable_bytes_max);
         let planted = PlantedRecoveryBugs {
             synced_damage_is_torn_tail: options.bug_recovery_takes_synced_damage_for_torn_tail,
+            sealed_damage_ends_segment: options.bug_recovery_skips_rest_of_damaged_sealed_segment,
         };
         let wal = wal::recover(&disk, state.wal_segments_covered, planted, |entries| {
             for (key, version) in entries {

@@ -292,6 +292,9 @@ pub(crate) struct PlantedRecoveryBugs {
     /// Damage before the last synced point of the last segment is taken
     /// for a torn tail and cut off: acknowledged writes vanish silently.
     pub(crate) synced_damage_is_torn_tail: bool,
+    /// Damage in a sealed segment ends that segment's replay, as if torn,
+    /// and replay goes on with the next: its later records vanish.
+    pub(crate) sealed_damage_ends_segment: bool,
 }
 
 /// What to do to the end of the last segment.
@@ -441,6 +444,7 @@ pub(crate) fn recover<D: Disk>(
             None => continue,
             Some(Damage::Disk(err)) => return Err(err.into()),
             Some(Damage::Invalid(err)) => return Err(err),
+            Some(Damage::Torn(_)) if !is_last && planted.sealed_damage_ends_segment => continue,
             Some(Damage::Torn(err)) if !is_last => return Err(err),
             Some(Damage::Torn(err)) => err,
         };

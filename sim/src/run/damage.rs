@@ -6,9 +6,13 @@
 //! safety phase a running node may have one of its tables damaged: a bit
 //! flipped ([`SimDisk::flip_random_bit`]) or a run of sectors of one table
 //! landing in another or elsewhere in the same
-//! ([`SimDisk::misdirect_write`]). Only tables: a flipped bit in the last
-//! log segment looks exactly like a torn tail, and sealed segments are
-//! read only at a start (left to a later change, see docs/FAULTS.md).
+//! ([`SimDisk::misdirect_write`]). And as a node that is down starts, one
+//! of its sealed log segments may have taken a flipped bit or a misdirected
+//! write meanwhile ([`Simulation::damage_sealed_segment_at_start`]):
+//! sealed segments are read only at a start, so that is when their damage
+//! matters (log records' checksums cover their place, segment id and
+//! offset, as table blocks' do). Never the newest segment: damage there
+//! looks exactly like a torn tail.
 //!
 //! Bound: one node at a time holds damage, so every key keeps `rf - 1`
 //! intact replicas. The next node is damaged only once the first has dealt
@@ -33,6 +37,9 @@ use rand::Rng;
 use super::{Event, Phase, Simulation};
 use crate::disk::{MisdirectedWrite, SimDisk, MISDIRECTED_SECTORS_MAX, SECTOR_BYTES};
 
+/// Chance that a node starting with sealed log segments finds a bit of one
+/// rotted (when the family is on and no node holds damage).
+const SEALED_SEGMENT_ROT_PROBABILITY: f64 = 0.3;
 /// Pause between two chances of damage, the range drawn from.
 const STORED_DAMAGE_INTERVAL_NANOS: std::ops::RangeInclusive<u64> = 500_000_000..=3_000_000_000;
 /// The file the node keeps its boot generation in: kept when a node is
@@ -46,19 +53,24 @@ fn is_table(name: &str) -> bool {
 }
 
 /// Whether `name` is a log segment.
-fn is_log_segment(name: &str) -> bool {
+pub(super) fn is_log_segment(name: &str) -> bool {
     name.starts_with("wal-") && name.ends_with(".log")
 }
 
-/// A misdirected write into a table: a run of 1 to
-/// [`MISDIRECTED_SECTORS_MAX`] sectors of a table's or a log segment's
-/// stored bytes lands at a sector-aligned place of a table, over as much
-/// of it as lies there (a table shorter than the run takes what fits:
-/// lengths never change). `None` when no table or no source of a sector
-/// exists, or the draw would write bytes over themselves.
-fn draw_misdirected_write(disk: &SimDisk, rng: &mut impl Rng) -> Option<MisdirectedWrite> {
+/// A misdirected write into a file `into` accepts (a table, or a sealed
+/// log segment): a run of 1 to [`MISDIRECTED_SECTORS_MAX`] sectors of a
+/// table's or a log segment's stored bytes lands at a sector-aligned place
+/// of it, over as much of it as lies there (a file shorter than the run
+/// takes what fits: lengths never change). `None` when no such file or no
+/// source of a sector exists, or the draw would write bytes over
+/// themselves.
+fn draw_misdirected_write(
+    disk: &SimDisk,
+    rng: &mut impl Rng,
+    into: impl Fn(&str) -> bool,
+) -> Option<MisdirectedWrite> {
     let sector = SECTOR_BYTES as u64;
-    let targets = disk.files_with_lengths(is_table);
+    let targets = disk.files_with_lengths(into);
     let sources: Vec<(String, u64)> = disk
         .files_with_lengths(|name| is_table(name) || is_log_segment(name))
         .into_iter()
@@ -85,7 +97,71 @@ fn draw_misdirected_write(disk: &SimDisk, rng: &mut impl Rng) -> Option<Misdirec
     })
 }
 
+/// The log segments of `disk` but the newest (whose name sorts last: ids
+/// are zero-padded), which the node writes on.
+fn sealed_segments(disk: &SimDisk) -> Vec<String> {
+    let mut segments: Vec<String> = disk
+        .files_with_lengths(is_log_segment)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    segments.pop();
+    segments
+}
+
 impl Simulation {
+    /// As node `index`, down, is about to start: with the family on, no
+    /// node holding damage and the faults still running, a bit of one of
+    /// its sealed log segments may have rotted meanwhile. The start must
+    /// then detect it and refuse (the node is rebuilt), never replay past
+    /// it as if the segment ended there.
+    pub(super) fn damage_sealed_segment_at_start(&mut self, index: usize) {
+        if !self.stored_damage
+            || self.phase != Phase::Safety
+            || self.slots.iter().any(|slot| slot.damage.is_some())
+            || !self
+                .rng_segment_damage
+                .random_bool(SEALED_SEGMENT_ROT_PROBABILITY)
+        {
+            return;
+        }
+        let disk = self.slots[index].disk.clone();
+        let sealed = sealed_segments(&disk);
+        let is_sealed = |name: &str| sealed.iter().any(|s| s == name);
+        let (file, what) = if self.rng_segment_damage.random_bool(0.5) {
+            let Some((file, offset)) =
+                disk.flip_random_bit(&mut self.rng_segment_damage, is_sealed)
+            else {
+                return;
+            };
+            self.stats.sealed_segment_flips += 1;
+            let what = format!("bit flipped in sealed log segment {file} at offset {offset}");
+            (file, what)
+        } else {
+            let Some(write) =
+                draw_misdirected_write(&disk, &mut self.rng_segment_damage, is_sealed)
+            else {
+                return;
+            };
+            disk.misdirect_write_at(&write)
+                .expect("the files and ranges were just listed");
+            self.stats.sealed_segment_misdirected_writes += 1;
+            let what = format!(
+                "{} bytes of {} at {} misdirected to sealed log segment {} at {}",
+                write.len, write.from, write.from_offset, write.to, write.to_offset
+            );
+            (write.to, what)
+        };
+        let mut bytes = vec![31, index as u8];
+        bytes.extend_from_slice(what.as_bytes());
+        self.trace
+            .record(self.now, &bytes, || format!("n{}: {what}", index + 1));
+        self.record(|r, now| r.mark(now, index, "stored-damage", what.clone()));
+        let slot = &mut self.slots[index];
+        slot.damage = Some(file);
+        slot.disk_faulted = true;
+    }
+
     /// Schedules the next chance of damage.
     pub(super) fn schedule_stored_damage(&mut self) {
         let pause = self.rng_damage.random_range(STORED_DAMAGE_INTERVAL_NANOS);
@@ -117,7 +193,7 @@ impl Simulation {
             let what = format!("bit flipped in {file} at offset {offset}");
             (file, what)
         } else {
-            let Some(write) = draw_misdirected_write(&disk, &mut self.rng_damage) else {
+            let Some(write) = draw_misdirected_write(&disk, &mut self.rng_damage, is_table) else {
                 return;
             };
             disk.misdirect_write_at(&write)

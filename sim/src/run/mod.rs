@@ -198,6 +198,12 @@ pub struct RunStats {
     pub stored_bit_flips: u64,
     /// Misdirected writes into stored table bytes.
     pub misdirected_writes: u64,
+    /// Bits flipped in a sealed log segment of a node while it was down
+    /// (its start reads them).
+    pub sealed_segment_flips: u64,
+    /// Misdirected writes into a sealed log segment of a node while it was
+    /// down.
+    pub sealed_segment_misdirected_writes: u64,
     /// Tables the nodes quarantined.
     pub tables_quarantined: u64,
     /// Nodes rebuilt from their peers (their data wiped) after damage a
@@ -728,6 +734,9 @@ struct Simulation {
     stored_damage: bool,
     /// Draws where stored bytes are damaged.
     rng_damage: ChaCha8Rng,
+    /// Draws bit rot in sealed log segments at a start (its own stream, so
+    /// that the damage of tables draws what it drew before).
+    rng_segment_damage: ChaCha8Rng,
     /// The liveness phase's progress.
     liveness: Liveness,
     /// Bound on every wall clock's offset from true time, either way.
@@ -820,6 +829,8 @@ impl Simulation {
                 bug_flush_drops_memtable_before_table_opens: config.planted_flush_drops_memtable,
                 bug_flush_removes_log_before_manifest_edit: config
                     .planted_flush_removes_log_before_manifest_edit,
+                bug_recovery_skips_rest_of_damaged_sealed_segment: config
+                    .planted_sealed_segment_damage_skipped,
                 buggify,
                 ..EngineOptions::default()
             },
@@ -953,6 +964,7 @@ impl Simulation {
             crash_loops,
             stored_damage,
             rng_damage: stream(seed, "damage"),
+            rng_segment_damage: stream(seed, "segment-damage"),
             liveness: Liveness::default(),
             clock_offset_nanos_max,
             clock_skew: skew_nanos > 0 || clock_faults || far_ahead_nanos > 0,

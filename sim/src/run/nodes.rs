@@ -36,6 +36,7 @@ impl Simulation {
                 );
             });
         }
+        self.damage_sealed_segment_at_start(index);
         let boot = boot_mono_nanos(&mut self.rng_clock);
         let now = self.now;
         let slot = &mut self.slots[index];
@@ -55,8 +56,16 @@ impl Simulation {
             ..self.node_options.clone()
         };
         let mut started = Node::new(slot.id, &self.cluster, options.clone(), slot.disk.clone());
-        if matches!(started, Err(NodeError::Damaged { .. })) && self.holds_damage(index) {
+        let mut rebuilt = false;
+        if let (Err(error @ NodeError::Damaged { .. }), true) = (&started, self.holds_damage(index))
+        {
+            rebuilt = true;
             // Damage a start must read: rebuilt from its peers.
+            let id = self.slots[index].id;
+            let what = format!("{id} refused to start ({error}): rebuilt from its peers");
+            self.trace
+                .record(self.now, &[32, index as u8], || what.clone());
+            self.record(|r, now| r.mark(now, index, "rebuilt", what));
             self.wipe_for_rebuild(index);
             let slot = &self.slots[index];
             started = Node::new(slot.id, &self.cluster, options, slot.disk.clone());
@@ -64,6 +73,19 @@ impl Simulation {
         let slot = &mut self.slots[index];
         match started {
             Ok(node) => {
+                if !rebuilt
+                    && slot
+                        .damage
+                        .as_deref()
+                        .is_some_and(super::damage::is_log_segment)
+                {
+                    // A start that met a rotted sealed segment must refuse
+                    // (and the node is rebuilt); this one did not, so the
+                    // segment was covered by tables and removed unread: the
+                    // node holds all it acknowledged, and its durability is
+                    // checked.
+                    slot.damage = None;
+                }
                 slot.node = Some(node);
                 slot.incarnation += 1;
                 slot.stamp_floor = slot.acknowledged.values().map(|&(t, _)| t).max();
