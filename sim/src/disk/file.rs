@@ -120,7 +120,7 @@ impl DiskFile for SimFile {
             for sector in written {
                 file.unreadable_sectors.remove(&sector);
             }
-            file.mark_dirty(start);
+            file.mark_dirty(start, end);
             if file.current.len() < end {
                 file.current.resize(end, 0);
             }
@@ -153,7 +153,7 @@ impl DiskFile for SimFile {
         self.with_inode(|state, inode| {
             let len = self.end_within_capacity(len, 0)?;
             let file = state.inodes.get_mut(&inode).expect("checked by with_inode");
-            file.mark_dirty(len);
+            file.mark_dirty(len, len);
             file.current.resize(len, 0);
             Ok(())
         })
