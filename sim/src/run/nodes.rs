@@ -200,7 +200,7 @@ impl Simulation {
                     delay,
                     Event::Reply {
                         request,
-                        answer: Answer::Response(response),
+                        answer: Box::new(Answer::Response(response)),
                         version,
                     },
                 );
