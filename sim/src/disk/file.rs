@@ -121,10 +121,17 @@ impl DiskFile for SimFile {
                 file.unreadable_sectors.remove(&sector);
             }
             file.mark_dirty(start, end);
-            if file.current.len() < end {
-                file.current.resize(end, 0);
+            // Bytes past the end are appended, not zeroed and then
+            // overwritten: the log writes whole segments of zeros ahead.
+            let inside = data.len().min(file.current.len().saturating_sub(start));
+            if inside > 0 {
+                file.current[start..start + inside].copy_from_slice(&data[..inside]);
             }
-            file.current[start..end].copy_from_slice(data);
+            if start > file.current.len() {
+                file.current.resize(start, 0);
+            }
+            file.current.extend_from_slice(&data[inside..]);
+            assert!(file.current.len() >= end);
             state.bytes_written += data.len() as u64;
             Ok(())
         })
