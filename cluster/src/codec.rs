@@ -53,25 +53,42 @@ fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<FRAME_PAYLOAD_BYTES_MAX>()
 }
 
-/// Encodes `envelope` as one frame.
+/// Room a frame starts with: most envelopes fit, so the buffer seldom
+/// grows while one is encoded into it.
+const FRAME_BYTES_RESERVED: usize = 256;
+
+/// Encodes `envelope` as one frame: the payload is encoded in place behind
+/// room for the header, which is filled in last (no second buffer, no copy).
 ///
 /// # Panics
 /// If the envelope encodes to more than [`FRAME_PAYLOAD_BYTES_MAX`] bytes:
 /// callers bound keys and values far below it.
 pub fn encode_frame(envelope: &Envelope) -> Vec<u8> {
-    let payload = bincode::serde::encode_to_vec(envelope, bincode_config())
+    let mut frame = Vec::with_capacity(FRAME_BYTES_RESERVED);
+    frame.resize(FRAME_HEADER_BYTES, 0);
+    bincode::serde::encode_into_writer(envelope, AppendWriter(&mut frame), bincode_config())
         .expect("an envelope within the size limit always encodes");
+    let payload_bytes = frame.len() - FRAME_HEADER_BYTES;
     assert!(
-        payload.len() <= FRAME_PAYLOAD_BYTES_MAX,
+        payload_bytes <= FRAME_PAYLOAD_BYTES_MAX,
         "frame over the limit"
     );
-    let len = u32::try_from(payload.len()).expect("bounded by FRAME_PAYLOAD_BYTES_MAX");
-    let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + payload.len());
-    frame.extend_from_slice(&len.to_le_bytes());
-    frame.push(FRAME_VERSION);
-    frame.extend_from_slice(&checksum(FRAME_VERSION, &payload).to_le_bytes());
-    frame.extend_from_slice(&payload);
+    let len = u32::try_from(payload_bytes).expect("bounded by FRAME_PAYLOAD_BYTES_MAX");
+    let crc = checksum(FRAME_VERSION, &frame[FRAME_HEADER_BYTES..]);
+    frame[..4].copy_from_slice(&len.to_le_bytes());
+    frame[4] = FRAME_VERSION;
+    frame[5..FRAME_HEADER_BYTES].copy_from_slice(&crc.to_le_bytes());
     frame
+}
+
+/// Appends what bincode writes to a buffer.
+struct AppendWriter<'a>(&'a mut Vec<u8>);
+
+impl bincode::enc::write::Writer for AppendWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
 }
 
 /// Decodes the frame at the start of `bytes`.

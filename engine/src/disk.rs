@@ -226,8 +226,12 @@ pub fn write_then_sync<F: DiskFile + ?Sized>(
 /// # Errors
 /// [`DiskError::InvalidName`] otherwise.
 pub fn validate_name(name: &str) -> Result<(), DiskError> {
-    let plain =
-        !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0']);
+    // Bytes, not chars: every disk operation checks its name, and the
+    // separators are ASCII, so no UTF-8 decoding is needed to find them.
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.bytes().any(|b| matches!(b, b'/' | b'\\' | b'\0'));
     if plain {
         Ok(())
     } else {

@@ -120,11 +120,18 @@ impl DiskFile for SimFile {
             for sector in written {
                 file.unreadable_sectors.remove(&sector);
             }
-            file.mark_dirty(start);
-            if file.current.len() < end {
-                file.current.resize(end, 0);
+            file.mark_dirty(start, end);
+            // Bytes past the end are appended, not zeroed and then
+            // overwritten: the log writes whole segments of zeros ahead.
+            let inside = data.len().min(file.current.len().saturating_sub(start));
+            if inside > 0 {
+                file.current[start..start + inside].copy_from_slice(&data[..inside]);
             }
-            file.current[start..end].copy_from_slice(data);
+            if start > file.current.len() {
+                file.current.resize(start, 0);
+            }
+            file.current.extend_from_slice(&data[inside..]);
+            assert!(file.current.len() >= end);
             state.bytes_written += data.len() as u64;
             Ok(())
         })
@@ -153,7 +160,7 @@ impl DiskFile for SimFile {
         self.with_inode(|state, inode| {
             let len = self.end_within_capacity(len, 0)?;
             let file = state.inodes.get_mut(&inode).expect("checked by with_inode");
-            file.mark_dirty(len);
+            file.mark_dirty(len, len);
             file.current.resize(len, 0);
             Ok(())
         })

@@ -317,7 +317,10 @@ impl SimDisk {
                 HeldSync::File { inode, contents } => {
                     if let Some(file) = state.inodes.get_mut(&inode) {
                         file.durable = contents;
-                        file.dirty_from = (file.durable != file.current).then_some(0);
+                        file.dirty = None;
+                        if file.durable != file.current {
+                            file.mark_all_dirty();
+                        }
                     }
                 }
                 HeldSync::Dir { dir, ops } => {
@@ -522,7 +525,7 @@ impl SimDisk {
         let start = to_range.start;
         target.current[to_range].copy_from_slice(&bytes);
         // Durable bytes change where they exist, as bit rot's do; bytes
-        // below the dirty mark stay equal in both.
+        // outside the dirty range stay equal in both.
         let durable_end = target.durable.len().min(start + bytes.len());
         if start < durable_end {
             target.durable[start..durable_end].copy_from_slice(&bytes[..durable_end - start]);

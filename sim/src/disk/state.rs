@@ -4,6 +4,7 @@
 //! to an inode (unsynced sectors kept, lost or torn).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 
 use enigma_engine::DiskError;
 use rand::{Rng, SeedableRng};
@@ -49,32 +50,55 @@ pub(super) struct Inode {
     pub(super) current: Vec<u8>,
     /// What survives a crash for certain.
     pub(super) durable: Vec<u8>,
-    /// Lowest offset changed since the last sync, `None` if in sync. Bytes
-    /// below it are equal in `current` and `durable`, so a sync copies only
-    /// from here on.
-    pub(super) dirty_from: Option<usize>,
+    /// The bytes changed since the last sync, `None` if in sync. Bytes
+    /// outside it, below both lengths, are equal in `current` and
+    /// `durable`, so a sync copies only the range and the tail `durable`
+    /// lacks: the log's zeros written ahead are copied once, not at every
+    /// sync of the records before them.
+    pub(super) dirty: Option<Range<usize>>,
     /// Sectors every read of which fails until they are written again.
     pub(super) unreadable_sectors: BTreeSet<usize>,
 }
 
 impl Inode {
-    pub(super) fn mark_dirty(&mut self, offset: usize) {
-        let from = offset.min(self.current.len());
-        self.dirty_from = Some(self.dirty_from.map_or(from, |d| d.min(from)));
+    /// Notes that `start..end` of `current` is about to change (a write, or
+    /// a truncation to `start == end`). Call it before changing the length:
+    /// a write past the end also changes the gap it fills with zeros, from
+    /// the old end on.
+    pub(super) fn mark_dirty(&mut self, start: usize, end: usize) {
+        let start = start.min(self.current.len());
+        let end = end.max(start);
+        let dirty = self.dirty.get_or_insert(start..end);
+        dirty.start = dirty.start.min(start);
+        dirty.end = dirty.end.max(end);
+    }
+
+    /// Marks every byte changed (the durable contents were replaced).
+    pub(super) fn mark_all_dirty(&mut self) {
+        self.dirty = Some(0..usize::MAX);
     }
 
     pub(super) fn sync(&mut self) {
-        if let Some(from) = self.dirty_from.take() {
-            assert!(from <= self.durable.len() && from <= self.current.len());
-            self.durable.truncate(from);
-            self.durable.extend_from_slice(&self.current[from..]);
+        if let Some(dirty) = self.dirty.take() {
+            assert!(dirty.start <= self.durable.len() && dirty.start <= self.current.len());
+            self.durable.truncate(self.current.len());
+            let kept = self.durable.len();
+            let end = dirty.end.min(kept);
+            if dirty.start < end {
+                self.durable[dirty.start..end].copy_from_slice(&self.current[dirty.start..end]);
+            }
+            self.durable.extend_from_slice(&self.current[kept..]);
         }
-        debug_assert_eq!(self.durable, self.current);
+        assert_eq!(self.durable.len(), self.current.len());
+        // Comparing whole files at every sync costs as much as the copy
+        // the range saves: the disk's own tests hold every sync to it.
+        #[cfg(test)]
+        assert_eq!(self.durable, self.current);
     }
 
     /// What a crash leaves of this inode under `faults`.
     pub(super) fn crash(&mut self, faults: &SimDiskFaults, rng: &mut impl Rng) {
-        if self.dirty_from.is_none() {
+        if self.dirty.is_none() {
             return;
         }
         let len = if rng.random_bool(faults.unsynced_length_keep_probability) {
@@ -101,7 +125,7 @@ impl Inode {
         }
         self.current = after.clone();
         self.durable = after;
-        self.dirty_from = None;
+        self.dirty = None;
     }
 }
 

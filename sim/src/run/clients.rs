@@ -33,7 +33,7 @@ impl Simulation {
                 delay,
                 Event::Reply {
                     request,
-                    answer: Answer::Refused,
+                    answer: Box::new(Answer::Refused),
                     version: None,
                 },
             );
@@ -285,7 +285,7 @@ impl Simulation {
             Event::Request {
                 node,
                 request,
-                body,
+                body: Box::new(body),
             },
         );
         self.schedule(

@@ -65,8 +65,11 @@ const READ_LATER_NANOS_MAX: u64 = 500_000;
 pub(super) struct LinkStream {
     /// The production reader.
     reader: FrameReader,
-    /// Bytes arrived at the receiver, not read yet.
+    /// Bytes arrived at the receiver; those from `unread_start` on are not
+    /// read yet. Reads advance the start rather than drain the front, so
+    /// a stream read in small pieces does not move its rest at each read.
     unread: Vec<u8>,
+    unread_start: usize,
     /// Whether a later read of this link is scheduled.
     read_scheduled: bool,
     /// Connections so far: a read scheduled for an earlier one is ignored.
@@ -78,8 +81,35 @@ impl LinkStream {
         Self {
             reader: reader(planted_drop_rest),
             unread: Vec::new(),
+            unread_start: 0,
             read_scheduled: false,
             connection: 0,
+        }
+    }
+
+    /// Bytes arrived and not read yet.
+    fn unread(&self) -> &[u8] {
+        &self.unread[self.unread_start..]
+    }
+
+    /// Bytes arrive: the rest is moved to the front first if reads have
+    /// taken over half the buffer.
+    fn arrive(&mut self, bytes: &[u8]) {
+        if self.unread_start > self.unread.len() / 2 {
+            self.unread.drain(..self.unread_start);
+            self.unread_start = 0;
+        }
+        self.unread.extend_from_slice(bytes);
+    }
+
+    /// The receiver reads the first `size` unread bytes into its reader.
+    fn read(&mut self, size: usize) {
+        let start = self.unread_start;
+        self.reader.extend(&self.unread[start..start + size]);
+        self.unread_start += size;
+        if self.unread_start == self.unread.len() {
+            self.unread.clear();
+            self.unread_start = 0;
         }
     }
 }
@@ -115,7 +145,7 @@ impl Simulation {
             self.stats.stale_messages += 1;
         }
         let link = self.link_index(from, to);
-        self.links[link].unread.extend_from_slice(&frame);
+        self.links[link].arrive(&frame);
         self.read_link(from, to);
     }
 
@@ -139,10 +169,10 @@ impl Simulation {
         let cuts = self.read_cuts;
         loop {
             let stream = &mut self.links[link];
-            if stream.unread.is_empty() || stream.read_scheduled {
+            if stream.unread().is_empty() || stream.read_scheduled {
                 return;
             }
-            let available = stream.unread.len();
+            let available = stream.unread().len();
             let size = match cuts {
                 ReadCuts::Whole => available,
                 ReadCuts::Pieces => self
@@ -150,8 +180,7 @@ impl Simulation {
                     .random_range(1..=available.min(READ_PIECE_BYTES_MAX)),
                 ReadCuts::Anywhere => self.rng_frames.random_range(1..=available),
             };
-            stream.reader.extend(&stream.unread[..size]);
-            stream.unread.drain(..size);
+            stream.read(size);
             let mut envelopes: Vec<Envelope> = Vec::new();
             let mut broken = None;
             loop {
@@ -191,7 +220,7 @@ impl Simulation {
             if stream.reader.buffered() > 0 {
                 self.stats.reads_ending_inside_a_frame += 1;
             }
-            let later = !stream.unread.is_empty()
+            let later = !stream.unread().is_empty()
                 && cuts.later_probability() > 0.0
                 && self.rng_frames.random_bool(cuts.later_probability());
             if let Some(reason) = &broken {
@@ -252,11 +281,12 @@ impl Simulation {
 
     fn reset_link(&mut self, link: usize) {
         let stream = &mut self.links[link];
-        if stream.unread.is_empty() && stream.reader.buffered() == 0 && !stream.read_scheduled {
+        if stream.unread().is_empty() && stream.reader.buffered() == 0 && !stream.read_scheduled {
             return;
         }
         stream.reader = reader(self.config.planted_frame_reader_drops_rest);
         stream.unread.clear();
+        stream.unread_start = 0;
         stream.read_scheduled = false;
         stream.connection += 1;
     }

@@ -468,13 +468,15 @@ enum Event {
     Request {
         node: usize,
         request: RequestId,
-        body: ClientRequest,
+        /// Boxed, as is the reply's answer: the queue moves events as it
+        /// rebalances, so every event pays for the largest one's size.
+        body: Box<ClientRequest>,
     },
     /// An answer arrives at the client that sent `request`, with the
     /// version behind it as its coordinator reported it.
     Reply {
         request: RequestId,
-        answer: Answer,
+        answer: Box<Answer>,
         version: Option<Version>,
     },
     /// A client gives up on `request`.
@@ -515,6 +517,11 @@ enum Event {
     /// The run ends and is checked.
     Finish,
 }
+
+/// Every event is moved several times on its way through the queue's
+/// B-tree: keep the enum small (box large variants).
+const EVENT_BYTES_MAX: usize = 64;
+const _: () = assert!(std::mem::size_of::<Event>() <= EVENT_BYTES_MAX);
 
 impl Event {
     /// The node whose process takes this event, if any.
@@ -1062,12 +1069,12 @@ impl Simulation {
                 node,
                 request,
                 body,
-            } => self.on_request(node, request, body),
+            } => self.on_request(node, request, *body),
             Event::Reply {
                 request,
                 answer,
                 version,
-            } => self.on_reply(request, answer, version),
+            } => self.on_reply(request, *answer, version),
             Event::ClientTimeout { client, request } => {
                 let current = self.clients[client].in_flight.as_ref().map(|f| f.request);
                 if current == Some(request) {

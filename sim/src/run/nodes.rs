@@ -199,15 +199,25 @@ impl Simulation {
                 let to_down = self.slots[to].node.is_none();
                 let kind = envelope.message.kind();
                 let mut due = None;
-                for delay in self.net.delays(&mut self.rng_net, from, to) {
+                let delays = self.net.delays(&mut self.rng_net, from, to);
+                let copies = delays.len();
+                // The last copy takes the frame itself: a message is cloned
+                // only when it is duplicated.
+                let mut frame = Some(frame);
+                for (copy, delay) in delays.into_iter().enumerate() {
                     let straggle = self.net.straggle(&mut self.rng_stale, to_down);
                     due = due.or(Some(self.now + delay + straggle));
+                    let frame = if copy + 1 == copies {
+                        frame.take().expect("taken by the last copy only")
+                    } else {
+                        frame.clone().expect("kept until the last copy")
+                    };
                     self.schedule(
                         delay + straggle,
                         Event::Deliver {
                             from,
                             to,
-                            frame: frame.clone(),
+                            frame,
                             incarnations,
                         },
                     );
@@ -222,7 +232,7 @@ impl Simulation {
                     delay,
                     Event::Reply {
                         request,
-                        answer: Answer::Response(response),
+                        answer: Box::new(Answer::Response(response)),
                         version,
                     },
                 );
