@@ -37,8 +37,9 @@ use rand::Rng;
 use super::{Event, Phase, Simulation};
 use crate::disk::{MisdirectedWrite, SimDisk, MISDIRECTED_SECTORS_MAX, SECTOR_BYTES};
 
-/// Chance that a node starting with sealed log segments finds a bit of one
-/// rotted (when the family is on and no node holds damage).
+/// Chance that a node starting with sealed log segments finds one of them
+/// damaged, by a flipped bit or a misdirected write (when the family is on,
+/// the faults run and no node holds damage).
 const SEALED_SEGMENT_ROT_PROBABILITY: f64 = 0.3;
 /// Pause between two chances of damage, the range drawn from.
 const STORED_DAMAGE_INTERVAL_NANOS: std::ops::RangeInclusive<u64> = 500_000_000..=3_000_000_000;
@@ -111,10 +112,11 @@ fn sealed_segments(disk: &SimDisk) -> Vec<String> {
 
 impl Simulation {
     /// As node `index`, down, is about to start: with the family on, no
-    /// node holding damage and the faults still running, a bit of one of
-    /// its sealed log segments may have rotted meanwhile. The start must
-    /// then detect it and refuse (the node is rebuilt), never replay past
-    /// it as if the segment ended there.
+    /// node holding damage and the faults still running, one of its sealed
+    /// log segments may have taken a flipped bit or a misdirected write
+    /// meanwhile. The start must then detect it and refuse (the node is
+    /// rebuilt), never replay past it as if the segment ended there; or, if
+    /// the tables cover the segment, remove it unread.
     pub(super) fn damage_sealed_segment_at_start(&mut self, index: usize) {
         if !self.stored_damage
             || self.phase != Phase::Safety
