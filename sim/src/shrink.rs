@@ -236,18 +236,19 @@ impl Shrinker<'_> {
     }
 
     /// The most entries dropped from the front (times kept) that still
-    /// fail, by bisection, as [`Self::shrink_tail`] does for the end.
+    /// fail, by bisection, as [`Self::shrink_tail`] does for the end:
+    /// `limit` bounds how many more leading entries of the best schedule
+    /// are tried, half of them at a time.
     fn shrink_head(&mut self) {
-        let (mut drop, mut limit) = (0, self.best.entries.len());
-        while drop < limit && self.runs < self.budget {
-            let middle = drop + (limit - drop).div_ceil(2);
+        let mut limit = self.best.entries.len();
+        while limit > 0 && self.runs < self.budget {
+            let half = limit.div_ceil(2);
             let mut candidate = self.best.clone();
-            candidate.entries.drain(..middle);
+            candidate.entries.drain(..half);
             if self.attempt(candidate) {
-                limit -= middle;
-                drop = 0;
+                limit -= half;
             } else {
-                limit = middle - 1;
+                limit = half - 1;
             }
         }
     }
