@@ -256,25 +256,21 @@ impl Shrinker<'_> {
     /// Whole kinds of entries at once: every fault, then every operation on
     /// one key, then every operation of one client.
     fn shrink_by_kind(&mut self) {
-        let mut candidate = self.best.clone();
-        candidate
-            .entries
-            .retain(|e| matches!(e.action, Action::Op(_)));
-        self.attempt(candidate);
+        self.attempt_without(|action| matches!(action, Action::Fault { .. }));
         for key in 0..self.best.keys {
-            let mut candidate = self.best.clone();
-            candidate
-                .entries
-                .retain(|e| !matches!(&e.action, Action::Op(op) if op.key == key));
-            self.attempt(candidate);
+            self.attempt_without(|action| matches!(action, Action::Op(op) if op.key == key));
         }
         for client in 0..self.best.clients {
-            let mut candidate = self.best.clone();
-            candidate
-                .entries
-                .retain(|e| !matches!(&e.action, Action::Op(op) if op.client == client));
-            self.attempt(candidate);
+            self.attempt_without(|action| matches!(action, Action::Op(op) if op.client == client));
         }
+    }
+
+    /// Tries the best schedule without the entries whose action `drop`
+    /// accepts.
+    fn attempt_without(&mut self, drop: impl Fn(&Action) -> bool) -> bool {
+        let mut candidate = self.best.clone();
+        candidate.entries.retain(|e| !drop(&e.action));
+        self.attempt(candidate)
     }
 
     /// Entries removed in chunks, halving the chunk down to one entry.

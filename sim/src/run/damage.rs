@@ -98,6 +98,32 @@ fn draw_misdirected_write(
     })
 }
 
+/// Damages one file of `disk` that `into` accepts: a flipped bit if
+/// `flip`, else a misdirected write. The damaged file and what happened to
+/// it (`place` names the kind of file, before its name); `None` when
+/// nothing could be drawn.
+fn inflict(
+    disk: &SimDisk,
+    rng: &mut impl Rng,
+    flip: bool,
+    into: impl Fn(&str) -> bool,
+    place: &str,
+) -> Option<(String, String)> {
+    if flip {
+        let (file, offset) = disk.flip_random_bit(rng, into)?;
+        let what = format!("bit flipped in {place}{file} at offset {offset}");
+        return Some((file, what));
+    }
+    let write = draw_misdirected_write(disk, rng, into)?;
+    disk.misdirect_write_at(&write)
+        .expect("the files and ranges were just listed");
+    let what = format!(
+        "{} bytes of {} at {} misdirected to {place}{} at {}",
+        write.len, write.from, write.from_offset, write.to, write.to_offset
+    );
+    Some((write.to, what))
+}
+
 /// The log segments of `disk` but the newest (whose name sorts last: ids
 /// are zero-padded), which the node writes on.
 fn sealed_segments(disk: &SimDisk) -> Vec<String> {
@@ -130,38 +156,19 @@ impl Simulation {
         let disk = self.slots[index].disk.clone();
         let sealed = sealed_segments(&disk);
         let is_sealed = |name: &str| sealed.iter().any(|s| s == name);
-        let (file, what) = if self.rng_segment_damage.random_bool(0.5) {
-            let Some((file, offset)) =
-                disk.flip_random_bit(&mut self.rng_segment_damage, is_sealed)
-            else {
-                return;
-            };
-            self.stats.sealed_segment_flips += 1;
-            let what = format!("bit flipped in sealed log segment {file} at offset {offset}");
-            (file, what)
-        } else {
-            let Some(write) =
-                draw_misdirected_write(&disk, &mut self.rng_segment_damage, is_sealed)
-            else {
-                return;
-            };
-            disk.misdirect_write_at(&write)
-                .expect("the files and ranges were just listed");
-            self.stats.sealed_segment_misdirected_writes += 1;
-            let what = format!(
-                "{} bytes of {} at {} misdirected to sealed log segment {} at {}",
-                write.len, write.from, write.from_offset, write.to, write.to_offset
-            );
-            (write.to, what)
+        let flip = self.rng_segment_damage.random_bool(0.5);
+        let place = "sealed log segment ";
+        let Some((file, what)) =
+            inflict(&disk, &mut self.rng_segment_damage, flip, is_sealed, place)
+        else {
+            return;
         };
-        let mut bytes = vec![31, index as u8];
-        bytes.extend_from_slice(what.as_bytes());
-        self.trace
-            .record(self.now, &bytes, || format!("n{}: {what}", index + 1));
-        self.record(|r, now| r.mark(now, index, "stored-damage", what.clone()));
-        let slot = &mut self.slots[index];
-        slot.damage = Some(file);
-        slot.disk_faulted = true;
+        if flip {
+            self.stats.sealed_segment_flips += 1;
+        } else {
+            self.stats.sealed_segment_misdirected_writes += 1;
+        }
+        self.hold_damage(index, 31, file, what);
     }
 
     /// Schedules the next chance of damage.
@@ -187,27 +194,22 @@ impl Simulation {
             return;
         }
         let disk = self.slots[index].disk.clone();
-        let (file, what) = if flip {
-            let Some((file, offset)) = disk.flip_random_bit(&mut self.rng_damage, is_table) else {
-                return;
-            };
-            self.stats.stored_bit_flips += 1;
-            let what = format!("bit flipped in {file} at offset {offset}");
-            (file, what)
-        } else {
-            let Some(write) = draw_misdirected_write(&disk, &mut self.rng_damage, is_table) else {
-                return;
-            };
-            disk.misdirect_write_at(&write)
-                .expect("the files and ranges were just listed");
-            self.stats.misdirected_writes += 1;
-            let what = format!(
-                "{} bytes of {} at {} misdirected to {} at {}",
-                write.len, write.from, write.from_offset, write.to, write.to_offset
-            );
-            (write.to, what)
+        let Some((file, what)) = inflict(&disk, &mut self.rng_damage, flip, is_table, "") else {
+            return;
         };
-        let mut bytes = vec![30, index as u8];
+        if flip {
+            self.stats.stored_bit_flips += 1;
+        } else {
+            self.stats.misdirected_writes += 1;
+        }
+        self.hold_damage(index, 30, file, what);
+    }
+
+    /// Node `index` holds damage in `file` until it has dealt with it
+    /// ([`Self::settle_damage`]); `what` goes to the trace under `tag` and
+    /// to the recording.
+    fn hold_damage(&mut self, index: usize, tag: u8, file: String, what: String) {
+        let mut bytes = vec![tag, index as u8];
         bytes.extend_from_slice(what.as_bytes());
         self.trace
             .record(self.now, &bytes, || format!("n{}: {what}", index + 1));
