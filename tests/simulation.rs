@@ -705,6 +705,16 @@ fn every_fault_family_fires_and_runs_pass() {
     for (family, count) in families_fired(&reports) {
         assert!(count > 0, "{family} never happened in 60 seeds");
     }
+    // Every table codec is drawn, for flushes and for compactions, and
+    // those runs pass with the rest.
+    for codecs in ["codecs=lz4/", "codecs=none/", "/zstd ", "/lz4 ", "/none "] {
+        assert!(
+            reports
+                .iter()
+                .any(|r| format!("{} ", r.swarm).contains(codecs)),
+            "no run of 60 drew {codecs}"
+        );
+    }
     // Runs with clock faults say so: QUORUM then promises no
     // linearizability.
     assert!(reports.iter().any(|r| r.facts.clock_skew == Some(true)));

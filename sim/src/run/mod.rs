@@ -780,6 +780,7 @@ impl Simulation {
             read_cuts,
             crash_loops,
             stored_damage,
+            codecs,
         } = draw_swarm(&config, &mut stream(seed, "swarm"));
         let ids: Vec<NodeId> = (1..=config.nodes as u32).map(NodeId).collect();
         let cluster = ClusterConfig {
@@ -833,6 +834,8 @@ impl Simulation {
                 memtable_bytes_max: config.memtable_bytes,
                 compaction_tables_min: SIM_COMPACTION_TABLES_MIN,
                 block_cache_bytes: SIM_BLOCK_CACHE_BYTES,
+                table_compression: codecs.flush,
+                compaction_compression: codecs.compaction,
                 bug_flush_drops_memtable_before_table_opens: config.planted_flush_drops_memtable,
                 bug_flush_removes_log_before_manifest_edit: config
                     .planted_flush_removes_log_before_manifest_edit,

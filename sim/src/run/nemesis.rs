@@ -7,7 +7,7 @@
 //! crashed node restarted at once and crashing again soon, a few times).
 
 use enigma_cluster::{ConsistencyLevel, RequestId};
-use enigma_engine::{Buggify, BuggifySite};
+use enigma_engine::{Buggify, BuggifySite, TableCompression, COMPACTION_ZSTD_LEVEL_DEFAULT};
 use enigma_workloads::{ClusterFaults, Fault, NemesisOptions, PartitionKind};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -470,6 +470,39 @@ pub(super) struct Swarm {
     /// Whether stored bytes of tables rot and take misdirected writes
     /// (`run/damage.rs`).
     pub(super) stored_damage: bool,
+    /// How flushes and compactions compress the tables they write.
+    pub(super) codecs: Codecs,
+}
+
+/// The table compression a run's engines use: a memtable flush's, and a
+/// compaction's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Codecs {
+    pub(super) flush: TableCompression,
+    pub(super) compaction: TableCompression,
+}
+
+/// Compressions a flush draws from, one each.
+const FLUSH_CODECS: [TableCompression; 2] = [TableCompression::Lz4, TableCompression::None];
+
+/// Compressions a compaction draws from: zstd (the engine's default, with
+/// a dictionary per table) one run in three, since it costs as much CPU as
+/// the rest of the run's storage work; LZ4 or none in the others.
+const COMPACTION_CODECS: [TableCompression; 3] = [
+    TableCompression::Zstd {
+        level: COMPACTION_ZSTD_LEVEL_DEFAULT,
+    },
+    TableCompression::Lz4,
+    TableCompression::None,
+];
+
+/// A codec as the `swarm:` line names it.
+fn codec_name(codec: TableCompression) -> &'static str {
+    match codec {
+        TableCompression::None => "none",
+        TableCompression::Lz4 => "lz4",
+        TableCompression::Zstd { .. } => "zstd",
+    }
 }
 
 /// Chance that a seed turns the stored-damage family on.
@@ -637,6 +670,16 @@ pub(super) fn draw_swarm(config: &SimConfig, rng: &mut ChaCha8Rng) -> Swarm {
         && config.replication_factor >= 2
         && config.level != ConsistencyLevel::Serial;
     line.push_str(&format!(" stored_damage={}", on_off(stored_damage)));
+    // Drawn after the fault families, so that they draw as before.
+    let codecs = Codecs {
+        flush: FLUSH_CODECS[rng.random_range(0..FLUSH_CODECS.len())],
+        compaction: COMPACTION_CODECS[rng.random_range(0..COMPACTION_CODECS.len())],
+    };
+    line.push_str(&format!(
+        " codecs={}/{}",
+        codec_name(codecs.flush),
+        codec_name(codecs.compaction)
+    ));
     Swarm {
         nemesis,
         net,
@@ -649,6 +692,7 @@ pub(super) fn draw_swarm(config: &SimConfig, rng: &mut ChaCha8Rng) -> Swarm {
         read_cuts,
         crash_loops,
         stored_damage,
+        codecs,
     }
 }
 
