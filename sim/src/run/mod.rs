@@ -46,6 +46,7 @@ mod liveness;
 mod nemesis;
 mod nodes;
 mod paxos_cost;
+mod queue;
 mod scripted;
 
 use commit::{Batch, CrashPoint, SyncLatency};
@@ -54,6 +55,7 @@ use liveness::Liveness;
 use nemesis::{draw_swarm, Swarm, Swizzle, CLOCK_FAULT_OFFSET_NANOS_MAX};
 pub use paxos_cost::median_and_mean;
 use paxos_cost::PaxosCost;
+use queue::EventQueue;
 pub use scripted::{check_schedule, run_schedule_recorded, run_scheduled, scheduled_config};
 use scripted::{ScheduleWriter, Script};
 
@@ -518,8 +520,9 @@ enum Event {
     Finish,
 }
 
-/// Every event is moved several times on its way through the queue's
-/// B-tree: keep the enum small (box large variants).
+/// Every event is moved into the queue's slab and out again, and each slot
+/// is as large as the largest variant: keep the enum small (box large
+/// variants).
 const EVENT_BYTES_MAX: usize = 64;
 const _: () = assert!(std::mem::size_of::<Event>() <= EVENT_BYTES_MAX);
 
@@ -672,9 +675,8 @@ struct Simulation {
     node_options: NodeOptions,
     /// Virtual time, nanoseconds.
     now: u64,
-    /// Pending events by (time, sequence).
-    queue: BTreeMap<(u64, u64), Event>,
-    next_seq: u64,
+    /// Pending events by time, then scheduling order.
+    queue: EventQueue<Event>,
     slots: Vec<Slot>,
     net: SimNet,
     /// Each directed link's byte stream, `from * nodes + to`.
@@ -932,8 +934,7 @@ impl Simulation {
             cluster,
             node_options,
             now: 0,
-            queue: BTreeMap::new(),
-            next_seq: 0,
+            queue: EventQueue::new(),
             slots,
             net: SimNet::new(net_options),
             links: (0..config.nodes * config.nodes)
@@ -989,9 +990,7 @@ impl Simulation {
     }
 
     fn schedule(&mut self, delay_nanos: u64, event: Event) {
-        let key = (self.now.saturating_add(delay_nanos), self.next_seq);
-        self.next_seq += 1;
-        self.queue.insert(key, event);
+        self.queue.push(self.now.saturating_add(delay_nanos), event);
     }
 
     fn run_to_end(&mut self) {
@@ -1012,7 +1011,7 @@ impl Simulation {
         if self.stored_damage {
             self.schedule_stored_damage();
         }
-        while let Some(((time, _), event)) = self.queue.pop_first() {
+        while let Some((time, event)) = self.queue.pop() {
             assert!(time >= self.now, "time went backwards");
             self.now = time;
             if self.now > RUN_VIRTUAL_NANOS_MAX {
