@@ -292,3 +292,45 @@ impl Simulation {
         self.stats.nodes_rebuilt += 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SimConfig;
+    use enigma_cluster::Node;
+
+    /// The nemesis can arm a sync failure on a node that then crashes (or
+    /// is already down); the rebuild after its refused start must not meet
+    /// that failure: the operator's wipe syncs its own files, and failing
+    /// it would stop the run on a fault no process was there to take (a
+    /// shrunk schedule once did).
+    #[test]
+    fn a_rebuild_goes_through_a_sync_failure_armed_for_the_crashed_process() {
+        let mut sim = Simulation::new(SimConfig::default());
+        sim.start_node(0);
+        sim.crash(0);
+        sim.slots[0].disk.fail_next_sync();
+        sim.wipe_for_rebuild(0);
+        let disk = &sim.slots[0].disk;
+        let ranges = sim.ring.repair_ranges().len();
+        assert_eq!(
+            damage::load(disk, ranges).expect("the record reads back"),
+            Damage::all(ranges)
+        );
+        assert!(disk
+            .list()
+            .expect("the simulated disk lists")
+            .iter()
+            .any(|name| name == GENERATION_FILE));
+        assert_eq!(sim.stats.nodes_rebuilt, 1);
+        // The node starts on what the rebuild left.
+        let slot = &sim.slots[0];
+        let node = Node::new(
+            slot.id,
+            &sim.cluster,
+            sim.node_options.clone(),
+            slot.disk.clone(),
+        );
+        assert!(node.is_ok(), "{:?}", node.err());
+    }
+}
