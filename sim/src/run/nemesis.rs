@@ -485,9 +485,9 @@ pub(super) struct Codecs {
 /// Compressions a flush draws from, one each.
 const FLUSH_CODECS: [TableCompression; 2] = [TableCompression::Lz4, TableCompression::None];
 
-/// Compressions a compaction draws from: zstd (the engine's default, with
-/// a dictionary per table) one run in three, since it costs as much CPU as
-/// the rest of the run's storage work; LZ4 or none in the others.
+/// Compressions a compaction draws from: zstd (the engine's default) one
+/// run in three, since it costs as much CPU as the rest of the run's
+/// storage work; LZ4 or none in the others.
 const COMPACTION_CODECS: [TableCompression; 3] = [
     TableCompression::Zstd {
         level: COMPACTION_ZSTD_LEVEL_DEFAULT,
