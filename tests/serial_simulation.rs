@@ -13,7 +13,9 @@ mod support;
 
 use enigma_checker::{CounterCall, CounterOutcome};
 use enigma_sim::{run, sweep, SimConfig, SimWorkload};
-use support::planted::{all_passed, caught_and_replayed, passes_without_planted_bugs};
+use support::planted::{
+    all_passed, caught_and_replayed, passes_without_planted_bugs, seed_passes_without_the_bug,
+};
 
 /// Seeds a planted bug's sweep may take before the test gives up.
 const PLANTED_SWEEP_SEEDS: u64 = 200;
@@ -126,6 +128,32 @@ fn a_quorum_read_that_ignores_an_unfinished_proposal_is_caught() {
         failure.config.seed,
         failure.config.seed - base.seed + 1
     );
+    passes_without_planted_bugs(&base, CONTROL_SWEEP_SEEDS);
+}
+
+#[test]
+fn an_acceptor_that_forgets_what_it_lost_is_caught() {
+    // A node whose table holding Paxos state was quarantined (or that was
+    // rebuilt from its peers) serves as acceptor again once the data is
+    // repaired, as if it had promised and accepted nothing: a proposer
+    // whose majority includes it misses a value that was chosen, or it
+    // accepts a ballot below one it promised, and a second value is chosen.
+    let base = SimConfig {
+        planted_paxos_acceptor_forgets_loss: true,
+        ..serial(0x5046_0000)
+    };
+    let failure = caught_and_replayed(&base, PLANTED_SWEEP_SEEDS, &CHOSEN_VALUE_LOST);
+    eprintln!(
+        "acceptor forgetting its loss caught at seed {:#x} ({} seeds)",
+        failure.config.seed,
+        failure.config.seed - base.seed + 1
+    );
+    assert!(
+        failure.stats.tables_quarantined + failure.stats.nodes_rebuilt > 0,
+        "{:?}",
+        failure.stats
+    );
+    seed_passes_without_the_bug(&failure);
     passes_without_planted_bugs(&base, CONTROL_SWEEP_SEEDS);
 }
 

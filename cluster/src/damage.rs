@@ -28,6 +28,13 @@
 //! A node rebuilt from its peers (its data directory wiped after damage a
 //! start must read) starts with every range marked ([`Damage::all`]).
 //!
+//! A damaged range also gets a Paxos floor: the node's ballot mark when
+//! the loss was recorded ([`crate::ballot_mark`]), at or above every ballot
+//! its acceptor promised or accepted before, some of which it may have
+//! forgotten. Repair does not lift it: anti-entropy brings back data, not
+//! promises. It stays (raised by each later loss), and the acceptor keeps
+//! to it key by key until the key holds a record above it.
+//!
 //! The record survives restarts (file `node.damage`, docs/FORMAT.md), so a
 //! node that crashed after the quarantine still refuses the ranges until
 //! they are repaired. The node also seeds its clock above every mark, so
@@ -40,12 +47,15 @@ use enigma_engine::{Disk, DiskError, DiskFile, EngineError};
 pub const DAMAGE_FILE: &str = "node.damage";
 /// Where the record is written before it is renamed over [`DAMAGE_FILE`].
 const DAMAGE_TEMP: &str = "node.damage.tmp";
-/// Format version of the record.
-const DAMAGE_FORMAT_VERSION: u32 = 1;
+/// Format version of the record (version 1 had no floors).
+const DAMAGE_FORMAT_VERSION: u32 = 2;
 /// Bytes of the record's header: version and range count.
 const HEADER_BYTES: usize = 8;
-/// Bytes per range: the mark (0: not damaged).
-const RANGE_BYTES: usize = 8;
+/// Bytes per range: the mark (0: not damaged) and the Paxos floor (0:
+/// none).
+const RANGE_BYTES: usize = 16;
+/// Bytes per range of a version 1 record: the mark.
+const RANGE_BYTES_V1: usize = 8;
 /// Bytes of the trailing checksum.
 const CRC_BYTES: usize = 4;
 /// Most repair ranges a record holds (bounds what a length read from disk
@@ -57,11 +67,16 @@ pub const DAMAGE_RANGES_MAX: usize = 1 << 20;
 pub const MARK_SINCE_START: u64 = u64::MAX;
 
 /// Per repair range, the HLC reading at which the range lost data, until
-/// a repair that started after it completed.
+/// a repair that started after it completed, and the Paxos floor the loss
+/// left, for good.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Damage {
     /// By repair range index: `None` while intact.
     since_hlc: Vec<Option<u64>>,
+    /// By repair range index: the ballot mark at the latest loss (0: no
+    /// loss, or none of a node that never promised a ballot), or
+    /// [`MARK_SINCE_START`] until resolved at start.
+    floor: Vec<u64>,
 }
 
 impl Damage {
@@ -69,26 +84,33 @@ impl Damage {
     pub fn intact(ranges: usize) -> Self {
         Self {
             since_hlc: vec![None; ranges],
+            floor: vec![0; ranges],
         }
     }
 
-    /// Every range damaged since this start (a node rebuilt from nothing).
+    /// Every range damaged since this start (a node rebuilt from nothing),
+    /// its floors the ballot mark found at start.
     pub fn all(ranges: usize) -> Self {
         Self {
             since_hlc: vec![Some(MARK_SINCE_START); ranges],
+            floor: vec![MARK_SINCE_START; ranges],
         }
     }
 
-    /// Marks the ranges `ranges` damaged as of `hlc` (a range already
-    /// damaged takes the later mark: the new loss needs a repair that
-    /// started after it too).
+    /// Marks the ranges `ranges` damaged as of `hlc`, with the node's
+    /// ballot mark `ballot_mark` as their Paxos floor (a range already
+    /// damaged takes the later mark and the higher floor: the new loss
+    /// needs a repair that started after it too, and may have taken later
+    /// promises).
     ///
     /// # Panics
     /// If a range index is out of bounds.
-    pub fn mark(&mut self, ranges: &[usize], hlc: u64) {
+    pub fn mark(&mut self, ranges: &[usize], hlc: u64, ballot_mark: u64) {
         for &range in ranges {
             let since = &mut self.since_hlc[range];
             *since = Some(since.map_or(hlc, |old| old.max(hlc)));
+            let floor = &mut self.floor[range];
+            *floor = (*floor).max(ballot_mark);
         }
     }
 
@@ -98,8 +120,31 @@ impl Damage {
         for (range, since) in self.since_hlc.iter_mut().enumerate() {
             if !ranges.contains(&range) {
                 *since = None;
+                self.floor[range] = 0;
             }
         }
+    }
+
+    /// Replaces the floors of a rebuilt node's record (or of a record
+    /// written before floors existed) with `ballot_mark`, the mark found
+    /// at start: at or above every ballot the node promised before.
+    pub fn resolve_floors(&mut self, ballot_mark: u64) {
+        for floor in &mut self.floor {
+            if *floor == MARK_SINCE_START {
+                *floor = ballot_mark;
+            }
+        }
+    }
+
+    /// The Paxos floor of `range`, as a ballot mark; `None` if the range
+    /// never lost data (or lost it before the node promised any ballot).
+    pub fn floor(&self, range: usize) -> Option<u64> {
+        self.floor.get(range).copied().filter(|&floor| floor != 0)
+    }
+
+    /// Ranges with a Paxos floor.
+    pub fn floors_total(&self) -> usize {
+        self.floor.iter().filter(|&&floor| floor != 0).count()
     }
 
     /// Replaces the marks a rebuilt node's record carries
@@ -159,15 +204,17 @@ impl Damage {
     }
 
     /// Its bytes: version u32 | range count u32 | per range the mark u64
-    /// (0: intact) | CRC32 of everything before, all little-endian.
+    /// (0: intact) and the floor u64 (0: none) | CRC32 of everything
+    /// before, all little-endian.
     pub fn encode(&self) -> Vec<u8> {
         let count = u32::try_from(self.since_hlc.len()).expect("ranges are bounded");
         let mut bytes =
             Vec::with_capacity(HEADER_BYTES + RANGE_BYTES * self.since_hlc.len() + CRC_BYTES);
         bytes.extend_from_slice(&DAMAGE_FORMAT_VERSION.to_le_bytes());
         bytes.extend_from_slice(&count.to_le_bytes());
-        for since in &self.since_hlc {
+        for (since, floor) in self.since_hlc.iter().zip(&self.floor) {
             bytes.extend_from_slice(&since.unwrap_or(0).to_le_bytes());
+            bytes.extend_from_slice(&floor.to_le_bytes());
         }
         let crc = crc32fast::hash(&bytes);
         bytes.extend_from_slice(&crc.to_le_bytes());
@@ -176,7 +223,8 @@ impl Damage {
 
     /// The record `bytes` hold, over `ranges` repair ranges; a record of
     /// another range count (a changed ring) marks every range, with its
-    /// highest mark.
+    /// highest mark and floor. A version 1 record (no floors) gives every
+    /// damaged range a floor to resolve at start.
     ///
     /// # Errors
     /// Why the bytes are not a record.
@@ -194,27 +242,41 @@ impl Damage {
         }
         let word = |at: usize| u32::from_le_bytes(body[at..at + 4].try_into().expect("4 bytes"));
         let version = word(0);
-        if version != DAMAGE_FORMAT_VERSION {
-            return Err(format!("unknown format version {version}"));
-        }
+        let range_bytes = match version {
+            1 => RANGE_BYTES_V1,
+            DAMAGE_FORMAT_VERSION => RANGE_BYTES,
+            _ => return Err(format!("unknown format version {version}")),
+        };
         let count = word(4) as usize;
-        if count > DAMAGE_RANGES_MAX || body.len() != HEADER_BYTES + RANGE_BYTES * count {
+        if count > DAMAGE_RANGES_MAX || body.len() != HEADER_BYTES + range_bytes * count {
             return Err(format!("{count} ranges in {} bytes", body.len()));
         }
-        let since_hlc: Vec<Option<u64>> = body[HEADER_BYTES..]
-            .chunks_exact(RANGE_BYTES)
-            .map(|chunk| {
-                let since = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-                (since != 0).then_some(since)
-            })
-            .collect();
+        let u64_at = |chunk: &[u8], at: usize| {
+            u64::from_le_bytes(chunk[at..at + 8].try_into().expect("8 bytes"))
+        };
+        let mut since_hlc = Vec::with_capacity(count);
+        let mut floor = Vec::with_capacity(count);
+        for chunk in body[HEADER_BYTES..].chunks_exact(range_bytes) {
+            let since = u64_at(chunk, 0);
+            since_hlc.push((since != 0).then_some(since));
+            floor.push(match version {
+                1 if since != 0 => MARK_SINCE_START,
+                1 => 0,
+                _ => u64_at(chunk, 8),
+            });
+        }
         if since_hlc.len() == ranges {
-            return Ok(Self { since_hlc });
+            return Ok(Self { since_hlc, floor });
         }
         let mut damage = Self::intact(ranges);
+        let floor_max = floor.iter().copied().max().unwrap_or(0);
+        let all: Vec<usize> = (0..ranges).collect();
         if let Some(&max) = since_hlc.iter().flatten().max() {
-            let all: Vec<usize> = (0..ranges).collect();
-            damage.mark(&all, max);
+            damage.mark(&all, max, floor_max);
+        } else if floor_max != 0 {
+            for range in all {
+                damage.floor[range] = floor_max;
+            }
         }
         Ok(damage)
     }
@@ -274,7 +336,7 @@ mod tests {
     #[test]
     fn a_range_is_intact_again_only_after_a_repair_that_started_after_its_mark() {
         let mut damage = Damage::intact(4);
-        damage.mark(&[1, 2], 100);
+        damage.mark(&[1, 2], 100, 0);
         assert!(damage.is_damaged(1) && damage.is_damaged(2));
         assert!(!damage.is_damaged(0));
         assert!(!damage.repaired(1, 90), "started before the loss");
@@ -288,11 +350,55 @@ mod tests {
     #[test]
     fn a_second_loss_needs_a_repair_that_started_after_it() {
         let mut damage = Damage::intact(1);
-        damage.mark(&[0], 100);
-        damage.mark(&[0], 200);
-        damage.mark(&[0], 150);
+        damage.mark(&[0], 100, 0);
+        damage.mark(&[0], 200, 0);
+        damage.mark(&[0], 150, 0);
         assert!(!damage.repaired(0, 180));
         assert!(damage.repaired(0, 201));
+    }
+
+    #[test]
+    fn a_floor_outlives_the_repair_and_rises_with_each_loss() {
+        let mut damage = Damage::intact(3);
+        assert_eq!(damage.floor(1), None);
+        damage.mark(&[1], 100, 5_000);
+        assert_eq!(damage.floor(1), Some(5_000));
+        assert!(damage.repaired(1, 101));
+        assert_eq!(
+            damage.floor(1),
+            Some(5_000),
+            "repair brings data back, not promises"
+        );
+        damage.mark(&[1, 2], 200, 4_000);
+        assert_eq!(damage.floor(1), Some(5_000), "never lowered");
+        assert_eq!(damage.floor(2), Some(4_000));
+        assert_eq!(damage.floors_total(), 2);
+        damage.keep_only(&[2]);
+        assert_eq!(damage.floor(1), None);
+        let read = Damage::decode(&damage.encode(), 3).expect("a record");
+        assert_eq!(read, damage);
+    }
+
+    #[test]
+    fn a_record_without_floors_gets_them_resolved_at_start() {
+        // Version 1: a mark per range, no floor.
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&2u32.to_le_bytes());
+        bytes.extend_from_slice(&0u64.to_le_bytes());
+        bytes.extend_from_slice(&77u64.to_le_bytes());
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        let mut damage = Damage::decode(&bytes, 2).expect("a version 1 record");
+        assert!(!damage.is_damaged(0) && damage.is_damaged(1));
+        damage.resolve_floors(9_000);
+        assert_eq!((damage.floor(0), damage.floor(1)), (None, Some(9_000)));
+        let mut rebuilt = Damage::all(2);
+        rebuilt.resolve_floors(9_000);
+        assert_eq!(
+            (rebuilt.floor(0), rebuilt.floor(1)),
+            (Some(9_000), Some(9_000))
+        );
     }
 
     #[test]
@@ -309,7 +415,7 @@ mod tests {
     #[test]
     fn the_record_round_trips_and_damage_to_it_is_detected() {
         let mut damage = Damage::intact(5);
-        damage.mark(&[0, 4], 42);
+        damage.mark(&[0, 4], 42, 0);
         let bytes = damage.encode();
         assert_eq!(Damage::decode(&bytes, 5), Ok(damage.clone()));
         for at in 0..bytes.len() {
@@ -323,7 +429,7 @@ mod tests {
     #[test]
     fn a_record_of_another_ring_marks_every_range() {
         let mut damage = Damage::intact(2);
-        damage.mark(&[1], 42);
+        damage.mark(&[1], 42, 0);
         let read = Damage::decode(&damage.encode(), 3).expect("a record");
         assert_eq!(read.damaged_total(), 3);
         assert_eq!(read.mark_max(), Some(42));
@@ -337,7 +443,7 @@ mod tests {
         let disk = enigma_engine::FsDisk::open(dir.path()).expect("disk");
         assert_eq!(load(&disk, 3), Ok(Damage::intact(3)));
         let mut damage = Damage::intact(3);
-        damage.mark(&[2], 9);
+        damage.mark(&[2], 9, 0);
         store(&disk, &damage).expect("store");
         assert_eq!(load(&disk, 3), Ok(damage));
     }

@@ -5,20 +5,21 @@
 //! durable before the node sends anything, so no two incarnations that spoke
 //! share a generation.
 //!
-//! File `node.generation`: generation u64 LE, then CRC32 of those 8 bytes,
-//! u32 LE. Replaced by writing `node.generation.tmp`, syncing it, renaming it
-//! over the old file and syncing the directory.
+//! File `node.generation`, laid out and replaced as [`crate::word_file`]
+//! says.
 //!
 //! Reading ([`last`]) and storing ([`store_next`]) are apart so that a node
 //! can check everything on its disk before it changes any file. A missing
 //! file over a directory that holds engine files is refused: the node ran
 //! before, and restarting its count at 1 could reuse a generation.
 
-use enigma_engine::{is_engine_file, Disk, DiskError, DiskFile, EngineError};
+use enigma_engine::{is_engine_file, Disk, EngineError};
 
-const FILE: &str = "node.generation";
+use crate::word_file;
+
+/// The file.
+pub const FILE: &str = "node.generation";
 const TEMP: &str = "node.generation.tmp";
-const FILE_BYTES: usize = 12;
 
 /// The last generation stored on `disk`, 0 for a fresh directory. Changes
 /// nothing.
@@ -56,50 +57,12 @@ pub fn store_next<D: Disk>(disk: &D, last: u64) -> Result<u64, EngineError> {
         offset: 0,
         reason: "generation counter exhausted".to_owned(),
     })?;
-    match disk.remove(TEMP) {
-        Ok(()) | Err(DiskError::NotFound { .. }) => {}
-        Err(e) => return Err(e.into()),
-    }
-    let mut file = disk.create(TEMP)?;
-    let mut bytes = next.to_le_bytes().to_vec();
-    bytes.extend_from_slice(&crc32fast::hash(&next.to_le_bytes()).to_le_bytes());
-    file.write_at(0, &bytes)?;
-    file.sync()?;
-    disk.rename(TEMP, FILE)?;
-    disk.sync_dir()?;
+    word_file::store(disk, FILE, TEMP, next)?;
     Ok(next)
 }
 
 fn read<D: Disk>(disk: &D) -> Result<Option<u64>, EngineError> {
-    let file = match disk.open(FILE) {
-        Ok(file) => file,
-        Err(DiskError::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let len = file.len()?;
-    if len != FILE_BYTES as u64 {
-        return Err(EngineError::Corruption {
-            file: FILE.to_owned(),
-            offset: 0,
-            reason: format!("{len} bytes, expected {FILE_BYTES}"),
-        });
-    }
-    let mut bytes = [0u8; FILE_BYTES];
-    file.read_at(0, &mut bytes)?;
-    let (value, crc) = bytes.split_at(8);
-    let expected = u32::from_le_bytes(crc.try_into().expect("split at 8 of 12 leaves 4"));
-    let got = crc32fast::hash(value);
-    if got != expected {
-        return Err(EngineError::ChecksumMismatch {
-            file: FILE.to_owned(),
-            offset: 8,
-            expected,
-            got,
-        });
-    }
-    Ok(Some(u64::from_le_bytes(
-        value.try_into().expect("split at 8"),
-    )))
+    word_file::read(disk, FILE)
 }
 
 #[cfg(test)]

@@ -43,6 +43,8 @@
 //! - [`anti_entropy`]: repair sessions comparing trees, streaming both ways.
 //! - [`purge`]: the gate on tombstone purging (repair first).
 //! - [`generation`]: the boot generation kept on disk.
+//! - [`ballot_mark`]: a bound above every ballot this node promised or
+//!   accepted, kept on disk beside the engine: the Paxos floor after a loss.
 //! - [`damage`]: ranges that lost data to a quarantined table: refused to
 //!   readers and kept from purging until repaired.
 //! - [`no_space`]: what a full disk does to outputs waiting on a sync.
@@ -51,6 +53,7 @@
 //! - [`node`]: `Node`, a dispatcher tying them together: `step` and `flush`.
 
 pub mod anti_entropy;
+pub mod ballot_mark;
 pub mod clock_offsets;
 pub mod codec;
 pub mod commit_wait;
@@ -73,6 +76,7 @@ pub mod paxos;
 pub mod purge;
 pub mod ring;
 pub mod session_floors;
+mod word_file;
 
 pub use anti_entropy::{AntiEntropyOptions, AntiEntropyStats, FullPassReport};
 pub use clock_offsets::{ClockJudgment, ClockOffsets};

@@ -176,6 +176,12 @@ marks! {
     /// A proposer answered once its own value was chosen, before the
     /// commit's acknowledgements.
     PaxosAnsweredOnceChosen = "paxos-answered-once-chosen",
+    /// An acceptor whose range lost data took no part in a ballot at or
+    /// below its floor.
+    PaxosBelowFloor = "paxos-below-floor",
+    /// An acceptor whose range lost data withheld a promise for a key it
+    /// holds no record of above its floor.
+    PaxosPromiseWithheld = "paxos-promise-withheld",
     /// A replica answered a plain read holding an unfinished Paxos
     /// proposal newer than its version.
     ReadFoundUnfinishedPaxos = "read-found-unfinished-paxos",

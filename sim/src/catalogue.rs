@@ -327,6 +327,22 @@ pub const CATALOGUE: &[Planted] = &[
         },
     },
     Planted {
+        name: "planted_paxos_acceptor_forgets_loss",
+        area: Area::Consensus,
+        bug: "an acceptor whose range lost data serves with no floor, its promises counted",
+        caught_as: &[
+            "linearizability",
+            "lost-write",
+            "monotonic-reads",
+            "read-your-writes",
+        ],
+        test: "serial_simulation::an_acceptor_that_forgets_what_it_lost_is_caught",
+        plant: |c| {
+            c.level = ConsistencyLevel::Serial;
+            c.planted_paxos_acceptor_forgets_loss = true;
+        },
+    },
+    Planted {
         name: "planted_unjudged_clock_writes_alone",
         area: Area::Clock,
         bug: "a node not yet judging its clock acknowledges writes its own replica alone took",

@@ -202,6 +202,10 @@ pub struct SimConfig {
     /// to a quarantined table before they are repaired (the stored-damage
     /// family is then always on).
     pub planted_serve_quarantined_ranges: bool,
+    /// Plant the bug of a Paxos acceptor whose range lost data serving as
+    /// if it had lost nothing: no floor, promises counted (`SERIAL` runs
+    /// that draw the stored-damage family).
+    pub planted_paxos_acceptor_forgets_loss: bool,
 }
 
 /// Default [`SimConfig::memtable_bytes`]: the engine's smallest memtable.
@@ -264,6 +268,7 @@ impl Default for SimConfig {
             planted_read_ignores_unfinished_paxos: false,
             planted_unjudged_clock_writes_alone: false,
             planted_serve_quarantined_ranges: false,
+            planted_paxos_acceptor_forgets_loss: false,
         }
     }
 }
@@ -381,6 +386,7 @@ impl SimConfig {
             planted_read_ignores_unfinished_paxos: false,
             planted_unjudged_clock_writes_alone: false,
             planted_serve_quarantined_ranges: false,
+            planted_paxos_acceptor_forgets_loss: false,
             ..self.clone()
         }
     }
@@ -415,6 +421,7 @@ impl SimConfig {
             || self.planted_read_ignores_unfinished_paxos
             || self.planted_unjudged_clock_writes_alone
             || self.planted_serve_quarantined_ranges
+            || self.planted_paxos_acceptor_forgets_loss
     }
 
     /// The command that replays exactly this run.

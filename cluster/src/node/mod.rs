@@ -56,6 +56,7 @@ use rand_chacha::ChaCha8Rng;
 use thiserror::Error;
 
 use crate::anti_entropy::{AntiEntropy, AntiEntropyStats, FullPassReport};
+use crate::ballot_mark;
 use crate::clock_offsets::ClockOffsets;
 use crate::commit_wait::CommitWaits;
 use crate::coordinator::{PendingRead, PendingWrite, RecentReads};
@@ -242,6 +243,10 @@ pub struct NodeStats {
     /// Reads refused because their range lost data to a quarantined table
     /// and was not yet repaired.
     pub reads_refused_damaged: u64,
+    /// Paxos prepares and proposals this node's acceptor sat out because
+    /// the key's range lost data: at or below the range's floor, or a
+    /// promise for a key it holds no record of above the floor.
+    pub paxos_sat_out_after_loss: u64,
 }
 
 /// How long background work waits after a failed job (a full disk, a
@@ -428,6 +433,9 @@ pub struct Node<D: Disk> {
     /// Ranges that lost data to a quarantined table, until repaired
     /// ([`crate::damage`]); kept durably in its own file.
     damage: Damage,
+    /// At or above every ballot this node's acceptor promised or accepted;
+    /// kept durably in its own file ([`crate::ballot_mark`]).
+    ballot_mark: u64,
 }
 
 impl<D: Disk> Node<D> {
@@ -457,6 +465,7 @@ impl<D: Disk> Node<D> {
         let last_generation = generation::last(&disk).map_err(NodeError::at_start)?;
         let mut damage =
             damage::load(&disk, ring.repair_ranges().len()).map_err(NodeError::at_start)?;
+        let ballot_mark = ballot_mark::load(&disk).map_err(NodeError::at_start)?;
         let recovery =
             Engine::recover(disk, options.engine.clone()).map_err(NodeError::at_start)?;
         let generation = generation::store_next(recovery.disk(), last_generation)?;
@@ -486,6 +495,7 @@ impl<D: Disk> Node<D> {
             damage = Damage::all(ring.repair_ranges().len());
         }
         damage.keep_only(anti_entropy.ranges_mine());
+        damage.resolve_floors(ballot_mark);
         let mut node = Self {
             id,
             generation,
@@ -522,6 +532,7 @@ impl<D: Disk> Node<D> {
             reads_through_paxos: Vec::new(),
             next_reply_version: None,
             damage,
+            ballot_mark,
             ring,
             options,
         };

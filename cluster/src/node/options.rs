@@ -169,6 +169,11 @@ pub struct NodeOptions {
     /// (answers the client and commits) once one acceptor took it, not a
     /// majority. Off by default; no command sets it.
     pub bug_paxos_answer_after_first_acceptance: bool,
+    /// **A deliberate bug**: a Paxos acceptor whose range lost data serves
+    /// as if it had lost nothing: no floor, and its promises count even for
+    /// keys whose acceptances it may have forgotten. Off by default; no
+    /// command sets it.
+    pub bug_paxos_acceptor_forgets_loss: bool,
     /// **A deliberate bug**: a `QUORUM` or `ALL` read answers what it read
     /// even when a replica reports an accepted, uncommitted Paxos proposal
     /// newer than its version, instead of finishing it first. Off by
@@ -218,6 +223,7 @@ impl Default for NodeOptions {
             bug_paxos_ignores_in_progress_proposal: false,
             bug_paxos_finish_with_stale_stamp: false,
             bug_paxos_answer_after_first_acceptance: false,
+            bug_paxos_acceptor_forgets_loss: false,
             bug_read_ignores_unfinished_paxos: false,
             bug_unjudged_clock_writes_alone: false,
             bug_paxos_promise_before_durable: false,

@@ -34,7 +34,9 @@ impl<D: Disk> Node<D> {
     }
 
     /// Asks the engine to confirm the tables it suspects; if any is
-    /// damaged, marks every range this node replicates, makes the mark
+    /// damaged, marks every range this node replicates (with the ballot
+    /// mark as its Paxos floor: the table may have held acceptor state),
+    /// makes the mark
     /// durable and only then lets the engine quarantine the tables (so a
     /// crash in between leaves the mark, never a loss nothing records).
     pub(super) fn handle_damage(&mut self, now: Now) {
@@ -44,7 +46,7 @@ impl<D: Disk> Node<D> {
         }
         let reading = self.hlc.tick(now.wall_nanos);
         let mine = self.anti_entropy.ranges_mine().to_vec();
-        self.damage.mark(&mine, reading);
+        self.damage.mark(&mine, reading, self.ballot_mark);
         self.install_purge_gate();
         if !self.store_damage() {
             // Not durable: no quarantine yet (the tables stay confirmed,

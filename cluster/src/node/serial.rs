@@ -8,17 +8,23 @@
 //! an acceptance is an output, held like every output until the flush has
 //! made the state durable. A commit writes the value and the state in one
 //! atomic batch. The local replica's acceptor is served in place.
+//!
+//! Before a promise or an acceptance of a ballot above the node's ballot
+//! mark leaves, the mark is raised in its own file; for a key whose range
+//! lost data, the acceptor sits out what [`AcceptorState::after_loss`]
+//! says it must ([`crate::ballot_mark`] explains why).
 
 use enigma_engine::{Disk, Timestamp, Versioned};
 
 use super::{HintWatch, Node};
+use crate::ballot_mark;
 use crate::consistency::ConsistencyLevel;
 use crate::ids::{NodeId, Now, OpId, RequestId};
 use crate::keyspace::{is_system, paxos_key};
 use crate::message::{ClientError, ClientOp, ClientResponse, Message, ReplicaFailure, WireVersion};
 use crate::paxos::{
-    backoff_nanos, AcceptorState, Ballot, Change, Condition, Promise, Proposer, ProposerStep,
-    SerialOp, SerialOutcome,
+    backoff_nanos, AcceptorState, AfterLoss, Ballot, Change, Condition, Promise, Proposer,
+    ProposerStep, SerialOp, SerialOutcome,
 };
 
 /// How a `SERIAL` operation is answered: as the client op it came as.
@@ -200,10 +206,26 @@ impl<D: Disk> Node<D> {
             return None;
         }
         let (mut state, stamp) = self.load_paxos_state(&key).ok()?;
+        if let Some(floor) = self.paxos_floor(&key) {
+            let (ballot, prepare) = match &message {
+                Message::PaxosPrepare { ballot, .. } => (*ballot, true),
+                Message::PaxosPropose { proposal, .. } => (proposal.ballot, false),
+                _ => (Ballot::ZERO, false),
+            };
+            let planted = self.options.bug_paxos_acceptor_forgets_loss;
+            let commit = matches!(message, Message::PaxosCommit { .. });
+            if !commit && state.after_loss(ballot, prepare, floor, planted) != AfterLoss::Serve {
+                // No answer: the proposer gathers its majority from the
+                // other replicas, or times out.
+                self.stats.paxos_sat_out_after_loss += 1;
+                return None;
+            }
+        }
         match message {
             Message::PaxosPrepare { op, ballot, .. } => match state.prepare(ballot) {
                 Ok((in_progress, committed)) => {
                     let current = self.local_read(&key).ok()?;
+                    self.raise_ballot_mark(ballot)?;
                     self.store_paxos_state(&key, &state, stamp, None).ok()?;
                     Some(Message::PaxosPromise {
                         op,
@@ -224,6 +246,7 @@ impl<D: Disk> Node<D> {
                 let planted = self.options.bug_paxos_accept_below_promise;
                 match state.propose(proposal, planted) {
                     Ok(()) => {
+                        self.raise_ballot_mark(ballot)?;
                         self.store_paxos_state(&key, &state, stamp, None).ok()?;
                         Some(Message::PaxosAccepted { op, ballot })
                     }
@@ -254,6 +277,32 @@ impl<D: Disk> Node<D> {
                 Some(Message::PaxosCommitAck { op, ballot })
             }
             _ => None,
+        }
+    }
+
+    /// The Paxos floor of `key`'s range, if the range lost data since this
+    /// node first promised a ballot ([`crate::ballot_mark`]).
+    fn paxos_floor(&self, key: &[u8]) -> Option<Ballot> {
+        let range = self.anti_entropy.ranges().of_key(key);
+        self.damage.floor(range).map(ballot_mark::floor)
+    }
+
+    /// Makes the ballot mark cover `ballot` before a promise or acceptance
+    /// of it leaves: `None` (nothing to answer, the failure counted) if
+    /// the mark could not be stored.
+    fn raise_ballot_mark(&mut self, ballot: Ballot) -> Option<()> {
+        let Some(mark) = ballot_mark::raised(self.ballot_mark, ballot.hlc) else {
+            return Some(());
+        };
+        match ballot_mark::store(self.engine.disk(), mark) {
+            Ok(()) => {
+                self.ballot_mark = mark;
+                Some(())
+            }
+            Err(e) => {
+                self.storage_error(e);
+                None
+            }
         }
     }
 

@@ -264,3 +264,106 @@ fn a_promise_survives_a_restart_and_lower_ballots_are_refused() {
     };
     assert!(promised > low, "the promise was kept across the restart");
 }
+
+#[test]
+fn an_acceptor_that_lost_data_sits_out_until_it_knows_the_key_above_its_floor() {
+    use crate::paxos::{Ballot, Change, Condition, Proposal};
+    let mut h = Harness::new(3, NodeOptions::default());
+    h.now.wall_nanos = 1_000_000_000_000;
+    let out = h.call(
+        0,
+        cas("k", Condition::Absent, Change::Put(b"v".to_vec())),
+        ConsistencyLevel::Serial,
+    );
+    assert_eq!(out, vec![conditional(true, None, Some("v"))]);
+    // The promise and acceptance raised node 2's ballot mark first.
+    let disk = FsDisk::open(h.dirs[1].path()).unwrap();
+    let mark = ballot_mark::load(&disk).unwrap();
+    assert!(mark > HlcClock::physical(h.now.wall_nanos), "{mark}");
+    // Node 2 lost data in every range (repaired since): each has a floor.
+    h.nodes[1] = None;
+    let ranges = h.node(0).ring.repair_ranges().len();
+    let all: Vec<usize> = (0..ranges).collect();
+    let mut damage = Damage::intact(ranges);
+    damage.mark(&all, 1, mark);
+    for &range in &all {
+        assert!(damage.repaired(range, 2));
+    }
+    damage::store(&disk, &damage).unwrap();
+    let node = h.start(1);
+    h.nodes[1] = Some(node);
+    let op = OpId {
+        generation: 1,
+        seq: 7,
+    };
+    let to_node_2 = |message: Message| Output::Send {
+        to: NodeId(2),
+        envelope: Envelope { hlc: 1, message },
+    };
+    let prepare = |hlc: u64| {
+        to_node_2(Message::PaxosPrepare {
+            op,
+            key: b"k".to_vec(),
+            ballot: Ballot {
+                hlc,
+                node: 1,
+                generation: 1,
+            },
+        })
+    };
+    let answer_kind = |outputs: &[Output]| match outputs {
+        [] => "none",
+        [Output::Send { envelope, .. }] => match envelope.message {
+            Message::PaxosPromise { .. } => "promise",
+            Message::PaxosAccepted { .. } => "accepted",
+            Message::PaxosRefused { .. } => "refused",
+            _ => "other",
+        },
+        _ => "several",
+    };
+    // At the floor: no part. Above it, for a key it knows nothing of
+    // above the floor: no promise.
+    let out = h.deliver(0, &prepare(mark));
+    assert_eq!(answer_kind(&out), "none");
+    let out = h.deliver(0, &prepare(mark + 10));
+    assert_eq!(answer_kind(&out), "none");
+    assert_eq!(h.node(1).stats().paxos_sat_out_after_loss, 2);
+    // A proposal above the floor is accepted (its proposer heard from a
+    // majority that kept its state); from then on the key is known.
+    let ballot = Ballot {
+        hlc: mark + 10,
+        node: 1,
+        generation: 1,
+    };
+    let propose = to_node_2(Message::PaxosPropose {
+        op,
+        key: b"k".to_vec(),
+        proposal: Proposal {
+            ballot,
+            value: Some(b"w".to_vec()),
+            stamp_hlc: ballot.hlc,
+            stamp_node: 1,
+        },
+    });
+    assert_eq!(answer_kind(&h.deliver(0, &propose)), "accepted");
+    assert_eq!(answer_kind(&h.deliver(0, &prepare(mark + 20))), "promise");
+    assert!(ballot_mark::load(&disk).unwrap() >= mark + 20);
+    // With the planted bug the node serves at its floor as if it had lost
+    // nothing.
+    h.nodes[1] = None;
+    h.options.bug_paxos_acceptor_forgets_loss = true;
+    let node = h.start(1);
+    h.nodes[1] = Some(node);
+    let out = h.deliver(0, &prepare(mark + 30));
+    assert_eq!(answer_kind(&out), "promise");
+    let other = to_node_2(Message::PaxosPrepare {
+        op,
+        key: b"other".to_vec(),
+        ballot: Ballot {
+            hlc: mark - 1,
+            node: 1,
+            generation: 1,
+        },
+    });
+    assert_eq!(answer_kind(&h.deliver(0, &other)), "promise");
+}

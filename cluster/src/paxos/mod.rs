@@ -126,6 +126,23 @@ pub struct Promise {
     pub current: Option<Versioned>,
 }
 
+/// What an acceptor that may have forgotten promises and acceptances (its
+/// key's range lost data; `crate::ballot_mark` explains why and where the
+/// floor comes from) does with a ballot, before the usual rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterLoss {
+    /// Take part as any acceptor would.
+    Serve,
+    /// The ballot is at or below the floor: every promise the acceptor may
+    /// have forgotten is too, so it takes no part (it cannot tell whether
+    /// it promised something higher).
+    BelowFloor,
+    /// A prepare for a key the acceptor holds no record of above the
+    /// floor: it may have forgotten an acceptance of a value that was
+    /// chosen, so its promise must not count toward a majority.
+    Unsure,
+}
+
 /// Format version of stored acceptor state.
 const STATE_VERSION: u8 = 1;
 
@@ -175,6 +192,40 @@ impl AcceptorState {
             .is_some_and(|p| p.ballot <= self.committed)
         {
             self.accepted = None;
+        }
+    }
+
+    /// Whether this state holds a record of its key above `floor`: an
+    /// acceptance or a commit of a higher ballot. Such a record came after
+    /// any loss the floor covers, and tells a proposer as much as anything
+    /// forgotten would have: a proposal above the floor carries every
+    /// value chosen below it, and a commit above the floor ends every
+    /// instance below it.
+    pub fn knows_above(&self, floor: Ballot) -> bool {
+        self.committed > floor || self.accepted.as_ref().is_some_and(|p| p.ballot > floor)
+    }
+
+    /// What to do with a prepare (`prepare`) or a proposal of `ballot` when
+    /// the key's range lost data under `floor` (with
+    /// `planted_forget_the_loss`, a deliberate bug: serve as if nothing was
+    /// lost).
+    pub fn after_loss(
+        &self,
+        ballot: Ballot,
+        prepare: bool,
+        floor: Ballot,
+        planted_forget_the_loss: bool,
+    ) -> AfterLoss {
+        if planted_forget_the_loss {
+            AfterLoss::Serve
+        } else if ballot <= floor {
+            enigma_engine::marks::hit(enigma_engine::Mark::PaxosBelowFloor);
+            AfterLoss::BelowFloor
+        } else if prepare && !self.knows_above(floor) {
+            enigma_engine::marks::hit(enigma_engine::Mark::PaxosPromiseWithheld);
+            AfterLoss::Unsure
+        } else {
+            AfterLoss::Serve
         }
     }
 

@@ -500,3 +500,113 @@ fn backoff_doubles_within_its_bounds_and_replays_from_the_seed() {
     };
     assert_eq!(draw(5), draw(5));
 }
+
+/// The floor an acceptor keeps after losing state at or below reading `hlc`.
+fn floor_at(hlc: u64) -> Ballot {
+    Ballot {
+        hlc,
+        node: u32::MAX,
+        generation: u64::MAX,
+    }
+}
+
+fn proposal_of(ballot: Ballot, value: &str) -> Proposal {
+    Proposal {
+        ballot,
+        value: Some(value.as_bytes().to_vec()),
+        stamp_hlc: ballot.hlc,
+        stamp_node: ballot.node,
+    }
+}
+
+#[test]
+fn an_acceptor_that_forgot_a_promise_takes_no_part_at_or_below_its_floor() {
+    // P2 prepares b2 at B and C; P1 prepares b1 > b2 at A and B; A loses
+    // its state. Were A to take P2's proposal, v2 would be chosen by A and
+    // C, and P1's proposal, which A and B promised, would choose v1 too.
+    let (b2, b1) = (ballot(10, 2), ballot(20, 1));
+    let (mut a, mut b, mut c) = (
+        AcceptorState::default(),
+        AcceptorState::default(),
+        AcceptorState::default(),
+    );
+    assert!(b.prepare(b2).is_ok() && c.prepare(b2).is_ok());
+    assert!(a.prepare(b1).is_ok() && b.prepare(b1).is_ok());
+    let floor = floor_at(20);
+    for planted in [true, false] {
+        let mut a = AcceptorState::default();
+        let mut c = c.clone();
+        let mut b = b.clone();
+        let served = a.after_loss(b2, false, floor, planted) == AfterLoss::Serve;
+        assert_eq!(served, planted);
+        let v2_accepted = [
+            served && a.propose(proposal_of(b2, "v2"), false).is_ok(),
+            c.propose(proposal_of(b2, "v2"), false).is_ok(),
+        ];
+        let v2_chosen = v2_accepted.iter().filter(|&&ok| ok).count() >= 2;
+        assert_eq!(
+            v2_chosen, planted,
+            "only an acceptor that forgot lets v2 be chosen"
+        );
+        let v1_served = a.after_loss(b1, false, floor, planted) == AfterLoss::Serve;
+        let v1_accepted = [
+            v1_served && a.propose(proposal_of(b1, "v1"), false).is_ok(),
+            b.propose(proposal_of(b1, "v1"), false).is_ok(),
+        ];
+        let v1_chosen = v1_accepted.iter().filter(|&&ok| ok).count() >= 2;
+        assert!(v1_chosen || !planted);
+        assert_eq!(v1_chosen && v2_chosen, planted, "two values chosen");
+    }
+}
+
+#[test]
+fn an_acceptor_that_forgot_an_acceptance_withholds_promises_until_it_knows_more() {
+    // v was chosen by A and C at ballot 5 and not yet committed; A loses
+    // its state. A promise from A for ballot 30 would say "nothing
+    // accepted": with B's, a majority that misses v.
+    let floor = floor_at(20);
+    let amnesiac = AcceptorState::default();
+    let prepare = ballot(30, 3);
+    assert_eq!(
+        amnesiac.after_loss(prepare, true, floor, false),
+        AfterLoss::Unsure
+    );
+    assert_eq!(
+        amnesiac.after_loss(prepare, true, floor, true),
+        AfterLoss::Serve,
+        "planted"
+    );
+    // Proposals above the floor are taken: their proposer heard from a
+    // majority that kept its state.
+    assert_eq!(
+        amnesiac.after_loss(prepare, false, floor, false),
+        AfterLoss::Serve
+    );
+    assert_eq!(
+        amnesiac.after_loss(ballot(20, 9), false, floor, false),
+        AfterLoss::BelowFloor
+    );
+    // Once it accepted above the floor, or learned of a commit above it,
+    // it knows as much as it forgot.
+    let mut accepted = amnesiac.clone();
+    accepted
+        .propose(proposal_of(prepare, "w"), false)
+        .expect("above every promise");
+    assert!(accepted.knows_above(floor));
+    assert_eq!(
+        accepted.after_loss(ballot(31, 3), true, floor, false),
+        AfterLoss::Serve
+    );
+    let mut committed = amnesiac.clone();
+    committed.commit(ballot(25, 1));
+    assert!(committed.knows_above(floor));
+    let mut below = amnesiac;
+    below.commit(ballot(15, 1));
+    below
+        .propose(proposal_of(ballot(19, 1), "old"), false)
+        .expect("no promise");
+    assert!(
+        !below.knows_above(floor),
+        "records at or below the floor tell nothing"
+    );
+}

@@ -18,7 +18,9 @@
 //! intact replicas. The next node is damaged only once the first has dealt
 //! with it: the damaged file is gone (quarantined, or compacted away
 //! because the damage lay in parts a running node keeps in memory) and
-//! the node serves every range again (repaired by anti-entropy).
+//! the node serves every range again (repaired by anti-entropy). At
+//! `SERIAL`, at most [`damage_nodes_max`](super::nemesis::damage_nodes_max) distinct nodes over the run:
+//! each keeps a Paxos floor for good.
 //!
 //! A start that meets the damage (a table's footer, index or metadata) is
 //! refused with `NodeError::Damaged`; the simulator then does what an
@@ -31,6 +33,7 @@
 //! repaired it is held again to what it holds then.
 
 use enigma_cluster::damage::{self, Damage};
+use enigma_cluster::{ballot_mark, generation};
 use enigma_engine::Disk;
 use rand::Rng;
 
@@ -43,9 +46,6 @@ use crate::disk::{MisdirectedWrite, SimDisk, MISDIRECTED_SECTORS_MAX, SECTOR_BYT
 const SEALED_SEGMENT_ROT_PROBABILITY: f64 = 0.3;
 /// Pause between two chances of damage, the range drawn from.
 const STORED_DAMAGE_INTERVAL_NANOS: std::ops::RangeInclusive<u64> = 500_000_000..=3_000_000_000;
-/// The file the node keeps its boot generation in: kept when a node is
-/// rebuilt, so that its generations keep rising.
-const GENERATION_FILE: &str = "node.generation";
 
 /// Whether `name` is a live table file (not one being written, not one in
 /// quarantine).
@@ -147,6 +147,7 @@ impl Simulation {
         if !self.stored_damage
             || self.phase != Phase::Safety
             || self.slots.iter().any(|slot| slot.damage.is_some())
+            || !self.may_damage(index)
             || !self
                 .rng_segment_damage
                 .random_bool(SEALED_SEGMENT_ROT_PROBABILITY)
@@ -190,7 +191,7 @@ impl Simulation {
         }
         let index = self.rng_damage.random_range(0..self.slots.len());
         let flip = self.rng_damage.random_bool(0.5);
-        if self.slots[index].node.is_none() {
+        if self.slots[index].node.is_none() || !self.may_damage(index) {
             return;
         }
         let disk = self.slots[index].disk.clone();
@@ -217,6 +218,13 @@ impl Simulation {
         let slot = &mut self.slots[index];
         slot.damage = Some(file);
         slot.disk_faulted = true;
+        self.damaged_nodes.insert(index);
+    }
+
+    /// Whether node `index` may take damage: it took some before, or fewer
+    /// nodes than [`damage_nodes_max`](super::nemesis::damage_nodes_max) did.
+    fn may_damage(&self, index: usize) -> bool {
+        self.damaged_nodes.contains(&index) || self.damaged_nodes.len() < self.damage_nodes_max
     }
 
     /// Ends the damage of every node that has dealt with it: the damaged
@@ -271,8 +279,9 @@ impl Simulation {
     }
 
     /// Rebuilds `index`, whose start damage refused, as an operator would:
-    /// every file but the boot generation removed, a damage record marking
-    /// every range written. Its acknowledged versions went with the data.
+    /// every file but the boot generation and the ballot mark removed, a
+    /// damage record marking every range written. Its acknowledged versions
+    /// went with the data.
     pub(super) fn wipe_for_rebuild(&mut self, index: usize) {
         let ranges = self.ring.repair_ranges().len();
         let slot = &mut self.slots[index];
@@ -281,7 +290,8 @@ impl Simulation {
         // rebuild's: the operator's tools sync their own files.
         disk.cancel_sync_failure();
         let names = disk.list().expect("the simulated disk lists");
-        for name in names.iter().filter(|name| name.as_str() != GENERATION_FILE) {
+        let kept = [generation::FILE, ballot_mark::FILE];
+        for name in names.iter().filter(|name| !kept.contains(&name.as_str())) {
             disk.remove(name).expect("a listed file is removed");
         }
         disk.sync_dir()
@@ -321,7 +331,7 @@ mod tests {
             .list()
             .expect("the simulated disk lists")
             .iter()
-            .any(|name| name == GENERATION_FILE));
+            .any(|name| name == generation::FILE));
         assert_eq!(sim.stats.nodes_rebuilt, 1);
         // The node starts on what the rebuild left.
         let slot = &sim.slots[0];

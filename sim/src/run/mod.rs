@@ -59,7 +59,7 @@ use queue::EventQueue;
 pub use scripted::{check_schedule, run_schedule_recorded, run_scheduled, scheduled_config};
 use scripted::{ScheduleWriter, Script};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use enigma_checker::format::enigma::{
     leveled_events_of_history, run_line, write_events, Level, RunLine,
@@ -743,6 +743,11 @@ struct Simulation {
     stored_damage: bool,
     /// Draws where stored bytes are damaged.
     rng_damage: ChaCha8Rng,
+    /// Nodes that took stored damage so far.
+    damaged_nodes: BTreeSet<usize>,
+    /// The most distinct nodes stored damage may hit
+    /// ([`nemesis::damage_nodes_max`]).
+    damage_nodes_max: usize,
     /// Draws bit rot in sealed log segments at a start (its own stream, so
     /// that the damage of tables draws what it drew before).
     rng_segment_damage: ChaCha8Rng,
@@ -831,6 +836,7 @@ impl Simulation {
             bug_read_ignores_unfinished_paxos: config.planted_read_ignores_unfinished_paxos,
             bug_unjudged_clock_writes_alone: config.planted_unjudged_clock_writes_alone,
             bug_serve_quarantined_ranges: config.planted_serve_quarantined_ranges,
+            bug_paxos_acceptor_forgets_loss: config.planted_paxos_acceptor_forgets_loss,
             engine: EngineOptions {
                 wal_segment_bytes_max: SIM_WAL_SEGMENT_BYTES,
                 memtable_bytes_max: config.memtable_bytes,
@@ -975,6 +981,8 @@ impl Simulation {
             crash_loops,
             stored_damage,
             rng_damage: stream(seed, "damage"),
+            damaged_nodes: BTreeSet::new(),
+            damage_nodes_max: nemesis::damage_nodes_max(&config),
             rng_segment_damage: stream(seed, "segment-damage"),
             liveness: Liveness::default(),
             clock_offset_nanos_max,

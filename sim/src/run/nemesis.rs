@@ -660,15 +660,16 @@ pub(super) fn draw_swarm(config: &SimConfig, rng: &mut ChaCha8Rng) -> Swarm {
     ));
     // Drawn after every other family, so that they draw as before. Damage
     // must leave an intact replica of every key: it needs rf of at least 2.
-    // Only anti-entropy repairs a damaged range. Not at `SERIAL`: Paxos
-    // acceptor state lost with a quarantined table is not restored by
-    // repair (docs/FAULTS.md, "Damage to stored bytes").
+    // Only anti-entropy repairs a damaged range. At `SERIAL`, a node that
+    // lost data keeps a Paxos floor for good, and sits out prepares for
+    // keys it holds no record of above it: the nodes ever damaged must
+    // leave a majority of every key's replicas (`damage_nodes_max`).
     let stored_damage = (rng.random_bool(STORED_DAMAGE_PROBABILITY)
         || config.planted_serve_quarantined_ranges)
         && config.faults
         && config.anti_entropy
         && config.replication_factor >= 2
-        && config.level != ConsistencyLevel::Serial;
+        && damage_nodes_max(config) > 0;
     line.push_str(&format!(" stored_damage={}", on_off(stored_damage)));
     // Drawn after the fault families, so that they draw as before.
     let codecs = Codecs {
@@ -694,6 +695,20 @@ pub(super) fn draw_swarm(config: &SimConfig, rng: &mut ChaCha8Rng) -> Swarm {
         stored_damage,
         codecs,
     }
+}
+
+/// How many distinct nodes stored damage may hit over a run: any number,
+/// one at a time, but at `SERIAL` no more than the replicas a key may lose
+/// and keep a majority (`rf` minus a majority of `rf`), since each keeps a
+/// Paxos floor for good (`enigma_cluster::ballot_mark`): a key with more
+/// such replicas could find no majority to promise it, ever.
+pub(super) fn damage_nodes_max(config: &SimConfig) -> usize {
+    if config.level != ConsistencyLevel::Serial {
+        return usize::MAX;
+    }
+    let rf = config.replication_factor;
+    let majority = ConsistencyLevel::Serial.replicas_required(rf).unwrap_or(rf);
+    rf - majority
 }
 
 /// A restarted node's clocks: a new monotonic origin, and with clock faults
