@@ -185,6 +185,10 @@ marks! {
     /// A replica answered a plain read holding an unfinished Paxos
     /// proposal newer than its version.
     ReadFoundUnfinishedPaxos = "read-found-unfinished-paxos",
+    /// A replica answered a plain read of a key whose range lost data, and
+    /// of which its acceptor holds no record above the floor, as possibly
+    /// holding an unfinished Paxos proposal.
+    ReadUnsureAfterLoss = "read-unsure-after-loss",
     /// A `QUORUM`/`ALL` read met an unfinished Paxos proposal and finishes
     /// it through a `SERIAL` read before it answers.
     ReadFinishedThroughPaxos = "read-finished-through-paxos",

@@ -313,6 +313,11 @@ impl<D: Disk> Node<D> {
     /// asks. Committed, the proposal would land above the version read
     /// (below it, last-write-wins keeps the version read: nothing to
     /// finish).
+    ///
+    /// For a key whose range lost data, the acceptor may have forgotten
+    /// such a proposal: until it holds a record of the key above the
+    /// range's floor it says "unfinished" all the same, and the read goes
+    /// through a `SERIAL` read, whose majority of promises leaves it out.
     pub(super) fn read_with_paxos(
         &mut self,
         key: &[u8],
@@ -326,7 +331,14 @@ impl<D: Disk> Node<D> {
         if unfinished {
             enigma_engine::marks::hit(enigma_engine::Mark::ReadFoundUnfinishedPaxos);
         }
-        Ok((version, unfinished))
+        let unsure = !self.options.bug_paxos_acceptor_forgets_loss
+            && self
+                .paxos_floor(key)
+                .is_some_and(|floor| !state.knows_above(floor));
+        if unsure && !unfinished {
+            enigma_engine::marks::hit(enigma_engine::Mark::ReadUnsureAfterLoss);
+        }
+        Ok((version, unfinished || unsure))
     }
 
     /// Starts the `SERIAL` reads of the plain reads that met an unfinished

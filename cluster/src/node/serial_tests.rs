@@ -328,6 +328,11 @@ fn an_acceptor_that_lost_data_sits_out_until_it_knows_the_key_above_its_floor() 
     let out = h.deliver(0, &prepare(mark + 10));
     assert_eq!(answer_kind(&out), "none");
     assert_eq!(h.node(1).stats().paxos_sat_out_after_loss, 2);
+    // A plain read meeting it is sent through Paxos: it may have
+    // forgotten an unfinished proposal.
+    let (version, unsure) = h.node(1).read_with_paxos(b"k").unwrap();
+    assert_eq!(version.and_then(|v| v.value), Some(b"v".to_vec()));
+    assert!(unsure);
     // A proposal above the floor is accepted (its proposer heard from a
     // majority that kept its state); from then on the key is known.
     let ballot = Ballot {
@@ -366,4 +371,5 @@ fn an_acceptor_that_lost_data_sits_out_until_it_knows_the_key_above_its_floor() 
         },
     });
     assert_eq!(answer_kind(&h.deliver(0, &other)), "promise");
+    assert!(!h.node(1).read_with_paxos(b"fresh").unwrap().1);
 }
