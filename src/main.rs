@@ -565,7 +565,7 @@ fn report_one(
          {} pauses, {} swizzles, {} clock jumps, {} bad-read windows ({} storage errors met), \
          {} failed syncs, {} full disks, {} buggify firings, {} stale messages, {} crash-loop restarts, \
          {} bits rotted and {} misdirected writes in stored tables, {} and {} in sealed log segments \
-         ({} tables quarantined, {} nodes rebuilt); \
+         ({} tables quarantined, {} nodes rebuilt, {} Paxos messages sat out after a loss); \
          {} client retries, {} partial writes",
         stats.crashes_before_sync,
         stats.crashes_during_sync,
@@ -588,6 +588,7 @@ fn report_one(
         stats.sealed_segment_misdirected_writes,
         stats.tables_quarantined,
         stats.nodes_rebuilt,
+        stats.paxos_sat_out_after_loss,
         stats.client_retries,
         stats.partial_writes,
     );

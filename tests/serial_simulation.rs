@@ -157,6 +157,36 @@ fn an_acceptor_that_forgets_what_it_lost_is_caught() {
     passes_without_planted_bugs(&base, CONTROL_SWEEP_SEEDS);
 }
 
+/// `SERIAL` seeds that draw stored damage lose Paxos acceptor state with
+/// quarantined tables and rebuilt nodes; the acceptors that lost it sit
+/// out what their floor says, and every run passes.
+#[test]
+fn stored_damage_at_serial_leaves_floors_and_runs_pass() {
+    let reports: Vec<_> = (0..CONTROL_SWEEP_SEEDS)
+        .map(|offset| run(&serial(0x5046_8000 + offset)))
+        .collect();
+    let failures: Vec<String> = reports
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| format!("{}: {:?}", r.config.repro_command(), r.violations))
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let total =
+        |f: fn(&enigma_sim::RunStats) -> u64| -> u64 { reports.iter().map(|r| f(&r.stats)).sum() };
+    assert!(
+        reports.iter().any(|r| r.swarm.contains("stored_damage=on")),
+        "no seed drew the family"
+    );
+    assert!(
+        total(|s| s.tables_quarantined) + total(|s| s.nodes_rebuilt) > 0,
+        "no acceptor state lost"
+    );
+    assert!(
+        total(|s| s.paxos_sat_out_after_loss) > 0,
+        "no acceptor sat out a ballot after a loss"
+    );
+}
+
 #[test]
 fn serial_runs_with_clock_skew_are_linearizable_and_check_compare_and_sets() {
     let base = SimConfig {

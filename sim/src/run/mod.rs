@@ -211,6 +211,9 @@ pub struct RunStats {
     /// Nodes rebuilt from their peers (their data wiped) after damage a
     /// start must read refused their start.
     pub nodes_rebuilt: u64,
+    /// Paxos prepares and proposals acceptors sat out because their key's
+    /// range lost data (below its floor, or a promise withheld).
+    pub paxos_sat_out_after_loss: u64,
     /// Storage errors the nodes met while serving (bad reads detected).
     pub storage_errors: u64,
     /// Syncs made to fail.

@@ -147,6 +147,7 @@ impl Simulation {
         self.stats.compactions += stats.compactions;
         self.stats.unavailable += stats.unavailable;
         self.stats.tables_quarantined += stats.tables_quarantined;
+        self.stats.paxos_sat_out_after_loss += stats.paxos_sat_out_after_loss;
         self.stats.buggify_fired += node.buggify_fired();
         for (_, hints) in node.hint_stats() {
             self.stats.hints_stored += hints.stored;
