@@ -22,7 +22,9 @@
 //!   is served in place, so a proposal may rest on a promise of its own
 //!   whose write is among those waiting, and a commit on such an
 //!   acceptance; a crash would lose it after peers acted on it. The
-//!   operation times out (its outcome unknown);
+//!   operation times out (its outcome unknown). A later batch that writes
+//!   nothing still holds back proposals (they may rest on a promise in an
+//!   earlier batch), but not commits ([`rests_on_local_paxos_answer`]);
 //! - writes, reads, gossip and other repair messages go as they are: they
 //!   claim nothing about this node's disk.
 
@@ -30,17 +32,21 @@ use crate::ids::NodeId;
 use crate::message::{ClientError, ClientResponse, Message, ReplicaFailure};
 use crate::node::Output;
 
-/// Whether `output` is a Paxos proposal or commit of this node's, which
-/// may rest on its own acceptor's promise or acceptance (served in place)
-/// that is not durable yet.
+/// Whether `output` is a Paxos proposal of this node's, which may rest on
+/// its own acceptor's promise (served in place) written in an earlier batch
+/// that is not durable yet: held back even from a batch that wrote nothing.
+///
+/// A commit is not: it follows a value chosen with acceptances that
+/// answered proposals, and this node's own acceptance was written in the
+/// batch that sent those proposals, which left only once that batch was
+/// durable (a batch whose sync fails sends no proposal). So the commit
+/// goes, as the client's answer does: holding it back while the answer
+/// leaves would leave an acknowledged value uncommitted until another
+/// operation on the key finished it.
 pub fn rests_on_local_paxos_answer(output: &Output) -> bool {
     matches!(
         output,
-        Output::Send { envelope, .. }
-            if matches!(
-                envelope.message,
-                Message::PaxosPropose { .. } | Message::PaxosCommit { .. }
-            )
+        Output::Send { envelope, .. } if matches!(envelope.message, Message::PaxosPropose { .. })
     )
 }
 
@@ -200,6 +206,51 @@ mod tests {
             .collect();
         // A prepare claims nothing and a refusal changed nothing.
         assert_eq!(kinds, vec!["paxos-prepare", "paxos-refused"]);
+    }
+
+    #[test]
+    fn a_batch_that_wrote_nothing_holds_back_proposals_only() {
+        let op = OpId {
+            generation: 1,
+            seq: 9,
+        };
+        let ballot = Ballot {
+            hlc: 5,
+            node: 1,
+            generation: 1,
+        };
+        let send = |message| Output::Send {
+            to: NodeId(2),
+            envelope: Envelope { hlc: 1, message },
+        };
+        let propose = send(Message::PaxosPropose {
+            op,
+            key: b"k".to_vec(),
+            proposal: Proposal {
+                ballot,
+                value: Some(b"v".to_vec()),
+                stamp_hlc: 5,
+                stamp_node: 1,
+            },
+        });
+        let commit = send(Message::PaxosCommit {
+            op,
+            key: b"k".to_vec(),
+            ballot,
+            version: WireVersion {
+                hlc: 5,
+                node: 1,
+                value: Some(b"v".to_vec()),
+            },
+        });
+        let prepare = send(Message::PaxosPrepare {
+            op,
+            key: b"k".to_vec(),
+            ballot,
+        });
+        assert!(rests_on_local_paxos_answer(&propose));
+        assert!(!rests_on_local_paxos_answer(&commit));
+        assert!(!rests_on_local_paxos_answer(&prepare));
     }
 
     #[test]

@@ -211,7 +211,8 @@ pub enum Action {
     /// Send a message.
     Send { to: NodeId, message: Message },
     /// Write these entries (last write wins), then, if every write
-    /// succeeded, send `ack` to `to`.
+    /// succeeded, send `ack` to `to`; if one failed, tell
+    /// [`AntiEntropy::apply_failed`].
     ApplyThenAck {
         entries: Vec<RepairEntry>,
         to: NodeId,
@@ -544,6 +545,20 @@ impl AntiEntropy {
             replicas: self.ranges.replicas(range).to_vec(),
             depth: self.options.merkle_depth,
         }
+    }
+
+    /// The node could not apply a batch of session `session`'s data (a full
+    /// disk, say). As initiator, the session must not record the range as
+    /// repaired: the batch counted as received when it arrived, so the
+    /// session is aborted and a later one compares again. As responder,
+    /// nothing: without the acknowledgement the initiator sends the batch
+    /// again.
+    pub fn apply_failed(&mut self, session: SessionId, now: u64) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if self.initiated.as_ref().is_some_and(|s| s.id == session) {
+            self.abort(now, &mut actions);
+        }
+        actions
     }
 
     fn abort(&mut self, now: u64, actions: &mut Vec<Action>) {

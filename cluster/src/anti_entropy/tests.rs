@@ -27,6 +27,8 @@ struct Cluster {
     /// Entries each scan call may see, to make scans take several ticks.
     scan_entries_per_call: usize,
     finished: Vec<FinishedPass>,
+    /// A replica whose writes fail (a full disk).
+    refusing: Option<NodeId>,
 }
 
 fn options() -> AntiEntropyOptions {
@@ -74,6 +76,7 @@ impl Cluster {
             drop_next: 0,
             scan_entries_per_call: 3,
             finished: Vec::new(),
+            refusing: None,
         }
     }
 
@@ -92,6 +95,16 @@ impl Cluster {
             match action {
                 Action::Send { to, message } => self.queue.push_back((at, to, message)),
                 Action::ApplyThenAck { entries, to, ack } => {
+                    if self.refusing == Some(at) {
+                        let Message::RepairDataAck { session, .. } = ack else {
+                            panic!("not an acknowledgement: {ack:?}")
+                        };
+                        let now = self.now;
+                        let ae = &mut self.replicas.get_mut(&at).unwrap().ae;
+                        let actions = ae.apply_failed(session, now);
+                        self.carry_out(at, actions);
+                        continue;
+                    }
                     for (key, wire) in entries {
                         let v: Versioned = wire.into();
                         let store = &mut self.replicas.get_mut(&at).unwrap().store;
@@ -249,6 +262,51 @@ fn lost_messages_are_resent_and_the_session_completes() {
         c.drop_next = drops;
         c.run(150);
     }
+    assert_eq!(c.store(1), c.store(2));
+    assert_eq!(c.store(2), c.store(3));
+}
+
+#[test]
+fn an_initiator_that_cannot_apply_what_it_pulled_records_no_repair() {
+    // One key missing at the initiator: what it pulls is one batch, the
+    // last, so the pull ends as soon as that batch arrives.
+    let mut c = Cluster::new(3, 3, options());
+    for node in 1..=3 {
+        for i in 0..10 {
+            if node != 1 || i != 4 {
+                c.put(node, &format!("k{i}"), version(10 + i, Some("v")));
+            }
+        }
+    }
+    c.refusing = Some(NodeId(1));
+    c.run(300);
+    let stats = c.replicas[&NodeId(1)].ae.stats();
+    assert_eq!(
+        stats.sessions_completed, 0,
+        "a session counted data it lost"
+    );
+    assert!(stats.sessions_aborted > 0);
+    for replica in c.replicas.values() {
+        assert!(
+            replica.ae.repaired().iter().all(Option::is_none),
+            "a range recorded repaired"
+        );
+    }
+    assert_eq!(c.store(1).len(), 9, "node 1 took nothing");
+    // Once it can write again, the next session repairs.
+    c.refusing = None;
+    c.run(300);
+    assert_eq!(c.store(1), c.store(2));
+    assert!(c.replicas[&NodeId(1)].ae.repaired()[0].is_some());
+}
+
+#[test]
+fn a_responder_that_cannot_apply_is_sent_the_batch_again() {
+    let mut c = diverged(options());
+    c.refusing = Some(NodeId(2));
+    c.run(100);
+    c.refusing = None;
+    c.run(300);
     assert_eq!(c.store(1), c.store(2));
     assert_eq!(c.store(2), c.store(3));
 }

@@ -326,7 +326,8 @@ impl<D: Disk> Node<D> {
     }
 
     fn carry_out(&mut self, now: Now, actions: Vec<Action>) {
-        for action in actions {
+        let mut actions = std::collections::VecDeque::from(actions);
+        while let Some(action) = actions.pop_front() {
             match action {
                 Action::Send { to, message } => self.send(to, message),
                 Action::ApplyThenAck { entries, to, ack } => {
@@ -345,6 +346,9 @@ impl<D: Disk> Node<D> {
                     }
                     if applied {
                         self.send(to, ack);
+                    } else if let Message::RepairDataAck { session, .. } = ack {
+                        // Received, not applied: no repair may count it.
+                        actions.extend(self.anti_entropy.apply_failed(session, now.mono_nanos));
                     }
                 }
                 Action::Repaired { range } => {

@@ -608,9 +608,9 @@ impl<D: Disk> Node<D> {
                 self.no_space_in_batch = false;
                 let mut held = std::mem::take(&mut self.held);
                 if !wrote {
-                    // Except this node's Paxos proposals and commits: they
-                    // may rest on its own acceptor's answer from an earlier
-                    // batch whose write still waits.
+                    // Except this node's Paxos proposals: they may rest on
+                    // its own acceptor's promise from an earlier batch
+                    // whose write still waits.
                     held.retain(|output| !no_space::rests_on_local_paxos_answer(output));
                     // Nothing this batch did waits on the sync: reads of
                     // keys whose writes wait are refused by the engine.
