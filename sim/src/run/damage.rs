@@ -47,6 +47,10 @@ const SEALED_SEGMENT_ROT_PROBABILITY: f64 = 0.3;
 /// Pause between two chances of damage, the range drawn from.
 const STORED_DAMAGE_INTERVAL_NANOS: std::ops::RangeInclusive<u64> = 500_000_000..=3_000_000_000;
 
+/// What a rebuilt node holds as its damage until its peers refilled it:
+/// the name of no file.
+const REBUILT: &str = "rebuilt-from-its-peers";
+
 /// Whether `name` is a live table file (not one being written, not one in
 /// quarantine).
 fn is_table(name: &str) -> bool {
@@ -299,6 +303,11 @@ impl Simulation {
         damage::store(disk, &Damage::all(ranges)).expect("the simulated disk takes the record");
         slot.acknowledged.clear();
         slot.unacknowledged_tombstones.clear();
+        // The node holds damage until its peers have refilled it, across
+        // any restart meanwhile: no longer the damaged segment's name, which
+        // a later start (finding no such segment) would take for damage
+        // covered by tables and removed unread.
+        slot.damage = Some(REBUILT.to_owned());
         self.stats.nodes_rebuilt += 1;
     }
 }
@@ -333,6 +342,7 @@ mod tests {
             .iter()
             .any(|name| name == generation::FILE));
         assert_eq!(sim.stats.nodes_rebuilt, 1);
+        assert_eq!(sim.slots[0].damage.as_deref(), Some(REBUILT));
         // The node starts on what the rebuild left.
         let slot = &sim.slots[0];
         let node = Node::new(
@@ -342,5 +352,33 @@ mod tests {
             slot.disk.clone(),
         );
         assert!(node.is_ok(), "{:?}", node.err());
+    }
+
+    /// A rebuilt node holds damage until its peers refilled it, even across
+    /// a crash and restart meanwhile: a later start must not take the
+    /// damaged segment's absence for damage covered by tables, or the next
+    /// node could be damaged while this one still lacks data.
+    #[test]
+    fn a_rebuilt_node_holds_damage_across_a_restart_until_refilled() {
+        let mut sim = Simulation::new(SimConfig::default());
+        sim.start_node(0);
+        sim.crash(0);
+        sim.hold_damage(
+            0,
+            31,
+            "wal-00000000000000000001.log".to_owned(),
+            String::new(),
+        );
+        sim.wipe_for_rebuild(0);
+        sim.start_node(0);
+        assert!(sim.holds_damage(0));
+        sim.crash(0);
+        sim.start_node(0);
+        assert!(
+            sim.holds_damage(0),
+            "a restart ended the rebuilt node's damage"
+        );
+        sim.settle_damage();
+        assert!(sim.holds_damage(0), "settled before any repair");
     }
 }
