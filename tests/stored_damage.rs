@@ -105,3 +105,25 @@ fn stored_damage_fires_and_runs_pass() {
         "no start refused by damage, so no node rebuilt"
     );
 }
+
+/// At `ALL` every replica must answer, so a node still refusing a damaged
+/// range fails every operation: the heal phase waits until no node holds
+/// unrepaired damage before the liveness phase begins (before it did not,
+/// and `enigma sim --seed 0x900d1 --keys 20 --level ALL` burned its
+/// liveness operations on a node its peers had not yet refilled).
+#[test]
+fn runs_at_all_repair_every_damaged_range_before_the_liveness_phase() {
+    let base = SimConfig {
+        seed: 0x9_0000,
+        keys: 20,
+        level: enigma_cluster::ConsistencyLevel::All,
+        ..SimConfig::default()
+    };
+    let result = enigma_sim::sweep(&base, 250, |_| {});
+    let failures: Vec<String> = result
+        .failures
+        .iter()
+        .map(|r| format!("{}: {:?}", r.config.repro_command(), r.violations))
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -1,8 +1,10 @@
 //! The heal phase: faults stop, every node restarts, every link heals, and
 //! the cluster must converge on its own. Nothing reads the keys to repair
 //! them: hinted handoff and anti-entropy must bring every replica of every
-//! key to the same version within [`CONVERGENCE_BOUND_NANOS`], or the run
-//! fails with a liveness violation naming a key that did not converge.
+//! key to the same version, and repair every range a node lost data in,
+//! within [`CONVERGENCE_BOUND_NANOS`], or the run fails with a liveness
+//! violation naming a key that did not converge or a node still refusing a
+//! damaged range.
 //! Once converged, the liveness phase starts; once it ends, the same wait
 //! runs again before the final checks.
 
@@ -65,8 +67,10 @@ impl Simulation {
         }
     }
 
-    /// Looks whether every replica of every key holds the same version and
-    /// no hint waits anywhere; starts the liveness phase once that has held
+    /// Looks whether every replica of every key holds the same version, no
+    /// hint waits anywhere and no node refuses a range as damaged (at `ALL`
+    /// such a node fails every operation); starts the liveness phase once
+    /// that has held
     /// for [`SETTLE_NANOS`], or fails the run past the bound.
     pub(super) fn on_convergence_poll(&mut self) {
         for node in std::mem::take(&mut self.durability_deferred) {
@@ -80,6 +84,12 @@ impl Simulation {
             .filter_map(|s| s.node.as_ref())
             .map(|n| n.hints_held())
             .sum();
+        let damaged = self
+            .slots
+            .iter()
+            .filter_map(|s| s.node.as_ref())
+            .map(|n| (n.id(), n.ranges_damaged()))
+            .find(|&(_, ranges)| ranges > 0);
         let settling = self.phase == Phase::Settling;
         let started = if settling {
             self.settle_started_nanos
@@ -87,7 +97,7 @@ impl Simulation {
             self.heal_started_nanos
         };
         let elapsed = self.now - started;
-        if diverged.is_none() && hints_held == 0 {
+        if diverged.is_none() && hints_held == 0 && damaged.is_none() {
             let since = *self.converged_since_nanos.get_or_insert(self.now);
             if settling {
                 self.schedule(0, Event::Finish);
@@ -117,7 +127,12 @@ impl Simulation {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
-                None => format!("{hints_held} hint(s) still undelivered"),
+                None => match damaged {
+                    Some((node, ranges)) => {
+                        format!("{node} still refuses {ranges} repair range(s) as damaged")
+                    }
+                    None => format!("{hints_held} hint(s) still undelivered"),
+                },
             };
             let after = if settling {
                 "the liveness phase ending"

@@ -110,8 +110,8 @@ impl Simulation {
                 self.liveness.ok,
                 self.liveness.issued,
                 self.config.level,
-                self.liveness_ok_min(),
-                LIVENESS_NANOS_MAX / 1_000_000_000
+                LIVENESS_NANOS_MAX / 1_000_000_000,
+                self.liveness_ok_min()
             ),
         );
         self.phase = Phase::Settling;
