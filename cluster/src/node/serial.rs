@@ -206,15 +206,16 @@ impl<D: Disk> Node<D> {
             return None;
         }
         let (mut state, stamp) = self.load_paxos_state(&key).ok()?;
-        if let Some(floor) = self.paxos_floor(&key) {
-            let (ballot, prepare) = match &message {
-                Message::PaxosPrepare { ballot, .. } => (*ballot, true),
-                Message::PaxosPropose { proposal, .. } => (proposal.ballot, false),
-                _ => (Ballot::ZERO, false),
-            };
+        // A commit is always applied: it ends an instance whatever was
+        // forgotten. A prepare or a proposal may have to be sat out.
+        let asked = match &message {
+            Message::PaxosPrepare { ballot, .. } => Some((*ballot, true)),
+            Message::PaxosPropose { proposal, .. } => Some((proposal.ballot, false)),
+            _ => None,
+        };
+        if let (Some(floor), Some((ballot, prepare))) = (self.paxos_floor(&key), asked) {
             let planted = self.options.bug_paxos_acceptor_forgets_loss;
-            let commit = matches!(message, Message::PaxosCommit { .. });
-            if !commit && state.after_loss(ballot, prepare, floor, planted) != AfterLoss::Serve {
+            if state.after_loss(ballot, prepare, floor, planted) != AfterLoss::Serve {
                 // No answer: the proposer gathers its majority from the
                 // other replicas, or times out.
                 self.stats.paxos_sat_out_after_loss += 1;
