@@ -142,11 +142,6 @@ impl Damage {
         self.floor.get(range).copied().filter(|&floor| floor != 0)
     }
 
-    /// Ranges with a Paxos floor.
-    pub fn floors_total(&self) -> usize {
-        self.floor.iter().filter(|&&floor| floor != 0).count()
-    }
-
     /// Replaces the marks a rebuilt node's record carries
     /// ([`MARK_SINCE_START`]) with `hlc`, its clock's reading at start.
     pub fn resolve_since_start(&mut self, hlc: u64) {
@@ -268,17 +263,10 @@ impl Damage {
         if since_hlc.len() == ranges {
             return Ok(Self { since_hlc, floor });
         }
-        let mut damage = Self::intact(ranges);
-        let floor_max = floor.iter().copied().max().unwrap_or(0);
-        let all: Vec<usize> = (0..ranges).collect();
-        if let Some(&max) = since_hlc.iter().flatten().max() {
-            damage.mark(&all, max, floor_max);
-        } else if floor_max != 0 {
-            for range in all {
-                damage.floor[range] = floor_max;
-            }
-        }
-        Ok(damage)
+        Ok(Self {
+            since_hlc: vec![since_hlc.iter().flatten().max().copied(); ranges],
+            floor: vec![floor.iter().copied().max().unwrap_or(0); ranges],
+        })
     }
 }
 
@@ -372,7 +360,7 @@ mod tests {
         damage.mark(&[1, 2], 200, 4_000);
         assert_eq!(damage.floor(1), Some(5_000), "never lowered");
         assert_eq!(damage.floor(2), Some(4_000));
-        assert_eq!(damage.floors_total(), 2);
+        assert_eq!((0..3).filter(|&r| damage.floor(r).is_some()).count(), 2);
         damage.keep_only(&[2]);
         assert_eq!(damage.floor(1), None);
         let read = Damage::decode(&damage.encode(), 3).expect("a record");

@@ -501,15 +501,6 @@ fn backoff_doubles_within_its_bounds_and_replays_from_the_seed() {
     assert_eq!(draw(5), draw(5));
 }
 
-/// The floor an acceptor keeps after losing state at or below reading `hlc`.
-fn floor_at(hlc: u64) -> Ballot {
-    Ballot {
-        hlc,
-        node: u32::MAX,
-        generation: u64::MAX,
-    }
-}
-
 fn proposal_of(ballot: Ballot, value: &str) -> Proposal {
     Proposal {
         ballot,
@@ -532,7 +523,7 @@ fn an_acceptor_that_forgot_a_promise_takes_no_part_at_or_below_its_floor() {
     );
     assert!(b.prepare(b2).is_ok() && c.prepare(b2).is_ok());
     assert!(a.prepare(b1).is_ok() && b.prepare(b1).is_ok());
-    let floor = floor_at(20);
+    let floor = crate::ballot_mark::floor(20);
     for planted in [true, false] {
         let mut a = AcceptorState::default();
         let mut c = c.clone();
@@ -564,7 +555,7 @@ fn an_acceptor_that_forgot_an_acceptance_withholds_promises_until_it_knows_more(
     // v was chosen by A and C at ballot 5 and not yet committed; A loses
     // its state. A promise from A for ballot 30 would say "nothing
     // accepted": with B's, a majority that misses v.
-    let floor = floor_at(20);
+    let floor = crate::ballot_mark::floor(20);
     let amnesiac = AcceptorState::default();
     let prepare = ballot(30, 3);
     assert_eq!(
