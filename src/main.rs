@@ -610,6 +610,12 @@ fn report_one(
         stats.unavailable,
     );
     if config.level == ConsistencyLevel::Serial {
+        if stats.chosen_uncommitted_at_end > 0 {
+            out!(
+                "paxos: {} acknowledged writes left accepted, not committed, at the end (their commits lost; the next read through Paxos finishes them)",
+                stats.chosen_uncommitted_at_end
+            );
+        }
         out!(
             "{}",
             paxos_line(&stats.paxos_cas_messages, &stats.paxos_cas_round_trips)

@@ -6,6 +6,7 @@
 //! left of a damaged range before it is repaired, and the planted
 //! recovery that replays past a rotted sealed segment.
 
+use enigma_cluster::ConsistencyLevel;
 use enigma_sim::{run, SimConfig};
 
 mod support;
@@ -37,6 +38,40 @@ fn a_node_serving_quarantined_ranges_is_caught() {
         failure.stats.tables_quarantined + failure.stats.nodes_rebuilt > 0,
         "{:?}",
         failure.stats
+    );
+    seed_passes_without_the_bug(&failure);
+}
+
+/// A node that lost a table and keeps what its other tables hold of the
+/// damaged ranges may keep a version that a tombstone in the lost table
+/// hid. Once its peers have purged that tombstone (a repair that started
+/// after it completed everywhere), the repair that refills the node pushes
+/// the old version back to them: a deleted or overwritten value returns.
+/// At `SERIAL` the Paxos floor's bound keeps damage on one node, which
+/// meets it more often than the default mix.
+#[test]
+fn a_node_that_keeps_stale_data_after_a_loss_is_caught() {
+    let base = SimConfig {
+        seed: 0x7_2300,
+        keys: 20,
+        level: ConsistencyLevel::Serial,
+        planted_damaged_node_keeps_stale_data: true,
+        ..SimConfig::default()
+    };
+    let failure = caught_and_replayed(
+        &base,
+        PLANTED_SWEEP_SEEDS,
+        &[
+            "resurrection",
+            "durability",
+            "lost-write",
+            "linearizability",
+        ],
+    );
+    assert!(failure.stats.tables_quarantined > 0, "{:?}", failure.stats);
+    assert!(
+        failure.marks.get(enigma_engine::Mark::TombstonePurged) > 0,
+        "the peers purged a tombstone"
     );
     seed_passes_without_the_bug(&failure);
 }

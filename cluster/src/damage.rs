@@ -16,6 +16,18 @@
 //!   streams back;
 //! - keeps accepting writes (they only add to what it holds).
 //!
+//! - drops, once the table is quarantined, every version its remaining
+//!   tables and memtables hold of the damaged ranges ([`Damage::stale`]),
+//!   and takes no part in anti-entropy until it has. The lost table may
+//!   have held a tombstone that peers have since purged (a repair that
+//!   started after it completed everywhere), over an older version that
+//!   survives in another table: pushed to the peers, that version would
+//!   come back from the dead. Nothing local tells such a version from a
+//!   live one, so all of them go, without tombstones (a tombstone would
+//!   delete live copies at the peers), and the repair below refills the
+//!   range from the peers, as it refills a rebuilt node. The drop is one
+//!   pass over everything stored, in the step that records the loss.
+//!
 //! A range is served again once an anti-entropy session of it, on every
 //! replica, that *started after* the mark completed ([`Damage::repaired`]):
 //! that session compared this node's trees built after the loss, so it
@@ -47,10 +59,15 @@ use enigma_engine::{Disk, DiskError, DiskFile, EngineError};
 pub const DAMAGE_FILE: &str = "node.damage";
 /// Where the record is written before it is renamed over [`DAMAGE_FILE`].
 const DAMAGE_TEMP: &str = "node.damage.tmp";
-/// Format version of the record (version 1 had no floors).
-const DAMAGE_FORMAT_VERSION: u32 = 2;
-/// Bytes of the record's header: version and range count.
-const HEADER_BYTES: usize = 8;
+/// Format version of the record (version 1 had no floors, version 2 no
+/// flags).
+const DAMAGE_FORMAT_VERSION: u32 = 3;
+/// Bytes of the record's header: version, range count and flags.
+const HEADER_BYTES: usize = 12;
+/// Bytes of the header of a version 1 or 2 record: version and range count.
+const HEADER_BYTES_V2: usize = 8;
+/// Flag: data from before the latest loss may remain ([`Damage::stale`]).
+const FLAG_STALE: u32 = 1;
 /// Bytes per range: the mark (0: not damaged) and the Paxos floor (0:
 /// none).
 const RANGE_BYTES: usize = 16;
@@ -77,6 +94,9 @@ pub struct Damage {
     /// loss, or none of a node that never promised a ballot), or
     /// [`MARK_SINCE_START`] until resolved at start.
     floor: Vec<u64>,
+    /// Whether the node may still hold data of the damaged ranges from
+    /// before the latest loss, to be dropped before any of it leaves.
+    stale: bool,
 }
 
 impl Damage {
@@ -85,16 +105,32 @@ impl Damage {
         Self {
             since_hlc: vec![None; ranges],
             floor: vec![0; ranges],
+            stale: false,
         }
     }
 
-    /// Every range damaged since this start (a node rebuilt from nothing),
-    /// its floors the ballot mark found at start.
+    /// Every range damaged since this start (a node rebuilt from nothing,
+    /// or one whose tables were lost with no record of it), its floors the
+    /// ballot mark found at start, and whatever it still holds stale.
     pub fn all(ranges: usize) -> Self {
         Self {
             since_hlc: vec![Some(MARK_SINCE_START); ranges],
             floor: vec![MARK_SINCE_START; ranges],
+            stale: true,
         }
+    }
+
+    /// Whether the node may still hold data of the damaged ranges from
+    /// before the latest loss. Until [`Self::dropped`], it must not send
+    /// any of it to a peer, and no repair counts.
+    pub fn stale(&self) -> bool {
+        self.stale
+    }
+
+    /// Notes that every version of the damaged ranges held at the latest
+    /// loss is dropped.
+    pub fn dropped(&mut self) {
+        self.stale = false;
     }
 
     /// Marks the ranges `ranges` damaged as of `hlc`, with the node's
@@ -106,6 +142,7 @@ impl Damage {
     /// # Panics
     /// If a range index is out of bounds.
     pub fn mark(&mut self, ranges: &[usize], hlc: u64, ballot_mark: u64) {
+        self.stale |= !ranges.is_empty();
         for &range in ranges {
             let since = &mut self.since_hlc[range];
             *since = Some(since.map_or(hlc, |old| old.max(hlc)));
@@ -161,6 +198,10 @@ impl Damage {
     /// completed on every replica. Returns whether the range is intact
     /// again (it was damaged, and the session started after the mark).
     pub fn repaired(&mut self, range: usize, started_hlc: u64) -> bool {
+        if self.stale {
+            // The session compared data the loss may have made stale.
+            return false;
+        }
         match self.since_hlc.get(range).copied().flatten() {
             Some(since) if started_hlc > since => {
                 self.since_hlc[range] = None;
@@ -198,15 +239,17 @@ impl Damage {
             .max()
     }
 
-    /// Its bytes: version u32 | range count u32 | per range the mark u64
-    /// (0: intact) and the floor u64 (0: none) | CRC32 of everything
-    /// before, all little-endian.
+    /// Its bytes: version u32 | range count u32 | flags u32 (bit 0:
+    /// stale) | per range the mark u64 (0: intact) and the floor u64 (0:
+    /// none) | CRC32 of everything before, all little-endian.
     pub fn encode(&self) -> Vec<u8> {
         let count = u32::try_from(self.since_hlc.len()).expect("ranges are bounded");
         let mut bytes =
             Vec::with_capacity(HEADER_BYTES + RANGE_BYTES * self.since_hlc.len() + CRC_BYTES);
         bytes.extend_from_slice(&DAMAGE_FORMAT_VERSION.to_le_bytes());
         bytes.extend_from_slice(&count.to_le_bytes());
+        let flags = if self.stale { FLAG_STALE } else { 0 };
+        bytes.extend_from_slice(&flags.to_le_bytes());
         for (since, floor) in self.since_hlc.iter().zip(&self.floor) {
             bytes.extend_from_slice(&since.unwrap_or(0).to_le_bytes());
             bytes.extend_from_slice(&floor.to_le_bytes());
@@ -219,12 +262,14 @@ impl Damage {
     /// The record `bytes` hold, over `ranges` repair ranges; a record of
     /// another range count (a changed ring) marks every range, with its
     /// highest mark and floor. A version 1 record (no floors) gives every
-    /// damaged range a floor to resolve at start.
+    /// damaged range a floor to resolve at start; a version 1 or 2 record
+    /// (no flags) with a damaged range is taken as stale (the node that
+    /// wrote it dropped nothing).
     ///
     /// # Errors
     /// Why the bytes are not a record.
     pub fn decode(bytes: &[u8], ranges: usize) -> Result<Self, String> {
-        if bytes.len() < HEADER_BYTES + CRC_BYTES {
+        if bytes.len() < HEADER_BYTES_V2 + CRC_BYTES {
             return Err(format!("{} bytes, shorter than a record", bytes.len()));
         }
         let (body, crc) = bytes.split_at(bytes.len() - CRC_BYTES);
@@ -237,21 +282,31 @@ impl Damage {
         }
         let word = |at: usize| u32::from_le_bytes(body[at..at + 4].try_into().expect("4 bytes"));
         let version = word(0);
-        let range_bytes = match version {
-            1 => RANGE_BYTES_V1,
-            DAMAGE_FORMAT_VERSION => RANGE_BYTES,
+        let (header_bytes, range_bytes) = match version {
+            1 => (HEADER_BYTES_V2, RANGE_BYTES_V1),
+            2 => (HEADER_BYTES_V2, RANGE_BYTES),
+            DAMAGE_FORMAT_VERSION if body.len() >= HEADER_BYTES => (HEADER_BYTES, RANGE_BYTES),
+            DAMAGE_FORMAT_VERSION => return Err(format!("{} bytes, no flags", body.len())),
             _ => return Err(format!("unknown format version {version}")),
         };
         let count = word(4) as usize;
-        if count > DAMAGE_RANGES_MAX || body.len() != HEADER_BYTES + range_bytes * count {
+        if count > DAMAGE_RANGES_MAX || body.len() != header_bytes + range_bytes * count {
             return Err(format!("{count} ranges in {} bytes", body.len()));
+        }
+        let flags = if version == DAMAGE_FORMAT_VERSION {
+            word(8)
+        } else {
+            0
+        };
+        if flags & !FLAG_STALE != 0 {
+            return Err(format!("unknown flags {flags:#x}"));
         }
         let u64_at = |chunk: &[u8], at: usize| {
             u64::from_le_bytes(chunk[at..at + 8].try_into().expect("8 bytes"))
         };
         let mut since_hlc = Vec::with_capacity(count);
         let mut floor = Vec::with_capacity(count);
-        for chunk in body[HEADER_BYTES..].chunks_exact(range_bytes) {
+        for chunk in body[header_bytes..].chunks_exact(range_bytes) {
             let since = u64_at(chunk, 0);
             since_hlc.push((since != 0).then_some(since));
             floor.push(match version {
@@ -260,12 +315,22 @@ impl Damage {
                 _ => u64_at(chunk, 8),
             });
         }
+        let stale = if version == DAMAGE_FORMAT_VERSION {
+            flags & FLAG_STALE != 0
+        } else {
+            since_hlc.iter().any(Option::is_some)
+        };
         if since_hlc.len() == ranges {
-            return Ok(Self { since_hlc, floor });
+            return Ok(Self {
+                since_hlc,
+                floor,
+                stale,
+            });
         }
         Ok(Self {
             since_hlc: vec![since_hlc.iter().flatten().max().copied(); ranges],
             floor: vec![floor.iter().copied().max().unwrap_or(0); ranges],
+            stale,
         })
     }
 }
@@ -327,6 +392,12 @@ mod tests {
         damage.mark(&[1, 2], 100, 0);
         assert!(damage.is_damaged(1) && damage.is_damaged(2));
         assert!(!damage.is_damaged(0));
+        assert!(damage.stale());
+        assert!(
+            !damage.repaired(1, 101),
+            "the stale data is not yet dropped"
+        );
+        damage.dropped();
         assert!(!damage.repaired(1, 90), "started before the loss");
         assert!(!damage.repaired(1, 100), "started at the mark");
         assert!(damage.repaired(1, 101));
@@ -341,6 +412,7 @@ mod tests {
         damage.mark(&[0], 100, 0);
         damage.mark(&[0], 200, 0);
         damage.mark(&[0], 150, 0);
+        damage.dropped();
         assert!(!damage.repaired(0, 180));
         assert!(damage.repaired(0, 201));
     }
@@ -351,6 +423,7 @@ mod tests {
         assert_eq!(damage.floor(1), None);
         damage.mark(&[1], 100, 5_000);
         assert_eq!(damage.floor(1), Some(5_000));
+        damage.dropped();
         assert!(damage.repaired(1, 101));
         assert_eq!(
             damage.floor(1),
@@ -379,6 +452,7 @@ mod tests {
         bytes.extend_from_slice(&crc.to_le_bytes());
         let mut damage = Damage::decode(&bytes, 2).expect("a version 1 record");
         assert!(!damage.is_damaged(0) && damage.is_damaged(1));
+        assert!(damage.stale(), "its writer dropped nothing");
         damage.resolve_floors(9_000);
         assert_eq!((damage.floor(0), damage.floor(1)), (None, Some(9_000)));
         let mut rebuilt = Damage::all(2);
@@ -395,6 +469,11 @@ mod tests {
         assert_eq!(damage.damaged_total(), 3);
         assert_eq!(damage.mark_max(), None);
         damage.resolve_since_start(700);
+        assert!(
+            damage.stale(),
+            "what it holds, if anything, is dropped first"
+        );
+        damage.dropped();
         assert!(!damage.repaired(2, 650));
         assert!(damage.repaired(2, 701));
         assert_eq!(damage.mark_max(), Some(700));
@@ -412,6 +491,38 @@ mod tests {
             assert!(Damage::decode(&bad, 5).is_err(), "flip at {at}");
         }
         assert!(Damage::decode(&bytes[..bytes.len() - 1], 5).is_err());
+    }
+
+    #[test]
+    fn a_loss_leaves_the_record_stale_until_dropped_and_the_flag_is_kept() {
+        let mut damage = Damage::intact(3);
+        damage.mark(&[], 10, 0);
+        assert!(!damage.stale(), "nothing lost");
+        damage.mark(&[0], 10, 0);
+        let read = Damage::decode(&damage.encode(), 3).expect("a record");
+        assert!(read.stale());
+        damage.dropped();
+        let read = Damage::decode(&damage.encode(), 3).expect("a record");
+        assert!(!read.stale() && read.is_damaged(0));
+        // A later loss makes it stale again, and so does a version 2
+        // record with a damaged range (its writer dropped nothing).
+        damage.mark(&[1], 20, 0);
+        assert!(damage.stale());
+        let mut v2 = Vec::new();
+        v2.extend_from_slice(&2u32.to_le_bytes());
+        v2.extend_from_slice(&1u32.to_le_bytes());
+        v2.extend_from_slice(&5u64.to_le_bytes());
+        v2.extend_from_slice(&0u64.to_le_bytes());
+        let crc = crc32fast::hash(&v2);
+        v2.extend_from_slice(&crc.to_le_bytes());
+        assert!(Damage::decode(&v2, 1).expect("a version 2 record").stale());
+        // Unknown flags are refused.
+        let mut bytes = damage.encode();
+        bytes[8] |= 0x80;
+        let len = bytes.len();
+        let crc = crc32fast::hash(&bytes[..len - 4]);
+        bytes[len - 4..].copy_from_slice(&crc.to_le_bytes());
+        assert!(Damage::decode(&bytes, 3).is_err());
     }
 
     #[test]

@@ -124,6 +124,9 @@ marks! {
     /// A range that lost data to a quarantined table was repaired and is
     /// served again.
     DamagedRangeRepaired = "damaged-range-repaired",
+    /// A node that lost a table dropped what it still held of the damaged
+    /// ranges, to be refilled by its peers.
+    DamagedDataDropped = "damaged-data-dropped",
     /// A full-disk episode began on a node.
     DiskFull = "disk-full",
     /// A batch's sync found the disk full: its outputs left as failures.

@@ -959,6 +959,14 @@ impl StatsWatch {
             );
             self.seen.tables_quarantined = stats.tables_quarantined;
         }
+        if stats.damaged_data_drops > self.seen.damaged_data_drops {
+            warn!(
+                %node,
+                total = stats.damaged_data_drops,
+                "dropped what the node still held of its damaged ranges; its peers refill them by anti-entropy"
+            );
+            self.seen.damaged_data_drops = stats.damaged_data_drops;
+        }
         // A full disk is logged once per episode: when it starts and when
         // space is back (also for an episode that began and ended between
         // two reports).

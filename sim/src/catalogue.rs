@@ -249,6 +249,23 @@ pub const CATALOGUE: &[Planted] = &[
         },
     },
     Planted {
+        name: "planted_damaged_node_keeps_stale_data",
+        area: Area::Storage,
+        bug: "a node that lost a table keeps, and later pushes to its peers, what its other tables hold of the damaged ranges",
+        caught_as: &[
+            "resurrection",
+            "durability",
+            "lost-write",
+            "linearizability",
+        ],
+        test: "stored_damage::a_node_that_keeps_stale_data_after_a_loss_is_caught",
+        plant: |c| {
+            c.keys = 20;
+            c.level = ConsistencyLevel::Serial;
+            c.planted_damaged_node_keeps_stale_data = true;
+        },
+    },
+    Planted {
         name: "planted_sealed_segment_damage_skipped",
         area: Area::Recovery,
         bug: "recovery takes damage in a sealed log segment for that segment's end and replays on with the next",

@@ -206,6 +206,11 @@ pub struct SimConfig {
     /// if it had lost nothing: no floor, promises counted (`SERIAL` runs
     /// that draw the stored-damage family).
     pub planted_paxos_acceptor_forgets_loss: bool,
+    /// Plant the bug of a node that lost a table keeping what its other
+    /// tables hold of the damaged ranges, for the next repair to push back
+    /// to peers that purged the tombstones it lost (the stored-damage
+    /// family is then always on).
+    pub planted_damaged_node_keeps_stale_data: bool,
 }
 
 /// Default [`SimConfig::memtable_bytes`]: the engine's smallest memtable.
@@ -269,6 +274,7 @@ impl Default for SimConfig {
             planted_unjudged_clock_writes_alone: false,
             planted_serve_quarantined_ranges: false,
             planted_paxos_acceptor_forgets_loss: false,
+            planted_damaged_node_keeps_stale_data: false,
         }
     }
 }
@@ -387,6 +393,7 @@ impl SimConfig {
             planted_unjudged_clock_writes_alone: false,
             planted_serve_quarantined_ranges: false,
             planted_paxos_acceptor_forgets_loss: false,
+            planted_damaged_node_keeps_stale_data: false,
             ..self.clone()
         }
     }
@@ -422,6 +429,7 @@ impl SimConfig {
             || self.planted_unjudged_clock_writes_alone
             || self.planted_serve_quarantined_ranges
             || self.planted_paxos_acceptor_forgets_loss
+            || self.planted_damaged_node_keeps_stale_data
     }
 
     /// The command that replays exactly this run.

@@ -38,6 +38,7 @@ pub const REQUIRED: &[Mark] = &[
     Mark::TableQuarantined,
     Mark::ReadRefusedDamaged,
     Mark::DamagedRangeRepaired,
+    Mark::DamagedDataDropped,
     Mark::WalPoisoned,
     Mark::TableSyncPoisoned,
     Mark::ManifestEditFailed,

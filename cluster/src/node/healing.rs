@@ -36,7 +36,13 @@ impl<D: Disk> Node<D> {
                 .saturating_add(self.options.gossip_interval_nanos);
         }
         self.replay_hints(now);
-        self.run_anti_entropy(now);
+        if self.damage.stale() && now.mono_nanos >= self.background_retry_mono_nanos {
+            self.drop_stale_data(now);
+        }
+        if !self.damage.stale() {
+            // What it holds now may be pushed to peers.
+            self.run_anti_entropy(now);
+        }
         self.set_purge_horizon(now);
         if now.mono_nanos >= self.background_retry_mono_nanos {
             self.background_work(now);
@@ -321,6 +327,12 @@ impl<D: Disk> Node<D> {
     }
 
     pub(super) fn on_repair_message(&mut self, now: Now, from: NodeId, message: Message) {
+        if self.damage.stale() {
+            // Nothing it holds may leave, and nothing it takes in counts,
+            // until the stale data is dropped: the peer's session times out.
+            self.stats.messages_ignored += 1;
+            return;
+        }
         let actions = self.anti_entropy.on_message(from, message, now.mono_nanos);
         self.carry_out(now, actions);
     }

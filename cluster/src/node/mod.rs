@@ -240,6 +240,9 @@ pub struct NodeStats {
     pub last_storage_error: Option<String>,
     /// Tables the engine quarantined (their stored bytes were damaged).
     pub tables_quarantined: u64,
+    /// Times this node dropped what it held of its damaged ranges after a
+    /// loss, for its peers to refill them.
+    pub damaged_data_drops: u64,
     /// Reads refused because their range lost data to a quarantined table
     /// and was not yet repaired.
     pub reads_refused_damaged: u64,

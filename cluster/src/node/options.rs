@@ -174,6 +174,12 @@ pub struct NodeOptions {
     /// keys whose acceptances it may have forgotten. Off by default; no
     /// command sets it.
     pub bug_paxos_acceptor_forgets_loss: bool,
+    /// **A deliberate bug**: a node that lost a table keeps what its other
+    /// tables hold of the damaged ranges instead of dropping it before its
+    /// peers refill them, so a version that a lost tombstone hid, and that
+    /// the peers purged with the tombstone, is pushed back to them by the
+    /// next repair. Off by default; no command sets it.
+    pub bug_damaged_node_keeps_stale_data: bool,
     /// **A deliberate bug**: a `QUORUM` or `ALL` read answers what it read
     /// even when a replica reports an accepted, uncommitted Paxos proposal
     /// newer than its version, instead of finishing it first. Off by
@@ -224,6 +230,7 @@ impl Default for NodeOptions {
             bug_paxos_finish_with_stale_stamp: false,
             bug_paxos_answer_after_first_acceptance: false,
             bug_paxos_acceptor_forgets_loss: false,
+            bug_damaged_node_keeps_stale_data: false,
             bug_read_ignores_unfinished_paxos: false,
             bug_unjudged_clock_writes_alone: false,
             bug_paxos_promise_before_durable: false,

@@ -1,11 +1,12 @@
 //! What the node does about damaged stored bytes: records the loss before
-//! the engine quarantines the table, refuses reads of the ranges that lost
-//! data, holds their purging and serves them again once repaired
-//! ([`crate::damage`] holds the rules; this file carries them out).
+//! the engine quarantines the table, drops what it still holds of the
+//! ranges that lost data, refuses reads of them, holds their purging and
+//! serves them again once repaired ([`crate::damage`] holds the rules;
+//! this file carries them out).
 
 use enigma_engine::{Disk, EngineError};
 
-use super::Node;
+use super::{Node, BACKGROUND_RETRY_AFTER_FAILURE_NANOS};
 use crate::damage;
 use crate::ids::Now;
 use crate::keyspace::{is_system, paxos_client_key};
@@ -65,8 +66,44 @@ impl<D: Disk> Node<D> {
                     ));
                 }
             }
-            Err(e) => self.note_quarantine_failure(e),
+            Err(e) => {
+                self.note_quarantine_failure(e);
+                return;
+            }
         }
+        self.drop_stale_data(now);
+    }
+
+    /// Drops every version this node holds of its damaged ranges, as of
+    /// the latest loss ([`damage::Damage::stale`]): a version that a lost
+    /// tombstone hid must not reach a peer that purged the tombstone. Until
+    /// it succeeds the node takes no part in anti-entropy (`on_tick`,
+    /// `on_repair_message`); a failure is retried after a pause.
+    pub(super) fn drop_stale_data(&mut self, now: Now) {
+        if !self.damage.stale() {
+            return;
+        }
+        if !self.options.bug_damaged_node_keeps_stale_data {
+            let ranges = self.anti_entropy.ranges();
+            let damage = &self.damage;
+            let dropped = |key: &[u8]| !is_system(key) && damage.is_damaged(ranges.of_key(key));
+            if let Err(e) = self.engine.drop_keys(&dropped) {
+                self.background_retry_mono_nanos = now
+                    .mono_nanos
+                    .saturating_add(BACKGROUND_RETRY_AFTER_FAILURE_NANOS);
+                if matches!(e, EngineError::NoSpace { .. }) {
+                    self.note_no_space();
+                } else {
+                    self.note_quarantine_failure(e);
+                }
+                return;
+            }
+            enigma_engine::marks::hit(enigma_engine::Mark::DamagedDataDropped);
+            self.stats.damaged_data_drops += 1;
+        }
+        self.damage.dropped();
+        // Not durable: a restart only drops again.
+        self.store_damage();
     }
 
     fn note_quarantine_failure(&mut self, e: EngineError) {

@@ -286,6 +286,7 @@ fn an_acceptor_that_lost_data_sits_out_until_it_knows_the_key_above_its_floor() 
     let all: Vec<usize> = (0..ranges).collect();
     let mut damage = Damage::intact(ranges);
     damage.mark(&all, 1, mark);
+    damage.dropped();
     for &range in &all {
         assert!(damage.repaired(range, 2));
     }

@@ -1066,6 +1066,17 @@ fn a_damaged_table_is_quarantined_its_ranges_refused_until_repaired_even_across_
     assert!(stats.tables_quarantined >= 1, "{stats:?}");
     assert!(h.node(2).ranges_damaged() > 0);
     assert!(h.dirs[2].path().join(damage::DAMAGE_FILE).exists());
+    // What its other tables held of the damaged ranges is dropped, not
+    // kept to be pushed to its peers: they refill it.
+    assert_eq!(stats.damaged_data_drops, 1, "{stats:?}");
+    for i in 0..20 {
+        let key = format!("k{i}");
+        assert_eq!(
+            h.node(2).engine().get(key.as_bytes()).unwrap(),
+            None,
+            "{key}"
+        );
+    }
     let refused_before = stats.reads_refused_damaged;
     let out = h.call(2, get("k0"), ConsistencyLevel::One);
     assert_eq!(
@@ -1120,6 +1131,7 @@ fn the_planted_node_serves_a_quarantined_range_before_it_is_repaired() {
     }
     h.step(0, Input::Tick);
     assert!(h.node(0).stats().tables_quarantined >= 1);
+    assert_eq!(h.node(0).stats().damaged_data_drops, 1);
     let answers: Vec<ClientResponse> = (0..20)
         .flat_map(|i| h.call(0, get(&format!("k{i}")), ConsistencyLevel::One))
         .collect();
@@ -1128,6 +1140,46 @@ fn the_planted_node_serves_a_quarantined_range_before_it_is_repaired() {
         "a key lost with the table reads as never written: {answers:?}"
     );
     assert_eq!(h.node(0).stats().reads_refused_damaged, 0);
+}
+
+#[test]
+fn the_planted_node_keeps_what_its_other_tables_hold_of_a_damaged_range() {
+    let mut options = healing_options();
+    options.hints.enabled = false;
+    options.engine.memtable_bytes_max = 1024;
+    options.bug_damaged_node_keeps_stale_data = true;
+    let mut h = Harness::new(1, options);
+    let value = "v".repeat(200);
+    for i in 0..20 {
+        let out = h.call(0, put(&format!("k{i}"), &value), ConsistencyLevel::One);
+        assert_eq!(out, vec![ClientResponse::Written]);
+        h.step(0, Input::Tick);
+    }
+    assert!(h.node(0).engine().tables_total() >= 2);
+    // One table damaged; the others keep their versions.
+    let mut names: Vec<_> = std::fs::read_dir(h.dirs[0].path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "sst"))
+        .collect();
+    names.sort();
+    let mut bytes = std::fs::read(&names[0]).unwrap();
+    bytes[20] ^= 1;
+    std::fs::write(&names[0], bytes).unwrap();
+    for i in 0..20 {
+        h.call(0, get(&format!("k{i}")), ConsistencyLevel::One);
+    }
+    h.step(0, Input::Tick);
+    assert!(h.node(0).stats().tables_quarantined >= 1);
+    assert_eq!(h.node(0).stats().damaged_data_drops, 0);
+    let held = (0..20)
+        .filter(|i| {
+            let key = format!("k{i}");
+            h.node(0).engine().get(key.as_bytes()).unwrap().is_some()
+        })
+        .count();
+    assert!(held > 0, "the other tables' versions stay");
+    assert!(h.node(0).ranges_damaged() > 0);
 }
 
 #[test]

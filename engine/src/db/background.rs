@@ -14,6 +14,9 @@ use crate::sstable::writer::{TableWriter, WrittenTable};
 use crate::sstable::TableOptions;
 use crate::{Disk, EngineError, Timestamp, Versioned};
 
+/// Names the keys a compaction leaves out whole ([`Engine::drop_keys`]).
+pub(super) type KeyFilter<'a> = Option<&'a dyn Fn(&[u8]) -> bool>;
+
 /// Writes `memtable` as table `id`.
 pub(super) fn write_memtable<D: Disk>(
     disk: &D,
@@ -111,7 +114,7 @@ impl<D: Disk> Engine<D> {
                 }
                 match compaction {
                     None => self.start_flush(&mut report)?,
-                    Some(inputs) => self.start_compaction(inputs, &mut report)?,
+                    Some(inputs) => self.start_compaction(inputs, None, &mut report)?,
                 }
             } else {
                 if steps >= steps_max {
@@ -151,7 +154,48 @@ impl<D: Disk> Engine<D> {
         if self.tables.len() > 1 || (self.tables.len() == 1 && may_purge) {
             let mut inputs: Vec<u64> = self.tables.iter().map(|table| table.id).collect();
             inputs.sort_unstable();
-            report.bytes_written += self.compact(inputs)?;
+            report.bytes_written += self.compact(inputs, None)?;
+            report.compactions += 1;
+        }
+        Ok(report)
+    }
+
+    /// Removes every version of every key `dropped` names, from the
+    /// memtables and every table, without leaving tombstones: afterwards
+    /// the engine holds nothing of those keys, as if it had never
+    /// received them (what a replica does with data it can no longer
+    /// trust, before its peers refill it). Flushes the memtables, then
+    /// merges all tables into one that leaves those keys out; the swap is
+    /// one manifest edit, so a crash leaves either every version or none
+    /// of the dropped ones. Runs whole, like [`Self::compact_all`]: one
+    /// pass over everything stored.
+    ///
+    /// # Errors
+    /// As [`Self::do_background_work`]; the keys may then still be held.
+    pub fn drop_keys(
+        &mut self,
+        dropped: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<BackgroundReport, EngineError> {
+        self.drop_matching(dropped)
+            .inspect_err(|err| self.note_damage(err))
+    }
+
+    fn drop_matching(
+        &mut self,
+        dropped: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<BackgroundReport, EngineError> {
+        self.check_not_poisoned()?;
+        let mut report = BackgroundReport::default();
+        self.finish_job()?;
+        self.freeze()?;
+        while !self.frozen.is_empty() {
+            report.bytes_written += self.flush_oldest()?;
+            report.tables_flushed += 1;
+        }
+        if !self.tables.is_empty() {
+            let mut inputs: Vec<u64> = self.tables.iter().map(|table| table.id).collect();
+            inputs.sort_unstable();
+            report.bytes_written += self.compact(inputs, Some(dropped))?;
             report.compactions += 1;
         }
         Ok(report)
@@ -249,20 +293,26 @@ impl<D: Disk> Engine<D> {
 
     /// Merges the tables `inputs` into one, every step back to back, after
     /// the job in progress (see `db/job.rs`). Returns the bytes written.
-    pub(super) fn compact(&mut self, inputs: Vec<u64>) -> Result<u64, EngineError> {
+    pub(super) fn compact(
+        &mut self,
+        inputs: Vec<u64>,
+        dropped: KeyFilter<'_>,
+    ) -> Result<u64, EngineError> {
         self.finish_job()?;
         let mut report = BackgroundReport::default();
-        self.start_compaction(inputs, &mut report)?;
+        self.start_compaction(inputs, dropped, &mut report)?;
         self.finish_job()?;
         Ok(report.bytes_written)
     }
 
     /// Writes the merge of the tables `inputs` as table `id`, dropping
-    /// shadowed versions and the tombstones the purge rule allows.
+    /// shadowed versions, the tombstones the purge rule allows and every
+    /// version of the keys `dropped` names.
     pub(super) fn merge_tables(
         &self,
         id: u64,
         inputs: &BTreeSet<u64>,
+        dropped: KeyFilter<'_>,
         sync_enabled: bool,
     ) -> Result<Option<WrittenTable>, EngineError> {
         let purge_before = self.tombstone_purge_before;
@@ -281,23 +331,28 @@ impl<D: Disk> Engine<D> {
             self.options.compaction_table_options(),
             sync_enabled,
         )?;
-        if let Err(err) = self.copy_merged(&mut merge, &mut writer, inputs, purge_before) {
+        if let Err(err) = self.copy_merged(&mut merge, &mut writer, inputs, dropped, purge_before) {
             writer.abandon();
             return Err(err);
         }
         writer.finish()
     }
 
-    /// Adds every entry of `merge` to `writer` but the purgeable tombstones.
+    /// Adds every entry of `merge` to `writer` but the purgeable tombstones
+    /// and the keys `dropped` names.
     pub(super) fn copy_merged(
         &self,
         merge: &mut Merge<'_, D::File>,
         writer: &mut TableWriter<'_, D>,
         inputs: &BTreeSet<u64>,
+        dropped: KeyFilter<'_>,
         purge_before: Option<Timestamp>,
     ) -> Result<(), EngineError> {
         while merge.next()? {
             let (key, timestamp, value) = (merge.key(), merge.timestamp(), merge.value());
+            if dropped.is_some_and(|dropped| dropped(key)) {
+                continue;
+            }
             if value.is_none() && purge_before.is_some() {
                 let version = Versioned {
                     timestamp,

@@ -103,6 +103,7 @@ impl<D: Disk> Engine<D> {
     pub(super) fn start_compaction(
         &mut self,
         inputs: Vec<u64>,
+        dropped: super::background::KeyFilter<'_>,
         report: &mut BackgroundReport,
     ) -> Result<(), EngineError> {
         assert!(self.job.is_none(), "one background job at a time");
@@ -114,7 +115,7 @@ impl<D: Disk> Engine<D> {
         );
         let id = self.manifest.state().next_table_id;
         let sync_enabled = self.options.sync_policy.syncs();
-        let written = self.merge_tables(id, &input_set, sync_enabled);
+        let written = self.merge_tables(id, &input_set, dropped, sync_enabled);
         let written = written.map_err(|err| self.poison_if_fatal(err))?;
         report.bytes_written += written.as_ref().map_or(0, |w| w.file_bytes);
         self.job = Some(Job::CompactionWritten {

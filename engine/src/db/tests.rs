@@ -676,7 +676,7 @@ fn tombstone_is_kept_while_a_table_outside_the_compaction_holds_the_key() {
     engine.set_tombstone_purge_before(Some(ts(100)));
     let newest = engine.tables[0].id;
     engine
-        .compact(vec![newest])
+        .compact(vec![newest], None)
         .expect("compact the newest table alone");
     assert_eq!(
         engine.get(b"k").expect("get"),
@@ -1037,4 +1037,58 @@ fn the_highest_timestamp_survives_reopen_from_tables_and_log() {
     engine.sync().expect("sync");
     let engine = reopen(engine);
     assert_eq!(engine.timestamp_max(), Some(ts(120)), "from the log");
+}
+
+#[test]
+fn dropped_keys_leave_no_version_and_no_tombstone_and_may_be_written_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let disk = FsDisk::open(dir.path()).expect("disk");
+    let mut engine = Engine::open(disk, lsm_options()).expect("open");
+    // An older version in one table, its tombstone in another, newer
+    // values in the memtable: every place a version can be.
+    engine.write(b"drop-a", value(1, "old")).expect("write");
+    engine.write(b"keep-a", value(1, "kept")).expect("write");
+    engine.compact_all().expect("first table");
+    engine.write(b"drop-a", tombstone(2)).expect("write");
+    engine.write(b"drop-b", value(3, "b")).expect("write");
+    engine.compact_all().expect("second table");
+    engine.write(b"drop-c", value(4, "c")).expect("write");
+    engine.write(b"keep-b", tombstone(4)).expect("write");
+    let report = engine
+        .drop_keys(&|key: &[u8]| key.starts_with(b"drop-"))
+        .expect("drop");
+    assert_eq!(report.compactions, 1);
+    for key in [&b"drop-a"[..], b"drop-b", b"drop-c"] {
+        assert_eq!(
+            engine.get(key).expect("get"),
+            None,
+            "no version, no tombstone"
+        );
+    }
+    assert_eq!(engine.get(b"keep-a").expect("get"), Some(value(1, "kept")));
+    assert_eq!(engine.get(b"keep-b").expect("get"), Some(tombstone(4)));
+    let mut engine = reopen(engine);
+    assert_eq!(engine.get(b"drop-a").expect("get"), None, "after reopen");
+    assert_eq!(engine.scan_all().expect("scan").len(), 2);
+    // Gone, not shadowed: a version older than the dropped tombstone is
+    // taken in again (what a peer streams back).
+    assert!(engine.write(b"drop-a", value(1, "old")).expect("write"));
+    assert_eq!(engine.get(b"drop-a").expect("get"), Some(value(1, "old")));
+}
+
+#[test]
+fn dropping_from_a_single_table_or_from_nothing_rewrites_or_does_nothing() {
+    let (_dir, mut engine) = temp_engine();
+    let nothing = engine.drop_keys(&|_: &[u8]| true).expect("drop");
+    assert_eq!(nothing.compactions, 0);
+    engine.write(b"a", value(1, "a")).expect("write");
+    engine.write(b"b", value(1, "b")).expect("write");
+    engine.compact_all().expect("one table");
+    assert_eq!(engine.tables_total(), 1);
+    engine.drop_keys(&|key: &[u8]| key == b"a").expect("drop");
+    assert_eq!(engine.get(b"a").expect("get"), None);
+    assert_eq!(engine.get(b"b").expect("get"), Some(value(1, "b")));
+    engine.drop_keys(&|_: &[u8]| true).expect("drop all");
+    assert_eq!(engine.tables_total(), 0, "an empty merge leaves no table");
+    assert!(engine.scan_all().expect("scan").is_empty());
 }

@@ -121,7 +121,8 @@ impl Simulation {
         }
         let replicas = self.replica_states();
         if let Some(replicas) = &replicas {
-            self.check_final_state(replicas);
+            let pending = self.accepted_uncommitted();
+            self.check_final_state(replicas, &pending);
             if self.config.workload == SimWorkload::Incr {
                 self.check_counters(replicas);
             }
@@ -224,8 +225,16 @@ impl Simulation {
     /// it deleted), and absence where an acknowledged value should be is a
     /// write lost from every replica. Absence is what a purged tombstone
     /// leaves, so it passes when the newest acknowledged mutation is a
-    /// delete, or when a delete of unknown outcome may have been.
-    fn check_final_state(&mut self, states: &BTreeMap<String, Vec<ReplicaVersion>>) {
+    /// delete, or when a delete of unknown outcome may have been. An
+    /// acknowledged `SERIAL` write that a replica still holds as an
+    /// accepted, uncommitted proposal (`pending`, by key) is not lost: its
+    /// commits were, and the next read through Paxos finishes it; it is
+    /// counted instead ([`super::RunStats::chosen_uncommitted_at_end`]).
+    fn check_final_state(
+        &mut self,
+        states: &BTreeMap<String, Vec<ReplicaVersion>>,
+        pending: &BTreeMap<String, Version>,
+    ) {
         // Per key: the newest acknowledged mutation (version, is a delete),
         // and whether a delete of unknown outcome exists.
         let mut newest: BTreeMap<&str, (Version, bool)> = BTreeMap::new();
@@ -260,6 +269,18 @@ impl Simulation {
             let Some(first) = replicas.first().filter(|_| all_same) else {
                 continue; // the convergence check reports it
             };
+            if pending.get(key).is_some_and(|&p| p >= acked) {
+                let held_older = first.version.as_ref().is_none_or(|held| {
+                    Version {
+                        timestamp: held.hlc,
+                        writer: u64::from(held.writer),
+                    } < acked
+                });
+                if held_older {
+                    self.stats.chosen_uncommitted_at_end += 1;
+                    continue;
+                }
+            }
             match &first.version {
                 None if deleted || unknown_delete.contains_key(key.as_str()) => {}
                 None => found.push((

@@ -10,7 +10,9 @@
 
 use std::collections::BTreeMap;
 
-use enigma_checker::{ReplicaVersion, StoredVersion};
+use enigma_checker::{ReplicaVersion, StoredVersion, Version};
+use enigma_cluster::keyspace::paxos_key;
+use enigma_cluster::paxos::AcceptorState;
 
 use super::{
     Event, Phase, Simulation, CONVERGENCE_BOUND_NANOS, CONVERGENCE_POLL_NANOS, SETTLE_NANOS,
@@ -185,6 +187,45 @@ impl Simulation {
             states.insert(key.clone(), versions);
         }
         states
+    }
+
+    /// Per key, the newest proposal an up replica holds accepted and not
+    /// committed, as the version its commit would write: a value chosen
+    /// whose commits were lost (its proposer died as they left) lives on
+    /// there, and the next read of the key through Paxos (a `SERIAL`
+    /// read, or a plain read that meets it) finishes it first.
+    pub(super) fn accepted_uncommitted(&self) -> BTreeMap<String, Version> {
+        let mut pending = BTreeMap::new();
+        for key in &self.keys {
+            for id in self.ring.replicas(key.as_bytes()) {
+                let slot = self
+                    .slots
+                    .iter()
+                    .find(|s| s.id == id)
+                    .expect("replica is a member");
+                let Some(node) = &slot.node else {
+                    continue;
+                };
+                let Ok(Some(stored)) = node.engine().get(&paxos_key(key.as_bytes())) else {
+                    continue;
+                };
+                let Some(state) = stored.value.as_deref().and_then(AcceptorState::decode) else {
+                    continue;
+                };
+                let Some(accepted) = state.accepted.filter(|p| p.ballot > state.committed) else {
+                    continue;
+                };
+                let version = Version {
+                    timestamp: accepted.stamp_hlc,
+                    writer: u64::from(accepted.stamp_node),
+                };
+                let newest = pending.entry(key.clone()).or_insert(version);
+                if *newest < version {
+                    *newest = version;
+                }
+            }
+        }
+        pending
     }
 }
 

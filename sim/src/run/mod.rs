@@ -208,6 +208,10 @@ pub struct RunStats {
     pub sealed_segment_misdirected_writes: u64,
     /// Tables the nodes quarantined.
     pub tables_quarantined: u64,
+    /// Keys whose newest acknowledged write a replica still held at the
+    /// end as an accepted, uncommitted Paxos proposal (its commits lost
+    /// with its proposer): the next read through Paxos finishes it.
+    pub chosen_uncommitted_at_end: u64,
     /// Nodes rebuilt from their peers (their data wiped) after damage a
     /// start must read refused their start.
     pub nodes_rebuilt: u64,
@@ -840,6 +844,7 @@ impl Simulation {
             bug_unjudged_clock_writes_alone: config.planted_unjudged_clock_writes_alone,
             bug_serve_quarantined_ranges: config.planted_serve_quarantined_ranges,
             bug_paxos_acceptor_forgets_loss: config.planted_paxos_acceptor_forgets_loss,
+            bug_damaged_node_keeps_stale_data: config.planted_damaged_node_keeps_stale_data,
             engine: EngineOptions {
                 wal_segment_bytes_max: SIM_WAL_SEGMENT_BYTES,
                 memtable_bytes_max: config.memtable_bytes,

@@ -665,7 +665,8 @@ pub(super) fn draw_swarm(config: &SimConfig, rng: &mut ChaCha8Rng) -> Swarm {
     // keys it holds no record of above it: the nodes ever damaged must
     // leave a majority of every key's replicas (`damage_nodes_max`).
     let stored_damage = (rng.random_bool(STORED_DAMAGE_PROBABILITY)
-        || config.planted_serve_quarantined_ranges)
+        || config.planted_serve_quarantined_ranges
+        || config.planted_damaged_node_keeps_stale_data)
         && config.faults
         && config.anti_entropy
         && config.replication_factor >= 2
