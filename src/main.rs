@@ -192,6 +192,14 @@ struct SimArgs {
     #[arg(long, value_name = "on|off", value_parser = parse_on_off,
           default_value = "on", action = clap::ArgAction::Set)]
     anti_entropy: bool,
+    /// Every seed draws the stored-damage family (bit rot and misdirected
+    /// writes in tables, rebuilt nodes; bounded as usual), not one in three.
+    #[arg(long)]
+    always_stored_damage: bool,
+    /// Every seed draws the full-disk family (needs --crashes on), not one
+    /// in four.
+    #[arg(long)]
+    always_full_disks: bool,
     /// Print every event of the run as a timeline (single seed only).
     #[arg(long, requires = "seed")]
     trace: bool,
@@ -339,6 +347,8 @@ fn sim(args: &SimArgs) -> ExitCode {
         crashes: args.crashes,
         hinted_handoff: args.hints,
         anti_entropy: args.anti_entropy,
+        always_stored_damage: args.always_stored_damage,
+        always_full_disks: args.always_full_disks,
         ..SimConfig::default()
     };
     if let Err(e) = config.validate() {

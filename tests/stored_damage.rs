@@ -26,6 +26,7 @@ fn a_node_serving_quarantined_ranges_is_caught() {
     let base = SimConfig {
         seed: 0xda_0000,
         keys: 20,
+        always_stored_damage: true,
         planted_serve_quarantined_ranges: true,
         ..SimConfig::default()
     };
@@ -55,6 +56,7 @@ fn a_node_that_keeps_stale_data_after_a_loss_is_caught() {
         seed: 0x7_2300,
         keys: 20,
         level: ConsistencyLevel::Serial,
+        always_stored_damage: true,
         planted_damaged_node_keeps_stale_data: true,
         ..SimConfig::default()
     };
@@ -72,6 +74,42 @@ fn a_node_that_keeps_stale_data_after_a_loss_is_caught() {
     assert!(
         failure.marks.get(enigma_engine::Mark::TombstonePurged) > 0,
         "the peers purged a tombstone"
+    );
+    seed_passes_without_the_bug(&failure);
+}
+
+/// An anti-entropy initiator whose disk is full cannot write what it
+/// pulled from its peers. Going on as if it had, it records the range
+/// repaired: a damaged range is served again (and its purging let go) on
+/// data it never stored, and a quorum that meets it misses acknowledged
+/// writes.
+#[test]
+fn an_initiator_that_counts_a_pull_it_could_not_write_is_caught() {
+    let base = SimConfig {
+        seed: 0x8_0000,
+        keys: 50,
+        always_stored_damage: true,
+        always_full_disks: true,
+        planted_repair_counts_unapplied_pull: true,
+        ..SimConfig::default()
+    };
+    // Rarer than the others: the initiator's disk must be full just as it
+    // pulls, and a read must meet what it missed before the next repair.
+    let failure = caught_and_replayed(
+        &base,
+        2 * PLANTED_SWEEP_SEEDS,
+        &[
+            "linearizability",
+            "lost-write",
+            "final-state",
+            "durability",
+            "clock",
+        ],
+    );
+    assert!(
+        failure.marks.get(enigma_engine::Mark::DiskFull) > 0,
+        "{:?}",
+        failure.stats
     );
     seed_passes_without_the_bug(&failure);
 }

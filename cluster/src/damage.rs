@@ -49,9 +49,11 @@
 //!
 //! The record survives restarts (file `node.damage`, docs/FORMAT.md), so a
 //! node that crashed after the quarantine still refuses the ranges until
-//! they are repaired. The node also seeds its clock above every mark, so
-//! that a clock mark lost with the table does not let it stamp below what
-//! it issued before.
+//! they are repaired. The node also seeds its clock above every mark it
+//! ever recorded ([`Damage::clock_floor`], kept after the repair), so that
+//! a clock mark lost with the table, or a version of its own stamp
+//! dropped with the stale data and never refilled (it reached no peer),
+//! does not let it stamp below what it issued before.
 
 use enigma_engine::{Disk, DiskError, DiskFile, EngineError};
 
@@ -60,10 +62,13 @@ pub const DAMAGE_FILE: &str = "node.damage";
 /// Where the record is written before it is renamed over [`DAMAGE_FILE`].
 const DAMAGE_TEMP: &str = "node.damage.tmp";
 /// Format version of the record (version 1 had no floors, version 2 no
-/// flags).
-const DAMAGE_FORMAT_VERSION: u32 = 3;
-/// Bytes of the record's header: version, range count and flags.
-const HEADER_BYTES: usize = 12;
+/// flags, version 3 no clock floor).
+const DAMAGE_FORMAT_VERSION: u32 = 4;
+/// Bytes of the record's header: version, range count, flags and clock
+/// floor.
+const HEADER_BYTES: usize = 20;
+/// Bytes of the header of a version 3 record: version, range count, flags.
+const HEADER_BYTES_V3: usize = 12;
 /// Bytes of the header of a version 1 or 2 record: version and range count.
 const HEADER_BYTES_V2: usize = 8;
 /// Flag: data from before the latest loss may remain ([`Damage::stale`]).
@@ -97,6 +102,8 @@ pub struct Damage {
     /// Whether the node may still hold data of the damaged ranges from
     /// before the latest loss, to be dropped before any of it leaves.
     stale: bool,
+    /// The highest resolved mark ever recorded, kept after the repair.
+    clock_floor: u64,
 }
 
 impl Damage {
@@ -106,6 +113,7 @@ impl Damage {
             since_hlc: vec![None; ranges],
             floor: vec![0; ranges],
             stale: false,
+            clock_floor: 0,
         }
     }
 
@@ -117,6 +125,7 @@ impl Damage {
             since_hlc: vec![Some(MARK_SINCE_START); ranges],
             floor: vec![MARK_SINCE_START; ranges],
             stale: true,
+            clock_floor: 0,
         }
     }
 
@@ -125,6 +134,14 @@ impl Damage {
     /// any of it to a peer, and no repair counts.
     pub fn stale(&self) -> bool {
         self.stale
+    }
+
+    /// Raises the clock floor to `hlc` (a reading at or above every
+    /// stamp the node issued); returns whether it rose.
+    pub fn raise_clock_floor(&mut self, hlc: u64) -> bool {
+        let rose = hlc > self.clock_floor;
+        self.clock_floor = self.clock_floor.max(hlc);
+        rose
     }
 
     /// Notes that every version of the damaged ranges held at the latest
@@ -143,6 +160,9 @@ impl Damage {
     /// If a range index is out of bounds.
     pub fn mark(&mut self, ranges: &[usize], hlc: u64, ballot_mark: u64) {
         self.stale |= !ranges.is_empty();
+        if !ranges.is_empty() && hlc != MARK_SINCE_START {
+            self.clock_floor = self.clock_floor.max(hlc);
+        }
         for &range in ranges {
             let since = &mut self.since_hlc[range];
             *since = Some(since.map_or(hlc, |old| old.max(hlc)));
@@ -185,6 +205,7 @@ impl Damage {
         for since in self.since_hlc.iter_mut().flatten() {
             if *since == MARK_SINCE_START {
                 *since = hlc;
+                self.clock_floor = self.clock_floor.max(hlc);
             }
         }
     }
@@ -229,7 +250,13 @@ impl Damage {
             .count()
     }
 
-    /// The highest mark (resolved marks only), for seeding the clock.
+    /// The highest mark ever recorded (resolved marks only), repaired or
+    /// not, for seeding the clock: 0 if none.
+    pub fn clock_floor(&self) -> u64 {
+        self.mark_max().unwrap_or(0).max(self.clock_floor)
+    }
+
+    /// The highest mark of a range still damaged (resolved marks only).
     pub fn mark_max(&self) -> Option<u64> {
         self.since_hlc
             .iter()
@@ -240,8 +267,9 @@ impl Damage {
     }
 
     /// Its bytes: version u32 | range count u32 | flags u32 (bit 0:
-    /// stale) | per range the mark u64 (0: intact) and the floor u64 (0:
-    /// none) | CRC32 of everything before, all little-endian.
+    /// stale) | clock floor u64 | per range the mark u64 (0: intact) and
+    /// the floor u64 (0: none) | CRC32 of everything before, all
+    /// little-endian.
     pub fn encode(&self) -> Vec<u8> {
         let count = u32::try_from(self.since_hlc.len()).expect("ranges are bounded");
         let mut bytes =
@@ -250,6 +278,7 @@ impl Damage {
         bytes.extend_from_slice(&count.to_le_bytes());
         let flags = if self.stale { FLAG_STALE } else { 0 };
         bytes.extend_from_slice(&flags.to_le_bytes());
+        bytes.extend_from_slice(&self.clock_floor.to_le_bytes());
         for (since, floor) in self.since_hlc.iter().zip(&self.floor) {
             bytes.extend_from_slice(&since.unwrap_or(0).to_le_bytes());
             bytes.extend_from_slice(&floor.to_le_bytes());
@@ -285,16 +314,20 @@ impl Damage {
         let (header_bytes, range_bytes) = match version {
             1 => (HEADER_BYTES_V2, RANGE_BYTES_V1),
             2 => (HEADER_BYTES_V2, RANGE_BYTES),
+            3 if body.len() >= HEADER_BYTES_V3 => (HEADER_BYTES_V3, RANGE_BYTES),
             DAMAGE_FORMAT_VERSION if body.len() >= HEADER_BYTES => (HEADER_BYTES, RANGE_BYTES),
-            DAMAGE_FORMAT_VERSION => return Err(format!("{} bytes, no flags", body.len())),
+            3 | DAMAGE_FORMAT_VERSION => {
+                return Err(format!("{} bytes, shorter than a header", body.len()))
+            }
             _ => return Err(format!("unknown format version {version}")),
         };
         let count = word(4) as usize;
         if count > DAMAGE_RANGES_MAX || body.len() != header_bytes + range_bytes * count {
             return Err(format!("{count} ranges in {} bytes", body.len()));
         }
-        let flags = if version == DAMAGE_FORMAT_VERSION {
-            word(8)
+        let flags = if version >= 3 { word(8) } else { 0 };
+        let stored_clock_floor = if version == DAMAGE_FORMAT_VERSION {
+            u64::from_le_bytes(body[12..20].try_into().expect("8 bytes"))
         } else {
             0
         };
@@ -315,22 +348,30 @@ impl Damage {
                 _ => u64_at(chunk, 8),
             });
         }
-        let stale = if version == DAMAGE_FORMAT_VERSION {
+        let stale = if version >= 3 {
             flags & FLAG_STALE != 0
         } else {
             since_hlc.iter().any(Option::is_some)
         };
+        let clock_floor = since_hlc
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|&since| since != MARK_SINCE_START)
+            .fold(stored_clock_floor, u64::max);
         if since_hlc.len() == ranges {
             return Ok(Self {
                 since_hlc,
                 floor,
                 stale,
+                clock_floor,
             });
         }
         Ok(Self {
             since_hlc: vec![since_hlc.iter().flatten().max().copied(); ranges],
             floor: vec![floor.iter().copied().max().unwrap_or(0); ranges],
             stale,
+            clock_floor,
         })
     }
 }
@@ -399,11 +440,24 @@ mod tests {
         );
         damage.dropped();
         assert!(!damage.repaired(1, 90), "started before the loss");
+        assert_eq!(damage.clock_floor(), 100);
         assert!(!damage.repaired(1, 100), "started at the mark");
         assert!(damage.repaired(1, 101));
         assert!(!damage.is_damaged(1));
         assert!(!damage.repaired(0, 500), "was never damaged");
         assert_eq!(damage.damaged_total(), 1);
+        assert!(damage.repaired(2, 101));
+        assert_eq!(damage.mark_max(), None);
+        assert_eq!(
+            damage.clock_floor(),
+            100,
+            "the clock stays above the loss after the repair"
+        );
+        let read = Damage::decode(&damage.encode(), 4).expect("a record");
+        assert_eq!(read.clock_floor(), 100);
+        assert!(damage.raise_clock_floor(150));
+        assert!(!damage.raise_clock_floor(120), "never lowered");
+        assert_eq!(damage.clock_floor(), 150);
     }
 
     #[test]

@@ -245,6 +245,7 @@ pub const CATALOGUE: &[Planted] = &[
         test: "stored_damage::a_node_serving_quarantined_ranges_is_caught",
         plant: |c| {
             c.keys = 20;
+            c.always_stored_damage = true;
             c.planted_serve_quarantined_ranges = true;
         },
     },
@@ -262,7 +263,27 @@ pub const CATALOGUE: &[Planted] = &[
         plant: |c| {
             c.keys = 20;
             c.level = ConsistencyLevel::Serial;
+            c.always_stored_damage = true;
             c.planted_damaged_node_keeps_stale_data = true;
+        },
+    },
+    Planted {
+        name: "planted_repair_counts_unapplied_pull",
+        area: Area::Replication,
+        bug: "an anti-entropy initiator that cannot write what it pulled goes on as if it had",
+        caught_as: &[
+            "linearizability",
+            "lost-write",
+            "final-state",
+            "durability",
+            "clock",
+        ],
+        test: "stored_damage::an_initiator_that_counts_a_pull_it_could_not_write_is_caught",
+        plant: |c| {
+            c.keys = 50;
+            c.always_stored_damage = true;
+            c.always_full_disks = true;
+            c.planted_repair_counts_unapplied_pull = true;
         },
     },
     Planted {

@@ -211,6 +211,17 @@ pub struct SimConfig {
     /// to peers that purged the tombstones it lost (the stored-damage
     /// family is then always on).
     pub planted_damaged_node_keeps_stale_data: bool,
+    /// Plant the bug of an anti-entropy initiator that goes on with its
+    /// session when it cannot write what it pulled (a full disk), so the
+    /// range counts as repaired on data it never stored.
+    pub planted_repair_counts_unapplied_pull: bool,
+    /// Every seed draws the stored-damage family (where its bounds allow
+    /// it), instead of about one in three: for sweeps aimed at it, and for
+    /// the planted bugs it alone can show, whose controls keep it.
+    pub always_stored_damage: bool,
+    /// Every seed draws the full-disk family (with `crashes`), instead of
+    /// one in four.
+    pub always_full_disks: bool,
 }
 
 /// Default [`SimConfig::memtable_bytes`]: the engine's smallest memtable.
@@ -275,6 +286,9 @@ impl Default for SimConfig {
             planted_serve_quarantined_ranges: false,
             planted_paxos_acceptor_forgets_loss: false,
             planted_damaged_node_keeps_stale_data: false,
+            planted_repair_counts_unapplied_pull: false,
+            always_stored_damage: false,
+            always_full_disks: false,
         }
     }
 }
@@ -394,6 +408,7 @@ impl SimConfig {
             planted_serve_quarantined_ranges: false,
             planted_paxos_acceptor_forgets_loss: false,
             planted_damaged_node_keeps_stale_data: false,
+            planted_repair_counts_unapplied_pull: false,
             ..self.clone()
         }
     }
@@ -430,6 +445,7 @@ impl SimConfig {
             || self.planted_serve_quarantined_ranges
             || self.planted_paxos_acceptor_forgets_loss
             || self.planted_damaged_node_keeps_stale_data
+            || self.planted_repair_counts_unapplied_pull
     }
 
     /// The command that replays exactly this run.
@@ -509,6 +525,12 @@ impl SimConfig {
             on_off(self.anti_entropy).into(),
             on_off(defaults.anti_entropy).into(),
         );
+        if self.always_stored_damage {
+            command.push_str(" --always-stored-damage");
+        }
+        if self.always_full_disks {
+            command.push_str(" --always-full-disks");
+        }
         if self.planted_any() {
             command.push_str("  (planted bug on: replay through enigma_sim::run, not the CLI)");
         }

@@ -360,7 +360,9 @@ impl<D: Disk> Node<D> {
                         self.send(to, ack);
                     } else if let Message::RepairDataAck { session, .. } = ack {
                         // Received, not applied: no repair may count it.
-                        actions.extend(self.anti_entropy.apply_failed(session, now.mono_nanos));
+                        if !self.options.bug_repair_counts_unapplied_pull {
+                            actions.extend(self.anti_entropy.apply_failed(session, now.mono_nanos));
+                        }
                     }
                 }
                 Action::Repaired { range } => {

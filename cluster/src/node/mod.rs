@@ -479,11 +479,11 @@ impl<D: Disk> Node<D> {
             BuggifyDraws::new(&options.engine.buggify, u64::from(id.0) << 32 | generation);
         let peers: Vec<NodeId> = ring.nodes().iter().copied().filter(|&n| n != id).collect();
         let mut hlc = clock::seeded_hlc(&engine, &options);
-        // A clock mark lost with a quarantined table: the damage marks
-        // are readings of this clock too.
-        if let Some(mark) = damage.mark_max() {
-            hlc.observe(mark);
-        }
+        // A clock mark lost with a quarantined table: the damage marks are
+        // readings of this clock too. Above every loss ever recorded,
+        // repaired or not: the versions the node dropped after it may have
+        // carried its highest stamps, and some reached no peer to refill.
+        hlc.observe(damage.clock_floor());
         let clock_offsets = ClockOffsets::new(peers.len(), options.clock_offset_max_nanos);
         let anti_entropy = AntiEntropy::new(
             id,

@@ -180,6 +180,12 @@ pub struct NodeOptions {
     /// the peers purged with the tombstone, is pushed back to them by the
     /// next repair. Off by default; no command sets it.
     pub bug_damaged_node_keeps_stale_data: bool,
+    /// **A deliberate bug**: an anti-entropy initiator that cannot write
+    /// what it pulled from a peer (a full disk) goes on with its session
+    /// as if it had, so the range is recorded repaired (and a damaged
+    /// range served again) on data it never stored. Off by default; no
+    /// command sets it.
+    pub bug_repair_counts_unapplied_pull: bool,
     /// **A deliberate bug**: a `QUORUM` or `ALL` read answers what it read
     /// even when a replica reports an accepted, uncommitted Paxos proposal
     /// newer than its version, instead of finishing it first. Off by
@@ -231,6 +237,7 @@ impl Default for NodeOptions {
             bug_paxos_answer_after_first_acceptance: false,
             bug_paxos_acceptor_forgets_loss: false,
             bug_damaged_node_keeps_stale_data: false,
+            bug_repair_counts_unapplied_pull: false,
             bug_read_ignores_unfinished_paxos: false,
             bug_unjudged_clock_writes_alone: false,
             bug_paxos_promise_before_durable: false,

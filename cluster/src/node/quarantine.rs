@@ -84,6 +84,15 @@ impl<D: Disk> Node<D> {
             return;
         }
         if !self.options.bug_damaged_node_keeps_stale_data {
+            // What goes may hold this node's highest stamps (writes taken
+            // since the loss too), and some may reach no peer to come back:
+            // the clock must stay above them at every later start.
+            if self.damage.raise_clock_floor(self.hlc.last()) && !self.store_damage() {
+                self.background_retry_mono_nanos = now
+                    .mono_nanos
+                    .saturating_add(BACKGROUND_RETRY_AFTER_FAILURE_NANOS);
+                return;
+            }
             let ranges = self.anti_entropy.ranges();
             let damage = &self.damage;
             let dropped = |key: &[u8]| !is_system(key) && damage.is_damaged(ranges.of_key(key));

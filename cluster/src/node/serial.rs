@@ -283,6 +283,30 @@ impl<D: Disk> Node<D> {
 
     /// The Paxos floor of `key`'s range, if the range lost data since this
     /// node first promised a ballot ([`crate::ballot_mark`]).
+    /// This node's acceptor state for client key `key` as stored, and
+    /// whether it would promise a ballot of the key now (above any floor:
+    /// it withholds promises for a key of a range that lost data until it
+    /// holds a record of the key above the floor). For a simulator's final
+    /// checks: which replicas the next prepare may hear from.
+    ///
+    /// # Errors
+    /// The stored state cannot be read or decoded.
+    pub fn paxos_acceptor(&self, key: &[u8]) -> Result<(AcceptorState, bool), String> {
+        let stored = self
+            .engine
+            .get(&paxos_key(key))
+            .map_err(|e| e.to_string())?;
+        let state = match stored.and_then(|v| v.value) {
+            None => AcceptorState::default(),
+            Some(bytes) => AcceptorState::decode(&bytes)
+                .ok_or_else(|| "undecodable acceptor state".to_owned())?,
+        };
+        let promises = self
+            .paxos_floor(key)
+            .is_none_or(|floor| state.knows_above(floor));
+        Ok((state, promises))
+    }
+
     fn paxos_floor(&self, key: &[u8]) -> Option<Ballot> {
         let range = self.anti_entropy.ranges().of_key(key);
         self.damage.floor(range).map(ballot_mark::floor)

@@ -226,10 +226,10 @@ impl Simulation {
     /// write lost from every replica. Absence is what a purged tombstone
     /// leaves, so it passes when the newest acknowledged mutation is a
     /// delete, or when a delete of unknown outcome may have been. An
-    /// acknowledged `SERIAL` write that a replica still holds as an
-    /// accepted, uncommitted proposal (`pending`, by key) is not lost: its
-    /// commits were, and the next read through Paxos finishes it; it is
-    /// counted instead ([`super::RunStats::chosen_uncommitted_at_end`]).
+    /// acknowledged `SERIAL` write that every prepare majority would find
+    /// as an accepted, uncommitted proposal (`pending`, by key) is not
+    /// lost: its commits were, and the next read through Paxos finishes
+    /// it; it is counted instead ([`super::RunStats::chosen_uncommitted_at_end`]).
     fn check_final_state(
         &mut self,
         states: &BTreeMap<String, Vec<ReplicaVersion>>,

@@ -11,8 +11,6 @@
 use std::collections::BTreeMap;
 
 use enigma_checker::{ReplicaVersion, StoredVersion, Version};
-use enigma_cluster::keyspace::paxos_key;
-use enigma_cluster::paxos::AcceptorState;
 
 use super::{
     Event, Phase, Simulation, CONVERGENCE_BOUND_NANOS, CONVERGENCE_POLL_NANOS, SETTLE_NANOS,
@@ -189,40 +187,63 @@ impl Simulation {
         states
     }
 
-    /// Per key, the newest proposal an up replica holds accepted and not
-    /// committed, as the version its commit would write: a value chosen
-    /// whose commits were lost (its proposer died as they left) lives on
-    /// there, and the next read of the key through Paxos (a `SERIAL`
-    /// read, or a plain read that meets it) finishes it first.
+    /// Per key, the proposal the next read through Paxos would finish, as
+    /// the version its commit would write: the newest one a replica holds
+    /// accepted and not committed, when every prepare majority must hear
+    /// from a replica that holds it. A value chosen whose commits were lost
+    /// (its proposer died as they left) lives on there. Prepare majorities
+    /// come from the replicas that would promise now: a replica whose
+    /// range lost data withholds its promise for a key it knows nothing of
+    /// above its floor.
     pub(super) fn accepted_uncommitted(&self) -> BTreeMap<String, Version> {
+        let majority = self.cluster.replication_factor / 2 + 1;
         let mut pending = BTreeMap::new();
         for key in &self.keys {
+            let mut acceptors = Vec::new();
             for id in self.ring.replicas(key.as_bytes()) {
                 let slot = self
                     .slots
                     .iter()
                     .find(|s| s.id == id)
                     .expect("replica is a member");
-                let Some(node) = &slot.node else {
-                    continue;
-                };
-                let Ok(Some(stored)) = node.engine().get(&paxos_key(key.as_bytes())) else {
-                    continue;
-                };
-                let Some(state) = stored.value.as_deref().and_then(AcceptorState::decode) else {
-                    continue;
-                };
-                let Some(accepted) = state.accepted.filter(|p| p.ballot > state.committed) else {
-                    continue;
-                };
-                let version = Version {
-                    timestamp: accepted.stamp_hlc,
-                    writer: u64::from(accepted.stamp_node),
-                };
-                let newest = pending.entry(key.clone()).or_insert(version);
-                if *newest < version {
-                    *newest = version;
+                if let Some(Ok(acceptor)) = slot
+                    .node
+                    .as_ref()
+                    .map(|node| node.paxos_acceptor(key.as_bytes()))
+                {
+                    acceptors.push(acceptor);
                 }
+            }
+            let newest = acceptors
+                .iter()
+                .filter_map(|(state, _)| {
+                    state
+                        .accepted
+                        .as_ref()
+                        .filter(|p| p.ballot > state.committed)
+                })
+                .max_by_key(|p| p.ballot);
+            let Some(newest) = newest else {
+                continue;
+            };
+            let promisers_without = acceptors
+                .iter()
+                .filter(|(state, promises)| {
+                    *promises
+                        && state
+                            .accepted
+                            .as_ref()
+                            .is_none_or(|p| p.ballot != newest.ballot)
+                })
+                .count();
+            if promisers_without < majority {
+                pending.insert(
+                    key.clone(),
+                    Version {
+                        timestamp: newest.stamp_hlc,
+                        writer: u64::from(newest.stamp_node),
+                    },
+                );
             }
         }
         pending

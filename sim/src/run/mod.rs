@@ -845,6 +845,7 @@ impl Simulation {
             bug_serve_quarantined_ranges: config.planted_serve_quarantined_ranges,
             bug_paxos_acceptor_forgets_loss: config.planted_paxos_acceptor_forgets_loss,
             bug_damaged_node_keeps_stale_data: config.planted_damaged_node_keeps_stale_data,
+            bug_repair_counts_unapplied_pull: config.planted_repair_counts_unapplied_pull,
             engine: EngineOptions {
                 wal_segment_bytes_max: SIM_WAL_SEGMENT_BYTES,
                 memtable_bytes_max: config.memtable_bytes,

@@ -538,7 +538,9 @@ pub(super) fn draw_swarm(config: &SimConfig, rng: &mut ChaCha8Rng) -> Swarm {
         // some replicas and not others: both need --crashes, which says
         // whether a write may miss replicas without leaving a hint.
         let sync_failures = rng.random_bool(0.25) && config.crashes;
-        let full_disks = rng.random_bool(0.25) && config.crashes;
+        // `--always-full-disks` after the draw, so other draws stay as
+        // they are.
+        let full_disks = (rng.random_bool(0.25) || config.always_full_disks) && config.crashes;
         let harsh = rng.random_bool(0.2);
         let down_max = if harsh {
             config.nodes
@@ -664,9 +666,7 @@ pub(super) fn draw_swarm(config: &SimConfig, rng: &mut ChaCha8Rng) -> Swarm {
     // lost data keeps a Paxos floor for good, and sits out prepares for
     // keys it holds no record of above it: the nodes ever damaged must
     // leave a majority of every key's replicas (`damage_nodes_max`).
-    let stored_damage = (rng.random_bool(STORED_DAMAGE_PROBABILITY)
-        || config.planted_serve_quarantined_ranges
-        || config.planted_damaged_node_keeps_stale_data)
+    let stored_damage = (rng.random_bool(STORED_DAMAGE_PROBABILITY) || config.always_stored_damage)
         && config.faults
         && config.anti_entropy
         && config.replication_factor >= 2
