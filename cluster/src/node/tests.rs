@@ -1112,12 +1112,13 @@ fn a_damaged_table_is_quarantined_its_ranges_refused_until_repaired_even_across_
     assert_eq!(node.ranges_damaged(), 0, "the repair is durable too");
 }
 
-#[test]
-fn the_planted_node_serves_a_quarantined_range_before_it_is_repaired() {
+/// One node with its planted bug `plant`, holding keys k0 to k19 across
+/// several tables.
+fn one_node_with_tables(plant: fn(&mut NodeOptions)) -> Harness {
     let mut options = healing_options();
     options.hints.enabled = false;
     options.engine.memtable_bytes_max = 1024;
-    options.bug_serve_quarantined_ranges = true;
+    plant(&mut options);
     let mut h = Harness::new(1, options);
     let value = "v".repeat(200);
     for i in 0..20 {
@@ -1125,6 +1126,13 @@ fn the_planted_node_serves_a_quarantined_range_before_it_is_repaired() {
         assert_eq!(out, vec![ClientResponse::Written]);
         h.step(0, Input::Tick);
     }
+    assert!(h.node(0).engine().tables_total() >= 2);
+    h
+}
+
+#[test]
+fn the_planted_node_serves_a_quarantined_range_before_it_is_repaired() {
+    let mut h = one_node_with_tables(|o| o.bug_serve_quarantined_ranges = true);
     assert!(damage_tables(h.dirs[0].path(), 20) >= 2);
     for i in 0..20 {
         h.call(0, get(&format!("k{i}")), ConsistencyLevel::One);
@@ -1144,18 +1152,7 @@ fn the_planted_node_serves_a_quarantined_range_before_it_is_repaired() {
 
 #[test]
 fn the_planted_node_keeps_what_its_other_tables_hold_of_a_damaged_range() {
-    let mut options = healing_options();
-    options.hints.enabled = false;
-    options.engine.memtable_bytes_max = 1024;
-    options.bug_damaged_node_keeps_stale_data = true;
-    let mut h = Harness::new(1, options);
-    let value = "v".repeat(200);
-    for i in 0..20 {
-        let out = h.call(0, put(&format!("k{i}"), &value), ConsistencyLevel::One);
-        assert_eq!(out, vec![ClientResponse::Written]);
-        h.step(0, Input::Tick);
-    }
-    assert!(h.node(0).engine().tables_total() >= 2);
+    let mut h = one_node_with_tables(|o| o.bug_damaged_node_keeps_stale_data = true);
     // One table damaged; the others keep their versions.
     let mut names: Vec<_> = std::fs::read_dir(h.dirs[0].path())
         .unwrap()

@@ -140,14 +140,7 @@ impl<D: Disk> Engine<D> {
     }
 
     fn compact_everything(&mut self) -> Result<BackgroundReport, EngineError> {
-        self.check_not_poisoned()?;
-        let mut report = BackgroundReport::default();
-        self.finish_job()?;
-        self.freeze()?;
-        while !self.frozen.is_empty() {
-            report.bytes_written += self.flush_oldest()?;
-            report.tables_flushed += 1;
-        }
+        let mut report = self.flush_everything()?;
         // One table is rewritten too if it holds tombstones that may go.
         let may_purge = self.tombstone_purge_before.is_some()
             && self.tables.iter().any(|t| t.meta.tombstones_total > 0);
@@ -184,6 +177,19 @@ impl<D: Disk> Engine<D> {
         &mut self,
         dropped: &dyn Fn(&[u8]) -> bool,
     ) -> Result<BackgroundReport, EngineError> {
+        let mut report = self.flush_everything()?;
+        if !self.tables.is_empty() {
+            let mut inputs: Vec<u64> = self.tables.iter().map(|table| table.id).collect();
+            inputs.sort_unstable();
+            report.bytes_written += self.compact(inputs, Some(dropped))?;
+            report.compactions += 1;
+        }
+        Ok(report)
+    }
+
+    /// Finishes the job in progress and flushes the memtable and every
+    /// frozen one, so that the tables hold everything.
+    fn flush_everything(&mut self) -> Result<BackgroundReport, EngineError> {
         self.check_not_poisoned()?;
         let mut report = BackgroundReport::default();
         self.finish_job()?;
@@ -191,12 +197,6 @@ impl<D: Disk> Engine<D> {
         while !self.frozen.is_empty() {
             report.bytes_written += self.flush_oldest()?;
             report.tables_flushed += 1;
-        }
-        if !self.tables.is_empty() {
-            let mut inputs: Vec<u64> = self.tables.iter().map(|table| table.id).collect();
-            inputs.sort_unstable();
-            report.bytes_written += self.compact(inputs, Some(dropped))?;
-            report.compactions += 1;
         }
         Ok(report)
     }

@@ -11,6 +11,10 @@
 use std::collections::BTreeMap;
 
 use enigma_checker::{ReplicaVersion, StoredVersion, Version};
+use enigma_cluster::ids::NodeId;
+use enigma_cluster::Node;
+
+use crate::disk::SimDisk;
 
 use super::{
     Event, Phase, Simulation, CONVERGENCE_BOUND_NANOS, CONVERGENCE_POLL_NANOS, SETTLE_NANOS,
@@ -152,6 +156,24 @@ impl Simulation {
         self.schedule(CONVERGENCE_POLL_NANOS, Event::ConvergencePoll);
     }
 
+    /// The replicas of `key` that are running, with their ids.
+    fn running_replicas<'a>(
+        &'a self,
+        key: &str,
+    ) -> impl Iterator<Item = (NodeId, &'a Node<SimDisk>)> + 'a {
+        self.ring
+            .replicas(key.as_bytes())
+            .into_iter()
+            .filter_map(|id| {
+                let slot = self
+                    .slots
+                    .iter()
+                    .find(|s| s.id == id)
+                    .expect("replica is a member");
+                slot.node.as_ref().map(|node| (id, node))
+            })
+    }
+
     /// What every replica of every key holds now, as the convergence check
     /// sees it: a tombstone reads as nothing, since compaction may purge it
     /// on one replica before another (once its range is repaired) and both
@@ -160,15 +182,7 @@ impl Simulation {
         let mut states = BTreeMap::new();
         for key in &self.keys {
             let mut versions = Vec::new();
-            for id in self.ring.replicas(key.as_bytes()) {
-                let slot = self
-                    .slots
-                    .iter()
-                    .find(|s| s.id == id)
-                    .expect("replica is a member");
-                let Some(node) = &slot.node else {
-                    continue;
-                };
+            for (id, node) in self.running_replicas(key) {
                 if let Ok(version) = node.engine().get(key.as_bytes()) {
                     versions.push(ReplicaVersion {
                         node: id.0,
@@ -199,21 +213,10 @@ impl Simulation {
         let majority = self.cluster.replication_factor / 2 + 1;
         let mut pending = BTreeMap::new();
         for key in &self.keys {
-            let mut acceptors = Vec::new();
-            for id in self.ring.replicas(key.as_bytes()) {
-                let slot = self
-                    .slots
-                    .iter()
-                    .find(|s| s.id == id)
-                    .expect("replica is a member");
-                if let Some(Ok(acceptor)) = slot
-                    .node
-                    .as_ref()
-                    .map(|node| node.paxos_acceptor(key.as_bytes()))
-                {
-                    acceptors.push(acceptor);
-                }
-            }
+            let acceptors: Vec<_> = self
+                .running_replicas(key)
+                .filter_map(|(_, node)| node.paxos_acceptor(key.as_bytes()).ok())
+                .collect();
             let newest = acceptors
                 .iter()
                 .filter_map(|(state, _)| {
