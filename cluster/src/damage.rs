@@ -251,19 +251,10 @@ impl Damage {
     }
 
     /// The highest mark ever recorded (resolved marks only), repaired or
-    /// not, for seeding the clock: 0 if none.
+    /// not, or a reading raised above it ([`Self::raise_clock_floor`]),
+    /// for seeding the clock: 0 if none.
     pub fn clock_floor(&self) -> u64 {
-        self.mark_max().unwrap_or(0).max(self.clock_floor)
-    }
-
-    /// The highest mark of a range still damaged (resolved marks only).
-    pub fn mark_max(&self) -> Option<u64> {
-        self.since_hlc
-            .iter()
-            .flatten()
-            .copied()
-            .filter(|&since| since != MARK_SINCE_START)
-            .max()
+        self.clock_floor
     }
 
     /// Its bytes: version u32 | range count u32 | flags u32 (bit 0:
@@ -447,7 +438,7 @@ mod tests {
         assert!(!damage.repaired(0, 500), "was never damaged");
         assert_eq!(damage.damaged_total(), 1);
         assert!(damage.repaired(2, 101));
-        assert_eq!(damage.mark_max(), None);
+        assert!(!damage.any());
         assert_eq!(
             damage.clock_floor(),
             100,
@@ -494,16 +485,24 @@ mod tests {
         assert_eq!(read, damage);
     }
 
+    /// A record of an older format `version` (8-byte header) over `ranges`
+    /// ranges, its per-range words `words`, with its checksum.
+    fn old_record(version: u32, ranges: u32, words: &[u64]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&version.to_le_bytes());
+        bytes.extend_from_slice(&ranges.to_le_bytes());
+        for word in words {
+            bytes.extend_from_slice(&word.to_le_bytes());
+        }
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+
     #[test]
     fn a_record_without_floors_gets_them_resolved_at_start() {
         // Version 1: a mark per range, no floor.
-        let mut bytes = Vec::new();
-        bytes.extend_from_slice(&1u32.to_le_bytes());
-        bytes.extend_from_slice(&2u32.to_le_bytes());
-        bytes.extend_from_slice(&0u64.to_le_bytes());
-        bytes.extend_from_slice(&77u64.to_le_bytes());
-        let crc = crc32fast::hash(&bytes);
-        bytes.extend_from_slice(&crc.to_le_bytes());
+        let bytes = old_record(1, 2, &[0, 77]);
         let mut damage = Damage::decode(&bytes, 2).expect("a version 1 record");
         assert!(!damage.is_damaged(0) && damage.is_damaged(1));
         assert!(damage.stale(), "its writer dropped nothing");
@@ -521,7 +520,7 @@ mod tests {
     fn a_rebuilt_node_is_damaged_everywhere_from_its_start() {
         let mut damage = Damage::all(3);
         assert_eq!(damage.damaged_total(), 3);
-        assert_eq!(damage.mark_max(), None);
+        assert_eq!(damage.clock_floor(), 0, "no reading yet");
         damage.resolve_since_start(700);
         assert!(
             damage.stale(),
@@ -530,7 +529,7 @@ mod tests {
         damage.dropped();
         assert!(!damage.repaired(2, 650));
         assert!(damage.repaired(2, 701));
-        assert_eq!(damage.mark_max(), Some(700));
+        assert_eq!(damage.clock_floor(), 700);
     }
 
     #[test]
@@ -562,13 +561,7 @@ mod tests {
         // record with a damaged range (its writer dropped nothing).
         damage.mark(&[1], 20, 0);
         assert!(damage.stale());
-        let mut v2 = Vec::new();
-        v2.extend_from_slice(&2u32.to_le_bytes());
-        v2.extend_from_slice(&1u32.to_le_bytes());
-        v2.extend_from_slice(&5u64.to_le_bytes());
-        v2.extend_from_slice(&0u64.to_le_bytes());
-        let crc = crc32fast::hash(&v2);
-        v2.extend_from_slice(&crc.to_le_bytes());
+        let v2 = old_record(2, 1, &[5, 0]);
         assert!(Damage::decode(&v2, 1).expect("a version 2 record").stale());
         // Unknown flags are refused.
         let mut bytes = damage.encode();
@@ -585,7 +578,7 @@ mod tests {
         damage.mark(&[1], 42, 0);
         let read = Damage::decode(&damage.encode(), 3).expect("a record");
         assert_eq!(read.damaged_total(), 3);
-        assert_eq!(read.mark_max(), Some(42));
+        assert_eq!(read.clock_floor(), 42);
         let intact = Damage::decode(&Damage::intact(2).encode(), 3).expect("a record");
         assert!(!intact.any());
     }

@@ -415,6 +415,14 @@ impl<D: Disk> Node<D> {
 
     // ----- the engine's background work -----
 
+    /// Holds background work (and a pending drop of stale data) for a
+    /// while after a failure, so that a full disk is not hammered.
+    pub(super) fn retry_background_later(&mut self, now: Now) {
+        self.background_retry_mono_nanos = now
+            .mono_nanos
+            .saturating_add(BACKGROUND_RETRY_AFTER_FAILURE_NANOS);
+    }
+
     /// Runs the engine's background work within the tick's budget. A
     /// failure is counted; one that poisoned the engine makes the node
     /// fatal, so nothing more is acknowledged.
@@ -461,14 +469,10 @@ impl<D: Disk> Node<D> {
             Err(EngineError::NoSpace { .. }) => {
                 // Counted and reported once per episode, retried later.
                 self.note_no_space();
-                self.background_retry_mono_nanos = now
-                    .mono_nanos
-                    .saturating_add(BACKGROUND_RETRY_AFTER_FAILURE_NANOS);
+                self.retry_background_later(now);
             }
             Err(e) => {
-                self.background_retry_mono_nanos = now
-                    .mono_nanos
-                    .saturating_add(BACKGROUND_RETRY_AFTER_FAILURE_NANOS);
+                self.retry_background_later(now);
                 enigma_engine::marks::hit(enigma_engine::Mark::BackgroundJobFailed);
                 self.stats.background_errors += 1;
                 self.stats.last_background_error = Some(e.to_string());

@@ -6,7 +6,7 @@
 
 use enigma_engine::{Disk, EngineError};
 
-use super::{Node, BACKGROUND_RETRY_AFTER_FAILURE_NANOS};
+use super::Node;
 use crate::damage;
 use crate::ids::Now;
 use crate::keyspace::{is_system, paxos_client_key};
@@ -88,18 +88,14 @@ impl<D: Disk> Node<D> {
             // since the loss too), and some may reach no peer to come back:
             // the clock must stay above them at every later start.
             if self.damage.raise_clock_floor(self.hlc.last()) && !self.store_damage() {
-                self.background_retry_mono_nanos = now
-                    .mono_nanos
-                    .saturating_add(BACKGROUND_RETRY_AFTER_FAILURE_NANOS);
+                self.retry_background_later(now);
                 return;
             }
             let ranges = self.anti_entropy.ranges();
             let damage = &self.damage;
             let dropped = |key: &[u8]| !is_system(key) && damage.is_damaged(ranges.of_key(key));
             if let Err(e) = self.engine.drop_keys(&dropped) {
-                self.background_retry_mono_nanos = now
-                    .mono_nanos
-                    .saturating_add(BACKGROUND_RETRY_AFTER_FAILURE_NANOS);
+                self.retry_background_later(now);
                 if matches!(e, EngineError::NoSpace { .. }) {
                     self.note_no_space();
                 } else {

@@ -281,8 +281,6 @@ impl<D: Disk> Node<D> {
         }
     }
 
-    /// The Paxos floor of `key`'s range, if the range lost data since this
-    /// node first promised a ballot ([`crate::ballot_mark`]).
     /// This node's acceptor state for client key `key` as stored, and
     /// whether it would promise a ballot of the key now (above any floor:
     /// it withholds promises for a key of a range that lost data until it
@@ -296,17 +294,16 @@ impl<D: Disk> Node<D> {
             .engine
             .get(&paxos_key(key))
             .map_err(|e| e.to_string())?;
-        let state = match stored.and_then(|v| v.value) {
-            None => AcceptorState::default(),
-            Some(bytes) => AcceptorState::decode(&bytes)
-                .ok_or_else(|| "undecodable acceptor state".to_owned())?,
-        };
+        let state = AcceptorState::from_stored(stored.and_then(|v| v.value).as_deref())
+            .ok_or_else(|| "undecodable acceptor state".to_owned())?;
         let promises = self
             .paxos_floor(key)
             .is_none_or(|floor| state.knows_above(floor));
         Ok((state, promises))
     }
 
+    /// The Paxos floor of `key`'s range, if the range lost data since this
+    /// node first promised a ballot ([`crate::ballot_mark`]).
     fn paxos_floor(&self, key: &[u8]) -> Option<Ballot> {
         let range = self.anti_entropy.ranges().of_key(key);
         self.damage.floor(range).map(ballot_mark::floor)
@@ -402,10 +399,9 @@ impl<D: Disk> Node<D> {
             return Ok((state, stored.timestamp.hlc));
         }
         let stamp = stored.timestamp.hlc;
-        match stored.value.as_deref().map(AcceptorState::decode) {
-            None => Ok((AcceptorState::default(), stamp)),
-            Some(Some(state)) => Ok((state, stamp)),
-            Some(None) => {
+        match AcceptorState::from_stored(stored.value.as_deref()) {
+            Some(state) => Ok((state, stamp)),
+            None => {
                 let reason = format!(
                     "the Paxos state of key {} does not decode",
                     String::from_utf8_lossy(key)

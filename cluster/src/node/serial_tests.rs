@@ -221,9 +221,10 @@ fn serial_increments_count_and_refuse_what_is_not_an_integer() {
     assert!(reason.contains("SERIAL"), "{reason}");
 }
 
-#[test]
-fn a_promise_survives_a_restart_and_lower_ballots_are_refused() {
-    use crate::paxos::{Ballot, Change, Condition};
+/// Three nodes whose key "k" was set to "v" by one `SERIAL`
+/// compare-and-set through node 1.
+fn three_nodes_after_one_compare_and_set() -> Harness {
+    use crate::paxos::{Change, Condition};
     let mut h = Harness::new(3, NodeOptions::default());
     h.now.wall_nanos = 1_000_000_000_000;
     let out = h.call(
@@ -232,6 +233,13 @@ fn a_promise_survives_a_restart_and_lower_ballots_are_refused() {
         ConsistencyLevel::Serial,
     );
     assert_eq!(out, vec![conditional(true, None, Some("v"))]);
+    h
+}
+
+#[test]
+fn a_promise_survives_a_restart_and_lower_ballots_are_refused() {
+    use crate::paxos::Ballot;
+    let mut h = three_nodes_after_one_compare_and_set();
     h.nodes[1] = None;
     let node = h.start(1);
     h.nodes[1] = Some(node);
@@ -267,15 +275,8 @@ fn a_promise_survives_a_restart_and_lower_ballots_are_refused() {
 
 #[test]
 fn an_acceptor_that_lost_data_sits_out_until_it_knows_the_key_above_its_floor() {
-    use crate::paxos::{Ballot, Change, Condition, Proposal};
-    let mut h = Harness::new(3, NodeOptions::default());
-    h.now.wall_nanos = 1_000_000_000_000;
-    let out = h.call(
-        0,
-        cas("k", Condition::Absent, Change::Put(b"v".to_vec())),
-        ConsistencyLevel::Serial,
-    );
-    assert_eq!(out, vec![conditional(true, None, Some("v"))]);
+    use crate::paxos::{Ballot, Proposal};
+    let mut h = three_nodes_after_one_compare_and_set();
     // The promise and acceptance raised node 2's ballot mark first.
     let disk = FsDisk::open(h.dirs[1].path()).unwrap();
     let mark = ballot_mark::load(&disk).unwrap();

@@ -229,6 +229,13 @@ impl AcceptorState {
         }
     }
 
+    /// The state a key's stored Paxos record holds: nothing yet when
+    /// `bytes` is `None` (no record, or a deleted one); `None` when the
+    /// bytes do not decode.
+    pub fn from_stored(bytes: Option<&[u8]>) -> Option<Self> {
+        bytes.map_or(Some(Self::default()), Self::decode)
+    }
+
     /// The stored bytes: version, promised, committed, tag (0 nothing
     /// accepted, 1 a deletion, 2 a value), accepted ballot, the commit
     /// timestamp (HLC u64 LE, node u32 LE), value. A ballot is HLC (u64
